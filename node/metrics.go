@@ -1,0 +1,59 @@
+package node
+
+import (
+	"strconv"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics exports the node's counters, read from the workers' atomics at scrape time so the
+// media path pays nothing for them.
+type metrics struct {
+	n                  *Node
+	nackRetransmits    atomic.Uint64
+	keyframesSent      atomic.Uint64
+	keyframesCollapsed atomic.Uint64
+
+	rooms, participants, routers, producers, consumers, packets, bytes, dropped, keyframes, nacks *prometheus.Desc
+}
+
+func newMetrics(n *Node) *metrics {
+	wl := []string{"worker"}
+	return &metrics{n: n,
+		rooms:        prometheus.NewDesc("cascade_rooms", "Rooms on this node.", nil, nil),
+		participants: prometheus.NewDesc("cascade_participants", "Participants connected to this node.", nil, nil),
+		routers:      prometheus.NewDesc("cascade_routers", "Routers (room shards) per worker.", wl, nil),
+		producers:    prometheus.NewDesc("cascade_producers", "Producers per worker (their home worker).", wl, nil),
+		consumers:    prometheus.NewDesc("cascade_consumers", "Consumers per worker.", wl, nil),
+		packets:      prometheus.NewDesc("cascade_forwarded_packets_total", "RTP packets forwarded to consumers.", wl, nil),
+		bytes:        prometheus.NewDesc("cascade_forwarded_bytes_total", "RTP bytes forwarded to consumers.", wl, nil),
+		dropped:      prometheus.NewDesc("cascade_dropped_packets_total", "Packets dropped because a worker's queue was full.", wl, nil),
+		keyframes:    prometheus.NewDesc("cascade_keyframe_requests_total", "Keyframe requests from consumers, sent upstream or collapsed.", []string{"result"}, nil),
+		nacks:        prometheus.NewDesc("cascade_nack_retransmits_total", "Packets retransmitted from producer caches on NACK.", nil, nil),
+	}
+}
+
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{m.rooms, m.participants, m.routers, m.producers, m.consumers, m.packets, m.bytes, m.dropped, m.keyframes, m.nacks} {
+		ch <- d
+	}
+}
+
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	s := m.n.Stats()
+	ch <- prometheus.MustNewConstMetric(m.rooms, prometheus.GaugeValue, float64(s.Rooms))
+	ch <- prometheus.MustNewConstMetric(m.participants, prometheus.GaugeValue, float64(s.Participants))
+	for _, w := range s.Workers {
+		i := strconv.Itoa(w.Index)
+		ch <- prometheus.MustNewConstMetric(m.routers, prometheus.GaugeValue, float64(w.Routers), i)
+		ch <- prometheus.MustNewConstMetric(m.producers, prometheus.GaugeValue, float64(w.Producers), i)
+		ch <- prometheus.MustNewConstMetric(m.consumers, prometheus.GaugeValue, float64(w.Consumers), i)
+		ch <- prometheus.MustNewConstMetric(m.packets, prometheus.CounterValue, float64(w.Packets), i)
+		ch <- prometheus.MustNewConstMetric(m.bytes, prometheus.CounterValue, float64(w.Bytes), i)
+		ch <- prometheus.MustNewConstMetric(m.dropped, prometheus.CounterValue, float64(w.Dropped), i)
+	}
+	ch <- prometheus.MustNewConstMetric(m.keyframes, prometheus.CounterValue, float64(m.keyframesSent.Load()), "sent")
+	ch <- prometheus.MustNewConstMetric(m.keyframes, prometheus.CounterValue, float64(m.keyframesCollapsed.Load()), "collapsed")
+	ch <- prometheus.MustNewConstMetric(m.nacks, prometheus.CounterValue, float64(m.nackRetransmits.Load()))
+}

@@ -1,0 +1,107 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Options configure a Node. The zero value of every field has a usable default (see withDefaults).
+type Options struct {
+	// ID names the node in the cluster; empty means a random id.
+	ID string
+	// Region is the node's region label (free text, for placement).
+	Region string
+	// HTTPURL is the URL clients reach this node at, announced in the heartbeat.
+	HTTPURL string
+	// PublicIP is the address put into ICE candidates (NAT 1:1); empty means the host addresses.
+	PublicIP string
+	// UDPPort is the first media UDP port: worker i listens on UDPPort+i. 0 picks free ports.
+	UDPPort int
+	// UDPHost is the address the media sockets bind to; empty means all addresses
+	// (127.0.0.1 when LoopbackOnly).
+	UDPHost string
+	// Workers is the number of media workers; 0 means runtime.NumCPU().
+	Workers int
+	// LoopbackOnly keeps all media on 127.0.0.1: only loopback candidates are gathered and
+	// packets from other sources are dropped. For tests and single-machine demos.
+	LoopbackOnly bool
+	// NATSURL is an external NATS server; empty starts an embedded one on NATSListen.
+	NATSURL string
+	// NATSListen is the client address of the embedded NATS server ("127.0.0.1:4222";
+	// port -1 or 0 picks a free port).
+	NATSListen string
+	// NATSStoreDir is the JetStream directory of the embedded server; empty means a temp dir.
+	NATSStoreDir string
+	// KeyframeInterval is the shortest time between two keyframe requests sent to one producer.
+	KeyframeInterval time.Duration
+	// WorkerConsumers is how many consumers one room may have on one worker before further
+	// subscribers of that room go to a router on another worker.
+	WorkerConsumers int
+	// Heartbeat is the interval of the node's announcements on NATS.
+	Heartbeat time.Duration
+	// Logger receives the node's logs; nil means a null logger.
+	Logger hclog.Logger
+	// Registerer receives the node's Prometheus metrics; nil means a private registry.
+	Registerer prometheus.Registerer
+}
+
+// Defaults.
+const (
+	DefaultKeyframeInterval = 500 * time.Millisecond
+	DefaultWorkerConsumers  = 400
+	DefaultHeartbeat        = time.Second
+	DefaultNATSListen       = "127.0.0.1:4222"
+)
+
+// ErrBadOptions wraps every validation error of Options.
+var ErrBadOptions = errors.New("bad node options")
+
+func (o Options) withDefaults() Options {
+	if o.Workers <= 0 {
+		o.Workers = runtime.NumCPU()
+	}
+	if o.KeyframeInterval <= 0 {
+		o.KeyframeInterval = DefaultKeyframeInterval
+	}
+	if o.WorkerConsumers <= 0 {
+		o.WorkerConsumers = DefaultWorkerConsumers
+	}
+	if o.Heartbeat <= 0 {
+		o.Heartbeat = DefaultHeartbeat
+	}
+	if o.NATSListen == "" {
+		o.NATSListen = DefaultNATSListen
+	}
+	if o.UDPHost == "" && o.LoopbackOnly {
+		o.UDPHost = "127.0.0.1"
+	}
+	if o.Logger == nil {
+		o.Logger = hclog.NewNullLogger()
+	}
+	return o
+}
+
+// Validate reports the first problem with the options, wrapped in ErrBadOptions.
+func (o Options) Validate() error {
+	if o.UDPPort < 0 || o.UDPPort+o.Workers > 65536 {
+		return fmt.Errorf("%w: udp port %d (+%d workers) out of range", ErrBadOptions, o.UDPPort, o.Workers)
+	}
+	if o.PublicIP != "" && net.ParseIP(o.PublicIP) == nil {
+		return fmt.Errorf("%w: public ip %q is not an IP address", ErrBadOptions, o.PublicIP)
+	}
+	if o.UDPHost != "" && net.ParseIP(o.UDPHost) == nil {
+		return fmt.Errorf("%w: udp host %q is not an IP address", ErrBadOptions, o.UDPHost)
+	}
+	if o.NATSURL == "" {
+		if _, _, err := net.SplitHostPort(o.NATSListen); err != nil {
+			return fmt.Errorf("%w: nats listen address %q: %v", ErrBadOptions, o.NATSListen, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,54 @@
+package packetcache
+
+import (
+	"bytes"
+	"testing"
+)
+
+func TestStoreGet(t *testing.T) {
+	c := New(4)
+	buf := make([]byte, MaxPacket)
+	for seq := uint16(65530); seq != 4; seq++ {
+		c.Store(seq, []byte{byte(seq), byte(seq >> 8)})
+	}
+	// The last four (0..3) are there, across the wrap; older ones are gone.
+	for seq := uint16(0); seq < 4; seq++ {
+		n := c.Get(seq, buf)
+		if n != 2 || !bytes.Equal(buf[:n], []byte{byte(seq), byte(seq >> 8)}) {
+			t.Fatalf("seq %d: got %v", seq, buf[:n])
+		}
+	}
+	if n := c.Get(65535, buf); n != 0 {
+		t.Fatalf("evicted packet returned (%d bytes)", n)
+	}
+	if n := c.Get(1000, buf); n != 0 {
+		t.Fatalf("never stored packet returned (%d bytes)", n)
+	}
+}
+
+func TestOversizedAndShortBuffer(t *testing.T) {
+	c := New(8)
+	c.Store(1, make([]byte, MaxPacket+1))
+	if n := c.Get(1, make([]byte, MaxPacket)); n != 0 {
+		t.Fatal("oversized packet was cached")
+	}
+	c.Store(2, make([]byte, 100))
+	if n := c.Get(2, make([]byte, 10)); n != 0 {
+		t.Fatal("copied into a too-short buffer")
+	}
+}
+
+func TestSizeRoundsUp(t *testing.T) {
+	if got := len(New(500).entries); got != 512 {
+		t.Fatalf("size 500 -> %d entries, want 512", got)
+	}
+}
+
+func BenchmarkStore(b *testing.B) {
+	c := New(512)
+	pkt := make([]byte, 1200)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		c.Store(uint16(i), pkt)
+	}
+}

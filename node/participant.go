@@ -1,0 +1,544 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+)
+
+// Errors returned to the signaling layer, which maps each to a wire code.
+var (
+	ErrBadSDP       = errors.New("bad sdp")
+	ErrBadCandidate = errors.New("bad ice candidate")
+	ErrForbidden    = errors.New("not permitted by the token's grants")
+	ErrNotFound     = errors.New("no such producer")
+	ErrBadState     = errors.New("request not valid in this state")
+	ErrClosed       = errors.New("participant closed")
+	ErrDraining     = errors.New("node is draining")
+)
+
+// Notification methods sent to a participant's Listener (PROTOCOL.md).
+const (
+	EventOffer             = "offer"
+	EventTrickle           = "trickle"
+	EventParticipantJoined = "participantJoined"
+	EventParticipantLeft   = "participantLeft"
+	EventProducerAdded     = "producerAdded"
+	EventProducerRemoved   = "producerRemoved"
+	EventProducerMuted     = "producerMuted"
+	EventMessage           = "message"
+	EventClosed            = "closed"
+)
+
+// Transport names used in trickle.
+const (
+	TransportSend = "send"
+	TransportRecv = "recv"
+)
+
+// maxDataMessage is the largest data-channel message relayed to the room.
+const maxDataMessage = 16 << 10
+
+// A Listener receives a participant's notifications. Notify must not block: the signaling
+// layer queues the message for the participant's connection.
+type Listener interface {
+	Notify(method string, data any)
+}
+
+// Grant is what a participant's token allows.
+type Grant struct {
+	Publish, Subscribe bool
+}
+
+// A Participant is one client in a room: a send transport with its producers and a receive
+// transport with its consumers. Its methods are safe for concurrent use; signaling on its
+// transports is serialized by mu.
+type Participant struct {
+	id            string
+	identity      string
+	node          *Node
+	room          *Room
+	grant         Grant
+	autoSubscribe bool
+	listener      Listener
+	log           hclog.Logger
+
+	mu              sync.Mutex
+	closed          bool
+	send            *webrtc.PeerConnection
+	byMid           map[string]*Producer
+	recv            *webrtc.PeerConnection
+	recvWorker      *Worker
+	consumers       map[string]*Consumer // by producer id
+	offerPending    bool
+	needOffer       bool
+	watchTransports bool
+
+	dc   atomic.Pointer[webrtc.DataChannel] // the data consumer, on the receive transport
+	done chan struct{}
+}
+
+// ID is the participant's id (unique per session).
+func (p *Participant) ID() string { return p.id }
+
+// Info describes the participant.
+func (p *Participant) Info() ParticipantInfo { return ParticipantInfo{ID: p.id, Identity: p.identity} }
+
+// Done is closed when the participant has closed.
+func (p *Participant) Done() <-chan struct{} { return p.done }
+
+// Room is the participant's room.
+func (p *Participant) Room() *Room { return p.room }
+
+// Start creates the receive transport (with the data consumer) and, with auto-subscribe,
+// consumes every live producer of the room. The first offer follows as a notification.
+func (p *Participant) Start() error {
+	p.mu.Lock()
+	err := p.ensureRecvLocked()
+	if err == nil {
+		p.negotiateLocked()
+	}
+	p.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if p.autoSubscribe && p.grant.Subscribe {
+		for _, pr := range p.room.liveProducers() {
+			if pr.participant != p {
+				_ = p.Subscribe(pr.id)
+			}
+		}
+	}
+	return nil
+}
+
+func (p *Participant) ensureRecvLocked() error {
+	if p.closed {
+		return ErrClosed
+	}
+	if p.recv != nil {
+		return nil
+	}
+	w := p.room.subscriberWorker()
+	pc, err := w.subAPI.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return fmt.Errorf("receive transport: %w", err)
+	}
+	pc.OnICECandidate(p.trickleOut(TransportRecv))
+	dc, err := pc.CreateDataChannel("cascade", nil)
+	if err != nil {
+		_ = pc.Close()
+		return fmt.Errorf("data consumer: %w", err)
+	}
+	p.dc.Store(dc)
+	p.recv, p.recvWorker = pc, w
+	return nil
+}
+
+func (p *Participant) trickleOut(transport string) func(*webrtc.ICECandidate) {
+	return func(c *webrtc.ICECandidate) {
+		if c == nil {
+			return
+		}
+		p.listener.Notify(EventTrickle, map[string]any{"transport": transport, "candidate": c.ToJSON()})
+	}
+}
+
+// negotiateLocked offers the receive transport's current state, unless an offer is already
+// waiting for its answer: then it offers again once that answer arrives (no glare).
+func (p *Participant) negotiateLocked() {
+	if p.recv == nil || p.closed {
+		return
+	}
+	if p.offerPending {
+		p.needOffer = true
+		return
+	}
+	offer, err := p.recv.CreateOffer(nil)
+	if err == nil {
+		err = p.recv.SetLocalDescription(offer)
+	}
+	if err != nil {
+		p.log.Warn("receive transport offer failed", "error", err)
+		return
+	}
+	p.offerPending, p.needOffer = true, false
+	p.listener.Notify(EventOffer, map[string]string{"sdp": offer.SDP})
+}
+
+// Answer applies the client's answer to the last offer of the receive transport.
+func (p *Participant) Answer(answer string) error {
+	if err := checkSDP(answer); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
+	if !p.offerPending {
+		return fmt.Errorf("%w: no offer is outstanding", ErrBadState)
+	}
+	if err := p.recv.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadSDP, err)
+	}
+	p.offerPending = false
+	if p.needOffer {
+		p.negotiateLocked()
+	}
+	return nil
+}
+
+// AddCandidate applies a trickled remote ICE candidate to one of the transports. An empty
+// candidate marks the end of candidates and is accepted.
+func (p *Participant) AddCandidate(transport string, c webrtc.ICECandidateInit) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var pc *webrtc.PeerConnection
+	switch transport {
+	case TransportSend:
+		pc = p.send
+	case TransportRecv:
+		pc = p.recv
+	default:
+		return fmt.Errorf("%w: unknown transport %q", ErrBadCandidate, transport)
+	}
+	if pc == nil || pc.RemoteDescription() == nil {
+		return fmt.Errorf("%w: the %s transport is not negotiated", ErrBadState, transport)
+	}
+	if c.Candidate == "" {
+		return nil
+	}
+	if err := pc.AddICECandidate(c); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadCandidate, err)
+	}
+	return nil
+}
+
+// Publish applies an offer for the send transport and returns the answer and the producers of
+// the transport. Each sending media section becomes a producer, announced to the room when its
+// media starts; a section that stops sending ends its producer. With gather the answer waits
+// for every local candidate (WHIP).
+func (p *Participant) Publish(offer string, gather bool) (string, []ProducerInfo, error) {
+	sending, err := sendingMedia(offer)
+	if err != nil {
+		return "", nil, err
+	}
+	if sending > 0 && !p.grant.Publish {
+		return "", nil, ErrForbidden
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return "", nil, ErrClosed
+	}
+	if p.send == nil {
+		pc, err := p.room.home.pubAPI.NewPeerConnection(webrtc.Configuration{})
+		if err != nil {
+			return "", nil, fmt.Errorf("send transport: %w", err)
+		}
+		pc.OnICECandidate(p.trickleOut(TransportSend))
+		pc.OnTrack(p.onTrack)
+		pc.OnDataChannel(p.onDataChannel)
+		p.watch(pc)
+		p.send = pc
+	}
+	if err := p.send.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return "", nil, fmt.Errorf("%w: %v", ErrBadSDP, err)
+	}
+	var ended []*Producer
+	for _, tr := range p.send.GetTransceivers() {
+		mid := tr.Mid()
+		if mid == "" || (tr.Kind() != webrtc.RTPCodecTypeAudio && tr.Kind() != webrtc.RTPCodecTypeVideo) {
+			continue
+		}
+		receiving := tr.Direction() == webrtc.RTPTransceiverDirectionRecvonly || tr.Direction() == webrtc.RTPTransceiverDirectionSendrecv
+		pr, ok := p.byMid[mid]
+		switch {
+		case receiving && !ok:
+			p.byMid[mid] = newProducer(p.node.newID("PR"), tr.Kind(), p, p.room.home, p.send, p.node.opts.KeyframeInterval)
+		case !receiving && ok:
+			delete(p.byMid, mid)
+			ended = append(ended, pr)
+		}
+	}
+	answer, err := p.send.CreateAnswer(nil)
+	var gathered <-chan struct{}
+	if err == nil {
+		gathered = webrtc.GatheringCompletePromise(p.send)
+		err = p.send.SetLocalDescription(answer)
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: %v", ErrBadSDP, err)
+	}
+	if sending > 0 {
+		if accepted, _ := sendingMedia(answerAsOffer(answer.SDP)); accepted == 0 {
+			return "", nil, fmt.Errorf("%w: no offered codec is supported (opus, VP8, H264)", ErrBadSDP)
+		}
+	}
+	if gather {
+		<-gathered
+		answer = *p.send.LocalDescription()
+	}
+	infos := make([]ProducerInfo, 0, len(p.byMid))
+	for _, pr := range p.byMid {
+		infos = append(infos, pr.Info())
+	}
+	for _, pr := range ended {
+		go p.room.removeProducer(pr)
+	}
+	return answer.SDP, infos, nil
+}
+
+func (p *Participant) onTrack(track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
+	p.mu.Lock()
+	var pr *Producer
+	if !p.closed {
+		for _, tr := range p.send.GetTransceivers() {
+			if tr.Receiver() == receiver {
+				pr = p.byMid[tr.Mid()]
+			}
+		}
+	}
+	p.mu.Unlock()
+	if pr == nil {
+		return
+	}
+	pr.track.Store(track)
+	p.room.addProducer(pr)
+	pr.readLoop(track, receiver)
+	p.room.removeProducer(pr)
+}
+
+func (p *Participant) onDataChannel(dc *webrtc.DataChannel) {
+	dc.OnMessage(func(m webrtc.DataChannelMessage) {
+		if len(m.Data) > maxDataMessage {
+			return
+		}
+		p.room.data(p, m.Data, m.IsString)
+	})
+}
+
+// sendData delivers a data message to this participant's data consumer; it drops the message
+// while the channel is not open.
+func (p *Participant) sendData(msg []byte, isString bool) {
+	dc := p.dc.Load()
+	if dc == nil || dc.ReadyState() != webrtc.DataChannelStateOpen {
+		return
+	}
+	if isString {
+		_ = dc.SendText(string(msg))
+	} else {
+		_ = dc.Send(msg)
+	}
+}
+
+// Subscribe consumes a producer of the room on the receive transport.
+func (p *Participant) Subscribe(producerID string) error {
+	if !p.grant.Subscribe {
+		return ErrForbidden
+	}
+	pr := p.room.producer(producerID)
+	if pr == nil || pr.participant == p {
+		return ErrNotFound
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.ensureRecvLocked(); err != nil {
+		return err
+	}
+	if _, ok := p.consumers[producerID]; ok {
+		return nil
+	}
+	c := newConsumer(pr, p, p.recvWorker, p.recv)
+	sender, err := p.recv.AddTrack(c)
+	if err != nil {
+		return fmt.Errorf("add consumer: %w", err)
+	}
+	c.sender = sender
+	if !pr.addConsumer(c) {
+		_ = p.recv.RemoveTrack(sender)
+		return ErrNotFound
+	}
+	p.consumers[producerID] = c
+	c.worker.addConsumer(c)
+	p.room.consumerAdded(c.worker, 1)
+	go c.readRTCP()
+	p.negotiateLocked()
+	return nil
+}
+
+// Unsubscribe stops consuming a producer.
+func (p *Participant) Unsubscribe(producerID string) error {
+	p.mu.Lock()
+	c := p.consumers[producerID]
+	p.mu.Unlock()
+	if c == nil {
+		return ErrNotFound
+	}
+	c.producer.removeConsumer(c)
+	p.dropConsumer(c)
+	return nil
+}
+
+// dropConsumer removes a consumer from the receive transport (its producer already forgot it).
+func (p *Participant) dropConsumer(c *Consumer) {
+	c.paused.Store(true)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.consumers[c.producer.id] != c {
+		return
+	}
+	delete(p.consumers, c.producer.id)
+	c.worker.removeConsumer(c)
+	p.room.consumerAdded(c.worker, -1)
+	if !p.closed {
+		_ = p.recv.RemoveTrack(c.sender)
+		p.negotiateLocked()
+	}
+}
+
+// Mute pauses (or resumes) forwarding of one of the participant's own producers.
+func (p *Participant) Mute(producerID string, muted bool) error {
+	if !p.grant.Publish {
+		return ErrForbidden
+	}
+	pr := p.room.producer(producerID)
+	if pr == nil || pr.participant != p {
+		return ErrNotFound
+	}
+	if pr.muted.Swap(muted) == muted {
+		return nil
+	}
+	if !muted {
+		for _, c := range pr.consumers() {
+			c.resync.Store(true)
+		}
+		pr.lastKF.Store(0)
+		pr.RequestKeyframe()
+	}
+	p.room.broadcast(p, EventProducerMuted, map[string]any{"id": pr.id, "muted": muted})
+	return nil
+}
+
+// Unpublish ends one of the participant's own producers.
+func (p *Participant) Unpublish(producerID string) error {
+	if !p.grant.Publish {
+		return ErrForbidden
+	}
+	p.mu.Lock()
+	var pr *Producer
+	for mid, x := range p.byMid {
+		if x.id == producerID {
+			pr = x
+			delete(p.byMid, mid)
+		}
+	}
+	p.mu.Unlock()
+	if pr == nil {
+		return ErrNotFound
+	}
+	p.room.removeProducer(pr)
+	return nil
+}
+
+// Message sends an application message (chat) to every participant of the room, the sender
+// included.
+func (p *Participant) Message(data any) {
+	p.room.broadcast(nil, EventMessage, map[string]any{"from": p.id, "identity": p.identity, "data": data})
+}
+
+// Close removes the participant: its producers and consumers end, its transports close and the
+// room is told. Close is idempotent.
+func (p *Participant) Close() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	producers := make([]*Producer, 0, len(p.byMid))
+	for _, pr := range p.byMid {
+		producers = append(producers, pr)
+	}
+	consumers := make([]*Consumer, 0, len(p.consumers))
+	for _, c := range p.consumers {
+		consumers = append(consumers, c)
+	}
+	send, recv := p.send, p.recv
+	p.mu.Unlock()
+	defer close(p.done)
+
+	for _, pr := range producers {
+		p.room.removeProducer(pr)
+	}
+	for _, c := range consumers {
+		c.producer.removeConsumer(c)
+		p.dropConsumer(c)
+	}
+	for _, pc := range []*webrtc.PeerConnection{send, recv} {
+		if pc != nil {
+			_ = pc.Close()
+		}
+	}
+	p.node.leave(p)
+}
+
+// sendingMedia parses an SDP offer and counts its audio and video sections that send media.
+func sendingMedia(s string) (int, error) {
+	if err := checkSDP(s); err != nil {
+		return 0, err
+	}
+	var d sdp.SessionDescription
+	if err := d.UnmarshalString(s); err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrBadSDP, err)
+	}
+	n := 0
+	for _, m := range d.MediaDescriptions {
+		if m.MediaName.Media != "audio" && m.MediaName.Media != "video" || m.MediaName.Port.Value == 0 {
+			continue
+		}
+		_, recvonly := m.Attribute("recvonly")
+		_, inactive := m.Attribute("inactive")
+		if !recvonly && !inactive {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// answerAsOffer flips the directions of an answer so that sendingMedia counts what it accepts.
+func answerAsOffer(s string) string {
+	var d sdp.SessionDescription
+	if d.UnmarshalString(s) != nil {
+		return s
+	}
+	for _, m := range d.MediaDescriptions {
+		for i, a := range m.Attributes {
+			if a.Key == "recvonly" {
+				m.Attributes[i].Key = "sendonly"
+			}
+		}
+	}
+	out, err := d.Marshal()
+	if err != nil {
+		return s
+	}
+	return string(out)
+}
+
+func checkSDP(s string) error {
+	if len(s) == 0 {
+		return fmt.Errorf("%w: empty", ErrBadSDP)
+	}
+	var d sdp.SessionDescription
+	if err := d.UnmarshalString(s); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadSDP, err)
+	}
+	return nil
+}

@@ -1,0 +1,193 @@
+package node
+
+import (
+	"sort"
+	"sync"
+)
+
+// ParticipantInfo describes a participant to clients (PROTOCOL.md, "Participant").
+type ParticipantInfo struct {
+	ID       string `json:"id"`
+	Identity string `json:"identity"`
+}
+
+// A Room is one room on one node. It has a router on each worker that serves some of its
+// participants: the home router (where its publishers' send transports live) and, once the
+// home worker has WorkerConsumers consumers of the room, routers on other workers to which the
+// producers are piped in-process.
+type Room struct {
+	name string
+	node *Node
+	home *Worker
+
+	mu           sync.Mutex
+	participants map[string]*Participant // by participant id
+	producers    map[string]*Producer    // live producers, by id
+	routers      map[*Worker]int         // consumers of this room per worker
+}
+
+func newRoom(name string, n *Node, home *Worker) *Room {
+	return &Room{name: name, node: n, home: home,
+		participants: make(map[string]*Participant),
+		producers:    make(map[string]*Producer),
+		routers:      map[*Worker]int{home: 0},
+	}
+}
+
+// Name is the room's name.
+func (r *Room) Name() string { return r.name }
+
+// subscriberWorker picks the worker for a new receive transport: the room's routers in order of
+// creation while they are under the threshold, else a new router on the least-loaded worker
+// that has none of this room, else the router with the fewest consumers.
+func (r *Room) subscriberWorker() *Worker {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	limit := r.node.opts.WorkerConsumers
+	if r.routers[r.home] < limit {
+		return r.home
+	}
+	for _, w := range r.node.workers {
+		if n, ok := r.routers[w]; ok && n < limit {
+			return w
+		}
+	}
+	var best *Worker
+	for _, w := range r.node.workers {
+		if _, ok := r.routers[w]; ok {
+			continue
+		}
+		if best == nil || w.load() < best.load() {
+			best = w
+		}
+	}
+	if best != nil {
+		r.routers[best] = 0
+		best.nRouters.Add(1)
+		return best
+	}
+	for w, n := range r.routers {
+		if best == nil || n < r.routers[best] || (n == r.routers[best] && w.index < best.index) {
+			best = w
+		}
+	}
+	return best
+}
+
+func (r *Room) consumerAdded(w *Worker, delta int) {
+	r.mu.Lock()
+	r.routers[w] += delta
+	r.mu.Unlock()
+}
+
+// Routers reports the room's consumers per worker index.
+func (r *Room) Routers() map[int]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[int]int, len(r.routers))
+	for w, n := range r.routers {
+		out[w.index] = n
+	}
+	return out
+}
+
+func (r *Room) others(except *Participant) []*Participant {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*Participant, 0, len(r.participants))
+	for _, p := range r.participants {
+		if p != except {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Participants lists the room's participants, sorted by id.
+func (r *Room) Participants() []ParticipantInfo {
+	r.mu.Lock()
+	out := make([]ParticipantInfo, 0, len(r.participants))
+	for _, p := range r.participants {
+		out = append(out, p.Info())
+	}
+	r.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Producers lists the room's live producers, sorted by id.
+func (r *Room) Producers() []ProducerInfo {
+	r.mu.Lock()
+	ps := make([]*Producer, 0, len(r.producers))
+	for _, p := range r.producers {
+		ps = append(ps, p)
+	}
+	r.mu.Unlock()
+	out := make([]ProducerInfo, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, p.Info())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+func (r *Room) liveProducers() []*Producer {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ps := make([]*Producer, 0, len(r.producers))
+	for _, p := range r.producers {
+		ps = append(ps, p)
+	}
+	return ps
+}
+
+func (r *Room) producer(id string) *Producer {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.producers[id]
+}
+
+// broadcast notifies every participant but except (nil: everyone).
+func (r *Room) broadcast(except *Participant, method string, data any) {
+	for _, p := range r.others(except) {
+		p.listener.Notify(method, data)
+	}
+}
+
+// addProducer makes a producer live: the others are told and auto-subscribers consume it.
+func (r *Room) addProducer(pr *Producer) {
+	r.mu.Lock()
+	r.producers[pr.id] = pr
+	r.mu.Unlock()
+	pr.home.nProducers.Add(1)
+	info := pr.Info()
+	r.broadcast(pr.participant, EventProducerAdded, info)
+	for _, p := range r.others(pr.participant) {
+		if p.autoSubscribe && p.grant.Subscribe {
+			_ = p.Subscribe(pr.id)
+		}
+	}
+}
+
+// removeProducer ends a producer: its consumers are removed and the others told.
+func (r *Room) removeProducer(pr *Producer) {
+	r.mu.Lock()
+	_, ok := r.producers[pr.id]
+	delete(r.producers, pr.id)
+	r.mu.Unlock()
+	if !ok {
+		return
+	}
+	pr.home.nProducers.Add(-1)
+	for _, c := range pr.close() {
+		c.sub.dropConsumer(c)
+	}
+	r.broadcast(pr.participant, EventProducerRemoved, map[string]string{"id": pr.id, "participant": pr.participant.id})
+}
+
+// data delivers a data-channel message of from to every other participant's data consumer.
+func (r *Room) data(from *Participant, msg []byte, isString bool) {
+	for _, p := range r.others(from) {
+		p.sendData(msg, isString)
+	}
+}

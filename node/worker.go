@@ -1,0 +1,277 @@
+package node
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/pion/dtls/v3"
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/interceptor/pkg/report"
+	"github.com/pion/logging"
+	"github.com/pion/webrtc/v4"
+)
+
+// jobQueue is the depth of a worker's packet queue; a full queue drops (never blocks the
+// producer's read loop).
+const jobQueue = 4096
+
+// job is one packet for the consumers of one producer on one worker.
+type job struct {
+	pipe *pipe
+	pkt  *packet
+}
+
+// A Worker is a CPU shard of a node: it owns one media UDP socket (ICE over a UDP mux) and one
+// fan-out goroutine that writes the packets of the producers piped to it to its consumers.
+type Worker struct {
+	index  int
+	log    hclog.Logger
+	conn   net.PacketConn
+	mux    ice.UDPMux
+	pubAPI *webrtc.API // send transports: NACK generator and receiver reports for publishers
+	subAPI *webrtc.API // receive transports: no interceptors, reports come from the worker
+
+	jobs chan job
+	stop chan struct{}
+	wg   sync.WaitGroup
+
+	mu        sync.Mutex
+	consumers map[*Consumer]struct{} // for sender reports; touched on add/remove only
+
+	// Load and counters, read by metrics and placement.
+	nProducers atomic.Int64
+	nConsumers atomic.Int64
+	nRouters   atomic.Int64
+	packets    atomic.Uint64
+	bytes      atomic.Uint64
+	dropped    atomic.Uint64
+}
+
+func newWorker(index int, o Options) (*Worker, error) {
+	port := 0
+	if o.UDPPort > 0 {
+		port = o.UDPPort + index
+	}
+	addr := &net.UDPAddr{IP: net.ParseIP(o.UDPHost), Port: port}
+	udp, err := net.ListenUDP("udp4", addr)
+	if err != nil {
+		return nil, fmt.Errorf("worker %d: listen udp %s: %w", index, addr, err)
+	}
+	var conn net.PacketConn = udp
+	if o.LoopbackOnly {
+		conn = loopbackOnly{udp}
+	}
+	w := &Worker{
+		index:     index,
+		log:       o.Logger.Named("worker").With("worker", index),
+		conn:      conn,
+		jobs:      make(chan job, jobQueue),
+		stop:      make(chan struct{}),
+		consumers: make(map[*Consumer]struct{}),
+	}
+	lf := logging.NewDefaultLoggerFactory()
+	lf.DefaultLogLevel = logging.LogLevelError
+	w.mux = ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: lf.NewLogger("udpmux"), UDPConn: conn})
+
+	se := webrtc.SettingEngine{LoggerFactory: lf}
+	se.SetICEUDPMux(w.mux)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetSRTPProtectionProfiles(dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80)
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	if o.LoopbackOnly {
+		se.SetIncludeLoopbackCandidate(true)
+		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	}
+	if o.PublicIP != "" {
+		se.SetNAT1To1IPs([]string{o.PublicIP}, webrtc.ICECandidateTypeHost)
+	}
+	me, err := newMediaEngine()
+	if err != nil {
+		_ = w.mux.Close()
+		return nil, err
+	}
+	pubReg := &interceptor.Registry{}
+	gen, err := nack.NewGeneratorInterceptor()
+	if err != nil {
+		_ = w.mux.Close()
+		return nil, err
+	}
+	pubReg.Add(gen)
+	rr, err := report.NewReceiverInterceptor()
+	if err != nil {
+		_ = w.mux.Close()
+		return nil, err
+	}
+	pubReg.Add(rr)
+	w.pubAPI = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(pubReg))
+	w.subAPI = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(&interceptor.Registry{}))
+
+	w.wg.Add(1)
+	go w.run()
+	return w, nil
+}
+
+// Addr is the worker's media socket address.
+func (w *Worker) Addr() net.Addr { return w.conn.LocalAddr() }
+
+// load is what placement minimises: consumers dominate the cost of a worker.
+func (w *Worker) load() int64 { return w.nConsumers.Load() + w.nProducers.Load() }
+
+// post queues a packet for this worker's fan-out; it never blocks.
+func (w *Worker) post(j job) bool {
+	select {
+	case w.jobs <- j:
+		return true
+	default:
+		w.dropped.Add(1)
+		return false
+	}
+}
+
+func (w *Worker) run() {
+	defer w.wg.Done()
+	reports := time.NewTicker(time.Second)
+	defer reports.Stop()
+	for {
+		select {
+		case <-w.stop:
+			return
+		case j := <-w.jobs:
+			w.fanOut(j)
+		case now := <-reports.C:
+			w.sendReports(now)
+		}
+	}
+}
+
+// fanOut writes one packet to every consumer of its producer on this worker. This is the hot
+// path: no allocation, no lock shared with other workers, no logging.
+func (w *Worker) fanOut(j job) {
+	cs := j.pipe.consumers.Load()
+	if cs != nil {
+		var n, b uint64
+		for _, c := range *cs {
+			if c.forward(j.pkt) {
+				n++
+				b += uint64(j.pkt.size)
+			}
+		}
+		w.packets.Add(n)
+		w.bytes.Add(b)
+	}
+	j.pkt.release()
+}
+
+func (w *Worker) sendReports(now time.Time) {
+	w.mu.Lock()
+	cs := make([]*Consumer, 0, len(w.consumers))
+	for c := range w.consumers {
+		cs = append(cs, c)
+	}
+	w.mu.Unlock()
+	for _, c := range cs {
+		c.sendReport(now)
+	}
+}
+
+func (w *Worker) addConsumer(c *Consumer) {
+	w.mu.Lock()
+	w.consumers[c] = struct{}{}
+	w.mu.Unlock()
+	w.nConsumers.Add(1)
+}
+
+func (w *Worker) removeConsumer(c *Consumer) {
+	w.mu.Lock()
+	_, ok := w.consumers[c]
+	delete(w.consumers, c)
+	w.mu.Unlock()
+	if ok {
+		w.nConsumers.Add(-1)
+	}
+}
+
+func (w *Worker) close() {
+	close(w.stop)
+	w.wg.Wait()
+	_ = w.mux.Close()
+	_ = w.conn.Close()
+}
+
+// loopbackOnly drops datagrams from non-loopback sources and refuses to send to them.
+type loopbackOnly struct{ *net.UDPConn }
+
+func (l loopbackOnly) ReadFrom(p []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := l.UDPConn.ReadFromUDP(p)
+		if err != nil {
+			return n, addr, err
+		}
+		if addr.IP.IsLoopback() {
+			return n, addr, nil
+		}
+	}
+}
+
+func (l loopbackOnly) WriteTo(p []byte, addr net.Addr) (int, error) {
+	if ua, ok := addr.(*net.UDPAddr); ok && !ua.IP.IsLoopback() {
+		return len(p), nil
+	}
+	return l.UDPConn.WriteTo(p, addr)
+}
+
+// newMediaEngine registers the codecs Cascade forwards: Opus, VP8 and H264 (baseline and
+// constrained baseline, packetization-mode 1). No RTX: retransmissions reuse the media SSRC.
+func newMediaEngine() (*webrtc.MediaEngine, error) {
+	me := &webrtc.MediaEngine{}
+	fb := []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}}
+	codecs := []struct {
+		kind webrtc.RTPCodecType
+		p    webrtc.RTPCodecParameters
+	}{
+		{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecParameters{PayloadType: 111, RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}}},
+		{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecParameters{PayloadType: 96, RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: fb}}},
+		{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecParameters{PayloadType: 102, RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType: webrtc.MimeTypeH264, ClockRate: 90000, RTCPFeedback: fb,
+			SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}}},
+		{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecParameters{PayloadType: 104, RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType: webrtc.MimeTypeH264, ClockRate: 90000, RTCPFeedback: fb,
+			SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f"}}},
+	}
+	for _, c := range codecs {
+		if err := me.RegisterCodec(c.p, c.kind); err != nil {
+			return nil, fmt.Errorf("register codec %s: %w", c.p.MimeType, err)
+		}
+	}
+	return me, nil
+}
+
+// sameCodec tells whether a negotiated codec can carry a producer's packets unchanged.
+func sameCodec(a, b webrtc.RTPCodecCapability) bool {
+	if !strings.EqualFold(a.MimeType, b.MimeType) || a.ClockRate != b.ClockRate {
+		return false
+	}
+	if strings.EqualFold(a.MimeType, webrtc.MimeTypeH264) {
+		return fmtpValue(a.SDPFmtpLine, "packetization-mode") == fmtpValue(b.SDPFmtpLine, "packetization-mode")
+	}
+	return true
+}
+
+func fmtpValue(line, key string) string {
+	for _, kv := range strings.Split(line, ";") {
+		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
+		if strings.EqualFold(k, key) {
+			return v
+		}
+	}
+	return ""
+}

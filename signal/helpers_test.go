@@ -1,0 +1,206 @@
+package signal_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cascade-sfu/cascade/node"
+	"github.com/cascade-sfu/cascade/signal"
+	"github.com/cascade-sfu/cascade/signal/auth"
+	"github.com/cascade-sfu/cascade/signal/client"
+	"github.com/hashicorp/go-hclog"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+var testKeys = auth.Keys{Key: "testkey", Secret: "a-test-secret-of-32-characters!!"}
+
+type env struct {
+	t    *testing.T
+	node *node.Node
+	srv  *signal.Server
+	http *httptest.Server
+	ws   string
+	reg  *prometheus.Registry
+}
+
+// newEnv starts a node (embedded NATS, loopback media) and its HTTP server.
+func newEnv(t *testing.T, workers, workerConsumers int) *env {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testWriter{t}})
+	n, err := node.New(node.Options{LoopbackOnly: true, NATSListen: "127.0.0.1:-1", Workers: workers,
+		WorkerConsumers: workerConsumers, Logger: log, Registerer: reg, NATSStoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := signal.NewServer(n, signal.Options{Keys: testKeys, Logger: log, Gatherer: reg})
+	hs := httptest.NewServer(srv.Handler())
+	e := &env{t: t, node: n, srv: srv, http: hs, ws: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws", reg: reg}
+	t.Cleanup(func() {
+		srv.Close()
+		hs.Close()
+		n.Close()
+	})
+	return e
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
+func (e *env) token(room, identity string, publish, subscribe bool) string {
+	e.t.Helper()
+	tok, err := testKeys.Mint(auth.Grant{Room: room, Identity: identity, Publish: publish, Subscribe: subscribe}, time.Minute)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return tok
+}
+
+// peer is a Go client with counters of what it received.
+type peer struct {
+	*client.Client
+	mu      sync.Mutex
+	packets map[string]*atomic.Int64 // by producer (track) id
+	notes   []note
+	data    [][]byte
+}
+
+type note struct {
+	method string
+	data   json.RawMessage
+}
+
+func (e *env) join(room, identity string, publish, subscribe bool) *peer {
+	e.t.Helper()
+	p, err := e.dial(room, identity, publish, subscribe, false)
+	if err != nil {
+		e.t.Fatalf("join %s: %v", identity, err)
+	}
+	return p
+}
+
+func (e *env) dial(room, identity string, publish, subscribe, noAuto bool) (*peer, error) {
+	p := &peer{packets: make(map[string]*atomic.Int64)}
+	c, err := client.Dial(context.Background(), e.ws, client.Options{
+		Token: e.token(room, identity, publish, subscribe), LoopbackOnly: true, NoAutoSubscribe: noAuto,
+		OnTrack: func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+			ctr := p.counter(tr.ID())
+			for {
+				if _, _, err := tr.ReadRTP(); err != nil {
+					return
+				}
+				ctr.Add(1)
+			}
+		},
+		OnNotification: func(m string, d json.RawMessage) {
+			p.mu.Lock()
+			p.notes = append(p.notes, note{m, d})
+			p.mu.Unlock()
+		},
+		OnData: func(b []byte) {
+			p.mu.Lock()
+			p.data = append(p.data, append([]byte(nil), b...))
+			p.mu.Unlock()
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.Client = c
+	e.t.Cleanup(func() { _ = c.Close() })
+	return p, nil
+}
+
+func (p *peer) counter(id string) *atomic.Int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := p.packets[id]
+	if c == nil {
+		c = new(atomic.Int64)
+		p.packets[id] = c
+	}
+	return c
+}
+
+func (p *peer) received(id string) int64 { return p.counter(id).Load() }
+
+func (p *peer) hasNote(method, contains string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, n := range p.notes {
+		if n.method == method && strings.Contains(string(n.data), contains) {
+			return true
+		}
+	}
+	return false
+}
+
+// source is a synthetic media track: RTP packets at a fixed rate until the test ends.
+type source struct {
+	track *webrtc.TrackLocalStaticRTP
+}
+
+func newSource(t *testing.T, mime, id, stream string) *source {
+	t.Helper()
+	kind := "video"
+	if strings.HasPrefix(mime, "audio") {
+		kind = "audio"
+	}
+	cap := webrtc.RTPCodecCapability{MimeType: mime, ClockRate: 90000}
+	if kind == "audio" {
+		cap = webrtc.RTPCodecCapability{MimeType: mime, ClockRate: 48000, Channels: 2}
+	}
+	tr, err := webrtc.NewTrackLocalStaticRTP(cap, id, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &source{track: tr}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		payload := make([]byte, 400)
+		payload[0] = 0x10 // VP8 descriptor: start of partition
+		payload[1] = 0x00 // keyframe bit clear: P bit 0 means keyframe
+		var seq uint16
+		for i := uint32(0); ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			seq++
+			_ = tr.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: i * 3000, Marker: true}, Payload: payload})
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-done })
+	return s
+}
+
+// checkFor polls f until it returns nil or the timeout passes.
+func checkFor(t *testing.T, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = f(); err == nil {
+			return
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatal(err)
+}

@@ -1,0 +1,254 @@
+package signal
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cascade-sfu/cascade/node"
+	"github.com/cascade-sfu/cascade/signal/auth"
+	"github.com/coder/websocket"
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Options configure a Server.
+type Options struct {
+	// Keys sign and verify access tokens.
+	Keys auth.Keys
+	// DevTokens serves GET /token?room=R&identity=I, minting a token with every grant. Only for
+	// the development key pair: the demo page uses it to join without a backend.
+	DevTokens bool
+	// Web serves the demo page and the browser client at "/" (nil: none).
+	Web http.Handler
+	// Logger receives the server's logs.
+	Logger hclog.Logger
+	// Gatherer is served at /metrics (nil: no metrics endpoint).
+	Gatherer prometheus.Gatherer
+}
+
+// Server is the node's HTTP face: signaling, WHIP, WHEP, health and metrics.
+type Server struct {
+	n        *node.Node
+	o        Options
+	log      hclog.Logger
+	draining atomic.Bool
+
+	mu        sync.Mutex
+	resources map[string]*node.Participant // WHIP and WHEP sessions by resource id
+	sessions  map[*session]struct{}
+}
+
+// NewServer returns a server for a node.
+func NewServer(n *node.Node, o Options) *Server {
+	if o.Logger == nil {
+		o.Logger = hclog.NewNullLogger()
+	}
+	return &Server{n: n, o: o, log: o.Logger.Named("signal"), resources: make(map[string]*node.Participant),
+		sessions: make(map[*session]struct{})}
+}
+
+// Handler routes the node's HTTP paths (DESIGN.md, "HTTP").
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ws", s.serveWS)
+	for _, kind := range []string{"whip", "whep"} {
+		mux.HandleFunc("POST /"+kind+"/{room}", s.serveWHIP)
+		mux.HandleFunc("DELETE /"+kind+"/{room}/{id}", s.serveDeleteResource)
+		mux.HandleFunc("PATCH /"+kind+"/{room}/{id}", func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "trickle is not supported: the answer carries every candidate", http.StatusMethodNotAllowed)
+		})
+		mux.HandleFunc("OPTIONS /"+kind+"/{room}", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Accept-Post", "application/sdp")
+			w.WriteHeader(http.StatusNoContent)
+		})
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if s.draining.Load() || !s.n.Ready() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ready\n")
+	})
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(s.n.Stats())
+	})
+	if s.o.Gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(s.o.Gatherer, promhttp.HandlerOpts{}))
+	}
+	if s.o.DevTokens {
+		mux.HandleFunc("GET /token", s.serveDevToken)
+	}
+	if s.o.Web != nil {
+		mux.Handle("/", s.o.Web)
+	}
+	return mux
+}
+
+// Drain makes /readyz fail and refuses new sessions; the node keeps serving the others.
+func (s *Server) Drain() {
+	s.draining.Store(true)
+	s.n.Drain()
+}
+
+// Close ends every signaling session and WHIP/WHEP resource.
+func (s *Server) Close() {
+	s.mu.Lock()
+	var ss []*session
+	for x := range s.sessions {
+		ss = append(ss, x)
+	}
+	rs := s.resources
+	s.resources = make(map[string]*node.Participant)
+	s.mu.Unlock()
+	for _, x := range ss {
+		x.closeWith(websocket.StatusGoingAway, "server shutting down")
+	}
+	for _, p := range rs {
+		p.Close()
+	}
+}
+
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	if err != nil {
+		return // Accept has written the HTTP error
+	}
+	sess := newSession(s, conn)
+	s.mu.Lock()
+	s.sessions[sess] = struct{}{}
+	s.mu.Unlock()
+	sess.run()
+	s.mu.Lock()
+	delete(s.sessions, sess)
+	s.mu.Unlock()
+}
+
+func (s *Server) serveDevToken(w http.ResponseWriter, r *http.Request) {
+	room, identity := r.URL.Query().Get("room"), r.URL.Query().Get("identity")
+	if room == "" || identity == "" {
+		http.Error(w, "room and identity are required", http.StatusBadRequest)
+		return
+	}
+	tok, err := s.o.Keys.Mint(auth.Grant{Room: room, Identity: identity, Publish: true, Subscribe: true}, time.Hour)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]string{"token": tok})
+}
+
+// whipListener discards notifications: WHIP and WHEP sessions have no signaling channel.
+type whipListener struct{}
+
+func (whipListener) Notify(string, any) {}
+
+// serveWHIP handles POST /whip/{room} (publish) and POST /whep/{room} (watch).
+func (s *Server) serveWHIP(w http.ResponseWriter, r *http.Request) {
+	publish := strings.HasPrefix(r.URL.Path, "/whip/")
+	room := r.PathValue("room")
+	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/sdp" {
+		http.Error(w, "Content-Type must be application/sdp", http.StatusUnsupportedMediaType)
+		return
+	}
+	tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	g, err := s.o.Keys.Verify(strings.TrimSpace(tok))
+	if err != nil {
+		http.Error(w, codeOf(err)+": "+err.Error(), http.StatusUnauthorized)
+		return
+	}
+	if g.Room != room || (publish && !g.Publish) || (!publish && !g.Subscribe) {
+		http.Error(w, "forbidden: the token does not grant this room and action", http.StatusForbidden)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxMessage+1))
+	if err != nil {
+		http.Error(w, "cannot read offer", http.StatusBadRequest)
+		return
+	}
+	if len(body) > MaxMessage {
+		http.Error(w, "offer too large", http.StatusRequestEntityTooLarge)
+		return
+	}
+	p, err := s.n.Join(room, g.Identity, node.Grant{Publish: publish, Subscribe: !publish}, false, whipListener{})
+	if err != nil {
+		http.Error(w, err.Error(), statusOf(err))
+		return
+	}
+	p.CloseOnTransportFailure()
+	var answer string
+	if publish {
+		answer, _, err = p.Publish(string(body), true)
+	} else {
+		answer, err = p.SubscribeOffer(string(body))
+	}
+	if err != nil {
+		p.Close()
+		http.Error(w, codeOf(err)+": "+err.Error(), statusOf(err))
+		return
+	}
+	s.mu.Lock()
+	s.resources[p.ID()] = p
+	s.mu.Unlock()
+	go func() { // forget the resource when its transport fails or it is deleted
+		<-p.Done()
+		s.mu.Lock()
+		delete(s.resources, p.ID())
+		s.mu.Unlock()
+	}()
+	kind := "whep"
+	if publish {
+		kind = "whip"
+	}
+	w.Header().Set("Content-Type", "application/sdp")
+	w.Header().Set("Location", fmt.Sprintf("/%s/%s/%s", kind, room, p.ID()))
+	w.WriteHeader(http.StatusCreated)
+	_, _ = io.WriteString(w, answer)
+}
+
+func (s *Server) serveDeleteResource(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	s.mu.Lock()
+	p := s.resources[id]
+	if p != nil && p.Room().Name() == r.PathValue("room") {
+		delete(s.resources, id)
+	} else {
+		p = nil
+	}
+	s.mu.Unlock()
+	if p == nil {
+		http.Error(w, "no such session", http.StatusNotFound)
+		return
+	}
+	p.Close()
+	w.WriteHeader(http.StatusOK)
+}
+
+func statusOf(err error) int {
+	switch codeOf(err) {
+	case CodeBadSDP, CodeBadRequest:
+		return http.StatusBadRequest
+	case CodeNotFound:
+		return http.StatusNotFound
+	case CodeForbidden:
+		return http.StatusForbidden
+	case CodeDraining:
+		return http.StatusServiceUnavailable
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusInternalServerError
+}

@@ -1,0 +1,345 @@
+package signal
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/cascade-sfu/cascade/node"
+	"github.com/coder/websocket"
+	"github.com/hashicorp/go-hclog"
+	"github.com/pion/webrtc/v4"
+	"golang.org/x/time/rate"
+)
+
+// Limits of one signaling connection.
+const (
+	outQueue        = 256              // queued outgoing messages before a slow client is dropped
+	writeTimeout    = 10 * time.Second // per frame
+	pingInterval    = 15 * time.Second
+	pingTimeout     = 30 * time.Second
+	maxMalformed    = 20 // malformed frames before the connection is closed
+	requestsPerSec  = 50
+	requestsBurst   = 100
+	closeReplaced   = websocket.StatusCode(4001)
+	closeSlowClient = websocket.StatusCode(4002)
+)
+
+// session is one WebSocket client: the reader loop handles requests in order and owns the
+// session's state; the writer drains the outgoing queue; Notify never blocks.
+type session struct {
+	srv     *Server
+	conn    *websocket.Conn
+	log     hclog.Logger
+	ctx     context.Context
+	cancel  context.CancelFunc
+	out     chan []byte
+	limiter *rate.Limiter
+	wg      sync.WaitGroup
+
+	closeMu     sync.Mutex
+	closeCode   websocket.StatusCode
+	closeReason string
+
+	// Owned by the reader loop.
+	p         *node.Participant
+	malformed int
+}
+
+func newSession(srv *Server, conn *websocket.Conn) *session {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &session{srv: srv, conn: conn, log: srv.log, ctx: ctx, cancel: cancel, out: make(chan []byte, outQueue),
+		limiter: rate.NewLimiter(requestsPerSec, requestsBurst), closeCode: websocket.StatusNormalClosure}
+}
+
+// run serves the connection until it ends, then removes the participant.
+func (s *session) run() {
+	s.conn.SetReadLimit(MaxMessage)
+	s.wg.Add(2)
+	go s.writer()
+	go s.pinger()
+	s.reader()
+	s.cancel()
+	s.wg.Wait()
+	if s.p != nil {
+		s.p.Close()
+	}
+	s.closeMu.Lock()
+	code, reason := s.closeCode, s.closeReason
+	s.closeMu.Unlock()
+	_ = s.conn.Close(code, reason)
+}
+
+// closeWith ends the session with a WebSocket close code.
+func (s *session) closeWith(code websocket.StatusCode, reason string) {
+	s.closeMu.Lock()
+	s.closeCode, s.closeReason = code, reason
+	s.closeMu.Unlock()
+	s.cancel()
+}
+
+func (s *session) reader() {
+	for {
+		typ, b, err := s.conn.Read(s.ctx)
+		if err != nil {
+			if websocket.CloseStatus(err) == -1 && s.ctx.Err() == nil {
+				s.log.Debug("signaling connection ended", "error", err)
+			}
+			if errors.Is(err, websocket.ErrMessageTooBig) {
+				s.closeWith(websocket.StatusMessageTooBig, "message too big")
+			}
+			return
+		}
+		if !s.limiter.Allow() {
+			s.reply(idOf(b), nil, errorf(CodeRateLimited, "too many requests"))
+			continue
+		}
+		if typ != websocket.MessageText {
+			s.badFrame(nil, "binary frames are not accepted")
+			continue
+		}
+		var req Request
+		if err := json.Unmarshal(b, &req); err != nil {
+			s.badFrame(idOf(b), "malformed JSON: "+err.Error())
+			continue
+		}
+		if req.ID == nil || req.Method == "" {
+			s.badFrame(req.ID, "a request needs an id and a method")
+			continue
+		}
+		data, err := s.handle(req)
+		s.reply(req.ID, data, err)
+		if req.Method == MethodJoin && err == nil {
+			// After the join response: the first offer and the consumers of the room follow.
+			if err := s.p.Start(); err != nil {
+				s.log.Warn("cannot start participant", "error", err)
+			}
+		}
+		if req.Method == MethodLeave && err == nil {
+			s.closeWith(websocket.StatusNormalClosure, "left")
+			return
+		}
+	}
+}
+
+// idOf recovers the id of a frame that failed to parse as a whole, where it can.
+func idOf(b []byte) *json.Number {
+	var v struct {
+		ID *json.Number `json:"id"`
+	}
+	if json.Unmarshal(b, &v) != nil {
+		return nil
+	}
+	return v.ID
+}
+
+func (s *session) badFrame(id *json.Number, msg string) {
+	s.malformed++
+	s.reply(id, nil, errorf(CodeBadRequest, msg))
+	if s.malformed >= maxMalformed {
+		s.closeWith(websocket.StatusPolicyViolation, "too many malformed messages")
+	}
+}
+
+func (s *session) reply(id *json.Number, data any, err error) {
+	r := Response{ID: id, OK: err == nil, Data: data}
+	if err != nil {
+		r.Data = nil
+		r.Error = &Error{Code: codeOf(err), Message: err.Error()}
+		var e *Error
+		if errors.As(err, &e) {
+			r.Error.Message = e.Message
+		}
+	} else if data == nil {
+		r.Data = struct{}{}
+	}
+	s.post(r)
+}
+
+// Notify implements node.Listener.
+func (s *session) Notify(method string, data any) {
+	s.post(Notification{Method: method, Data: data})
+	if method == node.EventClosed {
+		s.closeWith(closeReplaced, "replaced")
+	}
+}
+
+func (s *session) post(v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		s.log.Error("cannot encode signaling message", "error", err)
+		return
+	}
+	select {
+	case s.out <- b:
+	default:
+		s.closeWith(closeSlowClient, "client too slow")
+	}
+}
+
+func (s *session) writer() {
+	defer s.wg.Done()
+	for {
+		select {
+		case b := <-s.out:
+			if err := s.write(b); err != nil {
+				s.cancel()
+				return
+			}
+		case <-s.ctx.Done():
+			// Flush what is queued (a final error or "closed" notification), briefly.
+			for {
+				select {
+				case b := <-s.out:
+					if s.write(b) != nil {
+						return
+					}
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+func (s *session) write(b []byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	return s.conn.Write(ctx, websocket.MessageText, b)
+}
+
+func (s *session) pinger() {
+	defer s.wg.Done()
+	t := time.NewTicker(pingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(s.ctx, pingTimeout)
+			err := s.conn.Ping(ctx)
+			cancel()
+			if err != nil && s.ctx.Err() == nil {
+				s.log.Debug("signaling client did not answer ping", "error", err)
+				s.cancel()
+				return
+			}
+		}
+	}
+}
+
+// handle runs one request on the reader loop.
+func (s *session) handle(req Request) (any, error) {
+	if req.Method == MethodJoin {
+		return s.join(req.Data)
+	}
+	if _, ok := methods[req.Method]; !ok {
+		return nil, errorf(CodeUnknownMethod, fmt.Sprintf("unknown method %q", req.Method))
+	}
+	if s.p == nil {
+		return nil, errorf(CodeNotJoined, "join first")
+	}
+	p := s.p
+	switch req.Method {
+	case MethodPublish:
+		var d SDPData
+		if err := decode(req.Data, &d); err != nil {
+			return nil, err
+		}
+		answer, producers, err := p.Publish(d.SDP, false)
+		if err != nil {
+			return nil, err
+		}
+		return PublishResult{SDP: answer, Producers: producers}, nil
+	case MethodUnpublish:
+		var d ProducerData
+		if err := decode(req.Data, &d); err != nil {
+			return nil, err
+		}
+		return nil, p.Unpublish(d.Producer)
+	case MethodAnswer:
+		var d SDPData
+		if err := decode(req.Data, &d); err != nil {
+			return nil, err
+		}
+		return nil, p.Answer(d.SDP)
+	case MethodTrickle:
+		var d TrickleData
+		if err := decode(req.Data, &d); err != nil {
+			return nil, err
+		}
+		return nil, p.AddCandidate(d.Transport, webrtc.ICECandidateInit{Candidate: d.Candidate.Candidate,
+			SDPMid: d.Candidate.SDPMid, SDPMLineIndex: d.Candidate.SDPMLineIndex, UsernameFragment: d.Candidate.UsernameFragment})
+	case MethodSubscribe, MethodUnsubscribe:
+		var d ProducerData
+		if err := decode(req.Data, &d); err != nil {
+			return nil, err
+		}
+		if req.Method == MethodSubscribe {
+			return nil, p.Subscribe(d.Producer)
+		}
+		return nil, p.Unsubscribe(d.Producer)
+	case MethodMute:
+		var d MuteData
+		if err := decode(req.Data, &d); err != nil {
+			return nil, err
+		}
+		return nil, p.Mute(d.Producer, d.Muted)
+	case MethodMessage:
+		var d MessageData
+		if err := decode(req.Data, &d); err != nil {
+			return nil, err
+		}
+		if len(d.Data) == 0 {
+			return nil, errorf(CodeBadRequest, "message needs data")
+		}
+		p.Message(d.Data)
+		return nil, nil
+	case MethodLeave:
+		return nil, nil
+	}
+	return nil, errorf(CodeUnknownMethod, req.Method)
+}
+
+var methods = map[string]struct{}{MethodPublish: {}, MethodUnpublish: {}, MethodAnswer: {}, MethodTrickle: {},
+	MethodSubscribe: {}, MethodUnsubscribe: {}, MethodMute: {}, MethodMessage: {}, MethodLeave: {}}
+
+func (s *session) join(raw json.RawMessage) (any, error) {
+	if s.p != nil {
+		return nil, errorf(CodeAlreadyJoined, "this connection has already joined")
+	}
+	var d JoinData
+	if err := decode(raw, &d); err != nil {
+		return nil, err
+	}
+	g, err := s.srv.o.Keys.Verify(d.Token)
+	if err != nil {
+		return nil, err
+	}
+	auto := d.AutoSubscribe == nil || *d.AutoSubscribe
+	if auto && !g.Subscribe {
+		auto = false
+	}
+	p, err := s.srv.n.Join(g.Room, g.Identity, node.Grant{Publish: g.Publish, Subscribe: g.Subscribe}, auto, s)
+	if err != nil {
+		return nil, err
+	}
+	s.p = p
+	s.log = s.log.With("room", g.Room, "participant", p.ID())
+	res := JoinResult{Participant: p.Info(), Room: g.Room, Participants: p.Room().Participants(), Producers: p.Room().Producers()}
+	return res, nil
+}
+
+func decode(raw json.RawMessage, v any) error {
+	if len(raw) == 0 {
+		return errorf(CodeBadRequest, "missing data")
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return errorf(CodeBadRequest, "bad data: "+err.Error())
+	}
+	return nil
+}
