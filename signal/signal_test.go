@@ -3,9 +3,13 @@ package signal_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/cascade-sfu/cascade/signal"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -30,4 +34,230 @@ func TestPublishSubscribe(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+func waitPackets(t *testing.T, p *peer, ids ...string) {
+	t.Helper()
+	checkFor(t, 10*time.Second, func() error {
+		for _, id := range ids {
+			if n := p.received(id); n < 10 {
+				return fmt.Errorf("producer %s: %d packets", id, n)
+			}
+		}
+		return nil
+	})
+}
+
+func producerIDs(res signal.PublishResult) []string {
+	var ids []string
+	for _, p := range res.Producers {
+		ids = append(ids, p.ID)
+	}
+	return ids
+}
+
+func TestLateJoinerLeaveAndRenegotiation(t *testing.T) {
+	e := newEnv(t, 2, 100)
+	early := e.join("r", "early", false, true)
+	pub := e.join("r", "pub", true, true)
+	checkFor(t, 5*time.Second, func() error {
+		if !early.hasNote("participantJoined", "pub") {
+			return fmt.Errorf("early did not hear of pub")
+		}
+		return nil
+	})
+	res, err := pub.Publish(context.Background(), newSource(t, webrtc.MimeTypeVP8, "v", "s").track)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitPackets(t, early, producerIDs(res)...)
+
+	// Renegotiation: a second track on the same send transport reaches the subscriber.
+	res2, err := pub.Publish(context.Background(), newSource(t, webrtc.MimeTypeOpus, "a", "s").track)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res2.Producers) != 2 {
+		t.Fatalf("after renegotiation: %d producers, want 2", len(res2.Producers))
+	}
+	waitPackets(t, early, producerIDs(res2)...)
+
+	// A late joiner gets both.
+	late := e.join("r", "late", false, true)
+	if len(late.Join.Producers) != 2 || len(late.Join.Participants) != 3 {
+		t.Fatalf("late join saw %d producers, %d participants", len(late.Join.Producers), len(late.Join.Participants))
+	}
+	waitPackets(t, late, producerIDs(res2)...)
+
+	// Leaving ends the producers for everyone.
+	if err := pub.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 5*time.Second, func() error {
+		for _, p := range []*peer{early, late} {
+			if !p.hasNote("participantLeft", pub.Join.Participant.ID) || !p.hasNote("producerRemoved", res2.Producers[0].ID) {
+				return fmt.Errorf("leave not seen")
+			}
+		}
+		if s := e.node.Stats(); s.Consumers != 0 || s.Producers != 0 {
+			return fmt.Errorf("after leave: %d consumers, %d producers", s.Consumers, s.Producers)
+		}
+		return nil
+	})
+}
+
+func TestUnsubscribeMuteUnpublish(t *testing.T) {
+	e := newEnv(t, 1, 100)
+	pub := e.join("r", "pub", true, true)
+	res, err := pub.Publish(context.Background(), newSource(t, webrtc.MimeTypeVP8, "v", "s").track)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := res.Producers[0].ID
+	sub, err := e.dial("r", "sub", false, true, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // no auto-subscribe: nothing may arrive
+	if n := sub.received(id); n != 0 {
+		t.Fatalf("received %d packets without subscribing", n)
+	}
+	ctx := context.Background()
+	if err := sub.Request(ctx, "subscribe", map[string]string{"producer": id}, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitPackets(t, sub, id)
+
+	// Mute stops forwarding; unmute resumes it.
+	if err := pub.Request(ctx, "mute", map[string]any{"producer": id, "muted": true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 5*time.Second, func() error {
+		if !sub.hasNote("producerMuted", `"muted":true`) {
+			return fmt.Errorf("no producerMuted")
+		}
+		return nil
+	})
+	time.Sleep(100 * time.Millisecond)
+	before := sub.received(id)
+	time.Sleep(300 * time.Millisecond)
+	if after := sub.received(id); after > before+1 {
+		t.Fatalf("muted producer still forwarded: %d -> %d", before, after)
+	}
+	if err := pub.Request(ctx, "mute", map[string]any{"producer": id, "muted": false}, nil); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 5*time.Second, func() error {
+		if n := sub.received(id); n < before+10 {
+			return fmt.Errorf("after unmute: %d packets", n)
+		}
+		return nil
+	})
+
+	if err := sub.Request(ctx, "unsubscribe", map[string]string{"producer": id}, nil); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 5*time.Second, func() error {
+		if c := e.node.Stats().Consumers; c != 0 {
+			return fmt.Errorf("%d consumers after unsubscribe", c)
+		}
+		return nil
+	})
+	if err := pub.Request(ctx, "unpublish", map[string]string{"producer": id}, nil); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 5*time.Second, func() error {
+		if !sub.hasNote("producerRemoved", id) {
+			return fmt.Errorf("no producerRemoved")
+		}
+		return nil
+	})
+}
+
+func TestChatAndData(t *testing.T) {
+	e := newEnv(t, 2, 100)
+	a := e.join("r", "a", true, true)
+	b := e.join("r", "b", false, true)
+	ctx := context.Background()
+	if err := a.SendMessage(ctx, map[string]string{"text": "hello"}); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 5*time.Second, func() error {
+		if !b.hasNote("message", `"text":"hello"`) || !a.hasNote("message", `"identity":"a"`) {
+			return fmt.Errorf("chat not delivered")
+		}
+		return nil
+	})
+	// Data: a's data producer (data channel on its send transport) reaches b's data consumer.
+	if _, err := a.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 10*time.Second, func() error {
+		if !a.DataOpen() {
+			return fmt.Errorf("data channel not open")
+		}
+		if err := a.SendData([]byte("ping")); err != nil {
+			return err
+		}
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		for _, d := range b.data {
+			if string(d) == "ping" {
+				return nil
+			}
+		}
+		return fmt.Errorf("data not delivered")
+	})
+}
+
+// TestRoomSpreadsOverWorkers: with a threshold of 3 consumers per worker, one publisher's
+// subscribers land on both workers, and every one of them receives.
+func TestRoomSpreadsOverWorkers(t *testing.T) {
+	e := newEnv(t, 2, 3)
+	pub := e.join("big", "pub", true, false)
+	res, err := pub.Publish(context.Background(), newSource(t, webrtc.MimeTypeVP8, "v", "s").track)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 5*time.Second, func() error {
+		if len(e.node.Room("big").Producers()) != 1 {
+			return fmt.Errorf("producer not live")
+		}
+		return nil
+	})
+	var subs []*peer
+	for i := 0; i < 8; i++ {
+		subs = append(subs, e.join("big", fmt.Sprintf("sub%d", i), false, true))
+	}
+	for _, s := range subs {
+		waitPackets(t, s, res.Producers[0].ID)
+	}
+	routers := e.node.Room("big").Routers()
+	if len(routers) < 2 || routers[0] == 0 || routers[1] == 0 {
+		t.Fatalf("room not spread over both workers: consumers per worker %v", routers)
+	}
+	st := e.node.Stats()
+	for _, w := range st.Workers {
+		if w.Packets == 0 {
+			t.Fatalf("worker %d forwarded nothing: %+v", w.Index, st.Workers)
+		}
+	}
+	// The per-worker metrics show it too.
+	body := scrape(t, e.http.URL+"/metrics")
+	for _, want := range []string{`cascade_consumers{worker="0"}`, `cascade_consumers{worker="1"}`, `cascade_forwarded_packets_total{worker="1"}`} {
+		if !strings.Contains(body, want) {
+			t.Fatalf("metrics lack %s", want)
+		}
+	}
+}
+
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }
