@@ -113,7 +113,7 @@ func (s *Server) Close() {
 	s.resources = make(map[string]*node.Participant)
 	s.mu.Unlock()
 	for _, x := range ss {
-		x.closeWith(websocket.StatusGoingAway, "server shutting down")
+		x.closeWith(websocket.StatusGoingAway, "server shutting down", true)
 	}
 	for _, p := range rs {
 		p.Close()

@@ -40,9 +40,11 @@ type session struct {
 	limiter *rate.Limiter
 	wg      sync.WaitGroup
 
-	closeMu     sync.Mutex
+	closeOnce   sync.Once
+	closing     chan struct{} // closed by closeWith: the writer flushes and closes
 	closeCode   websocket.StatusCode
 	closeReason string
+	closeFlush  bool
 
 	// Owned by the reader loop.
 	p         *node.Participant
@@ -52,7 +54,7 @@ type session struct {
 func newSession(srv *Server, conn *websocket.Conn) *session {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &session{srv: srv, conn: conn, log: srv.log, ctx: ctx, cancel: cancel, out: make(chan []byte, outQueue),
-		limiter: rate.NewLimiter(requestsPerSec, requestsBurst), closeCode: websocket.StatusNormalClosure}
+		limiter: rate.NewLimiter(requestsPerSec, requestsBurst), closing: make(chan struct{})}
 }
 
 // run serves the connection until it ends, then removes the participant.
@@ -67,18 +69,16 @@ func (s *session) run() {
 	if s.p != nil {
 		s.p.Close()
 	}
-	s.closeMu.Lock()
-	code, reason := s.closeCode, s.closeReason
-	s.closeMu.Unlock()
-	_ = s.conn.Close(code, reason)
+	_ = s.conn.CloseNow()
 }
 
-// closeWith ends the session with a WebSocket close code.
-func (s *session) closeWith(code websocket.StatusCode, reason string) {
-	s.closeMu.Lock()
-	s.closeCode, s.closeReason = code, reason
-	s.closeMu.Unlock()
-	s.cancel()
+// closeWith ends the session: the writer sends what is queued (when flush is set), then the
+// WebSocket close frame with code and reason, and the reader loop ends.
+func (s *session) closeWith(code websocket.StatusCode, reason string, flush bool) {
+	s.closeOnce.Do(func() {
+		s.closeCode, s.closeReason, s.closeFlush = code, reason, flush
+		close(s.closing)
+	})
 }
 
 func (s *session) reader() {
@@ -87,9 +87,6 @@ func (s *session) reader() {
 		if err != nil {
 			if websocket.CloseStatus(err) == -1 && s.ctx.Err() == nil {
 				s.log.Debug("signaling connection ended", "error", err)
-			}
-			if errors.Is(err, websocket.ErrMessageTooBig) {
-				s.closeWith(websocket.StatusMessageTooBig, "message too big")
 			}
 			return
 		}
@@ -119,8 +116,7 @@ func (s *session) reader() {
 			}
 		}
 		if req.Method == MethodLeave && err == nil {
-			s.closeWith(websocket.StatusNormalClosure, "left")
-			return
+			s.closeWith(websocket.StatusNormalClosure, "left", true)
 		}
 	}
 }
@@ -140,7 +136,7 @@ func (s *session) badFrame(id *json.Number, msg string) {
 	s.malformed++
 	s.reply(id, nil, errorf(CodeBadRequest, msg))
 	if s.malformed >= maxMalformed {
-		s.closeWith(websocket.StatusPolicyViolation, "too many malformed messages")
+		s.closeWith(websocket.StatusPolicyViolation, "too many malformed messages", true)
 	}
 }
 
@@ -163,7 +159,7 @@ func (s *session) reply(id *json.Number, data any, err error) {
 func (s *session) Notify(method string, data any) {
 	s.post(Notification{Method: method, Data: data})
 	if method == node.EventClosed {
-		s.closeWith(closeReplaced, "replaced")
+		s.closeWith(closeReplaced, "replaced", true)
 	}
 }
 
@@ -176,7 +172,7 @@ func (s *session) post(v any) {
 	select {
 	case s.out <- b:
 	default:
-		s.closeWith(closeSlowClient, "client too slow")
+		s.closeWith(closeSlowClient, "client too slow", false)
 	}
 }
 
@@ -189,18 +185,25 @@ func (s *session) writer() {
 				s.cancel()
 				return
 			}
-		case <-s.ctx.Done():
-			// Flush what is queued (a final error or "closed" notification), briefly.
-			for {
+		case <-s.closing:
+			for s.closeFlush {
 				select {
 				case b := <-s.out:
 					if s.write(b) != nil {
-						return
+						s.closeFlush = false
 					}
+					continue
 				default:
-					return
 				}
+				break
 			}
+			// Close sends the close frame and waits (bounded) for the client's; the reader's
+			// Read then fails and the session ends.
+			_ = s.conn.Close(s.closeCode, s.closeReason)
+			s.cancel()
+			return
+		case <-s.ctx.Done():
+			return
 		}
 	}
 }

@@ -55,7 +55,8 @@ type Client struct {
 	pending map[string]chan signal.Response
 	closed  bool
 
-	notes chan signal.Notification
+	notes chan signal.Notification // closed by the reader when the connection ends
+	done  chan struct{}            // closed by the dispatcher after the last notification
 	ctx   context.Context
 	stop  context.CancelFunc
 	wg    sync.WaitGroup
@@ -86,7 +87,7 @@ func Dial(ctx context.Context, url string, o Options) (*Client, error) {
 	conn.SetReadLimit(1 << 20)
 	cctx, stop := context.WithCancel(context.Background())
 	c := &Client{o: o, conn: conn, api: api, pending: make(map[string]chan signal.Response),
-		notes: make(chan signal.Notification, 1024), ctx: cctx, stop: stop,
+		notes: make(chan signal.Notification, 1024), done: make(chan struct{}), ctx: cctx, stop: stop,
 		remoteCands: make(map[string][]webrtc.ICECandidateInit), localReady: make(map[string]bool),
 		localCands: make(map[string][]webrtc.ICECandidateInit)}
 	c.wg.Add(2)
@@ -182,6 +183,7 @@ type frame struct {
 
 func (c *Client) reader() {
 	defer c.wg.Done()
+	defer close(c.notes)
 	defer c.stop()
 	for {
 		_, b, err := c.conn.Read(c.ctx)
@@ -208,16 +210,15 @@ func (c *Client) reader() {
 	}
 }
 
-// Done is closed when the connection to the node has ended.
-func (c *Client) Done() <-chan struct{} { return c.ctx.Done() }
+// Done is closed when the connection to the node has ended and every notification received
+// before has been handled.
+func (c *Client) Done() <-chan struct{} { return c.done }
 
 func (c *Client) dispatcher() {
 	defer c.wg.Done()
-	for {
-		select {
-		case <-c.ctx.Done():
-			return
-		case n := <-c.notes:
+	defer close(c.done)
+	for n := range c.notes {
+		{
 			raw, _ := n.Data.(json.RawMessage)
 			switch n.Method {
 			case "offer":

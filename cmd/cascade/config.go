@@ -1,0 +1,319 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/cascade-sfu/cascade/signal/auth"
+)
+
+// Config is the configuration of `cascade node`. Each field is settable, in increasing order of
+// precedence, by its default, the YAML file named by --config (key = flag name), the environment
+// variable CASCADE_<FLAG> (upper case, dashes as underscores) and the flag itself.
+type Config struct {
+	HTTP             string        `yaml:"http"`
+	UDPPort          int           `yaml:"udp-port"`
+	PublicIP         string        `yaml:"public-ip"`
+	NATS             string        `yaml:"nats"`
+	NATSListen       string        `yaml:"nats-listen"`
+	NodeID           string        `yaml:"node-id"`
+	Region           string        `yaml:"region"`
+	Workers          int           `yaml:"workers"`
+	APIKey           string        `yaml:"api-key"`
+	APISecret        string        `yaml:"api-secret"`
+	LogLevel         string        `yaml:"log-level"`
+	LogJSON          bool          `yaml:"log-json"`
+	LoopbackOnly     bool          `yaml:"loopback-only"`
+	KeyframeInterval time.Duration `yaml:"keyframe-interval"`
+	WorkerConsumers  int           `yaml:"worker-consumers"`
+}
+
+// minSecretLen is the shortest API secret accepted.
+const minSecretLen = 16
+
+// envPrefix prefixes the environment variable of every flag.
+const envPrefix = "CASCADE_"
+
+func defaultConfig() Config {
+	return Config{
+		HTTP:             ":7880",
+		UDPPort:          7882,
+		NATSListen:       "127.0.0.1:4222",
+		LogLevel:         "info",
+		KeyframeInterval: 500 * time.Millisecond,
+		WorkerConsumers:  400,
+	}
+}
+
+// nodeFlags returns the flag set of `cascade node`, bound to c and, for --config, to configPath.
+// Defaults shown in the usage are c's current values.
+func nodeFlags(c *Config, configPath *string) *flag.FlagSet {
+	fs := flag.NewFlagSet("cascade node", flag.ContinueOnError)
+	fs.StringVar(configPath, "config", "", "YAML configuration file (keys are the flag names)")
+	fs.StringVar(&c.HTTP, "http", c.HTTP, "HTTP listen address (signaling, WHIP/WHEP, demo page, metrics)")
+	fs.IntVar(&c.UDPPort, "udp-port", c.UDPPort, "first media UDP port: worker i listens on udp-port+i (0 picks free ports)")
+	fs.StringVar(&c.PublicIP, "public-ip", c.PublicIP, "IP address put in ICE candidates (empty: the host's addresses)")
+	fs.StringVar(&c.NATS, "nats", c.NATS, "URL of an external NATS server (empty: start an embedded one)")
+	fs.StringVar(&c.NATSListen, "nats-listen", c.NATSListen, "client address of the embedded NATS server")
+	fs.StringVar(&c.NodeID, "node-id", c.NodeID, "node id in the cluster (empty: random)")
+	fs.StringVar(&c.Region, "region", c.Region, "region label, used for placement")
+	fs.IntVar(&c.Workers, "workers", c.Workers, "media workers (0: one per CPU core)")
+	fs.StringVar(&c.APIKey, "api-key", c.APIKey, "API key: the issuer of access tokens (empty: development key pair)")
+	fs.StringVar(&c.APISecret, "api-secret", c.APISecret, fmt.Sprintf("API secret signing access tokens (at least %d bytes)", minSecretLen))
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: trace, debug, info, warn, error or off")
+	fs.BoolVar(&c.LogJSON, "log-json", c.LogJSON, "log in JSON")
+	fs.BoolVar(&c.LoopbackOnly, "loopback-only", c.LoopbackOnly, "keep all media on 127.0.0.1 (tests, single-machine demos)")
+	fs.DurationVar(&c.KeyframeInterval, "keyframe-interval", c.KeyframeInterval, "shortest time between two keyframe requests to one producer")
+	fs.IntVar(&c.WorkerConsumers, "worker-consumers", c.WorkerConsumers, "consumers of one room on one worker before the room spreads to another worker")
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+// envName is the environment variable of a flag: "udp-port" -> "CASCADE_UDP_PORT".
+func envName(flagName string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// loadConfig builds the node's Config from defaults, the YAML file, the environment (read
+// through getenv; an empty value counts as unset) and args, then validates it. It returns
+// flag.ErrHelp for -h.
+func loadConfig(args []string, getenv func(string) string) (Config, error) {
+	// First pass: which flags were given, and the config file.
+	scratch := defaultConfig()
+	var path string
+	fs := nodeFlags(&scratch, &path)
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	explicit := map[string]string{}
+	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = f.Value.String() })
+	if _, ok := explicit["config"]; !ok {
+		path = getenv(envName("config"))
+	}
+
+	cfg := defaultConfig()
+	if path != "" {
+		if err := readConfigFile(path, &cfg); err != nil {
+			return Config{}, err
+		}
+	}
+	var ignored string
+	final := nodeFlags(&cfg, &ignored)
+	var envErr error
+	final.VisitAll(func(f *flag.Flag) {
+		if f.Name == "config" || envErr != nil {
+			return
+		}
+		name := envName(f.Name)
+		if v := getenv(name); v != "" {
+			if err := f.Value.Set(v); err != nil {
+				envErr = fmt.Errorf("environment %s=%q: %w", name, v, unwrapFlagErr(err))
+			}
+		}
+	})
+	if envErr != nil {
+		return Config{}, envErr
+	}
+	for name, v := range explicit {
+		if err := final.Set(name, v); err != nil {
+			return Config{}, fmt.Errorf("flag -%s: %w", name, err)
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// unwrapFlagErr turns the flag package's *strconv.NumError into a shorter message.
+func unwrapFlagErr(err error) error {
+	var ne *strconv.NumError
+	if errors.As(err, &ne) {
+		return ne.Err
+	}
+	return err
+}
+
+// readConfigFile decodes the YAML file at path over cfg; an unknown key is an error.
+func readConfigFile(path string, cfg *Config) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data), yaml.Strict())
+	// Decode into a copy: an empty document would zero the defaults.
+	decoded := *cfg
+	switch err := dec.Decode(&decoded); {
+	case errors.Is(err, io.EOF):
+		return nil // empty file
+	case err != nil:
+		return fmt.Errorf("config file %s: %s", path, yaml.FormatError(err, false, true))
+	}
+	if err := dec.Decode(new(any)); !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config file %s: want a single YAML document", path)
+	}
+	*cfg = decoded
+	return nil
+}
+
+// Validate reports the first problem of c.
+func (c Config) Validate() error {
+	if err := validateListen("http", c.HTTP); err != nil {
+		return err
+	}
+	if c.UDPPort < 0 || c.UDPPort > 65535 {
+		return fmt.Errorf("udp-port %d: not a port (0..65535)", c.UDPPort)
+	}
+	if c.PublicIP != "" && net.ParseIP(c.PublicIP) == nil {
+		return fmt.Errorf("public-ip %q: not an IP address", c.PublicIP)
+	}
+	if c.NATS == "" {
+		if err := validateListen("nats-listen", c.NATSListen); err != nil {
+			return err
+		}
+	}
+	if c.Workers < 0 {
+		return fmt.Errorf("workers %d: must be 0 (one per core) or more", c.Workers)
+	}
+	if hclog.LevelFromString(c.LogLevel) == hclog.NoLevel {
+		return fmt.Errorf("log-level %q: want trace, debug, info, warn, error or off", c.LogLevel)
+	}
+	if c.KeyframeInterval < 0 {
+		return fmt.Errorf("keyframe-interval %v: must not be negative", c.KeyframeInterval)
+	}
+	if c.WorkerConsumers < 0 {
+		return fmt.Errorf("worker-consumers %d: must not be negative", c.WorkerConsumers)
+	}
+	return validateKeys(c.APIKey, c.APISecret)
+}
+
+// validateListen checks a host:port listen address with a numeric port.
+func validateListen(name, addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%s %q: not a listen address (host:port): %w", name, addr, err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("%s %q: port %q is not a number in 0..65535", name, addr, port)
+	}
+	return nil
+}
+
+// validateKeys checks an API key pair: both empty (development keys) or both set.
+func validateKeys(key, secret string) error {
+	switch {
+	case key == "" && secret == "":
+		return nil
+	case key == "":
+		return errors.New("api-secret is set but api-key is not: set both or neither")
+	case secret == "":
+		return errors.New("api-key is set but api-secret is not: set both or neither")
+	case len(secret) < minSecretLen:
+		return fmt.Errorf("api-secret is %d bytes: want at least %d", len(secret), minSecretLen)
+	}
+	return nil
+}
+
+// keysOrDev returns the API key pair, or the development pair (and true) when none is configured.
+func keysOrDev(key, secret string) (auth.Keys, bool) {
+	if key == "" && secret == "" {
+		return auth.DevKeys(), true
+	}
+	return auth.Keys{Key: key, Secret: secret}, false
+}
+
+// tokenConfig is the configuration of `cascade token`.
+type tokenConfig struct {
+	Room      string
+	Identity  string
+	Publish   bool
+	Subscribe bool
+	TTL       time.Duration
+	APIKey    string
+	APISecret string
+}
+
+func tokenFlags(t *tokenConfig) *flag.FlagSet {
+	fs := flag.NewFlagSet("cascade token", flag.ContinueOnError)
+	fs.StringVar(&t.Room, "room", t.Room, "room the token admits to (required)")
+	fs.StringVar(&t.Identity, "identity", t.Identity, "participant identity (required)")
+	fs.BoolVar(&t.Publish, "publish", t.Publish, "grant publishing")
+	fs.BoolVar(&t.Subscribe, "subscribe", t.Subscribe, "grant subscribing")
+	fs.DurationVar(&t.TTL, "ttl", t.TTL, "validity of the token")
+	fs.StringVar(&t.APIKey, "api-key", t.APIKey, "API key (default $"+envName("api-key")+", else the development key)")
+	fs.StringVar(&t.APISecret, "api-secret", t.APISecret, "API secret (default $"+envName("api-secret")+", else the development secret)")
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+// loadTokenConfig parses the arguments of `cascade token`; the API key pair defaults to
+// CASCADE_API_KEY and CASCADE_API_SECRET.
+func loadTokenConfig(args []string, getenv func(string) string) (tokenConfig, error) {
+	t := tokenConfig{
+		TTL:       24 * time.Hour,
+		APIKey:    getenv(envName("api-key")),
+		APISecret: getenv(envName("api-secret")),
+	}
+	fs := tokenFlags(&t)
+	if err := fs.Parse(args); err != nil {
+		return tokenConfig{}, err
+	}
+	if fs.NArg() > 0 {
+		return tokenConfig{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	switch {
+	case t.Room == "":
+		return tokenConfig{}, errors.New("--room is required")
+	case t.Identity == "":
+		return tokenConfig{}, errors.New("--identity is required")
+	case t.TTL <= 0:
+		return tokenConfig{}, fmt.Errorf("ttl %v: must be positive", t.TTL)
+	}
+	if err := validateKeys(t.APIKey, t.APISecret); err != nil {
+		return tokenConfig{}, err
+	}
+	return t, nil
+}
+
+// printUsage writes fs's usage to w.
+func printUsage(w io.Writer, fs *flag.FlagSet, synopsis string) {
+	fmt.Fprintf(w, "Usage: %s\n\nFlags:\n", synopsis)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+}
+
+// advertisedHost is the host put in the node's announced HTTP URL: the host of the listen
+// address if it names one, else the public IP, else 127.0.0.1 for a loopback-only node, else
+// the first global unicast address among addrs, else 127.0.0.1.
+func advertisedHost(listenHost, publicIP string, loopbackOnly bool, addrs []net.Addr) string {
+	if ip := net.ParseIP(listenHost); listenHost != "" && (ip == nil || !ip.IsUnspecified()) {
+		return listenHost
+	}
+	if publicIP != "" {
+		return publicIP
+	}
+	if !loopbackOnly {
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && n.IP.IsGlobalUnicast() {
+				return n.IP.String()
+			}
+		}
+	}
+	return "127.0.0.1"
+}

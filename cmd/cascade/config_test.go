@@ -1,0 +1,278 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// env returns a getenv over a fixed map.
+func env(kv map[string]string) func(string) string {
+	return func(k string) string { return kv[k] }
+}
+
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "cascade.yaml")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadConfigDefaults(t *testing.T) {
+	got, err := loadConfig(nil, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		HTTP: ":7880", UDPPort: 7882, NATSListen: "127.0.0.1:4222", LogLevel: "info",
+		KeyframeInterval: 500 * time.Millisecond, WorkerConsumers: 400,
+	}
+	if got != want {
+		t.Errorf("defaults:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+func TestLoadConfigPrecedence(t *testing.T) {
+	path := writeFile(t, `
+http: "127.0.0.1:9000"
+udp-port: 10000
+region: from-yaml
+node-id: yaml-node
+log-level: debug
+log-json: true
+keyframe-interval: 250ms
+worker-consumers: 7
+workers: 3
+`)
+	getenv := env(map[string]string{
+		"CASCADE_UDP_PORT":    "20000",
+		"CASCADE_REGION":      "from-env",
+		"CASCADE_WORKERS":     "5",
+		"CASCADE_LOG_JSON":    "false",
+		"CASCADE_API_KEY":     "envkey",
+		"CASCADE_API_SECRET":  "env-secret-16-bytes",
+		"CASCADE_PUBLIC_IP":   "",   // empty counts as unset
+		"CASCADE_NODE_ID":     "",   // so the YAML value stays
+		"CASCADE_UNKNOWN_VAR": "42", // not a flag: ignored
+	})
+	got, err := loadConfig([]string{"--config", path, "--region", "from-flag", "--workers=0", "--public-ip", "192.0.2.1"}, getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		HTTP:             "127.0.0.1:9000", // YAML over default
+		UDPPort:          20000,            // env over YAML
+		PublicIP:         "192.0.2.1",      // flag over default
+		NATSListen:       "127.0.0.1:4222", // default
+		NodeID:           "yaml-node",      // YAML, empty env ignored
+		Region:           "from-flag",      // flag over env over YAML
+		Workers:          0,                // flag set to the zero value still wins
+		APIKey:           "envkey",
+		APISecret:        "env-secret-16-bytes",
+		LogLevel:         "debug",
+		LogJSON:          false, // env false over YAML true
+		KeyframeInterval: 250 * time.Millisecond,
+		WorkerConsumers:  7,
+	}
+	if got != want {
+		t.Errorf("config:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+func TestLoadConfigFilePath(t *testing.T) {
+	fromEnv := writeFile(t, "region: env-file\n")
+	fromFlag := writeFile(t, "region: flag-file\n")
+	getenv := env(map[string]string{"CASCADE_CONFIG": fromEnv})
+
+	got, err := loadConfig(nil, getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Region != "env-file" {
+		t.Errorf("CASCADE_CONFIG: region %q, want env-file", got.Region)
+	}
+	got, err = loadConfig([]string{"-config=" + fromFlag}, getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Region != "flag-file" {
+		t.Errorf("--config over CASCADE_CONFIG: region %q, want flag-file", got.Region)
+	}
+	for _, empty := range []string{"", "# only a comment\n", "---\n", "region:\n"} {
+		if got, err := loadConfig([]string{"--config", writeFile(t, empty)}, env(nil)); err != nil || got != defaultConfig() {
+			t.Errorf("file %q: %+v, %v; want the defaults", empty, got, err)
+		}
+	}
+}
+
+func TestLoadConfigErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		yaml string // written to a file passed with --config when set
+		want string // substring of the error
+	}{
+		{name: "yaml unknown key", yaml: "http: \":1\"\nudp_port: 5\n", want: "udp_port"},
+		{name: "yaml unknown nested key", yaml: "bogus-key:\n  a: 1\n", want: "bogus-key"},
+		{name: "yaml wrong type", yaml: "udp-port: many\n", want: "udp-port"},
+		{name: "yaml bad duration", yaml: "keyframe-interval: soon\n", want: "soon"},
+		{name: "yaml syntax", yaml: "http: [\n", want: "config file"},
+		{name: "yaml two documents", yaml: "region: a\n---\nregion: b\n", want: "single YAML document"},
+		{name: "yaml not a mapping", yaml: "- a\n", want: "config file"},
+		{name: "missing file", args: []string{"--config", "/nonexistent/cascade.yaml"}, want: "/nonexistent/cascade.yaml"},
+		{name: "env int", env: map[string]string{"CASCADE_UDP_PORT": "abc"}, want: "CASCADE_UDP_PORT"},
+		{name: "env bool", env: map[string]string{"CASCADE_LOG_JSON": "maybe"}, want: "CASCADE_LOG_JSON"},
+		{name: "env duration", env: map[string]string{"CASCADE_KEYFRAME_INTERVAL": "5"}, want: "CASCADE_KEYFRAME_INTERVAL"},
+		{name: "env validated", env: map[string]string{"CASCADE_LOG_LEVEL": "loud"}, want: "log-level"},
+		{name: "unknown flag", args: []string{"--nope"}, want: "nope"},
+		{name: "bad flag value", args: []string{"--workers", "x"}, want: "workers"},
+		{name: "positional argument", args: []string{"extra"}, want: `unexpected argument "extra"`},
+
+		{name: "udp port high", args: []string{"--udp-port", "65536"}, want: "udp-port 65536"},
+		{name: "udp port negative", args: []string{"--udp-port=-1"}, want: "udp-port -1"},
+		{name: "http no port", args: []string{"--http", "localhost"}, want: "http \"localhost\""},
+		{name: "http bad port", args: []string{"--http", ":99999"}, want: "port \"99999\""},
+		{name: "http named port", args: []string{"--http", ":http"}, want: "port \"http\""},
+		{name: "nats-listen bad", args: []string{"--nats-listen", "4222"}, want: "nats-listen"},
+		{name: "public ip", args: []string{"--public-ip", "example.com"}, want: "public-ip \"example.com\""},
+		{name: "log level", args: []string{"--log-level", "verbose"}, want: "log-level \"verbose\""},
+		{name: "negative workers", args: []string{"--workers=-2"}, want: "workers -2"},
+		{name: "negative keyframe interval", args: []string{"--keyframe-interval=-1s"}, want: "keyframe-interval"},
+		{name: "negative worker consumers", args: []string{"--worker-consumers=-1"}, want: "worker-consumers"},
+		{name: "key without secret", args: []string{"--api-key", "k"}, want: "api-secret is not"},
+		{name: "secret without key", args: []string{"--api-secret", "0123456789abcdef"}, want: "api-key is not"},
+		{name: "short secret", args: []string{"--api-key", "k", "--api-secret", "short"}, want: "api-secret is 5 bytes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := tt.args
+			if tt.yaml != "" {
+				args = append([]string{"--config", writeFile(t, tt.yaml)}, args...)
+			}
+			cfg, err := loadConfig(args, env(tt.env))
+			if err == nil {
+				t.Fatalf("loadConfig = %+v, want an error containing %q", cfg, tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestLoadConfigHelp(t *testing.T) {
+	if _, err := loadConfig([]string{"-h"}, env(nil)); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("-h: %v, want flag.ErrHelp", err)
+	}
+}
+
+func TestValidateAccepts(t *testing.T) {
+	for _, mod := range []func(*Config){
+		func(c *Config) { c.HTTP = "[::1]:0" },
+		func(c *Config) { c.HTTP = "example.com:80" },
+		func(c *Config) { c.PublicIP = "2001:db8::1" },
+		func(c *Config) { c.UDPPort = 0 },
+		func(c *Config) { c.UDPPort = 65535 },
+		func(c *Config) { c.LogLevel = "WARN" },
+		func(c *Config) { c.NATS = "nats://10.0.0.1:4222"; c.NATSListen = "" },
+		func(c *Config) { c.APIKey, c.APISecret = "k", "0123456789abcdef" },
+	} {
+		c := defaultConfig()
+		mod(&c)
+		if err := c.Validate(); err != nil {
+			t.Errorf("Validate(%+v): %v", c, err)
+		}
+	}
+}
+
+// TestEveryFlagHasEnvAndYAML checks that each flag of `cascade node` maps to a YAML key of the
+// same name, so that the three ways to set a field stay in step.
+func TestEveryFlagHasEnvAndYAML(t *testing.T) {
+	var cfg Config
+	fs := nodeFlags(&cfg, new(string))
+	fs.VisitAll(func(f *flag.Flag) {
+		if f.Name == "config" {
+			return
+		}
+		path := writeFile(t, f.Name+": \n")
+		if _, err := loadConfig([]string{"--config", path}, env(nil)); err != nil && strings.Contains(err.Error(), "unknown") {
+			t.Errorf("flag --%s has no YAML key: %v", f.Name, err)
+		}
+	})
+	if got := envName("keyframe-interval"); got != "CASCADE_KEYFRAME_INTERVAL" {
+		t.Errorf("envName = %q", got)
+	}
+}
+
+func TestLoadTokenConfig(t *testing.T) {
+	keys := map[string]string{"CASCADE_API_KEY": "envkey", "CASCADE_API_SECRET": "env-secret-16-bytes"}
+	got, err := loadTokenConfig([]string{"--room", "r", "--identity", "i", "--publish"}, env(keys))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := tokenConfig{Room: "r", Identity: "i", Publish: true, TTL: 24 * time.Hour, APIKey: "envkey", APISecret: "env-secret-16-bytes"}
+	if got != want {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+	got, err = loadTokenConfig([]string{"--room=r", "--identity=i", "--subscribe", "--ttl=1h", "--api-key=fk", "--api-secret=flag-secret-16-bytes"}, env(keys))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = tokenConfig{Room: "r", Identity: "i", Subscribe: true, TTL: time.Hour, APIKey: "fk", APISecret: "flag-secret-16-bytes"}
+	if got != want {
+		t.Errorf("flags over env: got %+v, want %+v", got, want)
+	}
+
+	for _, tt := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{args: []string{"--identity", "i"}, want: "--room"},
+		{args: []string{"--room", "r"}, want: "--identity"},
+		{args: []string{"--room", "r", "--identity", "i", "--ttl", "0s"}, want: "ttl"},
+		{args: []string{"--room", "r", "--identity", "i", "--ttl", "-1h"}, want: "ttl"},
+		{args: []string{"--room", "r", "--identity", "i", "--api-key", "k"}, want: "api-secret"},
+		{args: []string{"--room", "r", "--identity", "i"}, env: map[string]string{"CASCADE_API_SECRET": "x"}, want: "api-key"},
+		{args: []string{"--room", "r", "--identity", "i", "--api-key", "k", "--api-secret", "short"}, want: "bytes"},
+		{args: []string{"--room", "r", "--identity", "i", "stray"}, want: "stray"},
+	} {
+		if _, err := loadTokenConfig(tt.args, env(tt.env)); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("loadTokenConfig(%q) error %v, want one containing %q", tt.args, err, tt.want)
+		}
+	}
+}
+
+func TestAdvertisedHost(t *testing.T) {
+	addrs := []net.Addr{
+		&net.IPNet{IP: net.ParseIP("127.0.0.1"), Mask: net.CIDRMask(8, 32)},
+		&net.IPNet{IP: net.ParseIP("fe80::1"), Mask: net.CIDRMask(64, 128)},
+		&net.IPNet{IP: net.ParseIP("10.1.2.3"), Mask: net.CIDRMask(8, 32)},
+	}
+	for _, tt := range []struct {
+		host, publicIP string
+		loopback       bool
+		addrs          []net.Addr
+		want           string
+	}{
+		{host: "node1.example.com", publicIP: "192.0.2.1", want: "node1.example.com"},
+		{host: "10.9.9.9", want: "10.9.9.9"},
+		{host: "", publicIP: "192.0.2.1", addrs: addrs, want: "192.0.2.1"},
+		{host: "0.0.0.0", publicIP: "192.0.2.1", want: "192.0.2.1"},
+		{host: "::", addrs: addrs, want: "10.1.2.3"},
+		{host: "", addrs: addrs, loopback: true, want: "127.0.0.1"},
+		{host: "", addrs: addrs[:2], want: "127.0.0.1"},
+	} {
+		if got := advertisedHost(tt.host, tt.publicIP, tt.loopback, tt.addrs); got != tt.want {
+			t.Errorf("advertisedHost(%q, %q, %v) = %q, want %q", tt.host, tt.publicIP, tt.loopback, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,209 @@
+// Command cascade runs a Cascade media node (`cascade node`), mints access tokens
+// (`cascade token`) and, later, runs load-test bots (`cascade bots`).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	ossignal "os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/cascade-sfu/cascade/node"
+	"github.com/cascade-sfu/cascade/signal"
+	"github.com/cascade-sfu/cascade/signal/auth"
+	"github.com/cascade-sfu/cascade/web"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1 // the command failed
+	exitUsage = 2 // bad arguments or configuration
+)
+
+// shutdownTimeout bounds the graceful HTTP shutdown.
+const shutdownTimeout = 10 * time.Second
+
+const usage = `Usage: cascade <command> [flags]
+
+Commands:
+  node    run a media node
+  token   print an access token
+  bots    run load-test bots (not yet implemented)
+
+Run "cascade <command> -h" for the flags of a command.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "node":
+		return runNode(rest, getenv, stderr)
+	case "token":
+		return runToken(rest, getenv, stdout, stderr)
+	case "bots":
+		fmt.Fprintln(stderr, "cascade bots: not yet implemented")
+		return exitUsage
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "cascade: unknown command %q\n\n%s", cmd, usage)
+		return exitUsage
+	}
+}
+
+// usageError reports a flag or configuration error (or prints the usage for -h) and returns
+// the exit code.
+func usageError(err error, stderr io.Writer, fs *flag.FlagSet, synopsis string) int {
+	if errors.Is(err, flag.ErrHelp) {
+		printUsage(stderr, fs, synopsis)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "%s: %v\n", fs.Name(), err)
+	fmt.Fprintf(stderr, "Run \"%s -h\" for usage.\n", fs.Name())
+	return exitUsage
+}
+
+func runToken(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	t, err := loadTokenConfig(args, getenv)
+	if err != nil {
+		return usageError(err, stderr, tokenFlags(&tokenConfig{TTL: 24 * time.Hour}),
+			"cascade token --room R --identity I [--publish] [--subscribe] [--ttl D] [--api-key K --api-secret S]")
+	}
+	keys, dev := keysOrDev(t.APIKey, t.APISecret)
+	if dev {
+		fmt.Fprintf(stderr, "cascade token: no API key configured, signing with the development key pair (key %q)\n", keys.Key)
+	}
+	tok, err := keys.Mint(auth.Grant{Room: t.Room, Identity: t.Identity, Publish: t.Publish, Subscribe: t.Subscribe}, t.TTL)
+	if err != nil {
+		fmt.Fprintf(stderr, "cascade token: %v\n", err)
+		return exitError
+	}
+	fmt.Fprintln(stdout, tok)
+	return exitOK
+}
+
+func runNode(args []string, getenv func(string) string, stderr io.Writer) int {
+	cfg, err := loadConfig(args, getenv)
+	if err != nil {
+		d := defaultConfig()
+		return usageError(err, stderr, nodeFlags(&d, new(string)),
+			"cascade node [flags]\n\nEvery flag can also be set in the --config YAML file (key: the flag name)\n"+
+				"or in the environment as CASCADE_<FLAG> (upper case, dashes as underscores).\n"+
+				"Precedence: defaults < YAML file < environment < flags.")
+	}
+	logger := hclog.New(&hclog.LoggerOptions{
+		Name:       "cascade",
+		Level:      hclog.LevelFromString(cfg.LogLevel),
+		JSONFormat: cfg.LogJSON,
+		Output:     stderr,
+	})
+	if err := serveNode(cfg, logger); err != nil {
+		logger.Error("node failed", "error", err)
+		return exitError
+	}
+	return exitOK
+}
+
+// serveNode runs the node until SIGINT or SIGTERM, then drains and stops it.
+func serveNode(cfg Config, logger hclog.Logger) error {
+	keys, dev := keysOrDev(cfg.APIKey, cfg.APISecret)
+	if dev {
+		logger.Warn("no API key configured: using the development key pair, anyone can mint tokens",
+			"api_key", keys.Key)
+	}
+
+	// Bind first, so that the announced URL carries the real port (--http :0 works).
+	ln, err := net.Listen("tcp", cfg.HTTP)
+	if err != nil {
+		return fmt.Errorf("http listen: %w", err)
+	}
+	listenHost, _, _ := net.SplitHostPort(cfg.HTTP)
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	ifaceAddrs, _ := net.InterfaceAddrs()
+	httpURL := "http://" + net.JoinHostPort(advertisedHost(listenHost, cfg.PublicIP, cfg.LoopbackOnly, ifaceAddrs), port)
+	demoURL := httpURL + "/"
+	if ip := net.ParseIP(listenHost); listenHost == "" || (ip != nil && ip.IsUnspecified()) {
+		demoURL = "http://" + net.JoinHostPort("127.0.0.1", port) + "/"
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+
+	n, err := node.New(node.Options{
+		ID:               cfg.NodeID,
+		Region:           cfg.Region,
+		HTTPURL:          httpURL,
+		PublicIP:         cfg.PublicIP,
+		UDPPort:          cfg.UDPPort,
+		Workers:          cfg.Workers,
+		LoopbackOnly:     cfg.LoopbackOnly,
+		NATSURL:          cfg.NATS,
+		NATSListen:       cfg.NATSListen,
+		KeyframeInterval: cfg.KeyframeInterval,
+		WorkerConsumers:  cfg.WorkerConsumers,
+		Logger:           logger,
+		Registerer:       reg,
+	})
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("start node: %w", err)
+	}
+
+	srv := signal.NewServer(n, signal.Options{
+		Keys:      keys,
+		DevTokens: dev, // the demo page mints its own tokens, only with the development keys
+		Web:       web.Handler(),
+		Logger:    logger,
+		Gatherer:  reg,
+	})
+	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- httpSrv.Serve(ln) }()
+	logger.Info("listening", "http", ln.Addr().String(), "url", httpURL)
+	logger.Info("demo page", "url", demoURL)
+
+	ctx, stop := ossignal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var runErr error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down: draining")
+	case err := <-serveErr:
+		runErr = fmt.Errorf("http server: %w", err)
+	}
+	stop() // a second signal now kills the process at once
+
+	srv.Drain()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := httpSrv.Shutdown(shutdownCtx); err != nil {
+		logger.Warn("http shutdown", "error", err)
+	}
+	n.Close()
+	logger.Info("stopped")
+	return runErr
+}

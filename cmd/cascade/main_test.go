@@ -1,0 +1,62 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/cascade-sfu/cascade/signal/auth"
+)
+
+func TestRunToken(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"token", "--room", "demo", "--identity", "dev", "--publish"}, env(nil), &stdout, &stderr)
+	if code != exitOK {
+		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "development key") {
+		t.Errorf("stderr %q does not mention the development key", stderr.String())
+	}
+	g, err := auth.DevKeys().Verify(strings.TrimSpace(stdout.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (auth.Grant{Room: "demo", Identity: "dev", Publish: true}); g != want {
+		t.Errorf("grant %+v, want %+v", g, want)
+	}
+
+	stdout.Reset()
+	stderr.Reset()
+	keys := auth.Keys{Key: "k1", Secret: "a-secret-of-16-bytes"}
+	getenv := env(map[string]string{"CASCADE_API_KEY": keys.Key, "CASCADE_API_SECRET": keys.Secret})
+	if code := run([]string{"token", "--room", "r", "--identity", "i", "--subscribe"}, getenv, &stdout, &stderr); code != exitOK {
+		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+	}
+	if stderr.Len() != 0 {
+		t.Errorf("unexpected stderr %q", stderr.String())
+	}
+	if _, err := keys.Verify(strings.TrimSpace(stdout.String())); err != nil {
+		t.Errorf("token from env keys: %v", err)
+	}
+}
+
+func TestRunExitCodes(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		code int
+		want string // in stderr
+	}{
+		{args: nil, code: exitUsage, want: "Usage"},
+		{args: []string{"frobnicate"}, code: exitUsage, want: "unknown command"},
+		{args: []string{"bots"}, code: exitUsage, want: "not yet implemented"},
+		{args: []string{"token", "--identity", "i"}, code: exitUsage, want: "--room is required"},
+		{args: []string{"token", "-h"}, code: exitOK, want: "-identity"},
+		{args: []string{"node", "--log-level", "loud"}, code: exitUsage, want: "log-level"},
+		{args: []string{"node", "-h"}, code: exitOK, want: "-udp-port"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := run(tt.args, env(nil), &stdout, &stderr); code != tt.code || !strings.Contains(stderr.String(), tt.want) {
+			t.Errorf("run(%q) = %d, stderr %q; want %d and %q", tt.args, code, stderr.String(), tt.code, tt.want)
+		}
+	}
+}

@@ -1,0 +1,152 @@
+// Package auth mints and verifies Cascade access tokens: HS256 JWTs signed with the node's API
+// secret, whose claims name the room, the identity and the grants (see PROTOCOL.md, "Tokens").
+package auth
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Development key pair, used by `cascade node` and `cascade token` when no key is configured.
+// Anyone can mint tokens with it: never use it on a reachable deployment.
+const (
+	DevKey    = "devkey"
+	DevSecret = "cascade-development-secret-do-not-use-in-production"
+)
+
+// ClockSkew is the tolerance applied to exp and nbf when verifying, so that a token minted on a
+// machine whose clock is slightly ahead is not refused.
+const ClockSkew = 5 * time.Second
+
+// Errors returned by Verify (wrapped, test with errors.Is), and ErrNoKey by Mint and Verify when
+// the Keys are incomplete.
+var (
+	ErrNoToken  = errors.New("no token")
+	ErrBadToken = errors.New("bad token")
+	ErrExpired  = errors.New("token expired")
+	ErrNoKey    = errors.New("no API key or secret configured")
+)
+
+// Grant is what a token allows: which identity may join which room, and what it may do there.
+type Grant struct {
+	Room      string
+	Identity  string
+	Publish   bool
+	Subscribe bool
+}
+
+// Keys are an API key (the token's issuer) and its secret (the HMAC key).
+type Keys struct {
+	Key    string
+	Secret string
+}
+
+// DevKeys returns the development key pair.
+func DevKeys() Keys { return Keys{Key: DevKey, Secret: DevSecret} }
+
+// claims is the token's JSON payload.
+type claims struct {
+	jwt.RegisteredClaims
+	Room      string `json:"room"`
+	Publish   bool   `json:"publish"`
+	Subscribe bool   `json:"subscribe"`
+}
+
+// Mint returns a signed token for g, valid from now for ttl. A negative ttl mints a token that
+// has already expired (useful in tests); a zero ttl is an error.
+func (k Keys) Mint(g Grant, ttl time.Duration) (string, error) {
+	return k.mint(g, ttl, time.Now())
+}
+
+func (k Keys) mint(g Grant, ttl time.Duration, now time.Time) (string, error) {
+	if k.Key == "" || k.Secret == "" {
+		return "", fmt.Errorf("mint token: %w", ErrNoKey)
+	}
+	if g.Room == "" || g.Identity == "" {
+		return "", errors.New("mint token: room and identity must not be empty")
+	}
+	if ttl == 0 {
+		return "", errors.New("mint token: ttl must not be zero")
+	}
+	now = now.Truncate(time.Second)
+	c := claims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer:    k.Key,
+			Subject:   g.Identity,
+			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
+			NotBefore: jwt.NewNumericDate(now),
+			IssuedAt:  jwt.NewNumericDate(now),
+		},
+		Room:      g.Room,
+		Publish:   g.Publish,
+		Subscribe: g.Subscribe,
+	}
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(k.Secret))
+	if err != nil {
+		return "", fmt.Errorf("mint token: %w", err)
+	}
+	return s, nil
+}
+
+// Verify checks token's signature (HS256 only), issuer (must be k.Key), exp (required) and nbf,
+// and returns its grant. Errors wrap ErrNoToken, ErrBadToken, ErrExpired or ErrNoKey.
+func (k Keys) Verify(token string) (Grant, error) {
+	return k.verify(token, time.Now)
+}
+
+func (k Keys) verify(token string, now func() time.Time) (Grant, error) {
+	if token == "" {
+		return Grant{}, ErrNoToken
+	}
+	if k.Key == "" || k.Secret == "" {
+		return Grant{}, fmt.Errorf("verify token: %w", ErrNoKey)
+	}
+	var c claims
+	_, err := jwt.ParseWithClaims(token, &c,
+		func(t *jwt.Token) (any, error) {
+			if _, ok := t.Method.(*jwt.SigningMethodHMAC); !ok {
+				return nil, fmt.Errorf("unexpected signing method %v", t.Header["alg"])
+			}
+			return []byte(k.Secret), nil
+		},
+		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+		jwt.WithIssuer(k.Key),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(ClockSkew),
+		jwt.WithTimeFunc(now),
+	)
+	if err != nil {
+		return Grant{}, classify(err, c)
+	}
+	if c.Room == "" {
+		return Grant{}, fmt.Errorf("%w: missing room claim", ErrBadToken)
+	}
+	if c.Subject == "" {
+		return Grant{}, fmt.Errorf("%w: missing sub claim", ErrBadToken)
+	}
+	return Grant{Room: c.Room, Identity: c.Subject, Publish: c.Publish, Subscribe: c.Subscribe}, nil
+}
+
+// classify maps a jwt error to ErrExpired when time is the only problem, else to ErrBadToken.
+// The signature is checked before the claims, so an expired token is known to be genuine.
+func classify(err error, c claims) error {
+	timeOnly := (errors.Is(err, jwt.ErrTokenExpired) || errors.Is(err, jwt.ErrTokenNotValidYet)) &&
+		!errors.Is(err, jwt.ErrTokenInvalidIssuer) &&
+		!errors.Is(err, jwt.ErrTokenRequiredClaimMissing) &&
+		!errors.Is(err, jwt.ErrTokenMalformed) &&
+		!errors.Is(err, jwt.ErrTokenSignatureInvalid) &&
+		!errors.Is(err, jwt.ErrTokenUnverifiable)
+	if timeOnly {
+		if errors.Is(err, jwt.ErrTokenNotValidYet) && c.NotBefore != nil {
+			return fmt.Errorf("%w: not valid before %s", ErrExpired, c.NotBefore.UTC().Format(time.RFC3339))
+		}
+		if c.ExpiresAt != nil {
+			return fmt.Errorf("%w: expired at %s", ErrExpired, c.ExpiresAt.UTC().Format(time.RFC3339))
+		}
+		return fmt.Errorf("%w: %v", ErrExpired, err)
+	}
+	return fmt.Errorf("%w: %v", ErrBadToken, err)
+}

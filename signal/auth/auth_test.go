@@ -1,0 +1,218 @@
+package auth
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+var testKeys = Keys{Key: "APIkey1", Secret: "0123456789abcdef0123456789abcdef"}
+
+// sign signs arbitrary claims with method and key, for tokens Mint refuses to make.
+func sign(t *testing.T, method jwt.SigningMethod, c jwt.Claims, key any) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(method, c).SignedString(key)
+	if err != nil {
+		t.Fatalf("sign: %v", err)
+	}
+	return s
+}
+
+func mustMint(t *testing.T, k Keys, g Grant, ttl time.Duration, at time.Time) string {
+	t.Helper()
+	s, err := k.mint(g, ttl, at)
+	if err != nil {
+		t.Fatalf("mint: %v", err)
+	}
+	return s
+}
+
+func TestVerify(t *testing.T) {
+	now := time.Now()
+	grant := Grant{Room: "demo", Identity: "alice", Publish: true, Subscribe: false}
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fullClaims := func() jwt.MapClaims {
+		return jwt.MapClaims{
+			"iss": testKeys.Key, "sub": "alice", "room": "demo", "publish": true, "subscribe": false,
+			"exp": now.Add(time.Hour).Unix(), "nbf": now.Unix(), "iat": now.Unix(),
+		}
+	}
+	without := func(key string) jwt.MapClaims {
+		c := fullClaims()
+		delete(c, key)
+		return c
+	}
+	valid := mustMint(t, testKeys, grant, time.Hour, now)
+	parts := strings.Split(valid, ".")
+
+	tests := []struct {
+		name    string
+		keys    *Keys // nil means testKeys
+		token   string
+		want    Grant
+		wantErr error
+	}{
+		{name: "valid", token: valid, want: grant},
+		{name: "valid subscribe only", want: Grant{Room: "r", Identity: "bob", Subscribe: true},
+			token: mustMint(t, testKeys, Grant{Room: "r", Identity: "bob", Subscribe: true}, time.Minute, now)},
+		{name: "valid map claims", token: sign(t, jwt.SigningMethodHS256, fullClaims(), []byte(testKeys.Secret)), want: grant},
+		{name: "expired within clock skew", want: grant,
+			token: mustMint(t, testKeys, grant, time.Hour, now.Add(-time.Hour-ClockSkew/2))},
+		{name: "nbf within clock skew", want: grant,
+			token: mustMint(t, testKeys, grant, time.Hour, now.Add(ClockSkew/2))},
+		{name: "expired", token: mustMint(t, testKeys, grant, time.Hour, now.Add(-2*time.Hour)), wantErr: ErrExpired},
+		{name: "negative ttl", token: mustMint(t, testKeys, grant, -time.Minute, now), wantErr: ErrExpired},
+		{name: "nbf in future", token: mustMint(t, testKeys, grant, time.Hour, now.Add(time.Minute)), wantErr: ErrExpired},
+		{name: "wrong secret", token: mustMint(t, Keys{Key: testKeys.Key, Secret: "another-secret-of-32-bytes-long!"}, grant, time.Hour, now),
+			wantErr: ErrBadToken},
+		{name: "wrong issuer", token: mustMint(t, Keys{Key: "other", Secret: testKeys.Secret}, grant, time.Hour, now),
+			wantErr: ErrBadToken},
+		{name: "expired and wrong issuer", token: mustMint(t, Keys{Key: "other", Secret: testKeys.Secret}, grant, time.Hour, now.Add(-2*time.Hour)),
+			wantErr: ErrBadToken},
+		{name: "expired and wrong secret", token: mustMint(t, Keys{Key: testKeys.Key, Secret: "another-secret-of-32-bytes-long!"}, grant, time.Hour, now.Add(-2*time.Hour)),
+			wantErr: ErrBadToken},
+		{name: "alg none", token: sign(t, jwt.SigningMethodNone, fullClaims(), jwt.UnsafeAllowNoneSignatureType), wantErr: ErrBadToken},
+		{name: "alg RS256", token: sign(t, jwt.SigningMethodRS256, fullClaims(), rsaKey), wantErr: ErrBadToken},
+		{name: "alg HS512 same secret", token: sign(t, jwt.SigningMethodHS512, fullClaims(), []byte(testKeys.Secret)), wantErr: ErrBadToken},
+		{name: "tampered payload", token: parts[0] + "." + base64.RawURLEncoding.EncodeToString(
+			[]byte(`{"iss":"APIkey1","sub":"mallory","room":"demo","publish":true,"subscribe":true,"exp":9999999999}`)) + "." + parts[2],
+			wantErr: ErrBadToken},
+		{name: "missing exp", token: sign(t, jwt.SigningMethodHS256, without("exp"), []byte(testKeys.Secret)), wantErr: ErrBadToken},
+		{name: "missing iss", token: sign(t, jwt.SigningMethodHS256, without("iss"), []byte(testKeys.Secret)), wantErr: ErrBadToken},
+		{name: "missing room", token: sign(t, jwt.SigningMethodHS256, without("room"), []byte(testKeys.Secret)), wantErr: ErrBadToken},
+		{name: "missing sub", token: sign(t, jwt.SigningMethodHS256, without("sub"), []byte(testKeys.Secret)), wantErr: ErrBadToken},
+		{name: "garbage", token: "not-a-token", wantErr: ErrBadToken},
+		{name: "garbage three parts", token: "a.b.c", wantErr: ErrBadToken},
+		{name: "empty", token: "", wantErr: ErrNoToken},
+		{name: "verifier without key", keys: &Keys{}, token: valid, wantErr: ErrNoKey},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			k := testKeys
+			if tt.keys != nil {
+				k = *tt.keys
+			}
+			got, err := k.verify(tt.token, func() time.Time { return now })
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("Verify error = %v, want %v", err, tt.wantErr)
+				}
+				for _, other := range []error{ErrNoToken, ErrBadToken, ErrExpired, ErrNoKey} {
+					if other != tt.wantErr && errors.Is(err, other) {
+						t.Errorf("Verify error %v also matches %v", err, other)
+					}
+				}
+				if got != (Grant{}) {
+					t.Errorf("Verify returned grant %+v with an error", got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Verify: %v", err)
+			}
+			if got != tt.want {
+				t.Errorf("Verify = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestMintVerifyNow(t *testing.T) {
+	g := Grant{Room: "room-1", Identity: "id-1", Publish: true, Subscribe: true}
+	tok, err := testKeys.Mint(g, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := testKeys.Verify(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != g {
+		t.Errorf("Verify = %+v, want %+v", got, g)
+	}
+	if _, err := DevKeys().Verify(tok); !errors.Is(err, ErrBadToken) {
+		t.Errorf("Verify with other keys: %v, want ErrBadToken", err)
+	}
+}
+
+// TestClaimsJSON pins the payload to the shape documented in PROTOCOL.md.
+func TestClaimsJSON(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	tok := mustMint(t, testKeys, Grant{Room: "demo", Identity: "alice"}, time.Hour, now)
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		t.Fatalf("token has %d parts", len(parts))
+	}
+	header, err := base64.RawURLEncoding.DecodeString(parts[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h map[string]any
+	if err := json.Unmarshal(header, &h); err != nil {
+		t.Fatal(err)
+	}
+	if h["alg"] != "HS256" {
+		t.Errorf("alg = %v, want HS256", h["alg"])
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(payload, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{
+		"iss": "APIkey1", "sub": "alice", "room": "demo", "publish": false, "subscribe": false,
+		"exp": float64(1_700_003_600), "nbf": float64(1_700_000_000), "iat": float64(1_700_000_000),
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("claims = %v, want %v (keys %v)", got, want, slices.Sorted(maps.Keys(got)))
+	}
+}
+
+func TestMintErrors(t *testing.T) {
+	g := Grant{Room: "r", Identity: "i"}
+	tests := []struct {
+		name string
+		keys Keys
+		g    Grant
+		ttl  time.Duration
+		is   error
+	}{
+		{name: "no key", keys: Keys{Secret: testKeys.Secret}, g: g, ttl: time.Hour, is: ErrNoKey},
+		{name: "no secret", keys: Keys{Key: "k"}, g: g, ttl: time.Hour, is: ErrNoKey},
+		{name: "no room", keys: testKeys, g: Grant{Identity: "i"}, ttl: time.Hour},
+		{name: "no identity", keys: testKeys, g: Grant{Room: "r"}, ttl: time.Hour},
+		{name: "zero ttl", keys: testKeys, g: g, ttl: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tok, err := tt.keys.Mint(tt.g, tt.ttl)
+			if err == nil {
+				t.Fatalf("Mint = %q, want an error", tok)
+			}
+			if tt.is != nil && !errors.Is(err, tt.is) {
+				t.Errorf("Mint error = %v, want %v", err, tt.is)
+			}
+		})
+	}
+}
+
+func TestDevSecretLength(t *testing.T) {
+	if len(DevSecret) < 32 {
+		t.Errorf("DevSecret is %d bytes, want at least 32", len(DevSecret))
+	}
+}
