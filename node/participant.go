@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"sync"
 	"sync/atomic"
 
@@ -261,7 +262,7 @@ func (p *Participant) Publish(offer string, gather bool) (string, []ProducerInfo
 		pr, ok := p.byMid[mid]
 		switch {
 		case receiving && !ok:
-			p.byMid[mid] = newProducer(p.node.newID("PR"), tr.Kind(), p, p.room.home, p.send, p.node.opts.KeyframeInterval)
+			p.byMid[mid] = newProducer(p.node.newID("PR"), mid, tr.Kind(), p, p.room.home, p.send, p.node.opts.KeyframeInterval)
 		case !receiving && ok:
 			delete(p.byMid, mid)
 			ended = append(ended, pr)
@@ -289,6 +290,7 @@ func (p *Participant) Publish(offer string, gather bool) (string, []ProducerInfo
 	for _, pr := range p.byMid {
 		infos = append(infos, pr.Info())
 	}
+	sort.Slice(infos, func(i, j int) bool { return infos[i].Mid < infos[j].Mid })
 	for _, pr := range ended {
 		go p.room.removeProducer(pr)
 	}

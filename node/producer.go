@@ -40,6 +40,7 @@ type ProducerInfo struct {
 	ID          string `json:"id"`
 	Participant string `json:"participant"`
 	Kind        string `json:"kind"`
+	Mid         string `json:"mid,omitempty"` // the media section on the publisher's send transport
 	Codec       string `json:"codec,omitempty"`
 	Muted       bool   `json:"muted"`
 }
@@ -48,6 +49,7 @@ type ProducerInfo struct {
 // cache (for NACKs) and posts it to each worker that has consumers of it.
 type Producer struct {
 	id          string
+	mid         string
 	kind        webrtc.RTPCodecType
 	participant *Participant
 	home        *Worker
@@ -68,8 +70,8 @@ type Producer struct {
 	lastKF    atomic.Int64 // unix nanos of the last keyframe request sent upstream
 }
 
-func newProducer(id string, kind webrtc.RTPCodecType, p *Participant, home *Worker, pc *webrtc.PeerConnection, kf time.Duration) *Producer {
-	pr := &Producer{id: id, kind: kind, participant: p, home: home, pc: pc, kfInterval: kf,
+func newProducer(id, mid string, kind webrtc.RTPCodecType, p *Participant, home *Worker, pc *webrtc.PeerConnection, kf time.Duration) *Producer {
+	pr := &Producer{id: id, mid: mid, kind: kind, participant: p, home: home, pc: pc, kfInterval: kf,
 		cache: packetcache.New(512)}
 	if kind == webrtc.RTPCodecTypeAudio {
 		pr.cache = packetcache.New(64)
@@ -83,7 +85,7 @@ func (p *Producer) ID() string { return p.id }
 
 // Info describes the producer.
 func (p *Producer) Info() ProducerInfo {
-	info := ProducerInfo{ID: p.id, Participant: p.participant.id, Kind: p.kind.String(), Muted: p.muted.Load()}
+	info := ProducerInfo{ID: p.id, Mid: p.mid, Participant: p.participant.id, Kind: p.kind.String(), Muted: p.muted.Load()}
 	if t := p.track.Load(); t != nil {
 		info.Codec = t.Codec().MimeType
 	}

@@ -90,34 +90,39 @@ func (s *session) reader() {
 			}
 			return
 		}
-		if !s.limiter.Allow() {
-			s.reply(idOf(b), nil, errorf(CodeRateLimited, "too many requests"))
-			continue
+		s.frame(typ, b)
+	}
+}
+
+// frame handles one frame from the client.
+func (s *session) frame(typ websocket.MessageType, b []byte) {
+	if !s.limiter.Allow() {
+		s.reply(idOf(b), nil, errorf(CodeRateLimited, "too many requests"))
+		return
+	}
+	if typ != websocket.MessageText {
+		s.badFrame(nil, "binary frames are not accepted")
+		return
+	}
+	var req Request
+	if err := json.Unmarshal(b, &req); err != nil {
+		s.badFrame(idOf(b), "malformed JSON: "+err.Error())
+		return
+	}
+	if req.ID == nil || req.Method == "" {
+		s.badFrame(req.ID, "a request needs an id and a method")
+		return
+	}
+	data, err := s.handle(req)
+	s.reply(req.ID, data, err)
+	if req.Method == MethodJoin && err == nil {
+		// After the join response: the first offer and the consumers of the room follow.
+		if err := s.p.Start(); err != nil {
+			s.log.Warn("cannot start participant", "error", err)
 		}
-		if typ != websocket.MessageText {
-			s.badFrame(nil, "binary frames are not accepted")
-			continue
-		}
-		var req Request
-		if err := json.Unmarshal(b, &req); err != nil {
-			s.badFrame(idOf(b), "malformed JSON: "+err.Error())
-			continue
-		}
-		if req.ID == nil || req.Method == "" {
-			s.badFrame(req.ID, "a request needs an id and a method")
-			continue
-		}
-		data, err := s.handle(req)
-		s.reply(req.ID, data, err)
-		if req.Method == MethodJoin && err == nil {
-			// After the join response: the first offer and the consumers of the room follow.
-			if err := s.p.Start(); err != nil {
-				s.log.Warn("cannot start participant", "error", err)
-			}
-		}
-		if req.Method == MethodLeave && err == nil {
-			s.closeWith(websocket.StatusNormalClosure, "left", true)
-		}
+	}
+	if req.Method == MethodLeave && err == nil {
+		s.closeWith(websocket.StatusNormalClosure, "left", true)
 	}
 }
 

@@ -1,0 +1,390 @@
+// The Cascade demo page: join a room with camera and microphone, see and hear the others, chat.
+// Query parameters: ?room=R&identity=I&autojoin=1
+import { CascadeClient } from "./cascade.js";
+
+const $ = (id) => document.getElementById(id);
+
+let client = null;
+let localStream = null;
+let joining = false;
+let lastError = "";
+const messages = []; // {from, identity, text}
+const tiles = new Map(); // participant id -> {el, media: Map(producer id -> element)}
+
+function randomIdentity() {
+  return "guest-" + Math.random().toString(36).slice(2, 7);
+}
+
+function showError(text) {
+  lastError = text || "";
+  $("error").textContent = lastError;
+  $("error").hidden = !lastError;
+}
+
+function setStatus(state, text) {
+  const el = $("status");
+  el.dataset.state = state;
+  el.textContent = text || state;
+}
+
+function identityOf(participantId) {
+  if (client && client.participant && client.participant.id === participantId) return client.participant.identity;
+  const p = client && client.participants.get(participantId);
+  return p ? p.identity : participantId;
+}
+
+async function fetchToken(room, identity) {
+  const q = new URLSearchParams({ room, identity });
+  const res = await fetch(`/token?${q}`, { cache: "no-store" });
+  const body = (await res.text()).trim();
+  if (res.status === 404) {
+    throw new Error(`${body || "404 page not found"}: this node serves /token only with its development key pair; mint a token with \`cascade token\``);
+  }
+  if (!res.ok) throw new Error(body || `token request failed: HTTP ${res.status}`);
+  try {
+    const v = JSON.parse(body);
+    if (typeof v === "string") return v;
+    if (v && typeof v.token === "string") return v.token;
+  } catch (_) {
+    // a plain-text token
+  }
+  return body;
+}
+
+function wsURL() {
+  const u = new URL("/ws", location.href);
+  u.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  return u.href;
+}
+
+// ---- tiles -----------------------------------------------------------------------------------
+
+function tileFor(participantId) {
+  let tile = tiles.get(participantId);
+  if (tile) return tile;
+  const el = document.createElement("div");
+  el.className = "tile remote";
+  el.dataset.participant = participantId;
+  const placeholder = document.createElement("div");
+  placeholder.className = "placeholder";
+  const name = document.createElement("div");
+  name.className = "name";
+  el.append(placeholder, name);
+  $("tiles").append(el);
+  tile = { el, name, placeholder, media: new Map() };
+  tiles.set(participantId, tile);
+  updateTileName(participantId);
+  return tile;
+}
+
+function updateTileName(participantId) {
+  const tile = tiles.get(participantId);
+  if (!tile) return;
+  const identity = identityOf(participantId);
+  tile.name.textContent = identity;
+  tile.placeholder.textContent = (identity || "?").slice(0, 1).toUpperCase();
+}
+
+function removeTile(participantId) {
+  const tile = tiles.get(participantId);
+  if (!tile) return;
+  for (const m of tile.media.values()) m.srcObject = null;
+  tile.el.remove();
+  tiles.delete(participantId);
+}
+
+function clearTiles() {
+  for (const id of [...tiles.keys()]) removeTile(id);
+}
+
+function onTrack({ track, participantId, producerId }) {
+  const tile = tileFor(participantId || "unknown");
+  const old = tile.media.get(producerId);
+  if (old) old.remove();
+  const media = document.createElement(track.kind === "video" ? "video" : "audio");
+  media.autoplay = true;
+  media.playsInline = true;
+  if (track.kind === "video") {
+    media.muted = true; // sound comes from the audio element; muted video may autoplay
+    tile.el.prepend(media);
+  } else {
+    tile.el.append(media);
+  }
+  media.srcObject = new MediaStream([track]);
+  media.play().catch(() => {}); // autoplay policy: playback starts on the next user gesture
+  tile.media.set(producerId, media);
+}
+
+function onTrackEnded({ participantId, producerId }) {
+  const tile = tiles.get(participantId || "unknown");
+  if (!tile) return;
+  const media = tile.media.get(producerId);
+  if (!media) return;
+  media.srcObject = null;
+  media.remove();
+  tile.media.delete(producerId);
+}
+
+// ---- participants and chat ------------------------------------------------------------------
+
+function renderParticipants() {
+  const list = $("participants");
+  list.replaceChildren();
+  if (!client) return;
+  const all = [];
+  if (client.participant) all.push({ ...client.participant, self: true });
+  for (const p of client.participants.values()) all.push(p);
+  for (const p of all) {
+    const li = document.createElement("li");
+    li.dataset.participant = p.id;
+    const name = document.createElement("span");
+    name.textContent = p.identity + (p.self ? " (you)" : "");
+    const flags = document.createElement("span");
+    flags.className = "flags";
+    const muted = [];
+    for (const prod of client.producers.values()) {
+      if (prod.participant === p.id && prod.muted) muted.push(prod.kind === "audio" ? "mic off" : "camera off");
+    }
+    flags.textContent = muted.join(", ");
+    li.append(name, flags);
+    list.append(li);
+  }
+  for (const id of tiles.keys()) updateTileName(id);
+}
+
+function messageText(data) {
+  if (typeof data === "string") return data;
+  if (data && typeof data.text === "string") return data.text;
+  return JSON.stringify(data);
+}
+
+function onMessage({ from, identity, data }) {
+  const text = messageText(data);
+  messages.push({ from, identity, text });
+  const li = document.createElement("li");
+  const who = document.createElement("span");
+  who.className = "who";
+  who.textContent = identity || identityOf(from);
+  li.append(who, document.createTextNode(text));
+  const chat = $("chat");
+  chat.append(li);
+  chat.scrollTop = chat.scrollHeight;
+}
+
+// ---- join and leave -------------------------------------------------------------------------
+
+function showCall(inCall) {
+  $("join-view").hidden = inCall;
+  $("call-view").hidden = !inCall;
+  $("room-label").textContent = inCall && client ? `room ${client.room || ""}` : "";
+}
+
+function wire(c) {
+  c.addEventListener("state", (e) => {
+    const { state } = e.detail;
+    const text = { connecting: "connecting…", connected: "connected", reconnecting: "reconnecting…", closed: "not connected" }[state];
+    setStatus(state, text);
+    if (state === "closed" && client === c && !joining) {
+      // The client gave up (for example an expired token while reconnecting).
+      leave();
+    }
+  });
+  c.addEventListener("joined", () => renderParticipants());
+  c.addEventListener("participantJoined", () => renderParticipants());
+  c.addEventListener("participantLeft", (e) => {
+    removeTile(e.detail.id);
+    renderParticipants();
+  });
+  c.addEventListener("producerAdded", () => renderParticipants());
+  c.addEventListener("producerRemoved", () => renderParticipants());
+  c.addEventListener("producerMuted", () => renderParticipants());
+  c.addEventListener("track", (e) => onTrack(e.detail));
+  c.addEventListener("trackEnded", (e) => onTrackEnded(e.detail));
+  c.addEventListener("message", (e) => onMessage(e.detail));
+  c.addEventListener("error", (e) => console.warn("cascade:", e.detail.context, e.detail.error));
+}
+
+async function getMedia() {
+  try {
+    return await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+  } catch (err) {
+    // Join anyway, to watch and listen.
+    showError(`Camera and microphone unavailable (${err.name}: ${err.message}); joined without them.`);
+    return null;
+  }
+}
+
+async function join(room, identity) {
+  if (client || joining) throw new Error("already joined");
+  room = String(room || "").trim();
+  identity = String(identity || "").trim();
+  if (!room || !identity) throw new Error("room and identity are required");
+  joining = true;
+  $("join").disabled = true;
+  showError("");
+  setStatus("connecting", "getting a token…");
+  const c = new CascadeClient();
+  try {
+    let token = await fetchToken(room, identity); // fails early, before the camera prompt
+    localStream = await getMedia();
+    client = c;
+    wire(c);
+    // The first join uses the token above; a reconnection fetches a fresh one (dev tokens expire).
+    const joined = await c.connect(wsURL(), async () => {
+      const t = token || (await fetchToken(room, identity));
+      token = null;
+      return t;
+    });
+    $("local-name").textContent = `${joined.participant ? joined.participant.identity : identity} (you)`;
+    $("local-video").srcObject = localStream;
+    showCall(true);
+    renderParticipants();
+    if (localStream) await c.publish(localStream);
+    updateMuteButtons();
+    return { participant: joined.participant, room: joined.room };
+  } catch (err) {
+    const text = err && err.message ? err.message : String(err);
+    joining = false;
+    await leave();
+    showError(`Could not join: ${text}`);
+    throw err;
+  } finally {
+    joining = false;
+    $("join").disabled = false;
+  }
+}
+
+async function leave() {
+  const c = client;
+  client = null;
+  if (c) await c.close();
+  if (localStream) for (const t of localStream.getTracks()) t.stop();
+  localStream = null;
+  $("local-video").srcObject = null;
+  clearTiles();
+  $("chat").replaceChildren();
+  messages.length = 0;
+  $("participants").replaceChildren();
+  showCall(false);
+  setStatus("closed", "not connected");
+}
+
+// ---- mute ------------------------------------------------------------------------------------
+
+function localTrack(kind) {
+  return localStream && localStream.getTracks().find((t) => t.kind === kind);
+}
+
+function updateMuteButtons() {
+  for (const [id, kind, on, off] of [["mute-mic", "audio", "Mute mic", "Unmute mic"], ["mute-cam", "video", "Stop camera", "Start camera"]]) {
+    const track = localTrack(kind);
+    const btn = $(id);
+    btn.disabled = !track;
+    const muted = !!track && !track.enabled;
+    btn.textContent = muted ? off : on;
+    btn.setAttribute("aria-pressed", String(muted));
+  }
+}
+
+async function toggle(kind) {
+  const track = localTrack(kind);
+  if (!track || !client) return;
+  const muted = track.enabled; // enabled now: mute it
+  const producer = [...client.localProducers.values()].find((p) => p.track === track);
+  try {
+    if (producer) await client.mute(producer.id, muted);
+    else track.enabled = !muted;
+  } catch (err) {
+    showError(`Mute failed: ${err.message}`);
+  }
+  updateMuteButtons();
+}
+
+// ---- stats for tests -------------------------------------------------------------------------
+
+async function selectedPairs(pc) {
+  if (!pc) return [];
+  const report = await pc.getStats();
+  const pairs = [];
+  report.forEach((s) => {
+    if (s.type !== "candidate-pair" || s.state !== "succeeded" || !s.nominated) return;
+    const local = report.get(s.localCandidateId) || {};
+    const remote = report.get(s.remoteCandidateId) || {};
+    pairs.push({ local: local.address || local.ip || "", remote: remote.address || remote.ip || "" });
+  });
+  return pairs;
+}
+
+async function stats() {
+  const recv = client && client.recvPC;
+  const send = client && client.sendPC;
+  let framesDecoded = 0;
+  const videoTracks = [];
+  if (recv) {
+    const report = await recv.getStats();
+    report.forEach((s) => {
+      if (s.type !== "inbound-rtp" || s.kind !== "video") return;
+      framesDecoded += s.framesDecoded || 0;
+      // The receive transport's track id is the producer id (PROTOCOL.md).
+      const remote = client.remoteTracks.get(s.trackIdentifier);
+      videoTracks.push({
+        producerId: s.trackIdentifier || "",
+        participantId: remote ? remote.participantId : "",
+        framesDecoded: s.framesDecoded || 0,
+      });
+    });
+  }
+  return {
+    framesDecoded,
+    videoTracks,
+    selectedPairs: await selectedPairs(recv),
+    sendSelectedPairs: await selectedPairs(send),
+    state: client ? client.state : "closed",
+  };
+}
+
+window.cascadeApp = {
+  get client() {
+    return client;
+  },
+  get lastError() {
+    return lastError;
+  },
+  get messages() {
+    return messages.slice();
+  },
+  join,
+  leave,
+  stats,
+  /** Identities of the other participants. */
+  participants() {
+    return client ? [...client.participants.values()].map((p) => p.identity) : [];
+  },
+};
+
+// ---- page wiring -----------------------------------------------------------------------------
+
+$("join-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  join($("room").value, $("identity").value).catch(() => {});
+});
+$("leave").addEventListener("click", () => leave());
+$("mute-mic").addEventListener("click", () => toggle("audio"));
+$("mute-cam").addEventListener("click", () => toggle("video"));
+$("chat-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const input = $("chat-input");
+  const text = input.value.trim();
+  if (!text || !client) return;
+  input.value = "";
+  try {
+    await client.sendMessage({ text });
+  } catch (err) {
+    showError(`Message not sent: ${err.message}`);
+  }
+});
+
+const params = new URLSearchParams(location.search);
+$("room").value = params.get("room") || $("room").value;
+$("identity").value = params.get("identity") || randomIdentity();
+if (params.get("autojoin") === "1") join($("room").value, $("identity").value).catch(() => {});
