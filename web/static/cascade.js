@@ -334,6 +334,11 @@ export class CascadeClient extends EventTarget {
     this._ws = null;
     this._rejectPending(new CascadeError("disconnected", `the connection closed (code ${ev.code})`));
     if (!this._closed && this.state === "connected") this._beginReconnect();
+    else if (this._closed && this.state === "connected") {
+      // Closed by the server for good (a "closed" notification): tear down, no reconnect.
+      this._teardownPeers();
+      this._setState("closed");
+    }
     // While connecting or reconnecting, the attempt in progress sees the rejection.
   }
 
@@ -468,6 +473,13 @@ export class CascadeClient extends EventTarget {
   _onNotification(method, data) {
     const selfId = this.participant && this.participant.id;
     switch (method) {
+      case "closed":
+        // A newer session of the same identity replaced this one: do not fight it by
+        // reconnecting.
+        this._closed = true;
+        clearTimeout(this._reconnectTimer);
+        this._emit("error", new CascadeError("closed", data.reason || "session closed by the server"));
+        break;
       case "offer":
         this._onOffer(data);
         return;
