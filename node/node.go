@@ -30,6 +30,7 @@ type Node struct {
 	workers  []*Worker
 	nats     *nats.Conn
 	embedded *server.Server
+	tempDir  string // JetStream store created by the node, removed on Close
 	metrics  *metrics
 	started  time.Time
 	draining atomic.Bool
@@ -97,6 +98,7 @@ func (n *Node) startNATS() error {
 			if dir, err = os.MkdirTemp("", "cascade-nats-"); err != nil {
 				return fmt.Errorf("nats store dir: %w", err)
 			}
+			n.tempDir = dir
 		}
 		s, err := server.NewServer(&server.Options{ServerName: n.opts.ID, Host: host, Port: port, NoSigs: true,
 			JetStream: true, StoreDir: dir, MaxPayload: 1 << 20})
@@ -106,6 +108,9 @@ func (n *Node) startNATS() error {
 		go s.Start()
 		if !s.ReadyForConnections(10 * time.Second) {
 			s.Shutdown()
+			if n.tempDir != "" {
+				_ = os.RemoveAll(n.tempDir)
+			}
 			return fmt.Errorf("embedded nats did not start on %s", n.opts.NATSListen)
 		}
 		n.embedded = s
@@ -119,6 +124,9 @@ func (n *Node) startNATS() error {
 	if err != nil {
 		if n.embedded != nil {
 			n.embedded.Shutdown()
+		}
+		if n.tempDir != "" {
+			_ = os.RemoveAll(n.tempDir)
 		}
 		return fmt.Errorf("connect to nats %s: %w", url, err)
 	}
@@ -321,6 +329,9 @@ func (n *Node) Close() {
 	if n.embedded != nil {
 		n.embedded.Shutdown()
 		n.embedded.WaitForShutdown()
+	}
+	if n.tempDir != "" {
+		_ = os.RemoveAll(n.tempDir)
 	}
 	n.log.Info("node stopped")
 }
