@@ -15,6 +15,7 @@ import (
 	"github.com/cascade-sfu/cascade/signal/auth"
 	"github.com/cascade-sfu/cascade/signal/client"
 	"github.com/hashicorp/go-hclog"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -73,6 +74,9 @@ type peer struct {
 	*client.Client
 	mu      sync.Mutex
 	packets map[string]*atomic.Int64 // by producer (track) id
+	ssrc    map[string]uint32        // consumer SSRC by producer id
+	lastSeq map[string]uint16
+	plis    atomic.Int64 // keyframe requests received as a publisher
 	notes   []note
 	data    [][]byte
 }
@@ -92,16 +96,30 @@ func (e *env) join(room, identity string, publish, subscribe bool) *peer {
 }
 
 func (e *env) dial(room, identity string, publish, subscribe, noAuto bool) (*peer, error) {
-	p := &peer{packets: make(map[string]*atomic.Int64)}
+	p := &peer{packets: make(map[string]*atomic.Int64), ssrc: make(map[string]uint32), lastSeq: make(map[string]uint16)}
 	c, err := client.Dial(context.Background(), e.ws, client.Options{
 		Token: e.token(room, identity, publish, subscribe), LoopbackOnly: true, NoAutoSubscribe: noAuto,
 		OnTrack: func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 			ctr := p.counter(tr.ID())
+			p.mu.Lock()
+			p.ssrc[tr.ID()] = uint32(tr.SSRC())
+			p.mu.Unlock()
 			for {
-				if _, _, err := tr.ReadRTP(); err != nil {
+				pkt, _, err := tr.ReadRTP()
+				if err != nil {
 					return
 				}
+				p.mu.Lock()
+				p.lastSeq[tr.ID()] = pkt.SequenceNumber
+				p.mu.Unlock()
 				ctr.Add(1)
+			}
+		},
+		OnPublisherRTCP: func(pkts []rtcp.Packet) {
+			for _, x := range pkts {
+				if _, ok := x.(*rtcp.PictureLossIndication); ok {
+					p.plis.Add(1)
+				}
 			}
 		},
 		OnNotification: func(m string, d json.RawMessage) {

@@ -17,6 +17,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -36,6 +37,9 @@ type Options struct {
 	// OnNotification is called, in order, for every server notification (after the client
 	// handled offers and trickles itself).
 	OnNotification func(method string, data json.RawMessage)
+	// OnPublisherRTCP is called with the RTCP the node sends about the client's published
+	// tracks (keyframe requests, NACKs, receiver reports).
+	OnPublisherRTCP func([]rtcp.Packet)
 	// OnData is called for every data-channel message from the room.
 	OnData func(msg []byte)
 	// RequestTimeout bounds each request; 0 means 10 s.
@@ -384,7 +388,7 @@ func (c *Client) Publish(ctx context.Context, tracks ...webrtc.TrackLocal) (sign
 			c.pcMu.Unlock()
 			return res, err
 		}
-		go drainRTCP(sender.Sender())
+		go c.readSenderRTCP(sender.Sender())
 	}
 	offer, err := pc.CreateOffer(nil)
 	if err == nil {
@@ -410,11 +414,14 @@ func (c *Client) Publish(ctx context.Context, tracks ...webrtc.TrackLocal) (sign
 	return res, nil
 }
 
-func drainRTCP(s *webrtc.RTPSender) {
-	buf := make([]byte, 1500)
+func (c *Client) readSenderRTCP(s *webrtc.RTPSender) {
 	for {
-		if _, _, err := s.Read(buf); err != nil {
+		pkts, _, err := s.ReadRTCP()
+		if err != nil {
 			return
+		}
+		if c.o.OnPublisherRTCP != nil {
+			c.o.OnPublisherRTCP(pkts)
 		}
 	}
 }
