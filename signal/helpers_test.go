@@ -77,6 +77,7 @@ type peer struct {
 	ssrc    map[string]uint32        // consumer SSRC by producer id
 	lastSeq map[string]uint16
 	plis    atomic.Int64 // keyframe requests received as a publisher
+	srs     atomic.Int64 // sender reports received as a subscriber
 	notes   []note
 	data    [][]byte
 }
@@ -99,7 +100,20 @@ func (e *env) dial(room, identity string, publish, subscribe, noAuto bool) (*pee
 	p := &peer{packets: make(map[string]*atomic.Int64), ssrc: make(map[string]uint32), lastSeq: make(map[string]uint16)}
 	c, err := client.Dial(context.Background(), e.ws, client.Options{
 		Token: e.token(room, identity, publish, subscribe), LoopbackOnly: true, NoAutoSubscribe: noAuto,
-		OnTrack: func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		OnTrack: func(tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) {
+			go func() {
+				for {
+					pkts, _, err := rcv.ReadRTCP()
+					if err != nil {
+						return
+					}
+					for _, x := range pkts {
+						if _, ok := x.(*rtcp.SenderReport); ok {
+							p.srs.Add(1)
+						}
+					}
+				}
+			}()
 			ctr := p.counter(tr.ID())
 			p.mu.Lock()
 			p.ssrc[tr.ID()] = uint32(tr.SSRC())

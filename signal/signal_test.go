@@ -36,6 +36,28 @@ func TestPublishSubscribe(t *testing.T) {
 	})
 }
 
+// TestH264AndSenderReports: H264 is forwarded like VP8, and subscribers get RTCP sender reports
+// made from the consumers' counters.
+func TestH264AndSenderReports(t *testing.T) {
+	e := newEnv(t, 1, 100)
+	pub := e.join("r", "pub", true, false)
+	res, err := pub.Publish(context.Background(), newSource(t, webrtc.MimeTypeH264, "v", "s").track)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := e.join("r", "sub", false, true)
+	waitPackets(t, sub, res.Producers[0].ID)
+	if p := e.node.Room("r").Producers(); len(p) != 1 || !strings.EqualFold(p[0].Codec, webrtc.MimeTypeH264) {
+		t.Fatalf("producers %+v", p)
+	}
+	checkFor(t, 5*time.Second, func() error {
+		if sub.srs.Load() == 0 {
+			return fmt.Errorf("no sender report")
+		}
+		return nil
+	})
+}
+
 func waitPackets(t *testing.T, p *peer, ids ...string) {
 	t.Helper()
 	checkFor(t, 10*time.Second, func() error {
