@@ -38,6 +38,7 @@ type Consumer struct {
 	resync atomic.Bool // the next packet restarts the sequence mapping
 
 	// Owned by the worker goroutine (forward and sendReport).
+	out      rtp.Header // the outgoing header, reused: a local would escape to the heap
 	started  bool
 	offset   atomic.Uint32 // inSeq - outSeq (mod 2^16), read by the NACK handler
 	lastOut  uint16
@@ -101,13 +102,14 @@ func (c *Consumer) forward(pkt *packet) bool {
 		}
 	}
 	out := in - uint16(c.offset.Load())
-	h := pkt.header // a copy; slices are shared and must not be modified
+	h := &c.out
+	*h = pkt.header // slices are shared with the packet and must not be modified
 	h.SSRC = b.ssrc
 	h.PayloadType = b.pt
 	h.SequenceNumber = out
 	h.Extension = false
 	h.Extensions = nil
-	if _, err := b.writer.WriteRTP(&h, pkt.payload); err != nil {
+	if _, err := b.writer.WriteRTP(h, pkt.payload); err != nil {
 		return false
 	}
 	if int16(out-c.lastOut) > 0 || c.packets == 0 {

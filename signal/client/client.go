@@ -42,6 +42,9 @@ type Options struct {
 	OnPublisherRTCP func([]rtcp.Packet)
 	// OnData is called for every data-channel message from the room.
 	OnData func(msg []byte)
+	// Lean leaves out pion's interceptors (NACK generator and responder, RTCP reports): a
+	// cheaper client for load tests, which then measures loss before retransmission.
+	Lean bool
 	// RequestTimeout bounds each request; 0 means 10 s.
 	RequestTimeout time.Duration
 }
@@ -80,7 +83,7 @@ func Dial(ctx context.Context, url string, o Options) (*Client, error) {
 	if o.RequestTimeout == 0 {
 		o.RequestTimeout = 10 * time.Second
 	}
-	api, err := newAPI(o.LoopbackOnly)
+	api, err := newAPI(o.LoopbackOnly, o.Lean)
 	if err != nil {
 		return nil, err
 	}
@@ -105,14 +108,16 @@ func Dial(ctx context.Context, url string, o Options) (*Client, error) {
 	return c, nil
 }
 
-func newAPI(loopback bool) (*webrtc.API, error) {
+func newAPI(loopback, lean bool) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
 		return nil, err
 	}
 	reg := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(me, reg); err != nil {
-		return nil, err
+	if !lean {
+		if err := webrtc.RegisterDefaultInterceptors(me, reg); err != nil {
+			return nil, err
+		}
 	}
 	se := webrtc.SettingEngine{}
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
