@@ -45,6 +45,10 @@ type Options struct {
 	WorkerConsumers int
 	// Heartbeat is the interval of the node's announcements on NATS.
 	Heartbeat time.Duration
+	// Naive replaces Cascade's forwarding with the textbook pion broadcast: one
+	// TrackLocalStaticRTP per producer written to every subscriber's PeerConnection, with pion's
+	// default interceptors. Only the benchmark uses it, as the baseline.
+	Naive bool
 	// Logger receives the node's logs; nil means a null logger.
 	Logger hclog.Logger
 	// Registerer receives the node's Prometheus metrics; nil means a private registry.

@@ -312,6 +312,14 @@ func (p *Participant) onTrack(track *webrtc.TrackRemote, receiver *webrtc.RTPRec
 		return
 	}
 	pr.track.Store(track)
+	if p.node.opts.Naive {
+		naive, err := webrtc.NewTrackLocalStaticRTP(track.Codec().RTPCodecCapability, pr.id, p.id)
+		if err != nil {
+			p.log.Warn("naive track", "error", err)
+			return
+		}
+		pr.naive = naive
+	}
 	p.room.addProducer(pr)
 	pr.readLoop(track, receiver)
 	p.room.removeProducer(pr)
@@ -358,7 +366,11 @@ func (p *Participant) Subscribe(producerID string) error {
 		return nil
 	}
 	c := newConsumer(pr, p, p.recvWorker, p.recv)
-	sender, err := p.recv.AddTrack(c)
+	var track webrtc.TrackLocal = c
+	if pr.naive != nil {
+		track = pr.naive
+	}
+	sender, err := p.recv.AddTrack(track)
 	if err != nil {
 		return fmt.Errorf("add consumer: %w", err)
 	}

@@ -59,6 +59,7 @@ type Producer struct {
 
 	// Set once the track arrives.
 	track atomic.Pointer[webrtc.TrackRemote]
+	naive *webrtc.TrackLocalStaticRTP // Options.Naive: the textbook broadcast track
 	pc    *webrtc.PeerConnection
 
 	mu     sync.Mutex
@@ -109,6 +110,10 @@ func (p *Producer) readLoop(track *webrtc.TrackRemote, receiver *webrtc.RTPRecei
 			}
 		}
 	}()
+	if p.naive != nil {
+		p.naiveLoop(track)
+		return
+	}
 	for {
 		pkt := p.pool.Get().(*packet)
 		n, _, err := track.Read(pkt.buf[:])
@@ -141,6 +146,20 @@ func (p *Producer) readLoop(track *webrtc.TrackRemote, receiver *webrtc.RTPRecei
 			}
 		}
 		pkt.release()
+	}
+}
+
+// naiveLoop is the textbook pion broadcast (Options.Naive): every packet is written to one
+// TrackLocalStaticRTP bound to every subscriber's PeerConnection.
+func (p *Producer) naiveLoop(track *webrtc.TrackRemote) {
+	for {
+		pkt, _, err := track.ReadRTP()
+		if err != nil {
+			return
+		}
+		if !p.muted.Load() {
+			_ = p.naive.WriteRTP(pkt)
+		}
 	}
 }
 

@@ -111,7 +111,14 @@ func newWorker(index int, o Options) (*Worker, error) {
 	}
 	pubReg.Add(rr)
 	w.pubAPI = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(pubReg))
-	w.subAPI = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(&interceptor.Registry{}))
+	subReg := &interceptor.Registry{}
+	if o.Naive {
+		if err := webrtc.RegisterDefaultInterceptors(me, subReg); err != nil {
+			_ = w.mux.Close()
+			return nil, err
+		}
+	}
+	w.subAPI = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(subReg))
 
 	w.wg.Add(1)
 	go w.run()

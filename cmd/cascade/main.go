@@ -1,5 +1,5 @@
 // Command cascade runs a Cascade media node (`cascade node`), mints access tokens
-// (`cascade token`) and, later, runs load-test bots (`cascade bots`).
+// (`cascade token`) and runs load-test bots (`cascade bots`).
 package main
 
 import (
@@ -41,7 +41,7 @@ const usage = `Usage: cascade <command> [flags]
 Commands:
   node    run a media node
   token   print an access token
-  bots    run load-test bots (not yet implemented)
+  bots    run load-test bots against nodes
 
 Run "cascade <command> -h" for the flags of a command.
 `
@@ -61,8 +61,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	case "token":
 		return runToken(rest, getenv, stdout, stderr)
 	case "bots":
-		fmt.Fprintln(stderr, "cascade bots: not yet implemented")
-		return exitUsage
+		return runBots(rest, getenv, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
@@ -165,6 +164,7 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 		NATSListen:       cfg.NATSListen,
 		KeyframeInterval: cfg.KeyframeInterval,
 		WorkerConsumers:  cfg.WorkerConsumers,
+		Naive:            cfg.NaiveBaseline,
 		Logger:           logger,
 		Registerer:       reg,
 	})

@@ -1,0 +1,290 @@
+// Command bench measures a node under 1 -> N load from the bots, against Cascade's forwarding
+// and against the naive baseline (the textbook pion broadcast), in one run, and prints a
+// Markdown table for BENCHMARKS.md. Usage (Taskfile: task bench):
+//
+//	go build -o bin/cascade ./cmd/cascade && go run ./bots/bench -cascade bin/cascade -n 50,100,200
+//
+// Node CPU is utime+stime of the node process from /proc over a steady window after every bot
+// joined; forwarded packets are what the subscribers received in that window.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cascade-sfu/cascade/bots"
+	"github.com/cascade-sfu/cascade/signal/auth"
+)
+
+// clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat (100 on Linux).
+const clockTicks = 100
+
+var keys = auth.Keys{Key: "bench", Secret: "bench-secret-0123456789abcdef"}
+
+type result struct {
+	Mode        string           `json:"mode"`
+	N           int              `json:"subscribers"`
+	Cores       float64          `json:"node_cores"`
+	PPS         float64          `json:"forwarded_pps"`
+	USPerPacket float64          `json:"cpu_us_per_packet"`
+	RSSPerSub   float64          `json:"rss_mib_per_subscriber"`
+	BotsCores   float64          `json:"bots_cores"`
+	Join        bots.Percentiles `json:"join_ms"`
+	Latency     bots.Percentiles `json:"latency_ms"`
+	LossPct     float64          `json:"loss_pct"`
+	Joined      int              `json:"joined"`
+}
+
+func main() {
+	bin := flag.String("cascade", "bin/cascade", "the cascade binary to run as the node")
+	ns := flag.String("n", "50,100,200", "subscriber counts")
+	window := flag.Duration("window", 20*time.Second, "steady measurement window")
+	warmup := flag.Duration("warmup", 3*time.Second, "wait after the last join before measuring")
+	rate := flag.Float64("rate", 25, "bot joins per second")
+	workers := flag.Int("workers", runtime.NumCPU(), "node workers")
+	modes := flag.String("modes", "cascade,naive", "what to measure: cascade, naive or both")
+	jsonOut := flag.String("json", "", "also write the results as JSON to this file")
+	flag.Parse()
+
+	var results []result
+	for _, s := range strings.Split(*ns, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			fatal(fmt.Errorf("bad -n %q", s))
+		}
+		for _, mode := range strings.Split(*modes, ",") {
+			fmt.Fprintf(os.Stderr, "bench: %s, N=%d ...\n", mode, n)
+			r, err := measure(*bin, mode, n, *workers, *rate, *warmup, *window)
+			if err != nil {
+				fatal(fmt.Errorf("%s N=%d: %w", mode, n, err))
+			}
+			fmt.Fprintf(os.Stderr, "bench: %s, N=%d: %.2f us/packet, %.0f packets/s, %.2f cores\n", mode, n, r.USPerPacket, r.PPS, r.Cores)
+			results = append(results, r)
+		}
+	}
+	printTable(os.Stdout, results)
+	if *jsonOut != "" {
+		b, _ := json.MarshalIndent(results, "", "  ")
+		if err := os.WriteFile(*jsonOut, b, 0o644); err != nil {
+			fatal(err)
+		}
+	}
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "bench:", err)
+	os.Exit(1)
+}
+
+func measure(bin, mode string, n, workers int, rate float64, warmup, window time.Duration) (result, error) {
+	res := result{Mode: mode, N: n}
+	port, err := freePort()
+	if err != nil {
+		return res, err
+	}
+	base := "http://127.0.0.1:" + strconv.Itoa(port)
+	args := []string{"node", "--loopback-only", "--http", "127.0.0.1:" + strconv.Itoa(port), "--udp-port", "0",
+		"--nats-listen", "127.0.0.1:0", "--workers", strconv.Itoa(workers), "--log-level", "warn",
+		"--api-key", keys.Key, "--api-secret", keys.Secret}
+	switch mode {
+	case "cascade":
+	case "naive":
+		args = append(args, "--naive-baseline")
+	default:
+		return res, fmt.Errorf("unknown mode %q", mode)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return res, err
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	pid := cmd.Process.Pid
+	if err := waitReady(base+"/readyz", 15*time.Second); err != nil {
+		return res, err
+	}
+	time.Sleep(time.Second)
+	idleRSS, err := rss(pid)
+	if err != nil {
+		return res, err
+	}
+
+	start := time.Now()
+	hold := warmup + window + 3*time.Second
+	done := make(chan *bots.Report, 1)
+	runErr := make(chan error, 1)
+	go func() {
+		rep, err := bots.Run(context.Background(), bots.Options{URLs: []string{base}, Room: "bench", Publishers: 1,
+			Subscribers: n, Duration: hold, Rate: rate, Video: true, Keys: keys, LoopbackOnly: true, JoinTimeout: 30 * time.Second})
+		if err != nil {
+			runErr <- err
+			return
+		}
+		done <- rep
+	}()
+	// Every subscriber consumes the one video producer.
+	deadline := time.Now().Add(time.Duration(float64(n)/rate*float64(time.Second)) + 30*time.Second)
+	for consumers(base) < n {
+		if time.Now().After(deadline) {
+			return res, fmt.Errorf("only %d of %d subscribers joined", consumers(base), n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(warmup)
+	// Align the window to the bots' one-second timeline.
+	a := int(time.Since(start)/time.Second) + 1
+	time.Sleep(time.Until(start.Add(time.Duration(a) * time.Second)))
+	cpu0, err := cpuTicks(pid)
+	if err != nil {
+		return res, err
+	}
+	self0, _ := cpuTicks(os.Getpid())
+	secs := int(window / time.Second)
+	time.Sleep(time.Until(start.Add(time.Duration(a+secs) * time.Second)))
+	cpu1, err := cpuTicks(pid)
+	if err != nil {
+		return res, err
+	}
+	self1, _ := cpuTicks(os.Getpid())
+	loadRSS, err := rss(pid)
+	if err != nil {
+		return res, err
+	}
+	var rep *bots.Report
+	select {
+	case rep = <-done:
+	case err := <-runErr:
+		return res, err
+	}
+	var packets int64
+	for _, s := range rep.Timeline {
+		if int(s.T) >= a && int(s.T) < a+secs {
+			packets += s.Packets
+		}
+	}
+	if packets == 0 {
+		return res, errors.New("no packets forwarded in the window")
+	}
+	cpu := float64(cpu1-cpu0) / clockTicks
+	res.Cores = cpu / float64(secs)
+	res.BotsCores = float64(self1-self0) / clockTicks / float64(secs)
+	res.PPS = float64(packets) / float64(secs)
+	res.USPerPacket = cpu * 1e6 / float64(packets)
+	res.RSSPerSub = float64(loadRSS-idleRSS) / float64(n) / (1 << 20)
+	res.Join, res.Latency, res.LossPct, res.Joined = rep.JoinMs, rep.LatencyMs, rep.LossPct, rep.Joined
+	return res, nil
+}
+
+func consumers(base string) int {
+	resp, err := http.Get(base + "/stats")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	var s struct {
+		Consumers int `json:"consumers"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&s)
+	return s.Consumers
+}
+
+func waitReady(url string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("node not ready at %s", url)
+}
+
+// cpuTicks is utime+stime of a process, in clock ticks.
+func cpuTicks(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name (which may contain spaces) start after the last ')'.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	if len(f) < 13 {
+		return 0, errors.New("short /proc stat")
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	s, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, errors.New("bad /proc stat")
+	}
+	return u + s, nil
+}
+
+// rss is the resident set size of a process, in bytes.
+func rss(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, errors.New("no VmRSS")
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func printTable(w io.Writer, rs []result) {
+	fmt.Fprintln(w, "| N | forwarding | node CPU (cores) | forwarded pkt/s | CPU µs / forwarded pkt | RSS / subscriber | join p50 / p99 (ms) | latency p50 / p99 (ms) | loss | bots CPU (cores) |")
+	fmt.Fprintln(w, "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	for _, r := range rs {
+		fmt.Fprintf(w, "| %d | %s | %.2f | %.0f | %.2f | %.2f MiB | %.0f / %.0f | %.2f / %.2f | %.3f%% | %.2f |\n",
+			r.N, r.Mode, r.Cores, r.PPS, r.USPerPacket, r.RSSPerSub, r.Join.P50, r.Join.P99, r.Latency.P50, r.Latency.P99, r.LossPct, r.BotsCores)
+	}
+	// Ratios per N, when both modes ran.
+	by := map[int]map[string]result{}
+	for _, r := range rs {
+		if by[r.N] == nil {
+			by[r.N] = map[string]result{}
+		}
+		by[r.N][r.Mode] = r
+	}
+	fmt.Fprintln(w)
+	for _, r := range rs {
+		m := by[r.N]
+		c, okc := m["cascade"]
+		nv, okn := m["naive"]
+		if r.Mode != "cascade" || !okc || !okn || c.USPerPacket == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "- N = %d: naive / cascade CPU per forwarded packet = **%.2fx**; RSS per subscriber %.2f vs %.2f MiB\n",
+			r.N, nv.USPerPacket/c.USPerPacket, nv.RSSPerSub, c.RSSPerSub)
+	}
+}

@@ -1,0 +1,426 @@
+// Package bots runs load-test bots: real WebRTC clients (the project's Go signaling client,
+// with DTLS, SRTP and ICE) that publish looped VP8 and Opus clips and subscribe, measuring join
+// time, one-way latency, loss and bitrate.
+package bots
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cascade-sfu/cascade/signal/auth"
+	"github.com/cascade-sfu/cascade/signal/client"
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/time/rate"
+)
+
+// Options configure a run.
+type Options struct {
+	// URLs are the nodes' signaling URLs (ws://host:port/ws or ws://host:port); subscribers
+	// spread over them round-robin.
+	URLs []string
+	// PublishURL is where publishers join; empty means URLs[0].
+	PublishURL string
+	// Room is the room name; with Rooms > 1 the rooms are Room-0, Room-1, ...
+	Room  string
+	Rooms int
+	// Publishers and Subscribers are per room.
+	Publishers, Subscribers int
+	// Duration is how long the full load holds after the last bot joined.
+	Duration time.Duration
+	// Rate is how many bots join per second (publishers first).
+	Rate float64
+	// Video and Audio choose what publishers send.
+	Video, Audio bool
+	// Keys sign the bots' tokens.
+	Keys auth.Keys
+	// LoopbackOnly keeps the bots' media on 127.0.0.1.
+	LoopbackOnly bool
+	// JoinTimeout bounds one bot's join (signaling and first media).
+	JoinTimeout time.Duration
+	// Progress receives the live progress display (nil: none).
+	Progress io.Writer
+}
+
+// ErrNoBots is returned when the options ask for no bots at all.
+var ErrNoBots = errors.New("no bots: need at least one publisher and one subscriber")
+
+type run struct {
+	o     Options
+	start time.Time
+	logs  sendLogs
+	wg    sync.WaitGroup // media loops
+
+	mu     sync.Mutex
+	errors []string
+	subs   []*subscriber
+	pubs   int
+}
+
+func (r *run) token(room, identity string, publish, subscribe bool) (string, error) {
+	return r.o.Keys.Mint(auth.Grant{Room: room, Identity: identity, Publish: publish, Subscribe: subscribe}, r.o.Duration+time.Hour)
+}
+
+func (r *run) addError(err error) {
+	r.mu.Lock()
+	r.errors = append(r.errors, err.Error())
+	r.mu.Unlock()
+}
+
+// Run runs the bots until the load has held for Duration (or ctx ends) and reports.
+func Run(ctx context.Context, o Options) (*Report, error) {
+	if o.Rooms <= 0 {
+		o.Rooms = 1
+	}
+	if o.Publishers <= 0 || o.Subscribers <= 0 {
+		return nil, ErrNoBots
+	}
+	if len(o.URLs) == 0 {
+		return nil, errors.New("no node URL")
+	}
+	if !o.Video && !o.Audio {
+		return nil, errors.New("publishers send nothing: enable video or audio")
+	}
+	urls := make([]string, len(o.URLs))
+	for i, u := range o.URLs {
+		var err error
+		if urls[i], err = wsURL(u); err != nil {
+			return nil, err
+		}
+	}
+	o.URLs = urls
+	if o.PublishURL == "" {
+		o.PublishURL = o.URLs[0]
+	}
+	var err error
+	if o.PublishURL, err = wsURL(o.PublishURL); err != nil {
+		return nil, err
+	}
+	if o.Rate <= 0 {
+		o.Rate = 20
+	}
+	if o.JoinTimeout <= 0 {
+		o.JoinTimeout = 15 * time.Second
+	}
+	r := &run{o: o, start: time.Now()}
+	mediaCtx, stopMedia := context.WithCancel(context.Background())
+	defer stopMedia()
+
+	total := o.Rooms * (o.Publishers + o.Subscribers)
+	bar := r.progress(total)
+	limiter := rate.NewLimiter(rate.Limit(o.Rate), 1)
+	var clients []*client.Client
+	var cmu sync.Mutex
+	var joins sync.WaitGroup
+	stopProgress := make(chan struct{})
+	progressDone := make(chan struct{})
+	go r.showProgress(bar, total, stopProgress, progressDone)
+
+	rooms := make([]string, o.Rooms)
+	for i := range rooms {
+		rooms[i] = o.Room
+		if o.Rooms > 1 {
+			rooms[i] = fmt.Sprintf("%s-%d", o.Room, i)
+		}
+	}
+	// Publishers first, each room, then subscribers round-robin over the URLs.
+	for _, room := range rooms {
+		for i := 0; i < o.Publishers; i++ {
+			if limiter.Wait(ctx) != nil {
+				break
+			}
+			name := fmt.Sprintf("pub-%s-%d", room, i)
+			jctx, cancel := context.WithTimeout(ctx, o.JoinTimeout)
+			c, err := r.publish(jctx, mediaCtx, name, o.PublishURL, room)
+			cancel()
+			if err != nil {
+				r.addError(err)
+				continue
+			}
+			r.mu.Lock()
+			r.pubs++
+			r.mu.Unlock()
+			clients = append(clients, c)
+		}
+	}
+	n := 0
+	for _, room := range rooms {
+		for i := 0; i < o.Subscribers; i++ {
+			if limiter.Wait(ctx) != nil {
+				break
+			}
+			url := o.URLs[n%len(o.URLs)]
+			n++
+			name := fmt.Sprintf("sub-%s-%d", room, i)
+			joins.Add(1)
+			go func() {
+				defer joins.Done()
+				jctx, cancel := context.WithTimeout(ctx, o.JoinTimeout)
+				defer cancel()
+				s := r.subscribe(jctx, name, url, room)
+				r.mu.Lock()
+				r.subs = append(r.subs, s)
+				r.mu.Unlock()
+				if s.c != nil {
+					cmu.Lock()
+					clients = append(clients, s.c)
+					cmu.Unlock()
+				}
+			}()
+		}
+	}
+	joins.Wait()
+	// Hold the load, unless nothing could join at all.
+	if r.anyJoined() {
+		select {
+		case <-ctx.Done():
+		case <-time.After(o.Duration):
+		}
+	}
+	end := time.Now()
+	close(stopProgress)
+	<-progressDone
+	rep := r.report(end)
+	// Leave: subscribers first, then publishers.
+	var wg sync.WaitGroup
+	for i := len(clients) - 1; i >= 0; i-- {
+		wg.Add(1)
+		go func(c *client.Client) {
+			defer wg.Done()
+			_ = c.Close()
+		}(clients[i])
+	}
+	wg.Wait()
+	stopMedia()
+	r.wg.Wait()
+	return rep, nil
+}
+
+// anyJoined tells whether at least one publisher and one subscriber joined.
+func (r *run) anyJoined() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.pubs == 0 {
+		return false
+	}
+	for _, s := range r.subs {
+		if s.joined.Load() {
+			return true
+		}
+	}
+	return false
+}
+
+// wsURL accepts ws://host:port[/ws], http(s)://host:port and host:port, and returns the
+// signaling URL.
+func wsURL(s string) (string, error) {
+	if !strings.Contains(s, "://") {
+		s = "ws://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", fmt.Errorf("bad node URL %q: %w", s, err)
+	}
+	switch u.Scheme {
+	case "http", "ws":
+		u.Scheme = "ws"
+	case "https", "wss":
+		u.Scheme = "wss"
+	default:
+		return "", fmt.Errorf("bad node URL %q: scheme must be ws, wss, http or https", s)
+	}
+	if u.Host == "" {
+		return "", fmt.Errorf("bad node URL %q: no host", s)
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path = "/ws"
+	}
+	return u.String(), nil
+}
+
+func (r *run) progress(total int) *progressbar.ProgressBar {
+	if r.o.Progress == nil {
+		return nil
+	}
+	return progressbar.NewOptions(total,
+		progressbar.OptionSetWriter(r.o.Progress),
+		progressbar.OptionSetDescription("joining"),
+		progressbar.OptionShowCount(),
+		progressbar.OptionSetWidth(20),
+		progressbar.OptionThrottle(200*time.Millisecond),
+		progressbar.OptionClearOnFinish(),
+	)
+}
+
+// showProgress refreshes the progress display twice a second until stop is closed.
+func (r *run) showProgress(bar *progressbar.ProgressBar, total int, stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	if bar == nil {
+		<-stop
+		return
+	}
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	var lastBytes int64
+	last := time.Now()
+	for {
+		select {
+		case <-stop:
+			_ = bar.Finish()
+			return
+		case now := <-t.C:
+			snap := r.snapshot()
+			kbps := float64(snap.bytes-lastBytes) * 8 / 1000 / now.Sub(last).Seconds()
+			lastBytes, last = snap.bytes, now
+			_ = bar.Set(snap.joined)
+			bar.Describe(fmt.Sprintf("joined %d/%d failed %d | recv %.1f Mbps | latency p50 %.1f ms p99 %.1f ms | loss %.2f%%",
+				snap.joined, total, snap.failed, kbps/1000, snap.lat.P50, snap.lat.P99, snap.lossPct))
+		}
+	}
+}
+
+type snapshot struct {
+	joined, failed int
+	bytes          int64
+	lat            Percentiles
+	lossPct        float64
+}
+
+// snapshot aggregates the live state for the progress display (latency of the last second).
+func (r *run) snapshot() snapshot {
+	r.mu.Lock()
+	subs := append([]*subscriber(nil), r.subs...)
+	s := snapshot{joined: r.pubs, failed: len(r.errors)}
+	r.mu.Unlock()
+	sec := uint16(time.Since(r.start)/time.Second) - 1
+	var lats []float64
+	var recv, lost int64
+	for _, sub := range subs {
+		if sub.joined.Load() {
+			s.joined++
+		} else {
+			s.failed++
+		}
+		sub.mu.Lock()
+		for _, t := range sub.tracks {
+			s.bytes += t.bytes
+			recv += t.packets
+			lost += t.lost()
+			for i := len(t.latency) - 1; i >= 0 && t.latency[i].sec >= sec; i-- {
+				if t.latency[i].sec == sec {
+					lats = append(lats, float64(t.latency[i].ms))
+				}
+			}
+		}
+		sub.mu.Unlock()
+	}
+	s.lat = percentiles(lats)
+	if recv+lost > 0 {
+		s.lossPct = 100 * float64(lost) / float64(recv+lost)
+	}
+	return s
+}
+
+// report aggregates the measurements at the end of the run.
+func (r *run) report(end time.Time) *Report {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	o := r.o
+	rep := &Report{Publishers: o.Rooms * o.Publishers, Subscribers: o.Rooms * o.Subscribers, Rooms: o.Rooms,
+		DurationSec: end.Sub(r.start).Seconds(), Errors: append([]string{}, r.errors...)}
+	kinds := 0
+	if o.Video {
+		kinds++
+	}
+	if o.Audio {
+		kinds++
+	}
+	rep.Joined = r.pubs
+	rep.Failed = rep.Publishers - r.pubs
+	var joins, lats []float64
+	seconds := int(end.Sub(r.start)/time.Second) + 1
+	perSec := make([][]float64, seconds)
+	bytesSec := make([]int64, seconds)
+	pktsSec := make([]int64, seconds)
+	joinedAt := make([]int, seconds)
+	var recvKbps float64
+	for _, s := range r.subs {
+		rep.TracksExpected += o.Publishers * kinds
+		b := BotResult{Name: s.name, URL: s.url, Room: s.room, Joined: s.joined.Load()}
+		if e := s.err.Load(); e != nil {
+			b.Error = *e
+			rep.Errors = append(rep.Errors, *e)
+		}
+		if !b.Joined {
+			rep.Failed++
+			rep.Bots = append(rep.Bots, b)
+			continue
+		}
+		rep.Joined++
+		first := s.firstAt.Load()
+		if first == 0 {
+			rep.NoMedia++
+			rep.Errors = append(rep.Errors, s.name+": joined but received no media")
+		} else {
+			b.JoinMs = float64(first-s.start.UnixNano()) / 1e6
+			joins = append(joins, b.JoinMs)
+			if sec := int(time.Unix(0, first).Sub(r.start) / time.Second); sec >= 0 && sec < seconds {
+				joinedAt[sec]++
+			}
+		}
+		var botLats []float64
+		var bytes int64
+		s.mu.Lock()
+		b.Tracks = len(s.tracks)
+		for _, t := range s.tracks {
+			b.Packets += t.packets
+			b.Lost += t.lost()
+			bytes += t.bytes
+			for i, n := range t.bytesSec {
+				if i < seconds {
+					bytesSec[i] += n
+					pktsSec[i] += t.pktsSec[i]
+				}
+			}
+			for _, l := range t.latency {
+				botLats = append(botLats, float64(l.ms))
+				if int(l.sec) < seconds {
+					perSec[l.sec] = append(perSec[l.sec], float64(l.ms))
+				}
+			}
+		}
+		s.mu.Unlock()
+		rep.TracksReceived += b.Tracks
+		rep.PacketsReceived += b.Packets
+		rep.PacketsLost += b.Lost
+		if first != 0 {
+			if d := end.Sub(time.Unix(0, first)).Seconds(); d > 0 {
+				b.RecvKbps = float64(bytes) * 8 / 1000 / d
+			}
+		}
+		recvKbps += b.RecvKbps
+		lats = append(lats, botLats...)
+		b.LatencyMs = percentiles(botLats)
+		rep.Bots = append(rep.Bots, b)
+	}
+	rep.JoinMs = percentiles(joins)
+	rep.LatencyMs = percentiles(lats)
+	if rep.Joined-r.pubs > 0 {
+		rep.RecvKbps = recvKbps / float64(rep.Joined-r.pubs)
+	}
+	if rep.PacketsReceived+rep.PacketsLost > 0 {
+		rep.LossPct = 100 * float64(rep.PacketsLost) / float64(rep.PacketsReceived+rep.PacketsLost)
+	}
+	joined := 0
+	for i := 0; i < seconds; i++ {
+		joined += joinedAt[i]
+		rep.Timeline = append(rep.Timeline, Second{T: float64(i), Joined: joined,
+			RecvKbps: float64(bytesSec[i]) * 8 / 1000, Packets: pktsSec[i], LatencyMs: percentiles(perSec[i])})
+	}
+	return rep
+}

@@ -1,0 +1,131 @@
+package bots
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"text/tabwriter"
+	"time"
+)
+
+// Percentiles summarises a distribution, in milliseconds.
+type Percentiles struct {
+	P50 float64 `json:"p50"`
+	P95 float64 `json:"p95"`
+	P99 float64 `json:"p99"`
+	Max float64 `json:"max"`
+}
+
+// percentiles of a sample set (it sorts samples in place).
+func percentiles(samples []float64) Percentiles {
+	if len(samples) == 0 {
+		return Percentiles{}
+	}
+	sort.Float64s(samples)
+	at := func(q float64) float64 {
+		i := int(q*float64(len(samples))+0.5) - 1
+		if i < 0 {
+			i = 0
+		}
+		if i >= len(samples) {
+			i = len(samples) - 1
+		}
+		return samples[i]
+	}
+	return Percentiles{P50: at(0.50), P95: at(0.95), P99: at(0.99), Max: samples[len(samples)-1]}
+}
+
+// Report is the result of a run, written with --json (the fields of the issue come first).
+type Report struct {
+	Publishers      int         `json:"publishers"`
+	Subscribers     int         `json:"subscribers"`
+	Joined          int         `json:"joined"`
+	Failed          int         `json:"failed"`
+	JoinMs          Percentiles `json:"join_ms"`
+	LatencyMs       Percentiles `json:"latency_ms"`
+	LossPct         float64     `json:"loss_pct"`
+	RecvKbps        float64     `json:"recv_kbps"` // mean per subscriber
+	PacketsReceived int64       `json:"packets_received"`
+	Errors          []string    `json:"errors"`
+
+	Rooms          int     `json:"rooms"`
+	DurationSec    float64 `json:"duration_s"`
+	TracksExpected int     `json:"tracks_expected"`
+	TracksReceived int     `json:"tracks_received"`
+	PacketsLost    int64   `json:"packets_lost"`
+	// NoMedia counts joined subscribers that received no packet at all.
+	NoMedia int `json:"no_media"`
+
+	// Series for the picture: one point per second of the run.
+	Timeline []Second `json:"timeline"`
+	// Per-subscriber results.
+	Bots []BotResult `json:"bots"`
+}
+
+// Second is one second of the run, aggregated over all subscribers.
+type Second struct {
+	T         float64     `json:"t"` // seconds since the start
+	Joined    int         `json:"joined"`
+	RecvKbps  float64     `json:"recv_kbps"` // total over subscribers
+	Packets   int64       `json:"packets"`   // received by all subscribers
+	LatencyMs Percentiles `json:"latency_ms"`
+}
+
+// BotResult is one subscriber's view.
+type BotResult struct {
+	Name      string      `json:"name"`
+	URL       string      `json:"url"`
+	Room      string      `json:"room"`
+	Joined    bool        `json:"joined"`
+	JoinMs    float64     `json:"join_ms"`
+	Tracks    int         `json:"tracks"`
+	Packets   int64       `json:"packets"`
+	Lost      int64       `json:"lost"`
+	RecvKbps  float64     `json:"recv_kbps"`
+	LatencyMs Percentiles `json:"latency_ms"`
+	Error     string      `json:"error,omitempty"`
+}
+
+// OK tells whether the run succeeded: every bot joined and every subscriber received media.
+func (r *Report) OK() bool {
+	return r.Failed == 0 && r.NoMedia == 0 && r.Joined == r.Publishers+r.Subscribers
+}
+
+// WriteJSON writes the report to a file.
+func (r *Report) WriteJSON(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// WriteSummary prints the summary table.
+func (r *Report) WriteSummary(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k string, v ...any) { fmt.Fprintf(tw, "%s\t%s\n", k, fmt.Sprint(v...)) }
+	ms := func(p Percentiles) string {
+		return fmt.Sprintf("p50 %.2f  p95 %.2f  p99 %.2f  max %.2f", p.P50, p.P95, p.P99, p.Max)
+	}
+	row("bots", fmt.Sprintf("%d publishers, %d subscribers in %d room(s), %s", r.Publishers, r.Subscribers, r.Rooms,
+		time.Duration(r.DurationSec*float64(time.Second)).Round(time.Second)))
+	row("joined", fmt.Sprintf("%d (failed %d)", r.Joined, r.Failed))
+	row("join ms", ms(r.JoinMs))
+	row("latency ms", ms(r.LatencyMs))
+	row("tracks", fmt.Sprintf("%d of %d expected", r.TracksReceived, r.TracksExpected))
+	row("packets", fmt.Sprintf("%d received, %d lost (%.3f%%)", r.PacketsReceived, r.PacketsLost, r.LossPct))
+	row("recv kbps", fmt.Sprintf("%.0f per subscriber", r.RecvKbps))
+	if r.NoMedia > 0 {
+		row("no media", r.NoMedia)
+	}
+	for i, e := range r.Errors {
+		if i == 10 {
+			row("", fmt.Sprintf("... %d more errors", len(r.Errors)-10))
+			break
+		}
+		row("error", e)
+	}
+	_ = tw.Flush()
+}

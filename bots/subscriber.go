@@ -1,0 +1,145 @@
+package bots
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cascade-sfu/cascade/signal/client"
+	"github.com/pion/webrtc/v4"
+)
+
+// subscriber is one receiving bot and what it measured.
+type subscriber struct {
+	name, url, room string
+	run             *run
+	c               *client.Client
+
+	start   time.Time    // join request sent
+	firstAt atomic.Int64 // unix nanos of the first media packet (0: none yet)
+	joined  atomic.Bool
+	err     atomic.Pointer[string]
+
+	mu     sync.Mutex
+	tracks map[string]*trackStats // by producer id
+}
+
+// trackStats is one received track; only its read loop writes it (under the subscriber's mu).
+type trackStats struct {
+	packets  int64
+	bytes    int64
+	firstSeq int64 // extended
+	maxSeq   int64 // extended
+	seqBase  uint16
+	started  bool
+	latency  []latencySample
+	bytesSec []int64 // bytes received in each second of the run
+	pktsSec  []int64 // packets received in each second of the run
+}
+
+type latencySample struct {
+	sec uint16
+	ms  float32
+}
+
+func (r *run) subscribe(ctx context.Context, name, url, room string) *subscriber {
+	s := &subscriber{name: name, url: url, room: room, run: r, tracks: make(map[string]*trackStats)}
+	tok, err := r.token(room, name, false, true)
+	if err != nil {
+		s.fail(err)
+		return s
+	}
+	s.start = time.Now()
+	c, err := client.Dial(ctx, url, client.Options{Token: tok, LoopbackOnly: r.o.LoopbackOnly, Lean: true, OnTrack: s.onTrack})
+	if err != nil {
+		s.fail(fmt.Errorf("%s: join %s: %w", name, url, err))
+		return s
+	}
+	s.c = c
+	s.joined.Store(true)
+	return s
+}
+
+func (s *subscriber) fail(err error) {
+	msg := err.Error()
+	s.err.Store(&msg)
+}
+
+func (s *subscriber) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+	ts := &trackStats{}
+	s.mu.Lock()
+	s.tracks[tr.ID()] = ts
+	s.mu.Unlock()
+	runStart := s.run.start
+	var log *sendLog
+	buf := make([]byte, 1500)
+	for {
+		n, _, err := tr.Read(buf)
+		if err != nil {
+			return
+		}
+		now := time.Now()
+		if n < 12 {
+			continue
+		}
+		seq := uint16(buf[2])<<8 | uint16(buf[3])
+		rtpTS := uint32(buf[4])<<24 | uint32(buf[5])<<16 | uint32(buf[6])<<8 | uint32(buf[7])
+		s.firstAt.CompareAndSwap(0, now.UnixNano())
+		if log == nil {
+			log = s.run.logs.get(tr.ID())
+		}
+		sec := int(now.Sub(runStart) / time.Second)
+		s.mu.Lock()
+		ts.packets++
+		ts.bytes += int64(n)
+		ext := ts.extend(seq)
+		if ext > ts.maxSeq {
+			ts.maxSeq = ext
+		}
+		for len(ts.bytesSec) <= sec {
+			ts.bytesSec = append(ts.bytesSec, 0)
+			ts.pktsSec = append(ts.pktsSec, 0)
+		}
+		ts.bytesSec[sec] += int64(n)
+		ts.pktsSec[sec]++
+		if log != nil {
+			if at, ok := log.when(rtpTS); ok {
+				ts.latency = append(ts.latency, latencySample{sec: uint16(sec), ms: float32(now.UnixNano()-at) / 1e6})
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// extend turns a 16-bit sequence number into a monotonic one relative to the first packet.
+func (t *trackStats) extend(seq uint16) int64 {
+	if !t.started {
+		t.started = true
+		t.seqBase = seq
+		t.firstSeq, t.maxSeq = 0, 0
+		return 0
+	}
+	// Nearest extended value to maxSeq with these low 16 bits.
+	ref := t.maxSeq + int64(t.seqBase)
+	cand := (ref &^ 0xffff) | int64(seq)
+	switch {
+	case cand-ref > 1<<15:
+		cand -= 1 << 16
+	case ref-cand > 1<<15:
+		cand += 1 << 16
+	}
+	return cand - int64(t.seqBase)
+}
+
+// lost is how many packets never arrived between the first and the highest sequence number.
+func (t *trackStats) lost() int64 {
+	if !t.started {
+		return 0
+	}
+	if l := t.maxSeq - t.firstSeq + 1 - t.packets; l > 0 {
+		return l
+	}
+	return 0
+}

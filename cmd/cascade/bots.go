@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	ossignal "os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cascade-sfu/cascade/bots"
+)
+
+// botsConfig is the configuration of `cascade bots`.
+type botsConfig struct {
+	URLs         string
+	PublishURL   string
+	Room         string
+	Rooms        int
+	Publishers   int
+	Subscribers  int
+	Duration     time.Duration
+	Rate         float64
+	Video, Audio bool
+	APIKey       string
+	APISecret    string
+	LoopbackOnly bool
+	JoinTimeout  time.Duration
+	JSON         string
+	HTML         string
+	Quiet        bool
+}
+
+func botsFlags(c *botsConfig) *flag.FlagSet {
+	fs := flag.NewFlagSet("cascade bots", flag.ContinueOnError)
+	fs.StringVar(&c.URLs, "url", c.URLs, "comma-separated node URLs (ws://HOST:PORT); subscribers spread over them round-robin")
+	fs.StringVar(&c.PublishURL, "publish-url", c.PublishURL, "node URL the publishers join (default: the first --url)")
+	fs.StringVar(&c.Room, "room", c.Room, "room name (with --rooms N: ROOM-0 .. ROOM-N-1)")
+	fs.IntVar(&c.Rooms, "rooms", c.Rooms, "rooms loaded in parallel")
+	fs.IntVar(&c.Publishers, "publishers", c.Publishers, "publishers per room")
+	fs.IntVar(&c.Subscribers, "subscribers", c.Subscribers, "subscribers per room")
+	fs.DurationVar(&c.Duration, "duration", c.Duration, "how long the full load holds after the last bot joined")
+	fs.Float64Var(&c.Rate, "rate", c.Rate, "bots joining per second")
+	fs.BoolVar(&c.Video, "video", c.Video, "publishers send VP8 video (~1.5 Mbit/s, 30 fps)")
+	fs.BoolVar(&c.Audio, "audio", c.Audio, "publishers send Opus audio")
+	fs.StringVar(&c.APIKey, "api-key", c.APIKey, "API key the nodes trust (default: the development key pair)")
+	fs.StringVar(&c.APISecret, "api-secret", c.APISecret, "API secret the nodes trust")
+	fs.BoolVar(&c.LoopbackOnly, "loopback-only", c.LoopbackOnly, "keep the bots' media on 127.0.0.1")
+	fs.DurationVar(&c.JoinTimeout, "join-timeout", c.JoinTimeout, "longest a bot may take to join")
+	fs.StringVar(&c.JSON, "json", c.JSON, "write the JSON report to this file")
+	fs.StringVar(&c.HTML, "report", c.HTML, "write an HTML report with plots to this file")
+	fs.BoolVar(&c.Quiet, "quiet", c.Quiet, "no live progress display")
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+func loadBotsConfig(args []string, getenv func(string) string) (botsConfig, error) {
+	c := botsConfig{URLs: "ws://127.0.0.1:7880", Room: "load", Rooms: 1, Publishers: 1, Subscribers: 10,
+		Duration: 20 * time.Second, Rate: 20, Video: true, Audio: true, JoinTimeout: 15 * time.Second,
+		APIKey: getenv(envName("api-key")), APISecret: getenv(envName("api-secret"))}
+	fs := botsFlags(&c)
+	if err := fs.Parse(args); err != nil {
+		return botsConfig{}, err
+	}
+	if fs.NArg() > 0 {
+		return botsConfig{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	switch {
+	case strings.TrimSpace(c.URLs) == "":
+		return botsConfig{}, errors.New("--url is required")
+	case c.Room == "":
+		return botsConfig{}, errors.New("--room is required")
+	case c.Rooms < 1 || c.Publishers < 1 || c.Subscribers < 1:
+		return botsConfig{}, errors.New("--rooms, --publishers and --subscribers must be at least 1")
+	case c.Duration <= 0 || c.Rate <= 0 || c.JoinTimeout <= 0:
+		return botsConfig{}, errors.New("--duration, --rate and --join-timeout must be positive")
+	case !c.Video && !c.Audio:
+		return botsConfig{}, errors.New("publishers send nothing: keep --video or --audio")
+	}
+	if err := validateKeys(c.APIKey, c.APISecret); err != nil {
+		return botsConfig{}, err
+	}
+	return c, nil
+}
+
+func runBots(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	c, err := loadBotsConfig(args, getenv)
+	if err != nil {
+		return usageError(err, stderr, botsFlags(&botsConfig{}),
+			"cascade bots --url ws://HOST:PORT[,ws://HOST2:PORT] [--publish-url URL] --room R --publishers P --subscribers S --duration D [--json FILE] [--report FILE.html]")
+	}
+	keys, _ := keysOrDev(c.APIKey, c.APISecret)
+	o := bots.Options{PublishURL: c.PublishURL, Room: c.Room, Rooms: c.Rooms, Publishers: c.Publishers,
+		Subscribers: c.Subscribers, Duration: c.Duration, Rate: c.Rate, Video: c.Video, Audio: c.Audio, Keys: keys,
+		LoopbackOnly: c.LoopbackOnly, JoinTimeout: c.JoinTimeout}
+	for _, u := range strings.Split(c.URLs, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			o.URLs = append(o.URLs, u)
+		}
+	}
+	if !c.Quiet {
+		o.Progress = stderr
+	}
+	ctx, stop := ossignal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := bots.Run(ctx, o)
+	if err != nil {
+		fmt.Fprintf(stderr, "cascade bots: %v\n", err)
+		return exitUsage
+	}
+	rep.WriteSummary(stdout)
+	if c.JSON != "" {
+		if err := rep.WriteJSON(c.JSON); err != nil {
+			fmt.Fprintf(stderr, "cascade bots: %v\n", err)
+			return exitError
+		}
+	}
+	if c.HTML != "" {
+		if err := rep.WriteHTML(c.HTML); err != nil {
+			fmt.Fprintf(stderr, "cascade bots: %v\n", err)
+			return exitError
+		}
+	}
+	if !rep.OK() {
+		fmt.Fprintf(stderr, "cascade bots: %d of %d bots failed to join, %d subscribers received nothing\n",
+			rep.Failed, rep.Publishers+rep.Subscribers, rep.NoMedia)
+		return exitError
+	}
+	return exitOK
+}
