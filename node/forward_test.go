@@ -1,7 +1,10 @@
 package node
 
 import (
+	"net"
 	"testing"
+
+	"github.com/cascade-sfu/cascade/node/udpbatch"
 
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -19,7 +22,11 @@ func (d *discard) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 func (d *discard) Write(b []byte) (int, error) { return len(b), nil }
 
 func benchConsumers(n int) (*Worker, *pipe, *packet) {
-	w := &Worker{}
+	udp, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		panic(err)
+	}
+	w := &Worker{conn: udpbatch.New(udp, batchSize, true)}
 	pr := &Producer{id: "p", kind: webrtc.RTPCodecTypeVideo}
 	pr.pool.New = func() any { return &packet{pool: &pr.pool} }
 	pp := &pipe{worker: w}

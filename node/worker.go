@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cascade-sfu/cascade/node/udpbatch"
 	"github.com/hashicorp/go-hclog"
 	"github.com/pion/dtls/v3"
 	"github.com/pion/ice/v4"
@@ -22,6 +23,9 @@ import (
 // producer's read loop).
 const jobQueue = 4096
 
+// batchSize is how many datagrams one sendmmsg call carries.
+const batchSize = 64
+
 // job is one packet for the consumers of one producer on one worker.
 type job struct {
 	pipe *pipe
@@ -33,7 +37,7 @@ type job struct {
 type Worker struct {
 	index  int
 	log    hclog.Logger
-	conn   net.PacketConn
+	conn   *udpbatch.Conn // one fan-out's datagrams leave in one sendmmsg
 	mux    ice.UDPMux
 	pubAPI *webrtc.API // send transports: NACK generator and receiver reports for publishers
 	subAPI *webrtc.API // receive transports: no interceptors, reports come from the worker
@@ -64,10 +68,7 @@ func newWorker(index int, o Options) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker %d: listen udp %s: %w", index, addr, err)
 	}
-	var conn net.PacketConn = udp
-	if o.LoopbackOnly {
-		conn = loopbackOnly{udp}
-	}
+	conn := udpbatch.New(udp, batchSize, o.LoopbackOnly)
 	w := &Worker{
 		index:     index,
 		log:       o.Logger.Named("worker").With("worker", index),
@@ -164,12 +165,14 @@ func (w *Worker) fanOut(j job) {
 	cs := j.pipe.consumers.Load()
 	if cs != nil {
 		var n, b uint64
+		w.conn.Begin()
 		for _, c := range *cs {
 			if c.forward(j.pkt) {
 				n++
 				b += uint64(j.pkt.size)
 			}
 		}
+		w.conn.End()
 		w.packets.Add(n)
 		w.bytes.Add(b)
 	}
@@ -210,28 +213,6 @@ func (w *Worker) close() {
 	w.wg.Wait()
 	_ = w.mux.Close()
 	_ = w.conn.Close()
-}
-
-// loopbackOnly drops datagrams from non-loopback sources and refuses to send to them.
-type loopbackOnly struct{ *net.UDPConn }
-
-func (l loopbackOnly) ReadFrom(p []byte) (int, net.Addr, error) {
-	for {
-		n, addr, err := l.UDPConn.ReadFromUDP(p)
-		if err != nil {
-			return n, addr, err
-		}
-		if addr.IP.IsLoopback() {
-			return n, addr, nil
-		}
-	}
-}
-
-func (l loopbackOnly) WriteTo(p []byte, addr net.Addr) (int, error) {
-	if ua, ok := addr.(*net.UDPAddr); ok && !ua.IP.IsLoopback() {
-		return len(p), nil
-	}
-	return l.UDPConn.WriteTo(p, addr)
 }
 
 // newMediaEngine registers the codecs Cascade forwards: Opus, VP8 and H264 (baseline and

@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,6 +35,8 @@ type Options struct {
 	Logger hclog.Logger
 	// Gatherer is served at /metrics (nil: no metrics endpoint).
 	Gatherer prometheus.Gatherer
+	// Pprof serves Go's profiler at /debug/pprof/ (for operators chasing CPU; off by default).
+	Pprof bool
 }
 
 // Server is the node's HTTP face: signaling, WHIP, WHEP, health and metrics.
@@ -86,6 +89,12 @@ func (s *Server) Handler() http.Handler {
 	})
 	if s.o.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(s.o.Gatherer, promhttp.HandlerOpts{}))
+	}
+	if s.o.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	if s.o.DevTokens {
 		mux.HandleFunc("GET /token", s.serveDevToken)

@@ -38,6 +38,7 @@ type Config struct {
 	KeyframeInterval time.Duration `yaml:"keyframe-interval"`
 	WorkerConsumers  int           `yaml:"worker-consumers"`
 	NaiveBaseline    bool          `yaml:"naive-baseline"`
+	Pprof            bool          `yaml:"pprof"`
 }
 
 // minSecretLen is the shortest API secret accepted.
@@ -77,6 +78,7 @@ func nodeFlags(c *Config, configPath *string) *flag.FlagSet {
 	fs.BoolVar(&c.LoopbackOnly, "loopback-only", c.LoopbackOnly, "keep all media on 127.0.0.1 (tests, single-machine demos)")
 	fs.DurationVar(&c.KeyframeInterval, "keyframe-interval", c.KeyframeInterval, "shortest time between two keyframe requests to one producer")
 	fs.IntVar(&c.WorkerConsumers, "worker-consumers", c.WorkerConsumers, "consumers of one room on one worker before the room spreads to another worker")
+	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve Go's profiler at /debug/pprof/")
 	fs.BoolVar(&c.NaiveBaseline, "naive-baseline", c.NaiveBaseline, "benchmarks only: forward with the textbook pion broadcast instead of Cascade's path")
 	fs.SetOutput(io.Discard)
 	return fs

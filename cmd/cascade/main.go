@@ -179,6 +179,7 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 		Web:       web.Handler(),
 		Logger:    logger,
 		Gatherer:  reg,
+		Pprof:     cfg.Pprof,
 	})
 	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
