@@ -58,7 +58,7 @@ type Options struct {
 // Defaults.
 const (
 	DefaultKeyframeInterval = 500 * time.Millisecond
-	DefaultWorkerConsumers  = 400
+	DefaultWorkerConsumers  = 100
 	DefaultHeartbeat        = time.Second
 	DefaultNATSListen       = "127.0.0.1:4222"
 )

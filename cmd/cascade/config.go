@@ -15,6 +15,7 @@ import (
 	"github.com/goccy/go-yaml"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/cascade-sfu/cascade/node"
 	"github.com/cascade-sfu/cascade/signal/auth"
 )
 
@@ -54,7 +55,7 @@ func defaultConfig() Config {
 		NATSListen:       "127.0.0.1:4222",
 		LogLevel:         "info",
 		KeyframeInterval: 500 * time.Millisecond,
-		WorkerConsumers:  400,
+		WorkerConsumers:  node.DefaultWorkerConsumers,
 	}
 }
 

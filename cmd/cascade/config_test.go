@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cascade-sfu/cascade/node"
 )
 
 // env returns a getenv over a fixed map.
@@ -32,7 +34,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	}
 	want := Config{
 		HTTP: ":7880", UDPPort: 7882, NATSListen: "127.0.0.1:4222", LogLevel: "info",
-		KeyframeInterval: 500 * time.Millisecond, WorkerConsumers: 400,
+		KeyframeInterval: 500 * time.Millisecond, WorkerConsumers: node.DefaultWorkerConsumers,
 	}
 	if got != want {
 		t.Errorf("defaults:\n got %+v\nwant %+v", got, want)
