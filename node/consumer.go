@@ -80,7 +80,7 @@ func (c *Consumer) ID() string { return c.producer.id }
 func (c *Consumer) RID() string { return "" }
 
 // StreamID implements webrtc.TrackLocal: the stream id is the producing participant's id.
-func (c *Consumer) StreamID() string { return c.producer.participant.id }
+func (c *Consumer) StreamID() string { return c.producer.owner }
 
 // Kind implements webrtc.TrackLocal.
 func (c *Consumer) Kind() webrtc.RTPCodecType { return c.producer.kind }
@@ -105,7 +105,9 @@ func (c *Consumer) forward(pkt *packet) bool {
 	h := &c.out
 	*h = pkt.header // slices are shared with the packet and must not be modified
 	h.SSRC = b.ssrc
-	h.PayloadType = b.pt
+	if b.pt != 0 { // 0: a relay sink keeps the producer's payload type
+		h.PayloadType = b.pt
+	}
 	h.SequenceNumber = out
 	h.Extension = false
 	h.Extensions = nil
@@ -179,12 +181,14 @@ func (c *Consumer) retransmit(outSeq uint16, buf []byte) {
 		return
 	}
 	p.SSRC = b.ssrc
-	p.PayloadType = b.pt
+	if b.pt != 0 {
+		p.PayloadType = b.pt
+	}
 	p.SequenceNumber = outSeq
 	p.Extension = false
 	p.Extensions = nil
 	if _, err := b.writer.WriteRTP(&p.Header, p.Payload); err == nil {
-		c.sub.node.metrics.nackRetransmits.Add(1)
+		c.producer.node.metrics.nackRetransmits.Add(1)
 	}
 }
 

@@ -34,6 +34,7 @@ type Node struct {
 	metrics  *metrics
 	started  time.Time
 	draining atomic.Bool
+	cluster  Cluster // nil: a single node
 
 	mu    sync.Mutex
 	rooms map[string]*Room
@@ -183,14 +184,20 @@ func (n *Node) Join(room, identity string, g Grant, autoSubscribe bool, l Listen
 	n.identities[room][identity] = p
 	r.mu.Lock()
 	r.participants[p.id] = p
+	opened := !r.opened
+	r.opened = true
 	r.mu.Unlock()
 	n.mu.Unlock()
 
+	if opened && n.cluster != nil {
+		n.cluster.RoomOpened(r)
+	}
 	if old != nil {
 		old.listener.Notify(EventClosed, map[string]string{"reason": "replaced by a newer session of the same identity"})
 		old.Close()
 	}
 	r.broadcast(p, EventParticipantJoined, p.Info())
+	n.publish(r, EventParticipantJoined, p.Info())
 	p.log.Info("participant joined")
 	return p, nil
 }
@@ -206,15 +213,24 @@ func (n *Node) leave(p *Participant) {
 	if n.identities[r.name][p.identity] == p {
 		delete(n.identities[r.name], p.identity)
 	}
+	closed := false
 	if empty && n.rooms[r.name] == r {
 		delete(n.rooms, r.name)
 		delete(n.identities, r.name)
 		for w := range r.routers {
 			w.nRouters.Add(-1)
 		}
+		closed = true
 	}
 	n.mu.Unlock()
 	r.broadcast(p, EventParticipantLeft, map[string]string{"id": p.id})
+	n.publish(r, EventParticipantLeft, map[string]string{"id": p.id})
+	if closed {
+		r.closeRemote()
+		if n.cluster != nil {
+			n.cluster.RoomClosed(r)
+		}
+	}
 	p.log.Info("participant left")
 }
 

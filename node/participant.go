@@ -34,7 +34,15 @@ const (
 	EventProducerMuted     = "producerMuted"
 	EventMessage           = "message"
 	EventClosed            = "closed"
+	// EventData travels between nodes only: a data-channel message (DataMessage).
+	EventData = "data"
 )
+
+// DataMessage is a data-channel message crossing nodes.
+type DataMessage struct {
+	Data     []byte `json:"data"`
+	IsString bool   `json:"string,omitempty"`
+}
 
 // Transport names used in trickle.
 const (
@@ -331,6 +339,7 @@ func (p *Participant) onDataChannel(dc *webrtc.DataChannel) {
 			return
 		}
 		p.room.data(p, m.Data, m.IsString)
+		p.node.publish(p.room, EventData, DataMessage{Data: m.Data, IsString: m.IsString})
 	})
 }
 
@@ -436,7 +445,9 @@ func (p *Participant) Mute(producerID string, muted bool) error {
 		pr.lastKF.Store(0)
 		pr.RequestKeyframe()
 	}
-	p.room.broadcast(p, EventProducerMuted, map[string]any{"id": pr.id, "muted": muted})
+	ev := map[string]any{"id": pr.id, "muted": muted}
+	p.room.broadcast(p, EventProducerMuted, ev)
+	p.node.publish(p.room, EventProducerMuted, ev)
 	return nil
 }
 
@@ -464,7 +475,9 @@ func (p *Participant) Unpublish(producerID string) error {
 // Message sends an application message (chat) to every participant of the room, the sender
 // included.
 func (p *Participant) Message(data any) {
-	p.room.broadcast(nil, EventMessage, map[string]any{"from": p.id, "identity": p.identity, "data": data})
+	ev := map[string]any{"from": p.id, "identity": p.identity, "data": data}
+	p.room.broadcast(nil, EventMessage, ev)
+	p.node.publish(p.room, EventMessage, ev)
 }
 
 // Close removes the participant: its producers and consumers end, its transports close and the

@@ -43,6 +43,11 @@ type ProducerInfo struct {
 	Mid         string `json:"mid,omitempty"` // the media section on the publisher's send transport
 	Codec       string `json:"codec,omitempty"`
 	Muted       bool   `json:"muted"`
+	// Origin is the node the publisher is connected to ("" on that node itself).
+	Origin    string `json:"origin,omitempty"`
+	ClockRate uint32 `json:"clockRate,omitempty"`
+	Channels  uint16 `json:"channels,omitempty"`
+	Fmtp      string `json:"fmtp,omitempty"`
 }
 
 // A Producer is a track a client publishes. Its read loop stores every packet in the packet
@@ -51,7 +56,13 @@ type Producer struct {
 	id          string
 	mid         string
 	kind        webrtc.RTPCodecType
-	participant *Participant
+	node        *Node
+	room        *Room
+	owner       string       // the publishing participant's id
+	participant *Participant // the local publisher; nil for a remote producer
+	origin      string       // the origin node's id; "" when the publisher is connected here
+	upstream    Upstream     // a remote producer's feedback path (set by the cluster layer)
+	codecCap    webrtc.RTPCodecCapability
 	home        *Worker
 	cache       *packetcache.Cache
 	pool        sync.Pool
@@ -64,6 +75,7 @@ type Producer struct {
 
 	mu     sync.Mutex
 	pipes  []*pipe
+	count  int // consumers
 	closed bool
 
 	pipesView atomic.Pointer[[]*pipe]
@@ -72,11 +84,8 @@ type Producer struct {
 }
 
 func newProducer(id, mid string, kind webrtc.RTPCodecType, p *Participant, home *Worker, pc *webrtc.PeerConnection, kf time.Duration) *Producer {
-	pr := &Producer{id: id, mid: mid, kind: kind, participant: p, home: home, pc: pc, kfInterval: kf,
-		cache: packetcache.New(512)}
-	if kind == webrtc.RTPCodecTypeAudio {
-		pr.cache = packetcache.New(64)
-	}
+	pr := &Producer{id: id, mid: mid, kind: kind, node: p.node, room: p.room, owner: p.id, participant: p, home: home, pc: pc,
+		kfInterval: kf, cache: newCache(kind)}
 	pr.pool.New = func() any { return &packet{pool: &pr.pool} }
 	return pr
 }
@@ -86,10 +95,9 @@ func (p *Producer) ID() string { return p.id }
 
 // Info describes the producer.
 func (p *Producer) Info() ProducerInfo {
-	info := ProducerInfo{ID: p.id, Mid: p.mid, Participant: p.participant.id, Kind: p.kind.String(), Muted: p.muted.Load()}
-	if t := p.track.Load(); t != nil {
-		info.Codec = t.Codec().MimeType
-	}
+	info := ProducerInfo{ID: p.id, Mid: p.mid, Participant: p.owner, Kind: p.kind.String(), Muted: p.muted.Load(),
+		Origin: p.origin, ClockRate: p.codec().ClockRate, Channels: p.codec().Channels, Fmtp: p.codec().SDPFmtpLine}
+	info.Codec = p.codec().MimeType
 	return info
 }
 
@@ -97,7 +105,7 @@ func (p *Producer) codec() webrtc.RTPCodecCapability {
 	if t := p.track.Load(); t != nil {
 		return t.Codec().RTPCodecCapability
 	}
-	return webrtc.RTPCodecCapability{}
+	return p.codecCap
 }
 
 // readLoop runs on pion's OnTrack goroutine until the track ends.
@@ -121,32 +129,44 @@ func (p *Producer) readLoop(track *webrtc.TrackRemote, receiver *webrtc.RTPRecei
 			p.pool.Put(pkt)
 			return
 		}
-		hl, err := pkt.header.Unmarshal(pkt.buf[:n])
-		if err != nil {
-			p.pool.Put(pkt)
-			continue
-		}
-		if pkt.header.Padding || hl > n {
-			// Padding-only packets carry no media; the rare padded media packet is dropped too.
-			p.pool.Put(pkt)
-			continue
-		}
-		pkt.payload = pkt.buf[hl:n]
-		pkt.size = n
-		p.cache.Store(pkt.header.SequenceNumber, pkt.buf[:n])
-		pipes := p.pipesView.Load()
-		if pipes == nil || p.muted.Load() {
-			p.pool.Put(pkt)
-			continue
-		}
-		pkt.refs.Store(int32(len(*pipes)) + 1)
-		for _, pp := range *pipes {
-			if !pp.worker.post(job{pipe: pp, pkt: pkt}) {
-				pkt.release()
-			}
-		}
-		pkt.release()
+		p.ingest(pkt, n)
 	}
+}
+
+// Inject feeds one RTP packet of a remote producer (from a relay link) into the fan-out, as
+// the read loop does for a local one. It copies raw.
+func (p *Producer) Inject(raw []byte) {
+	if len(raw) > packetcache.MaxPacket {
+		return
+	}
+	pkt := p.pool.Get().(*packet)
+	p.ingest(pkt, copy(pkt.buf[:], raw))
+}
+
+// ingest parses the packet in pkt.buf[:n], caches it and posts it to every worker that has
+// consumers of the producer. It owns pkt.
+func (p *Producer) ingest(pkt *packet, n int) {
+	hl, err := pkt.header.Unmarshal(pkt.buf[:n])
+	if err != nil || pkt.header.Padding || hl > n {
+		// Padding-only packets carry no media; the rare padded media packet is dropped too.
+		p.pool.Put(pkt)
+		return
+	}
+	pkt.payload = pkt.buf[hl:n]
+	pkt.size = n
+	p.cache.Store(pkt.header.SequenceNumber, pkt.buf[:n])
+	pipes := p.pipesView.Load()
+	if pipes == nil || p.muted.Load() {
+		p.pool.Put(pkt)
+		return
+	}
+	pkt.refs.Store(int32(len(*pipes)) + 1)
+	for _, pp := range *pipes {
+		if !pp.worker.post(job{pipe: pp, pkt: pkt}) {
+			pkt.release()
+		}
+	}
+	pkt.release()
 }
 
 // naiveLoop is the textbook pion broadcast (Options.Naive): every packet is written to one
@@ -163,13 +183,30 @@ func (p *Producer) naiveLoop(track *webrtc.TrackRemote) {
 	}
 }
 
-// addConsumer attaches c to the pipe of its worker, creating the pipe on first use.
+// newCache sizes a producer's packet cache: about 3 s of 720p video, 1 s of audio.
+func newCache(kind webrtc.RTPCodecType) *packetcache.Cache {
+	if kind == webrtc.RTPCodecTypeAudio {
+		return packetcache.New(64)
+	}
+	return packetcache.New(512)
+}
+
+// addConsumer attaches c to the pipe of its worker, creating the pipe on first use. A remote
+// producer's first consumer asks the cluster layer to pipe it here.
 func (p *Producer) addConsumer(c *Consumer) bool {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.closed {
+		p.mu.Unlock()
 		return false
 	}
+	first := p.count == 0
+	p.count++
+	p.mu.Unlock()
+	if first && p.origin != "" {
+		p.node.demand(p, true)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	var pp *pipe
 	for _, x := range p.pipes {
 		if x.worker == c.worker {
@@ -191,8 +228,16 @@ func (p *Producer) addConsumer(c *Consumer) bool {
 	return true
 }
 
-// removeConsumer detaches c; a pipe left without consumers is removed (unpiped).
+// removeConsumer detaches c; a pipe left without consumers is removed (unpiped), and a remote
+// producer left without consumers is unpiped from this node.
 func (p *Producer) removeConsumer(c *Consumer) {
+	if p.detach(c) && p.origin != "" {
+		p.node.demand(p, false)
+	}
+}
+
+// detach removes c from its pipe; it reports whether that was the producer's last consumer.
+func (p *Producer) detach(c *Consumer) (last bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for i, pp := range p.pipes {
@@ -200,23 +245,31 @@ func (p *Producer) removeConsumer(c *Consumer) {
 			continue
 		}
 		var cs []*Consumer
+		found := false
 		if old := pp.consumers.Load(); old != nil {
 			for _, x := range *old {
 				if x != c {
 					cs = append(cs, x)
+				} else {
+					found = true
 				}
 			}
 		}
+		if !found {
+			return false
+		}
+		p.count--
 		if len(cs) > 0 {
 			pp.consumers.Store(&cs)
-			return
+			return p.count == 0
 		}
 		pp.consumers.Store(nil)
 		p.pipes = append(p.pipes[:i:i], p.pipes[i+1:]...)
 		view := append([]*pipe(nil), p.pipes...)
 		p.pipesView.Store(&view)
-		return
+		return p.count == 0
 	}
+	return false
 }
 
 // consumers lists every consumer of the producer.
@@ -247,16 +300,20 @@ func (p *Producer) RequestKeyframe() {
 		return
 	}
 	t := p.track.Load()
-	if t == nil {
+	if t == nil && p.upstream == nil {
 		return
 	}
 	now := time.Now().UnixNano()
 	last := p.lastKF.Load()
 	if now-last < int64(p.kfInterval) || !p.lastKF.CompareAndSwap(last, now) {
-		p.participant.node.metrics.keyframesCollapsed.Add(1)
+		p.node.metrics.keyframesCollapsed.Add(1)
 		return
 	}
-	p.participant.node.metrics.keyframesSent.Add(1)
+	p.node.metrics.keyframesSent.Add(1)
+	if t == nil {
+		p.upstream.RequestKeyframe()
+		return
+	}
 	_ = p.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(t.SSRC())}})
 }
 
@@ -265,6 +322,7 @@ func (p *Producer) close() []*Consumer {
 	cs := p.consumers()
 	p.mu.Lock()
 	p.closed = true
+	p.count = 0
 	p.pipes = nil
 	p.pipesView.Store(nil)
 	p.mu.Unlock()

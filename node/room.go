@@ -21,14 +21,17 @@ type Room struct {
 	home *Worker
 
 	mu           sync.Mutex
-	participants map[string]*Participant // by participant id
-	producers    map[string]*Producer    // live producers, by id
-	routers      map[*Worker]int         // consumers of this room per worker
+	participants map[string]*Participant      // local participants, by id
+	remote       map[string]remoteParticipant // participants on other nodes, by id
+	producers    map[string]*Producer         // live producers (local and remote), by id
+	routers      map[*Worker]int              // consumers of this room per worker
+	opened       bool                         // the cluster layer knows the room
 }
 
 func newRoom(name string, n *Node, home *Worker) *Room {
 	return &Room{name: name, node: n, home: home,
 		participants: make(map[string]*Participant),
+		remote:       make(map[string]remoteParticipant),
 		producers:    make(map[string]*Producer),
 		routers:      map[*Worker]int{home: 0},
 	}
@@ -106,9 +109,12 @@ func (r *Room) others(except *Participant) []*Participant {
 // Participants lists the room's participants, sorted by id.
 func (r *Room) Participants() []ParticipantInfo {
 	r.mu.Lock()
-	out := make([]ParticipantInfo, 0, len(r.participants))
+	out := make([]ParticipantInfo, 0, len(r.participants)+len(r.remote))
 	for _, p := range r.participants {
 		out = append(out, p.Info())
+	}
+	for _, rp := range r.remote {
+		out = append(out, rp.info)
 	}
 	r.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
@@ -162,6 +168,9 @@ func (r *Room) addProducer(pr *Producer) {
 	pr.home.nProducers.Add(1)
 	info := pr.Info()
 	r.broadcast(pr.participant, EventProducerAdded, info)
+	if pr.origin == "" {
+		r.node.publish(r, EventProducerAdded, info)
+	}
 	for _, p := range r.others(pr.participant) {
 		if p.autoSubscribe && p.grant.Subscribe {
 			_ = p.Subscribe(pr.id)
@@ -182,7 +191,27 @@ func (r *Room) removeProducer(pr *Producer) {
 	for _, c := range pr.close() {
 		c.sub.dropConsumer(c)
 	}
-	r.broadcast(pr.participant, EventProducerRemoved, map[string]string{"id": pr.id, "participant": pr.participant.id})
+	ev := map[string]string{"id": pr.id, "participant": pr.owner}
+	r.broadcast(pr.participant, EventProducerRemoved, ev)
+	if pr.origin == "" {
+		r.node.publish(r, EventProducerRemoved, ev)
+	}
+}
+
+// closeRemote ends the room's remote producers once its last local participant has left.
+func (r *Room) closeRemote() {
+	r.mu.Lock()
+	var prods []*Producer
+	for _, pr := range r.producers {
+		if pr.origin != "" {
+			prods = append(prods, pr)
+		}
+	}
+	r.remote = make(map[string]remoteParticipant)
+	r.mu.Unlock()
+	for _, pr := range prods {
+		r.removeProducer(pr)
+	}
 }
 
 // data delivers a data-channel message of from to every other participant's data consumer.

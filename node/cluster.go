@@ -1,0 +1,241 @@
+package node
+
+import (
+	"fmt"
+
+	"github.com/pion/webrtc/v4"
+)
+
+// Cluster is what a node needs from the cluster layer (signal/cluster): room events to and
+// from the other nodes, and relays for remote producers. A node without one is a single node.
+type Cluster interface {
+	// RoomOpened is called when a room gets its first participant here, before the join
+	// completes: the cluster layer adds the room's remote participants and producers.
+	RoomOpened(r *Room)
+	// RoomClosed is called when a room's last participant here has left.
+	RoomClosed(r *Room)
+	// Publish sends a local room event (the PROTOCOL.md notification method and data) to the
+	// other nodes.
+	Publish(r *Room, method string, data any)
+	// Demand is called, on its own goroutine, when a remote producer gets its first consumer
+	// here or loses its last one: pipe it here, or stop.
+	Demand(p *Producer)
+}
+
+// Upstream is a remote producer's feedback path: the relay link towards its origin.
+type Upstream interface {
+	RequestKeyframe()
+}
+
+// SetCluster connects the node to the cluster layer; call it before the first Join.
+func (n *Node) SetCluster(c Cluster) { n.cluster = c }
+
+func (n *Node) demand(p *Producer, _ bool) {
+	if n.cluster != nil {
+		go n.cluster.Demand(p)
+	}
+}
+
+func (n *Node) publish(r *Room, method string, data any) {
+	if n.cluster != nil {
+		n.cluster.Publish(r, method, data)
+	}
+}
+
+// Rooms lists the rooms on this node.
+func (n *Node) Rooms() []*Room {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make([]*Room, 0, len(n.rooms))
+	for _, r := range n.rooms {
+		out = append(out, r)
+	}
+	return out
+}
+
+// Producer finds a producer (local or remote) of a room on this node.
+func (n *Node) Producer(room, id string) *Producer {
+	r := n.Room(room)
+	if r == nil {
+		return nil
+	}
+	return r.producer(id)
+}
+
+// Wanted tells whether a remote producer has consumers here (so it should be piped here).
+func (p *Producer) Wanted() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.count > 0 && !p.closed
+}
+
+// Origin is the node the producer's publisher is connected to ("" when it is this node).
+func (p *Producer) Origin() string { return p.origin }
+
+// Room is the producer's room.
+func (p *Producer) Room() *Room { return p.room }
+
+// SetUpstream sets a remote producer's feedback path (nil: none, keyframe requests are dropped).
+func (p *Producer) SetUpstream(u Upstream) {
+	p.mu.Lock()
+	p.upstream = u
+	p.mu.Unlock()
+}
+
+// Attach adds a relay sink: a consumer, on the producer's home worker, whose packets go to w
+// with SSRC ssrc and the producer's payload type. Detach it with Consumer.Detach.
+func (p *Producer) Attach(w webrtc.TrackLocalWriter, ssrc uint32) (*Consumer, error) {
+	c := &Consumer{id: p.id, producer: p, worker: p.home, codec: p.codec()}
+	c.bind.Store(&binding{ssrc: ssrc, clock: p.codec().ClockRate, writer: w})
+	c.resync.Store(true)
+	if !p.addConsumer(c) {
+		return nil, ErrNotFound
+	}
+	c.worker.addConsumer(c)
+	p.RequestKeyframe()
+	return c, nil
+}
+
+// Detach removes a relay sink added by Attach.
+func (c *Consumer) Detach() {
+	c.paused.Store(true)
+	c.producer.removeConsumer(c)
+	c.worker.removeConsumer(c)
+}
+
+// Nack retransmits packets (by the sequence numbers the consumer sent) from the producer's cache.
+func (c *Consumer) Nack(seqs []uint16) {
+	buf := make([]byte, 1500)
+	for _, s := range seqs {
+		c.retransmit(s, buf)
+	}
+}
+
+// RequestKeyframe asks the consumer's producer for a keyframe (throttled).
+func (c *Consumer) RequestKeyframe() { c.producer.RequestKeyframe() }
+
+// ParseCodec turns a ProducerInfo's codec fields into a codec capability.
+func (i ProducerInfo) codecCap() webrtc.RTPCodecCapability {
+	return webrtc.RTPCodecCapability{MimeType: i.Codec, ClockRate: i.ClockRate, Channels: i.Channels, SDPFmtpLine: i.Fmtp}
+}
+
+// AddRemoteProducer adds a producer whose publisher is connected to another node. Its packets
+// arrive through Inject once a relay pipes it here; local participants see it like any other.
+func (r *Room) AddRemoteProducer(info ProducerInfo, origin string) (*Producer, error) {
+	kind := webrtc.NewRTPCodecType(info.Kind)
+	if kind == 0 || info.ID == "" || info.Codec == "" || origin == "" {
+		return nil, fmt.Errorf("%w: remote producer %+v", ErrNotFound, info)
+	}
+	r.mu.Lock()
+	if old := r.producers[info.ID]; old != nil {
+		r.mu.Unlock()
+		return old, nil
+	}
+	pr := &Producer{id: info.ID, mid: info.Mid, kind: kind, node: r.node, room: r, owner: info.Participant, origin: origin,
+		codecCap: info.codecCap(), home: r.home, kfInterval: r.node.opts.KeyframeInterval, cache: newCache(kind)}
+	pr.pool.New = func() any { return &packet{pool: &pr.pool} }
+	pr.muted.Store(info.Muted)
+	r.mu.Unlock()
+	r.addProducer(pr)
+	return pr, nil
+}
+
+// RemoveRemoteProducer ends a remote producer (its origin removed it, or the origin is gone).
+func (r *Room) RemoveRemoteProducer(id string) {
+	if pr := r.producer(id); pr != nil && pr.origin != "" {
+		r.removeProducer(pr)
+	}
+}
+
+// SetRemoteMuted applies a remote producer's mute state.
+func (r *Room) SetRemoteMuted(id string, muted bool) {
+	pr := r.producer(id)
+	if pr == nil || pr.origin == "" || pr.muted.Swap(muted) == muted {
+		return
+	}
+	if !muted {
+		for _, c := range pr.consumers() {
+			c.resync.Store(true)
+		}
+	}
+	r.broadcast(nil, EventProducerMuted, map[string]any{"id": id, "muted": muted})
+}
+
+// AddRemoteParticipant records a participant connected to another node and tells the local ones.
+func (r *Room) AddRemoteParticipant(info ParticipantInfo, nodeID string) {
+	r.mu.Lock()
+	_, known := r.remote[info.ID]
+	r.remote[info.ID] = remoteParticipant{info: info, node: nodeID}
+	r.mu.Unlock()
+	if !known {
+		r.broadcast(nil, EventParticipantJoined, info)
+	}
+}
+
+// RemoveRemoteParticipant forgets a remote participant and tells the local ones.
+func (r *Room) RemoveRemoteParticipant(id string) {
+	r.mu.Lock()
+	_, known := r.remote[id]
+	delete(r.remote, id)
+	r.mu.Unlock()
+	if known {
+		r.broadcast(nil, EventParticipantLeft, map[string]string{"id": id})
+	}
+}
+
+// RemoveNode forgets everything of a node that left the cluster: its participants and producers.
+func (r *Room) RemoveNode(nodeID string) {
+	r.mu.Lock()
+	var parts []string
+	for id, rp := range r.remote {
+		if rp.node == nodeID {
+			parts = append(parts, id)
+		}
+	}
+	var prods []*Producer
+	for _, pr := range r.producers {
+		if pr.origin == nodeID {
+			prods = append(prods, pr)
+		}
+	}
+	r.mu.Unlock()
+	for _, pr := range prods {
+		r.removeProducer(pr)
+	}
+	for _, id := range parts {
+		r.RemoveRemoteParticipant(id)
+	}
+}
+
+// DeliverMessage hands an application message from a remote participant to the local ones.
+func (r *Room) DeliverMessage(data any) { r.broadcast(nil, EventMessage, data) }
+
+// DeliverData hands a data-channel message from a remote participant to the local ones.
+func (r *Room) DeliverData(msg []byte, isString bool) { r.data(nil, msg, isString) }
+
+// LocalState is what this node contributes to a room: its participants and its producers.
+func (r *Room) LocalState() ([]ParticipantInfo, []ProducerInfo) {
+	r.mu.Lock()
+	parts := make([]ParticipantInfo, 0, len(r.participants))
+	for _, p := range r.participants {
+		parts = append(parts, p.Info())
+	}
+	var prods []*Producer
+	for _, pr := range r.producers {
+		if pr.origin == "" {
+			prods = append(prods, pr)
+		}
+	}
+	r.mu.Unlock()
+	infos := make([]ProducerInfo, 0, len(prods))
+	for _, pr := range prods {
+		infos = append(infos, pr.Info())
+	}
+	return parts, infos
+}
+
+// remoteParticipant is a participant of the room connected to another node.
+type remoteParticipant struct {
+	info ParticipantInfo
+	node string
+}
