@@ -1,0 +1,325 @@
+// Package relay carries producers between nodes: one encrypted, authenticated UDP link per pair
+// of nodes (SRTP with AES-GCM, keys exchanged over NATS by the cluster layer) multiplexing
+// every producer piped between them, each under its own SSRC. A datagram that does not come
+// from a known peer, or fails authentication, is dropped and counted.
+package relay
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/srtp/v3"
+)
+
+// profile protects every relay link.
+const profile = srtp.ProtectionProfileAeadAes128Gcm
+
+// KeyLen is the length of a link key: SRTP master key and salt.
+const KeyLen = 16 + 12
+
+// Errors.
+var (
+	ErrBadKey = errors.New("relay: bad link key")
+	ErrClosed = errors.New("relay: transport closed")
+)
+
+// Handler receives what arrives on the links, on the transport's read goroutine.
+type Handler interface {
+	// HandleRTP is a decrypted media packet of the producer piped under ssrc on link l.
+	HandleRTP(l *Link, ssrc uint32, pkt []byte)
+	// HandleRTCP is decrypted feedback from l's peer about producers piped to it.
+	HandleRTCP(l *Link, pkts []rtcp.Packet)
+}
+
+// Drop reasons.
+const (
+	DropUnknownSource = "unknown_source"
+	DropAuth          = "auth"
+	DropMalformed     = "malformed"
+)
+
+// Transport is a node's relay endpoint: one UDP socket and the links to its peers.
+type Transport struct {
+	conn    *net.UDPConn
+	log     hclog.Logger
+	handler Handler
+
+	mu     sync.Mutex
+	links  map[string]*Link // by peer node id
+	byAddr atomic.Pointer[map[netip.AddrPort]*Link]
+	closed bool
+
+	wg sync.WaitGroup
+
+	PacketsIn, PacketsOut, BytesIn, BytesOut      atomic.Uint64
+	DroppedUnknown, DroppedAuth, DroppedMalformed atomic.Uint64
+}
+
+// Listen opens the relay socket on addr (host:port; port 0 picks one) and starts reading.
+func Listen(addr string, h Handler, log hclog.Logger) (*Transport, error) {
+	ua, err := net.ResolveUDPAddr("udp4", addr)
+	if err != nil {
+		return nil, fmt.Errorf("relay address %q: %w", addr, err)
+	}
+	conn, err := net.ListenUDP("udp4", ua)
+	if err != nil {
+		return nil, fmt.Errorf("relay listen %s: %w", addr, err)
+	}
+	_ = conn.SetReadBuffer(4 << 20)
+	_ = conn.SetWriteBuffer(4 << 20)
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	t := &Transport{conn: conn, log: log.Named("relay"), handler: h, links: make(map[string]*Link)}
+	empty := map[netip.AddrPort]*Link{}
+	t.byAddr.Store(&empty)
+	t.wg.Add(1)
+	go t.read()
+	return t, nil
+}
+
+// Addr is the socket's address.
+func (t *Transport) Addr() netip.AddrPort { return t.conn.LocalAddr().(*net.UDPAddr).AddrPort() }
+
+// NewKey makes a random link key.
+func NewKey() []byte {
+	k := make([]byte, KeyLen)
+	_, _ = rand.Read(k)
+	return k
+}
+
+// Link returns the link to peer, creating it (with a fresh sending key) if needed. addr is the
+// peer's relay address and peerKey the key the peer sends with; both replace what the link had
+// (the peer may have restarted).
+func (t *Transport) Link(peer string, addr netip.AddrPort, peerKey []byte) (*Link, error) {
+	if len(peerKey) != KeyLen {
+		return nil, ErrBadKey
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil, ErrClosed
+	}
+	l := t.links[peer]
+	if l == nil {
+		l = &Link{Peer: peer, t: t, txKey: NewKey()}
+		tx, err := newContext(l.txKey)
+		if err != nil {
+			return nil, err
+		}
+		l.tx = tx
+		t.links[peer] = l
+	}
+	if string(l.rxKey) != string(peerKey) {
+		rx, err := newContext(peerKey)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrBadKey, err)
+		}
+		l.rx.Store(rx)
+		l.rxKey = append([]byte(nil), peerKey...)
+	}
+	l.addr.Store(&addr)
+	t.indexLocked()
+	return l, nil
+}
+
+func newContext(key []byte) (*srtp.Context, error) {
+	return srtp.CreateContext(key[:16], key[16:], profile)
+}
+
+// LinkKey returns the sending key of the link to peer, creating the link's sending half if
+// needed (before the peer's key is known, as in a pipe request).
+func (t *Transport) LinkKey(peer string) []byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if l := t.links[peer]; l != nil {
+		return l.txKey
+	}
+	l := &Link{Peer: peer, t: t, txKey: NewKey()}
+	tx, err := newContext(l.txKey)
+	if err != nil {
+		return nil
+	}
+	l.tx = tx
+	t.links[peer] = l
+	return l.txKey
+}
+
+// RemoveLink forgets the link to peer (the peer left the cluster).
+func (t *Transport) RemoveLink(peer string) {
+	t.mu.Lock()
+	if l := t.links[peer]; l != nil {
+		l.closed.Store(true)
+		delete(t.links, peer)
+		t.indexLocked()
+	}
+	t.mu.Unlock()
+}
+
+// Links lists the peers with a link.
+func (t *Transport) Links() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]string, 0, len(t.links))
+	for p, l := range t.links {
+		if l.addr.Load() != nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (t *Transport) indexLocked() {
+	m := make(map[netip.AddrPort]*Link, len(t.links))
+	for _, l := range t.links {
+		if a := l.addr.Load(); a != nil {
+			m[*a] = l
+		}
+	}
+	t.byAddr.Store(&m)
+}
+
+// Close stops the transport.
+func (t *Transport) Close() {
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
+	_ = t.conn.Close()
+	t.wg.Wait()
+}
+
+func (t *Transport) read() {
+	defer t.wg.Done()
+	buf := make([]byte, 1600)
+	plain := make([]byte, 1600)
+	var hdr rtp.Header
+	for {
+		n, from, err := t.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		l := (*t.byAddr.Load())[netip.AddrPortFrom(from.Addr().Unmap(), from.Port())]
+		if l == nil {
+			t.DroppedUnknown.Add(1)
+			continue
+		}
+		rx := l.rx.Load()
+		if rx == nil || n < 12 {
+			t.DroppedMalformed.Add(1)
+			continue
+		}
+		if isRTCP(buf[:n]) {
+			out, err := rx.DecryptRTCP(plain[:0], buf[:n], nil)
+			if err != nil {
+				t.DroppedAuth.Add(1)
+				continue
+			}
+			pkts, err := rtcp.Unmarshal(out)
+			if err != nil {
+				t.DroppedMalformed.Add(1)
+				continue
+			}
+			t.handler.HandleRTCP(l, pkts)
+			continue
+		}
+		out, err := rx.DecryptRTP(plain[:0], buf[:n], &hdr)
+		if err != nil {
+			t.DroppedAuth.Add(1)
+			continue
+		}
+		t.PacketsIn.Add(1)
+		t.BytesIn.Add(uint64(n))
+		t.handler.HandleRTP(l, hdr.SSRC, out)
+	}
+}
+
+// isRTCP tells RTCP from RTP on a shared port (RFC 5761): RTCP packet types are 192-223.
+func isRTCP(b []byte) bool { return len(b) >= 2 && b[1] >= 192 && b[1] <= 223 }
+
+// Link is the encrypted path to one peer node. It is a webrtc.TrackLocalWriter, so a
+// producer's relay sink writes to it directly.
+type Link struct {
+	Peer string
+	t    *Transport
+
+	addr   atomic.Pointer[netip.AddrPort]
+	rx     atomic.Pointer[srtp.Context]
+	rxKey  []byte // under t.mu
+	closed atomic.Bool
+
+	mu    sync.Mutex // tx, buf and out
+	txKey []byte
+	tx    *srtp.Context
+	buf   [1600]byte
+	out   [1600]byte
+}
+
+// Key is the key this side sends with.
+func (l *Link) Key() []byte { return l.txKey }
+
+// WriteRTP encrypts and sends one packet to the peer.
+func (l *Link) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
+	a := l.addr.Load()
+	if a == nil || l.closed.Load() {
+		return 0, ErrClosed
+	}
+	l.mu.Lock()
+	n, err := h.MarshalTo(l.buf[:])
+	if err == nil && n+len(payload) > 1500 {
+		err = errors.New("relay: packet too large")
+	}
+	var out []byte
+	if err == nil {
+		plain := append(l.buf[:n], payload...)
+		out, err = l.tx.EncryptRTP(l.out[:0], plain, h)
+	}
+	if err == nil {
+		_, err = l.t.conn.WriteToUDPAddrPort(out, *a)
+	}
+	l.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	l.t.PacketsOut.Add(1)
+	l.t.BytesOut.Add(uint64(len(out)))
+	return len(out), nil
+}
+
+// Write sends a marshaled RTP packet.
+func (l *Link) Write(b []byte) (int, error) {
+	var p rtp.Packet
+	if err := p.Unmarshal(b); err != nil {
+		return 0, err
+	}
+	return l.WriteRTP(&p.Header, p.Payload)
+}
+
+// WriteRTCP encrypts and sends feedback to the peer.
+func (l *Link) WriteRTCP(pkts []rtcp.Packet) error {
+	a := l.addr.Load()
+	if a == nil || l.closed.Load() {
+		return ErrClosed
+	}
+	raw, err := rtcp.Marshal(pkts)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	out, err := l.tx.EncryptRTCP(l.out[:0], raw, nil)
+	if err == nil {
+		_, err = l.t.conn.WriteToUDPAddrPort(out, *a)
+	}
+	l.mu.Unlock()
+	return err
+}
