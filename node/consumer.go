@@ -128,8 +128,8 @@ func (c *Consumer) forward(pkt *packet) bool {
 // goroutine, so it reads them without locks).
 func (c *Consumer) sendReport(now time.Time) {
 	b := c.bind.Load()
-	if b == nil || c.packets == 0 || c.paused.Load() {
-		return
+	if b == nil || c.pc == nil || c.packets == 0 || c.paused.Load() {
+		return // c.pc is nil for a relay sink: the edge's consumers report to subscribers
 	}
 	rtpTime := c.lastTS + uint32(now.Sub(c.lastWall).Seconds()*float64(b.clock))
 	_ = c.pc.WriteRTCP([]rtcp.Packet{&rtcp.SenderReport{

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	neturl "net/url"
 	"os"
 	"strconv"
 	"sync"
@@ -35,6 +36,7 @@ type Node struct {
 	started  time.Time
 	draining atomic.Bool
 	cluster  Cluster // nil: a single node
+	relay    atomic.Pointer[string]
 
 	mu    sync.Mutex
 	rooms map[string]*Room
@@ -101,8 +103,30 @@ func (n *Node) startNATS() error {
 			}
 			n.tempDir = dir
 		}
-		s, err := server.NewServer(&server.Options{ServerName: n.opts.ID, Host: host, Port: port, NoSigs: true,
-			JetStream: true, StoreDir: dir, MaxPayload: 1 << 20})
+		so := &server.Options{ServerName: n.opts.ID, Host: host, Port: port, NoSigs: true,
+			JetStream: true, StoreDir: dir, MaxPayload: 1 << 20}
+		if n.opts.NATSCluster != "" {
+			ch, cp, err := net.SplitHostPort(n.opts.NATSCluster)
+			p, perr := strconv.Atoi(cp)
+			if err != nil || perr != nil {
+				return fmt.Errorf("%w: nats cluster address %q", ErrBadOptions, n.opts.NATSCluster)
+			}
+			if p == 0 {
+				p = -1
+			}
+			so.Cluster = server.ClusterOpts{Name: "cascade", Host: ch, Port: p}
+			// Clustered JetStream needs every server's routes up front (the seed has none);
+			// Cascade does not use JetStream, so embedded clusters run without it.
+			so.JetStream = false
+			for _, r := range n.opts.NATSRoutes {
+				u, err := neturl.Parse(r)
+				if err != nil || u.Host == "" {
+					return fmt.Errorf("%w: nats route %q (want nats-route://host:port)", ErrBadOptions, r)
+				}
+				so.Routes = append(so.Routes, u)
+			}
+		}
+		s, err := server.NewServer(so)
 		if err != nil {
 			return fmt.Errorf("embedded nats: %w", err)
 		}
@@ -135,6 +159,23 @@ func (n *Node) startNATS() error {
 	return nil
 }
 
+// SetRelayAddr sets the relay address announced in the heartbeat.
+func (n *Node) SetRelayAddr(a string) { n.relay.Store(&a) }
+
+// RelayAddr is the announced relay address ("" without a cluster).
+func (n *Node) RelayAddr() string {
+	if a := n.relay.Load(); a != nil {
+		return *a
+	}
+	return ""
+}
+
+// Region is the node's region.
+func (n *Node) Region() string { return n.opts.Region }
+
+// HeartbeatInterval is how often the node announces itself.
+func (n *Node) HeartbeatInterval() time.Duration { return n.opts.Heartbeat }
+
 // ID is the node's id.
 func (n *Node) ID() string { return n.opts.ID }
 
@@ -147,6 +188,18 @@ func (n *Node) NATSURL() string {
 		return ""
 	}
 	return n.embedded.ClientURL()
+}
+
+// NATSRouteURL is the route URL of the embedded NATS server's cluster listener ("" without one),
+// for other nodes' NATSRoutes.
+func (n *Node) NATSRouteURL() string {
+	if n.embedded == nil || n.opts.NATSCluster == "" {
+		return ""
+	}
+	if a := n.embedded.ClusterAddr(); a != nil {
+		return "nats-route://" + a.String()
+	}
+	return ""
 }
 
 // Workers is the number of workers.
@@ -256,6 +309,7 @@ type Stats struct {
 	ID           string        `json:"id"`
 	Region       string        `json:"region,omitempty"`
 	HTTPURL      string        `json:"http_url,omitempty"`
+	RelayAddr    string        `json:"relay_addr,omitempty"`
 	Draining     bool          `json:"draining"`
 	Rooms        int           `json:"rooms"`
 	Participants int           `json:"participants"`
@@ -279,7 +333,7 @@ type WorkerStats struct {
 
 // Stats reports the node's current load.
 func (n *Node) Stats() Stats {
-	s := Stats{ID: n.opts.ID, Region: n.opts.Region, HTTPURL: n.opts.HTTPURL, Draining: n.draining.Load(),
+	s := Stats{ID: n.opts.ID, Region: n.opts.Region, HTTPURL: n.opts.HTTPURL, Draining: n.draining.Load(), RelayAddr: n.RelayAddr(),
 		UptimeSec: int64(time.Since(n.started).Seconds())}
 	n.mu.Lock()
 	s.Rooms = len(n.rooms)

@@ -36,6 +36,12 @@ type Options struct {
 	// NATSListen is the client address of the embedded NATS server ("127.0.0.1:4222";
 	// port -1 or 0 picks a free port).
 	NATSListen string
+	// NATSCluster is the route listen address of the embedded NATS server (host:port; empty:
+	// no NATS cluster). With NATSRoutes, the embedded servers of several nodes form one NATS
+	// cluster, so a cluster of nodes needs no separate NATS.
+	NATSCluster string
+	// NATSRoutes are the other embedded servers' route URLs (nats-route://host:port).
+	NATSRoutes []string
 	// NATSStoreDir is the JetStream directory of the embedded server; empty means a temp dir.
 	NATSStoreDir string
 	// KeyframeInterval is the shortest time between two keyframe requests sent to one producer.

@@ -189,7 +189,12 @@ func (r *Room) removeProducer(pr *Producer) {
 	}
 	pr.home.nProducers.Add(-1)
 	for _, c := range pr.close() {
-		c.sub.dropConsumer(c)
+		if c.sub != nil {
+			c.sub.dropConsumer(c)
+		} else { // a relay sink: the cluster layer forgets it on the producerRemoved event
+			c.paused.Store(true)
+			c.worker.removeConsumer(c)
+		}
 	}
 	ev := map[string]string{"id": pr.id, "participant": pr.owner}
 	r.broadcast(pr.participant, EventProducerRemoved, ev)

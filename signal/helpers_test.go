@@ -14,6 +14,7 @@ import (
 	"github.com/cascade-sfu/cascade/signal"
 	"github.com/cascade-sfu/cascade/signal/auth"
 	"github.com/cascade-sfu/cascade/signal/client"
+	"github.com/cascade-sfu/cascade/signal/cluster"
 	"github.com/hashicorp/go-hclog"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -24,30 +25,58 @@ import (
 var testKeys = auth.Keys{Key: "testkey", Secret: "a-test-secret-of-32-characters!!"}
 
 type env struct {
-	t    *testing.T
-	node *node.Node
-	srv  *signal.Server
-	http *httptest.Server
-	ws   string
-	reg  *prometheus.Registry
+	t       *testing.T
+	node    *node.Node
+	cluster *cluster.Cluster // nil for a single node
+	srv     *signal.Server
+	http    *httptest.Server
+	ws      string
+	reg     *prometheus.Registry
 }
 
 // newEnv starts a node (embedded NATS, loopback media) and its HTTP server.
 func newEnv(t *testing.T, workers, workerConsumers int) *env {
 	t.Helper()
+	return startNode(t, node.Options{Workers: workers, WorkerConsumers: workerConsumers}, nil)
+}
+
+// startNode starts a node with o (plus loopback media, test logs and metrics); with co it
+// joins the cluster on the node's NATS.
+func startNode(t *testing.T, o node.Options, co *cluster.Options) *env {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testWriter{t}})
-	n, err := node.New(node.Options{LoopbackOnly: true, NATSListen: "127.0.0.1:-1", Workers: workers,
-		WorkerConsumers: workerConsumers, Logger: log, Registerer: reg, NATSStoreDir: t.TempDir()})
+	o.LoopbackOnly, o.Logger, o.Registerer = true, log, reg
+	if o.NATSURL == "" {
+		if o.NATSListen == "" {
+			o.NATSListen = "127.0.0.1:-1"
+		}
+		o.NATSStoreDir = t.TempDir()
+	}
+	n, err := node.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := signal.NewServer(n, signal.Options{Keys: testKeys, Logger: log, Gatherer: reg})
+	so := signal.Options{Keys: testKeys, Logger: log, Gatherer: reg}
+	var c *cluster.Cluster
+	if co != nil {
+		co.Logger = log
+		if c, err = cluster.New(n, *co); err != nil {
+			n.Close()
+			t.Fatal(err)
+		}
+		reg.MustRegister(c)
+		so.Cluster = c
+	}
+	srv := signal.NewServer(n, so)
 	hs := httptest.NewServer(srv.Handler())
-	e := &env{t: t, node: n, srv: srv, http: hs, ws: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws", reg: reg}
+	e := &env{t: t, node: n, cluster: c, srv: srv, http: hs, ws: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws", reg: reg}
 	t.Cleanup(func() {
 		srv.Close()
 		hs.Close()
+		if c != nil {
+			c.Close()
+		}
 		n.Close()
 	})
 	return e

@@ -35,6 +35,8 @@ type Options struct {
 	Logger hclog.Logger
 	// Gatherer is served at /metrics (nil: no metrics endpoint).
 	Gatherer prometheus.Gatherer
+	// Cluster serves /cluster (the cluster view: JSON, and a page for browsers); nil: none.
+	Cluster http.Handler
 	// Pprof serves Go's profiler at /debug/pprof/ (for operators chasing CPU; off by default).
 	Pprof bool
 }
@@ -89,6 +91,9 @@ func (s *Server) Handler() http.Handler {
 	})
 	if s.o.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(s.o.Gatherer, promhttp.HandlerOpts{}))
+	}
+	if s.o.Cluster != nil {
+		mux.Handle("GET /cluster", s.o.Cluster)
 	}
 	if s.o.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)

@@ -1,0 +1,430 @@
+package cluster
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"net/netip"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/cascade-sfu/cascade/node"
+	"github.com/cascade-sfu/cascade/relay"
+	"github.com/nats-io/nats.go"
+	"github.com/pion/rtcp"
+)
+
+// inPipe is a producer piped to this node from its parent in the relay tree.
+type inPipe struct {
+	p      *node.Producer
+	parent string
+	link   *relay.Link
+	ssrc   uint32
+}
+
+// outPipe is a producer piped from this node to a child.
+type outPipe struct {
+	room     *node.Room
+	producer string
+	child    string
+	link     *relay.Link
+	ssrc     uint32
+	cons     *node.Consumer
+}
+
+// upstream sends a remote producer's keyframe requests to its parent.
+type upstream struct {
+	link *relay.Link
+	ssrc uint32
+}
+
+func (u upstream) RequestKeyframe() {
+	_ = u.link.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: u.ssrc}})
+}
+
+// pipeRequest asks a node that carries a producer to relay it to the sender.
+type pipeRequest struct {
+	Room      string `json:"room"`
+	Producer  string `json:"producer"`
+	From      string `json:"from"`
+	RelayAddr string `json:"relay_addr"`
+	Key       []byte `json:"key"`
+}
+
+type pipeReply struct {
+	OK        bool   `json:"ok"`
+	Error     string `json:"error,omitempty"`
+	SSRC      uint32 `json:"ssrc,omitempty"`
+	RelayAddr string `json:"relay_addr,omitempty"`
+	Key       []byte `json:"key,omitempty"`
+}
+
+var errFull = errors.New("fan-out full")
+
+func (c *Cluster) pipeLock(id string) *sync.Mutex {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := c.pipeLocks[id]
+	if l == nil {
+		l = &sync.Mutex{}
+		c.pipeLocks[id] = l
+	}
+	return l
+}
+
+// Demand implements node.Cluster: pipe a remote producer here while it has consumers.
+func (c *Cluster) Demand(p *node.Producer) {
+	select {
+	case <-c.stop:
+		return
+	default:
+	}
+	lk := c.pipeLock(p.ID())
+	lk.Lock()
+	defer lk.Unlock()
+	c.mu.Lock()
+	in := c.in[p.ID()]
+	c.mu.Unlock()
+	switch {
+	case p.Wanted() && in == nil:
+		if err := c.pipeIn(p); err != nil {
+			c.log.Warn("cannot pipe producer here, retrying", "producer", p.ID(), "origin", p.Origin(), "error", err)
+			time.AfterFunc(time.Second, func() { c.Demand(p) })
+		}
+	case !p.Wanted() && in != nil:
+		c.mu.Lock()
+		delete(c.in, p.ID())
+		c.mu.Unlock()
+		c.forgetIn(in)
+		c.requestUnpipe(in)
+	}
+}
+
+// parents orders the nodes that can relay p here: nodes already carrying it in this node's
+// region first (so media crosses a region boundary once), then the others; among those, the
+// fewest hops from the origin first (the origin itself while it has fan-out left), then the
+// fewest children.
+func (c *Cluster) parents(p *node.Producer) []string {
+	type cand struct {
+		id       string
+		sameRgn  bool
+		depth    int
+		children int
+	}
+	c.mu.Lock()
+	var tree map[string]string
+	if s := c.rooms[p.Room().Name()]; s != nil {
+		tree = s.tree[p.ID()]
+	}
+	carriers := map[string]bool{p.Origin(): true}
+	children := map[string]int{}
+	for child, parent := range tree {
+		carriers[child] = true
+		children[parent]++
+	}
+	var cs []cand
+	for id := range carriers {
+		pe := c.peers[id]
+		if id == c.me || pe == nil {
+			continue
+		}
+		cs = append(cs, cand{id: id, sameRgn: pe.stats.Region == c.n.Region(), depth: depth(tree, id, p.Origin()), children: children[id]})
+	}
+	c.mu.Unlock()
+	sort.Slice(cs, func(i, j int) bool {
+		if cs[i].sameRgn != cs[j].sameRgn {
+			return cs[i].sameRgn
+		}
+		if cs[i].depth != cs[j].depth {
+			return cs[i].depth < cs[j].depth
+		}
+		if cs[i].children != cs[j].children {
+			return cs[i].children < cs[j].children
+		}
+		return cs[i].id < cs[j].id
+	})
+	out := make([]string, len(cs))
+	for i, x := range cs {
+		out[i] = x.id
+	}
+	return out
+}
+
+// depth is the number of relay hops from the origin to id in tree (child -> parent).
+func depth(tree map[string]string, id, origin string) int {
+	d := 0
+	for id != origin && d <= len(tree) {
+		parent, ok := tree[id]
+		if !ok {
+			return len(tree) + 1 // not attached (yet): last
+		}
+		id = parent
+		d++
+	}
+	return d
+}
+
+// pipeIn asks the candidate parents in turn to relay p here.
+func (c *Cluster) pipeIn(p *node.Producer) error {
+	cands := c.parents(p)
+	if len(cands) == 0 {
+		return errors.New("no live node carries the producer")
+	}
+	var last error
+	for _, parent := range cands {
+		err := c.pipeFrom(p, parent)
+		if err == nil {
+			return nil
+		}
+		last = err
+	}
+	return last
+}
+
+func (c *Cluster) pipeFrom(p *node.Producer, parent string) error {
+	req := pipeRequest{Room: p.Room().Name(), Producer: p.ID(), From: c.me, RelayAddr: c.addr.String(), Key: c.relay.LinkKey(parent)}
+	b, _ := json.Marshal(req)
+	m, err := c.nc.Request(subjectRelay(parent, "pipe"), b, requestTimeout)
+	if err != nil {
+		return err
+	}
+	var rep pipeReply
+	if err := json.Unmarshal(m.Data, &rep); err != nil {
+		return err
+	}
+	if !rep.OK {
+		return errors.New(rep.Error)
+	}
+	addr, err := netip.ParseAddrPort(rep.RelayAddr)
+	if err != nil {
+		return err
+	}
+	link, err := c.relay.Link(parent, addr, rep.Key)
+	if err != nil {
+		return err
+	}
+	in := &inPipe{p: p, parent: parent, link: link, ssrc: rep.SSRC}
+	c.mu.Lock()
+	c.in[p.ID()] = in
+	if s := c.rooms[p.Room().Name()]; s != nil {
+		s.setTree(p.ID(), c.me, parent)
+	}
+	c.mu.Unlock()
+	c.ssrcMu.Lock()
+	c.inBySSRC[linkSSRC{parent, rep.SSRC}] = p
+	c.ssrcMu.Unlock()
+	p.SetUpstream(upstream{link: link, ssrc: rep.SSRC})
+	p.RequestKeyframe()
+	c.publish(p.Room().Name(), evPiped, pipedEvent{Producer: p.ID(), Parent: parent})
+	c.log.Debug("producer piped here", "producer", p.ID(), "parent", parent)
+	return nil
+}
+
+// forgetIn removes an in-pipe's packet routing (the pipe is already out of c.in).
+func (c *Cluster) forgetIn(in *inPipe) {
+	c.ssrcMu.Lock()
+	if c.inBySSRC[linkSSRC{in.parent, in.ssrc}] == in.p {
+		delete(c.inBySSRC, linkSSRC{in.parent, in.ssrc})
+	}
+	c.ssrcMu.Unlock()
+	c.mu.Lock()
+	if s := c.rooms[in.p.Room().Name()]; s != nil {
+		if t := s.tree[in.p.ID()]; t != nil {
+			delete(t, c.me)
+		}
+	}
+	c.mu.Unlock()
+}
+
+func (c *Cluster) requestUnpipe(in *inPipe) {
+	b, _ := json.Marshal(pipeRequest{Room: in.p.Room().Name(), Producer: in.p.ID(), From: c.me})
+	_ = c.nc.Publish(subjectRelay(in.parent, "unpipe"), b)
+	c.publish(in.p.Room().Name(), evUnpiped, pipedEvent{Producer: in.p.ID()})
+}
+
+// onPipe serves a pipe request: attach a relay sink for the requester, if this node carries
+// the producer and has fan-out left.
+func (c *Cluster) onPipe(m *nats.Msg) {
+	var req pipeRequest
+	reply := func(r pipeReply) {
+		b, _ := json.Marshal(r)
+		_ = m.Respond(b)
+	}
+	if err := json.Unmarshal(m.Data, &req); err != nil || req.From == "" || req.From == c.me {
+		reply(pipeReply{Error: "bad request"})
+		return
+	}
+	addr, err := netip.ParseAddrPort(req.RelayAddr)
+	if err != nil {
+		reply(pipeReply{Error: "bad relay address"})
+		return
+	}
+	p := c.n.Producer(req.Room, req.Producer)
+	if p == nil {
+		reply(pipeReply{Error: "producer not here"})
+		return
+	}
+	c.mu.Lock()
+	if p.Origin() != "" && c.in[p.ID()] == nil {
+		c.mu.Unlock()
+		reply(pipeReply{Error: "producer not carried here"})
+		return
+	}
+	if o := c.out[outKey{req.From, req.Producer}]; o != nil {
+		c.mu.Unlock()
+		c.relay.Link(req.From, addr, req.Key) //nolint:errcheck // refresh the peer's key
+		reply(pipeReply{OK: true, SSRC: o.ssrc, RelayAddr: c.addr.String(), Key: o.link.Key()})
+		return
+	}
+	children := 0
+	for k := range c.out {
+		if k.producer == req.Producer {
+			children++
+		}
+	}
+	c.mu.Unlock()
+	if children >= c.o.Fanout {
+		reply(pipeReply{Error: errFull.Error()})
+		return
+	}
+	link, err := c.relay.Link(req.From, addr, req.Key)
+	if err != nil {
+		reply(pipeReply{Error: err.Error()})
+		return
+	}
+	ssrc := c.newSSRC(req.From)
+	cons, err := p.Attach(link, ssrc)
+	if err != nil {
+		reply(pipeReply{Error: err.Error()})
+		return
+	}
+	o := &outPipe{room: p.Room(), producer: p.ID(), child: req.From, link: link, ssrc: ssrc, cons: cons}
+	c.mu.Lock()
+	c.out[outKey{req.From, req.Producer}] = o
+	c.mu.Unlock()
+	c.ssrcMu.Lock()
+	c.outBySSRC[linkSSRC{req.From, ssrc}] = o
+	c.ssrcMu.Unlock()
+	c.log.Debug("relaying producer", "producer", p.ID(), "child", req.From)
+	reply(pipeReply{OK: true, SSRC: ssrc, RelayAddr: c.addr.String(), Key: link.Key()})
+}
+
+func (c *Cluster) newSSRC(peer string) uint32 {
+	c.ssrcMu.RLock()
+	defer c.ssrcMu.RUnlock()
+	var b [4]byte
+	for {
+		_, _ = rand.Read(b[:])
+		s := binary.BigEndian.Uint32(b[:])
+		if _, used := c.outBySSRC[linkSSRC{peer, s}]; s != 0 && !used {
+			return s
+		}
+	}
+}
+
+// onUnpipe stops relaying a producer to a child.
+func (c *Cluster) onUnpipe(m *nats.Msg) {
+	var req pipeRequest
+	if json.Unmarshal(m.Data, &req) != nil {
+		return
+	}
+	c.mu.Lock()
+	o := c.out[outKey{req.From, req.Producer}]
+	delete(c.out, outKey{req.From, req.Producer})
+	c.mu.Unlock()
+	if o != nil {
+		c.forgetOut(o)
+		o.cons.Detach()
+	}
+}
+
+func (c *Cluster) forgetOut(o *outPipe) {
+	c.ssrcMu.Lock()
+	if c.outBySSRC[linkSSRC{o.child, o.ssrc}] == o {
+		delete(c.outBySSRC, linkSSRC{o.child, o.ssrc})
+	}
+	c.ssrcMu.Unlock()
+}
+
+// notifyDropped tells a child that this node no longer relays a producer to it.
+func (c *Cluster) notifyDropped(o *outPipe) {
+	b, _ := json.Marshal(pipeRequest{Room: o.room.Name(), Producer: o.producer, From: c.me})
+	_ = c.nc.Publish(subjectRelay(o.child, "dropped"), b)
+}
+
+// onDropped: the parent stopped relaying a producer here; pipe it again from another carrier.
+func (c *Cluster) onDropped(m *nats.Msg) {
+	var req pipeRequest
+	if json.Unmarshal(m.Data, &req) != nil {
+		return
+	}
+	c.mu.Lock()
+	in := c.in[req.Producer]
+	if in == nil || in.parent != req.From {
+		c.mu.Unlock()
+		return
+	}
+	delete(c.in, req.Producer)
+	c.mu.Unlock()
+	c.forgetIn(in)
+	in.p.SetUpstream(nil)
+	go c.Demand(in.p)
+}
+
+// dropProducer forgets the pipes of a producer that ended.
+func (c *Cluster) dropProducer(id string) {
+	c.mu.Lock()
+	in := c.in[id]
+	delete(c.in, id)
+	var outs []*outPipe
+	for k, o := range c.out {
+		if k.producer == id {
+			delete(c.out, k)
+			outs = append(outs, o)
+		}
+	}
+	c.mu.Unlock()
+	if in != nil {
+		c.forgetIn(in)
+	}
+	for _, o := range outs {
+		c.forgetOut(o)
+		o.cons.Detach()
+	}
+}
+
+// HandleRTP implements relay.Handler: media of a producer piped here.
+func (c *Cluster) HandleRTP(l *relay.Link, ssrc uint32, pkt []byte) {
+	c.ssrcMu.RLock()
+	p := c.inBySSRC[linkSSRC{l.Peer, ssrc}]
+	c.ssrcMu.RUnlock()
+	if p != nil {
+		p.Inject(pkt)
+	}
+}
+
+// HandleRTCP implements relay.Handler: a child's feedback on a producer piped to it.
+func (c *Cluster) HandleRTCP(l *relay.Link, pkts []rtcp.Packet) {
+	for _, pkt := range pkts {
+		for _, ssrc := range pkt.DestinationSSRC() {
+			c.ssrcMu.RLock()
+			o := c.outBySSRC[linkSSRC{l.Peer, ssrc}]
+			c.ssrcMu.RUnlock()
+			if o == nil {
+				continue
+			}
+			switch p := pkt.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				o.cons.RequestKeyframe()
+			case *rtcp.TransportLayerNack:
+				var seqs []uint16
+				for _, n := range p.Nacks {
+					seqs = append(seqs, n.PacketList()...)
+				}
+				o.cons.Nack(seqs)
+			}
+		}
+	}
+}

@@ -1,0 +1,299 @@
+package signal_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cascade-sfu/cascade/node"
+	"github.com/cascade-sfu/cascade/signal/cluster"
+	"github.com/pion/webrtc/v4"
+)
+
+// newCluster starts n nodes whose embedded NATS servers form one NATS cluster over routes (the
+// first node's server is the seed), each joined to the Cascade cluster, and waits until every
+// node sees every other.
+func newCluster(t *testing.T, n, fanout int, regions ...string) []*env {
+	t.Helper()
+	var envs []*env
+	var seed string
+	for i := 0; i < n; i++ {
+		o := node.Options{ID: fmt.Sprintf("n%d", i), Workers: 1, NATSListen: "127.0.0.1:-1", NATSCluster: "127.0.0.1:0",
+			Heartbeat: 100 * time.Millisecond}
+		if i < len(regions) {
+			o.Region = regions[i]
+		}
+		if seed != "" {
+			o.NATSRoutes = []string{seed}
+		}
+		e := startNode(t, o, &cluster.Options{Fanout: fanout})
+		if seed == "" {
+			seed = e.node.NATSRouteURL()
+		}
+		envs = append(envs, e)
+	}
+	checkFor(t, 15*time.Second, func() error {
+		for _, e := range envs {
+			if got := len(e.cluster.Peers()); got != n-1 {
+				return fmt.Errorf("%s sees %d peers, want %d", e.node.ID(), got, n-1)
+			}
+		}
+		return nil
+	})
+	return envs
+}
+
+// TestClusterPublisherOnASeenOnBAndC: a publisher on one node reaches subscribers on two
+// others through relays; each pair of nodes uses one link.
+func TestClusterPublisherOnASeenOnBAndC(t *testing.T) {
+	envs := newCluster(t, 3, 3)
+	a, b, c := envs[0], envs[1], envs[2]
+	pub := a.join("r", "pub", true, false)
+	res, err := pub.Publish(context.Background(), newSource(t, webrtc.MimeTypeVP8, "v", "s").track, newSource(t, webrtc.MimeTypeOpus, "a", "s").track)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var subs []*peer
+	for i := 0; i < 3; i++ {
+		subs = append(subs, b.join("r", fmt.Sprint("b", i), false, true), c.join("r", fmt.Sprint("c", i), false, true))
+	}
+	for _, s := range subs {
+		waitPackets(t, s, producerIDs(res)...)
+	}
+	// Everyone sees the same room: 7 participants on every node.
+	for _, e := range envs {
+		if n := len(e.node.Room("r").Participants()); n != 7 {
+			t.Fatalf("%s sees %d participants, want 7", e.node.ID(), n)
+		}
+	}
+	// One link per used pair (a-b, a-c), and the origin relays each producer once per edge.
+	if got := a.cluster.View().Links; len(got) != 2 {
+		t.Fatalf("origin links %v", got)
+	}
+	if got := a.metric(`cascade_relay_pipes{direction="out"}`); got != 4 {
+		t.Fatalf("origin pipes out %v, want 4 (2 producers x 2 edges)", got)
+	}
+	if got := b.metric(`cascade_relay_packets_total{direction="in"}`); got == 0 {
+		t.Fatal("edge b relayed nothing in")
+	}
+
+	// The last subscriber on c leaves: c is unpiped.
+	for _, s := range subs {
+		if strings.HasPrefix(s.Join.Participant.Identity, "c") {
+			_ = s.Close()
+		}
+	}
+	checkFor(t, 5*time.Second, func() error {
+		if got := a.metric(`cascade_relay_pipes{direction="out"}`); got != 2 {
+			return fmt.Errorf("origin pipes out %v after c emptied, want 2", got)
+		}
+		return nil
+	})
+	// The publisher leaves: the producers are gone everywhere.
+	_ = pub.Close()
+	checkFor(t, 5*time.Second, func() error {
+		for _, e := range envs[1:] {
+			if r := e.node.Room("r"); r != nil && len(r.Producers()) != 0 {
+				return fmt.Errorf("%s still has producers %v", e.node.ID(), r.Producers())
+			}
+		}
+		return nil
+	})
+}
+
+// TestClusterChatAndData: application messages and data-channel messages cross nodes.
+func TestClusterChatAndData(t *testing.T) {
+	envs := newCluster(t, 2, 3)
+	x := envs[0].join("r", "x", true, true)
+	y := envs[1].join("r", "y", true, true)
+	checkFor(t, 5*time.Second, func() error {
+		if !x.hasNote("participantJoined", `"identity":"y"`) {
+			return fmt.Errorf("x did not see y join")
+		}
+		return nil
+	})
+	if err := y.SendMessage(context.Background(), map[string]string{"text": "across"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x.Publish(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 10*time.Second, func() error {
+		if !x.hasNote("message", `"text":"across"`) {
+			return fmt.Errorf("chat did not cross")
+		}
+		if !x.DataOpen() {
+			return fmt.Errorf("data channel not open")
+		}
+		_ = x.SendData([]byte("over the relay"))
+		y.mu.Lock()
+		defer y.mu.Unlock()
+		for _, d := range y.data {
+			if string(d) == "over the relay" {
+				return nil
+			}
+		}
+		return fmt.Errorf("data did not cross")
+	})
+}
+
+// TestClusterTreeFanout: with K = 2 over five nodes, the origin relays to at most two nodes and
+// the others attach to nodes that already carry the producer; every subscriber receives.
+func TestClusterTreeFanout(t *testing.T) {
+	envs := newCluster(t, 5, 2)
+	pub := envs[0].join("r", "pub", true, false)
+	res, err := pub.Publish(context.Background(), newSource(t, webrtc.MimeTypeVP8, "v", "s").track)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := res.Producers[0].ID
+	var subs []*peer
+	for i, e := range envs[1:] {
+		subs = append(subs, e.join("r", fmt.Sprint("s", i), false, true))
+		waitPackets(t, subs[len(subs)-1], id) // edges join one after another, as viewers do
+	}
+	if got := envs[0].metric(`cascade_relay_pipes{direction="out"}`); got > 2 {
+		t.Fatalf("origin relays to %v nodes, K = 2", got)
+	}
+	// The tree: four edges, every parent with at most two children.
+	checkFor(t, 5*time.Second, func() error {
+		var tree []cluster.Edge
+		for _, p := range envs[0].cluster.View().Rooms[0].Producers {
+			if p.ID == id {
+				tree = p.Tree
+			}
+		}
+		children := map[string]int{}
+		for _, e := range tree {
+			children[e.Parent]++
+		}
+		if len(tree) != 4 {
+			return fmt.Errorf("tree %v", tree)
+		}
+		for p, n := range children {
+			if n > 2 {
+				return fmt.Errorf("%s has %d children: %v", p, n, tree)
+			}
+		}
+		return nil
+	})
+	for _, s := range subs {
+		before := s.received(id)
+		checkFor(t, 5*time.Second, func() error {
+			if s.received(id) < before+10 {
+				return fmt.Errorf("subscriber stalled")
+			}
+			return nil
+		})
+	}
+}
+
+// TestClusterRegions: media crosses the region boundary once: the second node of a region
+// attaches to the first, not to the origin in the other region.
+func TestClusterRegions(t *testing.T) {
+	envs := newCluster(t, 3, 3, "eu", "us", "us")
+	pub := envs[0].join("r", "pub", true, false)
+	res, err := pub.Publish(context.Background(), newSource(t, webrtc.MimeTypeVP8, "v", "s").track)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := res.Producers[0].ID
+	waitPackets(t, envs[1].join("r", "us1", false, true), id)
+	waitPackets(t, envs[2].join("r", "us2", false, true), id)
+	var tree []cluster.Edge
+	for _, p := range envs[2].cluster.View().Rooms[0].Producers {
+		if p.ID == id {
+			tree = p.Tree
+		}
+	}
+	want := map[string]string{"n1": "n0", "n2": "n1"}
+	for _, e := range tree {
+		if want[e.Node] != e.Parent {
+			t.Fatalf("tree %v, want n1<-n0 and n2<-n1", tree)
+		}
+	}
+	if got := envs[0].metric(`cascade_relay_pipes{direction="out"}`); got != 1 {
+		t.Fatalf("origin relays across the region boundary %v times, want 1", got)
+	}
+}
+
+// TestClusterForgedRelayPacketDropped: a datagram to a node's relay port from a stranger is
+// dropped and counted, and media keeps flowing.
+func TestClusterForgedRelayPacketDropped(t *testing.T) {
+	envs := newCluster(t, 2, 3)
+	pub := envs[0].join("r", "pub", true, false)
+	res, err := pub.Publish(context.Background(), newSource(t, webrtc.MimeTypeVP8, "v", "s").track)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := envs[1].join("r", "sub", false, true)
+	waitPackets(t, sub, res.Producers[0].ID)
+	conn, err := net.Dial("udp4", envs[1].cluster.RelayAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	forged := []byte{0x80, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 42, 'e', 'v', 'i', 'l'}
+	for i := 0; i < 5; i++ {
+		if _, err := conn.Write(forged); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkFor(t, 5*time.Second, func() error {
+		if got := envs[1].metric(`cascade_relay_dropped_total{reason="unknown_source"}`); got != 5 {
+			return fmt.Errorf("dropped %v, want 5", got)
+		}
+		return nil
+	})
+	before := sub.received(res.Producers[0].ID)
+	checkFor(t, 5*time.Second, func() error {
+		if sub.received(res.Producers[0].ID) < before+10 {
+			return fmt.Errorf("media stalled")
+		}
+		return nil
+	})
+}
+
+// TestClusterNodeKilled: when the origin dies, the other nodes drop its participants and
+// producers and tell their clients; the survivors keep working together.
+func TestClusterNodeKilled(t *testing.T) {
+	envs := newCluster(t, 3, 3)
+	pub := envs[2].join("r", "pub", true, false)
+	res, err := pub.Publish(context.Background(), newSource(t, webrtc.MimeTypeVP8, "v", "s").track)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := envs[1].join("r", "sub", false, true)
+	waitPackets(t, sub, res.Producers[0].ID)
+	// Kill n2 (not the NATS seed): no leave, no goodbye.
+	envs[2].srv.Close()
+	envs[2].cluster.Close()
+	envs[2].node.Close()
+	checkFor(t, 10*time.Second, func() error {
+		if !sub.hasNote("producerRemoved", res.Producers[0].ID) || !sub.hasNote("participantLeft", pub.Join.Participant.ID) {
+			return fmt.Errorf("subscriber not told")
+		}
+		if got := len(envs[1].cluster.Peers()); got != 1 {
+			return fmt.Errorf("n1 sees %d peers", got)
+		}
+		if got := envs[1].metric(`cascade_relay_pipes{direction="in"}`); got != 0 {
+			return fmt.Errorf("n1 still has %v pipes in", got)
+		}
+		return nil
+	})
+	// The cluster view shows two nodes.
+	checkFor(t, 10*time.Second, func() error {
+		var v cluster.View
+		if err := json.Unmarshal([]byte(scrape(t, envs[0].http.URL+"/cluster?format=json")), &v); err != nil {
+			return err
+		}
+		if len(v.Nodes) != 2 {
+			return fmt.Errorf("cluster view has %d nodes", len(v.Nodes))
+		}
+		return nil
+	})
+}
