@@ -343,6 +343,12 @@ func (r *run) report(end time.Time) *Report {
 	rep.Joined = r.pubs
 	rep.Failed = rep.Publishers - r.pubs
 	var joins, lats []float64
+	type nodeAcc struct {
+		subs        int
+		joins, lats []float64
+		recv, lost  int64
+	}
+	byURL := map[string]*nodeAcc{}
 	seconds := int(end.Sub(r.start)/time.Second) + 1
 	perSec := make([][]float64, seconds)
 	bytesSec := make([]int64, seconds)
@@ -404,9 +410,30 @@ func (r *run) report(end time.Time) *Report {
 			}
 		}
 		recvKbps += b.RecvKbps
+		na := byURL[s.url]
+		if na == nil {
+			na = &nodeAcc{}
+			byURL[s.url] = na
+		}
+		na.subs++
+		na.lats = append(na.lats, botLats...)
+		if b.JoinMs > 0 {
+			na.joins = append(na.joins, b.JoinMs)
+		}
+		na.recv += b.Packets
+		na.lost += b.Lost
 		lats = append(lats, botLats...)
 		b.LatencyMs = percentiles(botLats)
 		rep.Bots = append(rep.Bots, b)
+	}
+	for _, u := range o.URLs {
+		if na := byURL[u]; na != nil {
+			nr := NodeResult{URL: u, Subscribers: na.subs, JoinMs: percentiles(na.joins), LatencyMs: percentiles(na.lats)}
+			if na.recv+na.lost > 0 {
+				nr.LossPct = 100 * float64(na.lost) / float64(na.recv+na.lost)
+			}
+			rep.Nodes = append(rep.Nodes, nr)
+		}
 	}
 	rep.JoinMs = percentiles(joins)
 	rep.LatencyMs = percentiles(lats)

@@ -58,6 +58,9 @@ type Report struct {
 	// NoMedia counts joined subscribers that received no packet at all.
 	NoMedia int `json:"no_media"`
 
+	// Nodes breaks the subscribers' results down by the node (URL) they joined.
+	Nodes []NodeResult `json:"nodes"`
+
 	// Series for the picture: one point per second of the run.
 	Timeline []Second `json:"timeline"`
 	// Per-subscriber results.
@@ -71,6 +74,15 @@ type Second struct {
 	RecvKbps  float64     `json:"recv_kbps"` // total over subscribers
 	Packets   int64       `json:"packets"`   // received by all subscribers
 	LatencyMs Percentiles `json:"latency_ms"`
+}
+
+// NodeResult is the subscribers of one node.
+type NodeResult struct {
+	URL         string      `json:"url"`
+	Subscribers int         `json:"subscribers"`
+	JoinMs      Percentiles `json:"join_ms"`
+	LatencyMs   Percentiles `json:"latency_ms"`
+	LossPct     float64     `json:"loss_pct"`
 }
 
 // BotResult is one subscriber's view.
@@ -119,6 +131,12 @@ func (r *Report) WriteSummary(w io.Writer) {
 	row("recv kbps", fmt.Sprintf("%.0f per subscriber", r.RecvKbps))
 	if r.NoMedia > 0 {
 		row("no media", r.NoMedia)
+	}
+	if len(r.Nodes) > 1 {
+		for _, n := range r.Nodes {
+			row("  "+n.URL, fmt.Sprintf("%d subscribers, latency p50 %.2f p99 %.2f ms, join p50 %.1f ms, loss %.3f%%",
+				n.Subscribers, n.LatencyMs.P50, n.LatencyMs.P99, n.JoinMs.P50, n.LossPct))
+		}
 	}
 	for i, e := range r.Errors {
 		if i == 10 {

@@ -57,6 +57,7 @@ func main() {
 	workers := flag.Int("workers", runtime.NumCPU(), "node workers")
 	modes := flag.String("modes", "cascade,naive,sendto,sendmmsg", "what to measure: cascade, naive, and the kernel floor (sendto, sendmmsg)")
 	jsonOut := flag.String("json", "", "also write the results as JSON to this file")
+	clusterN := flag.Int("cluster", 0, "instead: three nodes in a relay chain (fan-out 1), this many subscribers spread over them")
 	receivers := flag.Int("receivers", 0, "internal: run as the floor's receiver process with this many sockets")
 	flag.Parse()
 	if *receivers > 0 {
@@ -64,6 +65,20 @@ func main() {
 		return
 	}
 
+	if *clusterN > 0 {
+		hs, err := measureCluster(*bin, *clusterN, *workers, *rate, *warmup, *window)
+		if err != nil {
+			fatal(err)
+		}
+		printHops(os.Stdout, hs)
+		if *jsonOut != "" {
+			b, _ := json.MarshalIndent(hs, "", "  ")
+			if err := os.WriteFile(*jsonOut, b, 0o644); err != nil {
+				fatal(err)
+			}
+		}
+		return
+	}
 	var results []result
 	for _, s := range strings.Split(*ns, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))

@@ -17,6 +17,7 @@ import (
 
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/cascade-sfu/cascade/signal/auth"
+	"github.com/cascade-sfu/cascade/signal/cluster"
 )
 
 // Config is the configuration of `cascade node`. Each field is settable, in increasing order of
@@ -38,6 +39,11 @@ type Config struct {
 	LoopbackOnly     bool          `yaml:"loopback-only"`
 	KeyframeInterval time.Duration `yaml:"keyframe-interval"`
 	WorkerConsumers  int           `yaml:"worker-consumers"`
+	Relay            string        `yaml:"relay"`
+	RelayFanout      int           `yaml:"relay-fanout"`
+	NATSCluster      string        `yaml:"nats-cluster"`
+	NATSRoutes       string        `yaml:"nats-routes"`
+	DrainTimeout     time.Duration `yaml:"drain-timeout"`
 	NaiveBaseline    bool          `yaml:"naive-baseline"`
 	Pprof            bool          `yaml:"pprof"`
 }
@@ -56,6 +62,9 @@ func defaultConfig() Config {
 		LogLevel:         "info",
 		KeyframeInterval: 500 * time.Millisecond,
 		WorkerConsumers:  node.DefaultWorkerConsumers,
+		Relay:            ":7881",
+		RelayFanout:      cluster.DefaultFanout,
+		DrainTimeout:     30 * time.Second,
 	}
 }
 
@@ -79,6 +88,11 @@ func nodeFlags(c *Config, configPath *string) *flag.FlagSet {
 	fs.BoolVar(&c.LoopbackOnly, "loopback-only", c.LoopbackOnly, "keep all media on 127.0.0.1 (tests, single-machine demos)")
 	fs.DurationVar(&c.KeyframeInterval, "keyframe-interval", c.KeyframeInterval, "shortest time between two keyframe requests to one producer")
 	fs.IntVar(&c.WorkerConsumers, "worker-consumers", c.WorkerConsumers, "consumers of one room on one worker before the room spreads to another worker")
+	fs.StringVar(&c.Relay, "relay", c.Relay, "UDP listen address of the relay links to other nodes")
+	fs.IntVar(&c.RelayFanout, "relay-fanout", c.RelayFanout, "K: a node relays one producer to at most K other nodes; further nodes attach to nodes that carry it")
+	fs.StringVar(&c.NATSCluster, "nats-cluster", c.NATSCluster, "route listen address of the embedded NATS server (host:port); with --nats-routes the nodes' servers form one NATS cluster")
+	fs.StringVar(&c.NATSRoutes, "nats-routes", c.NATSRoutes, "comma-separated routes to other nodes' embedded NATS servers (nats-route://host:port)")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "on SIGTERM, how long sessions may continue while the node drains")
 	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve Go's profiler at /debug/pprof/")
 	fs.BoolVar(&c.NaiveBaseline, "naive-baseline", c.NaiveBaseline, "benchmarks only: forward with the textbook pion broadcast instead of Cascade's path")
 	fs.SetOutput(io.Discard)
@@ -203,7 +217,43 @@ func (c Config) Validate() error {
 	if c.WorkerConsumers < 0 {
 		return fmt.Errorf("worker-consumers %d: must not be negative", c.WorkerConsumers)
 	}
+	if err := validateListen("relay", c.Relay); err != nil {
+		return err
+	}
+	if c.RelayFanout < 1 {
+		return fmt.Errorf("relay-fanout %d: must be at least 1", c.RelayFanout)
+	}
+	if c.NATSCluster != "" {
+		if c.NATS != "" {
+			return errors.New("nats-cluster: only for the embedded NATS server (--nats is set)")
+		}
+		if err := validateListen("nats-cluster", c.NATSCluster); err != nil {
+			return err
+		}
+	}
+	for _, r := range c.routes() {
+		if !strings.HasPrefix(r, "nats-route://") && !strings.HasPrefix(r, "nats://") {
+			return fmt.Errorf("nats-routes: %q is not a nats-route://host:port URL", r)
+		}
+	}
+	if c.NATSRoutes != "" && c.NATSCluster == "" {
+		return errors.New("nats-routes needs --nats-cluster (the embedded server's route listener)")
+	}
+	if c.DrainTimeout < 0 {
+		return fmt.Errorf("drain-timeout %v: must not be negative", c.DrainTimeout)
+	}
 	return validateKeys(c.APIKey, c.APISecret)
+}
+
+// routes splits --nats-routes.
+func (c Config) routes() []string {
+	var out []string
+	for _, r := range strings.Split(c.NATSRoutes, ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // validateListen checks a host:port listen address with a numeric port.

@@ -35,6 +35,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	want := Config{
 		HTTP: ":7880", UDPPort: 7882, NATSListen: "127.0.0.1:4222", LogLevel: "info",
 		KeyframeInterval: 500 * time.Millisecond, WorkerConsumers: node.DefaultWorkerConsumers,
+		Relay: ":7881", RelayFanout: 3, DrainTimeout: 30 * time.Second,
 	}
 	if got != want {
 		t.Errorf("defaults:\n got %+v\nwant %+v", got, want)
@@ -82,6 +83,9 @@ workers: 3
 		LogJSON:          false, // env false over YAML true
 		KeyframeInterval: 250 * time.Millisecond,
 		WorkerConsumers:  7,
+		Relay:            ":7881",
+		RelayFanout:      3,
+		DrainTimeout:     30 * time.Second,
 	}
 	if got != want {
 		t.Errorf("config:\n got %+v\nwant %+v", got, want)
@@ -145,6 +149,11 @@ func TestLoadConfigErrors(t *testing.T) {
 		{name: "http named port", args: []string{"--http", ":http"}, want: "port \"http\""},
 		{name: "nats-listen bad", args: []string{"--nats-listen", "4222"}, want: "nats-listen"},
 		{name: "public ip", args: []string{"--public-ip", "example.com"}, want: "public-ip \"example.com\""},
+		{name: "relay bad", args: []string{"--relay", "7881"}, want: "relay"},
+		{name: "relay fanout", args: []string{"--relay-fanout", "0"}, want: "relay-fanout 0"},
+		{name: "routes without cluster", args: []string{"--nats-routes", "nats-route://127.0.0.1:6222"}, want: "needs --nats-cluster"},
+		{name: "route not a URL", args: []string{"--nats-cluster", ":6222", "--nats-routes", "127.0.0.1:6222"}, want: "nats-route://"},
+		{name: "cluster with external nats", args: []string{"--nats", "nats://x:4222", "--nats-cluster", ":6222"}, want: "embedded"},
 		{name: "log level", args: []string{"--log-level", "verbose"}, want: "log-level \"verbose\""},
 		{name: "negative workers", args: []string{"--workers=-2"}, want: "workers -2"},
 		{name: "negative keyframe interval", args: []string{"--keyframe-interval=-1s"}, want: "keyframe-interval"},

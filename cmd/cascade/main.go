@@ -23,6 +23,7 @@ import (
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/cascade-sfu/cascade/signal"
 	"github.com/cascade-sfu/cascade/signal/auth"
+	"github.com/cascade-sfu/cascade/signal/cluster"
 	"github.com/cascade-sfu/cascade/web"
 )
 
@@ -124,6 +125,17 @@ func runNode(args []string, getenv func(string) string, stderr io.Writer) int {
 	return exitOK
 }
 
+// waitDrained lets the node's sessions finish, up to the drain deadline.
+func waitDrained(n *node.Node, deadline time.Duration, logger hclog.Logger) {
+	end := time.Now().Add(deadline)
+	for n.Stats().Participants > 0 && time.Now().Before(end) {
+		time.Sleep(250 * time.Millisecond)
+	}
+	if p := n.Stats().Participants; p > 0 {
+		logger.Warn("drain deadline passed: closing the remaining sessions", "participants", p)
+	}
+}
+
 // serveNode runs the node until SIGINT or SIGTERM, then drains and stops it.
 func serveNode(cfg Config, logger hclog.Logger) error {
 	keys, dev := keysOrDev(cfg.APIKey, cfg.APISecret)
@@ -165,6 +177,8 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 		KeyframeInterval: cfg.KeyframeInterval,
 		WorkerConsumers:  cfg.WorkerConsumers,
 		Naive:            cfg.NaiveBaseline,
+		NATSCluster:      cfg.NATSCluster,
+		NATSRoutes:       cfg.routes(),
 		Logger:           logger,
 		Registerer:       reg,
 	})
@@ -173,6 +187,16 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 		return fmt.Errorf("start node: %w", err)
 	}
 
+	relayHost, _, _ := net.SplitHostPort(cfg.Relay)
+	cl, err := cluster.New(n, cluster.Options{RelayListen: cfg.Relay, Fanout: cfg.RelayFanout, Logger: logger,
+		RelayHost: advertisedHost(relayHost, cfg.PublicIP, cfg.LoopbackOnly, ifaceAddrs)})
+	if err != nil {
+		n.Close()
+		ln.Close()
+		return fmt.Errorf("join the cluster: %w", err)
+	}
+	reg.MustRegister(cl)
+
 	srv := signal.NewServer(n, signal.Options{
 		Keys:      keys,
 		DevTokens: dev, // the demo page mints its own tokens, only with the development keys
@@ -180,6 +204,7 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 		Logger:    logger,
 		Gatherer:  reg,
 		Pprof:     cfg.Pprof,
+		Cluster:   cl,
 	})
 	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
@@ -199,11 +224,14 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 	stop() // a second signal now kills the process at once
 
 	srv.Drain()
+	waitDrained(n, cfg.DrainTimeout, logger)
+	srv.Close()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	if err := httpSrv.Shutdown(shutdownCtx); err != nil {
 		logger.Warn("http shutdown", "error", err)
 	}
+	cl.Close()
 	n.Close()
 	logger.Info("stopped")
 	return runErr
