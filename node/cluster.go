@@ -207,6 +207,21 @@ func (r *Room) RemoveNode(nodeID string) {
 	}
 }
 
+// Nodes lists the other nodes with participants in the room.
+func (r *Room) Nodes() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	seen := map[string]bool{}
+	var out []string
+	for _, rp := range r.remote {
+		if !seen[rp.node] {
+			seen[rp.node] = true
+			out = append(out, rp.node)
+		}
+	}
+	return out
+}
+
 // DeliverMessage hands an application message from a remote participant to the local ones.
 func (r *Room) DeliverMessage(data any) { r.broadcast(nil, EventMessage, data) }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cascade-sfu/cascade/node"
+	"github.com/cascade-sfu/cascade/signal/client"
 	"github.com/cascade-sfu/cascade/signal/cluster"
 	"github.com/pion/webrtc/v4"
 )
@@ -296,4 +297,43 @@ func TestClusterNodeKilled(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestClusterPlacement: a client reaching a node of the wrong region, or a draining node, is
+// sent to a better one, and the Go client follows.
+func TestClusterPlacement(t *testing.T) {
+	envs := newCluster(t, 2, 3, "eu", "us")
+	c, err := client.Dial(context.Background(), envs[0].ws, client.Options{Token: envs[0].token("r", "yank", false, true),
+		LoopbackOnly: true, Region: "us"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if r := envs[1].node.Room("r"); r == nil || len(r.Participants()) != 1 {
+		t.Fatal("the us client was not placed on the us node")
+	}
+	if envs[0].node.Room("r") != nil {
+		t.Fatal("the eu node kept the us client")
+	}
+	// A draining node sends newcomers away, whatever their region.
+	envs[1].srv.Drain()
+	checkFor(t, 5*time.Second, func() error {
+		for _, p := range envs[0].cluster.Peers() {
+			if p.ID == "n1" && !p.Draining {
+				return fmt.Errorf("n0 does not see n1 draining yet")
+			}
+		}
+		return nil
+	})
+	d, err := client.Dial(context.Background(), envs[1].ws, client.Options{Token: envs[1].token("r", "late", false, true), LoopbackOnly: true, Region: "us"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if r := envs[0].node.Room("r"); r == nil || len(r.Participants()) != 2 { // late, and yank seen remotely
+		t.Fatalf("the newcomer was not placed on n0")
+	}
+	if got := envs[1].metric(`cascade_placement_decisions_total{result="redirect"}`); got != 1 {
+		t.Fatalf("n1 redirected %v joins, want 1", got)
+	}
 }

@@ -53,8 +53,11 @@ func startNode(t *testing.T, o node.Options, co *cluster.Options) *env {
 		}
 		o.NATSStoreDir = t.TempDir()
 	}
+	hs := httptest.NewUnstartedServer(nil)
+	o.HTTPURL = "http://" + hs.Listener.Addr().String()
 	n, err := node.New(o)
 	if err != nil {
+		hs.Close()
 		t.Fatal(err)
 	}
 	so := signal.Options{Keys: testKeys, Logger: log, Gatherer: reg}
@@ -66,10 +69,11 @@ func startNode(t *testing.T, o node.Options, co *cluster.Options) *env {
 			t.Fatal(err)
 		}
 		reg.MustRegister(c)
-		so.Cluster = c
+		so.Cluster, so.Placement = c, c
 	}
 	srv := signal.NewServer(n, so)
-	hs := httptest.NewServer(srv.Handler())
+	hs.Config.Handler = srv.Handler()
+	hs.Start()
 	e := &env{t: t, node: n, cluster: c, srv: srv, http: hs, ws: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws", reg: reg}
 	t.Cleanup(func() {
 		srv.Close()

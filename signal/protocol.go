@@ -93,13 +93,23 @@ type (
 	JoinData struct {
 		Token         string `json:"token"`
 		AutoSubscribe *bool  `json:"autoSubscribe,omitempty"`
+		// Region is the client's region, a placement hint.
+		Region string `json:"region,omitempty"`
+		// NoRedirect makes the node accept the join (a client that followed a redirect).
+		NoRedirect bool `json:"noRedirect,omitempty"`
 	}
-	// JoinResult is the data of a join response.
+	// JoinResult is the data of a join response: the room, or a redirect to a better node.
 	JoinResult struct {
 		Participant  node.ParticipantInfo   `json:"participant"`
 		Room         string                 `json:"room"`
 		Participants []node.ParticipantInfo `json:"participants"`
 		Producers    []node.ProducerInfo    `json:"producers"`
+		Redirect     *Redirect              `json:"redirect,omitempty"`
+	}
+	// Redirect names the node a client should join instead.
+	Redirect struct {
+		Node string `json:"node"`
+		URL  string `json:"url"` // the node's signaling URL (ws://host:port/ws)
 	}
 	// SDPData carries an offer or an answer.
 	SDPData struct {

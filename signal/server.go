@@ -35,10 +35,19 @@ type Options struct {
 	Logger hclog.Logger
 	// Gatherer is served at /metrics (nil: no metrics endpoint).
 	Gatherer prometheus.Gatherer
+	// Placement decides whether a join is better served by another node (nil: always here).
+	Placement Placement
 	// Cluster serves /cluster (the cluster view: JSON, and a page for browsers); nil: none.
 	Cluster http.Handler
 	// Pprof serves Go's profiler at /debug/pprof/ (for operators chasing CPU; off by default).
 	Pprof bool
+}
+
+// Placement is the join placement policy of a cluster.
+type Placement interface {
+	// Place returns the node a client of room (in region, if known) should join, and whether
+	// that is another node.
+	Place(room, region string) (Redirect, bool)
 }
 
 // Server is the node's HTTP face: signaling, WHIP, WHEP, health and metrics.

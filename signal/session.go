@@ -332,6 +332,11 @@ func (s *session) join(raw json.RawMessage) (any, error) {
 	if auto && !g.Subscribe {
 		auto = false
 	}
+	if pl := s.srv.o.Placement; pl != nil && !d.NoRedirect {
+		if to, ok := pl.Place(g.Room, d.Region); ok {
+			return JoinResult{Room: g.Room, Redirect: &to}, nil
+		}
+	}
 	p, err := s.srv.n.Join(g.Room, g.Identity, node.Grant{Publish: g.Publish, Subscribe: g.Subscribe}, auto, s)
 	if err != nil {
 		return nil, err

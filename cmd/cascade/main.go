@@ -205,6 +205,7 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 		Gatherer:  reg,
 		Pprof:     cfg.Pprof,
 		Cluster:   cl,
+		Placement: cl,
 	})
 	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)

@@ -28,6 +28,10 @@ var ErrClosed = errors.New("client closed")
 type Options struct {
 	// Token is the access token sent with join.
 	Token string
+	// Region is the client's region, a placement hint for the node.
+	Region string
+	// NoRedirect makes the node accept the join instead of redirecting to a better node.
+	NoRedirect bool
 	// NoAutoSubscribe turns off the server's automatic subscription to every producer.
 	NoAutoSubscribe bool
 	// LoopbackOnly gathers only loopback candidates (tests on one machine).
@@ -101,9 +105,19 @@ func Dial(ctx context.Context, url string, o Options) (*Client, error) {
 	go c.reader()
 	go c.dispatcher()
 	auto := !o.NoAutoSubscribe
-	if err := c.Request(ctx, signal.MethodJoin, signal.JoinData{Token: o.Token, AutoSubscribe: &auto}, &c.Join); err != nil {
+	join := signal.JoinData{Token: o.Token, AutoSubscribe: &auto, Region: o.Region, NoRedirect: o.NoRedirect}
+	if err := c.Request(ctx, signal.MethodJoin, join, &c.Join); err != nil {
 		c.shutdown()
 		return nil, err
+	}
+	if r := c.Join.Redirect; r != nil {
+		// The node placed us elsewhere: follow once, and that node keeps us.
+		c.shutdown()
+		if o.NoRedirect || r.URL == "" {
+			return nil, fmt.Errorf("join %s: redirected without a usable node", url)
+		}
+		o.NoRedirect = true
+		return Dial(ctx, r.URL, o)
 	}
 	return c, nil
 }
