@@ -230,11 +230,13 @@ async function join(room, identity) {
     client = c;
     wire(c);
     // The first join uses the token above; a reconnection fetches a fresh one (dev tokens expire).
+    // ?region=R is a placement hint: in a cluster the node may send the client to its region.
+    const region = new URLSearchParams(location.search).get("region") || "";
     const joined = await c.connect(wsURL(), async () => {
       const t = token || (await fetchToken(room, identity));
       token = null;
       return t;
-    });
+    }, { region });
     $("local-name").textContent = `${joined.participant ? joined.participant.identity : identity} (you)`;
     $("local-video").srcObject = localStream;
     showCall(true);

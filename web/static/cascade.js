@@ -123,11 +123,13 @@ export class CascadeClient extends EventTarget {
    * with the same token; `token` may also be a function returning a token (or a promise of
    * one), called for every join, so that a long-lived page can refresh an expired token.
    */
-  async connect(url, token, { autoSubscribe = true } = {}) {
+  async connect(url, token, { autoSubscribe = true, region = "" } = {}) {
     if (this.state !== "closed") throw new CascadeError("bad_state", `connect while ${this.state}`);
     this._url = webSocketURL(url);
     this._token = token;
     this._autoSubscribe = autoSubscribe !== false;
+    this._region = region;
+    this._redirected = false;
     this._closed = false;
     this._attempt = 0;
     this._setState("connecting");
@@ -275,12 +277,28 @@ export class CascadeClient extends EventTarget {
   async _open(reconnected) {
     const token = typeof this._token === "function" ? await this._token() : this._token;
     await this._openSocket();
-    const data = await this.request("join", { token, autoSubscribe: this._autoSubscribe });
+    let data = await this.request("join", this._joinData(token));
+    if (data.redirect && data.redirect.url && !this._redirected) {
+      // The node placed this client on a better node (region, load, draining): follow once,
+      // and stay there across reconnections.
+      this._dropSocket(1000, "redirected");
+      this._url = data.redirect.url;
+      this._redirected = true;
+      await this._openSocket();
+      data = await this.request("join", this._joinData(token));
+    }
     this._applyJoin(data, reconnected);
     this._attempt = 0;
     this._setState("connected");
     this._emit("joined", { ...data, reconnected });
     return data;
+  }
+
+  _joinData(token) {
+    const d = { token, autoSubscribe: this._autoSubscribe };
+    if (this._region) d.region = this._region;
+    if (this._redirected) d.noRedirect = true;
+    return d;
   }
 
   _openSocket() {
