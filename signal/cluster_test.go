@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/cascade-sfu/cascade/signal/client"
 	"github.com/cascade-sfu/cascade/signal/cluster"
+	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -315,8 +317,18 @@ func TestClusterPlacement(t *testing.T) {
 	if envs[0].node.Room("r") != nil {
 		t.Fatal("the eu node kept the us client")
 	}
-	// A draining node sends newcomers away, whatever their region.
-	envs[1].srv.Drain()
+	// A draining node sends newcomers away, whatever their region. The admin call drains.
+	req, _ := http.NewRequest(http.MethodPost, envs[1].http.URL+"/admin/drain", nil)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("drain without the secret: %v %v", resp, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+testKeys.Secret)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("drain: %v %v", resp, err)
+	}
+	if resp, err := http.Get(envs[1].http.URL + "/readyz"); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("readyz while draining: %v %v", resp, err)
+	}
 	checkFor(t, 5*time.Second, func() error {
 		for _, p := range envs[0].cluster.Peers() {
 			if p.ID == "n1" && !p.Draining {
@@ -335,5 +347,59 @@ func TestClusterPlacement(t *testing.T) {
 	}
 	if got := envs[1].metric(`cascade_placement_decisions_total{result="redirect"}`); got != 1 {
 		t.Fatalf("n1 redirected %v joins, want 1", got)
+	}
+}
+
+// TestClusterFeedbackAcrossHops: keyframe requests from subscribers on an edge reach the
+// publisher on the origin, collapsed per hop; NACKs are answered at the edge from its own
+// packet cache.
+func TestClusterFeedbackAcrossHops(t *testing.T) {
+	envs := newCluster(t, 2, 3)
+	pub := envs[0].join("r", "pub", true, false)
+	res, err := pub.Publish(context.Background(), newSource(t, webrtc.MimeTypeVP8, "v", "s").track)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := res.Producers[0].ID
+	var subs []*peer
+	for i := 0; i < 3; i++ {
+		s := envs[1].join("r", fmt.Sprint("s", i), false, true)
+		waitPackets(t, s, id)
+		subs = append(subs, s)
+	}
+	time.Sleep(600 * time.Millisecond)
+	before := pub.plis.Load()
+	for round := 0; round < 5; round++ {
+		for _, s := range subs {
+			s.mu.Lock()
+			ssrc := s.ssrc[id]
+			s.mu.Unlock()
+			if err := s.Recv().WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	checkFor(t, 5*time.Second, func() error {
+		if got := pub.plis.Load() - before; got != 1 {
+			return fmt.Errorf("publisher got %d keyframe requests for 15 PLIs on the edge, want 1", got)
+		}
+		return nil
+	})
+	// A NACK on the edge is answered there: the origin retransmits nothing.
+	s := subs[0]
+	s.mu.Lock()
+	ssrc, last := s.ssrc[id], s.lastSeq[id]
+	s.mu.Unlock()
+	if err := s.Recv().WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{MediaSSRC: ssrc, Nacks: []rtcp.NackPair{{PacketID: last - 3}}}}); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 5*time.Second, func() error {
+		if got := envs[1].metric("cascade_nack_retransmits_total"); got != 1 {
+			return fmt.Errorf("edge retransmitted %v", got)
+		}
+		return nil
+	})
+	if got := envs[0].metric("cascade_nack_retransmits_total"); got != 0 {
+		t.Fatalf("origin retransmitted %v", got)
 	}
 }

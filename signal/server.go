@@ -2,6 +2,7 @@ package signal
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -93,6 +94,17 @@ func (s *Server) Handler() http.Handler {
 			return
 		}
 		_, _ = io.WriteString(w, "ready\n")
+	})
+	mux.HandleFunc("POST /admin/drain", func(w http.ResponseWriter, r *http.Request) {
+		tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if s.o.Keys.Secret == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(s.o.Keys.Secret)) != 1 {
+			http.Error(w, "unauthorized: Authorization: Bearer <api secret>", http.StatusUnauthorized)
+			return
+		}
+		s.Drain()
+		s.log.Info("draining on an admin request")
+		w.WriteHeader(http.StatusAccepted)
+		_, _ = io.WriteString(w, "draining\n")
 	})
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
