@@ -77,10 +77,15 @@ func (p *Producer) Room() *Room { return p.room }
 
 // SetUpstream sets a remote producer's feedback path (nil: none, keyframe requests are dropped).
 func (p *Producer) SetUpstream(u Upstream) {
-	p.mu.Lock()
-	p.upstream = u
-	p.mu.Unlock()
+	if u == nil {
+		p.upstream.Store(nil)
+		return
+	}
+	p.upstream.Store(&upstreamRef{u})
 }
+
+// upstreamRef holds an Upstream in an atomic pointer.
+type upstreamRef struct{ u Upstream }
 
 // Attach adds a relay sink: a consumer, on the producer's home worker, whose packets go to w
 // with SSRC ssrc and the producer's payload type. Detach it with Consumer.Detach.

@@ -58,10 +58,10 @@ type Producer struct {
 	kind        webrtc.RTPCodecType
 	node        *Node
 	room        *Room
-	owner       string       // the publishing participant's id
-	participant *Participant // the local publisher; nil for a remote producer
-	origin      string       // the origin node's id; "" when the publisher is connected here
-	upstream    Upstream     // a remote producer's feedback path (set by the cluster layer)
+	owner       string                      // the publishing participant's id
+	participant *Participant                // the local publisher; nil for a remote producer
+	origin      string                      // the origin node's id; "" when the publisher is connected here
+	upstream    atomic.Pointer[upstreamRef] // a remote producer's feedback path (set by the cluster layer)
 	codecCap    webrtc.RTPCodecCapability
 	home        *Worker
 	cache       *packetcache.Cache
@@ -300,7 +300,8 @@ func (p *Producer) RequestKeyframe() {
 		return
 	}
 	t := p.track.Load()
-	if t == nil && p.upstream == nil {
+	up := p.upstream.Load()
+	if t == nil && up == nil {
 		return
 	}
 	now := time.Now().UnixNano()
@@ -311,7 +312,7 @@ func (p *Producer) RequestKeyframe() {
 	}
 	p.node.metrics.keyframesSent.Add(1)
 	if t == nil {
-		p.upstream.RequestKeyframe()
+		up.u.RequestKeyframe()
 		return
 	}
 	_ = p.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(t.SSRC())}})

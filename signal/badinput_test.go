@@ -78,11 +78,7 @@ func codeOf(err error) string {
 // connection stays usable, and a publisher's media keeps flowing to a bystander meanwhile.
 func TestBadInput(t *testing.T) {
 	e := newEnv(t, 2, 100)
-	pub := e.join("r", "pub", true, true)
-	res, err := pub.Publish(context.Background(), newSource(t, webrtc.MimeTypeVP8, "v", "s").track)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, res := publishVideo(t, e, "r", "pub", true)
 	bystander := e.join("r", "bystander", false, true)
 	waitPackets(t, bystander, res.Producers[0].ID)
 
@@ -178,11 +174,7 @@ func TestManyMalformedFramesCloseConnection(t *testing.T) {
 // that vanishes are both cleaned up, and the others keep their media.
 func TestVanishingClients(t *testing.T) {
 	e := newEnv(t, 2, 100)
-	pub := e.join("r", "pub", true, true)
-	res, err := pub.Publish(context.Background(), newSource(t, webrtc.MimeTypeVP8, "v", "s").track)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, res := publishVideo(t, e, "r", "pub", true)
 	stay := e.join("r", "stay", false, true)
 	waitPackets(t, stay, res.Producers[0].ID)
 

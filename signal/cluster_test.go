@@ -148,11 +148,7 @@ func TestClusterChatAndData(t *testing.T) {
 // the others attach to nodes that already carry the producer; every subscriber receives.
 func TestClusterTreeFanout(t *testing.T) {
 	envs := newCluster(t, 5, 2)
-	pub := envs[0].join("r", "pub", true, false)
-	res, err := pub.Publish(context.Background(), newSource(t, webrtc.MimeTypeVP8, "v", "s").track)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, res := publishVideo(t, envs[0], "r", "pub", false)
 	id := res.Producers[0].ID
 	var subs []*peer
 	for i, e := range envs[1:] {
@@ -199,11 +195,7 @@ func TestClusterTreeFanout(t *testing.T) {
 // attaches to the first, not to the origin in the other region.
 func TestClusterRegions(t *testing.T) {
 	envs := newCluster(t, 3, 3, "eu", "us", "us")
-	pub := envs[0].join("r", "pub", true, false)
-	res, err := pub.Publish(context.Background(), newSource(t, webrtc.MimeTypeVP8, "v", "s").track)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, res := publishVideo(t, envs[0], "r", "pub", false)
 	id := res.Producers[0].ID
 	waitPackets(t, envs[1].join("r", "us1", false, true), id)
 	waitPackets(t, envs[2].join("r", "us2", false, true), id)
@@ -228,11 +220,7 @@ func TestClusterRegions(t *testing.T) {
 // dropped and counted, and media keeps flowing.
 func TestClusterForgedRelayPacketDropped(t *testing.T) {
 	envs := newCluster(t, 2, 3)
-	pub := envs[0].join("r", "pub", true, false)
-	res, err := pub.Publish(context.Background(), newSource(t, webrtc.MimeTypeVP8, "v", "s").track)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, res := publishVideo(t, envs[0], "r", "pub", false)
 	sub := envs[1].join("r", "sub", false, true)
 	waitPackets(t, sub, res.Producers[0].ID)
 	conn, err := net.Dial("udp4", envs[1].cluster.RelayAddr().String())
@@ -265,11 +253,7 @@ func TestClusterForgedRelayPacketDropped(t *testing.T) {
 // producers and tell their clients; the survivors keep working together.
 func TestClusterNodeKilled(t *testing.T) {
 	envs := newCluster(t, 3, 3)
-	pub := envs[2].join("r", "pub", true, false)
-	res, err := pub.Publish(context.Background(), newSource(t, webrtc.MimeTypeVP8, "v", "s").track)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub, res := publishVideo(t, envs[2], "r", "pub", false)
 	sub := envs[1].join("r", "sub", false, true)
 	waitPackets(t, sub, res.Producers[0].ID)
 	// Kill n2 (not the NATS seed): no leave, no goodbye.
@@ -355,11 +339,7 @@ func TestClusterPlacement(t *testing.T) {
 // packet cache.
 func TestClusterFeedbackAcrossHops(t *testing.T) {
 	envs := newCluster(t, 2, 3)
-	pub := envs[0].join("r", "pub", true, false)
-	res, err := pub.Publish(context.Background(), newSource(t, webrtc.MimeTypeVP8, "v", "s").track)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub, res := publishVideo(t, envs[0], "r", "pub", false)
 	id := res.Producers[0].ID
 	var subs []*peer
 	for i := 0; i < 3; i++ {
@@ -369,16 +349,7 @@ func TestClusterFeedbackAcrossHops(t *testing.T) {
 	}
 	time.Sleep(600 * time.Millisecond)
 	before := pub.plis.Load()
-	for round := 0; round < 5; round++ {
-		for _, s := range subs {
-			s.mu.Lock()
-			ssrc := s.ssrc[id]
-			s.mu.Unlock()
-			if err := s.Recv().WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}}); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	sendPLIs(t, subs, id, 5)
 	checkFor(t, 5*time.Second, func() error {
 		if got := pub.plis.Load() - before; got != 1 {
 			return fmt.Errorf("publisher got %d keyframe requests for 15 PLIs on the edge, want 1", got)

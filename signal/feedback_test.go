@@ -1,7 +1,6 @@
 package signal_test
 
 import (
-	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -9,7 +8,6 @@ import (
 	"time"
 
 	"github.com/pion/rtcp"
-	"github.com/pion/webrtc/v4"
 )
 
 // metric reads one sample of the node's /metrics, e.g. `cascade_nack_retransmits_total`.
@@ -32,11 +30,7 @@ func (e *env) metric(name string) float64 {
 // one keyframe request per interval.
 func TestKeyframeRequestsCollapse(t *testing.T) {
 	e := newEnv(t, 2, 3)
-	pub := e.join("r", "pub", true, false)
-	res, err := pub.Publish(context.Background(), newSource(t, webrtc.MimeTypeVP8, "v", "s").track)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub, res := publishVideo(t, e, "r", "pub", false)
 	id := res.Producers[0].ID
 	var subs []*peer
 	for i := 0; i < 6; i++ {
@@ -47,16 +41,7 @@ func TestKeyframeRequestsCollapse(t *testing.T) {
 	time.Sleep(600 * time.Millisecond) // past the interval of the subscribers' own first requests
 	sentBefore := e.metric(`cascade_keyframe_requests_total{result="sent"}`)
 	plisBefore := pub.plis.Load()
-	for round := 0; round < 5; round++ {
-		for _, s := range subs {
-			s.mu.Lock()
-			ssrc := s.ssrc[id]
-			s.mu.Unlock()
-			if err := s.Recv().WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}}); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	sendPLIs(t, subs, id, 5)
 	checkFor(t, 5*time.Second, func() error {
 		if got := pub.plis.Load() - plisBefore; got < 1 {
 			return fmt.Errorf("publisher got %d keyframe requests", got)
@@ -78,11 +63,7 @@ func TestKeyframeRequestsCollapse(t *testing.T) {
 // TestNACKAnsweredFromCache: a subscriber's NACK is answered from the producer's packet cache.
 func TestNACKAnsweredFromCache(t *testing.T) {
 	e := newEnv(t, 1, 100)
-	pub := e.join("r", "pub", true, false)
-	res, err := pub.Publish(context.Background(), newSource(t, webrtc.MimeTypeVP8, "v", "s").track)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, res := publishVideo(t, e, "r", "pub", false)
 	id := res.Producers[0].ID
 	sub := e.join("r", "sub", false, true)
 	waitPackets(t, sub, id)

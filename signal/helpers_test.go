@@ -269,3 +269,29 @@ func checkFor(t *testing.T, timeout time.Duration, f func() error) {
 	}
 	t.Fatal(err)
 }
+
+// publishVideo joins a publisher with a synthetic VP8 track and returns it and its producers.
+func publishVideo(t *testing.T, e *env, room, identity string, subscribe bool) (*peer, signal.PublishResult) {
+	t.Helper()
+	pub := e.join(room, identity, true, subscribe)
+	res, err := pub.Publish(context.Background(), newSource(t, webrtc.MimeTypeVP8, "v", "s").track)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pub, res
+}
+
+// sendPLIs makes each subscriber send rounds keyframe requests for producer id.
+func sendPLIs(t *testing.T, subs []*peer, id string, rounds int) {
+	t.Helper()
+	for round := 0; round < rounds; round++ {
+		for _, s := range subs {
+			s.mu.Lock()
+			ssrc := s.ssrc[id]
+			s.mu.Unlock()
+			if err := s.Recv().WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}

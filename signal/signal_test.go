@@ -130,11 +130,7 @@ func TestLateJoinerLeaveAndRenegotiation(t *testing.T) {
 
 func TestUnsubscribeMuteUnpublish(t *testing.T) {
 	e := newEnv(t, 1, 100)
-	pub := e.join("r", "pub", true, true)
-	res, err := pub.Publish(context.Background(), newSource(t, webrtc.MimeTypeVP8, "v", "s").track)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub, res := publishVideo(t, e, "r", "pub", true)
 	id := res.Producers[0].ID
 	sub, err := e.dial("r", "sub", false, true, true)
 	if err != nil {
@@ -236,11 +232,7 @@ func TestChatAndData(t *testing.T) {
 // subscribers land on both workers, and every one of them receives.
 func TestRoomSpreadsOverWorkers(t *testing.T) {
 	e := newEnv(t, 2, 3)
-	pub := e.join("big", "pub", true, false)
-	res, err := pub.Publish(context.Background(), newSource(t, webrtc.MimeTypeVP8, "v", "s").track)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, res := publishVideo(t, e, "big", "pub", false)
 	checkFor(t, 5*time.Second, func() error {
 		if len(e.node.Room("big").Producers()) != 1 {
 			return fmt.Errorf("producer not live")
