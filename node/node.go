@@ -10,6 +10,7 @@ import (
 	"net"
 	neturl "net/url"
 	"os"
+	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -114,7 +115,7 @@ func (n *Node) startNATS() error {
 			if p == 0 {
 				p = -1
 			}
-			so.Cluster = server.ClusterOpts{Name: "cascade", Host: ch, Port: p}
+			so.Cluster = server.ClusterOpts{Name: n.clusterName(), Host: ch, Port: p}
 			// Clustered JetStream needs every server's routes up front (the seed has none);
 			// Cascade does not use JetStream, so embedded clusters run without it.
 			so.JetStream = false
@@ -125,6 +126,9 @@ func (n *Node) startNATS() error {
 				}
 				so.Routes = append(so.Routes, u)
 			}
+		}
+		if err := n.gatewayOptions(so); err != nil {
+			return err
 		}
 		s, err := server.NewServer(so)
 		if err != nil {
@@ -142,10 +146,14 @@ func (n *Node) startNATS() error {
 		url = s.ClientURL()
 	}
 	log := n.log.Named("nats")
-	nc, err := nats.Connect(url, nats.Name("cascade "+n.opts.ID), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second),
+	connOpts := []nats.Option{}
+	if n.opts.NATSCreds != "" {
+		connOpts = append(connOpts, nats.UserCredentials(n.opts.NATSCreds))
+	}
+	nc, err := nats.Connect(url, append(connOpts, nats.Name("cascade "+n.opts.ID), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second),
 		nats.RetryOnFailedConnect(n.opts.NATSURL != ""),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "error", err) }),
-		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrl()) }))
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrl()) }))...)
 	if err != nil {
 		if n.embedded != nil {
 			n.embedded.Shutdown()
@@ -176,6 +184,63 @@ func (n *Node) Region() string { return n.opts.Region }
 // HeartbeatInterval is how often the node announces itself.
 func (n *Node) HeartbeatInterval() time.Duration { return n.opts.Heartbeat }
 
+func (n *Node) clusterName() string {
+	if n.opts.NATSClusterName != "" {
+		return n.opts.NATSClusterName
+	}
+	return "cascade"
+}
+
+// gatewayOptions adds the embedded server's gateway (supercluster) configuration.
+func (n *Node) gatewayOptions(so *server.Options) error {
+	o, err := GatewayOptions(n.clusterName(), n.opts.NATSGateway, n.opts.NATSGateways)
+	if err != nil || o == nil {
+		return err
+	}
+	so.Cluster.Name = n.clusterName() // the gateway's name is its cluster's
+	so.JetStream = false
+	so.Gateway = *o
+	return nil
+}
+
+// GatewayOptions builds the NATS gateway options of an embedded server named name, listening on
+// listen (host:port), with the other regions' gateways; nil without a listen address. The Helm
+// chart's tests use it to check rendered gateway settings.
+func GatewayOptions(name, listen string, remotes map[string][]string) (*server.GatewayOpts, error) {
+	if listen == "" {
+		if len(remotes) > 0 {
+			return nil, fmt.Errorf("%w: nats gateways need a gateway listen address", ErrBadOptions)
+		}
+		return nil, nil
+	}
+	gh, gp, err := net.SplitHostPort(listen)
+	port, perr := strconv.Atoi(gp)
+	if err != nil || perr != nil || port < 0 || port > 65535 {
+		return nil, fmt.Errorf("%w: nats gateway address %q", ErrBadOptions, listen)
+	}
+	if port == 0 {
+		port = -1
+	}
+	o := &server.GatewayOpts{Name: name, Host: gh, Port: port}
+	names := make([]string, 0, len(remotes))
+	for g := range remotes {
+		names = append(names, g)
+	}
+	sort.Strings(names)
+	for _, g := range names {
+		rg := &server.RemoteGatewayOpts{Name: g}
+		for _, raw := range remotes[g] {
+			u, err := neturl.Parse(raw)
+			if err != nil || u.Host == "" {
+				return nil, fmt.Errorf("%w: nats gateway %s URL %q (want nats://host:port)", ErrBadOptions, g, raw)
+			}
+			rg.URLs = append(rg.URLs, u)
+		}
+		o.Gateways = append(o.Gateways, rg)
+	}
+	return o, nil
+}
+
 // ID is the node's id.
 func (n *Node) ID() string { return n.opts.ID }
 
@@ -198,6 +263,17 @@ func (n *Node) NATSRouteURL() string {
 	}
 	if a := n.embedded.ClusterAddr(); a != nil {
 		return "nats-route://" + a.String()
+	}
+	return ""
+}
+
+// NATSGatewayURL is the gateway URL of the embedded server ("" without a gateway).
+func (n *Node) NATSGatewayURL() string {
+	if n.embedded == nil || n.opts.NATSGateway == "" {
+		return ""
+	}
+	if a := n.embedded.GatewayAddr(); a != nil {
+		return "nats://" + a.String()
 	}
 	return ""
 }

@@ -168,3 +168,36 @@ func TestFixedUDPPorts(t *testing.T) {
 		t.Fatal("second node on a busy port started")
 	}
 }
+
+// TestNATSGateways: two nodes whose embedded servers are linked by a gateway (two regions of a
+// supercluster) hear each other's heartbeats.
+func TestNATSGateways(t *testing.T) {
+	eu, err := node.New(node.Options{ID: "eu1", Region: "eu", LoopbackOnly: true, Workers: 1, NATSListen: "127.0.0.1:0",
+		NATSClusterName: "eu", NATSGateway: "127.0.0.1:0", Heartbeat: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eu.Close()
+	us, err := node.New(node.Options{ID: "us1", Region: "us", LoopbackOnly: true, Workers: 1, NATSListen: "127.0.0.1:0",
+		NATSClusterName: "us", NATSGateway: "127.0.0.1:0", Heartbeat: 50 * time.Millisecond,
+		NATSGateways: map[string][]string{"eu": {eu.NATSGatewayURL()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer us.Close()
+	nc, err := nats.Connect(eu.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	sub, _ := nc.SubscribeSync(node.SubjectHeartbeat + ".us1")
+	if _, err := sub.NextMsg(10 * time.Second); err != nil {
+		t.Fatalf("no heartbeat across the gateway: %v", err)
+	}
+	if _, err := node.GatewayOptions("x", "127.0.0.1:7222", map[string][]string{"y": {"not a url"}}); err == nil {
+		t.Fatal("bad gateway URL accepted")
+	}
+	if _, err := node.GatewayOptions("x", "", map[string][]string{"y": {"nats://h:1"}}); err == nil {
+		t.Fatal("gateways without a listen address accepted")
+	}
+}

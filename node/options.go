@@ -42,6 +42,16 @@ type Options struct {
 	NATSCluster string
 	// NATSRoutes are the other embedded servers' route URLs (nats-route://host:port).
 	NATSRoutes []string
+	// NATSClusterName names the embedded NATS cluster ("cascade"); with gateways it is also
+	// this region's gateway name.
+	NATSClusterName string
+	// NATSGateway is the gateway listen address of the embedded server (host:port; empty: no
+	// gateway). Gateways join the NATS clusters of several regions into a supercluster.
+	NATSGateway string
+	// NATSGateways are the other regions' gateways: name -> URLs (nats://host:port).
+	NATSGateways map[string][]string
+	// NATSCreds is a NATS credentials file for an external NATS.
+	NATSCreds string
 	// NATSStoreDir is the JetStream directory of the embedded server; empty means a temp dir.
 	NATSStoreDir string
 	// KeyframeInterval is the shortest time between two keyframe requests sent to one producer.

@@ -44,6 +44,10 @@ type Config struct {
 	NATSCluster      string        `yaml:"nats-cluster"`
 	NATSRoutes       string        `yaml:"nats-routes"`
 	DrainTimeout     time.Duration `yaml:"drain-timeout"`
+	NATSClusterName  string        `yaml:"nats-cluster-name"`
+	NATSGateway      string        `yaml:"nats-gateway"`
+	NATSGateways     string        `yaml:"nats-gateways"`
+	NATSCreds        string        `yaml:"nats-creds"`
 	NaiveBaseline    bool          `yaml:"naive-baseline"`
 	Pprof            bool          `yaml:"pprof"`
 }
@@ -65,6 +69,7 @@ func defaultConfig() Config {
 		Relay:            ":7881",
 		RelayFanout:      cluster.DefaultFanout,
 		DrainTimeout:     30 * time.Second,
+		NATSClusterName:  "cascade",
 	}
 }
 
@@ -92,6 +97,10 @@ func nodeFlags(c *Config, configPath *string) *flag.FlagSet {
 	fs.IntVar(&c.RelayFanout, "relay-fanout", c.RelayFanout, "K: a node relays one producer to at most K other nodes; further nodes attach to nodes that carry it")
 	fs.StringVar(&c.NATSCluster, "nats-cluster", c.NATSCluster, "route listen address of the embedded NATS server (host:port); with --nats-routes the nodes' servers form one NATS cluster")
 	fs.StringVar(&c.NATSRoutes, "nats-routes", c.NATSRoutes, "comma-separated routes to other nodes' embedded NATS servers (nats-route://host:port)")
+	fs.StringVar(&c.NATSClusterName, "nats-cluster-name", c.NATSClusterName, "name of the embedded NATS cluster; with gateways, this region's gateway name")
+	fs.StringVar(&c.NATSGateway, "nats-gateway", c.NATSGateway, "gateway listen address of the embedded NATS server (host:port): joins regions into a supercluster")
+	fs.StringVar(&c.NATSGateways, "nats-gateways", c.NATSGateways, "other regions' gateways: comma-separated NAME=nats://host:port (a name may repeat)")
+	fs.StringVar(&c.NATSCreds, "nats-creds", c.NATSCreds, "NATS credentials file for an external NATS (--nats)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "on SIGTERM, how long sessions may continue while the node drains")
 	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve Go's profiler at /debug/pprof/")
 	fs.BoolVar(&c.NaiveBaseline, "naive-baseline", c.NaiveBaseline, "benchmarks only: forward with the textbook pion broadcast instead of Cascade's path")
@@ -239,10 +248,40 @@ func (c Config) Validate() error {
 	if c.NATSRoutes != "" && c.NATSCluster == "" {
 		return errors.New("nats-routes needs --nats-cluster (the embedded server's route listener)")
 	}
+	gws, err := c.gateways()
+	if err != nil {
+		return err
+	}
+	if c.NATS == "" {
+		if _, err := node.GatewayOptions(c.NATSClusterName, c.NATSGateway, gws); err != nil {
+			return fmt.Errorf("nats-gateway: %w", err)
+		}
+	} else if c.NATSGateway != "" || len(gws) > 0 {
+		return errors.New("nats-gateway: only for the embedded NATS server (--nats is set)")
+	}
+	if c.NATSCreds != "" && c.NATS == "" {
+		return errors.New("nats-creds: only for an external NATS (--nats)")
+	}
 	if c.DrainTimeout < 0 {
 		return fmt.Errorf("drain-timeout %v: must not be negative", c.DrainTimeout)
 	}
 	return validateKeys(c.APIKey, c.APISecret)
+}
+
+// gateways parses --nats-gateways: NAME=URL entries.
+func (c Config) gateways() (map[string][]string, error) {
+	out := map[string][]string{}
+	for _, e := range strings.Split(c.NATSGateways, ",") {
+		if e = strings.TrimSpace(e); e == "" {
+			continue
+		}
+		name, u, ok := strings.Cut(e, "=")
+		if !ok || name == "" || u == "" {
+			return nil, fmt.Errorf("nats-gateways: %q is not NAME=nats://host:port", e)
+		}
+		out[name] = append(out[name], u)
+	}
+	return out, nil
 }
 
 // routes splits --nats-routes.

@@ -35,7 +35,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	want := Config{
 		HTTP: ":7880", UDPPort: 7882, NATSListen: "127.0.0.1:4222", LogLevel: "info",
 		KeyframeInterval: 500 * time.Millisecond, WorkerConsumers: node.DefaultWorkerConsumers,
-		Relay: ":7881", RelayFanout: 3, DrainTimeout: 30 * time.Second,
+		Relay: ":7881", RelayFanout: 3, DrainTimeout: 30 * time.Second, NATSClusterName: "cascade",
 	}
 	if got != want {
 		t.Errorf("defaults:\n got %+v\nwant %+v", got, want)
@@ -86,6 +86,7 @@ workers: 3
 		Relay:            ":7881",
 		RelayFanout:      3,
 		DrainTimeout:     30 * time.Second,
+		NATSClusterName:  "cascade",
 	}
 	if got != want {
 		t.Errorf("config:\n got %+v\nwant %+v", got, want)
@@ -153,6 +154,10 @@ func TestLoadConfigErrors(t *testing.T) {
 		{name: "relay fanout", args: []string{"--relay-fanout", "0"}, want: "relay-fanout 0"},
 		{name: "routes without cluster", args: []string{"--nats-routes", "nats-route://127.0.0.1:6222"}, want: "needs --nats-cluster"},
 		{name: "route not a URL", args: []string{"--nats-cluster", ":6222", "--nats-routes", "127.0.0.1:6222"}, want: "nats-route://"},
+		{name: "gateway entry", args: []string{"--nats-gateway", ":7222", "--nats-gateways", "us"}, want: "NAME=nats://"},
+		{name: "gateway url", args: []string{"--nats-gateway", ":7222", "--nats-gateways", "us=:::"}, want: "gateway"},
+		{name: "gateways without listen", args: []string{"--nats-gateways", "us=nats://h:7222"}, want: "gateway listen"},
+		{name: "creds without external nats", args: []string{"--nats-creds", "/x.creds"}, want: "nats-creds"},
 		{name: "cluster with external nats", args: []string{"--nats", "nats://x:4222", "--nats-cluster", ":6222"}, want: "embedded"},
 		{name: "log level", args: []string{"--log-level", "verbose"}, want: "log-level \"verbose\""},
 		{name: "negative workers", args: []string{"--workers=-2"}, want: "workers -2"},

@@ -58,7 +58,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	}
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "node":
-		return runNode(rest, getenv, stderr)
+		return runNode(rest, getenv, stdout, stderr)
 	case "token":
 		return runToken(rest, getenv, stdout, stderr)
 	case "bots":
@@ -103,14 +103,28 @@ func runToken(args []string, getenv func(string) string, stdout, stderr io.Write
 	return exitOK
 }
 
-func runNode(args []string, getenv func(string) string, stderr io.Writer) int {
-	cfg, err := loadConfig(args, getenv)
+func runNode(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	// --check validates the configuration (flags, file, environment) and exits.
+	check := false
+	rest := args[:0:0]
+	for _, a := range args {
+		if a == "--check" || a == "-check" {
+			check = true
+			continue
+		}
+		rest = append(rest, a)
+	}
+	cfg, err := loadConfig(rest, getenv)
 	if err != nil {
 		d := defaultConfig()
 		return usageError(err, stderr, nodeFlags(&d, new(string)),
-			"cascade node [flags]\n\nEvery flag can also be set in the --config YAML file (key: the flag name)\n"+
+			"cascade node [--check] [flags]\n\nEvery flag can also be set in the --config YAML file (key: the flag name)\n"+
 				"or in the environment as CASCADE_<FLAG> (upper case, dashes as underscores).\n"+
-				"Precedence: defaults < YAML file < environment < flags.")
+				"Precedence: defaults < YAML file < environment < flags. --check only validates the configuration.")
+	}
+	if check {
+		fmt.Fprintln(stdout, "config ok")
+		return exitOK
 	}
 	logger := hclog.New(&hclog.LoggerOptions{
 		Name:       "cascade",
@@ -158,6 +172,7 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 		demoURL = "http://" + net.JoinHostPort("127.0.0.1", port) + "/"
 	}
 
+	gateways, _ := cfg.gateways() // validated by loadConfig
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -179,6 +194,10 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 		Naive:            cfg.NaiveBaseline,
 		NATSCluster:      cfg.NATSCluster,
 		NATSRoutes:       cfg.routes(),
+		NATSClusterName:  cfg.NATSClusterName,
+		NATSGateway:      cfg.NATSGateway,
+		NATSGateways:     gateways,
+		NATSCreds:        cfg.NATSCreds,
 		Logger:           logger,
 		Registerer:       reg,
 	})

@@ -49,6 +49,7 @@ func TestRunExitCodes(t *testing.T) {
 		{args: nil, code: exitUsage, want: "Usage"},
 		{args: []string{"frobnicate"}, code: exitUsage, want: "unknown command"},
 		{args: []string{"bots", "--subscribers", "0"}, code: exitUsage, want: "at least 1"},
+		{args: []string{"node", "--check", "--relay-fanout", "0"}, code: exitUsage, want: "relay-fanout"},
 		{args: []string{"bots", "--no-such-flag"}, code: exitUsage, want: "no-such-flag"},
 		{args: []string{"bots", "--url", "ws://127.0.0.1:1", "--subscribers", "1", "--quiet", "--join-timeout", "2s"}, code: exitError, want: "failed to join"},
 		{args: []string{"token", "--identity", "i"}, code: exitUsage, want: "--room is required"},
