@@ -327,7 +327,7 @@ func TestClusterPlacement(t *testing.T) {
 	}
 	defer d.Close()
 	if r := envs[0].node.Room("r"); r == nil || len(r.Participants()) != 2 { // late, and yank seen remotely
-		t.Fatalf("the newcomer was not placed on n0")
+		t.Fatalf("the newcomer was not placed on n0, or n0 did not learn the room from n1")
 	}
 	if got := envs[1].metric(`cascade_placement_decisions_total{result="redirect"}`); got != 1 {
 		t.Fatalf("n1 redirected %v joins, want 1", got)

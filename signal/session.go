@@ -115,7 +115,7 @@ func (s *session) frame(typ websocket.MessageType, b []byte) {
 	}
 	data, err := s.handle(req)
 	s.reply(req.ID, data, err)
-	if req.Method == MethodJoin && err == nil {
+	if req.Method == MethodJoin && err == nil && s.p != nil {
 		// After the join response: the first offer and the consumers of the room follow.
 		if err := s.p.Start(); err != nil {
 			s.log.Warn("cannot start participant", "error", err)

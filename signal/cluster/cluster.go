@@ -54,6 +54,7 @@ type Cluster struct {
 	in        map[string]*inPipe    // producers piped here, by producer id
 	out       map[outKey]*outPipe   // producers piped from here, by child and producer
 	pipeLocks map[string]*sync.Mutex
+	syncWaits map[string]chan *nats.Msg // room syncs in progress, by reply token
 
 	ssrcMu    sync.RWMutex
 	inBySSRC  map[linkSSRC]*node.Producer
@@ -94,7 +95,7 @@ func New(n *node.Node, o Options) (*Cluster, error) {
 	}
 	c := &Cluster{n: n, nc: n.NATS(), o: o, log: o.Logger.Named("cluster").With("node", n.ID()), me: n.ID(),
 		peers: make(map[string]*peer), rooms: make(map[string]*roomState), in: make(map[string]*inPipe),
-		out: make(map[outKey]*outPipe), pipeLocks: make(map[string]*sync.Mutex),
+		out: make(map[outKey]*outPipe), pipeLocks: make(map[string]*sync.Mutex), syncWaits: make(map[string]chan *nats.Msg),
 		inBySSRC: make(map[linkSSRC]*node.Producer), outBySSRC: make(map[linkSSRC]*outPipe), stop: make(chan struct{})}
 	t, err := relay.Listen(o.RelayListen, c, o.Logger)
 	if err != nil {
@@ -121,6 +122,8 @@ func New(n *node.Node, o Options) (*Cluster, error) {
 		subjectRelay(c.me, "pipe"):    c.onPipe,
 		subjectRelay(c.me, "unpipe"):  c.onUnpipe,
 		subjectRelay(c.me, "dropped"): c.onDropped,
+		subjectRoom("*", "sync"):      c.onSync,
+		subjectSyncReply(c.me, "*"):   c.onSyncReply,
 	} {
 		sub, err := c.nc.Subscribe(subj, h)
 		if err != nil {

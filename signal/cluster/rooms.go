@@ -1,11 +1,14 @@
 package cluster
 
 import (
+	"encoding/hex"
 	"encoding/json"
+	"strings"
 	"time"
 
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
 )
 
 // roomState is what this node knows of an open room beyond its own participants: the relay
@@ -66,14 +69,8 @@ func (c *Cluster) RoomOpened(r *node.Room) {
 		c.log.Error("room subscription failed", "room", r.Name(), "error", err)
 		return
 	}
-	sync, err := c.nc.Subscribe(subjectRoom(s.hex, "sync"), func(m *nats.Msg) { c.onSync(s, m) })
-	if err != nil {
-		_ = ev.Unsubscribe()
-		c.log.Error("room subscription failed", "room", r.Name(), "error", err)
-		return
-	}
 	c.mu.Lock()
-	s.subs = []*nats.Subscription{ev, sync}
+	s.subs = []*nats.Subscription{ev}
 	c.mu.Unlock()
 	_ = c.nc.Flush()
 	c.syncRoom(s)
@@ -85,22 +82,33 @@ func (c *Cluster) syncRoom(s *roomState) {
 	if expect == 0 {
 		return
 	}
-	inbox := c.nc.NewRespInbox()
-	sub, err := c.nc.SubscribeSync(inbox)
-	if err != nil {
-		return
-	}
-	defer func() { _ = sub.Unsubscribe() }()
+	// Replies come to a subscription made when the node joined: interest in a fresh inbox
+	// would still be spreading over the NATS routes when the first replies are sent.
+	token := nuid.Next()
+	ch := make(chan *nats.Msg, expect+8)
+	c.mu.Lock()
+	c.syncWaits[token] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.syncWaits, token)
+		c.mu.Unlock()
+	}()
 	req, _ := json.Marshal(map[string]string{"node": c.me})
-	if err := c.nc.PublishRequest(subjectRoom(s.hex, "sync"), inbox, req); err != nil {
+	if err := c.nc.PublishRequest(subjectRoom(s.hex, "sync"), subjectSyncReply(c.me, token), req); err != nil {
 		return
 	}
-	deadline := time.Now().Add(syncWait)
+	timeout := time.NewTimer(syncWait)
+	defer timeout.Stop()
 	var reps []syncReply
 	for len(reps) < expect {
-		m, err := sub.NextMsg(time.Until(deadline))
-		if err != nil {
-			break // the nodes without the room do not answer
+		var m *nats.Msg
+		select {
+		case m = <-ch:
+		case <-timeout.C:
+		}
+		if m == nil {
+			break // a node that did not answer in time (it left, or is slow)
 		}
 		var rep syncReply
 		if json.Unmarshal(m.Data, &rep) != nil || rep.Node == c.me {
@@ -140,23 +148,50 @@ func (s *roomState) setTree(producer, child, parent string) {
 	t[child] = parent
 }
 
-// onSync answers another node that opened the room.
-func (c *Cluster) onSync(s *roomState, m *nats.Msg) {
+func subjectSyncReply(nodeID, token string) string {
+	return "cascade.syncreply." + nodeID + "." + token
+}
+
+// onSyncReply hands a sync reply to the syncRoom call waiting for it.
+func (c *Cluster) onSyncReply(m *nats.Msg) {
+	token := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
+	c.mu.Lock()
+	ch := c.syncWaits[token]
+	c.mu.Unlock()
+	if ch != nil {
+		select {
+		case ch <- m:
+		default:
+		}
+	}
+}
+
+// onSync answers another node that opened a room (subject cascade.room.<hex>.sync): with this
+// node's part of the room, or with nothing when the room is not open here, so that the asking
+// node need not wait for nodes without it.
+func (c *Cluster) onSync(m *nats.Msg) {
 	var req struct {
 		Node string `json:"node"`
 	}
 	if json.Unmarshal(m.Data, &req) != nil || req.Node == c.me || m.Reply == "" {
 		return
 	}
-	parts, prods := s.r.LocalState()
-	rep := syncReply{Node: c.me, Participants: parts, Producers: prods}
+	rep := syncReply{Node: c.me}
+	parts := strings.Split(m.Subject, ".")
+	name, err := hex.DecodeString(parts[len(parts)-2])
 	c.mu.Lock()
-	for pid, in := range c.in {
-		if in.p.Room() == s.r {
-			rep.Piped = append(rep.Piped, pipedEvent{Producer: pid, Parent: in.parent})
-		}
-	}
+	s := c.rooms[string(name)]
 	c.mu.Unlock()
+	if err == nil && s != nil {
+		rep.Participants, rep.Producers = s.r.LocalState()
+		c.mu.Lock()
+		for pid, in := range c.in {
+			if in.p.Room() == s.r {
+				rep.Piped = append(rep.Piped, pipedEvent{Producer: pid, Parent: in.parent})
+			}
+		}
+		c.mu.Unlock()
+	}
 	b, err := json.Marshal(rep)
 	if err == nil {
 		_ = m.Respond(b)
