@@ -57,7 +57,7 @@ type Cluster struct {
 	syncWaits map[string]chan *nats.Msg // room syncs in progress, by reply token
 
 	ssrcMu    sync.RWMutex
-	inBySSRC  map[linkSSRC]*node.Producer
+	inBySSRC  map[linkSSRC]*inPipe
 	outBySSRC map[linkSSRC]*outPipe
 
 	subs []*nats.Subscription
@@ -96,7 +96,7 @@ func New(n *node.Node, o Options) (*Cluster, error) {
 	c := &Cluster{n: n, nc: n.NATS(), o: o, log: o.Logger.Named("cluster").With("node", n.ID()), me: n.ID(),
 		peers: make(map[string]*peer), rooms: make(map[string]*roomState), in: make(map[string]*inPipe),
 		out: make(map[outKey]*outPipe), pipeLocks: make(map[string]*sync.Mutex), syncWaits: make(map[string]chan *nats.Msg),
-		inBySSRC: make(map[linkSSRC]*node.Producer), outBySSRC: make(map[linkSSRC]*outPipe), stop: make(chan struct{})}
+		inBySSRC: make(map[linkSSRC]*inPipe), outBySSRC: make(map[linkSSRC]*outPipe), stop: make(chan struct{})}
 	t, err := relay.Listen(o.RelayListen, c, o.Logger)
 	if err != nil {
 		return nil, err

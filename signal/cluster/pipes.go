@@ -22,6 +22,50 @@ type inPipe struct {
 	parent string
 	link   *relay.Link
 	ssrc   uint32
+
+	// Owned by the relay's read goroutine: loss detection on the link.
+	started bool
+	lastSeq uint16
+}
+
+// maxNackGap is the longest run of missing packets an edge asks its parent to resend; a longer
+// gap is an outage, better healed by a keyframe.
+const maxNackGap = 64
+
+// missing returns the sequence numbers between last and seq that never arrived (none for an
+// in-order, duplicate or late packet, or a gap past maxNackGap).
+func missing(last, seq uint16) []uint16 {
+	d := seq - last
+	if d <= 1 || d > maxNackGap {
+		return nil
+	}
+	out := make([]uint16, 0, d-1)
+	for s := last + 1; s != seq; s++ {
+		out = append(out, s)
+	}
+	return out
+}
+
+// received notes a packet's sequence number and asks the parent for what was lost before it.
+func (in *inPipe) received(seq uint16) {
+	if !in.started {
+		in.started, in.lastSeq = true, seq
+		return
+	}
+	if int16(seq-in.lastSeq) <= 0 {
+		return // a retransmission or reordering
+	}
+	gap := seq - in.lastSeq
+	lost := missing(in.lastSeq, seq)
+	in.lastSeq = seq
+	if gap > maxNackGap {
+		in.p.RequestKeyframe() // too much lost to resend: start over from a keyframe
+		return
+	}
+	if len(lost) == 0 {
+		return
+	}
+	_ = in.link.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{MediaSSRC: in.ssrc, Nacks: rtcp.NackPairsFromSequenceNumbers(lost)}})
 }
 
 // outPipe is a producer piped from this node to a child.
@@ -213,7 +257,7 @@ func (c *Cluster) pipeFrom(p *node.Producer, parent string) error {
 	}
 	c.mu.Unlock()
 	c.ssrcMu.Lock()
-	c.inBySSRC[linkSSRC{parent, rep.SSRC}] = p
+	c.inBySSRC[linkSSRC{parent, rep.SSRC}] = in
 	c.ssrcMu.Unlock()
 	p.SetUpstream(upstream{link: link, ssrc: rep.SSRC})
 	p.RequestKeyframe()
@@ -225,7 +269,7 @@ func (c *Cluster) pipeFrom(p *node.Producer, parent string) error {
 // forgetIn removes an in-pipe's packet routing (the pipe is already out of c.in).
 func (c *Cluster) forgetIn(in *inPipe) {
 	c.ssrcMu.Lock()
-	if c.inBySSRC[linkSSRC{in.parent, in.ssrc}] == in.p {
+	if c.inBySSRC[linkSSRC{in.parent, in.ssrc}] == in {
 		delete(c.inBySSRC, linkSSRC{in.parent, in.ssrc})
 	}
 	c.ssrcMu.Unlock()
@@ -398,11 +442,13 @@ func (c *Cluster) dropProducer(id string) {
 // HandleRTP implements relay.Handler: media of a producer piped here.
 func (c *Cluster) HandleRTP(l *relay.Link, ssrc uint32, pkt []byte) {
 	c.ssrcMu.RLock()
-	p := c.inBySSRC[linkSSRC{l.Peer, ssrc}]
+	in := c.inBySSRC[linkSSRC{l.Peer, ssrc}]
 	c.ssrcMu.RUnlock()
-	if p != nil {
-		p.Inject(pkt)
+	if in == nil || len(pkt) < 12 {
+		return
 	}
+	in.received(uint16(pkt[2])<<8 | uint16(pkt[3]))
+	in.p.Inject(pkt)
 }
 
 // HandleRTCP implements relay.Handler: a child's feedback on a producer piped to it.
