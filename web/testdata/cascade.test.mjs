@@ -215,6 +215,29 @@ test("connect turns http URLs into ws URLs and passes autoSubscribe", async () =
   assert.equal(c.state, "closed");
 });
 
+test("a placement redirect is followed once, with noRedirect and the region", async () => {
+  reset();
+  const c = new CascadeClient();
+  const p = c.connect("ws://eu.example.test/ws", "T", { region: "us" });
+  await tick();
+  sockets[0].accept();
+  const first = await sockets[0].next("join");
+  assert.equal(first.data.region, "us");
+  sockets[0].reply(first, { room: "r", redirect: { node: "n1", url: "ws://us.example.test/ws" } });
+  await tick();
+  assert.equal(sockets.length, 2);
+  assert.equal(sockets[1].url, "ws://us.example.test/ws");
+  assert.ok(sockets[0].readyState === 3, "the first socket is closed");
+  sockets[1].accept();
+  const second = await sockets[1].next("join");
+  assert.equal(second.data.noRedirect, true);
+  sockets[1].reply(second, { participant: { id: "PA1", identity: "me" }, room: "r", participants: [], producers: [] });
+  const data = await p;
+  assert.equal(data.participant.id, "PA1");
+  assert.equal(c.state, "connected");
+  await c.close();
+});
+
 test("responses are matched by id, in any order; errors carry the code", async () => {
   const { c, ws } = await connected();
   const a = c.request("subscribe", { producer: "x" });
