@@ -3,6 +3,10 @@ package cluster
 import (
 	"slices"
 	"testing"
+	"time"
+
+	"github.com/cascade-sfu/cascade/relay"
+	"github.com/pion/rtcp"
 )
 
 func TestMissing(t *testing.T) {
@@ -20,5 +24,58 @@ func TestMissing(t *testing.T) {
 		if got := missing(c.last, c.seq); !slices.Equal(got, c.want) {
 			t.Errorf("missing(%d, %d) = %v, want %v", c.last, c.seq, got, c.want)
 		}
+	}
+}
+
+type rtcpSink chan []rtcp.Packet
+
+func (rtcpSink) HandleRTP(*relay.Link, uint32, []byte)       {}
+func (s rtcpSink) HandleRTCP(_ *relay.Link, p []rtcp.Packet) { s <- p }
+
+// TestEdgeNacksParent: a gap in what a relay link delivers makes the edge NACK exactly the
+// missing packets to its parent, over the link.
+func TestEdgeNacksParent(t *testing.T) {
+	parentIn := make(rtcpSink, 4)
+	parent, err := relay.Listen("127.0.0.1:0", parentIn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer parent.Close()
+	edge, err := relay.Listen("127.0.0.1:0", rtcpSink(make(chan []rtcp.Packet, 4)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer edge.Close()
+	toParent, err := edge.Link("P", parent.Addr(), parent.LinkKey("E"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := parent.Link("E", edge.Addr(), toParent.Key()); err != nil {
+		t.Fatal(err)
+	}
+	in := &inPipe{link: toParent, ssrc: 7}
+	for _, seq := range []uint16{100, 101, 104, 103} { // 102 and 103 lost; 103 arrives late
+		in.received(seq)
+	}
+	select {
+	case pkts := <-parentIn:
+		nack, ok := pkts[0].(*rtcp.TransportLayerNack)
+		if !ok || nack.MediaSSRC != 7 {
+			t.Fatalf("got %v", pkts)
+		}
+		var seqs []uint16
+		for _, n := range nack.Nacks {
+			seqs = append(seqs, n.PacketList()...)
+		}
+		if !slices.Equal(seqs, []uint16{102, 103}) {
+			t.Fatalf("nacked %v, want [102 103]", seqs)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("no NACK reached the parent")
+	}
+	select {
+	case pkts := <-parentIn:
+		t.Fatalf("a late packet caused another NACK: %v", pkts)
+	case <-time.After(100 * time.Millisecond):
 	}
 }
