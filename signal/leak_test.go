@@ -26,6 +26,14 @@ func TestNoGoroutineLeak(t *testing.T) {
 		}
 		e.join("r", "vanisher", false, true).Abort()
 	})
+	t.Run("cluster", func(t *testing.T) {
+		envs := newCluster(t, 3, 1)
+		_, res := publishVideo(t, envs[0], "r", "pub", false)
+		for i, e := range envs[1:] {
+			waitPackets(t, e.join("r", fmt.Sprint("s", i), false, true), res.Producers[0].ID)
+		}
+		envs[2].cluster.Close() // a node leaving in the middle
+	})
 	var after int
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
