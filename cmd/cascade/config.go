@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -27,6 +28,7 @@ type Config struct {
 	HTTP             string        `yaml:"http"`
 	UDPPort          int           `yaml:"udp-port"`
 	PublicIP         string        `yaml:"public-ip"`
+	PublicURL        string        `yaml:"public-url"`
 	NATS             string        `yaml:"nats"`
 	NATSListen       string        `yaml:"nats-listen"`
 	NodeID           string        `yaml:"node-id"`
@@ -81,6 +83,7 @@ func nodeFlags(c *Config, configPath *string) *flag.FlagSet {
 	fs.StringVar(&c.HTTP, "http", c.HTTP, "HTTP listen address (signaling, WHIP/WHEP, demo page, metrics)")
 	fs.IntVar(&c.UDPPort, "udp-port", c.UDPPort, "first media UDP port: worker i listens on udp-port+i (0 picks free ports)")
 	fs.StringVar(&c.PublicIP, "public-ip", c.PublicIP, "IP address put in ICE candidates (empty: the host's addresses)")
+	fs.StringVar(&c.PublicURL, "public-url", c.PublicURL, "URL clients reach this node at, announced for placement redirects (e.g. https://node1.example.com behind a TLS proxy; empty: http://<address>:<port>)")
 	fs.StringVar(&c.NATS, "nats", c.NATS, "URL of an external NATS server (empty: start an embedded one)")
 	fs.StringVar(&c.NATSListen, "nats-listen", c.NATSListen, "client address of the embedded NATS server")
 	fs.StringVar(&c.NodeID, "node-id", c.NodeID, "node id in the cluster (empty: random)")
@@ -205,6 +208,12 @@ func (c Config) Validate() error {
 	}
 	if c.UDPPort < 0 || c.UDPPort > 65535 {
 		return fmt.Errorf("udp-port %d: not a port (0..65535)", c.UDPPort)
+	}
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("public-url %q: want http(s)://host[:port]", c.PublicURL)
+		}
 	}
 	if c.PublicIP != "" && net.ParseIP(c.PublicIP) == nil {
 		return fmt.Errorf("public-ip %q: not an IP address", c.PublicIP)

@@ -150,6 +150,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{name: "http named port", args: []string{"--http", ":http"}, want: "port \"http\""},
 		{name: "nats-listen bad", args: []string{"--nats-listen", "4222"}, want: "nats-listen"},
 		{name: "public ip", args: []string{"--public-ip", "example.com"}, want: "public-ip \"example.com\""},
+		{name: "public url", args: []string{"--public-url", "node1.example.com"}, want: "public-url"},
 		{name: "relay bad", args: []string{"--relay", "7881"}, want: "relay"},
 		{name: "relay fanout", args: []string{"--relay-fanout", "0"}, want: "relay-fanout 0"},
 		{name: "routes without cluster", args: []string{"--nats-routes", "nats-route://127.0.0.1:6222"}, want: "needs --nats-cluster"},

@@ -13,6 +13,7 @@ import (
 	"os"
 	ossignal "os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -167,6 +168,9 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 	ifaceAddrs, _ := net.InterfaceAddrs()
 	httpURL := "http://" + net.JoinHostPort(advertisedHost(listenHost, cfg.PublicIP, cfg.LoopbackOnly, ifaceAddrs), port)
+	if cfg.PublicURL != "" {
+		httpURL = strings.TrimSuffix(cfg.PublicURL, "/")
+	}
 	demoURL := httpURL + "/"
 	if ip := net.ParseIP(listenHost); listenHost == "" || (ip != nil && ip.IsUnspecified()) {
 		demoURL = "http://" + net.JoinHostPort("127.0.0.1", port) + "/"
