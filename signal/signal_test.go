@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cascade-sfu/cascade/node"
 	"github.com/cascade-sfu/cascade/signal"
 	"github.com/pion/webrtc/v4"
 )
@@ -274,4 +275,20 @@ func scrape(t *testing.T, url string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// TestPublicIPAdvertised: --public-ip replaces the host address in the node's ICE candidates
+// (127.0.0.2 here: a loopback address, so the test still sends nothing off the machine).
+func TestPublicIPAdvertised(t *testing.T) {
+	e := startNode(t, node.Options{Workers: 1, PublicIP: "127.0.0.2"}, nil)
+	p := e.join("r", "x", false, true)
+	checkFor(t, 5*time.Second, func() error {
+		if !p.hasNote("trickle", " 127.0.0.2 ") {
+			return fmt.Errorf("no trickled candidate with the public address")
+		}
+		if p.hasNote("trickle", " 127.0.0.1 ") {
+			return fmt.Errorf("the host address leaked into a candidate")
+		}
+		return nil
+	})
 }
