@@ -177,6 +177,19 @@ func (r *Room) AddRemoteParticipant(info ParticipantInfo, nodeID string) {
 	}
 }
 
+// ReplaceIdentity closes the local participant with this identity, if any: a newer session of
+// the same identity joined on another node (a client that reconnected elsewhere).
+func (r *Room) ReplaceIdentity(identity string) {
+	r.node.mu.Lock()
+	p := r.node.identities[r.name][identity]
+	r.node.mu.Unlock()
+	if p == nil || p.room != r {
+		return
+	}
+	p.listener.Notify(EventClosed, map[string]string{"reason": "replaced by a newer session of the same identity on another node"})
+	p.Close()
+}
+
 // RemoveRemoteParticipant forgets a remote participant and tells the local ones.
 func (r *Room) RemoveRemoteParticipant(id string) {
 	r.mu.Lock()

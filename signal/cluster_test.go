@@ -374,3 +374,25 @@ func TestClusterFeedbackAcrossHops(t *testing.T) {
 		t.Fatalf("origin retransmitted %v", got)
 	}
 }
+
+// TestClusterSameIdentityElsewhere: a client that reconnects to another node replaces its old
+// session there.
+func TestClusterSameIdentityElsewhere(t *testing.T) {
+	envs := newCluster(t, 2, 3)
+	old := envs[0].join("r", "alice", true, true)
+	envs[1].join("r", "alice", true, true)
+	select {
+	case <-old.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the old session on the other node was not closed")
+	}
+	if !old.hasNote("closed", "another node") {
+		t.Fatal("the old session was not told why")
+	}
+	checkFor(t, 5*time.Second, func() error {
+		if n := len(envs[1].node.Room("r").Participants()); n != 1 {
+			return fmt.Errorf("%d participants on n1, want 1", n)
+		}
+		return nil
+	})
+}
