@@ -220,10 +220,16 @@ func (p *Producer) addConsumer(c *Consumer) bool {
 		p.pipesView.Store(&view)
 	}
 	var cs []*Consumer
+	if c.sub == nil {
+		// A relay sink goes first: the next node's whole fan-out waits for this packet.
+		cs = append(cs, c)
+	}
 	if old := pp.consumers.Load(); old != nil {
 		cs = append(cs, *old...)
 	}
-	cs = append(cs, c)
+	if c.sub != nil {
+		cs = append(cs, c)
+	}
 	pp.consumers.Store(&cs)
 	return true
 }
