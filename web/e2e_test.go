@@ -18,6 +18,7 @@ import (
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/cascade-sfu/cascade/signal"
 	"github.com/cascade-sfu/cascade/signal/auth"
+	"github.com/cascade-sfu/cascade/signal/cluster"
 	"github.com/cascade-sfu/cascade/web"
 )
 
@@ -77,25 +78,47 @@ func (w *testLogWriter) Write(p []byte) (int, error) {
 // /token endpoint) behind an httptest server.
 func startServer(t *testing.T) *httptest.Server {
 	t.Helper()
+	hs, _, _ := startNode(t, node.Options{NATSListen: "127.0.0.1:-1", Workers: 2}, false)
+	return hs
+}
+
+// startNode starts a node with o (loopback media, test logs); with clustered it joins the
+// cluster on its NATS.
+func startNode(t *testing.T, o node.Options, clustered bool) (*httptest.Server, *node.Node, *cluster.Cluster) {
+	t.Helper()
 	level := hclog.Warn
 	if testing.Verbose() {
 		level = hclog.Info
 	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "e2e", Level: level, Output: newTestLogWriter(t)})
-	n, err := node.New(node.Options{LoopbackOnly: true, NATSListen: "127.0.0.1:-1", Workers: 2, Logger: logger})
+	o.LoopbackOnly, o.Logger = true, logger
+	hs := httptest.NewUnstartedServer(nil)
+	o.HTTPURL = "http://" + hs.Listener.Addr().String()
+	n, err := node.New(o)
 	if err != nil {
 		t.Fatalf("node.New: %v", err)
 	}
 	t.Cleanup(n.Close)
-	srv := signal.NewServer(n, signal.Options{
+	so := signal.Options{
 		Keys:      auth.Keys{Key: auth.DevKey, Secret: auth.DevSecret},
 		DevTokens: true,
 		Web:       web.Handler(),
 		Logger:    logger,
-	})
-	hs := httptest.NewServer(srv.Handler())
+	}
+	var c *cluster.Cluster
+	if clustered {
+		if c, err = cluster.New(n, cluster.Options{Logger: logger}); err != nil {
+			t.Fatalf("cluster.New: %v", err)
+		}
+		t.Cleanup(c.Close)
+		so.Cluster, so.Placement = c, c
+	}
+	srv := signal.NewServer(n, so)
+	hs.Config.Handler = srv.Handler()
+	hs.Start()
 	t.Cleanup(hs.Close)
-	return hs
+	t.Cleanup(srv.Close)
+	return hs, n, c
 }
 
 // startBrowser starts headless Chromium with fake media and loopback-only WebRTC, and returns
@@ -433,5 +456,44 @@ func TestE2EBrowsersSeeEachOther(t *testing.T) {
 		if errs := tb.jsErrors(); len(errs) > 0 {
 			t.Errorf("%s: JavaScript errors:\n%s", tb.name, strings.Join(errs, "\n"))
 		}
+	}
+}
+
+// TestE2EBrowsersAcrossNodes: two browsers on two nodes of one cluster (their embedded NATS
+// servers routed together) see each other through the relay link.
+func TestE2EBrowsersAcrossNodes(t *testing.T) {
+	execPath := requireChromium(t)
+	hsA, nA, cA := startNode(t, node.Options{ID: "a", Workers: 1, NATSListen: "127.0.0.1:-1", NATSCluster: "127.0.0.1:0",
+		Heartbeat: 100 * time.Millisecond}, true)
+	hsB, _, cB := startNode(t, node.Options{ID: "b", Workers: 1, NATSListen: "127.0.0.1:-1", NATSCluster: "127.0.0.1:0",
+		NATSRoutes: []string{nA.NATSRouteURL()}, Heartbeat: 100 * time.Millisecond}, true)
+	deadline := time.Now().Add(40 * time.Second)
+	checkFor(t, deadline, "the nodes see each other", func() (bool, string) {
+		return len(cA.Peers()) == 1 && len(cB.Peers()) == 1, "peers missing"
+	})
+	browser := startBrowser(t, execPath)
+	alice := newTab(t, browser, "alice")
+	bob := newTab(t, browser, "bob")
+	t.Cleanup(func() {
+		if t.Failed() {
+			alice.dump(t)
+			bob.dump(t)
+		}
+	})
+	for tb, hs := range map[*tab]*httptest.Server{alice: hsA, bob: hsB} {
+		ctx, cancel := context.WithTimeout(tb.ctx, 10*time.Second)
+		err := chromedp.Do(ctx, chromedp.Navigate(hs.URL+"/?room=across&identity="+tb.name+"&autojoin=1"))
+		cancel()
+		if err != nil {
+			t.Fatalf("%s: open the page: %v", tb.name, err)
+		}
+	}
+	got := waitForMedia(t, deadline, alice, bob)
+	for _, tb := range []*tab{alice, bob} {
+		t.Logf("%s: framesDecoded %d", tb.name, got[tb].FramesDecoded)
+		assertLoopback(t, tb, "recv", got[tb].SelectedPairs)
+	}
+	if links := cA.View().Links; len(links) != 1 || links[0] != "b" {
+		t.Fatalf("node a relay links %v, want [b]", links)
 	}
 }
