@@ -86,7 +86,7 @@ func (c *Consumer) StreamID() string { return c.producer.owner }
 func (c *Consumer) Kind() webrtc.RTPCodecType { return c.producer.kind }
 
 // forward writes one packet; it runs on the worker goroutine only.
-func (c *Consumer) forward(pkt *packet) bool {
+func (c *Consumer) forward(pkt *packet, now time.Time) bool {
 	b := c.bind.Load()
 	if b == nil || c.paused.Load() {
 		return false
@@ -117,7 +117,7 @@ func (c *Consumer) forward(pkt *packet) bool {
 	if int16(out-c.lastOut) > 0 || c.packets == 0 {
 		c.lastOut = out
 		c.lastTS = h.Timestamp
-		c.lastWall = time.Now()
+		c.lastWall = now
 	}
 	c.packets++
 	c.octets += uint32(len(pkt.payload))

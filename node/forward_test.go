@@ -3,6 +3,7 @@ package node
 import (
 	"net"
 	"testing"
+	"time"
 
 	"github.com/cascade-sfu/cascade/node/udpbatch"
 
@@ -49,9 +50,10 @@ func BenchmarkForwardOne(b *testing.B) {
 	_, pp, pkt := benchConsumers(1)
 	c := (*pp.consumers.Load())[0]
 	b.ReportAllocs()
+	now := time.Now()
 	for i := 0; b.Loop(); i++ {
 		pkt.header.SequenceNumber = uint16(i)
-		c.forward(pkt)
+		c.forward(pkt, now)
 	}
 }
 
@@ -89,12 +91,12 @@ func TestForwardSequenceContinuity(t *testing.T) {
 	c.resync.Store(true)
 	for _, seq := range []uint16{100, 101, 102} {
 		pkt.header.SequenceNumber = seq
-		c.forward(pkt)
+		c.forward(pkt, time.Now())
 	}
 	c.resync.Store(true) // unmute after packets 103..199 were not forwarded
 	for _, seq := range []uint16{200, 201, 65535, 0} {
 		pkt.header.SequenceNumber = seq
-		c.forward(pkt)
+		c.forward(pkt, time.Now())
 	}
 	want := []uint16{100, 101, 102, 103, 104, 65438, 65439}
 	if len(got) != len(want) {

@@ -165,9 +165,10 @@ func (w *Worker) fanOut(j job) {
 	cs := j.pipe.consumers.Load()
 	if cs != nil {
 		var n, b uint64
+		now := time.Now() // once per packet, not per consumer
 		w.conn.Begin()
 		for _, c := range *cs {
-			if c.forward(j.pkt) {
+			if c.forward(j.pkt, now) {
 				n++
 				b += uint64(j.pkt.size)
 			}
