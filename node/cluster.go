@@ -177,13 +177,13 @@ func (r *Room) AddRemoteParticipant(info ParticipantInfo, nodeID string) {
 	}
 }
 
-// ReplaceIdentity closes the local participant with this identity, if any: a newer session of
-// the same identity joined on another node (a client that reconnected elsewhere).
-func (r *Room) ReplaceIdentity(identity string) {
+// ReplaceIdentity closes the local participant with the identity of other, a participant on
+// another node, if other joined later (a client that reconnected elsewhere).
+func (r *Room) ReplaceIdentity(other ParticipantInfo) {
 	r.node.mu.Lock()
-	p := r.node.identities[r.name][identity]
+	p := r.node.identities[r.name][other.Identity]
 	r.node.mu.Unlock()
-	if p == nil || p.room != r {
+	if p == nil || p.room != r || p.joined.UnixMilli() > other.JoinedAt {
 		return
 	}
 	p.listener.Notify(EventClosed, map[string]string{"reason": "replaced by a newer session of the same identity on another node"})

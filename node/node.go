@@ -307,7 +307,7 @@ func (n *Node) Join(room, identity string, g Grant, autoSubscribe bool, l Listen
 		n.log.Debug("room created", "room", room, "worker", r.home.index)
 	}
 	old := n.identities[room][identity]
-	p := &Participant{id: n.newID("PA"), identity: identity, node: n, room: r, grant: g, autoSubscribe: autoSubscribe,
+	p := &Participant{id: n.newID("PA"), identity: identity, joined: time.Now(), node: n, room: r, grant: g, autoSubscribe: autoSubscribe,
 		listener: l, done: make(chan struct{}), byMid: make(map[string]*Producer), consumers: make(map[string]*Consumer)}
 	p.log = n.log.With("room", room, "participant", p.id, "identity", identity)
 	n.identities[room][identity] = p

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/pion/sdp/v3"
@@ -70,6 +71,7 @@ type Grant struct {
 type Participant struct {
 	id            string
 	identity      string
+	joined        time.Time
 	node          *Node
 	room          *Room
 	grant         Grant
@@ -96,7 +98,9 @@ type Participant struct {
 func (p *Participant) ID() string { return p.id }
 
 // Info describes the participant.
-func (p *Participant) Info() ParticipantInfo { return ParticipantInfo{ID: p.id, Identity: p.identity} }
+func (p *Participant) Info() ParticipantInfo {
+	return ParticipantInfo{ID: p.id, Identity: p.identity, JoinedAt: p.joined.UnixMilli()}
+}
 
 // Done is closed when the participant has closed.
 func (p *Participant) Done() <-chan struct{} { return p.done }
@@ -481,11 +485,12 @@ func (p *Participant) Message(data any) {
 }
 
 // Close removes the participant: its producers and consumers end, its transports close and the
-// room is told. Close is idempotent.
+// room is told. Close is idempotent, and returns once the participant is gone.
 func (p *Participant) Close() {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
+		<-p.done // another caller is closing it: return when that is done
 		return
 	}
 	p.closed = true

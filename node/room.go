@@ -9,6 +9,9 @@ import (
 type ParticipantInfo struct {
 	ID       string `json:"id"`
 	Identity string `json:"identity"`
+	// JoinedAt is when the participant joined, in Unix milliseconds: when two sessions of one
+	// identity meet in a room (on two nodes), the newer one stays.
+	JoinedAt int64 `json:"joinedAt"`
 }
 
 // A Room is one room on one node. It has a router on each worker that serves some of its

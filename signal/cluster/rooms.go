@@ -271,7 +271,7 @@ func (c *Cluster) onEvent(s *roomState, m *nats.Msg) {
 	case node.EventParticipantJoined:
 		var p node.ParticipantInfo
 		if json.Unmarshal(ev.Data, &p) == nil && p.ID != "" {
-			r.ReplaceIdentity(p.Identity) // the newer session wins, wherever it is
+			r.ReplaceIdentity(p) // the newer session wins, wherever it is
 			r.AddRemoteParticipant(p, ev.Node)
 		}
 	case node.EventParticipantLeft:
