@@ -152,10 +152,16 @@ func freePort(t *testing.T) int {
 
 // TestFixedUDPPorts: worker i listens on udp-port + i.
 func TestFixedUDPPorts(t *testing.T) {
-	base := freePort(t) // a free TCP port is very likely a free UDP port too
-	n, err := node.New(node.Options{LoopbackOnly: true, Workers: 2, UDPPort: base, NATSListen: "127.0.0.1:0", NATSStoreDir: t.TempDir()})
+	// A free TCP port is very likely a free UDP port too; try a few in case the next one is taken.
+	var n *node.Node
+	var base int
+	var err error
+	for try := 0; try < 5 && n == nil; try++ {
+		base = freePort(t)
+		n, err = node.New(node.Options{LoopbackOnly: true, Workers: 2, UDPPort: base, NATSListen: "127.0.0.1:0", NATSStoreDir: t.TempDir()})
+	}
 	if err != nil {
-		t.Fatalf("ports %d-%d: %v", base, base+1, err)
+		t.Fatalf("no two free UDP ports in five tries: %v", err)
 	}
 	defer n.Close()
 	for i := 0; i < 2; i++ {
