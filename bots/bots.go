@@ -8,11 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/cascade-sfu/cascade/signal"
 	"github.com/cascade-sfu/cascade/signal/auth"
 	"github.com/cascade-sfu/cascade/signal/client"
 	"github.com/schollz/progressbar/v3"
@@ -89,7 +88,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	urls := make([]string, len(o.URLs))
 	for i, u := range o.URLs {
 		var err error
-		if urls[i], err = wsURL(u); err != nil {
+		if urls[i], err = signal.WebSocketURL(u); err != nil {
 			return nil, err
 		}
 	}
@@ -98,7 +97,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		o.PublishURL = o.URLs[0]
 	}
 	var err error
-	if o.PublishURL, err = wsURL(o.PublishURL); err != nil {
+	if o.PublishURL, err = signal.WebSocketURL(o.PublishURL); err != nil {
 		return nil, err
 	}
 	if o.Rate <= 0 {
@@ -214,33 +213,6 @@ func (r *run) anyJoined() bool {
 		}
 	}
 	return false
-}
-
-// wsURL accepts ws://host:port[/ws], http(s)://host:port and host:port, and returns the
-// signaling URL.
-func wsURL(s string) (string, error) {
-	if !strings.Contains(s, "://") {
-		s = "ws://" + s
-	}
-	u, err := url.Parse(s)
-	if err != nil {
-		return "", fmt.Errorf("bad node URL %q: %w", s, err)
-	}
-	switch u.Scheme {
-	case "http", "ws":
-		u.Scheme = "ws"
-	case "https", "wss":
-		u.Scheme = "wss"
-	default:
-		return "", fmt.Errorf("bad node URL %q: scheme must be ws, wss, http or https", s)
-	}
-	if u.Host == "" {
-		return "", fmt.Errorf("bad node URL %q: no host", s)
-	}
-	if u.Path == "" || u.Path == "/" {
-		u.Path = "/ws"
-	}
-	return u.String(), nil
 }
 
 func (r *run) progress(total int) *progressbar.ProgressBar {

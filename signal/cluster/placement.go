@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"net/url"
 	"sort"
 
 	"github.com/cascade-sfu/cascade/node"
@@ -68,22 +67,11 @@ func (c *Cluster) Place(room, region string) (signal.Redirect, bool) {
 		c.metrics.placementLocal.Add(1)
 		return signal.Redirect{}, false
 	}
-	c.metrics.placementRedirect.Add(1)
-	return signal.Redirect{Node: best.ID, URL: wsURL(best.HTTPURL)}, true
-}
-
-// wsURL turns a node's HTTP URL into its signaling URL.
-func wsURL(httpURL string) string {
-	u, err := url.Parse(httpURL)
+	u, err := signal.WebSocketURL(best.HTTPURL)
 	if err != nil {
-		return httpURL
+		c.metrics.placementLocal.Add(1)
+		return signal.Redirect{}, false // a peer with an unusable URL: keep the client here
 	}
-	switch u.Scheme {
-	case "https":
-		u.Scheme = "wss"
-	default:
-		u.Scheme = "ws"
-	}
-	u.Path = "/ws"
-	return u.String()
+	c.metrics.placementRedirect.Add(1)
+	return signal.Redirect{Node: best.ID, URL: u}, true
 }
