@@ -42,6 +42,9 @@ type Options struct {
 	LoopbackOnly bool
 	// JoinTimeout bounds one bot's join (signaling and first media).
 	JoinTimeout time.Duration
+	// MaxStall fails the run when a subscriber goes without media from a live producer for
+	// longer than this (0: no limit; stalls are reported either way).
+	MaxStall time.Duration
 	// Progress receives the live progress display (nil: none).
 	Progress io.Writer
 }
@@ -250,14 +253,15 @@ func (r *run) showProgress(bar *progressbar.ProgressBar, total int, stop <-chan 
 			kbps := float64(snap.bytes-lastBytes) * 8 / 1000 / now.Sub(last).Seconds()
 			lastBytes, last = snap.bytes, now
 			_ = bar.Set(snap.joined)
-			bar.Describe(fmt.Sprintf("joined %d/%d failed %d | recv %.1f Mbps | latency p50 %.1f ms p99 %.1f ms | loss %.2f%%",
-				snap.joined, total, snap.failed, kbps/1000, snap.lat.P50, snap.lat.P99, snap.lossPct))
+			bar.Describe(fmt.Sprintf("joined %d/%d failed %d | recv %.1f Mbps | latency p50 %.1f ms p99 %.1f ms | loss %.2f%% | stalled %d",
+				snap.joined, total, snap.failed, kbps/1000, snap.lat.P50, snap.lat.P99, snap.lossPct, snap.stalled))
 		}
 	}
 }
 
 type snapshot struct {
 	joined, failed int
+	stalled        int // subscribers with a track silent for over StallGap now
 	bytes          int64
 	lat            Percentiles
 	lossPct        float64
@@ -269,7 +273,8 @@ func (r *run) snapshot() snapshot {
 	subs := append([]*subscriber(nil), r.subs...)
 	s := snapshot{joined: r.pubs, failed: len(r.errors)}
 	r.mu.Unlock()
-	sec := uint16(time.Since(r.start)/time.Second) - 1
+	now := time.Now().UnixNano()
+	sec := uint16(r.second(now)) - 1
 	var lats []float64
 	var recv, lost int64
 	for _, sub := range subs {
@@ -279,7 +284,9 @@ func (r *run) snapshot() snapshot {
 			s.failed++
 		}
 		sub.mu.Lock()
+		silent := false
 		for _, t := range sub.tracks {
+			silent = silent || t.gaps.silentFor(now) > StallGap
 			s.bytes += t.bytes
 			recv += t.packets
 			lost += t.lost()
@@ -290,6 +297,9 @@ func (r *run) snapshot() snapshot {
 			}
 		}
 		sub.mu.Unlock()
+		if silent {
+			s.stalled++
+		}
 	}
 	s.lat = percentiles(lats)
 	if recv+lost > 0 {
@@ -316,9 +326,10 @@ func (r *run) report(end time.Time) *Report {
 	rep.Failed = rep.Publishers - r.pubs
 	var joins, lats []float64
 	type nodeAcc struct {
-		subs        int
-		joins, lats []float64
-		recv, lost  int64
+		subs, stalls, stalledSubs int
+		joins, lats               []float64
+		recv, lost                int64
+		observed, stalled         time.Duration
 	}
 	byURL := map[string]*nodeAcc{}
 	seconds := int(end.Sub(r.start)/time.Second) + 1
@@ -326,6 +337,10 @@ func (r *run) report(end time.Time) *Report {
 	bytesSec := make([]int64, seconds)
 	pktsSec := make([]int64, seconds)
 	joinedAt := make([]int, seconds)
+	stalledSec := make([]int, seconds)
+	endN := end.UnixNano()
+	var observed, stalled time.Duration
+	rep.MaxStallMs = float64(o.MaxStall) / 1e6
 	var recvKbps float64
 	for _, s := range r.subs {
 		rep.TracksExpected += o.Publishers * kinds
@@ -353,9 +368,12 @@ func (r *run) report(end time.Time) *Report {
 		}
 		var botLats []float64
 		var bytes int64
+		var gaps []span
 		s.mu.Lock()
 		b.Tracks = len(s.tracks)
-		for _, t := range s.tracks {
+		for id, t := range s.tracks {
+			b.LongestGapMs = max(b.LongestGapMs, float64(max(t.gaps.maxGap, t.gaps.silentFor(endN)))/1e6)
+			gaps = append(gaps, t.gaps.stalls(endN, r.logs.get(id).live(endN))...)
 			b.Packets += t.packets
 			b.Lost += t.lost()
 			bytes += t.bytes
@@ -373,6 +391,38 @@ func (r *run) report(end time.Time) *Report {
 			}
 		}
 		s.mu.Unlock()
+		// Stalls: the union of the tracks' silences while their producers were live.
+		episodes := mergeSpans(gaps)
+		b.Stalls = stallReport(episodes, r.start, endN)
+		var botObserved, botStalled time.Duration
+		if first != 0 {
+			botObserved = time.Duration(endN - first)
+		} else {
+			botObserved = end.Sub(s.joinedAt) // never received anything: all of it without media
+			botStalled = botObserved
+		}
+		lastSec := -1 // a second is counted once per subscriber
+		for i, e := range episodes {
+			botStalled += e.len()
+			from, to := r.second(e.from), r.second(e.to-1)
+			for sec := max(from, lastSec+1); sec <= to && sec < seconds; sec++ {
+				stalledSec[sec]++
+				lastSec = sec
+			}
+			if o.MaxStall > 0 && e.len() > o.MaxStall {
+				rep.OverMaxStall = append(rep.OverMaxStall, b.Stalls[i].describe(s.name, s.url))
+			}
+		}
+		b.StalledMs = float64(botStalled) / 1e6
+		if len(episodes) > 0 {
+			rep.StalledSubscribers++
+		}
+		rep.Stalls += len(episodes)
+		for _, st := range b.Stalls {
+			rep.LongestStallMs = max(rep.LongestStallMs, st.DurationMs)
+		}
+		observed += botObserved
+		stalled += botStalled
 		rep.TracksReceived += b.Tracks
 		rep.PacketsReceived += b.Packets
 		rep.PacketsLost += b.Lost
@@ -394,19 +444,27 @@ func (r *run) report(end time.Time) *Report {
 		}
 		na.recv += b.Packets
 		na.lost += b.Lost
+		na.stalls += len(episodes)
+		if len(episodes) > 0 {
+			na.stalledSubs++
+		}
+		na.observed += botObserved
+		na.stalled += botStalled
 		lats = append(lats, botLats...)
 		b.LatencyMs = percentiles(botLats)
 		rep.Bots = append(rep.Bots, b)
 	}
 	for _, u := range o.URLs {
 		if na := byURL[u]; na != nil {
-			nr := NodeResult{URL: u, Subscribers: na.subs, JoinMs: percentiles(na.joins), LatencyMs: percentiles(na.lats)}
+			nr := NodeResult{URL: u, Subscribers: na.subs, JoinMs: percentiles(na.joins), LatencyMs: percentiles(na.lats),
+				Stalls: na.stalls, StalledSubscribers: na.stalledSubs, StalledPct: pct(na.stalled, na.observed)}
 			if na.recv+na.lost > 0 {
 				nr.LossPct = 100 * float64(na.lost) / float64(na.recv+na.lost)
 			}
 			rep.Nodes = append(rep.Nodes, nr)
 		}
 	}
+	rep.StalledPct = pct(stalled, observed)
 	rep.JoinMs = percentiles(joins)
 	rep.LatencyMs = percentiles(lats)
 	if rep.Joined-r.pubs > 0 {
@@ -419,7 +477,19 @@ func (r *run) report(end time.Time) *Report {
 	for i := 0; i < seconds; i++ {
 		joined += joinedAt[i]
 		rep.Timeline = append(rep.Timeline, Second{T: float64(i), Joined: joined,
-			RecvKbps: float64(bytesSec[i]) * 8 / 1000, Packets: pktsSec[i], LatencyMs: percentiles(perSec[i])})
+			RecvKbps: float64(bytesSec[i]) * 8 / 1000, Packets: pktsSec[i], LatencyMs: percentiles(perSec[i]),
+			Stalled: stalledSec[i]})
 	}
 	return rep
+}
+
+// second is the second of the run that unix nanos t falls in.
+func (r *run) second(t int64) int { return int(time.Duration(t-r.start.UnixNano()) / time.Second) }
+
+// pct is part as a percentage of whole (0 when whole is 0).
+func pct(part, whole time.Duration) float64 {
+	if whole <= 0 {
+		return 0
+	}
+	return 100 * float64(part) / float64(whole)
 }

@@ -62,6 +62,7 @@ func (r *Report) WriteHTML(path string) error {
 		{"Join time", r.htmlJoinPlot},
 		{"Received bitrate per subscriber", r.htmlBitratePlot},
 		{"Total received bitrate over time", r.htmlTotalBitratePlot},
+		{"Subscribers stalled over time", r.htmlStalledPlot},
 	} {
 		src, err := htmlPNG(mk.build())
 		if err != nil {
@@ -333,6 +334,25 @@ func (r *Report) htmlTotalBitratePlot() *plot.Plot {
 	return p
 }
 
+// htmlStalledPlot: subscribers in a stall (no media from a live producer for over StallGap)
+// per second, beside the total packets received: a cut shows as a step up here and a dip there.
+func (r *Report) htmlStalledPlot() *plot.Plot {
+	p := htmlNewPlot(fmt.Sprintf("Subscribers stalled (no media for over %s): %d stalls in %d subscribers", StallGap, r.Stalls, r.StalledSubscribers),
+		"time (s)", "subscribers")
+	var pts plotter.XYs
+	most := 1
+	for _, s := range r.Timeline {
+		pts = append(pts, plotter.XY{X: s.T, Y: float64(s.Stalled)})
+		most = max(most, s.Stalled)
+	}
+	if !htmlAddLine(p, "stalled", pts, htmlRed) {
+		return htmlNoData(p)
+	}
+	p.Y.Min, p.Y.Max = 0, float64(most)*1.25
+	p.Y.Tick.Marker = plot.TickerFunc(htmlCountTicks)
+	return p
+}
+
 var htmlReportTemplate = template.Must(template.New("report").Funcs(template.FuncMap{
 	"f0": func(v float64) string { return fmt.Sprintf("%.0f", v) },
 	"f1": func(v float64) string { return fmt.Sprintf("%.1f", v) },
@@ -375,7 +395,14 @@ ul.errors { font-family: monospace; font-size: 0.9em; }
 <tr><th>packets lost</th><td class="n">{{.R.PacketsLost}}</td></tr>
 <tr><th>loss</th><td class="n">{{f3 .R.LossPct}} %</td></tr>
 <tr><th>recv kbit/s (mean per subscriber)</th><td class="n">{{f0 .R.RecvKbps}}</td></tr>
+<tr><th>stalls (no media for over 1 s)</th><td class="n">{{.R.Stalls}} in {{.R.StalledSubscribers}} subscribers</td></tr>
+<tr><th>longest stall</th><td class="n">{{f1 .R.LongestStallMs}} ms</td></tr>
+<tr><th>subscriber-seconds without media</th><td class="n">{{f3 .R.StalledPct}} %</td></tr>
 </table>
+{{if .R.OverMaxStall}}<h2>Stalls over the limit ({{f0 .R.MaxStallMs}} ms)</h2>
+<ul class="errors">
+{{range .R.OverMaxStall}}<li>{{.}}</li>
+{{end}}</ul>{{end}}
 
 <table class="percentiles">
 <tr><th></th><th>p50</th><th>p95</th><th>p99</th><th>max</th></tr>
@@ -396,8 +423,8 @@ ul.errors { font-family: monospace; font-size: 0.9em; }
 {{if .R.Bots}}<details>
 <summary>{{len .R.Bots}} subscribers</summary>
 <table class="bots">
-<tr><th>#</th><th>name</th><th>room</th><th>joined</th><th>join ms</th><th>tracks</th><th>packets</th><th>lost</th><th>kbit/s</th><th>latency p50 ms</th><th>latency p99 ms</th><th>error</th></tr>
-{{range $i, $b := .R.Bots}}<tr><td class="n">{{$i}}</td><td>{{$b.Name}}</td><td>{{$b.Room}}</td><td>{{if $b.Joined}}yes{{else}}no{{end}}</td><td class="n">{{f1 $b.JoinMs}}</td><td class="n">{{$b.Tracks}}</td><td class="n">{{$b.Packets}}</td><td class="n">{{$b.Lost}}</td><td class="n">{{f0 $b.RecvKbps}}</td><td class="n">{{f1 $b.LatencyMs.P50}}</td><td class="n">{{f1 $b.LatencyMs.P99}}</td><td>{{$b.Error}}</td></tr>
+<tr><th>#</th><th>name</th><th>room</th><th>joined</th><th>join ms</th><th>tracks</th><th>packets</th><th>lost</th><th>kbit/s</th><th>latency p50 ms</th><th>latency p99 ms</th><th>stalls</th><th>longest gap ms</th><th>error</th></tr>
+{{range $i, $b := .R.Bots}}<tr><td class="n">{{$i}}</td><td>{{$b.Name}}</td><td>{{$b.Room}}</td><td>{{if $b.Joined}}yes{{else}}no{{end}}</td><td class="n">{{f1 $b.JoinMs}}</td><td class="n">{{$b.Tracks}}</td><td class="n">{{$b.Packets}}</td><td class="n">{{$b.Lost}}</td><td class="n">{{f0 $b.RecvKbps}}</td><td class="n">{{f1 $b.LatencyMs.P50}}</td><td class="n">{{f1 $b.LatencyMs.P99}}</td><td class="n">{{len $b.Stalls}}</td><td class="n">{{f0 $b.LongestGapMs}}</td><td>{{$b.Error}}</td></tr>
 {{end}}</table>
 </details>{{else}}<p>none</p>{{end}}
 </body>

@@ -49,6 +49,9 @@ func htmlSyntheticReport() *Report {
 			b.JoinMs, b.Tracks, b.Packets, b.RecvKbps, b.Error = 0, 0, 0, 0, "join: timeout after 10s"
 		case 31:
 			b.RecvKbps, b.Packets, b.Tracks = 0, 0, 0
+		case 40:
+			b.Stalls = []Stall{{StartS: 8.2, DurationMs: 4321, Recovered: true}}
+			b.LongestGapMs, b.StalledMs = 4321, 4321
 		}
 		if b.Joined {
 			joinMs = append(joinMs, b.JoinMs)
@@ -64,8 +67,13 @@ func htmlSyntheticReport() *Report {
 		if s != 0 { // the first second has no latency samples yet
 			sec.LatencyMs = Percentiles{P50: 4 + math.Sin(float64(s)), P95: 9 + float64(s%4), P99: 14 + float64(s%6), Max: 30}
 		}
+		if s >= 8 && s <= 12 {
+			sec.Stalled = 1
+		}
 		r.Timeline = append(r.Timeline, sec)
 	}
+	r.Stalls, r.StalledSubscribers, r.LongestStallMs, r.StalledPct, r.MaxStallMs = 1, 1, 4321, 0.478, 2000
+	r.OverMaxStall = []string{Stall{StartS: 8.2, DurationMs: 4321, Recovered: true}.describe("sub-40", "ws://127.0.0.1:7880/rtc")}
 	return r
 }
 
@@ -135,13 +143,16 @@ func TestWriteHTML(t *testing.T) {
 		"&lt;script&gt;", // errors are escaped
 		"FAILED",         // one bot failed
 		"sub-49",
+		"1 in 1 subscribers", "4321.0 ms", "0.478 %", // stalls
+		"sub-40 on ws://127.0.0.1:7880/rtc: no media for 4.3 s from t=8.2 s (recovered)",
+		"Stalls over the limit (2000 ms)",
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q", want)
 		}
 	}
-	if n := strings.Count(page, "data:image/png;base64,"); n != 4 {
-		t.Errorf("%d images, want 4", n)
+	if n := strings.Count(page, "data:image/png;base64,"); n != 5 {
+		t.Errorf("%d images, want 5", n)
 	}
 }
 

@@ -58,6 +58,20 @@ type Report struct {
 	// NoMedia counts joined subscribers that received no packet at all.
 	NoMedia int `json:"no_media"`
 
+	// Stalls count the episodes in which a subscriber lacked media from a live producer for
+	// longer than StallGap (1 s), over all subscribers; StalledSubscribers had at least one.
+	Stalls             int `json:"stalls"`
+	StalledSubscribers int `json:"stalled_subscribers"`
+	// LongestStallMs is the longest such episode.
+	LongestStallMs float64 `json:"longest_stall_ms"`
+	// StalledPct is the share of subscriber-seconds (from a subscriber's first packet, or its
+	// join if it never received any, to the end) spent without media from a live producer.
+	StalledPct float64 `json:"stalled_pct"`
+	// MaxStallMs is the --max-stall threshold (0: off); OverMaxStall names every episode
+	// longer than it, with the subscriber, its node and when.
+	MaxStallMs   float64  `json:"max_stall_ms"`
+	OverMaxStall []string `json:"over_max_stall"`
+
 	// Nodes breaks the subscribers' results down by the node (URL) they joined.
 	Nodes []NodeResult `json:"nodes"`
 
@@ -74,6 +88,8 @@ type Second struct {
 	RecvKbps  float64     `json:"recv_kbps"` // total over subscribers
 	Packets   int64       `json:"packets"`   // received by all subscribers
 	LatencyMs Percentiles `json:"latency_ms"`
+	// Stalled is how many subscribers were in a stall during this second.
+	Stalled int `json:"stalled"`
 }
 
 // NodeResult is the subscribers of one node.
@@ -83,6 +99,10 @@ type NodeResult struct {
 	JoinMs      Percentiles `json:"join_ms"`
 	LatencyMs   Percentiles `json:"latency_ms"`
 	LossPct     float64     `json:"loss_pct"`
+	Stalls      int         `json:"stalls"`
+	// StalledSubscribers had at least one stall; StalledPct is as in Report.
+	StalledSubscribers int     `json:"stalled_subscribers"`
+	StalledPct         float64 `json:"stalled_pct"`
 }
 
 // BotResult is one subscriber's view.
@@ -97,12 +117,41 @@ type BotResult struct {
 	Lost      int64       `json:"lost"`
 	RecvKbps  float64     `json:"recv_kbps"`
 	LatencyMs Percentiles `json:"latency_ms"`
-	Error     string      `json:"error,omitempty"`
+	// LongestGapMs is the longest time between two packets of one track, or from the last
+	// packet to the end of the run.
+	LongestGapMs float64 `json:"longest_gap_ms"`
+	// StalledMs is the time spent in Stalls.
+	StalledMs float64 `json:"stalled_ms"`
+	Stalls    []Stall `json:"stalls,omitempty"`
+	Error     string  `json:"error,omitempty"`
 }
 
-// OK tells whether the run succeeded: every bot joined and every subscriber received media.
+// OK tells whether the run succeeded: every bot joined, every subscriber received media, and
+// no subscriber stalled for longer than the run's MaxStall.
 func (r *Report) OK() bool {
-	return r.Failed == 0 && r.NoMedia == 0 && r.Joined == r.Publishers+r.Subscribers
+	return r.Failed == 0 && r.NoMedia == 0 && r.Joined == r.Publishers+r.Subscribers && len(r.OverMaxStall) == 0
+}
+
+// Problems says in one line per kind what made the run fail (empty when OK).
+func (r *Report) Problems() []string {
+	var out []string
+	if r.Failed > 0 || r.Joined != r.Publishers+r.Subscribers {
+		out = append(out, fmt.Sprintf("%d of %d bots failed to join", r.Publishers+r.Subscribers-r.Joined, r.Publishers+r.Subscribers))
+	}
+	if r.NoMedia > 0 {
+		out = append(out, fmt.Sprintf("%d subscribers received no media", r.NoMedia))
+	}
+	if n := len(r.OverMaxStall); n > 0 {
+		out = append(out, fmt.Sprintf("%d stalls longer than --max-stall %s:", n, time.Duration(r.MaxStallMs*float64(time.Millisecond))))
+		for i, s := range r.OverMaxStall {
+			if i == 20 {
+				out = append(out, fmt.Sprintf("  ... %d more (see the JSON report)", n-20))
+				break
+			}
+			out = append(out, "  "+s)
+		}
+	}
+	return out
 }
 
 // WriteJSON writes the report to a file.
@@ -132,11 +181,20 @@ func (r *Report) WriteSummary(w io.Writer) {
 	if r.NoMedia > 0 {
 		row("no media", r.NoMedia)
 	}
+	row("stalls", fmt.Sprintf("%d in %d subscribers, longest %.1f s, %.2f%% of subscriber-seconds without media",
+		r.Stalls, r.StalledSubscribers, r.LongestStallMs/1000, r.StalledPct))
 	if len(r.Nodes) > 1 {
 		for _, n := range r.Nodes {
-			row("  "+n.URL, fmt.Sprintf("%d subscribers, latency p50 %.2f p99 %.2f ms, join p50 %.1f ms, loss %.3f%%",
-				n.Subscribers, n.LatencyMs.P50, n.LatencyMs.P99, n.JoinMs.P50, n.LossPct))
+			row("  "+n.URL, fmt.Sprintf("%d subscribers, latency p50 %.2f p99 %.2f ms, join p50 %.1f ms, loss %.3f%%, stalls %d in %d subscribers (%.2f%% without media)",
+				n.Subscribers, n.LatencyMs.P50, n.LatencyMs.P99, n.JoinMs.P50, n.LossPct, n.Stalls, n.StalledSubscribers, n.StalledPct))
 		}
+	}
+	for i, s := range r.OverMaxStall {
+		if i == 10 {
+			row("", fmt.Sprintf("... %d more stalls over --max-stall", len(r.OverMaxStall)-10))
+			break
+		}
+		row("stall", s)
 	}
 	for i, e := range r.Errors {
 		if i == 10 {

@@ -15,6 +15,9 @@ type sendLog struct {
 	base    atomic.Uint32
 	started atomic.Bool
 	slots   [4096]sendSlot
+	// first and last are the unix nanos of the first and the latest frame sent: the window in
+	// which the producer is live, so a subscriber's silence outside it is no stall.
+	first, last atomic.Int64
 }
 
 type sendSlot struct {
@@ -34,6 +37,25 @@ func (l *sendLog) sent(ts uint32, t time.Time) {
 	s.at.Store(0)
 	s.ts.Store(ts)
 	s.at.Store(t.UnixNano())
+	l.first.CompareAndSwap(0, t.UnixNano())
+	l.last.Store(t.UnixNano())
+}
+
+// live is the window in which the producer sent, up to end (a nil log, a producer this run
+// did not publish, counts as live all along).
+func (l *sendLog) live(end int64) span {
+	if l == nil {
+		return span{0, end}
+	}
+	first, last := l.first.Load(), l.last.Load()
+	if first == 0 {
+		return span{}
+	}
+	// A producer that sent in the last StallGap is still live at end.
+	if end-last <= int64(StallGap) {
+		last = end
+	}
+	return span{first, last}
 }
 
 // when returns the send time of the frame with RTP timestamp ts, if still remembered.

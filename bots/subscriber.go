@@ -17,10 +17,11 @@ type subscriber struct {
 	run             *run
 	c               *client.Client
 
-	start   time.Time    // join request sent
-	firstAt atomic.Int64 // unix nanos of the first media packet (0: none yet)
-	joined  atomic.Bool
-	err     atomic.Pointer[string]
+	start    time.Time    // join request sent
+	joinedAt time.Time    // join answered (set before joined)
+	firstAt  atomic.Int64 // unix nanos of the first media packet (0: none yet)
+	joined   atomic.Bool
+	err      atomic.Pointer[string]
 
 	mu     sync.Mutex
 	tracks map[string]*trackStats // by producer id
@@ -37,6 +38,7 @@ type trackStats struct {
 	latency  []latencySample
 	bytesSec []int64 // bytes received in each second of the run
 	pktsSec  []int64 // packets received in each second of the run
+	gaps     trackGaps
 }
 
 type latencySample struct {
@@ -58,6 +60,7 @@ func (r *run) subscribe(ctx context.Context, name, url, room string) *subscriber
 		return s
 	}
 	s.c = c
+	s.joinedAt = time.Now()
 	s.joined.Store(true)
 	return s
 }
@@ -94,6 +97,7 @@ func (s *subscriber) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		s.mu.Lock()
 		ts.packets++
 		ts.bytes += int64(n)
+		ts.gaps.packet(now.UnixNano())
 		ext := ts.extend(seq)
 		if ext > ts.maxSeq {
 			ts.maxSeq = ext

@@ -30,6 +30,7 @@ type botsConfig struct {
 	APISecret    string
 	LoopbackOnly bool
 	JoinTimeout  time.Duration
+	MaxStall     time.Duration
 	JSON         string
 	HTML         string
 	Quiet        bool
@@ -51,6 +52,7 @@ func botsFlags(c *botsConfig) *flag.FlagSet {
 	fs.StringVar(&c.APISecret, "api-secret", c.APISecret, "API secret the nodes trust")
 	fs.BoolVar(&c.LoopbackOnly, "loopback-only", c.LoopbackOnly, "keep the bots' media on 127.0.0.1")
 	fs.DurationVar(&c.JoinTimeout, "join-timeout", c.JoinTimeout, "longest a bot may take to join")
+	fs.DurationVar(&c.MaxStall, "max-stall", c.MaxStall, "fail (exit 1) when a subscriber goes without media from a live producer for longer than this (0: never fail on stalls; they are reported either way)")
 	fs.StringVar(&c.JSON, "json", c.JSON, "write the JSON report to this file")
 	fs.StringVar(&c.HTML, "report", c.HTML, "write an HTML report with plots to this file")
 	fs.BoolVar(&c.Quiet, "quiet", c.Quiet, "no live progress display")
@@ -60,7 +62,7 @@ func botsFlags(c *botsConfig) *flag.FlagSet {
 
 func loadBotsConfig(args []string, getenv func(string) string) (botsConfig, error) {
 	c := botsConfig{URLs: "ws://127.0.0.1:7880", Room: "load", Rooms: 1, Publishers: 1, Subscribers: 10,
-		Duration: 20 * time.Second, Rate: 20, Video: true, Audio: true, JoinTimeout: 15 * time.Second,
+		Duration: 20 * time.Second, Rate: 20, Video: true, Audio: true, JoinTimeout: 15 * time.Second, MaxStall: 2 * time.Second,
 		APIKey: getenv(envName("api-key")), APISecret: getenv(envName("api-secret"))}
 	fs := botsFlags(&c)
 	if err := fs.Parse(args); err != nil {
@@ -78,6 +80,8 @@ func loadBotsConfig(args []string, getenv func(string) string) (botsConfig, erro
 		return botsConfig{}, errors.New("--rooms, --publishers and --subscribers must be at least 1")
 	case c.Duration <= 0 || c.Rate <= 0 || c.JoinTimeout <= 0:
 		return botsConfig{}, errors.New("--duration, --rate and --join-timeout must be positive")
+	case c.MaxStall < 0:
+		return botsConfig{}, errors.New("--max-stall must not be negative")
 	case !c.Video && !c.Audio:
 		return botsConfig{}, errors.New("publishers send nothing: keep --video or --audio")
 	}
@@ -96,7 +100,7 @@ func runBots(args []string, getenv func(string) string, stdout, stderr io.Writer
 	keys, _ := keysOrDev(c.APIKey, c.APISecret)
 	o := bots.Options{PublishURL: c.PublishURL, Room: c.Room, Rooms: c.Rooms, Publishers: c.Publishers,
 		Subscribers: c.Subscribers, Duration: c.Duration, Rate: c.Rate, Video: c.Video, Audio: c.Audio, Keys: keys,
-		LoopbackOnly: c.LoopbackOnly, JoinTimeout: c.JoinTimeout}
+		LoopbackOnly: c.LoopbackOnly, JoinTimeout: c.JoinTimeout, MaxStall: c.MaxStall}
 	for _, u := range strings.Split(c.URLs, ",") {
 		if u = strings.TrimSpace(u); u != "" {
 			o.URLs = append(o.URLs, u)
@@ -126,8 +130,9 @@ func runBots(args []string, getenv func(string) string, stdout, stderr io.Writer
 		}
 	}
 	if !rep.OK() {
-		fmt.Fprintf(stderr, "cascade bots: %d of %d bots failed to join, %d subscribers received nothing\n",
-			rep.Failed, rep.Publishers+rep.Subscribers, rep.NoMedia)
+		for _, p := range rep.Problems() {
+			fmt.Fprintf(stderr, "cascade bots: %s\n", p)
+		}
 		return exitError
 	}
 	return exitOK
