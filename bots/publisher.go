@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"github.com/cascade-sfu/cascade/bots/media"
 	"github.com/cascade-sfu/cascade/signal/client"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
@@ -32,7 +34,19 @@ func (r *run) publish(ctx, mediaCtx context.Context, name, url, room string) (*c
 	if err != nil {
 		return nil, err
 	}
-	c, err := client.Dial(ctx, url, client.Options{Token: tok, NoAutoSubscribe: true, LoopbackOnly: r.o.LoopbackOnly})
+	// A keyframe request (PLI or FIR) from the node makes the video loop send the clip's next
+	// keyframe at once, as a real encoder would, so a subscriber that joins, resumes or switches
+	// decodes without waiting for the clip's own keyframe.
+	keyframe := new(atomic.Bool)
+	onRTCP := func(pkts []rtcp.Packet) {
+		for _, p := range pkts {
+			switch p.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				keyframe.Store(true)
+			}
+		}
+	}
+	c, err := client.Dial(ctx, url, client.Options{Token: tok, NoAutoSubscribe: true, LoopbackOnly: r.o.LoopbackOnly, OnPublisherRTCP: onRTCP})
 	if err != nil {
 		return nil, fmt.Errorf("%s: join %s: %w", name, url, err)
 	}
@@ -41,6 +55,7 @@ func (r *run) publish(ctx, mediaCtx context.Context, name, url, room string) (*c
 		log   *sendLog
 		loop  func(context.Context, *webrtc.TrackLocalStaticRTP, *sendLog)
 	}
+	video := func(ctx context.Context, t *webrtc.TrackLocalStaticRTP, l *sendLog) { loopVideo(ctx, t, l, keyframe) }
 	var srcs []src
 	if r.o.Video {
 		t, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", name)
@@ -48,7 +63,7 @@ func (r *run) publish(ctx, mediaCtx context.Context, name, url, room string) (*c
 			c.Abort()
 			return nil, err
 		}
-		srcs = append(srcs, src{t, newSendLog(videoStep), loopVideo})
+		srcs = append(srcs, src{t, newSendLog(videoStep), video})
 	}
 	if r.o.Audio {
 		t, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", name)
@@ -98,36 +113,70 @@ func pace(ctx context.Context, start time.Time, i int, period time.Duration) boo
 	}
 }
 
-// loopVideo sends the VP8 clip in a loop at 30 frames per second, paced by frame count.
-func loopVideo(ctx context.Context, track *webrtc.TrackLocalStaticRTP, log *sendLog) {
+// clipFrame is one VP8 frame of the clip.
+type clipFrame struct {
+	data []byte
+	key  bool
+}
+
+// videoClip reads the VP8 clip's frames.
+func videoClip() ([]clipFrame, error) {
+	rd, _, err := ivfreader.NewWith(bytes.NewReader(media.VideoIVF))
+	if err != nil {
+		return nil, err
+	}
+	var frames []clipFrame
+	for {
+		payload, _, err := rd.ParseNextFrame()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		// VP8 frame tag (RFC 6386 9.1): bit 0 of the first byte is 0 for a keyframe.
+		frames = append(frames, clipFrame{data: payload, key: len(payload) > 0 && payload[0]&1 == 0})
+	}
+	if len(frames) == 0 || !frames[0].key {
+		return nil, errors.New("video clip: empty or not starting with a keyframe")
+	}
+	return frames, nil
+}
+
+// nextKeyframe is the index of the first keyframe at or after i, wrapping around the loop.
+func nextKeyframe(frames []clipFrame, i int) int {
+	for n := range frames {
+		if j := (i + n) % len(frames); frames[j].key {
+			return j
+		}
+	}
+	return 0
+}
+
+// loopVideo sends the VP8 clip in a loop at 30 frames per second, paced by frame count. When
+// keyframe is set, the next frame sent is the clip's next keyframe.
+func loopVideo(ctx context.Context, track *webrtc.TrackLocalStaticRTP, log *sendLog, keyframe *atomic.Bool) {
+	frames, err := videoClip()
+	if err != nil {
+		return
+	}
 	pk := rtp.NewPacketizer(mtu, 96, 0, &codecs.VP8Payloader{EnablePictureID: true}, rtp.NewRandomSequencer(), 90000)
 	start := time.Now()
-	for frame := 0; ; {
-		rd, _, err := ivfreader.NewWith(bytes.NewReader(media.VideoIVF))
-		if err != nil {
+	for frame, i := 0, 0; ; frame, i = frame+1, (i+1)%len(frames) {
+		if !pace(ctx, start, frame, time.Second/videoFPS) {
 			return
 		}
-		for {
-			payload, _, err := rd.ParseNextFrame()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
+		if keyframe.Swap(false) {
+			i = nextKeyframe(frames, i)
+		}
+		pkts := pk.Packetize(frames[i].data, videoStep)
+		if len(pkts) == 0 {
+			continue
+		}
+		log.sent(pkts[0].Timestamp, time.Now())
+		for _, p := range pkts {
+			if err := track.WriteRTP(p); err != nil {
 				return
-			}
-			if !pace(ctx, start, frame, time.Second/videoFPS) {
-				return
-			}
-			frame++
-			pkts := pk.Packetize(payload, videoStep)
-			if len(pkts) == 0 {
-				continue
-			}
-			log.sent(pkts[0].Timestamp, time.Now())
-			for _, p := range pkts {
-				if err := track.WriteRTP(p); err != nil {
-					return
-				}
 			}
 		}
 	}

@@ -141,3 +141,29 @@ func TestReportStalls(t *testing.T) {
 		t.Fatalf("with --max-stall 0: ok %v, stalls %d", rep.OK(), rep.Stalls)
 	}
 }
+
+// TestVideoClipKeyframes: the clip has a keyframe every second (30 frames), and a keyframe
+// request jumps to the next one, wrapping around the loop.
+func TestVideoClipKeyframes(t *testing.T) {
+	frames, err := videoClip()
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := -1
+	for i, f := range frames {
+		if f.key {
+			if last >= 0 && i-last > videoFPS {
+				t.Errorf("keyframes at %d and %d: more than a second apart", last, i)
+			}
+			last = i
+		}
+	}
+	if gap := len(frames) - last; gap > videoFPS {
+		t.Errorf("last keyframe at %d of %d: the loop goes over a second without one", last, len(frames))
+	}
+	for _, c := range []struct{ from, want int }{{0, 0}, {1, 30}, {29, 30}, {30, 30}, {len(frames) - 1, 0}} {
+		if got := nextKeyframe(frames, c.from); got != c.want {
+			t.Errorf("next keyframe from %d: %d, want %d", c.from, got, c.want)
+		}
+	}
+}
