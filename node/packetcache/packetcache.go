@@ -20,6 +20,8 @@ type Cache struct {
 	mu      sync.Mutex
 	entries []entry
 	mask    uint16
+	newest  uint16 // the highest sequence number stored (RFC 1982 order)
+	stored  bool
 }
 
 // New returns a cache holding size packets; size is rounded up to a power of two (at most 32768).
@@ -41,6 +43,9 @@ func (c *Cache) Store(seq uint16, pkt []byte) {
 	e.seq = seq
 	e.n = uint16(copy(e.buf[:], pkt))
 	e.valid = true
+	if !c.stored || int16(seq-c.newest) > 0 {
+		c.newest, c.stored = seq, true
+	}
 	c.mu.Unlock()
 }
 
@@ -54,4 +59,16 @@ func (c *Cache) Get(seq uint16, dst []byte) int {
 		return 0
 	}
 	return copy(dst, e.buf[:e.n])
+}
+
+// NewestTimestamp is the RTP timestamp of the newest packet stored (false: none, or not RTP),
+// so that a packet's age is the RTP time it lags behind.
+func (c *Cache) NewestTimestamp() (uint32, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := &c.entries[c.newest&c.mask]
+	if !c.stored || !e.valid || e.seq != c.newest || e.n < 12 {
+		return 0, false
+	}
+	return uint32(e.buf[4])<<24 | uint32(e.buf[5])<<16 | uint32(e.buf[6])<<8 | uint32(e.buf[7]), true
 }

@@ -52,3 +52,23 @@ func BenchmarkStore(b *testing.B) {
 		c.Store(uint16(i), pkt)
 	}
 }
+
+func TestNewestTimestamp(t *testing.T) {
+	c := New(8)
+	if _, ok := c.NewestTimestamp(); ok {
+		t.Fatal("empty cache has a newest packet")
+	}
+	rtpPkt := func(seq uint16, ts uint32) []byte {
+		p := make([]byte, 20)
+		p[0] = 0x80
+		p[2], p[3] = byte(seq>>8), byte(seq)
+		p[4], p[5], p[6], p[7] = byte(ts>>24), byte(ts>>16), byte(ts>>8), byte(ts)
+		return p
+	}
+	c.Store(65535, rtpPkt(65535, 1000))
+	c.Store(0, rtpPkt(0, 4000)) // across the wrap: newer
+	c.Store(65534, rtpPkt(65534, 500))
+	if ts, ok := c.NewestTimestamp(); !ok || ts != 4000 {
+		t.Fatalf("newest timestamp %d, %v; want 4000 (of seq 0, stored before a late packet)", ts, ok)
+	}
+}
