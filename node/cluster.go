@@ -2,7 +2,10 @@ package node
 
 import (
 	"fmt"
+	"time"
 
+	"github.com/cascade-sfu/cascade/node/packetcache"
+	"github.com/cascade-sfu/cascade/node/rtxbudget"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -90,7 +93,7 @@ type upstreamRef struct{ u Upstream }
 // Attach adds a relay sink: a consumer, on the producer's home worker, whose packets go to w
 // with SSRC ssrc and the producer's payload type. Detach it with Consumer.Detach.
 func (p *Producer) Attach(w webrtc.TrackLocalWriter, ssrc uint32) (*Consumer, error) {
-	c := &Consumer{id: p.id, producer: p, worker: p.home, codec: p.codec()}
+	c := &Consumer{id: p.id, producer: p, worker: p.home, codec: p.codec(), rtx: rtxbudget.New(p.node.rtx, time.Now(), 0)}
 	c.bind.Store(&binding{ssrc: ssrc, clock: p.codec().ClockRate, writer: w})
 	c.resync.Store(true)
 	if !p.addConsumer(c) {
@@ -108,12 +111,26 @@ func (c *Consumer) Detach() {
 	c.worker.removeConsumer(c)
 }
 
-// Nack retransmits packets (by the sequence numbers the consumer sent) from the producer's cache.
-func (c *Consumer) Nack(seqs []uint16) {
-	buf := make([]byte, 1500)
+// Nack retransmits packets (by the sequence numbers the consumer sent) from the producer's
+// cache, within the consumer's retransmission budget (a relay child's, like a subscriber's: a
+// share of what the link carries of the producer). Over budget, the producer is asked for a
+// keyframe instead.
+func (c *Consumer) Nack(seqs []uint16) { c.nack(time.Now(), seqs) }
+
+func (c *Consumer) nack(now time.Time, seqs []uint16) {
+	buf := make([]byte, packetcache.MaxPacket)
+	c.beginFeedback(now)
+	done := 0
 	for _, s := range seqs {
-		c.retransmit(s, buf)
+		if !c.resend(s, buf) {
+			break
+		}
+		done++
 	}
+	if done < len(seqs) {
+		c.worker.rtxRefused[rtxbudget.OutOfRange].Add(uint64(len(seqs) - done))
+	}
+	c.endFeedback(false)
 }
 
 // RequestKeyframe asks the consumer's producer for a keyframe (throttled).

@@ -2,10 +2,13 @@ package node
 
 import (
 	"errors"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/cascade-sfu/cascade/node/packetcache"
+	"github.com/cascade-sfu/cascade/node/rtxbudget"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -45,13 +48,18 @@ type Consumer struct {
 	lastTS   uint32
 	lastWall time.Time
 	packets  uint32
-	octets   uint32
+	octets   atomic.Uint64 // payload bytes forwarded: sender reports, and the retransmission budget
+
+	// The retransmission budget, used by the feedback goroutine (readRTCP, or the relay's Nack).
+	rtxMu sync.Mutex
+	rtx   *rtxbudget.Budget
 
 	closeOnce sync.Once
 }
 
 func newConsumer(p *Producer, sub *Participant, w *Worker, pc *webrtc.PeerConnection) *Consumer {
-	return &Consumer{id: p.id, producer: p, sub: sub, worker: w, pc: pc, codec: p.codec()}
+	return &Consumer{id: p.id, producer: p, sub: sub, worker: w, pc: pc, codec: p.codec(),
+		rtx: rtxbudget.New(p.node.rtx, time.Now(), 0)}
 }
 
 // Bind implements webrtc.TrackLocal.
@@ -120,7 +128,7 @@ func (c *Consumer) forward(pkt *packet, now time.Time) bool {
 		c.lastWall = now
 	}
 	c.packets++
-	c.octets += uint32(len(pkt.payload))
+	c.octets.Add(uint64(len(pkt.payload))) // the budget's only per-packet cost
 	return true
 }
 
@@ -133,15 +141,16 @@ func (c *Consumer) sendReport(now time.Time) {
 	}
 	rtpTime := c.lastTS + uint32(now.Sub(c.lastWall).Seconds()*float64(b.clock))
 	_ = c.pc.WriteRTCP([]rtcp.Packet{&rtcp.SenderReport{
-		SSRC: b.ssrc, NTPTime: ntpTime(now), RTPTime: rtpTime, PacketCount: c.packets, OctetCount: c.octets,
+		SSRC: b.ssrc, NTPTime: ntpTime(now), RTPTime: rtpTime, PacketCount: c.packets, OctetCount: uint32(c.octets.Load()),
 	}})
 }
 
 // readRTCP handles the subscriber's feedback: keyframe requests go to the producer (which
-// throttles them), NACKs are answered from the producer's packet cache.
+// throttles them), NACKs are answered from the producer's packet cache within the consumer's
+// retransmission budget, receiver reports give the budget its round-trip estimate.
 func (c *Consumer) readRTCP() {
 	buf := make([]byte, 1500)
-	pkt := make([]byte, 1500)
+	pkt := make([]byte, packetcache.MaxPacket)
 	for {
 		n, _, err := c.sender.Read(buf)
 		if err != nil {
@@ -151,34 +160,123 @@ func (c *Consumer) readRTCP() {
 		if err != nil {
 			continue
 		}
+		now := time.Now()
+		c.beginFeedback(now)
+		pli := false
 		for _, p := range pkts {
 			switch p := p.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				c.producer.RequestKeyframe()
+				pli = true
+			case *rtcp.ReceiverReport:
+				c.observeRTT(p.Reports, now)
 			case *rtcp.TransportLayerNack:
-				for _, pair := range p.Nacks {
-					pair.Range(func(seq uint16) bool {
-						c.retransmit(seq, pkt)
-						return true
-					})
-				}
+				c.nackPairs(p.Nacks, pkt)
 			}
+		}
+		c.endFeedback(pli)
+	}
+}
+
+// beginFeedback starts handling one feedback packet under the retransmission budget.
+func (c *Consumer) beginFeedback(now time.Time) {
+	c.rtxMu.Lock()
+	c.rtx.Begin(now, c.octets.Load())
+	c.rtxMu.Unlock()
+}
+
+// endFeedback asks the producer for a keyframe when the subscriber did, or when the budget
+// stopped retransmitting (the request is collapsed per producer).
+func (c *Consumer) endFeedback(pli bool) {
+	c.rtxMu.Lock()
+	kf := c.rtx.Keyframe()
+	c.rtxMu.Unlock()
+	if kf && c.producer.kind == webrtc.RTPCodecTypeVideo {
+		c.worker.rtxKeyframes.Add(1)
+	}
+	if kf || pli {
+		c.producer.RequestKeyframe()
+	}
+}
+
+// nackPairs answers the sequence numbers of one NACK, as far as the budget allows.
+func (c *Consumer) nackPairs(pairs []rtcp.NackPair, buf []byte) {
+	total, done := 0, 0
+	for _, pair := range pairs {
+		total += 1 + bits.OnesCount16(uint16(pair.LostPackets))
+	}
+	for _, pair := range pairs {
+		more := true
+		pair.Range(func(seq uint16) bool {
+			if more = c.resend(seq, buf); more {
+				done++
+			}
+			return more
+		})
+		if !more {
+			break
+		}
+	}
+	if done < total {
+		c.worker.rtxRefused[rtxbudget.OutOfRange].Add(uint64(total - done))
+	}
+}
+
+// observeRTT feeds the budget the round trip of a receiver report block about this consumer:
+// now minus the sender report it echoes (LSR) minus the time the receiver held it (DLSR).
+func (c *Consumer) observeRTT(reports []rtcp.ReceptionReport, now time.Time) {
+	b := c.bind.Load()
+	if b == nil {
+		return
+	}
+	for _, r := range reports {
+		if r.SSRC != b.ssrc || r.LastSenderReport == 0 {
+			continue
+		}
+		if rtt, ok := rttFromReport(now, r.LastSenderReport, r.Delay); ok {
+			c.rtxMu.Lock()
+			c.rtx.ObserveRTT(rtt)
+			c.rtxMu.Unlock()
 		}
 	}
 }
 
-func (c *Consumer) retransmit(outSeq uint16, buf []byte) {
+// rttFromReport is the round trip of a report block received at now (RFC 3550 6.4.1).
+func rttFromReport(now time.Time, lsr, dlsr uint32) (time.Duration, bool) {
+	d := uint32(ntpTime(now)>>16) - lsr - dlsr // 1/65536 s
+	if int32(d) < 0 {
+		return 0, false
+	}
+	return time.Duration(uint64(d) * uint64(time.Second) >> 16), true
+}
+
+// resend answers one NACKed sequence number (as the consumer sent it) from the producer's
+// cache, if the budget allows; it reports false once the NACK's sequence numbers are past the
+// budget's bound (the caller counts the rest).
+func (c *Consumer) resend(outSeq uint16, buf []byte) bool {
 	b := c.bind.Load()
 	if b == nil || c.paused.Load() {
-		return
+		return true
 	}
-	n := c.producer.cache.Get(outSeq+uint16(c.offset.Load()), buf)
-	if n == 0 {
-		return
+	c.rtxMu.Lock()
+	v := c.rtx.Admit(outSeq)
+	c.rtxMu.Unlock()
+	if v == rtxbudget.OutOfRange {
+		return false
 	}
 	var p rtp.Packet
-	if err := p.Unmarshal(buf[:n]); err != nil {
-		return
+	n := 0
+	if v == rtxbudget.Resend {
+		size, age := 0, time.Duration(0)
+		if n = c.producer.cache.Get(outSeq+uint16(c.offset.Load()), buf); n > 0 && p.Unmarshal(buf[:n]) == nil {
+			size, age = len(p.Payload), c.age(p.Timestamp, b.clock)
+		}
+		c.rtxMu.Lock()
+		v = c.rtx.Spend(outSeq, size, age)
+		c.rtxMu.Unlock()
+	}
+	if v != rtxbudget.Resend {
+		c.worker.rtxRefused[v].Add(1)
+		return true
 	}
 	p.SSRC = b.ssrc
 	if b.pt != 0 {
@@ -188,8 +286,20 @@ func (c *Consumer) retransmit(outSeq uint16, buf []byte) {
 	p.Extension = false
 	p.Extensions = nil
 	if _, err := b.writer.WriteRTP(&p.Header, p.Payload); err == nil {
+		c.worker.rtxPackets.Add(1)
+		c.worker.rtxBytes.Add(uint64(n))
 		c.producer.node.metrics.nackRetransmits.Add(1)
 	}
+	return true
+}
+
+// age is how far a cached packet's RTP time lags behind the newest packet of the producer.
+func (c *Consumer) age(ts, clock uint32) time.Duration {
+	newest, ok := c.producer.cache.NewestTimestamp()
+	if !ok || clock == 0 || int32(newest-ts) <= 0 {
+		return 0
+	}
+	return time.Duration(newest-ts) * time.Second / time.Duration(clock)
 }
 
 // ConsumerInfo describes a consumer.

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"sync/atomic"
 
+	"github.com/cascade-sfu/cascade/node/rtxbudget"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -16,6 +17,8 @@ type metrics struct {
 	keyframesCollapsed atomic.Uint64
 
 	rooms, participants, routers, producers, consumers, packets, bytes, dropped, keyframes, nacks *prometheus.Desc
+
+	rtxPackets, rtxBytes, rtxRefused, rtxKeyframes *prometheus.Desc
 }
 
 func newMetrics(n *Node) *metrics {
@@ -31,11 +34,20 @@ func newMetrics(n *Node) *metrics {
 		dropped:      prometheus.NewDesc("cascade_dropped_packets_total", "Packets dropped because a worker's queue was full.", wl, nil),
 		keyframes:    prometheus.NewDesc("cascade_keyframe_requests_total", "Keyframe requests from consumers, sent upstream or collapsed.", []string{"result"}, nil),
 		nacks:        prometheus.NewDesc("cascade_nack_retransmits_total", "Packets retransmitted from producer caches on NACK.", nil, nil),
+		rtxPackets:   prometheus.NewDesc("cascade_rtx_packets_total", "Packets retransmitted on NACK to subscribers and relay children, per worker.", wl, nil),
+		rtxBytes:     prometheus.NewDesc("cascade_rtx_bytes_total", "RTP bytes retransmitted on NACK, per worker.", wl, nil),
+		rtxRefused: prometheus.NewDesc("cascade_rtx_refused_total", "NACKed packets not retransmitted, per worker, by reason: budget (the consumer's "+
+			"retransmission budget is spent), congested (the NACKed share says the path is congested), duplicate (resent within "+
+			"the round trip), too_old (past its useful life or no longer cached), range (past the sequence numbers handled per NACK).",
+			[]string{"worker", "reason"}, nil),
+		rtxKeyframes: prometheus.NewDesc("cascade_rtx_keyframe_requests_total", "Keyframe requests made instead of retransmissions "+
+			"(a consumer's budget spent or its path congested), before the per-producer collapse, per worker.", wl, nil),
 	}
 }
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.rooms, m.participants, m.routers, m.producers, m.consumers, m.packets, m.bytes, m.dropped, m.keyframes, m.nacks} {
+	for _, d := range []*prometheus.Desc{m.rooms, m.participants, m.routers, m.producers, m.consumers, m.packets, m.bytes, m.dropped, m.keyframes, m.nacks,
+		m.rtxPackets, m.rtxBytes, m.rtxRefused, m.rtxKeyframes} {
 		ch <- d
 	}
 }
@@ -52,6 +64,15 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(m.packets, prometheus.CounterValue, float64(w.Packets), i)
 		ch <- prometheus.MustNewConstMetric(m.bytes, prometheus.CounterValue, float64(w.Bytes), i)
 		ch <- prometheus.MustNewConstMetric(m.dropped, prometheus.CounterValue, float64(w.Dropped), i)
+	}
+	for _, w := range m.n.workers {
+		i := strconv.Itoa(w.index)
+		ch <- prometheus.MustNewConstMetric(m.rtxPackets, prometheus.CounterValue, float64(w.rtxPackets.Load()), i)
+		ch <- prometheus.MustNewConstMetric(m.rtxBytes, prometheus.CounterValue, float64(w.rtxBytes.Load()), i)
+		ch <- prometheus.MustNewConstMetric(m.rtxKeyframes, prometheus.CounterValue, float64(w.rtxKeyframes.Load()), i)
+		for v := rtxbudget.Verdict(1); v < rtxbudget.NumVerdicts; v++ {
+			ch <- prometheus.MustNewConstMetric(m.rtxRefused, prometheus.CounterValue, float64(w.rtxRefused[v].Load()), i, v.String())
+		}
 	}
 	ch <- prometheus.MustNewConstMetric(m.keyframes, prometheus.CounterValue, float64(m.keyframesSent.Load()), "sent")
 	ch <- prometheus.MustNewConstMetric(m.keyframes, prometheus.CounterValue, float64(m.keyframesCollapsed.Load()), "collapsed")

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cascade-sfu/cascade/node/rtxbudget"
 	"github.com/hashicorp/go-hclog"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -38,6 +39,7 @@ type Node struct {
 	draining atomic.Bool
 	cluster  Cluster // nil: a single node
 	relay    atomic.Pointer[string]
+	rtx      rtxbudget.Config // every consumer's retransmission budget
 
 	mu    sync.Mutex
 	rooms map[string]*Room
@@ -58,7 +60,8 @@ func New(o Options) (*Node, error) {
 		o.ID = "N" + randomID()[:10]
 	}
 	n := &Node{opts: o, log: o.Logger.With("node", o.ID), rooms: make(map[string]*Room),
-		identities: make(map[string]map[string]*Participant), stop: make(chan struct{}), started: time.Now()}
+		identities: make(map[string]map[string]*Participant), stop: make(chan struct{}), started: time.Now(),
+		rtx: rtxbudget.Config{Share: float64(o.RTXBudget) / 100}.WithDefaults()}
 	if err := n.startNATS(); err != nil {
 		return nil, err
 	}

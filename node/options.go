@@ -56,6 +56,10 @@ type Options struct {
 	NATSStoreDir string
 	// KeyframeInterval is the shortest time between two keyframe requests sent to one producer.
 	KeyframeInterval time.Duration
+	// RTXBudget caps the retransmissions to one subscriber (or relay child), in percent of the
+	// media bytes forwarded to it (0 means DefaultRTXBudget; negative: no retransmissions, NACKs
+	// turn into keyframe requests). See package rtxbudget for the rest of the policy.
+	RTXBudget int
 	// WorkerConsumers is how many consumers one room may have on one worker before further
 	// subscribers of that room go to a router on another worker.
 	WorkerConsumers int
@@ -75,6 +79,7 @@ type Options struct {
 const (
 	DefaultKeyframeInterval = 500 * time.Millisecond
 	DefaultWorkerConsumers  = 100
+	DefaultRTXBudget        = 25 // percent
 	DefaultHeartbeat        = time.Second
 	DefaultNATSListen       = "127.0.0.1:4222"
 )
@@ -88,6 +93,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.KeyframeInterval <= 0 {
 		o.KeyframeInterval = DefaultKeyframeInterval
+	}
+	if o.RTXBudget == 0 {
+		o.RTXBudget = DefaultRTXBudget
 	}
 	if o.WorkerConsumers <= 0 {
 		o.WorkerConsumers = DefaultWorkerConsumers

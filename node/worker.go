@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cascade-sfu/cascade/node/rtxbudget"
 	"github.com/cascade-sfu/cascade/node/udpbatch"
 	"github.com/hashicorp/go-hclog"
 	"github.com/pion/dtls/v3"
@@ -56,6 +57,12 @@ type Worker struct {
 	packets    atomic.Uint64
 	bytes      atomic.Uint64
 	dropped    atomic.Uint64
+
+	// Retransmissions on NACK (written by the consumers' feedback goroutines, not per packet).
+	rtxPackets   atomic.Uint64
+	rtxBytes     atomic.Uint64
+	rtxKeyframes atomic.Uint64                        // keyframe requests instead of retransmissions
+	rtxRefused   [rtxbudget.NumVerdicts]atomic.Uint64 // NACKed packets not resent, by reason
 }
 
 func newWorker(index int, o Options) (*Worker, error) {
