@@ -1,0 +1,260 @@
+package bots_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cascade-sfu/cascade/bots"
+	"github.com/cascade-sfu/cascade/internal/harness"
+)
+
+// The bad-day tests: real node processes in network namespaces, the bots as the real `cascade
+// bots` command, and a fault in the middle of the run. What the bots report is checked against
+// what the nodes forwarded, read from their /stats while the run goes on.
+
+// faultCluster is three nodes on one external NATS server, each on its own host, and a host
+// for the bots.
+type faultCluster struct {
+	bin   string
+	nats  *harness.Process
+	hosts []*harness.Host // n0 (origin), n1, n2
+	nodes []*harness.Process
+	bots  *harness.Host
+}
+
+const faultPort = 7880 // every node's HTTP port (each host has its own ports)
+
+func startFaultCluster(t *testing.T) *faultCluster {
+	lab := harness.New(t)
+	c := &faultCluster{bin: harness.Cascade(t)}
+	natsHost := lab.Host("nats")
+	c.nats = natsHost.Start(t, "nats-server", harness.NATSServer(t), "-a", natsHost.Addr().String(), "-p", "4222")
+	natsURL := "nats://" + net.JoinHostPort(natsHost.Addr().String(), "4222")
+	for i := range 3 {
+		h := lab.Host(fmt.Sprintf("n%d", i))
+		c.hosts = append(c.hosts, h)
+		c.nodes = append(c.nodes, h.Start(t, h.Name(), c.bin, "node", "--node-id", h.Name(), "--nats", natsURL,
+			"--http", fmt.Sprintf(":%d", faultPort), "--udp-port", "7882", "--relay", ":7881", "--public-ip", h.Addr().String(),
+			"--workers", "1", "--api-key", keys.Key, "--api-secret", keys.Secret, "--log-level", "warn"))
+	}
+	c.bots = lab.Host("bots")
+	harness.Eventually(t, 20*time.Second, func() error {
+		for i := range c.hosts {
+			var v struct {
+				Nodes []json.RawMessage `json:"nodes"`
+			}
+			if err := c.get(i, "/cluster?format=json", &v); err != nil {
+				return err
+			}
+			if len(v.Nodes) != 3 {
+				return fmt.Errorf("n%d sees %d nodes", i, len(v.Nodes))
+			}
+		}
+		return nil
+	})
+	return c
+}
+
+func (c *faultCluster) url(i int) string {
+	return fmt.Sprintf("ws://%s", net.JoinHostPort(c.hosts[i].Addr().String(), fmt.Sprint(faultPort)))
+}
+
+// get fetches path from node i into v, over a connection made on the bots' host.
+func (c *faultCluster) get(i int, path string, v any) error {
+	h := c.bots
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, addr string) (conn net.Conn, err error) {
+			err = h.Do(func() error {
+				conn, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+				return err
+			})
+			return conn, err
+		},
+	}}
+	resp, err := client.Get(fmt.Sprintf("http://%s%s", net.JoinHostPort(c.hosts[i].Addr().String(), fmt.Sprint(faultPort)), path))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", path, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// nodeStats is what the test reads of a node's /stats.
+type nodeStats struct {
+	Consumers int64 `json:"consumers"`
+	Workers   []struct {
+		Packets uint64 `json:"forwarded_packets"`
+	} `json:"workers"`
+}
+
+func (c *faultCluster) stats(i int) (nodeStats, uint64, error) {
+	var s nodeStats
+	err := c.get(i, "/stats", &s)
+	var pkts uint64
+	for _, w := range s.Workers {
+		pkts += w.Packets
+	}
+	return s, pkts, err
+}
+
+// runBots starts `cascade bots`: the publisher on n0, subs subscribers over n1 and n2, for
+// hold once all joined. It returns the process and the path of its JSON report.
+func (c *faultCluster) runBots(t *testing.T, subs int, hold time.Duration) (*harness.Process, string) {
+	out := filepath.Join(t.TempDir(), "report.json")
+	p := c.bots.Start(t, "bots", c.bin, "bots", "--publish-url", c.url(0), "--url", c.url(1)+","+c.url(2),
+		"--room", "faults", "--publishers", "1", "--subscribers", fmt.Sprint(subs), "--duration", hold.String(),
+		"--rate", "20", "--max-stall", "2s", "--api-key", keys.Key, "--api-secret", keys.Secret, "--quiet", "--json", out)
+	// Every subscriber is served by the edge it joined (half each), with media flowing there.
+	harness.Eventually(t, 30*time.Second, func() error {
+		for _, i := range []int{1, 2} {
+			s, pkts, err := c.stats(i)
+			if err != nil {
+				return err
+			}
+			if s.Consumers < int64(subs) || pkts == 0 { // subs/2 subscribers x 2 tracks
+				return fmt.Errorf("n%d: %d consumers, %d packets forwarded", i, s.Consumers, pkts)
+			}
+		}
+		return nil
+	})
+	return p, out
+}
+
+// flatFor watches node i's forwarded packets for d and returns the longest time (sampled every
+// 250 ms) the counter did not move: the ground truth the bots' report is checked against.
+func (c *faultCluster) flatFor(i int, d time.Duration) time.Duration {
+	var longest time.Duration
+	var last uint64
+	var since time.Time
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
+		_, pkts, err := c.stats(i)
+		now := time.Now()
+		if err == nil && pkts != last {
+			last, since = pkts, now
+			continue
+		}
+		if !since.IsZero() {
+			longest = max(longest, now.Sub(since))
+		}
+	}
+	return longest
+}
+
+func readReport(t *testing.T, path string) *bots.Report {
+	t.Helper()
+	var rep bots.Report
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	return &rep
+}
+
+// TestFaultEdgeKilledBotsSeeStalls: an edge node dies (SIGKILL) under load; its subscribers stop
+// receiving. The report names each of them as stalled on that node, not recovered, says how
+// much of the run was without media, and `cascade bots` exits non-zero; the other edge's
+// subscribers have no stall.
+func TestFaultEdgeKilledBotsSeeStalls(t *testing.T) {
+	c := startFaultCluster(t)
+	const subs = 6
+	p, out := c.runBots(t, subs, 12*time.Second)
+	time.Sleep(2 * time.Second) // media flowing for a while before the fault
+	c.nodes[2].Kill()
+	code, err := p.Wait(60 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code == 0 {
+		t.Fatalf("cascade bots exited 0 although an edge died:\n%s", p.Output())
+	}
+	if !strings.Contains(p.Output(), "stalls longer than --max-stall") || !strings.Contains(p.Output(), c.url(2)) {
+		t.Errorf("the output does not name the stalled subscribers and their node:\n%s", p.Output())
+	}
+	rep := readReport(t, out)
+	for _, b := range rep.Bots {
+		onDead := strings.HasPrefix(b.URL, c.url(2))
+		switch {
+		case onDead && (len(b.Stalls) == 0 || b.Stalls[len(b.Stalls)-1].Recovered || b.Stalls[len(b.Stalls)-1].DurationMs < 5000):
+			t.Errorf("%s on the killed node: stalls %+v, want one of several seconds, not recovered", b.Name, b.Stalls)
+		case !onDead && len(b.Stalls) > 0:
+			t.Errorf("%s on the live edge: stalls %+v", b.Name, b.Stalls)
+		}
+	}
+	if rep.StalledSubscribers != subs/2 || len(rep.OverMaxStall) != subs/2 {
+		t.Errorf("%d stalled subscribers, %d over the limit; want %d", rep.StalledSubscribers, len(rep.OverMaxStall), subs/2)
+	}
+	if rep.StalledPct < 10 {
+		t.Errorf("%.1f%% of subscriber-seconds without media, want a share that shows half the viewers gone", rep.StalledPct)
+	}
+	stalled := 0
+	for _, s := range rep.Timeline {
+		stalled = max(stalled, s.Stalled)
+	}
+	if stalled != subs/2 {
+		t.Errorf("the timeline shows at most %d subscribers stalled, want %d", stalled, subs/2)
+	}
+}
+
+// TestFaultNATSFrozenBotsAgreeWithNodes: the NATS server freezes (SIGSTOP) for 10 s. Whatever the nodes do
+// with that, the bots' report must agree with what the edges forwarded: when an edge stopped
+// forwarding for longer than --max-stall, its subscribers are reported stalled and the run
+// fails; when media kept flowing, no stall is reported.
+func TestFaultNATSFrozenBotsAgreeWithNodes(t *testing.T) {
+	c := startFaultCluster(t)
+	const subs = 6
+	p, out := c.runBots(t, subs, 16*time.Second)
+	time.Sleep(2 * time.Second)
+	c.nats.Stop()
+	flat := make([]time.Duration, 3)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		flat[2] = c.flatFor(2, 10*time.Second)
+	}()
+	flat[1] = c.flatFor(1, 10*time.Second)
+	<-done
+	c.nats.Cont()
+	code, err := p.Wait(60 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := readReport(t, out)
+	t.Logf("edges forwarded nothing for up to %v (n1) and %v (n2); bots: exit %d, %d stalls in %d subscribers, longest %.1f s",
+		flat[1], flat[2], code, rep.Stalls, rep.StalledSubscribers, rep.LongestStallMs/1000)
+	for _, i := range []int{1, 2} {
+		var stalled int
+		for _, b := range rep.Bots {
+			if strings.HasPrefix(b.URL, c.url(i)) && b.LongestGapMs > 1000 && len(b.Stalls) > 0 {
+				stalled++
+			}
+		}
+		switch {
+		case flat[i] > 3*time.Second && stalled != subs/2:
+			t.Errorf("n%d forwarded nothing for %v, but the bots report %d of its %d subscribers stalled", i, flat[i], stalled, subs/2)
+		case flat[i] < time.Second && stalled != 0:
+			t.Errorf("n%d kept forwarding, but the bots report %d of its subscribers stalled", i, stalled)
+		}
+	}
+	if flat[1] > 3*time.Second || flat[2] > 3*time.Second {
+		if code == 0 || len(rep.OverMaxStall) == 0 {
+			t.Errorf("an edge stopped for over 3 s but the run passed (exit %d):\n%s", code, p.Output())
+		}
+	} else if code != 0 {
+		t.Errorf("media kept flowing but the run failed (exit %d):\n%s", code, p.Output())
+	}
+}
