@@ -41,6 +41,7 @@ type Config struct {
 	LoopbackOnly     bool          `yaml:"loopback-only"`
 	KeyframeInterval time.Duration `yaml:"keyframe-interval"`
 	WorkerConsumers  int           `yaml:"worker-consumers"`
+	RTXBudget        int           `yaml:"rtx-budget"`
 	Relay            string        `yaml:"relay"`
 	RelayFanout      int           `yaml:"relay-fanout"`
 	NATSCluster      string        `yaml:"nats-cluster"`
@@ -68,6 +69,7 @@ func defaultConfig() Config {
 		LogLevel:         "info",
 		KeyframeInterval: 500 * time.Millisecond,
 		WorkerConsumers:  node.DefaultWorkerConsumers,
+		RTXBudget:        node.DefaultRTXBudget,
 		Relay:            ":7881",
 		RelayFanout:      cluster.DefaultFanout,
 		DrainTimeout:     30 * time.Second,
@@ -96,6 +98,7 @@ func nodeFlags(c *Config, configPath *string) *flag.FlagSet {
 	fs.BoolVar(&c.LoopbackOnly, "loopback-only", c.LoopbackOnly, "keep all media on 127.0.0.1 (tests, single-machine demos)")
 	fs.DurationVar(&c.KeyframeInterval, "keyframe-interval", c.KeyframeInterval, "shortest time between two keyframe requests to one producer")
 	fs.IntVar(&c.WorkerConsumers, "worker-consumers", c.WorkerConsumers, "consumers of one room on one worker before the room spreads to another worker")
+	fs.IntVar(&c.RTXBudget, "rtx-budget", c.RTXBudget, "retransmissions to one subscriber or relay child on NACK, in percent of the media bytes sent to it (0: none, keyframe requests instead)")
 	fs.StringVar(&c.Relay, "relay", c.Relay, "UDP listen address of the relay links to other nodes")
 	fs.IntVar(&c.RelayFanout, "relay-fanout", c.RelayFanout, "K: a node relays one producer to at most K other nodes; further nodes attach to nodes that carry it")
 	fs.StringVar(&c.NATSCluster, "nats-cluster", c.NATSCluster, "route listen address of the embedded NATS server (host:port); with --nats-routes the nodes' servers form one NATS cluster")
@@ -235,6 +238,9 @@ func (c Config) Validate() error {
 	if c.WorkerConsumers < 0 {
 		return fmt.Errorf("worker-consumers %d: must not be negative", c.WorkerConsumers)
 	}
+	if c.RTXBudget < 0 || c.RTXBudget > 100 {
+		return fmt.Errorf("rtx-budget %d: want a percentage, 0..100", c.RTXBudget)
+	}
 	if err := validateListen("relay", c.Relay); err != nil {
 		return err
 	}
@@ -330,6 +336,14 @@ func validateKeys(key, secret string) error {
 		return fmt.Errorf("api-secret is %d bytes: want at least %d", len(secret), minSecretLen)
 	}
 	return nil
+}
+
+// rtxBudget is the node option for --rtx-budget: 0 (no retransmissions) is negative there.
+func (c Config) rtxBudget() int {
+	if c.RTXBudget == 0 {
+		return -1
+	}
+	return c.RTXBudget
 }
 
 // keysOrDev returns the API key pair, or the development pair (and true) when none is configured.

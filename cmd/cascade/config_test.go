@@ -34,7 +34,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	}
 	want := Config{
 		HTTP: ":7880", UDPPort: 7882, NATSListen: "127.0.0.1:4222", LogLevel: "info",
-		KeyframeInterval: 500 * time.Millisecond, WorkerConsumers: node.DefaultWorkerConsumers,
+		KeyframeInterval: 500 * time.Millisecond, WorkerConsumers: node.DefaultWorkerConsumers, RTXBudget: 25,
 		Relay: ":7881", RelayFanout: 3, DrainTimeout: 30 * time.Second, NATSClusterName: "cascade",
 	}
 	if got != want {
@@ -53,6 +53,7 @@ log-json: true
 keyframe-interval: 250ms
 worker-consumers: 7
 workers: 3
+rtx-budget: 10
 `)
 	getenv := env(map[string]string{
 		"CASCADE_UDP_PORT":    "20000",
@@ -64,6 +65,7 @@ workers: 3
 		"CASCADE_PUBLIC_IP":   "",   // empty counts as unset
 		"CASCADE_NODE_ID":     "",   // so the YAML value stays
 		"CASCADE_UNKNOWN_VAR": "42", // not a flag: ignored
+		"CASCADE_RTX_BUDGET":  "40",
 	})
 	got, err := loadConfig([]string{"--config", path, "--region", "from-flag", "--workers=0", "--public-ip", "192.0.2.1"}, getenv)
 	if err != nil {
@@ -83,6 +85,7 @@ workers: 3
 		LogJSON:          false, // env false over YAML true
 		KeyframeInterval: 250 * time.Millisecond,
 		WorkerConsumers:  7,
+		RTXBudget:        40, // env over YAML
 		Relay:            ":7881",
 		RelayFanout:      3,
 		DrainTimeout:     30 * time.Second,
@@ -164,6 +167,8 @@ func TestLoadConfigErrors(t *testing.T) {
 		{name: "negative workers", args: []string{"--workers=-2"}, want: "workers -2"},
 		{name: "negative keyframe interval", args: []string{"--keyframe-interval=-1s"}, want: "keyframe-interval"},
 		{name: "negative worker consumers", args: []string{"--worker-consumers=-1"}, want: "worker-consumers"},
+		{name: "rtx budget negative", args: []string{"--rtx-budget=-1"}, want: "rtx-budget -1"},
+		{name: "rtx budget over 100", env: map[string]string{"CASCADE_RTX_BUDGET": "150"}, want: "rtx-budget 150"},
 		{name: "key without secret", args: []string{"--api-key", "k"}, want: "api-secret is not"},
 		{name: "secret without key", args: []string{"--api-secret", "0123456789abcdef"}, want: "api-key is not"},
 		{name: "short secret", args: []string{"--api-key", "k", "--api-secret", "short"}, want: "api-secret is 5 bytes"},
@@ -188,6 +193,20 @@ func TestLoadConfigErrors(t *testing.T) {
 func TestLoadConfigHelp(t *testing.T) {
 	if _, err := loadConfig([]string{"-h"}, env(nil)); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-h: %v, want flag.ErrHelp", err)
+	}
+}
+
+// TestRTXBudgetOption: --rtx-budget 0 means no retransmissions, a negative node option (the
+// node's zero value is its default).
+func TestRTXBudgetOption(t *testing.T) {
+	for flagValue, want := range map[string]int{"0": -1, "1": 1, "25": 25, "100": 100} {
+		cfg, err := loadConfig([]string{"--rtx-budget", flagValue}, env(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.rtxBudget(); got != want {
+			t.Errorf("--rtx-budget %s: node option %d, want %d", flagValue, got, want)
+		}
 	}
 }
 

@@ -195,6 +195,7 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 		NATSListen:       cfg.NATSListen,
 		KeyframeInterval: cfg.KeyframeInterval,
 		WorkerConsumers:  cfg.WorkerConsumers,
+		RTXBudget:        cfg.rtxBudget(),
 		Naive:            cfg.NaiveBaseline,
 		NATSCluster:      cfg.NATSCluster,
 		NATSRoutes:       cfg.routes(),

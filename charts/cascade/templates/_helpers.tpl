@@ -173,6 +173,7 @@ API key pair and the host-derived public IP come from the environment instead. *
   "workers" (int .Values.node.workers)
   "worker-consumers" (int .Values.node.workerConsumers)
   "keyframe-interval" .Values.node.keyframeInterval
+  "rtx-budget" (int .Values.node.rtxBudget)
   "relay-fanout" (int .Values.node.relayFanout)
   "drain-timeout" (printf "%ds" (int .Values.drain.timeoutSeconds))
   "log-level" .Values.node.logLevel
