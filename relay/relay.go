@@ -2,6 +2,10 @@
 // of nodes (SRTP with AES-GCM, keys exchanged over NATS by the cluster layer) multiplexing
 // every producer piped between them, each under its own SSRC. A datagram that does not come
 // from a known peer, or fails authentication, is dropped and counted.
+//
+// Each side of a link picks the key it receives with and tells the peer, who sends with it.
+// So a node that asks a peer to send (Expect, then the request) can take the peer's first
+// packet the moment it arrives, even before the peer's answer does.
 package relay
 
 import (
@@ -27,8 +31,9 @@ const KeyLen = 16 + 12
 
 // Errors.
 var (
-	ErrBadKey = errors.New("relay: bad link key")
-	ErrClosed = errors.New("relay: transport closed")
+	ErrBadKey    = errors.New("relay: bad link key")
+	ErrClosed    = errors.New("relay: transport closed")
+	ErrNotLinked = errors.New("relay: the peer's key is not known yet")
 )
 
 // Handler receives what arrives on the links, on the transport's read goroutine.
@@ -96,61 +101,74 @@ func NewKey() []byte {
 	return k
 }
 
-// Link returns the link to peer, creating it (with a fresh sending key) if needed. addr is the
-// peer's relay address and peerKey the key the peer sends with; both replace what the link had
-// (the peer may have restarted).
+// Expect readies the link to peer to receive before this side asks the peer to send: from now
+// on datagrams from addr (the peer's relay address) are the peer's, decrypted with the link's
+// receiving key (Key), which the caller hands to the peer. The link sends once Link gives it
+// the peer's key.
+func (t *Transport) Expect(peer string, addr netip.AddrPort) (*Link, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	l, err := t.linkLocked(peer)
+	if err != nil {
+		return nil, err
+	}
+	if a := l.addr.Load(); a == nil || *a != addr {
+		l.addr.Store(&addr)
+		t.indexLocked()
+	}
+	return l, nil
+}
+
+// Link returns the link to peer, creating it (with a fresh receiving key) if needed. addr is
+// the peer's relay address and peerKey the key the peer receives with, so this side sends with
+// it; both replace what the link had (the peer may have restarted).
 func (t *Transport) Link(peer string, addr netip.AddrPort, peerKey []byte) (*Link, error) {
 	if len(peerKey) != KeyLen {
 		return nil, ErrBadKey
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.closed {
-		return nil, ErrClosed
+	l, err := t.linkLocked(peer)
+	if err != nil {
+		return nil, err
 	}
-	l := t.links[peer]
-	if l == nil {
-		l = &Link{Peer: peer, t: t, txKey: NewKey()}
-		tx, err := newContext(l.txKey)
-		if err != nil {
-			return nil, err
-		}
-		l.tx = tx
-		t.links[peer] = l
-	}
-	if string(l.rxKey) != string(peerKey) {
-		rx, err := newContext(peerKey)
+	if string(l.txKey) != string(peerKey) {
+		tx, err := newContext(peerKey)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrBadKey, err)
 		}
-		l.rx.Store(rx)
-		l.rxKey = append([]byte(nil), peerKey...)
+		l.txKey = append([]byte(nil), peerKey...)
+		l.mu.Lock()
+		l.tx = tx
+		l.mu.Unlock()
 	}
-	l.addr.Store(&addr)
-	t.indexLocked()
+	if a := l.addr.Load(); a == nil || *a != addr {
+		l.addr.Store(&addr)
+		t.indexLocked()
+	}
+	return l, nil
+}
+
+// linkLocked returns the link to peer, creating it with a fresh receiving key if needed.
+func (t *Transport) linkLocked(peer string) (*Link, error) {
+	if t.closed {
+		return nil, ErrClosed
+	}
+	if l := t.links[peer]; l != nil {
+		return l, nil
+	}
+	l := &Link{Peer: peer, t: t, rxKey: NewKey()}
+	rx, err := newContext(l.rxKey)
+	if err != nil {
+		return nil, err
+	}
+	l.rx = rx
+	t.links[peer] = l
 	return l, nil
 }
 
 func newContext(key []byte) (*srtp.Context, error) {
 	return srtp.CreateContext(key[:16], key[16:], profile)
-}
-
-// LinkKey returns the sending key of the link to peer, creating the link's sending half if
-// needed (before the peer's key is known, as in a pipe request).
-func (t *Transport) LinkKey(peer string) []byte {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if l := t.links[peer]; l != nil {
-		return l.txKey
-	}
-	l := &Link{Peer: peer, t: t, txKey: NewKey()}
-	tx, err := newContext(l.txKey)
-	if err != nil {
-		return nil
-	}
-	l.tx = tx
-	t.links[peer] = l
-	return l.txKey
 }
 
 // RemoveLink forgets the link to peer (the peer left the cluster).
@@ -164,13 +182,13 @@ func (t *Transport) RemoveLink(peer string) {
 	t.mu.Unlock()
 }
 
-// Links lists the peers with a link.
+// Links lists the peers with a link that sends (the peer's key is known).
 func (t *Transport) Links() []string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := make([]string, 0, len(t.links))
 	for p, l := range t.links {
-		if l.addr.Load() != nil {
+		if l.txKey != nil {
 			out = append(out, p)
 		}
 	}
@@ -214,13 +232,12 @@ func (t *Transport) read() {
 			t.DroppedUnknown.Add(1)
 			continue
 		}
-		rx := l.rx.Load()
-		if rx == nil || n < 12 {
+		if n < 12 {
 			t.DroppedMalformed.Add(1)
 			continue
 		}
 		if isRTCP(buf[:n]) {
-			out, err := rx.DecryptRTCP(plain[:0], buf[:n], nil)
+			out, err := l.rx.DecryptRTCP(plain[:0], buf[:n], nil)
 			if err != nil {
 				t.DroppedAuth.Add(1)
 				continue
@@ -233,7 +250,7 @@ func (t *Transport) read() {
 			t.handler.HandleRTCP(l, pkts)
 			continue
 		}
-		out, err := rx.DecryptRTP(plain[:0], buf[:n], &hdr)
+		out, err := l.rx.DecryptRTP(plain[:0], buf[:n], &hdr)
 		if err != nil {
 			t.DroppedAuth.Add(1)
 			continue
@@ -254,19 +271,19 @@ type Link struct {
 	t    *Transport
 
 	addr   atomic.Pointer[netip.AddrPort]
-	rx     atomic.Pointer[srtp.Context]
-	rxKey  []byte // under t.mu
+	rxKey  []byte        // set at creation: the key the peer sends with
+	rx     *srtp.Context // set at creation; used by the read goroutine only
+	txKey  []byte        // under t.mu: the key the peer receives with
 	closed atomic.Bool
 
-	mu    sync.Mutex // tx, buf and out
-	txKey []byte
-	tx    *srtp.Context
-	buf   [1600]byte
-	out   [1600]byte
+	mu  sync.Mutex // tx, buf and out
+	tx  *srtp.Context
+	buf [1600]byte
+	out [1600]byte
 }
 
-// Key is the key this side sends with.
-func (l *Link) Key() []byte { return l.txKey }
+// Key is the key this side receives with, for the peer to send with.
+func (l *Link) Key() []byte { return l.rxKey }
 
 // WriteRTP encrypts and sends one packet to the peer.
 func (l *Link) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
@@ -275,6 +292,10 @@ func (l *Link) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 		return 0, ErrClosed
 	}
 	l.mu.Lock()
+	if l.tx == nil {
+		l.mu.Unlock()
+		return 0, ErrNotLinked
+	}
 	n, err := h.MarshalTo(l.buf[:])
 	if err == nil && n+len(payload) > 1500 {
 		err = errors.New("relay: packet too large")
@@ -316,6 +337,10 @@ func (l *Link) WriteRTCP(pkts []rtcp.Packet) error {
 		return err
 	}
 	l.mu.Lock()
+	if l.tx == nil {
+		l.mu.Unlock()
+		return ErrNotLinked
+	}
 	out, err := l.tx.EncryptRTCP(l.out[:0], raw, nil)
 	if err == nil {
 		_, err = l.t.conn.WriteToUDPAddrPort(out, *a)

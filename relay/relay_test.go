@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -51,14 +52,17 @@ func pair(t *testing.T) (*Transport, *Transport, *recorder, *recorder, *Link, *L
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { a.Close(); b.Close() })
-	// The exchange the cluster layer does over NATS: a's key in the request, b's in the reply.
-	ka := a.LinkKey("B")
-	lb, err := b.Link("A", a.Addr(), ka)
+	// The exchange the cluster layer does over NATS: a's receiving key in the request, b's in
+	// the reply.
+	la, err := a.Expect("B", b.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
-	la, err := a.Link("B", b.Addr(), lb.Key())
+	lb, err := b.Link("A", a.Addr(), la.Key())
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Link("B", b.Addr(), lb.Key()); err != nil {
 		t.Fatal(err)
 	}
 	return a, b, ra, rb, la, lb
@@ -120,8 +124,8 @@ func TestForgedPacketsDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Forged under a's address: a's own socket sends a packet encrypted with a wrong key.
-	forger := &Link{Peer: "B", t: a, txKey: NewKey()}
-	forger.tx, _ = newContext(forger.txKey)
+	forger := &Link{Peer: "B", t: a}
+	forger.tx, _ = newContext(NewKey())
 	addr := b.Addr()
 	forger.addr.Store(&addr)
 	if _, err := forger.WriteRTP(&rtp.Header{Version: 2, SSRC: 11, PayloadType: 96}, []byte("evil")); err != nil {
@@ -141,6 +145,85 @@ func TestForgedPacketsDropped(t *testing.T) {
 		got, _ := rb.snapshot()
 		if len(got) != 1 || got[0] != "A/11/0/good" {
 			return fmt.Errorf("delivered %v", got)
+		}
+		return nil
+	})
+}
+
+// TestPeerSendsBeforeItsAnswerArrives: the peer asked to send starts right away, before its
+// answer (and key) reaches the asker; its first packets are taken, not dropped as a stranger's.
+func TestPeerSendsBeforeItsAnswerArrives(t *testing.T) {
+	ra := &recorder{}
+	a, err := Listen("127.0.0.1:0", ra, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := Listen("127.0.0.1:0", &recorder{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	la, err := a.Expect("B", b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := la.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: 11}}); !errors.Is(err, ErrNotLinked) {
+		t.Fatalf("sending before b's key is known: %v, want ErrNotLinked", err)
+	}
+	lb, err := b.Link("A", a.Addr(), la.Key()) // b serves the request...
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ { // ...and sends at once, while its answer is on the way
+		if _, err := lb.WriteRTP(&rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: uint16(i), SSRC: 11}, []byte("first")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, func() error {
+		if got, _ := ra.snapshot(); len(got) != 3 || got[0] != "B/11/0/first" {
+			return fmt.Errorf("a got %v (dropped: unknown %d, auth %d)", got, a.DroppedUnknown.Load(), a.DroppedAuth.Load())
+		}
+		return nil
+	})
+	if a.DroppedUnknown.Load() != 0 || a.DroppedAuth.Load() != 0 || a.DroppedMalformed.Load() != 0 {
+		t.Fatalf("dropped: unknown %d, auth %d, malformed %d", a.DroppedUnknown.Load(), a.DroppedAuth.Load(), a.DroppedMalformed.Load())
+	}
+	if got := a.Links(); len(got) != 0 {
+		t.Fatalf("links %v before b's key is known", got)
+	}
+	if _, err := a.Link("B", b.Addr(), lb.Key()); err != nil { // the answer arrives
+		t.Fatal(err)
+	}
+	if err := la.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: 11}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.Links(); len(got) != 1 || got[0] != "B" {
+		t.Fatalf("links %v", got)
+	}
+}
+
+// TestPeerRestartRekeys: a peer that comes back with a new receiving key is sent to with it.
+func TestPeerRestartRekeys(t *testing.T) {
+	a, _, _, rb, la, _ := pair(t)
+	b2, err := Listen("127.0.0.1:0", rb, nil) // b again, new socket and keys
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b2.Close()
+	lb2, err := b2.Link("A", a.Addr(), la.Key())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, err := a.Link("B", b2.Addr(), lb2.Key()); err != nil || l != la {
+		t.Fatalf("relink: %v %v", l, err)
+	}
+	if _, err := la.WriteRTP(&rtp.Header{Version: 2, SSRC: 11, PayloadType: 96}, []byte("again")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() error {
+		if got, _ := rb.snapshot(); len(got) != 1 || got[0] != "A/11/0/again" {
+			return fmt.Errorf("b2 got %v (dropped: auth %d)", got, b2.DroppedAuth.Load())
 		}
 		return nil
 	})

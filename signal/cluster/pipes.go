@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/netip"
 	"sort"
 	"sync"
@@ -88,21 +89,23 @@ func (u upstream) RequestKeyframe() {
 	_ = u.link.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: u.ssrc}})
 }
 
-// pipeRequest asks a node that carries a producer to relay it to the sender.
+// pipeRequest asks a node that carries a producer to relay it to the sender. The sender is
+// ready for the media before it asks (its link expects the parent, the SSRC routes to the
+// pipe), since the parent starts sending before its reply arrives.
 type pipeRequest struct {
 	Room      string `json:"room"`
 	Producer  string `json:"producer"`
 	From      string `json:"from"`
 	RelayAddr string `json:"relay_addr"`
-	Key       []byte `json:"key"`
+	Key       []byte `json:"key"`  // the sender's receiving key on the link
+	SSRC      uint32 `json:"ssrc"` // the SSRC to relay the producer under
 }
 
 type pipeReply struct {
 	OK        bool   `json:"ok"`
 	Error     string `json:"error,omitempty"`
-	SSRC      uint32 `json:"ssrc,omitempty"`
 	RelayAddr string `json:"relay_addr,omitempty"`
-	Key       []byte `json:"key,omitempty"`
+	Key       []byte `json:"key,omitempty"` // the parent's receiving key on the link
 }
 
 var errFull = errors.New("fan-out full")
@@ -228,9 +231,45 @@ func (c *Cluster) pipeIn(p *node.Producer) error {
 }
 
 func (c *Cluster) pipeFrom(p *node.Producer, parent string) error {
-	req := pipeRequest{Room: p.Room().Name(), Producer: p.ID(), From: c.me, RelayAddr: c.addr.String(), Key: c.relay.LinkKey(parent)}
+	// Ready the link before asking: the parent sends as soon as it has the request, before its
+	// answer arrives here.
+	pe, ok := c.peer(parent)
+	if !ok {
+		return fmt.Errorf("%s left the cluster", parent)
+	}
+	paddr, err := netip.ParseAddrPort(pe.RelayAddr)
+	if err != nil {
+		return fmt.Errorf("relay address of %s: %w", parent, err)
+	}
+	link, err := c.relay.Expect(parent, paddr)
+	if err != nil {
+		return err
+	}
+	in := &inPipe{p: p, parent: parent, link: link}
+	c.routeIn(in)
+	if err := c.askPipe(in); err != nil {
+		c.unrouteIn(in)
+		return err
+	}
+	c.mu.Lock()
+	c.in[p.ID()] = in
+	if s := c.rooms[p.Room().Name()]; s != nil {
+		s.setTree(p.ID(), c.me, parent)
+	}
+	c.mu.Unlock()
+	p.SetUpstream(upstream{link: link, ssrc: in.ssrc})
+	p.RequestKeyframe()
+	c.publish(p.Room().Name(), evPiped, pipedEvent{Producer: p.ID(), Parent: parent})
+	c.log.Debug("producer piped here", "producer", p.ID(), "parent", parent)
+	return nil
+}
+
+// askPipe asks in's parent to relay its producer here, and completes the link with the
+// parent's answer.
+func (c *Cluster) askPipe(in *inPipe) error {
+	req := pipeRequest{Room: in.p.Room().Name(), Producer: in.p.ID(), From: c.me, RelayAddr: c.addr.String(), Key: in.link.Key(), SSRC: in.ssrc}
 	b, _ := json.Marshal(req)
-	m, err := c.nc.Request(subjectRelay(parent, "pipe"), b, requestTimeout)
+	m, err := c.nc.Request(subjectRelay(in.parent, "pipe"), b, requestTimeout)
 	if err != nil {
 		return err
 	}
@@ -245,34 +284,45 @@ func (c *Cluster) pipeFrom(p *node.Producer, parent string) error {
 	if err != nil {
 		return err
 	}
-	link, err := c.relay.Link(parent, addr, rep.Key)
+	link, err := c.relay.Link(in.parent, addr, rep.Key)
 	if err != nil {
 		return err
 	}
-	in := &inPipe{p: p, parent: parent, link: link, ssrc: rep.SSRC}
-	c.mu.Lock()
-	c.in[p.ID()] = in
-	if s := c.rooms[p.Room().Name()]; s != nil {
-		s.setTree(p.ID(), c.me, parent)
+	if link != in.link {
+		return errors.New("the link to the parent was reset while asking")
 	}
-	c.mu.Unlock()
-	c.ssrcMu.Lock()
-	c.inBySSRC[linkSSRC{parent, rep.SSRC}] = in
-	c.ssrcMu.Unlock()
-	p.SetUpstream(upstream{link: link, ssrc: rep.SSRC})
-	p.RequestKeyframe()
-	c.publish(p.Room().Name(), evPiped, pipedEvent{Producer: p.ID(), Parent: parent})
-	c.log.Debug("producer piped here", "producer", p.ID(), "parent", parent)
 	return nil
 }
 
-// forgetIn removes an in-pipe's packet routing (the pipe is already out of c.in).
-func (c *Cluster) forgetIn(in *inPipe) {
+// routeIn picks the SSRC in's parent relays it under, one no other pipe from that parent uses,
+// and routes packets under it to in.
+func (c *Cluster) routeIn(in *inPipe) {
+	c.ssrcMu.Lock()
+	defer c.ssrcMu.Unlock()
+	var b [4]byte
+	for {
+		_, _ = rand.Read(b[:])
+		s := binary.BigEndian.Uint32(b[:])
+		if k := (linkSSRC{in.parent, s}); s != 0 && c.inBySSRC[k] == nil {
+			in.ssrc = s
+			c.inBySSRC[k] = in
+			return
+		}
+	}
+}
+
+// unrouteIn stops routing packets to in.
+func (c *Cluster) unrouteIn(in *inPipe) {
 	c.ssrcMu.Lock()
 	if c.inBySSRC[linkSSRC{in.parent, in.ssrc}] == in {
 		delete(c.inBySSRC, linkSSRC{in.parent, in.ssrc})
 	}
 	c.ssrcMu.Unlock()
+}
+
+// forgetIn removes an in-pipe's packet routing (the pipe is already out of c.in).
+func (c *Cluster) forgetIn(in *inPipe) {
+	c.unrouteIn(in)
 	c.mu.Lock()
 	if s := c.rooms[in.p.Room().Name()]; s != nil {
 		if t := s.tree[in.p.ID()]; t != nil {
@@ -283,7 +333,7 @@ func (c *Cluster) forgetIn(in *inPipe) {
 }
 
 func (c *Cluster) requestUnpipe(in *inPipe) {
-	b, _ := json.Marshal(pipeRequest{Room: in.p.Room().Name(), Producer: in.p.ID(), From: c.me})
+	b, _ := json.Marshal(pipeRequest{Room: in.p.Room().Name(), Producer: in.p.ID(), From: c.me, SSRC: in.ssrc})
 	_ = c.nc.Publish(subjectRelay(in.parent, "unpipe"), b)
 	c.publish(in.p.Room().Name(), evUnpiped, pipedEvent{Producer: in.p.ID()})
 }
@@ -296,7 +346,7 @@ func (c *Cluster) onPipe(m *nats.Msg) {
 		b, _ := json.Marshal(r)
 		_ = m.Respond(b)
 	}
-	if err := json.Unmarshal(m.Data, &req); err != nil || req.From == "" || req.From == c.me {
+	if err := json.Unmarshal(m.Data, &req); err != nil || req.From == "" || req.From == c.me || req.SSRC == 0 {
 		reply(pipeReply{Error: "bad request"})
 		return
 	}
@@ -316,12 +366,10 @@ func (c *Cluster) onPipe(m *nats.Msg) {
 		reply(pipeReply{Error: "producer not carried here"})
 		return
 	}
-	if o := c.out[outKey{req.From, req.Producer}]; o != nil {
-		c.mu.Unlock()
-		c.relay.Link(req.From, addr, req.Key) //nolint:errcheck // refresh the peer's key
-		reply(pipeReply{OK: true, SSRC: o.ssrc, RelayAddr: c.addr.String(), Key: o.link.Key()})
-		return
-	}
+	// Asked again for a pipe it has (the child's earlier request timed out, or it piped the
+	// producer again): the child routes the new SSRC only, so the new pipe replaces the old.
+	old := c.out[outKey{req.From, req.Producer}]
+	delete(c.out, outKey{req.From, req.Producer})
 	children := 0
 	for k := range c.out {
 		if k.producer == req.Producer {
@@ -329,8 +377,19 @@ func (c *Cluster) onPipe(m *nats.Msg) {
 		}
 	}
 	c.mu.Unlock()
+	if old != nil {
+		c.forgetOut(old)
+		old.cons.Detach()
+	}
 	if children >= c.o.Fanout {
 		reply(pipeReply{Error: errFull.Error()})
+		return
+	}
+	c.ssrcMu.RLock()
+	used := c.outBySSRC[linkSSRC{req.From, req.SSRC}] != nil
+	c.ssrcMu.RUnlock()
+	if used { // the child forgot a pipe this node has not yet been told to end
+		reply(pipeReply{Error: "ssrc in use"})
 		return
 	}
 	link, err := c.relay.Link(req.From, addr, req.Key)
@@ -338,37 +397,24 @@ func (c *Cluster) onPipe(m *nats.Msg) {
 		reply(pipeReply{Error: err.Error()})
 		return
 	}
-	ssrc := c.newSSRC(req.From)
-	cons, err := p.Attach(link, ssrc)
+	cons, err := p.Attach(link, req.SSRC)
 	if err != nil {
 		reply(pipeReply{Error: err.Error()})
 		return
 	}
-	o := &outPipe{room: p.Room(), producer: p.ID(), child: req.From, link: link, ssrc: ssrc, cons: cons}
+	o := &outPipe{room: p.Room(), producer: p.ID(), child: req.From, link: link, ssrc: req.SSRC, cons: cons}
 	c.mu.Lock()
 	c.out[outKey{req.From, req.Producer}] = o
 	c.mu.Unlock()
 	c.ssrcMu.Lock()
-	c.outBySSRC[linkSSRC{req.From, ssrc}] = o
+	c.outBySSRC[linkSSRC{req.From, req.SSRC}] = o
 	c.ssrcMu.Unlock()
 	c.log.Debug("relaying producer", "producer", p.ID(), "child", req.From)
-	reply(pipeReply{OK: true, SSRC: ssrc, RelayAddr: c.addr.String(), Key: link.Key()})
+	reply(pipeReply{OK: true, RelayAddr: c.addr.String(), Key: link.Key()})
 }
 
-func (c *Cluster) newSSRC(peer string) uint32 {
-	c.ssrcMu.RLock()
-	defer c.ssrcMu.RUnlock()
-	var b [4]byte
-	for {
-		_, _ = rand.Read(b[:])
-		s := binary.BigEndian.Uint32(b[:])
-		if _, used := c.outBySSRC[linkSSRC{peer, s}]; s != 0 && !used {
-			return s
-		}
-	}
-}
-
-// onUnpipe stops relaying a producer to a child.
+// onUnpipe stops relaying a producer to a child: the pipe under the SSRC the child names, not
+// one it asked for again since (that request may overtake the unpipe).
 func (c *Cluster) onUnpipe(m *nats.Msg) {
 	var req pipeRequest
 	if json.Unmarshal(m.Data, &req) != nil {
@@ -376,7 +422,11 @@ func (c *Cluster) onUnpipe(m *nats.Msg) {
 	}
 	c.mu.Lock()
 	o := c.out[outKey{req.From, req.Producer}]
-	delete(c.out, outKey{req.From, req.Producer})
+	if o != nil && o.ssrc == req.SSRC {
+		delete(c.out, outKey{req.From, req.Producer})
+	} else {
+		o = nil
+	}
 	c.mu.Unlock()
 	if o != nil {
 		c.forgetOut(o)
@@ -394,7 +444,7 @@ func (c *Cluster) forgetOut(o *outPipe) {
 
 // notifyDropped tells a child that this node no longer relays a producer to it.
 func (c *Cluster) notifyDropped(o *outPipe) {
-	b, _ := json.Marshal(pipeRequest{Room: o.room.Name(), Producer: o.producer, From: c.me})
+	b, _ := json.Marshal(pipeRequest{Room: o.room.Name(), Producer: o.producer, From: c.me, SSRC: o.ssrc})
 	_ = c.nc.Publish(subjectRelay(o.child, "dropped"), b)
 }
 
@@ -406,7 +456,7 @@ func (c *Cluster) onDropped(m *nats.Msg) {
 	}
 	c.mu.Lock()
 	in := c.in[req.Producer]
-	if in == nil || in.parent != req.From {
+	if in == nil || in.parent != req.From || in.ssrc != req.SSRC {
 		c.mu.Unlock()
 		return
 	}
@@ -444,7 +494,11 @@ func (c *Cluster) HandleRTP(l *relay.Link, ssrc uint32, pkt []byte) {
 	c.ssrcMu.RLock()
 	in := c.inBySSRC[linkSSRC{l.Peer, ssrc}]
 	c.ssrcMu.RUnlock()
-	if in == nil || len(pkt) < 12 {
+	if in == nil {
+		c.metrics.unknownSSRC.Add(1) // a pipe that just ended; one not yet asked for would be a bug
+		return
+	}
+	if len(pkt) < 12 {
 		return
 	}
 	in.received(uint16(pkt[2])<<8 | uint16(pkt[3]))

@@ -46,11 +46,15 @@ func TestEdgeNacksParent(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer edge.Close()
-	toParent, err := edge.Link("P", parent.Addr(), parent.LinkKey("E"))
+	toParent, err := edge.Expect("P", parent.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := parent.Link("E", edge.Addr(), toParent.Key()); err != nil {
+	toEdge, err := parent.Link("E", edge.Addr(), toParent.Key())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := edge.Link("P", parent.Addr(), toEdge.Key()); err != nil {
 		t.Fatal(err)
 	}
 	in := &inPipe{link: toParent, ssrc: 7}

@@ -12,9 +12,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// metrics counts what the registry and placement decide.
+// metrics counts what the registry and placement decide, and relayed packets no pipe takes.
 type metrics struct {
 	placementLocal, placementRedirect atomic.Uint64
+	unknownSSRC                       atomic.Uint64
 }
 
 // View is the cluster as this node sees it: GET /cluster.
@@ -96,7 +97,7 @@ var (
 	descPipes   = prometheus.NewDesc("cascade_relay_pipes", "Producers piped over relay links, by direction.", []string{"direction"}, nil)
 	descPackets = prometheus.NewDesc("cascade_relay_packets_total", "Relayed RTP packets, by direction.", []string{"direction"}, nil)
 	descBytes   = prometheus.NewDesc("cascade_relay_bytes_total", "Relayed bytes, by direction.", []string{"direction"}, nil)
-	descDropped = prometheus.NewDesc("cascade_relay_dropped_total", "Relay datagrams dropped, by reason (unknown_source, auth, malformed).", []string{"reason"}, nil)
+	descDropped = prometheus.NewDesc("cascade_relay_dropped_total", "Relay datagrams dropped, by reason (unknown_source, auth, malformed, unknown_ssrc: no pipe here, as after an unpipe).", []string{"reason"}, nil)
 	descPlaced  = prometheus.NewDesc("cascade_placement_decisions_total", "Join placement decisions, by result (local, redirect).", []string{"result"}, nil)
 )
 
@@ -125,6 +126,7 @@ func (c *Cluster) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descDropped, k, float64(t.DroppedUnknown.Load()), "unknown_source")
 	ch <- prometheus.MustNewConstMetric(descDropped, k, float64(t.DroppedAuth.Load()), "auth")
 	ch <- prometheus.MustNewConstMetric(descDropped, k, float64(t.DroppedMalformed.Load()), "malformed")
+	ch <- prometheus.MustNewConstMetric(descDropped, k, float64(c.metrics.unknownSSRC.Load()), "unknown_ssrc")
 	ch <- prometheus.MustNewConstMetric(descPlaced, k, float64(c.metrics.placementLocal.Load()), "local")
 	ch <- prometheus.MustNewConstMetric(descPlaced, k, float64(c.metrics.placementRedirect.Load()), "redirect")
 }
