@@ -93,7 +93,7 @@ type upstreamRef struct{ u Upstream }
 // Attach adds a relay sink: a consumer, on the producer's home worker, whose packets go to w
 // with SSRC ssrc and the producer's payload type. Detach it with Consumer.Detach.
 func (p *Producer) Attach(w webrtc.TrackLocalWriter, ssrc uint32) (*Consumer, error) {
-	c := &Consumer{id: p.id, producer: p, worker: p.home, codec: p.codec(), rtx: rtxbudget.New(p.node.rtx, time.Now(), 0)}
+	c := &Consumer{id: p.id, producer: p, worker: p.home, codec: p.codec(), rtx: rtxbudget.New(p.node.rtx, time.Now(), p.media.Load())}
 	c.bind.Store(&binding{ssrc: ssrc, clock: p.codec().ClockRate, writer: w})
 	c.resync.Store(true)
 	if !p.addConsumer(c) {

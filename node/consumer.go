@@ -48,7 +48,7 @@ type Consumer struct {
 	lastTS   uint32
 	lastWall time.Time
 	packets  uint32
-	octets   atomic.Uint64 // payload bytes forwarded: sender reports, and the retransmission budget
+	octets   uint32
 
 	// The retransmission budget, used by the feedback goroutine (readRTCP, or the relay's Nack).
 	rtxMu sync.Mutex
@@ -59,7 +59,7 @@ type Consumer struct {
 
 func newConsumer(p *Producer, sub *Participant, w *Worker, pc *webrtc.PeerConnection) *Consumer {
 	return &Consumer{id: p.id, producer: p, sub: sub, worker: w, pc: pc, codec: p.codec(),
-		rtx: rtxbudget.New(p.node.rtx, time.Now(), 0)}
+		rtx: rtxbudget.New(p.node.rtx, time.Now(), p.media.Load())}
 }
 
 // Bind implements webrtc.TrackLocal.
@@ -128,7 +128,7 @@ func (c *Consumer) forward(pkt *packet, now time.Time) bool {
 		c.lastWall = now
 	}
 	c.packets++
-	c.octets.Add(uint64(len(pkt.payload))) // the budget's only per-packet cost
+	c.octets += uint32(len(pkt.payload))
 	return true
 }
 
@@ -141,7 +141,7 @@ func (c *Consumer) sendReport(now time.Time) {
 	}
 	rtpTime := c.lastTS + uint32(now.Sub(c.lastWall).Seconds()*float64(b.clock))
 	_ = c.pc.WriteRTCP([]rtcp.Packet{&rtcp.SenderReport{
-		SSRC: b.ssrc, NTPTime: ntpTime(now), RTPTime: rtpTime, PacketCount: c.packets, OctetCount: uint32(c.octets.Load()),
+		SSRC: b.ssrc, NTPTime: ntpTime(now), RTPTime: rtpTime, PacketCount: c.packets, OctetCount: c.octets,
 	}})
 }
 
@@ -177,10 +177,12 @@ func (c *Consumer) readRTCP() {
 	}
 }
 
-// beginFeedback starts handling one feedback packet under the retransmission budget.
+// beginFeedback starts handling one feedback packet under the retransmission budget. The
+// budget's media is the producer's: every consumer of it is sent the same packets, so the
+// per-consumer path pays nothing for the budget.
 func (c *Consumer) beginFeedback(now time.Time) {
 	c.rtxMu.Lock()
-	c.rtx.Begin(now, c.octets.Load())
+	c.rtx.Begin(now, c.producer.media.Load())
 	c.rtxMu.Unlock()
 }
 

@@ -135,3 +135,24 @@ func TestParseAllocatesNothing(t *testing.T) {
 		t.Fatalf("%v allocations per parse, want 0", allocs)
 	}
 }
+
+// BenchmarkIngest is a producer's per-packet work before the fan-out: parse, cache, count, post
+// to one worker.
+func BenchmarkIngest(b *testing.B) {
+	w := &Worker{jobs: make(chan job, 1)}
+	pr := &Producer{id: "p", kind: webrtc.RTPCodecTypeVideo, cache: newCache(webrtc.RTPCodecTypeVideo)}
+	pr.pool.New = func() any { return &packet{pool: &pr.pool} }
+	pipes := []*pipe{{worker: w}}
+	pr.pipesView.Store(&pipes)
+	raw, err := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, Timestamp: 3000, SSRC: 42}, Payload: make([]byte, 1188)}).Marshal()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		raw[2], raw[3] = byte(i>>8), byte(i)
+		pkt := pr.pool.Get().(*packet)
+		pr.ingest(pkt, copy(pkt.buf[:], raw))
+		(<-w.jobs).pkt.release()
+	}
+}

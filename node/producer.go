@@ -80,7 +80,8 @@ type Producer struct {
 
 	pipesView atomic.Pointer[[]*pipe]
 	muted     atomic.Bool
-	lastKF    atomic.Int64 // unix nanos of the last keyframe request sent upstream
+	lastKF    atomic.Int64  // unix nanos of the last keyframe request sent upstream
+	media     atomic.Uint64 // payload bytes fanned out: the consumers' retransmission budgets refill from it
 }
 
 func newProducer(id, mid string, kind webrtc.RTPCodecType, p *Participant, home *Worker, pc *webrtc.PeerConnection, kf time.Duration) *Producer {
@@ -160,6 +161,7 @@ func (p *Producer) ingest(pkt *packet, n int) {
 		p.pool.Put(pkt)
 		return
 	}
+	p.media.Add(uint64(len(pkt.payload))) // once per packet, not per consumer
 	pkt.refs.Store(int32(len(*pipes)) + 1)
 	for _, pp := range *pipes {
 		if !pp.worker.post(job{pipe: pp, pkt: pkt}) {

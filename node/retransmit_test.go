@@ -52,6 +52,7 @@ func newRelayRig(t *testing.T, budget int) *relayRig {
 	n.workers = []*Worker{w}
 	p := &Producer{id: "p", kind: webrtc.RTPCodecTypeVideo, node: n, origin: "origin", home: w, cache: newCache(webrtc.RTPCodecTypeVideo),
 		kfInterval: time.Millisecond, codecCap: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}}
+	p.pool.New = func() any { return &packet{pool: &p.pool} }
 	up := &countingUpstream{}
 	p.SetUpstream(up)
 	out := &wire{sent: make(map[uint16]int)}
@@ -71,7 +72,8 @@ func (r *relayRig) media() uint16 {
 	if _, err := h.MarshalTo(r.raw); err != nil {
 		r.t.Fatal(err)
 	}
-	r.p.cache.Store(r.seq, r.raw)
+	in := r.p.pool.Get().(*packet)         // through the producer: the cache, the media counter (the
+	r.p.ingest(in, copy(in.buf[:], r.raw)) // worker has no queue here: the post is dropped)
 	if _, err := r.pkt.header.Unmarshal(r.raw); err != nil {
 		r.t.Fatal(err)
 	}
