@@ -28,18 +28,19 @@ const SubjectHeartbeat = "cascade.node.heartbeat"
 
 // A Node runs the workers, rooms and participants of one cascade node process.
 type Node struct {
-	opts     Options
-	log      hclog.Logger
-	workers  []*Worker
-	nats     *nats.Conn
-	embedded *server.Server
-	tempDir  string // JetStream store created by the node, removed on Close
-	metrics  *metrics
-	started  time.Time
-	draining atomic.Bool
-	cluster  Cluster // nil: a single node
-	relay    atomic.Pointer[string]
-	rtx      rtxbudget.Config // every consumer's retransmission budget
+	opts       Options
+	log        hclog.Logger
+	workers    []*Worker
+	nats       *nats.Conn
+	natsClosed chan struct{} // closed by the connection's last callback
+	embedded   *server.Server
+	tempDir    string // JetStream store created by the node, removed on Close
+	metrics    *metrics
+	started    time.Time
+	draining   atomic.Bool
+	cluster    Cluster // nil: a single node
+	relay      atomic.Pointer[string]
+	rtx        rtxbudget.Config // every consumer's retransmission budget
 
 	mu    sync.Mutex
 	rooms map[string]*Room
@@ -153,7 +154,11 @@ func (n *Node) startNATS() error {
 	if n.opts.NATSCreds != "" {
 		connOpts = append(connOpts, nats.UserCredentials(n.opts.NATSCreds))
 	}
+	closed := make(chan struct{})
 	nc, err := nats.Connect(url, append(connOpts, nats.Name("cascade "+n.opts.ID), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second),
+		// nats.go runs its callbacks in order on a goroutine of its own: Close waits for this
+		// last one, so no callback (a log line) runs after Close returned.
+		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
 		nats.RetryOnFailedConnect(n.opts.NATSURL != ""),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "error", err) }),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrl()) }))...)
@@ -166,7 +171,7 @@ func (n *Node) startNATS() error {
 		}
 		return fmt.Errorf("connect to nats %s: %w", url, err)
 	}
-	n.nats = nc
+	n.nats, n.natsClosed = nc, closed
 	return nil
 }
 
@@ -474,6 +479,11 @@ func (n *Node) Close() {
 	}
 	if n.nats != nil {
 		n.nats.Close()
+		select {
+		case <-n.natsClosed:
+		case <-time.After(5 * time.Second):
+			n.log.Warn("nats connection: no closed callback within 5 s")
+		}
 	}
 	if n.embedded != nil {
 		n.embedded.Shutdown()
