@@ -11,9 +11,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cascade-sfu/cascade/signal"
 	"github.com/cascade-sfu/cascade/signal/auth"
 	"github.com/cascade-sfu/cascade/signal/client"
+	"github.com/cascade-sfu/cascade/signal/proto"
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/time/rate"
 )
@@ -91,7 +91,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	urls := make([]string, len(o.URLs))
 	for i, u := range o.URLs {
 		var err error
-		if urls[i], err = signal.WebSocketURL(u); err != nil {
+		if urls[i], err = proto.WebSocketURL(u); err != nil {
 			return nil, err
 		}
 	}
@@ -100,7 +100,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		o.PublishURL = o.URLs[0]
 	}
 	var err error
-	if o.PublishURL, err = signal.WebSocketURL(o.PublishURL); err != nil {
+	if o.PublishURL, err = proto.WebSocketURL(o.PublishURL); err != nil {
 		return nil, err
 	}
 	if o.Rate <= 0 {

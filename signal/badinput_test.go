@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cascade-sfu/cascade/signal"
 	"github.com/cascade-sfu/cascade/signal/auth"
 	"github.com/cascade-sfu/cascade/signal/client"
+	"github.com/cascade-sfu/cascade/signal/proto"
 	"github.com/coder/websocket"
 	"github.com/pion/webrtc/v4"
 )
@@ -67,7 +67,7 @@ func (r *rawConn) expect(frame, code string) {
 }
 
 func codeOf(err error) string {
-	var e *signal.Error
+	var e *proto.Error
 	if errors.As(err, &e) {
 		return e.Code
 	}
@@ -148,7 +148,7 @@ func TestBadInput(t *testing.T) {
 func TestOversizedFrameClosesConnection(t *testing.T) {
 	e := newEnv(t, 1, 100)
 	r := e.raw()
-	r.send(`{"id":1,"method":"message","data":{"data":"` + strings.Repeat("x", signal.MaxMessage) + `"}}`)
+	r.send(`{"id":1,"method":"message","data":{"data":"` + strings.Repeat("x", proto.MaxMessage) + `"}}`)
 	_, err := r.next()
 	if websocket.CloseStatus(err) != websocket.StatusMessageTooBig {
 		t.Fatalf("oversized frame: got %v, want close 1009", err)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/cascade-sfu/cascade/signal/proto"
 	"github.com/coder/websocket"
 )
 
@@ -25,7 +26,7 @@ func FuzzFrame(f *testing.F) {
 		s.frame(websocket.MessageText, []byte(frame))
 		select {
 		case b := <-s.out:
-			var r Response
+			var r proto.Response
 			if err := json.Unmarshal(b, &r); err != nil {
 				t.Fatalf("response is not JSON: %q", b)
 			}
@@ -36,23 +37,4 @@ func FuzzFrame(f *testing.F) {
 			t.Fatalf("frame %q: no response", frame)
 		}
 	})
-}
-
-func TestWebSocketURL(t *testing.T) {
-	for in, want := range map[string]string{
-		"127.0.0.1:7880":        "ws://127.0.0.1:7880/ws",
-		"http://10.0.0.1:7880":  "ws://10.0.0.1:7880/ws",
-		"https://node1.example": "wss://node1.example/ws",
-		"ws://h:1/ws":           "ws://h:1/ws",
-		"wss://h:1/":            "wss://h:1/ws",
-	} {
-		if got, err := WebSocketURL(in); err != nil || got != want {
-			t.Errorf("WebSocketURL(%q) = %q, %v; want %q", in, got, err, want)
-		}
-	}
-	for _, bad := range []string{"ftp://h:1", "http://", "ws://%zz"} {
-		if _, err := WebSocketURL(bad); err == nil {
-			t.Errorf("WebSocketURL(%q) accepted", bad)
-		}
-	}
 }

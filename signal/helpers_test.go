@@ -15,6 +15,7 @@ import (
 	"github.com/cascade-sfu/cascade/signal/auth"
 	"github.com/cascade-sfu/cascade/signal/client"
 	"github.com/cascade-sfu/cascade/signal/cluster"
+	"github.com/cascade-sfu/cascade/signal/proto"
 	"github.com/hashicorp/go-hclog"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -271,7 +272,7 @@ func checkFor(t *testing.T, timeout time.Duration, f func() error) {
 }
 
 // publishVideo joins a publisher with a synthetic VP8 track and returns it and its producers.
-func publishVideo(t *testing.T, e *env, room, identity string, subscribe bool) (*peer, signal.PublishResult) {
+func publishVideo(t *testing.T, e *env, room, identity string, subscribe bool) (*peer, proto.PublishResult) {
 	t.Helper()
 	pub := e.join(room, identity, true, subscribe)
 	res, err := pub.Publish(context.Background(), newSource(t, webrtc.MimeTypeVP8, "v", "s").track)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/cascade-sfu/cascade/signal/auth"
+	"github.com/cascade-sfu/cascade/signal/proto"
 	"github.com/coder/websocket"
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,7 +49,7 @@ type Options struct {
 type Placement interface {
 	// Place returns the node a client of room (in region, if known) should join, and whether
 	// that is another node.
-	Place(room, region string) (Redirect, bool)
+	Place(room, region string) (proto.Redirect, bool)
 }
 
 // Server is the node's HTTP face: signaling, WHIP, WHEP, health and metrics.
@@ -208,12 +209,12 @@ func (s *Server) serveWHIP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "forbidden: the token does not grant this room and action", http.StatusForbidden)
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, MaxMessage+1))
+	body, err := io.ReadAll(io.LimitReader(r.Body, proto.MaxMessage+1))
 	if err != nil {
 		http.Error(w, "cannot read offer", http.StatusBadRequest)
 		return
 	}
-	if len(body) > MaxMessage {
+	if len(body) > proto.MaxMessage {
 		http.Error(w, "offer too large", http.StatusRequestEntityTooLarge)
 		return
 	}
@@ -273,13 +274,13 @@ func (s *Server) serveDeleteResource(w http.ResponseWriter, r *http.Request) {
 
 func statusOf(err error) int {
 	switch codeOf(err) {
-	case CodeBadSDP, CodeBadRequest:
+	case proto.CodeBadSDP, proto.CodeBadRequest:
 		return http.StatusBadRequest
-	case CodeNotFound:
+	case proto.CodeNotFound:
 		return http.StatusNotFound
-	case CodeForbidden:
+	case proto.CodeForbidden:
 		return http.StatusForbidden
-	case CodeDraining:
+	case proto.CodeDraining:
 		return http.StatusServiceUnavailable
 	}
 	if errors.Is(err, context.DeadlineExceeded) {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cascade-sfu/cascade/node"
+	"github.com/cascade-sfu/cascade/signal/proto"
 	"github.com/coder/websocket"
 	"github.com/hashicorp/go-hclog"
 	"github.com/pion/webrtc/v4"
@@ -59,7 +60,7 @@ func newSession(srv *Server, conn *websocket.Conn) *session {
 
 // run serves the connection until it ends, then removes the participant.
 func (s *session) run() {
-	s.conn.SetReadLimit(MaxMessage)
+	s.conn.SetReadLimit(proto.MaxMessage)
 	s.wg.Add(2)
 	go s.writer()
 	go s.pinger()
@@ -97,14 +98,14 @@ func (s *session) reader() {
 // frame handles one frame from the client.
 func (s *session) frame(typ websocket.MessageType, b []byte) {
 	if !s.limiter.Allow() {
-		s.reply(idOf(b), nil, errorf(CodeRateLimited, "too many requests"))
+		s.reply(idOf(b), nil, errorf(proto.CodeRateLimited, "too many requests"))
 		return
 	}
 	if typ != websocket.MessageText {
 		s.badFrame(nil, "binary frames are not accepted")
 		return
 	}
-	var req Request
+	var req proto.Request
 	if err := json.Unmarshal(b, &req); err != nil {
 		s.badFrame(idOf(b), "malformed JSON: "+err.Error())
 		return
@@ -115,13 +116,13 @@ func (s *session) frame(typ websocket.MessageType, b []byte) {
 	}
 	data, err := s.handle(req)
 	s.reply(req.ID, data, err)
-	if req.Method == MethodJoin && err == nil && s.p != nil {
+	if req.Method == proto.MethodJoin && err == nil && s.p != nil {
 		// After the join response: the first offer and the consumers of the room follow.
 		if err := s.p.Start(); err != nil {
 			s.log.Warn("cannot start participant", "error", err)
 		}
 	}
-	if req.Method == MethodLeave && err == nil {
+	if req.Method == proto.MethodLeave && err == nil {
 		s.closeWith(websocket.StatusNormalClosure, "left", true)
 	}
 }
@@ -139,18 +140,18 @@ func idOf(b []byte) *json.Number {
 
 func (s *session) badFrame(id *json.Number, msg string) {
 	s.malformed++
-	s.reply(id, nil, errorf(CodeBadRequest, msg))
+	s.reply(id, nil, errorf(proto.CodeBadRequest, msg))
 	if s.malformed >= maxMalformed {
 		s.closeWith(websocket.StatusPolicyViolation, "too many malformed messages", true)
 	}
 }
 
 func (s *session) reply(id *json.Number, data any, err error) {
-	r := Response{ID: id, OK: err == nil, Data: data}
+	r := proto.Response{ID: id, OK: err == nil, Data: data}
 	if err != nil {
 		r.Data = nil
-		r.Error = &Error{Code: codeOf(err), Message: err.Error()}
-		var e *Error
+		r.Error = &proto.Error{Code: codeOf(err), Message: err.Error()}
+		var e *proto.Error
 		if errors.As(err, &e) {
 			r.Error.Message = e.Message
 		}
@@ -162,7 +163,7 @@ func (s *session) reply(id *json.Number, data any, err error) {
 
 // Notify implements node.Listener.
 func (s *session) Notify(method string, data any) {
-	s.post(Notification{Method: method, Data: data})
+	s.post(proto.Notification{Method: method, Data: data})
 	if method == node.EventClosed {
 		s.closeWith(closeReplaced, "replaced", true)
 	}
@@ -241,20 +242,20 @@ func (s *session) pinger() {
 }
 
 // handle runs one request on the reader loop.
-func (s *session) handle(req Request) (any, error) {
-	if req.Method == MethodJoin {
+func (s *session) handle(req proto.Request) (any, error) {
+	if req.Method == proto.MethodJoin {
 		return s.join(req.Data)
 	}
 	if _, ok := methods[req.Method]; !ok {
-		return nil, errorf(CodeUnknownMethod, fmt.Sprintf("unknown method %q", req.Method))
+		return nil, errorf(proto.CodeUnknownMethod, fmt.Sprintf("unknown method %q", req.Method))
 	}
 	if s.p == nil {
-		return nil, errorf(CodeNotJoined, "join first")
+		return nil, errorf(proto.CodeNotJoined, "join first")
 	}
 	p := s.p
 	switch req.Method {
-	case MethodPublish:
-		var d SDPData
+	case proto.MethodPublish:
+		var d proto.SDPData
 		if err := decode(req.Data, &d); err != nil {
 			return nil, err
 		}
@@ -262,65 +263,66 @@ func (s *session) handle(req Request) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return PublishResult{SDP: answer, Producers: producers}, nil
-	case MethodUnpublish:
-		var d ProducerData
+		return proto.PublishResult{SDP: answer, Producers: each(producers, producer)}, nil
+	case proto.MethodUnpublish:
+		var d proto.ProducerData
 		if err := decode(req.Data, &d); err != nil {
 			return nil, err
 		}
 		return nil, p.Unpublish(d.Producer)
-	case MethodAnswer:
-		var d SDPData
+	case proto.MethodAnswer:
+		var d proto.SDPData
 		if err := decode(req.Data, &d); err != nil {
 			return nil, err
 		}
 		return nil, p.Answer(d.SDP)
-	case MethodTrickle:
-		var d TrickleData
+	case proto.MethodTrickle:
+		var d proto.TrickleData
 		if err := decode(req.Data, &d); err != nil {
 			return nil, err
 		}
 		return nil, p.AddCandidate(d.Transport, webrtc.ICECandidateInit{Candidate: d.Candidate.Candidate,
 			SDPMid: d.Candidate.SDPMid, SDPMLineIndex: d.Candidate.SDPMLineIndex, UsernameFragment: d.Candidate.UsernameFragment})
-	case MethodSubscribe, MethodUnsubscribe:
-		var d ProducerData
+	case proto.MethodSubscribe, proto.MethodUnsubscribe:
+		var d proto.ProducerData
 		if err := decode(req.Data, &d); err != nil {
 			return nil, err
 		}
-		if req.Method == MethodSubscribe {
+		if req.Method == proto.MethodSubscribe {
 			return nil, p.Subscribe(d.Producer)
 		}
 		return nil, p.Unsubscribe(d.Producer)
-	case MethodMute:
-		var d MuteData
+	case proto.MethodMute:
+		var d proto.MuteData
 		if err := decode(req.Data, &d); err != nil {
 			return nil, err
 		}
 		return nil, p.Mute(d.Producer, d.Muted)
-	case MethodMessage:
-		var d MessageData
+	case proto.MethodMessage:
+		var d proto.MessageData
 		if err := decode(req.Data, &d); err != nil {
 			return nil, err
 		}
 		if len(d.Data) == 0 {
-			return nil, errorf(CodeBadRequest, "message needs data")
+			return nil, errorf(proto.CodeBadRequest, "message needs data")
 		}
 		p.Message(d.Data)
 		return nil, nil
-	case MethodLeave:
+	case proto.MethodLeave:
 		return nil, nil
 	}
-	return nil, errorf(CodeUnknownMethod, req.Method)
+	return nil, errorf(proto.CodeUnknownMethod, req.Method)
 }
 
-var methods = map[string]struct{}{MethodPublish: {}, MethodUnpublish: {}, MethodAnswer: {}, MethodTrickle: {},
-	MethodSubscribe: {}, MethodUnsubscribe: {}, MethodMute: {}, MethodMessage: {}, MethodLeave: {}}
+var methods = map[string]struct{}{proto.MethodPublish: {}, proto.MethodUnpublish: {}, proto.MethodAnswer: {},
+	proto.MethodTrickle: {}, proto.MethodSubscribe: {}, proto.MethodUnsubscribe: {}, proto.MethodMute: {},
+	proto.MethodMessage: {}, proto.MethodLeave: {}}
 
 func (s *session) join(raw json.RawMessage) (any, error) {
 	if s.p != nil {
-		return nil, errorf(CodeAlreadyJoined, "this connection has already joined")
+		return nil, errorf(proto.CodeAlreadyJoined, "this connection has already joined")
 	}
-	var d JoinData
+	var d proto.JoinData
 	if err := decode(raw, &d); err != nil {
 		return nil, err
 	}
@@ -334,7 +336,7 @@ func (s *session) join(raw json.RawMessage) (any, error) {
 	}
 	if pl := s.srv.o.Placement; pl != nil && !d.NoRedirect {
 		if to, ok := pl.Place(g.Room, d.Region); ok {
-			return JoinResult{Room: g.Room, Redirect: &to}, nil
+			return proto.JoinResult{Room: g.Room, Redirect: &to}, nil
 		}
 	}
 	p, err := s.srv.n.Join(g.Room, g.Identity, node.Grant{Publish: g.Publish, Subscribe: g.Subscribe}, auto, s)
@@ -343,16 +345,17 @@ func (s *session) join(raw json.RawMessage) (any, error) {
 	}
 	s.p = p
 	s.log = s.log.With("room", g.Room, "participant", p.ID())
-	res := JoinResult{Participant: p.Info(), Room: g.Room, Participants: p.Room().Participants(), Producers: p.Room().Producers()}
+	res := proto.JoinResult{Participant: participant(p.Info()), Room: g.Room, Participants: each(p.Room().Participants(), participant),
+		Producers: each(p.Room().Producers(), producer)}
 	return res, nil
 }
 
 func decode(raw json.RawMessage, v any) error {
 	if len(raw) == 0 {
-		return errorf(CodeBadRequest, "missing data")
+		return errorf(proto.CodeBadRequest, "missing data")
 	}
 	if err := json.Unmarshal(raw, v); err != nil {
-		return errorf(CodeBadRequest, "bad data: "+err.Error())
+		return errorf(proto.CodeBadRequest, "bad data: "+err.Error())
 	}
 	return nil
 }

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/cascade-sfu/cascade/node"
-	"github.com/cascade-sfu/cascade/signal"
+	"github.com/cascade-sfu/cascade/signal/proto"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -71,7 +71,7 @@ func waitPackets(t *testing.T, p *peer, ids ...string) {
 	})
 }
 
-func producerIDs(res signal.PublishResult) []string {
+func producerIDs(res proto.PublishResult) []string {
 	var ids []string
 	for _, p := range res.Producers {
 		ids = append(ids, p.ID)

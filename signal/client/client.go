@@ -13,7 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cascade-sfu/cascade/signal"
+	"github.com/cascade-sfu/cascade/signal/proto"
 	"github.com/coder/websocket"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
@@ -59,15 +59,15 @@ type Client struct {
 	conn *websocket.Conn
 	api  *webrtc.API
 	// Join is the server's answer to join.
-	Join signal.JoinResult
+	Join proto.JoinResult
 
 	nextID  atomic.Int64
 	mu      sync.Mutex
-	pending map[string]chan signal.Response
+	pending map[string]chan proto.Response
 	closed  bool
 
-	notes chan signal.Notification // closed by the reader when the connection ends
-	done  chan struct{}            // closed by the dispatcher after the last notification
+	notes chan proto.Notification // closed by the reader when the connection ends
+	done  chan struct{}           // closed by the dispatcher after the last notification
 	ctx   context.Context
 	stop  context.CancelFunc
 	wg    sync.WaitGroup
@@ -97,16 +97,16 @@ func Dial(ctx context.Context, url string, o Options) (*Client, error) {
 	}
 	conn.SetReadLimit(1 << 20)
 	cctx, stop := context.WithCancel(context.Background())
-	c := &Client{o: o, conn: conn, api: api, pending: make(map[string]chan signal.Response),
-		notes: make(chan signal.Notification, 1024), done: make(chan struct{}), ctx: cctx, stop: stop,
+	c := &Client{o: o, conn: conn, api: api, pending: make(map[string]chan proto.Response),
+		notes: make(chan proto.Notification, 1024), done: make(chan struct{}), ctx: cctx, stop: stop,
 		remoteCands: make(map[string][]webrtc.ICECandidateInit), localReady: make(map[string]bool),
 		localCands: make(map[string][]webrtc.ICECandidateInit)}
 	c.wg.Add(2)
 	go c.reader()
 	go c.dispatcher()
 	auto := !o.NoAutoSubscribe
-	join := signal.JoinData{Token: o.Token, AutoSubscribe: &auto, Region: o.Region, NoRedirect: o.NoRedirect}
-	if err := c.Request(ctx, signal.MethodJoin, join, &c.Join); err != nil {
+	join := proto.JoinData{Token: o.Token, AutoSubscribe: &auto, Region: o.Region, NoRedirect: o.NoRedirect}
+	if err := c.Request(ctx, proto.MethodJoin, join, &c.Join); err != nil {
 		c.shutdown()
 		return nil, err
 	}
@@ -144,7 +144,7 @@ func newAPI(loopback, lean bool) (*webrtc.API, error) {
 }
 
 // Request sends a request and decodes the response's data into result (which may be nil).
-// A refused request returns a *signal.Error with the server's code.
+// A refused request returns a *proto.Error with the server's code.
 func (c *Client) Request(ctx context.Context, method string, data, result any) error {
 	raw, err := json.Marshal(data)
 	if err != nil {
@@ -152,11 +152,11 @@ func (c *Client) Request(ctx context.Context, method string, data, result any) e
 	}
 	id := strconv.FormatInt(c.nextID.Add(1), 10)
 	num := json.Number(id)
-	b, err := json.Marshal(signal.Request{ID: &num, Method: method, Data: raw})
+	b, err := json.Marshal(proto.Request{ID: &num, Method: method, Data: raw})
 	if err != nil {
 		return err
 	}
-	ch := make(chan signal.Response, 1)
+	ch := make(chan proto.Response, 1)
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -178,7 +178,7 @@ func (c *Client) Request(ctx context.Context, method string, data, result any) e
 	case r := <-ch:
 		if !r.OK {
 			if r.Error == nil {
-				return &signal.Error{Code: signal.CodeInternal, Message: "refused without an error"}
+				return &proto.Error{Code: proto.CodeInternal, Message: "refused without an error"}
 			}
 			return r.Error
 		}
@@ -201,7 +201,7 @@ type frame struct {
 	OK     bool            `json:"ok"`
 	Method string          `json:"method"`
 	Data   json.RawMessage `json:"data"`
-	Error  *signal.Error   `json:"error"`
+	Error  *proto.Error    `json:"error"`
 }
 
 func (c *Client) reader() {
@@ -222,12 +222,12 @@ func (c *Client) reader() {
 			ch := c.pending[f.ID.String()]
 			c.mu.Unlock()
 			if ch != nil {
-				ch <- signal.Response{ID: f.ID, OK: f.OK, Data: f.Data, Error: f.Error}
+				ch <- proto.Response{ID: f.ID, OK: f.OK, Data: f.Data, Error: f.Error}
 			}
 			continue
 		}
 		select {
-		case c.notes <- signal.Notification{Method: f.Method, Data: f.Data}:
+		case c.notes <- proto.Notification{Method: f.Method, Data: f.Data}:
 		default: // the client cannot keep up; a real client would resync
 		}
 	}
@@ -244,19 +244,19 @@ func (c *Client) dispatcher() {
 		{
 			raw, _ := n.Data.(json.RawMessage)
 			switch n.Method {
-			case "offer":
-				var d signal.SDPData
+			case proto.MethodOffer:
+				var d proto.SDPData
 				if json.Unmarshal(raw, &d) == nil {
 					if err := c.onOffer(d.SDP); err != nil && c.ctx.Err() == nil {
 						c.notify("error", json.RawMessage(strconv.Quote(err.Error())))
 					}
 				}
-			case "trickle":
-				var d signal.TrickleData
+			case proto.MethodTrickle:
+				var d proto.TrickleData
 				if json.Unmarshal(raw, &d) == nil {
 					c.onTrickle(d)
 				}
-			case "message":
+			case proto.MethodMessage:
 				// delivered below
 			}
 			c.notify(n.Method, raw)
@@ -270,22 +270,22 @@ func (c *Client) notify(method string, raw json.RawMessage) {
 	}
 }
 
-func toInit(x signal.ICECandidateInit) webrtc.ICECandidateInit {
+func toInit(x proto.ICECandidateInit) webrtc.ICECandidateInit {
 	return webrtc.ICECandidateInit{Candidate: x.Candidate, SDPMid: x.SDPMid, SDPMLineIndex: x.SDPMLineIndex, UsernameFragment: x.UsernameFragment}
 }
 
-func fromInit(x webrtc.ICECandidateInit) signal.ICECandidateInit {
-	return signal.ICECandidateInit{Candidate: x.Candidate, SDPMid: x.SDPMid, SDPMLineIndex: x.SDPMLineIndex, UsernameFragment: x.UsernameFragment}
+func fromInit(x webrtc.ICECandidateInit) proto.ICECandidateInit {
+	return proto.ICECandidateInit{Candidate: x.Candidate, SDPMid: x.SDPMid, SDPMLineIndex: x.SDPMLineIndex, UsernameFragment: x.UsernameFragment}
 }
 
 func (c *Client) pc(transport string) *webrtc.PeerConnection {
-	if transport == "send" {
+	if transport == proto.TransportSend {
 		return c.send
 	}
 	return c.recv
 }
 
-func (c *Client) onTrickle(d signal.TrickleData) {
+func (c *Client) onTrickle(d proto.TrickleData) {
 	c.pcMu.Lock()
 	defer c.pcMu.Unlock()
 	pc := c.pc(d.Transport)
@@ -334,7 +334,7 @@ func (c *Client) localDescribed(transport string) {
 
 func (c *Client) sendCandidates(transport string, cands []webrtc.ICECandidateInit) {
 	for _, cand := range cands {
-		_ = c.Request(c.ctx, signal.MethodTrickle, signal.TrickleData{Transport: transport, Candidate: fromInit(cand)}, nil)
+		_ = c.Request(c.ctx, proto.MethodTrickle, proto.TrickleData{Transport: transport, Candidate: fromInit(cand)}, nil)
 	}
 }
 
@@ -346,7 +346,7 @@ func (c *Client) onOffer(sdp string) error {
 			c.pcMu.Unlock()
 			return err
 		}
-		pc.OnICECandidate(c.trickle("recv"))
+		pc.OnICECandidate(c.trickle(proto.TransportRecv))
 		if c.o.OnTrack != nil {
 			pc.OnTrack(c.o.OnTrack)
 		}
@@ -363,7 +363,7 @@ func (c *Client) onOffer(sdp string) error {
 	err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp})
 	var answer webrtc.SessionDescription
 	if err == nil {
-		c.remoteDescribed("recv")
+		c.remoteDescribed(proto.TransportRecv)
 		answer, err = pc.CreateAnswer(nil)
 	}
 	if err == nil {
@@ -373,17 +373,17 @@ func (c *Client) onOffer(sdp string) error {
 	if err != nil {
 		return fmt.Errorf("receive transport: %w", err)
 	}
-	if err := c.Request(c.ctx, signal.MethodAnswer, signal.SDPData{SDP: answer.SDP}, nil); err != nil {
+	if err := c.Request(c.ctx, proto.MethodAnswer, proto.SDPData{SDP: answer.SDP}, nil); err != nil {
 		return err
 	}
-	c.localDescribed("recv")
+	c.localDescribed(proto.TransportRecv)
 	return nil
 }
 
 // Publish adds tracks to the send transport (creating it, with a data channel, on first use)
 // and negotiates it. It returns the producers of the send transport.
-func (c *Client) Publish(ctx context.Context, tracks ...webrtc.TrackLocal) (signal.PublishResult, error) {
-	var res signal.PublishResult
+func (c *Client) Publish(ctx context.Context, tracks ...webrtc.TrackLocal) (proto.PublishResult, error) {
+	var res proto.PublishResult
 	c.pcMu.Lock()
 	if c.send == nil {
 		pc, err := c.api.NewPeerConnection(webrtc.Configuration{})
@@ -391,7 +391,7 @@ func (c *Client) Publish(ctx context.Context, tracks ...webrtc.TrackLocal) (sign
 			c.pcMu.Unlock()
 			return res, err
 		}
-		pc.OnICECandidate(c.trickle("send"))
+		pc.OnICECandidate(c.trickle(proto.TransportSend))
 		dc, err := pc.CreateDataChannel("data", nil)
 		if err != nil {
 			c.pcMu.Unlock()
@@ -417,19 +417,19 @@ func (c *Client) Publish(ctx context.Context, tracks ...webrtc.TrackLocal) (sign
 	if err != nil {
 		return res, fmt.Errorf("send transport: %w", err)
 	}
-	if err := c.Request(ctx, signal.MethodPublish, signal.SDPData{SDP: offer.SDP}, &res); err != nil {
+	if err := c.Request(ctx, proto.MethodPublish, proto.SDPData{SDP: offer.SDP}, &res); err != nil {
 		return res, err
 	}
 	c.pcMu.Lock()
 	err = pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: res.SDP})
 	if err == nil {
-		c.remoteDescribed("send")
+		c.remoteDescribed(proto.TransportSend)
 	}
 	c.pcMu.Unlock()
 	if err != nil {
 		return res, fmt.Errorf("send transport answer: %w", err)
 	}
-	c.localDescribed("send")
+	c.localDescribed(proto.TransportSend)
 	return res, nil
 }
 
@@ -470,7 +470,7 @@ func (c *Client) SendMessage(ctx context.Context, data any) error {
 	if err != nil {
 		return err
 	}
-	return c.Request(ctx, signal.MethodMessage, signal.MessageData{Data: raw}, nil)
+	return c.Request(ctx, proto.MethodMessage, proto.MessageData{Data: raw}, nil)
 }
 
 // Recv is the receive transport (nil before the first offer).
@@ -490,7 +490,7 @@ func (c *Client) Send() *webrtc.PeerConnection {
 // Close leaves the room and closes both transports and the connection.
 func (c *Client) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	_ = c.Request(ctx, signal.MethodLeave, struct{}{}, nil)
+	_ = c.Request(ctx, proto.MethodLeave, struct{}{}, nil)
 	cancel()
 	c.shutdown()
 	return nil

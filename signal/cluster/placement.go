@@ -4,7 +4,7 @@ import (
 	"sort"
 
 	"github.com/cascade-sfu/cascade/node"
-	"github.com/cascade-sfu/cascade/signal"
+	"github.com/cascade-sfu/cascade/signal/proto"
 )
 
 // Place implements signal.Placement, the default region-aware policy: a client goes to a node
@@ -12,7 +12,7 @@ import (
 // those, nodes that already carry the room come first, then the least loaded. This node keeps
 // the client unless another node is clearly better (so clients do not bounce between nodes of
 // nearly equal load).
-func (c *Cluster) Place(room, region string) (signal.Redirect, bool) {
+func (c *Cluster) Place(room, region string) (proto.Redirect, bool) {
 	self := c.n.Stats()
 	cands := []node.Stats{self}
 	for _, p := range c.Peers() {
@@ -36,7 +36,7 @@ func (c *Cluster) Place(room, region string) (signal.Redirect, bool) {
 	}
 	if len(cands) == 0 {
 		c.metrics.placementLocal.Add(1)
-		return signal.Redirect{}, false
+		return proto.Redirect{}, false
 	}
 	carrying := map[string]bool{}
 	if r := c.n.Room(room); r != nil {
@@ -60,18 +60,18 @@ func (c *Cluster) Place(room, region string) (signal.Redirect, bool) {
 		slack := max(int64(20), best.Consumers/5)
 		if carrying[c.me] == carrying[best.ID] && self.Consumers <= best.Consumers+slack {
 			c.metrics.placementLocal.Add(1)
-			return signal.Redirect{}, false
+			return proto.Redirect{}, false
 		}
 	}
 	if best.ID == c.me {
 		c.metrics.placementLocal.Add(1)
-		return signal.Redirect{}, false
+		return proto.Redirect{}, false
 	}
-	u, err := signal.WebSocketURL(best.HTTPURL)
+	u, err := proto.WebSocketURL(best.HTTPURL)
 	if err != nil {
 		c.metrics.placementLocal.Add(1)
-		return signal.Redirect{}, false // a peer with an unusable URL: keep the client here
+		return proto.Redirect{}, false // a peer with an unusable URL: keep the client here
 	}
 	c.metrics.placementRedirect.Add(1)
-	return signal.Redirect{Node: best.ID, URL: u}, true
+	return proto.Redirect{Node: best.ID, URL: u}, true
 }
