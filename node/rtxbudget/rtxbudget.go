@@ -10,7 +10,9 @@
 //   - when the bucket runs empty, or when the packets NACKed in a window exceed a share of the
 //     window's media (the path itself is congested), resending stops for a hold-off and the
 //     receiver is better served by one keyframe: Keyframe reports when to ask for one (at most
-//     one request per hold-off).
+//     one request per hold-off). NACKs refused during the hold-off still count as losses: while
+//     they say the path is congested, the hold-off goes on, and the keyframe that lets the
+//     receiver start over is asked for when it ends.
 //
 // It imports nothing of pion and reads no clock: the caller passes the time, looks packets up
 // and sends them. A Budget is not safe for concurrent use.
@@ -147,7 +149,8 @@ type Budget struct {
 	askedKF   bool
 	lastKF    time.Duration // of the last keyframe request reported
 
-	handled int // sequence numbers of the current NACK
+	handled int     // sequence numbers of the current NACK
+	avgSize float64 // of the packets looked up: the size of a packet NACKed during a hold-off
 	rtt     time.Duration
 	ring    []slot // allocated on the first resend
 }
@@ -168,12 +171,6 @@ func (b *Budget) Begin(now time.Time, media uint64) {
 	}
 	b.now = t
 	b.handled = 0
-	if b.holding && t >= b.holdUntil {
-		b.holding = false
-		if b.refused {
-			b.keyframe = true // what was refused during the hold-off is lost: start over
-		}
-	}
 	if media > b.media {
 		if b.cfg.Share > 0 {
 			b.tokens += b.cfg.Share * float64(media-b.media)
@@ -183,10 +180,20 @@ func (b *Budget) Begin(now time.Time, media uint64) {
 	if el := t - b.winStart; el >= b.cfg.Window {
 		winMedia := media - b.winMedia
 		b.winBytes = float64(winMedia) * float64(b.cfg.Window) / float64(el)
-		if !b.holding && b.winLostPkts >= minLossPackets && float64(b.winLost) > b.cfg.CongestedLoss*float64(winMedia) {
-			b.hold(Congested)
+		if b.winLostPkts >= minLossPackets && float64(b.winLost) > b.cfg.CongestedLoss*float64(winMedia) {
+			if !b.holding {
+				b.hold(Congested)
+			} else { // still congested: hold off longer; the keyframe waits for the end
+				b.holdUntil, b.holdCause = max(b.holdUntil, t+b.cfg.Holdoff), Congested
+			}
 		}
 		b.winStart, b.winMedia, b.winLost, b.winLostPkts = t, media, 0, 0
+	}
+	if b.holding && t >= b.holdUntil {
+		b.holding = false
+		if b.refused {
+			b.keyframe = true // what was refused during the hold-off is lost: start over
+		}
 	}
 	if c := b.capacity(); b.tokens > c {
 		b.tokens = c
@@ -216,6 +223,13 @@ func (b *Budget) Admit(seq uint16) Verdict {
 	}
 	if b.holding {
 		b.refused = true
+		if b.ring != nil { // still a loss: it tells whether the path is congested
+			if s := &b.ring[seq%ringSize]; !s.used || s.seq != seq {
+				*s = slot{seq: seq, used: true}
+				b.winLost += int(b.avgSize)
+				b.winLostPkts++
+			}
+		}
 		return b.holdCause
 	}
 	if b.ring != nil {
@@ -235,7 +249,9 @@ func (b *Budget) Spend(seq uint16, size int, age time.Duration) Verdict {
 	}
 	if b.ring == nil {
 		b.ring = make([]slot, ringSize)
+		b.avgSize = float64(size)
 	}
+	b.avgSize += (float64(size) - b.avgSize) / 8
 	s := &b.ring[seq%ringSize]
 	if !s.used || s.seq != seq {
 		*s = slot{seq: seq, used: true}

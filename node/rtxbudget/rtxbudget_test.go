@@ -180,6 +180,50 @@ func TestCongestedPath(t *testing.T) {
 	}
 }
 
+// TestCongestionHoldsUntilItEnds: while half the packets are lost, resending stays off (NACKs
+// refused during the hold-off still count as losses) and no further keyframe is asked for; once
+// the losses stop, the hold-off ends within a window and a hold-off, with one keyframe request
+// so the receiver starts over, and resending resumes.
+func TestCongestionHoldsUntilItEnds(t *testing.T) {
+	b := New(Config{}, t0, 0)
+	const size = 1000
+	var media uint64
+	seq := uint16(0)
+	resentLate, keyframes := 0, 0
+	var endedAt time.Duration
+	for ms := 10; ms <= 10000; ms += 10 { // a packet every 10 ms; half lost for 5 s, then none
+		seq++
+		media += size
+		at := time.Duration(ms) * time.Millisecond
+		b.Begin(t0.Add(at), media)
+		if at <= 5*time.Second && seq%2 == 0 {
+			if b.Admit(seq) == Resend && b.Spend(seq, size, 0) == Resend && at > 2*time.Second {
+				resentLate++
+			}
+		}
+		if b.Keyframe() {
+			keyframes++
+			if at > 5*time.Second && endedAt == 0 {
+				endedAt = at
+			}
+		}
+	}
+	if resentLate != 0 {
+		t.Errorf("%d packets resent after 2 s of 50%% loss", resentLate)
+	}
+	if keyframes != 2 || endedAt == 0 || endedAt > 5*time.Second+DefaultWindow+DefaultHoldoff {
+		t.Errorf("%d keyframe requests, the last at %v: want one when the hold-off began and one when it ended, by %v",
+			keyframes, endedAt, 5*time.Second+DefaultWindow+DefaultHoldoff)
+	}
+	if b.Holding() {
+		t.Fatal("still holding off 5 s after the losses stopped")
+	}
+	b.Begin(t0.Add(10*time.Second+time.Millisecond), media)
+	if v := b.Admit(seq - 1); v != Resend || b.Spend(seq-1, size, 0) != Resend {
+		t.Fatalf("after the congestion: %v", v)
+	}
+}
+
 // TestLossCountsFirstNACKOnly: NACKing the same packets again (a receiver retrying) is not
 // more loss, and a few losses on a low-rate stream are not congestion.
 func TestLossCountsFirstNACKOnly(t *testing.T) {
