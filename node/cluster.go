@@ -121,8 +121,8 @@ func (c *Consumer) nack(now time.Time, seqs []uint16) {
 	buf := make([]byte, packetcache.MaxPacket)
 	c.beginFeedback(now)
 	done := 0
-	for _, s := range seqs {
-		if !c.resend(s, buf) {
+	for i := len(seqs) - 1; i >= 0; i-- { // newest first, as nackPairs
+		if !c.resend(seqs[i], buf) {
 			break
 		}
 		done++

@@ -200,22 +200,25 @@ func (c *Consumer) endFeedback(pli bool) {
 	}
 }
 
-// nackPairs answers the sequence numbers of one NACK, as far as the budget allows.
+// nackPairs answers the sequence numbers of one NACK, as far as the budget allows, newest first:
+// past the budget's bound per NACK, what is left is the oldest, the least likely to still be of
+// use (receivers list their losses in order, and a congested receiver lists seconds of them).
 func (c *Consumer) nackPairs(pairs []rtcp.NackPair, buf []byte) {
 	total, done := 0, 0
 	for _, pair := range pairs {
 		total += 1 + bits.OnesCount16(uint16(pair.LostPackets))
 	}
-	for _, pair := range pairs {
-		more := true
-		pair.Range(func(seq uint16) bool {
-			if more = c.resend(seq, buf); more {
-				done++
+pairs:
+	for i := len(pairs) - 1; i >= 0; i-- {
+		p := pairs[i]
+		for b := 15; b >= -1; b-- { // the bitmask's packets, newest first, then PacketID
+			if b >= 0 && p.LostPackets&(1<<b) == 0 {
+				continue
 			}
-			return more
-		})
-		if !more {
-			break
+			if !c.resend(p.PacketID+uint16(b+1), buf) {
+				break pairs
+			}
+			done++
 		}
 	}
 	if done < total {

@@ -51,7 +51,7 @@ func newRelayRig(t *testing.T, budget int) *relayRig {
 	w := &Worker{consumers: make(map[*Consumer]struct{})}
 	n.workers = []*Worker{w}
 	p := &Producer{id: "p", kind: webrtc.RTPCodecTypeVideo, node: n, origin: "origin", home: w, cache: newCache(webrtc.RTPCodecTypeVideo),
-		kfInterval: time.Millisecond, codecCap: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}}
+		kfInterval: 0 /* every request reaches the upstream */, codecCap: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}}
 	p.pool.New = func() any { return &packet{pool: &p.pool} }
 	up := &countingUpstream{}
 	p.SetUpstream(up)
@@ -160,23 +160,31 @@ func TestNackRangeAndAge(t *testing.T) {
 	}
 }
 
-// TestSubscriberNackPairsBounded: a subscriber's NACK with many pairs is handled up to the
-// bound; the rest is counted without being looked at.
+// TestSubscriberNackPairsBounded: a subscriber's NACK listing 170 losses (as a congested
+// receiver lists everything it misses) is handled newest first, up to the bound; the rest, the
+// oldest, is counted without being looked at.
 func TestSubscriberNackPairsBounded(t *testing.T) {
 	r := newRelayRig(t, 100)
 	for i := 0; i < 300; i++ {
 		r.media()
 	}
-	pairs := make([]rtcp.NackPair, 100) // 100 pairs of 17 = 1700 sequence numbers
+	pairs := make([]rtcp.NackPair, 10) // 10 pairs of 17: r.seq-170 .. r.seq-1, in order
 	for i := range pairs {
-		pairs[i] = rtcp.NackPair{PacketID: r.seq - 250 + uint16(i), LostPackets: 0xffff}
+		pairs[i] = rtcp.NackPair{PacketID: r.seq - 170 + uint16(17*i), LostPackets: 0xffff}
 	}
 	r.c.beginFeedback(r.now)
 	r.c.nackPairs(pairs, make([]byte, 1500))
-	handled := r.w.rtxPackets.Load() + r.w.rtxRefused[rtxbudget.OverBudget].Load() + r.w.rtxRefused[rtxbudget.Duplicate].Load() +
-		r.w.rtxRefused[rtxbudget.TooOld].Load() + r.w.rtxRefused[rtxbudget.Congested].Load()
-	if handled != rtxbudget.DefaultMaxPerNack || r.w.rtxRefused[rtxbudget.OutOfRange].Load() != 1700-rtxbudget.DefaultMaxPerNack {
-		t.Fatalf("handled %d, refused past the range %d", handled, r.w.rtxRefused[rtxbudget.OutOfRange].Load())
+	if got := r.w.rtxPackets.Load(); got != rtxbudget.DefaultMaxPerNack {
+		t.Fatalf("resent %d, want %d", got, rtxbudget.DefaultMaxPerNack)
+	}
+	for s := r.seq - 170; s != r.seq; s++ {
+		newest := int16(r.seq-s) <= rtxbudget.DefaultMaxPerNack
+		if resent := r.out.sent[s] == 2; resent != newest {
+			t.Fatalf("seq %d (%d behind): resent %v", s, r.seq-s, resent)
+		}
+	}
+	if got := r.w.rtxRefused[rtxbudget.OutOfRange].Load(); got != 170-rtxbudget.DefaultMaxPerNack {
+		t.Fatalf("refused past the range %d, want %d", got, 170-rtxbudget.DefaultMaxPerNack)
 	}
 }
 
