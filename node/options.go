@@ -26,6 +26,9 @@ type Options struct {
 	// UDPHost is the address the media sockets bind to; empty means all addresses
 	// (127.0.0.1 when LoopbackOnly).
 	UDPHost string
+	// ListenUDP makes a worker's media socket; nil means net.ListenUDP. Tests use it to open the
+	// sockets in another network namespace.
+	ListenUDP func(network string, laddr *net.UDPAddr) (*net.UDPConn, error)
 	// Workers is the number of media workers; 0 means runtime.NumCPU().
 	Workers int
 	// LoopbackOnly keeps all media on 127.0.0.1: only loopback candidates are gathered and
@@ -111,6 +114,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
+	}
+	if o.ListenUDP == nil {
+		o.ListenUDP = net.ListenUDP
 	}
 	return o
 }

@@ -71,7 +71,7 @@ func newWorker(index int, o Options) (*Worker, error) {
 		port = o.UDPPort + index
 	}
 	addr := &net.UDPAddr{IP: net.ParseIP(o.UDPHost), Port: port}
-	udp, err := net.ListenUDP("udp4", addr)
+	udp, err := o.ListenUDP("udp4", addr)
 	if err != nil {
 		return nil, fmt.Errorf("worker %d: listen udp %s: %w", index, addr, err)
 	}
