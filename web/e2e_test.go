@@ -464,9 +464,9 @@ func TestE2EBrowsersSeeEachOther(t *testing.T) {
 func TestE2EBrowsersAcrossNodes(t *testing.T) {
 	execPath := requireChromium(t)
 	hsA, nA, cA := startNode(t, node.Options{ID: "a", Workers: 1, NATSListen: "127.0.0.1:-1", NATSCluster: "127.0.0.1:0",
-		Heartbeat: 300 * time.Millisecond}, true)
+		Heartbeat: time.Second}, true)
 	hsB, _, cB := startNode(t, node.Options{ID: "b", Workers: 1, NATSListen: "127.0.0.1:-1", NATSCluster: "127.0.0.1:0",
-		NATSRoutes: []string{nA.NATSRouteURL()}, Heartbeat: 300 * time.Millisecond}, true)
+		NATSRoutes: []string{nA.NATSRouteURL()}, Heartbeat: time.Second}, true)
 	deadline := time.Now().Add(40 * time.Second)
 	checkFor(t, deadline, "the nodes see each other", func() (bool, string) {
 		return len(cA.Peers()) == 1 && len(cB.Peers()) == 1, "peers missing"
