@@ -141,6 +141,19 @@ func TestUnsubscribeMuteUnpublish(t *testing.T) {
 	if n := sub.received(id); n != 0 {
 		t.Fatalf("received %d packets without subscribing", n)
 	}
+	// A subscriber learns of a producer from producerAdded, sent once the track's media arrived
+	// (the publisher has the id earlier, from its publish answer).
+	checkFor(t, 5*time.Second, func() error {
+		for _, p := range sub.Join.Producers {
+			if p.ID == id {
+				return nil
+			}
+		}
+		if !sub.hasNote("producerAdded", id) {
+			return fmt.Errorf("no producerAdded for %s", id)
+		}
+		return nil
+	})
 	ctx := context.Background()
 	if err := sub.Request(ctx, "subscribe", map[string]string{"producer": id}, nil); err != nil {
 		t.Fatal(err)
