@@ -30,7 +30,8 @@ type Options struct {
 	Rooms int
 	// Publishers and Subscribers are per room.
 	Publishers, Subscribers int
-	// Duration is how long the full load holds after the last bot joined.
+	// Duration is how long the full load holds once every subscriber joined and receives media
+	// (or JoinTimeout passed since the last join).
 	Duration time.Duration
 	// Rate is how many bots join per second (publishers first).
 	Rate float64
@@ -177,6 +178,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 	joins.Wait()
+	// The load is full once every subscriber receives media (ICE and DTLS done); a subscriber
+	// that gets none within JoinTimeout is reported as such.
+	r.awaitMedia(ctx, o.JoinTimeout)
 	// Hold the load, unless nothing could join at all.
 	if r.anyJoined() {
 		select {
@@ -201,6 +205,34 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	stopMedia()
 	r.wg.Wait()
 	return rep, nil
+}
+
+// awaitMedia waits until every subscriber that joined has received a packet, for at most
+// timeout.
+func (r *run) awaitMedia(ctx context.Context, timeout time.Duration) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	deadline := time.After(timeout)
+	for {
+		r.mu.Lock()
+		waiting := 0
+		for _, s := range r.subs {
+			if s.joined.Load() && s.firstAt.Load() == 0 {
+				waiting++
+			}
+		}
+		r.mu.Unlock()
+		if waiting == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline:
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // anyJoined tells whether at least one publisher and one subscriber joined.

@@ -44,7 +44,7 @@ func botsFlags(c *botsConfig) *flag.FlagSet {
 	fs.IntVar(&c.Rooms, "rooms", c.Rooms, "rooms loaded in parallel")
 	fs.IntVar(&c.Publishers, "publishers", c.Publishers, "publishers per room")
 	fs.IntVar(&c.Subscribers, "subscribers", c.Subscribers, "subscribers per room")
-	fs.DurationVar(&c.Duration, "duration", c.Duration, "how long the full load holds after the last bot joined")
+	fs.DurationVar(&c.Duration, "duration", c.Duration, "how long the full load holds once every subscriber receives media (or --join-timeout passed)")
 	fs.Float64Var(&c.Rate, "rate", c.Rate, "bots joining per second")
 	fs.BoolVar(&c.Video, "video", c.Video, "publishers send VP8 video (~1.5 Mbit/s, 30 fps)")
 	fs.BoolVar(&c.Audio, "audio", c.Audio, "publishers send Opus audio")
