@@ -21,8 +21,8 @@ var keys = auth.Keys{Key: "botkey", Secret: "bot-secret-with-enough-bytes-0123"}
 
 func startNode(t *testing.T, naive bool) string {
 	t.Helper()
-	n, err := node.New(node.Options{LoopbackOnly: true, NATSListen: "127.0.0.1:0", Workers: 2, WorkerConsumers: 4,
-		NATSStoreDir: t.TempDir(), Registerer: prometheus.NewRegistry(), Naive: naive})
+	n, err := node.New(node.Options{LoopbackOnly: true, Workers: 2, WorkerConsumers: 4,
+		Registerer: prometheus.NewRegistry(), Naive: naive})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -231,7 +231,7 @@ func metricSum(t *testing.T, g prometheus.Gatherer, name string, want map[string
 // request), and the honest subscriber receives every packet, once.
 func TestHostileSubscriberBounded(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	n, err := node.New(node.Options{LoopbackOnly: true, Workers: 1, NATSListen: "127.0.0.1:0", NATSStoreDir: t.TempDir(), Registerer: reg})
+	n, err := node.New(node.Options{LoopbackOnly: true, Workers: 1, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,29 +34,6 @@ type Options struct {
 	// LoopbackOnly keeps all media on 127.0.0.1: only loopback candidates are gathered and
 	// packets from other sources are dropped. For tests and single-machine demos.
 	LoopbackOnly bool
-	// NATSURL is an external NATS server; empty starts an embedded one on NATSListen.
-	NATSURL string
-	// NATSListen is the client address of the embedded NATS server ("127.0.0.1:4222";
-	// port -1 or 0 picks a free port).
-	NATSListen string
-	// NATSCluster is the route listen address of the embedded NATS server (host:port; empty:
-	// no NATS cluster). With NATSRoutes, the embedded servers of several nodes form one NATS
-	// cluster, so a cluster of nodes needs no separate NATS.
-	NATSCluster string
-	// NATSRoutes are the other embedded servers' route URLs (nats-route://host:port).
-	NATSRoutes []string
-	// NATSClusterName names the embedded NATS cluster ("cascade"); with gateways it is also
-	// this region's gateway name.
-	NATSClusterName string
-	// NATSGateway is the gateway listen address of the embedded server (host:port; empty: no
-	// gateway). Gateways join the NATS clusters of several regions into a supercluster.
-	NATSGateway string
-	// NATSGateways are the other regions' gateways: name -> URLs (nats://host:port).
-	NATSGateways map[string][]string
-	// NATSCreds is a NATS credentials file for an external NATS.
-	NATSCreds string
-	// NATSStoreDir is the JetStream directory of the embedded server; empty means a temp dir.
-	NATSStoreDir string
 	// KeyframeInterval is the shortest time between two keyframe requests sent to one producer.
 	KeyframeInterval time.Duration
 	// RTXBudget caps the retransmissions to one subscriber (or relay child), in percent of the
@@ -66,8 +43,6 @@ type Options struct {
 	// WorkerConsumers is how many consumers one room may have on one worker before further
 	// subscribers of that room go to a router on another worker.
 	WorkerConsumers int
-	// Heartbeat is the interval of the node's announcements on NATS.
-	Heartbeat time.Duration
 	// Naive replaces Cascade's forwarding with the textbook pion broadcast: one
 	// TrackLocalStaticRTP per producer written to every subscriber's PeerConnection, with pion's
 	// default interceptors. Only the benchmark uses it, as the baseline.
@@ -83,8 +58,6 @@ const (
 	DefaultKeyframeInterval = 500 * time.Millisecond
 	DefaultWorkerConsumers  = 100
 	DefaultRTXBudget        = 25 // percent
-	DefaultHeartbeat        = time.Second
-	DefaultNATSListen       = "127.0.0.1:4222"
 )
 
 // ErrBadOptions wraps every validation error of Options.
@@ -102,12 +75,6 @@ func (o Options) withDefaults() Options {
 	}
 	if o.WorkerConsumers <= 0 {
 		o.WorkerConsumers = DefaultWorkerConsumers
-	}
-	if o.Heartbeat <= 0 {
-		o.Heartbeat = DefaultHeartbeat
-	}
-	if o.NATSListen == "" {
-		o.NATSListen = DefaultNATSListen
 	}
 	if o.UDPHost == "" && o.LoopbackOnly {
 		o.UDPHost = "127.0.0.1"
@@ -131,11 +98,6 @@ func (o Options) Validate() error {
 	}
 	if o.UDPHost != "" && net.ParseIP(o.UDPHost) == nil {
 		return fmt.Errorf("%w: udp host %q is not an IP address", ErrBadOptions, o.UDPHost)
-	}
-	if o.NATSURL == "" {
-		if _, _, err := net.SplitHostPort(o.NATSListen); err != nil {
-			return fmt.Errorf("%w: nats listen address %q: %v", ErrBadOptions, o.NATSListen, err)
-		}
 	}
 	return nil
 }

@@ -35,15 +35,7 @@ const (
 	EventProducerMuted     = "producerMuted"
 	EventMessage           = "message"
 	EventClosed            = "closed"
-	// EventData travels between nodes only: a data-channel message (DataMessage).
-	EventData = "data"
 )
-
-// DataMessage is a data-channel message crossing nodes.
-type DataMessage struct {
-	Data     []byte `json:"data"`
-	IsString bool   `json:"string,omitempty"`
-}
 
 // Transport names used in trickle.
 const (
@@ -343,7 +335,7 @@ func (p *Participant) onDataChannel(dc *webrtc.DataChannel) {
 			return
 		}
 		p.room.data(p, m.Data, m.IsString)
-		p.node.publish(p.room, EventData, DataMessage{Data: m.Data, IsString: m.IsString})
+		p.node.emit(Data{Room: p.room, Data: m.Data, IsString: m.IsString})
 	})
 }
 
@@ -449,9 +441,8 @@ func (p *Participant) Mute(producerID string, muted bool) error {
 		pr.lastKF.Store(0)
 		pr.RequestKeyframe()
 	}
-	ev := map[string]any{"id": pr.id, "muted": muted}
-	p.room.broadcast(p, EventProducerMuted, ev)
-	p.node.publish(p.room, EventProducerMuted, ev)
+	p.room.broadcast(p, EventProducerMuted, map[string]any{"id": pr.id, "muted": muted})
+	p.node.emit(ProducerMuted{Room: p.room, ID: pr.id, Muted: muted})
 	return nil
 }
 
@@ -479,9 +470,8 @@ func (p *Participant) Unpublish(producerID string) error {
 // Message sends an application message (chat) to every participant of the room, the sender
 // included.
 func (p *Participant) Message(data any) {
-	ev := map[string]any{"from": p.id, "identity": p.identity, "data": data}
-	p.room.broadcast(nil, EventMessage, ev)
-	p.node.publish(p.room, EventMessage, ev)
+	p.room.broadcast(nil, EventMessage, messageNote(p.id, p.identity, data))
+	p.node.emit(Message{Room: p.room, From: p.id, Identity: p.identity, Data: data})
 }
 
 // Close removes the participant: its producers and consumers end, its transports close and the

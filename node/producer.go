@@ -205,7 +205,7 @@ func (p *Producer) addConsumer(c *Consumer) bool {
 	p.count++
 	p.mu.Unlock()
 	if first && p.origin != "" {
-		p.node.demand(p, true)
+		p.node.emit(Demand{Producer: p, Wanted: true})
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -240,7 +240,7 @@ func (p *Producer) addConsumer(c *Consumer) bool {
 // producer left without consumers is unpiped from this node.
 func (p *Producer) removeConsumer(c *Consumer) {
 	if p.detach(c) && p.origin != "" {
-		p.node.demand(p, false)
+		p.node.emit(Demand{Producer: p, Wanted: false})
 	}
 }
 

@@ -172,7 +172,7 @@ func (r *Room) addProducer(pr *Producer) {
 	info := pr.Info()
 	r.broadcast(pr.participant, EventProducerAdded, info)
 	if pr.origin == "" {
-		r.node.publish(r, EventProducerAdded, info)
+		r.node.emit(ProducerAdded{Room: r, Producer: info})
 	}
 	for _, p := range r.others(pr.participant) {
 		if p.autoSubscribe && p.grant.Subscribe {
@@ -194,16 +194,13 @@ func (r *Room) removeProducer(pr *Producer) {
 	for _, c := range pr.close() {
 		if c.sub != nil {
 			c.sub.dropConsumer(c)
-		} else { // a relay sink: the cluster layer forgets it on the producerRemoved event
+		} else { // a relay sink: the cluster layer forgets it on the ProducerRemoved event
 			c.paused.Store(true)
 			c.worker.removeConsumer(c)
 		}
 	}
-	ev := map[string]string{"id": pr.id, "participant": pr.owner}
-	r.broadcast(pr.participant, EventProducerRemoved, ev)
-	if pr.origin == "" {
-		r.node.publish(r, EventProducerRemoved, ev)
-	}
+	r.broadcast(pr.participant, EventProducerRemoved, map[string]string{"id": pr.id, "participant": pr.owner})
+	r.node.emit(ProducerRemoved{Room: r, ID: pr.id, Participant: pr.owner, Origin: pr.origin})
 }
 
 // closeRemote ends the room's remote producers once its last local participant has left.

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cascade-sfu/cascade/cluster"
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/cascade-sfu/cascade/signal/client"
-	"github.com/cascade-sfu/cascade/signal/cluster"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 )
@@ -28,16 +28,17 @@ func newCluster(t *testing.T, n, fanout int, regions ...string) []*env {
 		// The default heartbeat (1 s; a peer is gone after three missed): at 100 and 300 ms a
 		// loaded 2-core machine running the race detector starved heartbeats past the timeout,
 		// and a peer once declared gone does not come back (issue: outages and restarts healed).
-		o := node.Options{ID: fmt.Sprintf("n%d", i), Workers: 1, NATSListen: "127.0.0.1:-1", NATSCluster: "127.0.0.1:0"}
+		o := node.Options{ID: fmt.Sprintf("n%d", i), Workers: 1}
+		co := &clusterOpts{nats: cluster.NATSOptions{Listen: "127.0.0.1:-1", Cluster: "127.0.0.1:0"}, fanout: fanout}
 		if i < len(regions) {
 			o.Region = regions[i]
 		}
 		if seed != "" {
-			o.NATSRoutes = []string{seed}
+			co.nats.Routes = []string{seed}
 		}
-		e := startNode(t, o, &cluster.Options{Fanout: fanout})
+		e := startNode(t, o, co)
 		if seed == "" {
-			seed = e.node.NATSRouteURL()
+			seed = e.nats.RouteURL()
 		}
 		envs = append(envs, e)
 	}
@@ -76,7 +77,7 @@ func TestClusterPublisherOnASeenOnBAndC(t *testing.T) {
 		}
 	}
 	// One link per used pair (a-b, a-c), and the origin relays each producer once per edge.
-	if got := a.cluster.View().Links; len(got) != 2 {
+	if got := a.view.View().Links; len(got) != 2 {
 		t.Fatalf("origin links %v", got)
 	}
 	if got := a.metric(`cascade_relay_pipes{direction="out"}`); got != 4 {
@@ -163,7 +164,7 @@ func TestClusterTreeFanout(t *testing.T) {
 	// The tree: four edges, every parent with at most two children.
 	checkFor(t, 5*time.Second, func() error {
 		var tree []cluster.Edge
-		for _, p := range envs[0].cluster.View().Rooms[0].Producers {
+		for _, p := range envs[0].view.View().Rooms[0].Producers {
 			if p.ID == id {
 				tree = p.Tree
 			}
@@ -202,7 +203,7 @@ func TestClusterRegions(t *testing.T) {
 	waitPackets(t, envs[1].join("r", "us1", false, true), id)
 	waitPackets(t, envs[2].join("r", "us2", false, true), id)
 	var tree []cluster.Edge
-	for _, p := range envs[2].cluster.View().Rooms[0].Producers {
+	for _, p := range envs[2].view.View().Rooms[0].Producers {
 		if p.ID == id {
 			tree = p.Tree
 		}
@@ -231,7 +232,7 @@ func TestClusterForgedRelayPacketDropped(t *testing.T) {
 	if before != 0 {
 		t.Fatalf("the edge counted %v of its parent's packets as a stranger's", before)
 	}
-	conn, err := net.Dial("udp4", envs[1].cluster.RelayAddr().String())
+	conn, err := net.Dial("udp4", envs[1].pipes.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +291,7 @@ func TestClusterNodeKilled(t *testing.T) {
 	waitPackets(t, sub, res.Producers[0].ID)
 	// Kill n2 (not the NATS seed): no leave, no goodbye.
 	envs[2].srv.Close()
-	envs[2].cluster.Close()
+	envs[2].leave()
 	envs[2].node.Close()
 	checkFor(t, 10*time.Second, func() error {
 		if !sub.hasNote("producerRemoved", res.Producers[0].ID) || !sub.hasNote("participantLeft", pub.Join.Participant.ID) {

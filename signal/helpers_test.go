@@ -10,11 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cascade-sfu/cascade/cluster"
 	"github.com/cascade-sfu/cascade/node"
+	"github.com/cascade-sfu/cascade/relay"
 	"github.com/cascade-sfu/cascade/signal"
 	"github.com/cascade-sfu/cascade/signal/auth"
 	"github.com/cascade-sfu/cascade/signal/client"
-	"github.com/cascade-sfu/cascade/signal/cluster"
 	"github.com/cascade-sfu/cascade/signal/proto"
 	"github.com/hashicorp/go-hclog"
 	"github.com/pion/rtcp"
@@ -28,7 +29,10 @@ var testKeys = auth.Keys{Key: "testkey", Secret: "a-test-secret-of-32-characters
 type env struct {
 	t       *testing.T
 	node    *node.Node
-	cluster *cluster.Cluster // nil for a single node
+	cluster *cluster.Cluster // nil for a single node, as are the next three
+	nats    *cluster.NATS
+	pipes   *relay.Pipes
+	view    *cluster.Viewer
 	srv     *signal.Server
 	http    *httptest.Server
 	ws      string
@@ -41,19 +45,20 @@ func newEnv(t *testing.T, workers, workerConsumers int) *env {
 	return startNode(t, node.Options{Workers: workers, WorkerConsumers: workerConsumers}, nil)
 }
 
+// clusterOpts are a clustered test node's NATS, fan-out and heartbeat.
+type clusterOpts struct {
+	nats      cluster.NATSOptions
+	fanout    int
+	heartbeat time.Duration
+}
+
 // startNode starts a node with o (plus loopback media, test logs and metrics); with co it
-// joins the cluster on the node's NATS.
-func startNode(t *testing.T, o node.Options, co *cluster.Options) *env {
+// starts NATS and the relay and joins the cluster, wired as cmd/cascade wires them.
+func startNode(t *testing.T, o node.Options, co *clusterOpts) *env {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testWriter{t}})
 	o.LoopbackOnly, o.Logger, o.Registerer = true, log, reg
-	if o.NATSURL == "" {
-		if o.NATSListen == "" {
-			o.NATSListen = "127.0.0.1:-1"
-		}
-		o.NATSStoreDir = t.TempDir()
-	}
 	hs := httptest.NewUnstartedServer(nil)
 	o.HTTPURL = "http://" + hs.Listener.Addr().String()
 	n, err := node.New(o)
@@ -61,30 +66,60 @@ func startNode(t *testing.T, o node.Options, co *cluster.Options) *env {
 		hs.Close()
 		t.Fatal(err)
 	}
+	e := &env{t: t, node: n, reg: reg}
 	so := signal.Options{Keys: testKeys, Logger: log, Gatherer: reg}
-	var c *cluster.Cluster
 	if co != nil {
-		co.Logger = log
-		if c, err = cluster.New(n, *co); err != nil {
+		no := co.nats
+		no.Name, no.Logger = n.ID(), log
+		if no.URL == "" {
+			if no.Listen == "" {
+				no.Listen = "127.0.0.1:-1"
+			}
+			no.StoreDir = t.TempDir()
+		}
+		if e.nats, err = cluster.StartNATS(no); err != nil {
 			n.Close()
 			t.Fatal(err)
 		}
-		reg.MustRegister(c)
-		so.Cluster, so.Placement = c, c
-	}
-	srv := signal.NewServer(n, so)
-	hs.Config.Handler = srv.Handler()
-	hs.Start()
-	e := &env{t: t, node: n, cluster: c, srv: srv, http: hs, ws: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws", reg: reg}
-	t.Cleanup(func() {
-		srv.Close()
-		hs.Close()
-		if c != nil {
-			c.Close()
+		if e.pipes, err = relay.Open(relay.Options{Self: n.ID(), Region: o.Region, Fanout: co.fanout, Producers: n, Logger: log}); err != nil {
+			e.nats.Close()
+			n.Close()
+			t.Fatal(err)
 		}
+		if e.cluster, err = cluster.New(n, e.pipes, e.nats.Bus(), cluster.Options{Heartbeat: co.heartbeat, Logger: log}); err != nil {
+			e.pipes.Close()
+			e.nats.Close()
+			n.Close()
+			t.Fatal(err)
+		}
+		placer := cluster.NewPlacer(n, e.cluster.Members())
+		reg.MustRegister(cluster.NewCollector(e.cluster.Members(), e.pipes, placer))
+		e.view = cluster.NewViewer(n, e.cluster.Members(), e.pipes)
+		so.Cluster, so.Placement, so.Ready = e.view, placer, e.nats.Ready
+	}
+	e.srv = signal.NewServer(n, so)
+	hs.Config.Handler = e.srv.Handler()
+	hs.Start()
+	e.http, e.ws = hs, "ws"+strings.TrimPrefix(hs.URL, "http")+"/ws"
+	t.Cleanup(func() {
+		e.srv.Close()
+		hs.Close()
+		e.leave()
 		n.Close()
+		if e.nats != nil {
+			e.nats.Close()
+		}
 	})
 	return e
+}
+
+// leave takes the node out of the cluster without a goodbye: heartbeats, subscriptions and
+// relays stop. Its NATS server stays up (it may be the seed of the others' routes).
+func (e *env) leave() {
+	if e.cluster != nil {
+		e.cluster.Close()
+		e.pipes.Close()
+	}
 }
 
 type testWriter struct{ t *testing.T }

@@ -32,7 +32,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 		for i, e := range envs[1:] {
 			waitPackets(t, e.join("r", fmt.Sprint("s", i), false, true), res.Producers[0].ID)
 		}
-		envs[2].cluster.Close() // a node leaving in the middle
+		envs[2].leave() // a node leaving in the middle
 	})
 	var after int
 	deadline := time.Now().Add(10 * time.Second)

@@ -39,6 +39,8 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// Placement decides whether a join is better served by another node (nil: always here).
 	Placement Placement
+	// Ready reports whether the node's cluster connection is up, for /readyz (nil: always).
+	Ready func() bool
 	// Cluster serves /cluster (the cluster view: JSON, and a page for browsers); nil: none.
 	Cluster http.Handler
 	// Pprof serves Go's profiler at /debug/pprof/ (for operators chasing CPU; off by default).
@@ -47,9 +49,9 @@ type Options struct {
 
 // Placement is the join placement policy of a cluster.
 type Placement interface {
-	// Place returns the node a client of room (in region, if known) should join, and whether
-	// that is another node.
-	Place(room, region string) (proto.Redirect, bool)
+	// Place tells whether a client of room (in region, if known) should join another node, and
+	// which: its id and HTTP URL.
+	Place(room, region string) (nodeID, httpURL string, redirect bool)
 }
 
 // Server is the node's HTTP face: signaling, WHIP, WHEP, health and metrics.
@@ -90,7 +92,7 @@ func (s *Server) Handler() http.Handler {
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if s.draining.Load() || !s.n.Ready() {
+		if s.draining.Load() || !s.n.Ready() || (s.o.Ready != nil && !s.o.Ready()) {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}

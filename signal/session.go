@@ -335,8 +335,11 @@ func (s *session) join(raw json.RawMessage) (any, error) {
 		auto = false
 	}
 	if pl := s.srv.o.Placement; pl != nil && !d.NoRedirect {
-		if to, ok := pl.Place(g.Room, d.Region); ok {
-			return proto.JoinResult{Room: g.Room, Redirect: &to}, nil
+		if id, httpURL, ok := pl.Place(g.Room, d.Region); ok {
+			// A peer with an unusable URL: keep the client here.
+			if u, err := proto.WebSocketURL(httpURL); err == nil {
+				return proto.JoinResult{Room: g.Room, Redirect: &proto.Redirect{Node: id, URL: u}}, nil
+			}
 		}
 	}
 	p, err := s.srv.n.Join(g.Room, g.Identity, node.Grant{Publish: g.Publish, Subscribe: g.Subscribe}, auto, s)

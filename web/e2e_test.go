@@ -15,10 +15,11 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/cascade-sfu/cascade/cluster"
 	"github.com/cascade-sfu/cascade/node"
+	"github.com/cascade-sfu/cascade/relay"
 	"github.com/cascade-sfu/cascade/signal"
 	"github.com/cascade-sfu/cascade/signal/auth"
-	"github.com/cascade-sfu/cascade/signal/cluster"
 	"github.com/cascade-sfu/cascade/web"
 )
 
@@ -78,13 +79,13 @@ func (w *testLogWriter) Write(p []byte) (int, error) {
 // /token endpoint) behind an httptest server.
 func startServer(t *testing.T) *httptest.Server {
 	t.Helper()
-	hs, _, _ := startNode(t, node.Options{NATSListen: "127.0.0.1:-1", Workers: 2}, false)
+	hs, _, _, _ := startNode(t, node.Options{Workers: 2}, nil)
 	return hs
 }
 
-// startNode starts a node with o (loopback media, test logs); with clustered it joins the
-// cluster on its NATS.
-func startNode(t *testing.T, o node.Options, clustered bool) (*httptest.Server, *node.Node, *cluster.Cluster) {
+// startNode starts a node with o (loopback media, test logs); with nats it starts NATS and the
+// relay and joins the cluster, wired as cmd/cascade wires them (nil: a single node).
+func startNode(t *testing.T, o node.Options, nats *cluster.NATSOptions) (*httptest.Server, *cluster.NATS, *cluster.Cluster, *cluster.Viewer) {
 	t.Helper()
 	level := hclog.Warn
 	if testing.Verbose() {
@@ -98,27 +99,41 @@ func startNode(t *testing.T, o node.Options, clustered bool) (*httptest.Server, 
 	if err != nil {
 		t.Fatalf("node.New: %v", err)
 	}
-	t.Cleanup(n.Close)
 	so := signal.Options{
 		Keys:      auth.Keys{Key: auth.DevKey, Secret: auth.DevSecret},
 		DevTokens: true,
 		Web:       web.Handler(),
 		Logger:    logger,
 	}
+	var nc *cluster.NATS
 	var c *cluster.Cluster
-	if clustered {
-		if c, err = cluster.New(n, cluster.Options{Logger: logger}); err != nil {
+	var v *cluster.Viewer
+	if nats != nil {
+		no := *nats
+		no.Name, no.Logger, no.StoreDir = n.ID(), logger, t.TempDir()
+		if nc, err = cluster.StartNATS(no); err != nil {
+			t.Fatalf("cluster.StartNATS: %v", err)
+		}
+		pipes, err := relay.Open(relay.Options{Self: n.ID(), Region: o.Region, Producers: n, Logger: logger})
+		if err != nil {
+			t.Fatalf("relay.Open: %v", err)
+		}
+		if c, err = cluster.New(n, pipes, nc.Bus(), cluster.Options{Logger: logger}); err != nil {
 			t.Fatalf("cluster.New: %v", err)
 		}
+		t.Cleanup(nc.Close)
+		t.Cleanup(pipes.Close)
 		t.Cleanup(c.Close)
-		so.Cluster, so.Placement = c, c
+		v = cluster.NewViewer(n, c.Members(), pipes)
+		so.Cluster, so.Placement, so.Ready = v, cluster.NewPlacer(n, c.Members()), nc.Ready
 	}
+	t.Cleanup(n.Close)
 	srv := signal.NewServer(n, so)
 	hs.Config.Handler = srv.Handler()
 	hs.Start()
 	t.Cleanup(hs.Close)
 	t.Cleanup(srv.Close)
-	return hs, n, c
+	return hs, nc, c, v
 }
 
 // startBrowser starts headless Chromium with fake media and loopback-only WebRTC, and returns
@@ -463,10 +478,9 @@ func TestE2EBrowsersSeeEachOther(t *testing.T) {
 // servers routed together) see each other through the relay link.
 func TestE2EBrowsersAcrossNodes(t *testing.T) {
 	execPath := requireChromium(t)
-	hsA, nA, cA := startNode(t, node.Options{ID: "a", Workers: 1, NATSListen: "127.0.0.1:-1", NATSCluster: "127.0.0.1:0",
-		Heartbeat: time.Second}, true)
-	hsB, _, cB := startNode(t, node.Options{ID: "b", Workers: 1, NATSListen: "127.0.0.1:-1", NATSCluster: "127.0.0.1:0",
-		NATSRoutes: []string{nA.NATSRouteURL()}, Heartbeat: time.Second}, true)
+	hsA, nA, cA, vA := startNode(t, node.Options{ID: "a", Workers: 1}, &cluster.NATSOptions{Listen: "127.0.0.1:-1", Cluster: "127.0.0.1:0"})
+	hsB, _, cB, _ := startNode(t, node.Options{ID: "b", Workers: 1}, &cluster.NATSOptions{Listen: "127.0.0.1:-1", Cluster: "127.0.0.1:0",
+		Routes: []string{nA.RouteURL()}})
 	deadline := time.Now().Add(40 * time.Second)
 	checkFor(t, deadline, "the nodes see each other", func() (bool, string) {
 		return len(cA.Peers()) == 1 && len(cB.Peers()) == 1, "peers missing"
@@ -493,7 +507,7 @@ func TestE2EBrowsersAcrossNodes(t *testing.T) {
 		t.Logf("%s: framesDecoded %d", tb.name, got[tb].FramesDecoded)
 		assertLoopback(t, tb, "recv", got[tb].SelectedPairs)
 	}
-	if links := cA.View().Links; len(links) != 1 || links[0] != "b" {
+	if links := vA.View().Links; len(links) != 1 || links[0] != "b" {
 		t.Fatalf("node a relay links %v, want [b]", links)
 	}
 }

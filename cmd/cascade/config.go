@@ -16,9 +16,10 @@ import (
 	"github.com/goccy/go-yaml"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/cascade-sfu/cascade/cluster"
 	"github.com/cascade-sfu/cascade/node"
+	"github.com/cascade-sfu/cascade/relay"
 	"github.com/cascade-sfu/cascade/signal/auth"
-	"github.com/cascade-sfu/cascade/signal/cluster"
 )
 
 // Config is the configuration of `cascade node`. Each field is settable, in increasing order of
@@ -71,7 +72,7 @@ func defaultConfig() Config {
 		WorkerConsumers:  node.DefaultWorkerConsumers,
 		RTXBudget:        node.DefaultRTXBudget,
 		Relay:            ":7881",
-		RelayFanout:      cluster.DefaultFanout,
+		RelayFanout:      relay.DefaultFanout,
 		DrainTimeout:     30 * time.Second,
 		NATSClusterName:  "cascade",
 	}
@@ -268,7 +269,7 @@ func (c Config) Validate() error {
 		return err
 	}
 	if c.NATS == "" {
-		if _, err := node.GatewayOptions(c.NATSClusterName, c.NATSGateway, gws); err != nil {
+		if _, err := cluster.GatewayOptions(c.NATSClusterName, c.NATSGateway, gws); err != nil {
 			return fmt.Errorf("nats-gateway: %w", err)
 		}
 	} else if c.NATSGateway != "" || len(gws) > 0 {

@@ -21,10 +21,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/cascade-sfu/cascade/cluster"
 	"github.com/cascade-sfu/cascade/node"
+	"github.com/cascade-sfu/cascade/relay"
 	"github.com/cascade-sfu/cascade/signal"
 	"github.com/cascade-sfu/cascade/signal/auth"
-	"github.com/cascade-sfu/cascade/signal/cluster"
 	"github.com/cascade-sfu/cascade/web"
 )
 
@@ -191,18 +192,10 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 		UDPPort:          cfg.UDPPort,
 		Workers:          cfg.Workers,
 		LoopbackOnly:     cfg.LoopbackOnly,
-		NATSURL:          cfg.NATS,
-		NATSListen:       cfg.NATSListen,
 		KeyframeInterval: cfg.KeyframeInterval,
 		WorkerConsumers:  cfg.WorkerConsumers,
 		RTXBudget:        cfg.rtxBudget(),
 		Naive:            cfg.NaiveBaseline,
-		NATSCluster:      cfg.NATSCluster,
-		NATSRoutes:       cfg.routes(),
-		NATSClusterName:  cfg.NATSClusterName,
-		NATSGateway:      cfg.NATSGateway,
-		NATSGateways:     gateways,
-		NATSCreds:        cfg.NATSCreds,
 		Logger:           logger,
 		Registerer:       reg,
 	})
@@ -210,16 +203,42 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 		ln.Close()
 		return fmt.Errorf("start node: %w", err)
 	}
-
-	relayHost, _, _ := net.SplitHostPort(cfg.Relay)
-	cl, err := cluster.New(n, cluster.Options{RelayListen: cfg.Relay, Fanout: cfg.RelayFanout, Logger: logger,
-		RelayHost: advertisedHost(relayHost, cfg.PublicIP, cfg.LoopbackOnly, ifaceAddrs)})
+	nc, err := cluster.StartNATS(cluster.NATSOptions{
+		Name:        n.ID(),
+		URL:         cfg.NATS,
+		Listen:      cfg.NATSListen,
+		Cluster:     cfg.NATSCluster,
+		Routes:      cfg.routes(),
+		ClusterName: cfg.NATSClusterName,
+		Gateway:     cfg.NATSGateway,
+		Gateways:    gateways,
+		Creds:       cfg.NATSCreds,
+		Logger:      logger,
+	})
 	if err != nil {
+		n.Close()
+		ln.Close()
+		return fmt.Errorf("start nats: %w", err)
+	}
+	relayHost, _, _ := net.SplitHostPort(cfg.Relay)
+	pipes, err := relay.Open(relay.Options{Self: n.ID(), Region: cfg.Region, Listen: cfg.Relay, Fanout: cfg.RelayFanout, Producers: n,
+		Host: advertisedHost(relayHost, cfg.PublicIP, cfg.LoopbackOnly, ifaceAddrs), Logger: logger})
+	if err != nil {
+		nc.Close()
+		n.Close()
+		ln.Close()
+		return fmt.Errorf("open the relay: %w", err)
+	}
+	cl, err := cluster.New(n, pipes, nc.Bus(), cluster.Options{Logger: logger})
+	if err != nil {
+		pipes.Close()
+		nc.Close()
 		n.Close()
 		ln.Close()
 		return fmt.Errorf("join the cluster: %w", err)
 	}
-	reg.MustRegister(cl)
+	placer := cluster.NewPlacer(n, cl.Members())
+	reg.MustRegister(cluster.NewCollector(cl.Members(), pipes, placer))
 
 	srv := signal.NewServer(n, signal.Options{
 		Keys:      keys,
@@ -228,8 +247,9 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 		Logger:    logger,
 		Gatherer:  reg,
 		Pprof:     cfg.Pprof,
-		Cluster:   cl,
-		Placement: cl,
+		Cluster:   cluster.NewViewer(n, cl.Members(), pipes),
+		Placement: placer,
+		Ready:     nc.Ready,
 	})
 	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
@@ -257,7 +277,9 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 		logger.Warn("http shutdown", "error", err)
 	}
 	cl.Close()
+	pipes.Close()
 	n.Close()
+	nc.Close()
 	logger.Info("stopped")
 	return runErr
 }

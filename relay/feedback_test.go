@@ -1,11 +1,10 @@
-package cluster
+package relay
 
 import (
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/cascade-sfu/cascade/relay"
 	"github.com/pion/rtcp"
 )
 
@@ -29,19 +28,19 @@ func TestMissing(t *testing.T) {
 
 type rtcpSink chan []rtcp.Packet
 
-func (rtcpSink) HandleRTP(*relay.Link, uint32, []byte)       {}
-func (s rtcpSink) HandleRTCP(_ *relay.Link, p []rtcp.Packet) { s <- p }
+func (rtcpSink) HandleRTP(*Link, uint32, []byte)       {}
+func (s rtcpSink) HandleRTCP(_ *Link, p []rtcp.Packet) { s <- p }
 
 // TestEdgeNacksParent: a gap in what a relay link delivers makes the edge NACK exactly the
 // missing packets to its parent, over the link.
 func TestEdgeNacksParent(t *testing.T) {
 	parentIn := make(rtcpSink, 4)
-	parent, err := relay.Listen("127.0.0.1:0", parentIn, nil)
+	parent, err := Listen("127.0.0.1:0", parentIn, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer parent.Close()
-	edge, err := relay.Listen("127.0.0.1:0", rtcpSink(make(chan []rtcp.Packet, 4)), nil)
+	edge, err := Listen("127.0.0.1:0", rtcpSink(make(chan []rtcp.Packet, 4)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

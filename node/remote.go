@@ -9,40 +9,9 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
-// Cluster is what a node needs from the cluster layer (signal/cluster): room events to and
-// from the other nodes, and relays for remote producers. A node without one is a single node.
-type Cluster interface {
-	// RoomOpened is called when a room gets its first participant here, before the join
-	// completes: the cluster layer adds the room's remote participants and producers.
-	RoomOpened(r *Room)
-	// RoomClosed is called when a room's last participant here has left.
-	RoomClosed(r *Room)
-	// Publish sends a local room event (the PROTOCOL.md notification method and data) to the
-	// other nodes.
-	Publish(r *Room, method string, data any)
-	// Demand is called, on its own goroutine, when a remote producer gets its first consumer
-	// here or loses its last one: pipe it here, or stop.
-	Demand(p *Producer)
-}
-
 // Upstream is a remote producer's feedback path: the relay link towards its origin.
 type Upstream interface {
 	RequestKeyframe()
-}
-
-// SetCluster connects the node to the cluster layer; call it before the first Join.
-func (n *Node) SetCluster(c Cluster) { n.cluster = c }
-
-func (n *Node) demand(p *Producer, _ bool) {
-	if n.cluster != nil {
-		go n.cluster.Demand(p)
-	}
-}
-
-func (n *Node) publish(r *Room, method string, data any) {
-	if n.cluster != nil {
-		n.cluster.Publish(r, method, data)
-	}
 }
 
 // Rooms lists the rooms on this node.
@@ -194,17 +163,43 @@ func (r *Room) AddRemoteParticipant(info ParticipantInfo, nodeID string) {
 	}
 }
 
-// ReplaceIdentity closes the local participant with the identity of other, a participant on
-// another node, if other joined later (a client that reconnected elsewhere).
-func (r *Room) ReplaceIdentity(other ParticipantInfo) {
+// ReplaceIdentity closes the local participant with the identity of other, a participant that
+// joined another node, if other is the newer session: other's node knew the local one when
+// other joined (it is in replaces), or neither knew the other (concurrent joins) and other's id
+// is the greater, so that both nodes pick the same survivor. No wall clocks are compared.
+func (r *Room) ReplaceIdentity(other ParticipantInfo, replaces []string) {
 	r.node.mu.Lock()
 	p := r.node.identities[r.name][other.Identity]
 	r.node.mu.Unlock()
-	if p == nil || p.room != r || p.joined.UnixMilli() > other.JoinedAt {
+	if p == nil || p.room != r || !Supersedes(other.ID, replaces, p.id) {
 		return
 	}
 	p.listener.Notify(EventClosed, map[string]string{"reason": "replaced by a newer session of the same identity on another node"})
 	p.Close()
+}
+
+// Supersedes tells whether the session other, whose node knew the sessions replaces when it
+// joined, is newer than the session local of the same identity.
+func Supersedes(other string, replaces []string, local string) bool {
+	for _, id := range replaces {
+		if id == local {
+			return true
+		}
+	}
+	return other > local
+}
+
+// sessionsOf lists the remote sessions of an identity in the room.
+func (r *Room) sessionsOf(identity string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for id, rp := range r.remote {
+		if rp.info.Identity == identity {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // RemoveRemoteParticipant forgets a remote participant and tells the local ones.
@@ -258,7 +253,14 @@ func (r *Room) Nodes() []string {
 }
 
 // DeliverMessage hands an application message from a remote participant to the local ones.
-func (r *Room) DeliverMessage(data any) { r.broadcast(nil, EventMessage, data) }
+func (r *Room) DeliverMessage(from, identity string, data any) {
+	r.broadcast(nil, EventMessage, messageNote(from, identity, data))
+}
+
+// messageNote is the wire notification of an application message (PROTOCOL.md, "message").
+func messageNote(from, identity string, data any) map[string]any {
+	return map[string]any{"from": from, "identity": identity, "data": data}
+}
 
 // DeliverData hands a data-channel message from a remote participant to the local ones.
 func (r *Room) DeliverData(msg []byte, isString bool) { r.data(nil, msg, isString) }

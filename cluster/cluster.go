@@ -1,0 +1,320 @@
+// Package cluster joins nodes into one cluster over NATS: membership (heartbeats carrying each
+// node's incarnation and load), room events and sync (every participant sees the same room on
+// every node), placement (a pure function), the control path of the relay pipes, and the
+// embedded NATS server. Every message between nodes travels in one Envelope, merged by
+// (node, incarnation, sequence). The node talks to it through typed events (node.Events); the
+// relay through the small interfaces it declares (relay.Signaler, relay.Peers).
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/cascade-sfu/cascade/node"
+	"github.com/cascade-sfu/cascade/relay"
+	"github.com/hashicorp/go-hclog"
+)
+
+// SubjectHeartbeat is the subject prefix of node heartbeats: SubjectHeartbeat + "." + id.
+const SubjectHeartbeat = "cascade.node.heartbeat"
+
+// Envelope types of the node and relay subjects.
+const (
+	typeHeartbeat = "heartbeat"
+	typePipe      = "pipe"
+	typePipeReply = "pipeReply"
+	typeUnpipe    = "unpipe"
+	typeDropped   = "dropped"
+)
+
+// Options configure a Cluster.
+type Options struct {
+	// Heartbeat is the interval of this node's heartbeats (0: DefaultHeartbeat); a peer silent
+	// for MissedBeats intervals has left.
+	Heartbeat time.Duration
+	// Clock tells the time (nil: the wall clock).
+	Clock Clock
+	// Incarnation is this process's boot id (empty: a random one).
+	Incarnation string
+	// Logger receives the cluster's logs.
+	Logger hclog.Logger
+}
+
+// Cluster is a node's membership in the cluster: it announces the node, tracks its peers,
+// carries room events both ways, and is the relay's control path. It implements node.Events
+// and relay.Signaler.
+type Cluster struct {
+	n       *node.Node
+	bus     Bus
+	pipes   *relay.Pipes
+	o       Options
+	log     hclog.Logger
+	me      string
+	stamp   *Stamper
+	dedup   *Dedup
+	members *Membership
+
+	mu        sync.Mutex
+	rooms     map[string]*room
+	syncWaits map[string]chan Envelope // room syncs in progress, by reply token
+	subs      []Subscription
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// New joins node n to the cluster on bus, with pipes as its relay: it subscribes, starts the
+// heartbeat and the pipes' manager, and becomes the node's Events. Call it before the node
+// serves clients; Close leaves.
+func New(n *node.Node, pipes *relay.Pipes, bus Bus, o Options) (*Cluster, error) {
+	if o.Heartbeat <= 0 {
+		o.Heartbeat = DefaultHeartbeat
+	}
+	if o.Clock == nil {
+		o.Clock = WallClock{}
+	}
+	if o.Incarnation == "" {
+		o.Incarnation = NewIncarnation()
+	}
+	if o.Logger == nil {
+		o.Logger = hclog.NewNullLogger()
+	}
+	me := n.ID()
+	c := &Cluster{n: n, bus: bus, pipes: pipes, o: o, log: o.Logger.Named("cluster").With("node", me, "inc", o.Incarnation), me: me,
+		stamp: NewStamper(me, o.Incarnation, o.Clock), dedup: NewDedup(), members: NewMembership(me, MissedBeats*o.Heartbeat),
+		rooms: make(map[string]*room), syncWaits: make(map[string]chan Envelope), stop: make(chan struct{})}
+	n.SetRelayAddr(pipes.Addr().String())
+	for subj, h := range map[string]func(Msg){
+		SubjectHeartbeat + ".*":       c.onHeartbeat,
+		subjectRelay(me, typePipe):    c.onPipe,
+		subjectRelay(me, typeUnpipe):  c.onUnpipe,
+		subjectRelay(me, typeDropped): c.onDropped,
+		subjectRoom("*", "sync"):      c.onSync,
+		subjectSyncReply(me, "*"):     c.onSyncReply,
+	} {
+		sub, err := bus.Subscribe(subj, h)
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("subscribe %s: %w", subj, err)
+		}
+		c.subs = append(c.subs, sub)
+	}
+	pipes.Start(c, c.members)
+	n.SetEvents(c)
+	c.wg.Add(1)
+	go c.beat()
+	c.log.Info("joined the cluster", "relay", pipes.Addr(), "fanout", pipes.Fanout())
+	return c, nil
+}
+
+// Close leaves the cluster: the heartbeat stops and subscriptions end. The pipes and the bus
+// are the caller's to close (after this).
+func (c *Cluster) Close() {
+	select {
+	case <-c.stop:
+		return
+	default:
+	}
+	close(c.stop)
+	c.mu.Lock()
+	subs := c.subs
+	c.subs = nil
+	for _, r := range c.rooms {
+		subs = append(subs, r.sub)
+	}
+	c.mu.Unlock()
+	for _, s := range subs {
+		_ = s.Unsubscribe()
+	}
+	c.wg.Wait()
+}
+
+// Members is the peers table.
+func (c *Cluster) Members() *Membership { return c.members }
+
+// Peers lists the live nodes other than this one.
+func (c *Cluster) Peers() []node.Stats { return c.members.Peers() }
+
+// Incarnation is this node's boot id.
+func (c *Cluster) Incarnation() string { return c.o.Incarnation }
+
+// beat announces the node every interval and expires silent peers.
+func (c *Cluster) beat() {
+	defer c.wg.Done()
+	t := time.NewTicker(c.o.Heartbeat)
+	defer t.Stop()
+	subject := SubjectHeartbeat + "." + c.me
+	for {
+		if b, err := c.stamp.Seal(typeHeartbeat, c.n.Stats()); err == nil {
+			_ = c.bus.Publish(Msg{Subject: subject, Data: b})
+		}
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		}
+		for _, id := range c.members.Tick(c.o.Clock.Now()) {
+			c.nodeGone(id, "silent")
+		}
+	}
+}
+
+// receive opens and merges an incoming envelope: false for a bad, duplicate or stale one, or
+// this node's own. A new incarnation of a known node ends what the old one left here first.
+func (c *Cluster) receive(m Msg) (Envelope, bool) {
+	e, err := Open(m.Data)
+	if err != nil || e.Node == c.me {
+		return e, false
+	}
+	restarted, err := c.dedup.Accept(e)
+	if restarted {
+		c.nodeGone(e.Node, "restarted")
+	}
+	return e, err == nil
+}
+
+// onHeartbeat records a node's announcement.
+func (c *Cluster) onHeartbeat(m Msg) {
+	e, ok := c.receive(m)
+	if !ok || e.Type != typeHeartbeat {
+		return
+	}
+	var s node.Stats
+	if json.Unmarshal(e.Body, &s) != nil || s.ID != e.Node {
+		return
+	}
+	if c.members.Heartbeat(e.Inc, s, c.o.Clock.Now()) == Joined {
+		c.log.Info("node joined the cluster", "peer", s.ID, "peer_inc", e.Inc, "region", s.Region, "relay", s.RelayAddr)
+	}
+}
+
+// nodeGone cleans up after a node that left (or restarted): its participants and producers
+// leave every room here, relays from and to it end, and producers it relayed here are piped
+// again from another carrier.
+func (c *Cluster) nodeGone(id, why string) {
+	c.log.Warn("node left the cluster", "peer", id, "reason", why)
+	c.members.Remove(id)
+	for _, r := range c.n.Rooms() {
+		r.RemoveNode(id)
+	}
+	c.pipes.NodeGone(id)
+}
+
+// Event implements node.Events: local room events go to the other nodes, demand to the pipes.
+func (c *Cluster) Event(ev node.Event) {
+	switch e := ev.(type) {
+	case node.RoomOpened:
+		c.openRoom(e.Room)
+	case node.RoomClosed:
+		c.closeRoom(e.Room)
+	case node.ParticipantJoined:
+		c.publish(e.Room.Name(), evParticipantJoined, joinedBody{Participant: e.Participant, Replaces: e.Replaces})
+	case node.ParticipantLeft:
+		c.publish(e.Room.Name(), evParticipantLeft, idBody{ID: e.ID})
+	case node.ProducerAdded:
+		c.publish(e.Room.Name(), evProducerAdded, e.Producer)
+	case node.ProducerRemoved:
+		c.pipes.DropProducer(e.ID)
+		if e.Origin == "" {
+			c.publish(e.Room.Name(), evProducerRemoved, idBody{ID: e.ID, Participant: e.Participant})
+		}
+	case node.ProducerMuted:
+		c.publish(e.Room.Name(), evProducerMuted, mutedBody{ID: e.ID, Muted: e.Muted})
+	case node.Message:
+		if raw, err := json.Marshal(e.Data); err == nil {
+			c.publish(e.Room.Name(), evMessage, messageBody{From: e.From, Identity: e.Identity, Data: raw})
+		}
+	case node.Data:
+		c.publish(e.Room.Name(), evData, dataBody{Data: e.Data, IsString: e.IsString})
+	case node.Demand:
+		c.pipes.Demand(e.Producer)
+	}
+}
+
+// RequestPipe implements relay.Signaler.
+func (c *Cluster) RequestPipe(ctx context.Context, parent string, req relay.PipeRequest) (relay.PipeReply, error) {
+	b, err := c.stamp.Seal(typePipe, req)
+	if err != nil {
+		return relay.PipeReply{}, err
+	}
+	data, err := c.bus.Request(ctx, subjectRelay(parent, typePipe), b)
+	if err != nil {
+		return relay.PipeReply{}, err
+	}
+	e, err := Open(data)
+	if err != nil {
+		return relay.PipeReply{}, err
+	}
+	var rep relay.PipeReply
+	if e.Node != parent || e.Type != typePipeReply || json.Unmarshal(e.Body, &rep) != nil {
+		return relay.PipeReply{}, ErrBadEnvelope
+	}
+	return rep, nil
+}
+
+// Unpipe implements relay.Signaler.
+func (c *Cluster) Unpipe(parent string, req relay.PipeRequest) {
+	c.send(subjectRelay(parent, typeUnpipe), typeUnpipe, req)
+}
+
+// Dropped implements relay.Signaler.
+func (c *Cluster) Dropped(child string, req relay.PipeRequest) {
+	c.send(subjectRelay(child, typeDropped), typeDropped, req)
+}
+
+// Piped implements relay.Signaler: a room event.
+func (c *Cluster) Piped(roomName, producer, parent string) {
+	if parent == "" {
+		c.publish(roomName, evUnpiped, pipedBody{Producer: producer})
+		return
+	}
+	c.publish(roomName, evPiped, pipedBody{Producer: producer, Parent: parent})
+}
+
+func (c *Cluster) send(subject, typ string, body any) {
+	select {
+	case <-c.stop:
+		return
+	default:
+	}
+	if b, err := c.stamp.Seal(typ, body); err == nil {
+		_ = c.bus.Publish(Msg{Subject: subject, Data: b})
+	}
+}
+
+// pipeRequest opens a relay request and checks that it comes from the node it names.
+func (c *Cluster) pipeRequest(m Msg, typ string) (relay.PipeRequest, bool) {
+	var req relay.PipeRequest
+	e, ok := c.receive(m)
+	if !ok || e.Type != typ || json.Unmarshal(e.Body, &req) != nil || req.From != e.Node {
+		return req, false
+	}
+	return req, true
+}
+
+// onPipe serves a pipe request.
+func (c *Cluster) onPipe(m Msg) {
+	req, ok := c.pipeRequest(m, typePipe)
+	if !ok || m.Reply == "" {
+		return // malformed, forged, or a replay of a request answered before
+	}
+	rep := c.pipes.ServePipe(req)
+	if b, err := c.stamp.Seal(typePipeReply, rep); err == nil {
+		_ = c.bus.Publish(Msg{Subject: m.Reply, Data: b})
+	}
+}
+
+func (c *Cluster) onUnpipe(m Msg) {
+	if req, ok := c.pipeRequest(m, typeUnpipe); ok {
+		c.pipes.Unpiped(req)
+	}
+}
+
+func (c *Cluster) onDropped(m Msg) {
+	if req, ok := c.pipeRequest(m, typeDropped); ok {
+		c.pipes.Dropped(req)
+	}
+}

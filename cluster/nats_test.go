@@ -1,0 +1,173 @@
+package cluster_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/cascade-sfu/cascade/cluster"
+	"github.com/cascade-sfu/cascade/node"
+	"github.com/cascade-sfu/cascade/relay"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+func checkFor(t *testing.T, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = f(); err == nil {
+			return
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatal(err)
+}
+
+// member starts a node on NATS no, with its relay, joined to the cluster at a 50 ms heartbeat.
+func member(t *testing.T, o node.Options, no cluster.NATSOptions) (*node.Node, *cluster.NATS, *cluster.Cluster) {
+	t.Helper()
+	o.LoopbackOnly, o.Workers = true, 1
+	n, err := node.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	no.Name = n.ID()
+	nc, err := cluster.StartNATS(no)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	pipes, err := relay.Open(relay.Options{Self: n.ID(), Region: o.Region, Producers: n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pipes.Close)
+	c, err := cluster.New(n, pipes, nc.Bus(), cluster.Options{Heartbeat: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return n, nc, c
+}
+
+// TestEmbeddedNATSAndHeartbeat: with no NATS URL the node starts its own server (JetStream on)
+// and announces itself on it, in an envelope carrying its incarnation.
+func TestEmbeddedNATSAndHeartbeat(t *testing.T) {
+	_, ns, c := member(t, node.Options{ID: "n1", Region: "eu"}, cluster.NATSOptions{Listen: "127.0.0.1:0", StoreDir: t.TempDir()})
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := nc.JetStream()
+	if _, err := js.AccountInfo(); err != nil {
+		t.Fatalf("JetStream is not enabled on the embedded server: %v", err)
+	}
+	sub, err := nc.SubscribeSync(cluster.SubjectHeartbeat + ".>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := sub.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := cluster.Open(msg.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s node.Stats
+	if err := json.Unmarshal(e.Body, &s); err != nil {
+		t.Fatal(err)
+	}
+	if e.Node != "n1" || e.Inc != c.Incarnation() || s.ID != "n1" || s.Region != "eu" || s.RelayAddr == "" || msg.Subject != cluster.SubjectHeartbeat+".n1" {
+		t.Fatalf("heartbeat %s: %+v %+v", msg.Subject, e, s)
+	}
+	if !ns.Ready() {
+		t.Fatal("nats not ready")
+	}
+	if _, err := cluster.StartNATS(cluster.NATSOptions{Listen: "no-port"}); err == nil {
+		t.Fatal("bad listen address accepted")
+	}
+}
+
+// TestExternalNATSReconnect: with a URL the node uses an external server and keeps reconnecting
+// while it is down; heartbeats resume when it is back.
+func TestExternalNATSReconnect(t *testing.T) {
+	port := freePort(t)
+	opts := &server.Options{Host: "127.0.0.1", Port: port, NoSigs: true, NoLog: true}
+	s := startNATS(t, opts)
+	_, ns, _ := member(t, node.Options{ID: "ext"}, cluster.NATSOptions{URL: s.ClientURL()})
+	if ns.ClientURL() != "" {
+		t.Fatal("started an embedded server despite the URL")
+	}
+	s.Shutdown()
+	s.WaitForShutdown()
+	checkFor(t, 5*time.Second, func() error {
+		if ns.Ready() {
+			return fmt.Errorf("still ready without NATS")
+		}
+		return nil
+	})
+	s = startNATS(t, opts)
+	defer s.Shutdown()
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	sub, _ := nc.SubscribeSync(cluster.SubjectHeartbeat + ".ext")
+	if _, err := sub.NextMsg(10 * time.Second); err != nil {
+		t.Fatalf("no heartbeat after NATS came back: %v", err)
+	}
+	if !ns.Ready() {
+		t.Fatal("not ready after reconnect")
+	}
+}
+
+// TestNATSGateways: two nodes whose embedded servers are linked by a gateway (two regions of a
+// supercluster) see each other.
+func TestNATSGateways(t *testing.T) {
+	_, eu, ceu := member(t, node.Options{ID: "eu1", Region: "eu"}, cluster.NATSOptions{Listen: "127.0.0.1:0", ClusterName: "eu", Gateway: "127.0.0.1:0"})
+	_, _, cus := member(t, node.Options{ID: "us1", Region: "us"}, cluster.NATSOptions{Listen: "127.0.0.1:0", ClusterName: "us", Gateway: "127.0.0.1:0",
+		Gateways: map[string][]string{"eu": {eu.GatewayURL()}}})
+	checkFor(t, 10*time.Second, func() error {
+		if len(ceu.Peers()) != 1 || len(cus.Peers()) != 1 {
+			return fmt.Errorf("no heartbeat across the gateway: %v %v", ceu.Peers(), cus.Peers())
+		}
+		return nil
+	})
+	if _, err := cluster.GatewayOptions("x", "127.0.0.1:7222", map[string][]string{"y": {"not a url"}}); err == nil {
+		t.Fatal("bad gateway URL accepted")
+	}
+	if _, err := cluster.GatewayOptions("x", "", map[string][]string{"y": {"nats://h:1"}}); err == nil {
+		t.Fatal("gateways without a listen address accepted")
+	}
+}
+
+func startNATS(t *testing.T, o *server.Options) *server.Server {
+	t.Helper()
+	s, err := server.NewServer(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(5 * time.Second) {
+		t.Fatal("nats not ready")
+	}
+	return s
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}

@@ -1,0 +1,121 @@
+package cluster
+
+import (
+	"sort"
+	"sync/atomic"
+
+	"github.com/cascade-sfu/cascade/node"
+)
+
+// PlacementInput is everything a placement decision depends on.
+type PlacementInput struct {
+	// Self is this node's load; Peers the other live nodes'.
+	Self  node.Stats
+	Peers []node.Stats
+	// Carrying are the nodes with participants of the room (this one included when the room is
+	// open here).
+	Carrying map[string]bool
+	// Region is the client's region hint ("" if unknown).
+	Region string
+}
+
+// Decision is where a client goes.
+type Decision struct {
+	// Redirect: the client goes to Node, at HTTPURL; otherwise it stays here.
+	Redirect bool
+	Node     string
+	HTTPURL  string
+}
+
+// Place is the region-aware placement policy, a pure function: a client goes to a node of its
+// region when there is one (any region otherwise), never to a draining node; among those, nodes
+// that already carry the room come first, then the least loaded. This node keeps the client
+// unless another node is clearly better (hysteresis: so clients do not bounce between nodes of
+// nearly equal load).
+func Place(in PlacementInput) Decision {
+	self := in.Self
+	var cands []node.Stats
+	if !self.Draining {
+		cands = append(cands, self)
+	}
+	for _, p := range in.Peers {
+		if !p.Draining && p.HTTPURL != "" && p.ID != self.ID {
+			cands = append(cands, p)
+		}
+	}
+	if in.Region != "" {
+		var inRegion []node.Stats
+		for _, s := range cands {
+			if s.Region == in.Region {
+				inRegion = append(inRegion, s)
+			}
+		}
+		if len(inRegion) > 0 {
+			cands = inRegion
+		}
+	}
+	if len(cands) == 0 {
+		return Decision{}
+	}
+	carrying := in.Carrying
+	sort.SliceStable(cands, func(i, j int) bool {
+		if carrying[cands[i].ID] != carrying[cands[j].ID] {
+			return carrying[cands[i].ID]
+		}
+		if cands[i].Consumers != cands[j].Consumers {
+			return cands[i].Consumers < cands[j].Consumers
+		}
+		return cands[i].ID < cands[j].ID
+	})
+	best := cands[0]
+	if best.ID == self.ID {
+		return Decision{}
+	}
+	for _, s := range cands {
+		if s.ID != self.ID {
+			continue
+		}
+		// Keep the client here unless the best is clearly better.
+		slack := max(int64(20), best.Consumers/5)
+		if carrying[self.ID] == carrying[best.ID] && self.Consumers <= best.Consumers+slack {
+			return Decision{}
+		}
+	}
+	return Decision{Redirect: true, Node: best.ID, HTTPURL: best.HTTPURL}
+}
+
+// Placer decides joins on this node (signal's Placement) with Place, from the node's load, the
+// membership and the room's nodes, and counts its decisions.
+type Placer struct {
+	n       *node.Node
+	members *Membership
+
+	local, redirect atomic.Uint64
+}
+
+// NewPlacer returns the placer of n.
+func NewPlacer(n *node.Node, members *Membership) *Placer {
+	return &Placer{n: n, members: members}
+}
+
+// Place returns the node a client of room (in region, if known) should join, and whether that
+// is another node (its id and HTTP URL).
+func (p *Placer) Place(room, region string) (nodeID, httpURL string, redirect bool) {
+	in := PlacementInput{Self: p.n.Stats(), Peers: p.members.Peers(), Region: region, Carrying: map[string]bool{}}
+	if r := p.n.Room(room); r != nil {
+		in.Carrying[in.Self.ID] = true
+		for _, id := range r.Nodes() {
+			in.Carrying[id] = true
+		}
+	}
+	d := Place(in)
+	if !d.Redirect {
+		p.local.Add(1)
+		return "", "", false
+	}
+	p.redirect.Add(1)
+	return d.Node, d.HTTPURL, true
+}
+
+// Decisions reports the decisions so far.
+func (p *Placer) Decisions() (local, redirect uint64) { return p.local.Load(), p.redirect.Load() }

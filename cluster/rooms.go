@@ -1,0 +1,287 @@
+package cluster
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/cascade-sfu/cascade/node"
+	"github.com/nats-io/nuid"
+)
+
+// syncWait bounds how long a node opening a room waits for the other nodes' parts of it.
+const syncWait = 300 * time.Millisecond
+
+// Room event types (Envelope.Type on cascade.room.<hex>.ev): the PROTOCOL.md notification
+// methods, and piped/unpiped between nodes only.
+const (
+	evParticipantJoined = node.EventParticipantJoined
+	evParticipantLeft   = node.EventParticipantLeft
+	evProducerAdded     = node.EventProducerAdded
+	evProducerRemoved   = node.EventProducerRemoved
+	evProducerMuted     = node.EventProducerMuted
+	evMessage           = node.EventMessage
+	evData              = "data"
+	evPiped             = "piped"   // the sender now gets producer from parent
+	evUnpiped           = "unpiped" // the sender no longer carries producer
+	typeSync            = "sync"
+	typeSyncReply       = "syncReply"
+)
+
+// Bodies of the room events.
+type (
+	joinedBody struct {
+		Participant node.ParticipantInfo `json:"participant"`
+		Replaces    []string             `json:"replaces,omitempty"`
+	}
+	idBody struct {
+		ID          string `json:"id"`
+		Participant string `json:"participant,omitempty"`
+	}
+	mutedBody struct {
+		ID    string `json:"id"`
+		Muted bool   `json:"muted"`
+	}
+	messageBody struct {
+		From     string          `json:"from"`
+		Identity string          `json:"identity"`
+		Data     json.RawMessage `json:"data"`
+	}
+	dataBody struct {
+		Data     []byte `json:"data"`
+		IsString bool   `json:"string,omitempty"`
+	}
+	pipedBody struct {
+		Producer string `json:"producer"`
+		Parent   string `json:"parent,omitempty"`
+	}
+	// syncReply is a node's part of a room, answered to a node that opens the room.
+	syncReply struct {
+		Participants []node.ParticipantInfo `json:"participants"`
+		Producers    []node.ProducerInfo    `json:"producers"`
+		Piped        []pipedBody            `json:"piped"`
+	}
+)
+
+func subjectRelay(nodeID, verb string) string { return "cascade.relay." + nodeID + "." + verb }
+
+// subjectRoom names a room's subject; the room name is hex-encoded, since room names may hold
+// characters NATS subjects cannot (".", "*", ">", spaces).
+func subjectRoom(roomHex, verb string) string { return "cascade.room." + roomHex + "." + verb }
+
+func roomHex(name string) string { return hex.EncodeToString([]byte(name)) }
+
+func subjectSyncReply(nodeID, token string) string {
+	return "cascade.syncreply." + nodeID + "." + token
+}
+
+// room is an open room's subscription.
+type room struct {
+	r   *node.Room
+	sub Subscription
+}
+
+// openRoom subscribes to the room's events and learns its state from the other nodes.
+func (c *Cluster) openRoom(r *node.Room) {
+	sub, err := c.bus.Subscribe(subjectRoom(roomHex(r.Name()), "ev"), func(m Msg) { c.onEvent(r, m) })
+	if err != nil {
+		c.log.Error("room subscription failed", "room", r.Name(), "error", err)
+		return
+	}
+	c.mu.Lock()
+	c.rooms[r.Name()] = &room{r: r, sub: sub}
+	c.mu.Unlock()
+	c.syncRoom(r)
+}
+
+// closeRoom stops following the room and relaying its producers.
+func (c *Cluster) closeRoom(r *node.Room) {
+	c.mu.Lock()
+	s := c.rooms[r.Name()]
+	if s == nil || s.r != r {
+		c.mu.Unlock()
+		return
+	}
+	delete(c.rooms, r.Name())
+	c.mu.Unlock()
+	_ = s.sub.Unsubscribe()
+	c.pipes.CloseRoom(r)
+}
+
+// syncRoom asks the other nodes for their part of the room and applies the answers.
+func (c *Cluster) syncRoom(r *node.Room) {
+	expect := c.members.Len()
+	if expect == 0 {
+		return
+	}
+	// Replies come to a subscription made when the node joined: interest in a fresh inbox
+	// would still be spreading over the NATS routes when the first replies are sent.
+	token := nuid.Next()
+	ch := make(chan Envelope, expect+8)
+	c.mu.Lock()
+	c.syncWaits[token] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.syncWaits, token)
+		c.mu.Unlock()
+	}()
+	b, err := c.stamp.Seal(typeSync, struct{}{})
+	if err != nil || c.bus.Publish(Msg{Subject: subjectRoom(roomHex(r.Name()), "sync"), Reply: subjectSyncReply(c.me, token), Data: b}) != nil {
+		return
+	}
+	timeout := time.NewTimer(syncWait)
+	defer timeout.Stop()
+	type part struct {
+		node string
+		syncReply
+	}
+	var parts []part
+wait:
+	for len(parts) < expect {
+		select {
+		case e := <-ch:
+			var rep syncReply
+			if json.Unmarshal(e.Body, &rep) == nil {
+				parts = append(parts, part{e.Node, rep})
+			}
+		case <-timeout.C:
+			break wait // a node that did not answer in time (it left, or is slow)
+		}
+	}
+	// The relay trees first: adding a producer may pipe it at once, and the choice of parent
+	// needs them.
+	for _, p := range parts {
+		for _, pe := range p.Piped {
+			c.pipes.Trees().Piped(r.Name(), pe.Producer, p.node, pe.Parent)
+		}
+	}
+	for _, p := range parts {
+		for _, info := range p.Participants {
+			r.AddRemoteParticipant(info, p.node)
+		}
+	}
+	for _, p := range parts {
+		for _, info := range p.Producers {
+			if _, err := r.AddRemoteProducer(info, p.node); err != nil {
+				c.log.Warn("bad remote producer", "from", p.node, "error", err)
+			}
+		}
+	}
+}
+
+// onSyncReply hands a sync reply to the syncRoom call waiting for it.
+func (c *Cluster) onSyncReply(m Msg) {
+	e, ok := c.receive(m)
+	if !ok || e.Type != typeSyncReply {
+		return
+	}
+	token := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
+	c.mu.Lock()
+	ch := c.syncWaits[token]
+	c.mu.Unlock()
+	if ch != nil {
+		select {
+		case ch <- e:
+		default:
+		}
+	}
+}
+
+// onSync answers another node that opened a room (subject cascade.room.<hex>.sync): with this
+// node's part of the room, or with nothing when the room is not open here, so that the asking
+// node need not wait for nodes without it.
+func (c *Cluster) onSync(m Msg) {
+	e, ok := c.receive(m)
+	if !ok || e.Type != typeSync || m.Reply == "" {
+		return
+	}
+	var rep syncReply
+	parts := strings.Split(m.Subject, ".")
+	name, err := hex.DecodeString(parts[len(parts)-2])
+	c.mu.Lock()
+	s := c.rooms[string(name)]
+	c.mu.Unlock()
+	if err == nil && s != nil {
+		rep.Participants, rep.Producers = s.r.LocalState()
+		for _, pe := range c.pipes.Piped(s.r.Name()) {
+			rep.Piped = append(rep.Piped, pipedBody{Producer: pe.Node, Parent: pe.Parent})
+		}
+	}
+	if b, err := c.stamp.Seal(typeSyncReply, rep); err == nil {
+		_ = c.bus.Publish(Msg{Subject: m.Reply, Data: b})
+	}
+}
+
+// publish sends a room event to the other nodes.
+func (c *Cluster) publish(roomName, typ string, body any) {
+	select {
+	case <-c.stop:
+		return
+	default:
+	}
+	b, err := c.stamp.Seal(typ, body)
+	if err != nil {
+		return
+	}
+	if err := c.bus.Publish(Msg{Subject: subjectRoom(roomHex(roomName), "ev"), Data: b}); err != nil {
+		c.log.Warn("cannot publish room event", "room", roomName, "type", typ, "error", err)
+	}
+}
+
+// onEvent applies another node's room event to the local room.
+func (c *Cluster) onEvent(r *node.Room, m Msg) {
+	e, ok := c.receive(m)
+	if !ok {
+		return
+	}
+	switch e.Type {
+	case evParticipantJoined:
+		var b joinedBody
+		if json.Unmarshal(e.Body, &b) == nil && b.Participant.ID != "" {
+			r.ReplaceIdentity(b.Participant, b.Replaces) // the newer session wins, wherever it is
+			r.AddRemoteParticipant(b.Participant, e.Node)
+		}
+	case evParticipantLeft:
+		var b idBody
+		if json.Unmarshal(e.Body, &b) == nil {
+			r.RemoveRemoteParticipant(b.ID)
+		}
+	case evProducerAdded:
+		var p node.ProducerInfo
+		if json.Unmarshal(e.Body, &p) == nil {
+			if _, err := r.AddRemoteProducer(p, e.Node); err != nil {
+				c.log.Warn("bad remote producer", "from", e.Node, "error", err)
+			}
+		}
+	case evProducerRemoved:
+		var b idBody
+		if json.Unmarshal(e.Body, &b) == nil {
+			r.RemoveRemoteProducer(b.ID) // its pipes go on the node's ProducerRemoved event
+		}
+	case evProducerMuted:
+		var b mutedBody
+		if json.Unmarshal(e.Body, &b) == nil {
+			r.SetRemoteMuted(b.ID, b.Muted)
+		}
+	case evMessage:
+		var b messageBody
+		if json.Unmarshal(e.Body, &b) == nil {
+			r.DeliverMessage(b.From, b.Identity, b.Data)
+		}
+	case evData:
+		var b dataBody
+		if json.Unmarshal(e.Body, &b) == nil {
+			r.DeliverData(b.Data, b.IsString)
+		}
+	case evPiped, evUnpiped:
+		var b pipedBody
+		if json.Unmarshal(e.Body, &b) == nil {
+			if e.Type == evUnpiped {
+				b.Parent = ""
+			}
+			c.pipes.Trees().Piped(r.Name(), b.Producer, e.Node, b.Parent)
+		}
+	}
+}

@@ -1,0 +1,102 @@
+package node
+
+// Events receives what happens on this node that the cluster layer acts on: rooms opening and
+// closing, local participants and producers, room messages, and demand for remote producers.
+// The node calls Event synchronously and never under one of its locks. Event must not block
+// for long: RoomOpened may wait for the room's state from other nodes (the join waits for it),
+// every other event must return at once (Demand in particular is posted, not served inline).
+type Events interface {
+	Event(e Event)
+}
+
+// Event is one of RoomOpened, RoomClosed, ParticipantJoined, ParticipantLeft, ProducerAdded,
+// ProducerRemoved, ProducerMuted, Message, Data and Demand.
+type Event interface{ isEvent() }
+
+// RoomOpened: a room got its first participant here; the join completes after Event returns,
+// so the cluster layer can add the room's remote participants and producers first.
+type RoomOpened struct{ Room *Room }
+
+// RoomClosed: the room's last local participant left; its remote producers are gone here.
+type RoomClosed struct{ Room *Room }
+
+// ParticipantJoined: a participant joined here. Replaces lists the sessions of the same
+// identity on other nodes that this node knew of when it joined: those are older, and close.
+type ParticipantJoined struct {
+	Room        *Room
+	Participant ParticipantInfo
+	Replaces    []string
+}
+
+// ParticipantLeft: a local participant left.
+type ParticipantLeft struct {
+	Room *Room
+	ID   string
+}
+
+// ProducerAdded: a local participant published a producer.
+type ProducerAdded struct {
+	Room     *Room
+	Producer ProducerInfo
+}
+
+// ProducerRemoved: a producer ended here, local (Origin "") or remote; its relay sinks are
+// already detached from the fan-out and the cluster layer forgets its pipes.
+type ProducerRemoved struct {
+	Room        *Room
+	ID          string
+	Participant string
+	Origin      string
+}
+
+// ProducerMuted: a local producer was muted or unmuted.
+type ProducerMuted struct {
+	Room  *Room
+	ID    string
+	Muted bool
+}
+
+// Message: a local participant sent an application message to the room.
+type Message struct {
+	Room     *Room
+	From     string
+	Identity string
+	Data     any
+}
+
+// Data: a local participant sent a data-channel message to the room.
+type Data struct {
+	Room     *Room
+	Data     []byte
+	IsString bool
+}
+
+// Demand: a remote producer got its first consumer here (Wanted) or lost its last one. The
+// cluster layer pipes it here or stops; it reads Producer.Wanted again when it acts, so a
+// burst of changes collapses into the last state.
+type Demand struct {
+	Producer *Producer
+	Wanted   bool
+}
+
+func (RoomOpened) isEvent()        {}
+func (RoomClosed) isEvent()        {}
+func (ParticipantJoined) isEvent() {}
+func (ParticipantLeft) isEvent()   {}
+func (ProducerAdded) isEvent()     {}
+func (ProducerRemoved) isEvent()   {}
+func (ProducerMuted) isEvent()     {}
+func (Message) isEvent()           {}
+func (Data) isEvent()              {}
+func (Demand) isEvent()            {}
+
+// SetEvents connects the node to the cluster layer; call it before the first Join. A node
+// without one is a single node.
+func (n *Node) SetEvents(e Events) { n.events = e }
+
+// emit hands e to the cluster layer, if any.
+func (n *Node) emit(e Event) {
+	if n.events != nil {
+		n.events.Event(e)
+	}
+}

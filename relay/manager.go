@@ -1,0 +1,190 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/cascade-sfu/cascade/node"
+)
+
+// Pipe manager timing.
+const (
+	// RequestTimeout bounds one pipe request to a parent.
+	RequestTimeout = 2 * time.Second
+	// RetryInterval is how long a producer that could not be piped waits before the next try.
+	RetryInterval = time.Second
+)
+
+// demandQueue is the set of producers whose demand changed, drained by the pipe manager. Posting
+// never blocks and a producer queued twice is served once, with its state at that time.
+type demandQueue struct {
+	mu      sync.Mutex
+	pending map[*node.Producer]struct{}
+	wake    chan struct{}
+}
+
+func newDemandQueue() demandQueue {
+	return demandQueue{pending: make(map[*node.Producer]struct{}), wake: make(chan struct{}, 1)}
+}
+
+func (q *demandQueue) post(p *node.Producer) {
+	q.mu.Lock()
+	q.pending[p] = struct{}{}
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (q *demandQueue) take() []*node.Producer {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := make([]*node.Producer, 0, len(q.pending))
+	for p := range q.pending {
+		out = append(out, p)
+	}
+	clear(q.pending)
+	return out
+}
+
+// Demand queues a remote producer whose demand here changed (node.Demand): the pipe manager
+// pipes it here while it has consumers, and unpipes it after. Demand never blocks.
+func (ps *Pipes) Demand(p *node.Producer) { ps.demand.post(p) }
+
+// manage is the pipe manager: it serves queued demand one producer at a time (so no two
+// requests for one producer overlap, and no lock is held across a request), and retries the
+// producers it could not pipe every RetryInterval.
+func (ps *Pipes) manage(ctx context.Context) {
+	defer ps.wg.Done()
+	tick := time.NewTicker(RetryInterval)
+	defer tick.Stop()
+	retry := map[*node.Producer]struct{}{}
+	for {
+		select {
+		case <-ps.stop:
+			return
+		case <-ps.demand.wake:
+			for _, p := range ps.demand.take() {
+				delete(retry, p)
+				if !ps.serve(ctx, p) {
+					retry[p] = struct{}{}
+				}
+			}
+		case <-tick.C:
+			for p := range retry {
+				delete(retry, p)
+				ps.Demand(p)
+			}
+		}
+	}
+}
+
+// serve brings p's pipe in line with its demand; false means: try again later.
+func (ps *Pipes) serve(ctx context.Context, p *node.Producer) bool {
+	select {
+	case <-ps.stop:
+		return true
+	default:
+	}
+	ps.mu.Lock()
+	in := ps.in[p.ID()]
+	ps.mu.Unlock()
+	switch wanted := p.Wanted(); {
+	case wanted && in == nil:
+		if err := ps.pipeIn(ctx, p); err != nil {
+			ps.log.Warn("cannot pipe producer here, retrying", "producer", p.ID(), "origin", p.Origin(), "error", err)
+			return false
+		}
+		ps.Demand(p) // demand may have ended while asking: look again
+	case !wanted && in != nil:
+		ps.mu.Lock()
+		if ps.in[p.ID()] == in {
+			delete(ps.in, p.ID())
+		}
+		ps.mu.Unlock()
+		ps.forgetIn(in)
+		ps.unpipe(in)
+	}
+	return true
+}
+
+// pipeIn asks the candidate parents in turn to relay p here.
+func (ps *Pipes) pipeIn(ctx context.Context, p *node.Producer) error {
+	cands := Parents(ps.trees.Tree(p.ID()), p.Origin(), ps.o.Self, ps.o.Region, ps.o.Fanout, ps.peers.Regions())
+	if len(cands) == 0 {
+		return ErrNoCarrier
+	}
+	var errs []error
+	for _, parent := range cands {
+		err := ps.pipeFrom(ctx, p, parent)
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", parent, err))
+	}
+	return errors.Join(errs...)
+}
+
+func (ps *Pipes) pipeFrom(ctx context.Context, p *node.Producer, parent string) error {
+	// Ready the link before asking: the parent sends as soon as it has the request, before its
+	// answer arrives here.
+	pe, ok := ps.peers.Peer(parent)
+	if !ok {
+		return ErrPeerGone
+	}
+	paddr, err := netip.ParseAddrPort(pe.RelayAddr)
+	if err != nil {
+		return fmt.Errorf("relay address %q: %w", pe.RelayAddr, err)
+	}
+	link, err := ps.t.Expect(parent, paddr)
+	if err != nil {
+		return err
+	}
+	in := &inPipe{p: p, parent: parent, link: link}
+	ps.routeIn(in)
+	if err := ps.ask(ctx, in); err != nil {
+		ps.unrouteIn(in)
+		return err
+	}
+	ps.mu.Lock()
+	ps.in[p.ID()] = in
+	ps.mu.Unlock()
+	ps.trees.Piped(p.Room().Name(), p.ID(), ps.o.Self, parent)
+	p.SetUpstream(upstream{link: link, ssrc: in.ssrc})
+	p.RequestKeyframe()
+	ps.sig.Piped(p.Room().Name(), p.ID(), parent)
+	ps.log.Debug("producer piped here", "producer", p.ID(), "parent", parent)
+	return nil
+}
+
+// ask asks in's parent to relay its producer here, and completes the link with the parent's
+// answer.
+func (ps *Pipes) ask(ctx context.Context, in *inPipe) error {
+	req := PipeRequest{Room: in.p.Room().Name(), Producer: in.p.ID(), From: ps.o.Self, RelayAddr: ps.addr.String(), Key: in.link.Key(), SSRC: in.ssrc}
+	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+	defer cancel()
+	rep, err := ps.sig.RequestPipe(ctx, in.parent, req)
+	if err != nil {
+		return err
+	}
+	if !rep.OK {
+		return errors.New(rep.Error)
+	}
+	addr, err := netip.ParseAddrPort(rep.RelayAddr)
+	if err != nil {
+		return err
+	}
+	link, err := ps.t.Link(in.parent, addr, rep.Key)
+	if err != nil {
+		return err
+	}
+	if link != in.link {
+		return ErrLinkChanged
+	}
+	return nil
+}

@@ -1,0 +1,293 @@
+package relay
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cascade-sfu/cascade/node"
+	"github.com/hashicorp/go-hclog"
+	"github.com/pion/rtcp"
+)
+
+// DefaultFanout is K: a node relays one producer to at most K other nodes.
+const DefaultFanout = 3
+
+// Producers finds the producers this node can relay; *node.Node is one.
+type Producers interface {
+	Producer(room, id string) *node.Producer
+}
+
+// Options configure Pipes.
+type Options struct {
+	// Self is this node's id; Region its region.
+	Self, Region string
+	// Listen is the relay socket's address (host:port; port 0 picks one).
+	Listen string
+	// Host is the address other nodes reach the relay at; empty means the listen host
+	// (127.0.0.1 when that is unspecified).
+	Host string
+	// Fanout is K (0: DefaultFanout).
+	Fanout int
+	// Producers finds the producers to relay (the node).
+	Producers Producers
+	// Logger receives the pipes' logs.
+	Logger hclog.Logger
+}
+
+// Pipes are this node's relayed producers: the pipes in (producers piped here from their
+// parent in the relay tree, while they have consumers here), the pipes out (relay sinks towards
+// children), the relay trees, and the pipe manager, one goroutine that serves the node's demand
+// for remote producers. Pipes is the Transport's Handler.
+type Pipes struct {
+	o     Options
+	log   hclog.Logger
+	t     *Transport
+	addr  netip.AddrPort // announced relay address
+	trees *Trees
+	sig   Signaler
+	peers Peers
+
+	mu  sync.Mutex
+	in  map[string]*inPipe  // by producer id
+	out map[outKey]*outPipe // by child and producer
+
+	ssrcMu    sync.RWMutex
+	inBySSRC  map[linkSSRC]*inPipe
+	outBySSRC map[linkSSRC]*outPipe
+
+	demand demandQueue
+	stop   chan struct{}
+	wg     sync.WaitGroup
+
+	// UnknownSSRC counts relayed packets no pipe takes (a pipe that just ended).
+	UnknownSSRC atomic.Uint64
+}
+
+type linkSSRC struct {
+	peer string
+	ssrc uint32
+}
+
+type outKey struct {
+	child, producer string
+}
+
+// inPipe is a producer piped to this node from its parent in the relay tree.
+type inPipe struct {
+	p      *node.Producer
+	parent string
+	link   *Link
+	ssrc   uint32
+	gaps   gaps // owned by the transport's read goroutine
+}
+
+// received runs the edge's NACK generator on a packet's sequence number: a gap is NACKed to the
+// parent over the link, an outage turns into a keyframe request.
+func (in *inPipe) received(seq uint16) {
+	lost, keyframe := in.gaps.received(seq)
+	if keyframe {
+		in.p.RequestKeyframe()
+		return
+	}
+	if len(lost) > 0 {
+		_ = in.link.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{MediaSSRC: in.ssrc, Nacks: rtcp.NackPairsFromSequenceNumbers(lost)}})
+	}
+}
+
+// outPipe is a producer piped from this node to a child.
+type outPipe struct {
+	room     *node.Room
+	producer string
+	child    string
+	link     *Link
+	ssrc     uint32
+	cons     *node.Consumer
+}
+
+// upstream sends a remote producer's keyframe requests to its parent.
+type upstream struct {
+	link *Link
+	ssrc uint32
+}
+
+func (u upstream) RequestKeyframe() {
+	_ = u.link.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: u.ssrc}})
+}
+
+// Open opens the relay socket. The pipes serve demand once Start gives them the control path.
+func Open(o Options) (*Pipes, error) {
+	if o.Fanout <= 0 {
+		o.Fanout = DefaultFanout
+	}
+	if o.Listen == "" {
+		o.Listen = "127.0.0.1:0"
+	}
+	if o.Logger == nil {
+		o.Logger = hclog.NewNullLogger()
+	}
+	ps := &Pipes{o: o, log: o.Logger.Named("pipes").With("node", o.Self), trees: NewTrees(),
+		in: make(map[string]*inPipe), out: make(map[outKey]*outPipe),
+		inBySSRC: make(map[linkSSRC]*inPipe), outBySSRC: make(map[linkSSRC]*outPipe),
+		demand: newDemandQueue(), stop: make(chan struct{})}
+	t, err := Listen(o.Listen, ps, o.Logger)
+	if err != nil {
+		return nil, err
+	}
+	ps.t = t
+	host := o.Host
+	if host == "" {
+		host = t.Addr().Addr().String()
+		if t.Addr().Addr().IsUnspecified() {
+			host = "127.0.0.1"
+		}
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		t.Close()
+		return nil, fmt.Errorf("relay host %q: %w", host, err)
+	}
+	ps.addr = netip.AddrPortFrom(ip, t.Addr().Port())
+	return ps, nil
+}
+
+// Start starts the pipe manager with the control path to other nodes and their membership.
+func (ps *Pipes) Start(sig Signaler, peers Peers) {
+	ps.sig, ps.peers = sig, peers
+	ctx, cancel := context.WithCancel(context.Background())
+	ps.wg.Add(2)
+	go func() { // Close cancels a pipe request in flight
+		defer ps.wg.Done()
+		<-ps.stop
+		cancel()
+	}()
+	go ps.manage(ctx)
+}
+
+// Close stops the pipe manager and closes the relay socket.
+func (ps *Pipes) Close() {
+	select {
+	case <-ps.stop:
+		return
+	default:
+	}
+	close(ps.stop)
+	ps.wg.Wait()
+	ps.t.Close()
+}
+
+// Addr is the announced relay address.
+func (ps *Pipes) Addr() netip.AddrPort { return ps.addr }
+
+// Transport is the relay socket (its counters feed the metrics).
+func (ps *Pipes) Transport() *Transport { return ps.t }
+
+// Trees are the relay trees this node knows.
+func (ps *Pipes) Trees() *Trees { return ps.trees }
+
+// Fanout is K.
+func (ps *Pipes) Fanout() int { return ps.o.Fanout }
+
+// Counts reports the pipes in and out.
+func (ps *Pipes) Counts() (in, out int) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return len(ps.in), len(ps.out)
+}
+
+// Piped lists the producers of room piped here and their parents (a room's sync answer).
+func (ps *Pipes) Piped(room string) []Edge {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	var out []Edge
+	for pid, in := range ps.in {
+		if in.p.Room().Name() == room {
+			out = append(out, Edge{Node: pid, Parent: in.parent})
+		}
+	}
+	return out
+}
+
+// routeIn picks the SSRC in's parent relays it under, one no other pipe from that parent uses,
+// and routes packets under it to in.
+func (ps *Pipes) routeIn(in *inPipe) {
+	ps.ssrcMu.Lock()
+	defer ps.ssrcMu.Unlock()
+	var b [4]byte
+	for {
+		_, _ = rand.Read(b[:])
+		s := binary.BigEndian.Uint32(b[:])
+		if k := (linkSSRC{in.parent, s}); s != 0 && ps.inBySSRC[k] == nil {
+			in.ssrc = s
+			ps.inBySSRC[k] = in
+			return
+		}
+	}
+}
+
+// unrouteIn stops routing packets to in.
+func (ps *Pipes) unrouteIn(in *inPipe) {
+	ps.ssrcMu.Lock()
+	if ps.inBySSRC[linkSSRC{in.parent, in.ssrc}] == in {
+		delete(ps.inBySSRC, linkSSRC{in.parent, in.ssrc})
+	}
+	ps.ssrcMu.Unlock()
+}
+
+// forgetIn removes an in-pipe's routing and its edge in the tree (it is already out of ps.in).
+func (ps *Pipes) forgetIn(in *inPipe) {
+	ps.unrouteIn(in)
+	ps.trees.Piped(in.p.Room().Name(), in.p.ID(), ps.o.Self, "")
+}
+
+func (ps *Pipes) forgetOut(o *outPipe) {
+	ps.ssrcMu.Lock()
+	if ps.outBySSRC[linkSSRC{o.child, o.ssrc}] == o {
+		delete(ps.outBySSRC, linkSSRC{o.child, o.ssrc})
+	}
+	ps.ssrcMu.Unlock()
+}
+
+// HandleRTP implements Handler: media of a producer piped here.
+func (ps *Pipes) HandleRTP(l *Link, ssrc uint32, pkt []byte) {
+	ps.ssrcMu.RLock()
+	in := ps.inBySSRC[linkSSRC{l.Peer, ssrc}]
+	ps.ssrcMu.RUnlock()
+	if in == nil {
+		ps.UnknownSSRC.Add(1) // a pipe that just ended; one not yet asked for would be a bug
+		return
+	}
+	if len(pkt) < 12 {
+		return
+	}
+	in.received(uint16(pkt[2])<<8 | uint16(pkt[3]))
+	in.p.Inject(pkt)
+}
+
+// HandleRTCP implements Handler: a child's feedback on a producer piped to it.
+func (ps *Pipes) HandleRTCP(l *Link, pkts []rtcp.Packet) {
+	for _, pkt := range pkts {
+		for _, ssrc := range pkt.DestinationSSRC() {
+			ps.ssrcMu.RLock()
+			o := ps.outBySSRC[linkSSRC{l.Peer, ssrc}]
+			ps.ssrcMu.RUnlock()
+			if o == nil {
+				continue
+			}
+			switch p := pkt.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				o.cons.RequestKeyframe()
+			case *rtcp.TransportLayerNack:
+				var seqs []uint16
+				for _, n := range p.Nacks {
+					seqs = append(seqs, n.PacketList()...)
+				}
+				o.cons.Nack(seqs)
+			}
+		}
+	}
+}

@@ -1,0 +1,199 @@
+package relay
+
+import (
+	"net/netip"
+
+	"github.com/cascade-sfu/cascade/node"
+)
+
+// ServePipe serves another node's pipe request: attach a relay sink for the asker, if this node
+// carries the producer and has fan-out left. It does no I/O beyond the local socket.
+func (ps *Pipes) ServePipe(req PipeRequest) PipeReply {
+	fail := func(err error) PipeReply { return PipeReply{Error: err.Error()} }
+	if req.From == "" || req.From == ps.o.Self || req.SSRC == 0 {
+		return fail(ErrBadRequest)
+	}
+	addr, err := netip.ParseAddrPort(req.RelayAddr)
+	if err != nil {
+		return fail(ErrBadRequest)
+	}
+	p := ps.o.Producers.Producer(req.Room, req.Producer)
+	if p == nil {
+		return fail(ErrNotCarried)
+	}
+	ps.mu.Lock()
+	if p.Origin() != "" && ps.in[p.ID()] == nil {
+		ps.mu.Unlock()
+		return fail(ErrNotCarried)
+	}
+	// Asked again for a pipe it has (the child's earlier request timed out, or it piped the
+	// producer again): the child routes the new SSRC only, so the new pipe replaces the old.
+	old := ps.out[outKey{req.From, req.Producer}]
+	delete(ps.out, outKey{req.From, req.Producer})
+	children := 0
+	for k := range ps.out {
+		if k.producer == req.Producer {
+			children++
+		}
+	}
+	ps.mu.Unlock()
+	if old != nil {
+		ps.forgetOut(old)
+		old.cons.Detach()
+	}
+	if children >= ps.o.Fanout {
+		return fail(ErrFanoutFull)
+	}
+	ps.ssrcMu.RLock()
+	used := ps.outBySSRC[linkSSRC{req.From, req.SSRC}] != nil
+	ps.ssrcMu.RUnlock()
+	if used { // the child forgot a pipe this node has not yet been told to end
+		return fail(ErrSSRCInUse)
+	}
+	link, err := ps.t.Link(req.From, addr, req.Key)
+	if err != nil {
+		return fail(err)
+	}
+	cons, err := p.Attach(link, req.SSRC)
+	if err != nil {
+		return fail(err)
+	}
+	o := &outPipe{room: p.Room(), producer: p.ID(), child: req.From, link: link, ssrc: req.SSRC, cons: cons}
+	ps.mu.Lock()
+	ps.out[outKey{req.From, req.Producer}] = o
+	ps.mu.Unlock()
+	ps.ssrcMu.Lock()
+	ps.outBySSRC[linkSSRC{req.From, req.SSRC}] = o
+	ps.ssrcMu.Unlock()
+	ps.log.Debug("relaying producer", "producer", p.ID(), "child", req.From)
+	return PipeReply{OK: true, RelayAddr: ps.addr.String(), Key: link.Key()}
+}
+
+// Unpiped stops relaying a producer to a child that asked: the pipe under the SSRC the child
+// names, not one it asked for again since (that request may overtake the unpipe).
+func (ps *Pipes) Unpiped(req PipeRequest) {
+	ps.mu.Lock()
+	o := ps.out[outKey{req.From, req.Producer}]
+	if o != nil && o.ssrc == req.SSRC {
+		delete(ps.out, outKey{req.From, req.Producer})
+	} else {
+		o = nil
+	}
+	ps.mu.Unlock()
+	if o != nil {
+		ps.forgetOut(o)
+		o.cons.Detach()
+	}
+}
+
+// Dropped: the parent stopped relaying a producer here; pipe it again from another carrier.
+func (ps *Pipes) Dropped(req PipeRequest) {
+	ps.mu.Lock()
+	in := ps.in[req.Producer]
+	if in == nil || in.parent != req.From || in.ssrc != req.SSRC {
+		ps.mu.Unlock()
+		return
+	}
+	delete(ps.in, req.Producer)
+	ps.mu.Unlock()
+	ps.forgetIn(in)
+	in.p.SetUpstream(nil)
+	ps.Demand(in.p)
+}
+
+// DropProducer forgets the pipes of a producer that ended here: its relay sinks are detached,
+// and its parent is told when it was piped here (the room closed here, or its origin removed
+// it: then the parent drops it too, and the unpipe finds nothing).
+func (ps *Pipes) DropProducer(id string) {
+	ps.mu.Lock()
+	in := ps.in[id]
+	delete(ps.in, id)
+	var outs []*outPipe
+	for k, o := range ps.out {
+		if k.producer == id {
+			delete(ps.out, k)
+			outs = append(outs, o)
+		}
+	}
+	ps.mu.Unlock()
+	if in != nil {
+		ps.unrouteIn(in)
+		ps.unpipe(in)
+	}
+	for _, o := range outs {
+		ps.forgetOut(o)
+		o.cons.Detach()
+	}
+	ps.trees.ForgetProducer(id)
+}
+
+// CloseRoom stops relaying a room that closed here: its pipes in are unpiped from their
+// parents, its children are told that this node no longer relays to them.
+func (ps *Pipes) CloseRoom(r *node.Room) {
+	ps.mu.Lock()
+	var ins []*inPipe
+	for pid, in := range ps.in {
+		if in.p.Room() == r {
+			delete(ps.in, pid)
+			ins = append(ins, in)
+		}
+	}
+	var outs []*outPipe
+	for k, o := range ps.out {
+		if o.room == r {
+			delete(ps.out, k)
+			outs = append(outs, o)
+		}
+	}
+	ps.mu.Unlock()
+	for _, in := range ins {
+		ps.forgetIn(in)
+		ps.unpipe(in)
+	}
+	for _, o := range outs {
+		ps.forgetOut(o)
+		o.cons.Detach()
+		ps.sig.Dropped(o.child, PipeRequest{Room: r.Name(), Producer: o.producer, From: ps.o.Self, SSRC: o.ssrc})
+	}
+	ps.trees.ForgetRoom(r.Name())
+}
+
+// NodeGone cleans up after a node that left the cluster: relays from and to it end, and the
+// producers it relayed here are piped again from another carrier (the origin lives).
+func (ps *Pipes) NodeGone(id string) {
+	ps.mu.Lock()
+	var gone []*inPipe
+	for pid, in := range ps.in {
+		if in.parent == id || in.p.Origin() == id {
+			delete(ps.in, pid)
+			gone = append(gone, in)
+		}
+	}
+	var detach []*outPipe
+	for k, o := range ps.out {
+		if k.child == id {
+			delete(ps.out, k)
+			detach = append(detach, o)
+		}
+	}
+	ps.mu.Unlock()
+	ps.trees.RemoveNode(id)
+	for _, o := range detach {
+		ps.forgetOut(o)
+		o.cons.Detach()
+	}
+	ps.t.RemoveLink(id)
+	for _, in := range gone {
+		ps.unrouteIn(in)
+		in.p.SetUpstream(nil)
+		if in.p.Origin() != id { // the parent died, the origin lives: pipe from another carrier
+			ps.Demand(in.p)
+		}
+	}
+}
+
+// unpipe tells in's parent and the room that this node no longer carries in's producer.
+func (ps *Pipes) unpipe(in *inPipe) {
+	ps.sig.Unpipe(in.parent, PipeRequest{Room: in.p.Room().Name(), Producer: in.p.ID(), From: ps.o.Self, SSRC: in.ssrc})
+	ps.sig.Piped(in.p.Room().Name(), in.p.ID(), "")
+}

@@ -1,0 +1,68 @@
+package relay
+
+import (
+	"context"
+	"errors"
+)
+
+// Errors of pipe setup. A parent answers a refused request with one of these messages.
+var (
+	ErrFanoutFull  = errors.New("relay: fan-out full")
+	ErrNoCarrier   = errors.New("relay: no live node carries the producer")
+	ErrNotCarried  = errors.New("relay: producer not carried here")
+	ErrBadRequest  = errors.New("relay: bad pipe request")
+	ErrSSRCInUse   = errors.New("relay: ssrc in use")
+	ErrLinkChanged = errors.New("relay: the link to the parent was reset while asking")
+	ErrPeerGone    = errors.New("relay: the peer left the cluster")
+)
+
+// PipeRequest asks a node that carries a producer to relay it to From (or, in Unpipe and
+// Dropped, names the pipe that ends: its producer and SSRC). The asker is ready for the media
+// before it asks (its link expects the parent, the SSRC routes to the pipe), since the parent
+// starts sending before its reply arrives.
+type PipeRequest struct {
+	Room      string `json:"room"`
+	Producer  string `json:"producer"`
+	From      string `json:"from"`
+	RelayAddr string `json:"relay_addr,omitempty"`
+	Key       []byte `json:"key,omitempty"` // the asker's receiving key on the link
+	SSRC      uint32 `json:"ssrc"`          // the SSRC to relay the producer under
+}
+
+// PipeReply answers a PipeRequest.
+type PipeReply struct {
+	OK        bool   `json:"ok"`
+	Error     string `json:"error,omitempty"`
+	RelayAddr string `json:"relay_addr,omitempty"`
+	Key       []byte `json:"key,omitempty"` // the parent's receiving key on the link
+}
+
+// Signaler is the control path the pipes need between nodes; the cluster layer provides it
+// (over NATS) and delivers the other side's calls to Pipes.ServePipe, Pipes.Unpiped and
+// Pipes.Dropped.
+type Signaler interface {
+	// RequestPipe asks parent to relay a producer here and returns its answer.
+	RequestPipe(ctx context.Context, parent string, req PipeRequest) (PipeReply, error)
+	// Unpipe tells parent to stop relaying the pipe req names (one way).
+	Unpipe(parent string, req PipeRequest)
+	// Dropped tells child that this node stopped relaying the pipe req names (one way).
+	Dropped(child string, req PipeRequest)
+	// Piped tells the room's nodes that this node now gets producer from parent, or no longer
+	// carries it (parent "").
+	Piped(room, producer, parent string)
+}
+
+// Peer is what the pipes need to know of another live node.
+type Peer struct {
+	ID        string
+	Region    string
+	RelayAddr string
+}
+
+// Peers is the live membership as the pipes see it; the cluster layer provides it.
+type Peers interface {
+	// Peer returns a live node by id.
+	Peer(id string) (Peer, bool)
+	// Regions maps every live node other than this one to its region.
+	Regions() map[string]string
+}

@@ -1,0 +1,113 @@
+package relay
+
+import (
+	"slices"
+	"testing"
+)
+
+// The relay tree's parent choice runs with no NATS and no network: it is a pure function.
+
+func TestParentsOriginFirstWhileItHasFanout(t *testing.T) {
+	live := map[string]string{"o": "eu", "a": "eu", "b": "eu"}
+	tree := Tree{"a": "o"}
+	if got := Parents(tree, "o", "c", "eu", 3, live); !slices.Equal(got, []string{"o", "a"}) {
+		t.Fatalf("got %v, want [o a]", got)
+	}
+}
+
+func TestParentsFullCarriersLast(t *testing.T) {
+	live := map[string]string{"o": "eu", "a": "eu", "b": "eu", "c": "eu"}
+	tree := Tree{"a": "o", "b": "o"} // K=2: the origin is full
+	got := Parents(tree, "o", "c", "eu", 2, live)
+	if !slices.Equal(got, []string{"a", "b", "o"}) {
+		t.Fatalf("got %v, want [a b o]", got)
+	}
+}
+
+func TestParentsSameRegionFirst(t *testing.T) {
+	// The origin is in eu; us1 already carries the producer: a second us node attaches to us1,
+	// so media crosses the eu-us boundary once.
+	live := map[string]string{"o": "eu", "us1": "us"}
+	tree := Tree{"us1": "o"}
+	if got := Parents(tree, "o", "us2", "us", 3, live); !slices.Equal(got, []string{"us1", "o"}) {
+		t.Fatalf("got %v, want [us1 o]", got)
+	}
+}
+
+func TestParentsFewestHopsThenFewestChildren(t *testing.T) {
+	live := map[string]string{"o": "x", "a": "eu", "b": "eu", "c": "eu", "d": "eu"}
+	tree := Tree{"a": "o", "b": "o", "c": "a", "d": "a"} // depth a=b=1, c=d=2; a has 2 children
+	got := Parents(tree, "o", "e", "eu", 3, live)
+	if !slices.Equal(got, []string{"b", "a", "c", "d", "o"}) {
+		t.Fatalf("got %v, want [b a c d o]", got)
+	}
+}
+
+func TestParentsSkipsDeadNodesAndSelf(t *testing.T) {
+	live := map[string]string{"o": "eu"} // a is gone; self is never live to itself
+	tree := Tree{"a": "o", "self": "a"}
+	if got := Parents(tree, "o", "self", "eu", 3, live); !slices.Equal(got, []string{"o"}) {
+		t.Fatalf("got %v, want [o]", got)
+	}
+	if got := Parents(Tree{}, "o", "self", "eu", 3, map[string]string{}); len(got) != 0 {
+		t.Fatalf("origin gone: got %v", got)
+	}
+}
+
+func TestTreeDepth(t *testing.T) {
+	tree := Tree{"a": "o", "b": "a", "loop1": "loop2", "loop2": "loop1"}
+	for id, want := range map[string]int{"o": 0, "a": 1, "b": 2, "x": len(tree) + 1} {
+		if got := tree.Depth(id, "o"); got != want {
+			t.Errorf("depth(%s) = %d, want %d", id, got, want)
+		}
+	}
+	if got := tree.Depth("loop1", "o"); got <= len(tree)-1 {
+		t.Errorf("a loop ends: depth %d", got)
+	}
+}
+
+func TestTreesRemoveNodeDetachesItsChildren(t *testing.T) {
+	ts := NewTrees()
+	ts.Piped("r", "p", "a", "o")
+	ts.Piped("r", "p", "b", "a")
+	ts.Piped("r", "p", "c", "o")
+	ts.RemoveNode("a")
+	if got := ts.Edges("p"); !slices.Equal(got, []Edge{{Node: "c", Parent: "o"}}) {
+		t.Fatalf("edges %v", got)
+	}
+	ts.Piped("r", "p", "c", "")
+	if got := ts.Edges("p"); len(got) != 0 {
+		t.Fatalf("unpiped: edges %v", got)
+	}
+	ts.Piped("r", "p", "c", "o")
+	ts.ForgetRoom("r")
+	if got := ts.Edges("p"); len(got) != 0 {
+		t.Fatalf("room forgotten: edges %v", got)
+	}
+}
+
+// TestTreeK: nodes joining one by one, each choosing its parent with Parents and announcing it,
+// build a tree where no node has more than K children and the depth grows like log_K(n).
+func TestTreeK(t *testing.T) {
+	const k, n = 3, 40
+	live := map[string]string{"o": "eu"}
+	tree := Tree{}
+	for i := 0; i < n; i++ {
+		id := string(rune('A' + i))
+		parent := Parents(tree, "o", id, "eu", k, live)[0]
+		tree[id] = parent
+		live[id] = "eu"
+	}
+	for id := range live {
+		if c := tree.Children(id); c > k {
+			t.Fatalf("%s has %d children, K=%d", id, c, k)
+		}
+	}
+	deepest := 0
+	for id := range tree {
+		deepest = max(deepest, tree.Depth(id, "o"))
+	}
+	if deepest > 4 { // 3 + 9 + 27 = 39 nodes within depth 3, the 40th at 4
+		t.Fatalf("depth %d for %d nodes at K=%d", deepest, n, k)
+	}
+}
