@@ -412,8 +412,7 @@ func TestFaultCappedViewer(t *testing.T) {
 	lab := harness.New(t)
 	nodeHost, pubHost, honestHost, cappedHost := lab.Host("node"), lab.Host("pub"), lab.Host("honest"), lab.Host("capped")
 	reg := prometheus.NewRegistry()
-	n, err := node.New(node.Options{Workers: 1, UDPHost: nodeHost.Addr().String(), NATSListen: "127.0.0.1:0",
-		NATSStoreDir: t.TempDir(), Registerer: reg,
+	n, err := node.New(node.Options{Workers: 1, UDPHost: nodeHost.Addr().String(), Registerer: reg,
 		ListenUDP: func(network string, laddr *net.UDPAddr) (conn *net.UDPConn, err error) {
 			err = nodeHost.Do(func() error { conn, err = net.ListenUDP(network, laddr); return err })
 			return conn, err

@@ -24,7 +24,6 @@ func TestLinksNoServer(t *testing.T) {
 	for _, dep := range strings.Fields(string(out)) {
 		server := strings.Contains(dep, "nats-server") || dep == "github.com/cascade-sfu/cascade/signal" ||
 			strings.HasPrefix(dep, "github.com/cascade-sfu/cascade/node") ||
-			strings.HasPrefix(dep, "github.com/cascade-sfu/cascade/signal/cluster") ||
 			strings.HasPrefix(dep, "github.com/cascade-sfu/cascade/cluster") ||
 			strings.HasPrefix(dep, "github.com/cascade-sfu/cascade/relay")
 		if server {
