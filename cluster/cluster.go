@@ -176,9 +176,14 @@ func (c *Cluster) receive(m Msg) (Envelope, bool) {
 	return e, err == nil
 }
 
-// onHeartbeat records a node's announcement.
+// onHeartbeat records a node's announcement, this node's own included (its return through
+// NATS is the membership's reference: see Membership.Tick).
 func (c *Cluster) onHeartbeat(m Msg) {
 	e, ok := c.receive(m)
+	if self := e.Node == c.me && e.Inc == c.o.Incarnation; self {
+		c.members.Self(c.o.Clock.Now())
+		return
+	}
 	if !ok || e.Type != typeHeartbeat {
 		return
 	}

@@ -24,8 +24,9 @@ type Membership struct {
 	self    string
 	timeout time.Duration
 
-	mu    sync.Mutex
-	peers map[string]*member
+	mu       sync.Mutex
+	peers    map[string]*member
+	selfSeen time.Time // when this node's own heartbeat last came back
 }
 
 type member struct {
@@ -70,12 +71,22 @@ func (m *Membership) Heartbeat(inc string, s node.Stats, now time.Time) Change {
 	return ch
 }
 
-// Tick forgets the nodes not heard from since now-timeout and returns them, sorted.
+// Self records that this node's own heartbeat came back (through the bus) at now.
+func (m *Membership) Self(now time.Time) {
+	m.mu.Lock()
+	m.selfSeen = now
+	m.mu.Unlock()
+}
+
+// Tick forgets the nodes not heard from for longer than the timeout, both before now and before
+// this node last heard its own heartbeat, and returns them, sorted. The second condition keeps
+// the peers while this node hears nobody, itself included: then the silence is its own (its
+// process was starved, or its NATS path is down), not theirs.
 func (m *Membership) Tick(now time.Time) (gone []string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for id, p := range m.peers {
-		if now.Sub(p.seen) > m.timeout {
+		if now.Sub(p.seen) > m.timeout && m.selfSeen.Sub(p.seen) > m.timeout {
 			gone = append(gone, id)
 			delete(m.peers, id)
 		}

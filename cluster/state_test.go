@@ -111,6 +111,7 @@ func TestMembershipTick(t *testing.T) {
 	m.Heartbeat("j1", node.Stats{ID: "b", Region: "us"}, clock.Now())
 	for i := 0; i < 5; i++ {
 		clock.advance(time.Second)
+		m.Self(clock.Now())
 		if ch := m.Heartbeat("i1", node.Stats{ID: "a", Region: "eu"}, clock.Now()); ch != Unchanged {
 			t.Fatalf("beat %d: %v", i, ch)
 		}
@@ -130,6 +131,15 @@ func TestMembershipTick(t *testing.T) {
 	}
 	if ch := m.Heartbeat("i2", node.Stats{ID: "a"}, clock.Now()); ch != Restarted || m.Incarnation("a") != "i2" {
 		t.Fatalf("restart: %v", ch)
+	}
+	// This node hears nobody, itself included (starved, or its NATS is away): nobody expires.
+	clock.advance(time.Minute)
+	if gone := m.Tick(clock.Now()); len(gone) != 0 {
+		t.Fatalf("expired %v while this node heard not even itself", gone)
+	}
+	m.Self(clock.Now()) // its own heartbeat is back, a's is not: a is gone
+	if gone := m.Tick(clock.Now()); !slices.Equal(gone, []string{"a"}) {
+		t.Fatalf("gone %v, want [a]", gone)
 	}
 }
 
