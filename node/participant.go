@@ -58,8 +58,10 @@ type Grant struct {
 }
 
 // A Participant is one client in a room: a send transport with its producers and a receive
-// transport with its consumers. Its methods are safe for concurrent use; signaling on its
-// transports is serialized by mu.
+// transport with its consumers. Its methods are safe for concurrent use. mu guards the
+// participant's state only; the offer/answer exchanges of Publish and SubscribeOffer (which
+// can wait for ICE gathering) run outside it, one at a time under neg, so leaving, trickle
+// and the room's calls into the participant never wait for a negotiation.
 type Participant struct {
 	id            string
 	identity      string
@@ -70,6 +72,11 @@ type Participant struct {
 	autoSubscribe bool
 	listener      Listener
 	log           hclog.Logger
+
+	// neg serialises Publish and SubscribeOffer. It is never taken under mu.
+	neg sync.Mutex
+	// gatherDone is webrtc.GatheringCompletePromise (tests replace it to hold a gathering).
+	gatherDone func(*webrtc.PeerConnection) <-chan struct{}
 
 	mu              sync.Mutex
 	closed          bool
@@ -202,17 +209,18 @@ func (p *Participant) Answer(answer string) error {
 // AddCandidate applies a trickled remote ICE candidate to one of the transports. An empty
 // candidate marks the end of candidates and is accepted.
 func (p *Participant) AddCandidate(transport string, c webrtc.ICECandidateInit) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	var pc *webrtc.PeerConnection
+	p.mu.Lock()
 	switch transport {
 	case TransportSend:
 		pc = p.send
 	case TransportRecv:
 		pc = p.recv
 	default:
+		p.mu.Unlock()
 		return fmt.Errorf("%w: unknown transport %q", ErrBadCandidate, transport)
 	}
+	p.mu.Unlock()
 	if pc == nil || pc.RemoteDescription() == nil {
 		return fmt.Errorf("%w: the %s transport is not negotiated", ErrBadState, transport)
 	}
@@ -237,49 +245,32 @@ func (p *Participant) Publish(offer string, gather bool) (string, []ProducerInfo
 	if sending > 0 && !p.grant.Publish {
 		return "", nil, ErrForbidden
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return "", nil, ErrClosed
+	p.neg.Lock()
+	defer p.neg.Unlock()
+	send, err := p.sendTransport()
+	if err != nil {
+		return "", nil, err
 	}
-	if p.send == nil {
-		pc, err := p.room.home.pubAPI.NewPeerConnection(webrtc.Configuration{})
-		if err != nil {
-			return "", nil, fmt.Errorf("send transport: %w", err)
+	if err := send.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return "", nil, p.negotiationError(err)
+	}
+	ended, err := p.updateProducers(send)
+	if err != nil {
+		return "", nil, err
+	}
+	defer func() { // on every path from here: ended producers are out of byMid, so Close would miss them
+		for _, pr := range ended {
+			go p.room.removeProducer(pr)
 		}
-		pc.OnICECandidate(p.trickleOut(TransportSend))
-		pc.OnTrack(p.onTrack)
-		pc.OnDataChannel(p.onDataChannel)
-		p.watch(pc)
-		p.send = pc
-	}
-	if err := p.send.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
-		return "", nil, fmt.Errorf("%w: %v", ErrBadSDP, err)
-	}
-	var ended []*Producer
-	for _, tr := range p.send.GetTransceivers() {
-		mid := tr.Mid()
-		if mid == "" || (tr.Kind() != webrtc.RTPCodecTypeAudio && tr.Kind() != webrtc.RTPCodecTypeVideo) {
-			continue
-		}
-		receiving := tr.Direction() == webrtc.RTPTransceiverDirectionRecvonly || tr.Direction() == webrtc.RTPTransceiverDirectionSendrecv
-		pr, ok := p.byMid[mid]
-		switch {
-		case receiving && !ok:
-			p.byMid[mid] = newProducer(p.node.newID("PR"), mid, tr.Kind(), p, p.room.home, p.send, p.node.opts.KeyframeInterval)
-		case !receiving && ok:
-			delete(p.byMid, mid)
-			ended = append(ended, pr)
-		}
-	}
-	answer, err := p.send.CreateAnswer(nil)
+	}()
+	answer, err := send.CreateAnswer(nil)
 	var gathered <-chan struct{}
 	if err == nil {
-		gathered = webrtc.GatheringCompletePromise(p.send)
-		err = p.send.SetLocalDescription(answer)
+		gathered = p.gathering(send)
+		err = send.SetLocalDescription(answer)
 	}
 	if err != nil {
-		return "", nil, fmt.Errorf("%w: %v", ErrBadSDP, err)
+		return "", nil, p.negotiationError(err)
 	}
 	if sending > 0 {
 		if accepted, _ := sendingMedia(answerAsOffer(answer.SDP)); accepted == 0 {
@@ -287,31 +278,118 @@ func (p *Participant) Publish(offer string, gather bool) (string, []ProducerInfo
 		}
 	}
 	if gather {
-		<-gathered
-		answer = *p.send.LocalDescription()
+		select {
+		case <-gathered:
+		case <-p.done: // closed while gathering
+			return "", nil, ErrClosed
+		}
+		answer = *send.LocalDescription()
 	}
+	p.mu.Lock()
 	infos := make([]ProducerInfo, 0, len(p.byMid))
 	for _, pr := range p.byMid {
 		infos = append(infos, pr.Info())
 	}
+	p.mu.Unlock()
 	sort.Slice(infos, func(i, j int) bool { return infos[i].Mid < infos[j].Mid })
-	for _, pr := range ended {
-		go p.room.removeProducer(pr)
-	}
 	return answer.SDP, infos, nil
 }
 
-func (p *Participant) onTrack(track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
+// sendTransport returns the send transport, creating it (outside mu) on the first Publish.
+// The caller holds neg, so no other Publish creates one meanwhile.
+func (p *Participant) sendTransport() (*webrtc.PeerConnection, error) {
 	p.mu.Lock()
-	var pr *Producer
-	if !p.closed {
-		for _, tr := range p.send.GetTransceivers() {
-			if tr.Receiver() == receiver {
-				pr = p.byMid[tr.Mid()]
-			}
+	closed, send := p.closed, p.send
+	p.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	if send != nil {
+		return send, nil
+	}
+	pc, err := p.room.home.pubAPI.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, fmt.Errorf("send transport: %w", err)
+	}
+	pc.OnICECandidate(p.trickleOut(TransportSend))
+	pc.OnTrack(p.onTrack)
+	pc.OnDataChannel(p.onDataChannel)
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		_ = pc.Close()
+		return nil, ErrClosed
+	}
+	p.send = pc
+	p.mu.Unlock()
+	p.watch(pc)
+	return pc, nil
+}
+
+// updateProducers makes a producer of each media section of the send transport that now
+// receives, and returns the producers of the sections that stopped.
+func (p *Participant) updateProducers(send *webrtc.PeerConnection) ([]*Producer, error) {
+	type section struct {
+		mid       string
+		kind      webrtc.RTPCodecType
+		receiving bool
+	}
+	var sections []section
+	for _, tr := range send.GetTransceivers() {
+		mid := tr.Mid()
+		if mid == "" || (tr.Kind() != webrtc.RTPCodecTypeAudio && tr.Kind() != webrtc.RTPCodecTypeVideo) {
+			continue
+		}
+		d := tr.Direction()
+		sections = append(sections, section{mid, tr.Kind(), d == webrtc.RTPTransceiverDirectionRecvonly || d == webrtc.RTPTransceiverDirectionSendrecv})
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, ErrClosed
+	}
+	var ended []*Producer
+	for _, s := range sections {
+		pr, ok := p.byMid[s.mid]
+		switch {
+		case s.receiving && !ok:
+			p.byMid[s.mid] = newProducer(p.node.newID("PR"), s.mid, s.kind, p, p.room.home, send, p.node.opts.KeyframeInterval)
+		case !s.receiving && ok:
+			delete(p.byMid, s.mid)
+			ended = append(ended, pr)
 		}
 	}
+	return ended, nil
+}
+
+// gathering is the promise of the end of pc's ICE gathering.
+func (p *Participant) gathering(pc *webrtc.PeerConnection) <-chan struct{} {
+	if p.gatherDone != nil {
+		return p.gatherDone(pc)
+	}
+	return webrtc.GatheringCompletePromise(pc)
+}
+
+// negotiationError is a failed offer/answer step: ErrClosed if the participant closed
+// meanwhile (closing its transports), ErrBadSDP otherwise.
+func (p *Participant) negotiationError(err error) error {
+	p.mu.Lock()
+	closed := p.closed
 	p.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	return fmt.Errorf("%w: %v", ErrBadSDP, err)
+}
+
+func (p *Participant) onTrack(track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
+	pr := p.producerOf(receiver)
+	if pr == nil {
+		// The Publish that made this track may not have recorded its producer yet.
+		p.neg.Lock()
+		p.neg.Unlock()
+		pr = p.producerOf(receiver)
+	}
 	if pr == nil {
 		return
 	}
@@ -327,6 +405,28 @@ func (p *Participant) onTrack(track *webrtc.TrackRemote, receiver *webrtc.RTPRec
 	p.room.addProducer(pr)
 	pr.readLoop(track, receiver)
 	p.room.removeProducer(pr)
+}
+
+// producerOf finds the producer of a receiver of the send transport.
+func (p *Participant) producerOf(receiver *webrtc.RTPReceiver) *Producer {
+	p.mu.Lock()
+	closed, send := p.closed, p.send
+	p.mu.Unlock()
+	if closed || send == nil {
+		return nil
+	}
+	mid := ""
+	for _, tr := range send.GetTransceivers() {
+		if tr.Receiver() == receiver {
+			mid = tr.Mid()
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil
+	}
+	return p.byMid[mid]
 }
 
 func (p *Participant) onDataChannel(dc *webrtc.DataChannel) {

@@ -15,8 +15,13 @@ func (p *Participant) CloseOnTransportFailure() {
 	p.mu.Unlock()
 }
 
+// watch closes the participant when pc fails, if CloseOnTransportFailure asked for it. The
+// caller does not hold mu.
 func (p *Participant) watch(pc *webrtc.PeerConnection) {
-	if !p.watchTransports {
+	p.mu.Lock()
+	on := p.watchTransports
+	p.mu.Unlock()
+	if !on {
 		return
 	}
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
@@ -29,6 +34,8 @@ func (p *Participant) watch(pc *webrtc.PeerConnection) {
 // SubscribeOffer answers a client's recvonly offer (WHEP): each offered audio or video section
 // gets a consumer of the room's first live producer of that kind. The answer carries every
 // local candidate. It fails with ErrNotFound when the room has no producer of an offered kind.
+// The negotiation and the gathering run outside mu (under neg): the participant's receive
+// transport is claimed first, and its consumers are recorded once the answer is ready.
 func (p *Participant) SubscribeOffer(offer string) (string, error) {
 	if !p.grant.Subscribe {
 		return "", ErrForbidden
@@ -36,12 +43,15 @@ func (p *Participant) SubscribeOffer(offer string) (string, error) {
 	if err := checkSDP(offer); err != nil {
 		return "", err
 	}
+	p.neg.Lock()
+	defer p.neg.Unlock()
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
+	closed, taken := p.closed, p.recv != nil
+	p.mu.Unlock()
+	if closed {
 		return "", ErrClosed
 	}
-	if p.recv != nil {
+	if taken {
 		return "", fmt.Errorf("%w: already subscribed", ErrBadState)
 	}
 	w := p.room.subscriberWorker()
@@ -49,19 +59,37 @@ func (p *Participant) SubscribeOffer(offer string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("receive transport: %w", err)
 	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
-		_ = pc.Close()
-		return "", fmt.Errorf("%w: %v", ErrBadSDP, err)
+	p.mu.Lock()
+	switch {
+	case p.closed:
+		err = ErrClosed
+	case p.recv != nil:
+		err = fmt.Errorf("%w: already subscribed", ErrBadState)
+	default:
+		p.recv, p.recvWorker = pc, w // claimed: Close closes it
 	}
-	producers := p.room.liveProducers()
+	p.mu.Unlock()
+	if err != nil {
+		_ = pc.Close()
+		return "", err
+	}
 	var consumers []*Consumer
 	fail := func(err error) (string, error) {
+		p.mu.Lock()
+		if p.recv == pc {
+			p.recv, p.recvWorker = nil, nil
+		}
+		p.mu.Unlock()
 		for _, c := range consumers {
 			c.producer.removeConsumer(c)
 		}
 		_ = pc.Close()
 		return "", err
 	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return fail(p.negotiationError(err))
+	}
+	producers := p.room.liveProducers()
 	for _, tr := range pc.GetTransceivers() {
 		if tr.Kind() != webrtc.RTPCodecTypeAudio && tr.Kind() != webrtc.RTPCodecTypeVideo {
 			continue
@@ -79,7 +107,7 @@ func (p *Participant) SubscribeOffer(offer string) (string, error) {
 		c := newConsumer(pr, p, w, pc)
 		sender, err := pc.AddTrack(c)
 		if err != nil {
-			return fail(fmt.Errorf("%w: %v", ErrBadSDP, err))
+			return fail(p.negotiationError(err))
 		}
 		c.sender = sender
 		consumers = append(consumers, c)
@@ -88,16 +116,24 @@ func (p *Participant) SubscribeOffer(offer string) (string, error) {
 		return fail(fmt.Errorf("%w: the offer has no audio or video section", ErrBadSDP))
 	}
 	answer, err := pc.CreateAnswer(nil)
-	gathered := webrtc.GatheringCompletePromise(pc)
+	gathered := p.gathering(pc)
 	if err == nil {
 		err = pc.SetLocalDescription(answer)
 	}
 	if err != nil {
-		return fail(fmt.Errorf("%w: %v", ErrBadSDP, err))
+		return fail(p.negotiationError(err))
 	}
-	<-gathered
-	p.recv, p.recvWorker = pc, w
+	select {
+	case <-gathered:
+	case <-p.done: // closed while gathering
+		return fail(ErrClosed)
+	}
 	p.watch(pc)
+	p.mu.Lock()
+	if p.closed || p.recv != pc {
+		p.mu.Unlock()
+		return fail(ErrClosed)
+	}
 	for _, c := range consumers {
 		if !c.producer.addConsumer(c) {
 			continue
@@ -107,5 +143,6 @@ func (p *Participant) SubscribeOffer(offer string) (string, error) {
 		p.room.consumerAdded(w, 1)
 		go c.readRTCP()
 	}
+	p.mu.Unlock()
 	return pc.LocalDescription().SDP, nil
 }

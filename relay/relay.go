@@ -51,9 +51,17 @@ const (
 	DropMalformed     = "malformed"
 )
 
+// packetConn is the relay socket: a *net.UDPConn (tests wrap it to slow its writes down).
+type packetConn interface {
+	ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error)
+	WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
+	LocalAddr() net.Addr
+	Close() error
+}
+
 // Transport is a node's relay endpoint: one UDP socket and the links to its peers.
 type Transport struct {
-	conn    *net.UDPConn
+	conn    packetConn
 	log     hclog.Logger
 	handler Handler
 
@@ -80,6 +88,11 @@ func Listen(addr string, h Handler, log hclog.Logger) (*Transport, error) {
 	}
 	_ = conn.SetReadBuffer(4 << 20)
 	_ = conn.SetWriteBuffer(4 << 20)
+	return newTransport(conn, h, log), nil
+}
+
+// newTransport starts a transport on an open socket.
+func newTransport(conn packetConn, h Handler, log hclog.Logger) *Transport {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
@@ -88,7 +101,7 @@ func Listen(addr string, h Handler, log hclog.Logger) (*Transport, error) {
 	t.byAddr.Store(&empty)
 	t.wg.Add(1)
 	go t.read()
-	return t, nil
+	return t
 }
 
 // Addr is the socket's address.
@@ -276,40 +289,57 @@ type Link struct {
 	txKey  []byte        // under t.mu: the key the peer receives with
 	closed atomic.Bool
 
-	mu  sync.Mutex // tx, buf and out
-	tx  *srtp.Context
-	buf [1600]byte
-	out [1600]byte
+	// mu guards tx, which is not safe for concurrent use: it is held for the encryption only.
+	// The workers' relay sinks marshal, encrypt and send each into a buffer of their own, so
+	// they overlap their system calls instead of queueing behind one another's.
+	mu   sync.Mutex
+	tx   *srtp.Context
+	bufs sync.Pool // of *sendBuf
+}
+
+// sendBuf is one write's plaintext and ciphertext.
+type sendBuf struct {
+	plain, out [1600]byte
+}
+
+func (l *Link) getBuf() *sendBuf {
+	if b, ok := l.bufs.Get().(*sendBuf); ok {
+		return b
+	}
+	return new(sendBuf)
 }
 
 // Key is the key this side receives with, for the peer to send with.
 func (l *Link) Key() []byte { return l.rxKey }
 
-// WriteRTP encrypts and sends one packet to the peer.
+// WriteRTP encrypts and sends one packet to the peer. Concurrent writers serialise on the
+// encryption only, never on the send.
 func (l *Link) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 	a := l.addr.Load()
 	if a == nil || l.closed.Load() {
 		return 0, ErrClosed
 	}
+	b := l.getBuf()
+	defer l.bufs.Put(b)
+	n, err := h.MarshalTo(b.plain[:])
+	if err != nil {
+		return 0, err
+	}
+	if n+len(payload) > 1500 {
+		return 0, errors.New("relay: packet too large")
+	}
+	plain := append(b.plain[:n], payload...)
 	l.mu.Lock()
 	if l.tx == nil {
 		l.mu.Unlock()
 		return 0, ErrNotLinked
 	}
-	n, err := h.MarshalTo(l.buf[:])
-	if err == nil && n+len(payload) > 1500 {
-		err = errors.New("relay: packet too large")
-	}
-	var out []byte
-	if err == nil {
-		plain := append(l.buf[:n], payload...)
-		out, err = l.tx.EncryptRTP(l.out[:0], plain, h)
-	}
-	if err == nil {
-		_, err = l.t.conn.WriteToUDPAddrPort(out, *a)
-	}
+	out, err := l.tx.EncryptRTP(b.out[:0], plain, h)
 	l.mu.Unlock()
 	if err != nil {
+		return 0, err
+	}
+	if _, err := l.t.conn.WriteToUDPAddrPort(out, *a); err != nil {
 		return 0, err
 	}
 	l.t.PacketsOut.Add(1)
@@ -336,15 +366,18 @@ func (l *Link) WriteRTCP(pkts []rtcp.Packet) error {
 	if err != nil {
 		return err
 	}
+	b := l.getBuf()
+	defer l.bufs.Put(b)
 	l.mu.Lock()
 	if l.tx == nil {
 		l.mu.Unlock()
 		return ErrNotLinked
 	}
-	out, err := l.tx.EncryptRTCP(l.out[:0], raw, nil)
-	if err == nil {
-		_, err = l.t.conn.WriteToUDPAddrPort(out, *a)
-	}
+	out, err := l.tx.EncryptRTCP(b.out[:0], raw, nil)
 	l.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	_, err = l.t.conn.WriteToUDPAddrPort(out, *a)
 	return err
 }

@@ -21,11 +21,16 @@ type Conn struct {
 	udp          *net.UDPConn
 	loopbackOnly bool
 
+	// mu guards depth, n, busy and the slots. It is never held across a system call: a batch
+	// is sent by whoever closes or fills it, after marking it busy and unlocking, and while it
+	// is busy every other write goes straight to the socket. So a fan-out's sendmmsg and a
+	// DTLS or STUN write never wait for each other.
 	mu    sync.Mutex
 	depth int
 	n     int
+	busy  bool // slots[:n] are being sent, outside mu
 	slots []slot
-	sys   sender // the platform's batch send (sendmmsg on Linux)
+	sys   sender // the platform's batch send (sendmmsg on Linux); used by the busy holder only
 
 	sent, batches, errors atomic.Uint64
 }
@@ -60,21 +65,30 @@ func (c *Conn) Begin() {
 	c.mu.Unlock()
 }
 
-// End ends a batch and sends what it holds.
+// End ends a batch and sends what it holds. If another write is sending the batch (it
+// filled up), End leaves the rest to that write: nothing is held while the batch is busy.
 func (c *Conn) End() {
 	c.mu.Lock()
 	c.depth--
-	if c.depth == 0 {
-		c.flushLocked()
+	if c.depth > 0 || c.busy || c.n == 0 {
+		c.mu.Unlock()
+		return
 	}
+	c.busy = true
+	n := c.n
+	c.mu.Unlock()
+	c.flush(n)
+	c.mu.Lock()
+	c.n, c.busy = 0, false
 	c.mu.Unlock()
 }
 
-// flushLocked sends the held datagrams. A datagram the kernel refuses is dropped and counted,
-// as a lost UDP datagram would be.
-func (c *Conn) flushLocked() {
-	for off := 0; off < c.n; {
-		k, err := c.sys.send(c.slots[off:c.n])
+// flush sends slots[:n]; the caller marked the batch busy, so it has the slots to itself
+// and holds no lock. A datagram the kernel refuses is dropped and counted, as a lost UDP
+// datagram would be.
+func (c *Conn) flush(n int) {
+	for off := 0; off < n; {
+		k, err := c.sys.send(c.slots[off:n])
 		if err != nil {
 			c.errors.Add(1)
 			k = 1
@@ -83,25 +97,35 @@ func (c *Conn) flushLocked() {
 		}
 		off += k
 	}
-	if c.n > 0 {
-		c.batches.Add(1)
-	}
-	c.n = 0
+	c.batches.Add(1)
 }
 
-// WriteToAddrPort writes (or, in a batch, holds) one datagram.
+// WriteToAddrPort writes (or, in a batch, holds) one datagram. Outside a batch, or while the
+// batch is being sent, it goes straight to the socket (a UDP socket takes concurrent writes).
 func (c *Conn) WriteToAddrPort(b []byte, to netip.AddrPort) (int, error) {
 	addr := to.Addr().Unmap()
 	if c.loopbackOnly && !addr.IsLoopback() {
 		return len(b), nil
 	}
+	if len(b) > MaxDatagram || !addr.Is4() {
+		return c.udp.WriteToUDPAddrPort(b, to)
+	}
 	c.mu.Lock()
-	if c.depth == 0 || len(b) > MaxDatagram || !addr.Is4() {
+	if c.depth == 0 || c.busy {
 		c.mu.Unlock()
 		return c.udp.WriteToUDPAddrPort(b, to)
 	}
-	if c.n == len(c.slots) {
-		c.flushLocked()
+	if c.n == len(c.slots) { // full: send it, then hold b in the emptied batch
+		c.busy = true
+		n := c.n
+		c.mu.Unlock()
+		c.flush(n)
+		c.mu.Lock()
+		c.n, c.busy = 0, false
+		if c.depth == 0 { // End came meanwhile and left the batch to us: it is over
+			c.mu.Unlock()
+			return c.udp.WriteToUDPAddrPort(b, to)
+		}
 	}
 	s := &c.slots[c.n]
 	s.n = copy(s.buf[:], b)
