@@ -117,7 +117,6 @@ func (n *Node) Join(room, identity string, g Grant, autoSubscribe bool, l Listen
 		n.log.Debug("room created", "room", room, "worker", r.home.index)
 	}
 	old := n.identities[room][identity]
-	replaces := r.sessionsOf(identity)
 	p := &Participant{id: n.newID("PA"), identity: identity, joined: time.Now(), node: n, room: r, grant: g, autoSubscribe: autoSubscribe,
 		listener: l, done: make(chan struct{}), byMid: make(map[string]*Producer), consumers: make(map[string]*Consumer)}
 	p.log = n.log.With("room", room, "participant", p.id, "identity", identity)
@@ -130,8 +129,10 @@ func (n *Node) Join(room, identity string, g Grant, autoSubscribe bool, l Listen
 	n.mu.Unlock()
 
 	if opened {
-		n.emit(RoomOpened{Room: r})
+		n.emit(RoomOpened{Room: r}) // the cluster syncs the room: its remote sessions are known after
 	}
+	// The remote sessions of this identity that this join supersedes, wherever they are.
+	replaces := r.sessionsOf(identity)
 	if old != nil {
 		old.listener.Notify(EventClosed, map[string]string{"reason": "replaced by a newer session of the same identity"})
 		old.Close()
