@@ -61,6 +61,7 @@ func offer(t *testing.T, pc *webrtc.PeerConnection) string {
 
 // testPublisher publishes a synthetic VP8 track (1000-byte packets, 100 per second) like WHIP.
 type testPublisher struct {
+	p    *node.Participant
 	sent atomic.Int64
 	plis atomic.Int64
 }
@@ -91,7 +92,7 @@ func publish(t *testing.T, n *node.Node, api *webrtc.API, room string) *testPubl
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		t.Fatal(err)
 	}
-	pub := &testPublisher{}
+	pub := &testPublisher{p: p}
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() { // the publisher's feedback: count keyframe requests
 		for {

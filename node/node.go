@@ -111,7 +111,6 @@ func (n *Node) Join(room, identity string, g Grant, autoSubscribe bool, l Listen
 	r := n.rooms[room]
 	if r == nil {
 		r = newRoom(room, n, n.leastLoaded())
-		r.home.nRouters.Add(1)
 		n.rooms[room] = r
 		n.identities[room] = make(map[string]*Participant)
 		n.log.Debug("room created", "room", room, "worker", r.home.index)
@@ -158,9 +157,7 @@ func (n *Node) leave(p *Participant) {
 	if empty && n.rooms[r.name] == r {
 		delete(n.rooms, r.name)
 		delete(n.identities, r.name)
-		for w := range r.routers {
-			w.nRouters.Add(-1)
-		}
+		r.closeRouters()
 		closed = true
 	}
 	n.mu.Unlock()

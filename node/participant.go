@@ -62,6 +62,9 @@ type Grant struct {
 // participant's state only; the offer/answer exchanges of Publish and SubscribeOffer (which
 // can wait for ICE gathering) run outside it, one at a time under neg, so leaving, trickle
 // and the room's calls into the participant never wait for a negotiation.
+//
+// Its transports own the goroutines that read them; the participant owns the ones it starts
+// itself (wg). Close waits for all of them.
 type Participant struct {
 	id            string
 	identity      string
@@ -80,16 +83,14 @@ type Participant struct {
 
 	mu              sync.Mutex
 	closed          bool
-	send            *webrtc.PeerConnection
+	send            *transport
 	byMid           map[string]*Producer
-	recv            *webrtc.PeerConnection
-	recvWorker      *Worker
+	recv            *transport
 	consumers       map[string]*Consumer // by producer id
-	offerPending    bool
-	needOffer       bool
 	watchTransports bool
 
 	dc   atomic.Pointer[webrtc.DataChannel] // the data consumer, on the receive transport
+	wg   sync.WaitGroup                     // the participant's own goroutines (goLocked)
 	done chan struct{}
 }
 
@@ -136,20 +137,33 @@ func (p *Participant) ensureRecvLocked() error {
 	if p.recv != nil {
 		return nil
 	}
-	w := p.room.subscriberWorker()
-	pc, err := w.subAPI.NewPeerConnection(webrtc.Configuration{})
+	t, err := newTransport(TransportRecv, p.room.subscriberWorker())
 	if err != nil {
-		return fmt.Errorf("receive transport: %w", err)
+		return err
 	}
-	pc.OnICECandidate(p.trickleOut(TransportRecv))
-	dc, err := pc.CreateDataChannel("cascade", nil)
+	t.pc.OnICECandidate(p.trickleOut(TransportRecv))
+	dc, err := t.pc.CreateDataChannel("cascade", nil)
 	if err != nil {
-		_ = pc.Close()
+		t.close()
 		return fmt.Errorf("data consumer: %w", err)
 	}
 	p.dc.Store(dc)
-	p.recv, p.recvWorker = pc, w
+	p.recv = t
 	return nil
+}
+
+// goLocked runs f on a goroutine owned by the participant: Close waits for it. Once the
+// participant is closed it starts nothing and reports false. The caller holds mu.
+func (p *Participant) goLocked(f func()) bool {
+	if p.closed {
+		return false
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		f()
+	}()
+	return true
 }
 
 func (p *Participant) trickleOut(transport string) func(*webrtc.ICECandidate) {
@@ -164,22 +178,23 @@ func (p *Participant) trickleOut(transport string) func(*webrtc.ICECandidate) {
 // negotiateLocked offers the receive transport's current state, unless an offer is already
 // waiting for its answer: then it offers again once that answer arrives (no glare).
 func (p *Participant) negotiateLocked() {
-	if p.recv == nil || p.closed {
+	t := p.recv
+	if t == nil || p.closed {
 		return
 	}
-	if p.offerPending {
-		p.needOffer = true
+	if t.offerPending {
+		t.needOffer = true
 		return
 	}
-	offer, err := p.recv.CreateOffer(nil)
+	offer, err := t.pc.CreateOffer(nil)
 	if err == nil {
-		err = p.recv.SetLocalDescription(offer)
+		err = t.pc.SetLocalDescription(offer)
 	}
 	if err != nil {
 		p.log.Warn("receive transport offer failed", "error", err)
 		return
 	}
-	p.offerPending, p.needOffer = true, false
+	t.offerPending, t.needOffer = true, false
 	p.listener.Notify(EventOffer, map[string]string{"sdp": offer.SDP})
 }
 
@@ -193,14 +208,15 @@ func (p *Participant) Answer(answer string) error {
 	if p.closed {
 		return ErrClosed
 	}
-	if !p.offerPending {
+	t := p.recv
+	if t == nil || !t.offerPending {
 		return fmt.Errorf("%w: no offer is outstanding", ErrBadState)
 	}
-	if err := p.recv.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+	if err := t.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		return fmt.Errorf("%w: %v", ErrBadSDP, err)
 	}
-	p.offerPending = false
-	if p.needOffer {
+	t.offerPending = false
+	if t.needOffer {
 		p.negotiateLocked()
 	}
 	return nil
@@ -208,26 +224,26 @@ func (p *Participant) Answer(answer string) error {
 
 // AddCandidate applies a trickled remote ICE candidate to one of the transports. An empty
 // candidate marks the end of candidates and is accepted.
-func (p *Participant) AddCandidate(transport string, c webrtc.ICECandidateInit) error {
-	var pc *webrtc.PeerConnection
+func (p *Participant) AddCandidate(dir string, c webrtc.ICECandidateInit) error {
+	var t *transport
 	p.mu.Lock()
-	switch transport {
+	switch dir {
 	case TransportSend:
-		pc = p.send
+		t = p.send
 	case TransportRecv:
-		pc = p.recv
+		t = p.recv
 	default:
 		p.mu.Unlock()
-		return fmt.Errorf("%w: unknown transport %q", ErrBadCandidate, transport)
+		return fmt.Errorf("%w: unknown transport %q", ErrBadCandidate, dir)
 	}
 	p.mu.Unlock()
-	if pc == nil || pc.RemoteDescription() == nil {
-		return fmt.Errorf("%w: the %s transport is not negotiated", ErrBadState, transport)
+	if t == nil || t.pc.RemoteDescription() == nil {
+		return fmt.Errorf("%w: the %s transport is not negotiated", ErrBadState, dir)
 	}
 	if c.Candidate == "" {
 		return nil
 	}
-	if err := pc.AddICECandidate(c); err != nil {
+	if err := t.pc.AddICECandidate(c); err != nil {
 		return fmt.Errorf("%w: %v", ErrBadCandidate, err)
 	}
 	return nil
@@ -247,10 +263,11 @@ func (p *Participant) Publish(offer string, gather bool) (string, []ProducerInfo
 	}
 	p.neg.Lock()
 	defer p.neg.Unlock()
-	send, err := p.sendTransport()
+	t, err := p.sendTransport()
 	if err != nil {
 		return "", nil, err
 	}
+	send := t.pc
 	if err := send.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
 		return "", nil, p.negotiationError(err)
 	}
@@ -259,8 +276,16 @@ func (p *Participant) Publish(offer string, gather bool) (string, []ProducerInfo
 		return "", nil, err
 	}
 	defer func() { // on every path from here: ended producers are out of byMid, so Close would miss them
+		var now []*Producer // the participant closed: no goroutine of its own, remove them here
+		p.mu.Lock()
 		for _, pr := range ended {
-			go p.room.removeProducer(pr)
+			if !p.goLocked(func() { p.room.removeProducer(pr) }) {
+				now = append(now, pr)
+			}
+		}
+		p.mu.Unlock()
+		for _, pr := range now {
+			p.room.removeProducer(pr)
 		}
 	}()
 	answer, err := send.CreateAnswer(nil)
@@ -297,7 +322,7 @@ func (p *Participant) Publish(offer string, gather bool) (string, []ProducerInfo
 
 // sendTransport returns the send transport, creating it (outside mu) on the first Publish.
 // The caller holds neg, so no other Publish creates one meanwhile.
-func (p *Participant) sendTransport() (*webrtc.PeerConnection, error) {
+func (p *Participant) sendTransport() (*transport, error) {
 	p.mu.Lock()
 	closed, send := p.closed, p.send
 	p.mu.Unlock()
@@ -307,23 +332,23 @@ func (p *Participant) sendTransport() (*webrtc.PeerConnection, error) {
 	if send != nil {
 		return send, nil
 	}
-	pc, err := p.room.home.pubAPI.NewPeerConnection(webrtc.Configuration{})
+	t, err := newTransport(TransportSend, p.room.home)
 	if err != nil {
-		return nil, fmt.Errorf("send transport: %w", err)
+		return nil, err
 	}
-	pc.OnICECandidate(p.trickleOut(TransportSend))
-	pc.OnTrack(p.onTrack)
-	pc.OnDataChannel(p.onDataChannel)
+	t.pc.OnICECandidate(p.trickleOut(TransportSend))
+	t.pc.OnTrack(p.onTrack)
+	t.pc.OnDataChannel(p.onDataChannel)
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		_ = pc.Close()
+		t.close()
 		return nil, ErrClosed
 	}
-	p.send = pc
+	p.send = t
 	p.mu.Unlock()
-	p.watch(pc)
-	return pc, nil
+	p.watch(t.pc)
+	return t, nil
 }
 
 // updateProducers makes a producer of each media section of the send transport that now
@@ -382,17 +407,20 @@ func (p *Participant) negotiationError(err error) error {
 	return fmt.Errorf("%w: %v", ErrBadSDP, err)
 }
 
+// onTrack runs on pion's goroutine for a track of the send transport until the track ends. The
+// send transport owns it from the moment it knows its producer: Close waits for it.
 func (p *Participant) onTrack(track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
-	pr := p.producerOf(receiver)
+	pr, t := p.producerOf(receiver)
 	if pr == nil {
 		// The Publish that made this track may not have recorded its producer yet.
 		p.neg.Lock()
 		p.neg.Unlock()
-		pr = p.producerOf(receiver)
+		pr, t = p.producerOf(receiver)
 	}
-	if pr == nil {
+	if pr == nil || !t.enter() {
 		return
 	}
+	defer t.exit()
 	pr.track.Store(track)
 	if p.node.opts.Naive {
 		naive, err := webrtc.NewTrackLocalStaticRTP(track.Codec().RTPCodecCapability, pr.id, p.id)
@@ -403,20 +431,21 @@ func (p *Participant) onTrack(track *webrtc.TrackRemote, receiver *webrtc.RTPRec
 		pr.naive = naive
 	}
 	p.room.addProducer(pr)
-	pr.readLoop(track, receiver)
+	t.drainRTCP(receiver)
+	pr.readLoop(track)
 	p.room.removeProducer(pr)
 }
 
-// producerOf finds the producer of a receiver of the send transport.
-func (p *Participant) producerOf(receiver *webrtc.RTPReceiver) *Producer {
+// producerOf finds the producer of a receiver of the send transport, and the transport.
+func (p *Participant) producerOf(receiver *webrtc.RTPReceiver) (*Producer, *transport) {
 	p.mu.Lock()
 	closed, send := p.closed, p.send
 	p.mu.Unlock()
 	if closed || send == nil {
-		return nil
+		return nil, nil
 	}
 	mid := ""
-	for _, tr := range send.GetTransceivers() {
+	for _, tr := range send.pc.GetTransceivers() {
 		if tr.Receiver() == receiver {
 			mid = tr.Mid()
 		}
@@ -424,9 +453,9 @@ func (p *Participant) producerOf(receiver *webrtc.RTPReceiver) *Producer {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
-		return nil
+		return nil, nil
 	}
-	return p.byMid[mid]
+	return p.byMid[mid], send
 }
 
 func (p *Participant) onDataChannel(dc *webrtc.DataChannel) {
@@ -470,24 +499,25 @@ func (p *Participant) Subscribe(producerID string) error {
 	if _, ok := p.consumers[producerID]; ok {
 		return nil
 	}
-	c := newConsumer(pr, p, p.recvWorker, p.recv)
+	t := p.recv
+	c := newConsumer(pr, p, t.worker, t.pc)
 	var track webrtc.TrackLocal = c
 	if pr.naive != nil {
 		track = pr.naive
 	}
-	sender, err := p.recv.AddTrack(track)
+	sender, err := t.pc.AddTrack(track)
 	if err != nil {
 		return fmt.Errorf("add consumer: %w", err)
 	}
 	c.sender = sender
 	if !pr.addConsumer(c) {
-		_ = p.recv.RemoveTrack(sender)
+		_ = t.pc.RemoveTrack(sender)
 		return ErrNotFound
 	}
 	p.consumers[producerID] = c
 	c.worker.addConsumer(c)
 	p.room.consumerAdded(c.worker, 1)
-	go c.readRTCP()
+	t.goRead(c.readRTCP)
 	p.negotiateLocked()
 	return nil
 }
@@ -517,7 +547,7 @@ func (p *Participant) dropConsumer(c *Consumer) {
 	c.worker.removeConsumer(c)
 	p.room.consumerAdded(c.worker, -1)
 	if !p.closed {
-		_ = p.recv.RemoveTrack(c.sender)
+		_ = p.recv.pc.RemoveTrack(c.sender)
 		p.negotiateLocked()
 	}
 }
@@ -575,7 +605,8 @@ func (p *Participant) Message(data any) {
 }
 
 // Close removes the participant: its producers and consumers end, its transports close and the
-// room is told. Close is idempotent, and returns once the participant is gone.
+// room is told. Close is idempotent, and returns once the participant is gone and every
+// goroutine it or its transports started has returned.
 func (p *Participant) Close() {
 	p.mu.Lock()
 	if p.closed {
@@ -603,11 +634,12 @@ func (p *Participant) Close() {
 		c.producer.removeConsumer(c)
 		p.dropConsumer(c)
 	}
-	for _, pc := range []*webrtc.PeerConnection{send, recv} {
-		if pc != nil {
-			_ = pc.Close()
+	for _, t := range []*transport{send, recv} {
+		if t != nil {
+			t.close() // and wait for its readers
 		}
 	}
+	p.wg.Wait()
 	p.node.leave(p)
 }
 

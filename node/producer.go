@@ -109,16 +109,9 @@ func (p *Producer) codec() webrtc.RTPCodecCapability {
 	return p.codecCap
 }
 
-// readLoop runs on pion's OnTrack goroutine until the track ends.
-func (p *Producer) readLoop(track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
-	go func() { // drain RTCP so the receiver interceptors see sender reports
-		buf := make([]byte, 1500)
-		for {
-			if _, _, err := receiver.Read(buf); err != nil {
-				return
-			}
-		}
-	}()
+// readLoop runs on pion's OnTrack goroutine until the track ends (the send transport drains
+// the receiver's RTCP meanwhile).
+func (p *Producer) readLoop(track *webrtc.TrackRemote) {
 	if p.naive != nil {
 		p.naiveLoop(track)
 		return

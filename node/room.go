@@ -27,7 +27,7 @@ type Room struct {
 	participants map[string]*Participant      // local participants, by id
 	remote       map[string]remoteParticipant // participants on other nodes, by id
 	producers    map[string]*Producer         // live producers (local and remote), by id
-	routers      map[*Worker]int              // consumers of this room per worker
+	routers      map[*Worker]*router          // the room's router on each worker it uses
 	opened       bool                         // the cluster layer knows the room
 }
 
@@ -36,7 +36,7 @@ func newRoom(name string, n *Node, home *Worker) *Room {
 		participants: make(map[string]*Participant),
 		remote:       make(map[string]remoteParticipant),
 		producers:    make(map[string]*Producer),
-		routers:      map[*Worker]int{home: 0},
+		routers:      map[*Worker]*router{home: newRouter(home)},
 	}
 }
 
@@ -50,11 +50,11 @@ func (r *Room) subscriberWorker() *Worker {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	limit := r.node.opts.WorkerConsumers
-	if r.routers[r.home] < limit {
+	if r.routers[r.home].consumers < limit {
 		return r.home
 	}
 	for _, w := range r.node.workers {
-		if n, ok := r.routers[w]; ok && n < limit {
+		if rt, ok := r.routers[w]; ok && rt.consumers < limit {
 			return w
 		}
 	}
@@ -68,22 +68,34 @@ func (r *Room) subscriberWorker() *Worker {
 		}
 	}
 	if best != nil {
-		r.routers[best] = 0
-		best.nRouters.Add(1)
+		r.routers[best] = newRouter(best)
 		return best
 	}
-	for w, n := range r.routers {
-		if best == nil || n < r.routers[best] || (n == r.routers[best] && w.index < best.index) {
-			best = w
+	var fewest *router
+	for _, rt := range r.routers {
+		if fewest == nil || rt.consumers < fewest.consumers || (rt.consumers == fewest.consumers && rt.worker.index < fewest.worker.index) {
+			fewest = rt
 		}
 	}
-	return best
+	return fewest.worker
 }
 
+// consumerAdded counts delta consumers of the room on worker w's router.
 func (r *Room) consumerAdded(w *Worker, delta int) {
 	r.mu.Lock()
-	r.routers[w] += delta
+	if rt := r.routers[w]; rt != nil {
+		rt.consumers += delta
+	}
 	r.mu.Unlock()
+}
+
+// closeRouters removes the room's routers from their workers (the room closed).
+func (r *Room) closeRouters() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rt := range r.routers {
+		rt.close()
+	}
 }
 
 // Routers reports the room's consumers per worker index.
@@ -91,8 +103,8 @@ func (r *Room) Routers() map[int]int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make(map[int]int, len(r.routers))
-	for w, n := range r.routers {
-		out[w.index] = n
+	for w, rt := range r.routers {
+		out[w.index] = rt.consumers
 	}
 	return out
 }

@@ -16,7 +16,9 @@ func (p *Participant) CloseOnTransportFailure() {
 }
 
 // watch closes the participant when pc fails, if CloseOnTransportFailure asked for it. The
-// caller does not hold mu.
+// caller does not hold mu. pion calls the handler on a goroutine of its own, which the close
+// runs on: the participant starts none (and Close, waiting for the participant's goroutines,
+// does not wait for the one calling it).
 func (p *Participant) watch(pc *webrtc.PeerConnection) {
 	p.mu.Lock()
 	on := p.watchTransports
@@ -26,7 +28,7 @@ func (p *Participant) watch(pc *webrtc.PeerConnection) {
 	}
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 		if s == webrtc.PeerConnectionStateFailed || s == webrtc.PeerConnectionStateClosed {
-			go p.Close()
+			p.Close()
 		}
 	})
 }
@@ -54,11 +56,11 @@ func (p *Participant) SubscribeOffer(offer string) (string, error) {
 	if taken {
 		return "", fmt.Errorf("%w: already subscribed", ErrBadState)
 	}
-	w := p.room.subscriberWorker()
-	pc, err := w.subAPI.NewPeerConnection(webrtc.Configuration{})
+	t, err := newTransport(TransportRecv, p.room.subscriberWorker())
 	if err != nil {
-		return "", fmt.Errorf("receive transport: %w", err)
+		return "", err
 	}
+	w, pc := t.worker, t.pc
 	p.mu.Lock()
 	switch {
 	case p.closed:
@@ -66,24 +68,24 @@ func (p *Participant) SubscribeOffer(offer string) (string, error) {
 	case p.recv != nil:
 		err = fmt.Errorf("%w: already subscribed", ErrBadState)
 	default:
-		p.recv, p.recvWorker = pc, w // claimed: Close closes it
+		p.recv = t // claimed: Close closes it
 	}
 	p.mu.Unlock()
 	if err != nil {
-		_ = pc.Close()
+		t.close()
 		return "", err
 	}
 	var consumers []*Consumer
 	fail := func(err error) (string, error) {
 		p.mu.Lock()
-		if p.recv == pc {
-			p.recv, p.recvWorker = nil, nil
+		if p.recv == t {
+			p.recv = nil
 		}
 		p.mu.Unlock()
 		for _, c := range consumers {
 			c.producer.removeConsumer(c)
 		}
-		_ = pc.Close()
+		t.close()
 		return "", err
 	}
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
@@ -130,7 +132,7 @@ func (p *Participant) SubscribeOffer(offer string) (string, error) {
 	}
 	p.watch(pc)
 	p.mu.Lock()
-	if p.closed || p.recv != pc {
+	if p.closed || p.recv != t {
 		p.mu.Unlock()
 		return fail(ErrClosed)
 	}
@@ -141,7 +143,7 @@ func (p *Participant) SubscribeOffer(offer string) (string, error) {
 		p.consumers[c.producer.id] = c
 		w.addConsumer(c)
 		p.room.consumerAdded(w, 1)
-		go c.readRTCP()
+		t.goRead(c.readRTCP)
 	}
 	p.mu.Unlock()
 	return pc.LocalDescription().SDP, nil
