@@ -2,7 +2,10 @@
 // node's incarnation and load), room events and sync (every participant sees the same room on
 // every node), placement (a pure function), the control path of the relay pipes, and the
 // embedded NATS server. Every message between nodes travels in one Envelope, merged by
-// (node, incarnation, sequence). The node talks to it through typed events (node.Events); the
+// (node, incarnation, sequence). The decisions are deterministic state machines fed by
+// messages and an injected clock (Membership, RoomState, Place, relay trees); the Cluster
+// carries messages between them and the Bus (NATSBus, or MemNet in tests and simulators) and
+// applies their effects to the node. The node talks to it through typed events (node.Events); the
 // relay through the small interfaces it declares (relay.Signaler, relay.Peers).
 package cluster
 
@@ -56,6 +59,7 @@ type Cluster struct {
 	stamp   *Stamper
 	dedup   *Dedup
 	members *Membership
+	state   *RoomState
 
 	mu        sync.Mutex
 	rooms     map[string]*room
@@ -85,6 +89,7 @@ func New(n *node.Node, pipes *relay.Pipes, bus Bus, o Options) (*Cluster, error)
 	me := n.ID()
 	c := &Cluster{n: n, bus: bus, pipes: pipes, o: o, log: o.Logger.Named("cluster").With("node", me, "inc", o.Incarnation), me: me,
 		stamp: NewStamper(me, o.Incarnation, o.Clock), dedup: NewDedup(), members: NewMembership(me, MissedBeats*o.Heartbeat),
+		state: NewRoomState(),
 		rooms: make(map[string]*room), syncWaits: make(map[string]chan Envelope), stop: make(chan struct{})}
 	n.SetRelayAddr(pipes.Addr().String())
 	for subj, h := range map[string]func(Msg){
@@ -123,7 +128,9 @@ func (c *Cluster) Close() {
 	subs := c.subs
 	c.subs = nil
 	for _, r := range c.rooms {
-		subs = append(subs, r.sub)
+		if r.sub != nil {
+			subs = append(subs, r.sub)
+		}
 	}
 	c.mu.Unlock()
 	for _, s := range subs {
@@ -134,6 +141,9 @@ func (c *Cluster) Close() {
 
 // Members is the peers table.
 func (c *Cluster) Members() *Membership { return c.members }
+
+// Rooms is the view of the other nodes' part of the rooms open here.
+func (c *Cluster) Rooms() *RoomState { return c.state }
 
 // Peers lists the live nodes other than this one.
 func (c *Cluster) Peers() []node.Stats { return c.members.Peers() }
@@ -156,9 +166,11 @@ func (c *Cluster) beat() {
 			return
 		case <-t.C:
 		}
-		for _, id := range c.members.Tick(c.o.Clock.Now()) {
+		now := c.o.Clock.Now()
+		for _, id := range c.members.Tick(now) {
 			c.nodeGone(id, "silent")
 		}
+		c.state.Tick(now)
 	}
 }
 
@@ -202,9 +214,7 @@ func (c *Cluster) onHeartbeat(m Msg) {
 func (c *Cluster) nodeGone(id, why string) {
 	c.log.Warn("node left the cluster", "peer", id, "reason", why)
 	c.members.Remove(id)
-	for _, r := range c.n.Rooms() {
-		r.RemoveNode(id)
-	}
+	c.apply(c.state.NodeGone(id))
 	c.pipes.NodeGone(id)
 }
 

@@ -74,11 +74,21 @@ func NewStamper(node, inc string, clock Clock) *Stamper {
 
 // Seal wraps body (marshalled to JSON) in an envelope of type typ.
 func (s *Stamper) Seal(typ string, body any) ([]byte, error) {
+	return s.SealAs(s.Reserve(), typ, body)
+}
+
+// Reserve takes the next sequence number for a message sealed later with SealAs. A snapshot
+// (a room sync reply) reserves its number before it reads the state it reports, so every
+// message about a change the snapshot misses is numbered after it.
+func (s *Stamper) Reserve() uint64 { return s.seq.Add(1) }
+
+// SealAs is Seal with a sequence number taken by Reserve.
+func (s *Stamper) SealAs(seq uint64, typ string, body any) ([]byte, error) {
 	raw, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
 	}
-	return json.Marshal(Envelope{Node: s.node, Inc: s.inc, Seq: s.seq.Add(1), Time: s.clock.Now().UnixMilli(), Type: typ, Body: raw})
+	return json.Marshal(Envelope{Node: s.node, Inc: s.inc, Seq: seq, Time: s.clock.Now().UnixMilli(), Type: typ, Body: raw})
 }
 
 // Open parses an envelope (its body stays raw).

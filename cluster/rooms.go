@@ -76,21 +76,27 @@ func subjectSyncReply(nodeID, token string) string {
 	return "cascade.syncreply." + nodeID + "." + token
 }
 
-// room is an open room's subscription.
+// room is an open room and its subscription (nil until it is made, or if it failed).
 type room struct {
 	r   *node.Room
 	sub Subscription
 }
 
-// openRoom subscribes to the room's events and learns its state from the other nodes.
+// openRoom subscribes to the room's events and learns its state from the other nodes. The room
+// is known (to RoomState and to apply) before its first event can arrive.
 func (c *Cluster) openRoom(r *node.Room) {
+	s := &room{r: r}
+	c.mu.Lock()
+	c.rooms[r.Name()] = s
+	c.state.Open(r.Name())
+	c.mu.Unlock()
 	sub, err := c.bus.Subscribe(subjectRoom(roomHex(r.Name()), "ev"), func(m Msg) { c.onEvent(r, m) })
 	if err != nil {
 		c.log.Error("room subscription failed", "room", r.Name(), "error", err)
 		return
 	}
 	c.mu.Lock()
-	c.rooms[r.Name()] = &room{r: r, sub: sub}
+	s.sub = sub
 	c.mu.Unlock()
 	c.syncRoom(r)
 }
@@ -104,8 +110,12 @@ func (c *Cluster) closeRoom(r *node.Room) {
 		return
 	}
 	delete(c.rooms, r.Name())
+	c.state.Close(r.Name())
+	sub := s.sub
 	c.mu.Unlock()
-	_ = s.sub.Unsubscribe()
+	if sub != nil {
+		_ = sub.Unsubscribe()
+	}
 	c.pipes.CloseRoom(r)
 }
 
@@ -134,8 +144,8 @@ func (c *Cluster) syncRoom(r *node.Room) {
 	timeout := time.NewTimer(syncWait)
 	defer timeout.Stop()
 	type part struct {
-		node string
-		syncReply
+		e   Envelope
+		rep syncReply
 	}
 	var parts []part
 wait:
@@ -144,7 +154,7 @@ wait:
 		case e := <-ch:
 			var rep syncReply
 			if json.Unmarshal(e.Body, &rep) == nil {
-				parts = append(parts, part{e.Node, rep})
+				parts = append(parts, part{e, rep})
 			}
 		case <-timeout.C:
 			break wait // a node that did not answer in time (it left, or is slow)
@@ -153,22 +163,23 @@ wait:
 	// The relay trees first: adding a producer may pipe it at once, and the choice of parent
 	// needs them.
 	for _, p := range parts {
-		for _, pe := range p.Piped {
-			c.pipes.Trees().Piped(r.Name(), pe.Producer, p.node, pe.Parent)
+		for _, pe := range p.rep.Piped {
+			c.pipes.Trees().Piped(r.Name(), pe.Producer, p.e.Node, pe.Parent)
 		}
 	}
+	// Then every part's participants before any part's producers, as the join answer lists them.
+	var adds, prods []Effect
+	now := c.o.Clock.Now()
 	for _, p := range parts {
-		for _, info := range p.Participants {
-			r.AddRemoteParticipant(info, p.node)
-		}
-	}
-	for _, p := range parts {
-		for _, info := range p.Producers {
-			if _, err := r.AddRemoteProducer(info, p.node); err != nil {
-				c.log.Warn("bad remote producer", "from", p.node, "error", err)
+		for _, eff := range c.state.Apply(r.Name(), p.e.Stamp(), RoomSyncMsg{Participants: p.rep.Participants, Producers: p.rep.Producers}, now) {
+			if _, ok := eff.(AddRemoteProducer); ok {
+				prods = append(prods, eff)
+			} else {
+				adds = append(adds, eff)
 			}
 		}
 	}
+	c.apply(append(adds, prods...))
 }
 
 // onSyncReply hands a sync reply to the syncRoom call waiting for it.
@@ -203,13 +214,14 @@ func (c *Cluster) onSync(m Msg) {
 	c.mu.Lock()
 	s := c.rooms[string(name)]
 	c.mu.Unlock()
+	seq := c.stamp.Reserve() // before the state is read: see Stamper.Reserve
 	if err == nil && s != nil {
 		rep.Participants, rep.Producers = s.r.LocalState()
 		for _, pe := range c.pipes.Piped(s.r.Name()) {
 			rep.Piped = append(rep.Piped, pipedBody{Producer: pe.Node, Parent: pe.Parent})
 		}
 	}
-	if b, err := c.stamp.Seal(typeSyncReply, rep); err == nil {
+	if b, err := c.stamp.SealAs(seq, typeSyncReply, rep); err == nil {
 		_ = c.bus.Publish(Msg{Subject: m.Reply, Data: b})
 	}
 }
@@ -237,33 +249,9 @@ func (c *Cluster) onEvent(r *node.Room, m Msg) {
 		return
 	}
 	switch e.Type {
-	case evParticipantJoined:
-		var b joinedBody
-		if json.Unmarshal(e.Body, &b) == nil && b.Participant.ID != "" {
-			r.ReplaceIdentity(b.Participant, b.Replaces) // the newer session wins, wherever it is
-			r.AddRemoteParticipant(b.Participant, e.Node)
-		}
-	case evParticipantLeft:
-		var b idBody
-		if json.Unmarshal(e.Body, &b) == nil {
-			r.RemoveRemoteParticipant(b.ID)
-		}
-	case evProducerAdded:
-		var p node.ProducerInfo
-		if json.Unmarshal(e.Body, &p) == nil {
-			if _, err := r.AddRemoteProducer(p, e.Node); err != nil {
-				c.log.Warn("bad remote producer", "from", e.Node, "error", err)
-			}
-		}
-	case evProducerRemoved:
-		var b idBody
-		if json.Unmarshal(e.Body, &b) == nil {
-			r.RemoveRemoteProducer(b.ID) // its pipes go on the node's ProducerRemoved event
-		}
-	case evProducerMuted:
-		var b mutedBody
-		if json.Unmarshal(e.Body, &b) == nil {
-			r.SetRemoteMuted(b.ID, b.Muted)
+	case evParticipantJoined, evParticipantLeft, evProducerAdded, evProducerRemoved, evProducerMuted:
+		if msg, err := DecodeRoomMsg(e); err == nil {
+			c.apply(c.state.Apply(r.Name(), e.Stamp(), msg, c.o.Clock.Now()))
 		}
 	case evMessage:
 		var b messageBody
@@ -282,6 +270,36 @@ func (c *Cluster) onEvent(r *node.Room, m Msg) {
 				b.Parent = ""
 			}
 			c.pipes.Trees().Piped(r.Name(), b.Producer, e.Node, b.Parent)
+		}
+	}
+}
+
+// apply carries out RoomState's effects on the rooms open here, in order. It holds no lock
+// while it calls the node.
+func (c *Cluster) apply(effs []Effect) {
+	for _, eff := range effs {
+		c.mu.Lock()
+		s := c.rooms[EffectRoom(eff)]
+		c.mu.Unlock()
+		if s == nil {
+			continue
+		}
+		r := s.r
+		switch e := eff.(type) {
+		case ReplaceIdentity:
+			r.ReplaceIdentity(e.Participant, e.Replaces) // the newer session wins, wherever it is
+		case AddRemoteParticipant:
+			r.AddRemoteParticipant(e.Participant, e.Node)
+		case RemoveRemoteParticipant:
+			r.RemoveRemoteParticipant(e.ID)
+		case AddRemoteProducer:
+			if _, err := r.AddRemoteProducer(e.Producer, e.Origin); err != nil {
+				c.log.Warn("bad remote producer", "from", e.Origin, "error", err)
+			}
+		case RemoveRemoteProducer:
+			r.RemoveRemoteProducer(e.ID) // its pipes go on the node's ProducerRemoved event
+		case SetRemoteMuted:
+			r.SetRemoteMuted(e.ID, e.Muted)
 		}
 	}
 }

@@ -1,0 +1,113 @@
+package cluster_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/cascade-sfu/cascade/cluster"
+	"github.com/cascade-sfu/cascade/node"
+	"github.com/cascade-sfu/cascade/relay"
+)
+
+type quiet struct{}
+
+func (quiet) Notify(string, any) {}
+
+// memMember starts a node with its relay, joined to the cluster on net at a 50 ms heartbeat.
+func memMember(t *testing.T, net *cluster.MemNet, id string) (*node.Node, *cluster.MemBus, *cluster.Cluster) {
+	t.Helper()
+	n, err := node.New(node.Options{ID: id, LoopbackOnly: true, Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	pipes, err := relay.Open(relay.Options{Self: id, Producers: n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pipes.Close)
+	bus := net.Conn(id)
+	c, err := cluster.New(n, pipes, bus, cluster.Options{Heartbeat: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return n, bus, c
+}
+
+// participants lists a room's participants on n, sorted by id.
+func participants(n *node.Node, room string) string {
+	for _, r := range n.Rooms() {
+		if r.Name() == room {
+			return fmt.Sprint(r.Participants())
+		}
+	}
+	return "[]"
+}
+
+// TestClusterOverMemNet: whole nodes (real node.Node, real relay sockets on loopback) joined by
+// the in-process bus instead of NATS: they meet, a room's participants are seen on both nodes
+// through the sync and the events, a newer session of an identity on the other node closes the
+// older one, and a node that leaves the bus leaves the other's rooms after the timeout.
+func TestClusterOverMemNet(t *testing.T) {
+	net := cluster.NewMemNet()
+	net.Start()
+	t.Cleanup(net.Close) // after the clusters (cleanups run last first)
+	n1, _, c1 := memMember(t, net, "n1")
+	n2, bus2, c2 := memMember(t, net, "n2")
+	checkFor(t, 5*time.Second, func() error {
+		if len(c1.Peers()) != 1 || len(c2.Peers()) != 1 {
+			return fmt.Errorf("peers %v %v", c1.Peers(), c2.Peers())
+		}
+		return nil
+	})
+	alice, err := n1.Join("r", "alice", node.Grant{Subscribe: true}, false, quiet{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	carol, err := n1.Join("r", "carol", node.Grant{Subscribe: true}, false, quiet{}) // keeps the room open on n1
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, err := n2.Join("r", "bob", node.Grant{Subscribe: true}, false, quiet{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	both := func() error {
+		p1, p2 := participants(n1, "r"), participants(n2, "r")
+		if p1 != p2 || len(c2.Rooms().Participants("r")) != 2 || len(c1.Rooms().Participants("r")) != 1 {
+			return fmt.Errorf("n1 sees %s, n2 sees %s", p1, p2)
+		}
+		return nil
+	}
+	checkFor(t, 5*time.Second, both)
+	if got := c2.Rooms().Participants("r"); got[alice.ID()] != "n1" {
+		t.Fatalf("n2's view of the room: %v", got)
+	}
+	// alice again, on n2: the newer session; n1 closes the older one.
+	alice2, err := n2.Join("r", "alice", node.Grant{Subscribe: true}, false, quiet{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 5*time.Second, func() error {
+		if got := c1.Rooms().Participants("r"); len(got) != 2 || got[alice2.ID()] != "n2" || got[bob.ID()] != "n2" {
+			return fmt.Errorf("n1's view %v", got)
+		}
+		if got := c2.Rooms().Participants("r"); len(got) != 1 || got[carol.ID()] != "n1" {
+			return fmt.Errorf("n2's view %v: alice should have left n1", got)
+		}
+		return nil
+	})
+	// n2 drops off the bus: n1 hears itself and not n2, and forgets n2's participants.
+	bus2.SetConnected(false)
+	checkFor(t, 5*time.Second, func() error {
+		if len(c1.Peers()) != 0 || len(c1.Rooms().Participants("r")) != 0 {
+			return fmt.Errorf("n1 still sees n2: %v %v", c1.Peers(), c1.Rooms().Participants("r"))
+		}
+		return nil
+	})
+	if p := participants(n1, "r"); p != fmt.Sprint([]node.ParticipantInfo{carol.Info()}) {
+		t.Fatalf("n1's room: %s", p)
+	}
+}

@@ -1,0 +1,111 @@
+package cluster
+
+import (
+	"encoding/json"
+
+	"github.com/cascade-sfu/cascade/node"
+)
+
+// RoomMsg is a room-state message from another node, opened from its envelope: one of
+// ParticipantJoinedMsg, ParticipantLeftMsg, ProducerAddedMsg, ProducerRemovedMsg,
+// ProducerMutedMsg and RoomSyncMsg. Application messages, data and relay-tree edges travel on
+// the same subject but are not room state: DecodeRoomMsg refuses them.
+type RoomMsg interface {
+	// wire is the envelope type and the JSON body of the message.
+	wire() (typ string, body any)
+}
+
+// ParticipantJoinedMsg: a participant joined the sender. Replaces lists the sessions of the
+// same identity the sender knew of then (they are older).
+type ParticipantJoinedMsg struct {
+	Participant node.ParticipantInfo
+	Replaces    []string
+}
+
+// ParticipantLeftMsg: a participant of the sender left.
+type ParticipantLeftMsg struct{ ID string }
+
+// ProducerAddedMsg: a participant of the sender published a producer.
+type ProducerAddedMsg struct{ Producer node.ProducerInfo }
+
+// ProducerRemovedMsg: a producer of the sender ended.
+type ProducerRemovedMsg struct{ ID, Participant string }
+
+// ProducerMutedMsg: a producer of the sender was muted or unmuted.
+type ProducerMutedMsg struct {
+	ID    string
+	Muted bool
+}
+
+// RoomSyncMsg is the sender's whole part of a room (a sync reply): its participants and its
+// producers, as of the envelope's sequence number. What the receiver holds of the sender and
+// the snapshot lacks is gone.
+type RoomSyncMsg struct {
+	Participants []node.ParticipantInfo
+	Producers    []node.ProducerInfo
+}
+
+func (m ParticipantJoinedMsg) wire() (string, any) {
+	return evParticipantJoined, joinedBody{Participant: m.Participant, Replaces: m.Replaces}
+}
+func (m ParticipantLeftMsg) wire() (string, any) { return evParticipantLeft, idBody{ID: m.ID} }
+func (m ProducerAddedMsg) wire() (string, any)   { return evProducerAdded, m.Producer }
+func (m ProducerRemovedMsg) wire() (string, any) {
+	return evProducerRemoved, idBody{ID: m.ID, Participant: m.Participant}
+}
+func (m ProducerMutedMsg) wire() (string, any) {
+	return evProducerMuted, mutedBody{ID: m.ID, Muted: m.Muted}
+}
+func (m RoomSyncMsg) wire() (string, any) {
+	return typeSyncReply, syncReply{Participants: m.Participants, Producers: m.Producers}
+}
+
+// SealRoomMsg wraps m in an envelope of s (what a node publishes on the room's subject, or
+// answers to a sync).
+func SealRoomMsg(s *Stamper, m RoomMsg) ([]byte, error) {
+	typ, body := m.wire()
+	return s.Seal(typ, body)
+}
+
+// DecodeRoomMsg opens the body of a room-state envelope; ErrBadEnvelope for a malformed body
+// or a type that is not room state.
+func DecodeRoomMsg(e Envelope) (RoomMsg, error) {
+	var m RoomMsg
+	var err error
+	switch e.Type {
+	case evParticipantJoined:
+		var b joinedBody
+		if err = json.Unmarshal(e.Body, &b); err == nil && b.Participant.ID != "" {
+			m = ParticipantJoinedMsg{Participant: b.Participant, Replaces: b.Replaces}
+		}
+	case evParticipantLeft:
+		var b idBody
+		if err = json.Unmarshal(e.Body, &b); err == nil && b.ID != "" {
+			m = ParticipantLeftMsg{ID: b.ID}
+		}
+	case evProducerAdded:
+		var p node.ProducerInfo
+		if err = json.Unmarshal(e.Body, &p); err == nil && p.ID != "" {
+			m = ProducerAddedMsg{Producer: p}
+		}
+	case evProducerRemoved:
+		var b idBody
+		if err = json.Unmarshal(e.Body, &b); err == nil && b.ID != "" {
+			m = ProducerRemovedMsg{ID: b.ID, Participant: b.Participant}
+		}
+	case evProducerMuted:
+		var b mutedBody
+		if err = json.Unmarshal(e.Body, &b); err == nil && b.ID != "" {
+			m = ProducerMutedMsg{ID: b.ID, Muted: b.Muted}
+		}
+	case typeSyncReply:
+		var b syncReply
+		if err = json.Unmarshal(e.Body, &b); err == nil {
+			m = RoomSyncMsg{Participants: b.Participants, Producers: b.Producers}
+		}
+	}
+	if m == nil {
+		return nil, ErrBadEnvelope
+	}
+	return m, nil
+}

@@ -1,0 +1,182 @@
+package cluster
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/cascade-sfu/cascade/node"
+)
+
+// These tests drive RoomState directly: stamps are written out, time is a value.
+
+func part(id string) node.ParticipantInfo { return node.ParticipantInfo{ID: id, Identity: "who-" + id} }
+func prod(id string) node.ProducerInfo {
+	return node.ProducerInfo{ID: id, Participant: "p", Kind: "audio", Codec: "audio/opus"}
+}
+
+// step is one message fed to RoomState and the effects it must return.
+type step struct {
+	from Stamp
+	msg  RoomMsg
+	want []Effect
+}
+
+func TestRoomStateApply(t *testing.T) {
+	a1 := func(seq uint64) Stamp { return Stamp{Node: "a", Inc: "1", Seq: seq} }
+	a2 := func(seq uint64) Stamp { return Stamp{Node: "a", Inc: "2", Seq: seq} }
+	b1 := func(seq uint64) Stamp { return Stamp{Node: "b", Inc: "1", Seq: seq} }
+	const r = "room"
+	for _, c := range []struct {
+		name  string
+		steps []step
+		parts map[string]string // expected at the end: participant -> node
+		prods map[string]string // producer -> origin
+	}{
+		{"add and remove", []step{
+			{a1(1), ParticipantJoinedMsg{Participant: part("x")}, []Effect{ReplaceIdentity{r, part("x"), nil}, AddRemoteParticipant{r, part("x"), "a"}}},
+			{a1(2), ProducerAddedMsg{Producer: prod("P")}, []Effect{AddRemoteProducer{r, prod("P"), "a"}}},
+			{a1(3), ProducerMutedMsg{ID: "P", Muted: true}, []Effect{SetRemoteMuted{r, "P", true}}},
+			{a1(4), ProducerRemovedMsg{ID: "P"}, []Effect{RemoveRemoteProducer{r, "P"}}},
+			{a1(5), ParticipantLeftMsg{ID: "x"}, []Effect{RemoveRemoteParticipant{r, "x"}}},
+		}, map[string]string{}, map[string]string{}},
+		{"duplicates change nothing", []step{
+			{a1(1), ProducerAddedMsg{Producer: prod("P")}, []Effect{AddRemoteProducer{r, prod("P"), "a"}}},
+			{a1(1), ProducerAddedMsg{Producer: prod("P")}, nil},
+			{a1(2), ProducerRemovedMsg{ID: "P"}, []Effect{RemoveRemoteProducer{r, "P"}}},
+			{a1(2), ProducerRemovedMsg{ID: "P"}, nil},
+			{a1(1), ProducerAddedMsg{Producer: prod("P")}, nil}, // a replay does not resurrect it
+		}, map[string]string{}, map[string]string{}},
+		{"a removal overtaking its addition", []step{
+			{a1(2), ParticipantLeftMsg{ID: "x"}, nil},
+			{a1(1), ParticipantJoinedMsg{Participant: part("x")}, nil},
+			{a1(4), ProducerMutedMsg{ID: "P", Muted: true}, nil}, // unknown producer: nothing
+			{a1(3), ProducerAddedMsg{Producer: prod("P")}, []Effect{AddRemoteProducer{r, prod("P"), "a"}}},
+			{a1(2), ProducerMutedMsg{ID: "P", Muted: true}, nil}, // older than the addition
+		}, map[string]string{}, map[string]string{"P": "a"}},
+		{"a new incarnation wipes the old one's state, whose late messages are ignored", []step{
+			{a1(1), ParticipantJoinedMsg{Participant: part("x")}, []Effect{ReplaceIdentity{r, part("x"), nil}, AddRemoteParticipant{r, part("x"), "a"}}},
+			{a1(2), ProducerAddedMsg{Producer: prod("P")}, []Effect{AddRemoteProducer{r, prod("P"), "a"}}},
+			{a2(1), ProducerAddedMsg{Producer: prod("Q")}, []Effect{RemoveRemoteProducer{r, "P"}, RemoveRemoteParticipant{r, "x"}, AddRemoteProducer{r, prod("Q"), "a"}}},
+			{a1(3), ProducerAddedMsg{Producer: prod("R")}, nil},
+		}, map[string]string{}, map[string]string{"Q": "a"}},
+		{"a sync adds what it lists and removes what it lacks, of its node only", []step{
+			{a1(1), ProducerAddedMsg{Producer: prod("P")}, []Effect{AddRemoteProducer{r, prod("P"), "a"}}},
+			{a1(2), ParticipantJoinedMsg{Participant: part("x")}, []Effect{ReplaceIdentity{r, part("x"), nil}, AddRemoteParticipant{r, part("x"), "a"}}},
+			{b1(1), ProducerAddedMsg{Producer: prod("B")}, []Effect{AddRemoteProducer{r, prod("B"), "b"}}},
+			{a1(5), ParticipantJoinedMsg{Participant: part("late")}, []Effect{ReplaceIdentity{r, part("late"), nil}, AddRemoteParticipant{r, part("late"), "a"}}},
+			{a1(4), RoomSyncMsg{Participants: []node.ParticipantInfo{part("x"), part("y")}, Producers: []node.ProducerInfo{prod("S")}},
+				[]Effect{AddRemoteParticipant{r, part("y"), "a"}, AddRemoteProducer{r, prod("S"), "a"}, RemoveRemoteProducer{r, "P"}}},
+			{a1(3), ProducerAddedMsg{Producer: prod("P")}, nil}, // older than the snapshot
+		}, map[string]string{"x": "a", "y": "a", "late": "a"}, map[string]string{"S": "a", "B": "b"}},
+		{"a session resumed on another node", []step{
+			{a1(1), ParticipantJoinedMsg{Participant: part("x")}, []Effect{ReplaceIdentity{r, part("x"), nil}, AddRemoteParticipant{r, part("x"), "a"}}},
+			{b1(1), ParticipantJoinedMsg{Participant: part("x")}, []Effect{ReplaceIdentity{r, part("x"), nil}, AddRemoteParticipant{r, part("x"), "b"}}},
+			{a1(2), ParticipantLeftMsg{ID: "x"}, nil}, // a's leave does not remove b's session
+		}, map[string]string{"x": "b"}, map[string]string{}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := NewRoomState()
+			s.Open(r)
+			now := time.Unix(100, 0)
+			for i, st := range c.steps {
+				if got := s.Apply(r, st.from, st.msg, now); !reflect.DeepEqual(got, st.want) {
+					t.Fatalf("step %d %T: got %+v, want %+v", i, st.msg, got, st.want)
+				}
+			}
+			if got := s.Participants(r); !reflect.DeepEqual(got, c.parts) {
+				t.Errorf("participants %v, want %v", got, c.parts)
+			}
+			if got := s.Producers(r); !reflect.DeepEqual(got, c.prods) {
+				t.Errorf("producers %v, want %v", got, c.prods)
+			}
+		})
+	}
+}
+
+// TestRoomStateNodeGone: a node's departure removes its participants and producers in every
+// room, nobody else's; its same incarnation may come back, a retired one may not.
+func TestRoomStateNodeGone(t *testing.T) {
+	s := NewRoomState()
+	s.Open("r1")
+	s.Open("r2")
+	now := time.Unix(100, 0)
+	a := Stamp{Node: "a", Inc: "1"}
+	b := Stamp{Node: "b", Inc: "1", Seq: 1}
+	at := func(seq uint64) Stamp { a.Seq = seq; return a }
+	s.Apply("r1", at(1), ProducerAddedMsg{Producer: prod("P")}, now)
+	s.Apply("r2", at(2), ParticipantJoinedMsg{Participant: part("x")}, now)
+	s.Apply("r2", at(3), ParticipantLeftMsg{ID: "gone"}, now) // a tombstone: no effect when wiped
+	s.Apply("r2", b, ProducerAddedMsg{Producer: prod("B")}, now)
+	want := []Effect{RemoveRemoteProducer{"r1", "P"}, RemoveRemoteParticipant{"r2", "x"}}
+	if got := s.NodeGone("a"); !reflect.DeepEqual(got, want) {
+		t.Fatalf("node gone: %+v, want %+v", got, want)
+	}
+	if got := s.NodeGone("a"); got != nil {
+		t.Fatalf("gone twice: %+v", got)
+	}
+	if got := s.Producers("r2"); !reflect.DeepEqual(got, map[string]string{"B": "b"}) {
+		t.Fatalf("b's producer: %v", got)
+	}
+	if got := s.Apply("r1", at(4), ProducerAddedMsg{Producer: prod("P")}, now); len(got) != 1 {
+		t.Fatalf("the same incarnation back after a partition: %+v", got)
+	}
+	s.Apply("r1", Stamp{Node: "a", Inc: "2", Seq: 1}, ParticipantLeftMsg{ID: "nobody"}, now)
+	if got := s.Apply("r1", at(5), ProducerAddedMsg{Producer: prod("Q")}, now); got != nil {
+		t.Fatalf("a retired incarnation: %+v", got)
+	}
+	if got := s.Apply("closed", at(6), ProducerAddedMsg{Producer: prod("Z")}, now); got != nil {
+		t.Fatalf("a room not open here: %+v", got)
+	}
+}
+
+// TestRoomStateTombstones: a tombstone hides a late addition for TombstoneTTL, then goes.
+func TestRoomStateTombstones(t *testing.T) {
+	s := NewRoomState()
+	s.Open("r")
+	now := time.Unix(100, 0)
+	s.Apply("r", Stamp{"a", "1", 2}, ProducerRemovedMsg{ID: "P"}, now)
+	s.Tick(now.Add(TombstoneTTL))
+	if got := s.Apply("r", Stamp{"a", "1", 1}, ProducerAddedMsg{Producer: prod("P")}, now); got != nil {
+		t.Fatalf("late addition within the TTL: %+v", got)
+	}
+	s.Tick(now.Add(TombstoneTTL + time.Second))
+	s.mu.Lock()
+	n := len(s.rooms["r"].producers)
+	s.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d tombstones left after the TTL", n)
+	}
+}
+
+// TestRoomMsgWire: every room message survives its envelope, with the body the wire had
+// before RoomState (joinedBody, idBody, ProducerInfo, mutedBody, syncReply).
+func TestRoomMsgWire(t *testing.T) {
+	s := NewStamper("a", "1", &fakeClock{})
+	for _, m := range []RoomMsg{
+		ParticipantJoinedMsg{Participant: part("x"), Replaces: []string{"old"}},
+		ParticipantLeftMsg{ID: "x"},
+		ProducerAddedMsg{Producer: prod("P")},
+		ProducerRemovedMsg{ID: "P", Participant: "x"},
+		ProducerMutedMsg{ID: "P", Muted: true},
+		RoomSyncMsg{Participants: []node.ParticipantInfo{part("x")}, Producers: []node.ProducerInfo{prod("P")}},
+	} {
+		b, err := SealRoomMsg(s, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := Open(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := DecodeRoomMsg(e)
+		if err != nil || !reflect.DeepEqual(got, m) {
+			t.Errorf("%T: %+v %v", m, got, err)
+		}
+	}
+	for _, bad := range []Envelope{{Type: evMessage, Body: []byte(`{}`)}, {Type: evProducerAdded, Body: []byte(`{}`)}, {Type: evParticipantLeft, Body: []byte(`[`)}} {
+		if _, err := DecodeRoomMsg(bad); err == nil {
+			t.Errorf("%s %s accepted", bad.Type, bad.Body)
+		}
+	}
+}
