@@ -47,6 +47,13 @@ type session struct {
 	closeReason string
 	closeFlush  bool
 
+	// Notifications that arrive while a join is answered wait for the answer: a client must
+	// see the room's state before the changes to it, or a participant who joined in between
+	// would be lost when the answer replaces the client's view.
+	heldMu  sync.Mutex
+	holding bool
+	held    []proto.Notification
+
 	// Owned by the reader loop.
 	p         *node.Participant
 	malformed int
@@ -114,8 +121,14 @@ func (s *session) frame(typ websocket.MessageType, b []byte) {
 		s.badFrame(req.ID, "a request needs an id and a method")
 		return
 	}
+	if req.Method == proto.MethodJoin {
+		s.hold()
+	}
 	data, err := s.handle(req)
 	s.reply(req.ID, data, err)
+	if req.Method == proto.MethodJoin {
+		s.release()
+	}
 	if req.Method == proto.MethodJoin && err == nil && s.p != nil {
 		// After the join response: the first offer and the consumers of the room follow.
 		if err := s.p.Start(); err != nil {
@@ -163,10 +176,38 @@ func (s *session) reply(id *json.Number, data any, err error) {
 
 // Notify implements node.Listener.
 func (s *session) Notify(method string, data any) {
-	s.post(proto.Notification{Method: method, Data: data})
-	if method == node.EventClosed {
+	s.heldMu.Lock()
+	defer s.heldMu.Unlock()
+	if s.holding {
+		s.held = append(s.held, proto.Notification{Method: method, Data: data})
+		return
+	}
+	s.notify(proto.Notification{Method: method, Data: data})
+}
+
+// notify sends a notification (under heldMu, so that held ones keep their order).
+func (s *session) notify(n proto.Notification) {
+	s.post(n)
+	if n.Method == node.EventClosed {
 		s.closeWith(closeReplaced, "replaced", true)
 	}
+}
+
+// hold makes notifications wait until release (while a join is answered).
+func (s *session) hold() {
+	s.heldMu.Lock()
+	s.holding = true
+	s.heldMu.Unlock()
+}
+
+// release sends the held notifications, in order, after the join's answer.
+func (s *session) release() {
+	s.heldMu.Lock()
+	defer s.heldMu.Unlock()
+	for _, n := range s.held {
+		s.notify(n)
+	}
+	s.holding, s.held = false, nil
 }
 
 func (s *session) post(v any) {
