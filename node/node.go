@@ -132,6 +132,7 @@ func (n *Node) Join(room, identity string, g Grant, autoSubscribe bool, l Listen
 	}
 	// The remote sessions of this identity that this join supersedes, wherever they are.
 	replaces := r.sessionsOf(identity)
+	p.knewIDs.Store(&replaces)
 	if old != nil {
 		old.listener.Notify(EventClosed, map[string]string{"reason": "replaced by a newer session of the same identity"})
 		old.Close()

@@ -69,6 +69,7 @@ type Participant struct {
 	id            string
 	identity      string
 	joined        time.Time
+	knewIDs       atomic.Pointer[[]string] // the remote sessions of its identity it superseded at join
 	node          *Node
 	room          *Room
 	grant         Grant
@@ -693,6 +694,14 @@ func checkSDP(s string) error {
 	var d sdp.SessionDescription
 	if err := d.UnmarshalString(s); err != nil {
 		return fmt.Errorf("%w: %v", ErrBadSDP, err)
+	}
+	return nil
+}
+
+// knew lists the remote sessions of the participant's identity that its join superseded.
+func (p *Participant) knew() []string {
+	if k := p.knewIDs.Load(); k != nil {
+		return *k
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/cascade-sfu/cascade/node/packetcache"
@@ -164,29 +165,34 @@ func (r *Room) AddRemoteParticipant(info ParticipantInfo, nodeID string) {
 }
 
 // ReplaceIdentity closes the local participant with the identity of other, a participant that
-// joined another node, if other is the newer session: other's node knew the local one when
-// other joined (it is in replaces), or neither knew the other (concurrent joins) and other's id
-// is the greater, so that both nodes pick the same survivor. No wall clocks are compared.
+// joined another node knowing the sessions replaces, if other is the newer session (see
+// Supersedes).
 func (r *Room) ReplaceIdentity(other ParticipantInfo, replaces []string) {
 	r.node.mu.Lock()
 	p := r.node.identities[r.name][other.Identity]
 	r.node.mu.Unlock()
-	if p == nil || p.room != r || !Supersedes(other.ID, replaces, p.id) {
+	if p == nil || p.room != r || !Supersedes(other, replaces, p.Info(), p.knew()) {
 		return
 	}
 	p.listener.Notify(EventClosed, map[string]string{"reason": "replaced by a newer session of the same identity on another node"})
 	p.Close()
 }
 
-// Supersedes tells whether the session other, whose node knew the sessions replaces when it
-// joined, is newer than the session local of the same identity.
-func Supersedes(other string, replaces []string, local string) bool {
-	for _, id := range replaces {
-		if id == local {
-			return true
-		}
+// Supersedes tells whether session a, whose node knew the sessions aKnew of the same identity
+// when a joined, is newer than session b (which knew bKnew). A session that knew the other is
+// the newer: that is the common case, a client reconnecting elsewhere. When neither knew the
+// other (concurrent joins, or a room sync slower than the join), the later join by the nodes'
+// clocks wins, and the id breaks a tie: both nodes decide alike from the same two records.
+func Supersedes(a ParticipantInfo, aKnew []string, b ParticipantInfo, bKnew []string) bool {
+	switch {
+	case slices.Contains(aKnew, b.ID):
+		return true
+	case slices.Contains(bKnew, a.ID):
+		return false
+	case a.JoinedAt != b.JoinedAt:
+		return a.JoinedAt > b.JoinedAt
 	}
-	return other > local
+	return a.ID > b.ID
 }
 
 // sessionsOf lists the remote sessions of an identity in the room.
