@@ -2,7 +2,6 @@ package node_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"regexp"
@@ -336,25 +335,7 @@ func watch(t *testing.T, n *node.Node, api *webrtc.API, identity string) *viewer
 		}
 	}()
 	t.Cleanup(func() { close(stop); _ = pc.Close(); wg.Wait() })
-	p, err := n.Join("r", identity, node.Grant{Subscribe: true}, false, nopListener{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sdp := offer(t, pc)
-	var answer string
-	checkFor(t, 10*time.Second, func() error { // until the publisher's track is live
-		answer, err = p.SubscribeOffer(sdp)
-		if errors.Is(err, node.ErrNotFound) {
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		t.Fatal(err)
-	}
+	joinSubscriber(t, n, "r", identity, pc)
 	return v
 }
 

@@ -45,6 +45,32 @@ func clientAPI(t *testing.T) *webrtc.API {
 }
 
 // offer creates pc's offer and waits for every candidate.
+// joinSubscriber joins identity to room as a subscriber whose receive transport is pc: pc offers
+// (recvonly transceivers already added) once the publisher's track is live, and takes the answer.
+func joinSubscriber(t *testing.T, n *node.Node, room, identity string, pc *webrtc.PeerConnection) *node.Participant {
+	t.Helper()
+	p, err := n.Join(room, identity, node.Grant{Subscribe: true}, false, nopListener{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sdp := offer(t, pc)
+	var answer string
+	checkFor(t, 10*time.Second, func() error { // until the publisher's track is live
+		answer, err = p.SubscribeOffer(sdp)
+		if errors.Is(err, node.ErrNotFound) {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func offer(t *testing.T, pc *webrtc.PeerConnection) string {
 	t.Helper()
 	o, err := pc.CreateOffer(nil)
@@ -174,25 +200,7 @@ func subscribe(t *testing.T, n *node.Node, api *webrtc.API, room, identity strin
 		}
 	})
 	t.Cleanup(func() { _ = pc.Close(); wg.Wait() })
-	p, err := n.Join(room, identity, node.Grant{Subscribe: true}, false, nopListener{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sdp := offer(t, pc)
-	var answer string
-	checkFor(t, 10*time.Second, func() error { // until the publisher's track is live
-		answer, err = p.SubscribeOffer(sdp)
-		if errors.Is(err, node.ErrNotFound) {
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		t.Fatal(err)
-	}
+	joinSubscriber(t, n, room, identity, pc)
 	return s
 }
 

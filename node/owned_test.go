@@ -1,7 +1,6 @@
 package node_test
 
 import (
-	"errors"
 	"runtime"
 	"strings"
 	"testing"
@@ -66,25 +65,7 @@ func TestCloseWaitsForReaders(t *testing.T) {
 			}
 		}
 	})
-	sub, err := n.Join("r", "sub", node.Grant{Subscribe: true}, false, nopListener{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sdp := offer(t, pc)
-	var answer string
-	checkFor(t, 10*time.Second, func() error { // until the publisher's track is live
-		answer, err = sub.SubscribeOffer(sdp)
-		if errors.Is(err, node.ErrNotFound) {
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		t.Fatal(err)
-	}
+	sub := joinSubscriber(t, n, "r", "sub", pc)
 	select {
 	case <-got:
 	case <-time.After(10 * time.Second):
