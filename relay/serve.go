@@ -105,18 +105,9 @@ func (ps *Pipes) Dropped(req PipeRequest) {
 // and its parent is told when it was piped here (the room closed here, or its origin removed
 // it: then the parent drops it too, and the unpipe finds nothing).
 func (ps *Pipes) DropProducer(id string) {
-	ps.mu.Lock()
-	in := ps.in[id]
-	delete(ps.in, id)
-	var outs []*outPipe
-	for k, o := range ps.out {
-		if k.producer == id {
-			delete(ps.out, k)
-			outs = append(outs, o)
-		}
-	}
-	ps.mu.Unlock()
-	if in != nil {
+	ins, outs := ps.take(func(in *inPipe) bool { return in.p.ID() == id },
+		func(k outKey, _ *outPipe) bool { return k.producer == id })
+	for _, in := range ins {
 		ps.unrouteIn(in)
 		ps.unpipe(in)
 	}
@@ -130,22 +121,8 @@ func (ps *Pipes) DropProducer(id string) {
 // CloseRoom stops relaying a room that closed here: its pipes in are unpiped from their
 // parents, its children are told that this node no longer relays to them.
 func (ps *Pipes) CloseRoom(r *node.Room) {
-	ps.mu.Lock()
-	var ins []*inPipe
-	for pid, in := range ps.in {
-		if in.p.Room() == r {
-			delete(ps.in, pid)
-			ins = append(ins, in)
-		}
-	}
-	var outs []*outPipe
-	for k, o := range ps.out {
-		if o.room == r {
-			delete(ps.out, k)
-			outs = append(outs, o)
-		}
-	}
-	ps.mu.Unlock()
+	ins, outs := ps.take(func(in *inPipe) bool { return in.p.Room() == r },
+		func(_ outKey, o *outPipe) bool { return o.room == r })
 	for _, in := range ins {
 		ps.forgetIn(in)
 		ps.unpipe(in)
@@ -161,22 +138,8 @@ func (ps *Pipes) CloseRoom(r *node.Room) {
 // NodeGone cleans up after a node that left the cluster: relays from and to it end, and the
 // producers it relayed here are piped again from another carrier (the origin lives).
 func (ps *Pipes) NodeGone(id string) {
-	ps.mu.Lock()
-	var gone []*inPipe
-	for pid, in := range ps.in {
-		if in.parent == id || in.p.Origin() == id {
-			delete(ps.in, pid)
-			gone = append(gone, in)
-		}
-	}
-	var detach []*outPipe
-	for k, o := range ps.out {
-		if k.child == id {
-			delete(ps.out, k)
-			detach = append(detach, o)
-		}
-	}
-	ps.mu.Unlock()
+	gone, detach := ps.take(func(in *inPipe) bool { return in.parent == id || in.p.Origin() == id },
+		func(k outKey, _ *outPipe) bool { return k.child == id })
 	ps.trees.RemoveNode(id)
 	for _, o := range detach {
 		ps.forgetOut(o)
@@ -190,6 +153,28 @@ func (ps *Pipes) NodeGone(id string) {
 			ps.Demand(in.p)
 		}
 	}
+}
+
+// take removes the pipes in and out that match, under the lock, and returns them for the
+// caller to end outside it.
+func (ps *Pipes) take(in func(*inPipe) bool, out func(outKey, *outPipe) bool) ([]*inPipe, []*outPipe) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	var ins []*inPipe
+	for id, p := range ps.in {
+		if in(p) {
+			delete(ps.in, id)
+			ins = append(ins, p)
+		}
+	}
+	var outs []*outPipe
+	for k, o := range ps.out {
+		if out(k, o) {
+			delete(ps.out, k)
+			outs = append(outs, o)
+		}
+	}
+	return ins, outs
 }
 
 // unpipe tells in's parent and the room that this node no longer carries in's producer.
