@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cascade-sfu/cascade/cluster"
+	"github.com/cascade-sfu/cascade/internal/harness"
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/cascade-sfu/cascade/relay"
 	"github.com/nats-io/nats-server/v2/server"
@@ -16,15 +17,7 @@ import (
 
 func checkFor(t *testing.T, timeout time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	t.Fatal(err)
+	harness.Eventually(t, timeout, f)
 }
 
 // member starts a node on NATS no, with its relay, joined to the cluster at a 50 ms heartbeat.

@@ -6,20 +6,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cascade-sfu/cascade/internal/harness"
 	"github.com/cascade-sfu/cascade/node"
 )
 
 func checkFor(t *testing.T, timeout time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	t.Fatal(err)
+	harness.Eventually(t, timeout, f)
 }
 
 func TestOptionsValidate(t *testing.T) {

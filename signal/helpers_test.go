@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cascade-sfu/cascade/cluster"
+	"github.com/cascade-sfu/cascade/internal/harness"
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/cascade-sfu/cascade/relay"
 	"github.com/cascade-sfu/cascade/signal"
@@ -295,15 +296,7 @@ func newSource(t *testing.T, mime, id, stream string) *source {
 // checkFor polls f until it returns nil or the timeout passes.
 func checkFor(t *testing.T, timeout time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	t.Fatal(err)
+	harness.Eventually(t, timeout, f)
 }
 
 // publishVideo joins a publisher with a synthetic VP8 track and returns it and its producers.
