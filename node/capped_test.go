@@ -59,30 +59,7 @@ type videoPublisher struct {
 
 func publishFrames(t *testing.T, n *node.Node, api *webrtc.API) *videoPublisher {
 	t.Helper()
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pc.Close() })
-	track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "v", "s")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr, err := pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := n.Join("r", "pub", node.Grant{Publish: true}, false, nopListener{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	answer, _, err := p.Publish(offer(t, pc), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		t.Fatal(err)
-	}
+	_, track, tr := publishVP8(t, n, api, "r")
 	pub := &videoPublisher{}
 	pub.wantKey.Store(true)
 	stop := make(chan struct{})
@@ -136,7 +113,7 @@ func publishFrames(t *testing.T, n *node.Node, api *webrtc.API) *videoPublisher 
 			pub.frames.Add(1)
 		}
 	}()
-	t.Cleanup(func() { close(stop); _ = pc.Close(); wg.Wait() })
+	t.Cleanup(func() { close(stop); _ = tr.Sender().Stop(); wg.Wait() }) // Stop ends ReadRTCP
 	return pub
 }
 

@@ -85,14 +85,9 @@ func offer(t *testing.T, pc *webrtc.PeerConnection) string {
 	return pc.LocalDescription().SDP
 }
 
-// testPublisher publishes a synthetic VP8 track (1000-byte packets, 100 per second) like WHIP.
-type testPublisher struct {
-	p    *node.Participant
-	sent atomic.Int64
-	plis atomic.Int64
-}
-
-func publish(t *testing.T, n *node.Node, api *webrtc.API, room string) *testPublisher {
+// publishVP8 joins "pub" to room and publishes a VP8 track from a send-only PeerConnection of
+// api; the caller writes the track's packets and reads the sender's RTCP.
+func publishVP8(t *testing.T, n *node.Node, api *webrtc.API, room string) (*node.Participant, *webrtc.TrackLocalStaticRTP, *webrtc.RTPTransceiver) {
 	t.Helper()
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
@@ -118,6 +113,19 @@ func publish(t *testing.T, n *node.Node, api *webrtc.API, room string) *testPubl
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		t.Fatal(err)
 	}
+	return p, track, tr
+}
+
+// testPublisher publishes a synthetic VP8 track (1000-byte packets, 100 per second) like WHIP.
+type testPublisher struct {
+	p    *node.Participant
+	sent atomic.Int64
+	plis atomic.Int64
+}
+
+func publish(t *testing.T, n *node.Node, api *webrtc.API, room string) *testPublisher {
+	t.Helper()
+	p, track, tr := publishVP8(t, n, api, room)
 	pub := &testPublisher{p: p}
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() { // the publisher's feedback: count keyframe requests
