@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cascade-sfu/cascade/node"
@@ -35,9 +36,12 @@ const (
 
 // Options configure a Cluster.
 type Options struct {
-	// Heartbeat is the interval of this node's heartbeats (0: DefaultHeartbeat); a peer silent
-	// for MissedBeats intervals has left.
+	// Heartbeat is the interval of this node's heartbeats and relay keepalives (0:
+	// DefaultHeartbeat).
 	Heartbeat time.Duration
+	// Timeout is how long a peer silent on both paths stays a member (below two intervals:
+	// three intervals, DefaultTimeout by default); see Membership.
+	Timeout time.Duration
 	// Clock tells the time (nil: the wall clock).
 	Clock Clock
 	// Incarnation is this process's boot id (empty: a random one).
@@ -61,6 +65,9 @@ type Cluster struct {
 	members *Membership
 	state   *RoomState
 
+	resyncs chan string
+	passes  atomic.Uint64 // re-sync passes run
+
 	mu        sync.Mutex
 	rooms     map[string]*room
 	syncWaits map[string]chan Envelope // room syncs in progress, by reply token
@@ -77,6 +84,9 @@ func New(n *node.Node, pipes *relay.Pipes, bus Bus, o Options) (*Cluster, error)
 	if o.Heartbeat <= 0 {
 		o.Heartbeat = DefaultHeartbeat
 	}
+	if o.Timeout < 2*o.Heartbeat {
+		o.Timeout = 3 * o.Heartbeat
+	}
 	if o.Clock == nil {
 		o.Clock = WallClock{}
 	}
@@ -88,9 +98,9 @@ func New(n *node.Node, pipes *relay.Pipes, bus Bus, o Options) (*Cluster, error)
 	}
 	me := n.ID()
 	c := &Cluster{n: n, bus: bus, pipes: pipes, o: o, log: o.Logger.Named("cluster").With("node", me, "inc", o.Incarnation), me: me,
-		stamp: NewStamper(me, o.Incarnation, o.Clock), dedup: NewDedup(), members: NewMembership(me, MissedBeats*o.Heartbeat),
+		stamp: NewStamper(me, o.Incarnation, o.Clock), dedup: NewDedup(), members: NewMembership(me, o.Heartbeat, o.Timeout),
 		state: NewRoomState(),
-		rooms: make(map[string]*room), syncWaits: make(map[string]chan Envelope), stop: make(chan struct{})}
+		rooms: make(map[string]*room), syncWaits: make(map[string]chan Envelope), resyncs: make(chan string, 1), stop: make(chan struct{})}
 	n.SetRelayAddr(pipes.Addr().String())
 	for subj, h := range map[string]func(Msg){
 		SubjectHeartbeat + ".*":       c.onHeartbeat,
@@ -109,8 +119,9 @@ func New(n *node.Node, pipes *relay.Pipes, bus Bus, o Options) (*Cluster, error)
 	}
 	pipes.Start(c, c.members)
 	n.SetEvents(c)
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go c.beat()
+	go c.resync()
 	c.log.Info("joined the cluster", "relay", pipes.Addr(), "fanout", pipes.Fanout())
 	return c, nil
 }
@@ -148,29 +159,102 @@ func (c *Cluster) Rooms() *RoomState { return c.state }
 // Peers lists the live nodes other than this one.
 func (c *Cluster) Peers() []node.Stats { return c.members.Peers() }
 
+// Available tells whether this node reaches the cluster: its bus is connected and its own
+// heartbeats come back through it.
+func (c *Cluster) Available() bool {
+	return c.bus.Connected() && c.members.Reachable(c.o.Clock.Now())
+}
+
 // Incarnation is this node's boot id.
 func (c *Cluster) Incarnation() string { return c.o.Incarnation }
 
-// beat announces the node every interval and expires silent peers.
+// beat announces the node and keeps its relay links alive every interval, and expires the
+// peers silent on both paths.
 func (c *Cluster) beat() {
 	defer c.wg.Done()
 	t := time.NewTicker(c.o.Heartbeat)
 	defer t.Stop()
 	subject := SubjectHeartbeat + "." + c.me
+	relay := c.pipes.Transport()
 	for {
 		if b, err := c.stamp.Seal(typeHeartbeat, c.n.Stats()); err == nil {
 			_ = c.bus.Publish(Msg{Subject: subject, Data: b})
 		}
+		relay.Keepalive()
 		select {
 		case <-c.stop:
 			return
 		case <-t.C:
+		}
+		for id, at := range relay.Heard() {
+			c.members.Relayed(id, at)
 		}
 		now := c.o.Clock.Now()
 		for _, id := range c.members.Tick(now) {
 			c.nodeGone(id, "silent")
 		}
 		c.state.Tick(now)
+	}
+}
+
+// Resync asks the other nodes again for their parts of every room open here, and merges the
+// answers: after messages between nodes were lost (NATS was away, a subscription fell behind).
+// Calls are coalesced; it never blocks.
+func (c *Cluster) Resync(reason string) {
+	select {
+	case c.resyncs <- reason:
+	default:
+	}
+}
+
+// Re-sync timing: triggers within resyncSettle (every peer's heartbeat returning after an
+// outage) make one pass, which syncs up to resyncParallel rooms at a time.
+const (
+	resyncSettle   = 250 * time.Millisecond
+	resyncParallel = 32
+)
+
+// resync runs the re-sync passes Resync asks for.
+func (c *Cluster) resync() {
+	defer c.wg.Done()
+	for {
+		var reason string
+		select {
+		case <-c.stop:
+			return
+		case reason = <-c.resyncs:
+		}
+		select {
+		case <-c.stop:
+			return
+		case <-time.After(resyncSettle):
+		}
+		select { // triggers meanwhile are served by this pass
+		case <-c.resyncs:
+		default:
+		}
+		c.mu.Lock()
+		rooms := make([]*node.Room, 0, len(c.rooms))
+		for _, s := range c.rooms {
+			rooms = append(rooms, s.r)
+		}
+		c.mu.Unlock()
+		if len(rooms) == 0 {
+			continue
+		}
+		c.log.Info("re-syncing rooms", "rooms", len(rooms), "reason", reason)
+		c.passes.Add(1)
+		sem := make(chan struct{}, resyncParallel)
+		var wg sync.WaitGroup
+		for _, r := range rooms {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				c.syncRoom(r)
+			}()
+		}
+		wg.Wait()
 	}
 }
 
@@ -193,7 +277,9 @@ func (c *Cluster) receive(m Msg) (Envelope, bool) {
 func (c *Cluster) onHeartbeat(m Msg) {
 	e, ok := c.receive(m)
 	if self := e.Node == c.me && e.Inc == c.o.Incarnation; self {
-		c.members.Self(c.o.Clock.Now())
+		if c.members.Self(c.o.Clock.Now()) {
+			c.Resync("own heartbeats missed")
+		}
 		return
 	}
 	if !ok || e.Type != typeHeartbeat {
@@ -203,8 +289,14 @@ func (c *Cluster) onHeartbeat(m Msg) {
 	if json.Unmarshal(e.Body, &s) != nil || s.ID != e.Node {
 		return
 	}
-	if c.members.Heartbeat(e.Inc, s, c.o.Clock.Now()) == Joined {
+	switch c.members.Heartbeat(e.Inc, s, c.o.Clock.Now()) {
+	case Joined:
 		c.log.Info("node joined the cluster", "peer", s.ID, "peer_inc", e.Inc, "region", s.Region, "relay", s.RelayAddr)
+		if s.Rooms > 0 { // back after it was dropped (a partition healed): its rooms may be ours
+			c.Resync("node with rooms joined")
+		}
+	case Returned:
+		c.Resync("heartbeats of " + s.ID + " missed")
 	}
 }
 
@@ -333,3 +425,6 @@ func (c *Cluster) onDropped(m Msg) {
 		c.pipes.Dropped(req)
 	}
 }
+
+// Resyncs counts the re-sync passes run.
+func (c *Cluster) Resyncs() uint64 { return c.passes.Load() }

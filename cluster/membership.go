@@ -9,30 +9,41 @@ import (
 	"github.com/cascade-sfu/cascade/relay"
 )
 
-// DefaultHeartbeat is the default interval of a node's heartbeats; a node silent for
-// MissedBeats intervals has left.
+// Heartbeat defaults: a node announces itself every DefaultHeartbeat; a peer silent for
+// DefaultTimeout has left. A shorter timeout detects a dead node (and re-attaches the relay
+// trees it fed) sooner, at the cost of heartbeat traffic and of false alarms on a loaded node
+// or a slow NATS path; it must span at least two intervals.
 const (
 	DefaultHeartbeat = time.Second
-	MissedBeats      = 3
+	DefaultTimeout   = 3 * time.Second
 )
 
-// Membership is the peers table: the live nodes other than this one, from their heartbeats. It
-// is a deterministic state machine: heartbeats and the time are fed in (Heartbeat, Tick), it
-// starts no goroutine and reads no clock, so a test or a simulator drives it directly. It is
-// safe for concurrent use.
+// Membership is the peers table: the live nodes other than this one, from their heartbeats and
+// the keepalives of the relay links to them. It is a deterministic state machine: heartbeats,
+// relay keepalives and the time are fed in (Heartbeat, Self, Relayed, Tick), it starts no
+// goroutine and reads no clock, so a test or a simulator drives it directly. It is safe for
+// concurrent use.
+//
+// A peer has left when it is silent on both paths: no heartbeat for the timeout while this
+// node's own heartbeats still come back through NATS (else the silence is this node's: its
+// NATS path is down, or its process was starved), and no keepalive on the relay link to it for
+// the timeout (when there is one: a link that still carries media proves its peer alive
+// whatever NATS does).
 type Membership struct {
-	self    string
-	timeout time.Duration
+	self              string
+	interval, timeout time.Duration
 
 	mu       sync.Mutex
 	peers    map[string]*member
 	selfSeen time.Time // when this node's own heartbeat last came back
+	lastTick time.Time
 }
 
 type member struct {
-	stats node.Stats
-	inc   string
-	seen  time.Time
+	stats   node.Stats
+	inc     string
+	seen    time.Time // last heartbeat
+	relayed time.Time // last keepalive on the relay link (zero: no link)
 }
 
 // Change is what a heartbeat changed in the table.
@@ -43,12 +54,17 @@ const (
 	Unchanged Change = iota // a known node beat again
 	Joined                  // a node joined (or came back after it was dropped)
 	Restarted               // a known node beats under a new incarnation: its old state is gone
+	Returned                // a known node beat after missing beats: messages of it were lost
 )
 
-// NewMembership returns the table of node self, where a peer silent for timeout has left.
-func NewMembership(self string, timeout time.Duration) *Membership {
-	return &Membership{self: self, timeout: timeout, peers: make(map[string]*member)}
+// NewMembership returns the table of node self, whose peers beat every interval and have left
+// when silent for timeout.
+func NewMembership(self string, interval, timeout time.Duration) *Membership {
+	return &Membership{self: self, interval: interval, timeout: timeout, peers: make(map[string]*member)}
 }
+
+// Timeout is how long a silent peer stays in the table.
+func (m *Membership) Timeout() time.Duration { return m.timeout }
 
 // Heartbeat records a node's announcement (its incarnation and load) received at now.
 func (m *Membership) Heartbeat(inc string, s node.Stats, now time.Time) Change {
@@ -66,27 +82,76 @@ func (m *Membership) Heartbeat(inc string, s node.Stats, now time.Time) Change {
 		ch = Joined
 	case p.inc != inc:
 		ch = Restarted
+	case m.missed(p.seen, now):
+		ch = Returned
 	}
 	p.stats, p.inc, p.seen = s, inc, now
 	return ch
 }
 
-// Self records that this node's own heartbeat came back (through the bus) at now.
-func (m *Membership) Self(now time.Time) {
+// missed tells whether beats were lost between two received at last and now.
+func (m *Membership) missed(last, now time.Time) bool {
+	return !last.IsZero() && now.Sub(last) > 2*m.interval
+}
+
+// Self records that this node's own heartbeat came back (through the bus) at now; true when it
+// comes back after missing beats (this node's NATS path was down: what it sent meanwhile, and
+// what it should have received, is lost).
+func (m *Membership) Self(now time.Time) (returned bool) {
 	m.mu.Lock()
+	defer m.mu.Unlock()
+	returned = m.missed(m.selfSeen, now)
 	m.selfSeen = now
+	return returned
+}
+
+// Reachable tells whether this node's own heartbeat came back within the timeout before now:
+// its NATS path works.
+func (m *Membership) Reachable(now time.Time) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return !m.selfSeen.IsZero() && now.Sub(m.selfSeen) <= m.timeout
+}
+
+// Relayed records that the relay link to a peer was last heard at (a keepalive, or feedback).
+func (m *Membership) Relayed(id string, at time.Time) {
+	m.mu.Lock()
+	if p := m.peers[id]; p != nil && at.After(p.relayed) {
+		p.relayed = at
+	}
 	m.mu.Unlock()
 }
 
-// Tick forgets the nodes not heard from for longer than the timeout, both before now and before
-// this node last heard its own heartbeat, and returns them, sorted. The second condition keeps
-// the peers while this node hears nobody, itself included: then the silence is its own (its
-// process was starved, or its NATS path is down), not theirs.
+// Tick forgets the peers silent on both paths at now (see Membership) and returns them,
+// sorted. Time this node did not tick for (its process was paused or starved: ticks more than
+// two intervals apart) does not count as the peers' silence.
 func (m *Membership) Tick(now time.Time) (gone []string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if gap := now.Sub(m.lastTick); !m.lastTick.IsZero() && gap > 2*m.interval {
+		pause := gap - m.interval
+		shift := func(t *time.Time) { // what was heard before the pause
+			if !t.IsZero() && !t.After(m.lastTick) {
+				*t = t.Add(pause)
+			}
+		}
+		for _, p := range m.peers {
+			shift(&p.seen)
+			shift(&p.relayed)
+		}
+		shift(&m.selfSeen)
+	}
+	m.lastTick = now
 	for id, p := range m.peers {
-		if now.Sub(p.seen) > m.timeout && m.selfSeen.Sub(p.seen) > m.timeout {
+		if now.Sub(p.seen) <= m.timeout {
+			continue
+		}
+		natsWorks := m.selfSeen.Sub(p.seen) > m.timeout
+		linked := !p.relayed.IsZero()
+		if linked && now.Sub(p.relayed) <= m.timeout {
+			continue // the relay link still hears it
+		}
+		if natsWorks || linked {
 			gone = append(gone, id)
 			delete(m.peers, id)
 		}

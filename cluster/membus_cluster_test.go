@@ -2,6 +2,8 @@ package cluster_test
 
 import (
 	"fmt"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -109,5 +111,77 @@ func TestClusterOverMemNet(t *testing.T) {
 	})
 	if p := participants(n1, "r"); p != fmt.Sprint([]node.ParticipantInfo{carol.Info()}) {
 		t.Fatalf("n1's room: %s", p)
+	}
+}
+
+// TestClusterResync: messages between two nodes are lost, first room events only (a
+// subscription fell behind), then everything for longer than the timeout (NATS away, or a
+// partition): each time the rooms re-sync, and both nodes agree again on the participants.
+func TestClusterResync(t *testing.T) {
+	net := cluster.NewMemNet()
+	var lose atomic.Value // func(subject string) bool, for messages between the two nodes
+	lose.Store(func(string) bool { return false })
+	net.SetFault(func(m cluster.Msg, to string) int {
+		e, err := cluster.Open(m.Data)
+		if err == nil && e.Node != to && lose.Load().(func(string) bool)(m.Subject) {
+			return 0
+		}
+		return 1
+	})
+	net.Start()
+	t.Cleanup(net.Close)
+	n1, _, c1 := memMember(t, net, "n1")
+	n2, _, c2 := memMember(t, net, "n2")
+	checkFor(t, 5*time.Second, func() error {
+		if len(c1.Peers()) != 1 || len(c2.Peers()) != 1 {
+			return fmt.Errorf("peers %v %v", c1.Peers(), c2.Peers())
+		}
+		return nil
+	})
+	join := func(n *node.Node, who string) *node.Participant {
+		p, err := n.Join("r", who, node.Grant{Subscribe: true}, false, quiet{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	join(n1, "alice")
+	bob := join(n2, "bob")
+	agree := func() error {
+		p1, p2 := participants(n1, "r"), participants(n2, "r")
+		if p1 != p2 {
+			return fmt.Errorf("n1 sees %s, n2 sees %s", p1, p2)
+		}
+		return nil
+	}
+	checkFor(t, 5*time.Second, agree)
+
+	lose.Store(func(subject string) bool { return strings.HasSuffix(subject, ".ev") })
+	join(n2, "carol")
+	bob.Close()
+	time.Sleep(100 * time.Millisecond)
+	if agree() == nil {
+		t.Fatal("the nodes agree although n2's events were lost")
+	}
+	lose.Store(func(string) bool { return false })
+	c1.Resync("test: events lost")
+	checkFor(t, 2*time.Second, agree)
+
+	lose.Store(func(string) bool { return true })
+	before := c1.Resyncs()
+	join(n2, "dave")
+	checkFor(t, 5*time.Second, func() error {
+		if len(c1.Peers()) != 0 {
+			return fmt.Errorf("n1 still has peers %v", c1.Peers())
+		}
+		return nil
+	})
+	lose.Store(func(string) bool { return false })
+	checkFor(t, 5*time.Second, agree)
+	if c1.Resyncs() == before {
+		t.Fatal("n1 agrees again without a re-sync")
+	}
+	if !strings.Contains(participants(n1, "r"), "dave") {
+		t.Fatalf("n1 does not see dave: %s", participants(n1, "r"))
 	}
 }

@@ -112,10 +112,13 @@ type simNode struct {
 
 const simRoom = "town hall"
 
+// missedBeats is DefaultTimeout in heartbeats of a second.
+const missedBeats = 3
+
 func newSimNode(t *testing.T, net *MemNet, id, inc string, clock *fakeClock) *simNode {
 	t.Helper()
 	n := &simNode{id: id, bus: net.Conn(id + "/" + inc), stamp: NewStamper(id, inc, clock), dedup: NewDedup(),
-		members: NewMembership(id, MissedBeats*time.Second), rooms: NewRoomState(), clock: clock}
+		members: NewMembership(id, time.Second, DefaultTimeout), rooms: NewRoomState(), clock: clock}
 	n.rooms.Open(simRoom)
 	for subj, h := range map[string]func(Msg){
 		SubjectHeartbeat + ".*":             n.onHeartbeat,
@@ -234,12 +237,12 @@ func TestStateMachinesOverMemNet(t *testing.T) {
 	for i := 1; ; i++ {
 		round(b, c)
 		if got := b.rooms.Producers(simRoom); len(got) == 0 {
-			if i != MissedBeats+1 {
-				t.Fatalf("a's producer gone after %d silent beats, want %d", i, MissedBeats+1)
+			if i != missedBeats+1 {
+				t.Fatalf("a's producer gone after %d silent beats, want %d", i, missedBeats+1)
 			}
 			break
 		}
-		if i > MissedBeats+1 {
+		if i > missedBeats+1 {
 			t.Fatal("a's producer outlived the timeout")
 		}
 	}

@@ -7,29 +7,32 @@ import (
 
 // Collector exports the cluster's and the relay's figures to Prometheus, read at scrape time.
 type Collector struct {
+	c       *Cluster
 	members *Membership
 	pipes   *relay.Pipes
 	placer  *Placer
 
-	nodes, links, pipesG, packets, bytes, dropped, placed *prometheus.Desc
+	nodes, reachable, resyncs, links, pipesG, packets, bytes, dropped, placed *prometheus.Desc
 }
 
-// NewCollector returns the collector of a node's membership, pipes and placer.
-func NewCollector(members *Membership, pipes *relay.Pipes, placer *Placer) *Collector {
-	return &Collector{members: members, pipes: pipes, placer: placer,
-		nodes:   prometheus.NewDesc("cascade_cluster_nodes", "Live nodes in the cluster, this one included.", nil, nil),
-		links:   prometheus.NewDesc("cascade_relay_links", "Relay links to other nodes.", nil, nil),
-		pipesG:  prometheus.NewDesc("cascade_relay_pipes", "Producers piped over relay links, by direction.", []string{"direction"}, nil),
-		packets: prometheus.NewDesc("cascade_relay_packets_total", "Relayed RTP packets, by direction.", []string{"direction"}, nil),
-		bytes:   prometheus.NewDesc("cascade_relay_bytes_total", "Relayed bytes, by direction.", []string{"direction"}, nil),
-		dropped: prometheus.NewDesc("cascade_relay_dropped_total", "Relay datagrams dropped, by reason (unknown_source, auth, malformed, unknown_ssrc: no pipe here, as after an unpipe).", []string{"reason"}, nil),
-		placed:  prometheus.NewDesc("cascade_placement_decisions_total", "Join placement decisions, by result (local, redirect).", []string{"result"}, nil),
+// NewCollector returns the collector of a node's cluster membership, pipes and placer.
+func NewCollector(c *Cluster, placer *Placer) *Collector {
+	return &Collector{c: c, members: c.members, pipes: c.pipes, placer: placer,
+		nodes:     prometheus.NewDesc("cascade_cluster_nodes", "Live nodes in the cluster, this one included.", nil, nil),
+		reachable: prometheus.NewDesc("cascade_cluster_reachable", "1 while this node reaches the cluster (NATS connected, its own heartbeats come back), else 0.", nil, nil),
+		resyncs:   prometheus.NewDesc("cascade_cluster_resyncs_total", "Re-sync passes of the rooms open here, after messages between nodes were lost.", nil, nil),
+		links:     prometheus.NewDesc("cascade_relay_links", "Relay links to other nodes.", nil, nil),
+		pipesG:    prometheus.NewDesc("cascade_relay_pipes", "Producers piped over relay links, by direction.", []string{"direction"}, nil),
+		packets:   prometheus.NewDesc("cascade_relay_packets_total", "Relayed RTP packets, by direction.", []string{"direction"}, nil),
+		bytes:     prometheus.NewDesc("cascade_relay_bytes_total", "Relayed bytes, by direction.", []string{"direction"}, nil),
+		dropped:   prometheus.NewDesc("cascade_relay_dropped_total", "Relay datagrams dropped, by reason (unknown_source, auth, malformed, unknown_ssrc: no pipe here, as after an unpipe).", []string{"reason"}, nil),
+		placed:    prometheus.NewDesc("cascade_placement_decisions_total", "Join placement decisions, by result (local, redirect, refused: cluster_unavailable).", []string{"result"}, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.nodes, c.links, c.pipesG, c.packets, c.bytes, c.dropped, c.placed} {
+	for _, d := range []*prometheus.Desc{c.nodes, c.reachable, c.resyncs, c.links, c.pipesG, c.packets, c.bytes, c.dropped, c.placed} {
 		ch <- d
 	}
 }
@@ -38,9 +41,15 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	t := c.pipes.Transport()
 	in, out := c.pipes.Counts()
-	local, redirect := c.placer.Decisions()
+	local, redirect, refused := c.placer.Decisions()
 	g, k := prometheus.GaugeValue, prometheus.CounterValue
+	reachable := 0.0
+	if c.c.Available() {
+		reachable = 1
+	}
 	ch <- prometheus.MustNewConstMetric(c.nodes, g, float64(c.members.Len()+1))
+	ch <- prometheus.MustNewConstMetric(c.reachable, g, reachable)
+	ch <- prometheus.MustNewConstMetric(c.resyncs, k, float64(c.c.Resyncs()))
 	ch <- prometheus.MustNewConstMetric(c.links, g, float64(len(t.Links())))
 	ch <- prometheus.MustNewConstMetric(c.pipesG, g, float64(in), "in")
 	ch <- prometheus.MustNewConstMetric(c.pipesG, g, float64(out), "out")
@@ -54,4 +63,5 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.dropped, k, float64(c.pipes.UnknownSSRC.Load()), "unknown_ssrc")
 	ch <- prometheus.MustNewConstMetric(c.placed, k, float64(local), "local")
 	ch <- prometheus.MustNewConstMetric(c.placed, k, float64(redirect), "redirect")
+	ch <- prometheus.MustNewConstMetric(c.placed, k, float64(refused), "refused")
 }

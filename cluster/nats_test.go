@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -163,4 +164,52 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestJoinsWhileNATSAway: with NATS gone, a node keeps serving the rooms open on it and
+// refuses, at once, joins of rooms that may live elsewhere; when NATS is back it serves them
+// again and re-syncs (nats.go's reconnect is a trouble signal).
+func TestJoinsWhileNATSAway(t *testing.T) {
+	port := freePort(t)
+	opts := &server.Options{Host: "127.0.0.1", Port: port, NoSigs: true, NoLog: true}
+	s := startNATS(t, opts)
+	n1, ns1, c1 := member(t, node.Options{ID: "n1"}, cluster.NATSOptions{URL: s.ClientURL()})
+	_, _, c2 := member(t, node.Options{ID: "n2"}, cluster.NATSOptions{URL: s.ClientURL()})
+	var troubles atomic.Int32
+	ns1.OnTrouble(func(string) { troubles.Add(1) })
+	checkFor(t, 5*time.Second, func() error {
+		if len(c1.Peers()) != 1 || len(c2.Peers()) != 1 || !c1.Available() {
+			return fmt.Errorf("peers %v %v, available %v", c1.Peers(), c2.Peers(), c1.Available())
+		}
+		return nil
+	})
+	if _, err := n1.Join("open", "alice", node.Grant{Subscribe: true}, false, quiet{}); err != nil {
+		t.Fatal(err)
+	}
+	placer := cluster.NewPlacer(c1)
+	s.Shutdown()
+	s.WaitForShutdown()
+	checkFor(t, 2*time.Second, func() error {
+		if c1.Available() || placer.Available("elsewhere") {
+			return fmt.Errorf("n1 still thinks it reaches the cluster")
+		}
+		return nil
+	})
+	if !placer.Available("open") {
+		t.Fatal("a room open here refused while NATS is away")
+	}
+	if len(c1.Peers()) != 1 {
+		t.Fatalf("n1 dropped its peers while it hears nobody: %v", c1.Peers())
+	}
+	s = startNATS(t, opts)
+	defer s.Shutdown()
+	checkFor(t, 10*time.Second, func() error {
+		if !placer.Available("elsewhere") || troubles.Load() == 0 {
+			return fmt.Errorf("available %v, troubles %d", placer.Available("elsewhere"), troubles.Load())
+		}
+		return nil
+	})
+	if _, _, refused := placer.Decisions(); refused == 0 {
+		t.Fatal("the refusal was not counted")
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -58,6 +59,27 @@ type NATS struct {
 	embedded *server.Server
 	tempDir  string // JetStream store created here, removed on Close
 	log      hclog.Logger
+	trouble  atomic.Pointer[func(reason string)]
+}
+
+// NATS client timing. A NATS server that hangs (a stopped process, a network path that drops
+// without a reset) is noticed after about PingInterval x (MaxPingsOut+1); a write to it
+// blocks a publisher for FlusherTimeout at most. The embedded server pings its clients and
+// routes at the same interval, so a route whose peer vanished breaks in seconds, not minutes.
+const (
+	natsPingInterval = 2 * time.Second
+	natsMaxPingsOut  = 2
+	natsWriteTimeout = 2 * time.Second
+)
+
+// OnTrouble sets f to be called when messages may have been lost: the connection came back
+// after an outage, or a subscription fell behind (a slow consumer). The cluster re-syncs then.
+func (n *NATS) OnTrouble(f func(reason string)) { n.trouble.Store(&f) }
+
+func (n *NATS) troubled(reason string) {
+	if f := n.trouble.Load(); f != nil {
+		(*f)(reason)
+	}
 }
 
 // StartNATS starts the embedded server (without o.URL) and connects.
@@ -83,12 +105,32 @@ func StartNATS(o NATSOptions) (*NATS, error) {
 	closed := make(chan struct{})
 	log := n.log
 	nc, err := nats.Connect(url, append(connOpts, nats.Name("cascade "+o.Name), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second),
+		nats.PingInterval(natsPingInterval), nats.MaxPingsOutstanding(natsMaxPingsOut), nats.FlusherTimeout(natsWriteTimeout),
+		nats.Timeout(natsWriteTimeout),
+		// While reconnecting, publishing fails at once instead of queueing: the cluster re-syncs
+		// after an outage, and stale heartbeats and events replayed late would only mislead.
+		nats.ReconnectBufSize(-1),
 		// nats.go runs its callbacks in order on a goroutine of its own: Close waits for this
 		// last one, so no callback (a log line) runs after Close returned.
 		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
 		nats.RetryOnFailedConnect(o.URL != ""),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "error", err) }),
-		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrl()) }))...)
+		nats.ReconnectHandler(func(c *nats.Conn) {
+			log.Info("nats reconnected", "url", c.ConnectedUrl())
+			n.troubled("nats reconnected")
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrSlowConsumer) {
+				subject := ""
+				if sub != nil {
+					subject = sub.Subject
+				}
+				log.Warn("nats subscription fell behind: messages dropped", "subject", subject)
+				n.troubled("slow consumer")
+				return
+			}
+			log.Warn("nats error", "error", err)
+		}))...)
 	if err != nil {
 		n.stopServer()
 		return nil, fmt.Errorf("connect to nats %s: %w", url, err)
@@ -117,7 +159,8 @@ func (n *NATS) startServer() error {
 		}
 		n.tempDir = dir
 	}
-	so := &server.Options{ServerName: o.Name, Host: host, Port: port, NoSigs: true, JetStream: true, StoreDir: dir, MaxPayload: 1 << 20}
+	so := &server.Options{ServerName: o.Name, Host: host, Port: port, NoSigs: true, JetStream: true, StoreDir: dir, MaxPayload: 1 << 20,
+		PingInterval: natsPingInterval, MaxPingsOut: natsMaxPingsOut}
 	if o.Cluster != "" {
 		ch, cp, err := net.SplitHostPort(o.Cluster)
 		p, perr := strconv.Atoi(cp)

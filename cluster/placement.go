@@ -88,14 +88,27 @@ func Place(in PlacementInput) Decision {
 // membership and the room's nodes, and counts its decisions.
 type Placer struct {
 	n       *node.Node
+	c       *Cluster
 	members *Membership
 
-	local, redirect atomic.Uint64
+	local, redirect, refused atomic.Uint64
 }
 
-// NewPlacer returns the placer of n.
-func NewPlacer(n *node.Node, members *Membership) *Placer {
-	return &Placer{n: n, members: members}
+// NewPlacer returns the placer of the cluster's node.
+func NewPlacer(c *Cluster) *Placer {
+	return &Placer{n: c.n, c: c, members: c.members}
+}
+
+// Available tells whether this node can serve a join of room now: always while it reaches the
+// cluster; while it does not (NATS is away), only for a room open here or on a node without
+// peers, since a room opened here now could be one that lives on other nodes, which this node
+// would split off until NATS returns.
+func (p *Placer) Available(room string) bool {
+	if p.c.Available() || p.n.Room(room) != nil || p.members.Len() == 0 {
+		return true
+	}
+	p.refused.Add(1)
+	return false
 }
 
 // Place returns the node a client of room (in region, if known) should join, and whether that
@@ -117,5 +130,8 @@ func (p *Placer) Place(room, region string) (nodeID, httpURL string, redirect bo
 	return d.Node, d.HTTPURL, true
 }
 
-// Decisions reports the decisions so far.
-func (p *Placer) Decisions() (local, redirect uint64) { return p.local.Load(), p.redirect.Load() }
+// Decisions reports the decisions so far: joins served here, redirected, and refused while the
+// cluster was unreachable.
+func (p *Placer) Decisions() (local, redirect, refused uint64) {
+	return p.local.Load(), p.redirect.Load(), p.refused.Load()
+}

@@ -40,10 +40,51 @@ type ProducerMutedMsg struct {
 // RoomSyncMsg is the sender's whole part of a room (a sync reply): its participants and its
 // producers, as of the envelope's sequence number. What the receiver holds of the sender and
 // the snapshot lacks is gone.
+//
+// A node with more participants in the room than fit in SyncBudget lists its publishers (the
+// participants with producers) and as many others as fit, and says how many it has: Partial,
+// so the receiver removes none of its participants the snapshot omits. Producers are always
+// listed in full.
 type RoomSyncMsg struct {
 	Participants []node.ParticipantInfo
 	Producers    []node.ProducerInfo
+	Partial      bool
+	Total        int // the sender's participants in the room
 }
+
+// SyncBudget bounds the participants of one sync reply, in bytes of JSON (roughly): with the
+// producers, a reply stays well under NATS's payload limit even for a town hall's room.
+const SyncBudget = 256 << 10
+
+// Snapshot is a node's part of a room as a sync reply: its producers, its publishers, then its
+// other participants while they fit in budget bytes.
+func Snapshot(parts []node.ParticipantInfo, prods []node.ProducerInfo, budget int) RoomSyncMsg {
+	publishes := make(map[string]bool, len(prods))
+	for _, p := range prods {
+		publishes[p.Participant] = true
+	}
+	m := RoomSyncMsg{Producers: prods, Total: len(parts), Participants: make([]node.ParticipantInfo, 0, len(parts))}
+	for _, p := range parts {
+		if publishes[p.ID] {
+			m.Participants = append(m.Participants, p)
+			budget -= participantSize(p)
+		}
+	}
+	for _, p := range parts {
+		if publishes[p.ID] {
+			continue
+		}
+		if budget -= participantSize(p); budget < 0 {
+			m.Partial = true
+			break
+		}
+		m.Participants = append(m.Participants, p)
+	}
+	return m
+}
+
+// participantSize is about the bytes of p in a sync reply's JSON.
+func participantSize(p node.ParticipantInfo) int { return len(p.ID) + len(p.Identity) + 64 }
 
 func (m ParticipantJoinedMsg) wire() (string, any) {
 	return evParticipantJoined, joinedBody{Participant: m.Participant, Replaces: m.Replaces}
@@ -57,7 +98,7 @@ func (m ProducerMutedMsg) wire() (string, any) {
 	return evProducerMuted, mutedBody{ID: m.ID, Muted: m.Muted}
 }
 func (m RoomSyncMsg) wire() (string, any) {
-	return typeSyncReply, syncReply{Participants: m.Participants, Producers: m.Producers}
+	return typeSyncReply, syncReply{Participants: m.Participants, Producers: m.Producers, Partial: m.Partial, Total: m.Total}
 }
 
 // SealRoomMsg wraps m in an envelope of s (what a node publishes on the room's subject, or
@@ -101,7 +142,7 @@ func DecodeRoomMsg(e Envelope) (RoomMsg, error) {
 	case typeSyncReply:
 		var b syncReply
 		if err = json.Unmarshal(e.Body, &b); err == nil {
-			m = RoomSyncMsg{Participants: b.Participants, Producers: b.Producers}
+			m = RoomSyncMsg{Participants: b.Participants, Producers: b.Producers, Partial: b.Partial, Total: b.Total}
 		}
 	}
 	if m == nil {

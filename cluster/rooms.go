@@ -57,10 +57,13 @@ type (
 		Parent   string `json:"parent,omitempty"`
 	}
 	// syncReply is a node's part of a room, answered to a node that opens the room.
+	// Partial and Total: see RoomSyncMsg.
 	syncReply struct {
 		Participants []node.ParticipantInfo `json:"participants"`
 		Producers    []node.ProducerInfo    `json:"producers"`
 		Piped        []pipedBody            `json:"piped"`
+		Partial      bool                   `json:"partial,omitempty"`
+		Total        int                    `json:"total"`
 	}
 )
 
@@ -171,7 +174,8 @@ wait:
 	var adds, prods []Effect
 	now := c.o.Clock.Now()
 	for _, p := range parts {
-		for _, eff := range c.state.Apply(r.Name(), p.e.Stamp(), RoomSyncMsg{Participants: p.rep.Participants, Producers: p.rep.Producers}, now) {
+		snap := RoomSyncMsg{Participants: p.rep.Participants, Producers: p.rep.Producers, Partial: p.rep.Partial, Total: p.rep.Total}
+		for _, eff := range c.state.Apply(r.Name(), p.e.Stamp(), snap, now) {
 			if _, ok := eff.(AddRemoteProducer); ok {
 				prods = append(prods, eff)
 			} else {
@@ -216,7 +220,9 @@ func (c *Cluster) onSync(m Msg) {
 	c.mu.Unlock()
 	seq := c.stamp.Reserve() // before the state is read: see Stamper.Reserve
 	if err == nil && s != nil {
-		rep.Participants, rep.Producers = s.r.LocalState()
+		parts, prods := s.r.LocalState()
+		snap := Snapshot(parts, prods, SyncBudget)
+		rep.Participants, rep.Producers, rep.Partial, rep.Total = snap.Participants, snap.Producers, snap.Partial, snap.Total
 		for _, pe := range c.pipes.Piped(s.r.Name()) {
 			rep.Piped = append(rep.Piped, pipedBody{Producer: pe.Node, Parent: pe.Parent})
 		}

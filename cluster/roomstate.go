@@ -48,6 +48,7 @@ type incarnations struct {
 type roomState struct {
 	participants map[string]*entry[node.ParticipantInfo]
 	producers    map[string]*entry[node.ProducerInfo]
+	totals       map[string]int // participants of a node whose last snapshot was partial
 }
 
 // entry is a remote participant or producer, or the tombstone of one (gone).
@@ -66,7 +67,7 @@ func NewRoomState() *RoomState {
 // Open starts following a room (it opened here), with nothing known of it.
 func (s *RoomState) Open(room string) {
 	s.mu.Lock()
-	s.rooms[room] = &roomState{participants: map[string]*entry[node.ParticipantInfo]{}, producers: map[string]*entry[node.ProducerInfo]{}}
+	s.rooms[room] = &roomState{participants: map[string]*entry[node.ParticipantInfo]{}, producers: map[string]*entry[node.ProducerInfo]{}, totals: map[string]int{}}
 	s.mu.Unlock()
 }
 
@@ -130,9 +131,14 @@ func (s *RoomState) Apply(room string, from Stamp, m RoomMsg, now time.Time) []E
 }
 
 // merge applies a node's snapshot of its part of a room: what it lists is there, what it had
-// before the snapshot and no longer lists is gone.
+// before the snapshot and no longer lists is gone (but the participants a partial snapshot
+// omits).
 func (s *RoomState) merge(room string, r *roomState, from Stamp, m RoomSyncMsg, now time.Time) []Effect {
 	var out []Effect
+	delete(r.totals, from.Node)
+	if m.Partial {
+		r.totals[from.Node] = m.Total
+	}
 	listed := map[string]bool{}
 	for _, p := range m.Participants {
 		listed[p.ID] = true
@@ -147,7 +153,7 @@ func (s *RoomState) merge(room string, r *roomState, from Stamp, m RoomSyncMsg, 
 		}
 	}
 	for _, id := range sortedKeys(r.participants) {
-		if !listed[id] && remove(r.participants, id, from, now) {
+		if !listed[id] && !m.Partial && remove(r.participants, id, from, now) {
 			out = append(out, RemoveRemoteParticipant{Room: room, ID: id})
 		}
 	}
@@ -173,6 +179,7 @@ func (s *RoomState) wipe(id string) []Effect {
 	var out []Effect
 	for _, room := range sortedKeys(s.rooms) {
 		r := s.rooms[room]
+		delete(r.totals, id)
 		for _, pid := range sortedKeys(r.producers) {
 			if e := r.producers[pid]; e.from.Node == id {
 				delete(r.producers, pid)
@@ -213,6 +220,25 @@ func (s *RoomState) Participants(room string) map[string]string {
 			if !e.gone {
 				out[id] = e.from.Node
 			}
+		}
+	}
+	return out
+}
+
+// Counts tells how many participants each other node has in a room: those known here, or the
+// count of a node's last snapshot when that was partial and larger.
+func (s *RoomState) Counts(room string) map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]int{}
+	if r := s.rooms[room]; r != nil {
+		for _, e := range r.participants {
+			if !e.gone {
+				out[e.from.Node]++
+			}
+		}
+		for n, total := range r.totals {
+			out[n] = max(out[n], total)
 		}
 	}
 	return out

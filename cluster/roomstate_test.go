@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -178,5 +179,61 @@ func TestRoomMsgWire(t *testing.T) {
 		if _, err := DecodeRoomMsg(bad); err == nil {
 			t.Errorf("%s %s accepted", bad.Type, bad.Body)
 		}
+	}
+}
+
+// TestSnapshotBounded: a node's part of a big room lists every producer and publisher, then
+// the other participants while they fit; a partial snapshot removes none of the participants
+// it omits, and their number still shows in Counts.
+func TestSnapshotBounded(t *testing.T) {
+	var parts []node.ParticipantInfo
+	for i := range 5000 {
+		parts = append(parts, part(fmt.Sprintf("viewer-%04d", i)))
+	}
+	parts = append(parts, part("p")) // the publisher, last
+	snap := Snapshot(parts, []node.ProducerInfo{prod("P")}, SyncBudget)
+	if !snap.Partial || snap.Total != len(parts) || len(snap.Producers) != 1 || snap.Participants[0].ID != "p" {
+		t.Fatalf("partial %v, total %d, %d producers, first %q", snap.Partial, snap.Total, len(snap.Producers), snap.Participants[0].ID)
+	}
+	b, err := SealRoomMsg(NewStamper("a", "1", WallClock{}), snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) > 2*SyncBudget || len(snap.Participants) < 100 {
+		t.Fatalf("sync reply of %d bytes, %d participants listed", len(b), len(snap.Participants))
+	}
+	e, err := Open(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := DecodeRoomMsg(e); err != nil || !reflect.DeepEqual(m, snap) {
+		t.Fatalf("round trip: %v", err)
+	}
+	if small := Snapshot(parts[:10], nil, SyncBudget); small.Partial || len(small.Participants) != 10 {
+		t.Fatalf("small room: partial %v, %d listed", small.Partial, len(small.Participants))
+	}
+
+	const r = "town hall"
+	s := NewRoomState()
+	s.Open(r)
+	now := time.Unix(100, 0)
+	a := func(seq uint64) Stamp { return Stamp{Node: "a", Inc: "1", Seq: seq} }
+	s.Apply(r, a(1), ParticipantJoinedMsg{Participant: part("viewer-4999")}, now) // omitted by the snapshot
+	s.Apply(r, a(2), ParticipantJoinedMsg{Participant: part("gone")}, now)
+	s.Apply(r, a(3), snap, now)
+	got := s.Participants(r)
+	if got["viewer-4999"] != "a" || got["p"] != "a" || got["gone"] != "a" {
+		t.Fatalf("after a partial snapshot: viewer-4999 %q, p %q, gone %q", got["viewer-4999"], got["p"], got["gone"])
+	}
+	if c := s.Counts(r); c["a"] != len(parts) {
+		t.Fatalf("counts %v, want a: %d", c, len(parts))
+	}
+	// A complete snapshot later: what it lacks is gone, and the count is what is known.
+	s.Apply(r, a(4), Snapshot(parts[:2], nil, SyncBudget), now)
+	if got := s.Participants(r); len(got) != 2 {
+		t.Fatalf("after a complete snapshot: %v", got)
+	}
+	if c := s.Counts(r); c["a"] != 2 {
+		t.Fatalf("counts %v, want a: 2", c)
 	}
 }

@@ -101,7 +101,7 @@ func TestDedupIncarnations(t *testing.T) {
 // the timeout of silence, and a new incarnation is reported as a restart.
 func TestMembershipTick(t *testing.T) {
 	clock := &fakeClock{t: time.Unix(100, 0)}
-	m := NewMembership("me", 3*time.Second)
+	m := NewMembership("me", time.Second, 3*time.Second)
 	if ch := m.Heartbeat("i1", node.Stats{ID: "me"}, clock.Now()); ch != Unchanged || m.Len() != 0 {
 		t.Fatal("own heartbeat counted")
 	}
@@ -132,14 +132,84 @@ func TestMembershipTick(t *testing.T) {
 	if ch := m.Heartbeat("i2", node.Stats{ID: "a"}, clock.Now()); ch != Restarted || m.Incarnation("a") != "i2" {
 		t.Fatalf("restart: %v", ch)
 	}
-	// This node hears nobody, itself included (starved, or its NATS is away): nobody expires.
-	clock.advance(time.Minute)
-	if gone := m.Tick(clock.Now()); len(gone) != 0 {
-		t.Fatalf("expired %v while this node heard not even itself", gone)
+	// This node hears nobody, itself included (its NATS is away): nobody expires.
+	for range 60 {
+		clock.advance(time.Second)
+		if gone := m.Tick(clock.Now()); len(gone) != 0 {
+			t.Fatalf("expired %v while this node heard not even itself", gone)
+		}
 	}
-	m.Self(clock.Now()) // its own heartbeat is back, a's is not: a is gone
+	if !m.Self(clock.Now()) { // its own heartbeat is back, a's is not: a is gone
+		t.Fatal("own heartbeat back after a minute: not reported as returned")
+	}
 	if gone := m.Tick(clock.Now()); !slices.Equal(gone, []string{"a"}) {
 		t.Fatalf("gone %v, want [a]", gone)
+	}
+}
+
+// TestMembershipRelayKeepsPeer: a peer whose heartbeats stop but whose relay link still
+// answers stays (NATS is what failed: a route, or a one-sided partition); once the link falls
+// silent too it leaves, even when this node does not hear itself (both paths are down).
+func TestMembershipRelayKeepsPeer(t *testing.T) {
+	clock := &fakeClock{t: time.Unix(100, 0)}
+	m := NewMembership("me", time.Second, 3*time.Second)
+	m.Heartbeat("i1", node.Stats{ID: "a"}, clock.Now())
+	m.Heartbeat("i1", node.Stats{ID: "b"}, clock.Now())
+	m.Relayed("a", clock.Now())
+	m.Relayed("x", clock.Now()) // not a member: ignored
+	for i := range 10 {
+		clock.advance(time.Second)
+		m.Self(clock.Now())
+		m.Relayed("a", clock.Now())
+		var want []string
+		if i == 3 {
+			want = []string{"b"} // no link: its heartbeats decide
+		}
+		if gone := m.Tick(clock.Now()); !slices.Equal(gone, want) {
+			t.Fatalf("tick %d: gone %v, want %v", i, gone, want)
+		}
+	}
+	if m.Len() != 1 {
+		t.Fatalf("peers %v, want a", m.Peers())
+	}
+	if ch := m.Heartbeat("i1", node.Stats{ID: "a"}, clock.Now()); ch != Returned {
+		t.Fatalf("a's heartbeat after 10 s of silence: %v, want Returned", ch)
+	}
+	// Now a's link and heartbeats stop, and this node does not hear itself either.
+	var gone []string
+	for i := 0; len(gone) == 0 && i < 10; i++ {
+		clock.advance(time.Second)
+		gone = m.Tick(clock.Now())
+		if len(gone) > 0 && i != 3 {
+			t.Fatalf("a gone after %d s silent on both paths, want 4", i+1)
+		}
+	}
+	if !slices.Equal(gone, []string{"a"}) {
+		t.Fatalf("gone %v, want [a]", gone)
+	}
+}
+
+// TestMembershipPause: a node that did not run for a while (its process stopped, or starved)
+// does not count that time as its peers' silence: they get a timeout to be heard again.
+func TestMembershipPause(t *testing.T) {
+	clock := &fakeClock{t: time.Unix(100, 0)}
+	m := NewMembership("me", time.Second, 3*time.Second)
+	m.Heartbeat("i1", node.Stats{ID: "a"}, clock.Now())
+	m.Relayed("a", clock.Now())
+	m.Self(clock.Now())
+	m.Tick(clock.Now())
+	clock.advance(20 * time.Second) // paused
+	m.Self(clock.Now())             // its own heartbeat, still queued, is read first
+	if gone := m.Tick(clock.Now()); len(gone) != 0 {
+		t.Fatalf("after a pause: gone %v", gone)
+	}
+	for i := range 4 {
+		clock.advance(time.Second)
+		m.Self(clock.Now())
+		gone := m.Tick(clock.Now())
+		if want := i == 2; want != (len(gone) == 1) {
+			t.Fatalf("%d s after the pause: gone %v", i+1, gone)
+		}
 	}
 }
 

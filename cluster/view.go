@@ -21,9 +21,13 @@ type View struct {
 
 // RoomView is one room open on this node.
 type RoomView struct {
-	Name         string         `json:"name"`
-	Participants int            `json:"participants"`
-	Producers    []ProducerView `json:"producers"`
+	Name         string `json:"name"`
+	Participants int    `json:"participants"`
+	// Publishers are the participants with producers, sorted.
+	Publishers []string `json:"publishers"`
+	// PerNode counts the room's participants on each node (this one included).
+	PerNode   map[string]int `json:"per_node"`
+	Producers []ProducerView `json:"producers"`
 }
 
 // ProducerView is a producer and its relay tree.
@@ -40,12 +44,13 @@ type Edge = relay.Edge
 type Viewer struct {
 	n       *node.Node
 	members *Membership
+	state   *RoomState
 	pipes   *relay.Pipes
 }
 
-// NewViewer returns the /cluster handler of node n.
-func NewViewer(n *node.Node, members *Membership, pipes *relay.Pipes) *Viewer {
-	return &Viewer{n: n, members: members, pipes: pipes}
+// NewViewer returns the /cluster handler of the cluster's node.
+func NewViewer(c *Cluster) *Viewer {
+	return &Viewer{n: c.n, members: c.members, state: c.state, pipes: c.pipes}
 }
 
 // View reports the cluster as this node sees it.
@@ -53,14 +58,22 @@ func (v *Viewer) View() View {
 	out := View{Node: v.n.ID(), Nodes: append([]node.Stats{v.n.Stats()}, v.members.Peers()...), Links: v.pipes.Transport().Links()}
 	sort.Strings(out.Links)
 	for _, r := range v.n.Rooms() {
-		rv := RoomView{Name: r.Name(), Participants: len(r.Participants())}
+		rv := RoomView{Name: r.Name(), Participants: len(r.Participants()), Publishers: []string{}, PerNode: v.state.Counts(r.Name())}
+		local, _ := r.LocalState()
+		rv.PerNode[out.Node] = len(local)
+		publishers := map[string]bool{}
 		for _, p := range r.Producers() {
+			if !publishers[p.Participant] {
+				publishers[p.Participant] = true
+				rv.Publishers = append(rv.Publishers, p.Participant)
+			}
 			pv := ProducerView{ProducerInfo: p, Tree: v.pipes.Trees().Edges(p.ID)}
 			if pv.Origin == "" {
 				pv.Origin = out.Node
 			}
 			rv.Producers = append(rv.Producers, pv)
 		}
+		sort.Strings(rv.Publishers)
 		out.Rooms = append(out.Rooms, rv)
 	}
 	sort.Slice(out.Rooms, func(i, j int) bool { return out.Rooms[i].Name < out.Rooms[j].Name })

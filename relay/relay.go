@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/pion/rtcp"
@@ -208,6 +209,41 @@ func (t *Transport) Links() []string {
 	return out
 }
 
+// keepalive is what Keepalive sends: a receiver report without report blocks, which names no
+// producer, so the peer's handler ignores it once the link has authenticated it.
+var keepalive = []rtcp.Packet{&rtcp.ReceiverReport{}}
+
+// Keepalive sends one authenticated keepalive to every peer the transport sends to. The
+// cluster calls it every heartbeat interval: a link's keepalives are a second proof of life
+// beside the NATS heartbeats, one that does not depend on NATS.
+func (t *Transport) Keepalive() {
+	t.mu.Lock()
+	links := make([]*Link, 0, len(t.links))
+	for _, l := range t.links {
+		if l.txKey != nil {
+			links = append(links, l)
+		}
+	}
+	t.mu.Unlock()
+	for _, l := range links {
+		_ = l.WriteRTCP(keepalive)
+	}
+}
+
+// Heard tells when each peer with a link last sent an authenticated keepalive or feedback
+// packet (peers never heard are not listed).
+func (t *Transport) Heard() map[string]time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[string]time.Time, len(t.links))
+	for p, l := range t.links {
+		if ns := l.heard.Load(); ns != 0 {
+			out[p] = time.Unix(0, ns)
+		}
+	}
+	return out
+}
+
 func (t *Transport) indexLocked() {
 	m := make(map[netip.AddrPort]*Link, len(t.links))
 	for _, l := range t.links {
@@ -255,6 +291,7 @@ func (t *Transport) read() {
 				t.DroppedAuth.Add(1)
 				continue
 			}
+			l.heard.Store(time.Now().UnixNano()) // authenticated: the peer is alive
 			pkts, err := rtcp.Unmarshal(out)
 			if err != nil {
 				t.DroppedMalformed.Add(1)
@@ -288,6 +325,7 @@ type Link struct {
 	rx     *srtp.Context // set at creation; used by the read goroutine only
 	txKey  []byte        // under t.mu: the key the peer receives with
 	closed atomic.Bool
+	heard  atomic.Int64 // Unix nanoseconds of the peer's last authenticated RTCP (0: never)
 
 	// mu guards tx, which is not safe for concurrent use: it is held for the encryption only.
 	// The workers' relay sinks marshal, encrypt and send each into a buffer of their own, so

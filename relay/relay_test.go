@@ -239,3 +239,47 @@ func TestBadKeyRefused(t *testing.T) {
 		t.Fatal("short key accepted")
 	}
 }
+
+// TestKeepalive: each side's keepalives reach the other, authenticated, and say when the
+// peer was last heard; the handler sees no producer in them. A forged keepalive proves
+// nothing.
+func TestKeepalive(t *testing.T) {
+	a, b, ra, _, _, _ := pair(t)
+	if len(a.Heard()) != 0 || len(b.Heard()) != 0 {
+		t.Fatalf("heard before any keepalive: %v %v", a.Heard(), b.Heard())
+	}
+	before := time.Now()
+	a.Keepalive()
+	b.Keepalive()
+	eventually(t, func() error {
+		if at, ok := b.Heard()["A"]; !ok || at.Before(before) {
+			return fmt.Errorf("b heard a at %v", at)
+		}
+		if at, ok := a.Heard()["B"]; !ok || at.Before(before) {
+			return fmt.Errorf("a heard b at %v", at)
+		}
+		return nil
+	})
+	// A datagram from b's address that is no keepalive of b's: dropped, heard stays.
+	heard := a.Heard()["B"]
+	conn, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(a.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte{0x80, 201, 0, 1, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() error {
+		if a.DroppedUnknown.Load()+a.DroppedAuth.Load() == 0 {
+			return errors.New("the forged keepalive was not dropped")
+		}
+		return nil
+	})
+	if !a.Heard()["B"].Equal(heard) {
+		t.Fatal("a forged keepalive counted as the peer heard")
+	}
+	if _, n := ra.snapshot(); n != 1 {
+		t.Fatalf("a's handler saw %d RTCP packets, want the keepalive only", n)
+	}
+}

@@ -93,9 +93,10 @@ func startNode(t *testing.T, o node.Options, co *clusterOpts) *env {
 			n.Close()
 			t.Fatal(err)
 		}
-		placer := cluster.NewPlacer(n, e.cluster.Members())
-		reg.MustRegister(cluster.NewCollector(e.cluster.Members(), e.pipes, placer))
-		e.view = cluster.NewViewer(n, e.cluster.Members(), e.pipes)
+		e.nats.OnTrouble(e.cluster.Resync)
+		placer := cluster.NewPlacer(e.cluster)
+		reg.MustRegister(cluster.NewCollector(e.cluster, placer))
+		e.view = cluster.NewViewer(e.cluster)
 		so.Cluster, so.Placement, so.Ready = e.view, placer, e.nats.Ready
 	}
 	e.srv = signal.NewServer(n, so)

@@ -52,6 +52,17 @@ type Placement interface {
 	// Place tells whether a client of room (in region, if known) should join another node, and
 	// which: its id and HTTP URL.
 	Place(room, region string) (nodeID, httpURL string, redirect bool)
+	// Available tells whether this node can serve a join of room now (false while it cannot
+	// reach the rest of the cluster and the room may live there).
+	Available(room string) bool
+}
+
+// admit refuses a join of room, at once, while the node cannot serve it: cluster_unavailable.
+func (s *Server) admit(room string) error {
+	if pl := s.o.Placement; pl != nil && !pl.Available(room) {
+		return errorf(proto.CodeClusterUnavailable, "this node cannot reach the rest of the cluster; retry in a few seconds or join another node")
+	}
+	return nil
 }
 
 // Server is the node's HTTP face: signaling, WHIP, WHEP, health and metrics.
@@ -211,6 +222,11 @@ func (s *Server) serveWHIP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "forbidden: the token does not grant this room and action", http.StatusForbidden)
 		return
 	}
+	if err := s.admit(room); err != nil {
+		w.Header().Set("Retry-After", "2")
+		http.Error(w, codeOf(err)+": "+err.Error(), statusOf(err))
+		return
+	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, proto.MaxMessage+1))
 	if err != nil {
 		http.Error(w, "cannot read offer", http.StatusBadRequest)
@@ -282,7 +298,7 @@ func statusOf(err error) int {
 		return http.StatusNotFound
 	case proto.CodeForbidden:
 		return http.StatusForbidden
-	case proto.CodeDraining:
+	case proto.CodeDraining, proto.CodeClusterUnavailable:
 		return http.StatusServiceUnavailable
 	}
 	if errors.Is(err, context.DeadlineExceeded) {

@@ -375,6 +375,9 @@ func (s *session) join(raw json.RawMessage) (any, error) {
 	if auto && !g.Subscribe {
 		auto = false
 	}
+	if err := s.srv.admit(g.Room); err != nil {
+		return nil, err
+	}
 	if pl := s.srv.o.Placement; pl != nil && !d.NoRedirect {
 		if id, httpURL, ok := pl.Place(g.Room, d.Region); ok {
 			// A peer with an unusable URL: keep the client here.

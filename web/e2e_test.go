@@ -124,8 +124,8 @@ func startNode(t *testing.T, o node.Options, nats *cluster.NATSOptions) (*httpte
 		t.Cleanup(nc.Close)
 		t.Cleanup(pipes.Close)
 		t.Cleanup(c.Close)
-		v = cluster.NewViewer(n, c.Members(), pipes)
-		so.Cluster, so.Placement, so.Ready = v, cluster.NewPlacer(n, c.Members()), nc.Ready
+		v = cluster.NewViewer(c)
+		so.Cluster, so.Placement, so.Ready = v, cluster.NewPlacer(c), nc.Ready
 	}
 	t.Cleanup(n.Close)
 	srv := signal.NewServer(n, so)

@@ -26,34 +26,36 @@ import (
 // precedence, by its default, the YAML file named by --config (key = flag name), the environment
 // variable CASCADE_<FLAG> (upper case, dashes as underscores) and the flag itself.
 type Config struct {
-	HTTP             string        `yaml:"http"`
-	UDPPort          int           `yaml:"udp-port"`
-	PublicIP         string        `yaml:"public-ip"`
-	PublicURL        string        `yaml:"public-url"`
-	NATS             string        `yaml:"nats"`
-	NATSListen       string        `yaml:"nats-listen"`
-	NodeID           string        `yaml:"node-id"`
-	Region           string        `yaml:"region"`
-	Workers          int           `yaml:"workers"`
-	APIKey           string        `yaml:"api-key"`
-	APISecret        string        `yaml:"api-secret"`
-	LogLevel         string        `yaml:"log-level"`
-	LogJSON          bool          `yaml:"log-json"`
-	LoopbackOnly     bool          `yaml:"loopback-only"`
-	KeyframeInterval time.Duration `yaml:"keyframe-interval"`
-	WorkerConsumers  int           `yaml:"worker-consumers"`
-	RTXBudget        int           `yaml:"rtx-budget"`
-	Relay            string        `yaml:"relay"`
-	RelayFanout      int           `yaml:"relay-fanout"`
-	NATSCluster      string        `yaml:"nats-cluster"`
-	NATSRoutes       string        `yaml:"nats-routes"`
-	DrainTimeout     time.Duration `yaml:"drain-timeout"`
-	NATSClusterName  string        `yaml:"nats-cluster-name"`
-	NATSGateway      string        `yaml:"nats-gateway"`
-	NATSGateways     string        `yaml:"nats-gateways"`
-	NATSCreds        string        `yaml:"nats-creds"`
-	NaiveBaseline    bool          `yaml:"naive-baseline"`
-	Pprof            bool          `yaml:"pprof"`
+	HTTP              string        `yaml:"http"`
+	UDPPort           int           `yaml:"udp-port"`
+	PublicIP          string        `yaml:"public-ip"`
+	PublicURL         string        `yaml:"public-url"`
+	NATS              string        `yaml:"nats"`
+	NATSListen        string        `yaml:"nats-listen"`
+	NodeID            string        `yaml:"node-id"`
+	Region            string        `yaml:"region"`
+	Workers           int           `yaml:"workers"`
+	APIKey            string        `yaml:"api-key"`
+	APISecret         string        `yaml:"api-secret"`
+	LogLevel          string        `yaml:"log-level"`
+	LogJSON           bool          `yaml:"log-json"`
+	LoopbackOnly      bool          `yaml:"loopback-only"`
+	KeyframeInterval  time.Duration `yaml:"keyframe-interval"`
+	WorkerConsumers   int           `yaml:"worker-consumers"`
+	RTXBudget         int           `yaml:"rtx-budget"`
+	Relay             string        `yaml:"relay"`
+	RelayFanout       int           `yaml:"relay-fanout"`
+	NATSCluster       string        `yaml:"nats-cluster"`
+	NATSRoutes        string        `yaml:"nats-routes"`
+	DrainTimeout      time.Duration `yaml:"drain-timeout"`
+	HeartbeatInterval time.Duration `yaml:"heartbeat-interval"`
+	HeartbeatTimeout  time.Duration `yaml:"heartbeat-timeout"`
+	NATSClusterName   string        `yaml:"nats-cluster-name"`
+	NATSGateway       string        `yaml:"nats-gateway"`
+	NATSGateways      string        `yaml:"nats-gateways"`
+	NATSCreds         string        `yaml:"nats-creds"`
+	NaiveBaseline     bool          `yaml:"naive-baseline"`
+	Pprof             bool          `yaml:"pprof"`
 }
 
 // minSecretLen is the shortest API secret accepted.
@@ -64,17 +66,19 @@ const envPrefix = "CASCADE_"
 
 func defaultConfig() Config {
 	return Config{
-		HTTP:             ":7880",
-		UDPPort:          7882,
-		NATSListen:       "127.0.0.1:4222",
-		LogLevel:         "info",
-		KeyframeInterval: 500 * time.Millisecond,
-		WorkerConsumers:  node.DefaultWorkerConsumers,
-		RTXBudget:        node.DefaultRTXBudget,
-		Relay:            ":7881",
-		RelayFanout:      relay.DefaultFanout,
-		DrainTimeout:     30 * time.Second,
-		NATSClusterName:  "cascade",
+		HTTP:              ":7880",
+		UDPPort:           7882,
+		NATSListen:        "127.0.0.1:4222",
+		LogLevel:          "info",
+		KeyframeInterval:  500 * time.Millisecond,
+		WorkerConsumers:   node.DefaultWorkerConsumers,
+		RTXBudget:         node.DefaultRTXBudget,
+		Relay:             ":7881",
+		RelayFanout:       relay.DefaultFanout,
+		DrainTimeout:      30 * time.Second,
+		NATSClusterName:   "cascade",
+		HeartbeatInterval: cluster.DefaultHeartbeat,
+		HeartbeatTimeout:  cluster.DefaultTimeout,
 	}
 }
 
@@ -108,6 +112,8 @@ func nodeFlags(c *Config, configPath *string) *flag.FlagSet {
 	fs.StringVar(&c.NATSGateway, "nats-gateway", c.NATSGateway, "gateway listen address of the embedded NATS server (host:port): joins regions into a supercluster")
 	fs.StringVar(&c.NATSGateways, "nats-gateways", c.NATSGateways, "other regions' gateways: comma-separated NAME=nats://host:port (a name may repeat)")
 	fs.StringVar(&c.NATSCreds, "nats-creds", c.NATSCreds, "NATS credentials file for an external NATS (--nats)")
+	fs.DurationVar(&c.HeartbeatInterval, "heartbeat-interval", c.HeartbeatInterval, "interval of this node's heartbeats on NATS and keepalives on its relay links")
+	fs.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", c.HeartbeatTimeout, "a peer silent this long on NATS and on its relay link has left: its relay subtrees re-attach elsewhere (at least twice the interval; shorter detects dead nodes sooner, with more false alarms on loaded nodes)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "on SIGTERM, how long sessions may continue while the node drains")
 	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve Go's profiler at /debug/pprof/")
 	fs.BoolVar(&c.NaiveBaseline, "naive-baseline", c.NaiveBaseline, "benchmarks only: forward with the textbook pion broadcast instead of Cascade's path")
@@ -277,6 +283,12 @@ func (c Config) Validate() error {
 	}
 	if c.NATSCreds != "" && c.NATS == "" {
 		return errors.New("nats-creds: only for an external NATS (--nats)")
+	}
+	if c.HeartbeatInterval < 100*time.Millisecond {
+		return fmt.Errorf("heartbeat-interval %v: at least 100ms", c.HeartbeatInterval)
+	}
+	if c.HeartbeatTimeout < 2*c.HeartbeatInterval {
+		return fmt.Errorf("heartbeat-timeout %v: at least twice heartbeat-interval (%v)", c.HeartbeatTimeout, c.HeartbeatInterval)
 	}
 	if c.DrainTimeout < 0 {
 		return fmt.Errorf("drain-timeout %v: must not be negative", c.DrainTimeout)

@@ -36,6 +36,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		HTTP: ":7880", UDPPort: 7882, NATSListen: "127.0.0.1:4222", LogLevel: "info",
 		KeyframeInterval: 500 * time.Millisecond, WorkerConsumers: node.DefaultWorkerConsumers, RTXBudget: 25,
 		Relay: ":7881", RelayFanout: 3, DrainTimeout: 30 * time.Second, NATSClusterName: "cascade",
+		HeartbeatInterval: time.Second, HeartbeatTimeout: 3 * time.Second,
 	}
 	if got != want {
 		t.Errorf("defaults:\n got %+v\nwant %+v", got, want)
@@ -72,24 +73,25 @@ rtx-budget: 10
 		t.Fatal(err)
 	}
 	want := Config{
-		HTTP:             "127.0.0.1:9000", // YAML over default
-		UDPPort:          20000,            // env over YAML
-		PublicIP:         "192.0.2.1",      // flag over default
-		NATSListen:       "127.0.0.1:4222", // default
-		NodeID:           "yaml-node",      // YAML, empty env ignored
-		Region:           "from-flag",      // flag over env over YAML
-		Workers:          0,                // flag set to the zero value still wins
-		APIKey:           "envkey",
-		APISecret:        "env-secret-16-bytes",
-		LogLevel:         "debug",
-		LogJSON:          false, // env false over YAML true
-		KeyframeInterval: 250 * time.Millisecond,
-		WorkerConsumers:  7,
-		RTXBudget:        40, // env over YAML
-		Relay:            ":7881",
-		RelayFanout:      3,
-		DrainTimeout:     30 * time.Second,
-		NATSClusterName:  "cascade",
+		HTTP:              "127.0.0.1:9000", // YAML over default
+		UDPPort:           20000,            // env over YAML
+		PublicIP:          "192.0.2.1",      // flag over default
+		NATSListen:        "127.0.0.1:4222", // default
+		NodeID:            "yaml-node",      // YAML, empty env ignored
+		Region:            "from-flag",      // flag over env over YAML
+		Workers:           0,                // flag set to the zero value still wins
+		APIKey:            "envkey",
+		APISecret:         "env-secret-16-bytes",
+		LogLevel:          "debug",
+		LogJSON:           false, // env false over YAML true
+		KeyframeInterval:  250 * time.Millisecond,
+		WorkerConsumers:   7,
+		RTXBudget:         40, // env over YAML
+		Relay:             ":7881",
+		RelayFanout:       3,
+		DrainTimeout:      30 * time.Second,
+		HeartbeatInterval: time.Second, HeartbeatTimeout: 3 * time.Second,
+		NATSClusterName: "cascade",
 	}
 	if got != want {
 		t.Errorf("config:\n got %+v\nwant %+v", got, want)
@@ -155,6 +157,8 @@ func TestLoadConfigErrors(t *testing.T) {
 		{name: "public ip", args: []string{"--public-ip", "example.com"}, want: "public-ip \"example.com\""},
 		{name: "public url", args: []string{"--public-url", "node1.example.com"}, want: "public-url"},
 		{name: "relay bad", args: []string{"--relay", "7881"}, want: "relay"},
+		{name: "heartbeat timeout too short", args: []string{"--heartbeat-interval", "2s", "--heartbeat-timeout", "3s"}, want: "heartbeat-timeout"},
+		{name: "heartbeat interval too short", args: []string{"--heartbeat-interval", "10ms"}, want: "heartbeat-interval"},
 		{name: "relay fanout", args: []string{"--relay-fanout", "0"}, want: "relay-fanout 0"},
 		{name: "routes without cluster", args: []string{"--nats-routes", "nats-route://127.0.0.1:6222"}, want: "needs --nats-cluster"},
 		{name: "route not a URL", args: []string{"--nats-cluster", ":6222", "--nats-routes", "127.0.0.1:6222"}, want: "nats-route://"},

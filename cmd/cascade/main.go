@@ -229,7 +229,7 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 		ln.Close()
 		return fmt.Errorf("open the relay: %w", err)
 	}
-	cl, err := cluster.New(n, pipes, nc.Bus(), cluster.Options{Logger: logger})
+	cl, err := cluster.New(n, pipes, nc.Bus(), cluster.Options{Heartbeat: cfg.HeartbeatInterval, Timeout: cfg.HeartbeatTimeout, Logger: logger})
 	if err != nil {
 		pipes.Close()
 		nc.Close()
@@ -237,8 +237,9 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 		ln.Close()
 		return fmt.Errorf("join the cluster: %w", err)
 	}
-	placer := cluster.NewPlacer(n, cl.Members())
-	reg.MustRegister(cluster.NewCollector(cl.Members(), pipes, placer))
+	nc.OnTrouble(cl.Resync)
+	placer := cluster.NewPlacer(cl)
+	reg.MustRegister(cluster.NewCollector(cl, placer))
 
 	srv := signal.NewServer(n, signal.Options{
 		Keys:      keys,
@@ -247,7 +248,7 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 		Logger:    logger,
 		Gatherer:  reg,
 		Pprof:     cfg.Pprof,
-		Cluster:   cluster.NewViewer(n, cl.Members(), pipes),
+		Cluster:   cluster.NewViewer(cl),
 		Placement: placer,
 		Ready:     nc.Ready,
 	})

@@ -53,6 +53,9 @@ const (
 	CodeRateLimited   = "rate_limited"
 	CodeDraining      = "draining"
 	CodeInternal      = "internal"
+	// CodeClusterUnavailable: the node cannot reach the rest of the cluster and cannot serve
+	// the room alone; retry in a few seconds, or join another node.
+	CodeClusterUnavailable = "cluster_unavailable"
 )
 
 // Requests (PROTOCOL.md, "Requests").

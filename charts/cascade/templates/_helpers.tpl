@@ -175,6 +175,8 @@ API key pair and the host-derived public IP come from the environment instead. *
   "keyframe-interval" .Values.node.keyframeInterval
   "rtx-budget" (int .Values.node.rtxBudget)
   "relay-fanout" (int .Values.node.relayFanout)
+  "heartbeat-interval" .Values.node.heartbeatInterval
+  "heartbeat-timeout" .Values.node.heartbeatTimeout
   "drain-timeout" (printf "%ds" (int .Values.drain.timeoutSeconds))
   "log-level" .Values.node.logLevel
   "log-json" .Values.node.logJSON
