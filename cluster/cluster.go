@@ -168,19 +168,26 @@ func (c *Cluster) Available() bool {
 // Incarnation is this node's boot id.
 func (c *Cluster) Incarnation() string { return c.o.Incarnation }
 
+// checksPerBeat is how often per heartbeat interval the silent peers are looked for: a dead
+// node is noticed at most a quarter interval after the timeout.
+const checksPerBeat = 4
+
 // beat announces the node and keeps its relay links alive every interval, and expires the
 // peers silent on both paths.
 func (c *Cluster) beat() {
 	defer c.wg.Done()
-	t := time.NewTicker(c.o.Heartbeat)
+	t := time.NewTicker(c.o.Heartbeat / checksPerBeat)
 	defer t.Stop()
 	subject := SubjectHeartbeat + "." + c.me
 	relay := c.pipes.Transport()
-	for {
-		if b, err := c.stamp.Seal(typeHeartbeat, c.n.Stats()); err == nil {
-			_ = c.bus.Publish(Msg{Subject: subject, Data: b})
+	for i := 0; ; i++ {
+		beat := i%checksPerBeat == 0
+		if beat {
+			if b, err := c.stamp.Seal(typeHeartbeat, c.n.Stats()); err == nil {
+				_ = c.bus.Publish(Msg{Subject: subject, Data: b})
+			}
+			relay.Keepalive()
 		}
-		relay.Keepalive()
 		select {
 		case <-c.stop:
 			return
@@ -193,7 +200,9 @@ func (c *Cluster) beat() {
 		for _, id := range c.members.Tick(now) {
 			c.nodeGone(id, "silent")
 		}
-		c.state.Tick(now)
+		if beat {
+			c.state.Tick(now)
+		}
 	}
 }
 

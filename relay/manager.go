@@ -15,8 +15,10 @@ import (
 const (
 	// RequestTimeout bounds one pipe request to a parent.
 	RequestTimeout = 2 * time.Second
-	// RetryInterval is how long a producer that could not be piped waits before the next try.
-	RetryInterval = time.Second
+	// RetryInterval is how long a producer that could not be piped waits before the next try:
+	// short, since the usual refusal is a carrier that has not yet noticed that a child of its
+	// died (it is full) while the orphan has.
+	RetryInterval = 250 * time.Millisecond
 )
 
 // demandQueue is the set of producers whose demand changed, drained by the pipe manager. Posting

@@ -23,6 +23,21 @@ func (t Tree) Depth(id, origin string) int {
 	return d
 }
 
+// Below tells whether id gets the producer through ancestor (directly or further down).
+func (t Tree) Below(id, ancestor string) bool {
+	for hops := 0; hops <= len(t); hops++ {
+		parent, ok := t[id]
+		if !ok {
+			return false
+		}
+		if parent == ancestor {
+			return true
+		}
+		id = parent
+	}
+	return false
+}
+
 // Children counts the nodes id relays the producer to.
 func (t Tree) Children(id string) int {
 	n := 0
@@ -36,7 +51,8 @@ func (t Tree) Children(id string) int {
 
 // Parents orders the nodes that can relay a producer (of tree t, published on origin) to self,
 // a node of region selfRegion. live maps every live node other than self to its region; a
-// carrier that is not live is no candidate. Carriers with fan-out left (fewer than fanout
+// carrier that is not live is no candidate, nor one that gets the producer through self (its
+// subtree: that would be a cycle without a source). Carriers with fan-out left (fewer than fanout
 // children) come first, then full ones (the tree may be stale); within each, carriers in self's
 // region first (so media crosses a region boundary once), then the fewest hops from the origin,
 // then the fewest children, then the id. Parents is a pure function: the same inputs give the
@@ -54,7 +70,7 @@ func Parents(t Tree, origin, self, selfRegion string, fanout int, live map[strin
 	var cs []cand
 	for _, id := range carriers {
 		region, ok := live[id]
-		if id == self || !ok {
+		if id == self || !ok || t.Below(id, self) {
 			continue
 		}
 		kids := t.Children(id)

@@ -54,6 +54,19 @@ func TestParentsSkipsDeadNodesAndSelf(t *testing.T) {
 	}
 }
 
+// TestParentsNeverItsOwnSubtree: an orphan (its parent died, so it left the tree) never picks
+// a node of its own subtree, which gets the producer through it: a cycle with no source.
+func TestParentsNeverItsOwnSubtree(t *testing.T) {
+	live := map[string]string{"o": "eu", "c": "eu", "d": "eu"}
+	tree := Tree{"c": "self", "d": "c"} // self's parent b died and left the tree; K=1
+	if got := Parents(tree, "o", "self", "eu", 1, live); !slices.Equal(got, []string{"o"}) {
+		t.Fatalf("got %v, want [o]", got)
+	}
+	if !tree.Below("d", "self") || tree.Below("self", "d") || (Tree{"a": "b", "b": "a"}).Below("a", "x") {
+		t.Fatal("Below")
+	}
+}
+
 func TestTreeDepth(t *testing.T) {
 	tree := Tree{"a": "o", "b": "a", "loop1": "loop2", "loop2": "loop1"}
 	for id, want := range map[string]int{"o": 0, "a": 1, "b": 2, "x": len(tree) + 1} {
