@@ -102,11 +102,14 @@ func TestExternalNATSReconnect(t *testing.T) {
 	s.Shutdown()
 	s.WaitForShutdown()
 	checkFor(t, 5*time.Second, func() error {
-		if ns.Ready() {
-			return fmt.Errorf("still ready without NATS")
+		if ns.Connected() {
+			return fmt.Errorf("still connected without NATS")
 		}
 		return nil
 	})
+	if !ns.Ready() {
+		t.Fatal("a node that joined the cluster is not ready while NATS is away (it still serves its rooms)")
+	}
 	s = startNATS(t, opts)
 	defer s.Shutdown()
 	nc, err := nats.Connect(s.ClientURL())
@@ -118,7 +121,7 @@ func TestExternalNATSReconnect(t *testing.T) {
 	if _, err := sub.NextMsg(10 * time.Second); err != nil {
 		t.Fatalf("no heartbeat after NATS came back: %v", err)
 	}
-	if !ns.Ready() {
+	if !ns.Ready() || !ns.Connected() {
 		t.Fatal("not ready after reconnect")
 	}
 }

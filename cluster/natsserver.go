@@ -60,6 +60,7 @@ type NATS struct {
 	tempDir  string // JetStream store created here, removed on Close
 	log      hclog.Logger
 	trouble  atomic.Pointer[func(reason string)]
+	once     atomic.Bool // the connection was up at least once
 }
 
 // NATS client timing. A NATS server that hangs (a stopped process, a network path that drops
@@ -115,7 +116,9 @@ func StartNATS(o NATSOptions) (*NATS, error) {
 		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
 		nats.RetryOnFailedConnect(o.URL != ""),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "error", err) }),
+		nats.ConnectHandler(func(*nats.Conn) { n.once.Store(true) }), // a connect retried in the background
 		nats.ReconnectHandler(func(c *nats.Conn) {
+			n.once.Store(true)
 			log.Info("nats reconnected", "url", c.ConnectedUrl())
 			n.troubled("nats reconnected")
 		}),
@@ -136,6 +139,9 @@ func StartNATS(o NATSOptions) (*NATS, error) {
 		return nil, fmt.Errorf("connect to nats %s: %w", url, err)
 	}
 	n.nc, n.closed = nc, closed
+	if nc.IsConnected() {
+		n.once.Store(true)
+	}
 	return n, nil
 }
 
@@ -234,8 +240,13 @@ func (n *NATS) Bus() NATSBus { return NewNATSBus(n.nc) }
 // Conn is the NATS connection.
 func (n *NATS) Conn() *nats.Conn { return n.nc }
 
-// Ready tells whether the connection is up (the node's /readyz).
-func (n *NATS) Ready() bool { return n.nc.IsConnected() }
+// Ready tells whether the node joined the cluster: the connection was up at least once and is
+// not closed (the node's /readyz). An outage later does not make the node unready: it still
+// serves the rooms open on it, and answers cluster_unavailable for the others.
+func (n *NATS) Ready() bool { return n.once.Load() && !n.nc.IsClosed() }
+
+// Connected tells whether the connection is up now.
+func (n *NATS) Connected() bool { return n.nc.IsConnected() }
 
 // ClientURL is the client URL of the embedded server, or "" with an external one.
 func (n *NATS) ClientURL() string {

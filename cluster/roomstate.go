@@ -148,8 +148,15 @@ func (s *RoomState) merge(room string, r *roomState, from Stamp, m RoomSyncMsg, 
 	}
 	for _, p := range m.Producers {
 		listed[p.ID] = true
-		if _, added := upsert(r.producers, p.ID, p, from); added {
+		wasMuted := false
+		if e := r.producers[p.ID]; e != nil && !e.gone {
+			wasMuted = e.info.Muted
+		}
+		switch accepted, added := upsert(r.producers, p.ID, p, from); {
+		case added:
 			out = append(out, AddRemoteProducer{Room: room, Producer: p, Origin: from.Node})
+		case accepted && p.Muted != wasMuted: // a mute lost with the messages
+			out = append(out, SetRemoteMuted{Room: room, ID: p.ID, Muted: p.Muted})
 		}
 	}
 	for _, id := range sortedKeys(r.participants) {

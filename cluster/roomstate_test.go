@@ -16,6 +16,8 @@ func prod(id string) node.ProducerInfo {
 	return node.ProducerInfo{ID: id, Participant: "p", Kind: "audio", Codec: "audio/opus"}
 }
 
+func muted(p node.ProducerInfo) node.ProducerInfo { p.Muted = true; return p }
+
 // step is one message fed to RoomState and the effects it must return.
 type step struct {
 	from Stamp
@@ -70,6 +72,11 @@ func TestRoomStateApply(t *testing.T) {
 				[]Effect{AddRemoteParticipant{r, part("y"), "a"}, AddRemoteProducer{r, prod("S"), "a"}, RemoveRemoteProducer{r, "P"}}},
 			{a1(3), ProducerAddedMsg{Producer: prod("P")}, nil}, // older than the snapshot
 		}, map[string]string{"x": "a", "y": "a", "late": "a"}, map[string]string{"S": "a", "B": "b"}},
+		{"a sync applies a mute whose message was lost", []step{
+			{a1(1), ProducerAddedMsg{Producer: prod("P")}, []Effect{AddRemoteProducer{r, prod("P"), "a"}}},
+			{a1(3), RoomSyncMsg{Producers: []node.ProducerInfo{muted(prod("P"))}}, []Effect{SetRemoteMuted{r, "P", true}}},
+			{a1(4), RoomSyncMsg{Producers: []node.ProducerInfo{muted(prod("P"))}}, nil},
+		}, map[string]string{}, map[string]string{"P": "a"}},
 		{"a session resumed on another node", []step{
 			{a1(1), ParticipantJoinedMsg{Participant: part("x")}, []Effect{ReplaceIdentity{r, part("x"), nil}, AddRemoteParticipant{r, part("x"), "a"}}},
 			{b1(1), ParticipantJoinedMsg{Participant: part("x")}, []Effect{ReplaceIdentity{r, part("x"), nil}, AddRemoteParticipant{r, part("x"), "b"}}},
