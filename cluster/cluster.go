@@ -193,10 +193,13 @@ func (c *Cluster) beat() {
 			return
 		case <-t.C:
 		}
+		now := c.o.Clock.Now()
 		for id, at := range relay.Heard() {
 			c.members.Relayed(id, at)
 		}
-		now := c.o.Clock.Now()
+		for _, id := range c.pipes.Flowing() {
+			c.members.Carried(id, now)
+		}
 		for _, id := range c.members.Tick(now) {
 			c.nodeGone(id, "silent")
 		}

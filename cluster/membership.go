@@ -28,7 +28,8 @@ const (
 // node's own heartbeats still come back through NATS (else the silence is this node's: its
 // NATS path is down, or its process was starved), and no keepalive on the relay link to it for
 // the timeout (when there is one: a link that still carries media proves its peer alive
-// whatever NATS does).
+// whatever NATS does). Media of a peer's producers arriving through the relay tree proves it
+// alive too.
 type Membership struct {
 	self              string
 	interval, timeout time.Duration
@@ -44,6 +45,7 @@ type member struct {
 	inc     string
 	seen    time.Time // last heartbeat
 	relayed time.Time // last keepalive on the relay link (zero: no link)
+	carried time.Time // last media of its producers, relayed through any node
 }
 
 // Change is what a heartbeat changed in the table.
@@ -122,6 +124,17 @@ func (m *Membership) Relayed(id string, at time.Time) {
 	m.mu.Unlock()
 }
 
+// Carried records that media of a peer's producers arrived at (relayed here through the tree):
+// the peer lives, whatever its heartbeats say. Unlike a link's keepalives, media that stops
+// proves nothing (a publisher may pause).
+func (m *Membership) Carried(id string, at time.Time) {
+	m.mu.Lock()
+	if p := m.peers[id]; p != nil && at.After(p.carried) {
+		p.carried = at
+	}
+	m.mu.Unlock()
+}
+
 // Tick forgets the peers silent on both paths at now (see Membership) and returns them,
 // sorted. Time this node did not tick for (its process was paused or starved: ticks more than
 // two intervals apart) does not count as the peers' silence.
@@ -138,12 +151,13 @@ func (m *Membership) Tick(now time.Time) (gone []string) {
 		for _, p := range m.peers {
 			shift(&p.seen)
 			shift(&p.relayed)
+			shift(&p.carried)
 		}
 		shift(&m.selfSeen)
 	}
 	m.lastTick = now
 	for id, p := range m.peers {
-		if now.Sub(p.seen) <= m.timeout {
+		if now.Sub(p.seen) <= m.timeout || now.Sub(p.carried) <= m.timeout {
 			continue
 		}
 		natsWorks := m.selfSeen.Sub(p.seen) > m.timeout

@@ -189,6 +189,30 @@ func TestMembershipRelayKeepsPeer(t *testing.T) {
 	}
 }
 
+// TestMembershipCarried: media of a peer's producers arriving through another node proves it
+// alive while its heartbeats are lost (a partition of NATS only); once the media stops, the
+// heartbeats decide again, as for a peer without a link.
+func TestMembershipCarried(t *testing.T) {
+	clock := &fakeClock{t: time.Unix(100, 0)}
+	m := NewMembership("me", time.Second, 3*time.Second)
+	m.Heartbeat("i1", node.Stats{ID: "o"}, clock.Now())
+	for range 10 {
+		clock.advance(time.Second)
+		m.Self(clock.Now())
+		m.Carried("o", clock.Now())
+		if gone := m.Tick(clock.Now()); len(gone) != 0 {
+			t.Fatalf("gone %v while its media flows", gone)
+		}
+	}
+	for i := range 5 { // the media stops: the heartbeats decide again (this node hears itself)
+		clock.advance(time.Second)
+		gone := m.Tick(clock.Now())
+		if want := i == 3; want != (len(gone) == 1) {
+			t.Fatalf("%d s after the media stopped: gone %v", i+1, gone)
+		}
+	}
+}
+
 // TestMembershipPause: a node that did not run for a while (its process stopped, or starved)
 // does not count that time as its peers' silence: they get a timeout to be heard again.
 func TestMembershipPause(t *testing.T) {

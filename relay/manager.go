@@ -66,6 +66,7 @@ func (ps *Pipes) manage(ctx context.Context) {
 	tick := time.NewTicker(RetryInterval)
 	defer tick.Stop()
 	retry := map[*node.Producer]struct{}{}
+	failures := map[*node.Producer]int{} // consecutive, for the log
 	for {
 		select {
 		case <-ps.stop:
@@ -73,8 +74,14 @@ func (ps *Pipes) manage(ctx context.Context) {
 		case <-ps.demand.wake:
 			for _, p := range ps.demand.take() {
 				delete(retry, p)
-				if !ps.serve(ctx, p) {
-					retry[p] = struct{}{}
+				err := ps.serve(ctx, p)
+				if err == nil {
+					delete(failures, p)
+					continue
+				}
+				retry[p] = struct{}{}
+				if failures[p]++; failures[p]%retryLogEvery == 1 { // the first, then every 5 s or so
+					ps.log.Warn("cannot pipe producer here, retrying", "producer", p.ID(), "origin", p.Origin(), "attempts", failures[p], "error", err)
 				}
 			}
 		case <-tick.C:
@@ -86,11 +93,14 @@ func (ps *Pipes) manage(ctx context.Context) {
 	}
 }
 
-// serve brings p's pipe in line with its demand; false means: try again later.
-func (ps *Pipes) serve(ctx context.Context, p *node.Producer) bool {
+// retryLogEvery: one pipe failure of a producer in so many is logged.
+const retryLogEvery = 20
+
+// serve brings p's pipe in line with its demand; an error means: try again later.
+func (ps *Pipes) serve(ctx context.Context, p *node.Producer) error {
 	select {
 	case <-ps.stop:
-		return true
+		return nil
 	default:
 	}
 	ps.mu.Lock()
@@ -99,8 +109,7 @@ func (ps *Pipes) serve(ctx context.Context, p *node.Producer) bool {
 	switch wanted := p.Wanted(); {
 	case wanted && in == nil:
 		if err := ps.pipeIn(ctx, p); err != nil {
-			ps.log.Warn("cannot pipe producer here, retrying", "producer", p.ID(), "origin", p.Origin(), "error", err)
-			return false
+			return err
 		}
 		ps.Demand(p) // demand may have ended while asking: look again
 	case !wanted && in != nil:
@@ -112,8 +121,9 @@ func (ps *Pipes) serve(ctx context.Context, p *node.Producer) bool {
 		ps.forgetIn(in)
 		ps.unpipe(in)
 	}
-	return true
+	return nil
 }
+
 
 // pipeIn asks the candidate parents in turn to relay p here.
 func (ps *Pipes) pipeIn(ctx context.Context, p *node.Producer) error {

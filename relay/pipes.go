@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"sort"
 	"sync"
 	"sync/atomic"
 
@@ -64,6 +65,8 @@ type Pipes struct {
 	stop   chan struct{}
 	wg     sync.WaitGroup
 
+	epoch atomic.Uint32 // advanced by Flowing; an in-pipe notes it with each packet
+
 	// UnknownSSRC counts relayed packets no pipe takes (a pipe that just ended).
 	UnknownSSRC atomic.Uint64
 }
@@ -83,7 +86,8 @@ type inPipe struct {
 	parent string
 	link   *Link
 	ssrc   uint32
-	gaps   gaps // owned by the transport's read goroutine
+	gaps   gaps          // owned by the transport's read goroutine
+	seen   atomic.Uint32 // Pipes.epoch at the last packet
 }
 
 // received runs the edge's NACK generator on a packet's sequence number: a gap is NACKed to the
@@ -212,6 +216,25 @@ func (ps *Pipes) Piped(room string) []Edge {
 	return out
 }
 
+// Flowing lists the origins of the producers piped here that received media since the last
+// call: proof that those nodes live, even when their heartbeats are lost and no link to them
+// exists (the media comes through another node of the tree).
+func (ps *Pipes) Flowing() []string {
+	e := ps.epoch.Add(1) - 1
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	seen := map[string]bool{}
+	var out []string
+	for _, in := range ps.in {
+		if o := in.p.Origin(); in.seen.Load() == e && !seen[o] {
+			seen[o] = true
+			out = append(out, o)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // routeIn picks the SSRC in's parent relays it under, one no other pipe from that parent uses,
 // and routes packets under it to in.
 func (ps *Pipes) routeIn(in *inPipe) {
@@ -264,6 +287,7 @@ func (ps *Pipes) HandleRTP(l *Link, ssrc uint32, pkt []byte) {
 	if len(pkt) < 12 {
 		return
 	}
+	in.seen.Store(ps.epoch.Load())
 	in.received(uint16(pkt[2])<<8 | uint16(pkt[3]))
 	in.p.Inject(pkt)
 }
