@@ -124,7 +124,6 @@ func (ps *Pipes) serve(ctx context.Context, p *node.Producer) error {
 	return nil
 }
 
-
 // pipeIn asks the candidate parents in turn to relay p here.
 func (ps *Pipes) pipeIn(ctx context.Context, p *node.Producer) error {
 	cands := Parents(ps.trees.Tree(p.ID()), p.Origin(), ps.o.Self, ps.o.Region, ps.o.Fanout, ps.peers.Regions())
