@@ -38,6 +38,17 @@ func memMember(t *testing.T, net *cluster.MemNet, id string) (*node.Node, *clust
 	return n, bus, c
 }
 
+// met waits until two nodes see each other.
+func met(t *testing.T, c1, c2 *cluster.Cluster) {
+	t.Helper()
+	checkFor(t, 5*time.Second, func() error {
+		if len(c1.Peers()) != 1 || len(c2.Peers()) != 1 {
+			return fmt.Errorf("peers %v %v", c1.Peers(), c2.Peers())
+		}
+		return nil
+	})
+}
+
 // participants lists a room's participants on n, sorted by id.
 func participants(n *node.Node, room string) string {
 	for _, r := range n.Rooms() {
@@ -58,12 +69,7 @@ func TestClusterOverMemNet(t *testing.T) {
 	t.Cleanup(net.Close) // after the clusters (cleanups run last first)
 	n1, _, c1 := memMember(t, net, "n1")
 	n2, bus2, c2 := memMember(t, net, "n2")
-	checkFor(t, 5*time.Second, func() error {
-		if len(c1.Peers()) != 1 || len(c2.Peers()) != 1 {
-			return fmt.Errorf("peers %v %v", c1.Peers(), c2.Peers())
-		}
-		return nil
-	})
+	met(t, c1, c2)
 	alice, err := n1.Join("r", "alice", node.Grant{Subscribe: true}, false, quiet{})
 	if err != nil {
 		t.Fatal(err)
@@ -132,12 +138,7 @@ func TestClusterResync(t *testing.T) {
 	t.Cleanup(net.Close)
 	n1, _, c1 := memMember(t, net, "n1")
 	n2, _, c2 := memMember(t, net, "n2")
-	checkFor(t, 5*time.Second, func() error {
-		if len(c1.Peers()) != 1 || len(c2.Peers()) != 1 {
-			return fmt.Errorf("peers %v %v", c1.Peers(), c2.Peers())
-		}
-		return nil
-	})
+	met(t, c1, c2)
 	join := func(n *node.Node, who string) *node.Participant {
 		p, err := n.Join("r", who, node.Grant{Subscribe: true}, false, quiet{})
 		if err != nil {
