@@ -21,29 +21,68 @@ import (
 // what the nodes forwarded, read from their /stats while the run goes on.
 
 // faultCluster is three nodes on one external NATS server, each on its own host, and a host
-// for the bots.
+// for the bots (or, with clusterOptions, more nodes, or nodes on embedded NATS servers).
 type faultCluster struct {
-	bin   string
-	nats  *harness.Process
-	hosts []*harness.Host // n0 (origin), n1, n2
-	nodes []*harness.Process
-	bots  *harness.Host
+	bin      string
+	nats     *harness.Process // nil with embedded NATS
+	natsHost *harness.Host
+	natsArgs []string        // nats-server's arguments, to restart it
+	hosts    []*harness.Host // n0 (origin), n1, n2...
+	nodes    []*harness.Process
+	args     [][]string // each node's arguments, to restart it
+	bots     *harness.Host
+}
+
+// clusterOptions shape a fault cluster; the zero value is startFaultCluster's.
+type clusterOptions struct {
+	nodes int // 0: three
+	// embedded: no nats-server; each node runs its embedded NATS server, listening on its
+	// address (clients on 4222, routes on 6222), routed to every other node's: one NATS cluster.
+	embedded bool
+	args     []string // more flags for every node
 }
 
 const faultPort = 7880 // every node's HTTP port (each host has its own ports)
 
 func startFaultCluster(t *testing.T) *faultCluster {
+	return startFaultClusterWith(t, clusterOptions{})
+}
+
+func startFaultClusterWith(t *testing.T, o clusterOptions) *faultCluster {
+	if o.nodes == 0 {
+		o.nodes = 3
+	}
 	lab := harness.New(t)
 	c := &faultCluster{bin: harness.Cascade(t)}
-	natsHost := lab.Host("nats")
-	c.nats = natsHost.Start(t, "nats-server", harness.NATSServer(t), "-a", natsHost.Addr().String(), "-p", "4222")
-	natsURL := "nats://" + net.JoinHostPort(natsHost.Addr().String(), "4222")
-	for i := range 3 {
-		h := lab.Host(fmt.Sprintf("n%d", i))
-		c.hosts = append(c.hosts, h)
-		c.nodes = append(c.nodes, h.Start(t, h.Name(), c.bin, "node", "--node-id", h.Name(), "--nats", natsURL,
-			"--http", fmt.Sprintf(":%d", faultPort), "--udp-port", "7882", "--relay", ":7881", "--public-ip", h.Addr().String(),
-			"--workers", "1", "--api-key", keys.Key, "--api-secret", keys.Secret, "--log-level", "warn"))
+	var natsURL string
+	if !o.embedded {
+		c.natsHost = lab.Host("nats")
+		c.natsArgs = []string{"-a", c.natsHost.Addr().String(), "-p", "4222"}
+		c.nats = c.natsHost.Start(t, "nats-server", harness.NATSServer(t), c.natsArgs...)
+		natsURL = "nats://" + net.JoinHostPort(c.natsHost.Addr().String(), "4222")
+	}
+	for i := range o.nodes {
+		c.hosts = append(c.hosts, lab.Host(fmt.Sprintf("n%d", i)))
+	}
+	for _, h := range c.hosts {
+		args := []string{"node", "--node-id", h.Name(), "--http", fmt.Sprintf(":%d", faultPort), "--udp-port", "7882",
+			"--relay", ":7881", "--public-ip", h.Addr().String(), "--workers", "1", "--api-key", keys.Key,
+			"--api-secret", keys.Secret, "--log-level", "warn"}
+		if o.embedded {
+			var routes []string
+			for _, other := range c.hosts {
+				if other != h {
+					routes = append(routes, "nats-route://"+net.JoinHostPort(other.Addr().String(), "6222"))
+				}
+			}
+			args = append(args, "--nats-listen", net.JoinHostPort(h.Addr().String(), "4222"),
+				"--nats-cluster", net.JoinHostPort(h.Addr().String(), "6222"), "--nats-routes", strings.Join(routes, ","))
+		} else {
+			args = append(args, "--nats", natsURL)
+		}
+		args = append(args, o.args...)
+		c.args = append(c.args, args)
+		c.nodes = append(c.nodes, h.Start(t, h.Name(), c.bin, args...))
 	}
 	c.bots = lab.Host("bots")
 	harness.Eventually(t, 20*time.Second, func() error {
@@ -54,7 +93,7 @@ func startFaultCluster(t *testing.T) *faultCluster {
 			if err := c.get(i, "/cluster?format=json", &v); err != nil {
 				return err
 			}
-			if len(v.Nodes) != 3 {
+			if len(v.Nodes) != o.nodes {
 				return fmt.Errorf("n%d sees %d nodes", i, len(v.Nodes))
 			}
 		}
