@@ -1,0 +1,422 @@
+package bots_test
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cascade-sfu/cascade/bots"
+	"github.com/cascade-sfu/cascade/internal/harness"
+)
+
+// The healing tests (issue 12): NATS is the control plane and must never be what stops media.
+// A frozen, a killed and restarted NATS server, and cut NATS routes leave every subscriber
+// without a stall over 1 s, and the nodes agree on each room within 5 s after; a node
+// restarted under its id serves again, and a mid-tree node's death stalls only its subtree,
+// for no longer than the heartbeat timeout + 1 s.
+
+// healSubscribers is the issue's audience: 30 subscribers on the two edges.
+const healSubscribers = 30
+
+// maxStall is the issue's bound for the NATS outages: no subscriber without media for longer.
+const maxStall = time.Second
+
+// agreeWithin is how soon after a fault heals every node must agree on a room.
+const agreeWithin = 5 * time.Second
+
+// botsRun is one `cascade bots` run: one publisher on pub, subs subscribers spread round-robin
+// over the nodes on, each joining after the previous (rate a second).
+type botsRun struct {
+	room     string
+	pub      int   // node of the publisher
+	on       []int // nodes of the subscribers, in join order
+	subs     int
+	hold     time.Duration // once every subscriber receives media
+	maxStall time.Duration // --max-stall (0: report stalls, never fail on them)
+	rate     float64       // bots joining per second (0: 20)
+}
+
+// startBots starts run r (its name names the process) and waits until every node of r.on
+// serves its share of the subscribers (two tracks each) with media flowing there. It returns
+// the process and the path of its JSON report.
+func (c *faultCluster) startBots(t *testing.T, name string, r botsRun) (*harness.Process, string) {
+	t.Helper()
+	if r.rate == 0 {
+		r.rate = 20
+	}
+	var urls []string
+	for _, i := range r.on {
+		urls = append(urls, c.url(i))
+	}
+	out := filepath.Join(t.TempDir(), name+".json")
+	p := c.bots.Start(t, name, c.bin, "bots", "--publish-url", c.url(r.pub), "--url", strings.Join(urls, ","),
+		"--room", r.room, "--publishers", "1", "--subscribers", fmt.Sprint(r.subs), "--duration", r.hold.String(),
+		"--rate", fmt.Sprint(r.rate), "--max-stall", r.maxStall.String(), "--api-key", keys.Key, "--api-secret", keys.Secret,
+		"--quiet", "--json", out)
+	share := map[int]int64{}
+	for k := range r.subs {
+		share[r.on[k%len(r.on)]] += 2 // video and audio
+	}
+	harness.Eventually(t, 30*time.Second, func() error {
+		for _, i := range r.on {
+			s, pkts, err := c.stats(i)
+			if err != nil {
+				return err
+			}
+			if s.Consumers < share[i] || pkts == 0 {
+				return fmt.Errorf("%s: n%d has %d consumers (want %d) and forwarded %d packets", name, i, s.Consumers, share[i], pkts)
+			}
+		}
+		return nil
+	})
+	return p, out
+}
+
+// restart starts node i again, under the same id with the same flags (a StatefulSet pod), once
+// the old process is gone.
+func (c *faultCluster) restart(t *testing.T, i int) {
+	t.Helper()
+	if _, err := c.nodes[i].Wait(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c.nodes[i] = c.hosts[i].Start(t, c.hosts[i].Name()+"-again", c.bin, c.args[i]...)
+}
+
+// finish waits for a bots run and returns its exit code and report.
+func finish(t *testing.T, p *harness.Process, out string) (int, *bots.Report) {
+	t.Helper()
+	code, err := p.Wait(90 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code, readReport(t, out)
+}
+
+// noStalls requires a run with --max-stall 1s to have passed, every subscriber to have joined
+// and received both tracks of the publisher, and none to have gone a second without media.
+func noStalls(t *testing.T, p *harness.Process, out string) {
+	t.Helper()
+	code, rep := finish(t, p, out)
+	t.Logf("bots: exit %d, %d subscribers joined, %d stalls in %d subscribers, longest %.0f ms, %.1f%% loss",
+		code, rep.Joined-rep.Publishers, rep.Stalls, rep.StalledSubscribers, rep.LongestStallMs, rep.LossPct)
+	if code != 0 {
+		t.Errorf("cascade bots exited %d:\n%s", code, p.Output())
+	}
+	for _, b := range rep.Bots {
+		if !b.Joined || b.Tracks < 2 || len(b.Stalls) > 0 || b.LongestGapMs >= float64(maxStall/time.Millisecond) {
+			t.Errorf("%s on %s: joined %v, %d tracks, longest gap %.0f ms, stalls %+v", b.Name, b.URL, b.Joined, b.Tracks, b.LongestGapMs, b.Stalls)
+		}
+	}
+}
+
+// clusterRooms is what the healing tests read of a node's /cluster?format=json.
+type clusterRooms struct {
+	Node  string `json:"node"`
+	Nodes []struct {
+		ID        string `json:"id"`
+		UptimeSec int64  `json:"uptime_s"`
+	} `json:"nodes"`
+	Rooms []roomEntry `json:"rooms"`
+}
+
+type roomEntry struct {
+	Name       string         `json:"name"`
+	Producers  []producerTree `json:"producers"`
+	Publishers []string       `json:"publishers"`
+}
+
+type producerTree struct {
+	ID     string `json:"id"`
+	Origin string `json:"origin"`
+	Tree   []struct {
+		Node   string `json:"node"`
+		Parent string `json:"parent"`
+	} `json:"tree"`
+}
+
+// roomViewsAgree requires, within agreeWithin, every node of nodes (live nodes serving
+// participants of room) to have the room open and to report the same producers and the same
+// publishers, neither empty (the room has a publisher).
+func roomViewsAgree(t *testing.T, c *faultCluster, nodes []int, room string) {
+	t.Helper()
+	harness.Eventually(t, agreeWithin, func() error {
+		var want string
+		for _, i := range nodes {
+			var v clusterRooms
+			if err := c.get(i, "/cluster?format=json", &v); err != nil {
+				return err
+			}
+			at := slices.IndexFunc(v.Rooms, func(r roomEntry) bool { return r.Name == room })
+			if at < 0 {
+				return fmt.Errorf("n%d does not have room %s open", i, room)
+			}
+			r := v.Rooms[at]
+			var producers []string
+			for _, p := range r.Producers {
+				producers = append(producers, p.ID)
+			}
+			sort.Strings(producers)
+			publishers := slices.Clone(r.Publishers)
+			sort.Strings(publishers)
+			if len(producers) == 0 || len(publishers) == 0 {
+				return fmt.Errorf("n%d: room %s has producers %v and publishers %v, want both non-empty", i, room, producers, publishers)
+			}
+			got := fmt.Sprintf("producers %v, publishers %v", producers, publishers)
+			switch {
+			case want == "":
+				want = got
+			case got != want:
+				return fmt.Errorf("n%d: room %s has %s; n%d has %s", i, room, got, nodes[0], want)
+			}
+		}
+		return nil
+	})
+}
+
+// TestHealNATSFrozen: the NATS server freezes (SIGSTOP) for 30 s under a publisher on n0 and 30
+// subscribers on n1 and n2, then resumes. No subscriber goes a second without media, and the
+// nodes agree on the room within 5 s after.
+func TestHealNATSFrozen(t *testing.T) {
+	c := startFaultCluster(t)
+	const outage = 30 * time.Second
+	p, out := c.startBots(t, "bots", botsRun{room: "heal", pub: 0, on: []int{1, 2}, subs: healSubscribers,
+		hold: 2*time.Second + outage + 8*time.Second, maxStall: maxStall})
+	time.Sleep(2 * time.Second) // media flowing for a while before the fault
+	c.nats.Stop()
+	time.Sleep(outage)
+	c.nats.Cont()
+	roomViewsAgree(t, c, []int{0, 1, 2}, "heal")
+	noStalls(t, p, out)
+}
+
+// TestHealNATSRestarted: the NATS server dies (SIGKILL) and comes back 10 s later on the same
+// host with the same arguments, empty. No subscriber goes a second without media, and the
+// nodes agree on the room within 5 s of its return.
+func TestHealNATSRestarted(t *testing.T) {
+	c := startFaultCluster(t)
+	const outage = 10 * time.Second
+	p, out := c.startBots(t, "bots", botsRun{room: "heal", pub: 0, on: []int{1, 2}, subs: healSubscribers,
+		hold: 2*time.Second + outage + 8*time.Second, maxStall: maxStall})
+	time.Sleep(2 * time.Second)
+	c.nats.Kill()
+	if _, err := c.nats.Wait(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(outage)
+	c.nats = c.natsHost.Start(t, "nats-server-again", harness.NATSServer(t), c.natsArgs...)
+	roomViewsAgree(t, c, []int{0, 1, 2}, "heal")
+	noStalls(t, p, out)
+}
+
+// TestHealRoutesCut: the nodes' embedded NATS servers form one cluster over routes; the route
+// port is dropped (silently, nftables) on every node for 30 s while relay links and media stay
+// open: each node is alone on its NATS island. No subscriber goes a second without media, and
+// the nodes agree on the room within 5 s after the routes are back.
+func TestHealRoutesCut(t *testing.T) {
+	c := startFaultClusterWith(t, clusterOptions{embedded: true})
+	const outage = 30 * time.Second
+	p, out := c.startBots(t, "bots", botsRun{room: "heal", pub: 0, on: []int{1, 2}, subs: healSubscribers,
+		hold: 2*time.Second + outage + 8*time.Second, maxStall: maxStall})
+	time.Sleep(2 * time.Second)
+	var heals []func()
+	for _, h := range c.hosts {
+		heals = append(heals, h.BlockPort("tcp", 6222))
+	}
+	time.Sleep(outage)
+	for _, heal := range heals {
+		heal()
+	}
+	roomViewsAgree(t, c, []int{0, 1, 2}, "heal")
+	noStalls(t, p, out)
+}
+
+// seesFresh tells whether node i lists node id with an uptime of at most up: the incarnation
+// started since, not the last heartbeat of the one before.
+func (c *faultCluster) seesFresh(i int, id string, up time.Duration) error {
+	var v clusterRooms
+	if err := c.get(i, "/cluster?format=json", &v); err != nil {
+		return err
+	}
+	for _, n := range v.Nodes {
+		if n.ID == id {
+			if time.Duration(n.UptimeSec)*time.Second > up {
+				return fmt.Errorf("n%d lists %s up for %d s: the incarnation killed %v ago", i, id, n.UptimeSec, up)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("n%d does not list %s", i, id)
+}
+
+// TestHealRestartSameID: edge n2 dies (SIGKILL) and comes straight back under the same id and
+// flags, well within the heartbeat timeout, as a StatefulSet pod does. The subscribers on n1
+// never stall; n0 and n1 list the new n2 within a few seconds; and n2 serves the room again:
+// new subscribers there receive the tracks of both the publisher that was there all along and
+// a new one.
+func TestHealRestartSameID(t *testing.T) {
+	c := startFaultCluster(t)
+	// n2 serves subscribers too, so that n0 relays the room to it and n2 knows the room's
+	// remote producers: state the restart must not leave stale. Only n1's are judged.
+	startA := time.Now() // no later than the run's own start: its stall times are relative to that
+	a, outA := c.startBots(t, "bots", botsRun{room: "restart", pub: 0, on: []int{1, 2}, subs: 10, hold: 30 * time.Second})
+	// The incarnation being killed must have run longer than the new one can have when it is
+	// checked, for the uptime to tell them apart.
+	time.Sleep(max(2*time.Second, 12*time.Second-time.Since(startA)))
+	c.nodes[2].Kill()
+	killed := time.Now()
+	c.restart(t, 2)
+	harness.Eventually(t, 5*time.Second, func() error {
+		for _, i := range []int{0, 1} {
+			if err := c.seesFresh(i, "n2", time.Since(killed)+time.Second); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	// The new n2 serves the room: its subscribers get the old publisher's tracks (relayed
+	// anew to the new incarnation) and those of this run's publisher, without a stall. Run A
+	// holds on until this run is over, so its publisher is live all along.
+	const holdB = 5 * time.Second
+	startB := time.Now()
+	b, outB := c.startBots(t, "bots-on-n2", botsRun{room: "restart", pub: 0, on: []int{2}, subs: 3, hold: holdB, maxStall: maxStall})
+	code, repB := finish(t, b, outB)
+	if code != 0 {
+		t.Errorf("the run on the restarted n2 exited %d:\n%s", code, b.Output())
+	}
+	for _, s := range repB.Bots {
+		if s.Tracks < 4 {
+			t.Errorf("%s on the restarted n2 received %d tracks, want 4 (two of each publisher)", s.Name, s.Tracks)
+		}
+	}
+	codeA, repA := finish(t, a, outA)
+	if codeA != 0 {
+		t.Errorf("run A exited %d:\n%s", codeA, a.Output())
+	}
+	// Run B's publisher leaving stalls its tracks at A's subscribers: that silence, from no
+	// earlier than B's hold ended, is no stall of the restart. Any other stall on n1 is.
+	// (A started its clock at most 2 s after startA.)
+	bLeft := startB.Add(holdB).Sub(startA).Seconds() - 2
+	judged := 0
+	for _, s := range repA.Bots {
+		if !strings.HasPrefix(s.URL, c.url(1)) {
+			continue
+		}
+		judged++
+		for _, st := range s.Stalls {
+			if st.StartS < bLeft {
+				t.Errorf("%s on n1: stalled for %.0f ms from t=%.1f s (n2 was killed at t=%.1f s)", s.Name, st.DurationMs, st.StartS, killed.Sub(startA).Seconds())
+			}
+		}
+	}
+	if judged != 5 {
+		t.Errorf("%d subscribers of run A on n1, want 5", judged)
+	}
+}
+
+// TestHealMidTreeKilled: with relay fan-out 1 the relay tree is a chain from n0 through n1,
+// n2 and n3, in the order the subscribers joined; a node in the middle of it dies (SIGKILL).
+// The orphaned nodes below it re-attach: their subscribers stall for no longer than the
+// heartbeat timeout + 1 s, and recover; subscribers on nodes above it never stall.
+func TestHealMidTreeKilled(t *testing.T) {
+	const timeout = 3 * time.Second
+	c := startFaultClusterWith(t, clusterOptions{nodes: 4, args: []string{"--relay-fanout", "1",
+		"--heartbeat-interval", "1s", "--heartbeat-timeout", timeout.String()}})
+	// One subscriber a third of a second: n1's first, then n2's, then n3's.
+	p, out := c.startBots(t, "bots", botsRun{room: "tree", pub: 0, on: []int{1, 2, 3}, subs: 9, hold: 16 * time.Second, rate: 3})
+
+	// The trees at the origin, once every edge carries every producer.
+	var trees []producerTree
+	harness.Eventually(t, 10*time.Second, func() error {
+		var v clusterRooms
+		if err := c.get(0, "/cluster?format=json", &v); err != nil {
+			return err
+		}
+		if len(v.Rooms) != 1 || len(v.Rooms[0].Producers) != 2 {
+			return fmt.Errorf("n0 has rooms %+v, want one with two producers", v.Rooms)
+		}
+		for _, pr := range v.Rooms[0].Producers {
+			if len(pr.Tree) != 3 {
+				return fmt.Errorf("the tree of %s is %+v, want n1, n2 and n3 in it", pr.ID, pr.Tree)
+			}
+		}
+		trees = v.Rooms[0].Producers
+		return nil
+	})
+	children := map[string][]string{}
+	for _, pr := range trees {
+		t.Logf("tree of %s: %+v", pr.ID, pr.Tree)
+		for _, e := range pr.Tree {
+			if !slices.Contains(children[e.Parent], e.Node) {
+				children[e.Parent] = append(children[e.Parent], e.Node)
+			}
+		}
+	}
+	below := func(id string) map[string]bool {
+		sub := map[string]bool{}
+		var walk func(string)
+		walk = func(n string) {
+			for _, k := range children[n] {
+				if !sub[k] {
+					sub[k] = true
+					walk(k)
+				}
+			}
+		}
+		walk(id)
+		return sub
+	}
+	// The victim: an edge with children, best the one with the fewest below it, which leaves
+	// an edge above it to judge too.
+	victim, orphans := -1, map[string]bool{}
+	for i := 1; i < 4; i++ {
+		sub := below(fmt.Sprintf("n%d", i))
+		if len(sub) > 0 && (victim < 0 || len(sub) < len(orphans)) {
+			victim, orphans = i, sub
+		}
+	}
+	if victim < 0 {
+		t.Fatalf("no node but the origin relays: trees %+v", trees)
+	}
+	t.Logf("killing n%d; orphaned: %v", victim, orphans)
+	time.Sleep(2 * time.Second)
+	c.nodes[victim].Kill()
+
+	code, rep := finish(t, p, out)
+	t.Logf("bots: exit %d, %d stalls in %d subscribers, longest %.0f ms", code, rep.Stalls, rep.StalledSubscribers, rep.LongestStallMs)
+	bound := float64((timeout + time.Second) / time.Millisecond)
+	judged := 0
+	for _, b := range rep.Bots {
+		node := -1
+		for i := range c.hosts {
+			if strings.HasPrefix(b.URL, c.url(i)) {
+				node = i
+			}
+		}
+		id := fmt.Sprintf("n%d", node)
+		switch {
+		case node == victim:
+			continue // stalled for good: its node is gone
+		case orphans[id]:
+			for _, s := range b.Stalls {
+				if !s.Recovered || s.DurationMs > bound {
+					t.Errorf("%s on orphaned %s: stalled %.0f ms (recovered %v), want at most %.0f ms and recovered", b.Name, id, s.DurationMs, s.Recovered, bound)
+				}
+			}
+		default:
+			if len(b.Stalls) > 0 {
+				t.Errorf("%s on %s, above the killed n%d: stalls %+v", b.Name, id, victim, b.Stalls)
+			}
+		}
+		if !b.Joined || b.Tracks < 2 {
+			t.Errorf("%s on %s: joined %v, %d tracks", b.Name, id, b.Joined, b.Tracks)
+		}
+		judged++
+	}
+	if judged != 6 {
+		t.Errorf("%d subscribers judged on the surviving edges, want 6", judged)
+	}
+}
