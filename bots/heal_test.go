@@ -40,9 +40,10 @@ type botsRun struct {
 	rate     float64       // bots joining per second (0: 20)
 }
 
-// startBots starts run r (its name names the process) and waits until every node of r.on
-// serves its share of the subscribers (two tracks each) with media flowing there. It returns
-// the process and the path of its JSON report.
+// startBots starts run r (its name names the process) and waits until the cluster serves it:
+// its bots joined and consume both tracks, wherever placement put them (a node redirects a
+// joining client to a clearly less loaded one), and media flows on every node of r.on. It
+// returns the process and the path of its JSON report.
 func (c *faultCluster) startBots(t *testing.T, name string, r botsRun) (*harness.Process, string) {
 	t.Helper()
 	if r.rate == 0 {
@@ -52,28 +53,61 @@ func (c *faultCluster) startBots(t *testing.T, name string, r botsRun) (*harness
 	for _, i := range r.on {
 		urls = append(urls, c.url(i))
 	}
+	load := func() (participants, consumers int64, err error) {
+		for i := range c.hosts {
+			var s struct {
+				Participants int64 `json:"participants"`
+				Consumers    int64 `json:"consumers"`
+			}
+			if err := c.get(i, "/stats", &s); err != nil {
+				return 0, 0, err
+			}
+			participants += s.Participants
+			consumers += s.Consumers
+		}
+		return participants, consumers, nil
+	}
+	participants0, consumers0, err := load()
+	if err != nil {
+		t.Fatal(err)
+	}
 	out := filepath.Join(t.TempDir(), name+".json")
 	p := c.bots.Start(t, name, c.bin, "bots", "--publish-url", c.url(r.pub), "--url", strings.Join(urls, ","),
 		"--room", r.room, "--publishers", "1", "--subscribers", fmt.Sprint(r.subs), "--duration", r.hold.String(),
 		"--rate", fmt.Sprint(r.rate), "--max-stall", r.maxStall.String(), "--api-key", keys.Key, "--api-secret", keys.Secret,
 		"--quiet", "--json", out)
-	share := map[int]int64{}
-	for k := range r.subs {
-		share[r.on[k%len(r.on)]] += 2 // video and audio
-	}
 	harness.Eventually(t, 30*time.Second, func() error {
+		participants, consumers, err := load()
+		if err != nil {
+			return err
+		}
+		if participants-participants0 < int64(r.subs)+1 || consumers-consumers0 < 2*int64(r.subs) {
+			return fmt.Errorf("%s: %d more participants and %d more consumers on the nodes, want %d and %d",
+				name, participants-participants0, consumers-consumers0, r.subs+1, 2*r.subs)
+		}
 		for _, i := range r.on {
-			s, pkts, err := c.stats(i)
-			if err != nil {
-				return err
-			}
-			if s.Consumers < share[i] || pkts == 0 {
-				return fmt.Errorf("%s: n%d has %d consumers (want %d) and forwarded %d packets", name, i, s.Consumers, share[i], pkts)
+			if _, pkts, err := c.stats(i); err != nil || pkts == 0 {
+				return fmt.Errorf("%s: n%d forwarded no packet (%v)", name, i, err)
 			}
 		}
 		return nil
 	})
 	return p, out
+}
+
+// participants requires node i to serve want participants: the tests that judge a subscriber
+// by the node it asked for check that placement kept it there.
+func (c *faultCluster) participants(t *testing.T, i int, want int64) {
+	t.Helper()
+	var s struct {
+		Participants int64 `json:"participants"`
+	}
+	if err := c.get(i, "/stats", &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Participants != want {
+		t.Fatalf("n%d serves %d participants, want %d: placement moved subscribers, the test cannot tell them apart", i, s.Participants, want)
+	}
 }
 
 // restart starts node i again, under the same id with the same flags (a StatefulSet pod), once
@@ -140,41 +174,56 @@ type producerTree struct {
 
 // roomViewsAgree requires, within agreeWithin, every node of nodes (live nodes serving
 // participants of room) to have the room open and to report the same producers and the same
-// publishers, neither empty (the room has a publisher).
+// publishers, neither empty (the room has a publisher). It fails t without stopping it, so
+// that the media of the run is judged as well.
 func roomViewsAgree(t *testing.T, c *faultCluster, nodes []int, room string) {
 	t.Helper()
-	harness.Eventually(t, agreeWithin, func() error {
-		var want string
-		for _, i := range nodes {
-			var v clusterRooms
-			if err := c.get(i, "/cluster?format=json", &v); err != nil {
-				return err
-			}
-			at := slices.IndexFunc(v.Rooms, func(r roomEntry) bool { return r.Name == room })
-			if at < 0 {
-				return fmt.Errorf("n%d does not have room %s open", i, room)
-			}
-			r := v.Rooms[at]
-			var producers []string
-			for _, p := range r.Producers {
-				producers = append(producers, p.ID)
-			}
-			sort.Strings(producers)
-			publishers := slices.Clone(r.Publishers)
-			sort.Strings(publishers)
-			if len(producers) == 0 || len(publishers) == 0 {
-				return fmt.Errorf("n%d: room %s has producers %v and publishers %v, want both non-empty", i, room, producers, publishers)
-			}
-			got := fmt.Sprintf("producers %v, publishers %v", producers, publishers)
-			switch {
-			case want == "":
-				want = got
-			case got != want:
-				return fmt.Errorf("n%d: room %s has %s; n%d has %s", i, room, got, nodes[0], want)
-			}
+	deadline := time.Now().Add(agreeWithin)
+	for {
+		err := roomViewsDiffer(c, nodes, room)
+		if err == nil {
+			return
 		}
-		return nil
-	})
+		if time.Now().After(deadline) {
+			t.Errorf("room views do not agree within %v: %v", agreeWithin, err)
+			return
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// roomViewsDiffer tells how the views of room on nodes differ, or nil when they agree.
+func roomViewsDiffer(c *faultCluster, nodes []int, room string) error {
+	var want string
+	for _, i := range nodes {
+		var v clusterRooms
+		if err := c.get(i, "/cluster?format=json", &v); err != nil {
+			return err
+		}
+		at := slices.IndexFunc(v.Rooms, func(r roomEntry) bool { return r.Name == room })
+		if at < 0 {
+			return fmt.Errorf("n%d does not have room %s open", i, room)
+		}
+		r := v.Rooms[at]
+		var producers []string
+		for _, p := range r.Producers {
+			producers = append(producers, p.ID)
+		}
+		sort.Strings(producers)
+		publishers := slices.Clone(r.Publishers)
+		sort.Strings(publishers)
+		if len(producers) == 0 || len(publishers) == 0 {
+			return fmt.Errorf("n%d: room %s has producers %v and publishers %v, want both non-empty", i, room, producers, publishers)
+		}
+		got := fmt.Sprintf("producers %v, publishers %v", producers, publishers)
+		switch {
+		case want == "":
+			want = got
+		case got != want:
+			return fmt.Errorf("n%d: room %s has %s; n%d has %s", i, room, got, nodes[0], want)
+		}
+	}
+	return nil
 }
 
 // TestHealNATSFrozen: the NATS server freezes (SIGSTOP) for 30 s under a publisher on n0 and 30
@@ -263,6 +312,8 @@ func TestHealRestartSameID(t *testing.T) {
 	// remote producers: state the restart must not leave stale. Only n1's are judged.
 	startA := time.Now() // no later than the run's own start: its stall times are relative to that
 	a, outA := c.startBots(t, "bots", botsRun{room: "restart", pub: 0, on: []int{1, 2}, subs: 10, hold: 30 * time.Second})
+	c.participants(t, 1, 5)
+	c.participants(t, 2, 5)
 	// The incarnation being killed must have run longer than the new one can have when it is
 	// checked, for the uptime to tell them apart.
 	time.Sleep(max(2*time.Second, 12*time.Second-time.Since(startA)))
@@ -283,6 +334,7 @@ func TestHealRestartSameID(t *testing.T) {
 	const holdB = 5 * time.Second
 	startB := time.Now()
 	b, outB := c.startBots(t, "bots-on-n2", botsRun{room: "restart", pub: 0, on: []int{2}, subs: 3, hold: holdB, maxStall: maxStall})
+	c.participants(t, 2, 3)
 	code, repB := finish(t, b, outB)
 	if code != 0 {
 		t.Errorf("the run on the restarted n2 exited %d:\n%s", code, b.Output())
@@ -327,6 +379,9 @@ func TestHealMidTreeKilled(t *testing.T) {
 		"--heartbeat-interval", "1s", "--heartbeat-timeout", timeout.String()}})
 	// One subscriber a third of a second: n1's first, then n2's, then n3's.
 	p, out := c.startBots(t, "bots", botsRun{room: "tree", pub: 0, on: []int{1, 2, 3}, subs: 9, hold: 16 * time.Second, rate: 3})
+	for i := 1; i < 4; i++ {
+		c.participants(t, i, 3)
+	}
 
 	// The trees at the origin, once every edge carries every producer.
 	var trees []producerTree
