@@ -1,6 +1,8 @@
 package bots_test
 
 import (
+	"cmp"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -192,9 +194,12 @@ func roomViewsAgree(t *testing.T, c *faultCluster, nodes []int, room string) {
 	}
 }
 
-// roomViewsDiffer tells how the views of room on nodes differ, or nil when they agree.
+// roomViewsDiffer tells how the views of room on nodes differ (with every node's view), or nil
+// when they agree.
 func roomViewsDiffer(c *faultCluster, nodes []int, room string) error {
-	var want string
+	views := map[string]bool{}
+	var all []string
+	var problem error
 	for _, i := range nodes {
 		var v clusterRooms
 		if err := c.get(i, "/cluster?format=json", &v); err != nil {
@@ -202,7 +207,9 @@ func roomViewsDiffer(c *faultCluster, nodes []int, room string) error {
 		}
 		at := slices.IndexFunc(v.Rooms, func(r roomEntry) bool { return r.Name == room })
 		if at < 0 {
-			return fmt.Errorf("n%d does not have room %s open", i, room)
+			all = append(all, fmt.Sprintf("n%d: room closed", i))
+			problem = cmp.Or(problem, fmt.Errorf("n%d does not have room %s open", i, room))
+			continue
 		}
 		r := v.Rooms[at]
 		var producers []string
@@ -212,16 +219,18 @@ func roomViewsDiffer(c *faultCluster, nodes []int, room string) error {
 		sort.Strings(producers)
 		publishers := slices.Clone(r.Publishers)
 		sort.Strings(publishers)
+		view := fmt.Sprintf("producers %v, publishers %v", producers, publishers)
+		views[view] = true
+		all = append(all, fmt.Sprintf("n%d: %s", i, view))
 		if len(producers) == 0 || len(publishers) == 0 {
-			return fmt.Errorf("n%d: room %s has producers %v and publishers %v, want both non-empty", i, room, producers, publishers)
+			problem = cmp.Or(problem, fmt.Errorf("n%d lists no producer or no publisher", i))
 		}
-		got := fmt.Sprintf("producers %v, publishers %v", producers, publishers)
-		switch {
-		case want == "":
-			want = got
-		case got != want:
-			return fmt.Errorf("n%d: room %s has %s; n%d has %s", i, room, got, nodes[0], want)
-		}
+	}
+	if len(views) > 1 {
+		problem = cmp.Or(problem, errors.New("the nodes differ"))
+	}
+	if problem != nil {
+		return fmt.Errorf("%w; room %s: %s", problem, room, strings.Join(all, "; "))
 	}
 	return nil
 }
