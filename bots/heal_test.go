@@ -142,10 +142,16 @@ func noStalls(t *testing.T, p *harness.Process, out string) {
 	if code != 0 {
 		t.Errorf("cascade bots exited %d:\n%s", code, p.Output())
 	}
+	bad := 0
 	for _, b := range rep.Bots {
 		if !b.Joined || b.Tracks < 2 || len(b.Stalls) > 0 || b.LongestGapMs >= float64(maxStall/time.Millisecond) {
-			t.Errorf("%s on %s: joined %v, %d tracks, longest gap %.0f ms, stalls %+v", b.Name, b.URL, b.Joined, b.Tracks, b.LongestGapMs, b.Stalls)
+			if bad++; bad <= 5 {
+				t.Errorf("%s on %s: joined %v, %d tracks, longest gap %.0f ms, stalls %+v", b.Name, b.URL, b.Joined, b.Tracks, b.LongestGapMs, b.Stalls)
+			}
 		}
+	}
+	if bad > 5 {
+		t.Errorf("... and %d more subscribers like these (%d of %d)", bad-5, bad, len(rep.Bots))
 	}
 }
 
