@@ -86,6 +86,11 @@ func startFaultClusterWith(t *testing.T, o clusterOptions) *faultCluster {
 	}
 	c.bots = lab.Host("bots")
 	harness.Eventually(t, 20*time.Second, func() error {
+		for i, p := range c.nodes {
+			if code, err := p.Wait(0); err == nil {
+				t.Fatalf("n%d exited %d:\n%s", i, code, p.Output())
+			}
+		}
 		for i := range c.hosts {
 			var v struct {
 				Nodes []json.RawMessage `json:"nodes"`
