@@ -301,6 +301,20 @@ func TestHealRoutesCut(t *testing.T) {
 	noStalls(t, p, out)
 }
 
+// trees returns the producers of room as node i sees them, with their relay trees, once the
+// room has the two producers of a bots publisher.
+func (c *faultCluster) trees(i int, room string) ([]producerTree, error) {
+	var v clusterRooms
+	if err := c.get(i, "/cluster?format=json", &v); err != nil {
+		return nil, err
+	}
+	at := slices.IndexFunc(v.Rooms, func(r roomEntry) bool { return r.Name == room })
+	if at < 0 || len(v.Rooms[at].Producers) != 2 {
+		return nil, fmt.Errorf("n%d has rooms %+v, want %s with two producers", i, v.Rooms, room)
+	}
+	return v.Rooms[at].Producers, nil
+}
+
 // seesFresh tells whether node i lists node id with an uptime of at most up: the incarnation
 // started since, not the last heartbeat of the one before.
 func (c *faultCluster) seesFresh(i int, id string, up time.Duration) error {
@@ -332,6 +346,20 @@ func TestHealRestartSameID(t *testing.T) {
 	a, outA := c.startBots(t, "bots", botsRun{room: "restart", pub: 0, on: []int{1, 2}, subs: 10, hold: 30 * time.Second})
 	c.participants(t, 1, 5)
 	c.participants(t, 2, 5)
+	// n0 relays to n1 and n2 directly (fan-out 3): n1 is not below n2, so that no stall at all
+	// is the right judgement of its subscribers.
+	harness.Eventually(t, 10*time.Second, func() error {
+		trees, err := c.trees(0, "restart")
+		if err != nil {
+			return err
+		}
+		for _, pr := range trees {
+			if len(pr.Tree) != 2 || pr.Tree[0].Parent != "n0" || pr.Tree[1].Parent != "n0" {
+				return fmt.Errorf("the tree of %s is %+v, want n1 and n2 below n0", pr.ID, pr.Tree)
+			}
+		}
+		return nil
+	})
 	// The incarnation being killed must have run longer than the new one can have when it is
 	// checked, for the uptime to tell them apart.
 	time.Sleep(max(2*time.Second, 12*time.Second-time.Since(startA)))
@@ -411,20 +439,15 @@ func TestHealMidTreeKilled(t *testing.T) {
 
 	// The trees at the origin, once every edge carries every producer.
 	var trees []producerTree
-	harness.Eventually(t, 10*time.Second, func() error {
-		var v clusterRooms
-		if err := c.get(0, "/cluster?format=json", &v); err != nil {
+	harness.Eventually(t, 10*time.Second, func() (err error) {
+		if trees, err = c.trees(0, "tree"); err != nil {
 			return err
 		}
-		if len(v.Rooms) != 1 || len(v.Rooms[0].Producers) != 2 {
-			return fmt.Errorf("n0 has rooms %+v, want one with two producers", v.Rooms)
-		}
-		for _, pr := range v.Rooms[0].Producers {
+		for _, pr := range trees {
 			if len(pr.Tree) != 3 {
 				return fmt.Errorf("the tree of %s is %+v, want n1, n2 and n3 in it", pr.ID, pr.Tree)
 			}
 		}
-		trees = v.Rooms[0].Producers
 		return nil
 	})
 	children := map[string][]string{}
