@@ -30,8 +30,8 @@ const maxStall = time.Second
 // agreeWithin is how soon after a fault heals every node must agree on a room.
 const agreeWithin = 5 * time.Second
 
-// botsRun is one `cascade bots` run: one publisher on pub, subs subscribers spread round-robin
-// over the nodes on, each joining after the previous (rate a second).
+// botsRun is one `cascade bots` run: one publisher on pub, then subs subscribers spread
+// round-robin over the nodes on, rate of them joining a second.
 type botsRun struct {
 	room     string
 	pub      int   // node of the publisher
@@ -493,6 +493,9 @@ func TestHealMidTreeKilled(t *testing.T) {
 			}
 		}
 		id := fmt.Sprintf("n%d", node)
+		if len(b.Stalls) > 0 {
+			t.Logf("%s on %s: stalls %+v", b.Name, id, b.Stalls)
+		}
 		switch {
 		case node == victim:
 			continue // stalled for good: its node is gone
