@@ -60,6 +60,9 @@ type Client struct {
 	api  *webrtc.API
 	// Join is the server's answer to join.
 	Join proto.JoinResult
+	// URL is the signaling URL of the node that serves the client: the one given to Dial, or
+	// the one the join was redirected to.
+	URL string
 
 	nextID  atomic.Int64
 	mu      sync.Mutex
@@ -97,7 +100,7 @@ func Dial(ctx context.Context, url string, o Options) (*Client, error) {
 	}
 	conn.SetReadLimit(1 << 20)
 	cctx, stop := context.WithCancel(context.Background())
-	c := &Client{o: o, conn: conn, api: api, pending: make(map[string]chan proto.Response),
+	c := &Client{o: o, URL: url, conn: conn, api: api, pending: make(map[string]chan proto.Response),
 		notes: make(chan proto.Notification, 1024), done: make(chan struct{}), ctx: cctx, stop: stop,
 		remoteCands: make(map[string][]webrtc.ICECandidateInit), localReady: make(map[string]bool),
 		localCands: make(map[string][]webrtc.ICECandidateInit)}
