@@ -5,9 +5,13 @@ package bots
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"sort"
 	"sync"
 	"time"
 
@@ -43,6 +47,12 @@ type Options struct {
 	LoopbackOnly bool
 	// JoinTimeout bounds one bot's join (signaling and first media).
 	JoinTimeout time.Duration
+	// NoRedirect makes every bot join exactly the node it is given: the join asks the node to
+	// keep it (noRedirect) instead of following a redirect to a better node, as real clients do.
+	NoRedirect bool
+	// RunID goes into every bot's identity (pub-ROOM-RUNID-N, sub-ROOM-RUNID-N), so that two
+	// runs in one room (two load machines) do not replace each other's bots; empty: a random one.
+	RunID string
 	// MaxStall fails the run when a subscriber goes without media from a live producer for
 	// longer than this (0: no limit; stalls are reported either way).
 	MaxStall time.Duration
@@ -52,6 +62,33 @@ type Options struct {
 
 // ErrNoBots is returned when the options ask for no bots at all.
 var ErrNoBots = errors.New("no bots: need at least one publisher and one subscriber")
+
+// ErrBadRunID is returned for a run id that is not 1 to 32 letters, digits, '.', '_' or '-'.
+var ErrBadRunID = errors.New("bad run id: want 1 to 32 letters, digits, '.', '_' or '-'")
+
+// newRunID is a random run id: 6 hex digits, short enough to keep the bots' names readable.
+func newRunID() string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// validRunID tells whether id can go into the bots' identities.
+func validRunID(id string) bool {
+	if id == "" || len(id) > 32 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// pubName and subName are the identities of the i-th publisher and subscriber of room.
+func pubName(room, runID string, i int) string { return fmt.Sprintf("pub-%s-%s-%d", room, runID, i) }
+func subName(room, runID string, i int) string { return fmt.Sprintf("sub-%s-%s-%d", room, runID, i) }
 
 type run struct {
 	o     Options
@@ -63,6 +100,9 @@ type run struct {
 	errors []string
 	subs   []*subscriber
 	pubs   int
+	// published counts the tracks the publishers of each room published: what each of its
+	// subscribers must receive.
+	published map[string]int
 }
 
 func (r *run) token(room, identity string, publish, subscribe bool) (string, error) {
@@ -110,7 +150,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.JoinTimeout <= 0 {
 		o.JoinTimeout = 15 * time.Second
 	}
-	r := &run{o: o, start: time.Now()}
+	if o.RunID == "" {
+		o.RunID = newRunID()
+	}
+	if !validRunID(o.RunID) {
+		return nil, fmt.Errorf("%w: %q", ErrBadRunID, o.RunID)
+	}
+	r := &run{o: o, start: time.Now(), published: make(map[string]int)}
 	mediaCtx, stopMedia := context.WithCancel(context.Background())
 	defer stopMedia()
 
@@ -137,9 +183,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			if limiter.Wait(ctx) != nil {
 				break
 			}
-			name := fmt.Sprintf("pub-%s-%d", room, i)
+			name := pubName(room, o.RunID, i)
 			jctx, cancel := context.WithTimeout(ctx, o.JoinTimeout)
-			c, err := r.publish(jctx, mediaCtx, name, o.PublishURL, room)
+			c, tracks, err := r.publish(jctx, mediaCtx, name, o.PublishURL, room)
 			cancel()
 			if err != nil {
 				r.addError(err)
@@ -147,6 +193,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			}
 			r.mu.Lock()
 			r.pubs++
+			r.published[room] += tracks
 			r.mu.Unlock()
 			clients = append(clients, c)
 		}
@@ -159,7 +206,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			}
 			url := o.URLs[n%len(o.URLs)]
 			n++
-			name := fmt.Sprintf("sub-%s-%d", room, i)
+			name := subName(room, o.RunID, i)
 			joins.Add(1)
 			go func() {
 				defer joins.Done()
@@ -178,9 +225,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 	joins.Wait()
-	// The load is full once every subscriber receives media (ICE and DTLS done); a subscriber
-	// that gets none within JoinTimeout is reported as such.
+	// The load is full once every subscriber receives every track of its room (ICE and DTLS
+	// done, and the producers known on its node); a subscriber that does not within
+	// JoinTimeout is reported as such.
 	r.awaitMedia(ctx, o.JoinTimeout)
+	r.endJoinPhase()
 	// Hold the load, unless nothing could join at all.
 	if r.anyJoined() {
 		select {
@@ -207,8 +256,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	return rep, nil
 }
 
-// awaitMedia waits until every subscriber that joined has received a packet, for at most
-// timeout.
+// awaitMedia waits until every subscriber that joined has received a packet of every track
+// published in its room, for at most timeout.
 func (r *run) awaitMedia(ctx context.Context, timeout time.Duration) {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
@@ -217,7 +266,7 @@ func (r *run) awaitMedia(ctx context.Context, timeout time.Duration) {
 		r.mu.Lock()
 		waiting := 0
 		for _, s := range r.subs {
-			if s.joined.Load() && s.firstAt.Load() == 0 {
+			if s.joined.Load() && (s.firstAt.Load() == 0 || s.received() < s.expect) {
 				waiting++
 			}
 		}
@@ -232,6 +281,16 @@ func (r *run) awaitMedia(ctx context.Context, timeout time.Duration) {
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// endJoinPhase records, for each subscriber, how many tracks it has received by the end of the
+// join phase: the report fails a subscriber that lacks one.
+func (r *run) endJoinPhase() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range r.subs {
+		s.atJoin = s.received()
 	}
 }
 
@@ -317,8 +376,9 @@ func (r *run) snapshot() snapshot {
 		}
 		sub.mu.Lock()
 		silent := false
-		for _, t := range sub.tracks {
-			silent = silent || t.gaps.silentFor(now) > StallGap
+		for id, t := range sub.tracks {
+			gone := t.removed != 0 && r.logs.get(id) == nil // another run's producer that left
+			silent = silent || !gone && t.gaps.silentFor(now) > StallGap
 			s.bytes += t.bytes
 			recv += t.packets
 			lost += t.lost()
@@ -345,15 +405,8 @@ func (r *run) report(end time.Time) *Report {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	o := r.o
-	rep := &Report{Publishers: o.Rooms * o.Publishers, Subscribers: o.Rooms * o.Subscribers, Rooms: o.Rooms,
+	rep := &Report{RunID: o.RunID, Publishers: o.Rooms * o.Publishers, Subscribers: o.Rooms * o.Subscribers, Rooms: o.Rooms,
 		DurationSec: end.Sub(r.start).Seconds(), Errors: append([]string{}, r.errors...)}
-	kinds := 0
-	if o.Video {
-		kinds++
-	}
-	if o.Audio {
-		kinds++
-	}
 	rep.Joined = r.pubs
 	rep.Failed = rep.Publishers - r.pubs
 	var joins, lats []float64
@@ -375,8 +428,8 @@ func (r *run) report(end time.Time) *Report {
 	rep.MaxStallMs = float64(o.MaxStall) / 1e6
 	var recvKbps float64
 	for _, s := range r.subs {
-		rep.TracksExpected += o.Publishers * kinds
-		b := BotResult{Name: s.name, URL: s.url, Room: s.room, Joined: s.joined.Load()}
+		rep.TracksExpected += s.expect
+		b := BotResult{Name: s.name, URL: s.url, AskedURL: s.asked, Room: s.room, Joined: s.joined.Load(), TracksExpected: s.expect}
 		if e := s.err.Load(); e != nil {
 			b.Error = *e
 			rep.Errors = append(rep.Errors, *e)
@@ -387,6 +440,9 @@ func (r *run) report(end time.Time) *Report {
 			continue
 		}
 		rep.Joined++
+		if s.url != s.asked {
+			rep.Redirected++
+		}
 		first := s.firstAt.Load()
 		if first == 0 {
 			rep.NoMedia++
@@ -403,9 +459,19 @@ func (r *run) report(end time.Time) *Report {
 		var gaps []span
 		s.mu.Lock()
 		b.Tracks = len(s.tracks)
+		received := 0
 		for id, t := range s.tracks {
+			log := r.logs.get(id)
+			if t.packets > 0 && log != nil {
+				received++
+			}
 			b.LongestGapMs = max(b.LongestGapMs, float64(max(t.gaps.maxGap, t.gaps.silentFor(endN)))/1e6)
-			gaps = append(gaps, t.gaps.stalls(endN, r.logs.get(id).live(endN))...)
+			live := log.live(endN)
+			if log == nil && t.removed != 0 {
+				// Another run's producer: live, as far as this run can tell, until it left.
+				live.to = min(live.to, t.removed)
+			}
+			gaps = append(gaps, t.gaps.stalls(endN, live)...)
 			b.Packets += t.packets
 			b.Lost += t.lost()
 			bytes += t.bytes
@@ -423,6 +489,15 @@ func (r *run) report(end time.Time) *Report {
 			}
 		}
 		s.mu.Unlock()
+		// A subscriber must have every track of its room by the end of the join phase: a
+		// missing one has no packets, hence no gaps, and no stall could show it.
+		if s.atJoin < s.expect {
+			m := fmt.Sprintf("%s on %s: received %d of %d tracks", s.name, s.url, s.atJoin, s.expect)
+			if received > s.atJoin {
+				m += fmt.Sprintf(" by the end of the join phase (%d by the end of the run)", received)
+			}
+			rep.MissingTracks = append(rep.MissingTracks, m)
+		}
 		// Stalls: the union of the tracks' silences while their producers were live.
 		episodes := mergeSpans(gaps)
 		b.Stalls = stallReport(episodes, r.start, endN)
@@ -486,7 +561,16 @@ func (r *run) report(end time.Time) *Report {
 		b.LatencyMs = percentiles(botLats)
 		rep.Bots = append(rep.Bots, b)
 	}
-	for _, u := range o.URLs {
+	// The nodes in the order of the --url list, then those the bots were redirected to.
+	urls := slices.Clone(o.URLs)
+	var others []string
+	for u := range byURL {
+		if !slices.Contains(urls, u) {
+			others = append(others, u)
+		}
+	}
+	sort.Strings(others)
+	for _, u := range append(urls, others...) {
 		if na := byURL[u]; na != nil {
 			nr := NodeResult{URL: u, Subscribers: na.subs, JoinMs: percentiles(na.joins), LatencyMs: percentiles(na.lats),
 				Stalls: na.stalls, StalledSubscribers: na.stalledSubs, StalledPct: pct(na.stalled, na.observed)}

@@ -28,11 +28,11 @@ const (
 )
 
 // publish joins a publisher bot (bounded by ctx) and starts looping the clips; the media
-// goroutines stop with mediaCtx.
-func (r *run) publish(ctx, mediaCtx context.Context, name, url, room string) (*client.Client, error) {
+// goroutines stop with mediaCtx. It returns the client and how many tracks it published.
+func (r *run) publish(ctx, mediaCtx context.Context, name, url, room string) (*client.Client, int, error) {
 	tok, err := r.token(room, name, true, false)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	// A keyframe request (PLI or FIR) from the node makes the video loop send the clip's next
 	// keyframe at once, as a real encoder would, so a subscriber that joins, resumes or switches
@@ -46,9 +46,10 @@ func (r *run) publish(ctx, mediaCtx context.Context, name, url, room string) (*c
 			}
 		}
 	}
-	c, err := client.Dial(ctx, url, client.Options{Token: tok, NoAutoSubscribe: true, LoopbackOnly: r.o.LoopbackOnly, OnPublisherRTCP: onRTCP})
+	c, err := client.Dial(ctx, url, client.Options{Token: tok, NoAutoSubscribe: true, LoopbackOnly: r.o.LoopbackOnly,
+		NoRedirect: r.o.NoRedirect, OnPublisherRTCP: onRTCP})
 	if err != nil {
-		return nil, fmt.Errorf("%s: join %s: %w", name, url, err)
+		return nil, 0, fmt.Errorf("%s: join %s: %w", name, url, err)
 	}
 	type src struct {
 		track *webrtc.TrackLocalStaticRTP
@@ -61,7 +62,7 @@ func (r *run) publish(ctx, mediaCtx context.Context, name, url, room string) (*c
 		t, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", name)
 		if err != nil {
 			c.Abort()
-			return nil, err
+			return nil, 0, err
 		}
 		srcs = append(srcs, src{t, newSendLog(videoStep), video})
 	}
@@ -69,7 +70,7 @@ func (r *run) publish(ctx, mediaCtx context.Context, name, url, room string) (*c
 		t, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", name)
 		if err != nil {
 			c.Abort()
-			return nil, err
+			return nil, 0, err
 		}
 		srcs = append(srcs, src{t, newSendLog(audioStep), loopAudio})
 	}
@@ -80,7 +81,7 @@ func (r *run) publish(ctx, mediaCtx context.Context, name, url, room string) (*c
 	res, err := c.Publish(ctx, tracks...)
 	if err != nil {
 		c.Abort()
-		return nil, fmt.Errorf("%s: publish: %w", name, err)
+		return nil, 0, fmt.Errorf("%s: publish: %w", name, err)
 	}
 	for _, s := range srcs {
 		for _, p := range res.Producers {
@@ -94,7 +95,7 @@ func (r *run) publish(ctx, mediaCtx context.Context, name, url, room string) (*c
 			s.loop(mediaCtx, s.track, s.log)
 		}()
 	}
-	return c, nil
+	return c, len(srcs), nil
 }
 
 // pace sleeps until the i-th tick of period after start; it reports false when ctx ends.

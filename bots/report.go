@@ -50,13 +50,23 @@ type Report struct {
 	PacketsReceived int64       `json:"packets_received"`
 	Errors          []string    `json:"errors"`
 
-	Rooms          int     `json:"rooms"`
-	DurationSec    float64 `json:"duration_s"`
-	TracksExpected int     `json:"tracks_expected"`
-	TracksReceived int     `json:"tracks_received"`
-	PacketsLost    int64   `json:"packets_lost"`
+	// RunID is the run's id, part of every bot's name (two runs in one room do not collide).
+	RunID       string  `json:"run_id"`
+	Rooms       int     `json:"rooms"`
+	DurationSec float64 `json:"duration_s"`
+	// TracksExpected sums, over the subscribers, the tracks published in their room;
+	// TracksReceived the tracks they received by the end of the run.
+	TracksExpected int   `json:"tracks_expected"`
+	TracksReceived int   `json:"tracks_received"`
+	PacketsLost    int64 `json:"packets_lost"`
 	// NoMedia counts joined subscribers that received no packet at all.
 	NoMedia int `json:"no_media"`
+	// MissingTracks names every joined subscriber that had not received a packet of every
+	// track published in its room by the end of the join phase, with its node.
+	MissingTracks []string `json:"missing_tracks"`
+	// Redirected counts the subscribers served by another node than the one they were sent
+	// to (the node redirected the join).
+	Redirected int `json:"redirected"`
 
 	// Stalls count the episodes in which a subscriber lacked media from a live producer for
 	// longer than StallGap (1 s), over all subscribers; StalledSubscribers had at least one.
@@ -72,7 +82,7 @@ type Report struct {
 	MaxStallMs   float64  `json:"max_stall_ms"`
 	OverMaxStall []string `json:"over_max_stall"`
 
-	// Nodes breaks the subscribers' results down by the node (URL) they joined.
+	// Nodes breaks the subscribers' results down by the node (URL) that served them.
 	Nodes []NodeResult `json:"nodes"`
 
 	// Series for the picture: one point per second of the run.
@@ -107,16 +117,22 @@ type NodeResult struct {
 
 // BotResult is one subscriber's view.
 type BotResult struct {
-	Name      string      `json:"name"`
-	URL       string      `json:"url"`
-	Room      string      `json:"room"`
-	Joined    bool        `json:"joined"`
-	JoinMs    float64     `json:"join_ms"`
-	Tracks    int         `json:"tracks"`
-	Packets   int64       `json:"packets"`
-	Lost      int64       `json:"lost"`
-	RecvKbps  float64     `json:"recv_kbps"`
-	LatencyMs Percentiles `json:"latency_ms"`
+	Name string `json:"name"`
+	// URL is the node that served the subscriber; AskedURL the one it was sent to (they differ
+	// when the node redirected the join).
+	URL      string  `json:"url"`
+	AskedURL string  `json:"asked_url"`
+	Room     string  `json:"room"`
+	Joined   bool    `json:"joined"`
+	JoinMs   float64 `json:"join_ms"`
+	// Tracks is how many tracks it received by the end of the run, of TracksExpected (those
+	// published in its room).
+	Tracks         int         `json:"tracks"`
+	TracksExpected int         `json:"tracks_expected"`
+	Packets        int64       `json:"packets"`
+	Lost           int64       `json:"lost"`
+	RecvKbps       float64     `json:"recv_kbps"`
+	LatencyMs      Percentiles `json:"latency_ms"`
 	// LongestGapMs is the longest time between two packets of one track, or from the last
 	// packet to the end of the run.
 	LongestGapMs float64 `json:"longest_gap_ms"`
@@ -126,10 +142,12 @@ type BotResult struct {
 	Error     string  `json:"error,omitempty"`
 }
 
-// OK tells whether the run succeeded: every bot joined, every subscriber received media, and
-// no subscriber stalled for longer than the run's MaxStall.
+// OK tells whether the run succeeded: every bot joined, every subscriber received every track
+// of its room by the end of the join phase, and no subscriber stalled for longer than the
+// run's MaxStall.
 func (r *Report) OK() bool {
-	return r.Failed == 0 && r.NoMedia == 0 && r.Joined == r.Publishers+r.Subscribers && len(r.OverMaxStall) == 0
+	return r.Failed == 0 && r.NoMedia == 0 && r.Joined == r.Publishers+r.Subscribers && len(r.MissingTracks) == 0 &&
+		len(r.OverMaxStall) == 0
 }
 
 // Problems says in one line per kind what made the run fail (empty when OK).
@@ -141,15 +159,24 @@ func (r *Report) Problems() []string {
 	if r.NoMedia > 0 {
 		out = append(out, fmt.Sprintf("%d subscribers received no media", r.NoMedia))
 	}
+	if n := len(r.MissingTracks); n > 0 {
+		out = append(out, fmt.Sprintf("%d subscribers lacked a track at the end of the join phase:", n))
+		out = appendNamed(out, r.MissingTracks)
+	}
 	if n := len(r.OverMaxStall); n > 0 {
 		out = append(out, fmt.Sprintf("%d stalls longer than --max-stall %s:", n, time.Duration(r.MaxStallMs*float64(time.Millisecond))))
-		for i, s := range r.OverMaxStall {
-			if i == 20 {
-				out = append(out, fmt.Sprintf("  ... %d more (see the JSON report)", n-20))
-				break
-			}
-			out = append(out, "  "+s)
+		out = appendNamed(out, r.OverMaxStall)
+	}
+	return out
+}
+
+// appendNamed appends the first 20 of named to out, indented, and how many more there are.
+func appendNamed(out, named []string) []string {
+	for i, s := range named {
+		if i == 20 {
+			return append(out, fmt.Sprintf("  ... %d more (see the JSON report)", len(named)-20))
 		}
+		out = append(out, "  "+s)
 	}
 	return out
 }
@@ -170,12 +197,22 @@ func (r *Report) WriteSummary(w io.Writer) {
 	ms := func(p Percentiles) string {
 		return fmt.Sprintf("p50 %.2f  p95 %.2f  p99 %.2f  max %.2f", p.P50, p.P95, p.P99, p.Max)
 	}
-	row("bots", fmt.Sprintf("%d publishers, %d subscribers in %d room(s), %s", r.Publishers, r.Subscribers, r.Rooms,
-		time.Duration(r.DurationSec*float64(time.Second)).Round(time.Second)))
+	row("bots", fmt.Sprintf("%d publishers, %d subscribers in %d room(s), %s, run %s", r.Publishers, r.Subscribers, r.Rooms,
+		time.Duration(r.DurationSec*float64(time.Second)).Round(time.Second), r.RunID))
 	row("joined", fmt.Sprintf("%d (failed %d)", r.Joined, r.Failed))
 	row("join ms", ms(r.JoinMs))
 	row("latency ms", ms(r.LatencyMs))
 	row("tracks", fmt.Sprintf("%d of %d expected", r.TracksReceived, r.TracksExpected))
+	for i, m := range r.MissingTracks {
+		if i == 10 {
+			row("", fmt.Sprintf("... %d more subscribers lacking a track", len(r.MissingTracks)-10))
+			break
+		}
+		row("missing", m)
+	}
+	if r.Redirected > 0 {
+		row("redirected", fmt.Sprintf("%d subscribers served by another node than the one they were sent to", r.Redirected))
+	}
 	row("packets", fmt.Sprintf("%d received, %d lost (%.3f%%)", r.PacketsReceived, r.PacketsLost, r.LossPct))
 	row("recv kbps", fmt.Sprintf("%.0f per subscriber", r.RecvKbps))
 	if r.NoMedia > 0 {

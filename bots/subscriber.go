@@ -2,20 +2,28 @@ package bots
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cascade-sfu/cascade/signal/client"
+	"github.com/cascade-sfu/cascade/signal/proto"
 	"github.com/pion/webrtc/v4"
 )
 
 // subscriber is one receiving bot and what it measured.
 type subscriber struct {
-	name, url, room string
-	run             *run
-	c               *client.Client
+	name, room string
+	// asked is the node the subscriber was sent to; url the node that serves it (after a
+	// redirect, the node it was redirected to).
+	asked, url string
+	run        *run
+	c          *client.Client
+	// expect is how many tracks the run's publishers published in the room (all before it
+	// joined); atJoin how many of them it had received by the end of the join phase.
+	expect, atJoin int
 
 	start    time.Time    // join request sent
 	joinedAt time.Time    // join answered (set before joined)
@@ -39,6 +47,9 @@ type trackStats struct {
 	bytesSec []int64 // bytes received in each second of the run
 	pktsSec  []int64 // packets received in each second of the run
 	gaps     trackGaps
+	// removed is when the node said the track's producer left the room (unix nanos, 0: not):
+	// the end of a producer of another run, whose sending this run cannot see.
+	removed int64
 }
 
 type latencySample struct {
@@ -47,22 +58,58 @@ type latencySample struct {
 }
 
 func (r *run) subscribe(ctx context.Context, name, url, room string) *subscriber {
-	s := &subscriber{name: name, url: url, room: room, run: r, tracks: make(map[string]*trackStats)}
+	r.mu.Lock()
+	expect := r.published[room]
+	r.mu.Unlock()
+	s := &subscriber{name: name, asked: url, url: url, room: room, run: r, expect: expect, tracks: make(map[string]*trackStats)}
 	tok, err := r.token(room, name, false, true)
 	if err != nil {
 		s.fail(err)
 		return s
 	}
 	s.start = time.Now()
-	c, err := client.Dial(ctx, url, client.Options{Token: tok, LoopbackOnly: r.o.LoopbackOnly, Lean: true, OnTrack: s.onTrack})
+	c, err := client.Dial(ctx, url, client.Options{Token: tok, LoopbackOnly: r.o.LoopbackOnly, Lean: true, NoRedirect: r.o.NoRedirect,
+		OnTrack: s.onTrack, OnNotification: s.onNotification})
 	if err != nil {
 		s.fail(fmt.Errorf("%s: join %s: %w", name, url, err))
 		return s
 	}
 	s.c = c
+	s.url = c.URL
 	s.joinedAt = time.Now()
 	s.joined.Store(true)
 	return s
+}
+
+// received is how many tracks of the run's publishers have delivered at least one packet
+// (tracks of another run's publishers in the room do not count).
+func (s *subscriber) received() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for id, t := range s.tracks {
+		if t.packets > 0 && s.run.logs.get(id) != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// onNotification records when a received track's producer left the room.
+func (s *subscriber) onNotification(method string, data json.RawMessage) {
+	if method != proto.MethodProducerRemoved {
+		return
+	}
+	var d proto.ProducerRemoved
+	if json.Unmarshal(data, &d) != nil {
+		return
+	}
+	now := time.Now().UnixNano()
+	s.mu.Lock()
+	if t := s.tracks[d.ID]; t != nil && t.removed == 0 {
+		t.removed = now
+	}
+	s.mu.Unlock()
 }
 
 func (s *subscriber) fail(err error) {
