@@ -31,6 +31,8 @@ type botsConfig struct {
 	LoopbackOnly bool
 	JoinTimeout  time.Duration
 	MaxStall     time.Duration
+	NoRedirect   bool
+	RunID        string
 	JSON         string
 	HTML         string
 	Quiet        bool
@@ -53,6 +55,8 @@ func botsFlags(c *botsConfig) *flag.FlagSet {
 	fs.BoolVar(&c.LoopbackOnly, "loopback-only", c.LoopbackOnly, "keep the bots' media on 127.0.0.1")
 	fs.DurationVar(&c.JoinTimeout, "join-timeout", c.JoinTimeout, "longest a bot may take to join")
 	fs.DurationVar(&c.MaxStall, "max-stall", c.MaxStall, "fail (exit 1) when a subscriber goes without media from a live producer for longer than this (0: never fail on stalls; they are reported either way)")
+	fs.BoolVar(&c.NoRedirect, "no-redirect", c.NoRedirect, "join exactly the nodes given: ask them to keep every bot instead of following a placement redirect (default: follow, as real clients do)")
+	fs.StringVar(&c.RunID, "run-id", c.RunID, "id put in every bot's name (sub-ROOM-ID-N), so that two runs in one room do not replace each other's bots (default: random)")
 	fs.StringVar(&c.JSON, "json", c.JSON, "write the JSON report to this file")
 	fs.StringVar(&c.HTML, "report", c.HTML, "write an HTML report with plots to this file")
 	fs.BoolVar(&c.Quiet, "quiet", c.Quiet, "no live progress display")
@@ -95,12 +99,12 @@ func runBots(args []string, getenv func(string) string, stdout, stderr io.Writer
 	c, err := loadBotsConfig(args, getenv)
 	if err != nil {
 		return usageError(err, stderr, botsFlags(&botsConfig{}),
-			"cascade bots --url ws://HOST:PORT[,ws://HOST2:PORT] [--publish-url URL] --room R --publishers P --subscribers S --duration D [--json FILE] [--report FILE.html]")
+			"cascade bots --url ws://HOST:PORT[,ws://HOST2:PORT] [--publish-url URL] [--no-redirect] --room R --publishers P --subscribers S --duration D [--json FILE] [--report FILE.html]")
 	}
 	keys, _ := keysOrDev(c.APIKey, c.APISecret)
 	o := bots.Options{PublishURL: c.PublishURL, Room: c.Room, Rooms: c.Rooms, Publishers: c.Publishers,
 		Subscribers: c.Subscribers, Duration: c.Duration, Rate: c.Rate, Video: c.Video, Audio: c.Audio, Keys: keys,
-		LoopbackOnly: c.LoopbackOnly, JoinTimeout: c.JoinTimeout, MaxStall: c.MaxStall}
+		LoopbackOnly: c.LoopbackOnly, JoinTimeout: c.JoinTimeout, MaxStall: c.MaxStall, NoRedirect: c.NoRedirect, RunID: c.RunID}
 	for _, u := range strings.Split(c.URLs, ",") {
 		if u = strings.TrimSpace(u); u != "" {
 			o.URLs = append(o.URLs, u)
