@@ -96,7 +96,7 @@ func measureCluster(bin string, n, workers int, rate float64, warmup, window tim
 	go func() {
 		rep, err := bots.Run(context.Background(), bots.Options{URLs: urls, PublishURL: urls[0], Room: "bench", Publishers: 1,
 			Subscribers: n, Duration: warmup + window + 3*time.Second, Rate: rate, Video: true, Keys: keys, LoopbackOnly: true,
-			JoinTimeout: 30 * time.Second, MaxStall: 2 * time.Second})
+			JoinTimeout: 30 * time.Second, MaxStall: 2 * time.Second, NoRedirect: true}) // the hops are the nodes asked for
 		if err != nil {
 			runErr <- err
 			return
