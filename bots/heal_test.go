@@ -380,9 +380,8 @@ func TestHealRestartSameID(t *testing.T) {
 		}
 		return nil
 	})
-	// The new n2 serves: a new run's subscribers there get a publisher's media from n0. (Its
-	// room is another: two bots runs in one room have the same identities and replace each
-	// other's bots.)
+	// The new n2 serves: a new run's subscribers there get a publisher's media from n0, in a
+	// room of its own, so that its three subscribers are all n2 serves.
 	b, outB := c.launch(t, "bots-on-n2", botsRun{room: "restart-again", pub: 0, on: []int{2}, subs: 3, hold: 5 * time.Second, maxStall: maxStall})
 	harness.Eventually(t, 15*time.Second, func() error {
 		var s struct {
