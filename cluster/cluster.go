@@ -169,8 +169,9 @@ func (c *Cluster) Available() bool {
 func (c *Cluster) Incarnation() string { return c.o.Incarnation }
 
 // checksPerBeat is how often per heartbeat interval the silent peers are looked for: a dead
-// node is noticed at most a quarter interval after the timeout.
-const checksPerBeat = 4
+// node is noticed at most a tenth of an interval after the timeout, so that the nodes that
+// notice it (an orphan and the carrier it re-attaches to) agree within that.
+const checksPerBeat = 10
 
 // beat announces the node and keeps its relay links alive every interval, and expires the
 // peers silent on both paths.
