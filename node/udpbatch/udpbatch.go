@@ -1,6 +1,9 @@
 // Package udpbatch is a UDP net.PacketConn that can hold the datagrams written during a batch
 // and send them together with sendmmsg: a worker's fan-out writes one packet to many consumers
 // in a row, and one system call for the lot costs far less than one per datagram.
+//
+// Both address families batch: on an IPv4 socket, IPv4 destinations; on an IPv6 socket
+// (IPv6 only, or dual-stack), IPv6 destinations and IPv4 ones, as IPv4-mapped addresses.
 package udpbatch
 
 import (
@@ -20,6 +23,7 @@ const MaxDatagram = 1500
 type Conn struct {
 	udp          *net.UDPConn
 	loopbackOnly bool
+	v6           bool // an AF_INET6 socket: IPv6 (and, dual-stack, IPv4) destinations batch
 
 	// mu guards depth, n, busy and the slots. It is never held across a system call: a batch
 	// is sent by whoever closes or fills it, after marking it busy and unlocking, and while it
@@ -54,7 +58,7 @@ func New(udp *net.UDPConn, size int, loopbackOnly bool) *Conn {
 		size = 1
 	}
 	c := &Conn{udp: udp, loopbackOnly: loopbackOnly, slots: make([]slot, size)}
-	c.sys = newSender(udp, c.slots)
+	c.sys, c.v6 = newSender(udp, c.slots)
 	return c
 }
 
@@ -107,7 +111,7 @@ func (c *Conn) WriteToAddrPort(b []byte, to netip.AddrPort) (int, error) {
 	if c.loopbackOnly && !addr.IsLoopback() {
 		return len(b), nil
 	}
-	if len(b) > MaxDatagram || !addr.Is4() {
+	if len(b) > MaxDatagram || !c.batchable(addr) {
 		return c.udp.WriteToUDPAddrPort(b, to)
 	}
 	c.mu.Lock()
@@ -133,6 +137,16 @@ func (c *Conn) WriteToAddrPort(b []byte, to netip.AddrPort) (int, error) {
 	c.n++
 	c.mu.Unlock()
 	return len(b), nil
+}
+
+// batchable tells whether a datagram to addr (unmapped) can wait in the batch: IPv4 addresses
+// on any socket, IPv6 ones on an IPv6 socket unless they need a zone (link-local), which the
+// batch's sockaddr_in6 does not carry.
+func (c *Conn) batchable(addr netip.Addr) bool {
+	if addr.Is4() {
+		return true
+	}
+	return c.v6 && addr.Zone() == ""
 }
 
 // WriteTo implements net.PacketConn.
