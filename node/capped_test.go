@@ -374,6 +374,10 @@ func TestFaultCappedViewer(t *testing.T) {
 		ListenUDP: func(network string, laddr *net.UDPAddr) (conn *net.UDPConn, err error) {
 			err = nodeHost.Do(func() error { conn, err = net.ListenUDP(network, laddr); return err })
 			return conn, err
+		},
+		ListenTCP: func(network string, laddr *net.TCPAddr) (l *net.TCPListener, err error) {
+			err = nodeHost.Do(func() error { l, err = net.ListenTCP(network, laddr); return err })
+			return l, err
 		}})
 	if err != nil {
 		t.Fatal(err)

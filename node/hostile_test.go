@@ -167,6 +167,7 @@ func publish(t *testing.T, n *node.Node, api *webrtc.API, room string) *testPubl
 // NACKs every packet it gets, together with the 16 before it.
 type testSubscriber struct {
 	packets, bytes, dups atomic.Int64
+	pc                   *webrtc.PeerConnection // the receive transport
 }
 
 func subscribe(t *testing.T, n *node.Node, api *webrtc.API, room, identity string, hostile bool) *testSubscriber {
@@ -178,7 +179,7 @@ func subscribe(t *testing.T, n *node.Node, api *webrtc.API, room, identity strin
 	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
 		t.Fatal(err)
 	}
-	s := &testSubscriber{}
+	s := &testSubscriber{pc: pc}
 	var wg sync.WaitGroup
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		wg.Add(1)

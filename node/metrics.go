@@ -19,6 +19,8 @@ type metrics struct {
 	rooms, participants, routers, producers, consumers, packets, bytes, dropped, keyframes, nacks *prometheus.Desc
 
 	rtxPackets, rtxBytes, rtxRefused, rtxKeyframes *prometheus.Desc
+
+	transports *prometheus.Desc
 }
 
 func newMetrics(n *Node) *metrics {
@@ -40,6 +42,8 @@ func newMetrics(n *Node) *metrics {
 			"retransmission budget is spent), congested (the NACKed share says the path is congested), duplicate (resent within "+
 			"the round trip), too_old (past its useful life or no longer cached), range (past the sequence numbers handled per NACK).",
 			[]string{"worker", "reason"}, nil),
+		transports: prometheus.NewDesc("cascade_transports", "Connected transports per worker, by the protocol (udp, tcp: ICE-TCP) and "+
+			"address family (ipv4, ipv6) of their selected ICE candidate pair.", []string{"worker", "protocol", "family"}, nil),
 		rtxKeyframes: prometheus.NewDesc("cascade_rtx_keyframe_requests_total", "Keyframe requests made instead of retransmissions "+
 			"(a consumer's budget spent or its path congested), before the per-producer collapse, per worker.", wl, nil),
 	}
@@ -47,7 +51,7 @@ func newMetrics(n *Node) *metrics {
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.rooms, m.participants, m.routers, m.producers, m.consumers, m.packets, m.bytes, m.dropped, m.keyframes, m.nacks,
-		m.rtxPackets, m.rtxBytes, m.rtxRefused, m.rtxKeyframes} {
+		m.rtxPackets, m.rtxBytes, m.rtxRefused, m.rtxKeyframes, m.transports} {
 		ch <- d
 	}
 }
@@ -70,6 +74,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(m.rtxPackets, prometheus.CounterValue, float64(w.rtxPackets.Load()), i)
 		ch <- prometheus.MustNewConstMetric(m.rtxBytes, prometheus.CounterValue, float64(w.rtxBytes.Load()), i)
 		ch <- prometheus.MustNewConstMetric(m.rtxKeyframes, prometheus.CounterValue, float64(w.rtxKeyframes.Load()), i)
+		for p := range w.paths {
+			ch <- prometheus.MustNewConstMetric(m.transports, prometheus.GaugeValue, float64(w.paths[p].Load()), i, pathLabels[p][0], pathLabels[p][1])
+		}
 		for v := rtxbudget.Verdict(1); v < rtxbudget.NumVerdicts; v++ {
 			ch <- prometheus.MustNewConstMetric(m.rtxRefused, prometheus.CounterValue, float64(w.rtxRefused[v].Load()), i, v.String())
 		}

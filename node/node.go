@@ -8,20 +8,31 @@ import (
 	"encoding/base32"
 	"fmt"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cascade-sfu/cascade/node/rtxbudget"
 	"github.com/hashicorp/go-hclog"
+	"github.com/pion/ice/v4"
+	"github.com/pion/logging"
+	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
 )
+
+// tcpReadPackets is how many packets an ICE-TCP connection holds between its reader and the
+// transport (pion's read buffer); writes are buffered by pion (4 MB per connection at most,
+// grown as needed), and dropped when that is full.
+const tcpReadPackets = 64
 
 // A Node runs the workers, rooms and participants of one cascade node process.
 type Node struct {
 	opts     Options
 	log      hclog.Logger
 	workers  []*Worker
+	tcp      ice.TCPMux // the ICE-TCP listener every worker shares; nil when off
+	tcpAddr  net.Addr
 	metrics  *metrics
 	started  time.Time
 	draining atomic.Bool
@@ -49,8 +60,19 @@ func New(o Options) (*Node, error) {
 	n := &Node{opts: o, log: o.Logger.With("node", o.ID), rooms: make(map[string]*Room),
 		identities: make(map[string]map[string]*Participant), stop: make(chan struct{}), started: time.Now(),
 		rtx: rtxbudget.Config{Share: float64(o.RTXBudget) / 100}.WithDefaults()}
+	public, _ := ParsePublicIPs(o.PublicIP) // validated
+	if o.TCPPort >= 0 {
+		l, err := o.ListenTCP(mediaNetwork("tcp", o.UDPHost), &net.TCPAddr{IP: net.ParseIP(o.UDPHost), Port: o.TCPPort})
+		if err != nil {
+			return nil, fmt.Errorf("ice-tcp: listen tcp %s: %w", net.JoinHostPort(o.UDPHost, strconv.Itoa(o.TCPPort)), err)
+		}
+		lf := logging.NewDefaultLoggerFactory()
+		lf.DefaultLogLevel = logging.LogLevelError
+		n.tcpAddr = l.Addr()
+		n.tcp = webrtc.NewICETCPMux(lf.NewLogger("tcpmux"), l, tcpReadPackets)
+	}
 	for i := 0; i < o.Workers; i++ {
-		w, err := newWorker(i, o)
+		w, err := newWorker(i, o, n.tcp, public)
 		if err != nil {
 			n.Close()
 			return nil, err
@@ -67,7 +89,7 @@ func New(o Options) (*Node, error) {
 		n.Close()
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}
-	n.log.Info("node started", "workers", len(n.workers), "udp_first", n.workers[0].Addr())
+	n.log.Info("node started", "workers", len(n.workers), "udp_first", n.workers[0].Addr(), "ice_tcp", n.tcpAddr)
 	return n, nil
 }
 
@@ -93,6 +115,9 @@ func (n *Node) Workers() int { return len(n.workers) }
 
 // WorkerAddr is the media UDP address of worker i.
 func (n *Node) WorkerAddr(i int) net.Addr { return n.workers[i].Addr() }
+
+// TCPAddr is the address of the ICE-TCP listener, nil when ICE-TCP is off.
+func (n *Node) TCPAddr() net.Addr { return n.tcpAddr }
 
 // Drain stops new sessions (Ready turns false); sessions already in progress continue.
 func (n *Node) Drain() { n.draining.Store(true) }
@@ -200,7 +225,9 @@ type Stats struct {
 	Producers    int64         `json:"producers"`
 	Consumers    int64         `json:"consumers"`
 	Workers      []WorkerStats `json:"workers"`
-	UptimeSec    int64         `json:"uptime_s"`
+	// ICETCP is the ICE-TCP listener's address ("" when off).
+	ICETCP    string `json:"ice_tcp,omitempty"`
+	UptimeSec int64  `json:"uptime_s"`
 }
 
 // WorkerStats is one worker's load.
@@ -213,6 +240,11 @@ type WorkerStats struct {
 	Packets   uint64 `json:"forwarded_packets"`
 	Bytes     uint64 `json:"forwarded_bytes"`
 	Dropped   uint64 `json:"dropped_packets"`
+	// Transports whose selected candidate pair is UDP or TCP, over IPv4 or IPv6 (connected ones).
+	UDP4 int64 `json:"transports_udp4"`
+	UDP6 int64 `json:"transports_udp6"`
+	TCP4 int64 `json:"transports_tcp4"`
+	TCP6 int64 `json:"transports_tcp6"`
 }
 
 // Stats reports the node's current load.
@@ -220,6 +252,9 @@ func (n *Node) Stats() Stats {
 	s := Stats{ID: n.opts.ID, Region: n.opts.Region, HTTPURL: n.opts.HTTPURL, Draining: n.draining.Load(), RelayAddr: n.RelayAddr(),
 		UptimeSec: int64(time.Since(n.started).Seconds())}
 	n.mu.Lock()
+	if n.tcpAddr != nil {
+		s.ICETCP = n.tcpAddr.String()
+	}
 	s.Rooms = len(n.rooms)
 	for _, r := range n.rooms {
 		r.mu.Lock()
@@ -229,7 +264,8 @@ func (n *Node) Stats() Stats {
 	n.mu.Unlock()
 	for _, w := range n.workers {
 		ws := WorkerStats{Index: w.index, UDP: w.Addr().String(), Routers: w.nRouters.Load(), Producers: w.nProducers.Load(),
-			Consumers: w.nConsumers.Load(), Packets: w.packets.Load(), Bytes: w.bytes.Load(), Dropped: w.dropped.Load()}
+			Consumers: w.nConsumers.Load(), Packets: w.packets.Load(), Bytes: w.bytes.Load(), Dropped: w.dropped.Load(),
+			UDP4: w.paths[pathUDP4].Load(), UDP6: w.paths[pathUDP6].Load(), TCP4: w.paths[pathTCP4].Load(), TCP6: w.paths[pathTCP6].Load()}
 		s.Producers += ws.Producers
 		s.Consumers += ws.Consumers
 		s.Workers = append(s.Workers, ws)
@@ -256,6 +292,9 @@ func (n *Node) Close() {
 	}
 	for _, w := range n.workers {
 		w.close()
+	}
+	if n.tcp != nil {
+		_ = n.tcp.Close()
 	}
 	n.log.Info("node stopped")
 }

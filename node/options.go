@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -19,16 +21,27 @@ type Options struct {
 	Region string
 	// HTTPURL is the URL clients reach this node at, announced in the heartbeat.
 	HTTPURL string
-	// PublicIP is the address put into ICE candidates (NAT 1:1); empty means the host addresses.
+	// PublicIP is the address put into the host candidates of ICE, UDP and TCP (NAT 1:1), in place
+	// of the host's own addresses: one IPv4 address, one IPv6 address, or both, comma-separated
+	// ("203.0.113.7,2001:db8::7"). A family without a public IP keeps its host addresses. Empty
+	// means the host addresses.
 	PublicIP string
 	// UDPPort is the first media UDP port: worker i listens on UDPPort+i. 0 picks free ports.
 	UDPPort int
-	// UDPHost is the address the media sockets bind to; empty means all addresses
-	// (127.0.0.1 when LoopbackOnly).
+	// TCPPort is the node's one ICE-TCP port (passive TCP candidates), shared by every worker:
+	// clients whose UDP is blocked reach the node over TCP. 0 picks a free port; TCPDisabled
+	// (any negative value) turns ICE-TCP off.
+	TCPPort int
+	// UDPHost is the address the media sockets (the workers' UDP sockets and the ICE-TCP
+	// listener) bind to; empty means all addresses of both families, IPv4 and IPv6, on one
+	// dual-stack socket each (127.0.0.1 when LoopbackOnly). An IPv6 address ("::1") makes the
+	// node IPv6 only.
 	UDPHost string
 	// ListenUDP makes a worker's media socket; nil means net.ListenUDP. Tests use it to open the
 	// sockets in another network namespace.
 	ListenUDP func(network string, laddr *net.UDPAddr) (*net.UDPConn, error)
+	// ListenTCP makes the ICE-TCP listener; nil means net.ListenTCP (as ListenUDP, for tests).
+	ListenTCP func(network string, laddr *net.TCPAddr) (*net.TCPListener, error)
 	// Workers is the number of media workers; 0 means runtime.NumCPU().
 	Workers int
 	// LoopbackOnly keeps all media on 127.0.0.1: only loopback candidates are gathered and
@@ -58,6 +71,9 @@ const (
 	DefaultKeyframeInterval = 500 * time.Millisecond
 	DefaultWorkerConsumers  = 100
 	DefaultRTXBudget        = 25 // percent
+
+	// TCPDisabled as Options.TCPPort turns ICE-TCP off.
+	TCPDisabled = -1
 )
 
 // ErrBadOptions wraps every validation error of Options.
@@ -85,6 +101,9 @@ func (o Options) withDefaults() Options {
 	if o.ListenUDP == nil {
 		o.ListenUDP = net.ListenUDP
 	}
+	if o.ListenTCP == nil {
+		o.ListenTCP = net.ListenTCP
+	}
 	return o
 }
 
@@ -93,11 +112,41 @@ func (o Options) Validate() error {
 	if o.UDPPort < 0 || o.UDPPort+o.Workers > 65536 {
 		return fmt.Errorf("%w: udp port %d (+%d workers) out of range", ErrBadOptions, o.UDPPort, o.Workers)
 	}
-	if o.PublicIP != "" && net.ParseIP(o.PublicIP) == nil {
-		return fmt.Errorf("%w: public ip %q is not an IP address", ErrBadOptions, o.PublicIP)
+	if o.TCPPort > 65535 {
+		return fmt.Errorf("%w: tcp port %d out of range", ErrBadOptions, o.TCPPort)
+	}
+	if _, err := ParsePublicIPs(o.PublicIP); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadOptions, err)
 	}
 	if o.UDPHost != "" && net.ParseIP(o.UDPHost) == nil {
 		return fmt.Errorf("%w: udp host %q is not an IP address", ErrBadOptions, o.UDPHost)
 	}
 	return nil
+}
+
+// ParsePublicIPs parses a public IP setting (Options.PublicIP): empty, or one IPv4 address, one
+// IPv6 address, or one of each, comma-separated. An IPv4-mapped IPv6 address counts as IPv4.
+func ParsePublicIPs(s string) ([]netip.Addr, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	var ips []netip.Addr
+	var v4, v6 bool
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		ip, err := netip.ParseAddr(f)
+		if err != nil || ip.Zone() != "" {
+			return nil, fmt.Errorf("public ip %q is not an IP address", f)
+		}
+		ip = ip.Unmap()
+		if ip.IsUnspecified() || ip.IsMulticast() {
+			return nil, fmt.Errorf("public ip %q cannot be reached", f)
+		}
+		if ip.Is4() && v4 || ip.Is6() && v6 {
+			return nil, fmt.Errorf("public ip %q: at most one IPv4 and one IPv6 address", s)
+		}
+		v4, v6 = v4 || ip.Is4(), v6 || ip.Is6()
+		ips = append(ips, ip)
+	}
+	return ips, nil
 }

@@ -24,9 +24,12 @@ type transport struct {
 	offerPending bool
 	needOffer    bool
 
-	mu     sync.Mutex
-	closed bool
-	wg     sync.WaitGroup // the goroutines reading the transport
+	mu        sync.Mutex
+	closed    bool
+	connected bool           // ICE connected (or completed)
+	selected  int            // the path of the selected candidate pair; -1: none yet
+	counted   int            // the worker's path counter this transport is counted in; -1: none
+	wg        sync.WaitGroup // the goroutines reading the transport
 }
 
 // newTransport creates a transport's PeerConnection on worker w.
@@ -42,7 +45,41 @@ func newTransport(dir string, w *Worker) (*transport, error) {
 		}
 		return nil, fmt.Errorf("receive transport: %w", err)
 	}
-	return &transport{dir: dir, pc: pc, worker: w}, nil
+	t := &transport{dir: dir, pc: pc, worker: w, selected: -1, counted: -1}
+	pc.SCTP().Transport().ICETransport().OnSelectedCandidatePairChange(func(p *webrtc.ICECandidatePair) {
+		if p != nil && p.Local != nil {
+			t.mu.Lock()
+			t.selected = pathOf(p)
+			t.recount()
+			t.mu.Unlock()
+		}
+	})
+	pc.OnICEConnectionStateChange(func(s webrtc.ICEConnectionState) {
+		t.mu.Lock()
+		t.connected = s == webrtc.ICEConnectionStateConnected || s == webrtc.ICEConnectionStateCompleted
+		t.recount()
+		t.mu.Unlock()
+	})
+	return t, nil
+}
+
+// recount counts the transport, while it is connected, under the protocol and family of its
+// selected candidate pair (UDP or TCP, IPv4 or IPv6) in its worker's counters. t.mu is held.
+func (t *transport) recount() {
+	want := -1
+	if t.connected && !t.closed {
+		want = t.selected
+	}
+	if want == t.counted {
+		return
+	}
+	if t.counted >= 0 {
+		t.worker.paths[t.counted].Add(-1)
+	}
+	if want >= 0 {
+		t.worker.paths[want].Add(1)
+	}
+	t.counted = want
 }
 
 // enter counts the calling goroutine among the transport's readers; it reports false once the
@@ -89,6 +126,7 @@ func (t *transport) drainRTCP(receiver *webrtc.RTPReceiver) {
 func (t *transport) close() {
 	t.mu.Lock()
 	t.closed = true
+	t.recount()
 	t.mu.Unlock()
 	_ = t.pc.Close()
 	t.wg.Wait()

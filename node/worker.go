@@ -3,6 +3,7 @@ package node
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,6 +36,12 @@ type job struct {
 
 // A Worker is a CPU shard of a node: it owns one media UDP socket (ICE over a UDP mux) and one
 // fan-out goroutine that writes the packets of the producers piped to it to its consumers.
+//
+// The UDP socket is dual-stack when the node binds all addresses: IPv4 and IPv6 candidates
+// share its port, and one fan-out's datagrams to both families leave in one sendmmsg. Its
+// transports also accept ICE over TCP through the node's one ICE-TCP listener (shared by every
+// worker, demultiplexed by ufrag), whose writes are buffered by pion and dropped when a
+// connection's buffer is full, so a slow TCP subscriber never blocks the fan-out.
 type Worker struct {
 	index  int
 	log    hclog.Logger
@@ -54,6 +61,7 @@ type Worker struct {
 	nProducers atomic.Int64
 	nConsumers atomic.Int64
 	nRouters   atomic.Int64
+	paths      [numPaths]atomic.Int64 // transports by the protocol and family of their selected pair
 	packets    atomic.Uint64
 	bytes      atomic.Uint64
 	dropped    atomic.Uint64
@@ -65,13 +73,15 @@ type Worker struct {
 	rtxRefused   [rtxbudget.NumVerdicts]atomic.Uint64 // NACKed packets not resent, by reason
 }
 
-func newWorker(index int, o Options) (*Worker, error) {
+// newWorker starts worker index; tcp is the node's ICE-TCP mux (nil: no ICE-TCP) and public the
+// parsed Options.PublicIP.
+func newWorker(index int, o Options, tcp ice.TCPMux, public []netip.Addr) (*Worker, error) {
 	port := 0
 	if o.UDPPort > 0 {
 		port = o.UDPPort + index
 	}
 	addr := &net.UDPAddr{IP: net.ParseIP(o.UDPHost), Port: port}
-	udp, err := o.ListenUDP("udp4", addr)
+	udp, err := o.ListenUDP(mediaNetwork("udp", o.UDPHost), addr)
 	if err != nil {
 		return nil, fmt.Errorf("worker %d: listen udp %s: %w", index, addr, err)
 	}
@@ -90,15 +100,33 @@ func newWorker(index int, o Options) (*Worker, error) {
 
 	se := webrtc.SettingEngine{LoggerFactory: lf}
 	se.SetICEUDPMux(w.mux)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	// Both families: the mux and the listener offer only the addresses they are bound to.
+	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
+	if tcp != nil {
+		se.SetICETCPMux(tcp)
+		networks = append(networks, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6)
+	}
+	// The node only listens: it never dials a client's passive TCP candidate, which could name
+	// any address of the network the node runs in.
+	se.DisableActiveTCP(true)
+	se.SetNetworkTypes(networks)
 	se.SetSRTPProtectionProfiles(dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	if o.LoopbackOnly {
 		se.SetIncludeLoopbackCandidate(true)
 		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 	}
-	if o.PublicIP != "" {
-		se.SetNAT1To1IPs([]string{o.PublicIP}, webrtc.ICECandidateTypeHost)
+	if len(public) > 0 {
+		ext := make([]string, len(public))
+		for i, ip := range public {
+			ext[i] = ip.String()
+		}
+		// The host candidates of both protocols carry the public address of their family.
+		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{External: ext,
+			AsCandidateType: webrtc.ICECandidateTypeHost, Mode: webrtc.ICEAddressRewriteReplace}); err != nil {
+			_ = w.mux.Close()
+			return nil, fmt.Errorf("worker %d: public ip: %w", index, err)
+		}
 	}
 	me, err := newMediaEngine()
 	if err != nil {
@@ -131,6 +159,44 @@ func newWorker(index int, o Options) (*Worker, error) {
 	w.wg.Add(1)
 	go w.run()
 	return w, nil
+}
+
+// mediaNetwork is the network of a media socket bound to host: proto ("udp" or "tcp") alone, a
+// dual-stack socket, for all addresses ("" or "::"); proto4 or proto6 for an address of one
+// family (0.0.0.0 too: all IPv4 addresses).
+func mediaNetwork(proto, host string) string {
+	ip, err := netip.ParseAddr(host)
+	switch {
+	case err != nil || ip == netip.IPv6Unspecified():
+		return proto
+	case ip.Unmap().Is4():
+		return proto + "4"
+	default:
+		return proto + "6"
+	}
+}
+
+// Path indexes: the protocol and address family of a transport's selected candidate pair.
+const (
+	pathUDP4 = iota
+	pathUDP6
+	pathTCP4
+	pathTCP6
+	numPaths
+)
+
+var pathLabels = [numPaths][2]string{{"udp", "ipv4"}, {"udp", "ipv6"}, {"tcp", "ipv4"}, {"tcp", "ipv6"}}
+
+// pathOf is the path index of a selected candidate pair, from its local candidate.
+func pathOf(p *webrtc.ICECandidatePair) int {
+	i := pathUDP4
+	if p.Local.Protocol == webrtc.ICEProtocolTCP {
+		i = pathTCP4
+	}
+	if ip, err := netip.ParseAddr(p.Local.Address); err == nil && !ip.Unmap().Is4() {
+		i++
+	}
+	return i
 }
 
 // Addr is the worker's media socket address.
