@@ -36,6 +36,9 @@ type Options struct {
 	NoAutoSubscribe bool
 	// LoopbackOnly gathers only loopback candidates (tests on one machine).
 	LoopbackOnly bool
+	// NetworkTypes are the candidate networks ICE may use; nil means DefaultNetworkTypes (UDP,
+	// with ICE-TCP for when UDP is blocked). TCPOnly and IPv6Only are the usual others.
+	NetworkTypes []webrtc.NetworkType
 	// OnTrack is called for every consumer track that arrives on the receive transport.
 	OnTrack func(*webrtc.TrackRemote, *webrtc.RTPReceiver)
 	// OnNotification is called, in order, for every server notification (after the client
@@ -52,6 +55,17 @@ type Options struct {
 	// RequestTimeout bounds each request; 0 means 10 s.
 	RequestTimeout time.Duration
 }
+
+// Candidate networks for Options.NetworkTypes.
+var (
+	// DefaultNetworkTypes: UDP over IPv4, and ICE-TCP (active candidates dialing the node's
+	// passive ones) when UDP fails; UDP wins when both work.
+	DefaultNetworkTypes = []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeTCP4}
+	// TCPOnly uses ICE-TCP over IPv4 only, as a client whose UDP is blocked.
+	TCPOnly = []webrtc.NetworkType{webrtc.NetworkTypeTCP4}
+	// IPv6Only uses UDP and ICE-TCP over IPv6 only.
+	IPv6Only = []webrtc.NetworkType{webrtc.NetworkTypeUDP6, webrtc.NetworkTypeTCP6}
+)
 
 // Client is one participant.
 type Client struct {
@@ -90,7 +104,7 @@ func Dial(ctx context.Context, url string, o Options) (*Client, error) {
 	if o.RequestTimeout == 0 {
 		o.RequestTimeout = 10 * time.Second
 	}
-	api, err := newAPI(o.LoopbackOnly, o.Lean)
+	api, err := newAPI(o.LoopbackOnly, o.Lean, o.NetworkTypes)
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +139,7 @@ func Dial(ctx context.Context, url string, o Options) (*Client, error) {
 	return c, nil
 }
 
-func newAPI(loopback, lean bool) (*webrtc.API, error) {
+func newAPI(loopback, lean bool, networks []webrtc.NetworkType) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
 		return nil, err
@@ -137,7 +151,10 @@ func newAPI(loopback, lean bool) (*webrtc.API, error) {
 		}
 	}
 	se := webrtc.SettingEngine{}
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	if networks == nil {
+		networks = DefaultNetworkTypes
+	}
+	se.SetNetworkTypes(networks)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	if loopback {
 		se.SetIncludeLoopbackCandidate(true)
