@@ -28,6 +28,7 @@ import (
 type Config struct {
 	HTTP              string        `yaml:"http"`
 	UDPPort           int           `yaml:"udp-port"`
+	TCPPort           int           `yaml:"tcp-port"`
 	PublicIP          string        `yaml:"public-ip"`
 	PublicURL         string        `yaml:"public-url"`
 	NATS              string        `yaml:"nats"`
@@ -68,6 +69,7 @@ func defaultConfig() Config {
 	return Config{
 		HTTP:              ":7880",
 		UDPPort:           7882,
+		TCPPort:           7882,
 		NATSListen:        "127.0.0.1:4222",
 		LogLevel:          "info",
 		KeyframeInterval:  500 * time.Millisecond,
@@ -89,7 +91,8 @@ func nodeFlags(c *Config, configPath *string) *flag.FlagSet {
 	fs.StringVar(configPath, "config", "", "YAML configuration file (keys are the flag names)")
 	fs.StringVar(&c.HTTP, "http", c.HTTP, "HTTP listen address (signaling, WHIP/WHEP, demo page, metrics)")
 	fs.IntVar(&c.UDPPort, "udp-port", c.UDPPort, "first media UDP port: worker i listens on udp-port+i (0 picks free ports)")
-	fs.StringVar(&c.PublicIP, "public-ip", c.PublicIP, "IP address put in ICE candidates (empty: the host's addresses)")
+	fs.IntVar(&c.TCPPort, "tcp-port", c.TCPPort, "ICE-TCP port: one TCP listener for every worker, for clients whose UDP is blocked (0 picks a free port, -1 turns ICE-TCP off)")
+	fs.StringVar(&c.PublicIP, "public-ip", c.PublicIP, "IP address put in ICE host candidates, UDP and TCP: one IPv4, one IPv6, or both comma-separated (empty: the host's addresses)")
 	fs.StringVar(&c.PublicURL, "public-url", c.PublicURL, "URL clients reach this node at, announced for placement redirects (e.g. https://node1.example.com behind a TLS proxy; empty: http://<address>:<port>)")
 	fs.StringVar(&c.NATS, "nats", c.NATS, "URL of an external NATS server (empty: start an embedded one)")
 	fs.StringVar(&c.NATSListen, "nats-listen", c.NATSListen, "client address of the embedded NATS server")
@@ -225,8 +228,11 @@ func (c Config) Validate() error {
 			return fmt.Errorf("public-url %q: want http(s)://host[:port]", c.PublicURL)
 		}
 	}
-	if c.PublicIP != "" && net.ParseIP(c.PublicIP) == nil {
-		return fmt.Errorf("public-ip %q: not an IP address", c.PublicIP)
+	if c.TCPPort < -1 || c.TCPPort > 65535 {
+		return fmt.Errorf("tcp-port %d: not a port (0..65535, or -1 for no ICE-TCP)", c.TCPPort)
+	}
+	if _, err := node.ParsePublicIPs(c.PublicIP); err != nil {
+		return fmt.Errorf("public-ip %q: want one IPv4 address, one IPv6 address, or both comma-separated: %w", c.PublicIP, err)
 	}
 	if c.NATS == "" {
 		if err := validateListen("nats-listen", c.NATSListen); err != nil {
@@ -428,15 +434,19 @@ func printUsage(w io.Writer, fs *flag.FlagSet, synopsis string) {
 	fs.SetOutput(io.Discard)
 }
 
-// advertisedHost is the host put in the node's announced HTTP URL: the host of the listen
-// address if it names one, else the public IP, else 127.0.0.1 for a loopback-only node, else
-// the first global unicast address among addrs, else 127.0.0.1.
+// advertisedHost is the host put in the node's announced HTTP URL and relay address: the host
+// of the listen address if it names one, else the public IP (the IPv4 one of two: the relay
+// links between nodes are IPv4), else 127.0.0.1 for a loopback-only node, else the first global
+// unicast IPv4 address among addrs, else 127.0.0.1.
 func advertisedHost(listenHost, publicIP string, loopbackOnly bool, addrs []net.Addr) string {
 	if ip := net.ParseIP(listenHost); listenHost != "" && (ip == nil || !ip.IsUnspecified()) {
 		return listenHost
 	}
-	if publicIP != "" {
-		return publicIP
+	public, _ := node.ParsePublicIPs(publicIP) // validated
+	for _, ip := range public {
+		if ip.Is4() || len(public) == 1 {
+			return ip.String()
+		}
 	}
 	if !loopbackOnly {
 		for _, a := range addrs {

@@ -33,7 +33,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{
-		HTTP: ":7880", UDPPort: 7882, NATSListen: "127.0.0.1:4222", LogLevel: "info",
+		HTTP: ":7880", UDPPort: 7882, TCPPort: 7882, NATSListen: "127.0.0.1:4222", LogLevel: "info",
 		KeyframeInterval: 500 * time.Millisecond, WorkerConsumers: node.DefaultWorkerConsumers, RTXBudget: 25,
 		Relay: ":7881", RelayFanout: 3, DrainTimeout: 30 * time.Second, NATSClusterName: "cascade",
 		HeartbeatInterval: time.Second, HeartbeatTimeout: 3 * time.Second,
@@ -75,6 +75,7 @@ rtx-budget: 10
 	want := Config{
 		HTTP:              "127.0.0.1:9000", // YAML over default
 		UDPPort:           20000,            // env over YAML
+		TCPPort:           7882,             // default
 		PublicIP:          "192.0.2.1",      // flag over default
 		NATSListen:        "127.0.0.1:4222", // default
 		NodeID:            "yaml-node",      // YAML, empty env ignored
@@ -155,6 +156,9 @@ func TestLoadConfigErrors(t *testing.T) {
 		{name: "http named port", args: []string{"--http", ":http"}, want: "port \"http\""},
 		{name: "nats-listen bad", args: []string{"--nats-listen", "4222"}, want: "nats-listen"},
 		{name: "public ip", args: []string{"--public-ip", "example.com"}, want: "public-ip \"example.com\""},
+		{name: "two public ipv4", args: []string{"--public-ip", "192.0.2.1,192.0.2.2"}, want: "public-ip \"192.0.2.1,192.0.2.2\""},
+		{name: "tcp port", args: []string{"--tcp-port", "65536"}, want: "tcp-port 65536"},
+		{name: "tcp port negative", args: []string{"--tcp-port=-2"}, want: "tcp-port -2"},
 		{name: "public url", args: []string{"--public-url", "node1.example.com"}, want: "public-url"},
 		{name: "relay bad", args: []string{"--relay", "7881"}, want: "relay"},
 		{name: "heartbeat timeout too short", args: []string{"--heartbeat-interval", "2s", "--heartbeat-timeout", "3s"}, want: "heartbeat-timeout"},
@@ -219,6 +223,9 @@ func TestValidateAccepts(t *testing.T) {
 		func(c *Config) { c.HTTP = "[::1]:0" },
 		func(c *Config) { c.HTTP = "example.com:80" },
 		func(c *Config) { c.PublicIP = "2001:db8::1" },
+		func(c *Config) { c.PublicIP = "192.0.2.1,2001:db8::1" },
+		func(c *Config) { c.TCPPort = -1 },
+		func(c *Config) { c.TCPPort = 0 },
 		func(c *Config) { c.UDPPort = 0 },
 		func(c *Config) { c.UDPPort = 65535 },
 		func(c *Config) { c.LogLevel = "WARN" },
@@ -307,6 +314,8 @@ func TestAdvertisedHost(t *testing.T) {
 		{host: "10.9.9.9", want: "10.9.9.9"},
 		{host: "", publicIP: "192.0.2.1", addrs: addrs, want: "192.0.2.1"},
 		{host: "0.0.0.0", publicIP: "192.0.2.1", want: "192.0.2.1"},
+		{host: "", publicIP: "2001:db8::1,192.0.2.1", addrs: addrs, want: "192.0.2.1"},
+		{host: "", publicIP: "2001:db8::1", addrs: addrs, want: "2001:db8::1"},
 		{host: "::", addrs: addrs, want: "10.1.2.3"},
 		{host: "", addrs: addrs, loopback: true, want: "127.0.0.1"},
 		{host: "", addrs: addrs[:2], want: "127.0.0.1"},

@@ -190,6 +190,7 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 		HTTPURL:          httpURL,
 		PublicIP:         cfg.PublicIP,
 		UDPPort:          cfg.UDPPort,
+		TCPPort:          cfg.TCPPort,
 		Workers:          cfg.Workers,
 		LoopbackOnly:     cfg.LoopbackOnly,
 		KeyframeInterval: cfg.KeyframeInterval,
