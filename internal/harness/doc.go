@@ -27,7 +27,7 @@
 // anything matched by address keeps working). Userspace copying costs CPU, so only the hosts
 // that need a delay pay for it.
 //
-// Faults live where a real network has them: [Host.Cut] and [Host.BlockPort] drop packets with
+// Faults live where a real network has them: [Host.Cut], [Host.BlockPort] and [Host.BlockUDP] drop packets with
 // nftables on eth0 in the host's namespace (netdev ingress and egress hooks, so a sender sees no
 // error, as on a real lossy path); [Host.Cap] puts a tbf qdisc on the sending side of each
 // direction (eth0 for egress, the switch-side port for ingress); [Host.SetDelay] changes the

@@ -16,9 +16,11 @@ table netdev harness {
 	set tcpports { type inet_service; }
 	set udpports { type inet_service; }
 	chain cut { }
+	chain noudp { }
 	chain rx {
 		type filter hook ingress device "eth0" priority 0; policy accept;
 		jump cut
+		jump noudp
 		udp sport @udpports drop
 		udp dport @udpports drop
 		tcp sport @tcpports drop
@@ -27,6 +29,7 @@ table netdev harness {
 	chain tx {
 		type filter hook egress device "eth0" priority 0; policy accept;
 		jump cut
+		jump noudp
 		udp sport @udpports drop
 		udp dport @udpports drop
 		tcp sport @tcpports drop
@@ -70,6 +73,26 @@ func (h *Host) BlockPort(proto string, port uint16) (heal func()) {
 		once.Do(func() {
 			h.lab.t.Helper()
 			if err := h.nft("delete element " + set + "\n"); err != nil {
+				h.lab.t.Fatal(err)
+			}
+		})
+	}
+}
+
+// BlockUDP drops, silently and in both directions, every UDP packet on the host's link, as a
+// network that lets only TCP through (a corporate proxy, a hotel): the host's TCP works, its
+// UDP reaches nobody and nobody's reaches it. The returned func lets UDP through again (once;
+// later calls do nothing). Ports blocked with [Host.BlockPort] stay blocked.
+func (h *Host) BlockUDP() (heal func()) {
+	h.lab.t.Helper()
+	if err := h.nft("flush chain netdev harness noudp\nadd rule netdev harness noudp meta l4proto udp drop\n"); err != nil {
+		h.lab.t.Fatal(err)
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			h.lab.t.Helper()
+			if err := h.nft("flush chain netdev harness noudp\n"); err != nil {
 				h.lab.t.Fatal(err)
 			}
 		})

@@ -87,3 +87,46 @@ func all7001(udp, tcp func(uint16) error) error {
 	}
 	return tcp(8001)
 }
+
+// TestBlockUDP checks that a host whose UDP is blocked reaches no UDP port, in either direction,
+// while its TCP works, and that the heal lets UDP through again.
+func TestBlockUDP(t *testing.T) {
+	lab := New(t)
+	a, b := lab.Host("a"), lab.Host("b")
+	base := time.Now()
+	echoUDP(t, b, 7000, base)
+	echoUDP(t, a, 7100, base)
+	serveTCP(t, b, 8000)
+	toB := &pinger{conn: listenUDP(t, a, 0), base: base}
+	toA := &pinger{conn: listenUDP(t, b, 0), base: base}
+	udpAB := func() error { _, _, err := toB.ping(netip.AddrPortFrom(b.Addr(), 7000), lost); return err }
+	udpBA := func() error { _, _, err := toA.ping(netip.AddrPortFrom(a.Addr(), 7100), lost); return err }
+	tcp := func() error { return dialTCP(a, netip.AddrPortFrom(b.Addr(), 8000), lost) }
+	Eventually(t, 5*time.Second, func() error {
+		for _, f := range []func() error{udpAB, udpBA, tcp} {
+			if err := f(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+
+	heal := a.BlockUDP()
+	if err := blocked(udpAB()); err != nil {
+		t.Fatalf("udp from a while a's UDP is blocked: %v", err)
+	}
+	if err := blocked(udpBA()); err != nil {
+		t.Fatalf("udp to a while a's UDP is blocked: %v", err)
+	}
+	if err := tcp(); err != nil {
+		t.Fatalf("tcp while a's UDP is blocked: %v", err)
+	}
+	heal()
+	heal() // a second call does nothing
+	Eventually(t, 2*time.Second, func() error {
+		if err := udpAB(); err != nil {
+			return err
+		}
+		return udpBA()
+	})
+}
