@@ -18,6 +18,7 @@ import (
 	"github.com/cascade-sfu/cascade/signal/auth"
 	"github.com/cascade-sfu/cascade/signal/client"
 	"github.com/cascade-sfu/cascade/signal/proto"
+	"github.com/pion/webrtc/v4"
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/time/rate"
 )
@@ -45,6 +46,9 @@ type Options struct {
 	Keys auth.Keys
 	// LoopbackOnly keeps the bots' media on 127.0.0.1.
 	LoopbackOnly bool
+	// SubscriberNetworks are the candidate networks of the subscribers (client.Options.NetworkTypes;
+	// nil: the client's default). client.TCPOnly makes every subscriber use ICE-TCP.
+	SubscriberNetworks []webrtc.NetworkType
 	// JoinTimeout bounds one bot's join (signaling and first media).
 	JoinTimeout time.Duration
 	// NoRedirect makes every bot join exactly the node it is given: the join asks the node to

@@ -69,7 +69,7 @@ func (r *run) subscribe(ctx context.Context, name, url, room string) *subscriber
 	}
 	s.start = time.Now()
 	c, err := client.Dial(ctx, url, client.Options{Token: tok, LoopbackOnly: r.o.LoopbackOnly, Lean: true, NoRedirect: r.o.NoRedirect,
-		OnTrack: s.onTrack, OnNotification: s.onNotification})
+		OnTrack: s.onTrack, OnNotification: s.onNotification, NetworkTypes: r.o.SubscriberNetworks})
 	if err != nil {
 		s.fail(fmt.Errorf("%s: join %s: %w", name, url, err))
 		return s

@@ -27,6 +27,8 @@ import (
 
 	"github.com/cascade-sfu/cascade/bots"
 	"github.com/cascade-sfu/cascade/signal/auth"
+	"github.com/cascade-sfu/cascade/signal/client"
+	"github.com/pion/webrtc/v4"
 )
 
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat (100 on Linux).
@@ -55,7 +57,7 @@ func main() {
 	warmup := flag.Duration("warmup", 3*time.Second, "wait after the last join before measuring")
 	rate := flag.Float64("rate", 25, "bot joins per second")
 	workers := flag.Int("workers", runtime.NumCPU(), "node workers")
-	modes := flag.String("modes", "cascade,naive,sendto,sendmmsg", "what to measure: cascade, naive, and the kernel floor (sendto, sendmmsg)")
+	modes := flag.String("modes", "cascade,naive,sendto,sendmmsg", "what to measure: cascade, cascade-tcp (subscribers over ICE-TCP), naive, and the kernel floor (sendto, sendmmsg)")
 	jsonOut := flag.String("json", "", "also write the results as JSON to this file")
 	clusterN := flag.Int("cluster", 0, "instead: three nodes in a relay chain (fan-out 1), this many subscribers spread over them")
 	receivers := flag.Int("receivers", 0, "internal: run as the floor's receiver process with this many sockets")
@@ -119,11 +121,14 @@ func measure(bin, mode string, n, workers int, rate float64, warmup, window time
 		return res, err
 	}
 	base := "http://127.0.0.1:" + strconv.Itoa(port)
-	args := []string{"node", "--loopback-only", "--http", "127.0.0.1:" + strconv.Itoa(port), "--udp-port", "0",
+	args := []string{"node", "--loopback-only", "--http", "127.0.0.1:" + strconv.Itoa(port), "--udp-port", "0", "--tcp-port", "0",
 		"--nats-listen", "127.0.0.1:0", "--workers", strconv.Itoa(workers), "--log-level", "warn",
 		"--api-key", keys.Key, "--api-secret", keys.Secret}
+	var subNetworks []webrtc.NetworkType
 	switch mode {
 	case "cascade":
+	case "cascade-tcp": // Cascade's path, every subscriber over ICE-TCP
+		subNetworks = client.TCPOnly
 	case "naive":
 		args = append(args, "--naive-baseline")
 	default:
@@ -154,7 +159,8 @@ func measure(bin, mode string, n, workers int, rate float64, warmup, window time
 	runErr := make(chan error, 1)
 	go func() {
 		rep, err := bots.Run(context.Background(), bots.Options{URLs: []string{base}, Room: "bench", Publishers: 1,
-			Subscribers: n, Duration: hold, Rate: rate, Video: true, Keys: keys, LoopbackOnly: true, JoinTimeout: 30 * time.Second})
+			Subscribers: n, Duration: hold, Rate: rate, Video: true, Keys: keys, LoopbackOnly: true, JoinTimeout: 30 * time.Second,
+			SubscriberNetworks: subNetworks})
 		if err != nil {
 			runErr <- err
 			return
