@@ -45,6 +45,9 @@ type Options struct {
 	Cluster http.Handler
 	// Pprof serves Go's profiler at /debug/pprof/ (for operators chasing CPU; off by default).
 	Pprof bool
+	// ICEServers mints the ICE servers (the node's TURN servers, with credentials) handed to
+	// a participant in the join response and in WHIP/WHEP Link headers (nil: none).
+	ICEServers func(participant string) []proto.ICEServer
 }
 
 // Placement is the join placement policy of a cluster.
@@ -266,11 +269,41 @@ func (s *Server) serveWHIP(w http.ResponseWriter, r *http.Request) {
 	if publish {
 		kind = "whip"
 	}
+	for _, l := range iceLinks(s.iceServers(p.ID())) {
+		w.Header().Add("Link", l)
+	}
 	w.Header().Set("Content-Type", "application/sdp")
 	w.Header().Set("Location", fmt.Sprintf("/%s/%s/%s", kind, room, p.ID()))
 	w.WriteHeader(http.StatusCreated)
 	_, _ = io.WriteString(w, answer)
 }
+
+// iceServers are the ICE servers for a participant (none without Options.ICEServers).
+func (s *Server) iceServers(participant string) []proto.ICEServer {
+	if s.o.ICEServers == nil {
+		return nil
+	}
+	return s.o.ICEServers(participant)
+}
+
+// iceLinks are the Link header values announcing ICE servers to a WHIP or WHEP client
+// (RFC 9725, section 4.6): one per URL.
+func iceLinks(servers []proto.ICEServer) []string {
+	var out []string
+	for _, is := range servers {
+		for _, u := range is.URLs {
+			l := "<" + u + `>; rel="ice-server"`
+			if is.Username != "" {
+				l += `; username="` + quote(is.Username) + `"; credential="` + quote(is.Credential) + `"; credential-type="password"`
+			}
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// quote escapes s for an HTTP quoted-string.
+func quote(s string) string { return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) }
 
 func (s *Server) serveDeleteResource(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")

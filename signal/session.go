@@ -393,7 +393,7 @@ func (s *session) join(raw json.RawMessage) (any, error) {
 	s.p = p
 	s.log = s.log.With("room", g.Room, "participant", p.ID())
 	res := proto.JoinResult{Participant: participant(p.Info()), Room: g.Room, Participants: each(p.Room().Participants(), participant),
-		Producers: each(p.Room().Producers(), producer)}
+		Producers: each(p.Room().Producers(), producer), ICEServers: s.srv.iceServers(p.ID())}
 	return res, nil
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/cascade-sfu/cascade/relay"
 	"github.com/cascade-sfu/cascade/signal/auth"
+	"github.com/cascade-sfu/cascade/turnsrv"
 )
 
 // Config is the configuration of `cascade node`. Each field is settable, in increasing order of
@@ -57,6 +58,16 @@ type Config struct {
 	NATSCreds         string        `yaml:"nats-creds"`
 	NaiveBaseline     bool          `yaml:"naive-baseline"`
 	Pprof             bool          `yaml:"pprof"`
+
+	TURNUDPPort        int           `yaml:"turn-udp-port"`
+	TURNTCPPort        int           `yaml:"turn-tcp-port"`
+	TURNTLSPort        int           `yaml:"turn-tls-port"`
+	TURNCert           string        `yaml:"turn-cert"`
+	TURNKey            string        `yaml:"turn-key"`
+	TURNHost           string        `yaml:"turn-host"`
+	TURNSecret         string        `yaml:"turn-secret"`
+	TURNTTL            time.Duration `yaml:"turn-ttl"`
+	TURNMaxAllocations int           `yaml:"turn-max-allocations"`
 }
 
 // minSecretLen is the shortest API secret accepted.
@@ -81,6 +92,9 @@ func defaultConfig() Config {
 		NATSClusterName:   "cascade",
 		HeartbeatInterval: cluster.DefaultHeartbeat,
 		HeartbeatTimeout:  cluster.DefaultTimeout,
+
+		TURNTTL:            turnsrv.DefaultTTL,
+		TURNMaxAllocations: turnsrv.DefaultMaxAllocations,
 	}
 }
 
@@ -120,6 +134,15 @@ func nodeFlags(c *Config, configPath *string) *flag.FlagSet {
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "on SIGTERM, how long sessions may continue while the node drains")
 	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve Go's profiler at /debug/pprof/")
 	fs.BoolVar(&c.NaiveBaseline, "naive-baseline", c.NaiveBaseline, "benchmarks only: forward with the textbook pion broadcast instead of Cascade's path")
+	fs.IntVar(&c.TURNUDPPort, "turn-udp-port", c.TURNUDPPort, "embedded TURN server: UDP port (0: off)")
+	fs.IntVar(&c.TURNTCPPort, "turn-tcp-port", c.TURNTCPPort, "embedded TURN server: TCP port, for clients whose network blocks UDP (0: off)")
+	fs.IntVar(&c.TURNTLSPort, "turn-tls-port", c.TURNTLSPort, "embedded TURN server: TLS port, e.g. 443 (0: off; needs --turn-cert and --turn-key)")
+	fs.StringVar(&c.TURNCert, "turn-cert", c.TURNCert, "TURN/TLS certificate chain (PEM file; reloaded when it changes)")
+	fs.StringVar(&c.TURNKey, "turn-key", c.TURNKey, "TURN/TLS private key (PEM file)")
+	fs.StringVar(&c.TURNHost, "turn-host", c.TURNHost, "host[:port] in the turns: URL handed to clients: the certificate's name, and the port of a TCP load balancer in front (empty: the public IP and --turn-tls-port)")
+	fs.StringVar(&c.TURNSecret, "turn-secret", c.TURNSecret, fmt.Sprintf("TURN REST credentials secret (at least %d bytes; empty: random per process, as credentials are only good on the node that minted them)", turnsrv.MinSecretLen))
+	fs.DurationVar(&c.TURNTTL, "turn-ttl", c.TURNTTL, "validity of the TURN credentials handed to a client at join (a session relayed through TURN longer than this loses its relay at the next refresh)")
+	fs.IntVar(&c.TURNMaxAllocations, "turn-max-allocations", c.TURNMaxAllocations, "TURN allocations one participant may hold at a time")
 	fs.SetOutput(io.Discard)
 	return fs
 }
@@ -298,6 +321,9 @@ func (c Config) Validate() error {
 	}
 	if c.DrainTimeout < 0 {
 		return fmt.Errorf("drain-timeout %v: must not be negative", c.DrainTimeout)
+	}
+	if err := c.validateTURN(); err != nil {
+		return err
 	}
 	return validateKeys(c.APIKey, c.APISecret)
 }

@@ -37,6 +37,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		KeyframeInterval: 500 * time.Millisecond, WorkerConsumers: node.DefaultWorkerConsumers, RTXBudget: 25,
 		Relay: ":7881", RelayFanout: 3, DrainTimeout: 30 * time.Second, NATSClusterName: "cascade",
 		HeartbeatInterval: time.Second, HeartbeatTimeout: 3 * time.Second,
+		TURNTTL: 12 * time.Hour, TURNMaxAllocations: 16,
 	}
 	if got != want {
 		t.Errorf("defaults:\n got %+v\nwant %+v", got, want)
@@ -92,6 +93,7 @@ rtx-budget: 10
 		RelayFanout:       3,
 		DrainTimeout:      30 * time.Second,
 		HeartbeatInterval: time.Second, HeartbeatTimeout: 3 * time.Second,
+		TURNTTL: 12 * time.Hour, TURNMaxAllocations: 16,
 		NATSClusterName: "cascade",
 	}
 	if got != want {
@@ -180,6 +182,13 @@ func TestLoadConfigErrors(t *testing.T) {
 		{name: "key without secret", args: []string{"--api-key", "k"}, want: "api-secret is not"},
 		{name: "secret without key", args: []string{"--api-secret", "0123456789abcdef"}, want: "api-key is not"},
 		{name: "short secret", args: []string{"--api-key", "k", "--api-secret", "short"}, want: "api-secret is 5 bytes"},
+		{name: "turn port high", args: []string{"--turn-udp-port", "70000"}, want: "turn-udp-port 70000"},
+		{name: "turn tls without cert", args: []string{"--turn-tls-port", "443"}, want: "turn-cert"},
+		{name: "turn cert without tls port", args: []string{"--turn-cert", "c.pem", "--turn-key", "k.pem"}, want: "turn-tls-port"},
+		{name: "turn tcp and tls one port", args: []string{"--turn-tcp-port", "443", "--turn-tls-port", "443", "--turn-cert", "c", "--turn-key", "k"}, want: "both 443"},
+		{name: "turn short secret", args: []string{"--turn-secret", "short"}, want: "turn-secret is 5 bytes"},
+		{name: "turn ttl", env: map[string]string{"CASCADE_TURN_TTL": "10s"}, want: "turn-ttl"},
+		{name: "turn max allocations", args: []string{"--turn-max-allocations", "0"}, want: "turn-max-allocations 0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -204,6 +204,15 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 		ln.Close()
 		return fmt.Errorf("start node: %w", err)
 	}
+	turnSrv, err := startTURN(cfg, n, ifaceAddrs, reg, logger)
+	if err != nil {
+		n.Close()
+		ln.Close()
+		return fmt.Errorf("start turn: %w", err)
+	}
+	if turnSrv != nil {
+		defer turnSrv.Close()
+	}
 	nc, err := cluster.StartNATS(cluster.NATSOptions{
 		Name:        n.ID(),
 		URL:         cfg.NATS,
@@ -242,7 +251,7 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 	placer := cluster.NewPlacer(cl)
 	reg.MustRegister(cluster.NewCollector(cl, placer))
 
-	srv := signal.NewServer(n, signal.Options{
+	so := signal.Options{
 		Keys:      keys,
 		DevTokens: dev, // the demo page mints its own tokens, only with the development keys
 		Web:       web.Handler(),
@@ -252,7 +261,11 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 		Cluster:   cluster.NewViewer(cl),
 		Placement: placer,
 		Ready:     nc.Ready,
-	})
+	}
+	if turnSrv != nil {
+		so.ICEServers = turnICEServers(turnSrv, cfg.TURNTTL, logger)
+	}
+	srv := signal.NewServer(n, so)
 	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()

@@ -54,6 +54,10 @@ type Options struct {
 	Lean bool
 	// RequestTimeout bounds each request; 0 means 10 s.
 	RequestTimeout time.Duration
+	// ICETransportPolicy is both transports' policy: webrtc.ICETransportPolicyRelay uses only
+	// the node's TURN servers (from the join response), as a client whose network blocks
+	// every direct path would. The zero value (all) prefers direct paths.
+	ICETransportPolicy webrtc.ICETransportPolicy
 }
 
 // Candidate networks for Options.NetworkTypes.
@@ -137,6 +141,15 @@ func Dial(ctx context.Context, url string, o Options) (*Client, error) {
 		return Dial(ctx, r.URL, o)
 	}
 	return c, nil
+}
+
+// config is the configuration of both transports: the ICE servers of the join response.
+func (c *Client) config() webrtc.Configuration {
+	cfg := webrtc.Configuration{ICETransportPolicy: c.o.ICETransportPolicy}
+	for _, s := range c.Join.ICEServers {
+		cfg.ICEServers = append(cfg.ICEServers, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
+	}
+	return cfg
 }
 
 func newAPI(loopback, lean bool, networks []webrtc.NetworkType) (*webrtc.API, error) {
@@ -361,7 +374,7 @@ func (c *Client) sendCandidates(transport string, cands []webrtc.ICECandidateIni
 func (c *Client) onOffer(sdp string) error {
 	c.pcMu.Lock()
 	if c.recv == nil {
-		pc, err := c.api.NewPeerConnection(webrtc.Configuration{})
+		pc, err := c.api.NewPeerConnection(c.config())
 		if err != nil {
 			c.pcMu.Unlock()
 			return err
@@ -406,7 +419,7 @@ func (c *Client) Publish(ctx context.Context, tracks ...webrtc.TrackLocal) (prot
 	var res proto.PublishResult
 	c.pcMu.Lock()
 	if c.send == nil {
-		pc, err := c.api.NewPeerConnection(webrtc.Configuration{})
+		pc, err := c.api.NewPeerConnection(c.config())
 		if err != nil {
 			c.pcMu.Unlock()
 			return res, err

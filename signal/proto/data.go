@@ -54,6 +54,15 @@ type (
 		Participants []Participant `json:"participants"`
 		Producers    []Producer    `json:"producers"`
 		Redirect     *Redirect     `json:"redirect,omitempty"`
+		// ICEServers are the node's TURN servers with short-lived credentials, for both
+		// transports (the browser's RTCIceServer); absent when the node runs none.
+		ICEServers []ICEServer `json:"iceServers,omitempty"`
+	}
+	// ICEServer is the browser's RTCIceServer: TURN URLs and their credentials.
+	ICEServer struct {
+		URLs       []string `json:"urls"`
+		Username   string   `json:"username,omitempty"`
+		Credential string   `json:"credential,omitempty"`
 	}
 	// Redirect names the node a client should join instead.
 	Redirect struct {
