@@ -55,7 +55,7 @@ type clusterOpts struct {
 
 // startNode starts a node with o (plus loopback media, test logs and metrics); with co it
 // starts NATS and the relay and joins the cluster, wired as cmd/cascade wires them.
-func startNode(t *testing.T, o node.Options, co *clusterOpts) *env {
+func startNode(t *testing.T, o node.Options, co *clusterOpts, with ...func(*signal.Options)) *env {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testWriter{t}})
@@ -98,6 +98,9 @@ func startNode(t *testing.T, o node.Options, co *clusterOpts) *env {
 		reg.MustRegister(cluster.NewCollector(e.cluster, placer))
 		e.view = cluster.NewViewer(e.cluster)
 		so.Cluster, so.Placement, so.Ready = e.view, placer, e.nats.Ready
+	}
+	for _, f := range with {
+		f(&so)
 	}
 	e.srv = signal.NewServer(n, so)
 	hs.Config.Handler = e.srv.Handler()

@@ -87,7 +87,8 @@ type Client struct {
 	pending map[string]chan proto.Response
 	closed  bool
 
-	notes chan proto.Notification // closed by the reader when the connection ends
+	joined chan struct{}            // closed once Join is set: notifications wait for it
+	notes  chan proto.Notification // closed by the reader when the connection ends
 	done  chan struct{}           // closed by the dispatcher after the last notification
 	ctx   context.Context
 	stop  context.CancelFunc
@@ -119,7 +120,7 @@ func Dial(ctx context.Context, url string, o Options) (*Client, error) {
 	conn.SetReadLimit(1 << 20)
 	cctx, stop := context.WithCancel(context.Background())
 	c := &Client{o: o, URL: url, conn: conn, api: api, pending: make(map[string]chan proto.Response),
-		notes: make(chan proto.Notification, 1024), done: make(chan struct{}), ctx: cctx, stop: stop,
+		notes: make(chan proto.Notification, 1024), joined: make(chan struct{}), done: make(chan struct{}), ctx: cctx, stop: stop,
 		remoteCands: make(map[string][]webrtc.ICECandidateInit), localReady: make(map[string]bool),
 		localCands: make(map[string][]webrtc.ICECandidateInit)}
 	c.wg.Add(2)
@@ -127,7 +128,13 @@ func Dial(ctx context.Context, url string, o Options) (*Client, error) {
 	go c.dispatcher()
 	auto := !o.NoAutoSubscribe
 	join := proto.JoinData{Token: o.Token, AutoSubscribe: &auto, Region: o.Region, NoRedirect: o.NoRedirect}
-	if err := c.Request(ctx, proto.MethodJoin, join, &c.Join); err != nil {
+	var res proto.JoinResult
+	err = c.Request(ctx, proto.MethodJoin, join, &res)
+	// The first offer may already be queued: the dispatcher handles it once Join (with the
+	// ICE servers of both transports) is set.
+	c.Join = res
+	close(c.joined)
+	if err != nil {
 		c.shutdown()
 		return nil, err
 	}
@@ -273,6 +280,7 @@ func (c *Client) Done() <-chan struct{} { return c.done }
 func (c *Client) dispatcher() {
 	defer c.wg.Done()
 	defer close(c.done)
+	<-c.joined
 	for n := range c.notes {
 		{
 			raw, _ := n.Data.(json.RawMessage)
