@@ -223,7 +223,9 @@ async function join(room, identity) {
   $("join").disabled = true;
   showError("");
   setStatus("connecting", "getting a token…");
-  const c = new CascadeClient();
+  // ?relay=1 sends all media through the node's TURN servers (iceTransportPolicy "relay").
+  const relay = new URLSearchParams(location.search).get("relay") === "1";
+  const c = new CascadeClient(relay ? { iceTransportPolicy: "relay" } : {});
   try {
     let token = await fetchToken(room, identity); // fails early, before the camera prompt
     localStream = await getMedia();
@@ -312,7 +314,12 @@ async function selectedPairs(pc) {
     if (s.type !== "candidate-pair" || s.state !== "succeeded" || !s.nominated) return;
     const local = report.get(s.localCandidateId) || {};
     const remote = report.get(s.remoteCandidateId) || {};
-    pairs.push({ local: local.address || local.ip || "", remote: remote.address || remote.ip || "" });
+    pairs.push({
+      local: local.address || local.ip || "",
+      remote: remote.address || remote.ip || "",
+      localType: local.candidateType || "",
+      relayProtocol: local.relayProtocol || "",
+    });
   });
   return pairs;
 }

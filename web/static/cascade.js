@@ -70,13 +70,18 @@ function transceiverKind(t) {
 export class CascadeClient extends EventTarget {
   /**
    * @param {object} [options]
-   * @param {RTCIceServer[]} [options.iceServers] STUN/TURN servers for both peer connections
+   * @param {RTCIceServer[]} [options.iceServers] STUN/TURN servers for both peer connections, besides
+   *   the node's own TURN servers, which the join response hands out with fresh credentials
+   * @param {RTCIceTransportPolicy} [options.iceTransportPolicy] "all" (default: direct paths
+   *   first, TURN when they fail) or "relay" (TURN only)
    * @param {number} [options.requestTimeout] ms before a request fails with code "timeout" (10000)
    * @param {boolean} [options.reconnect] reconnect when the WebSocket drops (true)
    */
   constructor(options = {}) {
     super();
-    this.options = { iceServers: [], requestTimeout: 10000, reconnect: true, ...options };
+    this.options = { iceServers: [], iceTransportPolicy: "all", requestTimeout: 10000, reconnect: true, ...options };
+    /** The node's TURN servers from the last join response (PROTOCOL.md, iceServers). */
+    this._nodeIceServers = [];
     /** "closed" | "connecting" | "connected" | "reconnecting" */
     this.state = "closed";
     /** This client's Participant once joined. */
@@ -420,6 +425,8 @@ export class CascadeClient extends EventTarget {
   }
 
   _applyJoin(data, reconnected) {
+    // Peer connections made from now on use this node's TURN servers and credentials.
+    this._nodeIceServers = Array.isArray(data.iceServers) ? data.iceServers : [];
     const before = this.participants;
     const producersBefore = this.producers;
     this.participant = data.participant || null;
@@ -546,7 +553,12 @@ export class CascadeClient extends EventTarget {
   }
 
   _newPC(transport) {
-    const pc = new RTCPeerConnection({ iceServers: this.options.iceServers, bundlePolicy: "max-bundle" });
+    // The browser prefers host and server-reflexive paths and relays only when they fail.
+    const pc = new RTCPeerConnection({
+      iceServers: [...this.options.iceServers, ...this._nodeIceServers],
+      iceTransportPolicy: this.options.iceTransportPolicy,
+      bundlePolicy: "max-bundle",
+    });
     const gen = this._gen;
     pc.onicecandidate = (e) => this._onLocalCandidate(transport, e.candidate, gen);
     pc.onconnectionstatechange = () => {
