@@ -82,7 +82,7 @@ func metric(t *testing.T, reg *prometheus.Registry, name string, labels ...strin
 }
 
 // client is a TURN client over UDP with credentials for user.
-func client(t *testing.T, s *turnsrv.Server, user, pass string) *turn.Client {
+func turnClient(t *testing.T, s *turnsrv.Server, user, pass string) *turn.Client {
 	t.Helper()
 	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
@@ -140,7 +140,7 @@ func TestRelayReachesOnlyMedia(t *testing.T) {
 	otherIP := udp(t, "127.0.0.2")   // another address of the network the node runs in
 	s, reg := start(t, turnsrv.Options{Media: []turnsrv.Media{{Addr: addrPort(media)}}})
 	user, pass := credentials(t, s, "viewer")
-	c := client(t, s, user, pass)
+	c := turnClient(t, s, user, pass)
 	relay, err := c.Allocate()
 	if err != nil {
 		t.Fatalf("allocate: %v", err)
@@ -223,7 +223,7 @@ func TestRelayToPublicAddressDeliversLocally(t *testing.T) {
 	public := netip.AddrPortFrom(netip.MustParseAddr("192.0.2.10"), addrPort(media).Port())
 	s, _ := start(t, turnsrv.Options{Media: []turnsrv.Media{{Addr: public, Local: addrPort(media)}}})
 	user, pass := credentials(t, s, "viewer")
-	c := client(t, s, user, pass)
+	c := turnClient(t, s, user, pass)
 	relay, err := c.Allocate()
 	if err != nil {
 		t.Fatalf("allocate: %v", err)
@@ -252,7 +252,7 @@ func TestCredentialsAndQuota(t *testing.T) {
 	s, reg := start(t, turnsrv.Options{Media: []turnsrv.Media{{Addr: addrPort(media)}}, MaxAllocations: 2})
 
 	user, pass := credentials(t, s, "alice")
-	if _, err := client(t, s, user, pass+"x").Allocate(); err == nil {
+	if _, err := turnClient(t, s, user, pass+"x").Allocate(); err == nil {
 		t.Error("allocation with a wrong password succeeded")
 	}
 	other, err := turnsrv.New(turnsrv.Options{Secret: "another secret of the same length", UDP: "127.0.0.1:0", Host: "127.0.0.1",
@@ -262,14 +262,14 @@ func TestCredentialsAndQuota(t *testing.T) {
 	}
 	defer other.Close()
 	ou, op := credentials(t, other, "alice")
-	if _, err := client(t, s, ou, op).Allocate(); err == nil {
+	if _, err := turnClient(t, s, ou, op).Allocate(); err == nil {
 		t.Error("allocation with another server's credentials succeeded")
 	}
 	pastUser, pastPass, err := turn.GenerateLongTermTURNRESTCredentials(secret, "alice", -time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := client(t, s, pastUser, pastPass).Allocate(); err == nil {
+	if _, err := turnClient(t, s, pastUser, pastPass).Allocate(); err == nil {
 		t.Error("allocation with an expired username succeeded")
 	}
 	if metric(t, reg, "cascade_turn_auth_failures_total") == 0 {
@@ -277,21 +277,21 @@ func TestCredentialsAndQuota(t *testing.T) {
 	}
 
 	for i := range 2 {
-		if _, err := client(t, s, user, pass).Allocate(); err != nil {
+		if _, err := turnClient(t, s, user, pass).Allocate(); err != nil {
 			t.Fatalf("allocation %d of 2: %v", i+1, err)
 		}
 	}
-	if _, err := client(t, s, user, pass).Allocate(); err == nil {
+	if _, err := turnClient(t, s, user, pass).Allocate(); err == nil {
 		t.Error("a third allocation of one user succeeded, want quota reached")
 	}
 	bu, bp := credentials(t, s, "bob")
-	if _, err := client(t, s, bu, bp).Allocate(); err != nil {
+	if _, err := turnClient(t, s, bu, bp).Allocate(); err != nil {
 		t.Errorf("another user's allocation: %v", err)
 	}
 	if got := metric(t, reg, "cascade_turn_allocations_refused_total"); got != 1 {
 		t.Errorf("cascade_turn_allocations_refused_total = %v, want 1", got)
 	}
-	if _, err := client(t, s, bu, bp).AllocateTCP(); err == nil {
+	if _, err := turnClient(t, s, bu, bp).AllocateTCP(); err == nil {
 		t.Error("a TCP allocation (RFC 6062) succeeded")
 	}
 }
