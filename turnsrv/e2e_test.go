@@ -194,7 +194,9 @@ func startTURNLab(t *testing.T, extra ...string) *turnLab {
 	return l
 }
 
-func (l *turnLab) url() string { return "ws://" + net.JoinHostPort(l.node.Addr().String(), "7880") + "/ws" }
+func (l *turnLab) url() string {
+	return "ws://" + net.JoinHostPort(l.node.Addr().String(), "7880") + "/ws"
+}
 
 // token mints a token for the lab's node.
 func token(t *testing.T, room, identity string, publish bool) string {

@@ -87,12 +87,12 @@ type Client struct {
 	pending map[string]chan proto.Response
 	closed  bool
 
-	joined chan struct{}            // closed once Join is set: notifications wait for it
+	joined chan struct{}           // closed once Join is set: notifications wait for it
 	notes  chan proto.Notification // closed by the reader when the connection ends
-	done  chan struct{}           // closed by the dispatcher after the last notification
-	ctx   context.Context
-	stop  context.CancelFunc
-	wg    sync.WaitGroup
+	done   chan struct{}           // closed by the dispatcher after the last notification
+	ctx    context.Context
+	stop   context.CancelFunc
+	wg     sync.WaitGroup
 
 	pcMu       sync.Mutex
 	send, recv *webrtc.PeerConnection
