@@ -138,7 +138,7 @@ func startNode(t *testing.T, o node.Options, nats *cluster.NATSOptions) (*httpte
 
 // startBrowser starts headless Chromium with fake media and loopback-only WebRTC, and returns
 // the browser context: each chromedp.NewContext(browser) is a tab.
-func startBrowser(t *testing.T, execPath string) context.Context {
+func startBrowser(t *testing.T, execPath string, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(execPath),
@@ -165,6 +165,7 @@ func startBrowser(t *testing.T, execPath string) context.Context {
 		chromedp.Flag("webrtc-ip-handling-policy", "default_public_interface_only"),
 		chromedp.Flag("disable-features", "WebRtcHideLocalIpsWithMdns,Translate,MediaRouter,OptimizationHints"),
 	}
+	opts = append(opts, extra...)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	browser, cancelBrowser := chromedp.NewContext(allocCtx)
 	t.Cleanup(func() {
@@ -253,8 +254,10 @@ func checkFor(t *testing.T, deadline time.Time, what string, cond func() (bool, 
 }
 
 type pair struct {
-	Local  string `json:"local"`
-	Remote string `json:"remote"`
+	Local         string `json:"local"`
+	Remote        string `json:"remote"`
+	LocalType     string `json:"localType"`     // host, srflx, prflx or relay
+	RelayProtocol string `json:"relayProtocol"` // udp, tcp or tls for a relay candidate
 }
 
 type videoTrack struct {
