@@ -56,7 +56,8 @@ type Options struct {
 	RequestTimeout time.Duration
 	// ICETransportPolicy is both transports' policy: webrtc.ICETransportPolicyRelay uses only
 	// the node's TURN servers (from the join response), as a client whose network blocks
-	// every direct path would. The zero value (all) prefers direct paths.
+	// every direct path would (and no ICE-TCP host candidates). The zero value (all) prefers
+	// direct paths.
 	ICETransportPolicy webrtc.ICETransportPolicy
 }
 
@@ -109,7 +110,13 @@ func Dial(ctx context.Context, url string, o Options) (*Client, error) {
 	if o.RequestTimeout == 0 {
 		o.RequestTimeout = 10 * time.Second
 	}
-	api, err := newAPI(o.LoopbackOnly, o.Lean, o.NetworkTypes)
+	networks := o.NetworkTypes
+	if o.ICETransportPolicy == webrtc.ICETransportPolicyRelay {
+		// Relay candidates are UDP (relayed over any transport to the TURN server); pion would
+		// still pair its ICE-TCP host candidates, which the policy excludes.
+		networks = udpOnly(networks)
+	}
+	api, err := newAPI(o.LoopbackOnly, o.Lean, networks)
 	if err != nil {
 		return nil, err
 	}
@@ -148,6 +155,23 @@ func Dial(ctx context.Context, url string, o Options) (*Client, error) {
 		return Dial(ctx, r.URL, o)
 	}
 	return c, nil
+}
+
+// udpOnly keeps the UDP networks of networks (nil: of DefaultNetworkTypes).
+func udpOnly(networks []webrtc.NetworkType) []webrtc.NetworkType {
+	if networks == nil {
+		networks = DefaultNetworkTypes
+	}
+	var out []webrtc.NetworkType
+	for _, n := range networks {
+		if n == webrtc.NetworkTypeUDP4 || n == webrtc.NetworkTypeUDP6 {
+			out = append(out, n)
+		}
+	}
+	if out == nil {
+		out = []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
+	}
+	return out
 }
 
 // config is the configuration of both transports: the ICE servers of the join response.
