@@ -80,7 +80,7 @@ func defaultConfig() Config {
 	return Config{
 		HTTP:              ":7880",
 		UDPPort:           7882,
-		TCPPort:           7882,
+		TCPPort:           7879,
 		NATSListen:        "127.0.0.1:4222",
 		LogLevel:          "info",
 		KeyframeInterval:  500 * time.Millisecond,

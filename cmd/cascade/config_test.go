@@ -33,7 +33,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{
-		HTTP: ":7880", UDPPort: 7882, TCPPort: 7882, NATSListen: "127.0.0.1:4222", LogLevel: "info",
+		HTTP: ":7880", UDPPort: 7882, TCPPort: 7879, NATSListen: "127.0.0.1:4222", LogLevel: "info",
 		KeyframeInterval: 500 * time.Millisecond, WorkerConsumers: node.DefaultWorkerConsumers, RTXBudget: 25,
 		Relay: ":7881", RelayFanout: 3, DrainTimeout: 30 * time.Second, NATSClusterName: "cascade",
 		HeartbeatInterval: time.Second, HeartbeatTimeout: 3 * time.Second,
@@ -76,7 +76,7 @@ rtx-budget: 10
 	want := Config{
 		HTTP:              "127.0.0.1:9000", // YAML over default
 		UDPPort:           20000,            // env over YAML
-		TCPPort:           7882,             // default
+		TCPPort:           7879,             // default
 		PublicIP:          "192.0.2.1",      // flag over default
 		NATSListen:        "127.0.0.1:4222", // default
 		NodeID:            "yaml-node",      // YAML, empty env ignored

@@ -99,6 +99,9 @@ replicas, or autoscaling.maxReplicas when autoscaling. */}}
 {{/* Checks of combinations the schema cannot express. */}}
 {{- define "cascade.validate" -}}
 {{- $kind := .Values.workload.kind }}
+{{- if and (contains "%d" .Values.turn.tls.host) (not (include "cascade.perPodConfig" .)) }}
+{{- fail "turn.tls.host with %d (the pod ordinal) needs per-pod Services with media.service.publicIPs" }}
+{{- end }}
 {{- if and (eq $kind "DaemonSet") (not .Values.media.hostNetwork) }}
 {{- fail "workload.kind DaemonSet needs media.hostNetwork: true (per-pod media Services need a StatefulSet)" }}
 {{- end }}
@@ -128,8 +131,11 @@ replicas, or autoscaling.maxReplicas when autoscaling. */}}
 {{- range $i := until (int .Values.node.workers) }}
 {{- $ports = append $ports (int (add $.Values.media.udpPort $i)) }}
 {{- end }}
+{{- range $p := include "cascade.clientPorts" . | fromYamlArray }}
+{{- $ports = append $ports (int $p.port) }}
+{{- end }}
 {{- if ne (len $ports) (len (uniq $ports)) }}
-{{- fail (printf "ports overlap: http, relay, NATS and media ports (udpPort .. udpPort+workers-1) must all differ: %v" $ports) }}
+{{- fail (printf "ports overlap: http, relay, NATS, media (udpPort .. udpPort+workers-1), ICE-TCP and TURN ports must all differ, TCP or UDP alike (Kubernetes merges a pod's ports by number): %v" $ports) }}
 {{- end }}
 {{- end }}
 
@@ -175,6 +181,11 @@ API key pair and the host-derived public IP come from the environment instead. *
   "keyframe-interval" .Values.node.keyframeInterval
   "rtx-budget" (int .Values.node.rtxBudget)
   "relay-fanout" (int .Values.node.relayFanout)
+  "tcp-port" (int .Values.media.tcpPort)
+  "turn-udp-port" (int .Values.turn.udpPort)
+  "turn-tcp-port" (int .Values.turn.tcpPort)
+  "turn-ttl" .Values.turn.ttl
+  "turn-max-allocations" (int .Values.turn.maxAllocations)
   "heartbeat-interval" .Values.node.heartbeatInterval
   "heartbeat-timeout" .Values.node.heartbeatTimeout
   "drain-timeout" (printf "%ds" (int .Values.drain.timeoutSeconds))
@@ -182,6 +193,12 @@ API key pair and the host-derived public IP come from the environment instead. *
   "log-json" .Values.node.logJSON
 }}
 {{- if .Values.node.pprof }}{{ $_ := set $c "pprof" true }}{{ end }}
+{{- if .Values.turn.tls.secretName }}
+{{- $_ := set $c "turn-tls-port" (int .Values.turn.tlsPort) }}
+{{- $_ := set $c "turn-cert" "/etc/cascade-turn/tls.crt" }}
+{{- $_ := set $c "turn-key" "/etc/cascade-turn/tls.key" }}
+{{- with .Values.turn.tls.host }}{{ if not (contains "%d" .) }}{{ $_ := set $c "turn-host" . }}{{ end }}{{ end }}
+{{- end }}
 {{- with .Values.region }}{{ $_ := set $c "region" . }}{{ end }}
 {{- if and .Values.media.hostNetwork (eq .Values.media.publicIPFrom "value") }}
 {{- $_ := set $c "public-ip" .Values.media.publicIP }}
@@ -225,4 +242,23 @@ while [ "$({{ $bb }} date +%s)" -lt "$end" ]; do
   case "$stats" in *'"participants":0,'*|*'"participants":0}'*) exit 0 ;; esac
   {{ $bb }} sleep 1
 done
+{{- end }}
+
+{{/* The node's other client-facing ports besides HTTP and the UDP media range: ICE-TCP and the
+TURN listeners that are on, as a YAML list of {name, port, protocol}. */}}
+{{- define "cascade.clientPorts" -}}
+{{- $ports := list }}
+{{- if gt (int .Values.media.tcpPort) 0 }}
+{{- $ports = append $ports (dict "name" "ice-tcp" "port" (int .Values.media.tcpPort) "protocol" "TCP") }}
+{{- end }}
+{{- if gt (int .Values.turn.udpPort) 0 }}
+{{- $ports = append $ports (dict "name" "turn-udp" "port" (int .Values.turn.udpPort) "protocol" "UDP") }}
+{{- end }}
+{{- if gt (int .Values.turn.tcpPort) 0 }}
+{{- $ports = append $ports (dict "name" "turn-tcp" "port" (int .Values.turn.tcpPort) "protocol" "TCP") }}
+{{- end }}
+{{- if and .Values.turn.tls.secretName (gt (int .Values.turn.tlsPort) 0) }}
+{{- $ports = append $ports (dict "name" "turn-tls" "port" (int .Values.turn.tlsPort) "protocol" "TCP") }}
+{{- end }}
+{{- toYaml $ports }}
 {{- end }}

@@ -553,18 +553,20 @@ func TestPodServices(t *testing.T) {
 		if cfg["public-ip"] != ips[i] {
 			t.Errorf("pod %s advertises %v, its Service's address is %v", pod, cfg["public-ip"], ips[i])
 		}
-		want := map[string]corev1.Protocol{
-			fmt.Sprintf("%d", r.httpPort()):            corev1.ProtocolTCP,
-			strings.TrimPrefix(str(cfg["relay"]), ":"): corev1.ProtocolUDP,
-		}
-		for w := range intVal(cfg["workers"]) {
-			want[strconv.Itoa(intVal(cfg["udp-port"])+w)] = corev1.ProtocolUDP
-		}
+		want := nodePorts(r, cfg)
 		for _, p := range svc.Spec.Ports {
-			if want[strconv.Itoa(int(p.Port))] != p.Protocol || p.TargetPort.IntValue() != int(p.Port) {
+			k := fmt.Sprintf("%d/%s", p.TargetPort.IntValue(), p.Protocol)
+			port := p.TargetPort.IntValue()
+			if p.Name == "turn-tls" {
+				port = intVal(r.value("turn.tls.servicePort")) // 443 in front of the unprivileged port
+			}
+			if !want[k] || int(p.Port) != port {
 				t.Errorf("Service %s port %+v: want the node's own port numbers", svc.Name, p)
 			}
-			delete(want, strconv.Itoa(int(p.Port)))
+			delete(want, k)
+		}
+		if cfg["turn-host"] != fmt.Sprintf("turn-%d.example.com:443", i) || cfg["turn-cert"] == nil {
+			t.Errorf("pod %s: turn-host %v, turn-cert %v", pod, cfg["turn-host"], cfg["turn-cert"])
 		}
 		if len(want) > 0 {
 			t.Errorf("Service %s lacks ports %v", svc.Name, want)
@@ -576,6 +578,24 @@ func TestPodServices(t *testing.T) {
 }
 
 func (r *rendered) httpPort() int { return intVal(r.value("node.httpPort")) }
+
+// nodePorts are the ports a node with config cfg serves clients and peers on, as
+// "port/PROTOCOL": HTTP, relay, the media UDP range, ICE-TCP and the TURN listeners that are on.
+func nodePorts(r *rendered, cfg map[string]any) map[string]bool {
+	want := map[string]bool{
+		fmt.Sprintf("%d/TCP", r.httpPort()):                 true,
+		strings.TrimPrefix(str(cfg["relay"]), ":") + "/UDP": true,
+	}
+	for w := range intVal(cfg["workers"]) {
+		want[fmt.Sprintf("%d/UDP", intVal(cfg["udp-port"])+w)] = true
+	}
+	for flag, proto := range map[string]string{"tcp-port": "TCP", "turn-udp-port": "UDP", "turn-tcp-port": "TCP", "turn-tls-port": "TCP"} {
+		if port := intVal(cfg[flag]); port > 0 {
+			want[fmt.Sprintf("%d/%s", port, proto)] = true
+		}
+	}
+	return want
+}
 
 func TestAutoscalingMonitoringBots(t *testing.T) {
 	r := render(t, valueSets[len(valueSets)-1].opts) // "everything"
@@ -678,6 +698,9 @@ func TestRejected(t *testing.T) {
 		{[]string{"media.publicIPFrom=value"}, "media.publicIP is empty"},
 		{[]string{"media.hostNetwork=false", "media.service.publicIPs[0]=192.0.2.1"}, "give one per pod"},
 		{[]string{"media.relayPort=7883"}, "ports overlap"},
+		{[]string{"turn.udpPort=3478"}, "ports overlap"},
+		{[]string{"media.tcpPort=7882"}, "ports overlap"},
+		{[]string{"turn.tls.host=turn-%d.example.com"}, "per-pod Services"},
 		{[]string{"auth.apiSecret=short"}, "apiSecret"},
 		{[]string{"region=EU West"}, "region"},
 		{[]string{"node.wrokers=3"}, "wrokers"},

@@ -142,7 +142,7 @@ func TestPreStopAgainstTheNode(t *testing.T) {
 	httpPort := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	const secret = "node-secret-0123456789abcdef"
-	node := exec.Command(bin, "node", "--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "--udp-port", "0",
+	node := exec.Command(bin, "node", "--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "--udp-port", "0", "--tcp-port", "0",
 		"--relay", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0", "--loopback-only", "--workers", "1",
 		"--api-key", "k", "--api-secret", secret, "--drain-timeout", "5s", "--log-level", "warn")
 	node.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "TMPDIR=" + t.TempDir()}

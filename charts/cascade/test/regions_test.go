@@ -57,7 +57,7 @@ func TestTwoRegionNodes(t *testing.T) {
 			remotes = append(remotes, fmt.Sprintf("%s=nats://127.0.0.1:%d", g.Name, other.gateway))
 		}
 		delete(envs, "CASCADE_PUBLIC_IP")
-		args = append(args, "--http", fmt.Sprintf("127.0.0.1:%d", rg.http), "--udp-port", "0", "--relay", "127.0.0.1:0",
+		args = append(args, "--http", fmt.Sprintf("127.0.0.1:%d", rg.http), "--udp-port", "0", "--tcp-port", "0", "--turn-udp-port", "0", "--turn-tcp-port", "0", "--relay", "127.0.0.1:0",
 			"--nats-listen", "127.0.0.1:0", "--nats-cluster", "127.0.0.1:0", "--nats-routes", "",
 			"--nats-gateway", fmt.Sprintf("127.0.0.1:%d", rg.gateway), "--nats-gateways", strings.Join(remotes, ","),
 			"--loopback-only", "--workers", "1", "--log-json=false", "--log-level", "warn")
