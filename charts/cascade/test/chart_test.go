@@ -727,7 +727,7 @@ func TestCheckRejectsBadConfig(t *testing.T) {
 
 func TestNotes(t *testing.T) {
 	r := render(t, renderOpts{})
-	for _, want := range []string{"kubectl -n media get pods", "/cluster", "cascade token --room demo", "cascade-headless", "docs/DEPLOYMENT.md", "generated"} {
+	for _, want := range []string{"kubectl -n media get pods", "/cluster", "cascade token --room demo", "cascade-headless", "docs/DEPLOYMENT.md", "generated", "TCP 7879 (ice-tcp) TCP 3478 (turn-tcp)"} {
 		if !strings.Contains(r.notes, want) {
 			t.Errorf("NOTES lack %q:\n%s", want, r.notes)
 		}
