@@ -2,17 +2,9 @@ package turnsrv_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -22,6 +14,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/cascade-sfu/cascade/internal/harness"
+	"github.com/cascade-sfu/cascade/internal/testca"
 	"github.com/cascade-sfu/cascade/signal/auth"
 	"github.com/cascade-sfu/cascade/signal/client"
 )
@@ -115,38 +108,6 @@ func TestHelperClient(t *testing.T) {
 	os.Exit(2)
 }
 
-// testCA writes a CA and a server certificate for ip (an IP SAN, and name as a DNS SAN) into
-// dir, and returns the paths of the CA certificate, the server certificate and its key.
-func testCA(t *testing.T, dir string, ip net.IP, name string) (caPath, certPath, keyPath string) {
-	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "cascade test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IsCA: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, BasicConstraintsValid: true}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), DNSNames: []string{name},
-		IPAddresses: []net.IP{ip}, KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, _ := x509.MarshalECPrivateKey(key)
-	write := func(name, typ string, b []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	return write("ca.pem", "CERTIFICATE", caDER), write("cert.pem", "CERTIFICATE", der), write("key.pem", "EC PRIVATE KEY", keyDER)
-}
-
 // turnLab is a node with its TURN server on host "node", and a viewer host whose UDP to and
 // from the rest of the lab is dropped.
 type turnLab struct {
@@ -166,12 +127,12 @@ func startTURNLab(t *testing.T, extra ...string) *turnLab {
 	lab := harness.New(t)
 	l := &turnLab{node: lab.Host("node"), viewer: lab.Host("viewer")}
 	dir := t.TempDir()
-	var certPath, keyPath string
-	l.caPath, certPath, keyPath = testCA(t, dir, net.IP(l.node.Addr().AsSlice()), "turn.cascade.test")
+	certs := testca.Write(t, dir, net.IP(l.node.Addr().AsSlice()), "turn.cascade.test")
+	l.caPath = certs.CA
 	args := []string{"node", "--http", ":7880", "--udp-port", "7882", "--public-ip", l.node.Addr().String(), "--workers", "1",
 		"--api-key", e2eKeys.Key, "--api-secret", e2eKeys.Secret, "--log-level", "warn",
 		"--turn-udp-port", fmt.Sprint(turnUDPPort), "--turn-tcp-port", fmt.Sprint(turnTCPPort),
-		"--turn-tls-port", fmt.Sprint(turnTLSPort), "--turn-cert", certPath, "--turn-key", keyPath}
+		"--turn-tls-port", fmt.Sprint(turnTLSPort), "--turn-cert", certs.Cert, "--turn-key", certs.Key}
 	l.proc = l.node.Start(t, "node", harness.Cascade(t), append(args, extra...)...)
 	harness.Eventually(t, 20*time.Second, func() error {
 		if code, err := l.proc.Wait(0); err == nil {
