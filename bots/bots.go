@@ -49,6 +49,10 @@ type Options struct {
 	// SubscriberNetworks are the candidate networks of the subscribers (client.Options.NetworkTypes;
 	// nil: the client's default). client.TCPOnly makes every subscriber use ICE-TCP.
 	SubscriberNetworks []webrtc.NetworkType
+	// SubscriberRelay makes every subscriber use only the node's TURN servers from the join
+	// response (client.Options.ICETransportPolicy relay), as a viewer behind a network that
+	// allows no direct path. false: direct paths, as clients prefer them.
+	SubscriberRelay bool
 	// JoinTimeout bounds one bot's join (signaling and first media).
 	JoinTimeout time.Duration
 	// NoRedirect makes every bot join exactly the node it is given: the join asks the node to

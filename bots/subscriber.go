@@ -69,7 +69,8 @@ func (r *run) subscribe(ctx context.Context, name, url, room string) *subscriber
 	}
 	s.start = time.Now()
 	c, err := client.Dial(ctx, url, client.Options{Token: tok, LoopbackOnly: r.o.LoopbackOnly, Lean: true, NoRedirect: r.o.NoRedirect,
-		OnTrack: s.onTrack, OnNotification: s.onNotification, NetworkTypes: r.o.SubscriberNetworks})
+		OnTrack: s.onTrack, OnNotification: s.onNotification, NetworkTypes: r.o.SubscriberNetworks,
+		ICETransportPolicy: r.o.subscriberPolicy()})
 	if err != nil {
 		s.fail(fmt.Errorf("%s: join %s: %w", name, url, err))
 		return s
@@ -79,6 +80,14 @@ func (r *run) subscribe(ctx context.Context, name, url, room string) *subscriber
 	s.joinedAt = time.Now()
 	s.joined.Store(true)
 	return s
+}
+
+// subscriberPolicy is the subscribers' ICE transport policy: relay with SubscriberRelay.
+func (o Options) subscriberPolicy() webrtc.ICETransportPolicy {
+	if o.SubscriberRelay {
+		return webrtc.ICETransportPolicyRelay
+	}
+	return webrtc.ICETransportPolicyAll
 }
 
 // received is how many tracks of the run's publishers have delivered at least one packet

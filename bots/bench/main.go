@@ -48,6 +48,9 @@ type result struct {
 	Latency     bots.Percentiles `json:"latency_ms"`
 	LossPct     float64          `json:"loss_pct"`
 	Joined      int              `json:"joined"`
+	// TURNPPS is what the node's TURN server relayed to the subscribers per second in the
+	// window (cascade-turn modes).
+	TURNPPS float64 `json:"turn_relayed_pps,omitempty"`
 }
 
 func main() {
@@ -57,7 +60,7 @@ func main() {
 	warmup := flag.Duration("warmup", 3*time.Second, "wait after the last join before measuring")
 	rate := flag.Float64("rate", 25, "bot joins per second")
 	workers := flag.Int("workers", runtime.NumCPU(), "node workers")
-	modes := flag.String("modes", "cascade,naive,sendto,sendmmsg", "what to measure: cascade, cascade-tcp (subscribers over ICE-TCP), naive, and the kernel floor (sendto, sendmmsg)")
+	modes := flag.String("modes", "cascade,naive,sendto,sendmmsg", "what to measure: cascade, cascade-tcp (subscribers over ICE-TCP), cascade-turn and cascade-turn-tcp (subscribers relay-only through the node's TURN server over UDP, over TCP), naive, and the kernel floor (sendto, sendmmsg)")
 	jsonOut := flag.String("json", "", "also write the results as JSON to this file")
 	clusterN := flag.Int("cluster", 0, "instead: three nodes in a relay chain (fan-out 1), this many subscribers spread over them")
 	receivers := flag.Int("receivers", 0, "internal: run as the floor's receiver process with this many sockets")
@@ -93,7 +96,11 @@ func main() {
 			if err != nil {
 				fatal(fmt.Errorf("%s N=%d: %w", mode, n, err))
 			}
-			fmt.Fprintf(os.Stderr, "bench: %s, N=%d: %.2f us/packet, %.0f packets/s, %.2f cores\n", mode, n, r.USPerPacket, r.PPS, r.Cores)
+			fmt.Fprintf(os.Stderr, "bench: %s, N=%d: %.2f us/packet, %.0f packets/s, %.2f cores", mode, n, r.USPerPacket, r.PPS, r.Cores)
+			if r.TURNPPS > 0 {
+				fmt.Fprintf(os.Stderr, ", TURN relayed %.0f packets/s to the subscribers", r.TURNPPS)
+			}
+			fmt.Fprintln(os.Stderr)
 			results = append(results, r)
 		}
 	}
@@ -125,10 +132,22 @@ func measure(bin, mode string, n, workers int, rate float64, warmup, window time
 		"--nats-listen", "127.0.0.1:0", "--workers", strconv.Itoa(workers), "--log-level", "warn",
 		"--api-key", keys.Key, "--api-secret", keys.Secret}
 	var subNetworks []webrtc.NetworkType
+	subRelay := false
 	switch mode {
 	case "cascade":
 	case "cascade-tcp": // Cascade's path, every subscriber over ICE-TCP
 		subNetworks = client.TCPOnly
+	case "cascade-turn", "cascade-turn-tcp": // every subscriber relayed by the node's TURN server
+		turnFlag, free := "--turn-udp-port", freeUDPPort
+		if mode == "cascade-turn-tcp" {
+			turnFlag, free = "--turn-tcp-port", freePort
+		}
+		turnPort, err := free()
+		if err != nil {
+			return res, err
+		}
+		args = append(args, turnFlag, strconv.Itoa(turnPort))
+		subRelay = true
 	case "naive":
 		args = append(args, "--naive-baseline")
 	default:
@@ -160,7 +179,7 @@ func measure(bin, mode string, n, workers int, rate float64, warmup, window time
 	go func() {
 		rep, err := bots.Run(context.Background(), bots.Options{URLs: []string{base}, Room: "bench", Publishers: 1,
 			Subscribers: n, Duration: hold, Rate: rate, Video: true, Keys: keys, LoopbackOnly: true, JoinTimeout: 30 * time.Second,
-			SubscriberNetworks: subNetworks})
+			SubscriberNetworks: subNetworks, SubscriberRelay: subRelay})
 		if err != nil {
 			runErr <- err
 			return
@@ -184,6 +203,7 @@ func measure(bin, mode string, n, workers int, rate float64, warmup, window time
 		return res, err
 	}
 	self0, _ := cpuTicks(os.Getpid())
+	turn0 := turnRelayed(base)
 	secs := int(window / time.Second)
 	time.Sleep(time.Until(start.Add(time.Duration(a+secs) * time.Second)))
 	cpu1, err := cpuTicks(pid)
@@ -191,6 +211,7 @@ func measure(bin, mode string, n, workers int, rate float64, warmup, window time
 		return res, err
 	}
 	self1, _ := cpuTicks(os.Getpid())
+	turn1 := turnRelayed(base)
 	loadRSS, err := rss(pid)
 	if err != nil {
 		return res, err
@@ -214,6 +235,11 @@ func measure(bin, mode string, n, workers int, rate float64, warmup, window time
 	res.Cores = cpu / float64(secs)
 	res.BotsCores = float64(self1-self0) / clockTicks / float64(secs)
 	res.PPS = float64(packets) / float64(secs)
+	res.TURNPPS = (turn1 - turn0) / float64(secs)
+	if subRelay && res.TURNPPS < 0.9*res.PPS {
+		// Relay-only subscribers receive nothing but what the TURN server relays.
+		return res, fmt.Errorf("the TURN server relayed %.0f packets/s to the subscribers, who received %.0f: not all over TURN", res.TURNPPS, res.PPS)
+	}
 	res.USPerPacket = cpu * 1e6 / float64(packets)
 	res.RSSPerSub = float64(loadRSS-idleRSS) / float64(n) / (1 << 20)
 	res.Join, res.Latency, res.LossPct, res.Joined = rep.JoinMs, rep.LatencyMs, rep.LossPct, rep.Joined
@@ -281,6 +307,34 @@ func rss(pid int) (int64, error) {
 	return 0, errors.New("no VmRSS")
 }
 
+// turnRelayed is the node's count of datagrams its TURN server relayed to clients (0 when it
+// has no TURN server or cannot be scraped).
+func turnRelayed(base string) float64 {
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	const series = `cascade_turn_relayed_packets_total{direction="to_client"} `
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, series); ok {
+			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f
+		}
+	}
+	return 0
+}
+
+func freeUDPPort() (int, error) {
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port, nil
+}
+
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -323,5 +377,14 @@ func printTable(w io.Writer, rs []result) {
 			line += fmt.Sprintf("; above the sendto floor: naive +%.2f µs, cascade %+.2f µs", nv.USPerPacket-f.USPerPacket, c.USPerPacket-f.USPerPacket)
 		}
 		fmt.Fprintln(w, line)
+	}
+	// Subscribers over other paths than UDP, against UDP.
+	for _, r := range rs {
+		c, ok := by[r.N]["cascade"]
+		if !strings.HasPrefix(r.Mode, "cascade-") || !ok || c.USPerPacket == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "- N = %d: %s / cascade CPU per forwarded packet = **%.2fx**; RSS per subscriber %.2f vs %.2f MiB\n",
+			r.N, r.Mode, r.USPerPacket/c.USPerPacket, r.RSSPerSub, c.RSSPerSub)
 	}
 }
