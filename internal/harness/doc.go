@@ -8,12 +8,16 @@
 // # Topology
 //
 // A [Lab] is one L2 segment. Its switch is a namespace holding a Linux bridge, br0; every host is
-// a namespace with lo up and one interface, eth0, holding one address from 198.18.0.0/15 (the
-// benchmarking range): the first host gets 198.18.0.1, the second 198.18.0.2, and so on. Every
-// host reaches every other by its address; nothing reaches the machine's own network, and the
-// root namespace gets no address, route or interface.
+// a namespace with lo up and one interface, eth0, holding one IPv4 address from 198.18.0.0/15
+// (the benchmarking range) and one IPv6 address from fd00:cafe::/64 (a unique local range): the
+// first host gets 198.18.0.1 and fd00:cafe::1, the second 198.18.0.2 and fd00:cafe::2, and so
+// on ([Host.Addr], [Host.Addr6]). Every host reaches every other by either address; nothing
+// reaches the machine's own network, and the root namespace gets no address, route or interface.
+// IPv6 is quiet: no duplicate address detection (addresses are usable at once), no router
+// solicitations; a host also has its link-local fe80:: address, as any IPv6 interface.
 //
 //	n1 (198.18.0.1)       n2 (198.18.0.2)             n3 (198.18.0.3), made WithDelay
+//	   (fd00:cafe::1)        (fd00:cafe::2)              (fd00:cafe::3)
 //	eth0 (veth)           eth0 (veth)                 eth0 (TAP)
 //	 |                     |                           |   fd held by the test process:
 //	 |                     |                           |   one goroutine pair per direction
@@ -31,7 +35,8 @@
 // nftables on eth0 in the host's namespace (netdev ingress and egress hooks, so a sender sees no
 // error, as on a real lossy path); [Host.Cap] puts a tbf qdisc on the sending side of each
 // direction (eth0 for egress, the switch-side port for ingress); [Host.SetDelay] changes the
-// userspace bridge's delays.
+// userspace bridge's delays. Every fault holds for IPv4 and IPv6 alike: the nftables rules match
+// the layer-4 protocol whatever the network layer, a qdisc and the delay bridge see frames.
 //
 // Every name of a lab starts with its [Lab.Name], "hx-<pid>-<random>", so test binaries running
 // in parallel never collide. Everything a lab makes is removed by t.Cleanup, even when the test
@@ -54,7 +59,7 @@
 //
 // # Limits
 //
-// The lab is IPv4 (IPv6 is off in its namespaces). The delay bridge is accurate to about a
+// The lab has no router, DNS or DHCP: addresses are static. The delay bridge is accurate to about a
 // millisecond (timer wake-ups: 40 ms measures 40.6 to 41.5 ms), adds 0.1 to 0.3 ms per frame
 // without a delay, has no jitter or loss of its own, and carries frames of up to a 1500-byte MTU.
 // Processes get Pdeathsig, which Linux ties to the thread that forked them: should that thread

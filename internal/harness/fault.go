@@ -10,7 +10,8 @@ import (
 // faultTable is the nftables table of every host: it filters eth0 at the netdev ingress and
 // egress hooks, where a drop is silent for the sender (a drop in the IP output hook would fail
 // its send with EPERM, which no real network does). Chain cut is empty while the link is up and
-// holds one drop while it is cut; the sets hold the blocked ports.
+// holds one drop while it is cut; the sets hold the blocked ports. No rule names a network layer
+// (udp and tcp matches compile to `meta l4proto`), so each holds for IPv4 and IPv6 alike.
 const faultTable = `
 table netdev harness {
 	set tcpports { type inet_service; }
@@ -38,7 +39,8 @@ table netdev harness {
 }
 `
 
-// Cut drops every packet in and out of the host's link, silently, until [Host.Heal]. Traffic
+// Cut drops every packet in and out of the host's link (IPv4, IPv6, ARP and neighbour
+// discovery), silently, until [Host.Heal]. Traffic
 // inside the host (on lo) goes on; open sockets stay open and see nothing but silence.
 func (h *Host) Cut() {
 	h.lab.t.Helper()

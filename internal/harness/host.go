@@ -13,13 +13,15 @@ import (
 )
 
 // Host is one machine of a [Lab]: a network namespace with lo and eth0, which holds the host's
-// address. Every host of a lab reaches every other; each has its own ports.
+// addresses, one IPv4 and one IPv6. Every host of a lab reaches every other over either family;
+// each has its own ports.
 type Host struct {
 	lab   *Lab
 	name  string
 	ns    string     // namespace name
 	port  string     // the switch-side end of its link, in the switch namespace
 	addr  netip.Addr // on eth0, in 198.18.0.0/15
+	addr6 netip.Addr // on eth0, in fd00:cafe::/64
 	delay *delayLink // nil unless made WithDelay
 }
 
@@ -28,6 +30,10 @@ func (h *Host) Name() string { return h.name }
 
 // Addr is the host's address, in 198.18.0.0/15.
 func (h *Host) Addr() netip.Addr { return h.addr }
+
+// Addr6 is the host's IPv6 address, in fd00:cafe::/64 (fd00:cafe::1 for the first host). The
+// host also has a link-local address (fe80::/64) on eth0, as every IPv6 interface does.
+func (h *Host) Addr6() netip.Addr { return h.addr6 }
 
 // Netns is the name of the host's network namespace, for `ip netns exec` or /run/netns/<name>.
 func (h *Host) Netns() string { return h.ns }

@@ -89,8 +89,8 @@ func New(t testing.TB) *Lab {
 func (l *Lab) Name() string { return l.name }
 
 // Host makes a host called name (lower-case letters, digits and dashes, as in "n1" or "nats")
-// with the next address of the lab (198.18.0.1 for the first host, .2 for the second...), and
-// joins it to the switch. Its faults start healed and uncapped.
+// with the next addresses of the lab (198.18.0.1 and fd00:cafe::1 for the first host, .2 and ::2
+// for the second...), and joins it to the switch. Its faults start healed and uncapped.
 func (l *Lab) Host(name string, opts ...HostOption) *Host {
 	l.t.Helper()
 	var cfg hostConfig
@@ -106,14 +106,15 @@ func (l *Lab) Host(name string, opts ...HostOption) *Host {
 		l.t.Fatalf("harness: host %q already exists or the lab is closed", name)
 	}
 	index := len(l.hosts) + 1
-	h := &Host{lab: l, name: name, ns: l.name + "-" + name, port: "p" + strconv.Itoa(index), addr: hostAddr(index)}
+	h := &Host{lab: l, name: name, ns: l.name + "-" + name, port: "p" + strconv.Itoa(index),
+		addr: hostAddr(index), addr6: hostAddr6(index)}
 	l.hosts[name] = h // reserved; the lab's cleanup removes whatever part of it exists
 	l.mu.Unlock()
 
 	if err := run("", "ip", "netns", "add", h.ns); err != nil {
 		l.t.Fatal(err)
 	}
-	noIPv6(l.t, h.ns)
+	quietIPv6(l.t, h.ns)
 	if cfg.delayed {
 		if err := h.joinTAP(cfg.egress, cfg.ingress); err != nil {
 			l.t.Fatal(err)
@@ -127,6 +128,7 @@ func (l *Lab) Host(name string, opts ...HostOption) *Host {
 	if err := ipBatch(h.ns,
 		"link set lo up",
 		"addr add "+h.addr.String()+"/15 dev eth0",
+		"addr add "+h.addr6.String()+"/64 dev eth0 nodad", // usable at once: no duplicate detection
 		"link set eth0 up",
 	); err != nil {
 		l.t.Fatal(err)
@@ -142,12 +144,32 @@ func hostAddr(index int) netip.Addr {
 	return netip.AddrFrom4([4]byte{198, 18, byte(index >> 8), byte(index)})
 }
 
-// noIPv6 turns IPv6 off in namespace ns: no router solicitations or DAD in the way of a
-// measurement. The lab is IPv4.
+// hostAddr6 is the IPv6 address of the index-th host (from 1): fd00:cafe:: + index, a unique
+// local address (RFC 4193) in the lab's one /64.
+func hostAddr6(index int) netip.Addr {
+	return netip.AddrFrom16([16]byte{0: 0xfd, 2: 0xca, 3: 0xfe, 14: byte(index >> 8), 15: byte(index)})
+}
+
+// noIPv6 turns IPv6 off in namespace ns (the switch's: the bridge forwards IPv6 frames without
+// an IPv6 stack of its own).
 func noIPv6(t testing.TB, ns string) {
 	for _, p := range []string{"/proc/sys/net/ipv6/conf/all/disable_ipv6", "/proc/sys/net/ipv6/conf/default/disable_ipv6"} {
 		if err := writeSysctl(ns, p, "1"); err != nil && !os.IsNotExist(err) {
 			t.Fatal(err)
+		}
+	}
+}
+
+// quietIPv6 keeps IPv6 on in host namespace ns but out of the way of a test or a measurement,
+// for the interfaces made after it: no duplicate address detection (addresses usable at once,
+// link-local ones too), no router solicitations or advertisements (the lab has no router).
+// Neighbour discovery stays: it is how hosts find each other's IPv6 addresses.
+func quietIPv6(t testing.TB, ns string) {
+	for _, conf := range []string{"all", "default"} {
+		for _, kv := range [][2]string{{"disable_ipv6", "0"}, {"accept_dad", "0"}, {"accept_ra", "0"}, {"router_solicitations", "0"}} {
+			if err := writeSysctl(ns, "/proc/sys/net/ipv6/conf/"+conf+"/"+kv[0], kv[1]); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 }

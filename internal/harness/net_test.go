@@ -12,12 +12,19 @@ import (
 	"time"
 )
 
-// listenUDP opens a UDP socket on port of h, closed with the test.
+// listenUDP opens a UDP socket on port of h's IPv4 address, closed with the test.
 func listenUDP(t *testing.T, h *Host, port uint16) *net.UDPConn {
+	t.Helper()
+	return listenUDPOn(t, h, netip.AddrPortFrom(h.Addr(), port))
+}
+
+// listenUDPOn opens a UDP socket on addr of h (an IPv4 or IPv6 address of h, or the unspecified
+// "::" for a dual-stack socket on all of them), closed with the test.
+func listenUDPOn(t *testing.T, h *Host, addr netip.AddrPort) *net.UDPConn {
 	t.Helper()
 	var conn *net.UDPConn
 	err := h.Do(func() (err error) {
-		conn, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(h.Addr(), port)))
+		conn, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(addr))
 		return err
 	})
 	if err != nil {
@@ -27,11 +34,11 @@ func listenUDP(t *testing.T, h *Host, port uint16) *net.UDPConn {
 	return conn
 }
 
-// echoUDP answers every datagram on a new socket on port of h with the datagram followed by the
-// time it arrived (ns since base); the goroutine ends with the test.
+// echoUDP answers every datagram on a new socket on port of h, dual-stack (IPv4 and IPv6), with
+// the datagram followed by the time it arrived (ns since base); the goroutine ends with the test.
 func echoUDP(t *testing.T, h *Host, port uint16, base time.Time) {
 	t.Helper()
-	conn := listenUDP(t, h, port)
+	conn := listenUDPOn(t, h, netip.AddrPortFrom(netip.IPv6Unspecified(), port))
 	var wg sync.WaitGroup
 	wg.Add(1)
 	t.Cleanup(func() { conn.Close(); wg.Wait() })
@@ -82,12 +89,13 @@ func (p *pinger) ping(to netip.AddrPort, timeout time.Duration) (there, back tim
 	}
 }
 
-// serveTCP accepts connections on port of h and closes them; the goroutine ends with the test.
+// serveTCP accepts connections on port of h, dual-stack (IPv4 and IPv6), and closes them; the
+// goroutine ends with the test.
 func serveTCP(t *testing.T, h *Host, port uint16) {
 	t.Helper()
 	var ln net.Listener
 	err := h.Do(func() (err error) {
-		ln, err = net.Listen("tcp4", netip.AddrPortFrom(h.Addr(), port).String())
+		ln, err = net.Listen("tcp", netip.AddrPortFrom(netip.IPv6Unspecified(), port).String())
 		return err
 	})
 	if err != nil {
@@ -108,10 +116,10 @@ func serveTCP(t *testing.T, h *Host, port uint16) {
 	}()
 }
 
-// dialTCP connects from h to to within timeout.
+// dialTCP connects from h to to (IPv4 or IPv6) within timeout.
 func dialTCP(h *Host, to netip.AddrPort, timeout time.Duration) error {
 	return h.Do(func() error {
-		c, err := net.DialTimeout("tcp4", to.String(), timeout)
+		c, err := net.DialTimeout("tcp", to.String(), timeout)
 		if err != nil {
 			return err
 		}
