@@ -46,8 +46,12 @@ type Options struct {
 	Keys auth.Keys
 	// LoopbackOnly keeps the bots' media on 127.0.0.1.
 	LoopbackOnly bool
-	// SubscriberNetworks are the candidate networks of the subscribers (client.Options.NetworkTypes;
-	// nil: the client's default). client.TCPOnly makes every subscriber use ICE-TCP.
+	// Networks are the candidate networks of every bot, publishers and subscribers
+	// (client.Options.NetworkTypes; nil: the client's default). client.IPv6Only makes the bots
+	// use IPv6 only.
+	Networks []webrtc.NetworkType
+	// SubscriberNetworks, when not nil, are those of the subscribers instead of Networks.
+	// client.TCPOnly makes every subscriber use ICE-TCP.
 	SubscriberNetworks []webrtc.NetworkType
 	// SubscriberRelay makes every subscriber use only the node's TURN servers from the join
 	// response (client.Options.ICETransportPolicy relay), as a viewer behind a network that

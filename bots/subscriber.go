@@ -69,7 +69,7 @@ func (r *run) subscribe(ctx context.Context, name, url, room string) *subscriber
 	}
 	s.start = time.Now()
 	c, err := client.Dial(ctx, url, client.Options{Token: tok, LoopbackOnly: r.o.LoopbackOnly, Lean: true, NoRedirect: r.o.NoRedirect,
-		OnTrack: s.onTrack, OnNotification: s.onNotification, NetworkTypes: r.o.SubscriberNetworks,
+		OnTrack: s.onTrack, OnNotification: s.onNotification, NetworkTypes: r.subscriberNetworks(),
 		ICETransportPolicy: r.o.subscriberPolicy()})
 	if err != nil {
 		s.fail(fmt.Errorf("%s: join %s: %w", name, url, err))
@@ -202,4 +202,12 @@ func (t *trackStats) lost() int64 {
 		return l
 	}
 	return 0
+}
+
+// subscriberNetworks are the candidate networks of the subscribers.
+func (r *run) subscriberNetworks() []webrtc.NetworkType {
+	if r.o.SubscriberNetworks != nil {
+		return r.o.SubscriberNetworks
+	}
+	return r.o.Networks
 }

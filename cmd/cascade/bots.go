@@ -8,11 +8,13 @@ import (
 	"io"
 	"os"
 	ossignal "os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/cascade-sfu/cascade/bots"
+	"github.com/pion/webrtc/v4"
 )
 
 // botsConfig is the configuration of `cascade bots`.
@@ -29,6 +31,7 @@ type botsConfig struct {
 	APIKey       string
 	APISecret    string
 	LoopbackOnly bool
+	Networks     string
 	JoinTimeout  time.Duration
 	MaxStall     time.Duration
 	NoRedirect   bool
@@ -53,6 +56,7 @@ func botsFlags(c *botsConfig) *flag.FlagSet {
 	fs.StringVar(&c.APIKey, "api-key", c.APIKey, "API key the nodes trust (default: the development key pair)")
 	fs.StringVar(&c.APISecret, "api-secret", c.APISecret, "API secret the nodes trust")
 	fs.BoolVar(&c.LoopbackOnly, "loopback-only", c.LoopbackOnly, "keep the bots' media on 127.0.0.1")
+	fs.StringVar(&c.Networks, "networks", c.Networks, "comma-separated ICE candidate networks of every bot, of udp4, tcp4, udp6, tcp6 (e.g. udp6,tcp6: IPv6 only; tcp4: ICE-TCP only); empty: the client's default, udp4,tcp4")
 	fs.DurationVar(&c.JoinTimeout, "join-timeout", c.JoinTimeout, "longest a bot may take to join")
 	fs.DurationVar(&c.MaxStall, "max-stall", c.MaxStall, "fail (exit 1) when a subscriber goes without media from a live producer for longer than this (0: never fail on stalls; they are reported either way)")
 	fs.BoolVar(&c.NoRedirect, "no-redirect", c.NoRedirect, "join exactly the nodes given: ask them to keep every bot instead of following a placement redirect (default: follow, as real clients do)")
@@ -89,22 +93,46 @@ func loadBotsConfig(args []string, getenv func(string) string) (botsConfig, erro
 	case !c.Video && !c.Audio:
 		return botsConfig{}, errors.New("publishers send nothing: keep --video or --audio")
 	}
+	if _, err := parseNetworks(c.Networks); err != nil {
+		return botsConfig{}, err
+	}
 	if err := validateKeys(c.APIKey, c.APISecret); err != nil {
 		return botsConfig{}, err
 	}
 	return c, nil
 }
 
+// parseNetworks parses --networks: empty (nil, the client's default) or a comma-separated list
+// of distinct candidate networks, udp4, tcp4, udp6, tcp6.
+func parseNetworks(s string) ([]webrtc.NetworkType, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	var nets []webrtc.NetworkType
+	for _, f := range strings.Split(s, ",") {
+		n, err := webrtc.NewNetworkType(strings.TrimSpace(f))
+		if err != nil {
+			return nil, fmt.Errorf("--networks %q: %q is none of udp4, tcp4, udp6, tcp6", s, strings.TrimSpace(f))
+		}
+		if slices.Contains(nets, n) {
+			return nil, fmt.Errorf("--networks %q: %s twice", s, n)
+		}
+		nets = append(nets, n)
+	}
+	return nets, nil
+}
+
 func runBots(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	c, err := loadBotsConfig(args, getenv)
 	if err != nil {
 		return usageError(err, stderr, botsFlags(&botsConfig{}),
-			"cascade bots --url ws://HOST:PORT[,ws://HOST2:PORT] [--publish-url URL] [--no-redirect] --room R --publishers P --subscribers S --duration D [--json FILE] [--report FILE.html]")
+			"cascade bots --url ws://HOST:PORT[,ws://HOST2:PORT] [--publish-url URL] [--no-redirect] [--networks udp6,tcp6] --room R --publishers P --subscribers S --duration D [--json FILE] [--report FILE.html]")
 	}
 	keys, _ := keysOrDev(c.APIKey, c.APISecret)
+	networks, _ := parseNetworks(c.Networks) // validated
 	o := bots.Options{PublishURL: c.PublishURL, Room: c.Room, Rooms: c.Rooms, Publishers: c.Publishers,
 		Subscribers: c.Subscribers, Duration: c.Duration, Rate: c.Rate, Video: c.Video, Audio: c.Audio, Keys: keys,
-		LoopbackOnly: c.LoopbackOnly, JoinTimeout: c.JoinTimeout, MaxStall: c.MaxStall, NoRedirect: c.NoRedirect, RunID: c.RunID}
+		LoopbackOnly: c.LoopbackOnly, Networks: networks, JoinTimeout: c.JoinTimeout, MaxStall: c.MaxStall, NoRedirect: c.NoRedirect, RunID: c.RunID}
 	for _, u := range strings.Split(c.URLs, ",") {
 		if u = strings.TrimSpace(u); u != "" {
 			o.URLs = append(o.URLs, u)

@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/cascade-sfu/cascade/signal/auth"
+	"github.com/cascade-sfu/cascade/signal/client"
+	"github.com/pion/webrtc/v4"
 )
 
 func TestRunToken(t *testing.T) {
@@ -51,6 +54,8 @@ func TestRunExitCodes(t *testing.T) {
 		{args: []string{"bots", "--subscribers", "0"}, code: exitUsage, want: "at least 1"},
 		{args: []string{"node", "--check", "--relay-fanout", "0"}, code: exitUsage, want: "relay-fanout"},
 		{args: []string{"bots", "--no-such-flag"}, code: exitUsage, want: "no-such-flag"},
+		{args: []string{"bots", "--networks", "udp6,quic"}, code: exitUsage, want: `"quic" is none of udp4, tcp4, udp6, tcp6`},
+		{args: []string{"bots", "--networks", "udp6,udp6"}, code: exitUsage, want: "udp6 twice"},
 		{args: []string{"bots", "--url", "ws://127.0.0.1:1", "--subscribers", "1", "--quiet", "--join-timeout", "2s"}, code: exitError, want: "failed to join"},
 		{args: []string{"token", "--identity", "i"}, code: exitUsage, want: "--room is required"},
 		{args: []string{"token", "-h"}, code: exitOK, want: "-identity"},
@@ -60,6 +65,28 @@ func TestRunExitCodes(t *testing.T) {
 		var stdout, stderr bytes.Buffer
 		if code := run(tt.args, env(nil), &stdout, &stderr); code != tt.code || !strings.Contains(stderr.String(), tt.want) {
 			t.Errorf("run(%q) = %d, stderr %q; want %d and %q", tt.args, code, stderr.String(), tt.code, tt.want)
+		}
+	}
+}
+
+// TestParseNetworks: --networks maps onto the client's candidate networks, in order; empty is
+// the client's default (nil).
+func TestParseNetworks(t *testing.T) {
+	for in, want := range map[string][]webrtc.NetworkType{
+		"":               nil,
+		"udp6,tcp6":      client.IPv6Only,
+		" tcp4 ":         client.TCPOnly,
+		"udp4,tcp4":      client.DefaultNetworkTypes,
+		"tcp6,udp4,udp6": {webrtc.NetworkTypeTCP6, webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6},
+	} {
+		got, err := parseNetworks(in)
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("parseNetworks(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"udp", "udp4,", "UDP6", "udp4,udp4"} {
+		if got, err := parseNetworks(in); err == nil {
+			t.Errorf("parseNetworks(%q) = %v, want an error", in, got)
 		}
 	}
 }
