@@ -83,14 +83,19 @@ func TestFaultICETCPWhenUDPBlocked(t *testing.T) {
 	}
 }
 
-// nodeStats is what the lab test reads of a node's /stats.
+// nodeStats is what the lab tests read of a node's /stats.
 type nodeStats struct {
-	Consumers int64 `json:"consumers"`
-	Workers   []struct {
-		Packets uint64 `json:"forwarded_packets"`
-		UDP4    int64  `json:"transports_udp4"`
-		TCP4    int64  `json:"transports_tcp4"`
-	} `json:"workers"`
+	Consumers int64         `json:"consumers"`
+	Workers   []workerStats `json:"workers"`
+}
+
+// workerStats is what the lab tests read of a worker's stats.
+type workerStats struct {
+	Packets uint64 `json:"forwarded_packets"`
+	UDP4    int64  `json:"transports_udp4"`
+	UDP6    int64  `json:"transports_udp6"`
+	TCP4    int64  `json:"transports_tcp4"`
+	TCP6    int64  `json:"transports_tcp6"`
 }
 
 // getStats reads the /stats of the node on host n (HTTP port 7880) over a connection made on from.
