@@ -22,7 +22,7 @@ var (
 	labN       = flag.Int("lab.n", 0, "BenchmarkLabFamilies: subscribers per run (0: skip the benchmark)")
 	labWindow  = flag.Duration("lab.window", 15*time.Second, "BenchmarkLabFamilies: steady measurement window per run")
 	labWarmup  = flag.Duration("lab.warmup", 3*time.Second, "BenchmarkLabFamilies: wait after every subscriber joined before measuring")
-	labRounds  = flag.Int("lab.rounds", 2, "BenchmarkLabFamilies: rounds, each one IPv4 run then one IPv6 run")
+	labRounds  = flag.Int("lab.rounds", 4, "BenchmarkLabFamilies: rounds, each one IPv4 run and one IPv6 run (the order alternates)")
 	labRate    = flag.Float64("lab.rate", 25, "BenchmarkLabFamilies: bot joins per second")
 	labWorkers = flag.Int("lab.workers", runtime.NumCPU(), "BenchmarkLabFamilies: node workers")
 )
@@ -51,8 +51,9 @@ type labResult struct {
 // (one VP8 publisher, N subscribers) on another, every bot on UDP of one family only (--networks
 // udp4, or udp6 with the node's IPv6 URL). For each run: node CPU (utime+stime of its process,
 // /proc) over a steady window, divided by the packets the node forwarded in that window (its
-// forwarded-packets counter, read at both ends of the window). Rounds alternate IPv4 and IPv6 on
-// the same node, so that drift in the machine's load spreads over both.
+// forwarded-packets counter, read at both ends of the window). Rounds run IPv4 and IPv6 on the
+// same node, in the order IPv4, IPv6, then IPv6, IPv4, and so on, so that a drift in the
+// machine's load favours neither.
 //
 // It runs only when asked (-lab.n, as root: it needs the lab), and prints a Markdown table:
 //
@@ -85,7 +86,11 @@ func BenchmarkLabFamilies(b *testing.B) {
 	}
 	var rs []labResult
 	for round := 1; round <= *labRounds; round++ {
-		for _, f := range families {
+		order := families
+		if round%2 == 0 { // IPv4, IPv6, IPv6, IPv4, ...: a drift in the machine's load favours neither
+			order = []labFamily{families[1], families[0]}
+		}
+		for _, f := range order {
 			fmt.Fprintf(os.Stderr, "bench: lab, %s, round %d, N=%d ...\n", f.name, round, *labN)
 			r := measureLab(b, bin, node.Pid(), nodeHost, viewer, f, round, stats)
 			fmt.Fprintf(os.Stderr, "bench: lab, %s, round %d: %.2f us/packet, %.0f packets/s, %.2f cores\n", f.name, round, r.usPerPacket, r.pps, r.cores)
@@ -200,7 +205,11 @@ func printLabTable(rs []labResult) (v4, v6 float64) {
 	v4, v6 = cpu["IPv4"]/pkts["IPv4"], cpu["IPv6"]/pkts["IPv6"]
 	fmt.Printf("\nCPU per forwarded packet, all rounds: IPv4 %.2f µs, IPv6 %.2f µs: IPv6 / IPv4 = **%.3f**\n", v4, v6, v6/v4)
 	for i := 0; i+1 < len(rs); i += 2 {
-		fmt.Printf("- round %d: IPv6 / IPv4 = %.3f\n", rs[i].round, rs[i+1].usPerPacket/rs[i].usPerPacket)
+		a, b := rs[i], rs[i+1]
+		if a.family == "IPv6" {
+			a, b = b, a
+		}
+		fmt.Printf("- round %d (%s first): IPv6 / IPv4 = %.3f\n", a.round, rs[i].family, b.usPerPacket/a.usPerPacket)
 	}
 	return v4, v6
 }
