@@ -15,14 +15,20 @@ import (
 
 // TestFaultIPv6 is an IPv6-only viewer: a `cascade node` process on one host advertising both
 // of its addresses (--public-ip IPv4,IPv6), `cascade bots` (one publisher, two subscribers) on
-// another with --networks udp6,tcp6, joining the node at its IPv6 address. Every subscriber
-// receives media, and the node counts every transport as UDP over IPv6, none over IPv4 or TCP.
+// another with --networks udp6, joining the node at its IPv6 address. Every subscriber receives
+// media, and the node counts every transport as UDP over IPv6, none over IPv4 or TCP.
+//
+// The bots offer UDP only: with udp6,tcp6 and UDP open, the client now and then nominates a TCP
+// pair whose check finished first (pion nominates the best pair valid at that moment, without
+// waiting for host candidates: SettingEngine host acceptance min wait 0), so
+// "all over UDP" would not hold; TestFaultIPv6ICETCPWhenUDPBlocked covers udp6,tcp6.
 func TestFaultIPv6(t *testing.T) {
 	testIPv6Viewer(t, false)
 }
 
-// TestFaultIPv6ICETCPWhenUDPBlocked is TestFaultIPv6 on a network that drops all UDP: the bots
-// reach the node over ICE-TCP on IPv6, and the node counts every transport as TCP over IPv6.
+// TestFaultIPv6ICETCPWhenUDPBlocked is TestFaultIPv6 on a network that drops all UDP, with bots
+// that offer both protocols over IPv6 (--networks udp6,tcp6): they fall back to ICE-TCP on
+// IPv6, and the node counts every transport as TCP over IPv6.
 func TestFaultIPv6ICETCPWhenUDPBlocked(t *testing.T) {
 	testIPv6Viewer(t, true)
 }
@@ -45,11 +51,13 @@ func testIPv6Viewer(t *testing.T, noUDP bool) {
 		return err
 	})
 
+	networks := "udp6"
 	if noUDP {
 		viewer.BlockUDP()
+		networks = "udp6,tcp6"
 	}
 	out := filepath.Join(t.TempDir(), "report.json")
-	botsProc := viewer.Start(t, "bots", bin, "bots", "--url", url, "--networks", "udp6,tcp6", "--room", "v6",
+	botsProc := viewer.Start(t, "bots", bin, "bots", "--url", url, "--networks", networks, "--room", "v6",
 		"--publishers", "1", "--subscribers", "2", "--duration", "4s", "--join-timeout", "20s", "--max-stall", "2s",
 		"--api-key", key, "--api-secret", secret, "--quiet", "--json", out)
 	want := func(w workerStats) int64 { return w.UDP6 }
