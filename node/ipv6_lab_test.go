@@ -19,9 +19,9 @@ import (
 // media, and the node counts every transport as UDP over IPv6, none over IPv4 or TCP.
 //
 // The bots offer UDP only: with udp6,tcp6 and UDP open, the client now and then nominates a TCP
-// pair whose check finished first (pion nominates the best pair valid at that moment, without
-// waiting for host candidates: SettingEngine host acceptance min wait 0), so
-// "all over UDP" would not hold; TestFaultIPv6ICETCPWhenUDPBlocked covers udp6,tcp6.
+// pair whose check finished first (pion nominates the best pair valid at that moment: its host
+// acceptance min wait is 0), so "all over UDP" would not hold; TestFaultIPv6ICETCPWhenUDPBlocked
+// covers udp6,tcp6.
 func TestFaultIPv6(t *testing.T) {
 	testIPv6Viewer(t, false)
 }
