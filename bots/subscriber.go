@@ -69,7 +69,7 @@ func (r *run) subscribe(ctx context.Context, name, url, room string) *subscriber
 	}
 	s.start = time.Now()
 	c, err := client.Dial(ctx, url, client.Options{Token: tok, LoopbackOnly: r.o.LoopbackOnly, Lean: true, NoRedirect: r.o.NoRedirect,
-		OnTrack: s.onTrack, OnNotification: s.onNotification, NetworkTypes: r.subscriberNetworks(),
+		OnTrack: s.onTrack, OnNotification: s.onNotification, NetworkTypes: r.o.subscriberNetworks(),
 		ICETransportPolicy: r.o.subscriberPolicy()})
 	if err != nil {
 		s.fail(fmt.Errorf("%s: join %s: %w", name, url, err))
@@ -204,10 +204,10 @@ func (t *trackStats) lost() int64 {
 	return 0
 }
 
-// subscriberNetworks are the candidate networks of the subscribers.
-func (r *run) subscriberNetworks() []webrtc.NetworkType {
-	if r.o.SubscriberNetworks != nil {
-		return r.o.SubscriberNetworks
+// subscriberNetworks are the subscribers' candidate networks: SubscriberNetworks, else Networks.
+func (o Options) subscriberNetworks() []webrtc.NetworkType {
+	if o.SubscriberNetworks != nil {
+		return o.SubscriberNetworks
 	}
-	return r.o.Networks
+	return o.Networks
 }
