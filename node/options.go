@@ -72,6 +72,11 @@ const (
 	DefaultWorkerConsumers  = 100
 	DefaultRTXBudget        = 25 // percent
 
+	// HostAcceptanceWait is how long ICE waits, with ICE-TCP on, before it nominates a host
+	// pair, so that a UDP pair that passes its check a little later still beats a TCP one (ICE
+	// prefers UDP when both have passed). It delays the start of media by as much at most.
+	HostAcceptanceWait = 100 * time.Millisecond
+
 	// TCPDisabled as Options.TCPPort turns ICE-TCP off.
 	TCPDisabled = -1
 )

@@ -105,6 +105,10 @@ func newWorker(index int, o Options, tcp ice.TCPMux, public []netip.Addr) (*Work
 	if tcp != nil {
 		se.SetICETCPMux(tcp)
 		networks = append(networks, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6)
+		// Host pairs over TCP and UDP have one candidate type: without a wait, the controlling
+		// side nominates whichever passed its check first, and a lost UDP check leaves a viewer
+		// on TCP (more CPU, head-of-line blocking) for the whole session.
+		se.SetHostAcceptanceMinWait(HostAcceptanceWait)
 	}
 	// The node only listens: it never dials a client's passive TCP candidate, which could name
 	// any address of the network the node runs in.

@@ -157,6 +157,10 @@ func Dial(ctx context.Context, url string, o Options) (*Client, error) {
 	return c, nil
 }
 
+// hostAcceptanceWait: with ICE-TCP among the networks, the publish transport (this side
+// nominates) waits so long before it picks a host pair, so that UDP wins when both work.
+const hostAcceptanceWait = 100 * time.Millisecond
+
 // udpOnly keeps the UDP networks of networks (nil: of DefaultNetworkTypes).
 func udpOnly(networks []webrtc.NetworkType) []webrtc.NetworkType {
 	if networks == nil {
@@ -199,6 +203,12 @@ func newAPI(loopback, lean bool, networks []webrtc.NetworkType) (*webrtc.API, er
 		networks = DefaultNetworkTypes
 	}
 	se.SetNetworkTypes(networks)
+	for _, n := range networks {
+		if n == webrtc.NetworkTypeTCP4 || n == webrtc.NetworkTypeTCP6 { // see node.HostAcceptanceWait
+			se.SetHostAcceptanceMinWait(hostAcceptanceWait)
+			break
+		}
+	}
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	if loopback {
 		se.SetIncludeLoopbackCandidate(true)
