@@ -13,17 +13,14 @@ import (
 
 	"github.com/cascade-sfu/cascade/internal/harness"
 	"github.com/cascade-sfu/cascade/node"
-	"github.com/pion/ice/v4"
-	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// hostAPI is a pion API whose PeerConnection has its one UDP socket on host h of a lab (bound
-// to h's address, so nothing enumerates interfaces), with pion's default interceptors: a
-// subscriber NACKs what it misses and sends receiver reports, as a browser does.
+// hostAPI is a pion API (testAPI) whose PeerConnection has its one UDP socket on host h of a lab
+// (bound to h's address, so nothing enumerates interfaces).
 func hostAPI(t *testing.T, h *harness.Host) *webrtc.API {
 	t.Helper()
 	var udp *net.UDPConn
@@ -33,21 +30,8 @@ func hostAPI(t *testing.T, h *harness.Host) *webrtc.API {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	mux := ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: udp})
-	t.Cleanup(func() { _ = mux.Close() })
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	reg := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(me, reg); err != nil {
-		t.Fatal(err)
-	}
-	se := webrtc.SettingEngine{}
-	se.SetICEUDPMux(mux)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se))
+	mux := udpMux(t, udp)
+	return testAPI(t, []webrtc.NetworkType{webrtc.NetworkTypeUDP4}, func(se *webrtc.SettingEngine) { se.SetICEUDPMux(mux) })
 }
 
 // videoPublisher sends synthetic VP8 like an encoder: 30 frames/s of 7 packets of 1100 bytes

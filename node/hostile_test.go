@@ -22,10 +22,10 @@ type nopListener struct{}
 
 func (nopListener) Notify(string, any) {}
 
-// clientAPI is a pion API for test clients on loopback, with pion's default interceptors (so a
-// subscriber sends receiver reports) and SRTP replay protection off, so that a retransmission
-// of a packet that already arrived still reaches the track and is counted.
-func clientAPI(t *testing.T) *webrtc.API {
+// testAPI is a pion API for test clients with the default codecs and pion's default
+// interceptors (a subscriber NACKs what it misses and sends receiver reports, as a browser does),
+// no mDNS, candidates on the networks given only, and whatever else set sets.
+func testAPI(t *testing.T, networks []webrtc.NetworkType, set func(*webrtc.SettingEngine)) *webrtc.API {
 	t.Helper()
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
@@ -36,12 +36,34 @@ func clientAPI(t *testing.T) *webrtc.API {
 		t.Fatal(err)
 	}
 	se := webrtc.SettingEngine{}
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetNetworkTypes(networks)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	set(&se)
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se))
+}
+
+// loopbackOnly keeps a test client's candidates on loopback.
+func loopbackOnly(se *webrtc.SettingEngine) {
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	se.DisableSRTPReplayProtection(true)
-	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se))
+}
+
+// udpMux is an ICE UDP mux over conn, closed at the end of the test: a client's one socket.
+func udpMux(t *testing.T, conn *net.UDPConn) ice.UDPMux {
+	mux := ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: conn})
+	t.Cleanup(func() { _ = mux.Close() })
+	return mux
+}
+
+// clientAPI is a pion API for test clients on loopback over UDP/IPv4, with SRTP replay
+// protection off, so that a retransmission of a packet that already arrived still reaches the
+// track and is counted.
+func clientAPI(t *testing.T) *webrtc.API {
+	t.Helper()
+	return testAPI(t, []webrtc.NetworkType{webrtc.NetworkTypeUDP4}, func(se *webrtc.SettingEngine) {
+		loopbackOnly(se)
+		se.DisableSRTPReplayProtection(true)
+	})
 }
 
 // offer creates pc's offer and waits for every candidate.

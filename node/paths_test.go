@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/cascade-sfu/cascade/node"
-	"github.com/pion/ice/v4"
-	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -22,20 +20,7 @@ import (
 // ICE-TCP (its UDP blocked), or only IPv6.
 func pathAPI(t *testing.T, networks ...webrtc.NetworkType) *webrtc.API {
 	t.Helper()
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	reg := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(me, reg); err != nil {
-		t.Fatal(err)
-	}
-	se := webrtc.SettingEngine{}
-	se.SetNetworkTypes(networks)
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se))
+	return testAPI(t, networks, loopbackOnly)
 }
 
 // needIPv6 skips a test loudly when the machine has no IPv6 loopback, and fails it under CI=true.
@@ -239,22 +224,11 @@ func loopback6API(t *testing.T) *webrtc.API {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mux := ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: udp})
-	t.Cleanup(func() { _ = mux.Close() })
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	reg := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(me, reg); err != nil {
-		t.Fatal(err)
-	}
-	se := webrtc.SettingEngine{}
-	se.SetICEUDPMux(mux)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP6})
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetIncludeLoopbackCandidate(true)
-	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se))
+	mux := udpMux(t, udp)
+	return testAPI(t, []webrtc.NetworkType{webrtc.NetworkTypeUDP6}, func(se *webrtc.SettingEngine) {
+		se.SetICEUDPMux(mux)
+		se.SetIncludeLoopbackCandidate(true)
+	})
 }
 
 // TestIPv6PublishSubscribe: a node on ::1 only, a publisher and two subscribers on ::1: media
