@@ -1,11 +1,9 @@
 package bots_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -113,26 +111,7 @@ func (c *faultCluster) url(i int) string {
 
 // get fetches path from node i into v, over a connection made on the bots' host.
 func (c *faultCluster) get(i int, path string, v any) error {
-	h := c.bots
-	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
-		DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, network, addr string) (conn net.Conn, err error) {
-			err = h.Do(func() error {
-				conn, err = (&net.Dialer{}).DialContext(ctx, network, addr)
-				return err
-			})
-			return conn, err
-		},
-	}}
-	resp, err := client.Get(fmt.Sprintf("http://%s%s", net.JoinHostPort(c.hosts[i].Addr().String(), fmt.Sprint(faultPort)), path))
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", path, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
+	return c.bots.GetJSON(fmt.Sprintf("http://%s%s", net.JoinHostPort(c.hosts[i].Addr().String(), fmt.Sprint(faultPort)), path), v)
 }
 
 // nodeStats is what the test reads of a node's /stats.

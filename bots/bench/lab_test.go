@@ -1,12 +1,10 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -241,20 +239,7 @@ func (s labStats) packets() uint64 {
 // connection made on from.
 func getLabStats(from, n *harness.Host) (labStats, error) {
 	var s labStats
-	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, network, addr string) (conn net.Conn, err error) {
-			err = from.Do(func() error { conn, err = (&net.Dialer{}).DialContext(ctx, network, addr); return err })
-			return conn, err
-		}}}
-	resp, err := client.Get("http://" + net.JoinHostPort(n.Addr().String(), "7880") + "/stats")
-	if err != nil {
-		return s, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return s, fmt.Errorf("/stats: %s", resp.Status)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
+	if err := from.GetJSON("http://"+net.JoinHostPort(n.Addr().String(), "7880")+"/stats", &s); err != nil {
 		return s, err
 	}
 	for _, w := range s.Workers {
