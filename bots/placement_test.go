@@ -51,49 +51,38 @@ func TestBotsRedirect(t *testing.T) {
 	_, b := startPlacedNode(t, nil)
 	_, a := startPlacedNode(t, redirectTo{id: "b", url: b})
 	const subs = 3
-	o := bots.Options{URLs: []string{a}, PublishURL: b, Room: "r", Publishers: 1, Subscribers: subs,
+	o := bots.Options{URLs: []string{a}, Room: "r", Publishers: 1, Subscribers: subs,
 		Duration: time.Second, Rate: 50, Video: true, Audio: true, Keys: keys, LoopbackOnly: true}
 
-	t.Run("follow", func(t *testing.T) {
-		rep, err := bots.Run(context.Background(), o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !rep.OK() {
-			t.Fatalf("run not ok: %q, errors %v", rep.Problems(), rep.Errors)
-		}
-		for _, bot := range rep.Bots {
-			if bot.URL != b || bot.AskedURL != a {
-				t.Errorf("%s: url %q asked %q, want served by %q, sent to %q", bot.Name, bot.URL, bot.AskedURL, b, a)
+	for _, c := range []struct {
+		name       string
+		noRedirect bool
+		servedBy   string // every bot's node
+		redirected int
+	}{{"follow", false, b, subs}, {"no-redirect", true, a, 0}} {
+		t.Run(c.name, func(t *testing.T) {
+			o := o
+			o.PublishURL, o.NoRedirect = c.servedBy, c.noRedirect
+			rep, err := bots.Run(context.Background(), o)
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-		if rep.Redirected != subs {
-			t.Errorf("%d redirected, want %d", rep.Redirected, subs)
-		}
-		if len(rep.Nodes) != 1 || rep.Nodes[0].URL != b || rep.Nodes[0].Subscribers != subs {
-			t.Errorf("nodes %+v, want every subscriber on %s", rep.Nodes, b)
-		}
-	})
-
-	t.Run("no-redirect", func(t *testing.T) {
-		o := o
-		o.PublishURL, o.NoRedirect = a, true
-		rep, err := bots.Run(context.Background(), o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !rep.OK() {
-			t.Fatalf("run not ok: %q, errors %v", rep.Problems(), rep.Errors)
-		}
-		for _, bot := range rep.Bots {
-			if bot.URL != a || bot.AskedURL != a {
-				t.Errorf("%s: url %q asked %q, want kept by %q", bot.Name, bot.URL, bot.AskedURL, a)
+			if !rep.OK() {
+				t.Fatalf("run not ok: %q, errors %v", rep.Problems(), rep.Errors)
 			}
-		}
-		if rep.Redirected != 0 || len(rep.Nodes) != 1 || rep.Nodes[0].URL != a {
-			t.Errorf("%d redirected, nodes %+v", rep.Redirected, rep.Nodes)
-		}
-	})
+			for _, bot := range rep.Bots {
+				if bot.URL != c.servedBy || bot.AskedURL != a {
+					t.Errorf("%s: url %q asked %q, want served by %q, sent to %q", bot.Name, bot.URL, bot.AskedURL, c.servedBy, a)
+				}
+			}
+			if rep.Redirected != c.redirected {
+				t.Errorf("%d redirected, want %d", rep.Redirected, c.redirected)
+			}
+			if len(rep.Nodes) != 1 || rep.Nodes[0].URL != c.servedBy || rep.Nodes[0].Subscribers != subs {
+				t.Errorf("nodes %+v, want every subscriber on %s", rep.Nodes, c.servedBy)
+			}
+		})
+	}
 }
 
 // TestBotsTwoRunsOneRoom: two runs in one room at once (two load machines) keep their bots:
