@@ -114,6 +114,19 @@ func credentials(t *testing.T, s *turnsrv.Server, user string) (string, string) 
 	return ice.Username, ice.Credential
 }
 
+// allocate is a TURN client of user "viewer" and its allocation, closed with the test.
+func allocate(t *testing.T, s *turnsrv.Server) (*turn.Client, net.PacketConn) {
+	t.Helper()
+	user, pass := credentials(t, s, "viewer")
+	c := turnClient(t, s, user, pass)
+	relay, err := c.Allocate()
+	if err != nil {
+		t.Fatalf("allocate: %v", err)
+	}
+	t.Cleanup(func() { relay.Close() })
+	return c, relay
+}
+
 // read reads one datagram within d; ok is false on a timeout.
 func read(t *testing.T, c net.PacketConn, d time.Duration) ([]byte, net.Addr, bool) {
 	t.Helper()
@@ -139,13 +152,7 @@ func TestRelayReachesOnlyMedia(t *testing.T) {
 	otherPort := udp(t, "127.0.0.1") // same IP as the media socket, another port: a local service
 	otherIP := udp(t, "127.0.0.2")   // another address of the network the node runs in
 	s, reg := start(t, turnsrv.Options{Media: []turnsrv.Media{{Addr: addrPort(media)}}})
-	user, pass := credentials(t, s, "viewer")
-	c := turnClient(t, s, user, pass)
-	relay, err := c.Allocate()
-	if err != nil {
-		t.Fatalf("allocate: %v", err)
-	}
-	defer relay.Close()
+	c, relay := allocate(t, s)
 
 	for _, peer := range []net.Addr{otherIP.LocalAddr(), &net.UDPAddr{IP: net.IPv4(169, 254, 169, 254), Port: 80}} {
 		if err := c.CreatePermission(peer); err == nil {
@@ -222,13 +229,7 @@ func TestRelayToPublicAddressDeliversLocally(t *testing.T) {
 	media := udp(t, "127.0.0.1")
 	public := netip.AddrPortFrom(netip.MustParseAddr("192.0.2.10"), addrPort(media).Port())
 	s, _ := start(t, turnsrv.Options{Media: []turnsrv.Media{{Addr: public, Local: addrPort(media)}}})
-	user, pass := credentials(t, s, "viewer")
-	c := turnClient(t, s, user, pass)
-	relay, err := c.Allocate()
-	if err != nil {
-		t.Fatalf("allocate: %v", err)
-	}
-	defer relay.Close()
+	_, relay := allocate(t, s)
 	if _, err := relay.WriteTo([]byte("hello"), net.UDPAddrFromAddrPort(public)); err != nil {
 		t.Fatal(err)
 	}
