@@ -192,6 +192,28 @@ type tab struct {
 	errors  []string
 }
 
+// openTabs opens alice's and bob's tabs, each at url(its name) within timeout; both are dumped
+// when the test fails.
+func openTabs(t *testing.T, browser context.Context, timeout time.Duration, url func(name string) string) (alice, bob *tab) {
+	t.Helper()
+	alice, bob = newTab(t, browser, "alice"), newTab(t, browser, "bob")
+	t.Cleanup(func() {
+		if t.Failed() {
+			alice.dump(t)
+			bob.dump(t)
+		}
+	})
+	for _, tb := range []*tab{alice, bob} {
+		ctx, cancel := context.WithTimeout(tb.ctx, timeout)
+		err := chromedp.Do(ctx, chromedp.Navigate(url(tb.name)))
+		cancel()
+		if err != nil {
+			t.Fatalf("%s: open the page: %v", tb.name, err)
+		}
+	}
+	return alice, bob
+}
+
 func newTab(t *testing.T, browser context.Context, name string) *tab {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(browser)
@@ -345,24 +367,10 @@ func TestE2EBrowsersSeeEachOther(t *testing.T) {
 		}
 	}
 
-	alice := newTab(t, browser, "alice")
-	bob := newTab(t, browser, "bob")
-	tabs := []*tab{alice, bob}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, tb := range tabs {
-				tb.dump(t)
-			}
-		}
+	alice, bob := openTabs(t, browser, 10*time.Second, func(name string) string {
+		return hs.URL + "/?room=e2e&identity=" + name + "&autojoin=1"
 	})
-	for _, tb := range tabs {
-		ctx, cancel := context.WithTimeout(tb.ctx, 10*time.Second)
-		err := chromedp.Do(ctx, chromedp.Navigate(hs.URL+"/?room=e2e&identity="+tb.name+"&autojoin=1"))
-		cancel()
-		if err != nil {
-			t.Fatalf("%s: open the page: %v", tb.name, err)
-		}
-	}
+	tabs := []*tab{alice, bob}
 
 	got := waitForMedia(t, deadline, alice, bob)
 	for _, tb := range tabs {
@@ -489,22 +497,13 @@ func TestE2EBrowsersAcrossNodes(t *testing.T) {
 		return len(cA.Peers()) == 1 && len(cB.Peers()) == 1, "peers missing"
 	})
 	browser := startBrowser(t, execPath)
-	alice := newTab(t, browser, "alice")
-	bob := newTab(t, browser, "bob")
-	t.Cleanup(func() {
-		if t.Failed() {
-			alice.dump(t)
-			bob.dump(t)
+	alice, bob := openTabs(t, browser, 10*time.Second, func(name string) string {
+		hs := hsA // alice on node a, bob on node b
+		if name == "bob" {
+			hs = hsB
 		}
+		return hs.URL + "/?room=across&identity=" + name + "&autojoin=1"
 	})
-	for tb, hs := range map[*tab]*httptest.Server{alice: hsA, bob: hsB} {
-		ctx, cancel := context.WithTimeout(tb.ctx, 10*time.Second)
-		err := chromedp.Do(ctx, chromedp.Navigate(hs.URL+"/?room=across&identity="+tb.name+"&autojoin=1"))
-		cancel()
-		if err != nil {
-			t.Fatalf("%s: open the page: %v", tb.name, err)
-		}
-	}
 	got := waitForMedia(t, deadline, alice, bob)
 	for _, tb := range []*tab{alice, bob} {
 		t.Logf("%s: framesDecoded %d", tb.name, got[tb].FramesDecoded)

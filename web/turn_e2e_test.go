@@ -132,23 +132,10 @@ func browserOverTURN(t *testing.T, chromium, proto, certutil string) {
 	browser := startBrowser(t, wrapper, chromedp.Flag("unsafely-treat-insecure-origin-as-secure", base),
 		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE "+nodeHost.Addr().String()))
 
-	alice, bob := newTab(t, browser, "alice"), newTab(t, browser, "bob")
-	tabs := []*tab{alice, bob}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, tb := range tabs {
-				tb.dump(t)
-			}
-		}
+	alice, bob := openTabs(t, browser, 15*time.Second, func(name string) string {
+		return base + "/?room=turn-" + proto + "&identity=" + name + "&autojoin=1&relay=1"
 	})
-	for _, tb := range tabs {
-		ctx, cancel := context.WithTimeout(tb.ctx, 15*time.Second)
-		err := chromedp.Do(ctx, chromedp.Navigate(base+"/?room=turn-"+proto+"&identity="+tb.name+"&autojoin=1&relay=1"))
-		cancel()
-		if err != nil {
-			t.Fatalf("%s: open the page: %v", tb.name, err)
-		}
-	}
+	tabs := []*tab{alice, bob}
 	got := waitForMedia(t, time.Now().Add(45*time.Second), alice, bob)
 	for _, tb := range tabs {
 		s := got[tb]
