@@ -121,8 +121,8 @@ func newSimNode(t *testing.T, net *MemNet, id, inc string, clock *fakeClock) *si
 		members: NewMembership(id, time.Second, DefaultTimeout), rooms: NewRoomState(), clock: clock}
 	n.rooms.Open(simRoom)
 	for subj, h := range map[string]func(Msg){
-		SubjectHeartbeat + ".*":             n.onHeartbeat,
-		subjectRoom(roomHex(simRoom), "ev"): n.onEvent,
+		SubjectHeartbeat + ".*":               n.onHeartbeat,
+		subjectRoom(roomToken(simRoom), "ev"): n.onEvent,
 	} {
 		if _, err := n.bus.Subscribe(subj, h); err != nil {
 			t.Fatal(err)
@@ -187,7 +187,7 @@ func (n *simNode) send(t *testing.T, m RoomMsg) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = n.bus.Publish(Msg{Subject: subjectRoom(roomHex(simRoom), "ev"), Data: b})
+	_ = n.bus.Publish(Msg{Subject: subjectRoom(roomToken(simRoom), "ev"), Data: b})
 	return b
 }
 
@@ -260,7 +260,7 @@ func TestStateMachinesOverMemNet(t *testing.T) {
 	q := node.ProducerInfo{ID: "Q", Participant: "y", Kind: "audio", Codec: "audio/opus"}
 	round(a, b, c)
 	a.send(t, ProducerAddedMsg{Producer: q})
-	_ = b.bus.Publish(Msg{Subject: subjectRoom(roomHex(simRoom), "ev"), Data: replay}) // the old incarnation's message, late
+	_ = b.bus.Publish(Msg{Subject: subjectRoom(roomToken(simRoom), "ev"), Data: replay}) // the old incarnation's message, late
 	net.Drain()
 	for _, n := range []*simNode{b, c} {
 		if got := n.rooms.Producers(simRoom); !reflect.DeepEqual(got, map[string]string{"Q": "a"}) {

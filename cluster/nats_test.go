@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -214,5 +215,40 @@ func TestJoinsWhileNATSAway(t *testing.T) {
 	})
 	if _, _, refused := placer.Decisions(); refused == 0 {
 		t.Fatal("the refusal was not counted")
+	}
+}
+
+// TestLongRoomName: a room's NATS subjects have a fixed length whatever its name: a name of
+// several KiB (over NATS's 4 KiB control line, which once closed the node's connection) syncs
+// and carries events between nodes like any other, and both nodes stay connected.
+func TestLongRoomName(t *testing.T) {
+	n1, ns1, c1 := member(t, node.Options{ID: "n1"}, cluster.NATSOptions{Listen: "127.0.0.1:0", StoreDir: t.TempDir()})
+	n2, ns2, c2 := member(t, node.Options{ID: "n2"}, cluster.NATSOptions{URL: ns1.ClientURL()})
+	checkFor(t, 5*time.Second, func() error {
+		if len(c1.Peers()) != 1 || len(c2.Peers()) != 1 {
+			return fmt.Errorf("peers %v %v", c1.Peers(), c2.Peers())
+		}
+		return nil
+	})
+	room := strings.Repeat("a.b* >", 1000) // 6 KB, with every character a subject cannot hold
+	alice, err := n1.Join(room, "alice", node.Grant{Subscribe: true}, false, quiet{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, err := n2.Join(room, "bob", node.Grant{Subscribe: true}, false, quiet{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 5*time.Second, func() error {
+		if got := c1.Rooms().Participants(room); got[bob.ID()] != "n2" {
+			return fmt.Errorf("n1 sees %v", got)
+		}
+		if got := c2.Rooms().Participants(room); got[alice.ID()] != "n1" {
+			return fmt.Errorf("n2 sees %v", got)
+		}
+		return nil
+	})
+	if !ns1.Connected() || !ns2.Connected() {
+		t.Fatal("a node lost its NATS connection")
 	}
 }

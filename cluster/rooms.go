@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"strings"
@@ -13,7 +14,7 @@ import (
 // syncWait bounds how long a node opening a room waits for the other nodes' parts of it.
 const syncWait = 300 * time.Millisecond
 
-// Room event types (Envelope.Type on cascade.room.<hex>.ev): the PROTOCOL.md notification
+// Room event types (Envelope.Type on cascade.room.<token>.ev): the PROTOCOL.md notification
 // methods, and piped/unpiped between nodes only.
 const (
 	evParticipantJoined = node.EventParticipantJoined
@@ -57,6 +58,10 @@ type (
 		Parent   string `json:"parent,omitempty"`
 	}
 	// syncReply is a node's part of a room, answered to a node that opens the room.
+	// syncRequest asks the nodes for their part of a room.
+	syncRequest struct {
+		Room string `json:"room"`
+	}
 	// Partial and Total: see RoomSyncMsg.
 	syncReply struct {
 		Participants []node.ParticipantInfo `json:"participants"`
@@ -69,11 +74,16 @@ type (
 
 func subjectRelay(nodeID, verb string) string { return "cascade.relay." + nodeID + "." + verb }
 
-// subjectRoom names a room's subject; the room name is hex-encoded, since room names may hold
-// characters NATS subjects cannot (".", "*", ">", spaces).
-func subjectRoom(roomHex, verb string) string { return "cascade.room." + roomHex + "." + verb }
+// subjectRoom names a room's subject by its token (roomToken).
+func subjectRoom(token, verb string) string { return "cascade.room." + token + "." + verb }
 
-func roomHex(name string) string { return hex.EncodeToString([]byte(name)) }
+// roomToken is a room's token in NATS subjects: a hash of its name, since room names may hold
+// characters subjects cannot (".", "*", ">", spaces), and a long name must not make a subject
+// longer than NATS takes (a control line over 4 KiB closes the connection).
+func roomToken(name string) string {
+	h := sha256.Sum256([]byte(name))
+	return hex.EncodeToString(h[:16])
+}
 
 func subjectSyncReply(nodeID, token string) string {
 	return "cascade.syncreply." + nodeID + "." + token
@@ -93,7 +103,7 @@ func (c *Cluster) openRoom(r *node.Room) {
 	c.rooms[r.Name()] = s
 	c.state.Open(r.Name())
 	c.mu.Unlock()
-	sub, err := c.bus.Subscribe(subjectRoom(roomHex(r.Name()), "ev"), func(m Msg) { c.onEvent(r, m) })
+	sub, err := c.bus.Subscribe(subjectRoom(roomToken(r.Name()), "ev"), func(m Msg) { c.onEvent(r, m) })
 	if err != nil {
 		c.log.Error("room subscription failed", "room", r.Name(), "error", err)
 		return
@@ -140,8 +150,8 @@ func (c *Cluster) syncRoom(r *node.Room) {
 		delete(c.syncWaits, token)
 		c.mu.Unlock()
 	}()
-	b, err := c.stamp.Seal(typeSync, struct{}{})
-	if err != nil || c.bus.Publish(Msg{Subject: subjectRoom(roomHex(r.Name()), "sync"), Reply: subjectSyncReply(c.me, token), Data: b}) != nil {
+	b, err := c.stamp.Seal(typeSync, syncRequest{Room: r.Name()})
+	if err != nil || c.bus.Publish(Msg{Subject: subjectRoom(roomToken(r.Name()), "sync"), Reply: subjectSyncReply(c.me, token), Data: b}) != nil {
 		return
 	}
 	timeout := time.NewTimer(syncWait)
@@ -204,7 +214,7 @@ func (c *Cluster) onSyncReply(m Msg) {
 	}
 }
 
-// onSync answers another node that opened a room (subject cascade.room.<hex>.sync): with this
+// onSync answers another node that opened a room (subject cascade.room.<token>.sync): with this
 // node's part of the room, or with nothing when the room is not open here, so that the asking
 // node need not wait for nodes without it.
 func (c *Cluster) onSync(m Msg) {
@@ -213,10 +223,14 @@ func (c *Cluster) onSync(m Msg) {
 		return
 	}
 	var rep syncReply
+	var req syncRequest
 	parts := strings.Split(m.Subject, ".")
-	name, err := hex.DecodeString(parts[len(parts)-2])
+	err := json.Unmarshal(e.Body, &req)
+	if err == nil && (len(parts) < 2 || roomToken(req.Room) != parts[len(parts)-2]) {
+		err = ErrBadEnvelope // the room named is not the subject's
+	}
 	c.mu.Lock()
-	s := c.rooms[string(name)]
+	s := c.rooms[req.Room]
 	c.mu.Unlock()
 	seq := c.stamp.Reserve() // before the state is read: see Stamper.Reserve
 	if err == nil && s != nil {
@@ -243,7 +257,7 @@ func (c *Cluster) publish(roomName, typ string, body any) {
 	if err != nil {
 		return
 	}
-	if err := c.bus.Publish(Msg{Subject: subjectRoom(roomHex(roomName), "ev"), Data: b}); err != nil {
+	if err := c.bus.Publish(Msg{Subject: subjectRoom(roomToken(roomName), "ev"), Data: b}); err != nil {
 		c.log.Warn("cannot publish room event", "room", roomName, "type", typ, "error", err)
 	}
 }

@@ -60,8 +60,12 @@ type Placement interface {
 	Available(room string) bool
 }
 
-// admit refuses a join of room, at once, while the node cannot serve it: cluster_unavailable.
-func (s *Server) admit(room string) error {
+// admit refuses a join, at once: of a room or identity longer than proto.MaxName (bad_request),
+// or of a room the node cannot serve while it cannot reach the cluster (cluster_unavailable).
+func (s *Server) admit(room, identity string) error {
+	if len(room) > proto.MaxName || len(identity) > proto.MaxName {
+		return errorf(proto.CodeBadRequest, fmt.Sprintf("room names and identities are at most %d bytes", proto.MaxName))
+	}
 	if pl := s.o.Placement; pl != nil && !pl.Available(room) {
 		return errorf(proto.CodeClusterUnavailable, "this node cannot reach the rest of the cluster; retry in a few seconds or join another node")
 	}
@@ -225,8 +229,10 @@ func (s *Server) serveWHIP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "forbidden: the token does not grant this room and action", http.StatusForbidden)
 		return
 	}
-	if err := s.admit(room); err != nil {
-		w.Header().Set("Retry-After", "2")
+	if err := s.admit(room, g.Identity); err != nil {
+		if codeOf(err) == proto.CodeClusterUnavailable {
+			w.Header().Set("Retry-After", "2")
+		}
 		http.Error(w, codeOf(err)+": "+err.Error(), statusOf(err))
 		return
 	}

@@ -375,7 +375,7 @@ func (s *session) join(raw json.RawMessage) (any, error) {
 	if auto && !g.Subscribe {
 		auto = false
 	}
-	if err := s.srv.admit(g.Room); err != nil {
+	if err := s.srv.admit(g.Room, g.Identity); err != nil {
 		return nil, err
 	}
 	if pl := s.srv.o.Placement; pl != nil && !d.NoRedirect {

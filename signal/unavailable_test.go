@@ -3,6 +3,7 @@ package signal_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -74,4 +75,31 @@ func TestJoinClusterUnavailable(t *testing.T) {
 			t.Fatalf("%s: %s, Retry-After %q, %q", kind, resp.Status, resp.Header.Get("Retry-After"), body)
 		}
 	}
+}
+
+// TestLongNamesRefused: a valid token for a room or identity longer than proto.MaxName is
+// refused with bad_request (WHIP: 400), and the node serves the next client as before.
+func TestLongNamesRefused(t *testing.T) {
+	e := newEnv(t, 1, 0)
+	long := strings.Repeat("r", proto.MaxName+1)
+	for _, c := range []struct{ room, identity string }{{long, "who"}, {"r", long}} {
+		r := e.raw()
+		r.expect(fmt.Sprintf(`{"id":1,"method":"join","data":{"token":%q}}`, e.token(c.room, c.identity, false, true)), proto.CodeBadRequest)
+	}
+	req, _ := http.NewRequest(http.MethodPost, e.http.URL+"/whip/"+long, strings.NewReader("v=0\r\n"))
+	req.Header.Set("Content-Type", "application/sdp")
+	req.Header.Set("Authorization", "Bearer "+e.token(long, "enc", true, false))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Retry-After") != "" {
+		t.Fatalf("WHIP with a long room name: %s, Retry-After %q", resp.Status, resp.Header.Get("Retry-After"))
+	}
+	ok, err := client.Dial(context.Background(), e.ws, client.Options{Token: e.token(strings.Repeat("r", proto.MaxName), "who", false, true), LoopbackOnly: true})
+	if err != nil {
+		t.Fatalf("a room name of exactly %d bytes: %v", proto.MaxName, err)
+	}
+	ok.Close()
 }

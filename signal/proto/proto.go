@@ -9,6 +9,9 @@ import "encoding/json"
 // MaxMessage is the largest signaling frame (and WHIP/WHEP offer) a node accepts.
 const MaxMessage = 64 << 10
 
+// MaxName is the longest room name and identity a node accepts, in bytes.
+const MaxName = 256
+
 // Request is a client request.
 type Request struct {
 	ID     *json.Number    `json:"id"`
