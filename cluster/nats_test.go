@@ -3,7 +3,6 @@ package cluster_test
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -93,7 +92,7 @@ func TestEmbeddedNATSAndHeartbeat(t *testing.T) {
 // TestExternalNATSReconnect: with a URL the node uses an external server and keeps reconnecting
 // while it is down; heartbeats resume when it is back.
 func TestExternalNATSReconnect(t *testing.T) {
-	port := freePort(t)
+	port := harness.FreePort(t)
 	opts := &server.Options{Host: "127.0.0.1", Port: port, NoSigs: true, NoLog: true}
 	s := startNATS(t, opts)
 	_, ns, _ := member(t, node.Options{ID: "ext"}, cluster.NATSOptions{URL: s.ClientURL()})
@@ -160,21 +159,11 @@ func startNATS(t *testing.T, o *server.Options) *server.Server {
 	return s
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // TestJoinsWhileNATSAway: with NATS gone, a node keeps serving the rooms open on it and
 // refuses, at once, joins of rooms that may live elsewhere; when NATS is back it serves them
 // again and re-syncs (nats.go's reconnect is a trouble signal).
 func TestJoinsWhileNATSAway(t *testing.T) {
-	port := freePort(t)
+	port := harness.FreePort(t)
 	opts := &server.Options{Host: "127.0.0.1", Port: port, NoSigs: true, NoLog: true}
 	s := startNATS(t, opts)
 	n1, ns1, c1 := member(t, node.Options{ID: "n1"}, cluster.NATSOptions{URL: s.ClientURL()})

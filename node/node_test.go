@@ -52,16 +52,6 @@ func TestDrainNotReady(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // TestFixedUDPPorts: worker i listens on udp-port + i.
 func TestFixedUDPPorts(t *testing.T) {
 	// A free TCP port is very likely a free UDP port too; try a few in case the next one is taken.
@@ -69,7 +59,7 @@ func TestFixedUDPPorts(t *testing.T) {
 	var base int
 	var err error
 	for try := 0; try < 5 && n == nil; try++ {
-		base = freePort(t)
+		base = harness.FreePort(t)
 		n, err = node.New(node.Options{LoopbackOnly: true, Workers: 2, UDPPort: base})
 	}
 	if err != nil {

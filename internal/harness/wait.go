@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"net"
 	"testing"
 	"time"
 )
@@ -21,4 +22,16 @@ func Eventually(t testing.TB, timeout time.Duration, f func() error) {
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
+}
+
+// FreePort returns a TCP port free on 127.0.0.1 a moment ago (for a server a test starts and
+// restarts on one port). Very likely the UDP port of that number is free too.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }

@@ -78,13 +78,19 @@ func (c *Conn) End() {
 		c.mu.Unlock()
 		return
 	}
+	c.flushLocked()
+	c.mu.Unlock()
+}
+
+// flushLocked sends the batch; called with mu held, it returns with mu held, and holds it
+// only to mark the batch busy and then empty.
+func (c *Conn) flushLocked() {
 	c.busy = true
 	n := c.n
 	c.mu.Unlock()
 	c.flush(n)
 	c.mu.Lock()
 	c.n, c.busy = 0, false
-	c.mu.Unlock()
 }
 
 // flush sends slots[:n]; the caller marked the batch busy, so it has the slots to itself
@@ -120,12 +126,7 @@ func (c *Conn) WriteToAddrPort(b []byte, to netip.AddrPort) (int, error) {
 		return c.udp.WriteToUDPAddrPort(b, to)
 	}
 	if c.n == len(c.slots) { // full: send it, then hold b in the emptied batch
-		c.busy = true
-		n := c.n
-		c.mu.Unlock()
-		c.flush(n)
-		c.mu.Lock()
-		c.n, c.busy = 0, false
+		c.flushLocked()
 		if c.depth == 0 { // End came meanwhile and left the batch to us: it is over
 			c.mu.Unlock()
 			return c.udp.WriteToUDPAddrPort(b, to)
