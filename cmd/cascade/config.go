@@ -58,6 +58,9 @@ type Config struct {
 	NATSCreds         string        `yaml:"nats-creds"`
 	NaiveBaseline     bool          `yaml:"naive-baseline"`
 	Pprof             bool          `yaml:"pprof"`
+	Dev               bool          `yaml:"dev"`
+	ClusterSecret     string        `yaml:"cluster-secret"`
+	ClusterSecretPrev string        `yaml:"cluster-secret-previous"`
 
 	TURNUDPPort        int           `yaml:"turn-udp-port"`
 	TURNTCPPort        int           `yaml:"turn-tcp-port"`
@@ -133,6 +136,9 @@ func nodeFlags(c *Config, configPath *string) *flag.FlagSet {
 	fs.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", c.HeartbeatTimeout, "a peer silent this long on NATS and on its relay link has left: its relay subtrees re-attach elsewhere (at least twice the interval; shorter detects dead nodes sooner, with more false alarms on loaded nodes)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "on SIGTERM, how long sessions may continue while the node drains")
 	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve Go's profiler at /debug/pprof/")
+	fs.BoolVar(&c.Dev, "dev", c.Dev, "development mode: the development key pair and cluster secret when none is set, and /token mints tokens for the demo page (never in production)")
+	fs.StringVar(&c.ClusterSecret, "cluster-secret", c.ClusterSecret, fmt.Sprintf("secret shared by every node of the cluster: NATS credentials and node keys derive from it (at least %d bytes; empty: random for a node alone, required to join others unless --dev)", cluster.MinSecretLen))
+	fs.StringVar(&c.ClusterSecretPrev, "cluster-secret-previous", c.ClusterSecretPrev, "a second cluster secret still accepted, while the secret rotates")
 	fs.BoolVar(&c.NaiveBaseline, "naive-baseline", c.NaiveBaseline, "benchmarks only: forward with the textbook pion broadcast instead of Cascade's path")
 	fs.IntVar(&c.TURNUDPPort, "turn-udp-port", c.TURNUDPPort, "embedded TURN server: UDP port (0: off)")
 	fs.IntVar(&c.TURNTCPPort, "turn-tcp-port", c.TURNTCPPort, "embedded TURN server: TCP port, for clients whose network blocks UDP (0: off)")
@@ -325,6 +331,9 @@ func (c Config) Validate() error {
 	if err := c.validateTURN(); err != nil {
 		return err
 	}
+	if _, err := c.clusterSecrets(); err != nil {
+		return err
+	}
 	return validateKeys(c.APIKey, c.APISecret)
 }
 
@@ -381,6 +390,28 @@ func validateKeys(key, secret string) error {
 		return fmt.Errorf("api-secret is %d bytes: want at least %d", len(secret), minSecretLen)
 	}
 	return nil
+}
+
+// clusterSecrets resolves the cluster secrets: the configured ones; else, in development mode,
+// the development secret; else, for a node alone (embedded NATS, no routes, no gateways), a
+// random one. A node that joins others (--nats, routes, gateways) needs the cluster's secret.
+func (c Config) clusterSecrets() (cluster.Secrets, error) {
+	var s cluster.Secrets
+	switch {
+	case c.ClusterSecret != "":
+		s = cluster.Secrets{c.ClusterSecret}
+		if c.ClusterSecretPrev != "" {
+			s = append(s, c.ClusterSecretPrev)
+		}
+		return s, s.Validate()
+	case c.ClusterSecretPrev != "":
+		return nil, errors.New("cluster-secret-previous is set but cluster-secret is not")
+	case c.Dev:
+		return cluster.Secrets{cluster.DevClusterSecret}, nil
+	case c.NATS == "" && c.NATSRoutes == "" && c.NATSGateway == "" && c.NATSGateways == "":
+		return cluster.Secrets{cluster.RandomSecret()}, nil
+	}
+	return nil, errors.New("cluster-secret is required to join other nodes (--nats, --nats-routes, --nats-gateway): set the same secret on every node, or --dev for a development cluster")
 }
 
 // rtxBudget is the node option for --rtx-budget: 0 (no retransmissions) is negative there.

@@ -238,7 +238,10 @@ func TestValidateAccepts(t *testing.T) {
 		func(c *Config) { c.UDPPort = 0 },
 		func(c *Config) { c.UDPPort = 65535 },
 		func(c *Config) { c.LogLevel = "WARN" },
-		func(c *Config) { c.NATS = "nats://10.0.0.1:4222"; c.NATSListen = "" },
+		func(c *Config) {
+			c.NATS, c.NATSListen, c.ClusterSecret = "nats://10.0.0.1:4222", "", "0123456789abcdef0123456789abcdef"
+		},
+		func(c *Config) { c.NATS, c.NATSListen, c.Dev = "nats://10.0.0.1:4222", "", true },
 		func(c *Config) { c.APIKey, c.APISecret = "k", "0123456789abcdef" },
 	} {
 		c := defaultConfig()
@@ -331,6 +334,40 @@ func TestAdvertisedHost(t *testing.T) {
 	} {
 		if got := advertisedHost(tt.host, tt.publicIP, tt.loopback, tt.addrs); got != tt.want {
 			t.Errorf("advertisedHost(%q, %q, %v) = %q, want %q", tt.host, tt.publicIP, tt.loopback, got, tt.want)
+		}
+	}
+}
+
+func TestClusterSecrets(t *testing.T) {
+	long := "0123456789abcdef0123456789abcdef"
+	for _, tc := range []struct {
+		name string
+		mod  func(*Config)
+		want int    // secrets resolved
+		err  string // else this error
+	}{
+		{name: "alone: random", mod: func(*Config) {}, want: 1},
+		{name: "set", mod: func(c *Config) { c.ClusterSecret = long }, want: 1},
+		{name: "rotating", mod: func(c *Config) { c.ClusterSecret, c.ClusterSecretPrev = long, long+"x" }, want: 2},
+		{name: "dev", mod: func(c *Config) { c.Dev, c.NATSRoutes = true, "nats-route://127.0.0.1:6222" }, want: 1},
+		{name: "short", mod: func(c *Config) { c.ClusterSecret = "short" }, err: "at least 32"},
+		{name: "previous alone", mod: func(c *Config) { c.ClusterSecretPrev = long }, err: "cluster-secret is not"},
+		{name: "joining without", mod: func(c *Config) { c.NATS = "nats://10.0.0.1:4222" }, err: "cluster-secret is required"},
+		{name: "routes without", mod: func(c *Config) { c.NATSRoutes = "nats-route://127.0.0.1:6222" }, err: "cluster-secret is required"},
+	} {
+		c := defaultConfig()
+		tc.mod(&c)
+		s, err := c.clusterSecrets()
+		switch {
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%s: error %v, want %q", tc.name, err, tc.err)
+		case tc.err == "" && (err != nil || len(s) != tc.want):
+			t.Errorf("%s: %d secrets, error %v; want %d", tc.name, len(s), err, tc.want)
+		}
+	}
+	if a, _ := defaultConfig().clusterSecrets(); len(a) == 1 {
+		if b, _ := defaultConfig().clusterSecrets(); a[0] == b[0] {
+			t.Error("a node alone drew the same random secret twice")
 		}
 	}
 }
