@@ -15,13 +15,20 @@ type metrics struct {
 	nackRetransmits    atomic.Uint64
 	keyframesSent      atomic.Uint64
 	keyframesCollapsed atomic.Uint64
+	refused            [2]atomic.Uint64 // messages refused by the senders' limits, chat and data
 
 	rooms, participants, routers, producers, consumers, packets, bytes, dropped, keyframes, nacks *prometheus.Desc
 
 	rtxPackets, rtxBytes, rtxRefused, rtxKeyframes *prometheus.Desc
 
-	transports *prometheus.Desc
+	transports, refusedMsgs *prometheus.Desc
 }
+
+// Kinds of refused messages (metrics.refused).
+const (
+	refusedChat = iota
+	refusedData
+)
 
 func newMetrics(n *Node) *metrics {
 	wl := []string{"worker"}
@@ -44,6 +51,8 @@ func newMetrics(n *Node) *metrics {
 			[]string{"worker", "reason"}, nil),
 		transports: prometheus.NewDesc("cascade_transports", "Connected transports per worker, by the protocol (udp, tcp: ICE-TCP) and "+
 			"address family (ipv4, ipv6) of their selected ICE candidate pair.", []string{"worker", "protocol", "family"}, nil),
+		refusedMsgs: prometheus.NewDesc("cascade_messages_rate_limited_total", "Chat and data-channel messages refused at their sender by "+
+			"its rate limit (chat answered rate_limited, data dropped), by kind.", []string{"kind"}, nil),
 		rtxKeyframes: prometheus.NewDesc("cascade_rtx_keyframe_requests_total", "Keyframe requests made instead of retransmissions "+
 			"(a consumer's budget spent or its path congested), before the per-producer collapse, per worker.", wl, nil),
 	}
@@ -51,7 +60,7 @@ func newMetrics(n *Node) *metrics {
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.rooms, m.participants, m.routers, m.producers, m.consumers, m.packets, m.bytes, m.dropped, m.keyframes, m.nacks,
-		m.rtxPackets, m.rtxBytes, m.rtxRefused, m.rtxKeyframes, m.transports} {
+		m.rtxPackets, m.rtxBytes, m.rtxRefused, m.rtxKeyframes, m.transports, m.refusedMsgs} {
 		ch <- d
 	}
 }
@@ -84,4 +93,6 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.keyframes, prometheus.CounterValue, float64(m.keyframesSent.Load()), "sent")
 	ch <- prometheus.MustNewConstMetric(m.keyframes, prometheus.CounterValue, float64(m.keyframesCollapsed.Load()), "collapsed")
 	ch <- prometheus.MustNewConstMetric(m.nacks, prometheus.CounterValue, float64(m.nackRetransmits.Load()))
+	ch <- prometheus.MustNewConstMetric(m.refusedMsgs, prometheus.CounterValue, float64(m.refused[refusedChat].Load()), "chat")
+	ch <- prometheus.MustNewConstMetric(m.refusedMsgs, prometheus.CounterValue, float64(m.refused[refusedData].Load()), "data")
 }

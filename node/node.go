@@ -59,7 +59,7 @@ func New(o Options) (*Node, error) {
 	}
 	n := &Node{opts: o, log: o.Logger.With("node", o.ID), rooms: make(map[string]*Room),
 		identities: make(map[string]map[string]*Participant), stop: make(chan struct{}), started: time.Now(),
-		rtx: rtxbudget.Config{Share: float64(o.RTXBudget) / 100}.WithDefaults()}
+		rtx: rtxbudget.Config{Share: float64(o.RTXBudget) / 100, MaxPerNack: o.Limits.NackSeqs}.WithDefaults()}
 	public, _ := ParsePublicIPs(o.PublicIP) // validated
 	if o.TCPPort >= 0 {
 		l, err := o.ListenTCP(mediaNetwork("tcp", o.UDPHost), &net.TCPAddr{IP: net.ParseIP(o.UDPHost), Port: o.TCPPort})
@@ -134,6 +134,10 @@ func (n *Node) Join(room, identity string, g Grant, autoSubscribe bool, l Listen
 	}
 	n.mu.Lock()
 	r := n.rooms[room]
+	if r == nil && n.opts.Limits.Rooms >= 0 && len(n.rooms) >= n.opts.Limits.Rooms {
+		n.mu.Unlock()
+		return nil, fmt.Errorf("%w (%d)", ErrTooManyRooms, n.opts.Limits.Rooms)
+	}
 	if r == nil {
 		r = newRoom(room, n, n.leastLoaded())
 		n.rooms[room] = r
@@ -141,8 +145,14 @@ func (n *Node) Join(room, identity string, g Grant, autoSubscribe bool, l Listen
 		n.log.Debug("room created", "room", room, "worker", r.home.index)
 	}
 	old := n.identities[room][identity]
-	p := &Participant{id: n.newID("PA"), identity: identity, joined: time.Now(), node: n, room: r, grant: g, autoSubscribe: autoSubscribe,
-		listener: l, done: make(chan struct{}), byMid: make(map[string]*Producer), consumers: make(map[string]*Consumer)}
+	if n.roomFull(r, old, identity) {
+		n.mu.Unlock()
+		return nil, fmt.Errorf("%w (%d participants)", ErrRoomFull, n.opts.Limits.RoomParticipants)
+	}
+	now := time.Now()
+	p := &Participant{id: n.newID("PA"), identity: identity, joined: now, node: n, room: r, grant: g, autoSubscribe: autoSubscribe,
+		listener: l, done: make(chan struct{}), byMid: make(map[string]*Producer), consumers: make(map[string]*Consumer),
+		chat: newSendLimit(n.opts.Limits.Chat, maxChatMessage, now), data: newSendLimit(n.opts.Limits.Data, maxDataMessage, now)}
 	p.log = n.log.With("room", room, "participant", p.id, "identity", identity)
 	n.identities[room][identity] = p
 	r.mu.Lock()

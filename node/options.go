@@ -56,6 +56,9 @@ type Options struct {
 	// WorkerConsumers is how many consumers one room may have on one worker before further
 	// subscribers of that room go to a router on another worker.
 	WorkerConsumers int
+	// Limits cap rooms, participants, tracks, chat and data rates and NACK ranges (zero fields:
+	// the defaults).
+	Limits Limits
 	// Naive replaces Cascade's forwarding with the textbook pion broadcast: one
 	// TrackLocalStaticRTP per producer written to every subscriber's PeerConnection, with pion's
 	// default interceptors. Only the benchmark uses it, as the baseline.
@@ -100,6 +103,7 @@ func (o Options) withDefaults() Options {
 	if o.UDPHost == "" && o.LoopbackOnly {
 		o.UDPHost = "127.0.0.1"
 	}
+	o.Limits = o.Limits.withDefaults()
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
 	}

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -74,6 +75,7 @@ type Participant struct {
 	autoSubscribe bool
 	listener      Listener
 	log           hclog.Logger
+	chat, data    *sendLimit // the participant's allowances as a sender
 
 	// neg serialises Publish and SubscribeOffer. It is never taken under mu.
 	neg sync.Mutex
@@ -319,10 +321,20 @@ func (p *Participant) dropConsumer(c *Consumer) {
 }
 
 // Message sends an application message (chat) to every participant of the room, the sender
-// included.
-func (p *Participant) Message(data any) {
+// included. It needs the publish grant (ErrForbidden) and is limited per sender (ErrRateLimited,
+// ErrFlooding): a flood is refused at its sender, never passed on to the receivers.
+func (p *Participant) Message(data json.RawMessage) error {
+	if !p.grant.Publish {
+		return fmt.Errorf("%w: chat needs the publish grant", ErrForbidden)
+	}
+	if err := p.chat.allow(len(data), time.Now()); err != nil {
+		p.node.metrics.refused[refusedChat].Add(1)
+		c := p.node.opts.Limits.Chat
+		return fmt.Errorf("%w: chat is limited to %g messages (bursts of %d) and %d bytes per second", err, c.Messages, c.Burst, c.Bytes)
+	}
 	p.room.broadcast(nil, EventMessage, messageNote(p.id, p.identity, data))
 	p.node.emit(Message{Room: p.room, From: p.id, Identity: p.identity, Data: data})
+	return nil
 }
 
 // Close removes the participant: its producers and consumers end, its transports close and the

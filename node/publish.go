@@ -3,6 +3,7 @@ package node
 import (
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/pion/webrtc/v4"
 )
@@ -12,12 +13,15 @@ import (
 // media starts; a section that stops sending ends its producer. With gather the answer waits
 // for every local candidate (WHIP).
 func (p *Participant) Publish(offer string, gather bool) (string, []ProducerInfo, error) {
-	sending, err := sendingMedia(offer)
+	sending, data, err := offered(offer)
 	if err != nil {
 		return "", nil, err
 	}
-	if sending > 0 && !p.grant.Publish {
+	if (sending > 0 || data) && !p.grant.Publish {
 		return "", nil, ErrForbidden
+	}
+	if err := p.node.admitTracks(sending); err != nil {
+		return "", nil, err
 	}
 	p.neg.Lock()
 	defer p.neg.Unlock()
@@ -218,7 +222,11 @@ func (p *Participant) producerOf(receiver *webrtc.RTPReceiver) (*Producer, *tran
 
 func (p *Participant) onDataChannel(dc *webrtc.DataChannel) {
 	dc.OnMessage(func(m webrtc.DataChannelMessage) {
-		if len(m.Data) > maxDataMessage {
+		if len(m.Data) > maxDataMessage || !p.grant.Publish {
+			return
+		}
+		if p.data.allow(len(m.Data), time.Now()) != nil { // the excess of a flood is dropped here
+			p.node.metrics.refused[refusedData].Add(1)
 			return
 		}
 		p.room.data(p, m.Data, m.IsString)

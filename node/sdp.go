@@ -8,15 +8,25 @@ import (
 
 // sendingMedia parses an SDP offer and counts its audio and video sections that send media.
 func sendingMedia(s string) (int, error) {
+	n, _, err := offered(s)
+	return n, err
+}
+
+// offered parses an SDP offer: it counts its audio and video sections that send media, and
+// tells whether it has a data (application) section.
+func offered(s string) (sending int, data bool, err error) {
 	if err := checkSDP(s); err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	var d sdp.SessionDescription
 	if err := d.UnmarshalString(s); err != nil {
-		return 0, fmt.Errorf("%w: %v", ErrBadSDP, err)
+		return 0, false, fmt.Errorf("%w: %v", ErrBadSDP, err)
 	}
 	n := 0
 	for _, m := range d.MediaDescriptions {
+		if m.MediaName.Media == "application" && m.MediaName.Port.Value != 0 {
+			data = true
+		}
 		if m.MediaName.Media != "audio" && m.MediaName.Media != "video" || m.MediaName.Port.Value == 0 {
 			continue
 		}
@@ -26,7 +36,7 @@ func sendingMedia(s string) (int, error) {
 			n++
 		}
 	}
-	return n, nil
+	return n, data, nil
 }
 
 // answerAsOffer flips the directions of an answer so that sendingMedia counts what it accepts.

@@ -13,6 +13,9 @@ import (
 // codeOf maps an error from the node or the token check to its wire code.
 func codeOf(err error) string {
 	var e *proto.Error
+	if c := limitCode(err); c != "" {
+		return c
+	}
 	switch {
 	case errors.As(err, &e):
 		return e.Code

@@ -48,6 +48,8 @@ type Options struct {
 	// ICEServers mints the ICE servers (the node's TURN servers, with credentials) handed to
 	// a participant in the join response and in WHIP/WHEP Link headers (nil: none).
 	ICEServers func(participant string) []proto.ICEServer
+	// Joins limit the joins per client address (zero: the defaults; see JoinLimits).
+	Joins JoinLimits
 }
 
 // Placement is the join placement policy of a cluster.
@@ -82,6 +84,7 @@ type Server struct {
 	mu        sync.Mutex
 	resources map[string]*node.Participant // WHIP and WHEP sessions by resource id
 	sessions  map[*session]struct{}
+	joins     *joinLimiter
 }
 
 // NewServer returns a server for a node.
@@ -90,7 +93,7 @@ func NewServer(n *node.Node, o Options) *Server {
 		o.Logger = hclog.NewNullLogger()
 	}
 	return &Server{n: n, o: o, log: o.Logger.Named("signal"), resources: make(map[string]*node.Participant),
-		sessions: make(map[*session]struct{})}
+		sessions: make(map[*session]struct{}), joins: newJoinLimiter(o.Joins)}
 }
 
 // Handler routes the node's HTTP paths (DESIGN.md, "HTTP").
@@ -182,6 +185,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return // Accept has written the HTTP error
 	}
 	sess := newSession(s, conn)
+	sess.ip = s.o.Joins.clientIP(r)
 	s.mu.Lock()
 	s.sessions[sess] = struct{}{}
 	s.mu.Unlock()
@@ -215,6 +219,9 @@ func (whipListener) Notify(string, any) {}
 func (s *Server) serveWHIP(w http.ResponseWriter, r *http.Request) {
 	publish := strings.HasPrefix(r.URL.Path, "/whip/")
 	room := r.PathValue("room")
+	if !s.admitJoin(w, r) {
+		return
+	}
 	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/sdp" {
 		http.Error(w, "Content-Type must be application/sdp", http.StatusUnsupportedMediaType)
 		return
@@ -330,6 +337,9 @@ func (s *Server) serveDeleteResource(w http.ResponseWriter, r *http.Request) {
 }
 
 func statusOf(err error) int {
+	if st := limitStatus(codeOf(err)); st != 0 {
+		return st
+	}
 	switch codeOf(err) {
 	case proto.CodeBadSDP, proto.CodeBadRequest:
 		return http.StatusBadRequest

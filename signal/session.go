@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -57,6 +58,7 @@ type session struct {
 	// Owned by the reader loop.
 	p         *node.Participant
 	malformed int
+	ip        netip.Addr // the client's address, for the join limit (set before run)
 }
 
 func newSession(srv *Server, conn *websocket.Conn) *session {
@@ -137,6 +139,9 @@ func (s *session) frame(typ websocket.MessageType, b []byte) {
 	}
 	if req.Method == proto.MethodLeave && err == nil {
 		s.closeWith(websocket.StatusNormalClosure, "left", true)
+	}
+	if errors.Is(err, node.ErrFlooding) { // chat far past its limit, refusals ignored
+		s.closeWith(closeFlooding, "sending too fast", true)
 	}
 }
 
@@ -347,8 +352,7 @@ func (s *session) handle(req proto.Request) (any, error) {
 		if len(d.Data) == 0 {
 			return nil, errorf(proto.CodeBadRequest, "message needs data")
 		}
-		p.Message(d.Data)
-		return nil, nil
+		return nil, p.Message(d.Data)
 	case proto.MethodLeave:
 		return nil, nil
 	}
@@ -365,6 +369,9 @@ func (s *session) join(raw json.RawMessage) (any, error) {
 	}
 	var d proto.JoinData
 	if err := decode(raw, &d); err != nil {
+		return nil, err
+	}
+	if err := s.admitJoin(); err != nil {
 		return nil, err
 	}
 	g, err := s.srv.o.Keys.Verify(d.Token)

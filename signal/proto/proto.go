@@ -59,6 +59,11 @@ const (
 	// CodeClusterUnavailable: the node cannot reach the rest of the cluster and cannot serve
 	// the room alone; retry in a few seconds, or join another node.
 	CodeClusterUnavailable = "cluster_unavailable"
+	// Limits (PROTOCOL.md, "Limits"): the node serves as many rooms as it may, the room has as
+	// many participants as it may, an offer sends more tracks than one participant may publish.
+	CodeTooManyRooms  = "too_many_rooms"
+	CodeRoomFull      = "room_full"
+	CodeTooManyTracks = "too_many_tracks"
 )
 
 // Requests (PROTOCOL.md, "Requests").
