@@ -41,6 +41,10 @@ const (
 // new ones share one bucket until some are.
 const maxTrackedIPs = 1 << 16
 
+// sweepEvery is the shortest time between two sweeps of a full limiter: a flood of new
+// addresses costs one pass over the map per interval, not one per join.
+const sweepEvery = time.Second
+
 // closeFlooding closes a session that goes on sending chat far past its limit.
 const closeFlooding = websocket.StatusCode(4029)
 
@@ -88,7 +92,7 @@ func (j *joinLimiter) allow(client netip.Addr, now time.Time) (bool, time.Durati
 	defer j.mu.Unlock()
 	b := j.ips[key]
 	if b == nil {
-		if len(j.ips) >= maxTrackedIPs || now.Sub(j.lastSweep) > j.idle {
+		if since := now.Sub(j.lastSweep); since > j.idle || len(j.ips) >= maxTrackedIPs && since > sweepEvery {
 			j.sweep(now)
 		}
 		if len(j.ips) < maxTrackedIPs {
