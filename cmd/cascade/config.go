@@ -19,6 +19,7 @@ import (
 	"github.com/cascade-sfu/cascade/cluster"
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/cascade-sfu/cascade/relay"
+	"github.com/cascade-sfu/cascade/signal"
 	"github.com/cascade-sfu/cascade/signal/auth"
 	"github.com/cascade-sfu/cascade/turnsrv"
 )
@@ -71,6 +72,21 @@ type Config struct {
 	TURNSecret         string        `yaml:"turn-secret"`
 	TURNTTL            time.Duration `yaml:"turn-ttl"`
 	TURNMaxAllocations int           `yaml:"turn-max-allocations"`
+
+	// Limits (PROTOCOL.md, "Limits"); 0 turns a cap off. See limits.go.
+	JoinRate            float64 `yaml:"join-rate"`
+	JoinBurst           int     `yaml:"join-burst"`
+	TrustedProxies      string  `yaml:"trusted-proxies"`
+	MaxRooms            int     `yaml:"max-rooms"`
+	MaxRoomParticipants int     `yaml:"max-room-participants"`
+	MaxTracks           int     `yaml:"max-tracks"`
+	ChatRate            float64 `yaml:"chat-rate"`
+	ChatBurst           int     `yaml:"chat-burst"`
+	ChatBytes           int     `yaml:"chat-bytes"`
+	DataRate            float64 `yaml:"data-rate"`
+	DataBurst           int     `yaml:"data-burst"`
+	DataBytes           int     `yaml:"data-bytes"`
+	NackMaxSeqs         int     `yaml:"nack-max-seqs"`
 }
 
 // minSecretLen is the shortest API secret accepted.
@@ -98,6 +114,19 @@ func defaultConfig() Config {
 
 		TURNTTL:            turnsrv.DefaultTTL,
 		TURNMaxAllocations: turnsrv.DefaultMaxAllocations,
+
+		JoinRate:            signal.DefaultJoinRate,
+		JoinBurst:           signal.DefaultJoinBurst,
+		MaxRooms:            node.DefaultMaxRooms,
+		MaxRoomParticipants: node.DefaultMaxRoomParticipants,
+		MaxTracks:           node.DefaultMaxTracks,
+		ChatRate:            node.DefaultChatRate,
+		ChatBurst:           node.DefaultChatBurst,
+		ChatBytes:           node.DefaultChatBytes,
+		DataRate:            node.DefaultDataRate,
+		DataBurst:           node.DefaultDataBurst,
+		DataBytes:           node.DefaultDataBytes,
+		NackMaxSeqs:         node.DefaultNackSeqs,
 	}
 }
 
@@ -149,6 +178,7 @@ func nodeFlags(c *Config, configPath *string) *flag.FlagSet {
 	fs.StringVar(&c.TURNSecret, "turn-secret", c.TURNSecret, fmt.Sprintf("TURN REST credentials secret (at least %d bytes; empty: random per process, as credentials are only good on the node that minted them)", turnsrv.MinSecretLen))
 	fs.DurationVar(&c.TURNTTL, "turn-ttl", c.TURNTTL, "validity of the TURN credentials handed to a client at join (a session relayed through TURN longer than this loses its relay at the next refresh)")
 	fs.IntVar(&c.TURNMaxAllocations, "turn-max-allocations", c.TURNMaxAllocations, "TURN allocations one participant may hold at a time")
+	limitFlags(fs, c)
 	fs.SetOutput(io.Discard)
 	return fs
 }
@@ -329,6 +359,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("drain-timeout %v: must not be negative", c.DrainTimeout)
 	}
 	if err := c.validateTURN(); err != nil {
+		return err
+	}
+	if err := c.validateLimits(); err != nil {
 		return err
 	}
 	if _, err := c.clusterSecrets(); err != nil {

@@ -38,6 +38,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 		Relay: ":7881", RelayFanout: 3, DrainTimeout: 30 * time.Second, NATSClusterName: "cascade",
 		HeartbeatInterval: time.Second, HeartbeatTimeout: 3 * time.Second,
 		TURNTTL: 12 * time.Hour, TURNMaxAllocations: 16,
+		JoinRate: 50, JoinBurst: 300, MaxRooms: 5000, MaxRoomParticipants: 10000, MaxTracks: 16,
+		ChatRate: 10, ChatBurst: 30, ChatBytes: 64 << 10, DataRate: 100, DataBurst: 200, DataBytes: 256 << 10, NackMaxSeqs: 64,
 	}
 	if got != want {
 		t.Errorf("defaults:\n got %+v\nwant %+v", got, want)
@@ -96,6 +98,7 @@ rtx-budget: 10
 		TURNTTL: 12 * time.Hour, TURNMaxAllocations: 16,
 		NATSClusterName: "cascade",
 	}
+	want = withDefaultLimits(want)
 	if got != want {
 		t.Errorf("config:\n got %+v\nwant %+v", got, want)
 	}

@@ -196,6 +196,7 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 		KeyframeInterval: cfg.KeyframeInterval,
 		WorkerConsumers:  cfg.WorkerConsumers,
 		RTXBudget:        cfg.rtxBudget(),
+		Limits:           cfg.nodeLimits(),
 		Naive:            cfg.NaiveBaseline,
 		Logger:           logger,
 		Registerer:       reg,
@@ -261,6 +262,7 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 		Cluster:   cluster.NewViewer(cl),
 		Placement: placer,
 		Ready:     nc.Ready,
+		Joins:     cfg.joinLimits(),
 	}
 	if turnSrv != nil {
 		so.ICEServers = turnICEServers(turnSrv, cfg.TURNTTL, logger)
