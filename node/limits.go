@@ -104,22 +104,25 @@ func (r Rate) withDefaults(d Rate) Rate {
 	return r
 }
 
-// roomFull tells whether a join of identity would pass the room's cap. The participants it
-// replaces (its own earlier sessions, here or elsewhere) do not count. The caller holds n.mu.
+// roomFull tells whether a join of identity would pass the room's cap. The room's participants
+// are counted by identity (a session here and one elsewhere of one identity, transiently both
+// known, count once), and a join that replaces a session of its identity, here or elsewhere,
+// adds none. The caller holds n.mu.
 func (n *Node) roomFull(r *Room, old *Participant, identity string) bool {
 	limit := n.opts.Limits.RoomParticipants
-	if limit < 0 {
+	if limit < 0 || old != nil {
 		return false
 	}
+	local := n.identities[r.name]
+	count := len(local)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	count := len(r.participants) + len(r.remote)
-	if old != nil {
-		count--
-	}
 	for _, rp := range r.remote {
 		if rp.info.Identity == identity {
-			count--
+			return false
+		}
+		if _, here := local[rp.info.Identity]; !here {
+			count++
 		}
 	}
 	return count >= limit

@@ -120,3 +120,41 @@ func TestNackSeqsCap(t *testing.T) {
 		t.Fatalf("relay NACK of 5000: resent %d, refused past the cap %d; want %d, %d", got, refused, limit, 5000-limit)
 	}
 }
+
+type nopListener struct{}
+
+func (nopListener) Notify(string, any) {}
+
+// TestRoomFullCountsTheCluster: the cap on a room's participants counts those the cluster
+// announced on other nodes too; a join that replaces a session of its identity, here or on
+// another node, is admitted; a join that would open a room past the node's cap is refused.
+func TestRoomFullCountsTheCluster(t *testing.T) {
+	n, err := New(Options{Workers: 1, LoopbackOnly: true, TCPPort: TCPDisabled, Limits: Limits{RoomParticipants: 3, Rooms: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	g := Grant{Publish: true, Subscribe: true}
+	a, err := n.Join("r", "a", g, false, nopListener{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := a.Room()
+	r.AddRemoteParticipant(ParticipantInfo{ID: "PAremote1", Identity: "x", JoinedAt: 1}, "n2")
+	r.AddRemoteParticipant(ParticipantInfo{ID: "PAremote2", Identity: "y", JoinedAt: 1}, "n3")
+	if _, err := n.Join("r", "b", g, false, nopListener{}); !errors.Is(err, ErrRoomFull) {
+		t.Fatalf("a fourth participant (one here, two elsewhere): %v, want ErrRoomFull", err)
+	}
+	if _, err := n.Join("r", "x", g, false, nopListener{}); err != nil {
+		t.Fatalf("x moving here from n2: %v", err)
+	}
+	if _, err := n.Join("r", "a", g, false, nopListener{}); err != nil {
+		t.Fatalf("a reconnecting: %v", err)
+	}
+	if _, err := n.Join("s", "c", g, false, nopListener{}); !errors.Is(err, ErrTooManyRooms) {
+		t.Fatalf("a second room: %v, want ErrTooManyRooms", err)
+	}
+	if _, err := n.Join("r", "b", g, false, nopListener{}); !errors.Is(err, ErrRoomFull) {
+		t.Fatalf("b, with a and x here and x, y elsewhere (x counted once): %v, want ErrRoomFull", err)
+	}
+}
