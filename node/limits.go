@@ -19,14 +19,15 @@ var (
 	ErrFlooding = fmt.Errorf("%w, persistently", ErrRateLimited)
 )
 
-// Limits are the node's caps. A zero field takes its default (DefaultLimits); a negative one
-// turns that cap off.
+// Limits are the node's caps. A zero field takes its default (the Default constants below); a
+// negative one turns that cap off.
 type Limits struct {
 	// Rooms is the number of rooms this node serves at a time.
 	Rooms int
-	// RoomParticipants caps the participants of one room as this node knows it: its own, and
-	// once the room is open here, those the cluster announced on other nodes. Joins on several
-	// nodes at the same moment may pass it by a few.
+	// RoomParticipants caps the participants of one room as this node knows it, by identity:
+	// its own, and once the room is open here, those the cluster announced on other nodes. A
+	// join that replaces a session of its identity is always admitted. Joins on several nodes at
+	// the same moment may pass it by a few.
 	RoomParticipants int
 	// Tracks caps the producers of one participant (the sending audio and video sections of its
 	// send transport).
@@ -68,9 +69,9 @@ const (
 // maxChatMessage is the largest chat message (a signaling frame): the byte bucket holds one.
 const maxChatMessage = 64 << 10
 
-// floodStrikes is how many refused messages a sender may have in a row of refusals refilled at
-// one per second before it counts as flooding (ErrFlooding): a client that retries after its
-// refusals is never flooding, one that ignores them is within seconds.
+// floodStrikes is how many refusals a sender may collect (one is forgiven per second) before it
+// counts as flooding (ErrFlooding): a client that slows down when refused never floods, one that
+// ignores its refusals does within seconds.
 const floodStrikes = 100
 
 func (l Limits) withDefaults() Limits {
