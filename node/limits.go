@@ -118,6 +118,9 @@ func (n *Node) roomFull(r *Room, old *Participant, identity string) bool {
 	count := len(local)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if count+len(r.remote) < limit {
+		return false // below the cap even counting every session: no need to look closer
+	}
 	for _, rp := range r.remote {
 		if rp.info.Identity == identity {
 			return false

@@ -2,6 +2,7 @@ package node
 
 import (
 	"errors"
+	"strconv"
 	"testing"
 	"time"
 
@@ -156,5 +157,44 @@ func TestRoomFullCountsTheCluster(t *testing.T) {
 	}
 	if _, err := n.Join("r", "b", g, false, nopListener{}); !errors.Is(err, ErrRoomFull) {
 		t.Fatalf("b, with a and x here and x, y elsewhere (x counted once): %v, want ErrRoomFull", err)
+	}
+}
+
+// BenchmarkRoomFull: the cap's check at a join into a room of 10,000 participants elsewhere,
+// below the cap (the common case) and at it.
+func BenchmarkRoomFull(b *testing.B) {
+	for _, limit := range []int{20000, 10000} {
+		b.Run(strconv.Itoa(limit), func(b *testing.B) { benchmarkRoomFull(b, limit) })
+	}
+}
+
+func benchmarkRoomFull(b *testing.B, limit int) {
+	n, err := New(Options{Workers: 1, LoopbackOnly: true, TCPPort: TCPDisabled, Limits: Limits{RoomParticipants: limit}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer n.Close()
+	p, err := n.Join("r", "a", Grant{}, false, nopListener{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < 10000; i++ {
+		p.Room().AddRemoteParticipant(ParticipantInfo{ID: "PA" + strconv.Itoa(i), Identity: "i" + strconv.Itoa(i)}, "n2")
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		n.mu.Lock()
+		n.roomFull(p.Room(), nil, "newcomer")
+		n.mu.Unlock()
+	}
+}
+
+// BenchmarkSendLimit: one chat or data message's check.
+func BenchmarkSendLimit(b *testing.B) {
+	now := time.Unix(1e9, 0)
+	l := newSendLimit(Rate{Messages: 1e9, Burst: 1 << 30, Bytes: 1 << 40}, 1500, now)
+	for i := 0; i < b.N; i++ {
+		now = now.Add(time.Microsecond)
+		_ = l.allow(100, now)
 	}
 }

@@ -106,3 +106,16 @@ func TestClientIP(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkJoinLimiter: one join's cost in a limiter that tracks many addresses.
+func BenchmarkJoinLimiter(b *testing.B) {
+	j := newJoinLimiter(JoinLimits{Rate: 1e9, Burst: 1 << 30})
+	now := time.Unix(1e9, 0)
+	for i := 0; i < 50000; i++ {
+		j.allow(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), now)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		j.allow(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), now)
+	}
+}
