@@ -276,39 +276,45 @@ func (t *Transport) read() {
 			}
 			continue
 		}
-		l := (*t.byAddr.Load())[netip.AddrPortFrom(from.Addr().Unmap(), from.Port())]
-		if l == nil {
-			t.DroppedUnknown.Add(1)
-			continue
-		}
-		if n < 12 {
-			t.DroppedMalformed.Add(1)
-			continue
-		}
-		if isRTCP(buf[:n]) {
-			out, err := l.rx.DecryptRTCP(plain[:0], buf[:n], nil)
-			if err != nil {
-				t.DroppedAuth.Add(1)
-				continue
-			}
-			l.heard.Store(time.Now().UnixNano()) // authenticated: the peer is alive
-			pkts, err := rtcp.Unmarshal(out)
-			if err != nil {
-				t.DroppedMalformed.Add(1)
-				continue
-			}
-			t.handler.HandleRTCP(l, pkts)
-			continue
-		}
-		out, err := l.rx.DecryptRTP(plain[:0], buf[:n], &hdr)
+		t.receive(buf[:n], from, plain, &hdr)
+	}
+}
+
+// receive authenticates, decrypts and hands on one datagram, or drops and counts it. It runs
+// on the read goroutine; plain and hdr are its scratch space.
+func (t *Transport) receive(pkt []byte, from netip.AddrPort, plain []byte, hdr *rtp.Header) {
+	l := (*t.byAddr.Load())[netip.AddrPortFrom(from.Addr().Unmap(), from.Port())]
+	if l == nil {
+		t.DroppedUnknown.Add(1)
+		return
+	}
+	if len(pkt) < 12 {
+		t.DroppedMalformed.Add(1)
+		return
+	}
+	if isRTCP(pkt) {
+		out, err := l.rx.DecryptRTCP(plain[:0], pkt, nil)
 		if err != nil {
 			t.DroppedAuth.Add(1)
-			continue
+			return
 		}
-		t.PacketsIn.Add(1)
-		t.BytesIn.Add(uint64(n))
-		t.handler.HandleRTP(l, hdr.SSRC, out)
+		l.heard.Store(time.Now().UnixNano()) // authenticated: the peer is alive
+		pkts, err := rtcp.Unmarshal(out)
+		if err != nil {
+			t.DroppedMalformed.Add(1)
+			return
+		}
+		t.handler.HandleRTCP(l, pkts)
+		return
 	}
+	out, err := l.rx.DecryptRTP(plain[:0], pkt, hdr)
+	if err != nil {
+		t.DroppedAuth.Add(1)
+		return
+	}
+	t.PacketsIn.Add(1)
+	t.BytesIn.Add(uint64(len(pkt)))
+	t.handler.HandleRTP(l, hdr.SSRC, out)
 }
 
 // isRTCP tells RTCP from RTP on a shared port (RFC 5761): RTCP packet types are 192-223.
