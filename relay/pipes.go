@@ -2,8 +2,6 @@ package relay
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -235,16 +233,15 @@ func (ps *Pipes) Flowing() []string {
 	return out
 }
 
-// routeIn picks the SSRC in's parent relays it under, one no other pipe from that parent uses,
-// and routes packets under it to in.
+// routeIn picks the SSRC in's parent relays it under, one the link hands out once in its
+// receiving key's life (so a pipe made again never restarts an SSRC at an index the parent
+// sent before), and routes packets under it to in.
 func (ps *Pipes) routeIn(in *inPipe) {
 	ps.ssrcMu.Lock()
 	defer ps.ssrcMu.Unlock()
-	var b [4]byte
 	for {
-		_, _ = rand.Read(b[:])
-		s := binary.BigEndian.Uint32(b[:])
-		if k := (linkSSRC{in.parent, s}); s != 0 && ps.inBySSRC[k] == nil {
+		s := in.link.NewSSRC()
+		if k := (linkSSRC{in.parent, s}); ps.inBySSRC[k] == nil {
 			in.ssrc = s
 			ps.inBySSRC[k] = in
 			return
@@ -273,6 +270,7 @@ func (ps *Pipes) forgetOut(o *outPipe) {
 		delete(ps.outBySSRC, linkSSRC{o.child, o.ssrc})
 	}
 	ps.ssrcMu.Unlock()
+	o.link.Retire(o.ssrc)
 }
 
 // HandleRTP implements Handler: media of a producer piped here.

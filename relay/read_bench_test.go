@@ -70,7 +70,7 @@ func encryptFor(tb testing.TB, l *Link, h *rtp.Header, payload []byte, seq uint1
 		tb.Fatal(err)
 	}
 	l.mu.Lock()
-	out, err := l.tx.EncryptRTP(nil, raw, nil)
+	out, err := l.tx.ctx.EncryptRTP(nil, raw, nil)
 	l.mu.Unlock()
 	if err != nil {
 		tb.Fatal(err)
