@@ -394,4 +394,3 @@ func (t *Transport) dropUndecrypted(err error, replays uint64) {
 
 // isRTCP tells RTCP from RTP on a shared port (RFC 5761): RTCP packet types are 192-223.
 func isRTCP(b []byte) bool { return len(b) >= 2 && b[1] >= 192 && b[1] <= 223 }
-
