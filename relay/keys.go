@@ -123,14 +123,19 @@ const (
 )
 
 // rxKeys is a link's receiving side: a chain of keys, one context with the ciphers of the
-// epochs it accepts. Guarded by Link.rxMu.
+// epochs it accepts: the newest one authenticated, the next few (a sender rotates on its own
+// clock, and may rotate more than once between two packets of an idle link), and the one
+// before for a grace period. Guarded by Link.rxMu.
 type rxKeys struct {
 	ctx       *srtp.Context
-	epoch     uint32 // the newest epoch authenticated (or 0)
-	key, next []byte // the keys of epoch and epoch+1
+	epoch     uint32            // the newest epoch authenticated (or 0)
+	keys      map[uint32][]byte // the registered epochs' keys
 	prevUntil time.Time
 	hasPrev   bool // epoch-1's cipher is still registered, until prevUntil
 }
+
+// lookahead is how many epochs past the newest authenticated one a receiver accepts.
+const lookahead = 3
 
 func newRx(root []byte, replays *atomic.Uint64) (*rxKeys, error) {
 	ctx, err := srtp.CreateContext(root[:16], root[16:], profile, srtp.MasterKeyIndicator(mki(0)),
@@ -139,33 +144,55 @@ func newRx(root []byte, replays *atomic.Uint64) (*rxKeys, error) {
 	if err != nil {
 		return nil, err
 	}
-	rx := &rxKeys{ctx: ctx, key: root, next: nextKey(root, 1)}
-	if err := ctx.AddCipherForMKI(mki(1), rx.next[:16], rx.next[16:]); err != nil {
+	rx := &rxKeys{ctx: ctx, keys: map[uint32][]byte{0: root}}
+	if err := rx.extend(); err != nil {
 		return nil, err
 	}
 	return rx, nil
 }
 
+// key is the key of the newest epoch authenticated.
+func (rx *rxKeys) key() []byte { return rx.keys[rx.epoch] }
+
+// extend registers the epochs up to lookahead past the newest.
+func (rx *rxKeys) extend() error {
+	for e := rx.epoch + 1; e <= rx.epoch+lookahead; e++ {
+		if _, ok := rx.keys[e]; ok {
+			continue
+		}
+		k := nextKey(rx.keys[e-1], e)
+		if err := rx.ctx.AddCipherForMKI(mki(e), k[:16], k[16:]); err != nil {
+			return err
+		}
+		rx.keys[e] = k
+	}
+	return nil
+}
+
 // authenticated notes the epoch of a packet that passed authentication (its MKI, the last
-// bytes): the first packet under the next epoch moves the receiver on.
+// bytes): the first packet under a later epoch moves the receiver on to it.
 func (rx *rxKeys) authenticated(pkt []byte, now func() time.Time, grace time.Duration) {
-	if binary.BigEndian.Uint32(pkt[len(pkt)-mkiLen:]) != rx.epoch+1 {
+	m := binary.BigEndian.Uint32(pkt[len(pkt)-mkiLen:])
+	if m <= rx.epoch || m > rx.epoch+lookahead {
 		return
 	}
-	if rx.hasPrev { // a rotation within the grace period: the oldest key goes now
-		_ = rx.ctx.RemoveMKI(mki(rx.epoch - 1))
+	_ = rx.ctx.SetSendMKI(mki(m)) // the send MKI cannot be removed: keep it current
+	for e := range rx.keys {
+		if e+1 < m { // older than the previous epoch: gone now
+			_ = rx.ctx.RemoveMKI(mki(e))
+			delete(rx.keys, e)
+		}
 	}
-	rx.epoch++
-	rx.key, rx.next = rx.next, nextKey(rx.next, rx.epoch+1)
-	_ = rx.ctx.SetSendMKI(mki(rx.epoch)) // the send MKI cannot be removed: keep it current
-	_ = rx.ctx.AddCipherForMKI(mki(rx.epoch+1), rx.next[:16], rx.next[16:])
+	rx.epoch = m
 	rx.hasPrev, rx.prevUntil = true, now().Add(grace)
+	_ = rx.extend()
 }
 
 // expire drops the previous epoch's key once its grace period is over.
 func (rx *rxKeys) expire(now time.Time) {
 	if rx.hasPrev && !now.Before(rx.prevUntil) {
 		_ = rx.ctx.RemoveMKI(mki(rx.epoch - 1))
+		delete(rx.keys, rx.epoch-1)
 		rx.hasPrev = false
 	}
 }

@@ -61,7 +61,7 @@ func (l *Link) getBuf() *sendBuf {
 // fresh SSRC for the feedback of a sending context the peer would make from it.
 func (l *Link) Key() PeerKey {
 	l.rxMu.Lock()
-	k := PeerKey{Key: l.rx.key, Epoch: l.rx.epoch}
+	k := PeerKey{Key: l.rx.key(), Epoch: l.rx.epoch}
 	l.rxMu.Unlock()
 	k.SSRC = l.NewSSRC()
 	return k
