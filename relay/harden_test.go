@@ -290,7 +290,8 @@ func TestRemadePipeNeverRepeatsIndex(t *testing.T) {
 	la.Retire(s1) // the pipe ends...
 	la, s2 := ask()
 	pipe(la, s2) // ...and is made again
-	a.RemoveLink("B") // a forgets the link (b seemed gone) and is asked again: a new sending context
+	// a forgets the link (b seemed gone) and is asked again: a new sending context.
+	a.RemoveLink("B")
 	la, s3 := ask()
 	pipe(la, s3)
 	if s1 == s2 || s2 == s3 || s1 == s3 {

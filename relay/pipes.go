@@ -7,6 +7,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/hashicorp/go-hclog"
@@ -32,6 +33,9 @@ type Options struct {
 	Host string
 	// Fanout is K (0: DefaultFanout).
 	Fanout int
+	// KeyRotation is how long a relay link sends under one key before it moves to the next
+	// (0: DefaultKeyRotation).
+	KeyRotation time.Duration
 	// Producers finds the producers to relay (the node).
 	Producers Producers
 	// Logger receives the pipes' logs.
@@ -136,7 +140,7 @@ func Open(o Options) (*Pipes, error) {
 		in: make(map[string]*inPipe), out: make(map[outKey]*outPipe),
 		inBySSRC: make(map[linkSSRC]*inPipe), outBySSRC: make(map[linkSSRC]*outPipe),
 		demand: newDemandQueue(), stop: make(chan struct{})}
-	t, err := Listen(o.Listen, ps, o.Logger)
+	t, err := ListenKeyed(o.Listen, ps, o.Logger, Keying{Rotation: o.KeyRotation})
 	if err != nil {
 		return nil, err
 	}
