@@ -15,8 +15,9 @@ import (
 // of epoch n (HKDF-SHA256), so both ends of a link know every later key without another
 // exchange. Every packet names its epoch in its MKI (RFC 3711), 4 bytes, big endian. A sender
 // moves to the next epoch after the rotation interval; a receiver accepts the epoch it last
-// authenticated and the next one, and keeps the previous one for a grace period after the
-// first packet under the new one (packets in flight). Each epoch's key protects at most an
+// authenticated and the next few (lookahead), and keeps the previous one for a grace period
+// after the first packet under the new one (packets in flight). Neither side waits for the
+// other: no media gap. Each epoch's key protects at most an
 // interval of traffic, far below SRTP's limits (2^48 packets per SSRC, 2^31 SRTCP packets).
 const (
 	// DefaultKeyRotation is how long a sender uses one epoch's key.
