@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -176,6 +177,37 @@ func TestSentIndexMatchesSRTP(t *testing.T) {
 		}
 		if roc, _ := tx.ctx.ROC(1); roc != uint32(st.highest>>16) {
 			t.Fatalf("packet %d (seq %d): srtp's rollover counter %d, the sent log's %d", i, s, roc, st.highest>>16)
+		}
+	}
+}
+
+// TestSentLogAcrossRollover: the sent log tells resends by their full index, across a
+// sequence number rollover.
+func TestSentLogAcrossRollover(t *testing.T) {
+	s := newSentLog()
+	seq := uint16(65000)
+	for i := 0; i < 1100; i++ {
+		if seq != 10 { // 10 (after the rollover) is lost before the link
+			if err := s.admit(7, seq, uint64(seq)); err != nil {
+				t.Fatalf("seq %d: %v", seq, err)
+			}
+		}
+		seq++
+	}
+	// seq is now 564 of the second cycle.
+	for _, c := range []struct {
+		seq  uint16
+		sum  uint64
+		want error
+	}{
+		{65500, 65500, nil},            // a resend, the same bytes
+		{65500, 1, ErrIndexReused},     // other bytes
+		{10, 99, nil},                  // never sent: goes out once
+		{10, 98, ErrIndexReused},       // and is then fixed
+		{65000, 65000, ErrIndexReused}, // too old to tell (1100 behind)
+	} {
+		if err := s.admit(7, c.seq, c.sum); !errors.Is(err, c.want) {
+			t.Errorf("admit(%d, %d) = %v, want %v", c.seq, c.sum, err, c.want)
 		}
 	}
 }

@@ -27,12 +27,17 @@ type sentLog struct {
 type sentStream struct {
 	started bool
 	highest uint64 // newest index sent
-	slots   [sentWindow]sentSlot
+	// slots[i%sentWindow] names the last packet sent with an index i of that residue: a tag of
+	// i (1 + i/sentWindow mod 65535) in the top 16 bits, the low 48 bits of its hash below (0:
+	// empty). A tag that matches by wraparound only makes a packet never sent look sent, which
+	// refuses it (safe); two plaintexts pass as one only if 48 bits of their hashes agree.
+	slots [sentWindow]uint64
 }
 
-type sentSlot struct {
-	index uint64 // index+1 (0: empty)
-	sum   uint64
+const sumBits = 48
+
+func slotOf(idx, sum uint64) uint64 {
+	return (1+idx/sentWindow%(1<<(64-sumBits)-1))<<sumBits | sum&(1<<sumBits-1)
 }
 
 func newSentLog() sentLog {
@@ -60,19 +65,19 @@ func (s *sentLog) admit(ssrc uint32, seq uint16, sum uint64) error {
 		return ErrSSRCRetired
 	}
 	idx := st.index(seq)
-	slot := &st.slots[idx%sentWindow]
+	slot, want := &st.slots[idx%sentWindow], slotOf(idx, sum)
 	switch {
 	case !st.started || idx > st.highest:
 		st.started, st.highest = true, idx
 	case st.highest-idx >= sentWindow:
 		return ErrIndexReused
-	case slot.index == idx+1:
-		if slot.sum != sum {
+	case *slot>>sumBits == want>>sumBits: // sent before
+		if *slot != want {
 			return ErrIndexReused
 		}
 		return nil // the same packet again: the same bytes on the wire
 	}
-	slot.index, slot.sum = idx+1, sum
+	*slot = want
 	return nil
 }
 
