@@ -48,14 +48,18 @@ func BenchmarkTransportReceiveRTP(b *testing.B) {
 	var hdr rtp.Header
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := startCPU(b)
 	for i := 0; b.Loop(); i++ {
 		if i%batch == 0 && i > 0 {
 			b.StopTimer()
+			cpu.pause()
 			fill()
+			cpu.resume()
 			b.StartTimer()
 		}
 		rx.receive(pkts[i%batch], from, plain, &hdr)
 	}
+	cpu.report(b)
 	if rx.PacketsIn.Load() == 0 || rx.DroppedAuth.Load() != 0 {
 		b.Fatalf("in %d, dropped %d", rx.PacketsIn.Load(), rx.DroppedAuth.Load())
 	}

@@ -39,12 +39,14 @@ func BenchmarkLinkWriteRTP(b *testing.B) {
 	h := rtp.Header{Version: 2, PayloadType: 96, SSRC: 7}
 	payload := make([]byte, 1100)
 	b.ReportAllocs()
+	cpu := startCPU(b)
 	for i := 0; b.Loop(); i++ {
 		h.SequenceNumber = uint16(i)
 		if _, err := l.WriteRTP(&h, payload); err != nil {
 			b.Fatal(err)
 		}
 	}
+	cpu.report(b)
 }
 
 // BenchmarkLinkWriteRTPParallel is several workers' relay sinks writing to one link at once,
