@@ -1,7 +1,10 @@
 // Package relay carries producers between nodes: one encrypted, authenticated UDP link per pair
 // of nodes (SRTP with AES-GCM, keys exchanged over NATS by the cluster layer) multiplexing
 // every producer piped between them, each under its own SSRC. A datagram that does not come
-// from a known peer, or fails authentication, is dropped and counted.
+// from a known peer, fails authentication, was received before (a replay window of
+// ReplayWindow packets per stream), or names a key the link does not hold, is dropped and
+// counted. Keys rotate on a schedule (keys.go), and no AES-GCM nonce is ever used twice
+// (Link).
 //
 // Each side of a link picks the key it receives with and tells the peer, who sends with it.
 // So a node that asks a peer to send (Expect, then the request) can take the peer's first
