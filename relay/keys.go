@@ -28,7 +28,7 @@ const (
 	// ReplayWindow is the replay window of every relay SRTP and SRTCP stream, in packets: a
 	// retransmission of a packet the receiver never got passes while it is less than this far
 	// behind the newest packet of its stream; a packet received before is dropped.
-	ReplayWindow = 2048
+	ReplayWindow = 1024
 
 	mkiLen = 4
 	// maxChainSteps bounds the derivations spent to tell whether a key handed over belongs to
