@@ -111,3 +111,55 @@ func TestRelaySinkRetransmissionsIdentical(t *testing.T) {
 		return nil
 	})
 }
+
+// TestServePipeRefusesUsedSSRC: a pipe request naming an SSRC the link already sent under (a
+// replayed or forged request; a real child never repeats one) is refused, so a pipe made again
+// cannot restart that SSRC's indices under the same key. The reply hands the child a fresh
+// SSRC for its feedback, with the parent's key epoch.
+func TestServePipeRefusesUsedSSRC(t *testing.T) {
+	n, err := node.New(node.Options{LoopbackOnly: true, Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	p, err := n.Join("room", "viewer", node.Grant{Subscribe: true}, false, quietListener{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, err := p.Room().AddRemoteProducer(node.ProducerInfo{ID: "PR", Mid: "0", Participant: "far", Kind: "video",
+		Codec: webrtc.MimeTypeVP8, ClockRate: 90000}, "elsewhere")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := Open(Options{Self: "P", Producers: n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ps.Close()
+	ps.in["PR"] = &inPipe{p: pr, parent: "O"} // the parent carries the producer
+	child, err := Listen("127.0.0.1:0", &recorder{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer child.Close()
+	lc, err := child.Expect("P", ps.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	request := func() PipeRequest {
+		k := lc.Key()
+		return PipeRequest{Room: "room", Producer: "PR", From: "C", RelayAddr: child.Addr().String(), Key: k.Key, KeyEpoch: k.Epoch, SSRC: lc.NewSSRC()}
+	}
+	req := request()
+	rep := ps.ServePipe(req)
+	if !rep.OK || rep.SSRC == 0 || len(rep.Key) != KeyLen {
+		t.Fatalf("first request: %+v", rep)
+	}
+	ps.Unpiped(req) // the pipe ends
+	if rep := ps.ServePipe(req); rep.OK || rep.Error != ErrSSRCInUse.Error() {
+		t.Fatalf("the same request again: %+v, want %v", rep, ErrSSRCInUse)
+	}
+	if rep2 := ps.ServePipe(request()); !rep2.OK || rep2.SSRC == rep.SSRC {
+		t.Fatalf("a new request: %+v (first reply's SSRC %d)", rep2, rep.SSRC)
+	}
+}
