@@ -14,7 +14,9 @@ import (
 // Key rotation. A link key is the root of a chain: the key of epoch n+1 is derived from the key
 // of epoch n (HKDF-SHA256), so both ends of a link know every later key without another
 // exchange. Every packet names its epoch in its MKI (RFC 3711), 4 bytes, big endian. A sender
-// moves to the next epoch after the rotation interval; a receiver accepts the epoch it last
+// moves to the next epoch after the rotation interval, once it sent under the current one (an
+// idle link does not rotate: its receiver never sees a jump of many epochs); a receiver
+// accepts the epoch it last
 // authenticated and the next few (lookahead), and keeps the previous one for a grace period
 // after the first packet under the new one (packets in flight). Neither side waits for the
 // other: no media gap. Each epoch's key protects at most an
@@ -204,7 +206,8 @@ type txKeys struct {
 	ctx      *srtp.Context
 	epoch    uint32
 	key      []byte
-	since    time.Time // when this epoch's key was first used
+	since    time.Time // when the sender moved to this epoch
+	used     bool      // a packet went out under this epoch's key
 	rtcpSSRC uint32    // every RTCP packet is sent under it
 	sent     sentLog
 }
@@ -234,6 +237,6 @@ func (tx *txKeys) advance(to uint32, now time.Time) error {
 		return err
 	}
 	_ = tx.ctx.RemoveMKI(mki(tx.epoch))
-	tx.epoch, tx.key, tx.since = to, key, now
+	tx.epoch, tx.key, tx.since, tx.used = to, key, now, false
 	return nil
 }

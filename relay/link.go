@@ -99,7 +99,7 @@ func (l *Link) setPeerKey(pk PeerKey, now time.Time) error {
 // receiving side's previous key past its grace period.
 func (l *Link) rotate(now time.Time) {
 	l.mu.Lock()
-	if tx := l.tx; tx != nil && now.Sub(tx.since) >= l.t.keying.Rotation {
+	if tx := l.tx; tx != nil && tx.used && now.Sub(tx.since) >= l.t.keying.Rotation {
 		if err := tx.advance(tx.epoch+1, now); err != nil {
 			l.t.log.Error("cannot rotate the relay key", "peer", l.Peer, "error", err)
 		}
@@ -156,6 +156,7 @@ func (l *Link) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 		return 0, err
 	}
 	out, err := tx.ctx.EncryptRTP(b.out[:0], plain, h)
+	tx.used = true
 	l.mu.Unlock()
 	if err != nil {
 		return 0, err
@@ -201,6 +202,7 @@ func (l *Link) WriteRTCP(pkts []rtcp.Packet) error {
 	}
 	raw[4], raw[5], raw[6], raw[7] = byte(tx.rtcpSSRC>>24), byte(tx.rtcpSSRC>>16), byte(tx.rtcpSSRC>>8), byte(tx.rtcpSSRC)
 	out, err := tx.ctx.EncryptRTCP(b.out[:0], raw, nil)
+	tx.used = true
 	l.mu.Unlock()
 	if err != nil {
 		return err
