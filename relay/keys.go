@@ -15,12 +15,16 @@ import (
 // of epoch n (HKDF-SHA256), so both ends of a link know every later key without another
 // exchange. Every packet names its epoch in its MKI (RFC 3711), 4 bytes, big endian. A sender
 // moves to the next epoch after the rotation interval, once it sent under the current one (an
-// idle link does not rotate: its receiver never sees a jump of many epochs); a receiver
-// accepts the epoch it last
-// authenticated and the next few (lookahead), and keeps the previous one for a grace period
-// after the first packet under the new one (packets in flight). Neither side waits for the
-// other: no media gap. Each epoch's key protects at most an
-// interval of traffic, far below SRTP's limits (2^48 packets per SSRC, 2^31 SRTCP packets).
+// idle link does not rotate, so its receiver never sees a jump of many epochs). A receiver
+// accepts the epoch it last authenticated and the next few (lookahead: packets under an epoch
+// may all be lost), and keeps the previous one for a grace period after the first packet under
+// a new one (packets in flight). Neither side waits for the other: no media gap. Each epoch's
+// key protects at most an interval of traffic, far below SRTP's limits (2^48 packets per SSRC,
+// 2^31 SRTCP packets).
+//
+// The previous epochs' keys are derivable from none of the later ones (HKDF is one-way), but a
+// link key handed over reveals all later epochs of its chain: the rotation bounds the traffic
+// under one key and retires old keys; it is no substitute for keeping the exchange secret.
 const (
 	// DefaultKeyRotation is how long a sender uses one epoch's key.
 	DefaultKeyRotation = time.Hour
