@@ -176,7 +176,8 @@ func (ps *Pipes) pipeFrom(ctx context.Context, p *node.Producer, parent string) 
 // ask asks in's parent to relay its producer here, and completes the link with the parent's
 // answer.
 func (ps *Pipes) ask(ctx context.Context, in *inPipe) error {
-	req := PipeRequest{Room: in.p.Room().Name(), Producer: in.p.ID(), From: ps.o.Self, RelayAddr: ps.addr.String(), Key: in.link.Key(), SSRC: in.ssrc}
+	k := in.link.Key()
+	req := PipeRequest{Room: in.p.Room().Name(), Producer: in.p.ID(), From: ps.o.Self, RelayAddr: ps.addr.String(), Key: k.Key, KeyEpoch: k.Epoch, SSRC: in.ssrc}
 	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
 	defer cancel()
 	rep, err := ps.sig.RequestPipe(ctx, in.parent, req)
@@ -190,7 +191,7 @@ func (ps *Pipes) ask(ctx context.Context, in *inPipe) error {
 	if err != nil {
 		return err
 	}
-	link, err := ps.t.Link(in.parent, addr, rep.Key)
+	link, err := ps.t.Link(in.parent, addr, PeerKey{Key: rep.Key, Epoch: rep.KeyEpoch, SSRC: rep.SSRC})
 	if err != nil {
 		return err
 	}

@@ -2,13 +2,12 @@ package relay
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/hashicorp/go-hclog"
@@ -34,6 +33,9 @@ type Options struct {
 	Host string
 	// Fanout is K (0: DefaultFanout).
 	Fanout int
+	// KeyRotation is how long a relay link sends under one key before it moves to the next
+	// (0: DefaultKeyRotation).
+	KeyRotation time.Duration
 	// Producers finds the producers to relay (the node).
 	Producers Producers
 	// Logger receives the pipes' logs.
@@ -138,7 +140,7 @@ func Open(o Options) (*Pipes, error) {
 		in: make(map[string]*inPipe), out: make(map[outKey]*outPipe),
 		inBySSRC: make(map[linkSSRC]*inPipe), outBySSRC: make(map[linkSSRC]*outPipe),
 		demand: newDemandQueue(), stop: make(chan struct{})}
-	t, err := Listen(o.Listen, ps, o.Logger)
+	t, err := ListenKeyed(o.Listen, ps, o.Logger, Keying{Rotation: o.KeyRotation})
 	if err != nil {
 		return nil, err
 	}
@@ -235,16 +237,15 @@ func (ps *Pipes) Flowing() []string {
 	return out
 }
 
-// routeIn picks the SSRC in's parent relays it under, one no other pipe from that parent uses,
-// and routes packets under it to in.
+// routeIn picks the SSRC in's parent relays it under, one the link hands out once in its
+// receiving key's life (so a pipe made again never restarts an SSRC at an index the parent
+// sent before), and routes packets under it to in.
 func (ps *Pipes) routeIn(in *inPipe) {
 	ps.ssrcMu.Lock()
 	defer ps.ssrcMu.Unlock()
-	var b [4]byte
 	for {
-		_, _ = rand.Read(b[:])
-		s := binary.BigEndian.Uint32(b[:])
-		if k := (linkSSRC{in.parent, s}); s != 0 && ps.inBySSRC[k] == nil {
+		s := in.link.NewSSRC()
+		if k := (linkSSRC{in.parent, s}); ps.inBySSRC[k] == nil {
 			in.ssrc = s
 			ps.inBySSRC[k] = in
 			return
@@ -273,6 +274,7 @@ func (ps *Pipes) forgetOut(o *outPipe) {
 		delete(ps.outBySSRC, linkSSRC{o.child, o.ssrc})
 	}
 	ps.ssrcMu.Unlock()
+	o.link.Retire(o.ssrc)
 }
 
 // HandleRTP implements Handler: media of a producer piped here.

@@ -1,7 +1,10 @@
 // Package relay carries producers between nodes: one encrypted, authenticated UDP link per pair
 // of nodes (SRTP with AES-GCM, keys exchanged over NATS by the cluster layer) multiplexing
 // every producer piped between them, each under its own SSRC. A datagram that does not come
-// from a known peer, or fails authentication, is dropped and counted.
+// from a known peer, fails authentication, was received before (a replay window of
+// ReplayWindow packets per stream), or names a key the link does not hold, is dropped and
+// counted. Keys rotate on a schedule (keys.go), and no AES-GCM nonce is ever used twice
+// (Link).
 //
 // Each side of a link picks the key it receives with and tells the peer, who sends with it.
 // So a node that asks a peer to send (Expect, then the request) can take the peer's first
@@ -12,6 +15,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"net"
 	"net/netip"
 	"sync"
@@ -50,6 +54,8 @@ const (
 	DropUnknownSource = "unknown_source"
 	DropAuth          = "auth"
 	DropMalformed     = "malformed"
+	DropReplay        = "replay" // a packet already received, or too far behind to tell
+	DropKey           = "key"    // under an unknown epoch's key, or one past its grace
 )
 
 // packetConn is the relay socket: a *net.UDPConn (tests wrap it to slow its writes down).
@@ -71,14 +77,33 @@ type Transport struct {
 	byAddr atomic.Pointer[map[netip.AddrPort]*Link]
 	closed bool
 
-	wg sync.WaitGroup
+	keying Keying
+	now    func() time.Time // the clock (tests move it)
+	stop   chan struct{}
+	wg     sync.WaitGroup
 
 	PacketsIn, PacketsOut, BytesIn, BytesOut      atomic.Uint64
 	DroppedUnknown, DroppedAuth, DroppedMalformed atomic.Uint64
+	DroppedReplay, DroppedKey                     atomic.Uint64
+	// RefusedResend counts packets not sent because their (SSRC, index) was used before with
+	// other bytes, or under an SSRC whose pipe ended (ErrIndexReused, ErrSSRCRetired).
+	RefusedResend atomic.Uint64
 }
 
-// Listen opens the relay socket on addr (host:port; port 0 picks one) and starts reading.
+// Drops reports the dropped datagrams by reason.
+func (t *Transport) Drops() map[string]uint64 {
+	return map[string]uint64{DropUnknownSource: t.DroppedUnknown.Load(), DropAuth: t.DroppedAuth.Load(),
+		DropMalformed: t.DroppedMalformed.Load(), DropReplay: t.DroppedReplay.Load(), DropKey: t.DroppedKey.Load()}
+}
+
+// Listen opens the relay socket on addr (host:port; port 0 picks one) and starts reading,
+// with the default key schedule.
 func Listen(addr string, h Handler, log hclog.Logger) (*Transport, error) {
+	return ListenKeyed(addr, h, log, Keying{})
+}
+
+// ListenKeyed is Listen with a key schedule.
+func ListenKeyed(addr string, h Handler, log hclog.Logger, k Keying) (*Transport, error) {
 	ua, err := net.ResolveUDPAddr("udp4", addr)
 	if err != nil {
 		return nil, fmt.Errorf("relay address %q: %w", addr, err)
@@ -89,20 +114,54 @@ func Listen(addr string, h Handler, log hclog.Logger) (*Transport, error) {
 	}
 	_ = conn.SetReadBuffer(4 << 20)
 	_ = conn.SetWriteBuffer(4 << 20)
-	return newTransport(conn, h, log), nil
+	return newTransport(conn, h, log, k, time.Now), nil
 }
 
 // newTransport starts a transport on an open socket.
-func newTransport(conn packetConn, h Handler, log hclog.Logger) *Transport {
+func newTransport(conn packetConn, h Handler, log hclog.Logger, k Keying, now func() time.Time) *Transport {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	t := &Transport{conn: conn, log: log.Named("relay"), handler: h, links: make(map[string]*Link)}
+	t := &Transport{conn: conn, log: log.Named("relay"), handler: h, links: make(map[string]*Link),
+		keying: k.withDefaults(), now: now, stop: make(chan struct{})}
 	empty := map[netip.AddrPort]*Link{}
 	t.byAddr.Store(&empty)
-	t.wg.Add(1)
+	t.wg.Add(2)
 	go t.read()
+	go t.maintain()
 	return t
+}
+
+// maintain rotates the links' sending keys on schedule and retires receiving keys past their
+// grace period.
+func (t *Transport) maintain() {
+	defer t.wg.Done()
+	every := min(t.keying.Rotation, t.keying.Grace) / 4
+	every = max(min(every, time.Second), 5*time.Millisecond)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.stop:
+			return
+		case <-tick.C:
+			t.rotate()
+		}
+	}
+}
+
+// rotate is one round of maintain.
+func (t *Transport) rotate() {
+	t.mu.Lock()
+	links := make([]*Link, 0, len(t.links))
+	for _, l := range t.links {
+		links = append(links, l)
+	}
+	t.mu.Unlock()
+	now := t.now()
+	for _, l := range links {
+		l.rotate(now)
+	}
 }
 
 // Addr is the socket's address.
@@ -136,8 +195,12 @@ func (t *Transport) Expect(peer string, addr netip.AddrPort) (*Link, error) {
 // Link returns the link to peer, creating it (with a fresh receiving key) if needed. addr is
 // the peer's relay address and peerKey the key the peer receives with, so this side sends with
 // it; both replace what the link had (the peer may have restarted).
-func (t *Transport) Link(peer string, addr netip.AddrPort, peerKey []byte) (*Link, error) {
-	if len(peerKey) != KeyLen {
+//
+// A key of the chain the link already sends on (a later or an earlier epoch: a request that
+// crossed a rotation) keeps the sending context, so no (SSRC, index) is ever sealed twice
+// under one key; a key of another chain (the peer reset its side) starts a new one.
+func (t *Transport) Link(peer string, addr netip.AddrPort, pk PeerKey) (*Link, error) {
+	if len(pk.Key) != KeyLen || pk.SSRC == 0 {
 		return nil, ErrBadKey
 	}
 	t.mu.Lock()
@@ -146,15 +209,8 @@ func (t *Transport) Link(peer string, addr netip.AddrPort, peerKey []byte) (*Lin
 	if err != nil {
 		return nil, err
 	}
-	if string(l.txKey) != string(peerKey) {
-		tx, err := newContext(peerKey)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrBadKey, err)
-		}
-		l.txKey = append([]byte(nil), peerKey...)
-		l.mu.Lock()
-		l.tx = tx
-		l.mu.Unlock()
+	if err := l.setPeerKey(pk, t.now()); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadKey, err)
 	}
 	if a := l.addr.Load(); a == nil || *a != addr {
 		l.addr.Store(&addr)
@@ -171,18 +227,13 @@ func (t *Transport) linkLocked(peer string) (*Link, error) {
 	if l := t.links[peer]; l != nil {
 		return l, nil
 	}
-	l := &Link{Peer: peer, t: t, rxKey: NewKey()}
-	rx, err := newContext(l.rxKey)
+	rx, err := newRx(NewKey(), &t.DroppedReplay)
 	if err != nil {
 		return nil, err
 	}
-	l.rx = rx
+	l := &Link{Peer: peer, t: t, rx: rx, seed: maphash.MakeSeed()}
 	t.links[peer] = l
 	return l, nil
-}
-
-func newContext(key []byte) (*srtp.Context, error) {
-	return srtp.CreateContext(key[:16], key[16:], profile)
 }
 
 // RemoveLink forgets the link to peer (the peer left the cluster).
@@ -202,7 +253,7 @@ func (t *Transport) Links() []string {
 	defer t.mu.Unlock()
 	out := make([]string, 0, len(t.links))
 	for p, l := range t.links {
-		if l.txKey != nil {
+		if l.linked {
 			out = append(out, p)
 		}
 	}
@@ -220,7 +271,7 @@ func (t *Transport) Keepalive() {
 	t.mu.Lock()
 	links := make([]*Link, 0, len(t.links))
 	for _, l := range t.links {
-		if l.txKey != nil {
+		if l.linked {
 			links = append(links, l)
 		}
 	}
@@ -257,6 +308,9 @@ func (t *Transport) indexLocked() {
 // Close stops the transport.
 func (t *Transport) Close() {
 	t.mu.Lock()
+	if !t.closed {
+		close(t.stop)
+	}
 	t.closed = true
 	t.mu.Unlock()
 	_ = t.conn.Close()
@@ -276,146 +330,70 @@ func (t *Transport) read() {
 			}
 			continue
 		}
-		l := (*t.byAddr.Load())[netip.AddrPortFrom(from.Addr().Unmap(), from.Port())]
-		if l == nil {
-			t.DroppedUnknown.Add(1)
-			continue
+		t.receive(buf[:n], from, plain, &hdr)
+	}
+}
+
+// receive authenticates, decrypts and hands on one datagram, or drops and counts it. It runs
+// on the read goroutine; plain and hdr are its scratch space.
+func (t *Transport) receive(pkt []byte, from netip.AddrPort, plain []byte, hdr *rtp.Header) {
+	l := (*t.byAddr.Load())[netip.AddrPortFrom(from.Addr().Unmap(), from.Port())]
+	if l == nil {
+		t.DroppedUnknown.Add(1)
+		return
+	}
+	if len(pkt) < 12 {
+		t.DroppedMalformed.Add(1)
+		return
+	}
+	if isRTCP(pkt) {
+		replays := t.DroppedReplay.Load()
+		l.rxMu.Lock()
+		out, err := l.rx.ctx.DecryptRTCP(plain[:0], pkt, nil)
+		if err == nil {
+			l.rx.authenticated(pkt, t.now, t.keying.Grace)
 		}
-		if n < 12 {
-			t.DroppedMalformed.Add(1)
-			continue
-		}
-		if isRTCP(buf[:n]) {
-			out, err := l.rx.DecryptRTCP(plain[:0], buf[:n], nil)
-			if err != nil {
-				t.DroppedAuth.Add(1)
-				continue
-			}
-			l.heard.Store(time.Now().UnixNano()) // authenticated: the peer is alive
-			pkts, err := rtcp.Unmarshal(out)
-			if err != nil {
-				t.DroppedMalformed.Add(1)
-				continue
-			}
-			t.handler.HandleRTCP(l, pkts)
-			continue
-		}
-		out, err := l.rx.DecryptRTP(plain[:0], buf[:n], &hdr)
+		l.rxMu.Unlock()
 		if err != nil {
-			t.DroppedAuth.Add(1)
-			continue
+			t.dropUndecrypted(err, replays)
+			return
 		}
-		t.PacketsIn.Add(1)
-		t.BytesIn.Add(uint64(n))
-		t.handler.HandleRTP(l, hdr.SSRC, out)
+		l.heard.Store(time.Now().UnixNano()) // authenticated: the peer is alive
+		pkts, err := rtcp.Unmarshal(out)
+		if err != nil {
+			t.DroppedMalformed.Add(1)
+			return
+		}
+		t.handler.HandleRTCP(l, pkts)
+		return
+	}
+	replays := t.DroppedReplay.Load()
+	l.rxMu.Lock()
+	out, err := l.rx.ctx.DecryptRTP(plain[:0], pkt, hdr)
+	if err == nil {
+		l.rx.authenticated(pkt, t.now, t.keying.Grace)
+	}
+	l.rxMu.Unlock()
+	if err != nil {
+		t.dropUndecrypted(err, replays)
+		return
+	}
+	t.PacketsIn.Add(1)
+	t.BytesIn.Add(uint64(len(pkt)))
+	t.handler.HandleRTP(l, hdr.SSRC, out)
+}
+
+// dropUndecrypted counts a datagram that did not decrypt, by reason. The replay windows count
+// their own rejections (replays is the count before the decryption).
+func (t *Transport) dropUndecrypted(err error, replays uint64) {
+	switch {
+	case t.DroppedReplay.Load() != replays:
+	case errors.Is(err, srtp.ErrMKINotFound):
+		t.DroppedKey.Add(1)
+	default:
+		t.DroppedAuth.Add(1)
 	}
 }
 
 // isRTCP tells RTCP from RTP on a shared port (RFC 5761): RTCP packet types are 192-223.
 func isRTCP(b []byte) bool { return len(b) >= 2 && b[1] >= 192 && b[1] <= 223 }
-
-// Link is the encrypted path to one peer node. It is a webrtc.TrackLocalWriter, so a
-// producer's relay sink writes to it directly.
-type Link struct {
-	Peer string
-	t    *Transport
-
-	addr   atomic.Pointer[netip.AddrPort]
-	rxKey  []byte        // set at creation: the key the peer sends with
-	rx     *srtp.Context // set at creation; used by the read goroutine only
-	txKey  []byte        // under t.mu: the key the peer receives with
-	closed atomic.Bool
-	heard  atomic.Int64 // Unix nanoseconds of the peer's last authenticated RTCP (0: never)
-
-	// mu guards tx, which is not safe for concurrent use: it is held for the encryption only.
-	// The workers' relay sinks marshal, encrypt and send each into a buffer of their own, so
-	// they overlap their system calls instead of queueing behind one another's.
-	mu   sync.Mutex
-	tx   *srtp.Context
-	bufs sync.Pool // of *sendBuf
-}
-
-// sendBuf is one write's plaintext and ciphertext.
-type sendBuf struct {
-	plain, out [1600]byte
-}
-
-func (l *Link) getBuf() *sendBuf {
-	if b, ok := l.bufs.Get().(*sendBuf); ok {
-		return b
-	}
-	return new(sendBuf)
-}
-
-// Key is the key this side receives with, for the peer to send with.
-func (l *Link) Key() []byte { return l.rxKey }
-
-// WriteRTP encrypts and sends one packet to the peer. Concurrent writers serialise on the
-// encryption only, never on the send.
-func (l *Link) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
-	a := l.addr.Load()
-	if a == nil || l.closed.Load() {
-		return 0, ErrClosed
-	}
-	b := l.getBuf()
-	defer l.bufs.Put(b)
-	n, err := h.MarshalTo(b.plain[:])
-	if err != nil {
-		return 0, err
-	}
-	if n+len(payload) > 1500 {
-		return 0, errors.New("relay: packet too large")
-	}
-	plain := append(b.plain[:n], payload...)
-	l.mu.Lock()
-	if l.tx == nil {
-		l.mu.Unlock()
-		return 0, ErrNotLinked
-	}
-	out, err := l.tx.EncryptRTP(b.out[:0], plain, h)
-	l.mu.Unlock()
-	if err != nil {
-		return 0, err
-	}
-	if _, err := l.t.conn.WriteToUDPAddrPort(out, *a); err != nil {
-		return 0, err
-	}
-	l.t.PacketsOut.Add(1)
-	l.t.BytesOut.Add(uint64(len(out)))
-	return len(out), nil
-}
-
-// Write sends a marshaled RTP packet.
-func (l *Link) Write(b []byte) (int, error) {
-	var p rtp.Packet
-	if err := p.Unmarshal(b); err != nil {
-		return 0, err
-	}
-	return l.WriteRTP(&p.Header, p.Payload)
-}
-
-// WriteRTCP encrypts and sends feedback to the peer.
-func (l *Link) WriteRTCP(pkts []rtcp.Packet) error {
-	a := l.addr.Load()
-	if a == nil || l.closed.Load() {
-		return ErrClosed
-	}
-	raw, err := rtcp.Marshal(pkts)
-	if err != nil {
-		return err
-	}
-	b := l.getBuf()
-	defer l.bufs.Put(b)
-	l.mu.Lock()
-	if l.tx == nil {
-		l.mu.Unlock()
-		return ErrNotLinked
-	}
-	out, err := l.tx.EncryptRTCP(b.out[:0], raw, nil)
-	l.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	_, err = l.t.conn.WriteToUDPAddrPort(out, *a)
-	return err
-}

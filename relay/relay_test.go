@@ -3,6 +3,7 @@ package relay
 import (
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"net"
 	"sync"
 	"testing"
@@ -124,8 +125,8 @@ func TestForgedPacketsDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Forged under a's address: a's own socket sends a packet encrypted with a wrong key.
-	forger := &Link{Peer: "B", t: a}
-	forger.tx, _ = newContext(NewKey())
+	forger := &Link{Peer: "B", t: a, seed: maphash.MakeSeed()}
+	forger.tx, _ = newTx(PeerKey{Key: NewKey(), SSRC: 1}, time.Now())
 	addr := b.Addr()
 	forger.addr.Store(&addr)
 	if _, err := forger.WriteRTP(&rtp.Header{Version: 2, SSRC: 11, PayloadType: 96}, []byte("evil")); err != nil {
@@ -235,7 +236,7 @@ func TestBadKeyRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	if _, err := a.Link("B", a.Addr(), []byte("short")); err == nil {
+	if _, err := a.Link("B", a.Addr(), PeerKey{Key: []byte("short"), SSRC: 1}); err == nil {
 		t.Fatal("short key accepted")
 	}
 }

@@ -50,9 +50,12 @@ func (ps *Pipes) ServePipe(req PipeRequest) PipeReply {
 	if used { // the child forgot a pipe this node has not yet been told to end
 		return fail(ErrSSRCInUse)
 	}
-	link, err := ps.t.Link(req.From, addr, req.Key)
+	link, err := ps.t.Link(req.From, addr, PeerKey{Key: req.Key, Epoch: req.KeyEpoch, SSRC: req.SSRC})
 	if err != nil {
 		return fail(err)
+	}
+	if link.sentUnder(req.SSRC) { // never on a counter's SSRC: a replayed or forged request
+		return fail(ErrSSRCInUse)
 	}
 	cons, err := p.Attach(link, req.SSRC)
 	if err != nil {
@@ -66,7 +69,8 @@ func (ps *Pipes) ServePipe(req PipeRequest) PipeReply {
 	ps.outBySSRC[linkSSRC{req.From, req.SSRC}] = o
 	ps.ssrcMu.Unlock()
 	ps.log.Debug("relaying producer", "producer", p.ID(), "child", req.From)
-	return PipeReply{OK: true, RelayAddr: ps.addr.String(), Key: link.Key()}
+	k := link.Key()
+	return PipeReply{OK: true, RelayAddr: ps.addr.String(), Key: k.Key, KeyEpoch: k.Epoch, SSRC: k.SSRC}
 }
 
 // Unpiped stops relaying a producer to a child that asked: the pipe under the SSRC the child

@@ -26,7 +26,12 @@ type PipeRequest struct {
 	From      string `json:"from"`
 	RelayAddr string `json:"relay_addr,omitempty"`
 	Key       []byte `json:"key,omitempty"` // the asker's receiving key on the link
-	SSRC      uint32 `json:"ssrc"`          // the SSRC to relay the producer under
+	// KeyEpoch is Key's epoch in the asker's key chain (see Keying).
+	KeyEpoch uint32 `json:"key_epoch,omitempty"`
+	// SSRC is the SSRC to relay the producer under: the asker hands out each only once per
+	// receiving key chain (the parent also sends its feedback under it if the request makes
+	// its sending context).
+	SSRC uint32 `json:"ssrc"`
 }
 
 // PipeReply answers a PipeRequest.
@@ -35,6 +40,11 @@ type PipeReply struct {
 	Error     string `json:"error,omitempty"`
 	RelayAddr string `json:"relay_addr,omitempty"`
 	Key       []byte `json:"key,omitempty"` // the parent's receiving key on the link
+	// KeyEpoch is Key's epoch in the parent's key chain.
+	KeyEpoch uint32 `json:"key_epoch,omitempty"`
+	// SSRC is the SSRC the asker sends its feedback under if the reply makes its sending
+	// context: one the parent never handed out before under its key chain.
+	SSRC uint32 `json:"ssrc,omitempty"`
 }
 
 // Signaler is the control path the pipes need between nodes; the cluster layer provides it

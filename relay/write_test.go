@@ -26,7 +26,7 @@ func sinkLink(tb testing.TB) *Link {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { a.Close(); sink.Close() })
-	l, err := a.Link("B", sink.LocalAddr().(*net.UDPAddr).AddrPort(), NewKey())
+	l, err := a.Link("B", sink.LocalAddr().(*net.UDPAddr).AddrPort(), PeerKey{Key: NewKey(), SSRC: 1})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -39,12 +39,14 @@ func BenchmarkLinkWriteRTP(b *testing.B) {
 	h := rtp.Header{Version: 2, PayloadType: 96, SSRC: 7}
 	payload := make([]byte, 1100)
 	b.ReportAllocs()
+	cpu := startCPU(b)
 	for i := 0; b.Loop(); i++ {
 		h.SequenceNumber = uint16(i)
 		if _, err := l.WriteRTP(&h, payload); err != nil {
 			b.Fatal(err)
 		}
 	}
+	cpu.report(b)
 }
 
 // BenchmarkLinkWriteRTPParallel is several workers' relay sinks writing to one link at once,
@@ -91,7 +93,7 @@ func TestWritersDoNotWaitForAnotherSend(t *testing.T) {
 		t.Fatal(err)
 	}
 	stall := &stallConn{packetConn: udp, entered: make(chan struct{}), release: make(chan struct{})}
-	a := newTransport(stall, &recorder{}, nil)
+	a := newTransport(stall, &recorder{}, nil, Keying{}, time.Now)
 	rb := &recorder{}
 	b, err := Listen("127.0.0.1:0", rb, nil)
 	if err != nil {

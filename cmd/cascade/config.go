@@ -48,6 +48,7 @@ type Config struct {
 	RTXBudget         int           `yaml:"rtx-budget"`
 	Relay             string        `yaml:"relay"`
 	RelayFanout       int           `yaml:"relay-fanout"`
+	RelayKeyRotation  time.Duration `yaml:"relay-key-rotation"`
 	NATSCluster       string        `yaml:"nats-cluster"`
 	NATSRoutes        string        `yaml:"nats-routes"`
 	DrainTimeout      time.Duration `yaml:"drain-timeout"`
@@ -155,6 +156,7 @@ func nodeFlags(c *Config, configPath *string) *flag.FlagSet {
 	fs.IntVar(&c.RTXBudget, "rtx-budget", c.RTXBudget, "retransmissions to one subscriber or relay child on NACK, in percent of the media bytes sent to it (0: none, keyframe requests instead)")
 	fs.StringVar(&c.Relay, "relay", c.Relay, "UDP listen address of the relay links to other nodes")
 	fs.IntVar(&c.RelayFanout, "relay-fanout", c.RelayFanout, "K: a node relays one producer to at most K other nodes; further nodes attach to nodes that carry it")
+	fs.DurationVar(&c.RelayKeyRotation, "relay-key-rotation", c.RelayKeyRotation, "how long a relay link sends under one key before it moves to the next, derived one (0: 1h; at least 1m)")
 	fs.StringVar(&c.NATSCluster, "nats-cluster", c.NATSCluster, "route listen address of the embedded NATS server (host:port); with --nats-routes the nodes' servers form one NATS cluster")
 	fs.StringVar(&c.NATSRoutes, "nats-routes", c.NATSRoutes, "comma-separated routes to other nodes' embedded NATS servers (nats-route://host:port)")
 	fs.StringVar(&c.NATSClusterName, "nats-cluster-name", c.NATSClusterName, "name of the embedded NATS cluster; with gateways, this region's gateway name")
@@ -318,6 +320,9 @@ func (c Config) Validate() error {
 	}
 	if c.RelayFanout < 1 {
 		return fmt.Errorf("relay-fanout %d: must be at least 1", c.RelayFanout)
+	}
+	if c.RelayKeyRotation != 0 && c.RelayKeyRotation < time.Minute {
+		return fmt.Errorf("relay-key-rotation %s: must be 0 (1h) or at least 1m", c.RelayKeyRotation)
 	}
 	if c.NATSCluster != "" {
 		if c.NATS != "" {

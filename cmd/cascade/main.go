@@ -233,7 +233,7 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 	}
 	relayHost, _, _ := net.SplitHostPort(cfg.Relay)
 	pipes, err := relay.Open(relay.Options{Self: n.ID(), Region: cfg.Region, Listen: cfg.Relay, Fanout: cfg.RelayFanout, Producers: n,
-		Host: advertisedHost(relayHost, cfg.PublicIP, cfg.LoopbackOnly, ifaceAddrs), Logger: logger})
+		Host: advertisedHost(relayHost, cfg.PublicIP, cfg.LoopbackOnly, ifaceAddrs), Logger: logger, KeyRotation: cfg.RelayKeyRotation})
 	if err != nil {
 		nc.Close()
 		n.Close()
