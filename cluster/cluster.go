@@ -11,7 +11,9 @@ package cluster
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -48,6 +50,11 @@ type Options struct {
 	Incarnation string
 	// Logger receives the cluster's logs.
 	Logger hclog.Logger
+	// Secrets are the cluster secrets: they vouch for this incarnation's keys, and a message
+	// of another node is accepted only with keys vouched for by one of them (see Verifier).
+	// Every node of a cluster shares one (two during a rotation). Empty: a random secret, for
+	// a node alone.
+	Secrets Secrets
 }
 
 // Cluster is a node's membership in the cluster: it announces the node, tracks its peers,
@@ -61,6 +68,9 @@ type Cluster struct {
 	log     hclog.Logger
 	me      string
 	stamp   *Stamper
+	keys    *NodeKeys
+	verify  *Verifier
+	rejects *rejects
 	dedup   *Dedup
 	members *Membership
 	state   *RoomState
@@ -96,9 +106,19 @@ func New(n *node.Node, pipes *relay.Pipes, bus Bus, o Options) (*Cluster, error)
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
 	}
+	if len(o.Secrets) == 0 {
+		o.Secrets = Secrets{RandomSecret()}
+	}
 	me := n.ID()
-	c := &Cluster{n: n, bus: bus, pipes: pipes, o: o, log: o.Logger.Named("cluster").With("node", me, "inc", o.Incarnation), me: me,
-		stamp: NewStamper(me, o.Incarnation, o.Clock), dedup: NewDedup(), members: NewMembership(me, o.Heartbeat, o.Timeout),
+	keys, err := NewNodeKeys(me, o.Incarnation, o.Secrets)
+	if err != nil {
+		return nil, err
+	}
+	log := o.Logger.Named("cluster").With("node", me, "inc", o.Incarnation)
+	c := &Cluster{n: n, bus: bus, pipes: pipes, o: o, log: log, me: me,
+		stamp: NewSigningStamper(keys, o.Clock), keys: keys, verify: NewVerifier(o.Secrets, o.Clock),
+		rejects: &rejects{clock: o.Clock, log: log},
+		dedup:   NewDedup(), members: NewMembership(me, o.Heartbeat, o.Timeout),
 		state: NewRoomState(),
 		rooms: make(map[string]*room), syncWaits: make(map[string]chan Envelope), resyncs: make(chan string, 1), stop: make(chan struct{})}
 	n.SetRelayAddr(pipes.Addr().String())
@@ -271,19 +291,43 @@ func (c *Cluster) resync() {
 	}
 }
 
-// receive opens and merges an incoming envelope: false for a bad, duplicate or stale one, or
-// this node's own. A new incarnation of a known node ends what the old one left here first.
+// receive opens, verifies and merges an incoming envelope: false for a bad, forged, tampered,
+// duplicate or stale one (counted by reason), or this node's own (only its own heartbeats are
+// verified, for onHeartbeat; the envelope is zero when verification failed). A new incarnation
+// of a known node ends what the old one left here first.
 func (c *Cluster) receive(m Msg) (Envelope, bool) {
 	e, err := Open(m.Data)
-	if err != nil || e.Node == c.me {
+	if err != nil {
+		c.rejects.add(rejMalformed, "")
+		return Envelope{}, false
+	}
+	if e.Node == c.me && e.Type != typeHeartbeat {
+		return Envelope{}, false // this node's own event, back from the bus
+	}
+	if err := c.verify.Verify(&e); err != nil {
+		c.rejects.add(reasonOf(err), e.Node)
+		return Envelope{}, false
+	}
+	if e.Node == c.me {
 		return e, false
 	}
 	restarted, err := c.dedup.Accept(e)
 	if restarted {
 		c.nodeGone(e.Node, "restarted")
 	}
-	return e, err == nil
+	if err != nil {
+		c.rejects.add(reasonOf(err), e.Node)
+		return e, false
+	}
+	c.verify.Accepted(&e)
+	return e, true
 }
+
+// reject counts a message refused after receive accepted its envelope (its body does not hold).
+func (c *Cluster) reject(why rejectReason, from string) { c.rejects.add(why, from) }
+
+// Rejected is the control messages refused so far, by reason (see rejectNames).
+func (c *Cluster) Rejected() map[string]uint64 { return c.rejects.counts() }
 
 // onHeartbeat records a node's announcement, this node's own included (its return through
 // NATS is the membership's reference: see Membership.Tick).
@@ -354,9 +398,28 @@ func (c *Cluster) Event(ev node.Event) {
 	}
 }
 
-// RequestPipe implements relay.Signaler.
+// ErrNoPeerKey is returned by RequestPipe for a node whose vouched keys this node has not yet
+// heard (in its heartbeats): the request cannot be sealed to it. The pipe retries.
+var ErrNoPeerKey = errors.New("cluster: no vouched key of the node yet")
+
+// RequestPipe implements relay.Signaler. The request, which carries this node's receiving key
+// on the link, is sealed to the parent's current incarnation; the reply, which carries the
+// parent's, is sealed back to this one, bound to the request.
 func (c *Cluster) RequestPipe(ctx context.Context, parent string, req relay.PipeRequest) (relay.PipeReply, error) {
-	b, err := c.stamp.Seal(typePipe, req)
+	to, ok := c.verify.Peer(parent)
+	if !ok {
+		return relay.PipeReply{}, fmt.Errorf("%w: %s", ErrNoPeerKey, parent)
+	}
+	plain, err := json.Marshal(req)
+	if err != nil {
+		return relay.PipeReply{}, err
+	}
+	sealed, err := c.keys.SealTo(to, typePipe, nil, plain)
+	if err != nil {
+		return relay.PipeReply{}, err
+	}
+	seq := c.stamp.Reserve()
+	b, err := c.stamp.SealAs(seq, typePipe, sealed)
 	if err != nil {
 		return relay.PipeReply{}, err
 	}
@@ -364,16 +427,27 @@ func (c *Cluster) RequestPipe(ctx context.Context, parent string, req relay.Pipe
 	if err != nil {
 		return relay.PipeReply{}, err
 	}
-	e, err := Open(data)
-	if err != nil {
-		return relay.PipeReply{}, err
+	e, ok := c.receive(Msg{Data: data})
+	if !ok || e.Node != parent || e.Type != typePipeReply {
+		return relay.PipeReply{}, ErrBadEnvelope
 	}
 	var rep relay.PipeReply
-	if e.Node != parent || e.Type != typePipeReply || json.Unmarshal(e.Body, &rep) != nil {
+	if json.Unmarshal(e.Body, &sealed) != nil {
+		return relay.PipeReply{}, ErrBadEnvelope
+	}
+	if plain, err = c.keys.OpenFrom(e.Cert, typePipeReply, pipeBind(seq), sealed); err != nil {
+		c.reject(rejSealed, e.Node)
+		return relay.PipeReply{}, err
+	}
+	if json.Unmarshal(plain, &rep) != nil {
 		return relay.PipeReply{}, ErrBadEnvelope
 	}
 	return rep, nil
 }
+
+// pipeBind binds a pipe reply to its request: the request's sequence number (the asker's
+// incarnation is bound already, as the recipient).
+func pipeBind(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
 
 // Unpipe implements relay.Signaler.
 func (c *Cluster) Unpipe(parent string, req relay.PipeRequest) {
@@ -409,20 +483,45 @@ func (c *Cluster) send(subject, typ string, body any) {
 func (c *Cluster) pipeRequest(m Msg, typ string) (relay.PipeRequest, bool) {
 	var req relay.PipeRequest
 	e, ok := c.receive(m)
-	if !ok || e.Type != typ || json.Unmarshal(e.Body, &req) != nil || req.From != e.Node {
+	if !ok || e.Type != typ || json.Unmarshal(e.Body, &req) != nil {
+		return req, false
+	}
+	if req.From != e.Node {
+		c.reject(rejMismatch, e.Node)
 		return req, false
 	}
 	return req, true
 }
 
-// onPipe serves a pipe request.
+// onPipe serves a pipe request (sealed to this incarnation) and seals the reply to the asker.
 func (c *Cluster) onPipe(m Msg) {
-	req, ok := c.pipeRequest(m, typePipe)
-	if !ok || m.Reply == "" {
+	e, ok := c.receive(m)
+	if !ok || e.Type != typePipe || m.Reply == "" {
 		return // malformed, forged, or a replay of a request answered before
 	}
-	rep := c.pipes.ServePipe(req)
-	if b, err := c.stamp.Seal(typePipeReply, rep); err == nil {
+	var sealed Sealed
+	var req relay.PipeRequest
+	if json.Unmarshal(e.Body, &sealed) != nil {
+		c.reject(rejMalformed, e.Node)
+		return
+	}
+	plain, err := c.keys.OpenFrom(e.Cert, typePipe, nil, sealed)
+	if err != nil {
+		c.reject(rejSealed, e.Node)
+		return
+	}
+	if json.Unmarshal(plain, &req) != nil || req.From != e.Node {
+		c.reject(rejMismatch, e.Node)
+		return
+	}
+	rep, err := json.Marshal(c.pipes.ServePipe(req))
+	if err != nil {
+		return
+	}
+	if sealed, err = c.keys.SealTo(e.Cert, typePipeReply, pipeBind(e.Seq), rep); err != nil {
+		return
+	}
+	if b, err := c.stamp.Seal(typePipeReply, sealed); err == nil {
 		_ = c.bus.Publish(Msg{Subject: m.Reply, Data: b})
 	}
 }
