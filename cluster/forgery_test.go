@@ -309,7 +309,9 @@ func TestForgedHeartbeat(t *testing.T) {
 		send   func()
 	}{
 		{"unsigned", func() { unsignedForger(net, "evil").publish(t, subject, "", typeHeartbeat, stats) }},
-		{"voucher", func() { newForger(t, net, "evil", secretWrong, WallClock{}).publish(t, subject, "", typeHeartbeat, stats) }},
+		{"voucher", func() {
+			newForger(t, net, "evil", secretWrong, WallClock{}).publish(t, subject, "", typeHeartbeat, stats)
+		}},
 		{"signature", func() { _ = insider.bus.Publish(Msg{Subject: subject, Data: tampered}) }},
 		{"cert_mismatch", func() { _ = insider.bus.Publish(Msg{Subject: SubjectHeartbeat + ".n2", Data: mismatch}) }},
 		{"stale_time", func() {
