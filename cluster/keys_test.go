@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"runtime"
 	"testing"
 	"time"
 
@@ -165,11 +166,32 @@ func BenchmarkSignVerify(b *testing.B) {
 	v := NewVerifier(secretOld, WallClock{})
 	body := messageBody{From: "PA_0123456789", Identity: "alice", Data: json.RawMessage(`"` + string(bytes.Repeat([]byte("x"), 100)) + `"`)}
 	b.ReportAllocs()
+	var size int
+	defer cpuPerOp(b)()
 	for b.Loop() {
 		raw, err := s.Seal(evMessage, body)
 		if err != nil {
 			b.Fatal(err)
 		}
+		if err := verify(v, raw); err != nil {
+			b.Fatal(err)
+		}
+		size = len(raw)
+	}
+	b.ReportMetric(float64(size), "bytes/msg")
+}
+
+// BenchmarkVerify is the receiver's part alone: open and verify (cert from the cache).
+func BenchmarkVerify(b *testing.B) {
+	k := mustKeys(b, "n1", secretOld)
+	v := NewVerifier(secretOld, WallClock{})
+	raw, err := NewSigningStamper(k, WallClock{}).Seal(evMessage, messageBody{From: "PA_0123456789", Identity: "alice", Data: json.RawMessage(`"hello"`)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	defer cpuPerOp(b)()
+	for b.Loop() {
 		if err := verify(v, raw); err != nil {
 			b.Fatal(err)
 		}
@@ -181,6 +203,8 @@ func BenchmarkSealUnsigned(b *testing.B) {
 	s := NewStamper("n1", "inc", WallClock{})
 	body := messageBody{From: "PA_0123456789", Identity: "alice", Data: json.RawMessage(`"` + string(bytes.Repeat([]byte("x"), 100)) + `"`)}
 	b.ReportAllocs()
+	var size int
+	defer cpuPerOp(b)()
 	for b.Loop() {
 		raw, err := s.Seal(evMessage, body)
 		if err != nil {
@@ -189,5 +213,21 @@ func BenchmarkSealUnsigned(b *testing.B) {
 		if _, err := Open(raw); err != nil {
 			b.Fatal(err)
 		}
+		size = len(raw)
+	}
+	b.ReportMetric(float64(size), "bytes/msg")
+}
+
+// cpuPerOp starts measuring the benchmark goroutine's thread CPU time; the function it returns
+// reports it per operation (cpu-ns/op), the figure to compare on a machine shared with other
+// work, where ns/op counts the waits for a core too.
+func cpuPerOp(b *testing.B) func() {
+	runtime.LockOSThread()
+	start := threadCPU()
+	return func() {
+		if used := threadCPU() - start; start > 0 && b.N > 0 {
+			b.ReportMetric(float64(used.Nanoseconds())/float64(b.N), "cpu-ns/op")
+		}
+		runtime.UnlockOSThread()
 	}
 }
