@@ -1,8 +1,9 @@
 // Package cluster joins nodes into one cluster over NATS: membership (heartbeats carrying each
 // node's incarnation and load), room events and sync (every participant sees the same room on
 // every node), placement (a pure function), the control path of the relay pipes, and the
-// embedded NATS server. Every message between nodes travels in one Envelope, merged by
-// (node, incarnation, sequence). The decisions are deterministic state machines fed by
+// embedded NATS server. Every message between nodes travels in one Envelope, signed by a node
+// key the cluster secret vouches for (NodeKeys, Verifier), merged by (node, incarnation,
+// sequence); relay keys travel sealed to the receiving node (Sealed). The decisions are deterministic state machines fed by
 // messages and an injected clock (Membership, RoomState, Place, relay trees); the Cluster
 // carries messages between them and the Bus (NATSBus, or MemNet in tests and simulators) and
 // applies their effects to the node. The node talks to it through typed events (node.Events); the
@@ -77,6 +78,7 @@ type Cluster struct {
 
 	resyncs chan string
 	passes  atomic.Uint64 // re-sync passes run
+	selfSeq atomic.Uint64 // sequence number of the newest own heartbeat back from the bus
 
 	mu        sync.Mutex
 	rooms     map[string]*room
@@ -334,6 +336,9 @@ func (c *Cluster) Rejected() map[string]uint64 { return c.rejects.counts() }
 func (c *Cluster) onHeartbeat(m Msg) {
 	e, ok := c.receive(m)
 	if self := e.Node == c.me && e.Inc == c.o.Incarnation; self {
+		if last := c.selfSeq.Load(); e.Seq <= last || !c.selfSeq.CompareAndSwap(last, e.Seq) {
+			return // an own heartbeat sent again (captured): it proves nothing of the bus
+		}
 		if c.members.Self(c.o.Clock.Now()) {
 			c.Resync("own heartbeats missed")
 		}

@@ -226,4 +226,8 @@ func TestRotation(t *testing.T) {
 	if got := peers(n2.c); got != "n1" {
 		t.Fatalf("n2 (old secret only) has peers %q", got)
 	}
+	req.From = "n2"
+	if _, err := n2.c.RequestPipe(context.Background(), "n3", req); !errors.Is(err, ErrNoPeerKey) {
+		t.Fatalf("pipe request to a node whose keys n2 does not accept: %v, want ErrNoPeerKey", err)
+	}
 }
