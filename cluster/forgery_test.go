@@ -12,6 +12,7 @@ import (
 	"github.com/cascade-sfu/cascade/internal/harness"
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/cascade-sfu/cascade/relay"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // The tests of this file and replay_test.go start real nodes (node.Node, relay sockets on
@@ -140,6 +141,31 @@ func (f *forger) publish(t *testing.T, subject, reply, typ string, body any) {
 	if err := f.bus.Publish(Msg{Subject: subject, Reply: reply, Data: b}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// rejectedMetric is cascade_cluster_rejected_total{reason} as c's collector exports it.
+func rejectedMetric(t *testing.T, c *Cluster, reason string) float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(NewCollector(c, NewPlacer(c)))
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != "cascade_cluster_rejected_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" && l.GetValue() == reason {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no cascade_cluster_rejected_total{reason=%q}", reason)
+	return 0
 }
 
 func closed(p *node.Participant) bool {
@@ -328,6 +354,9 @@ func TestForgedHeartbeat(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if got := peers(n1.c); got != "n2" {
 		t.Fatalf("n1's peers after forged heartbeats: %q", got)
+	}
+	if got := rejectedMetric(t, n1.c, "voucher"); got < 1 {
+		t.Fatalf("cascade_cluster_rejected_total{reason=\"voucher\"} is %v", got)
 	}
 	insider.publish(t, subject, "", typeHeartbeat, stats) // the positive control
 	waitPeers(t, n1.c, "evil,n2")

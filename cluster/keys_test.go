@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/cascade-sfu/cascade/node"
+	"github.com/hashicorp/go-hclog"
 )
 
 var (
@@ -155,6 +157,29 @@ func TestSeal(t *testing.T) {
 		if _, err := f(); !errors.Is(err, ErrSealed) {
 			t.Errorf("%s: %v, want ErrSealed", name, err)
 		}
+	}
+}
+
+// TestRejectsLogged: a flood of refused messages is counted by reason, each one, and logged
+// once per interval; duplicates (NATS redelivers) are counted, never logged.
+func TestRejectsLogged(t *testing.T) {
+	var out bytes.Buffer
+	clock := &fakeClock{t: time.Unix(1_000_000, 0)}
+	r := &rejects{clock: clock, log: hclog.New(&hclog.LoggerOptions{Output: &out})}
+	for i := 0; i < 1000; i++ {
+		r.add(rejVoucher, "evil")
+		r.add(rejDuplicate, "n2")
+	}
+	if n := strings.Count(out.String(), "refused control messages"); n != 1 {
+		t.Fatalf("%d log lines for 1000 refusals in one interval:\n%s", n, out.String())
+	}
+	clock.advance(rejectLogInterval)
+	r.add(rejSignature, "evil")
+	if n := strings.Count(out.String(), "refused control messages"); n != 2 || !strings.Contains(out.String(), "refused_since_last_log=1000") {
+		t.Fatalf("after an interval:\n%s", out.String())
+	}
+	if c := r.counts(); c["voucher"] != 1000 || c["duplicate"] != 1000 || c["signature"] != 1 || c["malformed"] != 0 {
+		t.Fatalf("counts %v", c)
 	}
 }
 
