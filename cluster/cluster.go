@@ -3,11 +3,12 @@
 // every node), placement (a pure function), the control path of the relay pipes, and the
 // embedded NATS server. Every message between nodes travels in one Envelope, signed by a node
 // key the cluster secret vouches for (NodeKeys, Verifier), merged by (node, incarnation,
-// sequence); relay keys travel sealed to the receiving node (Sealed). The decisions are deterministic state machines fed by
-// messages and an injected clock (Membership, RoomState, Place, relay trees); the Cluster
-// carries messages between them and the Bus (NATSBus, or MemNet in tests and simulators) and
-// applies their effects to the node. The node talks to it through typed events (node.Events); the
-// relay through the small interfaces it declares (relay.Signaler, relay.Peers).
+// sequence); relay keys travel sealed to the receiving node (Sealed). The decisions are
+// deterministic state machines fed by messages and an injected clock (Membership, RoomState,
+// Place, relay trees); the Cluster carries messages between them and the Bus (NATSBus, or
+// MemNet in tests and simulators) and applies their effects to the node. The node talks to it
+// through typed events (node.Events); the relay through the small interfaces it declares
+// (relay.Signaler, relay.Peers).
 package cluster
 
 import (
