@@ -110,7 +110,7 @@ func New(n *node.Node, pipes *relay.Pipes, bus Bus, o Options) (*Cluster, error)
 		o.Secrets = Secrets{RandomSecret()}
 	}
 	me := n.ID()
-	keys, err := NewNodeKeys(me, o.Incarnation, o.Secrets)
+	keys, err := NewNodeKeys(me, o.Incarnation, o.Clock.Now(), o.Secrets)
 	if err != nil {
 		return nil, err
 	}
@@ -309,6 +309,10 @@ func (c *Cluster) receive(m Msg) (Envelope, bool) {
 		return Envelope{}, false
 	}
 	if e.Node == c.me {
+		return e, false
+	}
+	if c.verify.Older(&e) {
+		c.rejects.add(rejOldIncarnation, e.Node)
 		return e, false
 	}
 	restarted, err := c.dedup.Accept(e)

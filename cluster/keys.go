@@ -40,6 +40,9 @@ var (
 type Cert struct {
 	Node string `json:"node"`
 	Inc  string `json:"inc"`
+	// Born is when the incarnation started (Unix milliseconds, its clock): of two incarnations
+	// of a node, the later born is current (see Verifier.Older).
+	Born int64 `json:"born"`
 	// Sign is the Ed25519 public key that signs the incarnation's envelopes.
 	Sign []byte `json:"sign"`
 	// Box is the X25519 public key other nodes seal relay keys to (see SealTo).
@@ -53,6 +56,7 @@ func (c *Cert) voucher(key []byte) []byte {
 	m.Write([]byte("cascade/cert/v1"))
 	writeField(m, []byte(c.Node))
 	writeField(m, []byte(c.Inc))
+	writeField(m, binary.BigEndian.AppendUint64(nil, uint64(c.Born)))
 	writeField(m, c.Sign)
 	writeField(m, c.Box)
 	return m.Sum(nil)
@@ -78,8 +82,9 @@ type NodeKeys struct {
 	box  *ecdh.PrivateKey
 }
 
-// NewNodeKeys draws the keys of node's incarnation inc and vouches for them with every secret.
-func NewNodeKeys(node, inc string, secrets Secrets) (*NodeKeys, error) {
+// NewNodeKeys draws the keys of node's incarnation inc, born (started) at born, and vouches for
+// them with every secret.
+func NewNodeKeys(node, inc string, born time.Time, secrets Secrets) (*NodeKeys, error) {
 	if err := secrets.Validate(); err != nil {
 		return nil, err
 	}
@@ -91,7 +96,7 @@ func NewNodeKeys(node, inc string, secrets Secrets) (*NodeKeys, error) {
 	if err != nil {
 		return nil, err
 	}
-	k := &NodeKeys{cert: Cert{Node: node, Inc: inc, Sign: pub, Box: box.PublicKey().Bytes()}, priv: priv, box: box}
+	k := &NodeKeys{cert: Cert{Node: node, Inc: inc, Born: born.UnixMilli(), Sign: pub, Box: box.PublicKey().Bytes()}, priv: priv, box: box}
 	for _, key := range secrets.Derive(voucherLabel) {
 		k.cert.Vouchers = append(k.cert.Vouchers, k.cert.voucher(key))
 	}
@@ -216,6 +221,17 @@ func (v *Verifier) Accepted(e *Envelope) {
 	v.mu.Lock()
 	v.peers[e.Node] = e.Cert
 	v.mu.Unlock()
+}
+
+// Older tells whether e is of an incarnation of its node born before the current one (that of
+// the last message accepted from the node): a message of an earlier process, sent again. Dedup
+// refuses those of incarnations this node saw retired; this refuses the others too (the
+// receiver started after the node restarted).
+func (v *Verifier) Older(e *Envelope) bool {
+	v.mu.RLock()
+	cur := v.peers[e.Node]
+	v.mu.RUnlock()
+	return cur != nil && cur.Inc != e.Inc && e.Cert.Born <= cur.Born
 }
 
 // Peer is the cert of node's current incarnation, if a message of it was accepted.

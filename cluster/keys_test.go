@@ -26,7 +26,7 @@ func (c skewClock) Now() time.Time { return time.Now().Add(c.d) }
 
 func mustKeys(t testing.TB, id string, s Secrets) *NodeKeys {
 	t.Helper()
-	k, err := NewNodeKeys(id, NewIncarnation(), s)
+	k, err := NewNodeKeys(id, NewIncarnation(), time.Now(), s)
 	if err != nil {
 		t.Fatal(err)
 	}
