@@ -77,6 +77,15 @@ func TestVerify(t *testing.T) {
 		return b
 	}
 	unsigned, _ := NewStamper("n1", k.Cert().Inc, WallClock{}).Seal(typeHeartbeat, node.Stats{ID: "n1"})
+	tooMany := func() []byte { // a valid voucher behind junk ones, of keys not seen before
+		e, err := Open(signed(t, mustKeys(t, "n3", secretOld), WallClock{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Cert.Vouchers = append(make([][]byte, maxVouchers), e.Cert.Vouchers...)
+		b, _ := json.Marshal(e)
+		return b
+	}()
 	other := mustKeys(t, "n2", secretOld)
 	for _, c := range []struct {
 		name string
@@ -91,6 +100,7 @@ func TestVerify(t *testing.T) {
 		{"time", tamper(func(e *Envelope) { e.Time++ }), ErrSignature},
 		{"signature", tamper(func(e *Envelope) { e.Sig[0] ^= 1 }), ErrSignature},
 		{"keys swapped", tamper(func(e *Envelope) { c := *e.Cert; c.Sign = other.Cert().Sign; e.Cert = &c }), ErrVoucher},
+		{"too many vouchers", tooMany, ErrVoucher},
 		{"cert of another node", tamper(func(e *Envelope) { e.Node = "n2" }), ErrCertMismatch},
 		{"cert of another incarnation", tamper(func(e *Envelope) { e.Inc = "x" }), ErrCertMismatch},
 		{"too old", signed(t, k, skewClock{-Freshness - 5*time.Second}), ErrTime},
