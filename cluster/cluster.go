@@ -1,16 +1,17 @@
 // Package cluster joins nodes into one cluster over NATS: membership (heartbeats carrying each
 // node's incarnation and load), room events and sync (every participant sees the same room on
 // every node), placement (a pure function), the control path of the relay pipes, and the
-// embedded NATS server. Every message between nodes travels in one Envelope, merged by
-// (node, incarnation, sequence). The decisions are deterministic state machines fed by
-// messages and an injected clock (Membership, RoomState, Place, relay trees); the Cluster
-// carries messages between them and the Bus (NATSBus, or MemNet in tests and simulators) and
-// applies their effects to the node. The node talks to it through typed events (node.Events); the
-// relay through the small interfaces it declares (relay.Signaler, relay.Peers).
+// embedded NATS server. Every message between nodes travels in one Envelope, signed by a node
+// key the cluster secret vouches for (NodeKeys, Verifier), merged by (node, incarnation,
+// sequence); relay keys travel sealed to the receiving node (Sealed). The decisions are
+// deterministic state machines fed by messages and an injected clock (Membership, RoomState,
+// Place, relay trees); the Cluster carries messages between them and the Bus (NATSBus, or
+// MemNet in tests and simulators) and applies their effects to the node. The node talks to it
+// through typed events (node.Events); the relay through the small interfaces it declares
+// (relay.Signaler, relay.Peers).
 package cluster
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -48,6 +49,11 @@ type Options struct {
 	Incarnation string
 	// Logger receives the cluster's logs.
 	Logger hclog.Logger
+	// Secrets are the cluster secrets: they vouch for this incarnation's keys, and a message
+	// of another node is accepted only with keys vouched for by one of them (see Verifier).
+	// Every node of a cluster shares one (two during a rotation). Empty: a random secret, for
+	// a node alone.
+	Secrets Secrets
 }
 
 // Cluster is a node's membership in the cluster: it announces the node, tracks its peers,
@@ -61,12 +67,16 @@ type Cluster struct {
 	log     hclog.Logger
 	me      string
 	stamp   *Stamper
+	keys    *NodeKeys
+	verify  *Verifier
+	rejects *rejects
 	dedup   *Dedup
 	members *Membership
 	state   *RoomState
 
 	resyncs chan string
 	passes  atomic.Uint64 // re-sync passes run
+	selfSeq atomic.Uint64 // sequence number of the newest own heartbeat back from the bus
 
 	mu        sync.Mutex
 	rooms     map[string]*room
@@ -96,9 +106,19 @@ func New(n *node.Node, pipes *relay.Pipes, bus Bus, o Options) (*Cluster, error)
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
 	}
+	if len(o.Secrets) == 0 {
+		o.Secrets = Secrets{RandomSecret()}
+	}
 	me := n.ID()
-	c := &Cluster{n: n, bus: bus, pipes: pipes, o: o, log: o.Logger.Named("cluster").With("node", me, "inc", o.Incarnation), me: me,
-		stamp: NewStamper(me, o.Incarnation, o.Clock), dedup: NewDedup(), members: NewMembership(me, o.Heartbeat, o.Timeout),
+	keys, err := NewNodeKeys(me, o.Incarnation, o.Clock.Now(), o.Secrets)
+	if err != nil {
+		return nil, err
+	}
+	log := o.Logger.Named("cluster").With("node", me, "inc", o.Incarnation)
+	c := &Cluster{n: n, bus: bus, pipes: pipes, o: o, log: log, me: me,
+		stamp: NewSigningStamper(keys, o.Clock), keys: keys, verify: NewVerifier(o.Secrets, o.Clock),
+		rejects: &rejects{clock: o.Clock, log: log},
+		dedup:   NewDedup(), members: NewMembership(me, o.Heartbeat, o.Timeout),
 		state: NewRoomState(),
 		rooms: make(map[string]*room), syncWaits: make(map[string]chan Envelope), resyncs: make(chan string, 1), stop: make(chan struct{})}
 	n.SetRelayAddr(pipes.Addr().String())
@@ -271,25 +291,56 @@ func (c *Cluster) resync() {
 	}
 }
 
-// receive opens and merges an incoming envelope: false for a bad, duplicate or stale one, or
-// this node's own. A new incarnation of a known node ends what the old one left here first.
+// receive opens, verifies and merges an incoming envelope: false for a bad, forged, tampered,
+// duplicate or stale one (counted by reason), or this node's own (only its own heartbeats are
+// verified, for onHeartbeat; the envelope is zero when verification failed). A new incarnation
+// of a known node ends what the old one left here first.
 func (c *Cluster) receive(m Msg) (Envelope, bool) {
 	e, err := Open(m.Data)
-	if err != nil || e.Node == c.me {
+	if err != nil {
+		c.rejects.add(rejMalformed, "")
+		return Envelope{}, false
+	}
+	if e.Node == c.me && e.Type != typeHeartbeat {
+		return Envelope{}, false // this node's own event, back from the bus
+	}
+	if err := c.verify.Verify(&e); err != nil {
+		c.rejects.add(reasonOf(err), e.Node)
+		return Envelope{}, false
+	}
+	if e.Node == c.me {
+		return e, false
+	}
+	if c.verify.Older(&e) {
+		c.rejects.add(rejOldIncarnation, e.Node)
 		return e, false
 	}
 	restarted, err := c.dedup.Accept(e)
 	if restarted {
 		c.nodeGone(e.Node, "restarted")
 	}
-	return e, err == nil
+	if err != nil {
+		c.rejects.add(reasonOf(err), e.Node)
+		return e, false
+	}
+	c.verify.Accepted(&e)
+	return e, true
 }
+
+// reject counts a message refused after receive accepted its envelope (its body does not hold).
+func (c *Cluster) reject(why rejectReason, from string) { c.rejects.add(why, from) }
+
+// Rejected is the control messages refused so far, by reason (see rejectNames).
+func (c *Cluster) Rejected() map[string]uint64 { return c.rejects.counts() }
 
 // onHeartbeat records a node's announcement, this node's own included (its return through
 // NATS is the membership's reference: see Membership.Tick).
 func (c *Cluster) onHeartbeat(m Msg) {
 	e, ok := c.receive(m)
 	if self := e.Node == c.me && e.Inc == c.o.Incarnation; self {
+		if last := c.selfSeq.Load(); e.Seq <= last || !c.selfSeq.CompareAndSwap(last, e.Seq) {
+			return // an own heartbeat sent again (captured): it proves nothing of the bus
+		}
 		if c.members.Self(c.o.Clock.Now()) {
 			c.Resync("own heartbeats missed")
 		}
@@ -351,91 +402,6 @@ func (c *Cluster) Event(ev node.Event) {
 		c.publish(e.Room.Name(), evData, dataBody{Data: e.Data, IsString: e.IsString})
 	case node.Demand:
 		c.pipes.Demand(e.Producer)
-	}
-}
-
-// RequestPipe implements relay.Signaler.
-func (c *Cluster) RequestPipe(ctx context.Context, parent string, req relay.PipeRequest) (relay.PipeReply, error) {
-	b, err := c.stamp.Seal(typePipe, req)
-	if err != nil {
-		return relay.PipeReply{}, err
-	}
-	data, err := c.bus.Request(ctx, subjectRelay(parent, typePipe), b)
-	if err != nil {
-		return relay.PipeReply{}, err
-	}
-	e, err := Open(data)
-	if err != nil {
-		return relay.PipeReply{}, err
-	}
-	var rep relay.PipeReply
-	if e.Node != parent || e.Type != typePipeReply || json.Unmarshal(e.Body, &rep) != nil {
-		return relay.PipeReply{}, ErrBadEnvelope
-	}
-	return rep, nil
-}
-
-// Unpipe implements relay.Signaler.
-func (c *Cluster) Unpipe(parent string, req relay.PipeRequest) {
-	c.send(subjectRelay(parent, typeUnpipe), typeUnpipe, req)
-}
-
-// Dropped implements relay.Signaler.
-func (c *Cluster) Dropped(child string, req relay.PipeRequest) {
-	c.send(subjectRelay(child, typeDropped), typeDropped, req)
-}
-
-// Piped implements relay.Signaler: a room event.
-func (c *Cluster) Piped(roomName, producer, parent string) {
-	if parent == "" {
-		c.publish(roomName, evUnpiped, pipedBody{Producer: producer})
-		return
-	}
-	c.publish(roomName, evPiped, pipedBody{Producer: producer, Parent: parent})
-}
-
-func (c *Cluster) send(subject, typ string, body any) {
-	select {
-	case <-c.stop:
-		return
-	default:
-	}
-	if b, err := c.stamp.Seal(typ, body); err == nil {
-		_ = c.bus.Publish(Msg{Subject: subject, Data: b})
-	}
-}
-
-// pipeRequest opens a relay request and checks that it comes from the node it names.
-func (c *Cluster) pipeRequest(m Msg, typ string) (relay.PipeRequest, bool) {
-	var req relay.PipeRequest
-	e, ok := c.receive(m)
-	if !ok || e.Type != typ || json.Unmarshal(e.Body, &req) != nil || req.From != e.Node {
-		return req, false
-	}
-	return req, true
-}
-
-// onPipe serves a pipe request.
-func (c *Cluster) onPipe(m Msg) {
-	req, ok := c.pipeRequest(m, typePipe)
-	if !ok || m.Reply == "" {
-		return // malformed, forged, or a replay of a request answered before
-	}
-	rep := c.pipes.ServePipe(req)
-	if b, err := c.stamp.Seal(typePipeReply, rep); err == nil {
-		_ = c.bus.Publish(Msg{Subject: m.Reply, Data: b})
-	}
-}
-
-func (c *Cluster) onUnpipe(m Msg) {
-	if req, ok := c.pipeRequest(m, typeUnpipe); ok {
-		c.pipes.Unpiped(req)
-	}
-}
-
-func (c *Cluster) onDropped(m Msg) {
-	if req, ok := c.pipeRequest(m, typeDropped); ok {
-		c.pipes.Dropped(req)
 	}
 }
 

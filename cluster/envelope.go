@@ -18,9 +18,12 @@ var (
 )
 
 // Envelope wraps every control message a node sends another (heartbeats, room events, room
-// syncs, pipe requests and replies). Receivers merge by (Node, Inc, Seq): a message seen before,
-// one of a node's previous incarnation, or one older than the receiver's window changes
-// nothing, so nats.go replaying its reconnect buffer, or a late message, is harmless.
+// syncs, pipe requests and replies). It is signed by the sender incarnation's key, which Cert
+// carries, vouched for by the cluster secret (see NodeKeys, Verifier): receivers drop a message
+// whose cert, signature or time (see Freshness) does not hold. Then they merge by (Node, Inc,
+// Seq): a message seen before, one of a node's previous incarnation, or one older than the
+// receiver's window changes nothing, so nats.go replaying its reconnect buffer, a late message,
+// or a captured one sent again, is harmless.
 type Envelope struct {
 	// Node is the sender's node id.
 	Node string `json:"node"`
@@ -29,14 +32,17 @@ type Envelope struct {
 	Inc string `json:"inc"`
 	// Seq numbers the sender's messages within its incarnation, from 1, on every subject.
 	Seq uint64 `json:"seq"`
-	// Time is the sender's clock when it sent the message (Unix milliseconds); informative
-	// only: no decision compares clocks of two nodes.
+	// Time is the sender's clock when it sent the message (Unix milliseconds). Receivers refuse
+	// a message whose Time is more than Freshness from their clock; no other decision compares
+	// clocks of two nodes.
 	Time int64 `json:"time"`
 	// Type names the body's type (a room event's method, "heartbeat", "pipe", ...).
 	Type string `json:"type"`
 	// Body is the message, JSON.
 	Body json.RawMessage `json:"body,omitempty"`
-	// Sig is reserved for the signature of the envelope's other fields (security work).
+	// Cert is the sender incarnation's vouched public keys.
+	Cert *Cert `json:"cert,omitempty"`
+	// Sig is the Ed25519ph signature, by Cert's key, of every other field (see digest).
 	Sig []byte `json:"sig,omitempty"`
 }
 
@@ -60,16 +66,24 @@ type WallClock struct{}
 func (WallClock) Now() time.Time { return time.Now() }
 
 // Stamper seals this node's outgoing messages: node, incarnation, the next sequence number
-// and the send time. It is safe for concurrent use.
+// and the send time, and, with keys, its cert and signature. It is safe for concurrent use.
 type Stamper struct {
 	node, inc string
 	clock     Clock
+	keys      *NodeKeys
 	seq       atomic.Uint64
 }
 
-// NewStamper returns the stamper of node's incarnation inc.
+// NewStamper returns the stamper of node's incarnation inc, whose envelopes are not signed
+// (for tests of the state machines; Verifier refuses them).
 func NewStamper(node, inc string, clock Clock) *Stamper {
 	return &Stamper{node: node, inc: inc, clock: clock}
+}
+
+// NewSigningStamper returns the stamper of the incarnation keys belong to: it signs every
+// envelope.
+func NewSigningStamper(keys *NodeKeys, clock Clock) *Stamper {
+	return &Stamper{node: keys.cert.Node, inc: keys.cert.Inc, clock: clock, keys: keys}
 }
 
 // Seal wraps body (marshalled to JSON) in an envelope of type typ.
@@ -88,7 +102,13 @@ func (s *Stamper) SealAs(seq uint64, typ string, body any) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return json.Marshal(Envelope{Node: s.node, Inc: s.inc, Seq: seq, Time: s.clock.Now().UnixMilli(), Type: typ, Body: raw})
+	e := Envelope{Node: s.node, Inc: s.inc, Seq: seq, Time: s.clock.Now().UnixMilli(), Type: typ, Body: raw}
+	if s.keys != nil {
+		if err := s.keys.sign(&e); err != nil {
+			return nil, err
+		}
+	}
+	return json.Marshal(e)
 }
 
 // Open parses an envelope (its body stays raw).

@@ -12,6 +12,9 @@ import (
 	"github.com/cascade-sfu/cascade/relay"
 )
 
+// testSecrets is the cluster secret every node of a test cluster shares.
+var testSecrets = cluster.Secrets{"cascade-test-cluster-secret-0123456789"}
+
 type quiet struct{}
 
 func (quiet) Notify(string, any) {}
@@ -30,7 +33,7 @@ func memMember(t *testing.T, net *cluster.MemNet, id string) (*node.Node, *clust
 	}
 	t.Cleanup(pipes.Close)
 	bus := net.Conn(id)
-	c, err := cluster.New(n, pipes, bus, cluster.Options{Heartbeat: 50 * time.Millisecond})
+	c, err := cluster.New(n, pipes, bus, cluster.Options{Heartbeat: 50 * time.Millisecond, Secrets: testSecrets})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ type Collector struct {
 	placer  *Placer
 
 	nodes, reachable, resyncs, links, pipesG, packets, bytes, dropped, placed *prometheus.Desc
+	rejected                                                                  *prometheus.Desc
 }
 
 // NewCollector returns the collector of a node's cluster membership, pipes and placer.
@@ -27,12 +28,13 @@ func NewCollector(c *Cluster, placer *Placer) *Collector {
 		bytes:     prometheus.NewDesc("cascade_relay_bytes_total", "Relayed bytes, by direction.", []string{"direction"}, nil),
 		dropped:   prometheus.NewDesc("cascade_relay_dropped_total", "Relay datagrams dropped, by reason (unknown_source, auth, malformed, unknown_ssrc: no pipe here, as after an unpipe).", []string{"reason"}, nil),
 		placed:    prometheus.NewDesc("cascade_placement_decisions_total", "Join placement decisions, by result (local, redirect, refused: cluster_unavailable).", []string{"result"}, nil),
+		rejected:  prometheus.NewDesc("cascade_cluster_rejected_total", "Control messages from other nodes refused, by reason (malformed, unsigned, cert_mismatch, voucher: not vouched for by an accepted cluster secret, signature, stale_time: outside the freshness window, duplicate, old_incarnation, sealed, mismatch).", []string{"reason"}, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.nodes, c.reachable, c.resyncs, c.links, c.pipesG, c.packets, c.bytes, c.dropped, c.placed} {
+	for _, d := range []*prometheus.Desc{c.nodes, c.reachable, c.resyncs, c.links, c.pipesG, c.packets, c.bytes, c.dropped, c.placed, c.rejected} {
 		ch <- d
 	}
 }
@@ -64,4 +66,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.placed, k, float64(local), "local")
 	ch <- prometheus.MustNewConstMetric(c.placed, k, float64(redirect), "redirect")
 	ch <- prometheus.MustNewConstMetric(c.placed, k, float64(refused), "refused")
+	for reason, n := range c.c.Rejected() {
+		ch <- prometheus.MustNewConstMetric(c.rejected, k, float64(n), reason)
+	}
 }

@@ -41,7 +41,7 @@ func member(t *testing.T, o node.Options, no cluster.NATSOptions) (*node.Node, *
 		t.Fatal(err)
 	}
 	t.Cleanup(pipes.Close)
-	c, err := cluster.New(n, pipes, nc.Bus(), cluster.Options{Heartbeat: 50 * time.Millisecond})
+	c, err := cluster.New(n, pipes, nc.Bus(), cluster.Options{Heartbeat: 50 * time.Millisecond, Secrets: testSecrets})
 	if err != nil {
 		t.Fatal(err)
 	}

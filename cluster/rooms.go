@@ -60,7 +60,8 @@ type (
 	// syncReply is a node's part of a room, answered to a node that opens the room.
 	// syncRequest asks the nodes for their part of a room.
 	syncRequest struct {
-		Room string `json:"room"`
+		Room  string `json:"room"`
+		Reply string `json:"reply"` // the subject of the answers (signed, so a copy cannot divert them)
 	}
 	// Partial and Total: see RoomSyncMsg.
 	syncReply struct {
@@ -150,8 +151,9 @@ func (c *Cluster) syncRoom(r *node.Room) {
 		delete(c.syncWaits, token)
 		c.mu.Unlock()
 	}()
-	b, err := c.stamp.Seal(typeSync, syncRequest{Room: r.Name()})
-	if err != nil || c.bus.Publish(Msg{Subject: subjectRoom(roomToken(r.Name()), "sync"), Reply: subjectSyncReply(c.me, token), Data: b}) != nil {
+	reply := subjectSyncReply(c.me, token)
+	b, err := c.stamp.Seal(typeSync, syncRequest{Room: r.Name(), Reply: reply})
+	if err != nil || c.bus.Publish(Msg{Subject: subjectRoom(roomToken(r.Name()), "sync"), Reply: reply, Data: b}) != nil {
 		return
 	}
 	timeout := time.NewTimer(syncWait)
@@ -226,8 +228,9 @@ func (c *Cluster) onSync(m Msg) {
 	var req syncRequest
 	parts := strings.Split(m.Subject, ".")
 	err := json.Unmarshal(e.Body, &req)
-	if err == nil && (len(parts) < 2 || roomToken(req.Room) != parts[len(parts)-2]) {
-		err = ErrBadEnvelope // the room named is not the subject's
+	if err == nil && (len(parts) < 2 || roomToken(req.Room) != parts[len(parts)-2] || req.Reply != m.Reply) {
+		c.reject(rejMismatch, e.Node) // the room named is not the subject's, or the reply was diverted
+		return
 	}
 	c.mu.Lock()
 	s := c.rooms[req.Room]

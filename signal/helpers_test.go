@@ -87,7 +87,7 @@ func startNode(t *testing.T, o node.Options, co *clusterOpts, with ...func(*sign
 			n.Close()
 			t.Fatal(err)
 		}
-		if e.cluster, err = cluster.New(n, e.pipes, e.nats.Bus(), cluster.Options{Heartbeat: co.heartbeat, Logger: log}); err != nil {
+		if e.cluster, err = cluster.New(n, e.pipes, e.nats.Bus(), cluster.Options{Heartbeat: co.heartbeat, Logger: log, Secrets: cluster.Secrets{cluster.DevClusterSecret}}); err != nil {
 			e.pipes.Close()
 			e.nats.Close()
 			n.Close()

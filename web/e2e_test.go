@@ -118,7 +118,7 @@ func startNode(t *testing.T, o node.Options, nats *cluster.NATSOptions) (*httpte
 		if err != nil {
 			t.Fatalf("relay.Open: %v", err)
 		}
-		if c, err = cluster.New(n, pipes, nc.Bus(), cluster.Options{Logger: logger}); err != nil {
+		if c, err = cluster.New(n, pipes, nc.Bus(), cluster.Options{Logger: logger, Secrets: cluster.Secrets{cluster.DevClusterSecret}}); err != nil {
 			t.Fatalf("cluster.New: %v", err)
 		}
 		t.Cleanup(nc.Close)

@@ -159,6 +159,10 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 		logger.Warn("no API key configured: using the development key pair, anyone can mint tokens",
 			"api_key", keys.Key)
 	}
+	secrets, err := cfg.clusterSecrets() // once: a node alone draws its random secret here
+	if err != nil {
+		return err
+	}
 
 	// Bind first, so that the announced URL carries the real port (--http :0 works).
 	ln, err := net.Listen("tcp", cfg.HTTP)
@@ -240,7 +244,7 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 		ln.Close()
 		return fmt.Errorf("open the relay: %w", err)
 	}
-	cl, err := cluster.New(n, pipes, nc.Bus(), cluster.Options{Heartbeat: cfg.HeartbeatInterval, Timeout: cfg.HeartbeatTimeout, Logger: logger})
+	cl, err := cluster.New(n, pipes, nc.Bus(), cluster.Options{Heartbeat: cfg.HeartbeatInterval, Timeout: cfg.HeartbeatTimeout, Logger: logger, Secrets: secrets})
 	if err != nil {
 		pipes.Close()
 		nc.Close()
