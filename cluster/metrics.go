@@ -13,28 +13,29 @@ type Collector struct {
 	placer  *Placer
 
 	nodes, reachable, resyncs, links, pipesG, packets, bytes, dropped, placed *prometheus.Desc
-	rejected                                                                  *prometheus.Desc
+	rejected, refusedResend                                                   *prometheus.Desc
 }
 
 // NewCollector returns the collector of a node's cluster membership, pipes and placer.
 func NewCollector(c *Cluster, placer *Placer) *Collector {
 	return &Collector{c: c, members: c.members, pipes: c.pipes, placer: placer,
-		nodes:     prometheus.NewDesc("cascade_cluster_nodes", "Live nodes in the cluster, this one included.", nil, nil),
-		reachable: prometheus.NewDesc("cascade_cluster_reachable", "1 while this node reaches the cluster (NATS connected, its own heartbeats come back), else 0.", nil, nil),
-		resyncs:   prometheus.NewDesc("cascade_cluster_resyncs_total", "Re-sync passes of the rooms open here, after messages between nodes were lost.", nil, nil),
-		links:     prometheus.NewDesc("cascade_relay_links", "Relay links to other nodes.", nil, nil),
-		pipesG:    prometheus.NewDesc("cascade_relay_pipes", "Producers piped over relay links, by direction.", []string{"direction"}, nil),
-		packets:   prometheus.NewDesc("cascade_relay_packets_total", "Relayed RTP packets, by direction.", []string{"direction"}, nil),
-		bytes:     prometheus.NewDesc("cascade_relay_bytes_total", "Relayed bytes, by direction.", []string{"direction"}, nil),
-		dropped:   prometheus.NewDesc("cascade_relay_dropped_total", "Relay datagrams dropped, by reason (unknown_source, auth, malformed, unknown_ssrc: no pipe here, as after an unpipe).", []string{"reason"}, nil),
-		placed:    prometheus.NewDesc("cascade_placement_decisions_total", "Join placement decisions, by result (local, redirect, refused: cluster_unavailable).", []string{"result"}, nil),
-		rejected:  prometheus.NewDesc("cascade_cluster_rejected_total", "Control messages from other nodes refused, by reason (malformed, unsigned, cert_mismatch, voucher: not vouched for by an accepted cluster secret, signature, stale_time: outside the freshness window, duplicate, old_incarnation, sealed, mismatch).", []string{"reason"}, nil),
+		nodes:         prometheus.NewDesc("cascade_cluster_nodes", "Live nodes in the cluster, this one included.", nil, nil),
+		reachable:     prometheus.NewDesc("cascade_cluster_reachable", "1 while this node reaches the cluster (NATS connected, its own heartbeats come back), else 0.", nil, nil),
+		resyncs:       prometheus.NewDesc("cascade_cluster_resyncs_total", "Re-sync passes of the rooms open here, after messages between nodes were lost.", nil, nil),
+		links:         prometheus.NewDesc("cascade_relay_links", "Relay links to other nodes.", nil, nil),
+		pipesG:        prometheus.NewDesc("cascade_relay_pipes", "Producers piped over relay links, by direction.", []string{"direction"}, nil),
+		packets:       prometheus.NewDesc("cascade_relay_packets_total", "Relayed RTP packets, by direction.", []string{"direction"}, nil),
+		bytes:         prometheus.NewDesc("cascade_relay_bytes_total", "Relayed bytes, by direction.", []string{"direction"}, nil),
+		dropped:       prometheus.NewDesc("cascade_relay_dropped_total", "Relay datagrams dropped, by reason (unknown_source, auth, malformed, replay: received before, key: an unknown or expired key epoch, unknown_ssrc: no pipe here, as after an unpipe).", []string{"reason"}, nil),
+		refusedResend: prometheus.NewDesc("cascade_relay_resends_refused_total", "Relay retransmissions not sent because their SSRC and index went out before with other bytes (a nonce must not repeat).", nil, nil),
+		placed:        prometheus.NewDesc("cascade_placement_decisions_total", "Join placement decisions, by result (local, redirect, refused: cluster_unavailable).", []string{"result"}, nil),
+		rejected:      prometheus.NewDesc("cascade_cluster_rejected_total", "Control messages from other nodes refused, by reason (malformed, unsigned, cert_mismatch, voucher: not vouched for by an accepted cluster secret, signature, stale_time: outside the freshness window, duplicate, old_incarnation, sealed, mismatch).", []string{"reason"}, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.nodes, c.reachable, c.resyncs, c.links, c.pipesG, c.packets, c.bytes, c.dropped, c.placed, c.rejected} {
+	for _, d := range []*prometheus.Desc{c.nodes, c.reachable, c.resyncs, c.links, c.pipesG, c.packets, c.bytes, c.dropped, c.placed, c.rejected, c.refusedResend} {
 		ch <- d
 	}
 }
@@ -59,9 +60,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.packets, k, float64(t.PacketsOut.Load()), "out")
 	ch <- prometheus.MustNewConstMetric(c.bytes, k, float64(t.BytesIn.Load()), "in")
 	ch <- prometheus.MustNewConstMetric(c.bytes, k, float64(t.BytesOut.Load()), "out")
-	ch <- prometheus.MustNewConstMetric(c.dropped, k, float64(t.DroppedUnknown.Load()), "unknown_source")
-	ch <- prometheus.MustNewConstMetric(c.dropped, k, float64(t.DroppedAuth.Load()), "auth")
-	ch <- prometheus.MustNewConstMetric(c.dropped, k, float64(t.DroppedMalformed.Load()), "malformed")
+	for reason, n := range t.Drops() {
+		ch <- prometheus.MustNewConstMetric(c.dropped, k, float64(n), reason)
+	}
+	ch <- prometheus.MustNewConstMetric(c.refusedResend, k, float64(t.RefusedResend.Load()))
 	ch <- prometheus.MustNewConstMetric(c.dropped, k, float64(c.pipes.UnknownSSRC.Load()), "unknown_ssrc")
 	ch <- prometheus.MustNewConstMetric(c.placed, k, float64(local), "local")
 	ch <- prometheus.MustNewConstMetric(c.placed, k, float64(redirect), "redirect")

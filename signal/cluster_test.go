@@ -274,7 +274,7 @@ func TestClusterNewPipesDropNothing(t *testing.T) {
 		waitPackets(t, e.join("r", fmt.Sprint("sub", i), false, true), ids...)
 	}
 	for _, e := range envs {
-		for _, reason := range []string{"unknown_source", "auth", "malformed", "unknown_ssrc"} {
+		for _, reason := range []string{"unknown_source", "auth", "malformed", "replay", "key", "unknown_ssrc"} {
 			if got := e.metric(`cascade_relay_dropped_total{reason="` + reason + `"}`); got != 0 {
 				t.Errorf("%s dropped %v relay datagrams (%s) of new pipes", e.node.ID(), got, reason)
 			}
