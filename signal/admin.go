@@ -79,7 +79,9 @@ func writeJSONError(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(proto.Error{Code: code, Message: msg})
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // "<admin token>" reads better than "\u003cadmin token\u003e"
+	_ = enc.Encode(proto.Error{Code: code, Message: msg})
 }
 
 // deleteGrant checks the token of a WHIP or WHEP resource DELETE, before the resource is looked
