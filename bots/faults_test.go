@@ -12,6 +12,7 @@ import (
 
 	"github.com/cascade-sfu/cascade/bots"
 	"github.com/cascade-sfu/cascade/internal/harness"
+	"github.com/cascade-sfu/cascade/signal/auth"
 )
 
 // The bad-day tests: real node processes in network namespaces, the bots as the real `cascade
@@ -109,9 +110,14 @@ func (c *faultCluster) url(i int) string {
 	return fmt.Sprintf("ws://%s", net.JoinHostPort(c.hosts[i].Addr().String(), fmt.Sprint(faultPort)))
 }
 
-// get fetches path from node i into v, over a connection made on the bots' host.
+// get fetches path from node i into v, over a connection made on the bots' host, with an admin
+// token (/stats and /cluster need one).
 func (c *faultCluster) get(i int, path string, v any) error {
-	return c.bots.GetJSON(fmt.Sprintf("http://%s%s", net.JoinHostPort(c.hosts[i].Addr().String(), fmt.Sprint(faultPort)), path), v)
+	tok, err := keys.Mint(auth.Grant{Admin: true}, time.Minute)
+	if err != nil {
+		return err
+	}
+	return c.bots.GetJSONAuth(fmt.Sprintf("http://%s%s", net.JoinHostPort(c.hosts[i].Addr().String(), fmt.Sprint(faultPort)), path), tok, v)
 }
 
 // nodeStats is what the test reads of a node's /stats.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cascade-sfu/cascade/bots"
 	"github.com/cascade-sfu/cascade/internal/harness"
+	"github.com/cascade-sfu/cascade/signal/auth"
 )
 
 // The lab tests of a viewer on a network that allows only some paths to the node: a `cascade
@@ -69,7 +70,11 @@ func testLabViewer(t *testing.T, v6, noUDP bool) {
 	node := nodeHost.Start(t, "node", bin, "node", "--http", ":7880", "--udp-port", "7882", "--tcp-port", "7882",
 		"--public-ip", publicIP, "--workers", "1", "--api-key", key, "--api-secret", secret, "--log-level", "warn")
 	url := "ws://" + net.JoinHostPort(joinAt.String(), "7880")
-	stats := func() (nodeStats, error) { return getStats(viewer, nodeHost) }
+	admin, err := auth.Keys{Key: key, Secret: secret}.Mint(auth.Grant{Admin: true}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats := func() (nodeStats, error) { return getStats(viewer, nodeHost, admin) }
 	harness.Eventually(t, 20*time.Second, func() error {
 		if code, err := node.Wait(0); err == nil {
 			t.Fatalf("node exited %d:\n%s", code, node.Output())
@@ -151,10 +156,10 @@ type workerStats struct {
 }
 
 // getStats reads the /stats of the node on host n (HTTP port 7880, one worker) over a
-// connection made on from.
-func getStats(from, n *harness.Host) (nodeStats, error) {
+// connection made on from, with an admin token.
+func getStats(from, n *harness.Host, admin string) (nodeStats, error) {
 	var s nodeStats
-	if err := from.GetJSON("http://"+net.JoinHostPort(n.Addr().String(), "7880")+"/stats", &s); err != nil {
+	if err := from.GetJSONAuth("http://"+net.JoinHostPort(n.Addr().String(), "7880")+"/stats", admin, &s); err != nil {
 		return s, err
 	}
 	if len(s.Workers) != 1 {

@@ -337,9 +337,13 @@ func TestClusterPlacement(t *testing.T) {
 	// A draining node sends newcomers away, whatever their region. The admin call drains.
 	req, _ := http.NewRequest(http.MethodPost, envs[1].http.URL+"/admin/drain", nil)
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("drain without the secret: %v %v", resp, err)
+		t.Fatalf("drain without a token: %v %v", resp, err)
 	}
 	req.Header.Set("Authorization", "Bearer "+testKeys.Secret)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("drain with the API secret as the bearer (the old scheme): %v %v", resp, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+adminToken(t))
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("drain: %v %v", resp, err)
 	}

@@ -143,6 +143,16 @@ func (e *env) token(room, identity string, publish, subscribe bool) string {
 	return tok
 }
 
+// adminToken mints a token with the admin grant of testKeys.
+func adminToken(t *testing.T) string {
+	t.Helper()
+	tok, err := testKeys.Mint(auth.Grant{Admin: true}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
 // peer is a Go client with counters of what it received.
 type peer struct {
 	*client.Client

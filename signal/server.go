@@ -2,7 +2,6 @@ package signal
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,22 +27,31 @@ import (
 type Options struct {
 	// Keys sign and verify access tokens.
 	Keys auth.Keys
-	// DevTokens serves GET /token?room=R&identity=I, minting a token with every grant. Only for
-	// the development key pair: the demo page uses it to join without a backend.
+	// DevTokens serves GET /token?room=R&identity=I, minting a token with every grant, for the
+	// demo page to join without a backend. Only in development mode (`cascade node --dev`):
+	// anyone who reaches the node can then mint tokens.
 	DevTokens bool
+	// JoinDeadline closes a WebSocket that has not joined this long after it opened, with close
+	// code 4008 (0: DefaultJoinDeadline; negative: none).
+	JoinDeadline time.Duration
+	// SeparateMetrics moves /metrics and pprof off Handler to MetricsHandler (a listener of
+	// their own, --metrics-listen).
+	SeparateMetrics bool
 	// Web serves the demo page and the browser client at "/" (nil: none).
 	Web http.Handler
 	// Logger receives the server's logs.
 	Logger hclog.Logger
-	// Gatherer is served at /metrics (nil: no metrics endpoint).
+	// Gatherer is served at /metrics, unauthenticated, for Prometheus (nil: no metrics endpoint).
 	Gatherer prometheus.Gatherer
 	// Placement decides whether a join is better served by another node (nil: always here).
 	Placement Placement
 	// Ready reports whether the node's cluster connection is up, for /readyz (nil: always).
 	Ready func() bool
-	// Cluster serves /cluster (the cluster view: JSON, and a page for browsers); nil: none.
+	// Cluster serves /cluster (the cluster view: JSON, and a page for browsers) to holders of an
+	// admin token; nil: none.
 	Cluster http.Handler
-	// Pprof serves Go's profiler at /debug/pprof/ (for operators chasing CPU; off by default).
+	// Pprof serves Go's profiler at /debug/pprof/ to holders of an admin token (for operators
+	// chasing CPU; off by default).
 	Pprof bool
 	// ICEServers mints the ICE servers (the node's TURN servers, with credentials) handed to
 	// a participant in the join response and in WHIP/WHEP Link headers (nil: none).
@@ -83,7 +91,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	resources map[string]*node.Participant // WHIP and WHEP sessions by resource id
-	sessions  map[*session]struct{}
+	sessions  map[*session]bool            // signaling sessions: whether each has joined
 	joins     *joinLimiter
 }
 
@@ -93,7 +101,7 @@ func NewServer(n *node.Node, o Options) *Server {
 		o.Logger = hclog.NewNullLogger()
 	}
 	return &Server{n: n, o: o, log: o.Logger.Named("signal"), resources: make(map[string]*node.Participant),
-		sessions: make(map[*session]struct{}), joins: newJoinLimiter(o.Joins)}
+		sessions: make(map[*session]bool), joins: newJoinLimiter(o.Joins)}
 }
 
 // Handler routes the node's HTTP paths (DESIGN.md, "HTTP").
@@ -119,32 +127,21 @@ func (s *Server) Handler() http.Handler {
 		}
 		_, _ = io.WriteString(w, "ready\n")
 	})
-	mux.HandleFunc("POST /admin/drain", func(w http.ResponseWriter, r *http.Request) {
-		tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if s.o.Keys.Secret == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(s.o.Keys.Secret)) != 1 {
-			http.Error(w, "unauthorized: Authorization: Bearer <api secret>", http.StatusUnauthorized)
-			return
-		}
+	mux.Handle("POST /admin/drain", s.admin(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.Drain()
 		s.log.Info("draining on an admin request")
 		w.WriteHeader(http.StatusAccepted)
 		_, _ = io.WriteString(w, "draining\n")
-	})
-	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
+	})))
+	mux.Handle("GET /stats", s.admin(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(s.n.Stats())
-	})
-	if s.o.Gatherer != nil {
-		mux.Handle("GET /metrics", promhttp.HandlerFor(s.o.Gatherer, promhttp.HandlerOpts{}))
-	}
+	})))
 	if s.o.Cluster != nil {
-		mux.Handle("GET /cluster", s.o.Cluster)
+		mux.Handle("GET /cluster", s.clusterPage(s.o.Cluster))
 	}
-	if s.o.Pprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	if !s.o.SeparateMetrics {
+		s.metricsRoutes(mux)
 	}
 	if s.o.DevTokens {
 		mux.HandleFunc("GET /token", s.serveDevToken)
@@ -153,6 +150,27 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle("/", s.o.Web)
 	}
 	return mux
+}
+
+// MetricsHandler serves /metrics and, when on, pprof: for the separate metrics listener
+// (Options.SeparateMetrics); without it Handler serves them.
+func (s *Server) MetricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	s.metricsRoutes(mux)
+	return mux
+}
+
+// metricsRoutes adds /metrics (unauthenticated) and pprof (admin) to mux.
+func (s *Server) metricsRoutes(mux *http.ServeMux) {
+	if s.o.Gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(s.o.Gatherer, promhttp.HandlerOpts{}))
+	}
+	if s.o.Pprof {
+		mux.Handle("/debug/pprof/", s.admin(http.HandlerFunc(pprof.Index)))
+		mux.Handle("/debug/pprof/profile", s.admin(http.HandlerFunc(pprof.Profile)))
+		mux.Handle("/debug/pprof/symbol", s.admin(http.HandlerFunc(pprof.Symbol)))
+		mux.Handle("/debug/pprof/trace", s.admin(http.HandlerFunc(pprof.Trace)))
+	}
 }
 
 // Drain makes /readyz fail and refuses new sessions; the node keeps serving the others.
@@ -187,8 +205,12 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	sess := newSession(s, conn)
 	sess.ip = s.o.Joins.clientIP(r)
 	s.mu.Lock()
-	s.sessions[sess] = struct{}{}
+	s.sessions[sess] = false
 	s.mu.Unlock()
+	if d := s.joinDeadline(); d > 0 {
+		t := time.AfterFunc(d, func() { s.enforceJoinDeadline(sess, d) })
+		defer t.Stop()
+	}
 	sess.run()
 	s.mu.Lock()
 	delete(s.sessions, sess)
@@ -318,20 +340,28 @@ func iceLinks(servers []proto.ICEServer) []string {
 // quote escapes s for an HTTP quoted-string.
 func quote(s string) string { return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) }
 
+// serveDeleteResource handles DELETE /whip|whep/{room}/{id}: it stops the session for a token of
+// the session's room and identity (expired or not) or an admin token.
 func (s *Server) serveDeleteResource(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	s.mu.Lock()
-	p := s.resources[id]
-	if p != nil && p.Room().Name() == r.PathValue("room") {
-		delete(s.resources, id)
-	} else {
-		p = nil
-	}
-	s.mu.Unlock()
-	if p == nil {
-		http.Error(w, "no such session", http.StatusNotFound)
+	g, ok := s.deleteGrant(w, r)
+	if !ok {
 		return
 	}
+	id, room := r.PathValue("id"), r.PathValue("room")
+	s.mu.Lock()
+	p := s.resources[id]
+	if p == nil || p.Room().Name() != room {
+		s.mu.Unlock()
+		writeJSONError(w, http.StatusNotFound, proto.CodeNotFound, "no such session")
+		return
+	}
+	if !mayDelete(g, room, p.Info().Identity) {
+		s.mu.Unlock()
+		writeJSONError(w, http.StatusForbidden, proto.CodeForbidden, "the token is for another room or identity than this session's")
+		return
+	}
+	delete(s.resources, id)
+	s.mu.Unlock()
 	p.Close()
 	w.WriteHeader(http.StatusOK)
 }

@@ -398,6 +398,7 @@ func (s *session) join(raw json.RawMessage) (any, error) {
 		return nil, err
 	}
 	s.p = p
+	s.srv.markJoined(s) // the join deadline (edges.go) no longer applies
 	s.log = s.log.With("room", g.Room, "participant", p.ID())
 	res := proto.JoinResult{Participant: participant(p.Info()), Room: g.Room, Participants: each(p.Room().Participants(), participant),
 		Producers: each(p.Room().Producers(), producer), ICEServers: s.srv.iceServers(p.ID())}

@@ -279,9 +279,12 @@ func TestRoomSpreadsOverWorkers(t *testing.T) {
 	}
 }
 
+// scrape GETs url with an admin token (/metrics ignores it; /cluster and /stats need it).
 func scrape(t *testing.T, url string) string {
 	t.Helper()
-	resp, err := http.Get(url)
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken(t))
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

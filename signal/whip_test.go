@@ -41,9 +41,13 @@ func (e *env) post(path, token, contentType, body string) (int, string, string) 
 	return resp.StatusCode, string(b), resp.Header.Get("Location")
 }
 
-func (e *env) do(method, path string) int {
+// do sends a bodyless request, with Authorization: Bearer token unless token is empty.
+func (e *env) do(method, path, token string) int {
 	e.t.Helper()
 	req, _ := http.NewRequest(method, e.http.URL+path, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		e.t.Fatal(err)
@@ -82,7 +86,8 @@ func TestWHIPInWHEPOut(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	status, answer, loc := e.post("/whip/live", e.token("live", "obs", true, false), "application/sdp", gatheredOffer(t, enc))
+	obsTok := e.token("live", "obs", true, false)
+	status, answer, loc := e.post("/whip/live", obsTok, "application/sdp", gatheredOffer(t, enc))
 	if status != http.StatusCreated || !strings.HasPrefix(loc, "/whip/live/") {
 		t.Fatalf("whip: %d %q %s", status, loc, answer)
 	}
@@ -126,7 +131,8 @@ func TestWHIPInWHEPOut(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	status, answer, wloc := e.post("/whep/live", e.token("live", "player", false, true), "application/sdp", gatheredOffer(t, player))
+	playerTok := e.token("live", "player", false, true)
+	status, answer, wloc := e.post("/whep/live", playerTok, "application/sdp", gatheredOffer(t, player))
 	if status != http.StatusCreated || !strings.HasPrefix(wloc, "/whep/live/") {
 		t.Fatalf("whep: %d %q %s", status, wloc, answer)
 	}
@@ -141,16 +147,16 @@ func TestWHIPInWHEPOut(t *testing.T) {
 	})
 
 	// Trickle is not supported; DELETE ends the sessions; a second DELETE is 404.
-	if s := e.do(http.MethodPatch, wloc); s != http.StatusMethodNotAllowed {
+	if s := e.do(http.MethodPatch, wloc, playerTok); s != http.StatusMethodNotAllowed {
 		t.Fatalf("PATCH: %d", s)
 	}
-	if s := e.do(http.MethodDelete, wloc); s != http.StatusOK {
+	if s := e.do(http.MethodDelete, wloc, playerTok); s != http.StatusOK {
 		t.Fatalf("DELETE whep: %d", s)
 	}
-	if s := e.do(http.MethodDelete, wloc); s != http.StatusNotFound {
+	if s := e.do(http.MethodDelete, wloc, playerTok); s != http.StatusNotFound {
 		t.Fatalf("second DELETE whep: %d", s)
 	}
-	if s := e.do(http.MethodDelete, loc); s != http.StatusOK {
+	if s := e.do(http.MethodDelete, loc, obsTok); s != http.StatusOK {
 		t.Fatalf("DELETE whip: %d", s)
 	}
 	checkFor(t, 5*time.Second, func() error {
@@ -196,8 +202,11 @@ func TestWHIPBadInput(t *testing.T) {
 			t.Errorf("%s: status %d (%s), want %d", c.name, got, strings.TrimSpace(body), c.want)
 		}
 	}
-	if s := e.do(http.MethodDelete, "/whip/room/nope"); s != http.StatusNotFound {
+	if s := e.do(http.MethodDelete, "/whip/room/nope", pubTok); s != http.StatusNotFound {
 		t.Errorf("DELETE unknown: %d", s)
+	}
+	if s := e.do(http.MethodDelete, "/whip/room/nope", ""); s != http.StatusUnauthorized {
+		t.Errorf("DELETE unknown without a token: %d, want 401 before the lookup", s)
 	}
 	checkFor(t, 5*time.Second, func() error {
 		if s := e.node.Stats(); s.Participants != 0 {

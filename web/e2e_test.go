@@ -84,8 +84,9 @@ func startServer(t *testing.T) *httptest.Server {
 }
 
 // startNode starts a node with o (loopback media, test logs); with nats it starts NATS and the
-// relay and joins the cluster, wired as cmd/cascade wires them (nil: a single node).
-func startNode(t *testing.T, o node.Options, nats *cluster.NATSOptions) (*httptest.Server, *cluster.NATS, *cluster.Cluster, *cluster.Viewer) {
+// relay and joins the cluster, wired as cmd/cascade wires them (nil: a single node). Each of with
+// may change the signal options.
+func startNode(t *testing.T, o node.Options, nats *cluster.NATSOptions, with ...func(*signal.Options)) (*httptest.Server, *cluster.NATS, *cluster.Cluster, *cluster.Viewer) {
 	t.Helper()
 	level := hclog.Warn
 	if testing.Verbose() {
@@ -126,6 +127,9 @@ func startNode(t *testing.T, o node.Options, nats *cluster.NATSOptions) (*httpte
 		t.Cleanup(c.Close)
 		v = cluster.NewViewer(c)
 		so.Cluster, so.Placement, so.Ready = v, cluster.NewPlacer(c), nc.Ready
+	}
+	for _, f := range with {
+		f(&so)
 	}
 	t.Cleanup(n.Close)
 	srv := signal.NewServer(n, so)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -67,7 +66,8 @@ func measureCluster(bin string, n, workers int, rate float64, warmup, window tim
 			"--udp-port", "0", "--relay", fmt.Sprintf("127.0.0.1:%d", ports[i][1]), "--nats-listen", fmt.Sprintf("127.0.0.1:%d", ports[i][2]),
 			"--nats-cluster", fmt.Sprintf("127.0.0.1:%d", ports[i][3]), "--nats-routes", strings.Join(routes, ","),
 			"--relay-fanout", "1", "--workers", strconv.Itoa(workers), "--log-level", "warn",
-			"--api-key", keys.Key, "--api-secret", keys.Secret}
+			"--api-key", keys.Key, "--api-secret", keys.Secret,
+			"--cluster-secret", "bench-cluster-secret-0123456789abcdef"}
 		cmd := exec.Command(bin, args...)
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
@@ -188,7 +188,7 @@ type view struct {
 
 func clusterView(base string) (view, error) {
 	var v view
-	resp, err := http.Get(base + "/cluster?format=json")
+	resp, err := adminGet(base + "/cluster?format=json")
 	if err != nil {
 		return v, err
 	}
@@ -224,7 +224,7 @@ func chain(origin string) (map[string]int, error) {
 
 // forwarded sums the node's forwarded packets (to subscribers and relay sinks).
 func forwarded(base string) uint64 {
-	resp, err := http.Get(base + "/stats")
+	resp, err := adminGet(base + "/stats")
 	if err != nil {
 		return 0
 	}

@@ -239,7 +239,7 @@ func (s labStats) packets() uint64 {
 // connection made on from.
 func getLabStats(from, n *harness.Host) (labStats, error) {
 	var s labStats
-	if err := from.GetJSON("http://"+net.JoinHostPort(n.Addr().String(), "7880")+"/stats", &s); err != nil {
+	if err := from.GetJSONAuth("http://"+net.JoinHostPort(n.Addr().String(), "7880")+"/stats", adminToken(), &s); err != nil {
 		return s, err
 	}
 	for _, w := range s.Workers {

@@ -247,7 +247,7 @@ func measure(bin, mode string, n, workers int, rate float64, warmup, window time
 }
 
 func consumers(base string) int {
-	resp, err := http.Get(base + "/stats")
+	resp, err := adminGet(base + "/stats")
 	if err != nil {
 		return 0
 	}
@@ -257,6 +257,25 @@ func consumers(base string) int {
 	}
 	_ = json.NewDecoder(resp.Body).Decode(&s)
 	return s.Consumers
+}
+
+// adminToken mints a token with the admin grant of the bench's key pair (/stats, /cluster).
+func adminToken() string {
+	tok, err := keys.Mint(auth.Grant{Admin: true}, time.Hour)
+	if err != nil {
+		panic(err) // the key pair is a constant: Mint cannot fail
+	}
+	return tok
+}
+
+// adminGet GETs an admin endpoint of a node.
+func adminGet(url string) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+adminToken())
+	return http.DefaultClient.Do(req)
 }
 
 func waitReady(url string, timeout time.Duration) error {

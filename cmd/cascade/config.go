@@ -63,6 +63,8 @@ type Config struct {
 	Dev               bool          `yaml:"dev"`
 	ClusterSecret     string        `yaml:"cluster-secret"`
 	ClusterSecretPrev string        `yaml:"cluster-secret-previous"`
+	MetricsListen     string        `yaml:"metrics-listen"`
+	JoinDeadline      time.Duration `yaml:"join-deadline"`
 
 	TURNUDPPort        int           `yaml:"turn-udp-port"`
 	TURNTCPPort        int           `yaml:"turn-tcp-port"`
@@ -112,6 +114,7 @@ func defaultConfig() Config {
 		NATSClusterName:   "cascade",
 		HeartbeatInterval: cluster.DefaultHeartbeat,
 		HeartbeatTimeout:  cluster.DefaultTimeout,
+		JoinDeadline:      signal.DefaultJoinDeadline,
 
 		TURNTTL:            turnsrv.DefaultTTL,
 		TURNMaxAllocations: turnsrv.DefaultMaxAllocations,
@@ -166,7 +169,9 @@ func nodeFlags(c *Config, configPath *string) *flag.FlagSet {
 	fs.DurationVar(&c.HeartbeatInterval, "heartbeat-interval", c.HeartbeatInterval, "interval of this node's heartbeats on NATS and keepalives on its relay links")
 	fs.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", c.HeartbeatTimeout, "a peer silent this long on NATS and on its relay link has left: its relay subtrees re-attach elsewhere (at least twice the interval; shorter detects dead nodes sooner, with more false alarms on loaded nodes)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "on SIGTERM, how long sessions may continue while the node drains")
-	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve Go's profiler at /debug/pprof/")
+	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve Go's profiler at /debug/pprof/ (admin token required)")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", c.MetricsListen, "separate listen address (host:port) for /metrics and pprof, which then leave --http (empty: served on --http)")
+	fs.DurationVar(&c.JoinDeadline, "join-deadline", c.JoinDeadline, "a signaling WebSocket that has not joined this long after opening is closed with code 4008 (0: no deadline)")
 	fs.BoolVar(&c.Dev, "dev", c.Dev, "development mode: the development key pair and cluster secret when none is set, and /token mints tokens for the demo page (never in production)")
 	fs.StringVar(&c.ClusterSecret, "cluster-secret", c.ClusterSecret, fmt.Sprintf("secret shared by every node of the cluster: NATS credentials and node keys derive from it (at least %d bytes; empty: random for a node alone, required to join others unless --dev)", cluster.MinSecretLen))
 	fs.StringVar(&c.ClusterSecretPrev, "cluster-secret-previous", c.ClusterSecretPrev, "a second cluster secret still accepted, while the secret rotates")
@@ -363,6 +368,14 @@ func (c Config) Validate() error {
 	if c.DrainTimeout < 0 {
 		return fmt.Errorf("drain-timeout %v: must not be negative", c.DrainTimeout)
 	}
+	if c.MetricsListen != "" {
+		if err := validateListen("metrics-listen", c.MetricsListen); err != nil {
+			return err
+		}
+	}
+	if c.JoinDeadline < 0 {
+		return fmt.Errorf("join-deadline %v: must not be negative (0: no deadline)", c.JoinDeadline)
+	}
 	if err := c.validateTURN(); err != nil {
 		return err
 	}
@@ -474,6 +487,7 @@ type tokenConfig struct {
 	Identity  string
 	Publish   bool
 	Subscribe bool
+	Admin     bool
 	TTL       time.Duration
 	APIKey    string
 	APISecret string
@@ -481,10 +495,11 @@ type tokenConfig struct {
 
 func tokenFlags(t *tokenConfig) *flag.FlagSet {
 	fs := flag.NewFlagSet("cascade token", flag.ContinueOnError)
-	fs.StringVar(&t.Room, "room", t.Room, "room the token admits to (required)")
-	fs.StringVar(&t.Identity, "identity", t.Identity, "participant identity (required)")
+	fs.StringVar(&t.Room, "room", t.Room, "room the token admits to (required, unless --admin)")
+	fs.StringVar(&t.Identity, "identity", t.Identity, "participant identity (required, unless --admin)")
 	fs.BoolVar(&t.Publish, "publish", t.Publish, "grant publishing")
 	fs.BoolVar(&t.Subscribe, "subscribe", t.Subscribe, "grant subscribing")
+	fs.BoolVar(&t.Admin, "admin", t.Admin, "the admin grant: /admin/drain, /cluster, /stats, pprof, and stopping any WHIP/WHEP session")
 	fs.DurationVar(&t.TTL, "ttl", t.TTL, "validity of the token")
 	fs.StringVar(&t.APIKey, "api-key", t.APIKey, "API key (default $"+envName("api-key")+", else the development key)")
 	fs.StringVar(&t.APISecret, "api-secret", t.APISecret, "API secret (default $"+envName("api-secret")+", else the development secret)")
@@ -508,10 +523,12 @@ func loadTokenConfig(args []string, getenv func(string) string) (tokenConfig, er
 		return tokenConfig{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	switch {
-	case t.Room == "":
-		return tokenConfig{}, errors.New("--room is required")
-	case t.Identity == "":
-		return tokenConfig{}, errors.New("--identity is required")
+	case t.Room == "" && !t.Admin:
+		return tokenConfig{}, errors.New("--room is required (unless --admin)")
+	case t.Identity == "" && !t.Admin:
+		return tokenConfig{}, errors.New("--identity is required (unless --admin)")
+	case (t.Room == "") != (t.Identity == ""):
+		return tokenConfig{}, errors.New("--room and --identity go together")
 	case t.TTL <= 0:
 		return tokenConfig{}, fmt.Errorf("ttl %v: must be positive", t.TTL)
 	}
@@ -551,4 +568,12 @@ func advertisedHost(listenHost, publicIP string, loopbackOnly bool, addrs []net.
 		}
 	}
 	return "127.0.0.1"
+}
+
+// joinDeadline is the signal option for --join-deadline: 0 (no deadline) is negative there.
+func (c Config) joinDeadline() time.Duration {
+	if c.JoinDeadline == 0 {
+		return -1
+	}
+	return c.JoinDeadline
 }

@@ -40,6 +40,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		TURNTTL: 12 * time.Hour, TURNMaxAllocations: 16,
 		JoinRate: 50, JoinBurst: 300, MaxRooms: 5000, MaxRoomParticipants: 10000, MaxTracks: 16,
 		ChatRate: 10, ChatBurst: 30, ChatBytes: 64 << 10, DataRate: 100, DataBurst: 200, DataBytes: 256 << 10, NackMaxSeqs: 64,
+		JoinDeadline: 10 * time.Second,
 	}
 	if got != want {
 		t.Errorf("defaults:\n got %+v\nwant %+v", got, want)
@@ -97,6 +98,7 @@ rtx-budget: 10
 		HeartbeatInterval: time.Second, HeartbeatTimeout: 3 * time.Second,
 		TURNTTL: 12 * time.Hour, TURNMaxAllocations: 16,
 		NATSClusterName: "cascade",
+		JoinDeadline:    10 * time.Second,
 	}
 	want = withDefaultLimits(want)
 	if got != want {
@@ -151,6 +153,8 @@ func TestLoadConfigErrors(t *testing.T) {
 		{name: "env duration", env: map[string]string{"CASCADE_KEYFRAME_INTERVAL": "5"}, want: "CASCADE_KEYFRAME_INTERVAL"},
 		{name: "env validated", env: map[string]string{"CASCADE_LOG_LEVEL": "loud"}, want: "log-level"},
 		{name: "unknown flag", args: []string{"--nope"}, want: "nope"},
+		{name: "metrics-listen", args: []string{"--metrics-listen", "9090"}, want: "metrics-listen"},
+		{name: "join-deadline negative", args: []string{"--join-deadline", "-1s"}, want: "join-deadline"},
 		{name: "bad flag value", args: []string{"--workers", "x"}, want: "workers"},
 		{name: "positional argument", args: []string{"extra"}, want: `unexpected argument "extra"`},
 
@@ -306,10 +310,22 @@ func TestLoadTokenConfig(t *testing.T) {
 		{args: []string{"--room", "r", "--identity", "i"}, env: map[string]string{"CASCADE_API_SECRET": "x"}, want: "api-key"},
 		{args: []string{"--room", "r", "--identity", "i", "--api-key", "k", "--api-secret", "short"}, want: "bytes"},
 		{args: []string{"--room", "r", "--identity", "i", "stray"}, want: "stray"},
+		{args: []string{"--admin", "--room", "r"}, want: "go together"},
 	} {
 		if _, err := loadTokenConfig(tt.args, env(tt.env)); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("loadTokenConfig(%q) error %v, want one containing %q", tt.args, err, tt.want)
 		}
+	}
+}
+
+func TestJoinDeadlineOption(t *testing.T) {
+	c := defaultConfig()
+	if c.JoinDeadline != 10*time.Second || c.joinDeadline() != 10*time.Second {
+		t.Errorf("default join deadline %v (option %v), want 10s", c.JoinDeadline, c.joinDeadline())
+	}
+	c.JoinDeadline = 0
+	if c.joinDeadline() >= 0 {
+		t.Errorf("--join-deadline 0 gives option %v, want negative (none)", c.joinDeadline())
 	}
 }
 

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	ossignal "os/signal"
 	"strconv"
@@ -90,13 +89,14 @@ func runToken(args []string, getenv func(string) string, stdout, stderr io.Write
 	t, err := loadTokenConfig(args, getenv)
 	if err != nil {
 		return usageError(err, stderr, tokenFlags(&tokenConfig{TTL: 24 * time.Hour}),
-			"cascade token --room R --identity I [--publish] [--subscribe] [--ttl D] [--api-key K --api-secret S]")
+			"cascade token --room R --identity I [--publish] [--subscribe] [--ttl D] [--api-key K --api-secret S]\n"+
+				"       cascade token --admin [--ttl D] [--api-key K --api-secret S]")
 	}
 	keys, dev := keysOrDev(t.APIKey, t.APISecret)
 	if dev {
 		fmt.Fprintf(stderr, "cascade token: no API key configured, signing with the development key pair (key %q)\n", keys.Key)
 	}
-	tok, err := keys.Mint(auth.Grant{Room: t.Room, Identity: t.Identity, Publish: t.Publish, Subscribe: t.Subscribe}, t.TTL)
+	tok, err := keys.Mint(auth.Grant{Room: t.Room, Identity: t.Identity, Publish: t.Publish, Subscribe: t.Subscribe, Admin: t.Admin}, t.TTL)
 	if err != nil {
 		fmt.Fprintf(stderr, "cascade token: %v\n", err)
 		return exitError
@@ -163,11 +163,22 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if cfg.Dev {
+		logger.Warn("development mode (--dev): GET /token mints a token for anyone who asks; never in production")
+	}
 
 	// Bind first, so that the announced URL carries the real port (--http :0 works).
 	ln, err := net.Listen("tcp", cfg.HTTP)
 	if err != nil {
 		return fmt.Errorf("http listen: %w", err)
+	}
+	var metricsLn net.Listener
+	if cfg.MetricsListen != "" {
+		if metricsLn, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			ln.Close()
+			return fmt.Errorf("metrics listen: %w", err)
+		}
+		defer metricsLn.Close()
 	}
 	listenHost, _, _ := net.SplitHostPort(cfg.HTTP)
 	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
@@ -258,7 +269,7 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 
 	so := signal.Options{
 		Keys:      keys,
-		DevTokens: dev, // the demo page mints its own tokens, only with the development keys
+		DevTokens: cfg.Dev, // the demo page mints its own tokens, only in development mode
 		Web:       web.Handler(),
 		Logger:    logger,
 		Gatherer:  reg,
@@ -267,15 +278,24 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 		Placement: placer,
 		Ready:     nc.Ready,
 		Joins:     cfg.joinLimits(),
+
+		JoinDeadline:    cfg.joinDeadline(),
+		SeparateMetrics: cfg.MetricsListen != "",
 	}
 	if turnSrv != nil {
 		so.ICEServers = turnICEServers(turnSrv, cfg.TURNTTL, logger)
 	}
 	srv := signal.NewServer(n, so)
-	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	serveErr := make(chan error, 1)
+	httpSrv := signal.DefaultHTTPTimeouts().Server(srv.Handler())
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
 	logger.Info("listening", "http", ln.Addr().String(), "url", httpURL)
+	if metricsLn != nil {
+		metricsSrv := signal.DefaultHTTPTimeouts().Server(srv.MetricsHandler())
+		go func() { serveErr <- metricsSrv.Serve(metricsLn) }()
+		defer metricsSrv.Close()
+		logger.Info("metrics listening", "addr", metricsLn.Addr().String())
+	}
 	logger.Info("demo page", "url", demoURL)
 
 	ctx, stop := ossignal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

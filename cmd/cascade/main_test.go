@@ -90,3 +90,18 @@ func TestParseNetworks(t *testing.T) {
 		}
 	}
 }
+
+// TestTokenAdmin: `cascade token --admin` needs no room or identity and mints the admin grant.
+func TestTokenAdmin(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"token", "--admin", "--ttl", "5m"}, env(nil), &stdout, &stderr); code != exitOK {
+		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+	}
+	tok := strings.TrimSpace(stdout.String())
+	if err := auth.DevKeys().VerifyAdmin(tok); err != nil {
+		t.Errorf("admin token: %v", err)
+	}
+	if _, err := auth.DevKeys().Verify(tok); err == nil {
+		t.Errorf("an admin token without a room verified as a join token")
+	}
+}

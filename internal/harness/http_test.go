@@ -19,6 +19,13 @@ func TestGetJSON(t *testing.T) {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ok", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(`{"n": 7}`)) })
+	mux.HandleFunc("/admin", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer tok" {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		_, _ = w.Write([]byte(`{"n": 8}`))
+	})
 	srv := &http.Server{Handler: mux}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(ln) }()
@@ -29,6 +36,13 @@ func TestGetJSON(t *testing.T) {
 		if err := a.GetJSON("http://"+addr+":8080/ok", &v); err != nil || v.N != 7 {
 			t.Fatalf("%s: got %+v (%v), want n 7", addr, v, err)
 		}
+	}
+	var auth struct{ N int }
+	if err := a.GetJSONAuth("http://"+b.Addr().String()+":8080/admin", "tok", &auth); err != nil || auth.N != 8 {
+		t.Fatalf("GetJSONAuth: got %+v (%v), want n 8", auth, err)
+	}
+	if err := a.GetJSON("http://"+b.Addr().String()+":8080/admin", &auth); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("GetJSON without a token: %v, want a 401 error", err)
 	}
 	var v struct{}
 	if err := a.GetJSON("http://"+b.Addr().String()+":8080/missing", &v); err == nil || !strings.Contains(err.Error(), "404") {

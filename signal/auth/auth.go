@@ -1,5 +1,6 @@
 // Package auth mints and verifies Cascade access tokens: HS256 JWTs signed with the node's API
-// secret, whose claims name the room, the identity and the grants (see PROTOCOL.md, "Tokens").
+// secret, whose claims name the room, the identity and the grants, or carry the admin grant
+// (see PROTOCOL.md, "Tokens").
 package auth
 
 import (
@@ -21,6 +22,10 @@ const (
 // machine whose clock is slightly ahead is not refused.
 const ClockSkew = 5 * time.Second
 
+// MaxTokenLen is the longest token accepted, in bytes: a Cascade token is about 300 bytes, and
+// nothing larger is parsed.
+const MaxTokenLen = 4096
+
 // Errors returned by Verify (wrapped, test with errors.Is), and ErrNoKey by Mint and Verify when
 // the Keys are incomplete.
 var (
@@ -28,14 +33,19 @@ var (
 	ErrBadToken = errors.New("bad token")
 	ErrExpired  = errors.New("token expired")
 	ErrNoKey    = errors.New("no API key or secret configured")
+	// ErrNotAdmin: a genuine, valid token without the admin grant, presented to an admin endpoint.
+	ErrNotAdmin = errors.New("the token lacks the admin grant")
 )
 
-// Grant is what a token allows: which identity may join which room, and what it may do there.
+// Grant is what a token allows: which identity may join which room, and what it may do there;
+// Admin allows the node's admin endpoints (drain, /cluster, /stats, pprof, deleting any WHIP or
+// WHEP resource). An admin token needs no room or identity, and cannot join without them.
 type Grant struct {
 	Room      string
 	Identity  string
 	Publish   bool
 	Subscribe bool
+	Admin     bool
 }
 
 // Keys are an API key (the token's issuer) and its secret (the HMAC key).
@@ -53,6 +63,7 @@ type claims struct {
 	Room      string `json:"room"`
 	Publish   bool   `json:"publish"`
 	Subscribe bool   `json:"subscribe"`
+	Admin     bool   `json:"admin,omitempty"`
 }
 
 // Mint returns a signed token for g, valid from now for ttl. A negative ttl mints a token that
@@ -65,8 +76,8 @@ func (k Keys) mint(g Grant, ttl time.Duration, now time.Time) (string, error) {
 	if k.Key == "" || k.Secret == "" {
 		return "", fmt.Errorf("mint token: %w", ErrNoKey)
 	}
-	if g.Room == "" || g.Identity == "" {
-		return "", errors.New("mint token: room and identity must not be empty")
+	if !g.Admin && (g.Room == "" || g.Identity == "") {
+		return "", errors.New("mint token: room and identity must not be empty (unless the token is an admin token)")
 	}
 	if ttl == 0 {
 		return "", errors.New("mint token: ttl must not be zero")
@@ -83,6 +94,7 @@ func (k Keys) mint(g Grant, ttl time.Duration, now time.Time) (string, error) {
 		Room:      g.Room,
 		Publish:   g.Publish,
 		Subscribe: g.Subscribe,
+		Admin:     g.Admin,
 	}
 	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(k.Secret))
 	if err != nil {
@@ -91,35 +103,20 @@ func (k Keys) mint(g Grant, ttl time.Duration, now time.Time) (string, error) {
 	return s, nil
 }
 
-// Verify checks token's signature (HS256 only), issuer (must be k.Key), exp (required) and nbf,
-// and returns its grant. Errors wrap ErrNoToken, ErrBadToken, ErrExpired or ErrNoKey.
+// Verify checks a join token: its signature (HS256 only), issuer (must be k.Key), exp (required)
+// and nbf, and that it names a room and an identity; it returns the grant. Errors wrap
+// ErrNoToken, ErrBadToken, ErrExpired or ErrNoKey.
 func (k Keys) Verify(token string) (Grant, error) {
 	return k.verify(token, time.Now)
 }
 
 func (k Keys) verify(token string, now func() time.Time) (Grant, error) {
-	if token == "" {
-		return Grant{}, ErrNoToken
-	}
-	if k.Key == "" || k.Secret == "" {
-		return Grant{}, fmt.Errorf("verify token: %w", ErrNoKey)
-	}
-	var c claims
-	_, err := jwt.ParseWithClaims(token, &c,
-		func(t *jwt.Token) (any, error) {
-			if _, ok := t.Method.(*jwt.SigningMethodHMAC); !ok {
-				return nil, fmt.Errorf("unexpected signing method %v", t.Header["alg"])
-			}
-			return []byte(k.Secret), nil
-		},
-		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
-		jwt.WithIssuer(k.Key),
-		jwt.WithExpirationRequired(),
-		jwt.WithLeeway(ClockSkew),
-		jwt.WithTimeFunc(now),
-	)
+	c, err := k.parse(token, now, true)
 	if err != nil {
-		return Grant{}, classify(err, c)
+		return Grant{}, err
+	}
+	if c.Room == "" && c.Admin {
+		return Grant{}, fmt.Errorf("%w: an admin token without a room cannot join", ErrBadToken)
 	}
 	if c.Room == "" {
 		return Grant{}, fmt.Errorf("%w: missing room claim", ErrBadToken)
@@ -127,7 +124,77 @@ func (k Keys) verify(token string, now func() time.Time) (Grant, error) {
 	if c.Subject == "" {
 		return Grant{}, fmt.Errorf("%w: missing sub claim", ErrBadToken)
 	}
-	return Grant{Room: c.Room, Identity: c.Subject, Publish: c.Publish, Subscribe: c.Subscribe}, nil
+	return c.grant(), nil
+}
+
+// VerifyAdmin checks a token presented to an admin endpoint: valid as for Verify (room and
+// identity not required) and carrying the admin grant. Errors wrap ErrNoToken, ErrBadToken,
+// ErrExpired, ErrNoKey or, for a valid token without the grant, ErrNotAdmin.
+func (k Keys) VerifyAdmin(token string) error {
+	c, err := k.parse(token, time.Now, true)
+	if err != nil {
+		return err
+	}
+	if !c.Admin {
+		return ErrNotAdmin
+	}
+	return nil
+}
+
+// VerifySignature checks that token was signed by k (HS256, issuer k.Key) and returns its grant,
+// whatever its exp and nbf: it proves who a token was given to, not that it is still valid. For
+// stopping a session the token's holder started (a WHIP publisher outlives its token). Errors
+// wrap ErrNoToken, ErrBadToken or ErrNoKey.
+func (k Keys) VerifySignature(token string) (Grant, error) {
+	c, err := k.parse(token, time.Now, false)
+	if err != nil {
+		return Grant{}, err
+	}
+	return c.grant(), nil
+}
+
+// parse checks token's size, signature, algorithm and issuer, and with validity also its exp
+// (required) and nbf.
+func (k Keys) parse(token string, now func() time.Time, validity bool) (claims, error) {
+	var c claims
+	if token == "" {
+		return c, ErrNoToken
+	}
+	if len(token) > MaxTokenLen {
+		return c, fmt.Errorf("%w: the token is %d bytes, at most %d are accepted", ErrBadToken, len(token), MaxTokenLen)
+	}
+	if k.Key == "" || k.Secret == "" {
+		return c, fmt.Errorf("verify token: %w", ErrNoKey)
+	}
+	opts := []jwt.ParserOption{
+		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+		jwt.WithIssuer(k.Key),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(ClockSkew),
+		jwt.WithTimeFunc(now),
+	}
+	if !validity {
+		// The library validates iss with the times: check it here instead.
+		opts = append(opts, jwt.WithoutClaimsValidation())
+	}
+	_, err := jwt.ParseWithClaims(token, &c,
+		func(t *jwt.Token) (any, error) {
+			if _, ok := t.Method.(*jwt.SigningMethodHMAC); !ok {
+				return nil, fmt.Errorf("unexpected signing method %v", t.Header["alg"])
+			}
+			return []byte(k.Secret), nil
+		}, opts...)
+	if err != nil {
+		return claims{}, classify(err, c)
+	}
+	if !validity && c.Issuer != k.Key {
+		return claims{}, fmt.Errorf("%w: issuer %q is not this cluster's API key", ErrBadToken, c.Issuer)
+	}
+	return c, nil
+}
+
+func (c claims) grant() Grant {
+	return Grant{Room: c.Room, Identity: c.Subject, Publish: c.Publish, Subscribe: c.Subscribe, Admin: c.Admin}
 }
 
 // classify maps a jwt error to ErrExpired when time is the only problem, else to ErrBadToken.

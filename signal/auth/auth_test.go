@@ -94,6 +94,11 @@ func TestVerify(t *testing.T) {
 		{name: "missing room", token: sign(t, jwt.SigningMethodHS256, without("room"), []byte(testKeys.Secret)), wantErr: ErrBadToken},
 		{name: "missing sub", token: sign(t, jwt.SigningMethodHS256, without("sub"), []byte(testKeys.Secret)), wantErr: ErrBadToken},
 		{name: "garbage", token: "not-a-token", wantErr: ErrBadToken},
+		{name: "oversized", token: sign(t, jwt.SigningMethodHS256, jwt.MapClaims{"iss": testKeys.Key, "sub": "alice", "room": "demo",
+			"exp": now.Add(time.Hour).Unix(), "pad": strings.Repeat("x", MaxTokenLen)}, []byte(testKeys.Secret)), wantErr: ErrBadToken},
+		{name: "admin token without room", token: mustMint(t, testKeys, Grant{Admin: true}, time.Hour, now), wantErr: ErrBadToken},
+		{name: "admin token with room", token: mustMint(t, testKeys, Grant{Room: "r", Identity: "op", Admin: true}, time.Hour, now),
+			want: Grant{Room: "r", Identity: "op", Admin: true}},
 		{name: "garbage three parts", token: "a.b.c", wantErr: ErrBadToken},
 		{name: "empty", token: "", wantErr: ErrNoToken},
 		{name: "verifier without key", keys: &Keys{}, token: valid, wantErr: ErrNoKey},
@@ -214,5 +219,97 @@ func TestMintErrors(t *testing.T) {
 func TestDevSecretLength(t *testing.T) {
 	if len(DevSecret) < 32 {
 		t.Errorf("DevSecret is %d bytes, want at least 32", len(DevSecret))
+	}
+}
+
+func TestVerifyAdmin(t *testing.T) {
+	admin, err := testKeys.Mint(Grant{Admin: true}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, err := testKeys.Mint(Grant{Room: "r", Identity: "alice", Publish: true, Subscribe: true}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired, err := testKeys.Mint(Grant{Admin: true}, -time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := Keys{Key: testKeys.Key, Secret: "another-secret-of-32-bytes-long!"}.Mint(Grant{Admin: true}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		token string
+		want  error
+	}{
+		{"admin", admin, nil},
+		{"no token", "", ErrNoToken},
+		{"user token", user, ErrNotAdmin},
+		{"expired admin", expired, ErrExpired},
+		{"other key pair", other, ErrBadToken},
+		{"oversized", admin + strings.Repeat("A", MaxTokenLen), ErrBadToken},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := testKeys.VerifyAdmin(tt.token)
+			if tt.want == nil && err != nil || tt.want != nil && !errors.Is(err, tt.want) {
+				t.Errorf("VerifyAdmin = %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestVerifySignature: genuine tokens are accepted whatever their times; forged ones are not.
+func TestVerifySignature(t *testing.T) {
+	g := Grant{Room: "r", Identity: "alice", Publish: true}
+	now := time.Now()
+	for _, tt := range []struct {
+		name  string
+		token string
+		want  error
+	}{
+		{"valid", mustMint(t, testKeys, g, time.Hour, now), nil},
+		{"expired long ago", mustMint(t, testKeys, g, time.Hour, now.Add(-72*time.Hour)), nil},
+		{"not valid yet", mustMint(t, testKeys, g, time.Hour, now.Add(time.Hour)), nil},
+		{"other secret", mustMint(t, Keys{Key: testKeys.Key, Secret: "another-secret-of-32-bytes-long!"}, g, time.Hour, now), ErrBadToken},
+		{"other issuer", mustMint(t, Keys{Key: "other", Secret: testKeys.Secret}, g, time.Hour, now.Add(-72*time.Hour)), ErrBadToken},
+		{"alg none", sign(t, jwt.SigningMethodNone, jwt.MapClaims{"iss": testKeys.Key, "sub": "alice", "room": "r"}, jwt.UnsafeAllowNoneSignatureType), ErrBadToken},
+		{"empty", "", ErrNoToken},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := testKeys.VerifySignature(tt.token)
+			if tt.want != nil {
+				if !errors.Is(err, tt.want) {
+					t.Errorf("VerifySignature error = %v, want %v", err, tt.want)
+				}
+				return
+			}
+			if err != nil || got != g {
+				t.Errorf("VerifySignature = %+v, %v; want %+v", got, err, g)
+			}
+		})
+	}
+}
+
+func TestMintAdminClaim(t *testing.T) {
+	tok, err := testKeys.Mint(Grant{Admin: true}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(payload, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got["admin"] != true {
+		t.Errorf("admin token claims %v: want \"admin\": true", got)
+	}
+	if _, ok := got["sub"]; ok {
+		t.Errorf("admin token without identity has a sub claim: %v", got)
 	}
 }

@@ -1,5 +1,6 @@
 // The Cascade demo page: join a room with camera and microphone, see and hear the others, chat.
-// Query parameters: ?room=R&identity=I&autojoin=1
+// Query parameters: ?room=R&identity=I&autojoin=1, and &token=T for a node without /token (run
+// without --dev): the token's room and identity are the ones joined.
 import { CascadeClient } from "./cascade.js";
 
 const $ = (id) => document.getElementById(id);
@@ -33,12 +34,23 @@ function identityOf(participantId) {
   return p ? p.identity : participantId;
 }
 
+// showTokenField reveals the token field and the command that mints a token for room and identity.
+function showTokenField(room, identity) {
+  $("token-field").hidden = false;
+  $("token-hint").hidden = false;
+  $("dev-hint").hidden = true;
+  $("token-cmd").textContent = `cascade token --room ${room} --identity ${identity} --publish --subscribe`;
+}
+
 async function fetchToken(room, identity) {
+  const pasted = $("token").value.trim();
+  if (pasted) return pasted;
   const q = new URLSearchParams({ room, identity });
   const res = await fetch(`/token?${q}`, { cache: "no-store" });
   const body = (await res.text()).trim();
   if (res.status === 404) {
-    throw new Error(`${body || "404 page not found"}: this node serves /token only with its development key pair; mint a token with \`cascade token\``);
+    showTokenField(room, identity);
+    throw new Error("this node does not mint tokens (it runs without --dev): paste a token minted with `cascade token`");
   }
   if (!res.ok) throw new Error(body || `token request failed: HTTP ${res.status}`);
   try {
@@ -396,4 +408,8 @@ $("chat-form").addEventListener("submit", async (e) => {
 const params = new URLSearchParams(location.search);
 $("room").value = params.get("room") || $("room").value;
 $("identity").value = params.get("identity") || randomIdentity();
+if (params.get("token")) {
+  $("token").value = params.get("token");
+  $("token-field").hidden = false;
+}
 if (params.get("autojoin") === "1") join($("room").value, $("identity").value).catch(() => {});

@@ -231,14 +231,16 @@ StatefulSet does not restart every node. */}}
 {{- printf "%s\n%s" (toYaml (omit $cfg "nats-routes")) (join "," $ips) | sha256sum }}
 {{- end }}
 
-{{/* The preStop hook's script: drain, then wait for the last participant or the deadline. */}}
+{{/* The preStop hook's script: mint an admin token (`cascade token --admin`, from the pod's API
+key pair), drain, then wait for the last participant or the deadline. */}}
 {{- define "cascade.preStopScript" -}}
 {{- $bb := .Values.drain.busybox -}}
 {{- $base := printf "http://127.0.0.1:%d" (int .Values.node.httpPort) -}}
-{{ $bb }} wget -q -O /dev/null -T 5 --header "Authorization: Bearer ${CASCADE_API_SECRET}" --post-data "" {{ $base }}/admin/drain || true
+tok=$({{ .Values.drain.cascade }} token --admin --ttl {{ add (int .Values.drain.timeoutSeconds) 60 }}s)
+{{ $bb }} wget -q -O /dev/null -T 5 --header "Authorization: Bearer ${tok}" --post-data "" {{ $base }}/admin/drain || true
 end=$(( $({{ $bb }} date +%s) + {{ int .Values.drain.timeoutSeconds }} ))
 while [ "$({{ $bb }} date +%s)" -lt "$end" ]; do
-  stats=$({{ $bb }} wget -q -O - -T 2 {{ $base }}/stats) || exit 0
+  stats=$({{ $bb }} wget -q -O - -T 2 --header "Authorization: Bearer ${tok}" {{ $base }}/stats) || exit 0
   case "$stats" in *'"participants":0,'*|*'"participants":0}'*) exit 0 ;; esac
   {{ $bb }} sleep 1
 done

@@ -167,7 +167,9 @@ func checkNodeWorkload(t *testing.T, r *rendered) {
 	for _, want := range []string{
 		str(r.value("drain.busybox")),
 		fmt.Sprintf("http://127.0.0.1:%d/admin/drain", httpPort),
-		`--header "Authorization: Bearer ${CASCADE_API_SECRET}"`,
+		str(r.value("drain.cascade")) + " token --admin --ttl " + fmt.Sprintf("%ds", timeout+60),
+		`--header "Authorization: Bearer ${tok}" --post-data`,
+		`--header "Authorization: Bearer ${tok}" http://127.0.0.1:`,
 		"--post-data",
 		fmt.Sprintf("+ %d ))", timeout),
 	} {

@@ -2,6 +2,10 @@ package test
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -9,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -16,7 +21,8 @@ import (
 	"time"
 )
 
-// fakeNode answers what the preStop hook asks of a node: POST /admin/drain and GET /stats.
+// fakeNode answers what the preStop hook asks of a node: POST /admin/drain and GET /stats, both
+// with an admin token signed with the API secret.
 type fakeNode struct {
 	secret       string
 	participants atomic.Int64
@@ -33,13 +39,17 @@ func newFakeNode(t *testing.T, secret string, participants int64) *fakeNode {
 		f.mu.Lock()
 		f.drains = append(f.drains, r.Header.Get("Authorization"))
 		f.mu.Unlock()
-		if r.Header.Get("Authorization") != "Bearer "+f.secret {
+		if !adminBearer(r.Header.Get("Authorization"), f.secret) {
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
 		}
 		w.WriteHeader(http.StatusAccepted)
 	})
-	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
+		if !adminBearer(r.Header.Get("Authorization"), f.secret) {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
 		// The shape of the node's /stats (json.Encoder, no spaces).
 		fmt.Fprintf(w, `{"id":"cascade-0","draining":true,"rooms":1,"participants":%d,"producers":0,"consumers":0,"workers":[],"uptime_s":9}`+"\n", f.participants.Load())
 	})
@@ -70,6 +80,8 @@ func runPreStopAt(t *testing.T, httpPort int, secret string, drainSeconds int) t
 		fmt.Sprintf("node.httpPort=%d", httpPort),
 		fmt.Sprintf("drain.timeoutSeconds=%d", drainSeconds),
 		"drain.busybox=" + busyboxShim(t),
+		"drain.cascade=" + cascadeBinary(t),
+		"auth.apiKey=" + preStopKey,
 		"auth.apiSecret=" + secret,
 	}})
 	_, _, tpl := r.workload(t)
@@ -92,9 +104,41 @@ func (f *fakeNode) checkDrained(t *testing.T) {
 	t.Helper()
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if len(f.drains) != 1 || f.drains[0] != "Bearer "+f.secret {
-		t.Errorf("drain requests %q, want one with the API secret", f.drains)
+	if len(f.drains) != 1 || !adminBearer(f.drains[0], f.secret) {
+		t.Errorf("drain requests %q, want one with an admin token", f.drains)
 	}
+}
+
+// preStopKey is the API key of the rendered Secret in the preStop tests.
+const preStopKey = "prestop-key"
+
+// adminBearer tells whether an Authorization header carries a Cascade admin token: an HS256 JWT
+// signed with secret, issued by preStopKey, with "admin": true and an exp in the future. (The
+// chart's test module does not import the product: it checks the token as documented.)
+func adminBearer(header, secret string) bool {
+	tok, ok := strings.CutPrefix(header, "Bearer ")
+	parts := strings.Split(tok, ".")
+	if !ok || len(parts) != 3 || tok == secret {
+		return false
+	}
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte(parts[0] + "." + parts[1]))
+	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	if err != nil || !hmac.Equal(sig, mac.Sum(nil)) {
+		return false
+	}
+	var h struct{ Alg string }
+	var c struct {
+		Iss   string
+		Admin bool
+		Exp   int64
+	}
+	hb, err1 := base64.RawURLEncoding.DecodeString(parts[0])
+	cb, err2 := base64.RawURLEncoding.DecodeString(parts[1])
+	if err1 != nil || err2 != nil || json.Unmarshal(hb, &h) != nil || json.Unmarshal(cb, &c) != nil {
+		return false
+	}
+	return h.Alg == "HS256" && c.Iss == preStopKey && c.Admin && c.Exp > time.Now().Unix()
 }
 
 func TestPreStopDrainsThenWaitsForTheLastParticipant(t *testing.T) {
@@ -144,7 +188,7 @@ func TestPreStopAgainstTheNode(t *testing.T) {
 	const secret = "node-secret-0123456789abcdef"
 	node := exec.Command(bin, "node", "--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "--udp-port", "0", "--tcp-port", "0",
 		"--relay", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0", "--loopback-only", "--workers", "1",
-		"--api-key", "k", "--api-secret", secret, "--drain-timeout", "5s", "--log-level", "warn")
+		"--api-key", preStopKey, "--api-secret", secret, "--drain-timeout", "5s", "--log-level", "warn")
 	node.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "TMPDIR=" + t.TempDir()}
 	var logs safeBuffer
 	node.Stdout, node.Stderr = &logs, &logs

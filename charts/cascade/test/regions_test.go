@@ -32,6 +32,7 @@ func TestTwoRegionNodes(t *testing.T) {
 		name, release, file string
 		gateway, http       int
 		pod                 string
+		admin               string // an admin token for /cluster, from the release's API key pair
 	}
 	regions := []*region{
 		{name: "eu", release: "cascade-eu", file: "examples/two-region-eu.yaml"},
@@ -66,6 +67,13 @@ func TestTwoRegionNodes(t *testing.T) {
 		for k, v := range envs {
 			cmd.Env = append(cmd.Env, k+"="+v)
 		}
+		mintCmd := exec.Command(bin, "token", "--admin", "--ttl", "10m")
+		mintCmd.Env = cmd.Env
+		tok, err := mintCmd.Output()
+		if err != nil {
+			t.Fatalf("cascade token --admin: %v", err)
+		}
+		rg.admin = strings.TrimSpace(string(tok))
 		var logs safeBuffer
 		cmd.Stdout, cmd.Stderr = &logs, &logs
 		if err := cmd.Start(); err != nil {
@@ -95,6 +103,7 @@ func TestTwoRegionNodes(t *testing.T) {
 	sees := func(rg *region) map[string]string {
 		req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/cluster", rg.http), nil)
 		req.Header.Set("Accept", "application/json")
+		req.Header.Set("Authorization", "Bearer "+rg.admin)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return nil
