@@ -130,9 +130,9 @@ func TestExternalNATSReconnect(t *testing.T) {
 // supercluster) see each other.
 func TestNATSGateways(t *testing.T) {
 	_, eu, ceu := member(t, node.Options{ID: "eu1", Region: "eu"}, cluster.NATSOptions{Listen: "127.0.0.1:0", ClusterName: "eu", Gateway: "127.0.0.1:0",
-		GatewayInsecure: true, Secrets: testSecrets})
+		InsecureGW: true, Secrets: testSecrets})
 	_, _, cus := member(t, node.Options{ID: "us1", Region: "us"}, cluster.NATSOptions{Listen: "127.0.0.1:0", ClusterName: "us", Gateway: "127.0.0.1:0",
-		GatewayInsecure: true, Secrets: testSecrets, Gateways: map[string][]string{"eu": {eu.GatewayURL()}}})
+		InsecureGW: true, Secrets: testSecrets, Gateways: map[string][]string{"eu": {eu.GatewayURL()}}})
 	checkFor(t, 10*time.Second, func() error {
 		if len(ceu.Peers()) != 1 || len(cus.Peers()) != 1 {
 			return fmt.Errorf("no heartbeat across the gateway: %v %v", ceu.Peers(), cus.Peers())

@@ -97,7 +97,7 @@ func (a secretAuth) accepts(password string) bool {
 }
 
 // configureAuth locks the embedded server's ports: clients, routes and gateways need the
-// credentials derived from the secrets; gateways need TLS unless o.GatewayInsecure, routes
+// credentials derived from the secrets; gateways need TLS unless o.InsecureGW, routes
 // use it with o.RouteTLS.
 func configureAuth(so *server.Options, o NATSOptions) error {
 	so.CustomClientAuthentication = newSecretAuth(o.Secrets, natsClientLabel)
@@ -127,7 +127,7 @@ func configureAuth(so *server.Options, o NATSOptions) error {
 		return fmt.Errorf("%w: nats route TLS without a route listener (--nats-cluster)", ErrBadNATSOptions)
 	}
 	if so.Gateway.Port != 0 {
-		if tlsConf == nil && !o.GatewayInsecure {
+		if tlsConf == nil && !o.InsecureGW {
 			return fmt.Errorf("%w: nats gateways cross regions and need TLS: set a certificate, key and CA (--nats-tls-cert, --nats-tls-key, --nats-tls-ca), or --nats-gateway-insecure for tests and labs", ErrBadNATSOptions)
 		}
 		if err := configureGatewayAuth(so, o, tlsConf); err != nil {

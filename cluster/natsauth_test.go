@@ -217,7 +217,7 @@ func TestNATSGatewayNeedsTLS(t *testing.T) {
 		t.Fatalf("route TLS without a certificate: %v", err)
 	}
 	insecure := base
-	insecure.GatewayInsecure = true
+	insecure.InsecureGW = true
 	ns, err := cluster.StartNATS(insecure)
 	if err != nil {
 		t.Fatalf("an explicitly insecure gateway: %v", err)

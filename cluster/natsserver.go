@@ -56,9 +56,9 @@ type NATSOptions struct {
 	TLSCert, TLSKey, TLSCA string
 	// RouteTLS turns TLS on for the routes too.
 	RouteTLS bool
-	// GatewayInsecure lets gateways run without TLS (tests and labs); otherwise a gateway
+	// InsecureGW lets gateways run without TLS (tests and labs); otherwise a gateway
 	// without a certificate is refused.
-	GatewayInsecure bool
+	InsecureGW bool
 	// StoreDir is the JetStream directory of the embedded server; empty means a temp dir.
 	StoreDir string
 	// Logger receives connection events.

@@ -178,6 +178,8 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 	}
 
 	gateways, _ := cfg.gateways() // validated by loadConfig
+	// Validated by loadConfig; resolved once: a node alone draws a random secret.
+	secrets, _ := cfg.clusterSecrets()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -223,6 +225,12 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 		Gateway:     cfg.NATSGateway,
 		Gateways:    gateways,
 		Creds:       cfg.NATSCreds,
+		Secrets:     secrets,
+		TLSCert:     cfg.NATSTLSCert,
+		TLSKey:      cfg.NATSTLSKey,
+		TLSCA:       cfg.NATSTLSCA,
+		RouteTLS:    cfg.NATSRouteTLS,
+		InsecureGW:  cfg.NATSGWInsecure,
 		Logger:      logger,
 	})
 	if err != nil {
