@@ -165,20 +165,36 @@ func loadNATSTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
 	return c, nil
 }
 
-// configureGatewayAuth sets the gateway's TLS (tlsConf, nil when insecure) and credentials:
-// the gateway password derived from the current secret, presented to every remote gateway.
+// configureGatewayAuth sets the gateway's TLS and credentials. With TLS (tlsConf) a gateway
+// authenticates with a client certificate whose key derives from a cluster secret: the
+// accepting side lists the keys of every secret it accepts (as acceptable CAs) and checks the
+// presented one is among them; the connecting side presents the one listed. NATS gateways
+// check a single password, which could not accept two secrets during a rotation; certificates
+// can. Without TLS (InsecureGW) the password derived from the current secret is the check.
 func configureGatewayAuth(so *server.Options, o NATSOptions, tlsConf *tls.Config) error {
-	user, pass := NATSUser, credential(o.Secrets.Derive(natsGatewayLabel)[0])
-	so.Gateway.Username, so.Gateway.Password = user, pass
-	for _, rg := range so.Gateway.Gateways {
-		for i, u := range rg.URLs {
-			rg.URLs[i] = withUser(*u, user, pass)
+	if tlsConf == nil {
+		user, pass := NATSUser, credential(o.Secrets.Derive(natsGatewayLabel)[0])
+		so.Gateway.Username, so.Gateway.Password = user, pass
+		for _, rg := range so.Gateway.Gateways {
+			for i, u := range rg.URLs {
+				rg.URLs[i] = withUser(*u, user, pass)
+			}
 		}
+		return nil
 	}
-	if tlsConf != nil {
-		so.Gateway.TLSConfig = tlsConf.Clone()
-		so.Gateway.TLSTimeout = natsTLSTimeout
+	ids, err := gatewayIdentities(o.Secrets)
+	if err != nil {
+		return err
 	}
+	c := tlsConf.Clone()
+	c.GetClientCertificate = ids.clientCertificate
+	accept := c.Clone() // the accepting side: asks for, and checks, a derived certificate
+	accept.ClientAuth = tls.RequireAnyClientCert
+	accept.ClientCAs = ids.pool
+	accept.VerifyPeerCertificate = ids.verify
+	c.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) { return accept, nil }
+	so.Gateway.TLSConfig = c
+	so.Gateway.TLSTimeout = natsTLSTimeout
 	return nil
 }
 

@@ -1,9 +1,14 @@
 package cluster_test
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"net/url"
 	"strings"
@@ -248,14 +253,66 @@ func TestNATSGatewayTLS(t *testing.T) {
 		return n
 	}
 	before := inbound()
+	if before == 0 {
+		t.Fatal("the us gateway is not counted as inbound: the count below would prove nothing")
+	}
 	target, _ := url.Parse(eu.GatewayURL())
-	for _, user := range []*url.Userinfo{nil, url.UserPassword(cluster.NATSUser, "guess"), url.UserPassword(cluster.NATSRouteCredentials(testSecrets))} {
+	// Rogues: no client certificate (with no, a guessed or a route password), and a
+	// certificate of their own, whatever the CA it might chain to.
+	own := selfSigned(t)
+	for i, user := range []*url.Userinfo{nil, url.UserPassword(cluster.NATSUser, "guess"), url.UserPassword(cluster.NATSRouteCredentials(testSecrets)), nil} {
 		u := *target
 		u.User = user
+		conf := &tls.Config{InsecureSkipVerify: true}
+		if i == 3 {
+			conf.Certificates = []tls.Certificate{own}
+		}
 		s := startNATS(t, &server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true, Gateway: server.GatewayOpts{
-			Name: "rogue", Host: "127.0.0.1", Port: -1, TLSConfig: &tls.Config{InsecureSkipVerify: true}, TLSTimeout: 2,
+			Name: fmt.Sprintf("rogue%d", i), Host: "127.0.0.1", Port: -1, TLSConfig: conf, TLSTimeout: 2,
 			Gateways: []*server.RemoteGatewayOpts{{Name: "eu", URLs: []*url.URL{&u}}}}})
 		t.Cleanup(s.Shutdown)
 	}
+	// A Cascade node of another cluster (another secret), with a certificate the CA signed.
+	other := tlsOpts("rogue", map[string][]string{"eu": {eu.GatewayURL()}})
+	other.Secrets, other.StoreDir = rogueSecrets, t.TempDir()
+	rogue, err := cluster.StartNATS(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rogue.Close()
 	quietFor(t, 2*time.Second, "a rogue gateway connected", func() bool { return inbound() > before })
+}
+
+// TestNATSGatewayRotation: over TLS, gateways authenticate with certificates derived from the
+// secrets, so regions rotate without a split: [new, old] and [old] link, and so do [new] and
+// [new, old].
+func TestNATSGatewayRotation(t *testing.T) {
+	f := gatewayTLS(t)
+	region := func(id, name string, secrets cluster.Secrets, gws map[string][]string) (*cluster.NATS, *cluster.Cluster) {
+		_, ns, c := member(t, node.Options{ID: id, Region: name}, cluster.NATSOptions{Listen: "127.0.0.1:0", ClusterName: name, Gateway: "127.0.0.1:0",
+			Gateways: gws, Secrets: secrets, TLSCert: f.Cert, TLSKey: f.Key, TLSCA: f.CA})
+		return ns, c
+	}
+	eu, ceu := region("eu1", "eu", cluster.Secrets{newSecret, oldSecret}, nil)
+	_, cus := region("us1", "us", cluster.Secrets{oldSecret}, map[string][]string{"eu": {eu.GatewayURL()}})
+	seeEachOther(t, ceu, cus)
+	ap, cap := region("ap1", "ap", cluster.Secrets{newSecret, oldSecret}, nil)
+	_, csa := region("sa1", "sa", cluster.Secrets{newSecret}, map[string][]string{"ap": {ap.GatewayURL()}})
+	seeEachOther(t, cap, csa)
+}
+
+// selfSigned is a throwaway Ed25519 client certificate.
+func selfSigned(t *testing.T) tls.Certificate {
+	t.Helper()
+	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "cascade gateway rogue"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
