@@ -158,9 +158,9 @@ func TestNATSRoutesRotation(t *testing.T) {
 	})
 }
 
-// TestNATSRogueRoute: a nats-server routing in with no credentials or a wrong secret's gets no
-// route (and hears no heartbeat); one with the cluster's route credential gets one (the
-// positive control).
+// TestNATSRogueRoute: a nats-server routing in with no credentials, a wrong secret's or a
+// client credential gets no route and hears no heartbeat; one with the cluster's route
+// credential does (the positive control).
 func TestNATSRogueRoute(t *testing.T) {
 	ns, _ := routed(t, "n1", testSecrets)
 	target, err := url.Parse(ns.RouteURL())
@@ -175,26 +175,58 @@ func TestNATSRogueRoute(t *testing.T) {
 		t.Cleanup(s.Shutdown)
 		return s
 	}
-	good := rogue(url.UserPassword(cluster.NATSRouteCredentials(testSecrets)))
-	checkFor(t, 5*time.Second, func() error {
-		if good.NumRoutes() == 0 {
-			return fmt.Errorf("the cluster's route credential got no route")
+	hears := func(s *server.Server) *nats.Subscription {
+		nc, err := nats.Connect(s.ClientURL())
+		if err != nil {
+			t.Fatal(err)
 		}
-		return nil
-	})
+		t.Cleanup(nc.Close)
+		sub, err := nc.SubscribeSync(cluster.SubjectHeartbeat + ".>")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sub
+	}
+	good := rogue(url.UserPassword(cluster.NATSRouteCredentials(testSecrets)))
+	if _, err := hears(good).NextMsg(5 * time.Second); err != nil {
+		t.Fatalf("the cluster's route credential: no heartbeat through the route: %v", err)
+	}
 	bad := []*server.Server{
 		rogue(nil),
 		rogue(url.UserPassword(cluster.NATSRouteCredentials(rogueSecrets))),
 		rogue(url.UserPassword(cluster.NATSClientCredentials(testSecrets))),
 	}
-	before := ns.EmbeddedServer().NumRoutes()
-	quietFor(t, 2*time.Second, "a rogue server got a route", func() bool {
-		for _, s := range bad {
-			if s.NumRoutes() > 0 {
+	var subs []*nats.Subscription
+	for _, s := range bad {
+		subs = append(subs, hears(s))
+	}
+	// n1's routes are pooled (several per peer): look for the rogues' server ids among them.
+	routedIn := func(s *server.Server) bool {
+		z, err := ns.EmbeddedServer().Routez(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range z.Routes {
+			if r.RemoteID == s.ID() {
 				return true
 			}
 		}
-		return ns.EmbeddedServer().NumRoutes() > before
+		return false
+	}
+	if !routedIn(good) {
+		t.Fatal("the good route is not listed: the check below would prove nothing")
+	}
+	quietFor(t, 2*time.Second, "a rogue server got a route", func() bool {
+		for i, s := range bad {
+			if routedIn(s) {
+				return true
+			}
+			if msgs, _, _ := subs[i].Pending(); msgs > 0 {
+				t.Logf("rogue %d heard a heartbeat", i)
+				return true
+			}
+		}
+		return false
 	})
 }
 
