@@ -122,9 +122,6 @@ replicas, or autoscaling.maxReplicas when autoscaling. */}}
 {{- if and (include "cascade.externalNATS" .) .Values.nats.gateway.enabled }}
 {{- fail "nats.gateway is for the embedded NATS servers: with an external NATS, configure gateways on that NATS" }}
 {{- end }}
-{{- if and .Values.nats.gateway.enabled (not .Values.nats.tls.secretName) (not .Values.nats.gateway.insecure) }}
-{{- fail "nats.gateway.enabled needs TLS: gateways cross regions. Set nats.tls.secretName (a Secret with tls.crt, tls.key and ca.crt), or nats.gateway.insecure: true for a lab" }}
-{{- end }}
 {{- if and .Values.nats.tls.routes (not .Values.nats.tls.secretName) }}
 {{- fail "nats.tls.routes needs nats.tls.secretName (the certificate the routes present)" }}
 {{- end }}
@@ -133,6 +130,9 @@ replicas, or autoscaling.maxReplicas when autoscaling. */}}
 {{- end }}
 {{- if and .Values.nats.gateway.enabled (not .Values.nats.gateway.remotes) }}
 {{- fail "nats.gateway.enabled needs nats.gateway.remotes (the other regions' gateways)" }}
+{{- end }}
+{{- if and .Values.nats.gateway.enabled (not .Values.nats.tls.secretName) (not .Values.nats.gateway.insecure) }}
+{{- fail "nats.gateway.enabled needs TLS: gateways cross regions. Set nats.tls.secretName (a Secret with tls.crt, tls.key and ca.crt), or nats.gateway.insecure: true for a lab" }}
 {{- end }}
 {{- if and .Values.autoscaling.enabled (eq $kind "DaemonSet") }}
 {{- fail "autoscaling is for a StatefulSet or Deployment, not a DaemonSet" }}

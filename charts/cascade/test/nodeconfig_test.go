@@ -176,7 +176,14 @@ func (r *rendered) podFS(t *testing.T, spec *corev1.PodSpec, c *corev1.Container
 		}
 		return p
 	}
-	// Paths inside the config files point into the container too.
+	// Paths inside the config files point into the container too: one pass over all mounts
+	// (longest first), so a path already mapped (under the temporary root in /tmp) is not
+	// mapped again by the /tmp mount.
+	var alts []string
+	for _, mm := range mounts {
+		alts = append(alts, regexp.QuoteMeta(mm))
+	}
+	mountRef := regexp.MustCompile(`(` + strings.Join(alts, "|") + `)(/|\b)`)
 	for _, m := range mounts {
 		entries, _ := os.ReadDir(local[m])
 		for _, e := range entries {
@@ -185,10 +192,10 @@ func (r *rendered) podFS(t *testing.T, spec *corev1.PodSpec, c *corev1.Container
 			if err != nil || !strings.HasSuffix(e.Name(), ".yaml") {
 				continue
 			}
-			s := string(b)
-			for _, mm := range mounts {
-				s = regexp.MustCompile(regexp.QuoteMeta(mm)+`(/|\b)`).ReplaceAllString(s, local[mm]+"$1")
-			}
+			s := mountRef.ReplaceAllStringFunc(string(b), func(ref string) string {
+				sub := mountRef.FindStringSubmatch(ref)
+				return local[sub[1]] + sub[2]
+			})
 			if err := os.WriteFile(f, []byte(s), 0o600); err != nil {
 				t.Fatal(err)
 			}
