@@ -348,3 +348,32 @@ func selfSigned(t *testing.T) tls.Certificate {
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
+
+// TestNATSRouteTLS: with RouteTLS the routes run over TLS (verified against the CA) and still
+// need the route credential.
+func TestNATSRouteTLS(t *testing.T) {
+	f := gatewayTLS(t)
+	tlsRouted := func(id string, secrets cluster.Secrets, routes ...string) (*cluster.NATS, *cluster.Cluster) {
+		_, ns, c := member(t, node.Options{ID: id}, cluster.NATSOptions{Listen: "127.0.0.1:0", Cluster: "127.0.0.1:0", Routes: routes, Secrets: secrets,
+			RouteTLS: true, TLSCert: f.Cert, TLSKey: f.Key, TLSCA: f.CA})
+		return ns, c
+	}
+	a, ca := tlsRouted("a", testSecrets)
+	_, cb := tlsRouted("b", testSecrets, a.RouteURL())
+	seeEachOther(t, ca, cb)
+	// A plain-text rogue with the right credential cannot route in: TLS is required.
+	u, _ := url.Parse(a.RouteURL())
+	u.User = url.UserPassword(cluster.NATSRouteCredentials(testSecrets))
+	rogue := startNATS(t, &server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
+		Cluster: server.ClusterOpts{Name: "cascade", Host: "127.0.0.1", Port: -1}, Routes: []*url.URL{u}})
+	defer rogue.Shutdown()
+	quietFor(t, 2*time.Second, "a plain-text route joined a TLS cluster", func() bool {
+		z, _ := a.EmbeddedServer().Routez(nil)
+		for _, r := range z.Routes {
+			if r.RemoteID == rogue.ID() {
+				return true
+			}
+		}
+		return false
+	})
+}
