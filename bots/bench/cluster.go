@@ -37,9 +37,6 @@ type clusterNode struct {
 // origin -> hop 1 -> hop 2; the publisher joins the origin and n subscribers spread over the
 // three nodes. Per node: CPU per forwarded packet (relay sinks included) and the subscribers'
 // latency; the hop differences are the latency a relay hop adds, under the same load.
-// benchClusterSecret is the cluster secret shared by the three nodes of measureCluster.
-const benchClusterSecret = "bench-cluster-secret-0123456789abcdef0123"
-
 func measureCluster(bin string, n, workers int, rate float64, warmup, window time.Duration) ([]hopResult, error) {
 	var nodes []*clusterNode
 	defer func() {
@@ -70,7 +67,7 @@ func measureCluster(bin string, n, workers int, rate float64, warmup, window tim
 			"--udp-port", "0", "--relay", fmt.Sprintf("127.0.0.1:%d", ports[i][1]), "--nats-listen", fmt.Sprintf("127.0.0.1:%d", ports[i][2]),
 			"--nats-cluster", fmt.Sprintf("127.0.0.1:%d", ports[i][3]), "--nats-routes", strings.Join(routes, ","),
 			"--relay-fanout", "1", "--workers", strconv.Itoa(workers), "--log-level", "warn",
-			"--api-key", keys.Key, "--api-secret", keys.Secret, "--cluster-secret", benchClusterSecret}
+			"--api-key", keys.Key, "--api-secret", keys.Secret}
 		cmd := exec.Command(bin, args...)
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
