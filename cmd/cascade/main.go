@@ -159,6 +159,13 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 		logger.Warn("no API key configured: using the development key pair, anyone can mint tokens",
 			"api_key", keys.Key)
 	}
+	secrets, err := cfg.clusterSecrets() // once: a node alone draws its random secret here
+	if err != nil {
+		return err
+	}
+	if cfg.Dev {
+		logger.Warn("development mode (--dev): GET /token mints a token for anyone who asks; never in production")
+	}
 
 	// Bind first, so that the announced URL carries the real port (--http :0 works).
 	ln, err := net.Listen("tcp", cfg.HTTP)
@@ -178,8 +185,6 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 	}
 
 	gateways, _ := cfg.gateways() // validated by loadConfig
-	// Validated by loadConfig; resolved once: a node alone draws a random secret.
-	secrets, _ := cfg.clusterSecrets()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
