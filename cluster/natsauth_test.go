@@ -24,7 +24,7 @@ import (
 
 // Secrets of the tests: one cluster, a rotation from old to new, and an outsider.
 var (
-	testSecrets  = cluster.Secrets{"test-cluster-secret-0123456789-abcdef"}
+	natsSecrets  = cluster.Secrets{"test-cluster-secret-0123456789-abcdef"}
 	oldSecret    = "old-cluster-secret-0123456789-abcdefgh"
 	newSecret    = "new-cluster-secret-0123456789-abcdefgh"
 	rogueSecrets = cluster.Secrets{"rogue-cluster-secret-0123456789-abcdef"}
@@ -49,13 +49,13 @@ func isAuthError(err error) bool {
 // credentials, with a wrong secret's, and with a route credential; it admits the cluster's
 // client credential. The node itself talks to its server in-process, with the port locked.
 func TestNATSClientPortLocked(t *testing.T) {
-	_, ns, c := member(t, node.Options{ID: "n1"}, cluster.NATSOptions{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), Secrets: testSecrets})
+	_, ns, c := member(t, node.Options{ID: "n1"}, cluster.NATSOptions{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), Secrets: natsSecrets})
 	refused := map[string][]nats.Option{
 		"no credentials":   nil,
 		"wrong secret":     {nats.UserInfo(cluster.NATSClientCredentials(rogueSecrets))},
-		"route credential": {nats.UserInfo(cluster.NATSRouteCredentials(testSecrets))},
-		"wrong user":       {nats.UserInfo("admin", strings.SplitN(passwordOf(cluster.NATSClientCredentials(testSecrets)), ",", 2)[0])},
-		"too many":         {nats.UserInfo(cluster.NATSUser, strings.Repeat(passwordOf(cluster.NATSClientCredentials(testSecrets))+",", 5))},
+		"route credential": {nats.UserInfo(cluster.NATSRouteCredentials(natsSecrets))},
+		"wrong user":       {nats.UserInfo("admin", strings.SplitN(passwordOf(cluster.NATSClientCredentials(natsSecrets)), ",", 2)[0])},
+		"too many":         {nats.UserInfo(cluster.NATSUser, strings.Repeat(passwordOf(cluster.NATSClientCredentials(natsSecrets))+",", 5))},
 	}
 	for name, opts := range refused {
 		nc, err := nats.Connect(ns.ClientURL(), append(opts, nats.Timeout(2*time.Second))...)
@@ -67,7 +67,7 @@ func TestNATSClientPortLocked(t *testing.T) {
 			t.Fatalf("%s: refused, but not for authorization: %v", name, err)
 		}
 	}
-	nc, err := nats.Connect(ns.ClientURL(), nats.UserInfo(cluster.NATSClientCredentials(testSecrets)))
+	nc, err := nats.Connect(ns.ClientURL(), nats.UserInfo(cluster.NATSClientCredentials(natsSecrets)))
 	if err != nil {
 		t.Fatalf("the cluster's credential refused: %v", err)
 	}
@@ -97,8 +97,8 @@ func passwordOf(_, password string) string { return password }
 // TestNATSNodeJoinsWithCredential: a node joining another's embedded server with a URL (and no
 // credentials file) presents the derived client credential; with the wrong secret it is refused.
 func TestNATSNodeJoinsWithCredential(t *testing.T) {
-	_, ns1, c1 := member(t, node.Options{ID: "n1"}, cluster.NATSOptions{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), Secrets: testSecrets})
-	_, _, c2 := member(t, node.Options{ID: "n2"}, cluster.NATSOptions{URL: ns1.ClientURL(), Secrets: testSecrets})
+	_, ns1, c1 := member(t, node.Options{ID: "n1"}, cluster.NATSOptions{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), Secrets: natsSecrets})
+	_, _, c2 := member(t, node.Options{ID: "n2"}, cluster.NATSOptions{URL: ns1.ClientURL(), Secrets: natsSecrets})
 	checkFor(t, 5*time.Second, func() error {
 		if len(c1.Peers()) != 1 || len(c2.Peers()) != 1 {
 			return fmt.Errorf("peers %v %v", c1.Peers(), c2.Peers())
@@ -162,7 +162,7 @@ func TestNATSRoutesRotation(t *testing.T) {
 // client credential gets no route and hears no heartbeat; one with the cluster's route
 // credential does (the positive control).
 func TestNATSRogueRoute(t *testing.T) {
-	ns, _ := routed(t, "n1", testSecrets)
+	ns, _ := routed(t, "n1", natsSecrets)
 	target, err := url.Parse(ns.RouteURL())
 	if err != nil {
 		t.Fatal(err)
@@ -187,14 +187,14 @@ func TestNATSRogueRoute(t *testing.T) {
 		}
 		return sub
 	}
-	good := rogue(url.UserPassword(cluster.NATSRouteCredentials(testSecrets)))
+	good := rogue(url.UserPassword(cluster.NATSRouteCredentials(natsSecrets)))
 	if _, err := hears(good).NextMsg(5 * time.Second); err != nil {
 		t.Fatalf("the cluster's route credential: no heartbeat through the route: %v", err)
 	}
 	bad := []*server.Server{
 		rogue(nil),
 		rogue(url.UserPassword(cluster.NATSRouteCredentials(rogueSecrets))),
-		rogue(url.UserPassword(cluster.NATSClientCredentials(testSecrets))),
+		rogue(url.UserPassword(cluster.NATSClientCredentials(natsSecrets))),
 	}
 	var subs []*nats.Subscription
 	for _, s := range bad {
@@ -238,7 +238,7 @@ func gatewayTLS(t *testing.T) testca.Files {
 // TestNATSGatewayNeedsTLS: a gateway without TLS is refused unless explicitly insecure; route
 // TLS and half a key pair are refused too.
 func TestNATSGatewayNeedsTLS(t *testing.T) {
-	base := cluster.NATSOptions{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), Secrets: testSecrets, ClusterName: "eu", Gateway: "127.0.0.1:0"}
+	base := cluster.NATSOptions{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), Secrets: natsSecrets, ClusterName: "eu", Gateway: "127.0.0.1:0"}
 	_, err := cluster.StartNATS(base)
 	if !errors.Is(err, cluster.ErrBadNATSOptions) || !strings.Contains(err.Error(), "TLS") || !strings.Contains(err.Error(), "--nats-gateway-insecure") {
 		t.Fatalf("a gateway without TLS: %v", err)
@@ -249,7 +249,7 @@ func TestNATSGatewayNeedsTLS(t *testing.T) {
 	if _, err := cluster.StartNATS(half); !errors.Is(err, cluster.ErrBadNATSOptions) {
 		t.Fatalf("a certificate without its key: %v", err)
 	}
-	rt := cluster.NATSOptions{Listen: "127.0.0.1:0", Secrets: testSecrets, Cluster: "127.0.0.1:0", RouteTLS: true}
+	rt := cluster.NATSOptions{Listen: "127.0.0.1:0", Secrets: natsSecrets, Cluster: "127.0.0.1:0", RouteTLS: true}
 	if _, err := cluster.StartNATS(rt); !errors.Is(err, cluster.ErrBadNATSOptions) {
 		t.Fatalf("route TLS without a certificate: %v", err)
 	}
@@ -267,7 +267,7 @@ func TestNATSGatewayNeedsTLS(t *testing.T) {
 func TestNATSGatewayTLS(t *testing.T) {
 	f := gatewayTLS(t)
 	tlsOpts := func(name string, gws map[string][]string) cluster.NATSOptions {
-		return cluster.NATSOptions{Listen: "127.0.0.1:0", ClusterName: name, Gateway: "127.0.0.1:0", Gateways: gws, Secrets: testSecrets,
+		return cluster.NATSOptions{Listen: "127.0.0.1:0", ClusterName: name, Gateway: "127.0.0.1:0", Gateways: gws, Secrets: natsSecrets,
 			TLSCert: f.Cert, TLSKey: f.Key, TLSCA: f.CA}
 	}
 	_, eu, ceu := member(t, node.Options{ID: "eu1", Region: "eu"}, tlsOpts("eu", nil))
@@ -292,7 +292,7 @@ func TestNATSGatewayTLS(t *testing.T) {
 	// Rogues: no client certificate (with no, a guessed or a route password), and a
 	// certificate of their own, whatever the CA it might chain to.
 	own := selfSigned(t)
-	for i, user := range []*url.Userinfo{nil, url.UserPassword(cluster.NATSUser, "guess"), url.UserPassword(cluster.NATSRouteCredentials(testSecrets)), nil} {
+	for i, user := range []*url.Userinfo{nil, url.UserPassword(cluster.NATSUser, "guess"), url.UserPassword(cluster.NATSRouteCredentials(natsSecrets)), nil} {
 		u := *target
 		u.User = user
 		conf := &tls.Config{InsecureSkipVerify: true}
@@ -358,12 +358,12 @@ func TestNATSRouteTLS(t *testing.T) {
 			RouteTLS: true, TLSCert: f.Cert, TLSKey: f.Key, TLSCA: f.CA})
 		return ns, c
 	}
-	a, ca := tlsRouted("a", testSecrets)
-	_, cb := tlsRouted("b", testSecrets, a.RouteURL())
+	a, ca := tlsRouted("a", natsSecrets)
+	_, cb := tlsRouted("b", natsSecrets, a.RouteURL())
 	seeEachOther(t, ca, cb)
 	// A plain-text rogue with the right credential cannot route in: TLS is required.
 	u, _ := url.Parse(a.RouteURL())
-	u.User = url.UserPassword(cluster.NATSRouteCredentials(testSecrets))
+	u.User = url.UserPassword(cluster.NATSRouteCredentials(natsSecrets))
 	rogue := startNATS(t, &server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
 		Cluster: server.ClusterOpts{Name: "cascade", Host: "127.0.0.1", Port: -1}, Routes: []*url.URL{u}})
 	defer rogue.Shutdown()
