@@ -43,6 +43,10 @@ type clusterOptions struct {
 
 const faultPort = 7880 // every node's HTTP port (each host has its own ports)
 
+// faultClusterSecret is the cluster secret of every node of a fault lab: their embedded NATS
+// servers admit each other only with credentials derived from it.
+const faultClusterSecret = "fault-lab-cluster-secret-0123456789abcdef"
+
 func startFaultCluster(t *testing.T) *faultCluster {
 	return startFaultClusterWith(t, clusterOptions{})
 }
@@ -66,7 +70,7 @@ func startFaultClusterWith(t *testing.T, o clusterOptions) *faultCluster {
 	for _, h := range c.hosts {
 		args := []string{"node", "--node-id", h.Name(), "--http", fmt.Sprintf(":%d", faultPort), "--udp-port", "7882",
 			"--relay", ":7881", "--public-ip", h.Addr().String(), "--workers", "1", "--api-key", keys.Key,
-			"--api-secret", keys.Secret, "--log-level", "warn"}
+			"--api-secret", keys.Secret, "--log-level", "warn", "--cluster-secret", faultClusterSecret}
 		if o.embedded {
 			var routes []string
 			for _, other := range c.hosts {

@@ -52,8 +52,8 @@ func member(t *testing.T, o node.Options, no cluster.NATSOptions) (*node.Node, *
 // TestEmbeddedNATSAndHeartbeat: with no NATS URL the node starts its own server (JetStream on)
 // and announces itself on it, in an envelope carrying its incarnation.
 func TestEmbeddedNATSAndHeartbeat(t *testing.T) {
-	_, ns, c := member(t, node.Options{ID: "n1", Region: "eu"}, cluster.NATSOptions{Listen: "127.0.0.1:0", StoreDir: t.TempDir()})
-	nc, err := nats.Connect(ns.ClientURL())
+	_, ns, c := member(t, node.Options{ID: "n1", Region: "eu"}, cluster.NATSOptions{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), Secrets: natsSecrets})
+	nc, err := nats.Connect(ns.ClientURL(), nats.UserInfo(cluster.NATSClientCredentials(natsSecrets)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,9 +129,10 @@ func TestExternalNATSReconnect(t *testing.T) {
 // TestNATSGateways: two nodes whose embedded servers are linked by a gateway (two regions of a
 // supercluster) see each other.
 func TestNATSGateways(t *testing.T) {
-	_, eu, ceu := member(t, node.Options{ID: "eu1", Region: "eu"}, cluster.NATSOptions{Listen: "127.0.0.1:0", ClusterName: "eu", Gateway: "127.0.0.1:0"})
+	_, eu, ceu := member(t, node.Options{ID: "eu1", Region: "eu"}, cluster.NATSOptions{Listen: "127.0.0.1:0", ClusterName: "eu", Gateway: "127.0.0.1:0",
+		InsecureGW: true, Secrets: natsSecrets})
 	_, _, cus := member(t, node.Options{ID: "us1", Region: "us"}, cluster.NATSOptions{Listen: "127.0.0.1:0", ClusterName: "us", Gateway: "127.0.0.1:0",
-		Gateways: map[string][]string{"eu": {eu.GatewayURL()}}})
+		InsecureGW: true, Secrets: natsSecrets, Gateways: map[string][]string{"eu": {eu.GatewayURL()}}})
 	checkFor(t, 10*time.Second, func() error {
 		if len(ceu.Peers()) != 1 || len(cus.Peers()) != 1 {
 			return fmt.Errorf("no heartbeat across the gateway: %v %v", ceu.Peers(), cus.Peers())
@@ -211,8 +212,8 @@ func TestJoinsWhileNATSAway(t *testing.T) {
 // several KiB (over NATS's 4 KiB control line, which once closed the node's connection) syncs
 // and carries events between nodes like any other, and both nodes stay connected.
 func TestLongRoomName(t *testing.T) {
-	n1, ns1, c1 := member(t, node.Options{ID: "n1"}, cluster.NATSOptions{Listen: "127.0.0.1:0", StoreDir: t.TempDir()})
-	n2, ns2, c2 := member(t, node.Options{ID: "n2"}, cluster.NATSOptions{URL: ns1.ClientURL()})
+	n1, ns1, c1 := member(t, node.Options{ID: "n1"}, cluster.NATSOptions{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), Secrets: natsSecrets})
+	n2, ns2, c2 := member(t, node.Options{ID: "n2"}, cluster.NATSOptions{URL: ns1.ClientURL(), Secrets: natsSecrets})
 	checkFor(t, 5*time.Second, func() error {
 		if len(c1.Peers()) != 1 || len(c2.Peers()) != 1 {
 			return fmt.Errorf("peers %v %v", c1.Peers(), c2.Peers())

@@ -45,6 +45,20 @@ type NATSOptions struct {
 	Gateways map[string][]string
 	// Creds is a credentials file for an external NATS.
 	Creds string
+	// Secrets are the cluster secrets. The embedded server's client, route and gateway ports
+	// accept only credentials derived from them (empty: a random secret, for a node alone);
+	// with URL and no Creds the node presents its derived client credential (nothing when
+	// empty, for an external NATS without authentication).
+	Secrets Secrets
+	// TLSCert, TLSKey and TLSCA are PEM files: the certificate and key the embedded server
+	// presents on its gateways (and routes, with RouteTLS), and the CA its peers' certificates
+	// are verified with (empty: the system's roots).
+	TLSCert, TLSKey, TLSCA string
+	// RouteTLS turns TLS on for the routes too.
+	RouteTLS bool
+	// InsecureGW lets gateways run without TLS (tests and labs); otherwise a gateway
+	// without a certificate is refused.
+	InsecureGW bool
 	// StoreDir is the JetStream directory of the embedded server; empty means a temp dir.
 	StoreDir string
 	// Logger receives connection events.
@@ -93,15 +107,22 @@ func StartNATS(o NATSOptions) (*NATS, error) {
 	}
 	n := &NATS{o: o, log: o.Logger.Named("nats")}
 	url := o.URL
+	var connOpts []nats.Option
 	if url == "" {
+		if len(o.Secrets) == 0 {
+			n.o.Secrets = Secrets{RandomSecret()} // alone: nobody else needs it
+		}
 		if err := n.startServer(); err != nil {
 			return nil, err
 		}
 		url = n.embedded.ClientURL()
-	}
-	var connOpts []nats.Option
-	if o.Creds != "" {
+		// The node talks to its own server in-process: no socket, and the client port
+		// serves only other nodes (with the cluster's credentials).
+		connOpts = append(connOpts, nats.InProcessServer(n.embedded), nats.UserInfo(NATSClientCredentials(n.o.Secrets)))
+	} else if o.Creds != "" {
 		connOpts = append(connOpts, nats.UserCredentials(o.Creds))
+	} else if len(o.Secrets) > 0 {
+		connOpts = append(connOpts, nats.UserInfo(NATSClientCredentials(o.Secrets)))
 	}
 	closed := make(chan struct{})
 	log := n.log
@@ -146,6 +167,9 @@ func StartNATS(o NATSOptions) (*NATS, error) {
 }
 
 func (n *NATS) startServer() error {
+	if err := n.o.Secrets.Validate(); err != nil {
+		return fmt.Errorf("%w: embedded nats: %v", ErrBadNATSOptions, err)
+	}
 	o := n.o
 	host, portStr, err := net.SplitHostPort(o.Listen)
 	if err != nil {
@@ -199,6 +223,10 @@ func (n *NATS) startServer() error {
 		so.Cluster.Name = n.clusterName() // the gateway's name is its cluster's
 		so.JetStream = false
 		so.Gateway = *gw
+	}
+	if err := configureAuth(so, o); err != nil {
+		n.stopServer()
+		return err
 	}
 	s, err := server.NewServer(so)
 	if err != nil {

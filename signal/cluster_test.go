@@ -29,7 +29,7 @@ func newCluster(t *testing.T, n, fanout int, regions ...string) []*env {
 		// loaded 2-core machine running the race detector starved heartbeats past the timeout,
 		// and a peer once declared gone does not come back (issue: outages and restarts healed).
 		o := node.Options{ID: fmt.Sprintf("n%d", i), Workers: 1}
-		co := &clusterOpts{nats: cluster.NATSOptions{Listen: "127.0.0.1:-1", Cluster: "127.0.0.1:0"}, fanout: fanout}
+		co := &clusterOpts{nats: cluster.NATSOptions{Listen: "127.0.0.1:-1", Cluster: "127.0.0.1:0", Secrets: cluster.Secrets{cluster.DevClusterSecret}}, fanout: fanout}
 		if i < len(regions) {
 			o.Region = regions[i]
 		}

@@ -493,8 +493,8 @@ func TestE2EBrowsersSeeEachOther(t *testing.T) {
 // servers routed together) see each other through the relay link.
 func TestE2EBrowsersAcrossNodes(t *testing.T) {
 	execPath := requireChromium(t)
-	hsA, nA, cA, vA := startNode(t, node.Options{ID: "a", Workers: 1}, &cluster.NATSOptions{Listen: "127.0.0.1:-1", Cluster: "127.0.0.1:0"})
-	hsB, _, cB, _ := startNode(t, node.Options{ID: "b", Workers: 1}, &cluster.NATSOptions{Listen: "127.0.0.1:-1", Cluster: "127.0.0.1:0",
+	hsA, nA, cA, vA := startNode(t, node.Options{ID: "a", Workers: 1}, &cluster.NATSOptions{Listen: "127.0.0.1:-1", Cluster: "127.0.0.1:0", Secrets: cluster.Secrets{cluster.DevClusterSecret}})
+	hsB, _, cB, _ := startNode(t, node.Options{ID: "b", Workers: 1}, &cluster.NATSOptions{Listen: "127.0.0.1:-1", Cluster: "127.0.0.1:0", Secrets: cluster.Secrets{cluster.DevClusterSecret},
 		Routes: []string{nA.RouteURL()}})
 	deadline := time.Now().Add(40 * time.Second)
 	checkFor(t, deadline, "the nodes see each other", func() (bool, string) {

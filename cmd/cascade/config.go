@@ -58,6 +58,11 @@ type Config struct {
 	NATSGateway       string        `yaml:"nats-gateway"`
 	NATSGateways      string        `yaml:"nats-gateways"`
 	NATSCreds         string        `yaml:"nats-creds"`
+	NATSTLSCert       string        `yaml:"nats-tls-cert"`
+	NATSTLSKey        string        `yaml:"nats-tls-key"`
+	NATSTLSCA         string        `yaml:"nats-tls-ca"`
+	NATSRouteTLS      bool          `yaml:"nats-route-tls"`
+	NATSGWInsecure    bool          `yaml:"nats-gateway-insecure"`
 	NaiveBaseline     bool          `yaml:"naive-baseline"`
 	Pprof             bool          `yaml:"pprof"`
 	Dev               bool          `yaml:"dev"`
@@ -166,6 +171,11 @@ func nodeFlags(c *Config, configPath *string) *flag.FlagSet {
 	fs.StringVar(&c.NATSGateway, "nats-gateway", c.NATSGateway, "gateway listen address of the embedded NATS server (host:port): joins regions into a supercluster")
 	fs.StringVar(&c.NATSGateways, "nats-gateways", c.NATSGateways, "other regions' gateways: comma-separated NAME=nats://host:port (a name may repeat)")
 	fs.StringVar(&c.NATSCreds, "nats-creds", c.NATSCreds, "NATS credentials file for an external NATS (--nats)")
+	fs.StringVar(&c.NATSTLSCert, "nats-tls-cert", c.NATSTLSCert, "TLS certificate (PEM file) the embedded NATS server presents on its gateways, and routes with --nats-route-tls")
+	fs.StringVar(&c.NATSTLSKey, "nats-tls-key", c.NATSTLSKey, "private key (PEM file) of --nats-tls-cert")
+	fs.StringVar(&c.NATSTLSCA, "nats-tls-ca", c.NATSTLSCA, "CA (PEM file) the other nodes' gateway and route certificates are verified with (empty: the system's roots)")
+	fs.BoolVar(&c.NATSRouteTLS, "nats-route-tls", c.NATSRouteTLS, "TLS on the embedded NATS server's routes too (needs --nats-tls-cert and --nats-tls-key)")
+	fs.BoolVar(&c.NATSGWInsecure, "nats-gateway-insecure", c.NATSGWInsecure, "let NATS gateways run without TLS (tests and labs only: gateways cross regions)")
 	fs.DurationVar(&c.HeartbeatInterval, "heartbeat-interval", c.HeartbeatInterval, "interval of this node's heartbeats on NATS and keepalives on its relay links")
 	fs.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", c.HeartbeatTimeout, "a peer silent this long on NATS and on its relay link has left: its relay subtrees re-attach elsewhere (at least twice the interval; shorter detects dead nodes sooner, with more false alarms on loaded nodes)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "on SIGTERM, how long sessions may continue while the node drains")
@@ -359,6 +369,9 @@ func (c Config) Validate() error {
 	if c.NATSCreds != "" && c.NATS == "" {
 		return errors.New("nats-creds: only for an external NATS (--nats)")
 	}
+	if err := c.validateNATSTLS(); err != nil {
+		return err
+	}
 	if c.HeartbeatInterval < 100*time.Millisecond {
 		return fmt.Errorf("heartbeat-interval %v: at least 100ms", c.HeartbeatInterval)
 	}
@@ -402,6 +415,26 @@ func (c Config) gateways() (map[string][]string, error) {
 		out[name] = append(out[name], u)
 	}
 	return out, nil
+}
+
+// validateNATSTLS checks the TLS flags of the embedded NATS server: a certificate and its key
+// together, route TLS only with routes and a certificate, a gateway only with TLS unless
+// --nats-gateway-insecure.
+func (c Config) validateNATSTLS() error {
+	tls := c.NATSTLSCert != "" || c.NATSTLSKey != "" || c.NATSTLSCA != ""
+	switch {
+	case c.NATS != "" && (tls || c.NATSRouteTLS || c.NATSGWInsecure):
+		return errors.New("nats-tls-*, nats-route-tls, nats-gateway-insecure: only for the embedded NATS server (--nats is set)")
+	case tls && (c.NATSTLSCert == "" || c.NATSTLSKey == ""):
+		return errors.New("nats-tls-cert and nats-tls-key: set both (and nats-tls-ca to verify the other nodes)")
+	case c.NATSRouteTLS && c.NATSTLSCert == "":
+		return errors.New("nats-route-tls needs --nats-tls-cert and --nats-tls-key")
+	case c.NATSRouteTLS && c.NATSCluster == "":
+		return errors.New("nats-route-tls needs --nats-cluster (the embedded server's route listener)")
+	case c.NATSGateway != "" && c.NATSTLSCert == "" && !c.NATSGWInsecure:
+		return errors.New("nats-gateway: gateways cross regions and need TLS: set --nats-tls-cert, --nats-tls-key and --nats-tls-ca, or --nats-gateway-insecure for tests and labs")
+	}
+	return nil
 }
 
 // routes splits --nats-routes.

@@ -178,6 +178,11 @@ func TestLoadConfigErrors(t *testing.T) {
 		{name: "gateway entry", args: []string{"--nats-gateway", ":7222", "--nats-gateways", "us"}, want: "NAME=nats://"},
 		{name: "gateway url", args: []string{"--nats-gateway", ":7222", "--nats-gateways", "us=:::"}, want: "gateway"},
 		{name: "gateways without listen", args: []string{"--nats-gateways", "us=nats://h:7222"}, want: "gateway listen"},
+		{name: "gateway without tls", args: []string{"--dev", "--nats-gateway", ":7222"}, want: "--nats-gateway-insecure"},
+		{name: "nats tls cert without key", args: []string{"--nats-tls-cert", "c.pem"}, want: "nats-tls-key"},
+		{name: "nats route tls without cert", args: []string{"--nats-cluster", ":6222", "--nats-route-tls"}, want: "nats-route-tls needs --nats-tls-cert"},
+		{name: "nats route tls without cluster", args: []string{"--nats-tls-cert", "c", "--nats-tls-key", "k", "--nats-route-tls"}, want: "nats-route-tls needs --nats-cluster"},
+		{name: "nats tls with external nats", args: []string{"--dev", "--nats", "nats://x:4222", "--nats-tls-cert", "c", "--nats-tls-key", "k"}, want: "embedded"},
 		{name: "creds without external nats", args: []string{"--nats-creds", "/x.creds"}, want: "nats-creds"},
 		{name: "cluster with external nats", args: []string{"--nats", "nats://x:4222", "--nats-cluster", ":6222"}, want: "embedded"},
 		{name: "log level", args: []string{"--log-level", "verbose"}, want: "log-level \"verbose\""},
@@ -249,6 +254,13 @@ func TestValidateAccepts(t *testing.T) {
 			c.NATS, c.NATSListen, c.ClusterSecret = "nats://10.0.0.1:4222", "", "0123456789abcdef0123456789abcdef"
 		},
 		func(c *Config) { c.NATS, c.NATSListen, c.Dev = "nats://10.0.0.1:4222", "", true },
+		func(c *Config) { c.Dev, c.NATSGateway, c.NATSGWInsecure = true, ":7222", true },
+		func(c *Config) {
+			c.Dev, c.NATSGateway, c.NATSTLSCert, c.NATSTLSKey, c.NATSTLSCA = true, ":7222", "c.pem", "k.pem", "ca.pem"
+		},
+		func(c *Config) {
+			c.Dev, c.NATSCluster, c.NATSRouteTLS, c.NATSTLSCert, c.NATSTLSKey = true, ":6222", true, "c.pem", "k.pem"
+		},
 		func(c *Config) { c.APIKey, c.APISecret = "k", "0123456789abcdef" },
 	} {
 		c := defaultConfig()

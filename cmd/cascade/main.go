@@ -239,6 +239,12 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 		Gateway:     cfg.NATSGateway,
 		Gateways:    gateways,
 		Creds:       cfg.NATSCreds,
+		Secrets:     secrets,
+		TLSCert:     cfg.NATSTLSCert,
+		TLSKey:      cfg.NATSTLSKey,
+		TLSCA:       cfg.NATSTLSCA,
+		RouteTLS:    cfg.NATSRouteTLS,
+		InsecureGW:  cfg.NATSGWInsecure,
 		Logger:      logger,
 	})
 	if err != nil {

@@ -51,7 +51,7 @@
 //	n1 := lab.Host("n1", harness.WithDelay(40*time.Millisecond, 0))
 //	url := "nats://" + nats.Addr().String() + ":4222"
 //	nats.Start(t, "nats-server", harness.NATSServer(t), "-a", nats.Addr().String(), "-p", "4222")
-//	node := n1.Start(t, "node", harness.Cascade(t), "node", "--nats", url)
+//	node := n1.Start(t, "node", harness.Cascade(t), "node", "--nats", url, "--cluster-secret", secret)
 //	heal := n1.BlockPort("tcp", 4222) // n1 loses NATS, and nothing else
 //	harness.Eventually(t, 10*time.Second, func() error { ... })
 //	heal()

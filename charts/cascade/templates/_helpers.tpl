@@ -71,6 +71,11 @@ app.kubernetes.io/component: node
 {{- .Values.auth.existingSecret | default (printf "%s-api" (include "cascade.fullname" .)) }}
 {{- end }}
 
+{{/* The Secret holding the cluster secret (created by the chart, or existing). */}}
+{{- define "cascade.clusterSecretName" -}}
+{{- .Values.clusterSecret.existingSecret | default (printf "%s-cluster" (include "cascade.fullname" .)) }}
+{{- end }}
+
 {{/* True ("true") when the nodes use an external NATS. */}}
 {{- define "cascade.externalNATS" -}}
 {{- if or .Values.nats.external.url .Values.nats.external.urlSecret.name }}true{{ end }}
@@ -117,8 +122,17 @@ replicas, or autoscaling.maxReplicas when autoscaling. */}}
 {{- if and (include "cascade.externalNATS" .) .Values.nats.gateway.enabled }}
 {{- fail "nats.gateway is for the embedded NATS servers: with an external NATS, configure gateways on that NATS" }}
 {{- end }}
+{{- if and .Values.nats.tls.routes (not .Values.nats.tls.secretName) }}
+{{- fail "nats.tls.routes needs nats.tls.secretName (the certificate the routes present)" }}
+{{- end }}
+{{- if and (include "cascade.externalNATS" .) .Values.nats.tls.secretName }}
+{{- fail "nats.tls is for the embedded NATS servers: with an external NATS, configure TLS on that NATS and use a tls:// URL" }}
+{{- end }}
 {{- if and .Values.nats.gateway.enabled (not .Values.nats.gateway.remotes) }}
 {{- fail "nats.gateway.enabled needs nats.gateway.remotes (the other regions' gateways)" }}
+{{- end }}
+{{- if and .Values.nats.gateway.enabled (not .Values.nats.tls.secretName) (not .Values.nats.gateway.insecure) }}
+{{- fail "nats.gateway.enabled needs TLS: gateways cross regions. Set nats.tls.secretName (a Secret with tls.crt, tls.key and ca.crt), or nats.gateway.insecure: true for a lab" }}
 {{- end }}
 {{- if and .Values.autoscaling.enabled (eq $kind "DaemonSet") }}
 {{- fail "autoscaling is for a StatefulSet or Deployment, not a DaemonSet" }}
@@ -216,6 +230,13 @@ API key pair and the host-derived public IP come from the environment instead. *
 {{- if .Values.nats.gateway.enabled }}
 {{- $_ := set $c "nats-gateway" (printf "0.0.0.0:%d" (int .Values.nats.gateway.port)) }}
 {{- $_ := set $c "nats-gateways" (include "cascade.natsGateways" .) }}
+{{- if .Values.nats.gateway.insecure }}{{ $_ := set $c "nats-gateway-insecure" true }}{{ end }}
+{{- end }}
+{{- if .Values.nats.tls.secretName }}
+{{- $_ := set $c "nats-tls-cert" "/etc/cascade-nats-tls/tls.crt" }}
+{{- $_ := set $c "nats-tls-key" "/etc/cascade-nats-tls/tls.key" }}
+{{- $_ := set $c "nats-tls-ca" (printf "/etc/cascade-nats-tls/%s" .Values.nats.tls.caKey) }}
+{{- if .Values.nats.tls.routes }}{{ $_ := set $c "nats-route-tls" true }}{{ end }}
 {{- end }}
 {{- end }}
 {{- toYaml (mergeOverwrite $c (deepCopy .Values.node.extraConfig)) }}

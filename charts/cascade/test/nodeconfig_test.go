@@ -13,6 +13,9 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
+// fakeClusterSecret stands in for an existing cluster Secret: every region shares it.
+const fakeClusterSecret = "test-cluster-secret-0123456789abcdef-0123"
+
 // Stand-ins for what the kubelet fills in at run time.
 const (
 	fakeHostIP   = "10.1.2.3"
@@ -54,12 +57,26 @@ func (r *rendered) podEnv(t *testing.T, c *corev1.Container, podName string) map
 				t.Fatalf("env %s: field %s not emulated", e.Name, p)
 			}
 		case e.ValueFrom.SecretKeyRef != nil:
-			envs[e.Name] = r.secretValue(t, e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key)
+			ref := e.ValueFrom.SecretKeyRef
+			if ref.Optional != nil && *ref.Optional && !r.hasSecretKey(ref.Name, ref.Key) {
+				continue // the kubelet leaves an optional variable of a missing key unset
+			}
+			envs[e.Name] = r.secretValue(t, ref.Name, ref.Key)
 		default:
 			t.Fatalf("env %s: source %+v not emulated", e.Name, e.ValueFrom)
 		}
 	}
 	return envs
+}
+
+// hasSecretKey tells whether a rendered Secret has key; an existing Secret (not rendered) has
+// only the keys secretValue stands in for, and no optional ones.
+func (r *rendered) hasSecretKey(name, key string) bool {
+	if obj := r.find("Secret", name); obj != nil {
+		_, ok := obj.(*corev1.Secret).Data[key]
+		return ok
+	}
+	return key != r.value("clusterSecret.previousKey")
 }
 
 // secretValue is a key of a rendered Secret, or a stand-in for an existing Secret.
@@ -80,6 +97,8 @@ func (r *rendered) secretValue(t *testing.T, name, key string) string {
 		return fakeKey
 	case key == r.value("nats.external.urlSecret.key") || key == "url":
 		return fakeNATSURL
+	case key == r.value("clusterSecret.key") || key == "cluster-secret":
+		return fakeClusterSecret
 	}
 	t.Fatalf("no stand-in for key %q of existing Secret %s", key, name)
 	return ""
@@ -133,6 +152,9 @@ func (r *rendered) podFS(t *testing.T, spec *corev1.PodSpec, c *corev1.Container
 			}
 			for _, it := range v.Secret.Items {
 				files[it.Path] = fakeCredsTxt
+				if d, ok := r.secretFiles[v.Secret.SecretName][it.Key]; ok {
+					files[it.Path] = d
+				}
 			}
 		case v.EmptyDir != nil:
 		default:
@@ -154,7 +176,14 @@ func (r *rendered) podFS(t *testing.T, spec *corev1.PodSpec, c *corev1.Container
 		}
 		return p
 	}
-	// Paths inside the config files point into the container too.
+	// Paths inside the config files point into the container too: one pass over all mounts
+	// (longest first), so a path already mapped (under the temporary root in /tmp) is not
+	// mapped again by the /tmp mount.
+	var alts []string
+	for _, mm := range mounts {
+		alts = append(alts, regexp.QuoteMeta(mm))
+	}
+	mountRef := regexp.MustCompile(`(` + strings.Join(alts, "|") + `)(/|\b)`)
 	for _, m := range mounts {
 		entries, _ := os.ReadDir(local[m])
 		for _, e := range entries {
@@ -163,10 +192,10 @@ func (r *rendered) podFS(t *testing.T, spec *corev1.PodSpec, c *corev1.Container
 			if err != nil || !strings.HasSuffix(e.Name(), ".yaml") {
 				continue
 			}
-			s := string(b)
-			for _, mm := range mounts {
-				s = regexp.MustCompile(regexp.QuoteMeta(mm)+`(/|\b)`).ReplaceAllString(s, local[mm]+"$1")
-			}
+			s := mountRef.ReplaceAllStringFunc(string(b), func(ref string) string {
+				sub := mountRef.FindStringSubmatch(ref)
+				return local[sub[1]] + sub[2]
+			})
 			if err := os.WriteFile(f, []byte(s), 0o600); err != nil {
 				t.Fatal(err)
 			}

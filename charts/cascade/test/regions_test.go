@@ -16,7 +16,8 @@ import (
 // TestTwoRegionNodes runs one real node per region with the config the two-region examples
 // render (region, NATS cluster name, gateway names), only the addresses moved to loopback, and
 // waits until each region's node sees the other's in its /cluster view: the gateways the chart
-// renders join the regions into one Cascade cluster.
+// renders (TLS, with the shared cluster secret's credentials) join the regions into one
+// Cascade cluster.
 func TestTwoRegionNodes(t *testing.T) {
 	t.Parallel()
 	bin := cascadeBinary(t)
@@ -41,9 +42,13 @@ func TestTwoRegionNodes(t *testing.T) {
 	for _, rg := range regions {
 		rg.gateway, rg.http = free(), free()
 	}
+	// The gateways' TLS Secret (the examples' nats.tls.secretName): one CA, certificates for
+	// loopback, where the test moves the gateways.
+	gwTLS := loopbackTLS(t)
 	for i, rg := range regions {
 		other := regions[1-i]
 		r := render(t, renderOpts{release: rg.release, namespace: "cascade", files: []string{rg.file}})
+		r.secretFiles = map[string]map[string]string{str(r.value("nats.tls.secretName")): gwTLS}
 		_, name, _ := r.workload(t)
 		rg.pod = name + "-0"
 		args, envs, _ := r.nodeCommand(t, rg.pod)

@@ -52,6 +52,9 @@ type rendered struct {
 	objects            []object
 	notes              string
 	lastArgs           []string // of the last runCheck
+	// secretFiles are the contents of existing Secrets' keys mounted as files (name -> key ->
+	// data); other keys get a stand-in.
+	secretFiles map[string]map[string]string
 }
 
 // renderOpts names a values set: files (relative to the chart) and --set style overrides.
