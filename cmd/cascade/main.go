@@ -24,7 +24,6 @@ import (
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/cascade-sfu/cascade/relay"
 	"github.com/cascade-sfu/cascade/signal"
-	"github.com/cascade-sfu/cascade/signal/auth"
 	"github.com/cascade-sfu/cascade/web"
 )
 
@@ -83,26 +82,6 @@ func usageError(err error, stderr io.Writer, fs *flag.FlagSet, synopsis string) 
 	fmt.Fprintf(stderr, "%s: %v\n", fs.Name(), err)
 	fmt.Fprintf(stderr, "Run \"%s -h\" for usage.\n", fs.Name())
 	return exitUsage
-}
-
-func runToken(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	t, err := loadTokenConfig(args, getenv)
-	if err != nil {
-		return usageError(err, stderr, tokenFlags(&tokenConfig{TTL: 24 * time.Hour}),
-			"cascade token --room R --identity I [--publish] [--subscribe] [--ttl D] [--api-key K --api-secret S]\n"+
-				"       cascade token --admin [--ttl D] [--api-key K --api-secret S]")
-	}
-	keys, dev := keysOrDev(t.APIKey, t.APISecret)
-	if dev {
-		fmt.Fprintf(stderr, "cascade token: no API key configured, signing with the development key pair (key %q)\n", keys.Key)
-	}
-	tok, err := keys.Mint(auth.Grant{Room: t.Room, Identity: t.Identity, Publish: t.Publish, Subscribe: t.Subscribe, Admin: t.Admin}, t.TTL)
-	if err != nil {
-		fmt.Fprintf(stderr, "cascade token: %v\n", err)
-		return exitError
-	}
-	fmt.Fprintln(stdout, tok)
-	return exitOK
 }
 
 func runNode(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
