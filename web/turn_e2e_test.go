@@ -85,7 +85,7 @@ func browserOverTURN(t *testing.T, chromium, proto, certutil string) {
 	lab := harness.New(t)
 	nodeHost, viewer := lab.Host("node"), lab.Host("viewer")
 	const turnTCPPort, turnTLSPort = 3478, 5349
-	args := []string{"node", "--http", ":7880", "--udp-port", "7882", "--public-ip", nodeHost.Addr().String(),
+	args := []string{"node", "--dev", "--http", ":7880", "--udp-port", "7882", "--public-ip", nodeHost.Addr().String(),
 		"--workers", "1", "--log-level", "warn", "--turn-tcp-port", fmt.Sprint(turnTCPPort)}
 	home := ""
 	if proto == "tls" {
