@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -67,6 +68,10 @@ func (k Keys) mint(g Grant, ttl time.Duration, now time.Time) (string, error) {
 	}
 	if g.Room == "" || g.Identity == "" {
 		return "", errors.New("mint token: room and identity must not be empty")
+	}
+	if !utf8.ValidString(g.Room) || !utf8.ValidString(g.Identity) {
+		// JSON would turn the bad bytes into U+FFFD: the token would admit to another room.
+		return "", errors.New("mint token: room and identity must be UTF-8")
 	}
 	if ttl == 0 {
 		return "", errors.New("mint token: ttl must not be zero")
