@@ -4,10 +4,12 @@
 //	go build -o bin/cascade ./cmd/cascade && go run ./bots/soak -cascade bin/cascade -duration 30m
 //
 // Every node is read from its /metrics every few seconds and summarised each minute: goroutines,
-// heap in use (the smallest value of the minute: the live heap after a collection) and resident
-// set. It passes when, after the churn stops, every node's goroutines come back to their
-// baseline (taken after a warm-up round, before the churn) within a small constant, and the
-// least-squares slopes of heap and RSS over the last minutes of the churn stay under a bound.
+// heap in use (the smallest value of the minute), resident set, and, with --pprof (the
+// default), the live heap: the heap allocated right after a full collection the soak forces at
+// each minute's end (Go's heap profile with gc=1), free of the collector's sawtooth. It passes
+// when, after the churn stops, every node's goroutines come back to their baseline (taken after
+// a warm-up round, before the churn) within a small constant, and the least-squares slopes of
+// the live heap and of RSS over the last minutes of the churn stay under a bound.
 package main
 
 import (
@@ -65,7 +67,7 @@ func main() {
 	flag.Float64Var(&o.minOK, "min-ok", 0.9, "share of sessions whose bots must all join and receive every track")
 	flag.StringVar(&o.jsonOut, "json", "soak.json", "write the samples and the verdict here (empty: nowhere)")
 	flag.StringVar(&o.logDir, "logs", "", "directory for the nodes' logs and goroutine dumps (empty: a new temporary one)")
-	flag.BoolVar(&o.pprof, "pprof", true, "run the nodes with --pprof, to dump the goroutines of a node that leaks")
+	flag.BoolVar(&o.pprof, "pprof", true, "run the nodes with --pprof: the live heap is read after a forced collection, and a node that leaks has its goroutines dumped")
 	flag.StringVar(&o.secret, "cluster-secret", "", "the nodes' shared --cluster-secret (empty: a random one)")
 	flag.Parse()
 	o.nodes, o.warmupHold, o.baselineWindow = 3, 3*time.Second, 30*time.Second

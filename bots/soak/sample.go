@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"strconv"
@@ -15,8 +16,30 @@ const (
 	mGoroutines = "go_goroutines"
 	mHeapInuse  = "go_memstats_heap_inuse_bytes"
 	mHeapGoal   = "go_memstats_next_gc_bytes"
+	mHeapAlloc  = "go_memstats_heap_alloc_bytes"
 	mRSS        = "process_resident_memory_bytes"
 )
+
+// liveHeap makes the node collect its garbage (Go's heap profile with gc=1, served with
+// --pprof) and then reads its heap: right after a full collection the allocated heap is
+// what is live, without the collector's sawtooth.
+func liveHeap(base string) (float64, error) {
+	c := http.Client{Timeout: 30 * time.Second}
+	resp, err := c.Get(base + "/debug/pprof/heap?gc=1")
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("%s/debug/pprof/heap: HTTP %d", base, resp.StatusCode)
+	}
+	m, err := scrape(base)
+	if err != nil {
+		return 0, err
+	}
+	return m[mHeapAlloc], nil
+}
 
 // scrape reads a node's /metrics: every series' value, summed over its labels.
 func scrape(base string) (map[string]float64, error) {
@@ -58,9 +81,10 @@ func parseMetrics(sc *bufio.Scanner) (map[string]float64, error) {
 }
 
 // Sample is one node's figures over one sampling period (a minute by default). The node is
-// read every few seconds within it: HeapMiB is the smallest heap in use seen (the heap right
-// after a collection, what is live, rather than wherever the collector's sawtooth happened to
-// be), RSSMiB the mean resident set, Goroutines the last count.
+// read every few seconds within it: HeapMiB is the smallest heap in use seen (near the heap
+// right after a collection rather than wherever the collector's sawtooth happened to be),
+// RSSMiB the mean resident set, Goroutines the last count. LiveMiB, with --pprof, is the heap
+// allocated right after a full collection forced at the end of the period: what is live.
 type Sample struct {
 	Node        string  `json:"node"`
 	Minute      float64 `json:"minute"` // since the churn started
@@ -68,6 +92,7 @@ type Sample struct {
 	Goroutines  int     `json:"goroutines"`
 	HeapMiB     float64 `json:"heap_inuse_min_mib"`
 	HeapGoalMiB float64 `json:"heap_goal_mib"`
+	LiveMiB     float64 `json:"heap_live_mib,omitempty"`
 	RSSMiB      float64 `json:"rss_mib"`
 	Reads       int     `json:"reads"`
 }

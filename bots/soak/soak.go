@@ -35,19 +35,25 @@ type result struct {
 
 // nodeVerdict is one node's figures against the pass criteria.
 type nodeVerdict struct {
-	Node               string   `json:"node"`
-	BaselineGoroutines int      `json:"baseline_goroutines"`
-	PeakGoroutines     int      `json:"peak_goroutines"`
-	EndGoroutines      int      `json:"end_goroutines"`
-	SettledAfterS      float64  `json:"settled_after_s"`
-	HeapSlope          float64  `json:"heap_slope_mib_per_h"`
-	RSSSlope           float64  `json:"rss_slope_mib_per_h"`
-	HeapMiB            float64  `json:"heap_end_mib"`
-	RSSMiB             float64  `json:"rss_end_mib"`
-	SlopePoints        int      `json:"slope_points"`
-	Pass               bool     `json:"pass"`
-	Why                []string `json:"why,omitempty"`
-	GoroutineDump      string   `json:"goroutine_dump,omitempty"`
+	Node               string  `json:"node"`
+	BaselineGoroutines int     `json:"baseline_goroutines"`
+	PeakGoroutines     int     `json:"peak_goroutines"`
+	EndGoroutines      int     `json:"end_goroutines"`
+	SettledAfterS      float64 `json:"settled_after_s"`
+	HeapSlope          float64 `json:"heap_slope_mib_per_h"`
+	RSSSlope           float64 `json:"rss_slope_mib_per_h"`
+	HeapMiB            float64 `json:"heap_end_mib"`
+	// HeapMetric names what the heap slope is of: heap_live (after a forced collection, with
+	// --pprof) or heap_inuse_min.
+	HeapMetric string `json:"heap_metric"`
+	// LiveBaseMiB and LiveAfterMiB are the live heap before the churn and once it is over.
+	LiveBaseMiB   float64  `json:"heap_live_baseline_mib,omitempty"`
+	LiveAfterMiB  float64  `json:"heap_live_after_mib,omitempty"`
+	RSSMiB        float64  `json:"rss_end_mib"`
+	SlopePoints   int      `json:"slope_points"`
+	Pass          bool     `json:"pass"`
+	Why           []string `json:"why,omitempty"`
+	GoroutineDump string   `json:"goroutine_dump,omitempty"`
 }
 
 func soak(ctx context.Context, o options) (*result, error) {
@@ -77,7 +83,7 @@ func soak(ctx context.Context, o options) (*result, error) {
 	wg.Wait()
 	start := time.Now()
 	printHeader(os.Stdout)
-	base := sampleFor(ctx, nodes, "baseline", start, o.baselineWindow, o.read, time.Now().Add(o.baselineWindow))
+	base := sampleFor(ctx, nodes, "baseline", start, o.baselineWindow, o.read, time.Now().Add(o.baselineWindow), o.pprof)
 	res.Samples = append(res.Samples, base...)
 
 	// Churn: each room runs session after session until the duration is over.
@@ -94,7 +100,7 @@ func soak(ctx context.Context, o options) (*result, error) {
 			}
 		}()
 	}
-	churn := sampleFor(churnCtx, nodes, "churn", churnStart, o.period, o.read, churnStart.Add(o.duration))
+	churn := sampleFor(churnCtx, nodes, "churn", churnStart, o.period, o.read, churnStart.Add(o.duration), o.pprof)
 	res.Samples = append(res.Samples, churn...)
 	wg.Wait() // the sessions under way finish
 	churnEnd := time.Now()
@@ -104,14 +110,14 @@ func soak(ctx context.Context, o options) (*result, error) {
 	// Settle: the goroutines must come back to the baseline.
 	verdicts := make([]nodeVerdict, len(nodes))
 	for i, nd := range nodes {
-		verdicts[i] = nodeVerdict{Node: nd.id, BaselineGoroutines: last(base, nd.id).Goroutines}
+		verdicts[i] = nodeVerdict{Node: nd.id, BaselineGoroutines: last(base, nd.id).Goroutines, LiveBaseMiB: last(base, nd.id).LiveMiB}
 		for _, sm := range churn {
 			if sm.Node == nd.id && sm.Goroutines > verdicts[i].PeakGoroutines {
 				verdicts[i].PeakGoroutines = sm.Goroutines
 			}
 		}
 	}
-	settled := settle(ctx, nodes, verdicts, o.slack, o.settle, o.read, churnEnd)
+	settled := settle(ctx, nodes, verdicts, o.slack, o.settle, o.read, churnEnd, o.pprof)
 	res.Samples = append(res.Samples, settled...)
 
 	// Slopes over the last window of the churn.
@@ -121,10 +127,18 @@ func soak(ctx context.Context, o options) (*result, error) {
 		var x, heap, rss []float64
 		for _, sm := range churn {
 			if sm.Node == v.Node && sm.Minute >= from && sm.Reads > 0 {
-				x, heap, rss = append(x, sm.Minute/60), append(heap, sm.HeapMiB), append(rss, sm.RSSMiB)
+				h := sm.HeapMiB
+				if o.pprof {
+					h = sm.LiveMiB
+				}
+				x, heap, rss = append(x, sm.Minute/60), append(heap, h), append(rss, sm.RSSMiB)
 			}
 		}
 		v.SlopePoints = len(x)
+		v.HeapMetric = "heap_inuse_min"
+		if o.pprof {
+			v.HeapMetric = "heap_live"
+		}
 		var okH, okR bool
 		v.HeapSlope, okH = slope(x, heap)
 		v.RSSSlope, okR = slope(x, rss)
@@ -184,7 +198,7 @@ func (v *nodeVerdict) judge(o options, slopesOK, dead bool) {
 
 // sampleFor reads every node each read interval until end (or ctx ends) and returns one
 // Sample per node per period, printing each row as it is made.
-func sampleFor(ctx context.Context, nodes []*node, phase string, t0 time.Time, period, read time.Duration, end time.Time) []Sample {
+func sampleFor(ctx context.Context, nodes []*node, phase string, t0 time.Time, period, read time.Duration, end time.Time, live bool) []Sample {
 	var out []Sample
 	for periodStart := time.Now(); periodStart.Before(end) && ctx.Err() == nil; periodStart = time.Now() {
 		periodEnd := periodStart.Add(period)
@@ -219,6 +233,9 @@ func sampleFor(ctx context.Context, nodes []*node, phase string, t0 time.Time, p
 			if phase == "baseline" {
 				sm.Minute = 0
 			}
+			if live {
+				sm.LiveMiB = readLive(nd)
+			}
 			out = append(out, sm)
 			printRow(os.Stdout, sm)
 		}
@@ -228,7 +245,7 @@ func sampleFor(ctx context.Context, nodes []*node, phase string, t0 time.Time, p
 
 // settle reads the nodes until each has its goroutines within slack of its baseline on two
 // reads in a row, or the timeout passes; it records the end counts in verdicts.
-func settle(ctx context.Context, nodes []*node, verdicts []nodeVerdict, slack int, timeout, read time.Duration, churnEnd time.Time) []Sample {
+func settle(ctx context.Context, nodes []*node, verdicts []nodeVerdict, slack int, timeout, read time.Duration, churnEnd time.Time, live bool) []Sample {
 	deadline := time.Now().Add(timeout)
 	streak := make([]int, len(nodes))
 	accs := make([]accumulator, len(nodes))
@@ -262,10 +279,24 @@ func settle(ctx context.Context, nodes []*node, verdicts []nodeVerdict, slack in
 	for i, nd := range nodes {
 		sm := accs[i].sample(nd.id, "settle", 0)
 		sm.Minute = time.Since(churnEnd).Minutes()
+		if live {
+			sm.LiveMiB = readLive(nd)
+			verdicts[i].LiveAfterMiB = sm.LiveMiB
+		}
 		out = append(out, sm)
 		printRow(os.Stdout, sm)
 	}
 	return out
+}
+
+// readLive is the node's live heap in MiB (0 when it cannot be read).
+func readLive(nd *node) float64 {
+	b, err := liveHeap(nd.base)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "soak: %s: %v\n", nd.id, err)
+		return 0
+	}
+	return b / (1 << 20)
 }
 
 func last(samples []Sample, node string) Sample {
@@ -330,19 +361,19 @@ func (s *sessions) fill(res *result) {
 }
 
 func printHeader(w io.Writer) {
-	fmt.Fprintf(w, "%-8s %8s %-8s %10s %10s %10s %8s\n", "phase", "minute", "node", "goroutines", "heap MiB", "goal MiB", "RSS MiB")
+	fmt.Fprintf(w, "%-8s %8s %-8s %10s %10s %10s %10s %8s\n", "phase", "minute", "node", "goroutines", "heap MiB", "goal MiB", "live MiB", "RSS MiB")
 }
 
 func printRow(w io.Writer, s Sample) {
-	fmt.Fprintf(w, "%-8s %8.1f %-8s %10d %10.1f %10.1f %8.1f\n", s.Phase, s.Minute, s.Node, s.Goroutines, s.HeapMiB, s.HeapGoalMiB, s.RSSMiB)
+	fmt.Fprintf(w, "%-8s %8.1f %-8s %10d %10.1f %10.1f %10.1f %8.1f\n", s.Phase, s.Minute, s.Node, s.Goroutines, s.HeapMiB, s.HeapGoalMiB, s.LiveMiB, s.RSSMiB)
 }
 
 // print writes the verdict as a Markdown table (for BENCHMARKS.md).
 func (r *result) print(w io.Writer) {
 	fmt.Fprintf(w, "\nchurn %s: %d sessions (%d fully OK), %d bot joins, %d stalls\n\n", time.Duration(r.ChurnS*float64(time.Second)).Round(time.Second),
 		r.Sessions, r.SessionsOK, r.Joins, r.Stalls)
-	fmt.Fprintf(w, "| node | goroutines baseline / peak / after | back after | heap in use (MiB, end) | heap slope (MiB/h) | RSS (MiB, end) | RSS slope (MiB/h) | verdict |\n")
-	fmt.Fprintf(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
+	fmt.Fprintf(w, "| node | goroutines baseline / peak / after | back after | live heap baseline / after (MiB) | heap (MiB, end) | heap slope (MiB/h) | RSS (MiB, end) | RSS slope (MiB/h) | verdict |\n")
+	fmt.Fprintf(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
 	for _, v := range r.Nodes {
 		verdict := "pass"
 		if !v.Pass {
@@ -352,8 +383,8 @@ func (r *result) print(w io.Writer) {
 		if v.EndGoroutines > v.BaselineGoroutines+r.Slack {
 			back = "no"
 		}
-		fmt.Fprintf(w, "| %s | %d / %d / %d | %s | %.1f | %+.2f | %.1f | %+.2f | %s |\n", v.Node, v.BaselineGoroutines, v.PeakGoroutines,
-			v.EndGoroutines, back, v.HeapMiB, v.HeapSlope, v.RSSMiB, v.RSSSlope, verdict)
+		fmt.Fprintf(w, "| %s | %d / %d / %d | %s | %.1f / %.1f | %.1f | %+.2f | %.1f | %+.2f | %s |\n", v.Node, v.BaselineGoroutines, v.PeakGoroutines,
+			v.EndGoroutines, back, v.LiveBaseMiB, v.LiveAfterMiB, v.HeapMiB, v.HeapSlope, v.RSSMiB, v.RSSSlope, verdict)
 	}
 	for _, p := range r.Problems {
 		fmt.Fprintln(w, "- session:", p)
