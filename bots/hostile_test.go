@@ -265,7 +265,11 @@ func sprayWS(t *testing.T, base string, stop <-chan struct{}, attacks, closed *a
 	var mu sync.Mutex
 	kept := map[string]int{}
 	keep := func(what string) { mu.Lock(); kept[what]++; mu.Unlock() }
+	var slowWG sync.WaitGroup
 	defer func() {
+		slowWG.Wait()
+		mu.Lock()
+		defer mu.Unlock()
 		if len(kept) > 0 {
 			t.Logf("%s: connections the node kept: %v", host, kept)
 		}
@@ -340,7 +344,8 @@ func sprayWS(t *testing.T, base string, stop <-chan struct{}, attacks, closed *a
 		if i%2 == 0 {
 			k := (i / 2) % len(bad)
 			if k >= len(bad)-slow {
-				go raw(bad[k], true) // held open: only its own goroutine waits
+				slowWG.Add(1)
+				go func() { defer slowWG.Done(); raw(bad[k], true) }() // held open: only its own goroutine waits
 			} else {
 				raw(bad[k], false)
 			}
