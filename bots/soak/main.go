@@ -4,12 +4,13 @@
 //	go build -o bin/cascade ./cmd/cascade && go run ./bots/soak -cascade bin/cascade -duration 30m
 //
 // Every node is read from its /metrics every few seconds and summarised each minute: goroutines,
-// heap in use (the smallest value of the minute), resident set, and, with --pprof (the
-// default), the live heap: the heap allocated right after a full collection the soak forces at
-// each minute's end (Go's heap profile with gc=1), free of the collector's sawtooth. It passes
-// when, after the churn stops, every node's goroutines come back to their baseline (taken after
-// a warm-up round, before the churn) within a small constant, and the least-squares slopes of
-// the live heap and of RSS over the last minutes of the churn stay under a bound.
+// heap in use (the smallest value of the minute) and resident set. With --pprof (the default)
+// each minute ends with a quiet reading: no session starts, those under way end, the soak forces
+// a full collection (Go's heap profile with gc=1) and reads the live heap and the resident set,
+// then the churn goes on. Those quiet figures compare like with like, minute after minute. It
+// passes when, after the churn stops, every node's goroutines come back to their baseline (taken
+// after a warm-up round, before the churn) within a small constant, and the least-squares slopes
+// of the quiet live heap and resident set over the last minutes of the churn stay under a bound.
 package main
 
 import (

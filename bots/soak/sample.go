@@ -20,25 +20,23 @@ const (
 	mRSS        = "process_resident_memory_bytes"
 )
 
-// liveHeap makes the node collect its garbage (Go's heap profile with gc=1, served with
-// --pprof) and then reads its heap: right after a full collection the allocated heap is
+// liveHeap makes the node collect its garbage twice (Go's heap profile with gc=1, served with
+// --pprof) and then reads its metrics: right after a full collection the allocated heap is
 // what is live, without the collector's sawtooth.
-func liveHeap(base string) (float64, error) {
+func liveHeap(base string) (map[string]float64, error) {
 	c := http.Client{Timeout: 30 * time.Second}
-	resp, err := c.Get(base + "/debug/pprof/heap?gc=1")
-	if err != nil {
-		return 0, err
+	for range 2 { // what sync.Pools hold survives one collection (their victim cache)
+		resp, err := c.Get(base + "/debug/pprof/heap?gc=1")
+		if err != nil {
+			return nil, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("%s/debug/pprof/heap: HTTP %d", base, resp.StatusCode)
+		}
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("%s/debug/pprof/heap: HTTP %d", base, resp.StatusCode)
-	}
-	m, err := scrape(base)
-	if err != nil {
-		return 0, err
-	}
-	return m[mHeapAlloc], nil
+	return scrape(base)
 }
 
 // scrape reads a node's /metrics: every series' value, summed over its labels.
@@ -83,8 +81,9 @@ func parseMetrics(sc *bufio.Scanner) (map[string]float64, error) {
 // Sample is one node's figures over one sampling period (a minute by default). The node is
 // read every few seconds within it: HeapMiB is the smallest heap in use seen (near the heap
 // right after a collection rather than wherever the collector's sawtooth happened to be),
-// RSSMiB the mean resident set, Goroutines the last count. LiveMiB, with --pprof, is the heap
-// allocated right after a full collection forced at the end of the period: what is live.
+// RSSMiB the mean resident set, Goroutines the last count. With --pprof, the period ends with
+// a quiet reading (no session under way: see gate): LiveMiB is the heap allocated right after
+// a full collection forced then (what is live), QuietRSSMiB the resident set then.
 type Sample struct {
 	Node        string  `json:"node"`
 	Minute      float64 `json:"minute"` // since the churn started
@@ -93,8 +92,11 @@ type Sample struct {
 	HeapMiB     float64 `json:"heap_inuse_min_mib"`
 	HeapGoalMiB float64 `json:"heap_goal_mib"`
 	LiveMiB     float64 `json:"heap_live_mib,omitempty"`
-	RSSMiB      float64 `json:"rss_mib"`
-	Reads       int     `json:"reads"`
+	QuietRSSMiB float64 `json:"rss_quiet_mib,omitempty"`
+	// QuietGoroutines is the count at the quiet reading.
+	QuietGoroutines int     `json:"goroutines_quiet,omitempty"`
+	RSSMiB          float64 `json:"rss_mib"`
+	Reads           int     `json:"reads"`
 }
 
 // accumulator gathers a node's reads within one period.

@@ -83,7 +83,7 @@ func soak(ctx context.Context, o options) (*result, error) {
 	wg.Wait()
 	start := time.Now()
 	printHeader(os.Stdout)
-	base := sampleFor(ctx, nodes, "baseline", start, o.baselineWindow, o.read, time.Now().Add(o.baselineWindow), o.pprof)
+	base := sampleFor(ctx, nodes, "baseline", start, o.baselineWindow, o.read, time.Now().Add(o.baselineWindow), o.pprof, nil, 0)
 	res.Samples = append(res.Samples, base...)
 
 	// Churn: each room runs session after session until the duration is over.
@@ -91,16 +91,21 @@ func soak(ctx context.Context, o options) (*result, error) {
 	churnStart := time.Now()
 	churnCtx, stopChurn := context.WithTimeout(ctx, o.duration)
 	defer stopChurn()
+	g := newGate()
 	for r := 0; r < o.rooms; r++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := 0; churnCtx.Err() == nil; i++ {
-				s.run(ctx, fmt.Sprintf("soak-%d-%d", r, i), urls[(r+i)%len(urls)], o.hold)
+				g.enter()
+				if churnCtx.Err() == nil {
+					s.run(ctx, fmt.Sprintf("soak-%d-%d", r, i), urls[(r+i)%len(urls)], o.hold)
+				}
+				g.leave()
 			}
 		}()
 	}
-	churn := sampleFor(churnCtx, nodes, "churn", churnStart, o.period, o.read, churnStart.Add(o.duration), o.pprof)
+	churn := sampleFor(churnCtx, nodes, "churn", churnStart, o.period, o.read, churnStart.Add(o.duration), o.pprof, g, o.hold+time.Minute)
 	res.Samples = append(res.Samples, churn...)
 	wg.Wait() // the sessions under way finish
 	churnEnd := time.Now()
@@ -127,11 +132,14 @@ func soak(ctx context.Context, o options) (*result, error) {
 		var x, heap, rss []float64
 		for _, sm := range churn {
 			if sm.Node == v.Node && sm.Minute >= from && sm.Reads > 0 {
-				h := sm.HeapMiB
+				h, r := sm.HeapMiB, sm.RSSMiB
 				if o.pprof {
-					h = sm.LiveMiB
+					h, r = sm.LiveMiB, sm.QuietRSSMiB
 				}
-				x, heap, rss = append(x, sm.Minute/60), append(heap, h), append(rss, sm.RSSMiB)
+				if h == 0 || r == 0 { // no quiet reading this minute
+					continue
+				}
+				x, heap, rss = append(x, sm.Minute/60), append(heap, h), append(rss, r)
 			}
 		}
 		v.SlopePoints = len(x)
@@ -198,7 +206,12 @@ func (v *nodeVerdict) judge(o options, slopesOK, dead bool) {
 
 // sampleFor reads every node each read interval until end (or ctx ends) and returns one
 // Sample per node per period, printing each row as it is made.
-func sampleFor(ctx context.Context, nodes []*node, phase string, t0 time.Time, period, read time.Duration, end time.Time, live bool) []Sample {
+//
+// With live, each period ends with the quiet reading: g (when not nil) is closed and the
+// sessions under way end (up to quietWait), then each node's live heap (after a forced
+// collection) and resident set are read, and the gate opens again.
+func sampleFor(ctx context.Context, nodes []*node, phase string, t0 time.Time, period, read time.Duration, end time.Time, live bool,
+	g *gate, quietWait time.Duration) []Sample {
 	var out []Sample
 	for periodStart := time.Now(); periodStart.Before(end) && ctx.Err() == nil; periodStart = time.Now() {
 		periodEnd := periodStart.Add(period)
@@ -228,16 +241,23 @@ func sampleFor(ctx context.Context, nodes []*node, phase string, t0 time.Time, p
 			}
 			break
 		}
+		quiet := g == nil || !live || g.quiesce(quietWait)
+		if live && quiet {
+			waitIdle(nodes, 15*time.Second) // the nodes close what the bots left
+		}
 		for i, nd := range nodes {
 			sm := accs[i].sample(nd.id, phase, time.Since(t0).Minutes())
 			if phase == "baseline" {
 				sm.Minute = 0
 			}
-			if live {
-				sm.LiveMiB = readLive(nd)
+			if live && quiet {
+				sm.LiveMiB, sm.QuietRSSMiB, sm.QuietGoroutines = readQuiet(nd)
 			}
 			out = append(out, sm)
 			printRow(os.Stdout, sm)
+		}
+		if g != nil {
+			g.open()
 		}
 	}
 	return out
@@ -280,7 +300,7 @@ func settle(ctx context.Context, nodes []*node, verdicts []nodeVerdict, slack in
 		sm := accs[i].sample(nd.id, "settle", 0)
 		sm.Minute = time.Since(churnEnd).Minutes()
 		if live {
-			sm.LiveMiB = readLive(nd)
+			sm.LiveMiB, sm.QuietRSSMiB, sm.QuietGoroutines = readQuiet(nd)
 			verdicts[i].LiveAfterMiB = sm.LiveMiB
 		}
 		out = append(out, sm)
@@ -289,14 +309,30 @@ func settle(ctx context.Context, nodes []*node, verdicts []nodeVerdict, slack in
 	return out
 }
 
-// readLive is the node's live heap in MiB (0 when it cannot be read).
-func readLive(nd *node) float64 {
-	b, err := liveHeap(nd.base)
+// waitIdle waits until no node holds a participant or a relay pipe, or timeout.
+func waitIdle(nodes []*node, timeout time.Duration) {
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		idle := true
+		for _, nd := range nodes {
+			m, err := scrape(nd.base)
+			if err != nil || m["cascade_participants"] > 0 || m["cascade_relay_pipes"] > 0 || m["cascade_rooms"] > 0 {
+				idle = false
+			}
+		}
+		if idle {
+			return
+		}
+	}
+}
+
+// readQuiet is the node's live heap and resident set in MiB (0 when they cannot be read).
+func readQuiet(nd *node) (live, rss float64, goroutines int) {
+	m, err := liveHeap(nd.base)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "soak: %s: %v\n", nd.id, err)
-		return 0
+		return 0, 0, 0
 	}
-	return b / (1 << 20)
+	return m[mHeapAlloc] / (1 << 20), m[mRSS] / (1 << 20), int(m[mGoroutines])
 }
 
 func last(samples []Sample, node string) Sample {
@@ -361,11 +397,13 @@ func (s *sessions) fill(res *result) {
 }
 
 func printHeader(w io.Writer) {
-	fmt.Fprintf(w, "%-8s %8s %-8s %10s %10s %10s %10s %8s\n", "phase", "minute", "node", "goroutines", "heap MiB", "goal MiB", "live MiB", "RSS MiB")
+	fmt.Fprintf(w, "%-8s %8s %-8s %10s %10s %10s %8s %10s %10s %10s\n", "phase", "minute", "node", "goroutines", "heap MiB", "goal MiB", "RSS MiB",
+		"quiet live", "quiet RSS", "quiet gor.")
 }
 
 func printRow(w io.Writer, s Sample) {
-	fmt.Fprintf(w, "%-8s %8.1f %-8s %10d %10.1f %10.1f %10.1f %8.1f\n", s.Phase, s.Minute, s.Node, s.Goroutines, s.HeapMiB, s.HeapGoalMiB, s.LiveMiB, s.RSSMiB)
+	fmt.Fprintf(w, "%-8s %8.1f %-8s %10d %10.1f %10.1f %8.1f %10.1f %10.1f %10d\n", s.Phase, s.Minute, s.Node, s.Goroutines, s.HeapMiB, s.HeapGoalMiB, s.RSSMiB,
+		s.LiveMiB, s.QuietRSSMiB, s.QuietGoroutines)
 }
 
 // print writes the verdict as a Markdown table (for BENCHMARKS.md).
