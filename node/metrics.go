@@ -22,6 +22,8 @@ type metrics struct {
 	rtxPackets, rtxBytes, rtxRefused, rtxKeyframes *prometheus.Desc
 
 	transports, refusedMsgs *prometheus.Desc
+
+	junk, tcpRefused *prometheus.Desc
 }
 
 // Kinds of refused messages (metrics.refused).
@@ -55,12 +57,16 @@ func newMetrics(n *Node) *metrics {
 			"its rate limit (chat answered rate_limited, data dropped), by kind.", []string{"kind"}, nil),
 		rtxKeyframes: prometheus.NewDesc("cascade_rtx_keyframe_requests_total", "Keyframe requests made instead of retransmissions "+
 			"(a consumer's budget spent or its path congested), before the per-producer collapse, per worker.", wl, nil),
+		junk: prometheus.NewDesc("cascade_media_junk_total", "Datagrams on a worker's media port that no transport took: from an "+
+			"unknown address and no STUN binding request for a known ufrag, or STUN that does not decode.", wl, nil),
+		tcpRefused: prometheus.NewDesc("cascade_ice_tcp_refused_total", "ICE-TCP connections refused: their first packet was not a "+
+			"STUN binding request for a known ufrag.", nil, nil),
 	}
 }
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.rooms, m.participants, m.routers, m.producers, m.consumers, m.packets, m.bytes, m.dropped, m.keyframes, m.nacks,
-		m.rtxPackets, m.rtxBytes, m.rtxRefused, m.rtxKeyframes, m.transports, m.refusedMsgs} {
+		m.rtxPackets, m.rtxBytes, m.rtxRefused, m.rtxKeyframes, m.transports, m.refusedMsgs, m.junk, m.tcpRefused} {
 		ch <- d
 	}
 }
@@ -83,6 +89,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(m.rtxPackets, prometheus.CounterValue, float64(w.rtxPackets.Load()), i)
 		ch <- prometheus.MustNewConstMetric(m.rtxBytes, prometheus.CounterValue, float64(w.rtxBytes.Load()), i)
 		ch <- prometheus.MustNewConstMetric(m.rtxKeyframes, prometheus.CounterValue, float64(w.rtxKeyframes.Load()), i)
+		ch <- prometheus.MustNewConstMetric(m.junk, prometheus.CounterValue, float64(w.junk.Load()), i)
 		for p := range w.paths {
 			ch <- prometheus.MustNewConstMetric(m.transports, prometheus.GaugeValue, float64(w.paths[p].Load()), i, pathLabels[p][0], pathLabels[p][1])
 		}
@@ -95,4 +102,5 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.nacks, prometheus.CounterValue, float64(m.nackRetransmits.Load()))
 	ch <- prometheus.MustNewConstMetric(m.refusedMsgs, prometheus.CounterValue, float64(m.refused[refusedChat].Load()), "chat")
 	ch <- prometheus.MustNewConstMetric(m.refusedMsgs, prometheus.CounterValue, float64(m.refused[refusedData].Load()), "data")
+	ch <- prometheus.MustNewConstMetric(m.tcpRefused, prometheus.CounterValue, float64(m.n.tcpRefused.Load()))
 }

@@ -28,17 +28,19 @@ const tcpReadPackets = 64
 
 // A Node runs the workers, rooms and participants of one cascade node process.
 type Node struct {
-	opts     Options
-	log      hclog.Logger
-	workers  []*Worker
-	tcp      ice.TCPMux // the ICE-TCP listener every worker shares; nil when off
-	tcpAddr  net.Addr
-	metrics  *metrics
-	started  time.Time
-	draining atomic.Bool
-	events   Events // nil: a single node
-	relay    atomic.Pointer[string]
-	rtx      rtxbudget.Config // every consumer's retransmission budget
+	opts    Options
+	log     hclog.Logger
+	workers []*Worker
+	tcp     ice.TCPMux // the ICE-TCP listener every worker shares; nil when off
+	tcpAddr net.Addr
+	// tcpRefused counts ICE-TCP connections refused: not a STUN binding request of a known ufrag.
+	tcpRefused atomic.Uint64
+	metrics    *metrics
+	started    time.Time
+	draining   atomic.Bool
+	events     Events // nil: a single node
+	relay      atomic.Pointer[string]
+	rtx        rtxbudget.Config // every consumer's retransmission budget
 
 	mu    sync.Mutex
 	rooms map[string]*Room
@@ -69,7 +71,7 @@ func New(o Options) (*Node, error) {
 		lf := logging.NewDefaultLoggerFactory()
 		lf.DefaultLogLevel = logging.LogLevelError
 		n.tcpAddr = l.Addr()
-		n.tcp = webrtc.NewICETCPMux(lf.NewLogger("tcpmux"), l, tcpReadPackets)
+		n.tcp = webrtc.NewICETCPMux(junkLogger{lf.NewLogger("tcpmux"), &n.tcpRefused}, l, tcpReadPackets)
 	}
 	for i := 0; i < o.Workers; i++ {
 		w, err := newWorker(i, o, n.tcp, public)

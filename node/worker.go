@@ -65,6 +65,8 @@ type Worker struct {
 	packets    atomic.Uint64
 	bytes      atomic.Uint64
 	dropped    atomic.Uint64
+	// junk counts datagrams on the media port that no transport took (see junkLogger).
+	junk atomic.Uint64
 
 	// Retransmissions on NACK (written by the consumers' feedback goroutines, not per packet).
 	rtxPackets   atomic.Uint64
@@ -96,7 +98,8 @@ func newWorker(index int, o Options, tcp ice.TCPMux, public []netip.Addr) (*Work
 	}
 	lf := logging.NewDefaultLoggerFactory()
 	lf.DefaultLogLevel = logging.LogLevelError
-	w.mux = ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: lf.NewLogger("udpmux"), UDPConn: conn})
+	w.mux = ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: junkLogger{lf.NewLogger("udpmux"), &w.junk}, UDPConn: conn,
+		OnUnhandledPacket: func([]byte, netip.AddrPort) { w.junk.Add(1) }})
 
 	se := webrtc.SettingEngine{LoggerFactory: lf}
 	se.SetICEUDPMux(w.mux)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -78,6 +79,10 @@ func (k Keys) mint(g Grant, ttl time.Duration, now time.Time) (string, error) {
 	}
 	if !g.Admin && (g.Room == "" || g.Identity == "") {
 		return "", errors.New("mint token: room and identity must not be empty (unless the token is an admin token)")
+	}
+	if !utf8.ValidString(g.Room) || !utf8.ValidString(g.Identity) {
+		// JSON would turn the bad bytes into U+FFFD: the token would admit to another room.
+		return "", errors.New("mint token: room and identity must be UTF-8")
 	}
 	if ttl == 0 {
 		return "", errors.New("mint token: ttl must not be zero")
