@@ -21,6 +21,7 @@ import (
 
 	"github.com/cascade-sfu/cascade/bots"
 	"github.com/cascade-sfu/cascade/internal/harness"
+	"github.com/cascade-sfu/cascade/signal/auth"
 	"github.com/coder/websocket"
 )
 
@@ -103,7 +104,13 @@ func startHostileCluster(t *testing.T) []*hostileNode {
 			} `json:"workers"`
 			ICETCP string `json:"ice_tcp"`
 		}
-		resp, err := http.Get(nd.base + "/stats")
+		tok, err := keys.Mint(auth.Grant{Admin: true}, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest(http.MethodGet, nd.base+"/stats", nil)
+		req.Header.Set("Authorization", "Bearer "+tok) // /stats is an admin endpoint
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

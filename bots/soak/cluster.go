@@ -12,14 +12,18 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/cascade-sfu/cascade/signal/auth"
 )
 
 // node is one cascade node process of the soak cluster.
 type node struct {
 	id   string
 	base string // http://127.0.0.1:port
-	cmd  *exec.Cmd
-	log  *os.File
+	// admin is an admin token for the node's pprof endpoints.
+	admin string
+	cmd   *exec.Cmd
+	log   *os.File
 }
 
 // clusterConfig is what the soak's nodes share.
@@ -33,6 +37,10 @@ type clusterConfig struct {
 // startCluster starts three nodes on loopback whose embedded NATS servers form one cluster
 // (routes to each other, one shared --cluster-secret), and waits until each sees the others.
 func startCluster(c clusterConfig, n int) ([]*node, error) {
+	admin, err := auth.Keys{Key: c.apiKey, Secret: c.apiSecret}.Mint(auth.Grant{Admin: true}, 7*24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
 	type ports struct{ http, relay, nats, route int }
 	ps := make([]ports, n)
 	for i := range ps {
@@ -74,7 +82,7 @@ func startCluster(c clusterConfig, n int) ([]*node, error) {
 			stopCluster(nodes)
 			return nil, fmt.Errorf("start %s: %w", id, err)
 		}
-		nodes = append(nodes, &node{id: id, base: fmt.Sprintf("http://127.0.0.1:%d", ps[i].http), cmd: cmd, log: logf})
+		nodes = append(nodes, &node{id: id, base: fmt.Sprintf("http://127.0.0.1:%d", ps[i].http), admin: admin, cmd: cmd, log: logf})
 	}
 	for _, nd := range nodes {
 		if err := waitOK(nd.base+"/readyz", 30*time.Second); err != nil {
@@ -111,12 +119,22 @@ func stopCluster(nodes []*node) {
 	}
 }
 
+// get fetches path from the node with its admin token.
+func (nd *node) get(c http.Client, path string) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodGet, nd.base+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+nd.admin)
+	return c.Do(req)
+}
+
 // alive tells whether the node process still runs.
 func (nd *node) alive() bool { return nd.cmd.Process.Signal(syscall.Signal(0)) == nil }
 
 // dumpGoroutines saves the node's goroutine dump (needs --pprof) to dir and returns the path.
 func (nd *node) dumpGoroutines(dir, suffix string) (string, error) {
-	resp, err := http.Get(nd.base + "/debug/pprof/goroutine?debug=1")
+	resp, err := nd.get(http.Client{Timeout: 30 * time.Second}, "/debug/pprof/goroutine?debug=1")
 	if err != nil {
 		return "", err
 	}

@@ -23,20 +23,20 @@ const (
 // liveHeap makes the node collect its garbage twice (Go's heap profile with gc=1, served with
 // --pprof) and then reads its metrics: right after a full collection the allocated heap is
 // what is live, without the collector's sawtooth.
-func liveHeap(base string) (map[string]float64, error) {
+func liveHeap(nd *node) (map[string]float64, error) {
 	c := http.Client{Timeout: 30 * time.Second}
 	for range 2 { // what sync.Pools hold survives one collection (their victim cache)
-		resp, err := c.Get(base + "/debug/pprof/heap?gc=1")
+		resp, err := nd.get(c, "/debug/pprof/heap?gc=1")
 		if err != nil {
 			return nil, err
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			return nil, fmt.Errorf("%s/debug/pprof/heap: HTTP %d", base, resp.StatusCode)
+			return nil, fmt.Errorf("%s/debug/pprof/heap: HTTP %d", nd.base, resp.StatusCode)
 		}
 	}
-	return scrape(base)
+	return scrape(nd.base)
 }
 
 // scrape reads a node's /metrics: every series' value, summed over its labels.

@@ -327,7 +327,7 @@ func waitIdle(nodes []*node, timeout time.Duration) {
 
 // readQuiet is the node's live heap and resident set in MiB (0 when they cannot be read).
 func readQuiet(nd *node) (live, rss float64, goroutines int) {
-	m, err := liveHeap(nd.base)
+	m, err := liveHeap(nd)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "soak: %s: %v\n", nd.id, err)
 		return 0, 0, 0
