@@ -2,6 +2,7 @@ package relay_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"sync"
@@ -71,8 +72,9 @@ func newRelayFuzz(tb testing.TB) *relayFuzz {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	key := l.Key()
-	if f.enc, err = srtp.CreateContext(key[:16], key[16:], srtp.ProtectionProfileAeadAes128Gcm); err != nil {
+	pk := l.Key() // the peer sends with it, under its epoch's MKI
+	key, mki := pk.Key, binary.BigEndian.AppendUint32(nil, pk.Epoch)
+	if f.enc, err = srtp.CreateContext(key[:16], key[16:], srtp.ProtectionProfileAeadAes128Gcm, srtp.MasterKeyIndicator(mki)); err != nil {
 		tb.Fatal(err)
 	}
 
@@ -83,7 +85,11 @@ func newRelayFuzz(tb testing.TB) *relayFuzz {
 // PacketsIn, feedback only reaches the handler) or dropped, by reason.
 func (f *relayFuzz) total() uint64 {
 	_, rtcpIn := f.h.counts()
-	return f.t.PacketsIn.Load() + uint64(rtcpIn) + f.t.DroppedUnknown.Load() + f.t.DroppedAuth.Load() + f.t.DroppedMalformed.Load()
+	n := f.t.PacketsIn.Load() + uint64(rtcpIn)
+	for _, d := range f.t.Drops() {
+		n += d
+	}
+	return n
 }
 
 // send writes b from c and waits until the transport has accounted for it.
