@@ -48,7 +48,8 @@ func newControlFuzz(tb testing.TB) *controlFuzz {
 	}
 	tb.Cleanup(f.pipes.Close)
 	clock := frozenClock{time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
-	if f.c, err = cluster.New(f.n, f.pipes, f.net.Conn("fz"), cluster.Options{Clock: clock}); err != nil {
+	secrets := cluster.Secrets{"fuzz-cluster-secret-0123456789abcdef"}
+	if f.c, err = cluster.New(f.n, f.pipes, f.net.Conn("fz"), cluster.Options{Clock: clock, Secrets: secrets}); err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(f.c.Close)
@@ -97,7 +98,13 @@ func newControlFuzz(tb testing.TB) *controlFuzz {
 	f.net.Drain()
 	f.subjects = []string{cluster.SubjectHeartbeat + ".evil", "cascade.room." + tok + ".ev", "cascade.room." + tok + ".sync",
 		"cascade.relay.fz.pipe", "cascade.relay.fz.unpipe", "cascade.relay.fz.dropped", "cascade.syncreply.fz." + tok}
-	f.evil = cluster.NewStamper("evil", cluster.NewIncarnation(), clock)
+	// evil is an insider: a node holding the cluster secret, so its sealed messages pass the
+	// signature checks and reach the handlers (raw ones test the checks themselves).
+	keys, err := cluster.NewNodeKeys("evil", cluster.NewIncarnation(), clock.Now(), secrets)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f.evil = cluster.NewSigningStamper(keys, clock)
 	return f
 }
 
