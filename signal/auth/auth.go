@@ -105,6 +105,9 @@ func (k Keys) mint(g Grant, ttl time.Duration, now time.Time) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("mint token: %w", err)
 	}
+	if len(s) > MaxTokenLen { // Verify would refuse it: a room or identity far too long
+		return "", fmt.Errorf("mint token: %w: the token would be %d bytes, at most %d are accepted", ErrBadToken, len(s), MaxTokenLen)
+	}
 	return s, nil
 }
 

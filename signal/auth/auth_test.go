@@ -313,3 +313,10 @@ func TestMintAdminClaim(t *testing.T) {
 		t.Errorf("admin token without identity has a sub claim: %v", got)
 	}
 }
+
+func TestMintRefusesOversizedToken(t *testing.T) {
+	keys := Keys{Key: "k", Secret: "0123456789abcdef"}
+	if _, err := keys.Mint(Grant{Room: strings.Repeat("r", MaxTokenLen), Identity: "i"}, time.Hour); !errors.Is(err, ErrBadToken) {
+		t.Fatalf("minting a token over %d bytes: %v, want ErrBadToken", MaxTokenLen, err)
+	}
+}
