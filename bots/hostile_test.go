@@ -1,7 +1,6 @@
 package bots_test
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -12,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -87,7 +85,7 @@ func startHostileCluster(t *testing.T) []*hostileNode {
 	}
 	harness.Eventually(t, 30*time.Second, func() error {
 		for _, nd := range nodes {
-			m, err := hostileMetrics(nd.base)
+			m, err := bots.ScrapeMetrics(nd.base)
 			if err != nil {
 				return err
 			}
@@ -125,35 +123,6 @@ func startHostileCluster(t *testing.T) []*hostileNode {
 		nd.tcp = s.ICETCP
 	}
 	return nodes
-}
-
-// hostileMetrics reads a node's /metrics, each series summed over its labels.
-func hostileMetrics(base string) (map[string]float64, error) {
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	m := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		i := strings.LastIndexByte(line, ' ')
-		if line == "" || line[0] == '#' || i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		name := line[:i]
-		if j := strings.IndexByte(name, '{'); j >= 0 {
-			name = name[:j]
-		}
-		m[name] += v
-	}
-	return m, sc.Err()
 }
 
 // junk makes one hostile datagram of kind k: random bytes, truncated RTP, truncated RTCP,
@@ -410,7 +379,7 @@ func TestHostileInput(t *testing.T) {
 	before := make([]map[string]float64, len(nodes))
 	for i, nd := range nodes {
 		var err error
-		if before[i], err = hostileMetrics(nd.base); err != nil {
+		if before[i], err = bots.ScrapeMetrics(nd.base); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -484,7 +453,7 @@ func TestHostileInput(t *testing.T) {
 	// The counters saw the junk: every datagram came from an address no transport or link has.
 	var relayDropped, tcpRefused float64
 	for i, nd := range nodes {
-		after, err := hostileMetrics(nd.base)
+		after, err := bots.ScrapeMetrics(nd.base)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cascade-sfu/cascade/bots"
 	"github.com/cascade-sfu/cascade/signal/auth"
 )
 
@@ -156,7 +157,7 @@ func (nd *node) dumpGoroutines(dir, suffix string) (string, error) {
 // needs no token).
 func allSeen(nodes []*node) bool {
 	for _, nd := range nodes {
-		m, err := scrape(nd.base)
+		m, err := bots.ScrapeMetrics(nd.base)
 		if err != nil || m["cascade_cluster_nodes"] < float64(len(nodes)) {
 			return false
 		}

@@ -1,14 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/cascade-sfu/cascade/bots"
 )
 
 // The /metrics series the soak samples (Prometheus' Go and process collectors).
@@ -36,46 +35,7 @@ func liveHeap(nd *node) (map[string]float64, error) {
 			return nil, fmt.Errorf("%s/debug/pprof/heap: HTTP %d", nd.base, resp.StatusCode)
 		}
 	}
-	return scrape(nd.base)
-}
-
-// scrape reads a node's /metrics: every series' value, summed over its labels.
-func scrape(base string) (map[string]float64, error) {
-	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(base + "/metrics")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s/metrics: HTTP %d", base, resp.StatusCode)
-	}
-	return parseMetrics(bufio.NewScanner(resp.Body))
-}
-
-func parseMetrics(sc *bufio.Scanner) (map[string]float64, error) {
-	m := map[string]float64{}
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		name := line[:i]
-		if j := strings.IndexByte(name, '{'); j >= 0 {
-			name = name[:j]
-		}
-		m[name] += v
-	}
-	return m, sc.Err()
+	return bots.ScrapeMetrics(nd.base)
 }
 
 // Sample is one node's figures over one sampling period (a minute by default). The node is

@@ -221,7 +221,7 @@ func sampleFor(ctx context.Context, nodes []*node, phase string, t0 time.Time, p
 		accs := make([]accumulator, len(nodes))
 		for {
 			for i, nd := range nodes {
-				if m, err := scrape(nd.base); err == nil {
+				if m, err := bots.ScrapeMetrics(nd.base); err == nil {
 					accs[i].add(m)
 				} else {
 					fmt.Fprintf(os.Stderr, "soak: %s: %v\n", nd.id, err)
@@ -272,7 +272,7 @@ func settle(ctx context.Context, nodes []*node, verdicts []nodeVerdict, slack in
 	for {
 		done := true
 		for i, nd := range nodes {
-			m, err := scrape(nd.base)
+			m, err := bots.ScrapeMetrics(nd.base)
 			if err != nil {
 				done = false
 				continue
@@ -314,7 +314,7 @@ func waitIdle(nodes []*node, timeout time.Duration) {
 	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		idle := true
 		for _, nd := range nodes {
-			m, err := scrape(nd.base)
+			m, err := bots.ScrapeMetrics(nd.base)
 			if err != nil || m["cascade_participants"] > 0 || m["cascade_relay_pipes"] > 0 || m["cascade_rooms"] > 0 {
 				idle = false
 			}

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"math"
-	"strings"
 	"testing"
 	"time"
 )
@@ -19,18 +17,6 @@ func TestSlope(t *testing.T) {
 	}
 	if _, ok := slope([]float64{1, 1, 1}, []float64{1, 2, 3}); ok {
 		t.Fatal("a slope with no spread in x")
-	}
-}
-
-func TestParseMetrics(t *testing.T) {
-	text := "# HELP go_goroutines x\ngo_goroutines 42\nprocess_resident_memory_bytes 2.9437952e+07\n" +
-		"cascade_dropped_packets_total{worker=\"0\"} 3\ncascade_dropped_packets_total{worker=\"1\"} 4\n"
-	m, err := parseMetrics(bufio.NewScanner(strings.NewReader(text)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m[mGoroutines] != 42 || m[mRSS] != 29437952 || m["cascade_dropped_packets_total"] != 7 {
-		t.Fatalf("parsed %v", m)
 	}
 }
 
