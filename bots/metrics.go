@@ -48,3 +48,18 @@ func SumMetrics(r io.Reader) (map[string]float64, error) {
 	}
 	return m, sc.Err()
 }
+
+// WaitOK polls url until it answers 200 (a node's /readyz), for at most timeout.
+func WaitOK(url string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("not ready at %s after %s", url, timeout)
+}

@@ -77,7 +77,7 @@ func measureCluster(bin string, n, workers int, rate float64, warmup, window tim
 		nodes = append(nodes, cn)
 	}
 	for _, cn := range nodes {
-		if err := waitReady(cn.base+"/readyz", 15*time.Second); err != nil {
+		if err := bots.WaitOK(cn.base+"/readyz", 15*time.Second); err != nil {
 			return nil, err
 		}
 	}

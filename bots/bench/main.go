@@ -163,7 +163,7 @@ func measure(bin, mode string, n, workers int, rate float64, warmup, window time
 		_ = cmd.Wait()
 	}()
 	pid := cmd.Process.Pid
-	if err := waitReady(base+"/readyz", 15*time.Second); err != nil {
+	if err := bots.WaitOK(base+"/readyz", 15*time.Second); err != nil {
 		return res, err
 	}
 	time.Sleep(time.Second)
@@ -276,20 +276,6 @@ func adminGet(url string) (*http.Response, error) {
 	}
 	req.Header.Set("Authorization", "Bearer "+adminToken())
 	return http.DefaultClient.Do(req)
-}
-
-func waitReady(url string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return fmt.Errorf("node not ready at %s", url)
 }
 
 // cpuTicks is utime+stime of a process, in clock ticks.

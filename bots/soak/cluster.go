@@ -86,7 +86,7 @@ func startCluster(c clusterConfig, n int) ([]*node, error) {
 		nodes = append(nodes, &node{id: id, base: fmt.Sprintf("http://127.0.0.1:%d", ps[i].http), admin: admin, cmd: cmd, log: logf})
 	}
 	for _, nd := range nodes {
-		if err := waitOK(nd.base+"/readyz", 30*time.Second); err != nil {
+		if err := bots.WaitOK(nd.base+"/readyz", 30*time.Second); err != nil {
 			stopCluster(nodes)
 			return nil, fmt.Errorf("%s: %w (log: %s)", nd.id, err, nd.log.Name())
 		}
@@ -163,20 +163,6 @@ func allSeen(nodes []*node) bool {
 		}
 	}
 	return true
-}
-
-func waitOK(url string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return fmt.Errorf("not ready at %s after %s", url, timeout)
 }
 
 func freePort() (int, error) {
