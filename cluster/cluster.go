@@ -73,6 +73,7 @@ type Cluster struct {
 	dedup   *Dedup
 	members *Membership
 	state   *RoomState
+	asks    asks
 
 	resyncs chan string
 	passes  atomic.Uint64 // re-sync passes run
@@ -120,6 +121,7 @@ func New(n *node.Node, pipes *relay.Pipes, bus Bus, o Options) (*Cluster, error)
 		rejects: &rejects{clock: o.Clock, log: log},
 		dedup:   NewDedup(), members: NewMembership(me, o.Heartbeat, o.Timeout),
 		state: NewRoomState(),
+		asks:  asks{handlers: make(map[string]AskHandler), waits: make(map[string]chan Envelope)},
 		rooms: make(map[string]*room), syncWaits: make(map[string]chan Envelope), resyncs: make(chan string, 1), stop: make(chan struct{})}
 	n.SetRelayAddr(pipes.Addr().String())
 	for subj, h := range map[string]func(Msg){
@@ -129,6 +131,8 @@ func New(n *node.Node, pipes *relay.Pipes, bus Bus, o Options) (*Cluster, error)
 		subjectRelay(me, typeDropped): c.onDropped,
 		subjectRoom("*", "sync"):      c.onSync,
 		subjectSyncReply(me, "*"):     c.onSyncReply,
+		subjectAsk("*"):               c.onAsk,
+		subjectAskReply(me, "*"):      c.onAskAnswer,
 	} {
 		sub, err := bus.Subscribe(subj, h)
 		if err != nil {

@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -101,6 +102,13 @@ func TestNATSNodePermissionsDocumented(t *testing.T) {
 		}
 		return nil
 	})
+
+	// A room API question reaches the other node and its answer comes back.
+	c2.HandleAsk("ping", func(string, json.RawMessage) (any, error) { return "pong", nil })
+	if answers, unreachable, err := c1.Ask(context.Background(), "ping", nil); err != nil || len(unreachable) > 0 ||
+		len(answers) != 2 || string(answers[1].Body) != `"pong"` {
+		t.Fatalf("an ask under the node permissions: %+v, unreachable %v, %v", answers, unreachable, err)
+	}
 
 	// A request on a relay subject and its reply at the requester's inbox (what a pipe request
 	// does), between two connections of the node user.
