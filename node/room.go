@@ -3,6 +3,7 @@ package node
 import (
 	"sort"
 	"sync"
+	"time"
 )
 
 // ParticipantInfo describes a participant to clients (PROTOCOL.md, "Participant").
@@ -12,6 +13,9 @@ type ParticipantInfo struct {
 	// JoinedAt is when the participant joined, in Unix milliseconds: when two sessions of one
 	// identity meet in a room (on two nodes), the newer one stays.
 	JoinedAt int64 `json:"joinedAt"`
+	// Metadata is the application's data about the participant (the token's metadata claim,
+	// then the room API's updates); at most proto.MaxMetadata bytes.
+	Metadata string `json:"metadata,omitempty"`
 }
 
 // A Room is one room on one node. It has a router on each worker that serves some of its
@@ -29,6 +33,7 @@ type Room struct {
 	producers    map[string]*Producer         // live producers (local and remote), by id
 	routers      map[*Worker]*router          // the room's router on each worker it uses
 	opened       bool                         // the cluster layer knows the room
+	settings     RoomSettings
 }
 
 func newRoom(name string, n *Node, home *Worker) *Room {
@@ -37,6 +42,7 @@ func newRoom(name string, n *Node, home *Worker) *Room {
 		remote:       make(map[string]remoteParticipant),
 		producers:    make(map[string]*Producer),
 		routers:      map[*Worker]*router{home: newRouter(home)},
+		settings:     RoomSettings{CreatedAt: time.Now().UnixMilli()},
 	}
 }
 

@@ -58,6 +58,8 @@ type Options struct {
 	ICEServers func(participant string) []proto.ICEServer
 	// Joins limit the joins per client address (zero: the defaults; see JoinLimits).
 	Joins JoinLimits
+	// Rooms serves the room API under /api/ to holders of an admin token (nil: none).
+	Rooms Rooms
 }
 
 // Placement is the join placement policy of a cluster.

@@ -10,6 +10,9 @@ type (
 		Identity string `json:"identity"`
 		// JoinedAt is when the participant joined, in Unix milliseconds.
 		JoinedAt int64 `json:"joinedAt"`
+		// Metadata is the application's data about the participant (the token's metadata
+		// claim, then the room API's updates).
+		Metadata string `json:"metadata,omitempty"`
 	}
 	// Producer describes a producer. Codec, ClockRate, Channels and Fmtp are set once media
 	// flows.

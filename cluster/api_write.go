@@ -1,0 +1,4 @@
+package cluster
+
+// handleWrites registers the verbs of the actions.
+func (a *API) handleWrites() {}
