@@ -2,6 +2,9 @@ package signal
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
 
 	"github.com/cascade-sfu/cascade/signal/proto"
 )
@@ -27,4 +30,57 @@ type Rooms interface {
 	UpdateParticipant(ctx context.Context, room, identity string, req proto.UpdateParticipant) (proto.APIParticipant, error)
 	MuteProducer(ctx context.Context, room, identity string, req proto.MuteProducer) (proto.Producer, error)
 	SendData(ctx context.Context, room string, req proto.SendData) error
+}
+
+// apiStatus is the HTTP status of a room API error code.
+func apiStatus(code string) int {
+	switch code {
+	case proto.CodeBadRequest:
+		return http.StatusBadRequest
+	case proto.CodeUnauthorized, proto.CodeTokenExpired:
+		return http.StatusUnauthorized
+	case proto.CodeForbidden:
+		return http.StatusForbidden
+	case proto.CodeNotFound:
+		return http.StatusNotFound
+	case proto.CodeRoomFull, proto.CodeTooManyRooms:
+		return http.StatusConflict
+	case proto.CodeClusterUnavailable, proto.CodeDraining:
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// writeAPIError answers a room API call that failed with err: a *proto.Error with its status,
+// anything else as internal.
+func writeAPIError(w http.ResponseWriter, err error) {
+	var pe *proto.Error
+	if !errors.As(err, &pe) {
+		pe = &proto.Error{Code: proto.CodeInternal, Message: err.Error()}
+	}
+	writeJSONError(w, apiStatus(pe.Code), pe.Code, pe.Message)
+}
+
+// writeAPI answers a room API call with status and v as JSON (no body for 204).
+func writeAPI(w http.ResponseWriter, status int, v any) {
+	if status == http.StatusNoContent {
+		w.WriteHeader(status)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// readAPI decodes the JSON body of a room API call into v (at most proto.MaxMessage bytes,
+// unknown fields refused); on failure it answers 400 and returns false.
+func readAPI(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, proto.MaxMessage))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeJSONError(w, http.StatusBadRequest, proto.CodeBadRequest, "bad JSON body: "+err.Error())
+		return false
+	}
+	return true
 }

@@ -260,6 +260,7 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 		Gatherer:  reg,
 		Pprof:     cfg.Pprof,
 		Cluster:   cluster.NewViewer(cl),
+		Rooms:     cluster.NewAPI(cl),
 		Placement: placer,
 		Ready:     nc.Ready,
 		Joins:     cfg.joinLimits(),

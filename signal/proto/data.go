@@ -60,6 +60,8 @@ type (
 		// ICEServers are the node's TURN servers with short-lived credentials, for both
 		// transports (the browser's RTCIceServer); absent when the node runs none.
 		ICEServers []ICEServer `json:"iceServers,omitempty"`
+		// RoomMetadata is the room's metadata (room API), absent when empty.
+		RoomMetadata string `json:"roomMetadata,omitempty"`
 	}
 	// ICEServer is the browser's RTCIceServer: TURN URLs and their credentials.
 	ICEServer struct {
@@ -114,10 +116,21 @@ type (
 		ID          string `json:"id"`
 		Participant string `json:"participant"`
 	}
-	// ProducerMuted is the data of a producerMuted notification.
+	// ProducerMuted is the data of a producerMuted notification. ByServer: the room API muted
+	// it (its publisher cannot unmute it until an unmuteRequested).
 	ProducerMuted struct {
-		ID    string `json:"id"`
-		Muted bool   `json:"muted"`
+		ID       string `json:"id"`
+		Muted    bool   `json:"muted"`
+		ByServer bool   `json:"byServer,omitempty"`
+	}
+	// RoomUpdated is the data of a roomUpdated notification: the room's metadata changed.
+	RoomUpdated struct {
+		Metadata string `json:"metadata"`
+	}
+	// UnmuteRequested is the data of an unmuteRequested notification, to a publisher: the room
+	// API asks it to unmute a producer the server muted; it may, with a mute request.
+	UnmuteRequested struct {
+		Producer string `json:"producer"`
 	}
 	// Message is the data of a message notification: an application message from a
 	// participant of the room (the sender gets its own, too).

@@ -89,6 +89,29 @@ const (
 	MethodProducerRemoved   = "producerRemoved"
 	MethodProducerMuted     = "producerMuted"
 	MethodClosed            = "closed"
+	// The room API's changes (PROTOCOL.md): a participant's metadata, the room's metadata, and
+	// a moderator's request to a publisher to unmute a producer it muted.
+	MethodParticipantUpdated = "participantUpdated"
+	MethodRoomUpdated        = "roomUpdated"
+	MethodUnmuteRequested    = "unmuteRequested"
+)
+
+// Reasons of the closed notification, and the WebSocket close code that follows each. A client
+// must not reconnect on its own after any of them.
+const (
+	ReasonReplaced    = "replaced"     // a newer session of the identity joined: close 4001
+	ReasonRemoved     = "removed"      // the room API removed the participant: close 4003
+	ReasonRoomDeleted = "room_deleted" // the room API deleted the room: close 4004
+)
+
+// WebSocket close codes (PROTOCOL.md, "Error codes").
+const (
+	CloseReplaced     = 4001
+	CloseSlowClient   = 4002
+	CloseRemoved      = 4003
+	CloseRoomDeleted  = 4004
+	CloseJoinDeadline = 4008
+	CloseFlood        = 4029
 )
 
 // Transports, as named in trickle.
