@@ -43,7 +43,8 @@ func (n *notes) wait(t *testing.T, method, contains string) {
 // TestRoomMetaAcrossNodes: a room the room API opened on n1, with nobody in it, has its
 // settings on n2 when someone joins there (the sync); its maxParticipants counts both nodes; a
 // participant's metadata set on its node reaches the other node's participants
-// (participantUpdated) and copy; a newer settings change is not undone by a re-sync, and a
+// (participantUpdated) and copy, a node without the room refuses a join past the cap after the
+// sync; a newer settings change is not undone by a re-sync, and a
 // re-sync carries it to the node that had older settings.
 func TestRoomMetaAcrossNodes(t *testing.T) {
 	net := cluster.NewMemNet()
@@ -51,7 +52,15 @@ func TestRoomMetaAcrossNodes(t *testing.T) {
 	t.Cleanup(net.Close)
 	n1, _, c1 := memMember(t, net, "n1")
 	n2, _, c2 := memMember(t, net, "n2")
-	met(t, c1, c2)
+	n3, _, c3 := memMember(t, net, "n3")
+	checkFor(t, 5*time.Second, func() error {
+		for _, c := range []*cluster.Cluster{c1, c2, c3} {
+			if len(c.Peers()) != 2 {
+				return fmt.Errorf("peers %v", c.Peers())
+			}
+		}
+		return nil
+	})
 	created, _, err := n1.OpenRoom("r", node.RoomSettings{Metadata: "agenda", MaxParticipants: 2})
 	if err != nil {
 		t.Fatal(err)
@@ -79,6 +88,14 @@ func TestRoomMetaAcrossNodes(t *testing.T) {
 		if _, err := n.Join("r", "carol", node.Grant{}, false, quiet{}); !errors.Is(err, node.ErrRoomFull) {
 			t.Fatalf("a third participant on %s of a room of at most 2 over the cluster: %v", n.ID(), err)
 		}
+	}
+	// On a node without the room, the join is counted again once the room's sync told it the
+	// others' participants and the room's cap; the room it opened for the join goes again.
+	if _, err := n3.Join("r", "carol", node.Grant{}, false, quiet{}); !errors.Is(err, node.ErrRoomFull) {
+		t.Fatalf("a third participant on n3, which had no part of the room: %v", err)
+	}
+	if n3.Room("r") != nil {
+		t.Fatal("n3 kept the room of the refused join")
 	}
 
 	info, ok := n2.Room("r").SetParticipantMetadata("alice", `{"hand":"up"}`)
