@@ -215,6 +215,9 @@ func TestOpenRoom(t *testing.T) {
 	if _, _, err := n.OpenRoom("t", node.RoomSettings{}); !errors.Is(err, node.ErrDraining) {
 		t.Fatalf("open while draining: %v", err)
 	}
+	if _, created, err := n.OpenRoom("r", node.RoomSettings{Metadata: "m3"}); err != nil || created || r.Settings().Metadata != "m3" {
+		t.Fatalf("update of an open room while draining: %v", err)
+	}
 }
 
 // TestUpdateSettings: the fields present change, metadata changes are told (once per change),
