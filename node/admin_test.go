@@ -304,6 +304,20 @@ func TestEmptyTimeout(t *testing.T) {
 	if c.Room() == r {
 		t.Fatal("a join after the room closed entered the closed room")
 	}
+
+	// Close ends the rooms that wait for their timeout too (and their timers).
+	c.Close()
+	if _, _, err := long.OpenRoom("api", node.RoomSettings{}); err != nil {
+		t.Fatal(err)
+	}
+	if long.Room("r") == nil || long.Room("api") == nil {
+		t.Fatal("empty rooms not waiting")
+	}
+	closed := ev2.count("RoomClosed")
+	long.Close()
+	if long.Room("r") != nil || long.Room("api") != nil || ev2.count("RoomClosed") != closed+2 {
+		t.Fatalf("after Close: %d more RoomClosed, want 2", ev2.count("RoomClosed")-closed)
+	}
 }
 
 // TestRemoveParticipant: the identity's session gets closed {removed} and ends; the others
