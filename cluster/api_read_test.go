@@ -245,3 +245,31 @@ func TestAPIReadUnreachable(t *testing.T) {
 		t.Fatalf("participants with n2 away: %+v %v", ps, err)
 	}
 }
+
+// TestAPIReadCreatedRoom: a room created by the API with nobody in it is listed, from the other
+// node too, with its settings and no participants; once someone joins it on the other node,
+// both nodes carry it with the same settings.
+func TestAPIReadCreatedRoom(t *testing.T) {
+	_, n2, a1, a2 := twoNodes(t, nil)
+	ctx := context.Background()
+	if _, created, err := a1.CreateRoom(ctx, proto.CreateRoom{Name: "planned", Metadata: "agenda", MaxParticipants: 7, EmptyTimeout: 60}); err != nil || !created {
+		t.Fatalf("create: %v %v", created, err)
+	}
+	page, err := a2.ListRooms(ctx, "", 10)
+	if err != nil || len(page.Rooms) != 1 {
+		t.Fatalf("list: %+v %v", page, err)
+	}
+	r := page.Rooms[0]
+	if r.Name != "planned" || r.Participants != 0 || r.Metadata != "agenda" || r.MaxParticipants != 7 || r.EmptyTimeout != 60 ||
+		r.CreatedAt == 0 || fmt.Sprint(r.Nodes) != "[{n1 eu 0}]" {
+		t.Fatalf("created room: %+v", r)
+	}
+	joinAll(t, n2, "planned", "zoe")
+	checkFor(t, 5*time.Second, func() error {
+		d, err := a1.Room(ctx, "planned")
+		if err != nil || d.Participants != 1 || fmt.Sprint(d.Nodes) != "[{n1 eu 0} {n2 us 1}]" || d.Metadata != "agenda" || d.MaxParticipants != 7 {
+			return fmt.Errorf("room: %+v %v", d, err)
+		}
+		return nil
+	})
+}
