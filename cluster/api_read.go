@@ -191,7 +191,7 @@ func (a *API) ListRooms(ctx context.Context, after string, limit int) (proto.Roo
 	if err != nil {
 		return proto.RoomPage{}, err
 	}
-	merged := map[string]*proto.APIRoom{}
+	merged := map[string]*mergedRoom{}
 	more := false
 	for _, ans := range answers {
 		var part roomsPart
@@ -213,7 +213,7 @@ func (a *API) ListRooms(ctx context.Context, after string, limit int) (proto.Roo
 		names, more = names[:limit], true
 	}
 	for _, name := range names {
-		page.Rooms = append(page.Rooms, *merged[name])
+		page.Rooms = append(page.Rooms, merged[name].APIRoom)
 	}
 	if more && len(names) > 0 {
 		page.Next = names[len(names)-1]
@@ -231,7 +231,7 @@ func (a *API) Room(ctx context.Context, name string) (proto.APIRoomDetail, error
 	if err != nil {
 		return proto.APIRoomDetail{}, err
 	}
-	merged := map[string]*proto.APIRoom{}
+	merged := map[string]*mergedRoom{}
 	var producers []proto.Producer
 	trees := map[string]map[string]string{} // producer -> child -> parent
 	for _, ans := range answers {
@@ -259,7 +259,7 @@ func (a *API) Room(ctx context.Context, name string) (proto.APIRoomDetail, error
 	if r == nil {
 		return proto.APIRoomDetail{}, notFound(unreachable, "room "+name+" is open on no node")
 	}
-	out := proto.APIRoomDetail{APIRoom: *r, ProducerList: []proto.APIProducer{}}
+	out := proto.APIRoomDetail{APIRoom: r.APIRoom, ProducerList: []proto.APIProducer{}}
 	sort.Slice(producers, func(i, j int) bool { return producers[i].ID < producers[j].ID })
 	for _, pr := range producers {
 		ap := proto.APIProducer{Producer: pr, Tree: []proto.APIEdge{{Node: pr.Origin}}}
@@ -348,19 +348,28 @@ func (a *API) gatherParticipants(ctx context.Context, q participantsQuery) (all 
 	return all, open, more, unreachable, nil
 }
 
-// addPart adds node's part p of a room to the merged rooms.
-func addPart(merged map[string]*proto.APIRoom, nodeID string, p roomPart) {
+// mergedRoom is a room being merged from the nodes' parts.
+type mergedRoom struct {
+	proto.APIRoom
+	updatedAt int64 // of the settings taken
+}
+
+// addPart adds node's part p of a room to the merged rooms. The settings are the same on every
+// node but for a moment after a change: the newest (RoomSettings.UpdatedAt) win.
+func addPart(merged map[string]*mergedRoom, nodeID string, p roomPart) {
 	r := merged[p.Name]
 	if r == nil {
-		r = &proto.APIRoom{Name: p.Name, Nodes: []proto.APIRoomNode{}, Metadata: p.Settings.Metadata,
-			MaxParticipants: p.Settings.MaxParticipants, EmptyTimeout: p.Settings.EmptyTimeout, CreatedAt: p.Settings.CreatedAt}
+		r = &mergedRoom{APIRoom: proto.APIRoom{Name: p.Name, Nodes: []proto.APIRoomNode{}}, updatedAt: -1}
 		merged[p.Name] = r
+	}
+	if set := p.Settings; set.UpdatedAt > r.updatedAt {
+		r.Metadata, r.MaxParticipants, r.EmptyTimeout, r.updatedAt = set.Metadata, set.MaxParticipants, set.EmptyTimeout, set.UpdatedAt
 	}
 	r.Participants += p.Participants
 	r.Publishers += p.Publishers
 	r.Producers += p.Producers
-	if p.Settings.CreatedAt != 0 && (r.CreatedAt == 0 || p.Settings.CreatedAt < r.CreatedAt) {
-		r.CreatedAt = p.Settings.CreatedAt
+	if c := p.Settings.CreatedAt; c != 0 && (r.CreatedAt == 0 || c < r.CreatedAt) {
+		r.CreatedAt = c
 	}
 	r.Nodes = append(r.Nodes, proto.APIRoomNode{ID: nodeID, Region: p.Region, Participants: p.Participants})
 	sort.Slice(r.Nodes, func(i, j int) bool { return r.Nodes[i].ID < r.Nodes[j].ID })
