@@ -23,13 +23,8 @@ const (
 	verbParticipants = "participants"
 )
 
-// Limits of the list calls.
-const (
-	// DefaultPageLimit is the page size of a list call that names none (the HTTP side uses it).
-	DefaultPageLimit = 100
-	// MaxPageLimit is the largest page a list call returns.
-	MaxPageLimit = 1000
-)
+// MaxPageLimit is the largest page a list call returns (the HTTP side's default is 100).
+const MaxPageLimit = 1000
 
 // roomsQuery asks for the rooms named after After, at most Limit of them.
 type roomsQuery struct {
