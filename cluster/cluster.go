@@ -389,6 +389,8 @@ func (c *Cluster) Event(ev node.Event) {
 		c.publish(e.Room.Name(), evParticipantJoined, joinedBody{Participant: e.Participant, Replaces: e.Replaces})
 	case node.ParticipantLeft:
 		c.publish(e.Room.Name(), evParticipantLeft, idBody{ID: e.ID})
+	case node.ParticipantUpdated:
+		c.publish(e.Room.Name(), evParticipantUpdated, e.Participant)
 	case node.ProducerAdded:
 		c.publish(e.Room.Name(), evProducerAdded, e.Producer)
 	case node.ProducerRemoved:
@@ -397,7 +399,7 @@ func (c *Cluster) Event(ev node.Event) {
 			c.publish(e.Room.Name(), evProducerRemoved, idBody{ID: e.ID, Participant: e.Participant})
 		}
 	case node.ProducerMuted:
-		c.publish(e.Room.Name(), evProducerMuted, mutedBody{ID: e.ID, Muted: e.Muted})
+		c.publish(e.Room.Name(), evProducerMuted, mutedBody{ID: e.ID, Muted: e.Muted, ByServer: e.ByServer})
 	case node.Message:
 		if raw, err := json.Marshal(e.Data); err == nil {
 			c.publish(e.Room.Name(), evMessage, messageBody{From: e.From, Identity: e.Identity, Data: raw})

@@ -3,13 +3,21 @@ package cluster
 import "github.com/cascade-sfu/cascade/node"
 
 // Effect is a change RoomState decided for a room open on this node: one of
-// AddRemoteParticipant, RemoveRemoteParticipant, ReplaceIdentity, AddRemoteProducer,
-// RemoveRemoteProducer and SetRemoteMuted. The Cluster applies them to the node's rooms, in
+// AddRemoteParticipant, UpdateRemoteParticipant, RemoveRemoteParticipant, ReplaceIdentity,
+// AddRemoteProducer, RemoveRemoteProducer and SetRemoteMuted. The Cluster applies them to the node's rooms, in
 // order; a simulator counts them.
 type Effect interface{ effectRoom() string }
 
 // AddRemoteParticipant: a participant of another node is in the room (or moved to Node).
 type AddRemoteParticipant struct {
+	Room        string
+	Participant node.ParticipantInfo
+	Node        string
+}
+
+// UpdateRemoteParticipant: the description of a participant of another node changed (the room
+// API set its metadata).
+type UpdateRemoteParticipant struct {
 	Room        string
 	Participant node.ParticipantInfo
 	Node        string
@@ -36,14 +44,16 @@ type AddRemoteProducer struct {
 // RemoveRemoteProducer: a producer of another node ended.
 type RemoveRemoteProducer struct{ Room, ID string }
 
-// SetRemoteMuted: a producer of another node was muted or unmuted.
+// SetRemoteMuted: a producer of another node was muted or unmuted; ByServer: by the room API.
 type SetRemoteMuted struct {
-	Room  string
-	ID    string
-	Muted bool
+	Room     string
+	ID       string
+	Muted    bool
+	ByServer bool
 }
 
 func (e AddRemoteParticipant) effectRoom() string    { return e.Room }
+func (e UpdateRemoteParticipant) effectRoom() string { return e.Room }
 func (e RemoveRemoteParticipant) effectRoom() string { return e.Room }
 func (e ReplaceIdentity) effectRoom() string         { return e.Room }
 func (e AddRemoteProducer) effectRoom() string       { return e.Room }

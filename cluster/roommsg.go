@@ -7,8 +7,8 @@ import (
 )
 
 // RoomMsg is a room-state message from another node, opened from its envelope: one of
-// ParticipantJoinedMsg, ParticipantLeftMsg, ProducerAddedMsg, ProducerRemovedMsg,
-// ProducerMutedMsg and RoomSyncMsg. Application messages, data and relay-tree edges travel on
+// ParticipantJoinedMsg, ParticipantUpdatedMsg, ParticipantLeftMsg, ProducerAddedMsg,
+// ProducerRemovedMsg, ProducerMutedMsg and RoomSyncMsg. Application messages, data and relay-tree edges travel on
 // the same subject but are not room state: DecodeRoomMsg refuses them.
 type RoomMsg interface {
 	// wire is the envelope type and the JSON body of the message.
@@ -22,6 +22,9 @@ type ParticipantJoinedMsg struct {
 	Replaces    []string
 }
 
+// ParticipantUpdatedMsg: the room API changed a participant of the sender (its metadata).
+type ParticipantUpdatedMsg struct{ Participant node.ParticipantInfo }
+
 // ParticipantLeftMsg: a participant of the sender left.
 type ParticipantLeftMsg struct{ ID string }
 
@@ -31,10 +34,11 @@ type ProducerAddedMsg struct{ Producer node.ProducerInfo }
 // ProducerRemovedMsg: a producer of the sender ended.
 type ProducerRemovedMsg struct{ ID, Participant string }
 
-// ProducerMutedMsg: a producer of the sender was muted or unmuted.
+// ProducerMutedMsg: a producer of the sender was muted or unmuted; ByServer: by the room API.
 type ProducerMutedMsg struct {
-	ID    string
-	Muted bool
+	ID       string
+	Muted    bool
+	ByServer bool
 }
 
 // RoomSyncMsg is the sender's whole part of a room (a sync reply): its participants and its
@@ -84,18 +88,21 @@ func Snapshot(parts []node.ParticipantInfo, prods []node.ProducerInfo, budget in
 }
 
 // participantSize is about the bytes of p in a sync reply's JSON.
-func participantSize(p node.ParticipantInfo) int { return len(p.ID) + len(p.Identity) + 64 }
+func participantSize(p node.ParticipantInfo) int {
+	return len(p.ID) + len(p.Identity) + len(p.Metadata) + 64
+}
 
 func (m ParticipantJoinedMsg) wire() (string, any) {
 	return evParticipantJoined, joinedBody{Participant: m.Participant, Replaces: m.Replaces}
 }
-func (m ParticipantLeftMsg) wire() (string, any) { return evParticipantLeft, idBody{ID: m.ID} }
-func (m ProducerAddedMsg) wire() (string, any)   { return evProducerAdded, m.Producer }
+func (m ParticipantUpdatedMsg) wire() (string, any) { return evParticipantUpdated, m.Participant }
+func (m ParticipantLeftMsg) wire() (string, any)    { return evParticipantLeft, idBody{ID: m.ID} }
+func (m ProducerAddedMsg) wire() (string, any)      { return evProducerAdded, m.Producer }
 func (m ProducerRemovedMsg) wire() (string, any) {
 	return evProducerRemoved, idBody{ID: m.ID, Participant: m.Participant}
 }
 func (m ProducerMutedMsg) wire() (string, any) {
-	return evProducerMuted, mutedBody{ID: m.ID, Muted: m.Muted}
+	return evProducerMuted, mutedBody{ID: m.ID, Muted: m.Muted, ByServer: m.ByServer}
 }
 func (m RoomSyncMsg) wire() (string, any) {
 	return typeSyncReply, syncReply{Participants: m.Participants, Producers: m.Producers, Partial: m.Partial, Total: m.Total}
@@ -119,6 +126,11 @@ func DecodeRoomMsg(e Envelope) (RoomMsg, error) {
 		if err = json.Unmarshal(e.Body, &b); err == nil && b.Participant.ID != "" {
 			m = ParticipantJoinedMsg{Participant: b.Participant, Replaces: b.Replaces}
 		}
+	case evParticipantUpdated:
+		var p node.ParticipantInfo
+		if err = json.Unmarshal(e.Body, &p); err == nil && p.ID != "" {
+			m = ParticipantUpdatedMsg{Participant: p}
+		}
 	case evParticipantLeft:
 		var b idBody
 		if err = json.Unmarshal(e.Body, &b); err == nil && b.ID != "" {
@@ -137,7 +149,7 @@ func DecodeRoomMsg(e Envelope) (RoomMsg, error) {
 	case evProducerMuted:
 		var b mutedBody
 		if err = json.Unmarshal(e.Body, &b); err == nil && b.ID != "" {
-			m = ProducerMutedMsg{ID: b.ID, Muted: b.Muted}
+			m = ProducerMutedMsg{ID: b.ID, Muted: b.Muted, ByServer: b.ByServer}
 		}
 	case typeSyncReply:
 		var b syncReply

@@ -17,17 +17,18 @@ const syncWait = 300 * time.Millisecond
 // Room event types (Envelope.Type on cascade.room.<token>.ev): the PROTOCOL.md notification
 // methods, and piped/unpiped between nodes only.
 const (
-	evParticipantJoined = node.EventParticipantJoined
-	evParticipantLeft   = node.EventParticipantLeft
-	evProducerAdded     = node.EventProducerAdded
-	evProducerRemoved   = node.EventProducerRemoved
-	evProducerMuted     = node.EventProducerMuted
-	evMessage           = node.EventMessage
-	evData              = "data"
-	evPiped             = "piped"   // the sender now gets producer from parent
-	evUnpiped           = "unpiped" // the sender no longer carries producer
-	typeSync            = "sync"
-	typeSyncReply       = "syncReply"
+	evParticipantJoined  = node.EventParticipantJoined
+	evParticipantLeft    = node.EventParticipantLeft
+	evParticipantUpdated = node.EventParticipantUpdated
+	evProducerAdded      = node.EventProducerAdded
+	evProducerRemoved    = node.EventProducerRemoved
+	evProducerMuted      = node.EventProducerMuted
+	evMessage            = node.EventMessage
+	evData               = "data"
+	evPiped              = "piped"   // the sender now gets producer from parent
+	evUnpiped            = "unpiped" // the sender no longer carries producer
+	typeSync             = "sync"
+	typeSyncReply        = "syncReply"
 )
 
 // Bodies of the room events.
@@ -41,8 +42,9 @@ type (
 		Participant string `json:"participant,omitempty"`
 	}
 	mutedBody struct {
-		ID    string `json:"id"`
-		Muted bool   `json:"muted"`
+		ID       string `json:"id"`
+		Muted    bool   `json:"muted"`
+		ByServer bool   `json:"byServer,omitempty"`
 	}
 	messageBody struct {
 		From     string          `json:"from"`
@@ -63,13 +65,15 @@ type (
 		Room  string `json:"room"`
 		Reply string `json:"reply"` // the subject of the answers (signed, so a copy cannot divert them)
 	}
-	// Partial and Total: see RoomSyncMsg.
+	// Partial and Total: see RoomSyncMsg. Settings are the room's settings on the sender
+	// (absent when the room is not open there): the node opening the room adopts them if newer.
 	syncReply struct {
 		Participants []node.ParticipantInfo `json:"participants"`
 		Producers    []node.ProducerInfo    `json:"producers"`
 		Piped        []pipedBody            `json:"piped"`
 		Partial      bool                   `json:"partial,omitempty"`
 		Total        int                    `json:"total"`
+		Settings     *node.RoomSettings     `json:"settings,omitempty"`
 	}
 )
 
@@ -175,7 +179,14 @@ wait:
 			break wait // a node that did not answer in time (it left, or is slow)
 		}
 	}
-	// The relay trees first: adding a producer may pipe it at once, and the choice of parent
+	// The room's settings first: a room created by the room API elsewhere has its limits and
+	// metadata here before the join that opened it is answered.
+	for _, p := range parts {
+		if p.rep.Settings != nil {
+			r.AdoptSettings(*p.rep.Settings)
+		}
+	}
+	// The relay trees next: adding a producer may pipe it at once, and the choice of parent
 	// needs them.
 	for _, p := range parts {
 		for _, pe := range p.rep.Piped {
@@ -240,6 +251,8 @@ func (c *Cluster) onSync(m Msg) {
 		parts, prods := s.r.LocalState()
 		snap := Snapshot(parts, prods, SyncBudget)
 		rep.Participants, rep.Producers, rep.Partial, rep.Total = snap.Participants, snap.Producers, snap.Partial, snap.Total
+		settings := s.r.Settings()
+		rep.Settings = &settings
 		for _, pe := range c.pipes.Piped(s.r.Name()) {
 			rep.Piped = append(rep.Piped, pipedBody{Producer: pe.Node, Parent: pe.Parent})
 		}
@@ -272,7 +285,7 @@ func (c *Cluster) onEvent(r *node.Room, m Msg) {
 		return
 	}
 	switch e.Type {
-	case evParticipantJoined, evParticipantLeft, evProducerAdded, evProducerRemoved, evProducerMuted:
+	case evParticipantJoined, evParticipantUpdated, evParticipantLeft, evProducerAdded, evProducerRemoved, evProducerMuted:
 		if msg, err := DecodeRoomMsg(e); err == nil {
 			c.apply(c.state.Apply(r.Name(), e.Stamp(), msg, c.o.Clock.Now()))
 		}
@@ -313,6 +326,8 @@ func (c *Cluster) apply(effs []Effect) {
 			r.ReplaceIdentity(e.Participant, e.Replaces) // the newer session wins, wherever it is
 		case AddRemoteParticipant:
 			r.AddRemoteParticipant(e.Participant, e.Node)
+		case UpdateRemoteParticipant:
+			r.UpdateRemoteParticipant(e.Participant, e.Node)
 		case RemoveRemoteParticipant:
 			r.RemoveRemoteParticipant(e.ID)
 		case AddRemoteProducer:
@@ -322,7 +337,7 @@ func (c *Cluster) apply(effs []Effect) {
 		case RemoveRemoteProducer:
 			r.RemoveRemoteProducer(e.ID) // its pipes go on the node's ProducerRemoved event
 		case SetRemoteMuted:
-			r.SetRemoteMuted(e.ID, e.Muted)
+			r.SetRemoteMutedBy(e.ID, e.Muted, e.ByServer)
 		}
 	}
 }

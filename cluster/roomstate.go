@@ -107,6 +107,13 @@ func (s *RoomState) Apply(room string, from Stamp, m RoomMsg, now time.Time) []E
 			out = append(out, ReplaceIdentity{Room: room, Participant: m.Participant, Replaces: m.Replaces},
 				AddRemoteParticipant{Room: room, Participant: m.Participant, Node: from.Node})
 		}
+	case ParticipantUpdatedMsg: // stamped as a join: a late update changes nothing
+		switch accepted, added := upsert(r.participants, m.Participant.ID, m.Participant, from); {
+		case added: // its join was lost, or is late: the update describes it whole
+			out = append(out, AddRemoteParticipant{Room: room, Participant: m.Participant, Node: from.Node})
+		case accepted:
+			out = append(out, UpdateRemoteParticipant{Room: room, Participant: m.Participant, Node: from.Node})
+		}
 	case ParticipantLeftMsg:
 		if remove(r.participants, m.ID, from, now) {
 			out = append(out, RemoveRemoteParticipant{Room: room, ID: m.ID})
@@ -122,7 +129,7 @@ func (s *RoomState) Apply(room string, from Stamp, m RoomMsg, now time.Time) []E
 	case ProducerMutedMsg:
 		if e := r.producers[m.ID]; e != nil && !e.gone && newer(e.from, from) {
 			e.from, e.info.Muted = from, m.Muted
-			out = append(out, SetRemoteMuted{Room: room, ID: m.ID, Muted: m.Muted})
+			out = append(out, SetRemoteMuted{Room: room, ID: m.ID, Muted: m.Muted, ByServer: m.ByServer})
 		}
 	case RoomSyncMsg:
 		out = append(out, s.merge(room, r, from, m, now)...)
@@ -142,8 +149,15 @@ func (s *RoomState) merge(room string, r *roomState, from Stamp, m RoomSyncMsg, 
 	listed := map[string]bool{}
 	for _, p := range m.Participants {
 		listed[p.ID] = true
-		if _, added := upsert(r.participants, p.ID, p, from); added {
+		var was node.ParticipantInfo
+		if e := r.participants[p.ID]; e != nil && !e.gone {
+			was = e.info
+		}
+		switch accepted, added := upsert(r.participants, p.ID, p, from); {
+		case added:
 			out = append(out, AddRemoteParticipant{Room: room, Participant: p, Node: from.Node})
+		case accepted && p != was: // an update lost with the messages
+			out = append(out, UpdateRemoteParticipant{Room: room, Participant: p, Node: from.Node})
 		}
 	}
 	for _, p := range m.Producers {

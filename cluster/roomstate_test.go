@@ -39,7 +39,7 @@ func TestRoomStateApply(t *testing.T) {
 		{"add and remove", []step{
 			{a1(1), ParticipantJoinedMsg{Participant: part("x")}, []Effect{ReplaceIdentity{r, part("x"), nil}, AddRemoteParticipant{r, part("x"), "a"}}},
 			{a1(2), ProducerAddedMsg{Producer: prod("P")}, []Effect{AddRemoteProducer{r, prod("P"), "a"}}},
-			{a1(3), ProducerMutedMsg{ID: "P", Muted: true}, []Effect{SetRemoteMuted{r, "P", true}}},
+			{a1(3), ProducerMutedMsg{ID: "P", Muted: true}, []Effect{SetRemoteMuted{r, "P", true, false}}},
 			{a1(4), ProducerRemovedMsg{ID: "P"}, []Effect{RemoveRemoteProducer{r, "P"}}},
 			{a1(5), ParticipantLeftMsg{ID: "x"}, []Effect{RemoveRemoteParticipant{r, "x"}}},
 		}, map[string]string{}, map[string]string{}},
@@ -74,7 +74,7 @@ func TestRoomStateApply(t *testing.T) {
 		}, map[string]string{"x": "a", "y": "a", "late": "a"}, map[string]string{"S": "a", "B": "b"}},
 		{"a sync applies a mute whose message was lost", []step{
 			{a1(1), ProducerAddedMsg{Producer: prod("P")}, []Effect{AddRemoteProducer{r, prod("P"), "a"}}},
-			{a1(3), RoomSyncMsg{Producers: []node.ProducerInfo{muted(prod("P"))}}, []Effect{SetRemoteMuted{r, "P", true}}},
+			{a1(3), RoomSyncMsg{Producers: []node.ProducerInfo{muted(prod("P"))}}, []Effect{SetRemoteMuted{r, "P", true, false}}},
 			{a1(4), RoomSyncMsg{Producers: []node.ProducerInfo{muted(prod("P"))}}, nil},
 		}, map[string]string{}, map[string]string{"P": "a"}},
 		{"a session resumed on another node", []step{

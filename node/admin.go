@@ -105,8 +105,17 @@ func (r *Room) UpdateSettings(u SettingsUpdate) RoomSettings {
 	}
 	// The version of the change: a sync from another node brings older settings back never.
 	s.UpdatedAt = max(time.Now().UnixMilli(), r.settings.UpdatedAt+1)
+	timeout := s.EmptyTimeout != r.settings.EmptyTimeout
 	r.settings = s
 	r.mu.Unlock()
+	if timeout { // an empty room waits for its new timeout, from now
+		n := r.node
+		n.mu.Lock()
+		if r.emptyTimer != nil && n.rooms[r.name] == r {
+			n.armEmptyLocked(r)
+		}
+		n.mu.Unlock()
+	}
 	if s.Metadata != old {
 		r.broadcast(nil, EventRoomUpdated, map[string]string{"metadata": s.Metadata})
 	}

@@ -480,3 +480,49 @@ func TestMuteByServer(t *testing.T) {
 		}
 	}
 }
+
+// TestRemoteUpdates: another node's participant update and server mute reach the local
+// participants (participantUpdated; producerMuted with byServer, even for a producer muted
+// already), and an empty room's new timeout applies from the change.
+func TestRemoteUpdates(t *testing.T) {
+	n, ev := adminNode(t, node.Options{})
+	a, la := join(t, n, "r", "a", node.Grant{Subscribe: true})
+	r := a.Room()
+	remote := node.ParticipantInfo{ID: "PAremote", Identity: "x", JoinedAt: 1}
+	r.AddRemoteParticipant(remote, "n2")
+	remote.Metadata = "m"
+	r.UpdateRemoteParticipant(remote, "n2")
+	if want, _ := json.Marshal(remote); !la.has(node.EventParticipantUpdated, string(want)) {
+		t.Fatalf("no participantUpdated %s:\n%s", want, la)
+	}
+	for _, p := range r.Participants() {
+		if p.ID == remote.ID && p.Metadata != "m" {
+			t.Fatalf("the remote copy %+v", p)
+		}
+	}
+	if _, err := r.AddRemoteProducer(node.ProducerInfo{ID: "PRremote", Participant: remote.ID, Kind: "audio", Codec: "audio/opus", ClockRate: 48000, Channels: 2, Muted: true}, "n2"); err != nil {
+		t.Fatal(err)
+	}
+	r.SetRemoteMutedBy("PRremote", true, true)
+	if !la.has(node.EventProducerMuted, `{"byServer":true,"id":"PRremote","muted":true}`) {
+		t.Fatalf("no byServer mute of a producer muted already:\n%s", la)
+	}
+	r.SetRemoteMutedBy("PRremote", false, false)
+	if !la.has(node.EventProducerMuted, `{"id":"PRremote","muted":false}`) {
+		t.Fatalf("no unmute:\n%s", la)
+	}
+
+	// An empty room with an hour to wait gets a timeout of one second: it closes soon.
+	long, _, err := n.OpenRoom("e", node.RoomSettings{EmptyTimeout: 3600})
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := 1
+	long.UpdateSettings(node.SettingsUpdate{EmptyTimeout: &one})
+	checkFor(t, 10*time.Second, func() error {
+		if n.Room("e") != nil || ev.count("RoomClosed") != 1 {
+			return errors.New("the empty room waits for its old timeout")
+		}
+		return nil
+	})
+}

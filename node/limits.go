@@ -108,11 +108,15 @@ func (r Rate) withDefaults(d Rate) Rate {
 // roomFull tells whether a join of identity would pass the room's cap (its own maxParticipants
 // when set, else the node's), and which cap that is. The room's participants are counted by
 // identity (a session here and one elsewhere of one identity, transiently both known, count
-// once), and a join that replaces a session of its identity, here or elsewhere, adds none. The
-// caller holds n.mu.
-func (n *Node) roomFull(r *Room, old *Participant, identity string) (int, bool) {
+// once), and a join that replaces a session of its identity, here or elsewhere, adds none. A
+// participant self already counted here is left out (the join is checked again). The caller
+// holds n.mu.
+func (n *Node) roomFull(r *Room, old *Participant, identity string, self *Participant) (int, bool) {
 	local := n.identities[r.name]
 	count := len(local)
+	if self != nil && local[identity] == self {
+		count--
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	limit := n.opts.Limits.RoomParticipants

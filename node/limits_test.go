@@ -184,7 +184,7 @@ func benchmarkRoomFull(b *testing.B, limit int) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		n.mu.Lock()
-		n.roomFull(p.Room(), nil, "newcomer")
+		n.roomFull(p.Room(), nil, "newcomer", nil)
 		n.mu.Unlock()
 	}
 }

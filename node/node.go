@@ -148,7 +148,7 @@ func (n *Node) Join(room, identity string, g Grant, autoSubscribe bool, l Listen
 		n.log.Debug("room created", "room", room, "worker", r.home.index)
 	}
 	old := n.identities[room][identity]
-	if limit, full := n.roomFull(r, old, identity); full {
+	if limit, full := n.roomFull(r, old, identity, nil); full {
 		n.mu.Unlock()
 		return nil, fmt.Errorf("%w (%d participants)", ErrRoomFull, limit)
 	}
@@ -171,6 +171,15 @@ func (n *Node) Join(room, identity string, g Grant, autoSubscribe bool, l Listen
 
 	if opened {
 		n.emit(RoomOpened{Room: r}) // the cluster syncs the room: its remote sessions are known after
+		// Counted again with what the other nodes said: the room's participants there, and
+		// its own maxParticipants (a room the room API created elsewhere).
+		n.mu.Lock()
+		limit, full := n.roomFull(r, nil, identity, p)
+		n.mu.Unlock()
+		if full {
+			n.unjoin(p)
+			return nil, fmt.Errorf("%w (%d participants)", ErrRoomFull, limit)
+		}
 	}
 	// The remote sessions of this identity that this join supersedes, wherever they are.
 	replaces := r.sessionsOf(identity)
@@ -183,6 +192,28 @@ func (n *Node) Join(room, identity string, g Grant, autoSubscribe bool, l Listen
 	n.emit(ParticipantJoined{Room: r, Participant: p.Info(), Replaces: replaces})
 	p.log.Info("participant joined")
 	return p, nil
+}
+
+// unjoin takes back a join that no one has heard of yet (refused after the room's sync): the
+// participant goes without a notification, and the room it opened with it.
+func (n *Node) unjoin(p *Participant) {
+	r := p.room
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	close(p.done)
+	n.mu.Lock()
+	r.mu.Lock()
+	delete(r.participants, p.id)
+	r.mu.Unlock()
+	if n.identities[r.name][p.identity] == p {
+		delete(n.identities[r.name], p.identity)
+	}
+	closed := r.emptyTimer == nil && n.closeIfEmptyLocked(r)
+	n.mu.Unlock()
+	if closed {
+		n.roomClosed(r)
+	}
 }
 
 // leave removes a closed participant from its room, and the room from the node when it is empty

@@ -423,7 +423,7 @@ func TestClusterSameIdentityElsewhere(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the old session on the other node was not closed")
 	}
-	if !old.hasNote("closed", "another node") {
+	if !old.hasNote("closed", `"reason":"replaced"`) {
 		t.Fatal("the old session was not told why")
 	}
 	checkFor(t, 5*time.Second, func() error {

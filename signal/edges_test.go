@@ -310,7 +310,7 @@ func TestHostileTokens(t *testing.T) {
 	for _, c := range []struct{ name, token, msg string }{
 		{"alg none", none, "signing method"},
 		{"RS256", rs256, "signing method"},
-		{"oversized", oversized, "at most 4096"},
+		{"oversized", oversized, fmt.Sprintf("at most %d", auth.MaxTokenLen)},
 	} {
 		perr, _ := wsJoin(t, e.ws, c.token)
 		if perr == nil || perr.Code != proto.CodeUnauthorized || !strings.Contains(perr.Message, c.msg) {

@@ -216,8 +216,9 @@ func TestRoomAPIWriteBadInput(t *testing.T) {
 	}
 }
 
-// TestRoomAPIRemoveAcrossNodes: a DELETE of a participant asked of n1 ends the participant's
-// WebSocket on n2 with closed {"reason":"removed"} then close 4003; the other participant stays.
+// TestRoomAPIRemoveAcrossNodes: metadata set through either node reaches a participant on n1;
+// a DELETE of a participant asked of n1 ends the participant's WebSocket on n2 with closed
+// {"reason":"removed"} then close 4003, the others stay; data reaches both nodes.
 // A DELETE of the room ends every remaining session, on both nodes, with room_deleted and 4004.
 func TestRoomAPIRemoveAcrossNodes(t *testing.T) {
 	envs := apiNodes(t, 2)
@@ -230,6 +231,20 @@ func TestRoomAPIRemoveAcrossNodes(t *testing.T) {
 	checkFor(t, 10*time.Second, func() error {
 		if r := n1.node.Room("r"); r == nil || len(r.Participants()) != 4 {
 			return fmt.Errorf("n1 does not see the four participants yet")
+		}
+		return nil
+	})
+
+	// Metadata set through n1 of a participant on n2, and of the room: alice (n1) is told.
+	n1.wantAPI("PATCH", "/rooms/r/participants/carol", admin, `{"metadata":"speaker"}`, http.StatusOK,
+		`"identity":"carol"`, `"metadata":"speaker"`, `"node":"n2"`)
+	n2.wantAPI("PATCH", "/rooms/r", admin, `{"metadata":"agenda"}`, http.StatusOK, `"metadata":"agenda"`, `"participants":4`)
+	checkFor(t, 10*time.Second, func() error {
+		switch {
+		case !alice.hasNote(proto.MethodParticipantUpdated, `"metadata":"speaker"`):
+			return fmt.Errorf("alice was not told carol's metadata")
+		case !alice.hasNote(proto.MethodRoomUpdated, `"metadata":"agenda"`):
+			return fmt.Errorf("alice was not told the room's metadata")
 		}
 		return nil
 	})

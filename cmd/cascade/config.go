@@ -69,6 +69,7 @@ type Config struct {
 	ClusterSecretPrev string        `yaml:"cluster-secret-previous"`
 	MetricsListen     string        `yaml:"metrics-listen"`
 	JoinDeadline      time.Duration `yaml:"join-deadline"`
+	EmptyRoomTimeout  time.Duration `yaml:"empty-room-timeout"`
 
 	TURNUDPPort        int           `yaml:"turn-udp-port"`
 	TURNTCPPort        int           `yaml:"turn-tcp-port"`
@@ -181,6 +182,7 @@ func nodeFlags(c *Config, configPath *string) *flag.FlagSet {
 	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve Go's profiler at /debug/pprof/ (admin token required)")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", c.MetricsListen, "separate listen address (host:port) for /metrics and pprof, which then leave --http (empty: served on --http)")
 	fs.DurationVar(&c.JoinDeadline, "join-deadline", c.JoinDeadline, "a signaling WebSocket that has not joined this long after opening is closed with code 4008 (0: no deadline)")
+	fs.DurationVar(&c.EmptyRoomTimeout, "empty-room-timeout", c.EmptyRoomTimeout, "how long a room stays open on this node after its last participant here left, unless the room API gave it its own timeout (0: it closes with its last participant)")
 	fs.BoolVar(&c.Dev, "dev", c.Dev, "development mode: the development key pair and cluster secret when none is set, and /token mints tokens for the demo page (never in production)")
 	fs.StringVar(&c.ClusterSecret, "cluster-secret", c.ClusterSecret, fmt.Sprintf("secret shared by every node of the cluster: NATS credentials and node keys derive from it (at least %d bytes; empty: random for a node alone, required to join others unless --dev)", cluster.MinSecretLen))
 	fs.StringVar(&c.ClusterSecretPrev, "cluster-secret-previous", c.ClusterSecretPrev, "a second cluster secret still accepted, while the secret rotates")
@@ -387,6 +389,9 @@ func (c Config) Validate() error {
 	}
 	if c.JoinDeadline < 0 {
 		return fmt.Errorf("join-deadline %v: must not be negative (0: no deadline)", c.JoinDeadline)
+	}
+	if c.EmptyRoomTimeout < 0 {
+		return fmt.Errorf("empty-room-timeout %v: must not be negative (0: a room closes with its last participant)", c.EmptyRoomTimeout)
 	}
 	if err := c.validateTURN(); err != nil {
 		return err

@@ -197,6 +197,7 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 		WorkerConsumers:  cfg.WorkerConsumers,
 		RTXBudget:        cfg.rtxBudget(),
 		Limits:           cfg.nodeLimits(),
+		EmptyRoomTimeout: cfg.EmptyRoomTimeout,
 		Naive:            cfg.NaiveBaseline,
 		Logger:           logger,
 		Registerer:       reg,

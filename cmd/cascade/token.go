@@ -25,6 +25,7 @@ type tokenConfig struct {
 	Publish   bool
 	Subscribe bool
 	Admin     bool
+	Metadata  string
 	TTL       time.Duration
 	APIKey    string
 	APISecret string
@@ -37,6 +38,7 @@ func tokenFlags(t *tokenConfig) *flag.FlagSet {
 	fs.BoolVar(&t.Publish, "publish", t.Publish, "grant publishing")
 	fs.BoolVar(&t.Subscribe, "subscribe", t.Subscribe, "grant subscribing")
 	fs.BoolVar(&t.Admin, "admin", t.Admin, "the admin grant: /admin/drain, /cluster, /stats, pprof, and stopping any WHIP/WHEP session")
+	fs.StringVar(&t.Metadata, "metadata", t.Metadata, fmt.Sprintf("the participant's metadata (free text, often JSON; at most %d bytes): others see it in the room", auth.MaxMetadata))
 	fs.DurationVar(&t.TTL, "ttl", t.TTL, "validity of the token")
 	fs.StringVar(&t.APIKey, "api-key", t.APIKey, "API key (default $"+envName("api-key")+", else the development key)")
 	fs.StringVar(&t.APISecret, "api-secret", t.APISecret, "API secret (default $"+envName("api-secret")+", else the development secret)")
@@ -68,6 +70,8 @@ func loadTokenConfig(args []string, getenv func(string) string) (tokenConfig, er
 		return tokenConfig{}, errors.New("--room and --identity go together")
 	case t.TTL <= 0:
 		return tokenConfig{}, fmt.Errorf("ttl %v: must be positive", t.TTL)
+	case len(t.Metadata) > auth.MaxMetadata:
+		return tokenConfig{}, fmt.Errorf("--metadata is %d bytes, at most %d are accepted", len(t.Metadata), auth.MaxMetadata)
 	}
 	if err := validateKeys(t.APIKey, t.APISecret); err != nil {
 		return tokenConfig{}, err
@@ -80,14 +84,14 @@ func runToken(args []string, getenv func(string) string, stdout, stderr io.Write
 	t, err := loadTokenConfig(args, getenv)
 	if err != nil {
 		return usageError(err, stderr, tokenFlags(&tokenConfig{TTL: 24 * time.Hour}),
-			"cascade token --room R --identity I [--publish] [--subscribe] [--ttl D] [--api-key K --api-secret S]\n"+
+			"cascade token --room R --identity I [--publish] [--subscribe] [--metadata S] [--ttl D] [--api-key K --api-secret S]\n"+
 				"       cascade token --admin [--ttl D] [--api-key K --api-secret S]")
 	}
 	keys, dev := keysOrDev(t.APIKey, t.APISecret)
 	if dev {
 		fmt.Fprintf(stderr, "cascade token: no API key configured, signing with the development key pair (key %q)\n", keys.Key)
 	}
-	tok, err := keys.Mint(auth.Grant{Room: t.Room, Identity: t.Identity, Publish: t.Publish, Subscribe: t.Subscribe, Admin: t.Admin}, t.TTL)
+	tok, err := keys.Mint(auth.Grant{Room: t.Room, Identity: t.Identity, Publish: t.Publish, Subscribe: t.Subscribe, Admin: t.Admin, Metadata: t.Metadata}, t.TTL)
 	if err != nil {
 		fmt.Fprintf(stderr, "cascade token: %v\n", err)
 		return exitError
