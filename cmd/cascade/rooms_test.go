@@ -72,6 +72,12 @@ func (n *notes) add(method string, data json.RawMessage) {
 	n.mu.Unlock()
 }
 
+func (n *notes) String() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return strings.Join(n.got, "\n")
+}
+
 func (n *notes) has(method, contains string) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -199,7 +205,7 @@ func TestRoomsCommandsAgainstANode(t *testing.T) {
 	}
 	harness.Eventually(t, 5*time.Second, func() error {
 		if !pubNotes.has("producerMuted", `"byServer":true`) {
-			return fmt.Errorf("pub was not told: %v", pubNotes.got)
+			return fmt.Errorf("pub was not told: %s", pubNotes)
 		}
 		return nil
 	})
