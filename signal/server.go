@@ -143,6 +143,9 @@ func (s *Server) Handler() http.Handler {
 	if s.o.Cluster != nil {
 		mux.Handle("GET /cluster", s.clusterPage(s.o.Cluster))
 	}
+	if s.o.Rooms != nil {
+		s.mountRoomAPI(mux)
+	}
 	if !s.o.SeparateMetrics {
 		s.metricsRoutes(mux)
 	}

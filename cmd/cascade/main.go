@@ -40,9 +40,11 @@ const shutdownTimeout = 10 * time.Second
 const usage = `Usage: cascade <command> [flags]
 
 Commands:
-  node    run a media node
-  token   print an access token
-  bots    run load-test bots against nodes
+  node          run a media node
+  token         print an access token
+  bots          run load-test bots against nodes
+  rooms         list, describe or delete the cluster's rooms (room API)
+  participants  list, remove or mute a room's participants (room API)
 
 Run "cascade <command> -h" for the flags of a command.
 `
@@ -63,6 +65,10 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		return runToken(rest, getenv, stdout, stderr)
 	case "bots":
 		return runBots(rest, getenv, stdout, stderr)
+	case "rooms":
+		return runRooms(rest, getenv, stdout, stderr)
+	case "participants":
+		return runParticipants(rest, getenv, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
