@@ -134,7 +134,14 @@
       b.addEventListener("click", () => pick(r.name));
       name.appendChild(b); tr.appendChild(name);
       for (const x of [r.participants, r.publishers, r.producers]) tr.appendChild(el("td", x || 0, "num"));
-      const nodes = el("td", (r.nodes || []).map((n) => n.id + " (" + n.participants + ")").join(", "), "nodes");
+      const nodes = el("td", null, "nodes");
+      (r.nodes || []).forEach((n, i) => {
+        if (i) nodes.appendChild(document.createTextNode(", "));
+        const sw = el("span", null, "swatch"); sw.style.background = regionColour(regionsOf(v)[n.id] || n.region || "");
+        sw.title = regionLabel(regionsOf(v)[n.id] || n.region || "");
+        nodes.appendChild(sw);
+        nodes.appendChild(document.createTextNode(n.id + " (" + n.participants + ")"));
+      });
       tr.appendChild(nodes);
       rows.push(tr);
     }
@@ -185,11 +192,11 @@
   function drawTree(p, regions) {
     const origin = p.origin || ((p.tree || []).find((e) => !e.parent) || {}).node || "";
     const { pos, parent, slots, depth } = layout(origin, p.tree);
-    const W = 120, H = 78, R = 16, PAD = 24;
-    const width = slots * W, height = (depth + 1) * H + PAD;
+    const W = 130, H = 64, R = 14;
+    const width = slots * W, height = depth * H + 2 * R + 12;
     const s = svg("svg", { class: "tree", width, height, viewBox: "0 0 " + width + " " + height, role: "img" });
     const title = svg("title"); title.textContent = "relay tree of " + p.id + " from " + origin; s.appendChild(title);
-    const at = (n) => ({ x: pos[n].x * W + W / 2, y: pos[n].depth * H + R + 6 });
+    const at = (n) => ({ x: pos[n].x * W + R + 8, y: pos[n].depth * H + R + 6 });
     for (const [c, par] of Object.entries(parent)) {
       if (!(par in pos) || !(c in pos)) continue;
       const a = at(par), b = at(c);
@@ -212,7 +219,7 @@
       gt.textContent = n + " (" + regionLabel(regions[n]) + ")" + (n === origin ? ": origin" : "");
       g.appendChild(gt);
       g.appendChild(svg("circle", { cx: c.x, cy: c.y, r: R, fill: regionColour(regions[n]) }));
-      const t = svg("text", { x: c.x, y: c.y + R + 13, "text-anchor": "middle" });
+      const t = svg("text", { x: c.x + R + 4, y: c.y + 4 });
       t.textContent = short(n, 16);
       g.appendChild(t);
       s.appendChild(g);
