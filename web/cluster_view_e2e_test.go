@@ -92,6 +92,21 @@ func TestE2EClusterViewAcrossRegions(t *testing.T) {
 	if err := getAdmin(hsB.URL+"/cluster?format=json&room=nowhere", admin, &pe); err == nil || pe.Code != proto.CodeNotFound {
 		t.Fatalf("detail of a room that does not exist: %v %+v, want 404 not_found", err, pe)
 	}
+	pe = proto.Error{}
+	if err := getAdmin(hsB.URL+"/cluster?room=", admin, &pe); err == nil || pe.Code != proto.CodeBadRequest {
+		t.Fatalf("detail without a name: %v %+v, want 400 bad_request", err, pe)
+	}
+	req, _ := http.NewRequest(http.MethodGet, hsB.URL+"/cluster", nil)
+	req.Header.Set("Authorization", "Bearer "+admin)
+	req.Header.Set("Accept", "text/html")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'sha256-") || !strings.Contains(csp, "default-src 'none'") {
+		t.Fatalf("page CSP %q: want default-src 'none' and the script by hash", csp)
+	}
 
 	browser := startBrowser(t, execPath)
 	view := newTab(t, browser, "view")
@@ -101,7 +116,7 @@ func TestE2EClusterViewAcrossRegions(t *testing.T) {
 		}
 	})
 	ctxNav, cancel := context.WithTimeout(view.ctx, 10*time.Second)
-	err := chromedp.Do(ctxNav, chromedp.Navigate(hsB.URL+"/cluster?token="+admin))
+	err = chromedp.Do(ctxNav, chromedp.Navigate(hsB.URL+"/cluster?token="+admin))
 	cancel()
 	if err != nil {
 		t.Fatalf("open the page: %v", err)
