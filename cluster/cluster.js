@@ -124,7 +124,8 @@
       : v.cluster_rooms_more ? "Showing the first " + rooms.length + " rooms; the room API (GET /api/rooms) pages through the rest." : "";
     $("roomcount").textContent = "(" + rooms.length + ")";
     $("norooms").hidden = rooms.length > 0;
-    if (!changed("rooms", [state.picked, rooms])) return;
+    const regions = regionsOf(v);
+    if (!changed("rooms", [state.picked, rooms, regions])) return;
     const rows = [];
     for (const r of rooms) {
       const tr = el("tr", null, r.name === state.picked ? "selected" : "");
@@ -137,8 +138,9 @@
       const nodes = el("td", null, "nodes");
       (r.nodes || []).forEach((n, i) => {
         if (i) nodes.appendChild(document.createTextNode(", "));
-        const sw = el("span", null, "swatch"); sw.style.background = regionColour(regionsOf(v)[n.id] || n.region || "");
-        sw.title = regionLabel(regionsOf(v)[n.id] || n.region || "");
+        const region = regions[n.id] || n.region || "";
+        const sw = el("span", null, "swatch"); sw.style.background = regionColour(region);
+        sw.title = regionLabel(region);
         nodes.appendChild(sw);
         nodes.appendChild(document.createTextNode(n.id + " (" + n.participants + ")"));
       });
