@@ -110,6 +110,7 @@ func NewServer(n *node.Node, o Options) *Server {
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", s.serveWS)
+	s.mountRoomAPIWrite(mux) // the room API's actions, with Options.Rooms
 	for _, kind := range []string{"whip", "whep"} {
 		mux.HandleFunc("POST /"+kind+"/{room}", s.serveWHIP)
 		mux.HandleFunc("DELETE /"+kind+"/{room}/{id}", s.serveDeleteResource)
@@ -141,6 +142,9 @@ func (s *Server) Handler() http.Handler {
 	})))
 	if s.o.Cluster != nil {
 		mux.Handle("GET /cluster", s.clusterPage(s.o.Cluster))
+	}
+	if s.o.Rooms != nil {
+		s.mountRoomAPI(mux)
 	}
 	if !s.o.SeparateMetrics {
 		s.metricsRoutes(mux)
