@@ -16,9 +16,6 @@ import (
 // copies of the other nodes' parts it holds, so that the parts add up without counting anyone
 // twice; the asker merges them.
 
-// errTODO answers the write calls until they are built (cluster/api_write.go's stubs).
-var errTODO = &proto.Error{Code: proto.CodeInternal, Message: "not built yet"}
-
 // Verbs of the read calls.
 const (
 	verbRooms        = "rooms"

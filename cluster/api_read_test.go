@@ -2,7 +2,6 @@ package cluster_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -44,15 +43,6 @@ func joinAll(t *testing.T, n *node.Node, room string, identities ...string) {
 		if _, err := n.Join(room, id, node.Grant{Subscribe: true}, false, quiet{}); err != nil {
 			t.Fatalf("join %s to %s on %s: %v", id, room, n.ID(), err)
 		}
-	}
-}
-
-// wantCode fails unless err is a *proto.Error with code.
-func wantCode(t *testing.T, what string, err error, code string) {
-	t.Helper()
-	var pe *proto.Error
-	if !errors.As(err, &pe) || pe.Code != code {
-		t.Fatalf("%s: error %v, want code %s", what, err, code)
 	}
 }
 

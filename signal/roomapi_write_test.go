@@ -17,7 +17,6 @@ import (
 	"github.com/cascade-sfu/cascade/signal"
 	"github.com/cascade-sfu/cascade/signal/auth"
 	"github.com/cascade-sfu/cascade/signal/proto"
-	"github.com/coder/websocket"
 )
 
 // lateRooms is the room API handed to a test server before its cluster exists (startNode
@@ -136,45 +135,6 @@ func (e *env) wantAPI(method, path, token, body string, status int, parts ...str
 	return b
 }
 
-// rawJoin opens a raw WebSocket to e and joins room as identity.
-func (e *env) rawJoin(room, identity string) *rawConn {
-	e.t.Helper()
-	r := e.raw()
-	r.send(`{"id":1,"method":"join","data":{"token":"` + e.token(room, identity, false, true) + `"}}`)
-	if got, err := r.next(); err != nil || !strings.Contains(got, `"ok":true`) {
-		e.t.Fatalf("join %s: %s %v", identity, got, err)
-	}
-	return r
-}
-
-// closedWith reads r until its connection ends: the last notification before must be closed
-// with reason, and the close code code.
-func (r *rawConn) closedWith(reason string, code websocket.StatusCode) {
-	r.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var last string
-	for {
-		_, b, err := r.c.Read(ctx)
-		if err != nil {
-			if got := websocket.CloseStatus(err); got != code {
-				r.t.Fatalf("connection ended with %v (status %d), want close %d", err, got, code)
-			}
-			break
-		}
-		last = string(b)
-	}
-	var n struct {
-		Method string `json:"method"`
-		Data   struct {
-			Reason string `json:"reason"`
-		} `json:"data"`
-	}
-	if json.Unmarshal([]byte(last), &n) != nil || n.Method != proto.MethodClosed || n.Data.Reason != reason {
-		r.t.Fatalf("last frame before the close: %s, want closed {reason: %s}", last, reason)
-	}
-}
-
 // TestRoomAPIWriteAuth: every action refuses a request without a token or with a bad one
 // (401), with a participant's token (403) and with an expired admin token (401 token_expired),
 // and does nothing then.
@@ -275,7 +235,7 @@ func TestRoomAPIRemoveAcrossNodes(t *testing.T) {
 	})
 
 	n1.wantAPI("DELETE", "/rooms/r/participants/bob", admin, "", http.StatusNoContent)
-	bob.closedWith(proto.ReasonRemoved, proto.CloseRemoved)
+	bob.closedThenCode(proto.ReasonRemoved, proto.CloseRemoved)
 	checkFor(t, 10*time.Second, func() error {
 		if !alice.hasNote(proto.MethodParticipantLeft, "") {
 			return fmt.Errorf("alice did not see bob leave")
@@ -294,8 +254,8 @@ func TestRoomAPIRemoveAcrossNodes(t *testing.T) {
 	})
 
 	n2.wantAPI("DELETE", "/rooms/r", admin, "", http.StatusNoContent)
-	carol.closedWith(proto.ReasonRoomDeleted, proto.CloseRoomDeleted)
-	dave.closedWith(proto.ReasonRoomDeleted, proto.CloseRoomDeleted)
+	carol.closedThenCode(proto.ReasonRoomDeleted, proto.CloseRoomDeleted)
+	dave.closedThenCode(proto.ReasonRoomDeleted, proto.CloseRoomDeleted)
 	select {
 	case <-alice.Done():
 	case <-time.After(10 * time.Second):
