@@ -81,6 +81,20 @@ func TestE2EClusterViewAcrossRegions(t *testing.T) {
 		}
 		return false, fmt.Sprintf("cluster_rooms %+v, error %v", v.ClusterRooms, v.Error)
 	})
+	// The same listing as the room API's.
+	checkFor(t, deadline, "the view's listing equals the room API's", func() (bool, string) {
+		var v cluster.View
+		if err := getAdmin(hsB.URL+"/cluster?format=json", admin, &v); err != nil {
+			return false, err.Error()
+		}
+		page, err := cluster.NewAPI(cB).ListRooms(context.Background(), "", cluster.ViewRooms)
+		if err != nil {
+			return false, err.Error()
+		}
+		a, _ := json.Marshal(v.ClusterRooms)
+		b, _ := json.Marshal(page.Rooms)
+		return string(a) == string(b), fmt.Sprintf("view %s, API %s", a, b)
+	})
 	var d proto.APIRoomDetail
 	if err := getAdmin(hsB.URL+"/cluster?format=json&room="+url.QueryEscape(viewRoom), admin, &d); err != nil {
 		t.Fatalf("room detail: %v", err)
@@ -218,6 +232,21 @@ func TestE2EClusterViewAcrossRegions(t *testing.T) {
 		}
 		return p == "a (1) | kept", "later room nodes | tree: " + p
 	})
+	if errs := view.jsErrors(); len(errs) > 0 {
+		t.Fatalf("the page logged errors: %v", errs)
+	}
+
+	// A refresh that fails says so, and keeps what the page showed.
+	hsB.CloseClientConnections()
+	hsB.Close()
+	checkFor(t, deadline, "the page reports the failed refresh", func() (bool, string) {
+		p, err := eval[string](view, 5*time.Second, `document.getElementById("status").className + " | " + document.getElementById("status").textContent +
+			" | " + document.querySelectorAll("#trees svg.tree").length`)
+		if err != nil {
+			return false, err.Error()
+		}
+		return strings.HasPrefix(p, "error | Update failed at ") && strings.Contains(p, "showing the view of") && strings.HasSuffix(p, " | 1"), "status: " + p
+	})
 	if out := os.Getenv("CASCADE_VIEW_SCREENSHOT"); out != "" { // to look at the page: a PNG of it
 		png, err := chromedp.Run(view.ctx, chromedp.FullScreenshot(100))
 		if err != nil {
@@ -227,8 +256,11 @@ func TestE2EClusterViewAcrossRegions(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if errs := view.jsErrors(); len(errs) > 0 {
-		t.Fatalf("the page logged errors: %v", errs)
+	// Past the node's going away, only its failed loads may be logged.
+	for _, e := range view.jsErrors() {
+		if !strings.Contains(e, "net::ERR_CONNECTION_REFUSED") {
+			t.Errorf("the page logged an error: %s", e)
+		}
 	}
 }
 
