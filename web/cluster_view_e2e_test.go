@@ -220,7 +220,9 @@ func TestE2EClusterViewAcrossRegions(t *testing.T) {
 	if _, err := eval[bool](view, 5*time.Second, `(document.querySelector("#trees svg.tree").dataset.mark = "kept", true)`); err != nil {
 		t.Fatal(err)
 	}
-	dialView(t, hsA.URL, "late", false, false, func(o *client.Options) { o.Token = mint(t, auth.Grant{Room: "later", Identity: "late", Subscribe: true}) })
+	dialView(t, hsA.URL, "late", false, false, func(o *client.Options) {
+		o.Token = mint(t, auth.Grant{Room: "later", Identity: "late", Subscribe: true})
+	})
 	checkFor(t, deadline, "the later room listed, the tree kept", func() (bool, string) {
 		p, err := eval[string](view, 5*time.Second, `(() => {
 			const later = [...document.querySelectorAll("#rooms tbody tr")].find((t) => t.dataset.room === "later");
