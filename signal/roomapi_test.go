@@ -1,14 +1,12 @@
 package signal_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,47 +16,8 @@ import (
 	"github.com/cascade-sfu/cascade/signal/proto"
 )
 
-// laterRooms is a test node's room API: the cluster it asks exists only once startNode has
-// joined the node to it, after the server's options are fixed.
-type laterRooms struct{ api atomic.Pointer[cluster.API] }
-
-func (l *laterRooms) a() *cluster.API { return l.api.Load() }
-func (l *laterRooms) ListRooms(ctx context.Context, after string, limit int) (proto.RoomPage, error) {
-	return l.a().ListRooms(ctx, after, limit)
-}
-func (l *laterRooms) Room(ctx context.Context, name string) (proto.APIRoomDetail, error) {
-	return l.a().Room(ctx, name)
-}
-func (l *laterRooms) Participants(ctx context.Context, room, after string, limit int) (proto.ParticipantPage, error) {
-	return l.a().Participants(ctx, room, after, limit)
-}
-func (l *laterRooms) Participant(ctx context.Context, room, identity string) (proto.APIParticipant, error) {
-	return l.a().Participant(ctx, room, identity)
-}
-func (l *laterRooms) CreateRoom(ctx context.Context, req proto.CreateRoom) (proto.APIRoom, bool, error) {
-	return l.a().CreateRoom(ctx, req)
-}
-func (l *laterRooms) UpdateRoom(ctx context.Context, name string, req proto.UpdateRoom) (proto.APIRoom, error) {
-	return l.a().UpdateRoom(ctx, name, req)
-}
-func (l *laterRooms) DeleteRoom(ctx context.Context, name string) error {
-	return l.a().DeleteRoom(ctx, name)
-}
-func (l *laterRooms) RemoveParticipant(ctx context.Context, room, identity string) error {
-	return l.a().RemoveParticipant(ctx, room, identity)
-}
-func (l *laterRooms) UpdateParticipant(ctx context.Context, room, identity string, req proto.UpdateParticipant) (proto.APIParticipant, error) {
-	return l.a().UpdateParticipant(ctx, room, identity, req)
-}
-func (l *laterRooms) MuteProducer(ctx context.Context, room, identity string, req proto.MuteProducer) (proto.Producer, error) {
-	return l.a().MuteProducer(ctx, room, identity, req)
-}
-func (l *laterRooms) SendData(ctx context.Context, room string, req proto.SendData) error {
-	return l.a().SendData(ctx, room, req)
-}
-
-// roomAPICluster starts n nodes in one cluster (embedded NATS servers over routes), each
-// serving the room API, node i in regions[i] when given, and waits until they see each other.
+// roomAPICluster is apiNodes with regions: n nodes n0, n1... in one cluster (embedded NATS
+// servers over routes), each serving the room API, node i in regions[i] when given.
 func roomAPICluster(t *testing.T, n int, regions ...string) []*env {
 	t.Helper()
 	var envs []*env
@@ -72,9 +31,9 @@ func roomAPICluster(t *testing.T, n int, regions ...string) []*env {
 		if seed != "" {
 			co.nats.Routes = []string{seed}
 		}
-		rooms := new(laterRooms)
+		rooms := &lateRooms{} // roomapi_write_test.go
 		e := startNode(t, o, co, func(so *signal.Options) { so.Rooms = rooms })
-		rooms.api.Store(cluster.NewAPI(e.cluster))
+		rooms.set(cluster.NewAPI(e.cluster))
 		if seed == "" {
 			seed = e.nats.RouteURL()
 		}
