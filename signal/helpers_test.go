@@ -96,7 +96,7 @@ func startNode(t *testing.T, o node.Options, co *clusterOpts, with ...func(*sign
 		e.nats.OnTrouble(e.cluster.Resync)
 		placer := cluster.NewPlacer(e.cluster)
 		reg.MustRegister(cluster.NewCollector(e.cluster, placer))
-		e.view = cluster.NewViewer(e.cluster)
+		e.view = cluster.NewViewer(cluster.NewAPI(e.cluster))
 		so.Cluster, so.Placement, so.Ready = e.view, placer, e.nats.Ready
 	}
 	for _, f := range with {

@@ -125,7 +125,7 @@ func startNode(t *testing.T, o node.Options, nats *cluster.NATSOptions, with ...
 		t.Cleanup(nc.Close)
 		t.Cleanup(pipes.Close)
 		t.Cleanup(c.Close)
-		v = cluster.NewViewer(c)
+		v = cluster.NewViewer(cluster.NewAPI(c))
 		so.Cluster, so.Placement, so.Ready = v, cluster.NewPlacer(c), nc.Ready
 	}
 	for _, f := range with {

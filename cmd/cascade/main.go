@@ -258,6 +258,7 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 	nc.OnTrouble(cl.Resync)
 	placer := cluster.NewPlacer(cl)
 	reg.MustRegister(cluster.NewCollector(cl, placer))
+	rooms := cluster.NewAPI(cl) // the room API, and the cluster view's listing
 
 	so := signal.Options{
 		Keys:      keys,
@@ -266,8 +267,8 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 		Logger:    logger,
 		Gatherer:  reg,
 		Pprof:     cfg.Pprof,
-		Cluster:   cluster.NewViewer(cl),
-		Rooms:     cluster.NewAPI(cl),
+		Cluster:   cluster.NewViewer(rooms),
+		Rooms:     rooms,
 		Placement: placer,
 		Ready:     nc.Ready,
 		Joins:     cfg.joinLimits(),
