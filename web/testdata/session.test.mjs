@@ -210,16 +210,18 @@ test("a refused mute restores the track", async () => {
   await c.close();
 });
 
-for (const [name, code, reason, notify] of [
-  ["removed by the room API", 4003, "removed", true],
-  ["the room deleted", 4004, "room_deleted", true],
-  ["replaced by a newer session", 4001, "replaced", true],
-  ["the room deleted, the notification lost", 4004, "room_deleted", false],
-  ["removed, the notification lost", 4003, "removed", false],
+for (const [name, code, reason, notified] of [
+  ["removed by the room API", 4003, "removed", "removed"],
+  ["the room deleted", 4004, "room_deleted", "room_deleted"],
+  ["replaced by a newer session", 4001, "replaced", "replaced"],
+  ["replaced, the notification in prose", 4001, "replaced", "replaced by a newer session of the same identity"],
+  ["the room deleted, the notification lost", 4004, "room_deleted", null],
+  ["removed, the notification lost", 4003, "removed", null],
+  ["a closed notification, then a plain close", 1000, "maintenance", "maintenance"],
 ]) {
   test(`${name}: a closed event with the reason, and no reconnection`, async () => {
     const { c, ws, events, of } = await publishing();
-    if (notify) ws.push({ method: "closed", data: { reason } });
+    if (notified) ws.push({ method: "closed", data: { reason: notified } });
     ws.drop(code, reason);
     assert.deepEqual(of("closed"), [{ reason, code }]);
     assert.equal(c.state, "closed");
