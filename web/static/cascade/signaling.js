@@ -206,7 +206,9 @@ export class Signaling extends EventTarget {
     if (ws !== this._ws) return;
     this._ws = null;
     const code = ev.code;
-    const final = this._serverReason || FINAL_CLOSE_CODES.get(code);
+    // The code names the reason when it is one of the final ones (a `closed` notification's
+    // reason may be prose); else the notification's reason makes the close final.
+    const final = FINAL_CLOSE_CODES.get(code) || this._serverReason;
     const errorCode = ERROR_CLOSE_CODES.get(code);
     // A request in flight fails with the reason when there is one (a join that missed the
     // deadline fails with "join_deadline", not a bare "disconnected").
