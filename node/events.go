@@ -9,15 +9,17 @@ type Events interface {
 	Event(e Event)
 }
 
-// Event is one of RoomOpened, RoomClosed, ParticipantJoined, ParticipantLeft, ProducerAdded,
-// ProducerRemoved, ProducerMuted, Message, Data and Demand.
+// Event is one of RoomOpened, RoomClosed, ParticipantJoined, ParticipantLeft,
+// ParticipantUpdated, ProducerAdded, ProducerRemoved, ProducerMuted, Message, Data and Demand.
 type Event interface{ isEvent() }
 
-// RoomOpened: a room got its first participant here; the join completes after Event returns,
-// so the cluster layer can add the room's remote participants and producers first.
+// RoomOpened: a room got its first participant here, or the room API opened it here (OpenRoom);
+// the join completes after Event returns, so the cluster layer can add the room's remote
+// participants and producers (and adopt its settings) first.
 type RoomOpened struct{ Room *Room }
 
-// RoomClosed: the room's last local participant left; its remote producers are gone here.
+// RoomClosed: the room closed here (its last local participant left and its empty timeout
+// passed, or the room API deleted it); its remote producers are gone here.
 type RoomClosed struct{ Room *Room }
 
 // ParticipantJoined: a participant joined here. Replaces lists the sessions of the same
@@ -49,11 +51,18 @@ type ProducerRemoved struct {
 	Origin      string
 }
 
-// ProducerMuted: a local producer was muted or unmuted.
+// ProducerMuted: a local producer was muted or unmuted. ByServer: the room API muted it.
 type ProducerMuted struct {
-	Room  *Room
-	ID    string
-	Muted bool
+	Room     *Room
+	ID       string
+	Muted    bool
+	ByServer bool
+}
+
+// ParticipantUpdated: the room API changed a local participant's metadata.
+type ParticipantUpdated struct {
+	Room        *Room
+	Participant ParticipantInfo
 }
 
 // Message: a local participant sent an application message to the room.
@@ -79,16 +88,17 @@ type Demand struct {
 	Wanted   bool
 }
 
-func (RoomOpened) isEvent()        {}
-func (RoomClosed) isEvent()        {}
-func (ParticipantJoined) isEvent() {}
-func (ParticipantLeft) isEvent()   {}
-func (ProducerAdded) isEvent()     {}
-func (ProducerRemoved) isEvent()   {}
-func (ProducerMuted) isEvent()     {}
-func (Message) isEvent()           {}
-func (Data) isEvent()              {}
-func (Demand) isEvent()            {}
+func (RoomOpened) isEvent()         {}
+func (RoomClosed) isEvent()         {}
+func (ParticipantJoined) isEvent()  {}
+func (ParticipantLeft) isEvent()    {}
+func (ParticipantUpdated) isEvent() {}
+func (ProducerAdded) isEvent()      {}
+func (ProducerRemoved) isEvent()    {}
+func (ProducerMuted) isEvent()      {}
+func (Message) isEvent()            {}
+func (Data) isEvent()               {}
+func (Demand) isEvent()             {}
 
 // SetEvents connects the node to the cluster layer; call it before the first Join. A node
 // without one is a single node.

@@ -105,31 +105,35 @@ func (r Rate) withDefaults(d Rate) Rate {
 	return r
 }
 
-// roomFull tells whether a join of identity would pass the room's cap. The room's participants
-// are counted by identity (a session here and one elsewhere of one identity, transiently both
-// known, count once), and a join that replaces a session of its identity, here or elsewhere,
-// adds none. The caller holds n.mu.
-func (n *Node) roomFull(r *Room, old *Participant, identity string) bool {
-	limit := n.opts.Limits.RoomParticipants
-	if limit < 0 || old != nil {
-		return false
-	}
+// roomFull tells whether a join of identity would pass the room's cap (its own maxParticipants
+// when set, else the node's), and which cap that is. The room's participants are counted by
+// identity (a session here and one elsewhere of one identity, transiently both known, count
+// once), and a join that replaces a session of its identity, here or elsewhere, adds none. The
+// caller holds n.mu.
+func (n *Node) roomFull(r *Room, old *Participant, identity string) (int, bool) {
 	local := n.identities[r.name]
 	count := len(local)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	limit := n.opts.Limits.RoomParticipants
+	if m := r.settings.MaxParticipants; m > 0 {
+		limit = m
+	}
+	if limit < 0 || old != nil {
+		return limit, false
+	}
 	if count+len(r.remote) < limit {
-		return false // below the cap even counting every session: no need to look closer
+		return limit, false // below the cap even counting every session: no need to look closer
 	}
 	for _, rp := range r.remote {
 		if rp.info.Identity == identity {
-			return false
+			return limit, false
 		}
 		if _, here := local[rp.info.Identity]; !here {
 			count++
 		}
 	}
-	return count >= limit
+	return limit, count >= limit
 }
 
 // admitTracks checks an offer's sending media sections against the cap per participant.

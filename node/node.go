@@ -47,7 +47,8 @@ type Node struct {
 	// by room, then identity: a second join with the same identity replaces the first
 	identities map[string]map[string]*Participant
 
-	stop chan struct{}
+	timers sync.WaitGroup // the rooms' empty timers that may still run (Close waits)
+	stop   chan struct{}
 }
 
 // New starts a node: its workers.
@@ -147,15 +148,19 @@ func (n *Node) Join(room, identity string, g Grant, autoSubscribe bool, l Listen
 		n.log.Debug("room created", "room", room, "worker", r.home.index)
 	}
 	old := n.identities[room][identity]
-	if n.roomFull(r, old, identity) {
+	if limit, full := n.roomFull(r, old, identity); full {
 		n.mu.Unlock()
-		return nil, fmt.Errorf("%w (%d participants)", ErrRoomFull, n.opts.Limits.RoomParticipants)
+		return nil, fmt.Errorf("%w (%d participants)", ErrRoomFull, limit)
 	}
+	n.cancelEmptyLocked(r) // someone is in it again
 	now := time.Now()
 	p := &Participant{id: n.newID("PA"), identity: identity, joined: now, node: n, room: r, grant: g, autoSubscribe: autoSubscribe,
 		listener: l, done: make(chan struct{}), byMid: make(map[string]*Producer), consumers: make(map[string]*Consumer),
 		chat: newSendLimit(n.opts.Limits.Chat, maxChatMessage, now), data: newSendLimit(n.opts.Limits.Data, maxDataMessage, now)}
 	p.log = n.log.With("room", room, "participant", p.id, "identity", identity)
+	if g.Metadata != "" {
+		p.metadata.Store(&g.Metadata)
+	}
 	n.identities[room][identity] = p
 	r.mu.Lock()
 	r.participants[p.id] = p
@@ -171,7 +176,7 @@ func (n *Node) Join(room, identity string, g Grant, autoSubscribe bool, l Listen
 	replaces := r.sessionsOf(identity)
 	p.knewIDs.Store(&replaces)
 	if old != nil {
-		old.listener.Notify(EventClosed, map[string]string{"reason": "replaced by a newer session of the same identity"})
+		old.listener.Notify(EventClosed, map[string]string{"reason": ReasonReplaced})
 		old.Close()
 	}
 	r.broadcast(p, EventParticipantJoined, p.Info())
@@ -180,7 +185,8 @@ func (n *Node) Join(room, identity string, g Grant, autoSubscribe bool, l Listen
 	return p, nil
 }
 
-// leave removes a closed participant from its room and the room from the node when empty.
+// leave removes a closed participant from its room, and the room from the node when it is empty
+// here: at once, or after its empty timeout (a join meanwhile keeps it open).
 func (n *Node) leave(p *Participant) {
 	r := p.room
 	n.mu.Lock()
@@ -193,19 +199,29 @@ func (n *Node) leave(p *Participant) {
 	}
 	closed := false
 	if empty && n.rooms[r.name] == r {
-		delete(n.rooms, r.name)
-		delete(n.identities, r.name)
-		r.closeRouters()
-		closed = true
+		if d := n.emptyTimeout(r); d > 0 && !r.deleted && !n.stopped() {
+			n.armEmptyLocked(r)
+		} else {
+			closed = n.closeIfEmptyLocked(r)
+		}
 	}
 	n.mu.Unlock()
 	r.broadcast(p, EventParticipantLeft, map[string]string{"id": p.id})
 	n.emit(ParticipantLeft{Room: r, ID: p.id})
 	if closed {
-		r.closeRemote()
-		n.emit(RoomClosed{Room: r})
+		n.roomClosed(r)
 	}
 	p.log.Info("participant left")
+}
+
+// stopped tells whether Close has begun.
+func (n *Node) stopped() bool {
+	select {
+	case <-n.stop:
+		return true
+	default:
+		return false
+	}
 }
 
 func (n *Node) leastLoaded() *Worker {
@@ -302,6 +318,19 @@ func (n *Node) Close() {
 	for _, p := range ps {
 		p.Close()
 	}
+	// The rooms left are empty ones waiting for their timeout: they close now.
+	n.mu.Lock()
+	var empty []*Room
+	for _, r := range n.rooms {
+		if n.closeIfEmptyLocked(r) {
+			empty = append(empty, r)
+		}
+	}
+	n.mu.Unlock()
+	for _, r := range empty {
+		n.roomClosed(r)
+	}
+	n.timers.Wait()
 	for _, w := range n.workers {
 		w.close()
 	}

@@ -59,6 +59,10 @@ type Options struct {
 	// Limits cap rooms, participants, tracks, chat and data rates and NACK ranges (zero fields:
 	// the defaults).
 	Limits Limits
+	// EmptyRoomTimeout is how long a room stays open here after its last participant here left,
+	// for rooms without an empty timeout of their own (RoomSettings.EmptyTimeout); a join
+	// meanwhile keeps it. 0: the room closes with its last participant.
+	EmptyRoomTimeout time.Duration
 	// Naive replaces Cascade's forwarding with the textbook pion broadcast: one
 	// TrackLocalStaticRTP per producer written to every subscriber's PeerConnection, with pion's
 	// default interceptors. Only the benchmark uses it, as the baseline.

@@ -51,9 +51,11 @@ type Listener interface {
 	Notify(method string, data any)
 }
 
-// Grant is what a participant's token allows.
+// Grant is what a participant's token allows, and what it says of the participant.
 type Grant struct {
 	Publish, Subscribe bool
+	// Metadata is the participant's first metadata (the token's metadata claim).
+	Metadata string
 }
 
 // A Participant is one client in a room: a send transport with its producers and a receive
@@ -75,7 +77,8 @@ type Participant struct {
 	autoSubscribe bool
 	listener      Listener
 	log           hclog.Logger
-	chat, data    *sendLimit // the participant's allowances as a sender
+	chat, data    *sendLimit             // the participant's allowances as a sender
+	metadata      atomic.Pointer[string] // the token's metadata claim, then the room API's
 
 	// neg serialises Publish and SubscribeOffer. It is never taken under mu.
 	neg sync.Mutex
@@ -100,7 +103,11 @@ func (p *Participant) ID() string { return p.id }
 
 // Info describes the participant.
 func (p *Participant) Info() ParticipantInfo {
-	return ParticipantInfo{ID: p.id, Identity: p.identity, JoinedAt: p.joined.UnixMilli()}
+	info := ParticipantInfo{ID: p.id, Identity: p.identity, JoinedAt: p.joined.UnixMilli()}
+	if m := p.metadata.Load(); m != nil {
+		info.Metadata = *m
+	}
+	return info
 }
 
 // Done is closed when the participant has closed.

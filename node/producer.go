@@ -80,8 +80,12 @@ type Producer struct {
 
 	pipesView atomic.Pointer[[]*pipe]
 	muted     atomic.Bool
-	lastKF    atomic.Int64  // unix nanos of the last keyframe request sent upstream
-	media     atomic.Uint64 // payload bytes fanned out: the consumers' retransmission budgets refill from it
+	// muteMu orders the publisher's mute requests and the room API's: serverMuted (the room API
+	// muted the producer) is checked and muted changed as one step.
+	muteMu      sync.Mutex
+	serverMuted bool
+	lastKF      atomic.Int64  // unix nanos of the last keyframe request sent upstream
+	media       atomic.Uint64 // payload bytes fanned out: the consumers' retransmission budgets refill from it
 }
 
 func newProducer(id, mid string, kind webrtc.RTPCodecType, p *Participant, home *Worker, pc *webrtc.PeerConnection, kf time.Duration) *Producer {

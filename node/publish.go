@@ -257,7 +257,14 @@ func (p *Participant) Mute(producerID string, muted bool) error {
 	if pr == nil || pr.participant != p {
 		return ErrNotFound
 	}
-	if pr.muted.Swap(muted) == muted {
+	pr.muteMu.Lock()
+	if !muted && pr.serverMuted {
+		pr.muteMu.Unlock()
+		return ErrMutedByModerator
+	}
+	same := pr.muted.Swap(muted) == muted
+	pr.muteMu.Unlock()
+	if same {
 		return nil
 	}
 	if !muted {

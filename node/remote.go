@@ -140,17 +140,29 @@ func (r *Room) RemoveRemoteProducer(id string) {
 }
 
 // SetRemoteMuted applies a remote producer's mute state.
-func (r *Room) SetRemoteMuted(id string, muted bool) {
+func (r *Room) SetRemoteMuted(id string, muted bool) { r.SetRemoteMutedBy(id, muted, false) }
+
+// SetRemoteMutedBy applies a remote producer's mute state; byServer: the room API muted it (the
+// local participants are told so even when it was muted already).
+func (r *Room) SetRemoteMutedBy(id string, muted, byServer bool) {
 	pr := r.producer(id)
-	if pr == nil || pr.origin == "" || pr.muted.Swap(muted) == muted {
+	if pr == nil || pr.origin == "" {
 		return
 	}
-	if !muted {
+	changed := pr.muted.Swap(muted) != muted
+	if !changed && !(muted && byServer) {
+		return
+	}
+	if changed && !muted {
 		for _, c := range pr.consumers() {
 			c.resync.Store(true)
 		}
 	}
-	r.broadcast(nil, EventProducerMuted, map[string]any{"id": id, "muted": muted})
+	note := map[string]any{"id": id, "muted": muted}
+	if muted && byServer {
+		note["byServer"] = true
+	}
+	r.broadcast(nil, EventProducerMuted, note)
 }
 
 // AddRemoteParticipant records a participant connected to another node and tells the local ones.
@@ -164,6 +176,15 @@ func (r *Room) AddRemoteParticipant(info ParticipantInfo, nodeID string) {
 	}
 }
 
+// UpdateRemoteParticipant records a remote participant's new description (its metadata changed)
+// and tells the local ones (participantUpdated).
+func (r *Room) UpdateRemoteParticipant(info ParticipantInfo, nodeID string) {
+	r.mu.Lock()
+	r.remote[info.ID] = remoteParticipant{info: info, node: nodeID}
+	r.mu.Unlock()
+	r.broadcast(nil, EventParticipantUpdated, info)
+}
+
 // ReplaceIdentity closes the local participant with the identity of other, a participant that
 // joined another node knowing the sessions replaces, if other is the newer session (see
 // Supersedes).
@@ -174,7 +195,7 @@ func (r *Room) ReplaceIdentity(other ParticipantInfo, replaces []string) {
 	if p == nil || p.room != r || !Supersedes(other, replaces, p.Info(), p.knew()) {
 		return
 	}
-	p.listener.Notify(EventClosed, map[string]string{"reason": "replaced by a newer session of the same identity on another node"})
+	p.listener.Notify(EventClosed, map[string]string{"reason": ReasonReplaced})
 	p.Close()
 }
 

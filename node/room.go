@@ -34,6 +34,13 @@ type Room struct {
 	routers      map[*Worker]*router          // the room's router on each worker it uses
 	opened       bool                         // the cluster layer knows the room
 	settings     RoomSettings
+
+	// Guarded by node.mu: the timer that closes the room once it has been empty here for its
+	// empty timeout (its generation, so a timer that fired late does nothing), and whether the
+	// room API deleted it (it closes with its last participant, whatever its timeout).
+	emptyTimer *time.Timer
+	emptyGen   int
+	deleted    bool
 }
 
 func newRoom(name string, n *Node, home *Worker) *Room {

@@ -9,6 +9,10 @@ type RoomSettings struct {
 	EmptyTimeout    int `json:"emptyTimeout,omitempty"`
 	// CreatedAt is when the room was created (room API) or first opened, Unix milliseconds.
 	CreatedAt int64 `json:"createdAt"`
+	// UpdatedAt is when the room API last set the settings, Unix milliseconds (0: never, the
+	// node's defaults): the version by which a node opening the room adopts another node's
+	// settings, and never older ones over a newer local change.
+	UpdatedAt int64 `json:"updatedAt,omitempty"`
 }
 
 // Settings are the room's settings.

@@ -110,6 +110,7 @@ func NewServer(n *node.Node, o Options) *Server {
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", s.serveWS)
+	s.mountRoomAPIWrite(mux) // the room API's actions, with Options.Rooms
 	for _, kind := range []string{"whip", "whep"} {
 		mux.HandleFunc("POST /"+kind+"/{room}", s.serveWHIP)
 		mux.HandleFunc("DELETE /"+kind+"/{room}/{id}", s.serveDeleteResource)

@@ -194,8 +194,25 @@ func (s *session) Notify(method string, data any) {
 func (s *session) notify(n proto.Notification) {
 	s.post(n)
 	if n.Method == node.EventClosed {
-		s.closeWith(closeReplaced, "replaced", true)
+		code, reason := closeOf(n.Data)
+		s.closeWith(code, reason, true)
 	}
+}
+
+// closeOf is the WebSocket close code and reason that follow a closed notification: the code of
+// its reason (PROTOCOL.md, "Error codes"); replaced when it names none other.
+func closeOf(data any) (websocket.StatusCode, string) {
+	var reason string
+	if m, ok := data.(map[string]string); ok {
+		reason = m["reason"]
+	}
+	switch reason {
+	case node.ReasonRemoved:
+		return proto.CloseRemoved, reason
+	case node.ReasonRoomDeleted:
+		return proto.CloseRoomDeleted, reason
+	}
+	return closeReplaced, proto.ReasonReplaced
 }
 
 // hold makes notifications wait until release (while a join is answered).
@@ -393,7 +410,7 @@ func (s *session) join(raw json.RawMessage) (any, error) {
 			}
 		}
 	}
-	p, err := s.srv.n.Join(g.Room, g.Identity, node.Grant{Publish: g.Publish, Subscribe: g.Subscribe}, auto, s)
+	p, err := s.srv.n.Join(g.Room, g.Identity, node.Grant{Publish: g.Publish, Subscribe: g.Subscribe, Metadata: g.Metadata}, auto, s)
 	if err != nil {
 		return nil, err
 	}
@@ -401,7 +418,7 @@ func (s *session) join(raw json.RawMessage) (any, error) {
 	s.srv.markJoined(s) // the join deadline (edges.go) no longer applies
 	s.log = s.log.With("room", g.Room, "participant", p.ID())
 	res := proto.JoinResult{Participant: participant(p.Info()), Room: g.Room, Participants: each(p.Room().Participants(), participant),
-		Producers: each(p.Room().Producers(), producer), ICEServers: s.srv.iceServers(p.ID())}
+		Producers: each(p.Room().Producers(), producer), ICEServers: s.srv.iceServers(p.ID()), RoomMetadata: p.Room().Settings().Metadata}
 	return res, nil
 }
 

@@ -23,9 +23,10 @@ const (
 // machine whose clock is slightly ahead is not refused.
 const ClockSkew = 5 * time.Second
 
-// MaxTokenLen is the longest token accepted, in bytes: a Cascade token is about 300 bytes, and
-// nothing larger is parsed.
-const MaxTokenLen = 4096
+// MaxTokenLen is the longest token accepted, in bytes: a Cascade token is about 300 bytes, or
+// up to about 33 KiB with the largest metadata claim (4096 bytes, each of which JSON may escape
+// to six, in base64); nothing larger is parsed.
+const MaxTokenLen = 36 << 10
 
 // Errors returned by Verify (wrapped, test with errors.Is), and ErrNoKey by Mint and Verify when
 // the Keys are incomplete.
@@ -47,7 +48,13 @@ type Grant struct {
 	Publish   bool
 	Subscribe bool
 	Admin     bool
+	// Metadata is the participant's first metadata (the room API may change it later): at most
+	// MaxMetadata bytes of UTF-8.
+	Metadata string
 }
+
+// MaxMetadata is the longest metadata claim, in bytes (proto.MaxMetadata).
+const MaxMetadata = 4096
 
 // Keys are an API key (the token's issuer) and its secret (the HMAC key).
 type Keys struct {
@@ -65,6 +72,7 @@ type claims struct {
 	Publish   bool   `json:"publish"`
 	Subscribe bool   `json:"subscribe"`
 	Admin     bool   `json:"admin,omitempty"`
+	Metadata  string `json:"metadata,omitempty"`
 }
 
 // Mint returns a signed token for g, valid from now for ttl. A negative ttl mints a token that
@@ -84,6 +92,9 @@ func (k Keys) mint(g Grant, ttl time.Duration, now time.Time) (string, error) {
 		// JSON would turn the bad bytes into U+FFFD: the token would admit to another room.
 		return "", errors.New("mint token: room and identity must be UTF-8")
 	}
+	if err := checkMetadata(g.Metadata); err != nil {
+		return "", fmt.Errorf("mint token: %w", err)
+	}
 	if ttl == 0 {
 		return "", errors.New("mint token: ttl must not be zero")
 	}
@@ -100,6 +111,7 @@ func (k Keys) mint(g Grant, ttl time.Duration, now time.Time) (string, error) {
 		Publish:   g.Publish,
 		Subscribe: g.Subscribe,
 		Admin:     g.Admin,
+		Metadata:  g.Metadata,
 	}
 	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(k.Secret))
 	if err != nil {
@@ -131,6 +143,9 @@ func (k Keys) verify(token string, now func() time.Time) (Grant, error) {
 	}
 	if c.Subject == "" {
 		return Grant{}, fmt.Errorf("%w: missing sub claim", ErrBadToken)
+	}
+	if err := checkMetadata(c.Metadata); err != nil {
+		return Grant{}, fmt.Errorf("%w: %w", ErrBadToken, err)
 	}
 	return c.grant(), nil
 }
@@ -202,7 +217,15 @@ func (k Keys) parse(token string, now func() time.Time, validity bool) (claims, 
 }
 
 func (c claims) grant() Grant {
-	return Grant{Room: c.Room, Identity: c.Subject, Publish: c.Publish, Subscribe: c.Subscribe, Admin: c.Admin}
+	return Grant{Room: c.Room, Identity: c.Subject, Publish: c.Publish, Subscribe: c.Subscribe, Admin: c.Admin, Metadata: c.Metadata}
+}
+
+// checkMetadata refuses a metadata claim longer than MaxMetadata bytes.
+func checkMetadata(m string) error {
+	if len(m) > MaxMetadata {
+		return fmt.Errorf("the metadata claim is %d bytes, at most %d are accepted", len(m), MaxMetadata)
+	}
+	return nil
 }
 
 // classify maps a jwt error to ErrExpired when time is the only problem, else to ErrBadToken.
