@@ -203,7 +203,7 @@ function onMessage({ from, identity, data }) {
   const li = document.createElement("li");
   const who = document.createElement("span");
   who.className = "who";
-  who.textContent = identity || identityOf(from);
+  who.textContent = identity || (from ? identityOf(from) : "moderator"); // from "": the room API
   li.append(who, document.createTextNode(text));
   const chat = $("chat");
   chat.append(li);
