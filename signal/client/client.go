@@ -1,5 +1,9 @@
 // Package client is the Go client of Cascade's signaling protocol (PROTOCOL.md): a real WebRTC
 // participant with a send and a receive transport. The tests and the load-test bots use it.
+//
+// Notifications arrive in order through Options.OnNotification; Decode turns each into its
+// proto type (participant and room metadata, a moderator's mute, an unmute request, ...). When
+// the node ends the session (replaced, removed, room deleted), Done is closed and Err tells why.
 package client
 
 import (
@@ -528,7 +532,8 @@ func (c *Client) Send() *webrtc.PeerConnection {
 	return c.send
 }
 
-// Close leaves the room and closes both transports and the connection.
+// Close leaves the room and closes both transports and the connection. Err then reports
+// ErrClosed, or why the node had ended the session before.
 func (c *Client) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	c.mu.Lock()
