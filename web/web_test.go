@@ -26,7 +26,8 @@ func TestHandlerServesThePage(t *testing.T) {
 	}{
 		{"/", "text/html; charset=utf-8", `<script type="module" src="app.js">`},
 		{"/?room=a&identity=b&autojoin=1", "text/html; charset=utf-8", "<title>Cascade</title>"},
-		{"/cascade.js", "text/javascript; charset=utf-8", "export class CascadeClient"},
+		{"/cascade.js", "text/javascript; charset=utf-8", "export { CascadeClient, CascadeError }"},
+		{"/cascade/client.js", "text/javascript; charset=utf-8", "export class CascadeClient"},
 		{"/app.js", "text/javascript; charset=utf-8", "window.cascadeApp"},
 		{"/style.css", "text/css; charset=utf-8", ".tiles"},
 	} {

@@ -1,5 +1,9 @@
 // Package client is the Go client of Cascade's signaling protocol (PROTOCOL.md): a real WebRTC
 // participant with a send and a receive transport. The tests and the load-test bots use it.
+//
+// Notifications arrive in order through Options.OnNotification; Decode turns each into its
+// proto type (participant and room metadata, a moderator's mute, an unmute request, ...). When
+// the node ends the session (replaced, removed, room deleted), Done is closed and Err tells why.
 package client
 
 import (
@@ -17,60 +21,11 @@ import (
 	"github.com/coder/websocket"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
-	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 )
 
 // ErrClosed is returned by requests on a closed client.
 var ErrClosed = errors.New("client closed")
-
-// Options configure a client.
-type Options struct {
-	// Token is the access token sent with join.
-	Token string
-	// Region is the client's region, a placement hint for the node.
-	Region string
-	// NoRedirect makes the node accept the join instead of redirecting to a better node.
-	NoRedirect bool
-	// NoAutoSubscribe turns off the server's automatic subscription to every producer.
-	NoAutoSubscribe bool
-	// LoopbackOnly gathers only loopback candidates (tests on one machine).
-	LoopbackOnly bool
-	// NetworkTypes are the candidate networks ICE may use; nil means DefaultNetworkTypes (UDP,
-	// with ICE-TCP for when UDP is blocked). TCPOnly and IPv6Only are the usual others.
-	NetworkTypes []webrtc.NetworkType
-	// OnTrack is called for every consumer track that arrives on the receive transport.
-	OnTrack func(*webrtc.TrackRemote, *webrtc.RTPReceiver)
-	// OnNotification is called, in order, for every server notification (after the client
-	// handled offers and trickles itself).
-	OnNotification func(method string, data json.RawMessage)
-	// OnPublisherRTCP is called with the RTCP the node sends about the client's published
-	// tracks (keyframe requests, NACKs, receiver reports).
-	OnPublisherRTCP func([]rtcp.Packet)
-	// OnData is called for every data-channel message from the room.
-	OnData func(msg []byte)
-	// Lean leaves out pion's interceptors (NACK generator and responder, RTCP reports): a
-	// cheaper client for load tests, which then measures loss before retransmission.
-	Lean bool
-	// RequestTimeout bounds each request; 0 means 10 s.
-	RequestTimeout time.Duration
-	// ICETransportPolicy is both transports' policy: webrtc.ICETransportPolicyRelay uses only
-	// the node's TURN servers (from the join response), as a client whose network blocks
-	// every direct path would (and no ICE-TCP host candidates). The zero value (all) prefers
-	// direct paths.
-	ICETransportPolicy webrtc.ICETransportPolicy
-}
-
-// Candidate networks for Options.NetworkTypes.
-var (
-	// DefaultNetworkTypes: UDP over IPv4, and ICE-TCP (active candidates dialing the node's
-	// passive ones) when UDP fails; UDP wins when both work.
-	DefaultNetworkTypes = []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeTCP4}
-	// TCPOnly uses ICE-TCP over IPv4 only, as a client whose UDP is blocked.
-	TCPOnly = []webrtc.NetworkType{webrtc.NetworkTypeTCP4}
-	// IPv6Only uses UDP and ICE-TCP over IPv6 only.
-	IPv6Only = []webrtc.NetworkType{webrtc.NetworkTypeUDP6, webrtc.NetworkTypeTCP6}
-)
 
 // Client is one participant.
 type Client struct {
@@ -87,6 +42,11 @@ type Client struct {
 	mu      sync.Mutex
 	pending map[string]chan proto.Response
 	closed  bool
+	// Why the connection ended, when the node ended it (see Err): the reader's error and the
+	// reason of the closed notification.
+	readErr      error
+	closedReason string
+	leaving      bool // Close sent leave: the node's close that follows is the client's doing
 
 	joined chan struct{}           // closed once Join is set: notifications wait for it
 	notes  chan proto.Notification // closed by the reader when the connection ends
@@ -285,6 +245,11 @@ func (c *Client) reader() {
 	for {
 		_, b, err := c.conn.Read(c.ctx)
 		if err != nil {
+			c.mu.Lock()
+			if !c.closed && !c.leaving {
+				c.readErr = err
+			}
+			c.mu.Unlock()
 			return
 		}
 		var f frame
@@ -331,8 +296,13 @@ func (c *Client) dispatcher() {
 				if json.Unmarshal(raw, &d) == nil {
 					c.onTrickle(d)
 				}
-			case proto.MethodMessage:
-				// delivered below
+			case proto.MethodClosed:
+				var d proto.Closed
+				if json.Unmarshal(raw, &d) == nil {
+					c.mu.Lock()
+					c.closedReason = d.Reason
+					c.mu.Unlock()
+				}
 			}
 			c.notify(n.Method, raw)
 		}
@@ -562,9 +532,13 @@ func (c *Client) Send() *webrtc.PeerConnection {
 	return c.send
 }
 
-// Close leaves the room and closes both transports and the connection.
+// Close leaves the room and closes both transports and the connection. Err then reports
+// ErrClosed, or why the node had ended the session before.
 func (c *Client) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	c.mu.Lock()
+	c.leaving = true
+	c.mu.Unlock()
 	_ = c.Request(ctx, proto.MethodLeave, struct{}{}, nil)
 	cancel()
 	c.shutdown()

@@ -1,4 +1,7 @@
 // The Cascade demo page: join a room with camera and microphone, see and hear the others, chat.
+// It shows the room API's doings too: participant and room metadata, a moderator's mute and its
+// request to unmute, and the end of the session when the participant is removed or the room
+// deleted.
 // Query parameters: ?room=R&identity=I&autojoin=1, and &token=T for a node without /token (run
 // without --dev): the token's room and identity are the ones joined.
 import { CascadeClient } from "./cascade.js";
@@ -9,6 +12,8 @@ let client = null;
 let localStream = null;
 let joining = false;
 let lastError = "";
+let notice = "";
+let unmuteRequest = null; // the producer a moderator asks us to unmute
 const messages = []; // {from, identity, text}
 const tiles = new Map(); // participant id -> {el, media: Map(producer id -> element)}
 
@@ -21,6 +26,20 @@ function showError(text) {
   $("error").textContent = lastError;
   $("error").hidden = !lastError;
 }
+
+function showNotice(text) {
+  notice = text || "";
+  $("notice").textContent = notice;
+  $("notice").hidden = !notice;
+}
+
+// Why the server ended the session, in words (the `closed` event's reason).
+const ENDED = {
+  removed: "You were removed from the room.",
+  room_deleted: "The room was deleted.",
+  replaced: "You joined this room from another page: this one left.",
+  token_expired: "Your token expired.",
+};
 
 function setStatus(state, text) {
   const el = $("status");
@@ -149,8 +168,16 @@ function renderParticipants() {
   for (const p of all) {
     const li = document.createElement("li");
     li.dataset.participant = p.id;
+    const who = document.createElement("div");
     const name = document.createElement("span");
     name.textContent = p.identity + (p.self ? " (you)" : "");
+    who.append(name);
+    if (p.metadata) {
+      const meta = document.createElement("span");
+      meta.className = "meta";
+      meta.textContent = p.metadata;
+      who.append(meta);
+    }
     const flags = document.createElement("span");
     flags.className = "flags";
     const muted = [];
@@ -158,7 +185,7 @@ function renderParticipants() {
       if (prod.participant === p.id && prod.muted) muted.push(prod.kind === "audio" ? "mic off" : "camera off");
     }
     flags.textContent = muted.join(", ");
-    li.append(name, flags);
+    li.append(who, flags);
     list.append(li);
   }
   for (const id of tiles.keys()) updateTileName(id);
@@ -176,7 +203,7 @@ function onMessage({ from, identity, data }) {
   const li = document.createElement("li");
   const who = document.createElement("span");
   who.className = "who";
-  who.textContent = identity || identityOf(from);
+  who.textContent = identity || (from ? identityOf(from) : "moderator"); // from "": the room API
   li.append(who, document.createTextNode(text));
   const chat = $("chat");
   chat.append(li);
@@ -189,6 +216,47 @@ function showCall(inCall) {
   $("join-view").hidden = inCall;
   $("call-view").hidden = !inCall;
   $("room-label").textContent = inCall && client ? `room ${client.room || ""}` : "";
+  showRoomMetadata();
+}
+
+function showRoomMetadata() {
+  const text = client && client.state !== "closed" ? client.roomMetadata : "";
+  $("room-meta").textContent = text;
+  $("room-meta").hidden = !text;
+}
+
+// ---- the room API: a moderator's mute and unmute request ---------------------------------------
+
+function kindOf(producerId) {
+  const local = client && client.localProducers.get(producerId);
+  return local && local.kind === "video" ? "camera" : "microphone";
+}
+
+function onProducerMuted({ id, muted, byServer }) {
+  renderParticipants();
+  if (!byServer || !client || !client.localProducers.has(id)) return;
+  updateMuteButtons();
+  if (muted) showNotice(`A moderator muted your ${kindOf(id)}.`);
+}
+
+function onUnmuteRequested({ producer }) {
+  unmuteRequest = producer;
+  $("unmute-text").textContent = `A moderator asks you to unmute your ${kindOf(producer)}.`;
+  $("unmute-request").hidden = false;
+}
+
+async function answerUnmute(accept) {
+  const producer = unmuteRequest;
+  unmuteRequest = null;
+  $("unmute-request").hidden = true;
+  if (!accept || !client || !producer) return;
+  try {
+    await client.mute(producer, false);
+    showNotice("");
+  } catch (err) {
+    showError(`Unmute failed: ${err.message}`);
+  }
+  updateMuteButtons();
 }
 
 function wire(c) {
@@ -201,7 +269,10 @@ function wire(c) {
       leave();
     }
   });
-  c.addEventListener("joined", () => renderParticipants());
+  c.addEventListener("joined", () => {
+    renderParticipants();
+    showRoomMetadata();
+  });
   c.addEventListener("participantJoined", () => renderParticipants());
   c.addEventListener("participantLeft", (e) => {
     removeTile(e.detail.id);
@@ -209,7 +280,16 @@ function wire(c) {
   });
   c.addEventListener("producerAdded", () => renderParticipants());
   c.addEventListener("producerRemoved", () => renderParticipants());
-  c.addEventListener("producerMuted", () => renderParticipants());
+  c.addEventListener("producerMuted", (e) => onProducerMuted(e.detail));
+  c.addEventListener("participantUpdated", () => renderParticipants());
+  c.addEventListener("roomUpdated", () => showRoomMetadata());
+  c.addEventListener("unmuteRequested", (e) => onUnmuteRequested(e.detail));
+  c.addEventListener("closed", (e) => {
+    // The server ended the session (or reconnection gave up): say why; the state listener
+    // then returns to the join form.
+    const { reason } = e.detail;
+    showNotice(ENDED[reason] || `The session ended (${reason}).`);
+  });
   c.addEventListener("track", (e) => onTrack(e.detail));
   c.addEventListener("trackEnded", (e) => onTrackEnded(e.detail));
   c.addEventListener("message", (e) => onMessage(e.detail));
@@ -234,6 +314,7 @@ async function join(room, identity) {
   joining = true;
   $("join").disabled = true;
   showError("");
+  showNotice("");
   setStatus("connecting", "getting a token…");
   // ?relay=1 sends all media through the node's TURN servers (iceTransportPolicy "relay").
   const relay = new URLSearchParams(location.search).get("relay") === "1";
@@ -281,6 +362,8 @@ async function leave() {
   $("chat").replaceChildren();
   messages.length = 0;
   $("participants").replaceChildren();
+  unmuteRequest = null;
+  $("unmute-request").hidden = true;
   showCall(false);
   setStatus("closed", "not connected");
 }
@@ -311,7 +394,8 @@ async function toggle(kind) {
     if (producer) await client.mute(producer.id, muted);
     else track.enabled = !muted;
   } catch (err) {
-    showError(`Mute failed: ${err.message}`);
+    if (err.code === "forbidden") showNotice(`A moderator muted your ${kind === "video" ? "camera" : "microphone"}: you can unmute when they ask.`);
+    else showError(`Mute failed: ${err.message}`);
   }
   updateMuteButtons();
 }
@@ -371,6 +455,15 @@ window.cascadeApp = {
   get lastError() {
     return lastError;
   },
+  /** What the page tells the user besides errors (a moderator's mute, why the session ended). */
+  get notice() {
+    return notice;
+  },
+  /** The producer a moderator asks us to unmute (the prompt is shown), or null. */
+  get unmuteRequest() {
+    return unmuteRequest;
+  },
+  answerUnmute,
   get messages() {
     return messages.slice();
   },
@@ -380,6 +473,12 @@ window.cascadeApp = {
   /** Identities of the other participants. */
   participants() {
     return client ? [...client.participants.values()].map((p) => p.identity) : [];
+  },
+  /** The metadata of everyone in the room (this client included), by identity. */
+  metadata() {
+    if (!client) return {};
+    const all = client.participant ? [client.participant, ...client.participants.values()] : [...client.participants.values()];
+    return Object.fromEntries(all.map((p) => [p.identity, p.metadata || ""]));
   },
 };
 
@@ -392,6 +491,8 @@ $("join-form").addEventListener("submit", (e) => {
 $("leave").addEventListener("click", () => leave());
 $("mute-mic").addEventListener("click", () => toggle("audio"));
 $("mute-cam").addEventListener("click", () => toggle("video"));
+$("unmute-accept").addEventListener("click", () => answerUnmute(true));
+$("unmute-decline").addEventListener("click", () => answerUnmute(false));
 $("chat-form").addEventListener("submit", async (e) => {
   e.preventDefault();
   const input = $("chat-input");

@@ -1,0 +1,58 @@
+package client
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+)
+
+// Options configure a client.
+type Options struct {
+	// Token is the access token sent with join.
+	Token string
+	// Region is the client's region, a placement hint for the node.
+	Region string
+	// NoRedirect makes the node accept the join instead of redirecting to a better node.
+	NoRedirect bool
+	// NoAutoSubscribe turns off the server's automatic subscription to every producer.
+	NoAutoSubscribe bool
+	// LoopbackOnly gathers only loopback candidates (tests on one machine).
+	LoopbackOnly bool
+	// NetworkTypes are the candidate networks ICE may use; nil means DefaultNetworkTypes (UDP,
+	// with ICE-TCP for when UDP is blocked). TCPOnly and IPv6Only are the usual others.
+	NetworkTypes []webrtc.NetworkType
+	// OnTrack is called for every consumer track that arrives on the receive transport.
+	OnTrack func(*webrtc.TrackRemote, *webrtc.RTPReceiver)
+	// OnNotification is called, in order, for every server notification (after the client
+	// handled offers and trickles itself). Decode turns the data into its proto type (for
+	// example proto.RoomUpdated, proto.UnmuteRequested, proto.Closed).
+	OnNotification func(method string, data json.RawMessage)
+	// OnPublisherRTCP is called with the RTCP the node sends about the client's published
+	// tracks (keyframe requests, NACKs, receiver reports).
+	OnPublisherRTCP func([]rtcp.Packet)
+	// OnData is called for every data-channel message from the room.
+	OnData func(msg []byte)
+	// Lean leaves out pion's interceptors (NACK generator and responder, RTCP reports): a
+	// cheaper client for load tests, which then measures loss before retransmission.
+	Lean bool
+	// RequestTimeout bounds each request; 0 means 10 s.
+	RequestTimeout time.Duration
+	// ICETransportPolicy is both transports' policy: webrtc.ICETransportPolicyRelay uses only
+	// the node's TURN servers (from the join response), as a client whose network blocks
+	// every direct path would (and no ICE-TCP host candidates). The zero value (all) prefers
+	// direct paths.
+	ICETransportPolicy webrtc.ICETransportPolicy
+}
+
+// Candidate networks for Options.NetworkTypes.
+var (
+	// DefaultNetworkTypes: UDP over IPv4, and ICE-TCP (active candidates dialing the node's
+	// passive ones) when UDP fails; UDP wins when both work.
+	DefaultNetworkTypes = []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeTCP4}
+	// TCPOnly uses ICE-TCP over IPv4 only, as a client whose UDP is blocked.
+	TCPOnly = []webrtc.NetworkType{webrtc.NetworkTypeTCP4}
+	// IPv6Only uses UDP and ICE-TCP over IPv6 only.
+	IPv6Only = []webrtc.NetworkType{webrtc.NetworkTypeUDP6, webrtc.NetworkTypeTCP6}
+)

@@ -1,0 +1,327 @@
+// TypeScript declarations for cascade.js, the Cascade browser client (PROTOCOL.md on standard
+// browser APIs). Written by hand; web/types checks them against the JavaScript (the same exports,
+// methods, properties and events) and compiles a program that uses the whole API.
+//
+//   import { CascadeClient } from "/cascade.js"; // or a copy of cascade.js, cascade/ and this file
+//   const client = new CascadeClient();
+//   client.on("participantUpdated", (p) => console.log(p.identity, p.metadata));
+//   await client.connect("/ws", token);
+
+/** A participant of the room (PROTOCOL.md, "Objects"). */
+export interface Participant {
+  /** The participant's id, new for every session (a reconnection gets a new one). */
+  id: string;
+  /** The identity of its token. */
+  identity: string;
+  /** When the participant joined, in Unix milliseconds. */
+  joinedAt: number;
+  /**
+   * The application's data about the participant: the token's `metadata` claim, then the room
+   * API's updates (at most 4096 bytes). Absent when empty.
+   */
+  metadata?: string;
+}
+
+/** A track a participant publishes (PROTOCOL.md, "Objects"). */
+export interface Producer {
+  id: string;
+  /** The id of the participant that publishes it. */
+  participant: string;
+  kind: "audio" | "video";
+  /** The producer's media section on its publisher's send transport. */
+  mid?: string;
+  /** Set once media flows, for example "video/VP8". */
+  codec?: string;
+  muted: boolean;
+  /** The node its publisher is connected to ("" or absent on that node itself). */
+  origin?: string;
+  clockRate?: number;
+  channels?: number;
+  fmtp?: string;
+}
+
+/** A placement redirect: the node the client should join instead (followed by connect). */
+export interface Redirect {
+  node: string;
+  /** The node's signaling URL (ws://host:port/ws). */
+  url: string;
+}
+
+/** The data of a join response. */
+export interface JoinResult {
+  /** This client's participant. */
+  participant: Participant;
+  room: string;
+  /** Everyone in the room, this client included. */
+  participants: Participant[];
+  producers: Producer[];
+  /** The node's TURN servers with short-lived credentials; absent when the node runs none. */
+  iceServers?: RTCIceServer[];
+  /** The room's metadata (room API); absent when empty. */
+  roomMetadata?: string;
+  redirect?: Redirect;
+}
+
+/** The connection's state, reported by the `state` event. */
+export type ConnectionState = "closed" | "connecting" | "connected" | "reconnecting";
+
+/**
+ * Why a session ended without close(): the reason of the server's `closed` notification
+ * ("replaced": close 4001, a newer session of the same identity joined; "removed": 4003, the
+ * room API removed the participant; "room_deleted": 4004, the room API deleted the room), the
+ * error code of a join that reconnection cannot fix ("token_expired", "unauthorized", ...), or
+ * "disconnected" (a drop with the reconnect option off).
+ */
+export type CloseReason = "replaced" | "removed" | "room_deleted" | "disconnected" | (string & {});
+
+/**
+ * An error code: the server's (PROTOCOL.md, "Error codes") or the client's own ("timeout",
+ * "disconnected", "too_big", "connect_failed", "bad_frame", "bad_sdp", "bad_state"), or the
+ * reason of a close ("slow_client" 4002, "join_deadline" 4008, "flood" 4029, or a CloseReason).
+ */
+export type ErrorCode =
+  | "bad_request"
+  | "unknown_method"
+  | "unauthorized"
+  | "token_expired"
+  | "forbidden"
+  | "not_joined"
+  | "already_joined"
+  | "bad_sdp"
+  | "not_found"
+  | "bad_state"
+  | "rate_limited"
+  | "draining"
+  | "internal"
+  | "cluster_unavailable"
+  | "too_many_rooms"
+  | "room_full"
+  | "too_many_tracks"
+  | "timeout"
+  | "disconnected"
+  | "too_big"
+  | "connect_failed"
+  | "bad_frame"
+  | "slow_client"
+  | "join_deadline"
+  | "flood"
+  | (string & {});
+
+/** Options of the CascadeClient constructor. */
+export interface CascadeClientOptions {
+  /**
+   * STUN/TURN servers for both peer connections, besides the node's own TURN servers, which
+   * the join response hands out with fresh credentials.
+   */
+  iceServers?: RTCIceServer[];
+  /** "all" (the default: direct paths first, TURN when they fail) or "relay" (TURN only). */
+  iceTransportPolicy?: RTCIceTransportPolicy;
+  /** Milliseconds before a request fails with code "timeout" (10000). */
+  requestTimeout?: number;
+  /** Reconnect when the WebSocket drops (true). */
+  reconnect?: boolean;
+}
+
+/** Options of connect. */
+export interface ConnectOptions {
+  /** Subscribe to every producer of the room, present and future (true). */
+  autoSubscribe?: boolean;
+  /** The client's region, a placement hint: the node may redirect to a node of that region. */
+  region?: string;
+}
+
+/** A token, or a function returning one, called for every join (to refresh an expired token). */
+export type TokenSource = string | (() => string | Promise<string>);
+
+/** One of this client's producers, linked to its local track. */
+export interface LocalProducer {
+  id: string;
+  kind: "audio" | "video";
+  track: MediaStreamTrack;
+  transceiver: RTCRtpTransceiver;
+  muted: boolean;
+  /** A moderator muted it and has not asked for an unmute yet: mute(id, false) is refused. */
+  mutedByServer: boolean;
+  /** The producer as the server described it. */
+  producer: Producer;
+}
+
+/** A received track: the payload of the `track` event. */
+export interface RemoteTrackInfo {
+  track: MediaStreamTrack;
+  streams: MediaStream[];
+  /** The publishing participant (the stream id), null when the track came without a stream. */
+  participantId: string | null;
+  /** The producer (the track id). */
+  producerId: string;
+  kind: string;
+}
+
+/** An entry of CascadeClient.remoteTracks. */
+export interface RemoteTrack extends RemoteTrackInfo {
+  /** Forgets the track and emits trackEnded (once). */
+  end(): void;
+}
+
+/** The events of a CascadeClient and their payloads (event.detail). */
+export interface CascadeEventMap {
+  /** The connection's state changed. */
+  state: { state: ConnectionState; previous: ConnectionState };
+  /** A join succeeded, the first or after a reconnection (the room state is then fresh). */
+  joined: JoinResult & { reconnected: boolean };
+  /**
+   * The session ended without close() and will not reconnect: the server closed it (code, the
+   * WebSocket close code) or reconnection gave up (code 0). The state becomes "closed" next.
+   */
+  closed: { reason: CloseReason; code: number };
+  participantJoined: Participant;
+  participantLeft: { id: string };
+  /** A participant's metadata changed (this client's own too: client.participant is updated). */
+  participantUpdated: Participant;
+  /** The room's metadata changed (client.roomMetadata is updated). */
+  roomUpdated: { metadata: string };
+  producerAdded: Producer;
+  producerRemoved: { id: string; participant: string };
+  /**
+   * A producer was muted or unmuted. byServer: a moderator muted it through the room API; when
+   * it is one of this client's producers its track is disabled and mute(id, false) fails with
+   * "forbidden" until an `unmuteRequested`.
+   */
+  producerMuted: { id: string; muted: boolean; byServer: boolean };
+  /**
+   * A moderator asks this client to unmute one of its producers. Nothing happens by itself: to
+   * accept, call `client.mute(producer, false)`.
+   */
+  unmuteRequested: { producer: string };
+  /** An application message; `from` and `identity` are "" when the room API sent it. */
+  message: { from: string; identity: string; data: unknown };
+  track: RemoteTrackInfo;
+  /** A received track ended (its producer was removed, or the connection was reset). */
+  trackEnded: Omit<RemoteTrackInfo, "streams">;
+  /** A message on the receive transport's data channel. */
+  data: { data: string | ArrayBuffer | Blob; label: string };
+  /** A peer connection's connectionState changed. */
+  transportState: { transport: "send" | "recv"; state: RTCPeerConnectionState };
+  /** A notification this library does not know. */
+  notification: { method: string; data: unknown };
+  /**
+   * An asynchronous failure (nothing threw to the caller). Context "connection": the server
+   * closed the connection for slow_client (4002), join_deadline (4008) or flood (4029); the
+   * client reconnects.
+   */
+  error: { error: Error; context: string };
+}
+
+/** An error answered by the server ({code, message}) or raised by the client. */
+export class CascadeError extends Error {
+  constructor(code: ErrorCode, message?: string);
+  name: "CascadeError";
+  /** The error code, stable across versions. */
+  code: ErrorCode;
+  /** The server's message ("" when the client raised the error). */
+  serverMessage: string;
+}
+
+/**
+ * A participant of a Cascade room: one WebSocket for signaling, a send transport for what it
+ * publishes and a receive transport for what it subscribes to. Reconnects by itself after a
+ * drop (rejoining and republishing), never after the server ended the session.
+ */
+export class CascadeClient extends EventTarget {
+  constructor(options?: CascadeClientOptions);
+
+  /** The constructor's options with their defaults. */
+  options: Required<CascadeClientOptions>;
+  state: ConnectionState;
+  /** Why the last session ended without close(); null while open and after close(). */
+  closeReason: CloseReason | null;
+  /** This client's participant once joined. */
+  participant: Participant | null;
+  /** The room's name once joined. */
+  room: string | null;
+  /** The room's metadata (room API); "" when it has none. */
+  roomMetadata: string;
+  /** The other participants of the room, by id. */
+  participants: Map<string, Participant>;
+  /** The room's producers (this client's included), by id. */
+  producers: Map<string, Producer>;
+  /** This client's producers, by id. */
+  localProducers: Map<string, LocalProducer>;
+  /** Received tracks, by producer id. */
+  remoteTracks: Map<string, RemoteTrack>;
+  /** The send transport (null before publish or sendData). */
+  sendPC: RTCPeerConnection | null;
+  /** The receive transport (null before the server's first offer). */
+  recvPC: RTCPeerConnection | null;
+  /** The send transport's data channel ("data"). */
+  dataChannel: RTCDataChannel | null;
+
+  /** The class itself, for `window.Cascade.CascadeClient`. */
+  static CascadeClient: typeof CascadeClient;
+  /** The error class, for `window.Cascade.CascadeError`. */
+  static CascadeError: typeof CascadeError;
+
+  /** Registers fn(detail, event) for an event; returns a function that removes it. */
+  on<K extends keyof CascadeEventMap>(type: K, fn: (detail: CascadeEventMap[K], event: CustomEvent<CascadeEventMap[K]>) => void): () => void;
+
+  /**
+   * Opens the WebSocket (ws:, wss:, http:, https: or a path such as "/ws") and joins with the
+   * token. Resolves with the join response data; rejects with a CascadeError (for example
+   * "unauthorized", "room_full"). Later drops reconnect automatically.
+   */
+  connect(url: string, token: TokenSource, options?: ConnectOptions): Promise<JoinResult>;
+
+  /**
+   * Publishes the stream's tracks on the send transport (plus the data channel "data"). Calling
+   * it again with new tracks renegotiates. Resolves with the producers of the send transport.
+   */
+  publish(stream: MediaStream): Promise<Producer[]>;
+
+  /** Stops one of this client's producers and renegotiates the send transport without it. */
+  unpublish(producerId: string): Promise<void>;
+
+  /**
+   * Mutes or unmutes one of this client's producers and its local track. Rejects with
+   * "forbidden" when unmuting a producer a moderator muted, until an `unmuteRequested`.
+   */
+  mute(producerId: string, muted: boolean): Promise<void>;
+
+  /** Subscribes to a producer (for a client that connected with autoSubscribe: false). */
+  subscribe(producerId: string): Promise<void>;
+
+  unsubscribe(producerId: string): Promise<void>;
+
+  /** Sends an application message (any JSON value) to the whole room over signaling. */
+  sendMessage(data: unknown): Promise<void>;
+
+  /** Sends a string on the send transport's data channel, to every other participant. */
+  sendData(data: string): Promise<void>;
+
+  /** Sends `leave`, closes everything and stops reconnecting. Local tracks are left running. */
+  close(): Promise<void>;
+
+  /** Sends one request; resolves with the response's data or rejects with a CascadeError. */
+  request<T = Record<string, unknown>>(method: string, data?: object, timeout?: number): Promise<T>;
+
+  addEventListener<K extends keyof CascadeEventMap>(
+    type: K,
+    listener: (this: CascadeClient, ev: CustomEvent<CascadeEventMap[K]>) => void,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
+  removeEventListener<K extends keyof CascadeEventMap>(
+    type: K,
+    listener: (this: CascadeClient, ev: CustomEvent<CascadeEventMap[K]>) => void,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  removeEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | EventListenerOptions): void;
+}
+
+export default CascadeClient;
+
+declare global {
+  interface Window {
+    /** Set when cascade.js loads in a page: the client class. */
+    Cascade: typeof CascadeClient;
+  }
+}

@@ -1,0 +1,422 @@
+// The media half of the Cascade browser client: the send transport (publish, mute, the data
+// channel) and the receive transport (offers from the server, remote tracks), on top of the room
+// state of room.js and the signaling of signaling.js.
+
+import { Room } from "./room.js";
+import { CascadeError, sdpOf, transceiverKind } from "./util.js";
+
+export class CascadeClient extends Room {
+  /**
+   * @param {object} [options]
+   * @param {RTCIceServer[]} [options.iceServers] STUN/TURN servers for both peer connections, besides
+   *   the node's own TURN servers, which the join response hands out with fresh credentials
+   * @param {RTCIceTransportPolicy} [options.iceTransportPolicy] "all" (default: direct paths
+   *   first, TURN when they fail) or "relay" (TURN only)
+   * @param {number} [options.requestTimeout] ms before a request fails with code "timeout" (10000)
+   * @param {boolean} [options.reconnect] reconnect when the WebSocket drops (true)
+   */
+  constructor(options = {}) {
+    super(options);
+    /** The node's TURN servers from the last join response (PROTOCOL.md, iceServers). */
+    this._nodeIceServers = [];
+    /**
+     * This client's producers: id -> {id, kind, track, transceiver, muted, mutedByServer, producer}.
+     * mutedByServer: a moderator muted it and has not asked for an unmute yet.
+     */
+    this.localProducers = new Map();
+    /** Received tracks: producer id -> {track, streams, participantId, producerId, kind}. */
+    this.remoteTracks = new Map();
+    this.sendPC = null;
+    this.recvPC = null;
+    /** The send transport's data channel ("data"). */
+    this.dataChannel = null;
+
+    this._published = []; // [{track, stream}]: what to publish again after a reconnection
+    this._wantData = false;
+    this._gen = 0; // bumped whenever the peer connections are torn down
+    this._resetTransportState();
+  }
+
+  /**
+   * Publishes the stream's tracks on the send transport (one sendonly transceiver each, plus the
+   * data channel "data"). Calling it again with new tracks renegotiates. Resolves with the
+   * producers of the send transport.
+   */
+  async publish(stream) {
+    this._requireConnected();
+    const pc = this._ensureSendPC();
+    for (const track of stream.getTracks()) {
+      if (this._published.some((p) => p.track === track)) continue;
+      this._published.push({ track, stream });
+      pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+    }
+    return this._negotiateSend();
+  }
+
+  /** Stops one of this client's producers and renegotiates the send transport without it. */
+  async unpublish(producerId) {
+    this._requireConnected();
+    const local = this.localProducers.get(producerId);
+    await this.request("unpublish", { producer: producerId });
+    this.localProducers.delete(producerId);
+    this.producers.delete(producerId);
+    if (!local) return;
+    this._published = this._published.filter((p) => p.track !== local.track);
+    try {
+      local.transceiver.stop();
+    } catch (_) {
+      // already stopped
+    }
+    await this._negotiateSend();
+  }
+
+  /**
+   * Mutes or unmutes one of this client's producers, and toggles the local track's enabled with
+   * it: a mute disables the track at once, an unmute enables it once the server agreed. After a
+   * moderator's mute (`producerMuted` with byServer) the server refuses an unmute with
+   * "forbidden" until it sends `unmuteRequested`; a refused call leaves the track as it was.
+   */
+  async mute(producerId, muted) {
+    this._requireConnected();
+    muted = !!muted;
+    const local = this.localProducers.get(producerId);
+    const before = local && { muted: local.muted, enabled: local.track ? local.track.enabled : undefined };
+    if (local && muted) {
+      local.muted = true;
+      if (local.track) local.track.enabled = false;
+    }
+    try {
+      await this.request("mute", { producer: producerId, muted });
+    } catch (err) {
+      if (local && muted && this.localProducers.get(producerId) === local) {
+        local.muted = before.muted;
+        if (local.track) local.track.enabled = before.enabled;
+      }
+      throw err;
+    }
+    if (local && !muted && this.localProducers.get(producerId) === local) {
+      local.muted = false;
+      local.mutedByServer = false;
+      if (local.track) local.track.enabled = true;
+    }
+  }
+
+  /** Subscribes to a producer (for clients that joined with autoSubscribe: false). */
+  subscribe(producerId) {
+    return this.request("subscribe", { producer: producerId });
+  }
+
+  unsubscribe(producerId) {
+    return this.request("unsubscribe", { producer: producerId });
+  }
+
+  /** Sends an application message (any JSON value) to the whole room over signaling. */
+  sendMessage(data) {
+    return this.request("message", { data });
+  }
+
+  /**
+   * Sends a string on the send transport's data channel: every other participant gets it as a
+   * `data` event. Without a send transport yet, one with only the data channel is negotiated.
+   */
+  async sendData(data) {
+    this._wantData = true;
+    let dc = this.dataChannel;
+    if (!dc || dc.readyState === "closing" || dc.readyState === "closed") {
+      this._requireConnected();
+      if (!this.sendPC) {
+        this._ensureSendPC();
+        await this._negotiateSend();
+      }
+      dc = this.dataChannel;
+    }
+    if (dc.readyState !== "open") await this._waitOpen(dc);
+    dc.send(data);
+  }
+
+
+  // ---- hooks of signaling.js and room.js --------------------------------------------------------
+
+  _applyJoin(data, reconnected) {
+    // Peer connections made from now on use this node's TURN servers and credentials.
+    this._nodeIceServers = Array.isArray(data.iceServers) ? data.iceServers : [];
+    super._applyJoin(data, reconnected);
+  }
+
+  _forget() {
+    super._forget();
+    this._published = [];
+    this._wantData = false;
+  }
+
+  async _restoreMedia() {
+    const live = this._published.filter((p) => p.track.readyState === "live");
+    this._published = [];
+    if (live.length === 0 && !this._wantData) return;
+    const pc = this._ensureSendPC();
+    for (const { track, stream } of live) {
+      this._published.push({ track, stream });
+      pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+    }
+    await this._negotiateSend();
+    for (const local of this.localProducers.values()) {
+      if (local.track && !local.track.enabled) await this.mute(local.id, true);
+    }
+  }
+
+  // A moderator muted (or, never by itself, unmuted) one of this client's producers: the server
+  // stopped forwarding it; the local track is disabled too, so that the page shows it muted.
+  _onServerMute(producerId, muted) {
+    const local = this.localProducers.get(producerId);
+    if (!local) return;
+    local.mutedByServer = muted;
+    if (muted) {
+      local.muted = true;
+      if (local.track) local.track.enabled = false;
+    }
+  }
+
+  // The moderator's lock is lifted: mute(id, false) is now allowed.
+  _onUnmuteRequested(producerId) {
+    const local = this.localProducers.get(producerId);
+    if (local) local.mutedByServer = false;
+  }
+
+  // ---- transports ------------------------------------------------------------------------------
+
+  _resetTransportState() {
+    this._ready = { send: false, recv: false }; // the server knows the transport: trickle may flow
+    this._localCandidates = { send: [], recv: [] };
+    this._remoteCandidates = { send: [], recv: [] };
+    this._sendChain = Promise.resolve();
+    this._recvChain = Promise.resolve();
+  }
+
+  _newPC(transport) {
+    // The browser prefers host and server-reflexive paths and relays only when they fail.
+    const pc = new RTCPeerConnection({
+      iceServers: [...this.options.iceServers, ...this._nodeIceServers],
+      iceTransportPolicy: this.options.iceTransportPolicy,
+      bundlePolicy: "max-bundle",
+    });
+    const gen = this._gen;
+    pc.onicecandidate = (e) => this._onLocalCandidate(transport, e.candidate, gen);
+    pc.onconnectionstatechange = () => {
+      if (gen === this._gen) this._emit("transportState", { transport, state: pc.connectionState });
+    };
+    return pc;
+  }
+
+  _ensureSendPC() {
+    if (this.sendPC) return this.sendPC;
+    const pc = this._newPC("send");
+    this.sendPC = pc;
+    this.dataChannel = pc.createDataChannel("data");
+    return pc;
+  }
+
+  _ensureRecvPC() {
+    if (this.recvPC) return this.recvPC;
+    const pc = this._newPC("recv");
+    const gen = this._gen;
+    pc.ontrack = (e) => {
+      if (gen === this._gen) this._onTrack(e);
+    };
+    pc.ondatachannel = (e) => {
+      const ch = e.channel;
+      ch.onmessage = (m) => {
+        if (gen === this._gen) this._emit("data", { data: m.data, label: ch.label });
+      };
+    };
+    this.recvPC = pc;
+    return pc;
+  }
+
+  _onTrack(e) {
+    const track = e.track;
+    const streams = [...e.streams];
+    const participantId = streams.length ? streams[0].id : null;
+    const producerId = track.id;
+    const previous = this.remoteTracks.get(producerId);
+    if (previous && previous.track !== track) previous.end();
+    let ended = false;
+    const info = { track, streams, participantId, producerId, kind: track.kind };
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      track.removeEventListener("ended", end);
+      for (const s of streams) s.removeEventListener("removetrack", onRemove);
+      if (this.remoteTracks.get(producerId) === entry) this.remoteTracks.delete(producerId);
+      this._emit("trackEnded", { track, participantId, producerId, kind: track.kind });
+    };
+    const onRemove = (ev) => {
+      if (ev.track === track) end();
+    };
+    const entry = { ...info, end };
+    this.remoteTracks.set(producerId, entry);
+    track.addEventListener("ended", end);
+    for (const s of streams) s.addEventListener("removetrack", onRemove);
+    this._emit("track", info);
+  }
+
+  _teardownPeers() {
+    this._gen++;
+    for (const remote of [...this.remoteTracks.values()]) remote.end();
+    this.remoteTracks.clear();
+    for (const pc of [this.sendPC, this.recvPC]) {
+      if (!pc) continue;
+      pc.onicecandidate = pc.ontrack = pc.ondatachannel = pc.onconnectionstatechange = null;
+      try {
+        pc.close();
+      } catch (_) {
+        // already closed
+      }
+    }
+    this.sendPC = null;
+    this.recvPC = null;
+    this.dataChannel = null;
+    this.localProducers.clear();
+    this._resetTransportState();
+  }
+
+  // Offers the send transport's current state through `publish`, serialized with earlier calls.
+  _negotiateSend() {
+    const gen = this._gen;
+    const run = async () => {
+      const pc = this.sendPC;
+      if (gen !== this._gen || !pc) throw new CascadeError("disconnected", "the connection was reset");
+      const offer = await pc.createOffer();
+      await pc.setLocalDescription(offer);
+      let res;
+      try {
+        res = await this.request("publish", { sdp: pc.localDescription.sdp });
+      } catch (err) {
+        if (gen === this._gen && pc.signalingState === "have-local-offer") {
+          await pc.setLocalDescription({ type: "rollback" }).catch(() => {});
+        }
+        throw err;
+      }
+      if (gen !== this._gen) throw new CascadeError("disconnected", "the connection was reset");
+      await pc.setRemoteDescription({ type: "answer", sdp: sdpOf(res.sdp) });
+      this._flushRemoteCandidates("send");
+      this._markReady("send");
+      const producers = res.producers || [];
+      this._mapProducers(pc, producers);
+      return producers;
+    };
+    const p = this._sendChain.then(run, run);
+    this._sendChain = p.catch(() => {});
+    return p;
+  }
+
+  // Links the send transport's producers to the local tracks: by mid or track id when the server
+  // says, else by kind in transceiver order.
+  _mapProducers(pc, producers) {
+    const transceivers = pc.getTransceivers().filter((t) => !t.stopped && t.currentDirection !== "stopped" && t.sender.track);
+    const previous = this.localProducers;
+    const used = new Set();
+    const next = new Map();
+    const pick = (p) => {
+      const old = previous.get(p.id);
+      if (old && transceivers.includes(old.transceiver) && !used.has(old.transceiver)) return old.transceiver;
+      const free = transceivers.filter((t) => !used.has(t));
+      const wanted = [p.trackId, p.track, p.id].filter((v) => typeof v === "string");
+      return (
+        (p.mid !== undefined && p.mid !== null && free.find((t) => t.mid === String(p.mid))) ||
+        free.find((t) => wanted.includes(t.sender.track.id)) ||
+        free.find((t) => transceiverKind(t) === p.kind)
+      );
+    };
+    for (const p of producers) {
+      this.producers.set(p.id, p);
+      if (p.kind !== "audio" && p.kind !== "video") continue;
+      const t = pick(p);
+      if (!t) continue;
+      used.add(t);
+      const track = t.sender.track;
+      const old = previous.get(p.id);
+      next.set(p.id, { id: p.id, kind: p.kind, track, transceiver: t, muted: !!p.muted, mutedByServer: !!(old && old.mutedByServer), producer: p });
+    }
+    for (const id of previous.keys()) if (!next.has(id)) this.producers.delete(id);
+    this.localProducers = next;
+  }
+
+  _onOffer(data) {
+    const gen = this._gen;
+    const run = async () => {
+      if (gen !== this._gen) return;
+      const pc = this._ensureRecvPC();
+      await pc.setRemoteDescription({ type: "offer", sdp: sdpOf(data.sdp) });
+      this._flushRemoteCandidates("recv");
+      const answer = await pc.createAnswer();
+      await pc.setLocalDescription(answer);
+      if (gen !== this._gen) return;
+      await this.request("answer", { sdp: pc.localDescription.sdp });
+      this._markReady("recv");
+    };
+    this._recvChain = this._recvChain.then(run).catch((err) => {
+      if (gen === this._gen) this._emitError(err, "offer");
+    });
+  }
+
+  _onLocalCandidate(transport, candidate, gen) {
+    if (gen !== this._gen) return;
+    // null: gathering is over; an empty candidate string tells the server so.
+    const init = candidate ? candidate.toJSON() : { candidate: "" };
+    if (!this._ready[transport]) {
+      this._localCandidates[transport].push(init);
+      return;
+    }
+    this._sendCandidate(transport, init);
+  }
+
+  _sendCandidate(transport, candidate) {
+    const gen = this._gen;
+    this.request("trickle", { transport, candidate }).catch((err) => {
+      if (gen === this._gen && this.state === "connected") this._emitError(err, "trickle");
+    });
+  }
+
+  _markReady(transport) {
+    if (this._ready[transport]) return;
+    this._ready[transport] = true;
+    const queued = this._localCandidates[transport];
+    this._localCandidates[transport] = [];
+    for (const c of queued) this._sendCandidate(transport, c);
+  }
+
+  _onRemoteCandidate(transport, candidate) {
+    if (transport !== "send" && transport !== "recv") return;
+    if (!candidate || !candidate.candidate) return; // end of candidates: nothing to do
+    const pc = transport === "send" ? this.sendPC : this.recvPC;
+    if (pc && pc.remoteDescription) {
+      pc.addIceCandidate(candidate).catch((err) => this._emitError(err, "addIceCandidate"));
+    } else {
+      this._remoteCandidates[transport].push(candidate);
+    }
+  }
+
+  _flushRemoteCandidates(transport) {
+    const pc = transport === "send" ? this.sendPC : this.recvPC;
+    const queued = this._remoteCandidates[transport];
+    this._remoteCandidates[transport] = [];
+    for (const c of queued) pc.addIceCandidate(c).catch((err) => this._emitError(err, "addIceCandidate"));
+  }
+
+  _waitOpen(dc, timeout = this.options.requestTimeout) {
+    return new Promise((resolve, reject) => {
+      const done = (err) => {
+        clearTimeout(timer);
+        dc.removeEventListener("open", onOpen);
+        dc.removeEventListener("close", onClose);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onOpen = () => done();
+      const onClose = () => done(new CascadeError("disconnected", "the data channel closed"));
+      const timer = setTimeout(() => done(new CascadeError("timeout", "the data channel did not open")), timeout);
+      dc.addEventListener("open", onOpen);
+      dc.addEventListener("close", onClose);
+    });
+  }
+}

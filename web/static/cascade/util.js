@@ -1,0 +1,60 @@
+// Shared pieces of the Cascade browser client: the error class, the protocol's close codes and
+// small helpers with no state.
+
+export const BACKOFF_MIN_MS = 500;
+export const BACKOFF_MAX_MS = 8000;
+export const MAX_FRAME_BYTES = 64 * 1024;
+// Join errors that another attempt cannot fix: reconnection stops on them.
+export const FATAL_JOIN_CODES = new Set(["unauthorized", "token_expired", "forbidden", "bad_request", "already_joined"]);
+
+// WebSocket close codes after which the session is over for good (PROTOCOL.md): the client must
+// not reconnect on its own. The value is the reason of the `closed` notification that precedes
+// the close, used when that notification was lost.
+export const FINAL_CLOSE_CODES = new Map([
+  [4001, "replaced"],
+  [4003, "removed"],
+  [4004, "room_deleted"],
+]);
+
+// Close codes of a session the server ended for something the client did (or did not do): the
+// client reports them as errors with this code, then reconnects as after any drop.
+export const ERROR_CLOSE_CODES = new Map([
+  [4002, "slow_client"],
+  [4008, "join_deadline"],
+  [4029, "flood"],
+]);
+
+/** An error answered by the server ({code, message}) or raised by the client. */
+export class CascadeError extends Error {
+  constructor(code, message) {
+    super(message ? `${code}: ${message}` : code);
+    this.name = "CascadeError";
+    this.code = code;
+    this.serverMessage = message || "";
+  }
+}
+
+export function sdpOf(value) {
+  if (typeof value === "string") return value;
+  if (value && typeof value.sdp === "string") return value.sdp;
+  throw new CascadeError("bad_sdp", "the message carries no SDP");
+}
+
+export function webSocketURL(url) {
+  const base = typeof location !== "undefined" ? location.href : undefined;
+  const u = new URL(url || "/ws", base);
+  if (u.protocol === "http:") u.protocol = "ws:";
+  else if (u.protocol === "https:") u.protocol = "wss:";
+  return u.href;
+}
+
+export function frameTooBig(frame) {
+  // A UTF-8 byte is at least one and at most three per UTF-16 unit: encode only when unsure.
+  if (frame.length * 3 <= MAX_FRAME_BYTES) return false;
+  if (frame.length > MAX_FRAME_BYTES) return true;
+  return new TextEncoder().encode(frame).length > MAX_FRAME_BYTES;
+}
+
+export function transceiverKind(t) {
+  return (t.receiver && t.receiver.track && t.receiver.track.kind) || (t.sender.track && t.sender.track.kind) || "";
+}
