@@ -233,9 +233,6 @@ func (s *Sender) deliver(ep *endpoint, p *pending) {
 		}
 		if !time.Now().Before(end) {
 			s.stats.expired.Add(1)
-			if attempt > 0 {
-				s.log.Warn("webhook given up: retry window over", "url", ep.url, "event", p.name, "id", p.id, "attempts", attempt)
-			}
 			return
 		}
 		err := s.post(ep.url, p)
@@ -244,12 +241,15 @@ func (s *Sender) deliver(ep *endpoint, p *pending) {
 			return
 		}
 		wait := s.backoff(attempt)
-		if last := time.Until(end); wait > last {
-			wait = last
-		}
-		if s.ctx.Err() != nil || wait <= 0 {
-			s.stats.failed.Add(1)
-			continue // counted as expired or shutdown above
+		if s.ctx.Err() != nil || !time.Now().Add(wait).Before(end) {
+			s.stats.failed.Add(1) // the last attempt: the next would come too late
+			if s.ctx.Err() != nil {
+				s.stats.shutdown.Add(1)
+				return
+			}
+			s.stats.expired.Add(1)
+			s.log.Warn("webhook given up: retry window over", "url", ep.url, "event", p.name, "id", p.id, "attempts", attempt+1, "error", err)
+			return
 		}
 		s.stats.retry.Add(1)
 		s.log.Debug("webhook failed: will retry", "url", ep.url, "event", p.name, "id", p.id, "error", err, "in", wait)

@@ -245,7 +245,7 @@ func TestSenderCloseDrains(t *testing.T) {
 func TestSenderCloseStopsRetrying(t *testing.T) {
 	r := newReceiver(t, func(int) int { return http.StatusServiceUnavailable })
 	key, _ := webhook.ParseKey(testKey)
-	s, err := webhook.NewSender(webhook.Options{URLs: []string{r.srv.URL}, Key: key, Drain: 100 * time.Millisecond, MinBackoff: time.Hour})
+	s, err := webhook.NewSender(webhook.Options{URLs: []string{r.srv.URL}, Key: key, Drain: 100 * time.Millisecond, MinBackoff: time.Hour, RetryWindow: 2 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
