@@ -58,12 +58,16 @@ func startWebhooks(c Config, reg prometheus.Registerer, logger hclog.Logger) (*w
 	if err != nil {
 		return nil, err
 	}
-	s, err := webhook.NewSender(webhook.Options{URLs: urls, Key: key, RetryWindow: c.WebhookRetryWindow, Logger: logger})
+	window := c.WebhookRetryWindow
+	if window == 0 {
+		window = webhook.DefaultRetryWindow
+	}
+	s, err := webhook.NewSender(webhook.Options{URLs: urls, Key: key, RetryWindow: window, Logger: logger})
 	if err != nil {
 		return nil, err
 	}
 	reg.MustRegister(webhook.NewCollector(s))
-	logger.Info("webhooks on", "urls", len(urls), "retry_window", c.WebhookRetryWindow)
+	logger.Info("webhooks on", "urls", len(urls), "retry_window", window)
 	return s, nil
 }
 
