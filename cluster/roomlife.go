@@ -68,6 +68,12 @@ func (c *Cluster) finishing(ev node.Event) bool {
 	had := c.life.started[e.Room]
 	delete(c.life.started, e.Room)
 	c.life.mu.Unlock()
+	c.mu.Lock()
+	s := c.rooms[e.Room.Name()]
+	c.mu.Unlock()
+	if s != nil && s.r != e.Room {
+		return false // the room opened here again meanwhile: it goes on
+	}
 	return FinishesRoom(had, c.state.Counts(e.Room.Name()))
 }
 

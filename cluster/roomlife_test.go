@@ -68,7 +68,7 @@ func (r *recorder) Event(e node.Event) { r.evs = append(r.evs, e) }
 func TestObserveRoomLife(t *testing.T) {
 	rec := &recorder{}
 	c := &Cluster{o: Options{Observer: rec}, state: NewRoomState()}
-	room := new(node.Room) // observe reads only its name ("")
+	r1 := new(node.Room) // observe reads only its name ("")
 	names := func() (out []string) {
 		for _, e := range rec.evs {
 			switch e.(type) {
@@ -88,12 +88,12 @@ func TestObserveRoomLife(t *testing.T) {
 		return out
 	}
 	event := func(ev node.Event) { c.observe(ev, c.finishing(ev)) }
-	event(node.RoomOpened{Room: room})
-	event(node.ParticipantJoined{Room: room, Participant: node.ParticipantInfo{ID: "PA1", JoinedAt: 10}})
-	event(node.ParticipantJoined{Room: room, Participant: node.ParticipantInfo{ID: "PA2", JoinedAt: 20}})
-	event(node.ParticipantLeft{Room: room, ID: "PA1"})
-	event(node.ParticipantLeft{Room: room, ID: "PA2"})
-	event(node.RoomClosed{Room: room})
+	event(node.RoomOpened{Room: r1})
+	event(node.ParticipantJoined{Room: r1, Participant: node.ParticipantInfo{ID: "PA1", JoinedAt: 10}})
+	event(node.ParticipantJoined{Room: r1, Participant: node.ParticipantInfo{ID: "PA2", JoinedAt: 20}})
+	event(node.ParticipantLeft{Room: r1, ID: "PA1"})
+	event(node.ParticipantLeft{Room: r1, ID: "PA2"})
+	event(node.RoomClosed{Room: r1})
 	if got := names(); strings.Join(got, " ") != "other started joined joined other other closed finished" {
 		t.Fatalf("events %v", got)
 	}
@@ -108,5 +108,17 @@ func TestObserveRoomLife(t *testing.T) {
 	event(node.RoomClosed{Room: room2})
 	if got := names(); strings.Join(got, " ") != "other joined closed" {
 		t.Fatalf("events with a remote participant %v", got)
+	}
+
+	// Closed late, when the room had opened here again (the node's RoomClosed of the old room
+	// after the new one's RoomOpened): the room goes on, no finish.
+	c.state.Close("")
+	old, reopened := new(node.Room), new(node.Room)
+	event(node.RoomOpened{Room: old})
+	event(node.ParticipantJoined{Room: old, Participant: node.ParticipantInfo{ID: "PA4", JoinedAt: 40}})
+	c.rooms = map[string]*room{"": {r: reopened}}
+	event(node.RoomClosed{Room: old})
+	if got := names(); strings.Join(got, " ") != "other started joined closed" {
+		t.Fatalf("events of a room reopened before its close %v", got)
 	}
 }
