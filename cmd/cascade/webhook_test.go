@@ -5,6 +5,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 const testWebhookKey = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -73,5 +76,33 @@ func TestWebhookConfigErrors(t *testing.T) {
 	}
 	if _, err := loadConfig([]string{"--config", writeFile(t, "webhook-url: {a: 1}\n")}, env(nil)); err == nil {
 		t.Error("a map as webhook-url was accepted")
+	}
+}
+
+// TestStartWebhooks: no URL, no sender; with URLs, a sender whose metrics are registered.
+func TestStartWebhooks(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	if s, err := startWebhooks(Config{}, reg, hclog.NewNullLogger()); s != nil || err != nil {
+		t.Fatalf("no URL: %v %v", s, err)
+	}
+	cfg, err := loadConfig([]string{"--webhook-url", "http://127.0.0.1:1/h", "--webhook-key", testWebhookKey}, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := startWebhooks(cfg, reg, hclog.NewNullLogger())
+	if err != nil || s == nil {
+		t.Fatalf("with a URL: %v %v", s, err)
+	}
+	defer s.Close()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, mf := range mfs {
+		names = append(names, mf.GetName())
+	}
+	if !slices.Contains(names, "cascade_webhook_queue_length") || !slices.Contains(names, "cascade_webhook_deliveries_total") {
+		t.Fatalf("metrics %v", names)
 	}
 }
