@@ -54,6 +54,9 @@ type Options struct {
 	// Every node of a cluster shares one (two during a rotation). Empty: a random secret, for
 	// a node alone.
 	Secrets Secrets
+	// Observer, if set, gets every node event after the cluster handled it, and RoomStarted
+	// and RoomFinished where this node owns them (roomlife.go). It must not block.
+	Observer node.Events
 }
 
 // Cluster is a node's membership in the cluster: it announces the node, tracks its peers,
@@ -74,6 +77,7 @@ type Cluster struct {
 	members *Membership
 	state   *RoomState
 	asks    asks
+	life    roomLife
 
 	resyncs chan string
 	passes  atomic.Uint64 // re-sync passes run
@@ -380,6 +384,7 @@ func (c *Cluster) nodeGone(id, why string) {
 
 // Event implements node.Events: local room events go to the other nodes, demand to the pipes.
 func (c *Cluster) Event(ev node.Event) {
+	finished := c.finishing(ev) // before closeRoom forgets the room's remote part
 	switch e := ev.(type) {
 	case node.RoomOpened:
 		c.openRoom(e.Room)
@@ -409,6 +414,7 @@ func (c *Cluster) Event(ev node.Event) {
 	case node.Demand:
 		c.pipes.Demand(e.Producer)
 	}
+	c.observe(ev, finished)
 }
 
 // Resyncs counts the re-sync passes run.

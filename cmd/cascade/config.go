@@ -71,6 +71,10 @@ type Config struct {
 	JoinDeadline      time.Duration `yaml:"join-deadline"`
 	EmptyRoomTimeout  time.Duration `yaml:"empty-room-timeout"`
 
+	WebhookURLs        urlList       `yaml:"webhook-url"`
+	WebhookKey         string        `yaml:"webhook-key"`
+	WebhookRetryWindow time.Duration `yaml:"webhook-retry-window"`
+
 	TURNUDPPort        int           `yaml:"turn-udp-port"`
 	TURNTCPPort        int           `yaml:"turn-tcp-port"`
 	TURNTLSPort        int           `yaml:"turn-tls-port"`
@@ -197,6 +201,7 @@ func nodeFlags(c *Config, configPath *string) *flag.FlagSet {
 	fs.DurationVar(&c.TURNTTL, "turn-ttl", c.TURNTTL, "validity of the TURN credentials handed to a client at join (a session relayed through TURN longer than this loses its relay at the next refresh)")
 	fs.IntVar(&c.TURNMaxAllocations, "turn-max-allocations", c.TURNMaxAllocations, "TURN allocations one participant may hold at a time")
 	limitFlags(fs, c)
+	webhookFlags(fs, c)
 	fs.SetOutput(io.Discard)
 	return fs
 }
@@ -250,6 +255,9 @@ func loadConfig(args []string, getenv func(string) string) (Config, error) {
 		return Config{}, envErr
 	}
 	for name, v := range explicit {
+		if l, ok := final.Lookup(name).Value.(*listFlag); ok {
+			l.reset() // the flags' list replaces the environment's
+		}
 		if err := final.Set(name, v); err != nil {
 			return Config{}, fmt.Errorf("flag -%s: %w", name, err)
 		}
@@ -397,6 +405,9 @@ func (c Config) Validate() error {
 		return err
 	}
 	if err := c.validateLimits(); err != nil {
+		return err
+	}
+	if err := c.validateWebhook(); err != nil {
 		return err
 	}
 	if _, err := c.clusterSecrets(); err != nil {

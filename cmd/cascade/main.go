@@ -25,6 +25,7 @@ import (
 	"github.com/cascade-sfu/cascade/relay"
 	"github.com/cascade-sfu/cascade/signal"
 	"github.com/cascade-sfu/cascade/web"
+	"github.com/cascade-sfu/cascade/webhook"
 )
 
 // Exit codes.
@@ -247,8 +248,23 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 		ln.Close()
 		return fmt.Errorf("open the relay: %w", err)
 	}
-	cl, err := cluster.New(n, pipes, nc.Bus(), cluster.Options{Heartbeat: cfg.HeartbeatInterval, Timeout: cfg.HeartbeatTimeout, Logger: logger, Secrets: secrets})
+	hooks, err := startWebhooks(cfg, reg, logger)
 	if err != nil {
+		pipes.Close()
+		nc.Close()
+		n.Close()
+		ln.Close()
+		return fmt.Errorf("start webhooks: %w", err)
+	}
+	co := cluster.Options{Heartbeat: cfg.HeartbeatInterval, Timeout: cfg.HeartbeatTimeout, Logger: logger, Secrets: secrets}
+	if hooks != nil {
+		co.Observer = webhook.NewSource(n.ID(), hooks)
+	}
+	cl, err := cluster.New(n, pipes, nc.Bus(), co)
+	if err != nil {
+		if hooks != nil {
+			hooks.Close()
+		}
 		pipes.Close()
 		nc.Close()
 		n.Close()
@@ -314,6 +330,9 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 	cl.Close()
 	pipes.Close()
 	n.Close()
+	if hooks != nil {
+		hooks.Close() // delivers the last events (the sessions that just closed), briefly
+	}
 	nc.Close()
 	logger.Info("stopped")
 	return runErr

@@ -285,3 +285,8 @@ TURN listeners that are on, as a YAML list of {name, port, protocol}. */}}
 {{- end }}
 {{- toYaml $ports }}
 {{- end }}
+
+{{/* The Secret holding the webhook signing key (created by the chart, or existing). */}}
+{{- define "cascade.webhookSecretName" -}}
+{{- .Values.webhook.existingSecret | default (printf "%s-webhook" (include "cascade.fullname" .)) }}
+{{- end }}

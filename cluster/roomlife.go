@@ -1,0 +1,123 @@
+package cluster
+
+import (
+	"sync"
+
+	"github.com/cascade-sfu/cascade/node"
+)
+
+// RoomStarted reaches Options.Observer, just before the ParticipantJoined that started the room,
+// when this node owns the room's start in the cluster: First is the room's first local
+// participant since it opened here, and no remote participant joined before it (StartsRoom).
+// It embeds the node event it refines, which makes it a node.Event.
+type RoomStarted struct {
+	node.RoomOpened
+	First node.ParticipantInfo
+}
+
+// RoomFinished reaches Options.Observer just after the RoomClosed that finished the room in
+// the cluster: the room had a local participant while it was open here, and when it closed no
+// remote participant remained (FinishesRoom).
+type RoomFinished struct {
+	node.RoomClosed
+}
+
+// StartsRoom tells whether first, a room's first local participant since the room opened on
+// its node, starts the room in the cluster, given the room's remote participants after the
+// open's sync: yes unless one of them joined before it (by joinedAt, then by id, so that two
+// nodes that see each other's first participant agree). Two nodes that open a room in the same
+// instant, before either learns of the other's participant, both say yes.
+func StartsRoom(first node.ParticipantInfo, remote []node.ParticipantInfo) bool {
+	for _, p := range remote {
+		if p.JoinedAt < first.JoinedAt || (p.JoinedAt == first.JoinedAt && p.ID < first.ID) {
+			return false
+		}
+	}
+	return true
+}
+
+// FinishesRoom tells whether a room that closes on a node finishes it in the cluster: it had a
+// local participant while open there (a room created by the room API that nobody joined never
+// started) and the other nodes have no participant in it (remote: their counts).
+func FinishesRoom(hadLocal bool, remote map[string]int) bool {
+	if !hadLocal {
+		return false
+	}
+	for _, n := range remote {
+		if n > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// roomLife remembers which rooms open here have had a local participant since they opened.
+type roomLife struct {
+	mu      sync.Mutex
+	started map[*node.Room]bool
+}
+
+// finishing is read before the event changes the cluster's state: for a RoomClosed, whether
+// the room finishes in the cluster (closeRoom then forgets its remote part).
+func (c *Cluster) finishing(ev node.Event) bool {
+	e, ok := ev.(node.RoomClosed)
+	if !ok || c.o.Observer == nil {
+		return false
+	}
+	c.life.mu.Lock()
+	had := c.life.started[e.Room]
+	delete(c.life.started, e.Room)
+	c.life.mu.Unlock()
+	c.mu.Lock()
+	s := c.rooms[e.Room.Name()]
+	c.mu.Unlock()
+	if s != nil && s.r != e.Room {
+		return false // the room opened here again meanwhile: it goes on
+	}
+	return FinishesRoom(had, c.state.Counts(e.Room.Name()))
+}
+
+// observe hands an event the cluster handled to Options.Observer, with the room's start and
+// finish when this node owns them. It holds no lock while it calls the observer.
+func (c *Cluster) observe(ev node.Event, finished bool) {
+	obs := c.o.Observer
+	if obs == nil {
+		return
+	}
+	switch e := ev.(type) {
+	case node.ParticipantJoined:
+		c.life.mu.Lock()
+		if c.life.started == nil {
+			c.life.started = map[*node.Room]bool{}
+		}
+		first := !c.life.started[e.Room]
+		c.life.started[e.Room] = true
+		c.life.mu.Unlock()
+		if first && StartsRoom(e.Participant, c.state.remoteParticipants(e.Room.Name())) {
+			obs.Event(RoomStarted{RoomOpened: node.RoomOpened{Room: e.Room}, First: e.Participant})
+		}
+		obs.Event(ev)
+	case node.RoomClosed:
+		obs.Event(ev)
+		if finished {
+			obs.Event(RoomFinished{RoomClosed: e})
+		}
+	default:
+		obs.Event(ev)
+	}
+}
+
+// remoteParticipants lists a room's remote participants (not the tombstones of those gone).
+func (s *RoomState) remoteParticipants(room string) []node.ParticipantInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []node.ParticipantInfo
+	if r := s.rooms[room]; r != nil {
+		for _, e := range r.participants {
+			if !e.gone {
+				out = append(out, e.info)
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,198 @@
+package webhook_test
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/cascade-sfu/cascade/cluster"
+	"github.com/cascade-sfu/cascade/node"
+	"github.com/cascade-sfu/cascade/relay"
+	"github.com/cascade-sfu/cascade/webhook"
+)
+
+var testSecrets = cluster.Secrets{"cascade-test-cluster-secret-0123456789"}
+
+type quiet struct{}
+
+func (quiet) Notify(string, any) {}
+
+// member starts a node joined to the cluster on net, its webhook events sent to url.
+func member(t *testing.T, mn *cluster.MemNet, id, url string) (*node.Node, *cluster.Cluster) {
+	t.Helper()
+	n, err := node.New(node.Options{ID: id, LoopbackOnly: true, Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	pipes, err := relay.Open(relay.Options{Self: id, Producers: n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pipes.Close)
+	s := newSender(t, webhook.Options{URLs: []string{url}})
+	c, err := cluster.New(n, pipes, mn.Conn(id), cluster.Options{Heartbeat: 50 * time.Millisecond, Secrets: testSecrets,
+		Observer: webhook.NewSource(id, s)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return n, c
+}
+
+// publishVP8 publishes a VP8 track from a loopback PeerConnection as p, and sends packets until
+// the test ends.
+func publishVP8(t *testing.T, p *node.Participant) {
+	t.Helper()
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	se := webrtc.SettingEngine{}
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "v", "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+		t.Fatal(err)
+	}
+	o, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(o); err != nil {
+		t.Fatal(err)
+	}
+	<-gathered
+	answer, _, err := p.Publish(pc.LocalDescription().SDP, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatal(err)
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for seq := uint16(1); ; seq++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			_ = track.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(seq) * 3000, Marker: true},
+				Payload: []byte{0x10, 0, 0, 0}})
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-done })
+}
+
+// summary is an event as "node:event:identity" (identity of the participant, if any).
+func summary(ev webhook.Event) string {
+	s := ev.Node + ":" + ev.Event
+	if ev.Participant != nil {
+		s += ":" + ev.Participant.Identity
+	}
+	return s
+}
+
+// TestWebhooksAcrossNodes: two nodes over the in-process bus, each sending to one real
+// receiver. alice joins n1 and publishes, bob joins n2, alice leaves, then bob: every event is
+// sent once, by the node holding the session; room_started once (n1: alice was first),
+// room_finished once (n2: bob was the last anywhere); signatures and ids check; each node's
+// events come in the order they happened.
+func TestWebhooksAcrossNodes(t *testing.T) {
+	r := newReceiver(t, nil)
+	mn := cluster.NewMemNet()
+	mn.Start()
+	t.Cleanup(mn.Close)
+	n1, c1 := member(t, mn, "n1", r.srv.URL)
+	n2, c2 := member(t, mn, "n2", r.srv.URL)
+	checkFor(t, 5*time.Second, func() error {
+		if len(c1.Peers()) != 1 || len(c2.Peers()) != 1 {
+			return fmt.Errorf("peers %v %v", c1.Peers(), c2.Peers())
+		}
+		return nil
+	})
+	alice, err := n1.Join("r", "alice", node.Grant{Publish: true, Subscribe: true}, false, quiet{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishVP8(t, alice)
+	checkFor(t, 10*time.Second, func() error {
+		if len(n1.Room("r").Producers()) != 1 {
+			return fmt.Errorf("alice's track is not live on n1: %v", n1.Room("r").Producers())
+		}
+		return nil
+	})
+	bob, err := n2.Join("r", "bob", node.Grant{Subscribe: true}, false, quiet{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 5*time.Second, func() error { // each node knows the other's participant
+		if len(c1.Rooms().Participants("r")) != 1 || len(c2.Rooms().Participants("r")) != 1 {
+			return fmt.Errorf("n1 sees %v, n2 sees %v", c1.Rooms().Participants("r"), c2.Rooms().Participants("r"))
+		}
+		return nil
+	})
+	alice.Close()
+	checkFor(t, 5*time.Second, func() error { // n2 learnt that alice left
+		if got := c2.Rooms().Participants("r"); len(got) != 0 {
+			return fmt.Errorf("n2 still sees %v", got)
+		}
+		return nil
+	})
+	bob.Close()
+
+	want1 := []string{"n1:room_started", "n1:participant_joined:alice", "n1:track_published:alice", "n1:track_unpublished:alice", "n1:participant_left:alice"}
+	want2 := []string{"n2:participant_joined:bob", "n2:participant_left:bob", "n2:room_finished"}
+	var got1, got2 []string
+	checkFor(t, 10*time.Second, func() error {
+		got1, got2 = nil, nil
+		for _, ev := range r.events() {
+			if ev.Node == "n1" {
+				got1 = append(got1, summary(ev))
+			} else {
+				got2 = append(got2, summary(ev))
+			}
+		}
+		if strings.Join(got1, " ") != strings.Join(want1, " ") || strings.Join(got2, " ") != strings.Join(want2, " ") {
+			return fmt.Errorf("n1 sent %v, n2 sent %v; want %v and %v", got1, got2, want1, want2)
+		}
+		return nil
+	})
+	time.Sleep(200 * time.Millisecond) // a late duplicate would show now
+	r.noneRefused()
+	evs := r.events()
+	if len(evs) != len(want1)+len(want2) {
+		t.Fatalf("%d events, want %d", len(evs), len(want1)+len(want2))
+	}
+	ids := map[string]bool{}
+	for _, ev := range evs {
+		if ids[ev.ID] || !strings.HasPrefix(ev.ID, "EV") || ev.Room.Name != "r" || ev.CreatedAt == 0 {
+			t.Fatalf("event %+v: repeated or incomplete", ev)
+		}
+		ids[ev.ID] = true
+		if ev.Event == webhook.TrackPublished && (ev.Track == nil || ev.Track.Kind != "video" || ev.Track.Participant != alice.ID()) {
+			t.Fatalf("track_published %+v", ev.Track)
+		}
+	}
+}
