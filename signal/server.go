@@ -280,7 +280,7 @@ func (s *Server) serveWHIP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "offer too large", http.StatusRequestEntityTooLarge)
 		return
 	}
-	p, err := s.n.Join(room, g.Identity, node.Grant{Publish: publish, Subscribe: !publish}, false, whipListener{})
+	p, err := s.n.Join(room, g.Identity, node.Grant{Publish: publish, Subscribe: !publish, Metadata: g.Metadata}, false, whipListener{})
 	if err != nil {
 		http.Error(w, err.Error(), statusOf(err))
 		return

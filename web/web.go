@@ -32,6 +32,7 @@ var contentTypes = map[string]string{
 	".css":  "text/css; charset=utf-8",
 	".svg":  "image/svg+xml",
 	".json": "application/json",
+	".ts":   "text/plain; charset=utf-8", // cascade.d.ts
 }
 
 // Handler serves the demo page at "/" and the client library at "/cascade.js". Mount it at the
