@@ -54,6 +54,7 @@ type session struct {
 	heldMu  sync.Mutex
 	holding bool
 	held    []proto.Notification
+	ended   bool // the closed notification went out: nothing follows it
 
 	// Owned by the reader loop.
 	p         *node.Participant
@@ -192,8 +193,12 @@ func (s *session) Notify(method string, data any) {
 
 // notify sends a notification (under heldMu, so that held ones keep their order).
 func (s *session) notify(n proto.Notification) {
+	if s.ended {
+		return // a trickle or an event racing the close: the client is told nothing after closed
+	}
 	s.post(n)
 	if n.Method == node.EventClosed {
+		s.ended = true
 		code, reason := closeOf(n.Data)
 		s.closeWith(code, reason, true)
 	}
