@@ -140,20 +140,6 @@ func asProtoError(err error) *proto.Error {
 	return &proto.Error{Code: proto.CodeInternal, Message: err.Error()}
 }
 
-// httpStatus is the HTTP status of an error code of the room API.
-func httpStatus(code string) int {
-	switch code {
-	case proto.CodeBadRequest:
-		return http.StatusBadRequest
-	case proto.CodeNotFound:
-		return http.StatusNotFound
-	case proto.CodeClusterUnavailable, proto.CodeDraining:
-		return http.StatusServiceUnavailable
-	default:
-		return http.StatusInternalServerError
-	}
-}
-
 // The page is cluster.html with its style and script put in, so that the page needs no
 // second request and a strict Content-Security-Policy can allow exactly them by hash.
 var (
@@ -216,6 +202,6 @@ func (v *Viewer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // writeViewError answers with the protocol's error object and its HTTP status.
 func writeViewError(w http.ResponseWriter, pe *proto.Error) {
-	w.WriteHeader(httpStatus(pe.Code))
+	w.WriteHeader(proto.HTTPStatus(pe.Code))
 	_ = json.NewEncoder(w).Encode(pe)
 }

@@ -32,26 +32,6 @@ type Rooms interface {
 	SendData(ctx context.Context, room string, req proto.SendData) error
 }
 
-// apiStatus is the HTTP status of a room API error code.
-func apiStatus(code string) int {
-	switch code {
-	case proto.CodeBadRequest:
-		return http.StatusBadRequest
-	case proto.CodeUnauthorized, proto.CodeTokenExpired:
-		return http.StatusUnauthorized
-	case proto.CodeForbidden:
-		return http.StatusForbidden
-	case proto.CodeNotFound:
-		return http.StatusNotFound
-	case proto.CodeRoomFull, proto.CodeTooManyRooms:
-		return http.StatusConflict
-	case proto.CodeClusterUnavailable, proto.CodeDraining:
-		return http.StatusServiceUnavailable
-	default:
-		return http.StatusInternalServerError
-	}
-}
-
 // writeAPIError answers a room API call that failed with err: a *proto.Error with its status,
 // anything else as internal.
 func writeAPIError(w http.ResponseWriter, err error) {
@@ -59,7 +39,7 @@ func writeAPIError(w http.ResponseWriter, err error) {
 	if !errors.As(err, &pe) {
 		pe = &proto.Error{Code: proto.CodeInternal, Message: err.Error()}
 	}
-	writeJSONError(w, apiStatus(pe.Code), pe.Code, pe.Message)
+	writeJSONError(w, proto.HTTPStatus(pe.Code), pe.Code, pe.Message)
 }
 
 // writeAPI answers a room API call with status and v as JSON (no body for 204).

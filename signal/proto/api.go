@@ -1,6 +1,9 @@
 package proto
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"net/http"
+)
 
 // The room API (api/openapi.yaml): JSON over HTTP under /api/, on every node, for holders of
 // an admin token. Any node answers for any room of the cluster.
@@ -107,3 +110,24 @@ type (
 
 // MaxMetadata is the longest participant or room metadata, in bytes.
 const MaxMetadata = 4096
+
+// HTTPStatus is the HTTP status that goes with an error code in the room API (and the
+// /cluster view).
+func HTTPStatus(code string) int {
+	switch code {
+	case CodeBadRequest:
+		return http.StatusBadRequest
+	case CodeUnauthorized, CodeTokenExpired:
+		return http.StatusUnauthorized
+	case CodeForbidden:
+		return http.StatusForbidden
+	case CodeNotFound:
+		return http.StatusNotFound
+	case CodeRoomFull, CodeTooManyRooms:
+		return http.StatusConflict
+	case CodeClusterUnavailable, CodeDraining:
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
+	}
+}
