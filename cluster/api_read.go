@@ -26,6 +26,11 @@ const (
 // MaxPageLimit is the largest page a list call returns (the HTTP side's default is 100).
 const MaxPageLimit = 1000
 
+// answerBudget bounds one node's answer to a list call, in bytes of JSON (roughly): a page of
+// participants with 4 KiB of metadata each would not fit in a NATS message. A node past it
+// answers fewer and says it has more; the page then ends where that node's answer ends.
+const answerBudget = 256 << 10
+
 // roomsQuery asks for the rooms named after After, at most Limit of them.
 type roomsQuery struct {
 	After string `json:"after,omitempty"`
@@ -122,15 +127,18 @@ func (a *API) roomsHere(q roomsQuery) roomsPart {
 	rooms := a.c.n.Rooms()
 	sort.Slice(rooms, func(i, j int) bool { return rooms[i].Name() < rooms[j].Name() })
 	out := roomsPart{Rooms: []roomPart{}}
+	budget := answerBudget
 	for _, r := range rooms {
 		if r.Name() <= q.After {
 			continue
 		}
-		if len(out.Rooms) == q.Limit {
+		p := a.partOf(r)
+		budget -= len(p.Name) + len(p.Settings.Metadata) + 256
+		if len(out.Rooms) == q.Limit || (budget < 0 && len(out.Rooms) > 0) {
 			out.More = true
 			break
 		}
-		out.Rooms = append(out.Rooms, a.partOf(r))
+		out.Rooms = append(out.Rooms, p)
 	}
 	return out
 }
@@ -155,11 +163,13 @@ func (a *API) participantsHere(q participantsQuery) participantsPart {
 	parts, prods := r.LocalState()
 	sort.Slice(parts, func(i, j int) bool { return parts[i].Identity < parts[j].Identity })
 	out := participantsPart{Open: true, Participants: []proto.APIParticipant{}}
+	budget := answerBudget
 	for _, p := range parts {
 		if (q.Identity != "" && p.Identity != q.Identity) || p.Identity <= q.After {
 			continue
 		}
-		if len(out.Participants) == q.Limit {
+		budget -= len(p.ID) + len(p.Identity) + len(p.Metadata) + 512
+		if len(out.Participants) == q.Limit || (budget < 0 && len(out.Participants) > 0) {
 			out.More = true
 			break
 		}
@@ -187,20 +197,24 @@ func (a *API) ListRooms(ctx context.Context, after string, limit int) (proto.Roo
 		return proto.RoomPage{}, err
 	}
 	merged := map[string]*mergedRoom{}
-	more := false
+	more, cut := false, ""
 	for _, ans := range answers {
 		var part roomsPart
 		if !usable(ans, &part, &unreachable) {
 			continue
 		}
-		more = more || part.More
+		if part.More && len(part.Rooms) > 0 {
+			more, cut = true, lesser(cut, part.Rooms[len(part.Rooms)-1].Name)
+		}
 		for _, p := range part.Rooms {
 			addPart(merged, ans.Node, p)
 		}
 	}
 	names := make([]string, 0, len(merged))
 	for name := range merged {
-		names = append(names, name)
+		if cut == "" || name <= cut { // past a node's last, its rooms are unknown
+			names = append(names, name)
+		}
 	}
 	sort.Strings(names)
 	page := proto.RoomPage{Rooms: []proto.APIRoom{}, Unreachable: unreachable}
@@ -322,14 +336,20 @@ func (a *API) gatherParticipants(ctx context.Context, q participantsQuery) (all 
 		return nil, false, false, nil, err
 	}
 	byIdentity := map[string]proto.APIParticipant{}
+	cut := ""
 	for _, ans := range answers {
 		var part participantsPart
 		if !usable(ans, &part, &unreachable) {
 			continue
 		}
 		open = open || part.Open
-		more = more || part.More
+		if part.More && len(part.Participants) > 0 {
+			more, cut = true, lesser(cut, part.Participants[len(part.Participants)-1].Identity)
+		}
 		for _, p := range part.Participants {
+			if cut != "" && p.Identity > cut {
+				continue // filtered again below: cut may still come down
+			}
 			if old, dup := byIdentity[p.Identity]; !dup || p.JoinedAt > old.JoinedAt {
 				byIdentity[p.Identity] = p
 			}
@@ -337,7 +357,9 @@ func (a *API) gatherParticipants(ctx context.Context, q participantsQuery) (all 
 	}
 	all = make([]proto.APIParticipant, 0, len(byIdentity))
 	for _, p := range byIdentity {
-		all = append(all, p)
+		if cut == "" || p.Identity <= cut { // past a node's last, its participants are unknown
+			all = append(all, p)
+		}
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].Identity < all[j].Identity })
 	return all, open, more, unreachable, nil
@@ -388,6 +410,14 @@ func notFound(unreachable []string, msg string) error {
 		return &proto.Error{Code: proto.CodeClusterUnavailable, Message: msg + " that answered; no answer from " + strings.Join(unreachable, ", ")}
 	}
 	return &proto.Error{Code: proto.CodeNotFound, Message: msg}
+}
+
+// lesser is the lesser of two cursors, "" standing for none.
+func lesser(cut, last string) string {
+	if cut == "" || last < cut {
+		return last
+	}
+	return cut
 }
 
 func badRequest(msg string) error { return &proto.Error{Code: proto.CodeBadRequest, Message: msg} }

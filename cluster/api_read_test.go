@@ -273,3 +273,47 @@ func TestAPIReadCreatedRoom(t *testing.T) {
 		return nil
 	})
 }
+
+// TestAPIReadPagesOverBudget: participants with the largest metadata, more of them on one node
+// than fit in one node's answer: the pages end where that node's answer ends, and over the
+// pages every participant of both nodes comes exactly once, in identity order.
+func TestAPIReadPagesOverBudget(t *testing.T) {
+	n1, n2, a1, _ := twoNodes(t, nil)
+	big := strings.Repeat("m", proto.MaxMetadata)
+	want := map[string]bool{}
+	for i := 0; i < 120; i++ {
+		n, id := n1, fmt.Sprintf("p%03d", i)
+		if i%4 == 0 {
+			n = n2
+		}
+		if _, err := n.Join("big", id, node.Grant{Subscribe: true, Metadata: big}, false, quiet{}); err != nil {
+			t.Fatal(err)
+		}
+		want[id] = true
+	}
+	var got []string
+	pages, after := 0, ""
+	for {
+		page, err := a1.Participants(context.Background(), "big", after, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		for _, p := range page.Participants {
+			if len(got) > 0 && p.Identity <= got[len(got)-1] {
+				t.Fatalf("%s after %s", p.Identity, got[len(got)-1])
+			}
+			if p.Metadata != big {
+				t.Fatalf("%s: metadata of %d bytes", p.Identity, len(p.Metadata))
+			}
+			got = append(got, p.Identity)
+		}
+		if page.Next == "" {
+			break
+		}
+		after = page.Next
+	}
+	if len(got) != len(want) || pages < 2 {
+		t.Fatalf("%d participants in %d pages, want %d in more than one", len(got), pages, len(want))
+	}
+}
