@@ -107,6 +107,8 @@ func (a *API) onSettings(r *node.Room, q actQuestion) (actAnswer, error) {
 }
 
 func (a *API) onDeleteRoom(r *node.Room, _ actQuestion) (actAnswer, error) {
+	local, _ := r.LocalState()
+	a.c.deleting(r, len(local))
 	return actAnswer{Done: true, Count: r.Delete()}, nil
 }
 

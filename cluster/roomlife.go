@@ -51,10 +51,44 @@ func FinishesRoom(hadLocal bool, remote map[string]int) bool {
 	return true
 }
 
-// roomLife remembers which rooms open here have had a local participant since they opened.
+// roomLife remembers which rooms open here have had a local participant since they opened,
+// and, for a room the room API is deleting, whether this node finishes it.
 type roomLife struct {
 	mu      sync.Mutex
 	started map[*node.Room]bool
+	deleted map[*node.Room]bool
+}
+
+// DeleteFinisher tells whether self finishes a room the room API deletes on every node at once:
+// every node closes its part in the same instant, each still counting the others' participants,
+// so none would see the room empty. The node with the least id among those with participants
+// (self when local, the remote nodes by their counts) finishes it; every node deciding from the
+// same view before the delete, exactly one does.
+func DeleteFinisher(self string, local int, remote map[string]int) bool {
+	owner := ""
+	if local > 0 {
+		owner = self
+	}
+	for id, n := range remote {
+		if n > 0 && (owner == "" || id < owner) {
+			owner = id
+		}
+	}
+	return owner == self
+}
+
+// deleting records, before the room API deletes room r here, whether this node finishes it.
+func (c *Cluster) deleting(r *node.Room, local int) {
+	if c.o.Observer == nil {
+		return // finishing reads nothing: keep nothing
+	}
+	finisher := DeleteFinisher(c.me, local, c.state.Counts(r.Name()))
+	c.life.mu.Lock()
+	if c.life.deleted == nil {
+		c.life.deleted = map[*node.Room]bool{}
+	}
+	c.life.deleted[r] = finisher
+	c.life.mu.Unlock()
 }
 
 // finishing is read before the event changes the cluster's state: for a RoomClosed, whether
@@ -67,7 +101,12 @@ func (c *Cluster) finishing(ev node.Event) bool {
 	c.life.mu.Lock()
 	had := c.life.started[e.Room]
 	delete(c.life.started, e.Room)
+	finisher, deleted := c.life.deleted[e.Room]
+	delete(c.life.deleted, e.Room)
 	c.life.mu.Unlock()
+	if deleted {
+		return finisher
+	}
 	c.mu.Lock()
 	s := c.rooms[e.Room.Name()]
 	c.mu.Unlock()

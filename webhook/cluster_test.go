@@ -1,6 +1,7 @@
 package webhook_test
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"strings"
@@ -194,5 +195,68 @@ func TestWebhooksAcrossNodes(t *testing.T) {
 		if ev.Event == webhook.TrackPublished && (ev.Track == nil || ev.Track.Kind != "video" || ev.Track.Participant != alice.ID()) {
 			t.Fatalf("track_published %+v", ev.Track)
 		}
+	}
+}
+
+// TestWebhooksRoomDeletedAcrossNodes: the room API deletes a room with participants on two
+// nodes; both nodes close their part in the same instant, each still counting the other's
+// participants, yet room_finished is sent, once, by one node (the least id holding the room).
+func TestWebhooksRoomDeletedAcrossNodes(t *testing.T) {
+	r := newReceiver(t, nil)
+	mn := cluster.NewMemNet()
+	mn.Start()
+	t.Cleanup(mn.Close)
+	n1, c1 := member(t, mn, "n1", r.srv.URL)
+	n2, c2 := member(t, mn, "n2", r.srv.URL)
+	checkFor(t, 5*time.Second, func() error {
+		if len(c1.Peers()) != 1 || len(c2.Peers()) != 1 {
+			return fmt.Errorf("peers %v %v", c1.Peers(), c2.Peers())
+		}
+		return nil
+	})
+	for _, j := range []struct {
+		n  *node.Node
+		id string
+	}{{n1, "alice"}, {n2, "bob"}, {n2, "carol"}} {
+		if _, err := j.n.Join("r", j.id, node.Grant{Subscribe: true}, false, quiet{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkFor(t, 5*time.Second, func() error {
+		if len(c1.Rooms().Participants("r")) != 2 || len(c2.Rooms().Participants("r")) != 1 {
+			return fmt.Errorf("n1 sees %v, n2 sees %v", c1.Rooms().Participants("r"), c2.Rooms().Participants("r"))
+		}
+		return nil
+	})
+	cluster.NewAPI(c1) // n1 answers the room API's questions too
+	if err := cluster.NewAPI(c2).DeleteRoom(context.Background(), "r"); err != nil {
+		t.Fatal(err)
+	}
+	var finished []string
+	checkFor(t, 10*time.Second, func() error {
+		finished = nil
+		left := 0
+		for _, ev := range r.events() {
+			switch ev.Event {
+			case webhook.RoomFinished:
+				finished = append(finished, ev.Node)
+			case webhook.ParticipantLeft:
+				left++
+			}
+		}
+		if left != 3 || len(finished) != 1 || finished[0] != "n1" {
+			return fmt.Errorf("%d participant_left, room_finished from %v; want 3 and [n1]", left, finished)
+		}
+		return nil
+	})
+	time.Sleep(200 * time.Millisecond) // a late duplicate would show now
+	n := 0
+	for _, ev := range r.events() {
+		if ev.Event == webhook.RoomFinished {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d room_finished events, want 1", n)
 	}
 }
