@@ -44,11 +44,9 @@ var ErrMutedByModerator error = errMutedByModerator{}
 // OpenRoom opens room name here with settings s (created true), or, when it is open, updates
 // its settings from s (created false). ErrDraining; the --max-rooms limit as Join has it.
 // A room opened here with nobody in it stays open for its empty timeout (DefaultAPIEmptyTimeout
-// seconds when s has none) and closes then unless someone joined.
+// seconds when s has none) and closes then unless someone joined. A draining node opens no room
+// (ErrDraining) but still updates an open one.
 func (n *Node) OpenRoom(name string, s RoomSettings) (r *Room, created bool, err error) {
-	if n.draining.Load() {
-		return nil, false, ErrDraining
-	}
 	if s.EmptyTimeout <= 0 {
 		s.EmptyTimeout = DefaultAPIEmptyTimeout
 	}
@@ -57,6 +55,10 @@ func (n *Node) OpenRoom(name string, s RoomSettings) (r *Room, created bool, err
 		n.mu.Unlock()
 		r.replaceSettings(s)
 		return r, false, nil
+	}
+	if n.draining.Load() {
+		n.mu.Unlock()
+		return nil, false, ErrDraining
 	}
 	if n.opts.Limits.Rooms >= 0 && len(n.rooms) >= n.opts.Limits.Rooms {
 		n.mu.Unlock()

@@ -215,6 +215,9 @@ func TestOpenRoom(t *testing.T) {
 	if _, _, err := n.OpenRoom("t", node.RoomSettings{}); !errors.Is(err, node.ErrDraining) {
 		t.Fatalf("open while draining: %v", err)
 	}
+	if _, created, err := n.OpenRoom("r", node.RoomSettings{Metadata: "m3"}); err != nil || created || r.Settings().Metadata != "m3" {
+		t.Fatalf("update of an open room while draining: %v", err)
+	}
 }
 
 // TestUpdateSettings: the fields present change, metadata changes are told (once per change),
@@ -300,6 +303,20 @@ func TestEmptyTimeout(t *testing.T) {
 	c, _ := join(t, long, "r", "c", node.Grant{})
 	if c.Room() == r {
 		t.Fatal("a join after the room closed entered the closed room")
+	}
+
+	// Close ends the rooms that wait for their timeout too (and their timers).
+	c.Close()
+	if _, _, err := long.OpenRoom("api", node.RoomSettings{}); err != nil {
+		t.Fatal(err)
+	}
+	if long.Room("r") == nil || long.Room("api") == nil {
+		t.Fatal("empty rooms not waiting")
+	}
+	closed := ev2.count("RoomClosed")
+	long.Close()
+	if long.Room("r") != nil || long.Room("api") != nil || ev2.count("RoomClosed") != closed+2 {
+		t.Fatalf("after Close: %d more RoomClosed, want 2", ev2.count("RoomClosed")-closed)
 	}
 }
 

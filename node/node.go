@@ -195,10 +195,15 @@ func (n *Node) Join(room, identity string, g Grant, autoSubscribe bool, l Listen
 }
 
 // unjoin takes back a join that no one has heard of yet (refused after the room's sync): the
-// participant goes without a notification, and the room it opened with it.
+// participant goes without a notification, and the room it opened with it. If something closed
+// it meanwhile (the room API, a newer session), that close did all of it.
 func (n *Node) unjoin(p *Participant) {
 	r := p.room
 	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
 	p.closed = true
 	p.mu.Unlock()
 	close(p.done)
