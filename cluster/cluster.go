@@ -127,6 +127,7 @@ func New(n *node.Node, pipes *relay.Pipes, bus Bus, o Options) (*Cluster, error)
 		state: NewRoomState(),
 		asks:  asks{handlers: make(map[string]AskHandler), waits: make(map[string]chan Envelope)},
 		rooms: make(map[string]*room), syncWaits: make(map[string]chan Envelope), resyncs: make(chan string, 1), stop: make(chan struct{})}
+	c.HandleAsk(verbRoomLife, c.answerLife)
 	n.SetRelayAddr(pipes.Addr().String())
 	for subj, h := range map[string]func(Msg){
 		SubjectHeartbeat + ".*":       c.onHeartbeat,

@@ -54,9 +54,10 @@ func FinishesRoom(hadLocal bool, remote map[string]int) bool {
 // roomLife remembers which rooms open here have had a local participant since they opened,
 // and, for a room the room API is deleting, whether this node finishes it.
 type roomLife struct {
-	mu      sync.Mutex
-	started map[*node.Room]bool
-	deleted map[*node.Room]bool
+	mu       sync.Mutex
+	started  map[*node.Room]bool
+	deleted  map[*node.Room]bool
+	finishes map[string]finishState // by room name: see roomfinish.go
 }
 
 // DeleteFinisher tells whether self finishes a room the room API deletes on every node at once:
@@ -113,7 +114,14 @@ func (c *Cluster) finishing(ev node.Event) bool {
 	if s != nil && s.r != e.Room {
 		return false // the room opened here again meanwhile: it goes on
 	}
-	return FinishesRoom(had, c.state.Counts(e.Room.Name()))
+	if FinishesRoom(had, c.state.Counts(e.Room.Name())) {
+		c.noteFinish(e.Room.Name(), true)
+		return true
+	}
+	if had {
+		c.waitFinish(e.Room) // the others may be closing in the same instant
+	}
+	return false
 }
 
 // observe hands an event the cluster handled to Options.Observer, with the room's start and

@@ -1,11 +1,13 @@
 package cluster
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cascade-sfu/cascade/node"
+	"github.com/cascade-sfu/cascade/signal/proto"
 )
 
 // TestStartsRoom: the first local participant starts the room unless a remote one joined
@@ -67,7 +69,9 @@ func (r *recorder) Event(e node.Event) { r.evs = append(r.evs, e) }
 // remains; a room reopened starts again.
 func TestObserveRoomLife(t *testing.T) {
 	rec := &recorder{}
-	c := &Cluster{o: Options{Observer: rec}, state: NewRoomState()}
+	stopped := make(chan struct{})
+	close(stopped) // a closed room's later check (roomfinish.go) is not this test's
+	c := &Cluster{o: Options{Observer: rec, Clock: WallClock{}}, state: NewRoomState(), stop: stopped}
 	r1 := new(node.Room) // observe reads only its name ("")
 	names := func() (out []string) {
 		for _, e := range rec.evs {
@@ -120,5 +124,27 @@ func TestObserveRoomLife(t *testing.T) {
 	event(node.RoomClosed{Room: old})
 	if got := names(); strings.Join(got, " ") != "other started joined closed" {
 		t.Fatalf("events of a room reopened before its close %v", got)
+	}
+}
+
+// TestSettlesFinish: the least node waiting on a room finishes it, once nobody has
+// participants in it and nobody finished it; any error answer settles nothing.
+func TestSettlesFinish(t *testing.T) {
+	ans := func(node, body string) Answer { return Answer{Node: node, Body: json.RawMessage(body)} }
+	for _, c := range []struct {
+		self    string
+		answers []Answer
+		want    bool
+	}{
+		{"n2", []Answer{ans("n1", `{"participants":0,"pending":true}`), ans("n2", `{"participants":0,"pending":true}`)}, false},
+		{"n1", []Answer{ans("n1", `{"participants":0,"pending":true}`), ans("n2", `{"participants":0,"pending":true}`)}, true},
+		{"n1", []Answer{ans("n1", `{"participants":0,"pending":true}`), ans("n2", `{"participants":1}`)}, false},
+		{"n1", []Answer{ans("n1", `{"participants":0,"pending":true}`), ans("n2", `{"participants":0,"done":true}`)}, false},
+		{"n2", []Answer{ans("n1", `{"participants":0}`), ans("n2", `{"participants":0,"pending":true}`)}, true},
+		{"n1", []Answer{ans("n1", `{"participants":0,"pending":true}`), {Node: "n2", Error: &proto.Error{Code: proto.CodeInternal}}}, false},
+	} {
+		if got := SettlesFinish(c.self, c.answers); got != c.want {
+			t.Errorf("%s with %v: %v, want %v", c.self, c.answers, got, c.want)
+		}
 	}
 }

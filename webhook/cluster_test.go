@@ -260,3 +260,57 @@ func TestWebhooksRoomDeletedAcrossNodes(t *testing.T) {
 		t.Fatalf("%d room_finished events, want 1", n)
 	}
 }
+
+// TestWebhooksLastLeaveTogether: the last participants of a room on two nodes leave in the
+// same instant, each node still counting the other's: room_finished is sent once (by n1, the
+// least of the nodes waiting on it), not never.
+func TestWebhooksLastLeaveTogether(t *testing.T) {
+	r := newReceiver(t, nil)
+	mn := cluster.NewMemNet()
+	mn.Start()
+	t.Cleanup(mn.Close)
+	n1, c1 := member(t, mn, "n1", r.srv.URL)
+	n2, c2 := member(t, mn, "n2", r.srv.URL)
+	checkFor(t, 5*time.Second, func() error {
+		if len(c1.Peers()) != 1 || len(c2.Peers()) != 1 {
+			return fmt.Errorf("peers %v %v", c1.Peers(), c2.Peers())
+		}
+		return nil
+	})
+	alice, err := n1.Join("r", "alice", node.Grant{Subscribe: true}, false, quiet{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, err := n2.Join("r", "bob", node.Grant{Subscribe: true}, false, quiet{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 5*time.Second, func() error {
+		if len(c1.Rooms().Participants("r")) != 1 || len(c2.Rooms().Participants("r")) != 1 {
+			return fmt.Errorf("n1 sees %v, n2 sees %v", c1.Rooms().Participants("r"), c2.Rooms().Participants("r"))
+		}
+		return nil
+	})
+	mn.SetFault(func(cluster.Msg, string) int { return 0 }) // lose the leaves: each node still counts the other's
+	alice.Close()
+	bob.Close()
+	mn.SetFault(nil)
+	finished := func() (out []string) {
+		for _, ev := range r.events() {
+			if ev.Event == webhook.RoomFinished {
+				out = append(out, ev.Node)
+			}
+		}
+		return out
+	}
+	checkFor(t, 10*time.Second, func() error {
+		if got := finished(); len(got) != 1 || got[0] != "n1" {
+			return fmt.Errorf("room_finished from %v, want [n1]", got)
+		}
+		return nil
+	})
+	time.Sleep(2 * time.Second) // n2's own check, a second after its close, must not add one
+	if got := finished(); len(got) != 1 {
+		t.Fatalf("room_finished from %v, want once", got)
+	}
+}
