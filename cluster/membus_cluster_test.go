@@ -20,7 +20,13 @@ type quiet struct{}
 func (quiet) Notify(string, any) {}
 
 // memMember starts a node with its relay, joined to the cluster on net at a 50 ms heartbeat.
-func memMember(t *testing.T, net *cluster.MemNet, id string) (*node.Node, *cluster.MemBus, *cluster.Cluster) {
+func memMember(t testing.TB, net *cluster.MemNet, id string) (*node.Node, *cluster.MemBus, *cluster.Cluster) {
+	t.Helper()
+	return memMemberBeat(t, net, id, 50*time.Millisecond)
+}
+
+// memMemberBeat is memMember at heartbeat interval hb.
+func memMemberBeat(t testing.TB, net *cluster.MemNet, id string, hb time.Duration) (*node.Node, *cluster.MemBus, *cluster.Cluster) {
 	t.Helper()
 	n, err := node.New(node.Options{ID: id, LoopbackOnly: true, Workers: 1})
 	if err != nil {
@@ -33,7 +39,7 @@ func memMember(t *testing.T, net *cluster.MemNet, id string) (*node.Node, *clust
 	}
 	t.Cleanup(pipes.Close)
 	bus := net.Conn(id)
-	c, err := cluster.New(n, pipes, bus, cluster.Options{Heartbeat: 50 * time.Millisecond, Secrets: testSecrets})
+	c, err := cluster.New(n, pipes, bus, cluster.Options{Heartbeat: hb, Secrets: testSecrets})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-func checkFor(t *testing.T, timeout time.Duration, f func() error) {
+func checkFor(t testing.TB, timeout time.Duration, f func() error) {
 	t.Helper()
 	harness.Eventually(t, timeout, f)
 }
