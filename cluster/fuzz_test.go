@@ -1,6 +1,7 @@
 package cluster_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -32,7 +33,7 @@ type controlFuzz struct {
 	pipes    *relay.Pipes
 	attacker *cluster.MemBus
 	alice    *countingListener
-	subjects []string // where the node listens: heartbeats, the room's events and sync, its relay verbs
+	subjects []string // where the node listens: heartbeats, the room's events and sync, its relay verbs, the room API
 	evil     *cluster.Stamper
 }
 
@@ -53,6 +54,7 @@ func newControlFuzz(tb testing.TB) *controlFuzz {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(f.c.Close)
+	cluster.NewAPI(f.c) // the room API's questions are control messages too
 	f.attacker = f.net.Conn("attacker")
 	// The room's subject token: read off what the node publishes about the room when alice
 	// joins (her participantJoined event, or a sync request).
@@ -97,7 +99,8 @@ func newControlFuzz(tb testing.TB) *controlFuzz {
 	_ = sub.Unsubscribe()
 	f.net.Drain()
 	f.subjects = []string{cluster.SubjectHeartbeat + ".evil", "cascade.room." + tok + ".ev", "cascade.room." + tok + ".sync",
-		"cascade.relay.fz.pipe", "cascade.relay.fz.unpipe", "cascade.relay.fz.dropped", "cascade.syncreply.fz." + tok}
+		"cascade.relay.fz.pipe", "cascade.relay.fz.unpipe", "cascade.relay.fz.dropped", "cascade.syncreply.fz." + tok,
+		"cascade.api.rooms", "cascade.apireply.fz.x"}
 	// evil is an insider: a node holding the cluster secret, so its sealed messages pass the
 	// signature checks and reach the handlers (raw ones test the checks themselves).
 	keys, err := cluster.NewNodeKeys("evil", cluster.NewIncarnation(), clock.Now(), secrets)
@@ -129,7 +132,7 @@ func (f *controlFuzz) state() string {
 // envelopeTypes are the types of control messages, for sealed bodies.
 var envelopeTypes = []string{"heartbeat", node.EventParticipantJoined, node.EventParticipantLeft, node.EventProducerAdded,
 	node.EventProducerRemoved, node.EventProducerMuted, node.EventMessage, "data", "piped", "unpiped", "pipe", "pipeReply",
-	"unpipe", "dropped", "sync", "syncReply"}
+	"unpipe", "dropped", "sync", "syncReply", "ask", "askAnswer"}
 
 // FuzzControlMessage publishes messages on every subject a node listens to: raw bytes (the
 // envelope itself fuzzed) and well-formed envelopes around fuzzed bodies. A message the
@@ -147,12 +150,26 @@ func FuzzControlMessage(f *testing.F) {
 	f.Add(uint8(2), true, []byte(`{"room":"r"}`))
 	f.Add(uint8(0), false, []byte(`not json`))
 	f.Add(uint8(6), true, []byte(`null`))
+	for _, q := range []string{ // room API questions (type "ask": kind 16), on their verbs' subjects
+		`{"verb":"rooms","reply":"cascade.apireply.evil.q","body":{"limit":10}}`,
+		`{"verb":"room","reply":"cascade.apireply.evil.q","body":{"name":"r"}}`,
+		`{"verb":"participants","reply":"cascade.apireply.evil.q","body":{"room":"r","limit":5}}`,
+		`{"verb":"updateParticipant","reply":"cascade.apireply.evil.q","body":{"room":"r","identity":"alice","metadata":"x"}}`,
+		`{"verb":"mute","reply":"cascade.apireply.evil.q","body":{"room":"r","identity":"alice","producer":"p"}}`,
+		`{"verb":"roomLife","reply":"cascade.apireply.evil.q","body":"r"}`,
+	} {
+		f.Add(uint8(16), true, []byte(q))
+	}
 	cf := newControlFuzz(f)
 	f.Fuzz(func(t *testing.T, kind uint8, sealed bool, data []byte) {
 		subject := cf.subjects[int(kind)%len(cf.subjects)]
 		msg := cluster.Msg{Subject: subject, Reply: "cascade.fuzz.reply", Data: data}
+		typ := envelopeTypes[int(kind)%len(envelopeTypes)]
+		if q := askOf(data); sealed && typ == "ask" && q.Verb != "" {
+			msg.Subject, msg.Reply = "cascade.api."+q.Verb, q.Reply // where a question of that verb goes
+		}
 		if sealed {
-			b, err := cf.evil.SealAs(cf.evil.Reserve(), envelopeTypes[int(kind)%len(envelopeTypes)], rawJSON(data))
+			b, err := cf.evil.SealAs(cf.evil.Reserve(), typ, rawJSON(data))
 			if err != nil {
 				return // the body is not JSON: nothing to send
 			}
@@ -170,6 +187,15 @@ func FuzzControlMessage(f *testing.F) {
 		}
 		_ = cf.n.Stats() // the node still answers (a deadlock hangs the fuzzer, which reports it)
 	})
+}
+
+// askOf reads the verb and reply subject of a room API question's body, when they fit in a
+// subject.
+func askOf(data []byte) (q struct{ Verb, Reply string }) {
+	if json.Unmarshal(data, &q) != nil || strings.ContainsAny(q.Verb+q.Reply, " *>\t\r\n") || strings.Contains(q.Verb, ".") {
+		q.Verb = ""
+	}
+	return q
 }
 
 // rawJSON is a body sealed as it is.
@@ -207,5 +233,19 @@ func TestControlFuzzReachesTheNode(t *testing.T) {
 	}
 	if send(cf.subjects[1], node.EventParticipantJoined, `{"participant":{"id":"p-evil","identity":"mallory","joinedAt":1}}`) == "" {
 		t.Fatal("a participantJoined on " + cf.subjects[1] + " changed nothing: the fuzzer's subjects miss the node")
+	}
+	// A room API question as the fuzzer routes it (askOf) reaches its handler: alice's metadata.
+	body := `{"verb":"updateParticipant","reply":"cascade.apireply.evil.q","body":{"room":"r","identity":"alice","metadata":"set by a question"}}`
+	q := askOf([]byte(body))
+	b, err := cf.evil.SealAs(cf.evil.Reserve(), "ask", rawJSON(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cf.attacker.Publish(cluster.Msg{Subject: "cascade.api." + q.Verb, Reply: q.Reply, Data: b}); err != nil {
+		t.Fatal(err)
+	}
+	cf.net.Drain()
+	if ps := cf.n.Room("r").Participants(); len(ps) == 0 || !slices.ContainsFunc(ps, func(p node.ParticipantInfo) bool { return p.Metadata == "set by a question" }) {
+		t.Fatalf("a room API question changed nothing: %+v", ps)
 	}
 }
