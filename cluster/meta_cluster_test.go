@@ -1,44 +1,14 @@
 package cluster_test
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/cascade-sfu/cascade/cluster"
 	"github.com/cascade-sfu/cascade/node"
 )
-
-// notes is a participant's Listener that keeps its notifications as "method json".
-type notes struct {
-	mu  sync.Mutex
-	all []string
-}
-
-func (n *notes) Notify(method string, data any) {
-	b, _ := json.Marshal(data)
-	n.mu.Lock()
-	n.all = append(n.all, method+" "+string(b))
-	n.mu.Unlock()
-}
-
-func (n *notes) wait(t *testing.T, method, contains string) {
-	t.Helper()
-	checkFor(t, 5*time.Second, func() error {
-		n.mu.Lock()
-		defer n.mu.Unlock()
-		for _, s := range n.all {
-			if strings.HasPrefix(s, method+" ") && strings.Contains(s, contains) {
-				return nil
-			}
-		}
-		return fmt.Errorf("no %s with %s in %q", method, contains, n.all)
-	})
-}
 
 // TestRoomMetaAcrossNodes: a room the room API opened on n1, with nobody in it, has its
 // settings on n2 when someone joins there (the sync); its maxParticipants counts both nodes; a
@@ -74,7 +44,7 @@ func TestRoomMetaAcrossNodes(t *testing.T) {
 	if got := alice.Room().Settings(); got != want {
 		t.Fatalf("n2's settings after the join %+v, want n1's %+v", got, want)
 	}
-	lb := &notes{}
+	lb := &heard{} // api_write_test.go
 	if _, err := n1.Join("r", "bob", node.Grant{Subscribe: true}, false, lb); err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +72,7 @@ func TestRoomMetaAcrossNodes(t *testing.T) {
 	if !ok {
 		t.Fatal("alice not on n2")
 	}
-	lb.wait(t, node.EventParticipantUpdated, `"metadata":"{\"hand\":\"up\"}"`)
+	waitHeard(t, "bob", lb, node.EventParticipantUpdated, `"metadata":"{\"hand\":\"up\"}"`)
 	for _, p := range n1.Room("r").Participants() {
 		if p.ID == info.ID && p != info {
 			t.Fatalf("n1's copy of alice %+v, want %+v", p, info)
@@ -124,7 +94,7 @@ func TestRoomMetaAcrossNodes(t *testing.T) {
 		t.Fatalf("n2's settings after its re-sync %+v, want its newer %+v", got, newer)
 	}
 	c1.Resync("test")
-	lb.wait(t, node.EventRoomUpdated, `{"metadata":"newer"}`)
+	waitHeard(t, "bob", lb, node.EventRoomUpdated, `{"metadata":"newer"}`)
 	if got := n1.Room("r").Settings(); got.Metadata != "newer" || got.CreatedAt != want.CreatedAt {
 		t.Fatalf("n1's settings after its re-sync %+v", got)
 	}

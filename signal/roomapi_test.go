@@ -10,9 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cascade-sfu/cascade/cluster"
-	"github.com/cascade-sfu/cascade/node"
-	"github.com/cascade-sfu/cascade/signal"
 	"github.com/cascade-sfu/cascade/signal/proto"
 )
 
@@ -20,34 +17,7 @@ import (
 // servers over routes), each serving the room API, node i in regions[i] when given.
 func roomAPICluster(t *testing.T, n int, regions ...string) []*env {
 	t.Helper()
-	var envs []*env
-	var seed string
-	for i := 0; i < n; i++ {
-		o := node.Options{ID: fmt.Sprintf("n%d", i), Workers: 1}
-		if i < len(regions) {
-			o.Region = regions[i]
-		}
-		co := &clusterOpts{nats: cluster.NATSOptions{Listen: "127.0.0.1:-1", Cluster: "127.0.0.1:0", Secrets: cluster.Secrets{cluster.DevClusterSecret}}, fanout: 3}
-		if seed != "" {
-			co.nats.Routes = []string{seed}
-		}
-		rooms := &lateRooms{} // roomapi_write_test.go
-		e := startNode(t, o, co, func(so *signal.Options) { so.Rooms = rooms })
-		rooms.set(cluster.NewAPI(e.cluster))
-		if seed == "" {
-			seed = e.nats.RouteURL()
-		}
-		envs = append(envs, e)
-	}
-	checkFor(t, 15*time.Second, func() error {
-		for _, e := range envs {
-			if got := len(e.cluster.Peers()); got != n-1 {
-				return fmt.Errorf("%s sees %d peers, want %d", e.node.ID(), got, n-1)
-			}
-		}
-		return nil
-	})
-	return envs
+	return startAPINodes(t, n, 0, 3, regions)
 }
 
 // apiGet sends GET path to e with token (none when empty) and returns the status and body.

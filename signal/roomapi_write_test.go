@@ -63,19 +63,31 @@ func (l *lateRooms) SendData(ctx context.Context, room string, req proto.SendDat
 	return l.get().SendData(ctx, room, req)
 }
 
-// apiNodes starts n clustered nodes over embedded NATS (routes to the first), each serving
-// the room API as cmd/cascade wires it, and waits until they see each other.
+// apiNodes starts n clustered nodes n1, n2... over embedded NATS (routes to the first), each
+// serving the room API as cmd/cascade wires it, and waits until they see each other.
 func apiNodes(t *testing.T, n int) []*env {
+	t.Helper()
+	return startAPINodes(t, n, 1, 0, nil)
+}
+
+// startAPINodes starts n clustered nodes, n<first>, n<first+1>..., node i in regions[i] when
+// given, with relay fan-out fanout (0: the default), each serving the room API, and waits until
+// they see each other.
+func startAPINodes(t *testing.T, n, first, fanout int, regions []string) []*env {
 	t.Helper()
 	var envs []*env
 	var seed string
 	for i := 0; i < n; i++ {
-		co := &clusterOpts{nats: cluster.NATSOptions{Listen: "127.0.0.1:-1", Cluster: "127.0.0.1:0", Secrets: cluster.Secrets{cluster.DevClusterSecret}}}
+		o := node.Options{ID: fmt.Sprintf("n%d", first+i), Workers: 1}
+		if i < len(regions) {
+			o.Region = regions[i]
+		}
+		co := &clusterOpts{nats: cluster.NATSOptions{Listen: "127.0.0.1:-1", Cluster: "127.0.0.1:0", Secrets: cluster.Secrets{cluster.DevClusterSecret}}, fanout: fanout}
 		if seed != "" {
 			co.nats.Routes = []string{seed}
 		}
 		rooms := &lateRooms{}
-		e := startNode(t, node.Options{ID: fmt.Sprintf("n%d", i+1), Workers: 1}, co, func(o *signal.Options) { o.Rooms = rooms })
+		e := startNode(t, o, co, func(so *signal.Options) { so.Rooms = rooms })
 		rooms.set(cluster.NewAPI(e.cluster))
 		if seed == "" {
 			seed = e.nats.RouteURL()

@@ -47,6 +47,24 @@ func member(t *testing.T, mn *cluster.MemNet, id, url string) (*node.Node, *clus
 	return n, c
 }
 
+// twoMembers starts nodes n1 and n2 on a fresh in-process bus, their webhook events sent to
+// url, and waits until they see each other.
+func twoMembers(t *testing.T, url string) (mn *cluster.MemNet, n1 *node.Node, c1 *cluster.Cluster, n2 *node.Node, c2 *cluster.Cluster) {
+	t.Helper()
+	mn = cluster.NewMemNet()
+	mn.Start()
+	t.Cleanup(mn.Close)
+	n1, c1 = member(t, mn, "n1", url)
+	n2, c2 = member(t, mn, "n2", url)
+	checkFor(t, 5*time.Second, func() error {
+		if len(c1.Peers()) != 1 || len(c2.Peers()) != 1 {
+			return fmt.Errorf("peers %v %v", c1.Peers(), c2.Peers())
+		}
+		return nil
+	})
+	return mn, n1, c1, n2, c2
+}
+
 // publishVP8 publishes a VP8 track from a loopback PeerConnection as p, and sends packets until
 // the test ends.
 func publishVP8(t *testing.T, p *node.Participant) {
@@ -122,17 +140,7 @@ func summary(ev webhook.Event) string {
 // events come in the order they happened.
 func TestWebhooksAcrossNodes(t *testing.T) {
 	r := newReceiver(t, nil)
-	mn := cluster.NewMemNet()
-	mn.Start()
-	t.Cleanup(mn.Close)
-	n1, c1 := member(t, mn, "n1", r.srv.URL)
-	n2, c2 := member(t, mn, "n2", r.srv.URL)
-	checkFor(t, 5*time.Second, func() error {
-		if len(c1.Peers()) != 1 || len(c2.Peers()) != 1 {
-			return fmt.Errorf("peers %v %v", c1.Peers(), c2.Peers())
-		}
-		return nil
-	})
+	_, n1, c1, n2, c2 := twoMembers(t, r.srv.URL)
 	alice, err := n1.Join("r", "alice", node.Grant{Publish: true, Subscribe: true}, false, quiet{})
 	if err != nil {
 		t.Fatal(err)
@@ -203,17 +211,7 @@ func TestWebhooksAcrossNodes(t *testing.T) {
 // participants, yet room_finished is sent, once, by one node (the least id holding the room).
 func TestWebhooksRoomDeletedAcrossNodes(t *testing.T) {
 	r := newReceiver(t, nil)
-	mn := cluster.NewMemNet()
-	mn.Start()
-	t.Cleanup(mn.Close)
-	n1, c1 := member(t, mn, "n1", r.srv.URL)
-	n2, c2 := member(t, mn, "n2", r.srv.URL)
-	checkFor(t, 5*time.Second, func() error {
-		if len(c1.Peers()) != 1 || len(c2.Peers()) != 1 {
-			return fmt.Errorf("peers %v %v", c1.Peers(), c2.Peers())
-		}
-		return nil
-	})
+	_, n1, c1, n2, c2 := twoMembers(t, r.srv.URL)
 	for _, j := range []struct {
 		n  *node.Node
 		id string
@@ -266,17 +264,7 @@ func TestWebhooksRoomDeletedAcrossNodes(t *testing.T) {
 // least of the nodes waiting on it), not never.
 func TestWebhooksLastLeaveTogether(t *testing.T) {
 	r := newReceiver(t, nil)
-	mn := cluster.NewMemNet()
-	mn.Start()
-	t.Cleanup(mn.Close)
-	n1, c1 := member(t, mn, "n1", r.srv.URL)
-	n2, c2 := member(t, mn, "n2", r.srv.URL)
-	checkFor(t, 5*time.Second, func() error {
-		if len(c1.Peers()) != 1 || len(c2.Peers()) != 1 {
-			return fmt.Errorf("peers %v %v", c1.Peers(), c2.Peers())
-		}
-		return nil
-	})
+	mn, n1, c1, n2, c2 := twoMembers(t, r.srv.URL)
 	alice, err := n1.Join("r", "alice", node.Grant{Subscribe: true}, false, quiet{})
 	if err != nil {
 		t.Fatal(err)
