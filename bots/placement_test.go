@@ -19,8 +19,9 @@ import (
 // redirectTo is the placement of a node that sends every join to another node.
 type redirectTo struct{ id, url string }
 
-func (p redirectTo) Place(string, string) (string, string, bool) { return p.id, p.url, true }
-func (redirectTo) Available(string) bool                         { return true }
+func (p redirectTo) Place(string, string, ...string) (string, string, bool)    { return p.id, p.url, true }
+func (redirectTo) Alternatives(string, string, int, ...string) []proto.NodeURL { return nil }
+func (redirectTo) Available(string) bool                                       { return true }
 
 // startPlacedNode starts a node whose joins go through placement pl (nil: none) and returns
 // it and its signaling URL.

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cascade-sfu/cascade/node"
+	"github.com/cascade-sfu/cascade/signal/proto"
 )
 
 // PlacementInput is everything a placement decision depends on.
@@ -17,6 +18,8 @@ type PlacementInput struct {
 	Carrying map[string]bool
 	// Region is the client's region hint ("" if unknown).
 	Region string
+	// Avoid are nodes the client must not go to (a resume: the node it left).
+	Avoid map[string]bool
 }
 
 // Decision is where a client goes.
@@ -34,39 +37,11 @@ type Decision struct {
 // nearly equal load).
 func Place(in PlacementInput) Decision {
 	self := in.Self
-	var cands []node.Stats
-	if !self.Draining {
-		cands = append(cands, self)
-	}
-	for _, p := range in.Peers {
-		if !p.Draining && p.HTTPURL != "" && p.ID != self.ID {
-			cands = append(cands, p)
-		}
-	}
-	if in.Region != "" {
-		var inRegion []node.Stats
-		for _, s := range cands {
-			if s.Region == in.Region {
-				inRegion = append(inRegion, s)
-			}
-		}
-		if len(inRegion) > 0 {
-			cands = inRegion
-		}
-	}
+	cands := Rank(in)
 	if len(cands) == 0 {
 		return Decision{}
 	}
 	carrying := in.Carrying
-	sort.SliceStable(cands, func(i, j int) bool {
-		if carrying[cands[i].ID] != carrying[cands[j].ID] {
-			return carrying[cands[i].ID]
-		}
-		if cands[i].Consumers != cands[j].Consumers {
-			return cands[i].Consumers < cands[j].Consumers
-		}
-		return cands[i].ID < cands[j].ID
-	})
 	best := cands[0]
 	if best.ID == self.ID {
 		return Decision{}
@@ -82,6 +57,45 @@ func Place(in PlacementInput) Decision {
 		}
 	}
 	return Decision{Redirect: true, Node: best.ID, HTTPURL: best.HTTPURL}
+}
+
+// Rank lists the nodes a client may go to, best first, by Place's policy (without its
+// hysteresis): this node and the live peers with an HTTP URL, none draining or avoided; those of
+// the client's region when there are any; the nodes carrying the room first, then the least
+// loaded.
+func Rank(in PlacementInput) []node.Stats {
+	self := in.Self
+	var cands []node.Stats
+	if !self.Draining && !in.Avoid[self.ID] {
+		cands = append(cands, self)
+	}
+	for _, p := range in.Peers {
+		if !p.Draining && p.HTTPURL != "" && p.ID != self.ID && !in.Avoid[p.ID] {
+			cands = append(cands, p)
+		}
+	}
+	if in.Region != "" {
+		var inRegion []node.Stats
+		for _, s := range cands {
+			if s.Region == in.Region {
+				inRegion = append(inRegion, s)
+			}
+		}
+		if len(inRegion) > 0 {
+			cands = inRegion
+		}
+	}
+	carrying := in.Carrying
+	sort.SliceStable(cands, func(i, j int) bool {
+		if carrying[cands[i].ID] != carrying[cands[j].ID] {
+			return carrying[cands[i].ID]
+		}
+		if cands[i].Consumers != cands[j].Consumers {
+			return cands[i].Consumers < cands[j].Consumers
+		}
+		return cands[i].ID < cands[j].ID
+	})
+	return cands
 }
 
 // Placer decides joins on this node (signal's Placement) with Place, from the node's load, the
@@ -113,21 +127,44 @@ func (p *Placer) Available(room string) bool {
 
 // Place returns the node a client of room (in region, if known) should join, and whether that
 // is another node (its id and HTTP URL).
-func (p *Placer) Place(room, region string) (nodeID, httpURL string, redirect bool) {
-	in := PlacementInput{Self: p.n.Stats(), Peers: p.members.Peers(), Region: region, Carrying: map[string]bool{}}
-	if r := p.n.Room(room); r != nil {
-		in.Carrying[in.Self.ID] = true
-		for _, id := range r.Nodes() {
-			in.Carrying[id] = true
-		}
-	}
-	d := Place(in)
+func (p *Placer) Place(room, region string, avoid ...string) (nodeID, httpURL string, redirect bool) {
+	d := Place(p.input(room, region, avoid))
 	if !d.Redirect {
 		p.local.Add(1)
 		return "", "", false
 	}
 	p.redirect.Add(1)
 	return d.Node, d.HTTPURL, true
+}
+
+// Alternatives lists up to n nodes other than this one (and avoid) a client of room in region
+// may go to, best first: where it resumes if this node goes.
+func (p *Placer) Alternatives(room, region string, n int, avoid ...string) []proto.NodeURL {
+	in := p.input(room, region, avoid)
+	in.Avoid[in.Self.ID] = true
+	var out []proto.NodeURL
+	for _, s := range Rank(in) {
+		if len(out) == n {
+			break
+		}
+		out = append(out, proto.NodeURL{ID: s.ID, URL: s.HTTPURL, Region: s.Region})
+	}
+	return out
+}
+
+// input is what Place and Rank decide from for a client of room in region.
+func (p *Placer) input(room, region string, avoid []string) PlacementInput {
+	in := PlacementInput{Self: p.n.Stats(), Peers: p.members.Peers(), Region: region, Carrying: map[string]bool{}, Avoid: map[string]bool{}}
+	for _, id := range avoid {
+		in.Avoid[id] = true
+	}
+	if r := p.n.Room(room); r != nil {
+		in.Carrying[in.Self.ID] = true
+		for _, id := range r.Nodes() {
+			in.Carrying[id] = true
+		}
+	}
+	return in
 }
 
 // Decisions reports the decisions so far: joins served here, redirected, and refused while the

@@ -28,6 +28,9 @@ type ParticipantJoined struct {
 	Room        *Room
 	Participant ParticipantInfo
 	Replaces    []string
+	// Resumed: the participant resumed its session here (same id, Participant.Epoch one more
+	// than the session it fences); the other nodes move it here without a leave or a join.
+	Resumed bool
 }
 
 // ParticipantLeft: a local participant left.
@@ -88,7 +91,20 @@ type Demand struct {
 	Wanted   bool
 }
 
+// ProducerMoved: a producer of the room changed origin (its publisher resumed on another node,
+// or here): Producer.Origin() is the new one ("" for this node), From the old one ("" when it
+// was this node). Its consumers stay and switch to the new source at its first keyframe
+// (Producer.Generation() numbers the sources). The cluster layer pipes the producer from the new
+// origin if it is Wanted here, tagging what it injects with the new generation, and lets the old
+// pipe go once the switch had time (at once when From is gone).
+type ProducerMoved struct {
+	Room     *Room
+	Producer *Producer
+	From     string
+}
+
 func (RoomOpened) isEvent()         {}
+func (ProducerMoved) isEvent()      {}
 func (RoomClosed) isEvent()         {}
 func (ParticipantJoined) isEvent()  {}
 func (ParticipantLeft) isEvent()    {}

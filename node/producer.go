@@ -48,6 +48,9 @@ type ProducerInfo struct {
 	ClockRate uint32 `json:"clockRate,omitempty"`
 	Channels  uint16 `json:"channels,omitempty"`
 	Fmtp      string `json:"fmtp,omitempty"`
+	// Epoch is the publishing session's epoch (ParticipantInfo.Epoch) when the producer was
+	// announced: a stale copy's announcement (lower epoch) never moves a producer back.
+	Epoch uint64 `json:"epoch,omitempty"`
 }
 
 // A Producer is a track a client publishes. Its read loop stores every packet in the packet

@@ -16,6 +16,10 @@ type ParticipantInfo struct {
 	// Metadata is the application's data about the participant (the token's metadata claim,
 	// then the room API's updates); at most proto.MaxMetadata bytes.
 	Metadata string `json:"metadata,omitempty"`
+	// Epoch counts the session's resumes (PROTOCOL.md, "Resume"): 0 for a fresh join, one more
+	// at each resume. Of two copies of one participant id, the higher epoch is the session; the
+	// other is stale and is fenced (Room.Supersede).
+	Epoch uint64 `json:"epoch,omitempty"`
 }
 
 // A Room is one room on one node. It has a router on each worker that serves some of its

@@ -66,7 +66,12 @@ type Options struct {
 type Placement interface {
 	// Place tells whether a client of room (in region, if known) should join another node, and
 	// which: its id and HTTP URL.
-	Place(room, region string) (nodeID, httpURL string, redirect bool)
+	// A resume passes avoid: the node the client left, never a target.
+	Place(room, region string, avoid ...string) (nodeID, httpURL string, redirect bool)
+	// Alternatives lists up to n live nodes other than this one and those in avoid, none
+	// draining, best first for a client of room in region: where a client resumes if this node
+	// goes (the join answer's nodes).
+	Alternatives(room, region string, n int, avoid ...string) []proto.NodeURL
 	// Available tells whether this node can serve a join of room now (false while it cannot
 	// reach the rest of the cluster and the room may live there).
 	Available(room string) bool

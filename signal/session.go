@@ -311,8 +311,11 @@ func (s *session) pinger() {
 
 // handle runs one request on the reader loop.
 func (s *session) handle(req proto.Request) (any, error) {
-	if req.Method == proto.MethodJoin {
+	switch req.Method {
+	case proto.MethodJoin:
 		return s.join(req.Data)
+	case proto.MethodPing: // liveness, joined or not: the answer is the proof
+		return struct{}{}, nil
 	}
 	if _, ok := methods[req.Method]; !ok {
 		return nil, errorf(proto.CodeUnknownMethod, fmt.Sprintf("unknown method %q", req.Method))
@@ -323,11 +326,11 @@ func (s *session) handle(req proto.Request) (any, error) {
 	p := s.p
 	switch req.Method {
 	case proto.MethodPublish:
-		var d proto.SDPData
+		var d proto.PublishData
 		if err := decode(req.Data, &d); err != nil {
 			return nil, err
 		}
-		answer, producers, err := p.Publish(d.SDP, false)
+		answer, producers, err := p.PublishAs(d.SDP, false, d.ProducerIDs)
 		if err != nil {
 			return nil, err
 		}

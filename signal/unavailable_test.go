@@ -22,8 +22,9 @@ import (
 // the room open on it.
 type cutOff struct{}
 
-func (cutOff) Place(string, string) (string, string, bool) { return "", "", false }
-func (cutOff) Available(room string) bool                  { return room == "open" }
+func (cutOff) Place(string, string, ...string) (string, string, bool)      { return "", "", false }
+func (cutOff) Alternatives(string, string, int, ...string) []proto.NodeURL { return nil }
+func (cutOff) Available(room string) bool                                  { return room == "open" }
 
 // TestJoinClusterUnavailable: a node cut off from its cluster answers a join it cannot serve
 // alone at once with cluster_unavailable, over WebSocket and WHIP/WHEP (503, Retry-After),

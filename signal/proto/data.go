@@ -13,6 +13,8 @@ type (
 		// Metadata is the application's data about the participant (the token's metadata
 		// claim, then the room API's updates).
 		Metadata string `json:"metadata,omitempty"`
+		// Epoch counts the session's resumes (0: never resumed; absent then).
+		Epoch uint64 `json:"epoch,omitempty"`
 	}
 	// Producer describes a producer. Codec, ClockRate, Channels and Fmtp are set once media
 	// flows.
@@ -28,6 +30,8 @@ type (
 		ClockRate uint32 `json:"clockRate,omitempty"`
 		Channels  uint16 `json:"channels,omitempty"`
 		Fmtp      string `json:"fmtp,omitempty"`
+		// Epoch is the publishing session's epoch when the producer was announced.
+		Epoch uint64 `json:"epoch,omitempty"`
 	}
 	// ICECandidateInit is the browser's RTCIceCandidateInit. An empty Candidate means end of
 	// candidates.
@@ -49,6 +53,9 @@ type (
 		Region string `json:"region,omitempty"`
 		// NoRedirect makes the node accept the join (a client that followed a redirect).
 		NoRedirect bool `json:"noRedirect,omitempty"`
+		// Resume is a resume credential (ResumeToken.Token): the join resumes that session
+		// (PROTOCOL.md, "Resume"); Token may then be empty.
+		Resume string `json:"resume,omitempty"`
 	}
 	// JoinResult is the data of a join response: the room, or a redirect to a better node.
 	JoinResult struct {
@@ -62,6 +69,12 @@ type (
 		ICEServers []ICEServer `json:"iceServers,omitempty"`
 		// RoomMetadata is the room's metadata (room API), absent when empty.
 		RoomMetadata string `json:"roomMetadata,omitempty"`
+		// Resume is the session's first resume credential; Resumed tells that this join
+		// resumed a session (Participant keeps its id). Nodes are a few other healthy nodes to
+		// resume on if this one goes (their URLs are signaling URLs).
+		Resume  *ResumeToken `json:"resume,omitempty"`
+		Resumed bool         `json:"resumed,omitempty"`
+		Nodes   []NodeURL    `json:"nodes,omitempty"`
 	}
 	// ICEServer is the browser's RTCIceServer: TURN URLs and their credentials.
 	ICEServer struct {
