@@ -243,7 +243,7 @@ func (s *switcher) switchTo(pkt *packet, lastTS uint32, lastWall, now time.Time,
 	switch {
 	case s.rewrite:
 		outPic, outTL0, known = s.lastOut, s.lastTL0, true
-	case haveLast:
+	case haveLast && (last.picLen > 0 || last.hasTL0):
 		outPic, outTL0, known, picLen = last.pic, last.tl0, true, last.picLen
 	}
 	if !known || picLen == 0 || in.picLen == 0 {
@@ -258,7 +258,7 @@ func (s *switcher) switchTo(pkt *packet, lastTS uint32, lastWall, now time.Time,
 	s.tl0Off = outTL0 + 1 - in.tl0
 	s.lastTL0 = outTL0 + 1
 	// With the same width and no offsets the payload goes out as it came: nothing is copied.
-	s.rewrite = s.lastOut != in.pic || s.tl0Off != 0 || picLen != in.picLen
+	s.rewrite = (in.picLen > 0 && (s.lastOut != in.pic || picLen != in.picLen)) || (in.hasTL0 && s.tl0Off != 0)
 	s.picAt.Store(uint32(s.lastIn)<<16 | uint32(s.lastOut))
 }
 
