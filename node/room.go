@@ -230,6 +230,9 @@ func (r *Room) removeProducer(pr *Producer) {
 	}
 	r.broadcast(pr.participant, EventProducerRemoved, map[string]string{"id": pr.id, "participant": pr.owner})
 	r.node.emit(ProducerRemoved{Room: r, ID: pr.id, Participant: pr.owner, Origin: pr.origin})
+	if pr.participant != nil { // its publisher's resume credential no longer names it
+		pr.participant.listener.Notify(EventResumable, nil)
+	}
 }
 
 // closeRemote ends the room's remote producers once its last local participant has left.
