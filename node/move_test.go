@@ -29,9 +29,9 @@ func (r *received) count() int {
 }
 
 // check fails unless the stream is one track whose sequence numbers go up by one (loopback:
-// nothing is lost), whose timestamps never go back nor jump by more than a second, and whose
-// PictureIDs go up by at most one per packet.
-func (r *received) check(t *testing.T) {
+// nothing is lost), whose timestamps never go back nor jump by more than a second, and (pics)
+// whose PictureIDs go up by at most one per packet.
+func (r *received) check(t *testing.T, pics bool) {
 	t.Helper()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -45,7 +45,7 @@ func (r *received) check(t *testing.T) {
 		if d := int32(r.tss[i] - r.tss[i-1]); d < 0 || d > 90000 {
 			t.Fatalf("packet %d: timestamp %d after %d", i, r.tss[i], r.tss[i-1])
 		}
-		if d := (r.pics[i] - r.pics[i-1] + 1<<15) % (1 << 15); r.pics[i] < 0 || d > 1 {
+		if d := (r.pics[i] - r.pics[i-1] + 1<<15) % (1 << 15); pics && (r.pics[i] < 0 || d > 1) {
 			t.Fatalf("packet %d: PictureID %d after %d", i, r.pics[i], r.pics[i-1])
 		}
 	}
@@ -201,7 +201,7 @@ func TestMoveRemoteProducer(t *testing.T) {
 		return nil
 	})
 	nw.end()
-	rec.check(t)
+	rec.check(t, true)
 	if up.n.Load() == 0 {
 		t.Error("the new source was not asked for a keyframe")
 	}
@@ -318,5 +318,112 @@ func TestPublishAsUnknownID(t *testing.T) {
 	}
 	if len(p.Room().Producers()) != 0 {
 		t.Fatal("something was published")
+	}
+}
+
+// TestAdoptOnSameNode: a publisher resumes its session on the same node (JoinResumed) and
+// publishes again under its producer's id (PublishAs): the new track takes over the producer,
+// consumers and all. The subscriber keeps its track, with continuous sequence numbers and
+// timestamps; it hears producerMoved, not producerRemoved/producerAdded; the cluster layer
+// gets ProducerMoved (from this node) and ProducerAdded with the new epoch (the announcement
+// of the move); the old session closes and the producer lives on.
+func TestAdoptOnSameNode(t *testing.T) {
+	n, ev := adminNode(t, node.Options{})
+	old, id := publishLive(t, n, "r", "pub", &recorder{})
+	ls := &recorder{}
+	rec := subscribeVideo(t, n, "r", "s", ls)
+	checkFor(t, 10*time.Second, func() error {
+		if c := rec.count(); c < 20 {
+			return fmt.Errorf("%d packets before the resume", c)
+		}
+		return nil
+	})
+	pr := n.Producer("r", id)
+	info := pr.Info()
+	res := node.Resume{ID: old.ID(), Epoch: old.Epoch(), JoinedAt: old.Info().JoinedAt, Node: n.ID(), Producers: []node.ProducerInfo{info}}
+	p, err := n.JoinResumed("r", "pub", node.Grant{Publish: true, Subscribe: true}, false, &recorder{}, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	added := ev.count("ProducerAdded")
+
+	pc, err := clientAPI(t).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "v", "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+		t.Fatal(err)
+	}
+	answer, infos, err := p.PublishAs(offer(t, pc), true, map[string]string{info.Mid: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(infos) != 1 || infos[0].ID != id {
+		t.Fatalf("published %+v, want producer %s", infos, id)
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatal(err)
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() { // a keyframe every 30 frames, from the tenth
+		defer close(done)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			raw := vp8Packet(30000+uint16(i), 123456789+uint32(i)*900, uint16(i), i >= 10 && (i-10)%30 == 0)
+			var pkt rtp.Packet
+			_ = pkt.Unmarshal(raw)
+			_ = track.WriteRTP(&pkt)
+		}
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		<-done
+	})
+	checkFor(t, 10*time.Second, func() error {
+		if ev.count("ProducerMoved") != 1 {
+			return errors.New("no ProducerMoved yet")
+		}
+		select {
+		case <-old.Done():
+		default:
+			return errors.New("the old session has not closed")
+		}
+		return nil
+	})
+	before := rec.count()
+	checkFor(t, 10*time.Second, func() error {
+		if c := rec.count(); c < before+50 {
+			return fmt.Errorf("%d packets from the resumed session", c-before)
+		}
+		return nil
+	})
+	close(stop)
+	<-done
+	rec.check(t, false)
+	if got := n.Producer("r", id); got != pr || got.Origin() != "" || got.Info().Epoch != 1 {
+		t.Fatalf("the producer after the resume: same %v, %+v", got == pr, got.Info())
+	}
+	if ls.count(node.EventProducerMoved) != 1 || ls.count(node.EventProducerRemoved) != 0 || ls.count(node.EventProducerAdded) != 0 {
+		t.Fatalf("subscriber notifications:\n%s", ls)
+	}
+	e, _ := ev.find("ProducerMoved").(node.ProducerMoved)
+	if e.From != "" || e.Producer != pr || ev.count("ProducerRemoved") != 0 || ev.count("ProducerAdded") != added+1 {
+		t.Fatalf("events: ProducerMoved from %q, %d ProducerRemoved, %d ProducerAdded after the resume",
+			e.From, ev.count("ProducerRemoved"), ev.count("ProducerAdded")-added)
 	}
 }
