@@ -344,3 +344,53 @@ func TestInjectFromDropsStaleGenerations(t *testing.T) {
 		t.Fatal("a packet of the replaced generation was dropped (make-before-break)")
 	}
 }
+
+// BenchmarkForwardSwitched is BenchmarkForwardOne after a move whose VP8 picture numbers are
+// rewritten: the per-consumer copy of the payload into its scratch buffer.
+func BenchmarkForwardSwitched(b *testing.B) {
+	_, pp, pkt := benchConsumers(1)
+	c := (*pp.consumers.Load())[0]
+	c.pipe, c.kind = pp, payloadVP8
+	set := func(pic uint16) {
+		n := copy(pkt.buf[12:], vp8(2, pic, 1, true))
+		pkt.payload = pkt.buf[12 : 12+n+1100]
+		pkt.vp8 = parseVP8(pkt.payload)
+	}
+	now := time.Now()
+	set(100)
+	c.forward(pkt, now)
+	pp.note(pkt)
+	set(5000)
+	pkt.gen = 1
+	if !c.forward(pkt, now) || !c.sw.rewrite {
+		b.Fatal("no switch with a rewrite")
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		pkt.header.SequenceNumber = uint16(i)
+		c.forward(pkt, now)
+	}
+}
+
+// BenchmarkIngestVP8 is BenchmarkIngest for a VP8 producer: the descriptor is parsed once per
+// packet for the consumers' switches.
+func BenchmarkIngestVP8(b *testing.B) {
+	w := &Worker{jobs: make(chan job, 1)}
+	pr := &Producer{id: "p", kind: webrtc.RTPCodecTypeVideo, cache: newCache(webrtc.RTPCodecTypeVideo)}
+	pr.pool.New = func() any { return &packet{pool: &pr.pool} }
+	pr.pkind.Store(uint32(payloadVP8))
+	pipes := []*pipe{{worker: w}}
+	pr.pipesView.Store(&pipes)
+	payload := append(vp8(2, 100, 1, false), make([]byte, 1180)...)
+	raw, err := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, Timestamp: 3000, SSRC: 42}, Payload: payload}).Marshal()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		raw[2], raw[3] = byte(i>>8), byte(i)
+		pkt := pr.pool.Get().(*packet)
+		pr.ingest(pkt, copy(pkt.buf[:], raw), 0)
+		(<-w.jobs).pkt.release()
+	}
+}
