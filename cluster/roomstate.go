@@ -147,7 +147,7 @@ func (s *RoomState) Apply(room string, from Stamp, m RoomMsg, now time.Time) []E
 			out = append(out, RemoveRemoteProducer{Room: room, ID: m.ID})
 		}
 	case ProducerMutedMsg:
-		if e := r.producers[m.ID]; e != nil && !e.gone && newer(e.from, from) {
+		if e := r.producers[m.ID]; e != nil && !e.gone && e.from.Node == from.Node && newer(e.from, from) { // from its origin only (it may have moved)
 			e.from, e.info.Muted = from, m.Muted
 			out = append(out, SetRemoteMuted{Room: room, ID: m.ID, Muted: m.Muted, ByServer: m.ByServer})
 		}
