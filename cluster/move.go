@@ -8,13 +8,10 @@ import "github.com/cascade-sfu/cascade/node"
 // consumers here stay and switch at a keyframe). The node then emits ProducerMoved, and the
 // pipes re-pipe the producer from its new origin.
 
-// producerMoved handles the node's ProducerMoved: a producer adopted here (a local publisher
-// resumed its session here) is announced to the other nodes, which move it here; a producer
-// that moved to another node is re-piped from there if it is wanted here.
+// producerMoved handles the node's ProducerMoved: a producer that moved to another node is
+// re-piped from there if it is wanted here; the old pipe is retired. (A producer adopted here
+// is announced by the node's ProducerAdded, which the other nodes turn into a move.)
 func (c *Cluster) producerMoved(e node.ProducerMoved) {
-	if e.Producer.Origin() == "" {
-		c.publish(e.Room.Name(), evProducerAdded, e.Producer.Info())
-	}
 	c.pipes.Moved(e.Producer, e.From)
 }
 
