@@ -134,7 +134,8 @@ func (p *Participant) Resumable() []ProducerInfo {
 	out = append(out, kept...)
 	p.mu.Unlock()
 	for _, pr := range live {
-		out = append(out, ProducerInfo{ID: pr.id, Kind: pr.kind.String(), Mid: pr.source().mid, Participant: p.id})
+		info := pr.Info() // the mid of its current source (an adopted producer's may be new)
+		out = append(out, ProducerInfo{ID: info.ID, Kind: info.Kind, Mid: info.Mid, Participant: p.id})
 	}
 	return out
 }
