@@ -192,6 +192,15 @@ type xlate struct {
 	tl0Off   uint8
 }
 
+// begin sets the source a new consumer starts with: the producer's current one, so that a
+// consumer made during a move never starts on the source being replaced.
+func (s *switcher) begin(gen uint32) {
+	s.gen = gen
+	if gen != 0 {
+		s.publish(0, false)
+	}
+}
+
 // verdict is what the switch makes of a packet whose generation is not the one forwarded.
 type verdict uint8
 
@@ -199,17 +208,17 @@ const (
 	dropOld     verdict = iota // a replaced source: dropped
 	waitKey                    // a new source before its keyframe: dropped, keyframe asked for
 	switchNow                  // the new source starts here
-	startSource                // the consumer's first packet: forwarded as it is
+	startSource                // the consumer's first packet, of a source newer than its first: forwarded as it is
 )
 
 // decide classifies a packet of generation pkt.gen != s.gen; fresh: the consumer has sent
 // nothing yet.
 func (s *switcher) decide(k payloadKind, pkt *packet, fresh bool) verdict {
 	switch {
-	case fresh && !s.chosen:
-		return startSource
 	case int32(pkt.gen-s.gen) < 0:
 		return dropOld
+	case fresh && !s.chosen:
+		return startSource
 	case !startsKeyframe(k, pkt):
 		return waitKey
 	}

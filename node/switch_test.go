@@ -394,3 +394,30 @@ func BenchmarkIngestVP8(b *testing.B) {
 		(<-w.jobs).pkt.release()
 	}
 }
+
+// TestSwitchNewConsumerDuringMove: a consumer made after a move starts on the new source: the
+// old one's packets (still flowing, make-before-break) are dropped, and its NACKs are answered
+// from the new source's cache.
+func TestSwitchNewConsumerDuringMove(t *testing.T) {
+	r := newSwitchRig(t, vp8Codec)
+	gen := r.move("b")
+	out := &tape{}
+	c, err := r.p.Attach(out, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.c, r.out = c, out
+	if r.send(0, 10, 3000, vp8(2, 41, 5, false), 0) {
+		t.Fatal("a new consumer started on the source being replaced")
+	}
+	for i := uint16(0); i < 3; i++ {
+		if !r.send(gen, 500+i, 9000+3000*uint32(i), vp8(2, 7+i, 1, i == 0), 33*time.Millisecond) {
+			t.Fatalf("packet %d of the current source was not forwarded", i)
+		}
+	}
+	n := len(out.out)
+	c.nack(r.now, []uint16{501})
+	if len(out.out) != n+1 || out.out[n].seq != 501 {
+		t.Fatalf("NACK of the current source's packet: %d retransmissions", len(out.out)-n)
+	}
+}
