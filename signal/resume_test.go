@@ -281,3 +281,24 @@ func hasParticipant(ps []node.ParticipantInfo, id string, epoch uint64) bool {
 	}
 	return false
 }
+
+// TestResumedSessionClosed: a session still connected when its client resumes it on another
+// connection (a migration, a node that was cut off) is told closed "resumed" and closed with
+// 4005; the resumed session goes on.
+func TestResumedSessionClosed(t *testing.T) {
+	e := newEnv(t, 1, 100)
+	old := e.raw()
+	ans, perr := old.joinAnswer(fmt.Sprintf(`{"token":%q,"autoSubscribe":false}`, e.token("r", "alice", true, true)))
+	if perr != nil {
+		t.Fatal(perr)
+	}
+	now := e.raw()
+	if _, perr := now.joinAnswer(resumeData(ans.Resume.Token)); perr != nil {
+		t.Fatal(perr)
+	}
+	old.closedThenCode(proto.ReasonResumed, proto.CloseResumed)
+	now.pingOK()
+	if ps := e.node.Room("r").Participants(); len(ps) != 1 || ps[0].ID != ans.Participant.ID || ps[0].Epoch != 1 {
+		t.Fatalf("participants %v", ps)
+	}
+}
