@@ -78,6 +78,8 @@ func TestResumeSameNode(t *testing.T) {
 		t.Fatalf("resume answer: %+v", res)
 	}
 	second.pingOK()
+	// A publish naming a producer the session never had is refused.
+	second.expect(`{"id":3,"method":"publish","data":{"sdp":"v=0\r\n","producerIds":{"0":"PRNOTMINE"}}}`, proto.CodeBadRequest)
 	// A message from the resumed session reaches the observer after anything the resume made
 	// the node tell it.
 	second.send(`{"id":2,"method":"message","data":{"data":"after-resume"}}`)
