@@ -199,6 +199,14 @@ func (p *Participant) fence() {
 	}()
 }
 
+// Superseded tells whether a newer copy of the session took over (the node closes this one
+// once its producers moved: its signaling connection's end must not close it sooner).
+func (p *Participant) Superseded() bool {
+	p.room.mu.Lock()
+	defer p.room.mu.Unlock()
+	return p.superseded
+}
+
 // producerless tells whether the participant has no producer left (all moved away or ended).
 func (p *Participant) producerless() bool {
 	p.mu.Lock()
