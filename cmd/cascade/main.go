@@ -256,7 +256,7 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 		ln.Close()
 		return fmt.Errorf("start webhooks: %w", err)
 	}
-	co := cluster.Options{Heartbeat: cfg.HeartbeatInterval, Timeout: cfg.HeartbeatTimeout, Logger: logger, Secrets: secrets}
+	co := cluster.Options{Heartbeat: cfg.HeartbeatInterval, Timeout: cfg.HeartbeatTimeout, ResumeGrace: resumeGrace(cfg.ResumeGrace), Logger: logger, Secrets: secrets}
 	if hooks != nil {
 		co.Observer = webhook.NewSource(n.ID(), hooks)
 	}
@@ -292,6 +292,8 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 		JoinDeadline:    cfg.joinDeadline(),
 		SeparateMetrics: cfg.MetricsListen != "",
 	}
+	// One grace for a dead node's sessions and for a vanished client's: a resume lands first.
+	so.ResumeGrace = resumeGrace(cfg.ResumeGrace)
 	if turnSrv != nil {
 		so.ICEServers = turnICEServers(turnSrv, cfg.TURNTTL, logger)
 	}
