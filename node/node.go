@@ -47,6 +47,7 @@ type Node struct {
 	rooms map[string]*Room
 	// by room, then identity: a second join with the same identity replaces the first
 	identities map[string]map[string]*Participant
+	ended      endedSessions // sessions that ended here: their credentials resume nothing (resume.go)
 
 	timers sync.WaitGroup // the rooms' empty timers that may still run (Close waits)
 	stop   chan struct{}
@@ -272,6 +273,9 @@ func (n *Node) leave(p *Participant) {
 	r.mu.Unlock()
 	if n.identities[r.name][p.identity] == p {
 		delete(n.identities[r.name], p.identity)
+	}
+	if !superseded {
+		n.ended.add(p.id, time.Now())
 	}
 	closed := false
 	if empty && n.rooms[r.name] == r {

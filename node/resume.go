@@ -76,6 +76,9 @@ func (t resumeTake) known() bool { return t.local != nil || t.remote }
 // (old is the identity's local participant, if any). The caller holds n.mu.
 func (r *Room) resumableLocked(old *Participant, identity string, res Resume) (resumeTake, error) {
 	var t resumeTake
+	if r.node.ended.has(res.ID, time.Now()) {
+		return t, fmt.Errorf("%w: the session ended", ErrResume)
+	}
 	if old != nil && old.id != res.ID {
 		return t, fmt.Errorf("%w: identity %q has a newer session here", ErrResume, identity)
 	}
@@ -236,4 +239,35 @@ func (p *Participant) Linger(grace time.Duration) {
 		case <-n.stop:
 		}
 	}()
+}
+
+// endedMemory is how long a node remembers a session that ended here (it left, or its client
+// did not come back within the grace): as long as the session's credentials are valid.
+const endedMemory = 5 * time.Minute
+
+// endedSessions are the participant ids of sessions that ended here, oldest first: a resume of
+// one is refused (a credential is usable once, and not after its session left). Guarded by
+// the node's mu.
+type endedSessions struct {
+	ids   map[string]time.Time
+	order []string
+}
+
+func (e *endedSessions) add(id string, now time.Time) {
+	if e.ids == nil {
+		e.ids = make(map[string]time.Time)
+	}
+	for len(e.order) > 0 && now.Sub(e.ids[e.order[0]]) > endedMemory {
+		delete(e.ids, e.order[0])
+		e.order = e.order[1:]
+	}
+	if _, ok := e.ids[id]; !ok {
+		e.order = append(e.order, id)
+	}
+	e.ids[id] = now
+}
+
+func (e *endedSessions) has(id string, now time.Time) bool {
+	at, ok := e.ids[id]
+	return ok && now.Sub(at) <= endedMemory
 }

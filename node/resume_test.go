@@ -136,7 +136,8 @@ func TestResumeRefusedForNewerIdentity(t *testing.T) {
 	}
 }
 
-// TestLinger: a participant whose client vanished stays for its grace, then leaves as usual.
+// TestLinger: a participant whose client vanished stays for its grace, then leaves as usual;
+// its session is over.
 func TestLinger(t *testing.T) {
 	n, _ := adminNode(t, node.Options{})
 	_, bobHeard := join(t, n, "r", "bob", node.Grant{})
@@ -150,7 +151,10 @@ func TestLinger(t *testing.T) {
 			return errors.New("no leave after the grace")
 		}
 		return nil
-	})
+	})	// Its session ended: a late resume of it is refused.
+	if _, err := n.JoinResumed("r", "gone", node.Grant{}, false, &recorder{}, node.Resume{ID: gone.ID(), Epoch: 0}); !errors.Is(err, node.ErrResume) {
+		t.Fatalf("resume of an ended session: %v", err)
+	}
 }
 
 func TestSupersedesByEpoch(t *testing.T) {

@@ -286,7 +286,7 @@ func hasParticipant(ps []node.ParticipantInfo, id string, epoch uint64) bool {
 
 // TestResumedSessionClosed: a session still connected when its client resumes it on another
 // connection (a migration, a node that was cut off) is told closed "resumed" and closed with
-// 4005; the resumed session goes on.
+// 4005; the resumed session goes on, and once it left its credential is refused.
 func TestResumedSessionClosed(t *testing.T) {
 	e := newEnv(t, 1, 100)
 	old := e.raw()
@@ -295,12 +295,24 @@ func TestResumedSessionClosed(t *testing.T) {
 		t.Fatal(perr)
 	}
 	now := e.raw()
-	if _, perr := now.joinAnswer(resumeData(ans.Resume.Token)); perr != nil {
+	res, perr := now.joinAnswer(resumeData(ans.Resume.Token))
+	if perr != nil {
 		t.Fatal(perr)
 	}
 	old.closedThenCode(proto.ReasonResumed, proto.CloseResumed)
 	now.pingOK()
 	if ps := e.node.Room("r").Participants(); len(ps) != 1 || ps[0].ID != ans.Participant.ID || ps[0].Epoch != 1 {
 		t.Fatalf("participants %v", ps)
+	}
+	// Once the session left, its newest credential resumes nothing.
+	now.expectOK(`{"id":4,"method":"leave","data":{}}`)
+	checkFor(t, 5*time.Second, func() error {
+		if r := e.node.Room("r"); r != nil && len(r.Participants()) != 0 {
+			return fmt.Errorf("participants %v", r.Participants())
+		}
+		return nil
+	})
+	if _, perr := e.raw().joinAnswer(resumeData(res.Resume.Token)); perr == nil || perr.Code != proto.CodeResumeRefused || !strings.Contains(perr.Message, "ended") {
+		t.Fatalf("resume after leave: %+v", perr)
 	}
 }
