@@ -151,7 +151,8 @@ func TestLinger(t *testing.T) {
 			return errors.New("no leave after the grace")
 		}
 		return nil
-	}) // Its session ended: a late resume of it is refused.
+	})
+	// Its session ended: a late resume of it is refused.
 	if _, err := n.JoinResumed("r", "gone", node.Grant{}, false, &recorder{}, node.Resume{ID: gone.ID(), Epoch: 0}); !errors.Is(err, node.ErrResume) {
 		t.Fatalf("resume of an ended session: %v", err)
 	}
