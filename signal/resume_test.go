@@ -123,7 +123,7 @@ func TestResumeSameNode(t *testing.T) {
 }
 
 // TestResumeTokenRefresh: a publish is followed by a fresh credential that names the new
-// producer.
+// producer, an unpublish by one that does not.
 func TestResumeTokenRefresh(t *testing.T) {
 	e := newEnv(t, 1, 100)
 	pub := e.join("r", "pub", true, false)
@@ -154,6 +154,32 @@ func TestResumeTokenRefresh(t *testing.T) {
 			}
 		}
 		return fmt.Errorf("no credential naming producer %s", res.Producers[0].ID)
+	})
+	// Unpublished, the producer leaves the session's next credential.
+	if err := pub.Request(context.Background(), proto.MethodUnpublish, proto.ProducerData{Producer: res.Producers[0].ID}, nil); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 5*time.Second, func() error {
+		pub.mu.Lock()
+		defer pub.mu.Unlock()
+		for i := len(pub.notes) - 1; i >= 0; i-- {
+			if pub.notes[i].method != proto.MethodResumeToken {
+				continue
+			}
+			var tok proto.ResumeToken
+			if err := json.Unmarshal(pub.notes[i].data, &tok); err != nil {
+				return err
+			}
+			c, err := testKeys.VerifyResume(tok.Token)
+			if err != nil {
+				return err
+			}
+			if len(c.Producers) != 0 {
+				return fmt.Errorf("the last credential names %+v", c.Producers)
+			}
+			return nil
+		}
+		return fmt.Errorf("no credential")
 	})
 }
 
