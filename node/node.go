@@ -178,7 +178,9 @@ func (n *Node) join(room, identity string, g Grant, autoSubscribe bool, l Listen
 		if res.JoinedAt > 0 {
 			p.joined = time.UnixMilli(res.JoinedAt)
 		}
-		old = nil // the stale copy of the session, if it is old, is superseded below, not replaced
+		if old == take.local {
+			old = nil // the stale copy of the session is superseded below, not replaced
+		}
 	}
 	p.log = n.log.With("room", room, "participant", p.id, "identity", identity)
 	if g.Metadata != "" {

@@ -55,7 +55,8 @@ type Resume struct {
 // local here without a participantJoined to anyone; a local copy of it (a resume on the same
 // node) is superseded. The ParticipantJoined event has Resumed set. A copy of the session with
 // an epoch above res.Epoch, here or known on another node, means the credential was used:
-// ErrResume. So is another session of the identity here: the client joined afresh since.
+// ErrResume. So is another session of the identity, here or elsewhere: the client joined
+// afresh since.
 func (n *Node) JoinResumed(room, identity string, g Grant, autoSubscribe bool, l Listener, res Resume) (*Participant, error) {
 	if res.ID == "" {
 		return nil, fmt.Errorf("%w: no participant id", ErrResume)
@@ -79,7 +80,7 @@ func (r *Room) resumableLocked(old *Participant, identity string, res Resume) (r
 	if r.node.ended.has(res.ID, time.Now()) {
 		return t, fmt.Errorf("%w: the session ended", ErrResume)
 	}
-	if old != nil && old.id != res.ID {
+	if old != nil && old.id != res.ID && old.joined.UnixMilli() >= res.JoinedAt {
 		return t, fmt.Errorf("%w: identity %q has a newer session here", ErrResume, identity)
 	}
 	r.mu.Lock()
@@ -96,16 +97,34 @@ func (r *Room) resumableLocked(old *Participant, identity string, res Resume) (r
 		}
 		t.remote = true
 	}
+	if id, node := r.otherSessionLocked(res.ID, identity, res.JoinedAt); id != "" {
+		return t, fmt.Errorf("%w: identity %q has a newer session on %s", ErrResume, identity, node)
+	}
 	return t, nil
 }
 
+// otherSessionLocked finds a session of identity on another node, other than session id, that
+// joined at or after joinedAt (session id's first join): the client joined afresh since, which
+// replaced session id (a resume of it must not replace the new one back). An older one is
+// replaced by the resume as by any join. The caller holds r.mu.
+func (r *Room) otherSessionLocked(id, identity string, joinedAt int64) (string, string) {
+	for rid, rp := range r.remote {
+		if rp.info.Identity == identity && rid != id && rp.info.JoinedAt >= joinedAt {
+			return rid, rp.node
+		}
+	}
+	return "", ""
+}
+
 // fencedAfterSync tells whether the room, synced with the other nodes after p's join opened
-// it, holds a newer copy of p's session, or already superseded p.
+// it, holds a newer copy of p's session or another session of its identity, or already
+// superseded p.
 func (r *Room) fencedAfterSync(p *Participant) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	rp, ok := r.remote[p.id]
-	return p.superseded || (ok && rp.info.Epoch >= p.epoch)
+	other, _ := r.otherSessionLocked(p.id, p.identity, p.joined.UnixMilli())
+	return p.superseded || (ok && rp.info.Epoch >= p.epoch) || other != ""
 }
 
 // Epoch is the session's epoch (ParticipantInfo.Epoch).
