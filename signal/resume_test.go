@@ -332,6 +332,7 @@ func TestResumedSessionClosed(t *testing.T) {
 	}
 	// Once the session left, its newest credential resumes nothing.
 	now.expectOK(`{"id":4,"method":"leave","data":{}}`)
+	now.drain() // the close handshake: the session ends once the client answers it
 	checkFor(t, 5*time.Second, func() error {
 		if r := e.node.Room("r"); r != nil && len(r.Participants()) != 0 {
 			return fmt.Errorf("participants %v", r.Participants())
@@ -340,5 +341,16 @@ func TestResumedSessionClosed(t *testing.T) {
 	})
 	if _, perr := e.raw().joinAnswer(resumeData(res.Resume.Token)); perr == nil || perr.Code != proto.CodeResumeRefused || !strings.Contains(perr.Message, "ended") {
 		t.Fatalf("resume after leave: %+v", perr)
+	}
+}
+
+// drain reads r until its connection ends (at most 5 s).
+func (r *rawConn) drain() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for {
+		if _, _, err := r.c.Read(ctx); err != nil {
+			return
+		}
 	}
 }
