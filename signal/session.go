@@ -458,11 +458,11 @@ func (s *session) join(raw json.RawMessage) (any, error) {
 	s.p, s.grant = p, g
 	s.srv.markJoined(s) // the join deadline (edges.go) no longer applies
 	s.log = s.log.With("room", g.Room, "participant", p.ID())
-	answer := proto.JoinResult{Participant: participant(p.Info()), Room: g.Room, Participants: each(p.Room().Participants(), participant),
+	res2 := proto.JoinResult{Participant: participant(p.Info()), Room: g.Room, Participants: each(p.Room().Participants(), participant),
 		Producers: each(p.Room().Producers(), producer), ICEServers: s.srv.iceServers(p.ID()), RoomMetadata: p.Room().Settings().Metadata,
 		Resume: s.credential(), Resumed: res != nil, Nodes: s.nodes(g.Room, d.Region, avoid)}
 	s.startRefresh()
-	return answer, nil
+	return res2, nil
 }
 
 func decode(raw json.RawMessage, v any) error {
