@@ -168,13 +168,22 @@ func (rc *resumeCluster) closeRelay(t *testing.T, id string) {
 }
 
 func newResumeCluster(t *testing.T, grace time.Duration) *resumeCluster {
+	return newResumeClusterFanout(t, grace, 0)
+}
+
+// newResumeClusterFanout is newResumeCluster with a relay fan-out of fanoutA on node a.
+func newResumeClusterFanout(t *testing.T, grace time.Duration, fanoutA int) *resumeCluster {
 	t.Helper()
 	net := cluster.NewMemNet()
 	net.Start()
 	t.Cleanup(net.Close)
 	rc := &resumeCluster{n: map[string]*node.Node{}, bus: map[string]*cluster.MemBus{}, c: map[string]*cluster.Cluster{}, pipes: map[string]*relay.Pipes{}}
 	for _, id := range []string{"a", "b", "c"} {
-		rc.n[id], rc.bus[id], rc.c[id], rc.pipes[id] = memMemberWith(t, net, id, cluster.Options{Heartbeat: 250 * time.Millisecond, ResumeGrace: grace})
+		fanout := 0
+		if id == "a" {
+			fanout = fanoutA
+		}
+		rc.n[id], rc.bus[id], rc.c[id], rc.pipes[id] = memMemberWith(t, net, id, cluster.Options{Heartbeat: 250 * time.Millisecond, ResumeGrace: grace}, fanout)
 	}
 	checkFor(t, 5*time.Second, func() error {
 		for id, c := range rc.c {
@@ -350,5 +359,62 @@ func TestNodeKilledPublisherResumes(t *testing.T) {
 	}
 	if got := rc.c["c"].Rooms().Participants("r")[pub.ID()]; got != "b" {
 		t.Fatalf("after the grace c has the publisher on %q", got)
+	}
+}
+
+// TestProducerAdoptedByItsCarrier: a relays the publisher's video to b only (fan-out 1), b
+// relays it on to c; the publisher's session resumes on b, the carrier. b's viewer and c's
+// viewer keep their tracks (c re-pipes from b, the new origin, and the old pipe goes), c's
+// tree of the producer is the new one (c under b), and a, which no longer carries it, relays
+// nothing.
+func TestProducerAdoptedByItsCarrier(t *testing.T) {
+	rc := newResumeClusterFanout(t, 5*time.Second, 1)
+	pub, err := rc.n["a"].Join("r", "pub", node.Grant{Publish: true, Subscribe: true}, false, &heard{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, infos := publishVP8(t, pub, nil)
+	pid := infos[0].ID
+	_, sb := rc.watch(t, "b", pid)
+	hc, sc := rc.watch(t, "c", pid)
+	if got := rc.pipes["c"].Piped("r"); len(got) != 1 || got[0].Parent != "b" {
+		t.Fatalf("c's pipes in before the move: %v (a relays to one node only)", got)
+	}
+	mark := hc.mark()
+
+	pub2, err := rc.n["b"].JoinResumed("r", "pub", node.Grant{Publish: true, Subscribe: true}, false, &heard{}, resumeOf(pub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishVP8(t, pub2, map[string]string{infos[0].Mid: pid})
+	checkFor(t, 10*time.Second, func() error {
+		if got := rc.c["c"].Rooms().Producers("r")[pid]; got != "b" {
+			return fmt.Errorf("c has the producer from %q", got)
+		}
+		return nil
+	})
+	old.close()
+	checkFor(t, 10*time.Second, func() error {
+		if n := rc.retiring("c"); n != 0 {
+			return fmt.Errorf("c still has %d old pipes", n)
+		}
+		if in, out := rc.pipes["a"].Counts(); in != 0 || out != 0 {
+			return fmt.Errorf("a still has %d pipes in, %d out", in, out)
+		}
+		return nil
+	})
+	receives(t, sb, "b's viewer after the move")
+	receives(t, sc, "c's viewer after the move")
+	if got := rc.pipes["c"].Piped("r"); len(got) != 1 || got[0].Parent != "b" {
+		t.Fatalf("c's pipes in after the move: %v", got)
+	}
+	notes, _ := hc.since(mark)
+	if anyOf(notes, node.EventProducerRemoved, pid) || anyOf(notes, node.EventProducerAdded, pid) || !anyOf(notes, node.EventProducerMoved, pid) {
+		t.Errorf("c's viewer was told %v", notes)
+	}
+	for id, s := range map[string]*sink{"b": sb, "c": sc} {
+		if j := s.jumps(); len(j) > 0 {
+			t.Errorf("the track of %s's viewer jumped: %v", id, j)
+		}
 	}
 }
