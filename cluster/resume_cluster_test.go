@@ -418,3 +418,60 @@ func TestProducerAdoptedByItsCarrier(t *testing.T) {
 		}
 	}
 }
+
+// TestStaleSessionFencedAfterPartition: a is cut off from the cluster (NATS only: its relay
+// still lives) while its publisher's session resumes on b. When the partition heals, a learns
+// of the resumed session through the room re-sync and fences its stale copy (closed "resumed",
+// no leave for anyone); the stale copy's announcements (epoch 0) move nothing back on c.
+func TestStaleSessionFencedAfterPartition(t *testing.T) {
+	rc := newResumeCluster(t, 5*time.Second)
+	ha := &heard{}
+	pub, err := rc.n["a"].Join("r", "pub", node.Grant{Publish: true, Subscribe: true}, false, ha)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, infos := publishVP8(t, pub, nil)
+	pid := infos[0].ID
+	hc, sc := rc.watch(t, "c", pid)
+	mark := hc.mark()
+	res := resumeOf(pub)
+
+	rc.bus["a"].SetConnected(false)
+	pub2, err := rc.n["b"].JoinResumed("r", "pub", node.Grant{Publish: true, Subscribe: true}, false, &heard{}, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishVP8(t, pub2, map[string]string{infos[0].Mid: pid})
+	checkFor(t, 10*time.Second, func() error {
+		if got := rc.c["c"].Rooms().Producers("r")[pid]; got != "b" {
+			return fmt.Errorf("c has the producer from %q", got)
+		}
+		return nil
+	})
+	if ha.count(node.EventClosed) != 0 {
+		t.Fatal("the stale copy was closed while a was cut off")
+	}
+
+	rc.bus["a"].SetConnected(true) // the partition heals
+	checkFor(t, 15*time.Second, func() error {
+		if ha.count(node.EventClosed, node.ReasonResumed) != 1 {
+			got, _ := ha.since(0)
+			return fmt.Errorf("a's stale copy not fenced: %v", got)
+		}
+		if got := rc.c["a"].Rooms().Participants("r")[pub.ID()]; got != "b" {
+			return fmt.Errorf("a has the publisher on %q", got)
+		}
+		return nil
+	})
+	receives(t, sc, "after the partition healed")
+	if got := rc.c["c"].Rooms().Producers("r")[pid]; got != "b" {
+		t.Fatalf("after the partition healed, c has the producer from %q", got)
+	}
+	notes, _ := hc.since(mark)
+	for _, bad := range []struct{ method, id string }{{node.EventProducerRemoved, pid}, {node.EventProducerAdded, pid},
+		{node.EventParticipantLeft, pub.ID()}, {node.EventParticipantJoined, pub.ID()}} {
+		if anyOf(notes, bad.method, bad.id) {
+			t.Errorf("c's viewer was told %s: %v", bad.method, notes)
+		}
+	}
+}
