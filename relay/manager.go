@@ -66,7 +66,8 @@ func (ps *Pipes) manage(ctx context.Context) {
 	tick := time.NewTicker(RetryInterval)
 	defer tick.Stop()
 	retry := map[*node.Producer]struct{}{}
-	failures := map[*node.Producer]int{} // consecutive, for the log
+	failures := map[*node.Producer]int{}    // consecutive, for the log
+	moving := map[*node.Producer]*handoff{} // hand-offs away from draining parents
 	for {
 		select {
 		case <-ps.stop:
@@ -89,6 +90,7 @@ func (ps *Pipes) manage(ctx context.Context) {
 				delete(retry, p)
 				ps.Demand(p)
 			}
+			ps.handOff(ctx, moving)
 		}
 	}
 }
@@ -126,13 +128,13 @@ func (ps *Pipes) serve(ctx context.Context, p *node.Producer) error {
 
 // pipeIn asks the candidate parents in turn to relay p here.
 func (ps *Pipes) pipeIn(ctx context.Context, p *node.Producer) error {
-	cands := Parents(ps.trees.Tree(p.ID()), p.Origin(), ps.o.Self, ps.o.Region, ps.o.Fanout, ps.peers.Regions())
+	cands := Parents(ps.trees.Tree(p.ID()), p.Origin(), ps.o.Self, ps.o.Region, ps.o.Fanout, ps.peers.Regions(), ps.peers.Draining()...)
 	if len(cands) == 0 {
 		return ErrNoCarrier
 	}
 	var errs []error
 	for _, parent := range cands {
-		err := ps.pipeFrom(ctx, p, parent)
+		_, err := ps.pipeFrom(ctx, p, parent)
 		if err == nil {
 			return nil
 		}
@@ -141,26 +143,28 @@ func (ps *Pipes) pipeIn(ctx context.Context, p *node.Producer) error {
 	return errors.Join(errs...)
 }
 
-func (ps *Pipes) pipeFrom(ctx context.Context, p *node.Producer, parent string) error {
+// pipeFrom pipes p here from parent; the new pipe replaces the one p had (if any) as p's
+// pipe in, its upstream and this node's edge in the tree.
+func (ps *Pipes) pipeFrom(ctx context.Context, p *node.Producer, parent string) (*inPipe, error) {
 	// Ready the link before asking: the parent sends as soon as it has the request, before its
 	// answer arrives here.
 	pe, ok := ps.peers.Peer(parent)
 	if !ok {
-		return ErrPeerGone
+		return nil, ErrPeerGone
 	}
 	paddr, err := netip.ParseAddrPort(pe.RelayAddr)
 	if err != nil {
-		return fmt.Errorf("relay address %q: %w", pe.RelayAddr, err)
+		return nil, fmt.Errorf("relay address %q: %w", pe.RelayAddr, err)
 	}
 	link, err := ps.t.Expect(parent, paddr)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	in := &inPipe{p: p, parent: parent, link: link}
 	ps.routeIn(in)
 	if err := ps.ask(ctx, in); err != nil {
 		ps.unrouteIn(in)
-		return err
+		return nil, err
 	}
 	ps.mu.Lock()
 	ps.in[p.ID()] = in
@@ -170,7 +174,7 @@ func (ps *Pipes) pipeFrom(ctx context.Context, p *node.Producer, parent string) 
 	p.RequestKeyframe()
 	ps.sig.Piped(p.Room().Name(), p.ID(), parent)
 	ps.log.Debug("producer piped here", "producer", p.ID(), "parent", parent)
-	return nil
+	return in, nil
 }
 
 // ask asks in's parent to relay its producer here, and completes the link with the parent's

@@ -201,3 +201,57 @@ func TestDrainSingleNodeTellsNobody(t *testing.T) {
 		t.Fatalf("no_target metric %v", got)
 	}
 }
+
+// parentOf is the node e gets producer pid from ("" when not piped there).
+func parentOf(e *env, room, pid string) string {
+	for _, edge := range e.pipes.Piped(room) {
+		if edge.Node == pid {
+			return edge.Parent
+		}
+	}
+	return ""
+}
+
+// TestDrainHandsOffRelayChildren: a mid-tree node that drains hands its relay children to
+// another carrier, make-before-break: the child's viewer keeps receiving, the draining node
+// stops relaying, and its own viewers (not yet migrated) keep receiving through it.
+func TestDrainHandsOffRelayChildren(t *testing.T) {
+	envs := newCluster(t, 4, 2) // K=2: the origin takes two children, the fourth node attaches below
+	o, mid, other, leaf := envs[0], envs[1], envs[2], envs[3]
+	_, res := publishVideo(t, o, "r", "pub", false)
+	pid := producerIDs(res)[0]
+	subMid := mid.join("r", "s1", false, true)
+	waitPackets(t, subMid, pid)
+	subOther := other.join("r", "s2", false, true)
+	waitPackets(t, subOther, pid)
+	subLeaf := leaf.join("r", "s3", false, true)
+	waitPackets(t, subLeaf, pid)
+	if got := parentOf(leaf, "r", pid); got != mid.node.ID() {
+		t.Fatalf("leaf's parent %q, want %s (the origin is full, ids break the tie)", got, mid.node.ID())
+	}
+
+	mid.srv.Drain()
+	checkFor(t, 15*time.Second, func() error {
+		if got := parentOf(leaf, "r", pid); got != other.node.ID() {
+			return fmt.Errorf("leaf's parent %q, want %s", got, other.node.ID())
+		}
+		if got := mid.metric(`cascade_relay_pipes{direction="out"}`); got != 0 {
+			return fmt.Errorf("draining node still relays %v pipes out", got)
+		}
+		return nil
+	})
+	// Media goes on at the leaf (from its new parent) and at the draining node (its viewer has
+	// not moved yet).
+	for _, s := range []*peer{subLeaf, subMid} {
+		before := s.received(pid)
+		checkFor(t, 10*time.Second, func() error {
+			if s.received(pid) < before+20 {
+				return fmt.Errorf("%s: %d packets since the hand-off", s.Join.Participant.Identity, s.received(pid)-before)
+			}
+			return nil
+		})
+	}
+	if got := parentOf(mid, "r", pid); got != o.node.ID() {
+		t.Fatalf("draining node's own parent %q, want the origin", got)
+	}
+}
