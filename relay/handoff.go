@@ -4,8 +4,6 @@ import (
 	"context"
 	"slices"
 	"time"
-
-	"github.com/cascade-sfu/cascade/node"
 )
 
 // Relay hand-off (PROTOCOL.md, "Resume", "Migration"). A node that drains stops being a parent
@@ -17,27 +15,16 @@ import (
 // A producer whose origin drains cannot move this way: its publisher migrates, and the producer
 // moves with it (node.ProducerMoved).
 
-// HandoffTimeout bounds a hand-off: the old pipe ends once the new one carried a packet, or this
-// long after the new one was set up (a paused producer sends nothing to prove it).
-const HandoffTimeout = 2 * time.Second
+// HandoffTimeout is how long a handed-off pipe stays after its successor is set up (it joins
+// the moved producers' retiring pipes): its packets are dropped as soon as the successor carries
+// media, and it ends after this window in any case (a paused producer sends nothing to prove the
+// successor works).
+const HandoffTimeout = SwitchWindow
 
-// handoff is one producer moving from a draining parent: old still routed, next its successor.
-type handoff struct {
-	old, next *inPipe
-	at        time.Time
-}
-
-// handOff runs on the pipe manager's tick: it ends the hand-offs whose new pipe carries media
-// (or that timed out), and starts one for each producer piped here from a draining parent that
-// another carrier can relay.
-func (ps *Pipes) handOff(ctx context.Context, moving map[*node.Producer]*handoff) {
-	now := time.Now()
-	for p, h := range moving {
-		if h.next.flowing.Load() || now.Sub(h.at) >= HandoffTimeout {
-			delete(moving, p)
-			ps.retire(h.old)
-		}
-	}
+// handOff runs on the pipe manager's tick: each producer piped here from a draining parent
+// (not its origin: that one's publisher moves it) is piped again from another carrier, if one
+// takes it, and the old pipe retires.
+func (ps *Pipes) handOff(ctx context.Context) {
 	draining := ps.peers.Draining()
 	if len(draining) == 0 {
 		return
@@ -45,7 +32,7 @@ func (ps *Pipes) handOff(ctx context.Context, moving map[*node.Producer]*handoff
 	ps.mu.Lock()
 	var from []*inPipe
 	for _, in := range ps.in {
-		if slices.Contains(draining, in.parent) && in.parent != in.p.Origin() && moving[in.p] == nil {
+		if slices.Contains(draining, in.parent) && in.parent != in.origin && in.origin == in.p.Origin() && in.gen == in.p.Generation() {
 			from = append(from, in)
 		}
 	}
@@ -57,25 +44,20 @@ func (ps *Pipes) handOff(ctx context.Context, moving map[*node.Producer]*handoff
 		default:
 		}
 		p := old.p
-		for _, parent := range Parents(ps.trees.Tree(p.ID()), p.Origin(), ps.o.Self, ps.o.Region, ps.o.Fanout, ps.peers.Regions(), draining...) {
+		for _, parent := range Parents(ps.trees.Tree(p.ID()), old.origin, ps.o.Self, ps.o.Region, ps.o.Fanout, ps.peers.Regions(), draining...) {
 			if slices.Contains(draining, parent) {
 				break // draining carriers come last: no other carrier takes it, keep the old pipe
 			}
-			next, err := ps.pipeFrom(ctx, p, parent)
+			next, err := ps.pipeFrom(ctx, p, parent, old.gen)
 			if err != nil {
 				continue
 			}
 			old.next.Store(next)
-			moving[p] = &handoff{old: old, next: next, at: now}
-			ps.log.Debug("handing producer off from a draining parent", "producer", p.ID(), "from", old.parent, "to", parent)
+			ps.mu.Lock()
+			ps.retiring[old] = time.Now().Add(HandoffTimeout)
+			ps.mu.Unlock()
+			ps.log.Debug("handed producer off from a draining parent", "producer", p.ID(), "from", old.parent, "to", parent)
 			break
 		}
 	}
-}
-
-// retire ends a handed-off pipe: its packets are no longer routed and its parent stops
-// relaying it. The room is not told: this node still carries the producer, from its new parent.
-func (ps *Pipes) retire(old *inPipe) {
-	ps.unrouteIn(old)
-	ps.sig.Unpipe(old.parent, PipeRequest{Room: old.p.Room().Name(), Producer: old.p.ID(), From: ps.o.Self, SSRC: old.ssrc})
 }

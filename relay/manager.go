@@ -66,8 +66,7 @@ func (ps *Pipes) manage(ctx context.Context) {
 	tick := time.NewTicker(RetryInterval)
 	defer tick.Stop()
 	retry := map[*node.Producer]struct{}{}
-	failures := map[*node.Producer]int{}    // consecutive, for the log
-	moving := map[*node.Producer]*handoff{} // hand-offs away from draining parents
+	failures := map[*node.Producer]int{} // consecutive, for the log
 	for {
 		select {
 		case <-ps.stop:
@@ -85,12 +84,18 @@ func (ps *Pipes) manage(ctx context.Context) {
 					ps.log.Warn("cannot pipe producer here, retrying", "producer", p.ID(), "origin", p.Origin(), "attempts", failures[p], "error", err)
 				}
 			}
-		case <-tick.C:
+		case <-ps.moves.wake:
+			for p, from := range ps.moves.take() {
+				delete(retry, p)
+				ps.move(ctx, p, from)
+			}
+		case now := <-tick.C:
+			ps.expireRetired(now)
 			for p := range retry {
 				delete(retry, p)
 				ps.Demand(p)
 			}
-			ps.handOff(ctx, moving)
+			ps.handOff(ctx)
 		}
 	}
 }
@@ -128,13 +133,14 @@ func (ps *Pipes) serve(ctx context.Context, p *node.Producer) error {
 
 // pipeIn asks the candidate parents in turn to relay p here.
 func (ps *Pipes) pipeIn(ctx context.Context, p *node.Producer) error {
+	gen := p.Generation() // before the origin is read: a move meanwhile makes the pipe stale, never wrong
 	cands := Parents(ps.trees.Tree(p.ID()), p.Origin(), ps.o.Self, ps.o.Region, ps.o.Fanout, ps.peers.Regions(), ps.peers.Draining()...)
 	if len(cands) == 0 {
 		return ErrNoCarrier
 	}
 	var errs []error
 	for _, parent := range cands {
-		_, err := ps.pipeFrom(ctx, p, parent)
+		_, err := ps.pipeFrom(ctx, p, parent, gen)
 		if err == nil {
 			return nil
 		}
@@ -143,9 +149,9 @@ func (ps *Pipes) pipeIn(ctx context.Context, p *node.Producer) error {
 	return errors.Join(errs...)
 }
 
-// pipeFrom pipes p here from parent; the new pipe replaces the one p had (if any) as p's
-// pipe in, its upstream and this node's edge in the tree.
-func (ps *Pipes) pipeFrom(ctx context.Context, p *node.Producer, parent string) (*inPipe, error) {
+// pipeFrom pipes p here from parent, for p's source generation gen; the new pipe replaces the
+// one p had (if any) as p's pipe in, its upstream and this node's edge in the tree.
+func (ps *Pipes) pipeFrom(ctx context.Context, p *node.Producer, parent string, gen uint32) (*inPipe, error) {
 	// Ready the link before asking: the parent sends as soon as it has the request, before its
 	// answer arrives here.
 	pe, ok := ps.peers.Peer(parent)
@@ -160,7 +166,7 @@ func (ps *Pipes) pipeFrom(ctx context.Context, p *node.Producer, parent string) 
 	if err != nil {
 		return nil, err
 	}
-	in := &inPipe{p: p, parent: parent, link: link}
+	in := &inPipe{p: p, parent: parent, link: link, gen: gen, origin: p.Origin()}
 	ps.routeIn(in)
 	if err := ps.ask(ctx, in); err != nil {
 		ps.unrouteIn(in)
