@@ -197,7 +197,6 @@ func (l *link) pinger() {
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
-	var n int64
 	for {
 		select {
 		case <-l.ctx.Done():
@@ -208,8 +207,8 @@ func (l *link) pinger() {
 			l.fail(ErrNodeSilent)
 			return
 		}
-		n++
-		b := []byte(`{"id":"p` + strconv.FormatInt(n, 10) + `","method":"ping","data":{}}`)
+		// A request id like any other: its answer finds no pending request and is dropped.
+		b := []byte(`{"id":` + strconv.FormatInt(l.nextID.Add(1), 10) + `,"method":"ping","data":{}}`)
 		ctx, cancel := context.WithTimeout(l.ctx, every)
 		_ = l.conn.Write(ctx, websocket.MessageText, b)
 		cancel()
