@@ -47,11 +47,11 @@ const faultPort = 7880 // every node's HTTP port (each host has its own ports)
 // servers admit each other only with credentials derived from it.
 const faultClusterSecret = "fault-lab-cluster-secret-0123456789abcdef"
 
-func startFaultCluster(t *testing.T) *faultCluster {
+func startFaultCluster(t testing.TB) *faultCluster {
 	return startFaultClusterWith(t, clusterOptions{})
 }
 
-func startFaultClusterWith(t *testing.T, o clusterOptions) *faultCluster {
+func startFaultClusterWith(t testing.TB, o clusterOptions) *faultCluster {
 	if o.nodes == 0 {
 		o.nodes = 3
 	}
@@ -144,7 +144,7 @@ func (c *faultCluster) stats(i int) (nodeStats, uint64, error) {
 
 // runBots starts `cascade bots`: the publisher on n0, subs subscribers over n1 and n2, for
 // hold once all joined. It returns the process and the path of its JSON report.
-func (c *faultCluster) runBots(t *testing.T, subs int, hold time.Duration, extra ...string) (*harness.Process, string) {
+func (c *faultCluster) runBots(t testing.TB, subs int, hold time.Duration, extra ...string) (*harness.Process, string) {
 	out := filepath.Join(t.TempDir(), "report.json")
 	args := append([]string{"bots", "--publish-url", c.url(0), "--url", c.url(1) + "," + c.url(2),
 		"--room", "faults", "--publishers", "1", "--subscribers", fmt.Sprint(subs), "--duration", hold.String(),
@@ -186,7 +186,7 @@ func (c *faultCluster) flatFor(i int, d time.Duration) time.Duration {
 	return longest
 }
 
-func readReport(t *testing.T, path string) *bots.Report {
+func readReport(t testing.TB, path string) *bots.Report {
 	t.Helper()
 	var rep bots.Report
 	b, err := os.ReadFile(path)
