@@ -130,7 +130,7 @@ func (p *Participant) Start() error {
 	}
 	if p.autoSubscribe && p.grant.Subscribe {
 		for _, pr := range p.room.liveProducers() {
-			if pr.participant != p {
+			if pr.publisher() != p {
 				_ = p.Subscribe(pr.id)
 			}
 		}
@@ -263,7 +263,7 @@ func (p *Participant) Subscribe(producerID string) error {
 		return ErrForbidden
 	}
 	pr := p.room.producer(producerID)
-	if pr == nil || pr.participant == p {
+	if pr == nil || pr.publisher() == p {
 		return ErrNotFound
 	}
 	p.mu.Lock()
