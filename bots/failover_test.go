@@ -59,6 +59,7 @@ type failoverResult struct {
 	affected  int
 	recovered int
 	moved     int       // subscribers whose session moved (resumed or migrated)
+	fresh     int       // resumes refused, joined afresh (a new participant)
 	ms        []float64 // fault to first packet (drain: longest media gap), per recovered subscriber
 	ok        bool      // the bots' report: every subscriber got media again, every bot joined
 	problems  []string
@@ -110,6 +111,11 @@ func runFailover(t testing.TB, subs int, hold time.Duration, fc failoverCase) fa
 		res.affected++
 		if len(b.Resumes) > 0 {
 			res.moved++
+		}
+		for _, r := range b.Resumes {
+			if r.Fresh {
+				res.fresh++
+			}
 		}
 		if fc.drain {
 			if b.SessionLost == "" && !silentAtEnd(b) {
@@ -175,8 +181,8 @@ func (r failoverResult) row() string {
 	if share < 100 || p99 > float64(r.target/time.Millisecond) {
 		met = "**missed**"
 	}
-	return fmt.Sprintf("| %s | %d | %d (%.0f %%) | %d | %s: %.0f / %.0f / %.0f ms | p99 < %s, 100 %%: %s |",
-		r.name, r.affected, r.recovered, share, r.moved, what, p50, p99, mx, r.target, met)
+	return fmt.Sprintf("| %s | %d | %d (%.0f %%) | %d (%d afresh) | %s: %.0f / %.0f / %.0f ms | p99 < %s, 100 %%: %s |",
+		r.name, r.affected, r.recovered, share, r.moved, r.fresh, what, p50, p99, mx, r.target, met)
 }
 
 // BenchmarkFailover is `task bench:failover`: each case of failoverCases on a fresh cluster,
@@ -219,8 +225,9 @@ func TestFailoverEdgeKilled(t *testing.T) {
 	const subs = 6
 	r := runFailover(t, subs, 14*time.Second, failoverCases[0])
 	t.Log(r.row())
-	if r.affected != subs/2 || r.recovered != r.affected || r.moved != r.affected {
-		t.Fatalf("%d subscribers on the killed edge, %d got media again, %d resumed: want all %d (%q)", r.affected, r.recovered, r.moved, subs/2, r.problems)
+	if r.affected != subs/2 || r.recovered != r.affected || r.moved != r.affected || r.fresh != 0 {
+		t.Fatalf("%d subscribers on the killed edge, %d got media again, %d resumed (%d afresh): want all %d, none afresh (%q)",
+			r.affected, r.recovered, r.moved, r.fresh, subs/2, r.problems)
 	}
 	if !r.ok {
 		t.Fatalf("the bots' report failed: %q", r.problems)
