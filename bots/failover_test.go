@@ -63,6 +63,7 @@ type failoverResult struct {
 	ms        []float64 // fault to first packet (drain: longest media gap), per recovered subscriber
 	ok        bool      // the bots' report: every subscriber got media again, every bot joined
 	problems  []string
+	errors    []string // the report\'s errors (a publisher that joined afresh is one)
 }
 
 // drain asks node i to drain (POST /admin/drain with an admin token), from the bots' host.
@@ -103,7 +104,7 @@ func runFailover(t testing.TB, subs int, hold time.Duration, fc failoverCase) fa
 		t.Fatalf("bots: %v\n%s", err, p.Output())
 	}
 	rep := readReport(t, out)
-	res := failoverResult{name: fc.name, drain: fc.drain, target: fc.target, ok: rep.OK(), problems: rep.Problems()}
+	res := failoverResult{name: fc.name, drain: fc.drain, target: fc.target, ok: rep.OK(), problems: rep.Problems(), errors: rep.Errors}
 	for _, b := range rep.Bots {
 		if !b.Joined || !fc.affected(c, b) {
 			continue
@@ -227,6 +228,41 @@ func TestFailoverEdgeKilled(t *testing.T) {
 	t.Log(r.row())
 	if r.affected != subs/2 || r.recovered != r.affected || r.moved != r.affected || r.fresh != 0 {
 		t.Fatalf("%d subscribers on the killed edge, %d got media again, %d resumed (%d afresh): want all %d, none afresh (%q)",
+			r.affected, r.recovered, r.moved, r.fresh, subs/2, r.problems)
+	}
+	if !r.ok {
+		t.Fatalf("the bots' report failed: %q", r.problems)
+	}
+}
+
+// TestFailoverPublisherNodeKilled: the publisher's node dies (SIGKILL) under load; the
+// publisher resumes on another node under its producer ids, and every subscriber, on both
+// edges, receives its media again on the tracks it had (it never resumed itself).
+func TestFailoverPublisherNodeKilled(t *testing.T) {
+	const subs = 6
+	r := runFailover(t, subs, 14*time.Second, failoverCases[1])
+	t.Log(r.row())
+	if r.affected != subs || r.recovered != r.affected || r.moved != 0 {
+		t.Fatalf("%d subscribers, %d got media again, %d resumed: want all %d again, none resumed (%q)", r.affected, r.recovered, r.moved, subs, r.problems)
+	}
+	for _, e := range r.errors {
+		if strings.Contains(e, "afresh") {
+			t.Fatalf("the publisher lost its producers: %s", e)
+		}
+	}
+	if !r.ok {
+		t.Fatalf("the bots' report failed: %q", r.problems)
+	}
+}
+
+// TestFailoverEdgeDrained: a drained edge tells its subscribers to migrate; each moves to
+// another node make-before-break (a migrated resume) and its media goes on.
+func TestFailoverEdgeDrained(t *testing.T) {
+	const subs = 6
+	r := runFailover(t, subs, 14*time.Second, failoverCases[3])
+	t.Log(r.row())
+	if r.affected != subs/2 || r.recovered != r.affected || r.moved != r.affected || r.fresh != 0 {
+		t.Fatalf("%d subscribers on the drained edge, %d with media to the end, %d moved (%d afresh): want all %d, none afresh (%q)",
 			r.affected, r.recovered, r.moved, r.fresh, subs/2, r.problems)
 	}
 	if !r.ok {
