@@ -169,9 +169,24 @@ func (r *Room) SetRemoteMutedBy(id string, muted, byServer bool) {
 }
 
 // AddRemoteParticipant records a participant connected to another node and tells the local ones.
+// A participant the room knew elsewhere (it resumed on nodeID) is only moved there: no one is
+// told. Of two copies of one session the higher epoch wins: a local copy with a lower epoch is
+// superseded (Supersede); an announcement of a lower epoch than the copy known is stale and
+// changes nothing.
 func (r *Room) AddRemoteParticipant(info ParticipantInfo, nodeID string) {
 	r.mu.Lock()
-	_, known := r.remote[info.ID]
+	if lp := r.participants[info.ID]; lp != nil {
+		r.mu.Unlock()
+		if lp.epoch < info.Epoch {
+			r.Supersede(info, nodeID)
+		}
+		return
+	}
+	rp, known := r.remote[info.ID]
+	if known && rp.info.Epoch > info.Epoch {
+		r.mu.Unlock()
+		return
+	}
 	r.remote[info.ID] = remoteParticipant{info: info, node: nodeID}
 	r.mu.Unlock()
 	if !known {
@@ -180,9 +195,21 @@ func (r *Room) AddRemoteParticipant(info ParticipantInfo, nodeID string) {
 }
 
 // UpdateRemoteParticipant records a remote participant's new description (its metadata changed)
-// and tells the local ones (participantUpdated).
+// and tells the local ones (participantUpdated). A stale copy's update (a lower epoch than the
+// copy known, here or remote) changes nothing; one of a newer copy of a local session fences it.
 func (r *Room) UpdateRemoteParticipant(info ParticipantInfo, nodeID string) {
 	r.mu.Lock()
+	if lp := r.participants[info.ID]; lp != nil {
+		r.mu.Unlock()
+		if lp.epoch < info.Epoch {
+			r.Supersede(info, nodeID)
+		}
+		return
+	}
+	if rp, known := r.remote[info.ID]; known && rp.info.Epoch > info.Epoch {
+		r.mu.Unlock()
+		return
+	}
 	r.remote[info.ID] = remoteParticipant{info: info, node: nodeID}
 	r.mu.Unlock()
 	r.broadcast(nil, EventParticipantUpdated, info)
@@ -195,8 +222,8 @@ func (r *Room) ReplaceIdentity(other ParticipantInfo, replaces []string) {
 	r.node.mu.Lock()
 	p := r.node.identities[r.name][other.Identity]
 	r.node.mu.Unlock()
-	if p == nil || p.room != r || !Supersedes(other, replaces, p.Info(), p.knew()) {
-		return
+	if p == nil || p.room != r || p.id == other.ID || !Supersedes(other, replaces, p.Info(), p.knew()) {
+		return // the same session (resumed elsewhere): AddRemoteParticipant fences it by epoch
 	}
 	p.listener.Notify(EventClosed, map[string]string{"reason": ReasonReplaced})
 	p.Close()
@@ -207,8 +234,11 @@ func (r *Room) ReplaceIdentity(other ParticipantInfo, replaces []string) {
 // the newer: that is the common case, a client reconnecting elsewhere. When neither knew the
 // other (concurrent joins, or a room sync slower than the join), the later join by the nodes'
 // clocks wins, and the id breaks a tie: both nodes decide alike from the same two records.
+// Two copies of one session (the same participant id) are decided by their epochs alone.
 func Supersedes(a ParticipantInfo, aKnew []string, b ParticipantInfo, bKnew []string) bool {
 	switch {
+	case a.ID == b.ID:
+		return a.Epoch > b.Epoch
 	case slices.Contains(aKnew, b.ID):
 		return true
 	case slices.Contains(bKnew, a.ID):

@@ -228,8 +228,12 @@ func (r *Room) removeProducer(pr *Producer) {
 			c.worker.removeConsumer(c)
 		}
 	}
-	r.broadcast(pr.publisher(), EventProducerRemoved, map[string]string{"id": pr.id, "participant": pr.owner})
+	pub := pr.publisher()
+	r.broadcast(pub, EventProducerRemoved, map[string]string{"id": pr.id, "participant": pr.owner})
 	r.node.emit(ProducerRemoved{Room: r, ID: pr.id, Participant: pr.owner, Origin: pr.Origin()})
+	if pub != nil { // its publisher's resume credential no longer names it
+		pub.listener.Notify(EventResumable, nil)
+	}
 }
 
 // closeRemote ends the room's remote producers once its last local participant has left.

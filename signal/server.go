@@ -67,6 +67,10 @@ type Options struct {
 	Migrate MigrateOptions
 	// Registerer receives the server's own metrics (cascade_migrations_total); nil: none.
 	Registerer prometheus.Registerer
+	// ResumeGrace is how long the participant of a client that vanished (its connection dropped
+	// without a leave) stays, so that a resume of its session lands first (0:
+	// DefaultResumeGrace; negative: none, it leaves at once).
+	ResumeGrace time.Duration
 }
 
 // Placement is the join placement policy of a cluster.
