@@ -28,15 +28,16 @@ func memMember(t testing.TB, net *cluster.MemNet, id string) (*node.Node, *clust
 // memMemberBeat is memMember at heartbeat interval hb, with a resume grace of testGrace.
 func memMemberBeat(t testing.TB, net *cluster.MemNet, id string, hb time.Duration) (*node.Node, *cluster.MemBus, *cluster.Cluster) {
 	t.Helper()
-	return memMemberWith(t, net, id, cluster.Options{Heartbeat: hb, ResumeGrace: testGrace})
+	n, bus, c, _ := memMemberWith(t, net, id, cluster.Options{Heartbeat: hb, ResumeGrace: testGrace})
+	return n, bus, c
 }
 
 // testGrace is the resume grace of the test clusters: a node that leaves is gone from its
 // peers' rooms soon after the heartbeat timeout (no session resumes in these tests).
 const testGrace = 200 * time.Millisecond
 
-// memMemberWith is memMember with options o (its secrets are the test cluster's).
-func memMemberWith(t testing.TB, net *cluster.MemNet, id string, o cluster.Options) (*node.Node, *cluster.MemBus, *cluster.Cluster) {
+// memMemberWith is memMember with options o (its secrets are the test cluster's), and its relay.
+func memMemberWith(t testing.TB, net *cluster.MemNet, id string, o cluster.Options) (*node.Node, *cluster.MemBus, *cluster.Cluster, *relay.Pipes) {
 	t.Helper()
 	n, err := node.New(node.Options{ID: id, LoopbackOnly: true, Workers: 1})
 	if err != nil {
@@ -55,7 +56,7 @@ func memMemberWith(t testing.TB, net *cluster.MemNet, id string, o cluster.Optio
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	return n, bus, c
+	return n, bus, c, pipes
 }
 
 // met waits until two nodes see each other.
