@@ -228,3 +228,12 @@ func (p *Participant) Linger(grace time.Duration) {
 		}
 	}()
 }
+
+// Superseded tells whether a newer copy of the session fenced this one: the node closes it once
+// its producers moved or after supersededLinger (fence), so the signaling session that ends with
+// it must not close it sooner (its producers would leave the room instead of moving).
+func (p *Participant) Superseded() bool {
+	p.room.mu.Lock()
+	defer p.room.mu.Unlock()
+	return p.superseded
+}

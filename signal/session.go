@@ -84,9 +84,11 @@ func (s *session) run() {
 	s.cancel()
 	s.wg.Wait()
 	if s.p != nil {
-		if s.vanished() { // its client may resume the session: keep it a while
+		switch {
+		case s.p.Superseded(): // resumed elsewhere: the node closes it once its producers moved
+		case s.vanished(): // its client may resume the session: keep it a while
 			s.p.Linger(s.srv.resumeGrace())
-		} else {
+		default:
 			s.p.Close()
 		}
 	}
