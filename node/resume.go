@@ -134,7 +134,8 @@ func (p *Participant) Resumable() []ProducerInfo {
 	out = append(out, kept...)
 	p.mu.Unlock()
 	for _, pr := range live {
-		out = append(out, ProducerInfo{ID: pr.id, Kind: pr.kind.String(), Mid: pr.mid, Participant: p.id})
+		info := pr.Info() // the mid of its current source (an adopted producer's may be new)
+		out = append(out, ProducerInfo{ID: info.ID, Kind: info.Kind, Mid: info.Mid, Participant: p.id})
 	}
 	return out
 }
@@ -198,6 +199,14 @@ func (p *Participant) fence() {
 	}()
 }
 
+// Superseded tells whether a newer copy of the session took over (the node closes this one
+// once its producers moved: its signaling connection's end must not close it sooner).
+func (p *Participant) Superseded() bool {
+	p.room.mu.Lock()
+	defer p.room.mu.Unlock()
+	return p.superseded
+}
+
 // producerless tells whether the participant has no producer left (all moved away or ended).
 func (p *Participant) producerless() bool {
 	p.mu.Lock()
@@ -227,13 +236,4 @@ func (p *Participant) Linger(grace time.Duration) {
 		case <-n.stop:
 		}
 	}()
-}
-
-// Superseded tells whether a newer copy of the session fenced this one: the node closes it once
-// its producers moved or after supersededLinger (fence), so the signaling session that ends with
-// it must not close it sooner (its producers would leave the room instead of moving).
-func (p *Participant) Superseded() bool {
-	p.room.mu.Lock()
-	defer p.room.mu.Unlock()
-	return p.superseded
 }
