@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cascade-sfu/cascade/cluster"
+	"github.com/cascade-sfu/cascade/node"
 	"github.com/cascade-sfu/cascade/signal/auth"
 	"github.com/cascade-sfu/cascade/signal/proto"
 	"github.com/pion/webrtc/v4"
@@ -192,4 +194,111 @@ func (p *peer) notesAbout(contains string) []string {
 		}
 	}
 	return out
+}
+
+// TestClusterResumeElsewhere: a subscriber's node dies without a goodbye and the subscriber
+// resumes its session on the other node, which also serves the publisher: same participant id,
+// the next epoch, its media again, and the participants there hear no leave and no join, while
+// a participant of the dead node that does not resume leaves once the grace is over.
+func TestClusterResumeElsewhere(t *testing.T) {
+	envs := newCluster(t, 2, 3)
+	checkFor(t, 10*time.Second, func() error {
+		if len(envs[0].cluster.Peers()) != 1 || len(envs[1].cluster.Peers()) != 1 {
+			return fmt.Errorf("cluster not formed")
+		}
+		return nil
+	})
+	_, pres := publishVideo(t, envs[0], "r", "pub", false)
+	obs := envs[0].join("r", "obs", false, true)
+	waitPackets(t, obs, pres.Producers[0].ID) // the producer is live
+
+	sub := envs[1].raw()
+	ans, perr := sub.joinAnswer(fmt.Sprintf(`{"token":%q,"noRedirect":true}`, envs[1].token("r", "sub", false, true)))
+	if perr != nil {
+		t.Fatal(perr)
+	}
+	if len(ans.Nodes) != 1 || ans.Nodes[0].ID != envs[0].node.ID() || ans.Resume == nil {
+		t.Fatalf("join answer on n1: nodes %+v, resume %+v", ans.Nodes, ans.Resume)
+	}
+	stay := envs[1].raw() // on the dead node, and never resumed
+	stayAns, perr := stay.joinAnswer(fmt.Sprintf(`{"token":%q,"noRedirect":true}`, envs[1].token("r", "stay", false, true)))
+	if perr != nil {
+		t.Fatal(perr)
+	}
+	id := ans.Participant.ID
+	checkFor(t, 10*time.Second, func() error {
+		if !obs.hasNote("participantJoined", id) || !obs.hasNote("participantJoined", stayAns.Participant.ID) {
+			return fmt.Errorf("observer not told of the joins on n1")
+		}
+		return nil
+	})
+
+	// n1 dies: out of the cluster first, so that its sessions' ends reach no one.
+	envs[1].leave()
+	envs[1].srv.Close()
+	envs[1].node.Close()
+
+	again := envs[0].raw()
+	res, perr := again.joinAnswer(resumeData(ans.Resume.Token))
+	if perr != nil {
+		t.Fatalf("resume on n0: %v", perr)
+	}
+	if !res.Resumed || res.Participant.ID != id || res.Participant.Epoch != 1 || res.Redirect != nil {
+		t.Fatalf("resume answer: %+v", res)
+	}
+	if len(res.Producers) != 1 || res.Producers[0].ID != pres.Producers[0].ID {
+		t.Fatalf("resumed session sees producers %+v", res.Producers)
+	}
+	// Auto-subscribe consumes the publisher's track for it again (the observer has the other
+	// consumer on n0).
+	checkFor(t, 5*time.Second, func() error {
+		if c := envs[0].node.Stats().Consumers; c != 2 {
+			return fmt.Errorf("%d consumers on n0, want 2", c)
+		}
+		return nil
+	})
+	// Once the grace is over, the participant that did not resume leaves; the one that did
+	// never did, nor joined again.
+	checkFor(t, cluster.DefaultResumeGrace+15*time.Second, func() error {
+		if !obs.hasNote("participantLeft", stayAns.Participant.ID) {
+			return fmt.Errorf("the participant of the dead node has not left")
+		}
+		return nil
+	})
+	if obs.hasNote("participantLeft", id) || obs.notesOf("participantJoined", id) != 1 {
+		t.Fatalf("the observer heard of the resume: %v", obs.notesAbout(id))
+	}
+	if !hasParticipant(envs[0].node.Room("r").Participants(), id, 1) {
+		t.Fatalf("n0's room lacks the resumed session: %v", envs[0].node.Room("r").Participants())
+	}
+}
+
+func hasParticipant(ps []node.ParticipantInfo, id string, epoch uint64) bool {
+	for _, p := range ps {
+		if p.ID == id && p.Epoch == epoch {
+			return true
+		}
+	}
+	return false
+}
+
+// TestResumedSessionClosed: a session still connected when its client resumes it on another
+// connection (a migration, a node that was cut off) is told closed "resumed" and closed with
+// 4005; the resumed session goes on.
+func TestResumedSessionClosed(t *testing.T) {
+	e := newEnv(t, 1, 100)
+	old := e.raw()
+	ans, perr := old.joinAnswer(fmt.Sprintf(`{"token":%q,"autoSubscribe":false}`, e.token("r", "alice", true, true)))
+	if perr != nil {
+		t.Fatal(perr)
+	}
+	now := e.raw()
+	if _, perr := now.joinAnswer(resumeData(ans.Resume.Token)); perr != nil {
+		t.Fatal(perr)
+	}
+	old.closedThenCode(proto.ReasonResumed, proto.CloseResumed)
+	now.pingOK()
+	if ps := e.node.Room("r").Participants(); len(ps) != 1 || ps[0].ID != ans.Participant.ID || ps[0].Epoch != 1 {
+		t.Fatalf("participants %v", ps)
+	}
 }

@@ -83,12 +83,13 @@ func (s *session) run() {
 	s.reader()
 	s.cancel()
 	s.wg.Wait()
-	if s.p != nil {
-		if s.vanished() { // its client may resume the session: keep it a while
-			s.p.Linger(s.srv.resumeGrace())
-		} else {
-			s.p.Close()
-		}
+	switch {
+	case s.p == nil:
+	case s.p.Superseded(): // resumed elsewhere: the node closes it once its producers moved
+	case s.vanished(): // its client may resume the session: keep it a while
+		s.p.Linger(s.srv.resumeGrace())
+	default:
+		s.p.Close()
 	}
 	_ = s.conn.CloseNow()
 }

@@ -303,6 +303,8 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 	if cfg.DrainTimeout == 0 { // no drain time: signal's zero means its default
 		so.DrainTimeout = -1
 	}
+	// One grace for a dead node's sessions and for a vanished client's: a resume lands first.
+	so.ResumeGrace = resumeGrace(cfg.ResumeGrace)
 	if turnSrv != nil {
 		so.ICEServers = turnICEServers(turnSrv, cfg.TURNTTL, logger)
 	}
