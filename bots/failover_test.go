@@ -124,10 +124,22 @@ func runFailover(t testing.TB, subs int, hold time.Duration, fc failoverCase) fa
 		if migrated {
 			res.migrated++
 		}
+		for _, r := range b.Resumes {
+			if subs > 10 { // the bench: the table says it
+				break
+			}
+			t.Logf("%s: lost %+d ms, resumed %+d ms, first packet %+d ms, %d attempts, migrated %v", b.Name,
+				r.LostAtMs-at.UnixMilli(), r.ResumedAtMs-at.UnixMilli(), r.FirstPacketAtMs-at.UnixMilli(), r.Attempts, r.Migrated)
+		}
+		for _, g := range b.TrackGaps {
+			if g.ToMs > at.UnixMilli() && subs <= 10 {
+				t.Logf("%s: a track silent %+d..%+d ms", b.Name, g.FromMs-at.UnixMilli(), g.ToMs-at.UnixMilli())
+			}
+		}
 		if fc.drain {
 			if b.SessionLost == "" && !silentAtEnd(b) {
 				res.recovered++
-				res.ms = append(res.ms, b.LongestGapMs)
+				res.ms = append(res.ms, gapAfter(b, at))
 			}
 			continue
 		}
@@ -156,6 +168,18 @@ func backAfter(b bots.BotResult, at time.Time) (time.Duration, bool) {
 		}
 	}
 	return 0, true
+}
+
+// gapAfter is the longest time one of b's tracks went without a packet, of the silences that
+// ended after at (ms); bots.SilenceMin, an upper bound, when none was longer.
+func gapAfter(b bots.BotResult, at time.Time) float64 {
+	longest := float64(bots.SilenceMin / time.Millisecond)
+	for _, g := range b.TrackGaps {
+		if g.ToMs > at.UnixMilli() {
+			longest = max(longest, float64(g.ToMs-g.FromMs))
+		}
+	}
+	return longest
 }
 
 func silentAtEnd(b bots.BotResult) bool {

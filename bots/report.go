@@ -157,8 +157,11 @@ type BotResult struct {
 	MediaLosses int            `json:"media_losses"`
 	Resumes     []ResumeResult `json:"resumes,omitempty"`
 	Silences    []Silence      `json:"silences,omitempty"`
-	SessionLost string         `json:"session_lost,omitempty"`
-	Error       string         `json:"error,omitempty"`
+	// TrackGaps are the times one of its tracks received nothing for longer than SilenceMin
+	// (video frozen while audio plays is one), over all its tracks.
+	TrackGaps   []Silence `json:"track_gaps,omitempty"`
+	SessionLost string    `json:"session_lost,omitempty"`
+	Error       string    `json:"error,omitempty"`
 }
 
 // OK tells whether the run succeeded: every bot joined, every subscriber received every track

@@ -14,9 +14,10 @@ import (
 // subscriber, the losses of media, the resumes, and the time from the loss's detection to the
 // first packet after it, and fails a subscriber that never received media again.
 
-// SilenceMin is the shortest total silence of a subscriber (no packet on any track) that the
-// report lists: far above the packet interval (20 ms audio), far below a stall.
-const SilenceMin = 200 * time.Millisecond
+// SilenceMin is the shortest silence of a subscriber (no packet on any track), or of one of
+// its tracks, that the report lists: far above the packet interval (20 ms audio, 33 ms video),
+// far below a stall.
+const SilenceMin = 100 * time.Millisecond
 
 // reader is one track read loop: when it started and its first packet (unix nanos).
 type reader struct {
@@ -111,13 +112,13 @@ func (s *subscriber) sessionLost() string {
 	return ""
 }
 
-// silences are the subscriber's total silences up to end; s.mu is held.
-func (s *subscriber) silences(end int64) []Silence {
+// silences lists g's gaps longer than SilenceMin up to end, the trailing one included.
+func silences(g *trackGaps, end int64) []Silence {
 	var out []Silence
-	for _, g := range s.silence.gaps {
-		out = append(out, Silence{FromMs: g.from / 1e6, ToMs: g.to / 1e6, Recovered: true})
+	for _, x := range g.gaps {
+		out = append(out, Silence{FromMs: x.from / 1e6, ToMs: x.to / 1e6, Recovered: true})
 	}
-	if last := s.silence.last; last != 0 && time.Duration(end-last) > SilenceMin {
+	if last := g.last; last != 0 && time.Duration(end-last) > SilenceMin {
 		out = append(out, Silence{FromMs: last / 1e6, ToMs: end / 1e6})
 	}
 	return out
@@ -128,7 +129,10 @@ func (s *subscriber) silences(end int64) []Silence {
 // NotRecovered. s.mu is held.
 func (rep *Report) addResumes(s *subscriber, b *BotResult, end int64, recoveries *[]float64) {
 	b.Resumes = s.resumeResults()
-	b.Silences = s.silences(end)
+	b.Silences = silences(&s.silence, end)
+	for _, t := range s.tracks {
+		b.TrackGaps = append(b.TrackGaps, silences(&t.brief, end)...)
+	}
 	lost := s.sessionLost()
 	b.MediaLosses = len(b.Resumes)
 	if lost != "" {

@@ -51,6 +51,7 @@ type trackStats struct {
 	bytesSec []int64 // bytes received in each second of the run
 	pktsSec  []int64 // packets received in each second of the run
 	gaps     trackGaps
+	brief    trackGaps // its gaps longer than SilenceMin
 	// removed is when the node said the track's producer left the room (unix nanos, 0: not):
 	// the end of a producer of another run, whose sending this run cannot see.
 	removed int64
@@ -168,6 +169,7 @@ func (s *subscriber) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		ts.packets++
 		ts.bytes += int64(n)
 		ts.gaps.packet(now.UnixNano())
+		ts.brief.packetAfter(now.UnixNano(), SilenceMin)
 		s.silence.packetAfter(now.UnixNano(), SilenceMin)
 		sr.packets++
 		if ext := sr.extend(seq); ext > sr.maxSeq {

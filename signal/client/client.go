@@ -316,18 +316,6 @@ func producerOf(res proto.PublishResult, mid string) string {
 	return ""
 }
 
-func (c *Client) readSenderRTCP(s *webrtc.RTPSender) {
-	for {
-		pkts, _, err := s.ReadRTCP()
-		if err != nil {
-			return
-		}
-		if c.o.OnPublisherRTCP != nil {
-			c.o.OnPublisherRTCP(pkts)
-		}
-	}
-}
-
 // SendData sends a message on the send transport's data channel (the data producer). Publish
 // must have been called (with or without tracks) and the channel must be open.
 func (c *Client) SendData(msg []byte) error {

@@ -36,7 +36,10 @@ type link struct {
 	joined chan struct{}
 
 	lastRx atomic.Int64 // unix nanos of the latest message from the node
-	nextID atomic.Int64
+	// media: a consumer track delivered its first packet; rtcp: the node sent RTCP about a
+	// published track. A migration leaves the old node once the new link has both (carries).
+	media, rtcp atomic.Bool
+	nextID      atomic.Int64
 
 	mu           sync.Mutex
 	pending      map[string]chan proto.Response

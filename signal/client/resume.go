@@ -59,7 +59,7 @@ const (
 	// attemptTimeout bounds one attempt's dial and join.
 	attemptTimeout = 4 * time.Second
 	// mediaSettle: after the new transports connected, how long a migration keeps the old
-	// session so that the first packets arrive on the new one.
+	// session at most while waiting for the first packets on the new one.
 	mediaSettle = 300 * time.Millisecond
 	// migrateWait bounds the wait for the new transports of a migration.
 	migrateWait = 5 * time.Second
@@ -307,24 +307,25 @@ func (c *Client) migrate(old *link, m proto.MigrateData) {
 		return
 	}
 	nl := c.current()
-	wait := time.NewTimer(migrateWait)
-	defer wait.Stop()
-	tick := time.NewTicker(20 * time.Millisecond)
+	// Make-before-break: the old session goes on until the new transports connected and
+	// carry the media (a first packet, RTCP from the node), or mediaSettle after connected.
+	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	for !nl.connected() {
+	wait := time.Now().Add(migrateWait)
+	var settle time.Time
+	for {
+		now := time.Now()
+		if settle.IsZero() && nl.connected() {
+			settle = now.Add(mediaSettle)
+		}
+		if now.After(wait) || !settle.IsZero() && (nl.carries(old) || now.After(settle)) {
+			break
+		}
 		select {
 		case <-tick.C:
-			continue
-		case <-wait.C:
 		case <-c.ctx.Done():
 			return
 		}
-		break
-	}
-	select {
-	case <-time.After(mediaSettle):
-	case <-c.ctx.Done():
-		return
 	}
 	old.leave()
 	c.forget(old)

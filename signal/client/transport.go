@@ -98,9 +98,12 @@ func (l *link) onOffer(sdp string) error {
 			return err
 		}
 		pc.OnICECandidate(l.trickle(proto.TransportRecv))
-		if o.OnTrack != nil {
-			pc.OnTrack(o.OnTrack)
-		}
+		pc.OnTrack(func(tr *webrtc.TrackRemote, rc *webrtc.RTPReceiver) {
+			l.media.Store(true) // pion calls OnTrack at a track's first packet
+			if o.OnTrack != nil {
+				o.OnTrack(tr, rc)
+			}
+		})
 		pc.OnDataChannel(func(dc *webrtc.DataChannel) {
 			dc.OnMessage(func(m webrtc.DataChannelMessage) {
 				if o.OnData != nil {
@@ -162,7 +165,7 @@ func (l *link) publish(ctx context.Context, tracks []webrtc.TrackLocal, ids map[
 			return res, nil, err
 		}
 		trs = append(trs, tr)
-		go l.c.readSenderRTCP(tr.Sender())
+		go l.readSenderRTCP(tr.Sender())
 	}
 	offer, err := pc.CreateOffer(nil)
 	if err == nil {
@@ -197,6 +200,31 @@ func (l *link) publish(ctx context.Context, tracks []webrtc.TrackLocal, ids map[
 	}
 	l.localDescribed(proto.TransportSend)
 	return res, mids, nil
+}
+
+// readSenderRTCP reads the RTCP the node sends about a published track: the proof that the
+// node receives it (l.rtcp), then Options.OnPublisherRTCP's.
+func (l *link) readSenderRTCP(s *webrtc.RTPSender) {
+	for {
+		pkts, _, err := s.ReadRTCP()
+		if err != nil {
+			return
+		}
+		l.rtcp.Store(true)
+		if f := l.c.o.OnPublisherRTCP; f != nil {
+			f(pkts)
+		}
+	}
+}
+
+// carries tells whether the link carries the session's media as well as old did: a first
+// packet on its receive transport if old received any, RTCP on its send transport if it has
+// one.
+func (l *link) carries(old *link) bool {
+	l.pcMu.Lock()
+	send := l.send != nil
+	l.pcMu.Unlock()
+	return (!old.media.Load() || l.media.Load()) && (!send || l.rtcp.Load())
 }
 
 // connected tells whether every transport the link has is ICE-connected (and it has one).
