@@ -81,6 +81,10 @@ func newMigrator(srv *Server, o MigrateOptions, reg prometheus.Registerer) *migr
 		if err := reg.Register(m.metric); err != nil {
 			m.log.Warn("cannot register the migration metric", "error", err)
 			m.metric = nil
+		} else {
+			for _, r := range []string{MigrationMoved, MigrationCut, MigrationNoTarget} {
+				m.metric.WithLabelValues(r) // exported at 0 before the first drain
+			}
 		}
 	}
 	return m
