@@ -156,10 +156,21 @@ func (m *migrator) tell() {
 		if err != nil {
 			continue
 		}
-		m.mu.Lock()
-		m.told[s] = true
-		m.counts.Told++
-		m.mu.Unlock()
+		// Marked told only while still open, under the server's lock: a session that ends
+		// meanwhile is either skipped here or seen told by ended (which runs after it left
+		// the server's sessions), never counted as cut.
+		m.srv.mu.Lock()
+		_, open := m.srv.sessions[s]
+		if open {
+			m.mu.Lock()
+			m.told[s] = true
+			m.counts.Told++
+			m.mu.Unlock()
+		}
+		m.srv.mu.Unlock()
+		if !open {
+			continue
+		}
 		s.Notify(proto.MethodMigrate, proto.MigrateData{Node: t[0].ID, URL: u, Reason: "drain", Deadline: m.deadline.UnixMilli()})
 		n++
 	}
