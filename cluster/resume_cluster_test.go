@@ -149,7 +149,8 @@ func publishVP8(t *testing.T, p *node.Participant, ids map[string]string) (*vp8S
 }
 
 // resumeCluster is three nodes on a MemNet: a (the publisher's), b (where it resumes), c (a
-// viewer's), at a 50 ms heartbeat and resume grace grace.
+// viewer's), at a 250 ms heartbeat (slower than the other tests': a node of a loaded test
+// machine that misses three beats drops its relay children) and resume grace grace.
 type resumeCluster struct {
 	n     map[string]*node.Node
 	bus   map[string]*cluster.MemBus
@@ -173,7 +174,7 @@ func newResumeCluster(t *testing.T, grace time.Duration) *resumeCluster {
 	t.Cleanup(net.Close)
 	rc := &resumeCluster{n: map[string]*node.Node{}, bus: map[string]*cluster.MemBus{}, c: map[string]*cluster.Cluster{}, pipes: map[string]*relay.Pipes{}}
 	for _, id := range []string{"a", "b", "c"} {
-		rc.n[id], rc.bus[id], rc.c[id], rc.pipes[id] = memMemberWith(t, net, id, cluster.Options{Heartbeat: 50 * time.Millisecond, ResumeGrace: grace})
+		rc.n[id], rc.bus[id], rc.c[id], rc.pipes[id] = memMemberWith(t, net, id, cluster.Options{Heartbeat: 250 * time.Millisecond, ResumeGrace: grace})
 	}
 	checkFor(t, 5*time.Second, func() error {
 		for id, c := range rc.c {
@@ -264,6 +265,13 @@ func TestProducerMovesAcrossNodes(t *testing.T) {
 		}
 		return nil
 	})
+	checkFor(t, 10*time.Second, func() error { // make-before-break: both pipes are up a while
+		if got := rc.pipes["c"].Piped("r"); len(got) != 1 || got[0].Parent != "b" || rc.retiring("c") != 1 {
+			return fmt.Errorf("c's pipes in: %v, %d retiring", got, rc.retiring("c"))
+		}
+		return nil
+	})
+	receives(t, s, "while both sources flow")
 	old.close() // the old publisher stops: whatever c gets from now on comes through b
 	receives(t, s, "after the move")
 	checkFor(t, 10*time.Second, func() error {
