@@ -140,9 +140,8 @@ func (rep *Report) addResumes(s *subscriber, b *BotResult, end int64, recoveries
 		b.SessionLost = lost
 		rep.NotRecovered = append(rep.NotRecovered, fmt.Sprintf("%s on %s: session lost, not resumed (%s)", s.name, s.url, lost))
 	}
-	if n := len(b.Resumes); n > 0 {
-		rep.ResumedSubscribers++
-		b.URL = b.Resumes[n-1].URL // the node serving it at the end
+	if len(b.Resumes) > 0 {
+		rep.ResumedSubscribers++ // b.URL stays the node it joined; each resume names its own
 	}
 	for _, r := range b.Resumes {
 		rep.Resumes++
