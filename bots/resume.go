@@ -57,14 +57,11 @@ func (s *subscriber) onResume(r client.Resume) {
 }
 
 // onPublisherResume records a publisher's resume as a run error when it had to join afresh
-// (its producers then have new ids: its subscribers lose them), and tells OnPublisherResume.
+// (its producers then have new ids: its subscribers lose them).
 func (r *run) onPublisherResume(name string) func(client.Resume) {
 	return func(res client.Resume) {
 		if res.Fresh {
 			r.addError(fmt.Errorf("%s: resume refused, joined afresh as a new participant on %s", name, res.URL))
-		}
-		if r.o.OnPublisherResume != nil {
-			r.o.OnPublisherResume(name, res)
 		}
 	}
 }
