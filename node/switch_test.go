@@ -421,3 +421,38 @@ func TestSwitchNewConsumerDuringMove(t *testing.T) {
 		t.Fatalf("NACK of the current source's packet: %d retransmissions", len(out.out)-n)
 	}
 }
+
+// FuzzVP8Rewrite: a publisher's VP8 payload is outside input. Whatever it holds, the parse never
+// reads past it, and a rewrite (in either PictureID width) never writes past the scratch buffer
+// and reads back as written, with the rest of the payload unchanged.
+func FuzzVP8Rewrite(f *testing.F) {
+	f.Add(vp8(2, 1234, 5, true), uint16(77), uint8(9), true)
+	f.Add(vp8(1, 12, 5, false), uint16(30000), uint8(0), false)
+	f.Add([]byte{0x80, 0x80, 0x80}, uint16(1), uint8(1), true)
+	f.Fuzz(func(t *testing.T, b []byte, pic uint16, tl0 uint8, wide bool) {
+		if len(b) > 1400 {
+			return
+		}
+		in := parseVP8(b)
+		if !in.ok || b[0]&0x80 == 0 {
+			return
+		}
+		picLen := uint8(1)
+		if wide {
+			picLen = 2
+		}
+		pic &= picMask(picLen)
+		dst := make([]byte, len(b)+2)
+		n := writeVP8(dst, b, in, pic, picLen, tl0)
+		out := parseVP8(dst[:n])
+		if !out.ok || out.hasTL0 != in.hasTL0 || (in.hasTL0 && out.tl0 != tl0) {
+			t.Fatalf("%x -> %x: %+v", b, dst[:n], out)
+		}
+		if in.picLen > 0 && (out.picLen != picLen || out.pic != pic) {
+			t.Fatalf("%x -> %x: PictureID %d/%d, want %d/%d", b, dst[:n], out.pic, out.picLen, pic, picLen)
+		}
+		if !bytes.Equal(dst[out.size:n], b[in.size:]) {
+			t.Fatalf("%x -> %x: the payload after the descriptor changed", b, dst[:n])
+		}
+	})
+}
