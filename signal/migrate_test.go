@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -95,6 +96,9 @@ func TestDrainMigratesInBatches(t *testing.T) {
 		peers = append(peers, a.join("r", fmt.Sprint("p", i), false, true))
 	}
 	other := b.join("r", "on-b", false, true)
+	if other.URL != b.ws {
+		t.Fatalf("the session on b was placed on %s", other.URL)
+	}
 	for _, p := range peers {
 		if p.URL != a.ws {
 			t.Fatalf("%s joined %s, want a", p.Join.Participant.Identity, p.URL)
@@ -317,8 +321,8 @@ func (e *env) joinResuming(room, identity string, publish bool) *resumer {
 // TestDrainClientsFollowMigrate: Go clients on a draining node follow migrate to the other
 // node: the publisher and the subscriber keep their participant ids there, the publisher its
 // producer id; the subscriber receives media on the new node, so does a viewer on the other
-// node that never moved, and it hears no leave and no second join. The old node ends up with no
-// session and counts both as moved.
+// node that never moved, and it hears no leave, no second join, no producerRemoved and no second
+// producerAdded. The old node ends up with no session and counts both as moved.
 func TestDrainClientsFollowMigrate(t *testing.T) {
 	envs := drainCluster(t, 2, 30*time.Second, signal.MigrateOptions{})
 	a, b := envs[0], envs[1]
@@ -372,12 +376,18 @@ func TestDrainClientsFollowMigrate(t *testing.T) {
 		viewer.hasNote("participantJoined", `"epoch"`) {
 		t.Fatal("the viewer saw a leave or a second join for a session that moved")
 	}
-	// Known defect of the merged resume/move/cluster branches (not of the drain): the viewer
-	// on the publisher's new node sees producerRemoved then producerAdded (epoch 1) instead of
-	// a move; the producer keeps its id and media goes on. Logged loudly until it is fixed, so
-	// the rest of the migration stays tested.
-	if viewer.hasNote("producerRemoved", pid) {
-		t.Logf("KNOWN DEFECT: the viewer on %s saw producerRemoved/producerAdded for the migrated publisher's producer %s, not producerMoved", b.node.ID(), pid)
+	// The publisher's producer moved: no producerRemoved, no second producerAdded (the session
+	// on the draining node, fenced by the resume, must not remove it when its WebSocket ends).
+	viewer.mu.Lock()
+	added := 0
+	for _, n := range viewer.notes {
+		if n.method == "producerAdded" && strings.Contains(string(n.data), pid) {
+			added++
+		}
+	}
+	viewer.mu.Unlock()
+	if viewer.hasNote("producerRemoved", pid) || added != 1 {
+		t.Fatalf("the viewer saw producerRemoved (%v) or %d producerAdded for the moved producer", viewer.hasNote("producerRemoved", pid), added)
 	}
 	checkFor(t, 10*time.Second, func() error {
 		if m := a.srv.Migrations(); m.Told != 2 || m.Moved != 2 {
