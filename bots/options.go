@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/cascade-sfu/cascade/signal/auth"
-	"github.com/cascade-sfu/cascade/signal/client"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -61,9 +60,6 @@ type Options struct {
 	// NoResume turns the bots' session resume off (client.Options.Resume): a bot whose node
 	// goes then loses its session, as before resume existed.
 	NoResume bool
-	// OnPublisherResume, when set, is called after each resume of a publisher (the bench
-	// times the publisher's move).
-	OnPublisherResume func(name string, r client.Resume)
 	// Progress receives the live progress display (nil: none).
 	Progress io.Writer
 }

@@ -57,14 +57,11 @@ func (s *subscriber) onResume(r client.Resume) {
 }
 
 // onPublisherResume records a publisher's resume as a run error when it had to join afresh
-// (its producers then have new ids: its subscribers lose them), and tells OnPublisherResume.
+// (its producers then have new ids: its subscribers lose them).
 func (r *run) onPublisherResume(name string) func(client.Resume) {
 	return func(res client.Resume) {
 		if res.Fresh {
 			r.addError(fmt.Errorf("%s: resume refused, joined afresh as a new participant on %s", name, res.URL))
-		}
-		if r.o.OnPublisherResume != nil {
-			r.o.OnPublisherResume(name, res)
 		}
 	}
 }
@@ -140,9 +137,8 @@ func (rep *Report) addResumes(s *subscriber, b *BotResult, end int64, recoveries
 		b.SessionLost = lost
 		rep.NotRecovered = append(rep.NotRecovered, fmt.Sprintf("%s on %s: session lost, not resumed (%s)", s.name, s.url, lost))
 	}
-	if n := len(b.Resumes); n > 0 {
-		rep.ResumedSubscribers++
-		b.URL = b.Resumes[n-1].URL // the node serving it at the end
+	if len(b.Resumes) > 0 {
+		rep.ResumedSubscribers++ // b.URL stays the node it joined; each resume names its own
 	}
 	for _, r := range b.Resumes {
 		rep.Resumes++

@@ -60,7 +60,7 @@ func TestReportResumes(t *testing.T) {
 		t.Fatalf("not recovered %q", rep.NotRecovered)
 	}
 	b := rep.Bots[0]
-	if b.MediaLosses != 1 || len(b.Resumes) != 1 || b.Resumes[0].FirstPacketAtMs != at(5.2).UnixMilli() || b.URL != "ws://c/ws" || b.Resumes[0].Attempts != 2 {
+	if b.MediaLosses != 1 || len(b.Resumes) != 1 || b.Resumes[0].FirstPacketAtMs != at(5.2).UnixMilli() || b.Resumes[0].URL != "ws://c/ws" || b.Resumes[0].Attempts != 2 {
 		t.Fatalf("healed bot %+v", b)
 	}
 	if len(b.Silences) != 1 || !b.Silences[0].Recovered || b.Silences[0].ToMs != at(5.2).UnixMilli() {
