@@ -143,8 +143,28 @@ class FakePC {
   }
 }
 
+// The client's own stable streams (tracks.js): tracks are added and removed, as in a browser.
+class FakeMediaStream {
+  constructor(tracks = []) {
+    this.tracks = [...tracks];
+  }
+  addTrack(t) {
+    if (!this.tracks.includes(t)) this.tracks.push(t);
+  }
+  removeTrack(t) {
+    this.tracks = this.tracks.filter((x) => x !== t);
+  }
+  getTracks() {
+    return [...this.tracks];
+  }
+  getVideoTracks() {
+    return this.tracks.filter((t) => t.kind === "video");
+  }
+}
+
 globalThis.WebSocket = FakeWebSocket;
 globalThis.RTCPeerConnection = FakePC;
+globalThis.MediaStream = FakeMediaStream;
 
 const { CascadeClient, CascadeError } = await import("../static/cascade.js");
 
@@ -409,16 +429,21 @@ test("an unexpected close reconnects with backoff, rejoins and republishes", asy
   assert.ok(oldSend.closed && oldRecv.closed, "both peer connections are torn down");
   assert.equal(c.sendPC, null);
 
-  // first attempt fails to open: the socket closes before it opens
-  while (sockets.length < 2) await sleep(20);
+  // The first attempt goes at once (PROTOCOL.md, "Resume") and fails to open: the socket
+  // closes before it opens. Then jittered backoff: 500 ms +-50%, then 1 s +-50%.
+  while (sockets.length < 2) await sleep(5);
   const first = Date.now() - started;
-  assert.ok(first >= 350 && first < 1000, `first retry after ${first} ms`);
+  assert.ok(first < 200, `first retry after ${first} ms`);
   sockets[1].drop(1006);
   while (sockets.length < 3) await sleep(20);
   const second = Date.now() - started - first;
-  assert.ok(second >= 700 && second < 1600, `second retry after ${second} ms`);
+  assert.ok(second >= 230 && second < 1000, `second retry after ${second} ms`);
+  sockets[2].drop(1006);
+  while (sockets.length < 4) await sleep(20);
+  const third = Date.now() - started - first - second;
+  assert.ok(third >= 480 && third < 1700, `third retry after ${third} ms`);
 
-  const ws3 = sockets[2];
+  const ws3 = sockets[3];
   ws3.accept();
   const join = await ws3.next("join");
   assert.equal(join.data.token, "TOKEN");
