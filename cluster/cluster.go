@@ -54,6 +54,10 @@ type Options struct {
 	// Every node of a cluster shares one (two during a rotation). Empty: a random secret, for
 	// a node alone.
 	Secrets Secrets
+	// ResumeGrace is how long a departed (or restarted) node's participants and producers stay
+	// in the rooms, so that their sessions resume on another node before anyone is told they
+	// left (0: DefaultResumeGrace; negative: none, they go at once).
+	ResumeGrace time.Duration
 	// Observer, if set, gets every node event after the cluster handled it, and RoomStarted
 	// and RoomFinished where this node owns them (roomlife.go). It must not block.
 	Observer node.Events
@@ -111,6 +115,12 @@ func New(n *node.Node, pipes *relay.Pipes, bus Bus, o Options) (*Cluster, error)
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
 	}
+	switch {
+	case o.ResumeGrace == 0:
+		o.ResumeGrace = DefaultResumeGrace
+	case o.ResumeGrace < 0:
+		o.ResumeGrace = 0
+	}
 	if len(o.Secrets) == 0 {
 		o.Secrets = Secrets{RandomSecret()}
 	}
@@ -124,7 +134,7 @@ func New(n *node.Node, pipes *relay.Pipes, bus Bus, o Options) (*Cluster, error)
 		stamp: NewSigningStamper(keys, o.Clock), keys: keys, verify: NewVerifier(o.Secrets, o.Clock),
 		rejects: &rejects{clock: o.Clock, log: log},
 		dedup:   NewDedup(), members: NewMembership(me, o.Heartbeat, o.Timeout),
-		state: NewRoomState(),
+		state: NewRoomStateGrace(o.ResumeGrace),
 		asks:  asks{handlers: make(map[string]AskHandler), waits: make(map[string]chan Envelope)},
 		rooms: make(map[string]*room), syncWaits: make(map[string]chan Envelope), resyncs: make(chan string, 1), stop: make(chan struct{})}
 	c.HandleAsk(verbRoomLife, c.answerLife)
@@ -234,7 +244,7 @@ func (c *Cluster) beat() {
 			c.nodeGone(id, "silent")
 		}
 		if beat {
-			c.state.Tick(now)
+			c.apply(c.state.Tick(now)) // the orphans whose grace is over leave
 		}
 	}
 }
@@ -374,12 +384,13 @@ func (c *Cluster) onHeartbeat(m Msg) {
 }
 
 // nodeGone cleans up after a node that left (or restarted): its participants and producers
-// leave every room here, relays from and to it end, and producers it relayed here are piped
+// leave every room here once the resume grace is over (those that resume elsewhere meanwhile
+// move instead), relays from and to it end at once, and producers it relayed here are piped
 // again from another carrier.
 func (c *Cluster) nodeGone(id, why string) {
-	c.log.Warn("node left the cluster", "peer", id, "reason", why)
+	c.log.Warn("node left the cluster", "peer", id, "reason", why, "grace", c.o.ResumeGrace)
 	c.members.Remove(id)
-	c.apply(c.state.NodeGone(id))
+	c.apply(c.state.NodeGone(id, c.o.Clock.Now()))
 	c.pipes.NodeGone(id)
 }
 
@@ -392,7 +403,7 @@ func (c *Cluster) Event(ev node.Event) {
 	case node.RoomClosed:
 		c.closeRoom(e.Room)
 	case node.ParticipantJoined:
-		c.publish(e.Room.Name(), evParticipantJoined, joinedBody{Participant: e.Participant, Replaces: e.Replaces})
+		c.publish(e.Room.Name(), evParticipantJoined, joinedBody{Participant: e.Participant, Replaces: e.Replaces, Resumed: e.Resumed})
 	case node.ParticipantLeft:
 		c.publish(e.Room.Name(), evParticipantLeft, idBody{ID: e.ID})
 	case node.ParticipantUpdated:
@@ -414,6 +425,8 @@ func (c *Cluster) Event(ev node.Event) {
 		c.publish(e.Room.Name(), evData, dataBody{Data: e.Data, IsString: e.IsString})
 	case node.Demand:
 		c.pipes.Demand(e.Producer)
+	case node.ProducerMoved:
+		c.producerMoved(e)
 	}
 	c.observe(ev, finished)
 }

@@ -4,7 +4,7 @@ import "github.com/cascade-sfu/cascade/node"
 
 // Effect is a change RoomState decided for a room open on this node: one of
 // AddRemoteParticipant, UpdateRemoteParticipant, RemoveRemoteParticipant, ReplaceIdentity,
-// AddRemoteProducer, RemoveRemoteProducer and SetRemoteMuted. The Cluster applies them to the node's rooms, in
+// Supersede, AddRemoteProducer, MoveProducer, RemoveRemoteProducer and SetRemoteMuted. The Cluster applies them to the node's rooms, in
 // order; a simulator counts them.
 type Effect interface{ effectRoom() string }
 
@@ -34,6 +34,24 @@ type ReplaceIdentity struct {
 	Replaces    []string
 }
 
+// Supersede: a participant resumed its session on Node (a higher epoch): a local copy of it
+// (this node was cut off, or it migrates away) is fenced and becomes remote on Node, with no
+// leave or join (node.Room.Supersede). AddRemoteParticipant follows.
+type Supersede struct {
+	Room        string
+	Participant node.ParticipantInfo
+	Node        string
+}
+
+// MoveProducer: a producer the room has from another node (or here: its publisher's stale
+// session) now comes from Origin; its consumers stay (node.Room.MoveProducer). A producer the
+// room does not have yet is added.
+type MoveProducer struct {
+	Room     string
+	Producer node.ProducerInfo
+	Origin   string
+}
+
 // AddRemoteProducer: a producer of another node (its origin) is in the room.
 type AddRemoteProducer struct {
 	Room     string
@@ -57,6 +75,8 @@ func (e UpdateRemoteParticipant) effectRoom() string { return e.Room }
 func (e RemoveRemoteParticipant) effectRoom() string { return e.Room }
 func (e ReplaceIdentity) effectRoom() string         { return e.Room }
 func (e AddRemoteProducer) effectRoom() string       { return e.Room }
+func (e Supersede) effectRoom() string               { return e.Room }
+func (e MoveProducer) effectRoom() string            { return e.Room }
 func (e RemoveRemoteProducer) effectRoom() string    { return e.Room }
 func (e SetRemoteMuted) effectRoom() string          { return e.Room }
 

@@ -25,8 +25,19 @@ func memMember(t testing.TB, net *cluster.MemNet, id string) (*node.Node, *clust
 	return memMemberBeat(t, net, id, 50*time.Millisecond)
 }
 
-// memMemberBeat is memMember at heartbeat interval hb.
+// memMemberBeat is memMember at heartbeat interval hb, with a resume grace of testGrace.
 func memMemberBeat(t testing.TB, net *cluster.MemNet, id string, hb time.Duration) (*node.Node, *cluster.MemBus, *cluster.Cluster) {
+	t.Helper()
+	n, bus, c, _ := memMemberWith(t, net, id, cluster.Options{Heartbeat: hb, ResumeGrace: testGrace})
+	return n, bus, c
+}
+
+// testGrace is the resume grace of the test clusters: a node that leaves is gone from its
+// peers' rooms soon after the heartbeat timeout (no session resumes in these tests).
+const testGrace = 200 * time.Millisecond
+
+// memMemberWith is memMember with options o (its secrets are the test cluster's), and its relay.
+func memMemberWith(t testing.TB, net *cluster.MemNet, id string, o cluster.Options) (*node.Node, *cluster.MemBus, *cluster.Cluster, *relay.Pipes) {
 	t.Helper()
 	n, err := node.New(node.Options{ID: id, LoopbackOnly: true, Workers: 1})
 	if err != nil {
@@ -39,12 +50,13 @@ func memMemberBeat(t testing.TB, net *cluster.MemNet, id string, hb time.Duratio
 	}
 	t.Cleanup(pipes.Close)
 	bus := net.Conn(id)
-	c, err := cluster.New(n, pipes, bus, cluster.Options{Heartbeat: hb, Secrets: testSecrets})
+	o.Secrets = testSecrets
+	c, err := cluster.New(n, pipes, bus, o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	return n, bus, c
+	return n, bus, c, pipes
 }
 
 // met waits until two nodes see each other.

@@ -166,7 +166,7 @@ func (n *simNode) onEvent(m Msg) {
 
 func (n *simNode) gone(id string) {
 	n.members.Remove(id)
-	n.effects = append(n.effects, n.rooms.NodeGone(id)...)
+	n.effects = append(n.effects, n.rooms.NodeGone(id, n.clock.Now())...)
 }
 
 func (n *simNode) beat() {

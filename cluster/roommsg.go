@@ -16,10 +16,12 @@ type RoomMsg interface {
 }
 
 // ParticipantJoinedMsg: a participant joined the sender. Replaces lists the sessions of the
-// same identity the sender knew of then (they are older).
+// same identity the sender knew of then (they are older). Resumed: the participant resumed its
+// session there (its epoch is above its old copy's), which moves it without a join.
 type ParticipantJoinedMsg struct {
 	Participant node.ParticipantInfo
 	Replaces    []string
+	Resumed     bool
 }
 
 // ParticipantUpdatedMsg: the room API changed a participant of the sender (its metadata).
@@ -93,7 +95,7 @@ func participantSize(p node.ParticipantInfo) int {
 }
 
 func (m ParticipantJoinedMsg) wire() (string, any) {
-	return evParticipantJoined, joinedBody{Participant: m.Participant, Replaces: m.Replaces}
+	return evParticipantJoined, joinedBody{Participant: m.Participant, Replaces: m.Replaces, Resumed: m.Resumed}
 }
 func (m ParticipantUpdatedMsg) wire() (string, any) { return evParticipantUpdated, m.Participant }
 func (m ParticipantLeftMsg) wire() (string, any)    { return evParticipantLeft, idBody{ID: m.ID} }
@@ -124,7 +126,7 @@ func DecodeRoomMsg(e Envelope) (RoomMsg, error) {
 	case evParticipantJoined:
 		var b joinedBody
 		if err = json.Unmarshal(e.Body, &b); err == nil && b.Participant.ID != "" {
-			m = ParticipantJoinedMsg{Participant: b.Participant, Replaces: b.Replaces}
+			m = ParticipantJoinedMsg{Participant: b.Participant, Replaces: b.Replaces, Resumed: b.Resumed}
 		}
 	case evParticipantUpdated:
 		var p node.ParticipantInfo

@@ -36,6 +36,7 @@ type (
 	joinedBody struct {
 		Participant node.ParticipantInfo `json:"participant"`
 		Replaces    []string             `json:"replaces,omitempty"`
+		Resumed     bool                 `json:"resumed,omitempty"`
 	}
 	idBody struct {
 		ID          string `json:"id"`
@@ -199,9 +200,10 @@ wait:
 	for _, p := range parts {
 		snap := RoomSyncMsg{Participants: p.rep.Participants, Producers: p.rep.Producers, Partial: p.rep.Partial, Total: p.rep.Total}
 		for _, eff := range c.state.Apply(r.Name(), p.e.Stamp(), snap, now) {
-			if _, ok := eff.(AddRemoteProducer); ok {
+			switch eff.(type) {
+			case AddRemoteProducer, MoveProducer:
 				prods = append(prods, eff)
-			} else {
+			default:
 				adds = append(adds, eff)
 			}
 		}
@@ -338,6 +340,10 @@ func (c *Cluster) apply(effs []Effect) {
 			r.RemoveRemoteProducer(e.ID) // its pipes go on the node's ProducerRemoved event
 		case SetRemoteMuted:
 			r.SetRemoteMutedBy(e.ID, e.Muted, e.ByServer)
+		case Supersede:
+			r.Supersede(e.Participant, e.Node) // a resumed session fences its stale copy here
+		case MoveProducer:
+			c.applyMove(r, e)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -30,10 +31,15 @@ func (e Envelope) Stamp() Stamp { return Stamp{Node: e.Node, Inc: e.Inc, Seq: e.
 //
 // Every participant and producer remembers the stamp of the last message that changed it (a
 // removed one stays as a tombstone for TombstoneTTL): a message of the same incarnation with
-// a sequence number not above it is a repeat or a late copy and changes nothing. A node's new
-// incarnation wipes what the old one had; the old one's late messages are ignored from then on.
+// a sequence number not above it is a repeat or a late copy and changes nothing. It also
+// remembers the session epoch of each (ParticipantInfo.Epoch, ProducerInfo.Epoch): a message
+// with a lower epoch than the entry's is a stale session's and changes nothing, whatever node
+// sends it. A node's new incarnation, or its departure (NodeGone), orphans what the node had: it
+// stays for the grace period so that resumes land first (grace.go); the old incarnation's late
+// messages are ignored from then on.
 type RoomState struct {
 	mu    sync.Mutex
+	grace time.Duration
 	rooms map[string]*roomState
 	incs  map[string]*incarnations // by node id
 }
@@ -53,15 +59,24 @@ type roomState struct {
 
 // entry is a remote participant or producer, or the tombstone of one (gone).
 type entry[T any] struct {
-	from Stamp // of the last message that changed it
-	info T
-	gone bool
-	at   time.Time // when it went
+	from  Stamp // of the last message that changed it
+	info  T
+	epoch uint64 // the session epoch of info (kept by a tombstone)
+	gone  bool
+	at    time.Time // when it went
+	// until is, for an orphan (its node left or restarted), when its grace ends; zero else.
+	until time.Time
 }
 
-// NewRoomState returns an empty view.
-func NewRoomState() *RoomState {
-	return &RoomState{rooms: make(map[string]*roomState), incs: make(map[string]*incarnations)}
+// NewRoomState returns an empty view whose departed nodes' participants and producers go at
+// once (no grace: NewRoomStateGrace).
+func NewRoomState() *RoomState { return NewRoomStateGrace(0) }
+
+// NewRoomStateGrace returns an empty view that keeps a departed node's participants and
+// producers for grace before it removes them (Tick), so that their sessions can resume on
+// another node first.
+func NewRoomStateGrace(grace time.Duration) *RoomState {
+	return &RoomState{grace: grace, rooms: make(map[string]*roomState), incs: make(map[string]*incarnations)}
 }
 
 // Open starts following a room (it opened here), with nothing known of it.
@@ -79,9 +94,9 @@ func (s *RoomState) Close(room string) {
 }
 
 // Apply merges message m of room, stamped from, received at now, and returns its effects. A
-// message of a room not open here, of this node's own, of a retired incarnation, repeated or
-// late changes nothing. The first message of a node's new incarnation first removes what the
-// previous one had, in every room.
+// message of a room not open here, of this node's own, of a retired incarnation, repeated,
+// late or of a stale epoch changes nothing. The first message of a node's new incarnation
+// first orphans what the previous one had, in every room (removed at once without a grace).
 func (s *RoomState) Apply(room string, from Stamp, m RoomMsg, now time.Time) []Effect {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -95,7 +110,7 @@ func (s *RoomState) Apply(room string, from Stamp, m RoomMsg, now time.Time) []E
 	case inc.current != from.Inc:
 		inc.retired[inc.current] = true
 		inc.current = from.Inc
-		out = s.wipe(from.Node)
+		out = s.orphan(from.Node, now)
 	}
 	r := s.rooms[room]
 	if r == nil {
@@ -103,12 +118,16 @@ func (s *RoomState) Apply(room string, from Stamp, m RoomMsg, now time.Time) []E
 	}
 	switch m := m.(type) {
 	case ParticipantJoinedMsg: // a newer session of the identity may close one here: every time
-		if accepted, _ := upsert(r.participants, m.Participant.ID, m.Participant, from); accepted {
-			out = append(out, ReplaceIdentity{Room: room, Participant: m.Participant, Replaces: m.Replaces},
-				AddRemoteParticipant{Room: room, Participant: m.Participant, Node: from.Node})
+		p := m.Participant
+		if accepted, _ := upsert(r.participants, p.ID, p, p.Epoch, from); accepted {
+			if m.Resumed || p.Epoch > 0 { // a resumed session fences its older copies, here too
+				out = append(out, Supersede{Room: room, Participant: p, Node: from.Node})
+			}
+			out = append(out, ReplaceIdentity{Room: room, Participant: p, Replaces: others(m.Replaces, p.ID)},
+				AddRemoteParticipant{Room: room, Participant: p, Node: from.Node})
 		}
 	case ParticipantUpdatedMsg: // stamped as a join: a late update changes nothing
-		switch accepted, added := upsert(r.participants, m.Participant.ID, m.Participant, from); {
+		switch accepted, added := upsert(r.participants, m.Participant.ID, m.Participant, m.Participant.Epoch, from); {
 		case added: // its join was lost, or is late: the update describes it whole
 			out = append(out, AddRemoteParticipant{Room: room, Participant: m.Participant, Node: from.Node})
 		case accepted:
@@ -119,15 +138,16 @@ func (s *RoomState) Apply(room string, from Stamp, m RoomMsg, now time.Time) []E
 			out = append(out, RemoveRemoteParticipant{Room: room, ID: m.ID})
 		}
 	case ProducerAddedMsg:
-		if accepted, _ := upsert(r.producers, m.Producer.ID, m.Producer, from); accepted {
-			out = append(out, AddRemoteProducer{Room: room, Producer: m.Producer, Origin: from.Node})
+		moved := movedFrom(r.producers, m.Producer.ID, from)
+		if accepted, _ := upsert(r.producers, m.Producer.ID, m.Producer, m.Producer.Epoch, from); accepted {
+			out = append(out, addProducer(room, m.Producer, from.Node, moved))
 		}
 	case ProducerRemovedMsg:
 		if remove(r.producers, m.ID, from, now) {
 			out = append(out, RemoveRemoteProducer{Room: room, ID: m.ID})
 		}
 	case ProducerMutedMsg:
-		if e := r.producers[m.ID]; e != nil && !e.gone && newer(e.from, from) {
+		if e := r.producers[m.ID]; e != nil && !e.gone && e.from.Node == from.Node && newer(e.from, from) { // from its origin only (it may have moved)
 			e.from, e.info.Muted = from, m.Muted
 			out = append(out, SetRemoteMuted{Room: room, ID: m.ID, Muted: m.Muted, ByServer: m.ByServer})
 		}
@@ -153,8 +173,11 @@ func (s *RoomState) merge(room string, r *roomState, from Stamp, m RoomSyncMsg, 
 		if e := r.participants[p.ID]; e != nil && !e.gone {
 			was = e.info
 		}
-		switch accepted, added := upsert(r.participants, p.ID, p, from); {
+		switch accepted, added := upsert(r.participants, p.ID, p, p.Epoch, from); {
 		case added:
+			if p.Epoch > 0 { // a resumed session (a partition healed: this node may hold its old copy)
+				out = append(out, Supersede{Room: room, Participant: p, Node: from.Node})
+			}
 			out = append(out, AddRemoteParticipant{Room: room, Participant: p, Node: from.Node})
 		case accepted && p != was: // an update lost with the messages
 			out = append(out, UpdateRemoteParticipant{Room: room, Participant: p, Node: from.Node})
@@ -166,69 +189,25 @@ func (s *RoomState) merge(room string, r *roomState, from Stamp, m RoomSyncMsg, 
 		if e := r.producers[p.ID]; e != nil && !e.gone {
 			wasMuted = e.info.Muted
 		}
-		switch accepted, added := upsert(r.producers, p.ID, p, from); {
+		moved := movedFrom(r.producers, p.ID, from)
+		switch accepted, added := upsert(r.producers, p.ID, p, p.Epoch, from); {
 		case added:
-			out = append(out, AddRemoteProducer{Room: room, Producer: p, Origin: from.Node})
+			out = append(out, addProducer(room, p, from.Node, moved))
 		case accepted && p.Muted != wasMuted: // a mute lost with the messages
 			out = append(out, SetRemoteMuted{Room: room, ID: p.ID, Muted: p.Muted})
 		}
 	}
 	for _, id := range sortedKeys(r.participants) {
-		if !listed[id] && !m.Partial && remove(r.participants, id, from, now) {
+		if !listed[id] && !m.Partial && !graced(r.participants[id], from) && remove(r.participants, id, from, now) {
 			out = append(out, RemoveRemoteParticipant{Room: room, ID: id})
 		}
 	}
 	for _, id := range sortedKeys(r.producers) {
-		if !listed[id] && remove(r.producers, id, from, now) {
+		if !listed[id] && !graced(r.producers[id], from) && remove(r.producers, id, from, now) {
 			out = append(out, RemoveRemoteProducer{Room: room, ID: id})
 		}
 	}
 	return out
-}
-
-// NodeGone removes everything of a node that left the cluster (or restarted), in every room.
-// Its incarnation stays known: its late messages still merge by sequence number, those of a
-// retired incarnation are still ignored.
-func (s *RoomState) NodeGone(id string) []Effect {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.wipe(id)
-}
-
-// wipe removes a node's participants and producers, tombstones included, rooms in name order.
-func (s *RoomState) wipe(id string) []Effect {
-	var out []Effect
-	for _, room := range sortedKeys(s.rooms) {
-		r := s.rooms[room]
-		delete(r.totals, id)
-		for _, pid := range sortedKeys(r.producers) {
-			if e := r.producers[pid]; e.from.Node == id {
-				delete(r.producers, pid)
-				if !e.gone {
-					out = append(out, RemoveRemoteProducer{Room: room, ID: pid})
-				}
-			}
-		}
-		for _, pid := range sortedKeys(r.participants) {
-			if e := r.participants[pid]; e.from.Node == id {
-				delete(r.participants, pid)
-				if !e.gone {
-					out = append(out, RemoveRemoteParticipant{Room: room, ID: pid})
-				}
-			}
-		}
-	}
-	return out
-}
-
-// Tick forgets the tombstones older than TombstoneTTL at now.
-func (s *RoomState) Tick(now time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, r := range s.rooms {
-		prune(r.participants, now)
-		prune(r.producers, now)
-	}
 }
 
 // Participants lists a room's remote participants by id, and the node of each.
@@ -286,20 +265,54 @@ func newer(last, from Stamp) bool {
 	return last.Node != from.Node || last.Inc != from.Inc || from.Seq > last.Seq
 }
 
-// upsert records that id is (still) there, with info: accepted unless the message is a repeat
-// or late, added if id is new, came back, or moved to from's node.
-func upsert[T any](m map[string]*entry[T], id string, info T, from Stamp) (accepted, added bool) {
+// upsert records that id is (still) there, with info of session epoch: accepted unless the
+// message is a repeat, late, or of an older epoch than the entry's (a stale copy of a resumed
+// session never moves it back); added if id is new, came back, or moved to from's node. A higher
+// epoch is always accepted: the session resumed.
+func upsert[T any](m map[string]*entry[T], id string, info T, epoch uint64, from Stamp) (accepted, added bool) {
 	e := m[id]
 	if e == nil {
-		m[id] = &entry[T]{from: from, info: info}
+		m[id] = &entry[T]{from: from, info: info, epoch: epoch}
 		return true, true
 	}
-	if !newer(e.from, from) {
+	if epoch < e.epoch || epoch == e.epoch && !newer(e.from, from) {
 		return false, false
 	}
 	added = e.gone || e.from.Node != from.Node
-	*e = entry[T]{from: from, info: info}
+	*e = entry[T]{from: from, info: info, epoch: epoch}
 	return true, added
+}
+
+// movedFrom tells whether id is held, live, by another node or incarnation than from's: a
+// producer announced by from then moved (its publisher resumed there).
+func movedFrom[T any](m map[string]*entry[T], id string, from Stamp) bool {
+	e := m[id]
+	return e != nil && !e.gone && (e.from.Node != from.Node || e.from.Inc != from.Inc)
+}
+
+// addProducer is the effect of a producer announced by origin: a move when another node held
+// it, or when it comes from a resumed session (epoch above 0: this node may hold the stale
+// local copy, which the move makes remote), else an addition.
+func addProducer(room string, p node.ProducerInfo, origin string, moved bool) Effect {
+	if moved || p.Epoch > 0 {
+		return MoveProducer{Room: room, Producer: p, Origin: origin}
+	}
+	return AddRemoteProducer{Room: room, Producer: p, Origin: origin}
+}
+
+// others is ids without self: a resumed session's node knew the session's own old copy, which
+// it fences (Supersede) rather than replaces.
+func others(ids []string, self string) []string {
+	if !slices.Contains(ids, self) {
+		return ids
+	}
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if id != self {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // remove records that id of from's node is gone; true if it was there. A removal of an id
@@ -315,7 +328,7 @@ func remove[T any](m map[string]*entry[T], id string, from Stamp, now time.Time)
 	}
 	was := !e.gone
 	var zero T
-	*e = entry[T]{from: from, info: zero, gone: true, at: now}
+	*e = entry[T]{from: from, info: zero, epoch: e.epoch, gone: true, at: now}
 	return was
 }
 

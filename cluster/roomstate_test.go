@@ -117,10 +117,10 @@ func TestRoomStateNodeGone(t *testing.T) {
 	s.Apply("r2", at(3), ParticipantLeftMsg{ID: "gone"}, now) // a tombstone: no effect when wiped
 	s.Apply("r2", b, ProducerAddedMsg{Producer: prod("B")}, now)
 	want := []Effect{RemoveRemoteProducer{"r1", "P"}, RemoveRemoteParticipant{"r2", "x"}}
-	if got := s.NodeGone("a"); !reflect.DeepEqual(got, want) {
+	if got := s.NodeGone("a", now); !reflect.DeepEqual(got, want) {
 		t.Fatalf("node gone: %+v, want %+v", got, want)
 	}
-	if got := s.NodeGone("a"); got != nil {
+	if got := s.NodeGone("a", now); got != nil {
 		t.Fatalf("gone twice: %+v", got)
 	}
 	if got := s.Producers("r2"); !reflect.DeepEqual(got, map[string]string{"B": "b"}) {

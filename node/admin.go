@@ -189,7 +189,7 @@ func (r *Room) SetParticipantMetadata(identity, metadata string) (ParticipantInf
 func (r *Room) MuteByServer(identity, producerID string, muted bool) (ProducerInfo, error) {
 	p := r.local(identity)
 	pr := r.producer(producerID)
-	if p == nil || pr == nil || pr.participant != p {
+	if p == nil || pr == nil || pr.publisher() != p {
 		return ProducerInfo{}, fmt.Errorf("%w: %q has no producer %q on this node", ErrNotFound, identity, producerID)
 	}
 	pr.muteMu.Lock()

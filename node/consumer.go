@@ -49,6 +49,9 @@ type Consumer struct {
 	lastWall time.Time
 	packets  uint32
 	octets   uint32
+	sw       switcher    // which source of the producer it forwards (switch.go)
+	kind     payloadKind // where the producer's keyframes start
+	pipe     *pipe       // its pipe (set before the fan-out sees the consumer)
 
 	// The retransmission budget, used by the feedback goroutine (readRTCP, or the relay's Nack).
 	rtxMu sync.Mutex
@@ -58,8 +61,10 @@ type Consumer struct {
 }
 
 func newConsumer(p *Producer, sub *Participant, w *Worker, pc *webrtc.PeerConnection) *Consumer {
-	return &Consumer{id: p.id, producer: p, sub: sub, worker: w, pc: pc, codec: p.codec(),
+	c := &Consumer{id: p.id, producer: p, sub: sub, worker: w, pc: pc, codec: p.codec(),
 		rtx: rtxbudget.New(p.node.rtx, time.Now(), p.media.Load())}
+	c.kind = kindOf(c.codec)
+	return c
 }
 
 // Bind implements webrtc.TrackLocal.
@@ -99,6 +104,9 @@ func (c *Consumer) forward(pkt *packet, now time.Time) bool {
 	if b == nil || c.paused.Load() {
 		return false
 	}
+	if pkt.gen != c.sw.gen && !c.admit(pkt, b, now) {
+		return false // another source than the one forwarded (switch.go)
+	}
 	in := pkt.header.SequenceNumber
 	if c.resync.Load() {
 		c.resync.Store(false)
@@ -117,9 +125,14 @@ func (c *Consumer) forward(pkt *packet, now time.Time) bool {
 		h.PayloadType = b.pt
 	}
 	h.SequenceNumber = out
+	h.Timestamp += c.sw.tsOff // 0 until a switch
 	h.Extension = false
 	h.Extensions = nil
-	if _, err := b.writer.WriteRTP(h, pkt.payload); err != nil {
+	payload := pkt.payload
+	if c.sw.rewrite {
+		payload = c.sw.payload(pkt)
+	}
+	if _, err := b.writer.WriteRTP(h, payload); err != nil {
 		return false
 	}
 	if int16(out-c.lastOut) > 0 || c.packets == 0 {
@@ -128,7 +141,32 @@ func (c *Consumer) forward(pkt *packet, now time.Time) bool {
 		c.lastWall = now
 	}
 	c.packets++
-	c.octets += uint32(len(pkt.payload))
+	c.octets += uint32(len(payload))
+	return true
+}
+
+// admit decides on a packet of another source than the one the consumer forwards: drop it
+// (the old source's, or the new one's before its keyframe: the producer is asked for one,
+// throttled), or switch to its source at it (the sequence numbers resynchronise to go on from
+// the last one sent). It runs on the worker goroutine.
+func (c *Consumer) admit(pkt *packet, b *binding, now time.Time) bool {
+	switch c.sw.decide(c.kind, pkt, !c.started && c.packets == 0) {
+	case dropOld:
+		return false
+	case waitKey:
+		c.producer.RequestKeyframe()
+		return false
+	case startSource:
+		c.sw.gen, c.sw.chosen = pkt.gen, true
+		c.sw.publish(0, false)
+		return true
+	}
+	last, ok := c.pipe.lastOf(c.sw.gen)
+	c.sw.switchTo(pkt, c.lastTS, c.lastWall, now, b.clock, last, ok)
+	if c.started {
+		c.resync.Store(true)
+	}
+	c.sw.publish(c.lastOut+1, c.started)
 	return true
 }
 
@@ -150,7 +188,7 @@ func (c *Consumer) sendReport(now time.Time) {
 // retransmission budget, receiver reports give the budget its round-trip estimate.
 func (c *Consumer) readRTCP() {
 	buf := make([]byte, 1500)
-	pkt := make([]byte, packetcache.MaxPacket)
+	pkt := make([]byte, rtxBuffer)
 	for {
 		n, _, err := c.sender.Read(buf)
 		if err != nil {
@@ -270,10 +308,14 @@ func (c *Consumer) resend(outSeq uint16, buf []byte) bool {
 	}
 	var p rtp.Packet
 	n := 0
+	x := c.sw.xlate.Load()
 	if v == rtxbudget.Resend {
 		size, age := 0, time.Duration(0)
-		if n = c.producer.cache.Get(outSeq+uint16(c.offset.Load()), buf); n > 0 && p.Unmarshal(buf[:n]) == nil {
-			size, age = len(p.Payload), c.age(p.Timestamp, b.clock)
+		// A packet sent from a source the cache no longer holds is as good as uncached.
+		if c.sameSource(x, outSeq) {
+			if n = c.producer.cache.Get(outSeq+uint16(c.offset.Load()), buf[:packetcache.MaxPacket]); n > 0 && p.Unmarshal(buf[:n]) == nil {
+				size, age = len(p.Payload), c.age(p.Timestamp, b.clock)
+			}
 		}
 		c.rtxMu.Lock()
 		v = c.rtx.Spend(outSeq, size, age)
@@ -290,12 +332,36 @@ func (c *Consumer) resend(outSeq uint16, buf []byte) bool {
 	p.SequenceNumber = outSeq
 	p.Extension = false
 	p.Extensions = nil
+	if x != nil {
+		p.Timestamp += x.tsOff
+		if x.rewrite && len(p.Payload) > 0 {
+			out := buf[packetcache.MaxPacket:]
+			p.Payload = out[:x.translate(out, p.Payload, c.sw.picAt.Load())]
+		}
+	}
 	if _, err := b.writer.WriteRTP(&p.Header, p.Payload); err == nil {
 		c.worker.rtxPackets.Add(1)
 		c.worker.rtxBytes.Add(uint64(n))
 		c.producer.node.metrics.nackRetransmits.Add(1)
 	}
 	return true
+}
+
+// rtxBuffer holds a cached packet and, after it, its payload rewritten for a retransmission.
+const rtxBuffer = 2*packetcache.MaxPacket + 2
+
+// sameSource tells whether outSeq was sent from the source whose packets the producer's cache
+// holds (its current one): after a move the cache holds only the new source's packets, and a
+// sequence number sent before the consumer switched to it is not among them.
+func (c *Consumer) sameSource(x *xlate, outSeq uint16) bool {
+	gen := uint32(0)
+	if x != nil {
+		gen = x.gen
+		if x.hasFloor && int16(outSeq-x.floor) < 0 {
+			return false
+		}
+	}
+	return gen == c.producer.gen.Load()
 }
 
 // age is how far a cached packet's RTP time lags behind the newest packet of the producer.

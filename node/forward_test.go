@@ -152,7 +152,7 @@ func BenchmarkIngest(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		raw[2], raw[3] = byte(i>>8), byte(i)
 		pkt := pr.pool.Get().(*packet)
-		pr.ingest(pkt, copy(pkt.buf[:], raw))
+		pr.ingest(pkt, copy(pkt.buf[:], raw), 0)
 		(<-w.jobs).pkt.release()
 	}
 }

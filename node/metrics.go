@@ -16,6 +16,7 @@ type metrics struct {
 	keyframesSent      atomic.Uint64
 	keyframesCollapsed atomic.Uint64
 	refused            [2]atomic.Uint64 // messages refused by the senders' limits, chat and data
+	producerMoves      atomic.Uint64    // producers whose source changed (a publisher resumed)
 
 	rooms, participants, routers, producers, consumers, packets, bytes, dropped, keyframes, nacks *prometheus.Desc
 
@@ -24,6 +25,8 @@ type metrics struct {
 	transports, refusedMsgs *prometheus.Desc
 
 	junk, tcpRefused *prometheus.Desc
+
+	moves *prometheus.Desc
 }
 
 // Kinds of refused messages (metrics.refused).
@@ -61,12 +64,14 @@ func newMetrics(n *Node) *metrics {
 			"unknown address and no STUN binding request for a known ufrag, or STUN that does not decode.", wl, nil),
 		tcpRefused: prometheus.NewDesc("cascade_ice_tcp_refused_total", "ICE-TCP connections refused: their first packet was not a "+
 			"STUN binding request for a known ufrag.", nil, nil),
+		moves: prometheus.NewDesc("cascade_producer_moves_total", "Producers of rooms on this node whose source moved (their "+
+			"publisher resumed here or on another node); their consumers switch at the new source's first keyframe.", nil, nil),
 	}
 }
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.rooms, m.participants, m.routers, m.producers, m.consumers, m.packets, m.bytes, m.dropped, m.keyframes, m.nacks,
-		m.rtxPackets, m.rtxBytes, m.rtxRefused, m.rtxKeyframes, m.transports, m.refusedMsgs, m.junk, m.tcpRefused} {
+		m.rtxPackets, m.rtxBytes, m.rtxRefused, m.rtxKeyframes, m.transports, m.refusedMsgs, m.junk, m.tcpRefused, m.moves} {
 		ch <- d
 	}
 }
@@ -103,4 +108,5 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.refusedMsgs, prometheus.CounterValue, float64(m.refused[refusedChat].Load()), "chat")
 	ch <- prometheus.MustNewConstMetric(m.refusedMsgs, prometheus.CounterValue, float64(m.refused[refusedData].Load()), "data")
 	ch <- prometheus.MustNewConstMetric(m.tcpRefused, prometheus.CounterValue, float64(m.n.tcpRefused.Load()))
+	ch <- prometheus.MustNewConstMetric(m.moves, prometheus.CounterValue, float64(m.producerMoves.Load()))
 }

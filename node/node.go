@@ -8,6 +8,7 @@ import (
 	"encoding/base32"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -132,6 +133,12 @@ func (n *Node) Ready() bool { return !n.draining.Load() }
 // least-loaded worker if it is new. A participant already in the room with the same identity is
 // replaced: it gets an EventClosed notification and is removed.
 func (n *Node) Join(room, identity string, g Grant, autoSubscribe bool, l Listener) (*Participant, error) {
+	return n.join(room, identity, g, autoSubscribe, l, nil)
+}
+
+// join is Join, and with res JoinResumed (resume.go): the participant takes over the session
+// res names, and the room hears of no join if it knew the session.
+func (n *Node) join(room, identity string, g Grant, autoSubscribe bool, l Listener, res *Resume) (*Participant, error) {
 	if n.draining.Load() {
 		return nil, ErrDraining
 	}
@@ -148,6 +155,14 @@ func (n *Node) Join(room, identity string, g Grant, autoSubscribe bool, l Listen
 		n.log.Debug("room created", "room", room, "worker", r.home.index)
 	}
 	old := n.identities[room][identity]
+	var take resumeTake
+	if res != nil {
+		var err error
+		if take, err = r.resumableLocked(old, identity, *res); err != nil {
+			n.mu.Unlock()
+			return nil, err
+		}
+	}
 	if limit, full := n.roomFull(r, old, identity, nil); full {
 		n.mu.Unlock()
 		return nil, fmt.Errorf("%w (%d participants)", ErrRoomFull, limit)
@@ -157,12 +172,23 @@ func (n *Node) Join(room, identity string, g Grant, autoSubscribe bool, l Listen
 	p := &Participant{id: n.newID("PA"), identity: identity, joined: now, node: n, room: r, grant: g, autoSubscribe: autoSubscribe,
 		listener: l, done: make(chan struct{}), byMid: make(map[string]*Producer), consumers: make(map[string]*Consumer),
 		chat: newSendLimit(n.opts.Limits.Chat, maxChatMessage, now), data: newSendLimit(n.opts.Limits.Data, maxDataMessage, now)}
+	if res != nil {
+		p.id, p.epoch, p.resumed = res.ID, res.Epoch+1, slices.Clone(res.Producers)
+		if res.JoinedAt > 0 {
+			p.joined = time.UnixMilli(res.JoinedAt)
+		}
+		old = nil // the stale copy of the session, if it is old, is superseded below, not replaced
+	}
 	p.log = n.log.With("room", room, "participant", p.id, "identity", identity)
 	if g.Metadata != "" {
 		p.metadata.Store(&g.Metadata)
 	}
 	n.identities[room][identity] = p
 	r.mu.Lock()
+	if take.local != nil {
+		take.local.superseded = true // under r.mu: its leave must not remove p, which takes its id
+	}
+	delete(r.remote, p.id) // a session of another node becomes local here, unannounced
 	r.participants[p.id] = p
 	opened := !r.opened
 	r.opened = true
@@ -180,6 +206,10 @@ func (n *Node) Join(room, identity string, g Grant, autoSubscribe bool, l Listen
 			n.unjoin(p)
 			return nil, fmt.Errorf("%w (%d participants)", ErrRoomFull, limit)
 		}
+		if res != nil && r.fencedAfterSync(p) { // the room's other nodes hold a newer session
+			n.unjoin(p)
+			return nil, fmt.Errorf("%w: a newer session of participant %s exists", ErrResume, p.id)
+		}
 	}
 	// The remote sessions of this identity that this join supersedes, wherever they are.
 	replaces := r.sessionsOf(identity)
@@ -188,9 +218,14 @@ func (n *Node) Join(room, identity string, g Grant, autoSubscribe bool, l Listen
 		old.listener.Notify(EventClosed, map[string]string{"reason": ReasonReplaced})
 		old.Close()
 	}
-	r.broadcast(p, EventParticipantJoined, p.Info())
-	n.emit(ParticipantJoined{Room: r, Participant: p.Info(), Replaces: replaces})
-	p.log.Info("participant joined")
+	if take.local != nil {
+		take.local.fence()
+	}
+	if !take.known() {
+		r.broadcast(p, EventParticipantJoined, p.Info())
+	}
+	n.emit(ParticipantJoined{Room: r, Participant: p.Info(), Replaces: replaces, Resumed: res != nil})
+	p.log.Info("participant joined", "resumed", res != nil, "epoch", p.epoch)
 	return p, nil
 }
 
@@ -209,7 +244,9 @@ func (n *Node) unjoin(p *Participant) {
 	close(p.done)
 	n.mu.Lock()
 	r.mu.Lock()
-	delete(r.participants, p.id)
+	if r.participants[p.id] == p {
+		delete(r.participants, p.id)
+	}
 	r.mu.Unlock()
 	if n.identities[r.name][p.identity] == p {
 		delete(n.identities[r.name], p.identity)
@@ -227,8 +264,11 @@ func (n *Node) leave(p *Participant) {
 	r := p.room
 	n.mu.Lock()
 	r.mu.Lock()
-	delete(r.participants, p.id)
+	if r.participants[p.id] == p { // a superseded copy left the room already; its id may be another's now
+		delete(r.participants, p.id)
+	}
 	empty := len(r.participants) == 0
+	superseded := p.superseded
 	r.mu.Unlock()
 	if n.identities[r.name][p.identity] == p {
 		delete(n.identities[r.name], p.identity)
@@ -242,12 +282,14 @@ func (n *Node) leave(p *Participant) {
 		}
 	}
 	n.mu.Unlock()
-	r.broadcast(p, EventParticipantLeft, map[string]string{"id": p.id})
-	n.emit(ParticipantLeft{Room: r, ID: p.id})
+	if !superseded { // the session goes on elsewhere: no one hears of a leave
+		r.broadcast(p, EventParticipantLeft, map[string]string{"id": p.id})
+		n.emit(ParticipantLeft{Room: r, ID: p.id})
+	}
 	if closed {
 		n.roomClosed(r)
 	}
-	p.log.Info("participant left")
+	p.log.Info("participant left", "superseded", superseded)
 }
 
 // stopped tells whether Close has begun.

@@ -79,6 +79,7 @@ type Participant struct {
 	log           hclog.Logger
 	chat, data    *sendLimit             // the participant's allowances as a sender
 	metadata      atomic.Pointer[string] // the token's metadata claim, then the room API's
+	epoch         uint64                 // the session's resumes (resume.go)
 
 	// neg serialises Publish and SubscribeOffer. It is never taken under mu.
 	neg sync.Mutex
@@ -92,6 +93,9 @@ type Participant struct {
 	recv            *transport
 	consumers       map[string]*Consumer // by producer id
 	watchTransports bool
+	resumed         []ProducerInfo // the resumed session's producers not published again (Resumable)
+	// superseded: a newer copy of the session took over (Room.Supersede); guarded by room.mu.
+	superseded bool
 
 	dc   atomic.Pointer[webrtc.DataChannel] // the data consumer, on the receive transport
 	wg   sync.WaitGroup                     // the participant's own goroutines (goLocked)
@@ -103,7 +107,7 @@ func (p *Participant) ID() string { return p.id }
 
 // Info describes the participant.
 func (p *Participant) Info() ParticipantInfo {
-	info := ParticipantInfo{ID: p.id, Identity: p.identity, JoinedAt: p.joined.UnixMilli()}
+	info := ParticipantInfo{ID: p.id, Identity: p.identity, JoinedAt: p.joined.UnixMilli(), Epoch: p.epoch}
 	if m := p.metadata.Load(); m != nil {
 		info.Metadata = *m
 	}
@@ -130,7 +134,7 @@ func (p *Participant) Start() error {
 	}
 	if p.autoSubscribe && p.grant.Subscribe {
 		for _, pr := range p.room.liveProducers() {
-			if pr.participant != p {
+			if pr.publisher() != p {
 				_ = p.Subscribe(pr.id)
 			}
 		}
@@ -263,7 +267,7 @@ func (p *Participant) Subscribe(producerID string) error {
 		return ErrForbidden
 	}
 	pr := p.room.producer(producerID)
-	if pr == nil || pr.participant == p {
+	if pr == nil || pr.publisher() == p {
 		return ErrNotFound
 	}
 	p.mu.Lock()

@@ -19,6 +19,8 @@ type packet struct {
 	header  rtp.Header
 	payload []byte // slice of buf
 	size    int    // bytes on the wire
+	gen     uint32 // the producer's source it came from (Producer.Generation)
+	vp8     vp8Desc
 	buf     [packetcache.MaxPacket]byte
 }
 
@@ -33,6 +35,7 @@ func (p *packet) release() {
 type pipe struct {
 	worker    *Worker
 	consumers atomic.Pointer[[]*Consumer] // copy on write
+	last      [2]lastDesc                 // the last packet of each of two generations (fan-out only)
 }
 
 // ProducerInfo describes a producer to clients (PROTOCOL.md, "Producer").
@@ -56,25 +59,27 @@ type ProducerInfo struct {
 // A Producer is a track a client publishes. Its read loop stores every packet in the packet
 // cache (for NACKs) and posts it to each worker that has consumers of it.
 type Producer struct {
-	id          string
-	mid         string
-	kind        webrtc.RTPCodecType
-	node        *Node
-	room        *Room
-	owner       string                      // the publishing participant's id
-	participant *Participant                // the local publisher; nil for a remote producer
-	origin      string                      // the origin node's id; "" when the publisher is connected here
-	upstream    atomic.Pointer[upstreamRef] // a remote producer's feedback path (set by the cluster layer)
-	codecCap    webrtc.RTPCodecCapability
-	home        *Worker
-	cache       *packetcache.Cache
-	pool        sync.Pool
-	kfInterval  time.Duration
+	id         string
+	mid        string
+	kind       webrtc.RTPCodecType
+	node       *Node
+	room       *Room
+	owner      string                      // the publishing participant's id
+	src        atomic.Pointer[source]      // where its packets come from; replaced when it moves
+	gen        atomic.Uint32               // the number of the current source (Generation)
+	epoch      atomic.Uint64               // the publishing session's epoch (ProducerInfo.Epoch)
+	adopt      bool                        // PublishAs: adopt the room's producer of this id, if any
+	pkind      atomic.Uint32               // payloadKind of its codec, for the ingest
+	upstream   atomic.Pointer[upstreamRef] // a remote producer's feedback path (set by the cluster layer)
+	codecCap   webrtc.RTPCodecCapability
+	home       *Worker
+	cache      *packetcache.Cache
+	pool       sync.Pool
+	kfInterval time.Duration
 
 	// Set once the track arrives.
 	track atomic.Pointer[webrtc.TrackRemote]
 	naive *webrtc.TrackLocalStaticRTP // Options.Naive: the textbook broadcast track
-	pc    *webrtc.PeerConnection
 
 	mu     sync.Mutex
 	pipes  []*pipe
@@ -92,8 +97,9 @@ type Producer struct {
 }
 
 func newProducer(id, mid string, kind webrtc.RTPCodecType, p *Participant, home *Worker, pc *webrtc.PeerConnection, kf time.Duration) *Producer {
-	pr := &Producer{id: id, mid: mid, kind: kind, node: p.node, room: p.room, owner: p.id, participant: p, home: home, pc: pc,
+	pr := &Producer{id: id, kind: kind, node: p.node, room: p.room, owner: p.id, home: home,
 		kfInterval: kf, cache: newCache(kind)}
+	pr.src.Store(&source{participant: p, pc: pc, mid: mid})
 	pr.pool.New = func() any { return &packet{pool: &pr.pool} }
 	return pr
 }
@@ -103,8 +109,10 @@ func (p *Producer) ID() string { return p.id }
 
 // Info describes the producer.
 func (p *Producer) Info() ProducerInfo {
-	info := ProducerInfo{ID: p.id, Mid: p.mid, Participant: p.owner, Kind: p.kind.String(), Muted: p.muted.Load(),
-		Origin: p.origin, ClockRate: p.codec().ClockRate, Channels: p.codec().Channels, Fmtp: p.codec().SDPFmtpLine}
+	s := p.source()
+	info := ProducerInfo{ID: p.id, Mid: s.mid, Participant: p.owner, Kind: p.kind.String(), Muted: p.muted.Load(),
+		Origin: s.origin, ClockRate: p.codec().ClockRate, Channels: p.codec().Channels, Fmtp: p.codec().SDPFmtpLine,
+		Epoch: p.epoch.Load()}
 	info.Codec = p.codec().MimeType
 	return info
 }
@@ -117,8 +125,8 @@ func (p *Producer) codec() webrtc.RTPCodecCapability {
 }
 
 // readLoop runs on pion's OnTrack goroutine until the track ends (the send transport drains
-// the receiver's RTCP meanwhile).
-func (p *Producer) readLoop(track *webrtc.TrackRemote) {
+// the receiver's RTCP meanwhile); its packets are of source generation gen.
+func (p *Producer) readLoop(track *webrtc.TrackRemote, gen uint32) {
 	if p.naive != nil {
 		p.naiveLoop(track)
 		return
@@ -130,23 +138,17 @@ func (p *Producer) readLoop(track *webrtc.TrackRemote) {
 			p.pool.Put(pkt)
 			return
 		}
-		p.ingest(pkt, n)
+		p.ingest(pkt, n, gen)
 	}
 }
 
 // Inject feeds one RTP packet of a remote producer (from a relay link) into the fan-out, as
-// the read loop does for a local one. It copies raw.
-func (p *Producer) Inject(raw []byte) {
-	if len(raw) > packetcache.MaxPacket {
-		return
-	}
-	pkt := p.pool.Get().(*packet)
-	p.ingest(pkt, copy(pkt.buf[:], raw))
-}
+// the read loop does for a local one, as a packet of the current source. It copies raw.
+func (p *Producer) Inject(raw []byte) { p.InjectFrom(p.gen.Load(), raw) }
 
-// ingest parses the packet in pkt.buf[:n], caches it and posts it to every worker that has
-// consumers of the producer. It owns pkt.
-func (p *Producer) ingest(pkt *packet, n int) {
+// ingest parses the packet in pkt.buf[:n] (of source generation gen), caches it and posts it
+// to every worker that has consumers of the producer. It owns pkt.
+func (p *Producer) ingest(pkt *packet, n int, gen uint32) {
 	hl, err := pkt.header.Unmarshal(pkt.buf[:n])
 	if err != nil || pkt.header.Padding || hl > n {
 		// Padding-only packets carry no media; the rare padded media packet is dropped too.
@@ -155,7 +157,14 @@ func (p *Producer) ingest(pkt *packet, n int) {
 	}
 	pkt.payload = pkt.buf[hl:n]
 	pkt.size = n
-	p.cache.Store(pkt.header.SequenceNumber, pkt.buf[:n])
+	pkt.gen = gen
+	if payloadKind(p.pkind.Load()) == payloadVP8 {
+		pkt.vp8 = parseVP8(pkt.payload) // once per packet, for the consumers' switches
+	}
+	if gen == p.gen.Load() {
+		// Only the current source's packets: the sequence numbers of two sources collide.
+		p.cache.Store(pkt.header.SequenceNumber, pkt.buf[:n])
+	}
 	pipes := p.pipesView.Load()
 	if pipes == nil || p.muted.Load() {
 		p.pool.Put(pkt)
@@ -204,7 +213,7 @@ func (p *Producer) addConsumer(c *Consumer) bool {
 	first := p.count == 0
 	p.count++
 	p.mu.Unlock()
-	if first && p.origin != "" {
+	if first && p.Origin() != "" {
 		p.node.emit(Demand{Producer: p, Wanted: true})
 	}
 	p.mu.Lock()
@@ -221,6 +230,7 @@ func (p *Producer) addConsumer(c *Consumer) bool {
 		view := append([]*pipe(nil), p.pipes...)
 		p.pipesView.Store(&view)
 	}
+	c.pipe = pp // before the consumer is published to the fan-out
 	var cs []*Consumer
 	if c.sub == nil {
 		// A relay sink goes first: the next node's whole fan-out waits for this packet.
@@ -239,7 +249,7 @@ func (p *Producer) addConsumer(c *Consumer) bool {
 // removeConsumer detaches c; a pipe left without consumers is removed (unpiped), and a remote
 // producer left without consumers is unpiped from this node.
 func (p *Producer) removeConsumer(c *Consumer) {
-	if p.detach(c) && p.origin != "" {
+	if p.detach(c) && p.Origin() != "" {
 		p.node.emit(Demand{Producer: p, Wanted: false})
 	}
 }
@@ -307,8 +317,14 @@ func (p *Producer) RequestKeyframe() {
 	if p.kind != webrtc.RTPCodecTypeVideo {
 		return
 	}
-	t := p.track.Load()
-	up := p.upstream.Load()
+	s := p.source()
+	var t *webrtc.TrackRemote
+	var up *upstreamRef
+	if s.origin == "" {
+		t = p.track.Load() // a local source: its publisher's track
+	} else {
+		up = p.upstream.Load() // a remote one: the relay towards its origin
+	}
 	if t == nil && up == nil {
 		return
 	}
@@ -323,7 +339,7 @@ func (p *Producer) RequestKeyframe() {
 		up.u.RequestKeyframe()
 		return
 	}
-	_ = p.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(t.SSRC())}})
+	_ = s.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(t.SSRC())}})
 }
 
 // close stops forwarding; it returns the consumers that must be removed from their subscribers.

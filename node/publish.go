@@ -13,6 +13,11 @@ import (
 // media starts; a section that stops sending ends its producer. With gather the answer waits
 // for every local candidate (WHIP).
 func (p *Participant) Publish(offer string, gather bool) (string, []ProducerInfo, error) {
+	return p.publish(offer, gather, nil)
+}
+
+// publish is Publish; ids (PublishAs) names the producers of some media sections.
+func (p *Participant) publish(offer string, gather bool, ids map[string]string) (string, []ProducerInfo, error) {
 	sending, data, err := offered(offer)
 	if err != nil {
 		return "", nil, err
@@ -33,7 +38,7 @@ func (p *Participant) Publish(offer string, gather bool) (string, []ProducerInfo
 	if err := send.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
 		return "", nil, p.negotiationError(err)
 	}
-	ended, err := p.updateProducers(send)
+	ended, err := p.updateProducers(send, ids)
 	if err != nil {
 		return "", nil, err
 	}
@@ -114,8 +119,10 @@ func (p *Participant) sendTransport() (*transport, error) {
 }
 
 // updateProducers makes a producer of each media section of the send transport that now
-// receives, and returns the producers of the sections that stopped.
-func (p *Participant) updateProducers(send *webrtc.PeerConnection) ([]*Producer, error) {
+// receives, and returns the producers of the sections that stopped. A section named in ids
+// gets that producer id, and adopts the room's producer of that id when its track arrives.
+func (p *Participant) updateProducers(send *webrtc.PeerConnection, ids map[string]string) ([]*Producer, error) {
+	epoch := p.Epoch() // outside mu
 	type section struct {
 		mid       string
 		kind      webrtc.RTPCodecType
@@ -140,7 +147,14 @@ func (p *Participant) updateProducers(send *webrtc.PeerConnection) ([]*Producer,
 		pr, ok := p.byMid[s.mid]
 		switch {
 		case s.receiving && !ok:
-			p.byMid[s.mid] = newProducer(p.node.newID("PR"), s.mid, s.kind, p, p.room.home, send, p.node.opts.KeyframeInterval)
+			id, resumed := ids[s.mid]
+			if !resumed {
+				id = p.node.newID("PR")
+			}
+			pr := newProducer(id, s.mid, s.kind, p, p.room.home, send, p.node.opts.KeyframeInterval)
+			pr.adopt = resumed
+			pr.epoch.Store(epoch)
+			p.byMid[s.mid] = pr
 		case !s.receiving && ok:
 			delete(p.byMid, s.mid)
 			ended = append(ended, pr)
@@ -183,6 +197,18 @@ func (p *Participant) onTrack(track *webrtc.TrackRemote, receiver *webrtc.RTPRec
 		return
 	}
 	defer t.exit()
+	if pr.adopt {
+		if x, gen, ok := p.adopt(pr, track); ok {
+			src := x.source()
+			t.drainRTCP(receiver)
+			x.readLoop(track, gen)
+			if x.source() == src { // still this track's: it did not move on
+				p.room.removeProducer(x)
+			}
+			return
+		}
+	}
+	pr.pkind.Store(uint32(kindOf(track.Codec().RTPCodecCapability)))
 	pr.track.Store(track)
 	if p.node.opts.Naive {
 		naive, err := webrtc.NewTrackLocalStaticRTP(track.Codec().RTPCodecCapability, pr.id, p.id)
@@ -192,10 +218,13 @@ func (p *Participant) onTrack(track *webrtc.TrackRemote, receiver *webrtc.RTPRec
 		}
 		pr.naive = naive
 	}
+	src := pr.source()
 	p.room.addProducer(pr)
 	t.drainRTCP(receiver)
-	pr.readLoop(track)
-	p.room.removeProducer(pr)
+	pr.readLoop(track, pr.Generation())
+	if pr.source() == src { // a producer that moved away lives on without this track
+		p.room.removeProducer(pr)
+	}
 }
 
 // producerOf finds the producer of a receiver of the send transport, and the transport.
@@ -254,7 +283,7 @@ func (p *Participant) Mute(producerID string, muted bool) error {
 		return ErrForbidden
 	}
 	pr := p.room.producer(producerID)
-	if pr == nil || pr.participant != p {
+	if pr == nil || pr.publisher() != p {
 		return ErrNotFound
 	}
 	pr.muteMu.Lock()

@@ -5,7 +5,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/cascade-sfu/cascade/node/packetcache"
 	"github.com/cascade-sfu/cascade/node/rtxbudget"
 	"github.com/pion/webrtc/v4"
 )
@@ -43,7 +42,7 @@ func (p *Producer) Wanted() bool {
 }
 
 // Origin is the node the producer's publisher is connected to ("" when it is this node).
-func (p *Producer) Origin() string { return p.origin }
+func (p *Producer) Origin() string { return p.source().origin }
 
 // Room is the producer's room.
 func (p *Producer) Room() *Room { return p.room }
@@ -64,6 +63,7 @@ type upstreamRef struct{ u Upstream }
 // with SSRC ssrc and the producer's payload type. Detach it with Consumer.Detach.
 func (p *Producer) Attach(w webrtc.TrackLocalWriter, ssrc uint32) (*Consumer, error) {
 	c := &Consumer{id: p.id, producer: p, worker: p.home, codec: p.codec(), rtx: rtxbudget.New(p.node.rtx, time.Now(), p.media.Load())}
+	c.kind = kindOf(c.codec)
 	c.bind.Store(&binding{ssrc: ssrc, clock: p.codec().ClockRate, writer: w})
 	c.resync.Store(true)
 	if !p.addConsumer(c) {
@@ -88,7 +88,7 @@ func (c *Consumer) Detach() {
 func (c *Consumer) Nack(seqs []uint16) { c.nack(time.Now(), seqs) }
 
 func (c *Consumer) nack(now time.Time, seqs []uint16) {
-	buf := make([]byte, packetcache.MaxPacket)
+	buf := make([]byte, rtxBuffer)
 	c.beginFeedback(now)
 	done := 0
 	for i := len(seqs) - 1; i >= 0; i-- { // newest first, as nackPairs
@@ -123,8 +123,11 @@ func (r *Room) AddRemoteProducer(info ProducerInfo, origin string) (*Producer, e
 		r.mu.Unlock()
 		return old, nil
 	}
-	pr := &Producer{id: info.ID, mid: info.Mid, kind: kind, node: r.node, room: r, owner: info.Participant, origin: origin,
+	pr := &Producer{id: info.ID, kind: kind, node: r.node, room: r, owner: info.Participant,
 		codecCap: info.codecCap(), home: r.home, kfInterval: r.node.opts.KeyframeInterval, cache: newCache(kind)}
+	pr.src.Store(&source{origin: origin, mid: info.Mid})
+	pr.pkind.Store(uint32(kindOf(pr.codecCap)))
+	pr.epoch.Store(info.Epoch)
 	pr.pool.New = func() any { return &packet{pool: &pr.pool} }
 	pr.muted.Store(info.Muted)
 	r.mu.Unlock()
@@ -134,7 +137,7 @@ func (r *Room) AddRemoteProducer(info ProducerInfo, origin string) (*Producer, e
 
 // RemoveRemoteProducer ends a remote producer (its origin removed it, or the origin is gone).
 func (r *Room) RemoveRemoteProducer(id string) {
-	if pr := r.producer(id); pr != nil && pr.origin != "" {
+	if pr := r.producer(id); pr != nil && pr.Origin() != "" {
 		r.removeProducer(pr)
 	}
 }
@@ -146,7 +149,7 @@ func (r *Room) SetRemoteMuted(id string, muted bool) { r.SetRemoteMutedBy(id, mu
 // local participants are told so even when it was muted already).
 func (r *Room) SetRemoteMutedBy(id string, muted, byServer bool) {
 	pr := r.producer(id)
-	if pr == nil || pr.origin == "" {
+	if pr == nil || pr.Origin() == "" {
 		return
 	}
 	changed := pr.muted.Swap(muted) != muted
@@ -166,9 +169,24 @@ func (r *Room) SetRemoteMutedBy(id string, muted, byServer bool) {
 }
 
 // AddRemoteParticipant records a participant connected to another node and tells the local ones.
+// A participant the room knew elsewhere (it resumed on nodeID) is only moved there: no one is
+// told. Of two copies of one session the higher epoch wins: a local copy with a lower epoch is
+// superseded (Supersede); an announcement of a lower epoch than the copy known is stale and
+// changes nothing.
 func (r *Room) AddRemoteParticipant(info ParticipantInfo, nodeID string) {
 	r.mu.Lock()
-	_, known := r.remote[info.ID]
+	if lp := r.participants[info.ID]; lp != nil {
+		r.mu.Unlock()
+		if lp.epoch < info.Epoch {
+			r.Supersede(info, nodeID)
+		}
+		return
+	}
+	rp, known := r.remote[info.ID]
+	if known && rp.info.Epoch > info.Epoch {
+		r.mu.Unlock()
+		return
+	}
 	r.remote[info.ID] = remoteParticipant{info: info, node: nodeID}
 	r.mu.Unlock()
 	if !known {
@@ -177,9 +195,21 @@ func (r *Room) AddRemoteParticipant(info ParticipantInfo, nodeID string) {
 }
 
 // UpdateRemoteParticipant records a remote participant's new description (its metadata changed)
-// and tells the local ones (participantUpdated).
+// and tells the local ones (participantUpdated). A stale copy's update (a lower epoch than the
+// copy known, here or remote) changes nothing; one of a newer copy of a local session fences it.
 func (r *Room) UpdateRemoteParticipant(info ParticipantInfo, nodeID string) {
 	r.mu.Lock()
+	if lp := r.participants[info.ID]; lp != nil {
+		r.mu.Unlock()
+		if lp.epoch < info.Epoch {
+			r.Supersede(info, nodeID)
+		}
+		return
+	}
+	if rp, known := r.remote[info.ID]; known && rp.info.Epoch > info.Epoch {
+		r.mu.Unlock()
+		return
+	}
 	r.remote[info.ID] = remoteParticipant{info: info, node: nodeID}
 	r.mu.Unlock()
 	r.broadcast(nil, EventParticipantUpdated, info)
@@ -192,8 +222,8 @@ func (r *Room) ReplaceIdentity(other ParticipantInfo, replaces []string) {
 	r.node.mu.Lock()
 	p := r.node.identities[r.name][other.Identity]
 	r.node.mu.Unlock()
-	if p == nil || p.room != r || !Supersedes(other, replaces, p.Info(), p.knew()) {
-		return
+	if p == nil || p.room != r || p.id == other.ID || !Supersedes(other, replaces, p.Info(), p.knew()) {
+		return // the same session (resumed elsewhere): AddRemoteParticipant fences it by epoch
 	}
 	p.listener.Notify(EventClosed, map[string]string{"reason": ReasonReplaced})
 	p.Close()
@@ -204,8 +234,11 @@ func (r *Room) ReplaceIdentity(other ParticipantInfo, replaces []string) {
 // the newer: that is the common case, a client reconnecting elsewhere. When neither knew the
 // other (concurrent joins, or a room sync slower than the join), the later join by the nodes'
 // clocks wins, and the id breaks a tie: both nodes decide alike from the same two records.
+// Two copies of one session (the same participant id) are decided by their epochs alone.
 func Supersedes(a ParticipantInfo, aKnew []string, b ParticipantInfo, bKnew []string) bool {
 	switch {
+	case a.ID == b.ID:
+		return a.Epoch > b.Epoch
 	case slices.Contains(aKnew, b.ID):
 		return true
 	case slices.Contains(bKnew, a.ID):
@@ -251,7 +284,7 @@ func (r *Room) RemoveNode(nodeID string) {
 	}
 	var prods []*Producer
 	for _, pr := range r.producers {
-		if pr.origin == nodeID {
+		if pr.Origin() == nodeID {
 			prods = append(prods, pr)
 		}
 	}
@@ -301,7 +334,7 @@ func (r *Room) LocalState() ([]ParticipantInfo, []ProducerInfo) {
 	}
 	var prods []*Producer
 	for _, pr := range r.producers {
-		if pr.origin == "" {
+		if pr.Origin() == "" {
 			prods = append(prods, pr)
 		}
 	}

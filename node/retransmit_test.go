@@ -50,9 +50,10 @@ func newRelayRig(t *testing.T, budget int) *relayRig {
 	n.metrics = newMetrics(n)
 	w := &Worker{consumers: make(map[*Consumer]struct{})}
 	n.workers = []*Worker{w}
-	p := &Producer{id: "p", kind: webrtc.RTPCodecTypeVideo, node: n, origin: "origin", home: w, cache: newCache(webrtc.RTPCodecTypeVideo),
+	p := &Producer{id: "p", kind: webrtc.RTPCodecTypeVideo, node: n, home: w, cache: newCache(webrtc.RTPCodecTypeVideo),
 		kfInterval: 0 /* every request reaches the upstream */, codecCap: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}}
 	p.pool.New = func() any { return &packet{pool: &p.pool} }
+	p.src.Store(&source{origin: "origin"})
 	up := &countingUpstream{}
 	p.SetUpstream(up)
 	out := &wire{sent: make(map[uint16]int)}
@@ -72,8 +73,8 @@ func (r *relayRig) media() uint16 {
 	if _, err := h.MarshalTo(r.raw); err != nil {
 		r.t.Fatal(err)
 	}
-	in := r.p.pool.Get().(*packet)         // through the producer: the cache, the media counter (the
-	r.p.ingest(in, copy(in.buf[:], r.raw)) // worker has no queue here: the post is dropped)
+	in := r.p.pool.Get().(*packet)            // through the producer: the cache, the media counter (the
+	r.p.ingest(in, copy(in.buf[:], r.raw), 0) // worker has no queue here: the post is dropped)
 	if _, err := r.pkt.header.Unmarshal(r.raw); err != nil {
 		r.t.Fatal(err)
 	}

@@ -199,11 +199,11 @@ func (r *Room) addProducer(pr *Producer) {
 	r.mu.Unlock()
 	pr.home.nProducers.Add(1)
 	info := pr.Info()
-	r.broadcast(pr.participant, EventProducerAdded, info)
-	if pr.origin == "" {
+	r.broadcast(pr.publisher(), EventProducerAdded, info)
+	if pr.Origin() == "" {
 		r.node.emit(ProducerAdded{Room: r, Producer: info})
 	}
-	for _, p := range r.others(pr.participant) {
+	for _, p := range r.others(pr.publisher()) {
 		if p.autoSubscribe && p.grant.Subscribe {
 			_ = p.Subscribe(pr.id)
 		}
@@ -228,8 +228,12 @@ func (r *Room) removeProducer(pr *Producer) {
 			c.worker.removeConsumer(c)
 		}
 	}
-	r.broadcast(pr.participant, EventProducerRemoved, map[string]string{"id": pr.id, "participant": pr.owner})
-	r.node.emit(ProducerRemoved{Room: r, ID: pr.id, Participant: pr.owner, Origin: pr.origin})
+	pub := pr.publisher()
+	r.broadcast(pub, EventProducerRemoved, map[string]string{"id": pr.id, "participant": pr.owner})
+	r.node.emit(ProducerRemoved{Room: r, ID: pr.id, Participant: pr.owner, Origin: pr.Origin()})
+	if pub != nil { // its publisher's resume credential no longer names it
+		pub.listener.Notify(EventResumable, nil)
+	}
 }
 
 // closeRemote ends the room's remote producers once its last local participant has left.
@@ -237,7 +241,7 @@ func (r *Room) closeRemote() {
 	r.mu.Lock()
 	var prods []*Producer
 	for _, pr := range r.producers {
-		if pr.origin != "" {
+		if pr.Origin() != "" {
 			prods = append(prods, pr)
 		}
 	}

@@ -98,7 +98,7 @@ func (p *Participant) SubscribeOffer(offer string) (string, error) {
 		}
 		var pr *Producer
 		for _, x := range producers {
-			if x.kind == tr.Kind() && x.participant != p {
+			if x.kind == tr.Kind() && x.publisher() != p {
 				pr = x
 				break
 			}

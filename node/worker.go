@@ -254,6 +254,7 @@ func (w *Worker) fanOut(j job) {
 			}
 		}
 		w.conn.End()
+		j.pipe.note(j.pkt) // after its consumers: a switch reads the old source's last
 		w.packets.Add(n)
 		w.bytes.Add(b)
 	}

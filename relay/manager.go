@@ -84,7 +84,13 @@ func (ps *Pipes) manage(ctx context.Context) {
 					ps.log.Warn("cannot pipe producer here, retrying", "producer", p.ID(), "origin", p.Origin(), "attempts", failures[p], "error", err)
 				}
 			}
-		case <-tick.C:
+		case <-ps.moves.wake:
+			for p, from := range ps.moves.take() {
+				delete(retry, p)
+				ps.move(ctx, p, from)
+			}
+		case now := <-tick.C:
+			ps.expireRetired(now)
 			for p := range retry {
 				delete(retry, p)
 				ps.Demand(p)
@@ -126,13 +132,14 @@ func (ps *Pipes) serve(ctx context.Context, p *node.Producer) error {
 
 // pipeIn asks the candidate parents in turn to relay p here.
 func (ps *Pipes) pipeIn(ctx context.Context, p *node.Producer) error {
+	gen := p.Generation() // before the origin is read: a move meanwhile makes the pipe stale, never wrong
 	cands := Parents(ps.trees.Tree(p.ID()), p.Origin(), ps.o.Self, ps.o.Region, ps.o.Fanout, ps.peers.Regions())
 	if len(cands) == 0 {
 		return ErrNoCarrier
 	}
 	var errs []error
 	for _, parent := range cands {
-		err := ps.pipeFrom(ctx, p, parent)
+		err := ps.pipeFrom(ctx, p, parent, gen)
 		if err == nil {
 			return nil
 		}
@@ -141,7 +148,7 @@ func (ps *Pipes) pipeIn(ctx context.Context, p *node.Producer) error {
 	return errors.Join(errs...)
 }
 
-func (ps *Pipes) pipeFrom(ctx context.Context, p *node.Producer, parent string) error {
+func (ps *Pipes) pipeFrom(ctx context.Context, p *node.Producer, parent string, gen uint32) error {
 	// Ready the link before asking: the parent sends as soon as it has the request, before its
 	// answer arrives here.
 	pe, ok := ps.peers.Peer(parent)
@@ -156,7 +163,7 @@ func (ps *Pipes) pipeFrom(ctx context.Context, p *node.Producer, parent string) 
 	if err != nil {
 		return err
 	}
-	in := &inPipe{p: p, parent: parent, link: link}
+	in := &inPipe{p: p, parent: parent, link: link, gen: gen, origin: p.Origin()}
 	ps.routeIn(in)
 	if err := ps.ask(ctx, in); err != nil {
 		ps.unrouteIn(in)

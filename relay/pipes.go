@@ -55,15 +55,17 @@ type Pipes struct {
 	sig   Signaler
 	peers Peers
 
-	mu  sync.Mutex
-	in  map[string]*inPipe  // by producer id
-	out map[outKey]*outPipe // by child and producer
+	mu       sync.Mutex
+	in       map[string]*inPipe    // by producer id
+	out      map[outKey]*outPipe   // by child and producer
+	retiring map[*inPipe]time.Time // old pipes of moved producers, until their window ends
 
 	ssrcMu    sync.RWMutex
 	inBySSRC  map[linkSSRC]*inPipe
 	outBySSRC map[linkSSRC]*outPipe
 
 	demand demandQueue
+	moves  moveQueue
 	stop   chan struct{}
 	wg     sync.WaitGroup
 
@@ -88,6 +90,11 @@ type inPipe struct {
 	parent string
 	link   *Link
 	ssrc   uint32
+	// gen and origin are the producer's source generation and origin when the pipe was asked
+	// for: its packets are injected as that generation's (a moved producer's consumers switch
+	// at the new generation's first keyframe).
+	gen    uint32
+	origin string
 	gaps   gaps          // owned by the transport's read goroutine
 	seen   atomic.Uint32 // Pipes.epoch at the last packet
 }
@@ -137,9 +144,9 @@ func Open(o Options) (*Pipes, error) {
 		o.Logger = hclog.NewNullLogger()
 	}
 	ps := &Pipes{o: o, log: o.Logger.Named("pipes").With("node", o.Self), trees: NewTrees(),
-		in: make(map[string]*inPipe), out: make(map[outKey]*outPipe),
+		in: make(map[string]*inPipe), out: make(map[outKey]*outPipe), retiring: make(map[*inPipe]time.Time),
 		inBySSRC: make(map[linkSSRC]*inPipe), outBySSRC: make(map[linkSSRC]*outPipe),
-		demand: newDemandQueue(), stop: make(chan struct{})}
+		demand: newDemandQueue(), moves: newMoveQueue(), stop: make(chan struct{})}
 	t, err := ListenKeyed(o.Listen, ps, o.Logger, Keying{Rotation: o.KeyRotation})
 	if err != nil {
 		return nil, err
@@ -291,7 +298,7 @@ func (ps *Pipes) HandleRTP(l *Link, ssrc uint32, pkt []byte) {
 	}
 	in.seen.Store(ps.epoch.Load())
 	in.received(uint16(pkt[2])<<8 | uint16(pkt[3]))
-	in.p.Inject(pkt)
+	in.p.InjectFrom(in.gen, pkt)
 }
 
 // HandleRTCP implements Handler: a child's feedback on a producer piped to it.

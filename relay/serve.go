@@ -119,6 +119,7 @@ func (ps *Pipes) DropProducer(id string) {
 		ps.forgetOut(o)
 		o.cons.Detach()
 	}
+	ps.endRetiring(func(in *inPipe) bool { return in.p.ID() == id }, true)
 	ps.trees.ForgetProducer(id)
 }
 
@@ -136,6 +137,7 @@ func (ps *Pipes) CloseRoom(r *node.Room) {
 		o.cons.Detach()
 		ps.sig.Dropped(o.child, PipeRequest{Room: r.Name(), Producer: o.producer, From: ps.o.Self, SSRC: o.ssrc})
 	}
+	ps.endRetiring(func(in *inPipe) bool { return in.p.Room() == r }, true)
 	ps.trees.ForgetRoom(r.Name())
 }
 
@@ -149,6 +151,7 @@ func (ps *Pipes) NodeGone(id string) {
 		ps.forgetOut(o)
 		o.cons.Detach()
 	}
+	ps.endRetiring(func(in *inPipe) bool { return in.parent == id }, false)
 	ps.t.RemoveLink(id)
 	for _, in := range gone {
 		ps.unrouteIn(in)

@@ -293,7 +293,8 @@ func TestClusterNodeKilled(t *testing.T) {
 	envs[2].srv.Close()
 	envs[2].leave()
 	envs[2].node.Close()
-	checkFor(t, 10*time.Second, func() error {
+	// They leave once the resume grace is over (nobody resumed them).
+	checkFor(t, cluster.DefaultResumeGrace+10*time.Second, func() error {
 		if !sub.hasNote("producerRemoved", res.Producers[0].ID) || !sub.hasNote("participantLeft", pub.Join.Participant.ID) {
 			return fmt.Errorf("subscriber not told")
 		}

@@ -53,6 +53,7 @@ type Config struct {
 	DrainTimeout      time.Duration `yaml:"drain-timeout"`
 	HeartbeatInterval time.Duration `yaml:"heartbeat-interval"`
 	HeartbeatTimeout  time.Duration `yaml:"heartbeat-timeout"`
+	ResumeGrace       time.Duration `yaml:"resume-grace"`
 	NATSClusterName   string        `yaml:"nats-cluster-name"`
 	NATSGateway       string        `yaml:"nats-gateway"`
 	NATSGateways      string        `yaml:"nats-gateways"`
@@ -123,6 +124,7 @@ func defaultConfig() Config {
 		NATSClusterName:   "cascade",
 		HeartbeatInterval: cluster.DefaultHeartbeat,
 		HeartbeatTimeout:  cluster.DefaultTimeout,
+		ResumeGrace:       cluster.DefaultResumeGrace,
 		JoinDeadline:      signal.DefaultJoinDeadline,
 
 		TURNTTL:            turnsrv.DefaultTTL,
@@ -182,6 +184,7 @@ func nodeFlags(c *Config, configPath *string) *flag.FlagSet {
 	fs.BoolVar(&c.NATSGWInsecure, "nats-gateway-insecure", c.NATSGWInsecure, "let NATS gateways run without TLS (tests and labs only: gateways cross regions)")
 	fs.DurationVar(&c.HeartbeatInterval, "heartbeat-interval", c.HeartbeatInterval, "interval of this node's heartbeats on NATS and keepalives on its relay links")
 	fs.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", c.HeartbeatTimeout, "a peer silent this long on NATS and on its relay link has left: its relay subtrees re-attach elsewhere (at least twice the interval; shorter detects dead nodes sooner, with more false alarms on loaded nodes)")
+	fs.DurationVar(&c.ResumeGrace, "resume-grace", c.ResumeGrace, "how long a dead or restarted node's participants and producers stay in their rooms so that their sessions resume on another node first (0: they leave at once)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "on SIGTERM, how long sessions may continue while the node drains")
 	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve Go's profiler at /debug/pprof/ (admin token required)")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", c.MetricsListen, "separate listen address (host:port) for /metrics and pprof, which then leave --http (empty: served on --http)")
@@ -387,6 +390,9 @@ func (c Config) Validate() error {
 	if c.HeartbeatTimeout < 2*c.HeartbeatInterval {
 		return fmt.Errorf("heartbeat-timeout %v: at least twice heartbeat-interval (%v)", c.HeartbeatTimeout, c.HeartbeatInterval)
 	}
+	if c.ResumeGrace < 0 {
+		return fmt.Errorf("resume-grace %v: must not be negative", c.ResumeGrace)
+	}
 	if c.DrainTimeout < 0 {
 		return fmt.Errorf("drain-timeout %v: must not be negative", c.DrainTimeout)
 	}
@@ -559,4 +565,13 @@ func (c Config) joinDeadline() time.Duration {
 		return -1
 	}
 	return c.JoinDeadline
+}
+
+// resumeGrace is the cluster option for --resume-grace: the flag's 0 (no grace) is the option's
+// negative (the option's 0 is its default).
+func resumeGrace(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

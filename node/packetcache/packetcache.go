@@ -72,3 +72,13 @@ func (c *Cache) NewestTimestamp() (uint32, bool) {
 	}
 	return uint32(e.buf[4])<<24 | uint32(e.buf[5])<<16 | uint32(e.buf[6])<<8 | uint32(e.buf[7]), true
 }
+
+// Reset forgets every packet (the stream restarted with other sequence numbers).
+func (c *Cache) Reset() {
+	c.mu.Lock()
+	for i := range c.entries {
+		c.entries[i].valid = false
+	}
+	c.stored = false
+	c.mu.Unlock()
+}

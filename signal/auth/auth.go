@@ -73,6 +73,8 @@ type claims struct {
 	Subscribe bool   `json:"subscribe"`
 	Admin     bool   `json:"admin,omitempty"`
 	Metadata  string `json:"metadata,omitempty"`
+	// Typ is empty in an access token: a resume credential (ResumeType) is refused as one.
+	Typ string `json:"typ,omitempty"`
 }
 
 // Mint returns a signed token for g, valid from now for ttl. A negative ttl mints a token that
@@ -209,6 +211,9 @@ func (k Keys) parse(token string, now func() time.Time, validity bool) (claims, 
 		}, opts...)
 	if err != nil {
 		return claims{}, classify(err, c)
+	}
+	if c.Typ != "" {
+		return claims{}, fmt.Errorf("%w: not an access token (typ %q)", ErrBadToken, c.Typ)
 	}
 	if !validity && c.Issuer != k.Key {
 		return claims{}, fmt.Errorf("%w: issuer %q is not this cluster's API key", ErrBadToken, c.Issuer)

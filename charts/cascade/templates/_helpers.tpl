@@ -202,6 +202,7 @@ API key pair and the host-derived public IP come from the environment instead. *
   "turn-max-allocations" (int .Values.turn.maxAllocations)
   "heartbeat-interval" .Values.node.heartbeatInterval
   "heartbeat-timeout" .Values.node.heartbeatTimeout
+  "resume-grace" .Values.node.resumeGrace
   "drain-timeout" (printf "%ds" (int .Values.drain.timeoutSeconds))
   "log-level" .Values.node.logLevel
   "log-json" .Values.node.logJSON

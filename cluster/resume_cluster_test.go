@@ -1,0 +1,346 @@
+package cluster_test
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cascade-sfu/cascade/cluster"
+	"github.com/cascade-sfu/cascade/node"
+	"github.com/cascade-sfu/cascade/relay"
+	"github.com/pion/ice/v4"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// since lists the notifications from index i on, and the index after them.
+func (h *heard) since(i int) ([]string, int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.got[i:]...), len(h.got)
+}
+
+func (h *heard) mark() int { _, n := h.since(0); return n }
+
+// any tells whether one of notes is of method and mentions id.
+func anyOf(notes []string, method, id string) bool {
+	for _, n := range notes {
+		if strings.HasPrefix(n, method+" ") && strings.Contains(n, id) {
+			return true
+		}
+	}
+	return false
+}
+
+// sink is a relay-style sink on a producer (Producer.Attach): what a subscriber's track gets.
+type sink struct {
+	mu   sync.Mutex
+	seqs []uint16
+}
+
+func (s *sink) WriteRTP(h *rtp.Header, _ []byte) (int, error) {
+	s.mu.Lock()
+	s.seqs = append(s.seqs, h.SequenceNumber)
+	s.mu.Unlock()
+	return 0, nil
+}
+
+func (s *sink) Write(b []byte) (int, error) {
+	var p rtp.Packet
+	if err := p.Unmarshal(b); err != nil {
+		return 0, err
+	}
+	return s.WriteRTP(&p.Header, p.Payload)
+}
+
+func (s *sink) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.seqs)
+}
+
+// jumps lists the steps between consecutive sequence numbers that are not +1..+50 (a restart
+// of the numbering, or a jump a player would see).
+func (s *sink) jumps() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for i := 1; i < len(s.seqs); i++ {
+		if d := s.seqs[i] - s.seqs[i-1]; d == 0 || d > 50 {
+			out = append(out, fmt.Sprintf("%d->%d", s.seqs[i-1], s.seqs[i]))
+		}
+	}
+	return out
+}
+
+// vp8Sender is a publisher's loopback PeerConnection sending VP8 keyframes every 20 ms.
+type vp8Sender struct {
+	pc   *webrtc.PeerConnection
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+func (v *vp8Sender) close() {
+	v.once.Do(func() { close(v.stop); <-v.done; _ = v.pc.Close() })
+}
+
+// publishVP8 publishes a VP8 track as p (with the producer ids of a resumed session, if ids
+// is not empty: keyed by the offer's mid, "0") and sends until closed or the test ends.
+func publishVP8(t *testing.T, p *node.Participant, ids map[string]string) (*vp8Sender, []node.ProducerInfo) {
+	t.Helper()
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	se := webrtc.SettingEngine{}
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "v", "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+		t.Fatal(err)
+	}
+	o, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(o); err != nil {
+		t.Fatal(err)
+	}
+	<-gathered
+	answer, infos, err := p.PublishAs(pc.LocalDescription().SDP, true, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatal(err)
+	}
+	v := &vp8Sender{pc: pc, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(v.done)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for seq := uint16(1); ; seq++ {
+			select {
+			case <-v.stop:
+				return
+			case <-tick.C:
+			}
+			// S=1, partition 0, then a payload header with P=0: every packet starts a keyframe.
+			_ = track.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(seq) * 3000, Marker: true},
+				Payload: []byte{0x10, 0, 0, 0}})
+		}
+	}()
+	t.Cleanup(v.close)
+	return v, infos
+}
+
+// resumeCluster is three nodes on a MemNet: a (the publisher's), b (where it resumes), c (a
+// viewer's), at a 50 ms heartbeat and resume grace grace.
+type resumeCluster struct {
+	n     map[string]*node.Node
+	bus   map[string]*cluster.MemBus
+	c     map[string]*cluster.Cluster
+	pipes map[string]*relay.Pipes
+}
+
+// retiring counts node id's old pipes of moved producers.
+func (rc *resumeCluster) retiring(id string) int { return rc.pipes[id].Retiring() }
+
+// closeRelay closes node id's relay socket: no media leaves it any more.
+func (rc *resumeCluster) closeRelay(t *testing.T, id string) {
+	t.Helper()
+	rc.pipes[id].Close()
+}
+
+func newResumeCluster(t *testing.T, grace time.Duration) *resumeCluster {
+	t.Helper()
+	net := cluster.NewMemNet()
+	net.Start()
+	t.Cleanup(net.Close)
+	rc := &resumeCluster{n: map[string]*node.Node{}, bus: map[string]*cluster.MemBus{}, c: map[string]*cluster.Cluster{}, pipes: map[string]*relay.Pipes{}}
+	for _, id := range []string{"a", "b", "c"} {
+		rc.n[id], rc.bus[id], rc.c[id], rc.pipes[id] = memMemberWith(t, net, id, cluster.Options{Heartbeat: 50 * time.Millisecond, ResumeGrace: grace})
+	}
+	checkFor(t, 5*time.Second, func() error {
+		for id, c := range rc.c {
+			if len(c.Peers()) != 2 {
+				return fmt.Errorf("%s sees %v", id, c.Peers())
+			}
+		}
+		return nil
+	})
+	return rc
+}
+
+// resumeOf is what the publisher's resume credential would say of its session on a.
+func resumeOf(p *node.Participant) node.Resume {
+	return node.Resume{ID: p.ID(), Epoch: p.Epoch(), JoinedAt: p.Info().JoinedAt, Producers: p.Resumable(), Node: "a"}
+}
+
+// watch joins a viewer on node id and attaches a sink to its copy of producer pid once it is
+// there: the viewer's notifications and what its track gets.
+func (rc *resumeCluster) watch(t *testing.T, id, pid string) (*heard, *sink) {
+	t.Helper()
+	h := &heard{}
+	if _, err := rc.n[id].Join("r", "viewer-"+id, node.Grant{Subscribe: true}, false, h); err != nil {
+		t.Fatal(err)
+	}
+	var pr *node.Producer
+	checkFor(t, 5*time.Second, func() error {
+		if pr = rc.n[id].Producer("r", pid); pr == nil {
+			return fmt.Errorf("%s does not have producer %s", id, pid)
+		}
+		return nil
+	})
+	s := &sink{}
+	if _, err := pr.Attach(s, 0x1234); err != nil {
+		t.Fatal(err)
+	}
+	receives(t, s, "before the move")
+	return h, s
+}
+
+// receives waits for a sink to get media again.
+func receives(t *testing.T, s *sink, when string) {
+	t.Helper()
+	from := s.count()
+	checkFor(t, 10*time.Second, func() error {
+		if got := s.count() - from; got < 10 {
+			return fmt.Errorf("%s: %d packets", when, got)
+		}
+		return nil
+	})
+}
+
+// TestProducerMovesAcrossNodes: a publisher on a, a viewer on c receiving its video through
+// the relay; the publisher's session resumes on b (make-before-break: a still lives) and
+// publishes again under the same producer id. c moves the producer to b without a leave, a
+// join, a producerRemoved or a producerAdded (a producerMoved only), pipes it from b, the old
+// pipe from a goes after the switch window, and the viewer's track goes on with continuous
+// sequence numbers.
+func TestProducerMovesAcrossNodes(t *testing.T) {
+	rc := newResumeCluster(t, 5*time.Second)
+	pub, err := rc.n["a"].Join("r", "pub", node.Grant{Publish: true, Subscribe: true}, false, &heard{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, infos := publishVP8(t, pub, nil)
+	pid := infos[0].ID
+	h, s := rc.watch(t, "c", pid)
+	mark := h.mark()
+
+	res := resumeOf(pub)
+	pub2, err := rc.n["b"].JoinResumed("r", "pub", node.Grant{Publish: true, Subscribe: true}, false, &heard{}, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pub2.ID() != pub.ID() || pub2.Epoch() != res.Epoch+1 {
+		t.Fatalf("resumed as %s epoch %d", pub2.ID(), pub2.Epoch())
+	}
+	_, infos2 := publishVP8(t, pub2, map[string]string{infos[0].Mid: pid})
+	if infos2[0].ID != pid {
+		t.Fatalf("republished as %s, not %s", infos2[0].ID, pid)
+	}
+	checkFor(t, 10*time.Second, func() error {
+		if got := rc.c["c"].Rooms().Producers("r")[pid]; got != "b" {
+			return fmt.Errorf("c has the producer from %q", got)
+		}
+		if got := rc.c["c"].Rooms().Participants("r")[pub.ID()]; got != "b" {
+			return fmt.Errorf("c has the publisher on %q", got)
+		}
+		return nil
+	})
+	old.close() // the old publisher stops: whatever c gets from now on comes through b
+	receives(t, s, "after the move")
+	checkFor(t, 10*time.Second, func() error {
+		if n := rc.retiring("c"); n != 0 {
+			return fmt.Errorf("c still has %d old pipes", n)
+		}
+		return nil
+	})
+	receives(t, s, "after the old pipe went")
+	notes, _ := h.since(mark)
+	if !anyOf(notes, node.EventProducerMoved, pid) {
+		t.Errorf("the viewer was not told producerMoved: %v", notes)
+	}
+	for _, bad := range []struct{ method, id string }{{node.EventProducerRemoved, pid}, {node.EventProducerAdded, pid},
+		{node.EventParticipantLeft, pub.ID()}, {node.EventParticipantJoined, pub.ID()}} {
+		if anyOf(notes, bad.method, bad.id) {
+			t.Errorf("the viewer was told %s: %v", bad.method, notes)
+		}
+	}
+	if j := s.jumps(); len(j) > 0 {
+		t.Errorf("the viewer's track jumped: %v", j)
+	}
+}
+
+// TestNodeKilledPublisherResumes: a's membership ends without a goodbye (its bus is cut, its
+// relay closed) while its publisher's session resumes on b within the grace: c holds the
+// publisher and its producer through the grace, moves them to b, its viewer receives again and
+// never hears of a leave or a removal, not even once the grace is over.
+func TestNodeKilledPublisherResumes(t *testing.T) {
+	const grace = 3 * time.Second
+	rc := newResumeCluster(t, grace)
+	pub, err := rc.n["a"].Join("r", "pub", node.Grant{Publish: true, Subscribe: true}, false, &heard{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, infos := publishVP8(t, pub, nil)
+	pid := infos[0].ID
+	hb, _ := rc.watch(t, "b", pid)
+	hc, s := rc.watch(t, "c", pid)
+	markB, markC := hb.mark(), hc.mark()
+	res := resumeOf(pub)
+
+	rc.bus["a"].SetConnected(false) // killed: no goodbye, no event gets out
+	rc.closeRelay(t, "a")
+	checkFor(t, 5*time.Second, func() error {
+		if got := rc.c["c"].Rooms().Orphans("r")[pub.ID()]; got != "a" {
+			return fmt.Errorf("c has not noticed a's departure: orphans %v", rc.c["c"].Rooms().Orphans("r"))
+		}
+		return nil
+	})
+	killed := time.Now()
+
+	pub2, err := rc.n["b"].JoinResumed("r", "pub", node.Grant{Publish: true, Subscribe: true}, false, &heard{}, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishVP8(t, pub2, map[string]string{infos[0].Mid: pid})
+	receives(t, s, "after the resume")
+	if got := rc.c["c"].Rooms().Producers("r")[pid]; got != "b" {
+		t.Fatalf("c has the producer from %q", got)
+	}
+	if time.Since(killed) > grace {
+		t.Logf("the resume took longer than the grace (%v): the check below proves little", time.Since(killed))
+	}
+	time.Sleep(time.Until(killed.Add(grace + 500*time.Millisecond))) // the grace is over
+	receives(t, s, "after the grace")
+	for name, h := range map[string]*heard{"b": hb, "c": hc} {
+		mark := map[string]int{"b": markB, "c": markC}[name]
+		notes, _ := h.since(mark)
+		for _, bad := range []struct{ method, id string }{{node.EventProducerRemoved, pid}, {node.EventProducerAdded, pid},
+			{node.EventParticipantLeft, pub.ID()}, {node.EventParticipantJoined, pub.ID()}} {
+			if anyOf(notes, bad.method, bad.id) {
+				t.Errorf("the viewer on %s was told %s: %v", name, bad.method, notes)
+			}
+		}
+	}
+	if got := rc.c["c"].Rooms().Participants("r")[pub.ID()]; got != "b" {
+		t.Fatalf("after the grace c has the publisher on %q", got)
+	}
+}

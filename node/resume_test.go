@@ -1,0 +1,173 @@
+package node_test
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/cascade-sfu/cascade/node"
+)
+
+// TestResumeSameNode: a session resumed on the node that still holds it keeps its id, gets the
+// next epoch, supersedes the old copy (told "resumed", no leave and no join for anyone), and
+// its credential cannot be used a second time.
+func TestResumeSameNode(t *testing.T) {
+	n, ev := adminNode(t, node.Options{})
+	g := node.Grant{Publish: true, Subscribe: true}
+	bob, bobHeard := join(t, n, "r", "bob", g)
+	alice, aliceHeard := join(t, n, "r", "alice", g)
+	res := node.Resume{ID: alice.ID(), Epoch: alice.Epoch(), JoinedAt: alice.Info().JoinedAt, Node: n.ID()}
+	heardBefore := bobHeard.count(node.EventParticipantLeft) + bobHeard.count(node.EventParticipantJoined)
+
+	again := &recorder{}
+	p, err := n.JoinResumed("r", "alice", g, false, again, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.ID() != alice.ID() || p.Epoch() != 1 || p.Info().JoinedAt != alice.Info().JoinedAt {
+		t.Fatalf("resumed as %+v, want id %s epoch 1", p.Info(), alice.ID())
+	}
+	checkFor(t, 5*time.Second, func() error {
+		select {
+		case <-alice.Done():
+		default:
+			return errors.New("old copy not closed")
+		}
+		return nil
+	})
+	if !aliceHeard.has(node.EventClosed, `{"reason":"resumed"}`) {
+		t.Fatalf("old copy not told it resumed:\n%s", aliceHeard)
+	}
+	if c := bobHeard.count(node.EventParticipantLeft) + bobHeard.count(node.EventParticipantJoined); c != heardBefore {
+		t.Fatalf("bob heard a leave or a join:\n%s", bobHeard)
+	}
+	if c := ev.count("ParticipantLeft"); c != 0 {
+		t.Fatalf("%d ParticipantLeft events", c)
+	}
+	var resumed *node.ParticipantJoined
+	ev.mu.Lock()
+	for _, e := range ev.events {
+		if j, ok := e.(node.ParticipantJoined); ok && j.Resumed {
+			resumed = &j
+		}
+	}
+	ev.mu.Unlock()
+	if resumed == nil || resumed.Participant.Epoch != 1 || resumed.Participant.ID != alice.ID() {
+		t.Fatalf("no ParticipantJoined with Resumed and epoch 1: %+v", resumed)
+	}
+	if ps := n.Room("r").Participants(); len(ps) != 2 {
+		t.Fatalf("participants %v, want bob and alice", ps)
+	}
+	// The same credential again: refused, and the session is untouched.
+	if _, err := n.JoinResumed("r", "alice", g, false, &recorder{}, res); !errors.Is(err, node.ErrResume) {
+		t.Fatalf("second use of a credential: %v, want ErrResume", err)
+	}
+	select {
+	case <-p.Done():
+		t.Fatal("the session closed on a refused resume")
+	default:
+	}
+	_ = bob
+}
+
+// TestResumeOfRemote: a session the room knows on another node becomes local without a join
+// for the local participants; a stale announcement of the old copy changes nothing, a newer
+// copy announced elsewhere fences the local one.
+func TestResumeOfRemote(t *testing.T) {
+	n, _ := adminNode(t, node.Options{})
+	g := node.Grant{Subscribe: true}
+	_, bobHeard := join(t, n, "r", "bob", g)
+	r := n.Room("r")
+	old := node.ParticipantInfo{ID: "PAREMOTE", Identity: "alice", JoinedAt: 1000, Epoch: 2}
+	r.AddRemoteParticipant(old, "N2")
+	if bobHeard.count(node.EventParticipantJoined) != 1 {
+		t.Fatalf("bob not told of the remote join:\n%s", bobHeard)
+	}
+	// A stale credential (epoch 1, the session is at 2) is refused.
+	if _, err := n.JoinResumed("r", "alice", g, false, &recorder{}, node.Resume{ID: old.ID, Epoch: 1, JoinedAt: 1000, Node: "N2"}); !errors.Is(err, node.ErrResume) {
+		t.Fatalf("stale credential: %v", err)
+	}
+	aliceHeard := &recorder{}
+	p, err := n.JoinResumed("r", "alice", g, false, aliceHeard, node.Resume{ID: old.ID, Epoch: 2, JoinedAt: 1000, Node: "N2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.ID() != old.ID || p.Epoch() != 3 {
+		t.Fatalf("resumed as %+v", p.Info())
+	}
+	// The old node's stale copy announces itself late: nothing changes.
+	r.AddRemoteParticipant(old, "N2")
+	r.UpdateRemoteParticipant(old, "N2")
+	if bobHeard.count(node.EventParticipantJoined) != 1 || bobHeard.count(node.EventParticipantLeft) != 0 {
+		t.Fatalf("bob heard of the resume:\n%s", bobHeard)
+	}
+	if ps := r.Participants(); len(ps) != 2 {
+		t.Fatalf("participants %v", ps)
+	}
+	// The client resumed once more, on N3: the local copy is fenced.
+	newer := old
+	newer.Epoch = 4
+	r.AddRemoteParticipant(newer, "N3")
+	select {
+	case <-p.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("fenced copy not closed")
+	}
+	if !aliceHeard.has(node.EventClosed, `{"reason":"resumed"}`) {
+		t.Fatalf("fenced copy not told:\n%s", aliceHeard)
+	}
+	if bobHeard.count(node.EventParticipantLeft) != 0 || bobHeard.count(node.EventParticipantJoined) != 1 {
+		t.Fatalf("bob heard of the fencing:\n%s", bobHeard)
+	}
+	ps := r.Participants()
+	if len(ps) != 2 || !hasParticipant(ps, old.ID, 4) {
+		t.Fatalf("participants %v, want alice at epoch 4", ps)
+	}
+}
+
+// TestResumeRefusedForNewerIdentity: a client that joined afresh since (a new session of the
+// identity) cannot be pushed out by a resume of its old one.
+func TestResumeRefusedForNewerIdentity(t *testing.T) {
+	n, _ := adminNode(t, node.Options{})
+	join(t, n, "r", "alice", node.Grant{})
+	if _, err := n.JoinResumed("r", "alice", node.Grant{}, false, &recorder{}, node.Resume{ID: "PAOLD", Epoch: 0}); !errors.Is(err, node.ErrResume) {
+		t.Fatalf("resume over a newer session: %v", err)
+	}
+}
+
+// TestLinger: a participant whose client vanished stays for its grace, then leaves as usual.
+func TestLinger(t *testing.T) {
+	n, _ := adminNode(t, node.Options{})
+	_, bobHeard := join(t, n, "r", "bob", node.Grant{})
+	gone, _ := join(t, n, "r", "gone", node.Grant{})
+	gone.Linger(300 * time.Millisecond)
+	if bobHeard.count(node.EventParticipantLeft) != 0 {
+		t.Fatal("left before its grace")
+	}
+	checkFor(t, 5*time.Second, func() error {
+		if !bobHeard.has(node.EventParticipantLeft, fmt.Sprintf(`{"id":%q}`, gone.ID())) {
+			return errors.New("no leave after the grace")
+		}
+		return nil
+	})
+}
+
+func TestSupersedesByEpoch(t *testing.T) {
+	a := node.ParticipantInfo{ID: "PA1", Identity: "alice", JoinedAt: 5, Epoch: 2}
+	b := a
+	b.Epoch = 1
+	b.JoinedAt = 9 // a later clock says nothing between copies of one session
+	if !node.Supersedes(a, nil, b, []string{a.ID}) || node.Supersedes(b, []string{a.ID}, a, nil) || node.Supersedes(a, nil, a, nil) {
+		t.Fatal("copies of one session are not decided by epoch")
+	}
+}
+
+func hasParticipant(ps []node.ParticipantInfo, id string, epoch uint64) bool {
+	for _, p := range ps {
+		if p.ID == id && p.Epoch == epoch {
+			return true
+		}
+	}
+	return false
+}
