@@ -134,7 +134,8 @@ func (p *Participant) Resumable() []ProducerInfo {
 	out = append(out, kept...)
 	p.mu.Unlock()
 	for _, pr := range live {
-		out = append(out, ProducerInfo{ID: pr.id, Kind: pr.kind.String(), Mid: pr.mid, Participant: p.id})
+		info := pr.Info() // the mid of its current source (an adopted producer's may be new)
+		out = append(out, ProducerInfo{ID: info.ID, Kind: info.Kind, Mid: info.Mid, Participant: p.id})
 	}
 	return out
 }
@@ -196,6 +197,14 @@ func (p *Participant) fence() {
 		}
 		p.Close()
 	}()
+}
+
+// Superseded tells whether a newer copy of the session took over (the node closes this one
+// once its producers moved: its signaling connection's end must not close it sooner).
+func (p *Participant) Superseded() bool {
+	p.room.mu.Lock()
+	defer p.room.mu.Unlock()
+	return p.superseded
 }
 
 // producerless tells whether the participant has no producer left (all moved away or ended).

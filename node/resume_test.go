@@ -171,3 +171,57 @@ func hasParticipant(ps []node.ParticipantInfo, id string, epoch uint64) bool {
 	}
 	return false
 }
+
+// TestResumeInFullRoom: a resume of a session the full room already counts (here, or on another
+// node) is admitted like a replacing identity; a newcomer is not.
+func TestResumeInFullRoom(t *testing.T) {
+	n, _ := adminNode(t, node.Options{Limits: node.Limits{RoomParticipants: 2}})
+	g := node.Grant{Subscribe: true}
+	a, _ := join(t, n, "r", "a", g)
+	r := a.Room()
+	r.AddRemoteParticipant(node.ParticipantInfo{ID: "PAREMOTE", Identity: "x", JoinedAt: 1}, "n2")
+	if _, err := n.Join("r", "newcomer", g, false, &recorder{}); !errors.Is(err, node.ErrRoomFull) {
+		t.Fatalf("a third participant: %v, want ErrRoomFull", err)
+	}
+	if _, err := n.JoinResumed("r", "a", g, false, &recorder{}, node.Resume{ID: a.ID(), Epoch: 0}); err != nil {
+		t.Fatalf("resume of a, here: %v", err)
+	}
+	if _, err := n.JoinResumed("r", "x", g, false, &recorder{}, node.Resume{ID: "PAREMOTE", Epoch: 0, Node: "n2"}); err != nil {
+		t.Fatalf("resume of x, from n2: %v", err)
+	}
+	if ps := r.Participants(); len(ps) != 2 {
+		t.Fatalf("participants %v", ps)
+	}
+}
+
+// TestSupersededOutlivesItsConnection: a copy fenced by a newer session elsewhere is no longer
+// a participant but keeps its producers' media until they move or the linger ends; Superseded
+// tells its signaling layer not to close it.
+func TestSupersededOutlivesItsConnection(t *testing.T) {
+	n, _ := adminNode(t, node.Options{})
+	l := &recorder{}
+	p, prID := publishLive(t, n, "r", "pub", l)
+	_, bobHeard := join(t, n, "r", "bob", node.Grant{Subscribe: true})
+	info := p.Info()
+	info.Epoch = 1
+	p.Room().AddRemoteParticipant(info, "n2")
+	if !p.Superseded() {
+		t.Fatal("not superseded")
+	}
+	if n.Producer("r", prID) == nil {
+		t.Fatal("the superseded copy's producer ended at once")
+	}
+	select {
+	case <-p.Done():
+		t.Fatal("closed before its producers moved or its linger ended")
+	case <-time.After(500 * time.Millisecond):
+	}
+	select {
+	case <-p.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("not closed after its linger")
+	}
+	if bobHeard.count(node.EventParticipantLeft) != 0 {
+		t.Fatalf("bob heard a leave:\n%s", bobHeard)
+	}
+}

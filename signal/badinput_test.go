@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cascade-sfu/cascade/node"
+	"github.com/cascade-sfu/cascade/signal"
 	"github.com/cascade-sfu/cascade/signal/auth"
 	"github.com/cascade-sfu/cascade/signal/client"
 	"github.com/cascade-sfu/cascade/signal/proto"
@@ -173,7 +175,8 @@ func TestManyMalformedFramesCloseConnection(t *testing.T) {
 // TestVanishingClients: a publisher that drops its socket mid-negotiation and a subscriber
 // that vanishes are both cleaned up, and the others keep their media.
 func TestVanishingClients(t *testing.T) {
-	e := newEnv(t, 2, 100)
+	// A vanished client's participant stays for the resume grace: a short one here.
+	e := startNode(t, node.Options{Workers: 2, WorkerConsumers: 100}, nil, func(o *signal.Options) { o.ResumeGrace = 300 * time.Millisecond })
 	_, res := publishVideo(t, e, "r", "pub", true)
 	stay := e.join("r", "stay", false, true)
 	waitPackets(t, stay, res.Producers[0].ID)

@@ -49,7 +49,8 @@ func newFuzzNode(tb testing.TB) *fuzzNode {
 		tb.Fatal(err)
 	}
 	srv := signal.NewServer(n, signal.Options{Keys: testKeys, Logger: log, Gatherer: reg,
-		Joins: signal.JoinLimits{Rate: -1}}) // the fuzzer joins thousands of times from one address
+		Joins:       signal.JoinLimits{Rate: -1}, // the fuzzer joins thousands of times from one address
+		ResumeGrace: -1})                         // a dropped session goes at once: the next input must not find it
 	hs.Config.Handler = srv.Handler()
 	hs.Start()
 	tb.Cleanup(func() { srv.Close(); hs.Close(); n.Close() })

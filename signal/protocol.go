@@ -35,6 +35,8 @@ func codeOf(err error) string {
 		return proto.CodeBadState
 	case errors.Is(err, node.ErrDraining):
 		return proto.CodeDraining
+	case errors.Is(err, node.ErrResume): // a publish naming producers its session did not have
+		return proto.CodeBadRequest
 	}
 	return proto.CodeInternal
 }

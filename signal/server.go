@@ -60,6 +60,10 @@ type Options struct {
 	Joins JoinLimits
 	// Rooms serves the room API under /api/ to holders of an admin token (nil: none).
 	Rooms Rooms
+	// ResumeGrace is how long the participant of a client that vanished (its connection dropped
+	// without a leave) stays, so that a resume of its session lands first (0:
+	// DefaultResumeGrace; negative: none, it leaves at once).
+	ResumeGrace time.Duration
 }
 
 // Placement is the join placement policy of a cluster.

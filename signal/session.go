@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cascade-sfu/cascade/node"
+	"github.com/cascade-sfu/cascade/signal/auth"
 	"github.com/cascade-sfu/cascade/signal/proto"
 	"github.com/coder/websocket"
 	"github.com/hashicorp/go-hclog"
@@ -55,17 +56,22 @@ type session struct {
 	holding bool
 	held    []proto.Notification
 	ended   bool // the closed notification went out: nothing follows it
+	left    bool // the client asked to leave (under heldMu)
 
 	// Owned by the reader loop.
 	p         *node.Participant
 	malformed int
 	ip        netip.Addr // the client's address, for the join limit (set before run)
+	grant     auth.Grant // what the session may do (its resume credentials carry it)
+	saidBye   bool       // the client closed the WebSocket itself (a close frame)
+
+	refresh chan struct{} // asks the refresher for a fresh resume credential (resume.go)
 }
 
 func newSession(srv *Server, conn *websocket.Conn) *session {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &session{srv: srv, conn: conn, log: srv.log, ctx: ctx, cancel: cancel, out: make(chan []byte, outQueue),
-		limiter: rate.NewLimiter(requestsPerSec, requestsBurst), closing: make(chan struct{})}
+		limiter: rate.NewLimiter(requestsPerSec, requestsBurst), closing: make(chan struct{}), refresh: make(chan struct{}, 1)}
 }
 
 // run serves the connection until it ends, then removes the participant.
@@ -77,7 +83,12 @@ func (s *session) run() {
 	s.reader()
 	s.cancel()
 	s.wg.Wait()
-	if s.p != nil {
+	switch {
+	case s.p == nil:
+	case s.p.Superseded(): // resumed elsewhere: the node closes it once its producers moved
+	case s.vanished(): // its client may resume the session: keep it a while
+		s.p.Linger(s.srv.resumeGrace())
+	default:
 		s.p.Close()
 	}
 	_ = s.conn.CloseNow()
@@ -96,6 +107,7 @@ func (s *session) reader() {
 	for {
 		typ, b, err := s.conn.Read(s.ctx)
 		if err != nil {
+			s.saidBye = websocket.CloseStatus(err) != -1 // a close frame: the client meant to go
 			if websocket.CloseStatus(err) == -1 && s.ctx.Err() == nil {
 				s.log.Debug("signaling connection ended", "error", err)
 			}
@@ -138,7 +150,13 @@ func (s *session) frame(typ websocket.MessageType, b []byte) {
 			s.log.Warn("cannot start participant", "error", err)
 		}
 	}
+	if (req.Method == proto.MethodPublish || req.Method == proto.MethodUnpublish) && err == nil {
+		s.refreshResume() // after the response: the credential names the producers it told of
+	}
 	if req.Method == proto.MethodLeave && err == nil {
+		s.heldMu.Lock()
+		s.left = true
+		s.heldMu.Unlock()
 		s.closeWith(websocket.StatusNormalClosure, "left", true)
 	}
 	if errors.Is(err, node.ErrFlooding) { // chat far past its limit, refusals ignored
@@ -182,6 +200,10 @@ func (s *session) reply(id *json.Number, data any, err error) {
 
 // Notify implements node.Listener.
 func (s *session) Notify(method string, data any) {
+	if method == node.EventResumable { // not for the wire: a fresh credential is
+		s.refreshResume()
+		return
+	}
 	s.heldMu.Lock()
 	defer s.heldMu.Unlock()
 	if s.holding {
@@ -216,6 +238,8 @@ func closeOf(data any) (websocket.StatusCode, string) {
 		return proto.CloseRemoved, reason
 	case node.ReasonRoomDeleted:
 		return proto.CloseRoomDeleted, reason
+	case node.ReasonResumed:
+		return proto.CloseResumed, reason
 	}
 	return closeReplaced, proto.ReasonReplaced
 }
@@ -399,7 +423,7 @@ func (s *session) join(raw json.RawMessage) (any, error) {
 	if err := s.admitJoin(); err != nil {
 		return nil, err
 	}
-	g, err := s.srv.o.Keys.Verify(d.Token)
+	g, res, avoid, err := s.joinGrant(d) // an access token, or a resume credential (resume.go)
 	if err != nil {
 		return nil, err
 	}
@@ -411,23 +435,34 @@ func (s *session) join(raw json.RawMessage) (any, error) {
 		return nil, err
 	}
 	if pl := s.srv.o.Placement; pl != nil && !d.NoRedirect {
-		if id, httpURL, ok := pl.Place(g.Room, d.Region); ok {
+		if id, httpURL, ok := pl.Place(g.Room, d.Region, avoid...); ok {
 			// A peer with an unusable URL: keep the client here.
 			if u, err := proto.WebSocketURL(httpURL); err == nil {
 				return proto.JoinResult{Room: g.Room, Redirect: &proto.Redirect{Node: id, URL: u}}, nil
 			}
 		}
 	}
-	p, err := s.srv.n.Join(g.Room, g.Identity, node.Grant{Publish: g.Publish, Subscribe: g.Subscribe, Metadata: g.Metadata}, auto, s)
+	ng := node.Grant{Publish: g.Publish, Subscribe: g.Subscribe, Metadata: g.Metadata}
+	var p *node.Participant
+	if res != nil {
+		p, err = s.srv.n.JoinResumed(g.Room, g.Identity, ng, auto, s, *res)
+		if errors.Is(err, node.ErrResume) {
+			return nil, resumeRefused(err)
+		}
+	} else {
+		p, err = s.srv.n.Join(g.Room, g.Identity, ng, auto, s)
+	}
 	if err != nil {
 		return nil, err
 	}
-	s.p = p
+	s.p, s.grant = p, g
 	s.srv.markJoined(s) // the join deadline (edges.go) no longer applies
 	s.log = s.log.With("room", g.Room, "participant", p.ID())
-	res := proto.JoinResult{Participant: participant(p.Info()), Room: g.Room, Participants: each(p.Room().Participants(), participant),
-		Producers: each(p.Room().Producers(), producer), ICEServers: s.srv.iceServers(p.ID()), RoomMetadata: p.Room().Settings().Metadata}
-	return res, nil
+	res2 := proto.JoinResult{Participant: participant(p.Info()), Room: g.Room, Participants: each(p.Room().Participants(), participant),
+		Producers: each(p.Room().Producers(), producer), ICEServers: s.srv.iceServers(p.ID()), RoomMetadata: p.Room().Settings().Metadata,
+		Resume: s.credential(), Resumed: res != nil, Nodes: s.nodes(g.Room, d.Region, avoid)}
+	s.startRefresh()
+	return res2, nil
 }
 
 func decode(raw json.RawMessage, v any) error {

@@ -292,6 +292,8 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 		JoinDeadline:    cfg.joinDeadline(),
 		SeparateMetrics: cfg.MetricsListen != "",
 	}
+	// One grace for a dead node's sessions and for a vanished client's: a resume lands first.
+	so.ResumeGrace = resumeGrace(cfg.ResumeGrace)
 	if turnSrv != nil {
 		so.ICEServers = turnICEServers(turnSrv, cfg.TURNTTL, logger)
 	}

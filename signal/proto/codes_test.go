@@ -14,7 +14,7 @@ func TestEveryCodeDocumented(t *testing.T) {
 	}
 	for _, c := range []string{CodeBadRequest, CodeUnknownMethod, CodeUnauthorized, CodeTokenExpired, CodeForbidden, CodeNotJoined,
 		CodeAlreadyJoined, CodeBadSDP, CodeNotFound, CodeBadState, CodeRateLimited, CodeDraining, CodeInternal,
-		CodeClusterUnavailable, CodeTooManyRooms, CodeRoomFull, CodeTooManyTracks} {
+		CodeClusterUnavailable, CodeTooManyRooms, CodeRoomFull, CodeTooManyTracks, CodeResumeRefused} {
 		if !strings.Contains(string(doc), "\n| `"+c+"` |") {
 			t.Errorf("error code %s has no row in PROTOCOL.md", c)
 		}
