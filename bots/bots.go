@@ -338,7 +338,7 @@ func (r *run) report(end time.Time) *Report {
 		DurationSec: end.Sub(r.start).Seconds(), Errors: append([]string{}, r.errors...)}
 	rep.Joined = r.pubs
 	rep.Failed = rep.Publishers - r.pubs
-	var joins, lats []float64
+	var joins, lats, recoveries []float64
 	type nodeAcc struct {
 		subs, stalls, stalledSubs int
 		joins, lats               []float64
@@ -417,7 +417,6 @@ func (r *run) report(end time.Time) *Report {
 				}
 			}
 		}
-		s.mu.Unlock()
 		// A subscriber must have every track of its room by the end of the join phase: a
 		// missing one has no packets, hence no gaps, and no stall could show it.
 		if s.atJoin < s.expect {
@@ -427,9 +426,14 @@ func (r *run) report(end time.Time) *Report {
 			}
 			rep.MissingTracks = append(rep.MissingTracks, m)
 		}
+		rep.addResumes(s, &b, endN, &recoveries)
+		s.mu.Unlock()
 		// Stalls: the union of the tracks' silences while their producers were live.
 		episodes := mergeSpans(gaps)
 		b.Stalls = stallReport(episodes, r.start, endN)
+		if n := len(b.Stalls); n > 0 && !b.Stalls[n-1].Recovered && b.SessionLost == "" {
+			rep.NotRecovered = append(rep.NotRecovered, b.Stalls[n-1].describe(s.name, s.url))
+		}
 		var botObserved, botStalled time.Duration
 		if first != 0 {
 			botObserved = time.Duration(endN - first)
@@ -511,6 +515,7 @@ func (r *run) report(end time.Time) *Report {
 	}
 	rep.StalledPct = pct(stalled, observed)
 	rep.JoinMs = percentiles(joins)
+	rep.RecoveryMs = percentiles(recoveries)
 	rep.LatencyMs = percentiles(lats)
 	if rep.Joined-r.pubs > 0 {
 		rep.RecvKbps = recvKbps / float64(rep.Joined-r.pubs)

@@ -47,11 +47,11 @@ const faultPort = 7880 // every node's HTTP port (each host has its own ports)
 // servers admit each other only with credentials derived from it.
 const faultClusterSecret = "fault-lab-cluster-secret-0123456789abcdef"
 
-func startFaultCluster(t *testing.T) *faultCluster {
+func startFaultCluster(t testing.TB) *faultCluster {
 	return startFaultClusterWith(t, clusterOptions{})
 }
 
-func startFaultClusterWith(t *testing.T, o clusterOptions) *faultCluster {
+func startFaultClusterWith(t testing.TB, o clusterOptions) *faultCluster {
 	if o.nodes == 0 {
 		o.nodes = 3
 	}
@@ -144,11 +144,12 @@ func (c *faultCluster) stats(i int) (nodeStats, uint64, error) {
 
 // runBots starts `cascade bots`: the publisher on n0, subs subscribers over n1 and n2, for
 // hold once all joined. It returns the process and the path of its JSON report.
-func (c *faultCluster) runBots(t *testing.T, subs int, hold time.Duration) (*harness.Process, string) {
+func (c *faultCluster) runBots(t testing.TB, subs int, hold time.Duration, extra ...string) (*harness.Process, string) {
 	out := filepath.Join(t.TempDir(), "report.json")
-	p := c.bots.Start(t, "bots", c.bin, "bots", "--publish-url", c.url(0), "--url", c.url(1)+","+c.url(2),
+	args := append([]string{"bots", "--publish-url", c.url(0), "--url", c.url(1) + "," + c.url(2),
 		"--room", "faults", "--publishers", "1", "--subscribers", fmt.Sprint(subs), "--duration", hold.String(),
-		"--rate", "20", "--max-stall", "2s", "--api-key", keys.Key, "--api-secret", keys.Secret, "--quiet", "--json", out)
+		"--rate", "20", "--max-stall", "2s", "--api-key", keys.Key, "--api-secret", keys.Secret, "--quiet", "--json", out}, extra...)
+	p := c.bots.Start(t, "bots", c.bin, args...)
 	// Every subscriber is served by the edge it joined (half each), with media flowing there.
 	harness.Eventually(t, 30*time.Second, func() error {
 		for _, i := range []int{1, 2} {
@@ -185,7 +186,7 @@ func (c *faultCluster) flatFor(i int, d time.Duration) time.Duration {
 	return longest
 }
 
-func readReport(t *testing.T, path string) *bots.Report {
+func readReport(t testing.TB, path string) *bots.Report {
 	t.Helper()
 	var rep bots.Report
 	b, err := os.ReadFile(path)
@@ -205,7 +206,7 @@ func readReport(t *testing.T, path string) *bots.Report {
 func TestFaultEdgeKilledBotsSeeStalls(t *testing.T) {
 	c := startFaultCluster(t)
 	const subs = 6
-	p, out := c.runBots(t, subs, 12*time.Second)
+	p, out := c.runBots(t, subs, 12*time.Second, "--no-resume")
 	time.Sleep(2 * time.Second) // media flowing for a while before the fault
 	c.nodes[2].Kill()
 	code, err := p.Wait(60 * time.Second)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cascade-sfu/cascade/signal/auth"
+	"github.com/cascade-sfu/cascade/signal/client"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -57,6 +58,12 @@ type Options struct {
 	// MaxStall fails the run when a subscriber goes without media from a live producer for
 	// longer than this (0: no limit; stalls are reported either way).
 	MaxStall time.Duration
+	// NoResume turns the bots' session resume off (client.Options.Resume): a bot whose node
+	// goes then loses its session, as before resume existed.
+	NoResume bool
+	// OnPublisherResume, when set, is called after each resume of a publisher (the bench
+	// times the publisher's move).
+	OnPublisherResume func(name string, r client.Resume)
 	// Progress receives the live progress display (nil: none).
 	Progress io.Writer
 }

@@ -82,6 +82,18 @@ type Report struct {
 	MaxStallMs   float64  `json:"max_stall_ms"`
 	OverMaxStall []string `json:"over_max_stall"`
 
+	// Resumes counts the subscribers' session moves (their node lost or draining) in
+	// ResumedSubscribers; FreshJoins those refused and joined afresh. RecoveryMs is, over the
+	// resumes, the time from the loss's detection to the first packet after it.
+	// NotRecovered names every subscriber that never received media again after a loss (its
+	// session lost, a resume without media, a silence that lasted to the end): each fails the
+	// run.
+	Resumes            int         `json:"resumes"`
+	ResumedSubscribers int         `json:"resumed_subscribers"`
+	FreshJoins         int         `json:"fresh_joins"`
+	RecoveryMs         Percentiles `json:"recovery_ms"`
+	NotRecovered       []string    `json:"not_recovered"`
+
 	// Nodes breaks the subscribers' results down by the node (URL) that served them.
 	Nodes []NodeResult `json:"nodes"`
 
@@ -139,15 +151,25 @@ type BotResult struct {
 	// StalledMs is the time spent in Stalls.
 	StalledMs float64 `json:"stalled_ms"`
 	Stalls    []Stall `json:"stalls,omitempty"`
-	Error     string  `json:"error,omitempty"`
+	// MediaLosses counts the times the subscriber lost its node (resumed or not); Resumes
+	// are its session's moves; Silences its times without any packet (longer than
+	// SilenceMin); SessionLost why its session ended before the run, if it did.
+	MediaLosses int            `json:"media_losses"`
+	Resumes     []ResumeResult `json:"resumes,omitempty"`
+	Silences    []Silence      `json:"silences,omitempty"`
+	// TrackGaps are the times one of its tracks received nothing for longer than SilenceMin
+	// (video frozen while audio plays is one), over all its tracks.
+	TrackGaps   []Silence `json:"track_gaps,omitempty"`
+	SessionLost string    `json:"session_lost,omitempty"`
+	Error       string    `json:"error,omitempty"`
 }
 
 // OK tells whether the run succeeded: every bot joined, every subscriber received every track
-// of its room by the end of the join phase, and no subscriber stalled for longer than the
-// run's MaxStall.
+// of its room by the end of the join phase, no subscriber stalled for longer than the run's
+// MaxStall, and every subscriber that lost its media received it again.
 func (r *Report) OK() bool {
 	return r.Failed == 0 && r.NoMedia == 0 && r.Joined == r.Publishers+r.Subscribers && len(r.MissingTracks) == 0 &&
-		len(r.OverMaxStall) == 0
+		len(r.OverMaxStall) == 0 && len(r.NotRecovered) == 0
 }
 
 // Problems says in one line per kind what made the run fail (empty when OK).
@@ -166,6 +188,10 @@ func (r *Report) Problems() []string {
 	if n := len(r.OverMaxStall); n > 0 {
 		out = append(out, fmt.Sprintf("%d stalls longer than --max-stall %s:", n, time.Duration(r.MaxStallMs*float64(time.Millisecond))))
 		out = appendNamed(out, r.OverMaxStall)
+	}
+	if n := len(r.NotRecovered); n > 0 {
+		out = append(out, fmt.Sprintf("%d subscribers never received media again:", n))
+		out = appendNamed(out, r.NotRecovered)
 	}
 	return out
 }
@@ -220,11 +246,22 @@ func (r *Report) WriteSummary(w io.Writer) {
 	}
 	row("stalls", fmt.Sprintf("%d in %d subscribers, longest %.1f s, %.2f%% of subscriber-seconds without media",
 		r.Stalls, r.StalledSubscribers, r.LongestStallMs/1000, r.StalledPct))
+	if r.Resumes > 0 || len(r.NotRecovered) > 0 {
+		row("resumes", fmt.Sprintf("%d in %d subscribers (%d joined afresh), loss to first packet ms %s, %d never received media again",
+			r.Resumes, r.ResumedSubscribers, r.FreshJoins, ms(r.RecoveryMs), len(r.NotRecovered)))
+	}
 	if len(r.Nodes) > 1 {
 		for _, n := range r.Nodes {
 			row("  "+n.URL, fmt.Sprintf("%d subscribers, latency p50 %.2f p99 %.2f ms, join p50 %.1f ms, loss %.3f%%, stalls %d in %d subscribers (%.2f%% without media)",
 				n.Subscribers, n.LatencyMs.P50, n.LatencyMs.P99, n.JoinMs.P50, n.LossPct, n.Stalls, n.StalledSubscribers, n.StalledPct))
 		}
+	}
+	for i, s := range r.NotRecovered {
+		if i == 10 {
+			row("", fmt.Sprintf("... %d more subscribers without media again", len(r.NotRecovered)-10))
+			break
+		}
+		row("lost", s)
 	}
 	for i, s := range r.OverMaxStall {
 		if i == 10 {

@@ -37,15 +37,18 @@ type trackGaps struct {
 }
 
 // packet records a packet's arrival at now (unix nanos).
-func (g *trackGaps) packet(now int64) {
+func (g *trackGaps) packet(now int64) { g.packetAfter(now, StallGap) }
+
+// packetAfter is packet keeping the gaps longer than least.
+func (g *trackGaps) packetAfter(now int64, least time.Duration) {
 	if g.last != 0 {
 		d := time.Duration(now - g.last)
 		g.maxGap = max(g.maxGap, d)
-		if d > StallGap {
+		if d > least {
 			g.gaps = append(g.gaps, span{g.last, now})
 		}
 	}
-	g.last = now
+	g.last = max(g.last, now)
 }
 
 // silentFor tells how long the track has gone without a packet at now.

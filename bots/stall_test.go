@@ -135,10 +135,19 @@ func TestReportStalls(t *testing.T) {
 	if len(rep.OverMaxStall) != 1 || !strings.Contains(rep.OverMaxStall[0], "not recovered") {
 		t.Fatalf("over max stall %q", rep.OverMaxStall)
 	}
-	// Off: reported, but the run is fine.
+	// Off: a stall that recovered is reported, but the run is fine; one that never did fails
+	// it all the same (issue 13: a viewer that stops receiving is never a 0 % loss run).
 	r.o.MaxStall = 0
+	if rep = r.report(end); rep.OK() || rep.Stalls != 1 || len(rep.NotRecovered) != 1 ||
+		!strings.Contains(rep.NotRecovered[0], "sub-1 on ws://b/ws") {
+		t.Fatalf("with --max-stall 0, not recovered: ok %v, stalls %d, not recovered %q", rep.OK(), rep.Stalls, rep.NotRecovered)
+	}
+	if p := strings.Join(rep.Problems(), "\n"); !strings.Contains(p, "1 subscribers never received media again") {
+		t.Errorf("problems %q", p)
+	}
+	r.subs = []*subscriber{healthy, cut}
 	if rep = r.report(end); !rep.OK() || rep.Stalls != 1 {
-		t.Fatalf("with --max-stall 0: ok %v, stalls %d", rep.OK(), rep.Stalls)
+		t.Fatalf("with --max-stall 0, recovered: ok %v, stalls %d, problems %q", rep.OK(), rep.Stalls, rep.Problems())
 	}
 }
 

@@ -33,20 +33,25 @@ type subscriber struct {
 
 	mu     sync.Mutex
 	tracks map[string]*trackStats // by producer id
+	// readers are the track read loops started, resumes the session's moves (resume.go).
+	readers []*reader
+	resumes []client.Resume
+	// silence is the subscriber's media as a whole: its gaps are when no track delivered.
+	silence trackGaps
 }
 
-// trackStats is one received track; only its read loop writes it (under the subscriber's mu).
+// trackStats is one received producer's stream; its read loops write it (under the
+// subscriber's mu). A resumed session receives the producer again on a new track (a
+// migration: for a moment on two): each read loop numbers its own packets (a seqRun).
 type trackStats struct {
 	packets  int64
 	bytes    int64
-	firstSeq int64 // extended
-	maxSeq   int64 // extended
-	seqBase  uint16
-	started  bool
+	runs     []*seqRun
 	latency  []latencySample
 	bytesSec []int64 // bytes received in each second of the run
 	pktsSec  []int64 // packets received in each second of the run
 	gaps     trackGaps
+	brief    trackGaps // its gaps longer than SilenceMin
 	// removed is when the node said the track's producer left the room (unix nanos, 0: not):
 	// the end of a producer of another run, whose sending this run cannot see.
 	removed int64
@@ -70,7 +75,7 @@ func (r *run) subscribe(ctx context.Context, name, url, room string) *subscriber
 	s.start = time.Now()
 	c, err := client.Dial(ctx, url, client.Options{Token: tok, LoopbackOnly: r.o.LoopbackOnly, Lean: true, NoRedirect: r.o.NoRedirect,
 		OnTrack: s.onTrack, OnNotification: s.onNotification, NetworkTypes: r.o.subscriberNetworks(),
-		ICETransportPolicy: r.o.subscriberPolicy()})
+		ICETransportPolicy: r.o.subscriberPolicy(), Resume: !r.o.NoResume, ResumeURLs: r.o.URLs, OnResume: s.onResume})
 	if err != nil {
 		s.fail(fmt.Errorf("%s: join %s: %w", name, url, err))
 		return s
@@ -127,9 +132,18 @@ func (s *subscriber) fail(err error) {
 }
 
 func (s *subscriber) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-	ts := &trackStats{}
+	// A track's id is its producer's: after a resume the producer's new track goes on
+	// counting in the same stats.
+	rd := &reader{started: time.Now().UnixNano()}
+	sr := &seqRun{}
 	s.mu.Lock()
-	s.tracks[tr.ID()] = ts
+	ts := s.tracks[tr.ID()]
+	if ts == nil {
+		ts = &trackStats{}
+		s.tracks[tr.ID()] = ts
+	}
+	ts.runs = append(ts.runs, sr)
+	s.readers = append(s.readers, rd)
 	s.mu.Unlock()
 	runStart := s.run.start
 	var log *sendLog
@@ -146,6 +160,7 @@ func (s *subscriber) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		seq := uint16(buf[2])<<8 | uint16(buf[3])
 		rtpTS := uint32(buf[4])<<24 | uint32(buf[5])<<16 | uint32(buf[6])<<8 | uint32(buf[7])
 		s.firstAt.CompareAndSwap(0, now.UnixNano())
+		rd.first.CompareAndSwap(0, now.UnixNano())
 		if log == nil {
 			log = s.run.logs.get(tr.ID())
 		}
@@ -154,9 +169,11 @@ func (s *subscriber) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		ts.packets++
 		ts.bytes += int64(n)
 		ts.gaps.packet(now.UnixNano())
-		ext := ts.extend(seq)
-		if ext > ts.maxSeq {
-			ts.maxSeq = ext
+		ts.brief.packetAfter(now.UnixNano(), SilenceMin)
+		s.silence.packetAfter(now.UnixNano(), SilenceMin)
+		sr.packets++
+		if ext := sr.extend(seq); ext > sr.maxSeq {
+			sr.maxSeq = ext
 		}
 		for len(ts.bytesSec) <= sec {
 			ts.bytesSec = append(ts.bytesSec, 0)
@@ -173,8 +190,17 @@ func (s *subscriber) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 	}
 }
 
+// seqRun is the sequence numbers of one track read loop.
+type seqRun struct {
+	packets  int64
+	firstSeq int64 // extended
+	maxSeq   int64 // extended
+	seqBase  uint16
+	started  bool
+}
+
 // extend turns a 16-bit sequence number into a monotonic one relative to the first packet.
-func (t *trackStats) extend(seq uint16) int64 {
+func (t *seqRun) extend(seq uint16) int64 {
 	if !t.started {
 		t.started = true
 		t.seqBase = seq
@@ -193,15 +219,18 @@ func (t *trackStats) extend(seq uint16) int64 {
 	return cand - int64(t.seqBase)
 }
 
-// lost is how many packets never arrived between the first and the highest sequence number.
+// lost is how many packets never arrived between the first and the highest sequence number
+// of each read loop (what a resume's silence misses is in the stalls, not here).
 func (t *trackStats) lost() int64 {
-	if !t.started {
-		return 0
+	var n int64
+	for _, r := range t.runs {
+		if r.started {
+			if l := r.maxSeq - r.firstSeq + 1 - r.packets; l > 0 {
+				n += l
+			}
+		}
 	}
-	if l := t.maxSeq - t.firstSeq + 1 - t.packets; l > 0 {
-		return l
-	}
-	return 0
+	return n
 }
 
 // subscriberNetworks are the subscribers' candidate networks: SubscriberNetworks, else Networks.

@@ -222,6 +222,20 @@ func (m *Membership) Regions() map[string]string {
 	return out
 }
 
+// Draining implements relay.Peers: the live peers whose heartbeat says they drain, sorted.
+func (m *Membership) Draining() []string {
+	m.mu.Lock()
+	var out []string
+	for id, p := range m.peers {
+		if p.stats.Draining {
+			out = append(out, id)
+		}
+	}
+	m.mu.Unlock()
+	sort.Strings(out)
+	return out
+}
+
 // Incarnation is a live peer's incarnation ("" for a node not in the table).
 func (m *Membership) Incarnation(id string) string {
 	m.mu.Lock()

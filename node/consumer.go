@@ -64,6 +64,7 @@ func newConsumer(p *Producer, sub *Participant, w *Worker, pc *webrtc.PeerConnec
 	c := &Consumer{id: p.id, producer: p, sub: sub, worker: w, pc: pc, codec: p.codec(),
 		rtx: rtxbudget.New(p.node.rtx, time.Now(), p.media.Load())}
 	c.kind = kindOf(c.codec)
+	c.sw.begin(p.gen.Load())
 	return c
 }
 

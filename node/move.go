@@ -92,7 +92,9 @@ func (r *Room) MoveProducer(info ProducerInfo, origin string) (*Producer, uint32
 // moveTo makes s the producer's source, of the next generation; the caller holds mu. Only the
 // new source's packets are cached from now on (their sequence numbers are another stream's),
 // the old upstream goes (the cluster layer sets the new one) and the next keyframe request is
-// sent at once.
+// sent at once. An old-source packet whose ingest checked the generation just before the bump
+// may still land in the cache after the reset: one stale entry, replaced as the new source's
+// sequence numbers come round.
 func (p *Producer) moveTo(s *source, epoch uint64) uint32 {
 	gen := p.gen.Add(1)
 	p.src.Store(s)

@@ -60,7 +60,6 @@ type ProducerInfo struct {
 // cache (for NACKs) and posts it to each worker that has consumers of it.
 type Producer struct {
 	id         string
-	mid        string
 	kind       webrtc.RTPCodecType
 	node       *Node
 	room       *Room

@@ -64,6 +64,7 @@ type upstreamRef struct{ u Upstream }
 func (p *Producer) Attach(w webrtc.TrackLocalWriter, ssrc uint32) (*Consumer, error) {
 	c := &Consumer{id: p.id, producer: p, worker: p.home, codec: p.codec(), rtx: rtxbudget.New(p.node.rtx, time.Now(), p.media.Load())}
 	c.kind = kindOf(c.codec)
+	c.sw.begin(p.gen.Load())
 	c.bind.Store(&binding{ssrc: ssrc, clock: p.codec().ClockRate, writer: w})
 	c.resync.Store(true)
 	if !p.addConsumer(c) {

@@ -192,6 +192,15 @@ type xlate struct {
 	tl0Off   uint8
 }
 
+// begin sets the source a new consumer starts with: the producer's current one, so that a
+// consumer made during a move never starts on the source being replaced.
+func (s *switcher) begin(gen uint32) {
+	s.gen = gen
+	if gen != 0 {
+		s.publish(0, false)
+	}
+}
+
 // verdict is what the switch makes of a packet whose generation is not the one forwarded.
 type verdict uint8
 
@@ -199,17 +208,17 @@ const (
 	dropOld     verdict = iota // a replaced source: dropped
 	waitKey                    // a new source before its keyframe: dropped, keyframe asked for
 	switchNow                  // the new source starts here
-	startSource                // the consumer's first packet: forwarded as it is
+	startSource                // the consumer's first packet, of a source newer than its first: forwarded as it is
 )
 
 // decide classifies a packet of generation pkt.gen != s.gen; fresh: the consumer has sent
 // nothing yet.
 func (s *switcher) decide(k payloadKind, pkt *packet, fresh bool) verdict {
 	switch {
-	case fresh && !s.chosen:
-		return startSource
 	case int32(pkt.gen-s.gen) < 0:
 		return dropOld
+	case fresh && !s.chosen:
+		return startSource
 	case !startsKeyframe(k, pkt):
 		return waitKey
 	}
@@ -243,7 +252,7 @@ func (s *switcher) switchTo(pkt *packet, lastTS uint32, lastWall, now time.Time,
 	switch {
 	case s.rewrite:
 		outPic, outTL0, known = s.lastOut, s.lastTL0, true
-	case haveLast:
+	case haveLast && (last.picLen > 0 || last.hasTL0):
 		outPic, outTL0, known, picLen = last.pic, last.tl0, true, last.picLen
 	}
 	if !known || picLen == 0 || in.picLen == 0 {
@@ -258,7 +267,7 @@ func (s *switcher) switchTo(pkt *packet, lastTS uint32, lastWall, now time.Time,
 	s.tl0Off = outTL0 + 1 - in.tl0
 	s.lastTL0 = outTL0 + 1
 	// With the same width and no offsets the payload goes out as it came: nothing is copied.
-	s.rewrite = s.lastOut != in.pic || s.tl0Off != 0 || picLen != in.picLen
+	s.rewrite = (in.picLen > 0 && (s.lastOut != in.pic || picLen != in.picLen)) || (in.hasTL0 && s.tl0Off != 0)
 	s.picAt.Store(uint32(s.lastIn)<<16 | uint32(s.lastOut))
 }
 

@@ -95,6 +95,7 @@ func (ps *Pipes) manage(ctx context.Context) {
 				delete(retry, p)
 				ps.Demand(p)
 			}
+			ps.handOff(ctx)
 		}
 	}
 }
@@ -133,13 +134,13 @@ func (ps *Pipes) serve(ctx context.Context, p *node.Producer) error {
 // pipeIn asks the candidate parents in turn to relay p here.
 func (ps *Pipes) pipeIn(ctx context.Context, p *node.Producer) error {
 	gen := p.Generation() // before the origin is read: a move meanwhile makes the pipe stale, never wrong
-	cands := Parents(ps.trees.Tree(p.ID()), p.Origin(), ps.o.Self, ps.o.Region, ps.o.Fanout, ps.peers.Regions())
+	cands := Parents(ps.trees.Tree(p.ID()), p.Origin(), ps.o.Self, ps.o.Region, ps.o.Fanout, ps.peers.Regions(), ps.peers.Draining()...)
 	if len(cands) == 0 {
 		return ErrNoCarrier
 	}
 	var errs []error
 	for _, parent := range cands {
-		err := ps.pipeFrom(ctx, p, parent, gen)
+		_, err := ps.pipeFrom(ctx, p, parent, gen)
 		if err == nil {
 			return nil
 		}
@@ -148,26 +149,28 @@ func (ps *Pipes) pipeIn(ctx context.Context, p *node.Producer) error {
 	return errors.Join(errs...)
 }
 
-func (ps *Pipes) pipeFrom(ctx context.Context, p *node.Producer, parent string, gen uint32) error {
+// pipeFrom pipes p here from parent, for p's source generation gen; the new pipe replaces the
+// one p had (if any) as p's pipe in, its upstream and this node's edge in the tree.
+func (ps *Pipes) pipeFrom(ctx context.Context, p *node.Producer, parent string, gen uint32) (*inPipe, error) {
 	// Ready the link before asking: the parent sends as soon as it has the request, before its
 	// answer arrives here.
 	pe, ok := ps.peers.Peer(parent)
 	if !ok {
-		return ErrPeerGone
+		return nil, ErrPeerGone
 	}
 	paddr, err := netip.ParseAddrPort(pe.RelayAddr)
 	if err != nil {
-		return fmt.Errorf("relay address %q: %w", pe.RelayAddr, err)
+		return nil, fmt.Errorf("relay address %q: %w", pe.RelayAddr, err)
 	}
 	link, err := ps.t.Expect(parent, paddr)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	in := &inPipe{p: p, parent: parent, link: link, gen: gen, origin: p.Origin()}
 	ps.routeIn(in)
 	if err := ps.ask(ctx, in); err != nil {
 		ps.unrouteIn(in)
-		return err
+		return nil, err
 	}
 	ps.mu.Lock()
 	ps.in[p.ID()] = in
@@ -177,7 +180,7 @@ func (ps *Pipes) pipeFrom(ctx context.Context, p *node.Producer, parent string, 
 	p.RequestKeyframe()
 	ps.sig.Piped(p.Room().Name(), p.ID(), parent)
 	ps.log.Debug("producer piped here", "producer", p.ID(), "parent", parent)
-	return nil
+	return in, nil
 }
 
 // ask asks in's parent to relay its producer here, and completes the link with the parent's

@@ -97,6 +97,10 @@ type inPipe struct {
 	origin string
 	gaps   gaps          // owned by the transport's read goroutine
 	seen   atomic.Uint32 // Pipes.epoch at the last packet
+	// A hand-off (handoff.go): next is the pipe that replaces this one; once it has carried a
+	// packet (its flowing is set), this one's packets are dropped until it is unrouted.
+	next    atomic.Pointer[inPipe]
+	flowing atomic.Bool
 }
 
 // received runs the edge's NACK generator on a packet's sequence number: a gap is NACKed to the
@@ -295,6 +299,12 @@ func (ps *Pipes) HandleRTP(l *Link, ssrc uint32, pkt []byte) {
 	}
 	if len(pkt) < 12 {
 		return
+	}
+	if !in.flowing.Load() {
+		in.flowing.Store(true)
+	}
+	if nx := in.next.Load(); nx != nil && nx.flowing.Load() {
+		return // handed off: the new parent's copy of the stream goes on
 	}
 	in.seen.Store(ps.epoch.Load())
 	in.received(uint16(pkt[2])<<8 | uint16(pkt[3]))

@@ -75,4 +75,8 @@ type Peers interface {
 	Peer(id string) (Peer, bool)
 	// Regions maps every live node other than this one to its region.
 	Regions() map[string]string
+	// Draining lists the live nodes other than this one that are draining: never a new
+	// child's parent while another carrier exists, and their children move away (Pipes'
+	// hand-off).
+	Draining() []string
 }

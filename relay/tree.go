@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"slices"
 	"sort"
 	"sync"
 )
@@ -52,16 +53,19 @@ func (t Tree) Children(id string) int {
 // Parents orders the nodes that can relay a producer (of tree t, published on origin) to self,
 // a node of region selfRegion. live maps every live node other than self to its region; a
 // carrier that is not live is no candidate, nor one that gets the producer through self (its
-// subtree: that would be a cycle without a source). Carriers with fan-out left (fewer than fanout
-// children) come first, then full ones (the tree may be stale); within each, carriers in self's
-// region first (so media crosses a region boundary once), then the fewest hops from the origin,
-// then the fewest children, then the id. Parents is a pure function: the same inputs give the
-// same order on every node and in a simulator.
-func Parents(t Tree, origin, self, selfRegion string, fanout int, live map[string]string) []string {
+// subtree: that would be a cycle without a source). draining are live nodes that are draining:
+// they come last, after every other carrier, so a new child attaches to a draining node only
+// when nothing else carries the producer (its origin drains and relays it alone), and a child of
+// a draining node finds its new parent first (Pipes' hand-off). Then carriers with fan-out left
+// (fewer than fanout children) come first, then full ones (the tree may be stale); within each,
+// carriers in self's region first (so media crosses a region boundary once), then the fewest
+// hops from the origin, then the fewest children, then the id. Parents is a pure function: the
+// same inputs give the same order on every node and in a simulator.
+func Parents(t Tree, origin, self, selfRegion string, fanout int, live map[string]string, draining ...string) []string {
 	type cand struct {
-		id             string
-		full, otherRgn bool
-		depth, kids    int
+		id                       string
+		draining, full, otherRgn bool
+		depth, kids              int
 	}
 	carriers := []string{origin}
 	for child := range t {
@@ -74,11 +78,14 @@ func Parents(t Tree, origin, self, selfRegion string, fanout int, live map[strin
 			continue
 		}
 		kids := t.Children(id)
-		cs = append(cs, cand{id: id, full: fanout > 0 && kids >= fanout, otherRgn: region != selfRegion, depth: t.Depth(id, origin), kids: kids})
+		cs = append(cs, cand{id: id, draining: slices.Contains(draining, id), full: fanout > 0 && kids >= fanout,
+			otherRgn: region != selfRegion, depth: t.Depth(id, origin), kids: kids})
 	}
 	sort.Slice(cs, func(i, j int) bool {
 		a, b := cs[i], cs[j]
 		switch {
+		case a.draining != b.draining:
+			return !a.draining
 		case a.full != b.full:
 			return !a.full
 		case a.otherRgn != b.otherRgn:

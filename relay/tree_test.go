@@ -124,3 +124,44 @@ func TestTreeK(t *testing.T) {
 		t.Fatalf("depth %d for %d nodes at K=%d", deepest, n, k)
 	}
 }
+
+// TestParentsDrainingLast: a draining carrier is never a new child's parent while another
+// carrier exists, even a full one or one in another region; when it alone carries the producer
+// (the origin drains), it is still a candidate: the media has no other source.
+func TestParentsDrainingLast(t *testing.T) {
+	live := map[string]string{"o": "eu", "a": "eu", "b": "us"}
+	tree := Tree{"a": "o", "b": "o"}
+	if got := Parents(tree, "o", "c", "eu", 3, live, "a"); !slices.Equal(got, []string{"o", "b", "a"}) {
+		t.Fatalf("got %v, want [o b a]: draining a last", got)
+	}
+	// K=2: o is full; a (same region, depth 1) would come first, but it drains.
+	if got := Parents(tree, "o", "c", "eu", 2, live, "a"); !slices.Equal(got, []string{"b", "o", "a"}) {
+		t.Fatalf("got %v, want [b o a]", got)
+	}
+	// Without the draining argument the order is the usual one.
+	if got := Parents(tree, "o", "c", "eu", 2, live); got[0] != "a" {
+		t.Fatalf("got %v, want a first when nothing drains", got)
+	}
+	if got := Parents(Tree{}, "o", "c", "eu", 3, map[string]string{"o": "eu"}, "o"); !slices.Equal(got, []string{"o"}) {
+		t.Fatalf("got %v, want [o]: a draining origin still relays its producer", got)
+	}
+}
+
+// TestTreeKDraining: nodes joining one by one while one mid-tree node drains never attach to it.
+func TestTreeKDraining(t *testing.T) {
+	const k, n = 3, 30
+	live := map[string]string{"o": "eu"}
+	tree := Tree{}
+	for i := 0; i < n; i++ {
+		id := string(rune('A' + i))
+		parent := Parents(tree, "o", id, "eu", k, live, "A")[0]
+		if parent == "A" {
+			t.Fatalf("%s attached to the draining A (tree %v)", id, tree)
+		}
+		tree[id] = parent
+		live[id] = "eu"
+	}
+	if c := tree.Children("A"); c != 0 {
+		t.Fatalf("draining A has %d children", c)
+	}
+}

@@ -60,6 +60,13 @@ type Options struct {
 	Joins JoinLimits
 	// Rooms serves the room API under /api/ to holders of an admin token (nil: none).
 	Rooms Rooms
+	// DrainTimeout is how long sessions may go on once the node drains (0:
+	// DefaultDrainTimeout): the deadline of the migrate notifications (migrate.go).
+	DrainTimeout time.Duration
+	// Migrate paces the migrate notifications of a drain (zero: the defaults).
+	Migrate MigrateOptions
+	// Registerer receives the server's own metrics (cascade_migrations_total); nil: none.
+	Registerer prometheus.Registerer
 	// ResumeGrace is how long the participant of a client that vanished (its connection dropped
 	// without a leave) stays, so that a resume of its session lands first (0:
 	// DefaultResumeGrace; negative: none, it leaves at once).
@@ -104,6 +111,7 @@ type Server struct {
 	resources map[string]*node.Participant // WHIP and WHEP sessions by resource id
 	sessions  map[*session]bool            // signaling sessions: whether each has joined
 	joins     *joinLimiter
+	migr      *migrator
 }
 
 // NewServer returns a server for a node.
@@ -111,8 +119,13 @@ func NewServer(n *node.Node, o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
 	}
-	return &Server{n: n, o: o, log: o.Logger.Named("signal"), resources: make(map[string]*node.Participant),
+	if o.DrainTimeout <= 0 {
+		o.DrainTimeout = DefaultDrainTimeout
+	}
+	s := &Server{n: n, o: o, log: o.Logger.Named("signal"), resources: make(map[string]*node.Participant),
 		sessions: make(map[*session]bool), joins: newJoinLimiter(o.Joins)}
+	s.migr = newMigrator(s, o.Migrate, o.Registerer)
+	return s
 }
 
 // Handler routes the node's HTTP paths (DESIGN.md, "HTTP").
@@ -188,14 +201,18 @@ func (s *Server) metricsRoutes(mux *http.ServeMux) {
 	}
 }
 
-// Drain makes /readyz fail and refuses new sessions; the node keeps serving the others.
+// Drain makes /readyz fail and refuses new sessions; the node keeps serving the others and
+// tells them, in batches, to migrate to another node (migrate.go). The drain deadline is
+// Options.DrainTimeout from the first call.
 func (s *Server) Drain() {
+	s.migr.start(s.o.DrainTimeout) // before draining is seen: DrainDeadline reads its deadline
 	s.draining.Store(true)
 	s.n.Drain()
 }
 
 // Close ends every signaling session and WHIP/WHEP resource.
 func (s *Server) Close() {
+	s.migr.close()
 	s.mu.Lock()
 	var ss []*session
 	for x := range s.sessions {
@@ -230,6 +247,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	delete(s.sessions, sess)
 	s.mu.Unlock()
+	s.migr.ended(sess)
 }
 
 func (s *Server) serveDevToken(w http.ResponseWriter, r *http.Request) {

@@ -35,6 +35,7 @@ type botsConfig struct {
 	JoinTimeout  time.Duration
 	MaxStall     time.Duration
 	NoRedirect   bool
+	NoResume     bool
 	RunID        string
 	JSON         string
 	HTML         string
@@ -60,6 +61,7 @@ func botsFlags(c *botsConfig) *flag.FlagSet {
 	fs.DurationVar(&c.JoinTimeout, "join-timeout", c.JoinTimeout, "longest a bot may take to join")
 	fs.DurationVar(&c.MaxStall, "max-stall", c.MaxStall, "fail (exit 1) when a subscriber goes without media from a live producer for longer than this (0: never fail on stalls; they are reported either way)")
 	fs.BoolVar(&c.NoRedirect, "no-redirect", c.NoRedirect, "join exactly the nodes given: ask them to keep every bot instead of following a placement redirect (default: follow, as real clients do)")
+	fs.BoolVar(&c.NoResume, "no-resume", c.NoResume, "a bot whose node goes loses its session (default: it resumes on another node, PROTOCOL.md \"Resume\")")
 	fs.StringVar(&c.RunID, "run-id", c.RunID, "id put in every bot's name (sub-ROOM-ID-N), so that two runs in one room do not replace each other's bots (default: random)")
 	fs.StringVar(&c.JSON, "json", c.JSON, "write the JSON report to this file")
 	fs.StringVar(&c.HTML, "report", c.HTML, "write an HTML report with plots to this file")
@@ -132,7 +134,7 @@ func runBots(args []string, getenv func(string) string, stdout, stderr io.Writer
 	networks, _ := parseNetworks(c.Networks) // validated
 	o := bots.Options{PublishURL: c.PublishURL, Room: c.Room, Rooms: c.Rooms, Publishers: c.Publishers,
 		Subscribers: c.Subscribers, Duration: c.Duration, Rate: c.Rate, Video: c.Video, Audio: c.Audio, Keys: keys,
-		LoopbackOnly: c.LoopbackOnly, Networks: networks, JoinTimeout: c.JoinTimeout, MaxStall: c.MaxStall, NoRedirect: c.NoRedirect, RunID: c.RunID}
+		LoopbackOnly: c.LoopbackOnly, Networks: networks, JoinTimeout: c.JoinTimeout, MaxStall: c.MaxStall, NoRedirect: c.NoRedirect, NoResume: c.NoResume, RunID: c.RunID}
 	for _, u := range strings.Split(c.URLs, ",") {
 		if u = strings.TrimSpace(u); u != "" {
 			o.URLs = append(o.URLs, u)

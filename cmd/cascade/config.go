@@ -185,7 +185,7 @@ func nodeFlags(c *Config, configPath *string) *flag.FlagSet {
 	fs.DurationVar(&c.HeartbeatInterval, "heartbeat-interval", c.HeartbeatInterval, "interval of this node's heartbeats on NATS and keepalives on its relay links")
 	fs.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", c.HeartbeatTimeout, "a peer silent this long on NATS and on its relay link has left: its relay subtrees re-attach elsewhere (at least twice the interval; shorter detects dead nodes sooner, with more false alarms on loaded nodes)")
 	fs.DurationVar(&c.ResumeGrace, "resume-grace", c.ResumeGrace, "how long a dead or restarted node's participants and producers stay in their rooms so that their sessions resume on another node first (0: they leave at once)")
-	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "on SIGTERM, how long sessions may continue while the node drains")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "how long sessions may continue once the node drains (SIGTERM or POST /admin/drain): the deadline its clients are told to migrate by")
 	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve Go's profiler at /debug/pprof/ (admin token required)")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", c.MetricsListen, "separate listen address (host:port) for /metrics and pprof, which then leave --http (empty: served on --http)")
 	fs.DurationVar(&c.JoinDeadline, "join-deadline", c.JoinDeadline, "a signaling WebSocket that has not joined this long after opening is closed with code 4008 (0: no deadline)")

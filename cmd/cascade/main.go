@@ -127,15 +127,21 @@ func runNode(args []string, getenv func(string) string, stdout, stderr io.Writer
 	return exitOK
 }
 
-// waitDrained lets the node's sessions finish, up to the drain deadline.
-func waitDrained(n *node.Node, deadline time.Duration, logger hclog.Logger) {
-	end := time.Now().Add(deadline)
+// waitDrained lets the node's sessions finish or migrate, up to the drain deadline (the one
+// the migrate notifications named: from the first drain, a POST /admin/drain of a preStop hook
+// or this SIGTERM), then tells how many moved and how many are cut.
+func waitDrained(srv *signal.Server, n *node.Node, logger hclog.Logger) {
+	end := srv.DrainDeadline()
 	for n.Stats().Participants > 0 && time.Now().Before(end) {
 		time.Sleep(250 * time.Millisecond)
 	}
-	if p := n.Stats().Participants; p > 0 {
-		logger.Warn("drain deadline passed: closing the remaining sessions", "participants", p)
+	m, left := srv.Migrations(), n.Stats().Participants
+	if left > 0 {
+		logger.Warn("drain deadline passed: closing the remaining sessions", "participants", left,
+			"told_to_migrate", m.Told, "migrated", m.Moved)
+		return
 	}
+	logger.Info("drained", "told_to_migrate", m.Told, "migrated", m.Moved)
 }
 
 // serveNode runs the node until SIGINT or SIGTERM, then drains and stops it.
@@ -291,6 +297,11 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 
 		JoinDeadline:    cfg.joinDeadline(),
 		SeparateMetrics: cfg.MetricsListen != "",
+		DrainTimeout:    cfg.DrainTimeout,
+		Registerer:      reg,
+	}
+	if cfg.DrainTimeout == 0 { // no drain time: signal's zero means its default
+		so.DrainTimeout = -1
 	}
 	// One grace for a dead node's sessions and for a vanished client's: a resume lands first.
 	so.ResumeGrace = resumeGrace(cfg.ResumeGrace)
@@ -322,7 +333,7 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 	stop() // a second signal now kills the process at once
 
 	srv.Drain()
-	waitDrained(n, cfg.DrainTimeout, logger)
+	waitDrained(srv, n, logger)
 	srv.Close()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()

@@ -72,3 +72,23 @@ func TestNewestTimestamp(t *testing.T) {
 		t.Fatalf("newest timestamp %d, %v; want 4000 (of seq 0, stored before a late packet)", ts, ok)
 	}
 }
+
+// TestReset: after a reset nothing is found, not even the newest packet, and storing works again.
+func TestReset(t *testing.T) {
+	c := New(8)
+	pkt := make([]byte, 20)
+	pkt[4] = 9 // timestamp
+	c.Store(5, pkt)
+	c.Reset()
+	buf := make([]byte, 100)
+	if n := c.Get(5, buf); n != 0 {
+		t.Fatalf("got %d bytes after a reset", n)
+	}
+	if _, ok := c.NewestTimestamp(); ok {
+		t.Fatal("a newest timestamp after a reset")
+	}
+	c.Store(6, pkt)
+	if n := c.Get(6, buf); n != len(pkt) {
+		t.Fatalf("got %d bytes, want %d", n, len(pkt))
+	}
+}

@@ -3,22 +3,20 @@
 //
 // Notifications arrive in order through Options.OnNotification; Decode turns each into its
 // proto type (participant and room metadata, a moderator's mute, an unmute request, ...). When
-// the node ends the session (replaced, removed, room deleted), Done is closed and Err tells why.
+// the session ends (the node replaced, removed or closed it, or, without Options.Resume, the
+// connection dropped), Done is closed and Err tells why. With Options.Resume the session
+// survives its node: see resume.go.
 package client
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net"
-	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/cascade-sfu/cascade/signal/proto"
-	"github.com/coder/websocket"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
@@ -27,48 +25,66 @@ import (
 // ErrClosed is returned by requests on a closed client.
 var ErrClosed = errors.New("client closed")
 
-// Client is one participant.
+// Client is one participant: a session, carried by one node at a time (a link).
 type Client struct {
-	o    Options
-	conn *websocket.Conn
-	api  *webrtc.API
-	// Join is the server's answer to join.
+	o   Options
+	api *webrtc.API
+	// Join is the server's answer to the first join (Session has the latest, after a resume).
 	Join proto.JoinResult
-	// URL is the signaling URL of the node that serves the client: the one given to Dial, or
-	// the one the join was redirected to.
+	// URL is the signaling URL of the node that first served the client: the one given to
+	// Dial, or the one the join was redirected to (Session tells the current one).
 	URL string
+	// given are the URLs the client was given (Dial's, then Options.ResumeURLs): a resume's
+	// last resort.
+	given []string
 
-	nextID  atomic.Int64
-	mu      sync.Mutex
-	pending map[string]chan proto.Response
-	closed  bool
-	// Why the connection ended, when the node ended it (see Err): the reader's error and the
-	// reason of the closed notification.
-	readErr      error
-	closedReason string
-	leaving      bool // Close sent leave: the node's close that follows is the client's doing
+	mu        sync.Mutex
+	cur       *link
+	seq       map[*link]int // each open link's order: notifications of older links are not the session's
+	nextSeq   int
+	closed    bool // Close or Abort
+	leaving   bool // Close sent leave: the node's close that follows is the client's doing
+	ended     bool // notes is closed
+	endErr    error
+	endReason string
+	cred      *proto.ResumeToken
+	nodes     []proto.NodeURL
+	latest    proto.JoinResult
+	subs      []subRecord // manual subscriptions, replayed on a resume
 
-	joined chan struct{}           // closed once Join is set: notifications wait for it
-	notes  chan proto.Notification // closed by the reader when the connection ends
-	done   chan struct{}           // closed by the dispatcher after the last notification
-	ctx    context.Context
-	stop   context.CancelFunc
-	wg     sync.WaitGroup
+	pubMu     sync.Mutex // Publish and a resume's publish again, one at a time
+	pubs      []pubTrack
+	published bool // Publish was called: a resumed session has a send transport again
 
-	pcMu       sync.Mutex
-	send, recv *webrtc.PeerConnection
-	sendDC     *webrtc.DataChannel
-	// Remote candidates that arrived before their transport had a remote description.
-	remoteCands map[string][]webrtc.ICECandidateInit
-	// Local candidates held until the server has the transport's description.
-	localReady map[string]bool
-	localCands map[string][]webrtc.ICECandidateInit
+	notes     chan note
+	migrateCh chan proto.MigrateData
+	done      chan struct{} // closed by the dispatcher after the last notification
+	ctx       context.Context
+	stop      context.CancelFunc
+	wg        sync.WaitGroup // dispatcher
+	supWG     sync.WaitGroup // supervisor
+	shut      bool
+}
+
+// pubTrack is a published track and its producer's id.
+type pubTrack struct {
+	track webrtc.TrackLocal
+	id    string
+}
+
+// subRecord is a subscribe or unsubscribe request the application made.
+type subRecord struct {
+	method string
+	data   json.RawMessage
 }
 
 // Dial connects to a node's /ws URL and joins the room of the token.
 func Dial(ctx context.Context, url string, o Options) (*Client, error) {
 	if o.RequestTimeout == 0 {
 		o.RequestTimeout = 10 * time.Second
+	}
+	if o.ResumeTimeout == 0 {
+		o.ResumeTimeout = 30 * time.Second
 	}
 	networks := o.NetworkTypes
 	if o.ICETransportPolicy == webrtc.ICETransportPolicyRelay {
@@ -80,40 +96,22 @@ func Dial(ctx context.Context, url string, o Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn, _, err := websocket.Dial(ctx, url, nil)
-	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", url, err)
-	}
-	conn.SetReadLimit(1 << 20)
 	cctx, stop := context.WithCancel(context.Background())
-	c := &Client{o: o, URL: url, conn: conn, api: api, pending: make(map[string]chan proto.Response),
-		notes: make(chan proto.Notification, 1024), joined: make(chan struct{}), done: make(chan struct{}), ctx: cctx, stop: stop,
-		remoteCands: make(map[string][]webrtc.ICECandidateInit), localReady: make(map[string]bool),
-		localCands: make(map[string][]webrtc.ICECandidateInit)}
-	c.wg.Add(2)
-	go c.reader()
+	c := &Client{o: o, api: api, given: append([]string{url}, o.ResumeURLs...), seq: make(map[*link]int),
+		notes: make(chan note, 1024), migrateCh: make(chan proto.MigrateData, 1), done: make(chan struct{}), ctx: cctx, stop: stop}
+	c.wg.Add(1)
 	go c.dispatcher()
 	auto := !o.NoAutoSubscribe
-	join := proto.JoinData{Token: o.Token, AutoSubscribe: &auto, Region: o.Region, NoRedirect: o.NoRedirect}
-	var res proto.JoinResult
-	err = c.Request(ctx, proto.MethodJoin, join, &res)
-	// The first offer may already be queued: the dispatcher handles it once Join (with the
-	// ICE servers of both transports) is set.
-	c.Join = res
-	close(c.joined)
+	l, err := c.join(ctx, url, proto.JoinData{Token: o.Token, AutoSubscribe: &auto, Region: o.Region, NoRedirect: o.NoRedirect})
 	if err != nil {
+		c.end(nil, nil)
 		c.shutdown()
 		return nil, err
 	}
-	if r := c.Join.Redirect; r != nil {
-		// The node placed us elsewhere: follow once, and that node keeps us.
-		c.shutdown()
-		if o.NoRedirect || r.URL == "" {
-			return nil, fmt.Errorf("join %s: redirected without a usable node", url)
-		}
-		o.NoRedirect = true
-		return Dial(ctx, r.URL, o)
-	}
+	c.Join, c.URL = l.join, l.url
+	c.adopt(l)
+	c.supWG.Add(1)
+	go c.supervise()
 	return c, nil
 }
 
@@ -136,15 +134,6 @@ func udpOnly(networks []webrtc.NetworkType) []webrtc.NetworkType {
 		out = []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
 	}
 	return out
-}
-
-// config is the configuration of both transports: the ICE servers of the join response.
-func (c *Client) config() webrtc.Configuration {
-	cfg := webrtc.Configuration{ICETransportPolicy: c.o.ICETransportPolicy}
-	for _, s := range c.Join.ICEServers {
-		cfg.ICEServers = append(cfg.ICEServers, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
-	}
-	return cfg
 }
 
 func newAPI(loopback, lean bool, networks []webrtc.NetworkType) (*webrtc.API, error) {
@@ -177,133 +166,114 @@ func newAPI(loopback, lean bool, networks []webrtc.NetworkType) (*webrtc.API, er
 	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se)), nil
 }
 
-// Request sends a request and decodes the response's data into result (which may be nil).
-// A refused request returns a *proto.Error with the server's code.
-func (c *Client) Request(ctx context.Context, method string, data, result any) error {
-	raw, err := json.Marshal(data)
-	if err != nil {
-		return err
-	}
-	id := strconv.FormatInt(c.nextID.Add(1), 10)
-	num := json.Number(id)
-	b, err := json.Marshal(proto.Request{ID: &num, Method: method, Data: raw})
-	if err != nil {
-		return err
-	}
-	ch := make(chan proto.Response, 1)
+// current is the link that carries the session now.
+func (c *Client) current() *link {
 	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
+	defer c.mu.Unlock()
+	return c.cur
+}
+
+// track registers an open link, so that shutdown closes it.
+func (c *Client) track(l *link) {
+	c.mu.Lock()
+	c.nextSeq++
+	c.seq[l] = c.nextSeq
+	c.mu.Unlock()
+}
+
+// forget drops a closed link.
+func (c *Client) forget(l *link) {
+	c.mu.Lock()
+	delete(c.seq, l)
+	c.mu.Unlock()
+}
+
+// Request sends a request on the current link and decodes the response's data into result
+// (which may be nil). A refused request returns a *proto.Error with the server's code.
+func (c *Client) Request(ctx context.Context, method string, data, result any) error {
+	c.mu.Lock()
+	l, closed := c.cur, c.closed && !c.leaving
+	c.mu.Unlock()
+	if l == nil || closed {
 		return ErrClosed
 	}
-	c.pending[id] = ch
-	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		delete(c.pending, id)
-		c.mu.Unlock()
-	}()
-	ctx, cancel := context.WithTimeout(ctx, c.o.RequestTimeout)
-	defer cancel()
-	if err := c.conn.Write(ctx, websocket.MessageText, b); err != nil {
-		return fmt.Errorf("%s: %w", method, err)
+	err := l.request(ctx, method, data, result)
+	if err == nil && (method == proto.MethodSubscribe || method == proto.MethodUnsubscribe) {
+		if raw, jerr := json.Marshal(data); jerr == nil {
+			c.mu.Lock()
+			c.subs = append(c.subs, subRecord{method, raw})
+			c.mu.Unlock()
+		}
+	}
+	return err
+}
+
+// post queues a notification for the dispatcher; it drops it if the client cannot keep up (a
+// real client would resync) or the session ended.
+func (c *Client) post(n note) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended {
+		return
 	}
 	select {
-	case r := <-ch:
-		if !r.OK {
-			if r.Error == nil {
-				return &proto.Error{Code: proto.CodeInternal, Message: "refused without an error"}
-			}
-			return r.Error
-		}
-		if result != nil {
-			if raw, ok := r.Data.(json.RawMessage); ok {
-				return json.Unmarshal(raw, result)
-			}
-		}
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("%s: %w", method, ctx.Err())
-	case <-c.ctx.Done():
-		return fmt.Errorf("%s: %w", method, ErrClosed)
+	case c.notes <- n:
+	default:
 	}
 }
 
-// frame is a response or a notification as read off the wire.
-type frame struct {
-	ID     *json.Number    `json:"id"`
-	OK     bool            `json:"ok"`
-	Method string          `json:"method"`
-	Data   json.RawMessage `json:"data"`
-	Error  *proto.Error    `json:"error"`
-}
-
-func (c *Client) reader() {
-	defer c.wg.Done()
-	defer close(c.notes)
-	defer c.stop()
-	for {
-		_, b, err := c.conn.Read(c.ctx)
-		if err != nil {
-			c.mu.Lock()
-			if !c.closed && !c.leaving {
-				c.readErr = err
-			}
-			c.mu.Unlock()
-			return
-		}
-		var f frame
-		if json.Unmarshal(b, &f) != nil {
-			continue
-		}
-		if f.ID != nil {
-			c.mu.Lock()
-			ch := c.pending[f.ID.String()]
-			c.mu.Unlock()
-			if ch != nil {
-				ch <- proto.Response{ID: f.ID, OK: f.OK, Data: f.Data, Error: f.Error}
-			}
-			continue
-		}
-		select {
-		case c.notes <- proto.Notification{Method: f.Method, Data: f.Data}:
-		default: // the client cannot keep up; a real client would resync
-		}
-	}
-}
-
-// Done is closed when the connection to the node has ended and every notification received
-// before has been handled.
+// Done is closed when the session has ended and every notification received before has been
+// handled.
 func (c *Client) Done() <-chan struct{} { return c.done }
 
 func (c *Client) dispatcher() {
 	defer c.wg.Done()
 	defer close(c.done)
-	<-c.joined
-	for n := range c.notes {
-		{
-			raw, _ := n.Data.(json.RawMessage)
-			switch n.Method {
-			case proto.MethodOffer:
-				var d proto.SDPData
-				if json.Unmarshal(raw, &d) == nil {
-					if err := c.onOffer(d.SDP); err != nil && c.ctx.Err() == nil {
-						c.notify("error", json.RawMessage(strconv.Quote(err.Error())))
-					}
+	for nt := range c.notes {
+		l, n := nt.l, nt.n
+		raw, _ := n.Data.(json.RawMessage)
+		switch n.Method {
+		case proto.MethodOffer:
+			var d proto.SDPData
+			if json.Unmarshal(raw, &d) == nil {
+				select {
+				case <-l.joined: // the offer needs the join answer's ICE servers
+				case <-l.ctx.Done():
+					continue
 				}
-			case proto.MethodTrickle:
-				var d proto.TrickleData
-				if json.Unmarshal(raw, &d) == nil {
-					c.onTrickle(d)
-				}
-			case proto.MethodClosed:
-				var d proto.Closed
-				if json.Unmarshal(raw, &d) == nil {
-					c.mu.Lock()
-					c.closedReason = d.Reason
-					c.mu.Unlock()
+				if err := l.onOffer(d.SDP); err != nil && l.ctx.Err() == nil {
+					c.notify("error", json.RawMessage(strconvQuote(err.Error())))
 				}
 			}
+		case proto.MethodTrickle:
+			var d proto.TrickleData
+			if json.Unmarshal(raw, &d) == nil {
+				l.onTrickle(d)
+			}
+		case proto.MethodResumeToken:
+			var d proto.ResumeToken
+			if json.Unmarshal(raw, &d) == nil && d.Token != "" {
+				c.mu.Lock()
+				if c.seq[l] >= c.seq[c.cur] {
+					c.cred = &d
+				}
+				c.mu.Unlock()
+			}
+		case proto.MethodMigrate:
+			var d proto.MigrateData
+			if json.Unmarshal(raw, &d) == nil && c.o.Resume && l == c.current() {
+				select {
+				case c.migrateCh <- d:
+				default:
+				}
+			}
+		}
+		// An older link's notifications (a migration's old session, a stale copy told it was
+		// resumed elsewhere) are not the session's.
+		c.mu.Lock()
+		mine := c.cur == nil || c.seq[l] >= c.seq[c.cur]
+		c.mu.Unlock()
+		if mine {
 			c.notify(n.Method, raw)
 		}
 	}
@@ -315,187 +285,47 @@ func (c *Client) notify(method string, raw json.RawMessage) {
 	}
 }
 
-func toInit(x proto.ICECandidateInit) webrtc.ICECandidateInit {
-	return webrtc.ICECandidateInit{Candidate: x.Candidate, SDPMid: x.SDPMid, SDPMLineIndex: x.SDPMLineIndex, UsernameFragment: x.UsernameFragment}
-}
-
-func fromInit(x webrtc.ICECandidateInit) proto.ICECandidateInit {
-	return proto.ICECandidateInit{Candidate: x.Candidate, SDPMid: x.SDPMid, SDPMLineIndex: x.SDPMLineIndex, UsernameFragment: x.UsernameFragment}
-}
-
-func (c *Client) pc(transport string) *webrtc.PeerConnection {
-	if transport == proto.TransportSend {
-		return c.send
-	}
-	return c.recv
-}
-
-func (c *Client) onTrickle(d proto.TrickleData) {
-	c.pcMu.Lock()
-	defer c.pcMu.Unlock()
-	pc := c.pc(d.Transport)
-	if pc == nil || pc.RemoteDescription() == nil {
-		c.remoteCands[d.Transport] = append(c.remoteCands[d.Transport], toInit(d.Candidate))
-		return
-	}
-	_ = pc.AddICECandidate(toInit(d.Candidate))
-}
-
-// remoteDescribed applies the remote candidates held for a transport; pcMu is held.
-func (c *Client) remoteDescribed(transport string) {
-	pc := c.pc(transport)
-	for _, cand := range c.remoteCands[transport] {
-		_ = pc.AddICECandidate(cand)
-	}
-	delete(c.remoteCands, transport)
-}
-
-func (c *Client) trickle(transport string) func(*webrtc.ICECandidate) {
-	return func(cand *webrtc.ICECandidate) {
-		if cand == nil {
-			return
-		}
-		c.pcMu.Lock()
-		if !c.localReady[transport] {
-			c.localCands[transport] = append(c.localCands[transport], cand.ToJSON())
-			c.pcMu.Unlock()
-			return
-		}
-		c.pcMu.Unlock()
-		c.sendCandidates(transport, []webrtc.ICECandidateInit{cand.ToJSON()})
-	}
-}
-
-// localDescribed marks that the server has the transport's description and sends the local
-// candidates held until then.
-func (c *Client) localDescribed(transport string) {
-	c.pcMu.Lock()
-	c.localReady[transport] = true
-	held := c.localCands[transport]
-	delete(c.localCands, transport)
-	c.pcMu.Unlock()
-	c.sendCandidates(transport, held)
-}
-
-func (c *Client) sendCandidates(transport string, cands []webrtc.ICECandidateInit) {
-	for _, cand := range cands {
-		_ = c.Request(c.ctx, proto.MethodTrickle, proto.TrickleData{Transport: transport, Candidate: fromInit(cand)}, nil)
-	}
-}
-
-func (c *Client) onOffer(sdp string) error {
-	c.pcMu.Lock()
-	if c.recv == nil {
-		pc, err := c.api.NewPeerConnection(c.config())
-		if err != nil {
-			c.pcMu.Unlock()
-			return err
-		}
-		pc.OnICECandidate(c.trickle(proto.TransportRecv))
-		if c.o.OnTrack != nil {
-			pc.OnTrack(c.o.OnTrack)
-		}
-		pc.OnDataChannel(func(dc *webrtc.DataChannel) {
-			dc.OnMessage(func(m webrtc.DataChannelMessage) {
-				if c.o.OnData != nil {
-					c.o.OnData(m.Data)
-				}
-			})
-		})
-		c.recv = pc
-	}
-	pc := c.recv
-	err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp})
-	var answer webrtc.SessionDescription
-	if err == nil {
-		c.remoteDescribed(proto.TransportRecv)
-		answer, err = pc.CreateAnswer(nil)
-	}
-	if err == nil {
-		err = pc.SetLocalDescription(answer)
-	}
-	c.pcMu.Unlock()
-	if err != nil {
-		return fmt.Errorf("receive transport: %w", err)
-	}
-	if err := c.Request(c.ctx, proto.MethodAnswer, proto.SDPData{SDP: answer.SDP}, nil); err != nil {
-		return err
-	}
-	c.localDescribed(proto.TransportRecv)
-	return nil
-}
-
 // Publish adds tracks to the send transport (creating it, with a data channel, on first use)
-// and negotiates it. It returns the producers of the send transport.
+// and negotiates it. It returns the producers of the send transport. With Options.Resume a
+// resumed session publishes the same tracks again, under the same producer ids.
 func (c *Client) Publish(ctx context.Context, tracks ...webrtc.TrackLocal) (proto.PublishResult, error) {
-	var res proto.PublishResult
-	c.pcMu.Lock()
-	if c.send == nil {
-		pc, err := c.api.NewPeerConnection(c.config())
-		if err != nil {
-			c.pcMu.Unlock()
-			return res, err
-		}
-		pc.OnICECandidate(c.trickle(proto.TransportSend))
-		dc, err := pc.CreateDataChannel("data", nil)
-		if err != nil {
-			c.pcMu.Unlock()
-			_ = pc.Close()
-			return res, err
-		}
-		c.send, c.sendDC = pc, dc
+	c.pubMu.Lock()
+	defer c.pubMu.Unlock()
+	l := c.current()
+	if l == nil {
+		return proto.PublishResult{}, ErrClosed
 	}
-	pc := c.send
-	for _, t := range tracks {
-		sender, err := pc.AddTransceiverFromTrack(t, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
-		if err != nil {
-			c.pcMu.Unlock()
-			return res, err
-		}
-		go c.readSenderRTCP(sender.Sender())
-	}
-	offer, err := pc.CreateOffer(nil)
-	if err == nil {
-		err = pc.SetLocalDescription(offer)
-	}
-	c.pcMu.Unlock()
+	res, mids, err := l.publish(ctx, tracks, nil)
 	if err != nil {
-		return res, fmt.Errorf("send transport: %w", err)
-	}
-	if err := c.Request(ctx, proto.MethodPublish, proto.SDPData{SDP: offer.SDP}, &res); err != nil {
 		return res, err
 	}
-	c.pcMu.Lock()
-	err = pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: res.SDP})
-	if err == nil {
-		c.remoteDescribed(proto.TransportSend)
+	c.published = true
+	for i, t := range tracks {
+		c.pubs = append(c.pubs, pubTrack{t, producerOf(res, mids[i])})
 	}
-	c.pcMu.Unlock()
-	if err != nil {
-		return res, fmt.Errorf("send transport answer: %w", err)
-	}
-	c.localDescribed(proto.TransportSend)
 	return res, nil
 }
 
-func (c *Client) readSenderRTCP(s *webrtc.RTPSender) {
-	for {
-		pkts, _, err := s.ReadRTCP()
-		if err != nil {
-			return
-		}
-		if c.o.OnPublisherRTCP != nil {
-			c.o.OnPublisherRTCP(pkts)
+// producerOf is the id of the producer of media section mid in a publish answer.
+func producerOf(res proto.PublishResult, mid string) string {
+	for _, p := range res.Producers {
+		if p.Mid == mid {
+			return p.ID
 		}
 	}
+	return ""
 }
 
 // SendData sends a message on the send transport's data channel (the data producer). Publish
 // must have been called (with or without tracks) and the channel must be open.
 func (c *Client) SendData(msg []byte) error {
-	c.pcMu.Lock()
-	dc := c.sendDC
-	c.pcMu.Unlock()
+	l := c.current()
+	if l == nil {
+		return ErrClosed
+	}
+	l.pcMu.Lock()
+	dc := l.sendDC
+	l.pcMu.Unlock()
 	if dc == nil {
 		return errors.New("no data channel: publish first")
 	}
@@ -504,9 +334,13 @@ func (c *Client) SendData(msg []byte) error {
 
 // DataOpen tells whether the data producer's channel is open.
 func (c *Client) DataOpen() bool {
-	c.pcMu.Lock()
-	defer c.pcMu.Unlock()
-	return c.sendDC != nil && c.sendDC.ReadyState() == webrtc.DataChannelStateOpen
+	l := c.current()
+	if l == nil {
+		return false
+	}
+	l.pcMu.Lock()
+	defer l.pcMu.Unlock()
+	return l.sendDC != nil && l.sendDC.ReadyState() == webrtc.DataChannelStateOpen
 }
 
 // SendMessage sends an application (chat) message to the room over signaling.
@@ -518,29 +352,44 @@ func (c *Client) SendMessage(ctx context.Context, data any) error {
 	return c.Request(ctx, proto.MethodMessage, proto.MessageData{Data: raw}, nil)
 }
 
-// Recv is the receive transport (nil before the first offer).
+// Recv is the current receive transport (nil before the first offer).
 func (c *Client) Recv() *webrtc.PeerConnection {
-	c.pcMu.Lock()
-	defer c.pcMu.Unlock()
-	return c.recv
+	l := c.current()
+	if l == nil {
+		return nil
+	}
+	l.pcMu.Lock()
+	defer l.pcMu.Unlock()
+	return l.recv
 }
 
-// Send is the send transport (nil before Publish).
+// Send is the current send transport (nil before Publish).
 func (c *Client) Send() *webrtc.PeerConnection {
-	c.pcMu.Lock()
-	defer c.pcMu.Unlock()
-	return c.send
+	l := c.current()
+	if l == nil {
+		return nil
+	}
+	l.pcMu.Lock()
+	defer l.pcMu.Unlock()
+	return l.send
 }
 
 // Close leaves the room and closes both transports and the connection. Err then reports
 // ErrClosed, or why the node had ended the session before.
 func (c *Client) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
 	c.leaving = true
+	l := c.cur
 	c.mu.Unlock()
-	_ = c.Request(ctx, proto.MethodLeave, struct{}{}, nil)
-	cancel()
+	if l != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = l.request(ctx, proto.MethodLeave, struct{}{}, nil)
+		cancel()
+	}
 	c.shutdown()
 	return nil
 }
@@ -548,23 +397,56 @@ func (c *Client) Close() error {
 // Abort drops the connection without leaving, like a client that vanishes.
 func (c *Client) Abort() { c.shutdown() }
 
+// shutdown ends the session: the supervisor ends, every link closes, the dispatcher drains.
 func (c *Client) shutdown() {
 	c.mu.Lock()
-	if c.closed {
+	if c.shut {
 		c.mu.Unlock()
 		return
 	}
-	c.closed = true
+	c.shut, c.closed = true, true
 	c.mu.Unlock()
 	c.stop()
-	_ = c.conn.CloseNow()
+	c.supWG.Wait() // no new link after this
+	c.closeLinks()
+	c.end(nil, nil) // no-op when the supervisor ended the session first
 	c.wg.Wait()
-	c.pcMu.Lock()
-	send, recv := c.send, c.recv
-	c.pcMu.Unlock()
-	for _, pc := range []*webrtc.PeerConnection{send, recv} {
-		if pc != nil {
-			_ = pc.Close()
-		}
+}
+
+// closeLinks closes every open link.
+func (c *Client) closeLinks() {
+	c.mu.Lock()
+	links := make([]*link, 0, len(c.seq))
+	for l := range c.seq {
+		links = append(links, l)
 	}
+	c.mu.Unlock()
+	for _, l := range links {
+		l.close()
+	}
+}
+
+// end ends the session once: l is the link it ended on (nil: the client ended it), resumeErr
+// why a resume failed. The dispatcher then handles what is queued and closes Done.
+func (c *Client) end(l *link, resumeErr error) {
+	var readErr error
+	var reason string
+	if l != nil {
+		l.mu.Lock()
+		readErr, reason = l.readErr, l.closedReason
+		l.mu.Unlock()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended {
+		return
+	}
+	c.ended = true
+	if !c.leaving && !c.closed && readErr != nil {
+		if resumeErr != nil {
+			readErr = &resumeFailed{lost: readErr, err: resumeErr}
+		}
+		c.endErr, c.endReason = readErr, reason
+	}
+	close(c.notes)
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/cascade-sfu/cascade/signal/proto"
 	"github.com/coder/websocket"
@@ -26,6 +27,9 @@ var ErrUnknownNotification = errors.New("unknown notification")
 //	closed                                 proto.Closed
 //	offer                                  proto.SDPData
 //	trickle                                proto.TrickleData
+//	resumeToken                            proto.ResumeToken
+//	producerMoved                          proto.ProducerMoved
+//	migrate                                proto.MigrateData
 //
 // Another method returns ErrUnknownNotification; data that does not decode, the JSON error.
 func Decode(method string, data json.RawMessage) (any, error) {
@@ -52,6 +56,12 @@ func Decode(method string, data json.RawMessage) (any, error) {
 		return decodeAs[proto.SDPData](data)
 	case proto.MethodTrickle:
 		return decodeAs[proto.TrickleData](data)
+	case proto.MethodResumeToken:
+		return decodeAs[proto.ResumeToken](data)
+	case proto.MethodProducerMoved:
+		return decodeAs[proto.ProducerMoved](data)
+	case proto.MethodMigrate:
+		return decodeAs[proto.MigrateData](data)
 	}
 	return nil, fmt.Errorf("%w: %q", ErrUnknownNotification, method)
 }
@@ -92,11 +102,11 @@ func (e *CloseError) Unwrap() error { return e.Err }
 // removed the participant or deleted the room. A client must not reconnect on its own then.
 func (e *CloseError) Final() bool {
 	switch e.Code {
-	case proto.CloseReplaced, proto.CloseRemoved, proto.CloseRoomDeleted:
+	case proto.CloseReplaced, proto.CloseRemoved, proto.CloseRoomDeleted, proto.CloseResumed:
 		return true
 	}
 	switch e.Reason {
-	case proto.ReasonReplaced, proto.ReasonRemoved, proto.ReasonRoomDeleted:
+	case proto.ReasonReplaced, proto.ReasonRemoved, proto.ReasonRoomDeleted, proto.ReasonResumed:
 		return true
 	}
 	return false
@@ -112,10 +122,10 @@ func (c *Client) Err() error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.readErr == nil {
+	if c.endErr == nil {
 		return ErrClosed
 	}
-	e := &CloseError{Code: int(websocket.CloseStatus(c.readErr)), Reason: c.closedReason, Err: c.readErr}
+	e := &CloseError{Code: int(websocket.CloseStatus(c.endErr)), Reason: c.endReason, Err: c.endErr}
 	var ce websocket.CloseError
 	switch {
 	case e.Code == proto.CloseReplaced:
@@ -124,8 +134,10 @@ func (c *Client) Err() error {
 		e.Reason = proto.ReasonRemoved
 	case e.Code == proto.CloseRoomDeleted:
 		e.Reason = proto.ReasonRoomDeleted
-	case e.Reason == "" && errors.As(c.readErr, &ce):
+	case e.Reason == "" && errors.As(c.endErr, &ce):
 		e.Reason = ce.Reason
 	}
 	return e
 }
+
+func strconvQuote(s string) string { return strconv.Quote(s) }

@@ -44,6 +44,22 @@ type Options struct {
 	// every direct path would (and no ICE-TCP host candidates). The zero value (all) prefers
 	// direct paths.
 	ICETransportPolicy webrtc.ICETransportPolicy
+	// Resume keeps the session across the loss of its node (PROTOCOL.md, "Resume"): the
+	// client pings the node, and when it goes silent past proto.PingDeadlineMillis or its
+	// WebSocket closes without a closed notification, resumes on another node with the same
+	// participant and producer ids; a migrate notification moves it make-before-break.
+	// Off, a lost node ends the session (Done, Err).
+	Resume bool
+	// ResumeURLs are more nodes to resume on, after the join answer's nodes and the URL given
+	// to Dial.
+	ResumeURLs []string
+	// ResumeTimeout bounds a resume from the loss to the last attempt; 0 means 30 s.
+	ResumeTimeout time.Duration
+	// OnResume is called after each resume or migration, from the client's supervisor.
+	OnResume func(Resume)
+
+	// pingInterval replaces proto.PingIntervalMillis (the deadline is three intervals): tests.
+	pingInterval time.Duration
 }
 
 // Candidate networks for Options.NetworkTypes.
