@@ -206,12 +206,34 @@ const readVideo = `(() => {
   };
 })()`
 
+// recordRoomEvents makes the tab count the room events that a resume must not cause.
+const recordRoomEvents = `(() => {
+  window.__room = [];
+  const c = window.cascadeApp.client;
+  for (const type of ["participantJoined", "participantLeft", "producerAdded", "producerRemoved"]) {
+    c.addEventListener(type, (e) => window.__room.push(type + " " + (e.detail.id || "")));
+  }
+})()`
+
 // TestE2EBrowserResumesAfterNodeKill: two nodes as separate processes (regions eu and us); a
-// publishing tab on n0 (eu), a subscribing tab on n1 (us), which relays n0's video to it. n1 is
-// killed with SIGKILL. The subscriber's existing <video> element, with the same srcObject,
-// decodes frames again within seconds, without the page doing anything; its participant id is
-// the same (the session resumed on n0), and the page went through "reconnecting".
+// publishing tab on n0 (eu), a subscribing (and publishing) tab on n1 (us), which relays n0's
+// video to it. n1 is killed with SIGKILL. The subscriber's existing <video> element, with the
+// same srcObject, decodes frames again within seconds, without the page doing anything; its
+// participant id is the same (the session resumed on n0), the page went through
+// "reconnecting", and the publisher's tab saw no participant or producer leave or join. The
+// subscriber reaches n1 either through placement (it joins n0, which sends it to its region)
+// or directly (it then finds n0 in the join answer's nodes).
 func TestE2EBrowserResumesAfterNodeKill(t *testing.T) {
+	for _, direct := range []bool{false, true} {
+		name := "placement"
+		if direct {
+			name = "direct"
+		}
+		t.Run(name, func(t *testing.T) { resumeAfterKill(t, direct) })
+	}
+}
+
+func resumeAfterKill(t *testing.T, direct bool) {
 	execPath := requireChromium(t)
 	nodes := startProcCluster(t, "eu", "us")
 	n0, n1 := nodes[0], nodes[1]
@@ -219,9 +241,14 @@ func TestE2EBrowserResumesAfterNodeKill(t *testing.T) {
 
 	pub, sub := newTab(t, browser, "pub"), newTab(t, browser, "sub")
 	openPage(t, pub, n0.http+"/?room=resume&identity=pub&region=eu&autojoin=1")
-	// The subscriber's page comes from the node that stays (its token endpoint too), and joins
-	// there (as through a load balancer); placement sends it to n1, its region.
-	openPage(t, sub, n0.http+"/?room=resume&identity=sub&region=us&autojoin=1")
+	// The subscriber's page comes from the node that stays (its token endpoint too); it joins
+	// there (as through a load balancer) and placement sends it to n1, its region, or it joins
+	// n1 directly.
+	subURL := n0.http + "/?room=resume&identity=sub&region=us&autojoin=1"
+	if direct {
+		subURL += "&ws=" + n1.ws()
+	}
+	openPage(t, sub, subURL)
 
 	deadline := time.Now().Add(40 * time.Second)
 	checkFor(t, deadline, "sub on n1 decodes pub's video", func() (bool, string) {
@@ -235,6 +262,13 @@ func TestE2EBrowserResumesAfterNodeKill(t *testing.T) {
 		}
 		return ok, why
 	})
+	checkFor(t, deadline, "pub decodes sub's video", func() (bool, string) {
+		s, why := pub.stats()
+		return s != nil && s.FramesDecoded > 0, why
+	})
+	if _, err := eval[chromedp.Void](pub, 5*time.Second, recordRoomEvents); err != nil {
+		t.Fatal(err)
+	}
 	before, err := eval[watchedVideo](sub, 5*time.Second, readVideo)
 	if err != nil {
 		t.Fatal(err)
@@ -274,6 +308,27 @@ func TestE2EBrowserResumesAfterNodeKill(t *testing.T) {
 	}
 	if after.Participant != before.Participant || after.Resumed != 1 {
 		t.Errorf("participant %q after the kill (was %q), resumed events %d: want the same id, one resume", after.Participant, before.Participant, after.Resumed)
+	}
+	// The publisher's tab decodes sub's republished video again (same producer) and saw no
+	// leave, join, removal or addition of sub or its producers.
+	pubFrames := func() int {
+		s, _ := pub.stats()
+		if s == nil {
+			return 0
+		}
+		return s.FramesDecoded
+	}
+	f0 := pubFrames()
+	checkFor(t, time.Now().Add(15*time.Second), "pub decodes sub's video again", func() (bool, string) {
+		f := pubFrames()
+		return f >= f0+30, fmt.Sprintf("pub decoded %d frames, %d when sub resumed", f, f0)
+	})
+	events, err := eval[[]string](pub, 5*time.Second, `window.__room`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events) > 0 {
+		t.Errorf("pub saw room events across sub's resume: %v", events)
 	}
 	for _, tb := range []*tab{pub, sub} {
 		if errs := tb.jsErrors(); len(errs) > 0 {
