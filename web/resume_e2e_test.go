@@ -173,6 +173,8 @@ type watchedVideo struct {
 	States      []string `json:"states"`
 	Resumed     int      `json:"resumed"`
 	Replaced    int      `json:"replaced"`
+	Migrated    int      `json:"migrated"`
+	MaxGapMs    float64  `json:"maxGapMs"`
 }
 
 // watchVideo picks the page's first remote <video> element with frames, and records the
@@ -185,9 +187,26 @@ const watchVideo = `(() => {
   window.__states = [];
   window.__resumed = 0;
   window.__replaced = 0;
+  window.__migrated = 0;
+  // The longest time between two frames the element presented (logged, not asserted).
+  window.__maxGap = 0;
+  let last = 0;
+  const onFrame = (now) => {
+    if (last && now - last > window.__maxGap) {
+      window.__maxGap = now - last;
+      window.__gapAt = [Math.round(performance.timeOrigin + last), Math.round(performance.timeOrigin + now)];
+    }
+    last = now;
+    v.requestVideoFrameCallback(onFrame);
+  };
+  v.requestVideoFrameCallback(onFrame);
   const c = window.cascadeApp.client;
+  window.__log = [];
+  for (const type of ["state", "migrate", "resumed", "trackReplaced", "transportState"]) {
+    c.addEventListener(type, (e) => window.__log.push(Date.now() + " " + type + " " + (e.detail.state || e.detail.kind || "")));
+  }
   c.addEventListener("state", (e) => window.__states.push(e.detail.state));
-  c.addEventListener("resumed", () => window.__resumed++);
+  c.addEventListener("resumed", (e) => { window.__resumed++; if (e.detail.migrated) window.__migrated++; });
   c.addEventListener("trackReplaced", () => window.__replaced++);
   return true;
 })()`
@@ -203,6 +222,8 @@ const readVideo = `(() => {
     states: window.__states,
     resumed: window.__resumed,
     replaced: window.__replaced,
+    migrated: window.__migrated,
+    maxGapMs: window.__maxGap,
   };
 })()`
 
@@ -222,18 +243,16 @@ const recordRoomEvents = `(() => {
 // participant id is the same (the session resumed on n0), the page went through
 // "reconnecting", and the publisher's tab saw no participant or producer leave or join. The
 // subscriber reaches n1 either through placement (it joins n0, which sends it to its region)
-// or directly (it then finds n0 in the join answer's nodes).
+// or directly (it then finds n0 in the join answer's nodes). Case "drain": n1 is stopped with
+// SIGTERM instead; it drains, tells the tab to migrate, and the tab moves make-before-break.
 func TestE2EBrowserResumesAfterNodeKill(t *testing.T) {
-	for _, direct := range []bool{false, true} {
-		name := "placement"
-		if direct {
-			name = "direct"
-		}
-		t.Run(name, func(t *testing.T) { resumeAfterKill(t, direct) })
+	for _, mode := range []string{"placement", "direct", "drain"} {
+		t.Run(mode, func(t *testing.T) { resumeAfterKill(t, mode) })
 	}
 }
 
-func resumeAfterKill(t *testing.T, direct bool) {
+func resumeAfterKill(t *testing.T, mode string) {
+	direct, drain := mode != "placement", mode == "drain"
 	execPath := requireChromium(t)
 	nodes := startProcCluster(t, "eu", "us")
 	n0, n1 := nodes[0], nodes[1]
@@ -278,9 +297,16 @@ func resumeAfterKill(t *testing.T, direct bool) {
 	}
 	t.Logf("before the kill: %+v", before)
 
-	n1.kill(t)
+	if drain {
+		if err := syscall.Kill(n1.cmd.Process.Pid, syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		n1.kill(t)
+	}
 	killed := time.Now()
-	// The element stalls: no frames for a moment (the count read now is the baseline).
+	// A killed node's element stalls: no frames for a moment (the count read now is the
+	// baseline). A drained one plays on.
 	time.Sleep(500 * time.Millisecond)
 	stalled, err := eval[watchedVideo](sub, 5*time.Second, readVideo)
 	if err != nil {
@@ -297,6 +323,10 @@ func resumeAfterKill(t *testing.T, direct bool) {
 		return v.Same && v.State == "connected" && v.Frames >= stalled.Frames+30, fmt.Sprintf("%+v (stalled at %d frames)", v, stalled.Frames)
 	})
 	t.Logf("frames again %.1f s after the kill: %+v", time.Since(killed).Seconds(), after)
+	if testing.Verbose() {
+		log, _ := eval[any](sub, 5*time.Second, `({log: window.__log, gap: window.__gapAt})`)
+		t.Logf("sub's events: %v", log)
+	}
 	if after.URL != n0.ws() {
 		t.Errorf("sub resumed on %s, want n0 (%s)", after.URL, n0.ws())
 	}
@@ -305,6 +335,9 @@ func resumeAfterKill(t *testing.T, direct bool) {
 	}
 	if after.Replaced == 0 {
 		t.Errorf("no trackReplaced: the video's track was not swapped")
+	}
+	if drain && after.Migrated != 1 {
+		t.Errorf("drain: %d migrations, want 1", after.Migrated)
 	}
 	if after.Participant != before.Participant || after.Resumed != 1 {
 		t.Errorf("participant %q after the kill (was %q), resumed events %d: want the same id, one resume", after.Participant, before.Participant, after.Resumed)

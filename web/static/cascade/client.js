@@ -199,9 +199,9 @@ export class CascadeClient extends Room {
   async _migrated() {
     const gen = this._gen;
     const until = Date.now() + 5000;
-    const flowing = () =>
-      (!this.sendPC || this.sendPC.connectionState === "connected") &&
-      (this._remote.staleCount() === 0 || (this.recvPC && this.recvPC.connectionState === "connected"));
+    // The old transports close once the new send transport is up and every received track
+    // was swapped for its successor (which happens at the successor's first packet).
+    const flowing = () => (!this.sendPC || this.sendPC.connectionState === "connected") && this._remote.staleCount() === 0;
     while (Date.now() < until && gen === this._gen && !flowing()) await new Promise((r) => setTimeout(r, 100));
     this._closeOldPCs();
   }

@@ -4,6 +4,10 @@
 // on another node (new peer connections, new tracks) the new track is swapped into them. A
 // <video> whose srcObject is one of them plays on without the page doing anything.
 
+// How long a resumed producer's new track may stay without media before it replaces the old one
+// anyway.
+const UNMUTE_WAIT_MS = 3000;
+
 export class RemoteTracks {
   /** @param {(type: string, detail: object) => void} emit */
   constructor(emit) {
@@ -74,9 +78,26 @@ export class RemoteTracks {
     this._participants.clear();
   }
 
-  // _swap puts track in place of the entry's old one inside the stable streams. The old track is
-  // removed first, so that a player never holds two video tracks of one producer.
+  // _swap puts track in place of the entry's old one inside the stable streams, once the new
+  // track has media (it unmutes at its first packet; at most UNMUTE_WAIT_MS): during a
+  // migration the old track plays until then. The old track is removed first, so that a player
+  // never holds two video tracks of one producer.
   _swap(entry, track, rawStreams) {
+    clearTimeout(entry.pending);
+    if (track.muted && entry.track !== track) {
+      const go = () => {
+        track.removeEventListener("unmute", go);
+        clearTimeout(entry.pending);
+        if (!entry.ended && this.byProducer.get(entry.producerId) === entry) this._swapNow(entry, track, rawStreams);
+      };
+      track.addEventListener("unmute", go);
+      entry.pending = setTimeout(go, UNMUTE_WAIT_MS);
+      return;
+    }
+    this._swapNow(entry, track, rawStreams);
+  }
+
+  _swapNow(entry, track, rawStreams) {
     entry.unwatch();
     const previous = entry.track;
     if (previous !== track) {
@@ -110,6 +131,7 @@ export class RemoteTracks {
   _end(entry) {
     if (entry.ended) return;
     entry.ended = true;
+    clearTimeout(entry.pending);
     entry.stale = false;
     entry.unwatch();
     const pstream = entry.streams[0];
