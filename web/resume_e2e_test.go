@@ -330,8 +330,8 @@ func resumeAfterKill(t *testing.T, mode string) {
 	if after.URL != n0.ws() {
 		t.Errorf("sub resumed on %s, want n0 (%s)", after.URL, n0.ws())
 	}
-	if len(after.States) == 0 || after.States[0] != "reconnecting" {
-		t.Errorf("states after the kill %v, want reconnecting then connected", after.States)
+	if want := map[bool]string{false: "reconnecting", true: "migrating"}[drain]; len(after.States) != 2 || after.States[0] != want || after.States[1] != "connected" {
+		t.Errorf("states after the kill %v, want %s then connected", after.States, want)
 	}
 	if after.Replaced == 0 {
 		t.Errorf("no trackReplaced: the video's track was not swapped")

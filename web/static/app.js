@@ -268,7 +268,7 @@ async function answerUnmute(accept) {
 function wire(c) {
   c.addEventListener("state", (e) => {
     const { state } = e.detail;
-    const text = { connecting: "connecting…", connected: "connected", reconnecting: "reconnecting…", closed: "not connected" }[state];
+    const text = { connecting: "connecting…", connected: "connected", reconnecting: "reconnecting…", migrating: "moving to another node…", closed: "not connected" }[state];
     setStatus(state, text);
     if (state === "closed" && client === c && !joining) {
       // The client gave up (for example an expired token while reconnecting).

@@ -85,8 +85,12 @@ export interface NodeURL {
   region?: string;
 }
 
-/** The connection's state, reported by the `state` event. */
-export type ConnectionState = "closed" | "connecting" | "connected" | "reconnecting";
+/**
+ * The connection's state, reported by the `state` event: "reconnecting" after the node went
+ * (the media stalls until the session resumed elsewhere), "migrating" while the session moves
+ * off a draining node (make-before-break: the media flows meanwhile).
+ */
+export type ConnectionState = "closed" | "connecting" | "connected" | "reconnecting" | "migrating";
 
 /**
  * Why a session ended without close(): the reason of the server's `closed` notification

@@ -18,7 +18,8 @@
 // `new Cascade()` and `new Cascade.CascadeClient()` are the same.
 //
 // Events (CustomEvent, payload in event.detail):
-//   state               {state, previous}: "connecting" | "connected" | "reconnecting" | "closed"
+//   state               {state, previous}: "connecting" | "connected" | "reconnecting" |
+//                       "migrating" (make-before-break off a draining node) | "closed"
 //   joined              join response data (roomMetadata included), plus {reconnected, resumed}
 //   closed              {reason, code}: the session ended without close(): "replaced" (4001),
 //                       "removed" (4003), "room_deleted" (4004), another `closed` reason, an

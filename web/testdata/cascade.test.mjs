@@ -699,6 +699,6 @@ test("migrate: make-before-break, then leave on the old node", async () => {
   assert.deepEqual(resumed.map((r) => r.migrated), [true]);
   assert.ok(ws.sent.some((m) => m.method === "leave"), "leave on the old node");
   assert.equal(ws.closedWith, 1000);
-  assert.deepEqual(states, ["connecting", "connected", "reconnecting", "connected"]);
+  assert.deepEqual(states, ["connecting", "connected", "migrating", "connected"]);
   await c.close();
 });

@@ -34,7 +34,10 @@ export class Signaling extends EventTarget {
       pingDeadline: PING_DEADLINE_MS,
       ...options,
     };
-    /** "closed" | "connecting" | "connected" | "reconnecting" */
+    /**
+     * "closed" | "connecting" | "connected" | "reconnecting" (the node went: no media until the
+     * session resumed) | "migrating" (make-before-break: the old node's media flows meanwhile)
+     */
     this.state = "closed";
     /** Why the last session ended without close() ("removed", "room_deleted", ...); null while open. */
     this.closeReason = null;
@@ -388,13 +391,13 @@ export class Signaling extends EventTarget {
   async _reconnectOnce() {
     this._reconnectTimer = null;
     for (const url of this._candidates()) {
-      if (this._closed || this.state !== "reconnecting") return;
+      if (this._closed || !this._moving()) return;
       this._url = url;
       let data;
       try {
         data = await this._open(true);
       } catch (err) {
-        if (this._closed || this.state !== "reconnecting") return;
+        if (this._closed || !this._moving()) return;
         this._dropSocket();
         if (err instanceof CascadeError && FATAL_JOIN_CODES.has(err.code)) {
           this._emitError(err, "reconnect");
@@ -422,6 +425,10 @@ export class Signaling extends EventTarget {
       await this._migrated().catch(() => {});
       this._endMigration();
     }
+  }
+
+  _moving() {
+    return this.state === "reconnecting" || this.state === "migrating";
   }
 
   // ---- liveness --------------------------------------------------------------------------------
@@ -466,7 +473,7 @@ export class Signaling extends EventTarget {
     this._migration = { ws, from: this._url };
     this._avoid = [this._url];
     this._suspendPeers(true);
-    this._setState("reconnecting");
+    this._setState("migrating");
     this._nodes = [{ url }, ...this._nodes];
     this._attempt = 0;
     this._scheduleReconnect(0);
