@@ -189,6 +189,12 @@ export class Signaling extends EventTarget {
         data = await this._join(token, resume, true);
       }
     }
+    if (this._closed && reconnected) {
+      // close() was called while this attempt was under way: the session ends here.
+      await this.request("leave", {}, 2000).catch(() => {});
+      this._dropSocket(1000, "leave");
+      throw new CascadeError("disconnected", "closed while reconnecting");
+    }
     this._redirected = !!redirect;
     this._resume = data.resume && data.resume.token ? data.resume : null;
     this._nodes = Array.isArray(data.nodes) ? data.nodes.filter((n) => n && typeof n.url === "string") : [];
