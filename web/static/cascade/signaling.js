@@ -90,7 +90,6 @@ export class Signaling extends EventTarget {
     this._token = token;
     this._autoSubscribe = autoSubscribe !== false;
     this._region = region;
-    this._redirected = false;
     this._closed = false;
     this._serverReason = null;
     this.closeReason = null;
@@ -180,13 +179,13 @@ export class Signaling extends EventTarget {
       if (this._avoid.some((u) => sameURL(u, redirect))) {
         // Placement does not know yet that the node went: stay where we are.
         await this._openSocket();
-        data = await this._join(token, resume, true);
+        data = await this._join(token, this._resume ? resume : "", true);
       } else {
         // The node placed this client on a better node (region, load, draining): follow once.
         // The target is not sticky: after a loss the client goes back to placement.
         this._url = webSocketURL(redirect);
         await this._openSocket();
-        data = await this._join(token, resume, true);
+        data = await this._join(token, this._resume ? resume : "", true);
       }
     }
     if (this._closed && reconnected) {
@@ -195,7 +194,6 @@ export class Signaling extends EventTarget {
       this._dropSocket(1000, "leave");
       throw new CascadeError("disconnected", "closed while reconnecting");
     }
-    this._redirected = !!redirect;
     this._resume = data.resume && data.resume.token ? data.resume : null;
     this._nodes = Array.isArray(data.nodes) ? data.nodes.filter((n) => n && typeof n.url === "string") : [];
     const resumed = !!(reconnected && data.resumed);
