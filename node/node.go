@@ -47,6 +47,7 @@ type Node struct {
 	rooms map[string]*Room
 	// by room, then identity: a second join with the same identity replaces the first
 	identities map[string]map[string]*Participant
+	ended      endedSessions // sessions that ended here: their credentials resume nothing (resume.go)
 
 	timers sync.WaitGroup // the rooms' empty timers that may still run (Close waits)
 	stop   chan struct{}
@@ -177,7 +178,9 @@ func (n *Node) join(room, identity string, g Grant, autoSubscribe bool, l Listen
 		if res.JoinedAt > 0 {
 			p.joined = time.UnixMilli(res.JoinedAt)
 		}
-		old = nil // the stale copy of the session, if it is old, is superseded below, not replaced
+		if old == take.local {
+			old = nil // the stale copy of the session is superseded below, not replaced
+		}
 	}
 	p.log = n.log.With("room", room, "participant", p.id, "identity", identity)
 	if g.Metadata != "" {
@@ -272,6 +275,9 @@ func (n *Node) leave(p *Participant) {
 	r.mu.Unlock()
 	if n.identities[r.name][p.identity] == p {
 		delete(n.identities[r.name], p.identity)
+	}
+	if !superseded {
+		n.ended.add(p.id, time.Now())
 	}
 	closed := false
 	if empty && n.rooms[r.name] == r {

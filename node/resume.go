@@ -55,7 +55,8 @@ type Resume struct {
 // local here without a participantJoined to anyone; a local copy of it (a resume on the same
 // node) is superseded. The ParticipantJoined event has Resumed set. A copy of the session with
 // an epoch above res.Epoch, here or known on another node, means the credential was used:
-// ErrResume. So is another session of the identity here: the client joined afresh since.
+// ErrResume. So is another session of the identity, here or elsewhere: the client joined
+// afresh since.
 func (n *Node) JoinResumed(room, identity string, g Grant, autoSubscribe bool, l Listener, res Resume) (*Participant, error) {
 	if res.ID == "" {
 		return nil, fmt.Errorf("%w: no participant id", ErrResume)
@@ -76,7 +77,10 @@ func (t resumeTake) known() bool { return t.local != nil || t.remote }
 // (old is the identity's local participant, if any). The caller holds n.mu.
 func (r *Room) resumableLocked(old *Participant, identity string, res Resume) (resumeTake, error) {
 	var t resumeTake
-	if old != nil && old.id != res.ID {
+	if r.node.ended.has(res.ID, time.Now()) {
+		return t, fmt.Errorf("%w: the session ended", ErrResume)
+	}
+	if old != nil && old.id != res.ID && old.joined.UnixMilli() >= res.JoinedAt {
 		return t, fmt.Errorf("%w: identity %q has a newer session here", ErrResume, identity)
 	}
 	r.mu.Lock()
@@ -93,16 +97,34 @@ func (r *Room) resumableLocked(old *Participant, identity string, res Resume) (r
 		}
 		t.remote = true
 	}
+	if id, node := r.otherSessionLocked(res.ID, identity, res.JoinedAt); id != "" {
+		return t, fmt.Errorf("%w: identity %q has a newer session on %s", ErrResume, identity, node)
+	}
 	return t, nil
 }
 
+// otherSessionLocked finds a session of identity on another node, other than session id, that
+// joined at or after joinedAt (session id's first join): the client joined afresh since, which
+// replaced session id (a resume of it must not replace the new one back). An older one is
+// replaced by the resume as by any join. The caller holds r.mu.
+func (r *Room) otherSessionLocked(id, identity string, joinedAt int64) (string, string) {
+	for rid, rp := range r.remote {
+		if rp.info.Identity == identity && rid != id && rp.info.JoinedAt >= joinedAt {
+			return rid, rp.node
+		}
+	}
+	return "", ""
+}
+
 // fencedAfterSync tells whether the room, synced with the other nodes after p's join opened
-// it, holds a newer copy of p's session, or already superseded p.
+// it, holds a newer copy of p's session or another session of its identity, or already
+// superseded p.
 func (r *Room) fencedAfterSync(p *Participant) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	rp, ok := r.remote[p.id]
-	return p.superseded || (ok && rp.info.Epoch >= p.epoch)
+	other, _ := r.otherSessionLocked(p.id, p.identity, p.joined.UnixMilli())
+	return p.superseded || (ok && rp.info.Epoch >= p.epoch) || other != ""
 }
 
 // Epoch is the session's epoch (ParticipantInfo.Epoch).
@@ -236,4 +258,35 @@ func (p *Participant) Linger(grace time.Duration) {
 		case <-n.stop:
 		}
 	}()
+}
+
+// endedMemory is how long a node remembers a session that ended here (it left, or its client
+// did not come back within the grace): as long as the session's credentials are valid.
+const endedMemory = 5 * time.Minute
+
+// endedSessions are the participant ids of sessions that ended here, oldest first: a resume of
+// one is refused (a credential is usable once, and not after its session left). Guarded by
+// the node's mu.
+type endedSessions struct {
+	ids   map[string]time.Time
+	order []string
+}
+
+func (e *endedSessions) add(id string, now time.Time) {
+	if e.ids == nil {
+		e.ids = make(map[string]time.Time)
+	}
+	for len(e.order) > 0 && now.Sub(e.ids[e.order[0]]) > endedMemory {
+		delete(e.ids, e.order[0])
+		e.order = e.order[1:]
+	}
+	if _, ok := e.ids[id]; !ok {
+		e.order = append(e.order, id)
+	}
+	e.ids[id] = now
+}
+
+func (e *endedSessions) has(id string, now time.Time) bool {
+	at, ok := e.ids[id]
+	return ok && now.Sub(at) <= endedMemory
 }

@@ -127,16 +127,36 @@ func TestResumeOfRemote(t *testing.T) {
 }
 
 // TestResumeRefusedForNewerIdentity: a client that joined afresh since (a new session of the
-// identity) cannot be pushed out by a resume of its old one.
+// identity, here or on another node) cannot be pushed out by a resume of its old one.
 func TestResumeRefusedForNewerIdentity(t *testing.T) {
 	n, _ := adminNode(t, node.Options{})
 	join(t, n, "r", "alice", node.Grant{})
-	if _, err := n.JoinResumed("r", "alice", node.Grant{}, false, &recorder{}, node.Resume{ID: "PAOLD", Epoch: 0}); !errors.Is(err, node.ErrResume) {
+	if _, err := n.JoinResumed("r", "alice", node.Grant{}, false, &recorder{}, node.Resume{ID: "PAOLD", Epoch: 0, JoinedAt: 1}); !errors.Is(err, node.ErrResume) {
 		t.Fatalf("resume over a newer session: %v", err)
+	}
+	// The same on another node.
+	join(t, n, "r", "bob", node.Grant{})
+	n.Room("r").AddRemoteParticipant(node.ParticipantInfo{ID: "PANEW", Identity: "carol", JoinedAt: 2}, "n2")
+	if _, err := n.JoinResumed("r", "carol", node.Grant{}, false, &recorder{}, node.Resume{ID: "PAOLD2", Epoch: 0, JoinedAt: 1, Node: "n3"}); !errors.Is(err, node.ErrResume) {
+		t.Fatalf("resume over a newer session elsewhere: %v", err)
+	}
+	// An older session of the identity (dave's, from before the session that resumes) does not
+	// stop it, and is replaced as by any join.
+	n.Room("r").AddRemoteParticipant(node.ParticipantInfo{ID: "PAOLDER", Identity: "dave", JoinedAt: 1}, "n2")
+	if _, err := n.JoinResumed("r", "dave", node.Grant{}, false, &recorder{}, node.Resume{ID: "PADAVE", Epoch: 0, JoinedAt: 5, Node: "n3"}); err != nil {
+		t.Fatalf("resume with an older session of the identity elsewhere: %v", err)
+	}
+	eve, eveHeard := join(t, n, "r", "eve", node.Grant{})
+	if _, err := n.JoinResumed("r", "eve", node.Grant{}, false, &recorder{}, node.Resume{ID: "PAEVE", Epoch: 0, JoinedAt: eve.Info().JoinedAt + 1, Node: "n3"}); err != nil {
+		t.Fatalf("resume with an older session of the identity here: %v", err)
+	}
+	if !eveHeard.has(node.EventClosed, `{"reason":"replaced"}`) {
+		t.Fatalf("eve's older session not replaced:\n%s", eveHeard)
 	}
 }
 
-// TestLinger: a participant whose client vanished stays for its grace, then leaves as usual.
+// TestLinger: a participant whose client vanished stays for its grace, then leaves as usual;
+// its session is over.
 func TestLinger(t *testing.T) {
 	n, _ := adminNode(t, node.Options{})
 	_, bobHeard := join(t, n, "r", "bob", node.Grant{})
@@ -151,6 +171,10 @@ func TestLinger(t *testing.T) {
 		}
 		return nil
 	})
+	// Its session ended: a late resume of it is refused.
+	if _, err := n.JoinResumed("r", "gone", node.Grant{}, false, &recorder{}, node.Resume{ID: gone.ID(), Epoch: 0}); !errors.Is(err, node.ErrResume) {
+		t.Fatalf("resume of an ended session: %v", err)
+	}
 }
 
 func TestSupersedesByEpoch(t *testing.T) {

@@ -123,7 +123,7 @@ func TestResumeSameNode(t *testing.T) {
 }
 
 // TestResumeTokenRefresh: a publish is followed by a fresh credential that names the new
-// producer.
+// producer, an unpublish by one that does not.
 func TestResumeTokenRefresh(t *testing.T) {
 	e := newEnv(t, 1, 100)
 	pub := e.join("r", "pub", true, false)
@@ -154,6 +154,32 @@ func TestResumeTokenRefresh(t *testing.T) {
 			}
 		}
 		return fmt.Errorf("no credential naming producer %s", res.Producers[0].ID)
+	})
+	// Unpublished, the producer leaves the session's next credential.
+	if err := pub.Request(context.Background(), proto.MethodUnpublish, proto.ProducerData{Producer: res.Producers[0].ID}, nil); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 5*time.Second, func() error {
+		pub.mu.Lock()
+		defer pub.mu.Unlock()
+		for i := len(pub.notes) - 1; i >= 0; i-- {
+			if pub.notes[i].method != proto.MethodResumeToken {
+				continue
+			}
+			var tok proto.ResumeToken
+			if err := json.Unmarshal(pub.notes[i].data, &tok); err != nil {
+				return err
+			}
+			c, err := testKeys.VerifyResume(tok.Token)
+			if err != nil {
+				return err
+			}
+			if len(c.Producers) != 0 {
+				return fmt.Errorf("the last credential names %+v", c.Producers)
+			}
+			return nil
+		}
+		return fmt.Errorf("no credential")
 	})
 }
 
@@ -286,7 +312,7 @@ func hasParticipant(ps []node.ParticipantInfo, id string, epoch uint64) bool {
 
 // TestResumedSessionClosed: a session still connected when its client resumes it on another
 // connection (a migration, a node that was cut off) is told closed "resumed" and closed with
-// 4005; the resumed session goes on.
+// 4005; the resumed session goes on, and once it left its credential is refused.
 func TestResumedSessionClosed(t *testing.T) {
 	e := newEnv(t, 1, 100)
 	old := e.raw()
@@ -295,12 +321,36 @@ func TestResumedSessionClosed(t *testing.T) {
 		t.Fatal(perr)
 	}
 	now := e.raw()
-	if _, perr := now.joinAnswer(resumeData(ans.Resume.Token)); perr != nil {
+	res, perr := now.joinAnswer(resumeData(ans.Resume.Token))
+	if perr != nil {
 		t.Fatal(perr)
 	}
 	old.closedThenCode(proto.ReasonResumed, proto.CloseResumed)
 	now.pingOK()
 	if ps := e.node.Room("r").Participants(); len(ps) != 1 || ps[0].ID != ans.Participant.ID || ps[0].Epoch != 1 {
 		t.Fatalf("participants %v", ps)
+	}
+	// Once the session left, its newest credential resumes nothing.
+	now.expectOK(`{"id":4,"method":"leave","data":{}}`)
+	now.drain() // the close handshake: the session ends once the client answers it
+	checkFor(t, 5*time.Second, func() error {
+		if r := e.node.Room("r"); r != nil && len(r.Participants()) != 0 {
+			return fmt.Errorf("participants %v", r.Participants())
+		}
+		return nil
+	})
+	if _, perr := e.raw().joinAnswer(resumeData(res.Resume.Token)); perr == nil || perr.Code != proto.CodeResumeRefused || !strings.Contains(perr.Message, "ended") {
+		t.Fatalf("resume after leave: %+v", perr)
+	}
+}
+
+// drain reads r until its connection ends (at most 5 s).
+func (r *rawConn) drain() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for {
+		if _, _, err := r.c.Read(ctx); err != nil {
+			return
+		}
 	}
 }
