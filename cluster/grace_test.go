@@ -182,6 +182,14 @@ func TestRoomStateRestartGrace(t *testing.T) {
 	sameMap(t, "participants", s.Participants("r"), map[string]string{"x": "a"})
 	sameMap(t, "producers", s.Producers("r"), map[string]string{"P": "a"})
 
+	// The same restart learnt from the new incarnation's room sync only: a move too.
+	s1 := NewRoomStateGrace(grace)
+	s1.Open("r")
+	s1.Apply("r", a1(1), ParticipantJoinedMsg{Participant: part("x")}, t0)
+	s1.Apply("r", a1(2), ProducerAddedMsg{Producer: prod("P")}, t0)
+	expect(t, s1, "r", a2(1), RoomSyncMsg{Participants: []node.ParticipantInfo{partAt("x", 1)}, Producers: []node.ProducerInfo{prodAt("P", 1)}}, t0,
+		Supersede{"r", partAt("x", 1), "a"}, AddRemoteParticipant{"r", partAt("x", 1), "a"}, MoveProducer{"r", prodAt("P", 1), "a"})
+
 	// Without a grace, a new incarnation removes the old one's state at once (as before).
 	s0 := NewRoomState()
 	s0.Open("r")

@@ -28,7 +28,7 @@ func memMember(t testing.TB, net *cluster.MemNet, id string) (*node.Node, *clust
 // memMemberBeat is memMember at heartbeat interval hb, with a resume grace of testGrace.
 func memMemberBeat(t testing.TB, net *cluster.MemNet, id string, hb time.Duration) (*node.Node, *cluster.MemBus, *cluster.Cluster) {
 	t.Helper()
-	n, bus, c, _ := memMemberWith(t, net, id, cluster.Options{Heartbeat: hb, ResumeGrace: testGrace})
+	n, bus, c, _ := memMemberWith(t, net, id, cluster.Options{Heartbeat: hb, ResumeGrace: testGrace}, 0)
 	return n, bus, c
 }
 
@@ -36,15 +36,16 @@ func memMemberBeat(t testing.TB, net *cluster.MemNet, id string, hb time.Duratio
 // peers' rooms soon after the heartbeat timeout (no session resumes in these tests).
 const testGrace = 200 * time.Millisecond
 
-// memMemberWith is memMember with options o (its secrets are the test cluster's), and its relay.
-func memMemberWith(t testing.TB, net *cluster.MemNet, id string, o cluster.Options) (*node.Node, *cluster.MemBus, *cluster.Cluster, *relay.Pipes) {
+// memMemberWith is memMember with options o (its secrets are the test cluster's) and relay
+// fan-out fanout (0: the default), and its relay.
+func memMemberWith(t testing.TB, net *cluster.MemNet, id string, o cluster.Options, fanout int) (*node.Node, *cluster.MemBus, *cluster.Cluster, *relay.Pipes) {
 	t.Helper()
 	n, err := node.New(node.Options{ID: id, LoopbackOnly: true, Workers: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(n.Close)
-	pipes, err := relay.Open(relay.Options{Self: id, Producers: n})
+	pipes, err := relay.Open(relay.Options{Self: id, Producers: n, Fanout: fanout})
 	if err != nil {
 		t.Fatal(err)
 	}

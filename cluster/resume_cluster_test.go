@@ -149,7 +149,8 @@ func publishVP8(t *testing.T, p *node.Participant, ids map[string]string) (*vp8S
 }
 
 // resumeCluster is three nodes on a MemNet: a (the publisher's), b (where it resumes), c (a
-// viewer's), at a 50 ms heartbeat and resume grace grace.
+// viewer's), at a 250 ms heartbeat (slower than the other tests': a node of a loaded test
+// machine that misses three beats drops its relay children) and resume grace grace.
 type resumeCluster struct {
 	n     map[string]*node.Node
 	bus   map[string]*cluster.MemBus
@@ -167,13 +168,22 @@ func (rc *resumeCluster) closeRelay(t *testing.T, id string) {
 }
 
 func newResumeCluster(t *testing.T, grace time.Duration) *resumeCluster {
+	return newResumeClusterFanout(t, grace, 0)
+}
+
+// newResumeClusterFanout is newResumeCluster with a relay fan-out of fanoutA on node a.
+func newResumeClusterFanout(t *testing.T, grace time.Duration, fanoutA int) *resumeCluster {
 	t.Helper()
 	net := cluster.NewMemNet()
 	net.Start()
 	t.Cleanup(net.Close)
 	rc := &resumeCluster{n: map[string]*node.Node{}, bus: map[string]*cluster.MemBus{}, c: map[string]*cluster.Cluster{}, pipes: map[string]*relay.Pipes{}}
 	for _, id := range []string{"a", "b", "c"} {
-		rc.n[id], rc.bus[id], rc.c[id], rc.pipes[id] = memMemberWith(t, net, id, cluster.Options{Heartbeat: 50 * time.Millisecond, ResumeGrace: grace})
+		fanout := 0
+		if id == "a" {
+			fanout = fanoutA
+		}
+		rc.n[id], rc.bus[id], rc.c[id], rc.pipes[id] = memMemberWith(t, net, id, cluster.Options{Heartbeat: 250 * time.Millisecond, ResumeGrace: grace}, fanout)
 	}
 	checkFor(t, 5*time.Second, func() error {
 		for id, c := range rc.c {
@@ -264,6 +274,13 @@ func TestProducerMovesAcrossNodes(t *testing.T) {
 		}
 		return nil
 	})
+	checkFor(t, 10*time.Second, func() error { // make-before-break: both pipes are up a while
+		if got := rc.pipes["c"].Piped("r"); len(got) != 1 || got[0].Parent != "b" || rc.retiring("c") != 1 {
+			return fmt.Errorf("c's pipes in: %v, %d retiring", got, rc.retiring("c"))
+		}
+		return nil
+	})
+	receives(t, s, "while both sources flow")
 	old.close() // the old publisher stops: whatever c gets from now on comes through b
 	receives(t, s, "after the move")
 	checkFor(t, 10*time.Second, func() error {
@@ -342,5 +359,119 @@ func TestNodeKilledPublisherResumes(t *testing.T) {
 	}
 	if got := rc.c["c"].Rooms().Participants("r")[pub.ID()]; got != "b" {
 		t.Fatalf("after the grace c has the publisher on %q", got)
+	}
+}
+
+// TestProducerAdoptedByItsCarrier: a relays the publisher's video to b only (fan-out 1), b
+// relays it on to c; the publisher's session resumes on b, the carrier. b's viewer and c's
+// viewer keep their tracks (c re-pipes from b, the new origin, and the old pipe goes), c's
+// tree of the producer is the new one (c under b), and a, which no longer carries it, relays
+// nothing.
+func TestProducerAdoptedByItsCarrier(t *testing.T) {
+	rc := newResumeClusterFanout(t, 5*time.Second, 1)
+	pub, err := rc.n["a"].Join("r", "pub", node.Grant{Publish: true, Subscribe: true}, false, &heard{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, infos := publishVP8(t, pub, nil)
+	pid := infos[0].ID
+	_, sb := rc.watch(t, "b", pid)
+	hc, sc := rc.watch(t, "c", pid)
+	if got := rc.pipes["c"].Piped("r"); len(got) != 1 || got[0].Parent != "b" {
+		t.Fatalf("c's pipes in before the move: %v (a relays to one node only)", got)
+	}
+	mark := hc.mark()
+
+	pub2, err := rc.n["b"].JoinResumed("r", "pub", node.Grant{Publish: true, Subscribe: true}, false, &heard{}, resumeOf(pub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishVP8(t, pub2, map[string]string{infos[0].Mid: pid})
+	checkFor(t, 10*time.Second, func() error {
+		if got := rc.c["c"].Rooms().Producers("r")[pid]; got != "b" {
+			return fmt.Errorf("c has the producer from %q", got)
+		}
+		return nil
+	})
+	old.close()
+	checkFor(t, 10*time.Second, func() error {
+		if n := rc.retiring("c"); n != 0 {
+			return fmt.Errorf("c still has %d old pipes", n)
+		}
+		if in, out := rc.pipes["a"].Counts(); in != 0 || out != 0 {
+			return fmt.Errorf("a still has %d pipes in, %d out", in, out)
+		}
+		return nil
+	})
+	receives(t, sb, "b's viewer after the move")
+	receives(t, sc, "c's viewer after the move")
+	if got := rc.pipes["c"].Piped("r"); len(got) != 1 || got[0].Parent != "b" {
+		t.Fatalf("c's pipes in after the move: %v", got)
+	}
+	notes, _ := hc.since(mark)
+	if anyOf(notes, node.EventProducerRemoved, pid) || anyOf(notes, node.EventProducerAdded, pid) || !anyOf(notes, node.EventProducerMoved, pid) {
+		t.Errorf("c's viewer was told %v", notes)
+	}
+	for id, s := range map[string]*sink{"b": sb, "c": sc} {
+		if j := s.jumps(); len(j) > 0 {
+			t.Errorf("the track of %s's viewer jumped: %v", id, j)
+		}
+	}
+}
+
+// TestStaleSessionFencedAfterPartition: a is cut off from the cluster (NATS only: its relay
+// still lives) while its publisher's session resumes on b. When the partition heals, a learns
+// of the resumed session through the room re-sync and fences its stale copy (closed "resumed",
+// no leave for anyone); the stale copy's announcements (epoch 0) move nothing back on c.
+func TestStaleSessionFencedAfterPartition(t *testing.T) {
+	rc := newResumeCluster(t, 5*time.Second)
+	ha := &heard{}
+	pub, err := rc.n["a"].Join("r", "pub", node.Grant{Publish: true, Subscribe: true}, false, ha)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, infos := publishVP8(t, pub, nil)
+	pid := infos[0].ID
+	hc, sc := rc.watch(t, "c", pid)
+	mark := hc.mark()
+	res := resumeOf(pub)
+
+	rc.bus["a"].SetConnected(false)
+	pub2, err := rc.n["b"].JoinResumed("r", "pub", node.Grant{Publish: true, Subscribe: true}, false, &heard{}, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishVP8(t, pub2, map[string]string{infos[0].Mid: pid})
+	checkFor(t, 10*time.Second, func() error {
+		if got := rc.c["c"].Rooms().Producers("r")[pid]; got != "b" {
+			return fmt.Errorf("c has the producer from %q", got)
+		}
+		return nil
+	})
+	if ha.count(node.EventClosed) != 0 {
+		t.Fatal("the stale copy was closed while a was cut off")
+	}
+
+	rc.bus["a"].SetConnected(true) // the partition heals
+	checkFor(t, 15*time.Second, func() error {
+		if ha.count(node.EventClosed, node.ReasonResumed) != 1 {
+			got, _ := ha.since(0)
+			return fmt.Errorf("a's stale copy not fenced: %v", got)
+		}
+		if got := rc.c["a"].Rooms().Participants("r")[pub.ID()]; got != "b" {
+			return fmt.Errorf("a has the publisher on %q", got)
+		}
+		return nil
+	})
+	receives(t, sc, "after the partition healed")
+	if got := rc.c["c"].Rooms().Producers("r")[pid]; got != "b" {
+		t.Fatalf("after the partition healed, c has the producer from %q", got)
+	}
+	notes, _ := hc.since(mark)
+	for _, bad := range []struct{ method, id string }{{node.EventProducerRemoved, pid}, {node.EventProducerAdded, pid},
+		{node.EventParticipantLeft, pub.ID()}, {node.EventParticipantJoined, pub.ID()}} {
+		if anyOf(notes, bad.method, bad.id) {
+			t.Errorf("c's viewer was told %s: %v", bad.method, notes)
+		}
 	}
 }

@@ -179,6 +179,8 @@ func (s *RoomState) merge(room string, r *roomState, from Stamp, m RoomSyncMsg, 
 				out = append(out, Supersede{Room: room, Participant: p, Node: from.Node})
 			}
 			out = append(out, AddRemoteParticipant{Room: room, Participant: p, Node: from.Node})
+		case accepted && p.Epoch > was.Epoch: // resumed on its restarted node: a move, not an update
+			out = append(out, Supersede{Room: room, Participant: p, Node: from.Node}, AddRemoteParticipant{Room: room, Participant: p, Node: from.Node})
 		case accepted && p != was: // an update lost with the messages
 			out = append(out, UpdateRemoteParticipant{Room: room, Participant: p, Node: from.Node})
 		}
@@ -191,7 +193,7 @@ func (s *RoomState) merge(room string, r *roomState, from Stamp, m RoomSyncMsg, 
 		}
 		moved := movedFrom(r.producers, p.ID, from)
 		switch accepted, added := upsert(r.producers, p.ID, p, p.Epoch, from); {
-		case added:
+		case added, accepted && moved: // moved: to the restarted node it had, too
 			out = append(out, addProducer(room, p, from.Node, moved))
 		case accepted && p.Muted != wasMuted: // a mute lost with the messages
 			out = append(out, SetRemoteMuted{Room: room, ID: p.ID, Muted: p.Muted})

@@ -163,6 +163,8 @@ func TestRoomMsgWire(t *testing.T) {
 	s := NewStamper("a", "1", &fakeClock{})
 	for _, m := range []RoomMsg{
 		ParticipantJoinedMsg{Participant: part("x"), Replaces: []string{"old"}},
+		ParticipantJoinedMsg{Participant: partAt("x", 2), Resumed: true},
+		ProducerAddedMsg{Producer: prodAt("P", 2)},
 		ParticipantLeftMsg{ID: "x"},
 		ProducerAddedMsg{Producer: prod("P")},
 		ProducerRemovedMsg{ID: "P", Participant: "x"},
