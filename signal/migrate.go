@@ -81,6 +81,10 @@ func newMigrator(srv *Server, o MigrateOptions, reg prometheus.Registerer) *migr
 		if err := reg.Register(m.metric); err != nil {
 			m.log.Warn("cannot register the migration metric", "error", err)
 			m.metric = nil
+		} else {
+			for _, r := range []string{MigrationMoved, MigrationCut, MigrationNoTarget} {
+				m.metric.WithLabelValues(r) // exported at 0 before the first drain
+			}
 		}
 	}
 	return m
@@ -131,17 +135,19 @@ func (m *migrator) run() {
 // tell sends one batch of migrate notifications.
 func (m *migrator) tell() {
 	pending := m.srv.untold(m.told, &m.mu)
-	targets := map[string][]proto.NodeURL{} // per room, for this batch: placement is asked once
+	type where struct{ room, region string }
+	targets := map[where][]proto.NodeURL{} // placement is asked once per room and region a tick
 	n := 0
 	for _, s := range pending {
 		if n == m.batch {
 			break
 		}
-		room := s.p.Room().Name()
-		t, ok := targets[room]
+		// s.p and s.region were set before markJoined, under the server's lock that untold took.
+		w := where{s.p.Room().Name(), s.region}
+		t, ok := targets[w]
 		if !ok {
-			t = m.srv.migrationTarget(room)
-			targets[room] = t
+			t = m.srv.migrationTarget(w.room, w.region)
+			targets[w] = t
 		}
 		if len(t) == 0 {
 			continue
@@ -150,10 +156,21 @@ func (m *migrator) tell() {
 		if err != nil {
 			continue
 		}
-		m.mu.Lock()
-		m.told[s] = true
-		m.counts.Told++
-		m.mu.Unlock()
+		// Marked told only while still open, under the server's lock: a session that ends
+		// meanwhile is either skipped here or seen told by ended (which runs after it left
+		// the server's sessions), never counted as cut.
+		m.srv.mu.Lock()
+		_, open := m.srv.sessions[s]
+		if open {
+			m.mu.Lock()
+			m.told[s] = true
+			m.counts.Told++
+			m.mu.Unlock()
+		}
+		m.srv.mu.Unlock()
+		if !open {
+			continue
+		}
 		s.Notify(proto.MethodMigrate, proto.MigrateData{Node: t[0].ID, URL: u, Reason: "drain", Deadline: m.deadline.UnixMilli()})
 		n++
 	}
@@ -228,13 +245,13 @@ func (s *Server) untold(told map[*session]bool, mu *sync.Mutex) []*session {
 	return kept
 }
 
-// migrationTarget is where a session of room moves: the best other live node, never a draining
-// one (none without placement).
-func (s *Server) migrationTarget(room string) []proto.NodeURL {
+// migrationTarget is where a session of room (of a client in region) moves: the best other live
+// node, never a draining one (none without placement).
+func (s *Server) migrationTarget(room, region string) []proto.NodeURL {
 	if s.o.Placement == nil {
 		return nil
 	}
-	return s.o.Placement.Alternatives(room, "", 1)
+	return s.o.Placement.Alternatives(room, region, 1)
 }
 
 // Migrations reports what became of the signaling sessions of this node's drain so far.

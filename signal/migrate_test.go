@@ -96,6 +96,9 @@ func TestDrainMigratesInBatches(t *testing.T) {
 		peers = append(peers, a.join("r", fmt.Sprint("p", i), false, true))
 	}
 	other := b.join("r", "on-b", false, true)
+	if other.URL != b.ws {
+		t.Fatalf("the session on b was placed on %s", other.URL)
+	}
 	for _, p := range peers {
 		if p.URL != a.ws {
 			t.Fatalf("%s joined %s, want a", p.Join.Participant.Identity, p.URL)

@@ -63,6 +63,7 @@ type session struct {
 	malformed int
 	ip        netip.Addr // the client's address, for the join limit (set before run)
 	grant     auth.Grant // what the session may do (its resume credentials carry it)
+	region    string     // the join's region hint: where a drain migrates it (migrate.go)
 	saidBye   bool       // the client closed the WebSocket itself (a close frame)
 
 	refresh chan struct{} // asks the refresher for a fresh resume credential (resume.go)
@@ -455,7 +456,7 @@ func (s *session) join(raw json.RawMessage) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.p, s.grant = p, g
+	s.p, s.grant, s.region = p, g, d.Region
 	s.srv.markJoined(s) // the join deadline (edges.go) no longer applies
 	s.log = s.log.With("room", g.Room, "participant", p.ID())
 	res2 := proto.JoinResult{Participant: participant(p.Info()), Room: g.Room, Participants: each(p.Room().Participants(), participant),

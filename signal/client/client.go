@@ -50,7 +50,11 @@ type Client struct {
 	cred      *proto.ResumeToken
 	nodes     []proto.NodeURL
 	latest    proto.JoinResult
-	subs      []subRecord // manual subscriptions, replayed on a resume
+	// wanted are the producers the application subscribed to (and did not unsubscribe from),
+	// subscribed again on a resume; pending those a resumed node did not have yet (their
+	// publisher still resuming): subscribed when it announces them.
+	wanted  map[string]bool
+	pending map[string]bool
 
 	pubMu     sync.Mutex // Publish and a resume's publish again, one at a time
 	pubs      []pubTrack
@@ -72,12 +76,6 @@ type pubTrack struct {
 	id    string
 }
 
-// subRecord is a subscribe or unsubscribe request the application made.
-type subRecord struct {
-	method string
-	data   json.RawMessage
-}
-
 // Dial connects to a node's /ws URL and joins the room of the token.
 func Dial(ctx context.Context, url string, o Options) (*Client, error) {
 	if o.RequestTimeout == 0 {
@@ -97,7 +95,7 @@ func Dial(ctx context.Context, url string, o Options) (*Client, error) {
 		return nil, err
 	}
 	cctx, stop := context.WithCancel(context.Background())
-	c := &Client{o: o, api: api, given: append([]string{url}, o.ResumeURLs...), seq: make(map[*link]int),
+	c := &Client{o: o, api: api, given: append([]string{url}, o.ResumeURLs...), seq: make(map[*link]int), wanted: make(map[string]bool), pending: make(map[string]bool),
 		notes: make(chan note, 1024), migrateCh: make(chan proto.MigrateData, 1), done: make(chan struct{}), ctx: cctx, stop: stop}
 	c.wg.Add(1)
 	go c.dispatcher()
@@ -199,9 +197,15 @@ func (c *Client) Request(ctx context.Context, method string, data, result any) e
 	}
 	err := l.request(ctx, method, data, result)
 	if err == nil && (method == proto.MethodSubscribe || method == proto.MethodUnsubscribe) {
-		if raw, jerr := json.Marshal(data); jerr == nil {
+		var d proto.ProducerData
+		if raw, jerr := json.Marshal(data); jerr == nil && json.Unmarshal(raw, &d) == nil && d.Producer != "" {
 			c.mu.Lock()
-			c.subs = append(c.subs, subRecord{method, raw})
+			if method == proto.MethodSubscribe {
+				c.wanted[d.Producer] = true
+			} else {
+				delete(c.wanted, d.Producer)
+				delete(c.pending, d.Producer)
+			}
 			c.mu.Unlock()
 		}
 	}
@@ -259,6 +263,8 @@ func (c *Client) dispatcher() {
 				}
 				c.mu.Unlock()
 			}
+		case proto.MethodProducerAdded, proto.MethodProducerMoved:
+			c.subscribePending(l, raw)
 		case proto.MethodMigrate:
 			var d proto.MigrateData
 			if json.Unmarshal(raw, &d) == nil && c.o.Resume && l == c.current() {

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -288,13 +289,54 @@ func (c *Client) restore(l *link, fresh bool) error {
 		}
 	}
 	c.mu.Lock()
-	subs := c.subs
+	var ids []string
+	for id := range c.wanted {
+		ids = append(ids, id)
+	}
 	c.mu.Unlock()
-	for _, s := range subs {
-		// A producer gone meanwhile is refused: not a reason to give the node up.
-		_ = l.request(c.ctx, s.method, s.data, nil)
+	for _, id := range ids {
+		err := l.request(c.ctx, proto.MethodSubscribe, proto.ProducerData{Producer: id}, nil)
+		if !notFound(err) {
+			continue
+		}
+		// Its publisher is resuming too: subscribe when this node announces it
+		// (subscribePending). Once more now, in case the announcement came before pending
+		// was set: one of the two subscribes finds it.
+		c.mu.Lock()
+		if c.wanted[id] {
+			c.pending[id] = true
+		}
+		c.mu.Unlock()
+		if l.request(c.ctx, proto.MethodSubscribe, proto.ProducerData{Producer: id}, nil) == nil {
+			c.mu.Lock()
+			delete(c.pending, id)
+			c.mu.Unlock()
+		}
 	}
 	return nil
+}
+
+func notFound(err error) bool {
+	var pe *proto.Error
+	return errors.As(err, &pe) && pe.Code == proto.CodeNotFound
+}
+
+// subscribePending subscribes l to a producer that a resume could not subscribe to yet, now
+// that l's node announced it (producerAdded, producerMoved).
+func (c *Client) subscribePending(l *link, raw json.RawMessage) {
+	var d struct {
+		ID string `json:"id"`
+	}
+	if json.Unmarshal(raw, &d) != nil || d.ID == "" {
+		return
+	}
+	c.mu.Lock()
+	want := c.pending[d.ID] && l == c.cur
+	delete(c.pending, d.ID)
+	c.mu.Unlock()
+	if want {
+		_ = l.request(c.ctx, proto.MethodSubscribe, proto.ProducerData{Producer: d.ID}, nil)
+	}
 }
 
 // migrate moves the session to m.URL while old still carries it, then leaves old once the

@@ -1,0 +1,116 @@
+package client_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cascade-sfu/cascade/signal/client"
+	"github.com/cascade-sfu/cascade/signal/proto"
+	"github.com/pion/webrtc/v4"
+)
+
+// A publisher and a subscriber (manual subscription, no auto-subscribe) whose node goes silent
+// both resume (here on the same node, through proxies whose new connections flow): the
+// publisher publishes its track again under its producer id, the subscriber's subscription is
+// restored without the application doing anything, and its media arrives again through
+// OnTrack, on a track of the same id.
+func TestResumeRestoresPublishAndSubscriptions(t *testing.T) {
+	n, err := startNode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	target := strings.TrimSuffix(strings.TrimPrefix(n.URL, "ws://"), "/ws")
+	pp, sp := newFreezer(t, target), newFreezer(t, target)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	pubResumed := make(chan client.Resume, 1)
+	po := client.Options{Token: n.Token("restore", "alice"), LoopbackOnly: true, Resume: true, NoAutoSubscribe: true,
+		OnResume: func(r client.Resume) { pubResumed <- r }}
+	client.SetPingInterval(&po, 100*time.Millisecond)
+	pub, err := client.Dial(ctx, "ws://"+pp.addr()+"/ws", po)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	video, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "camera", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := pub.Publish(ctx, video)
+	if err != nil || len(res.Producers) != 1 {
+		t.Fatalf("publish: %v %+v", err, res)
+	}
+	id := res.Producers[0].ID
+	stop := sendVideo(video)
+	defer stop()
+
+	// Each track that arrives: its id and whether a packet came on it.
+	tracks := make(chan string, 8)
+	subResumed := make(chan client.Resume, 1)
+	so := client.Options{Token: n.Token("restore", "bob"), LoopbackOnly: true, Resume: true, NoAutoSubscribe: true,
+		OnResume: func(r client.Resume) { subResumed <- r },
+		OnTrack: func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+			if _, _, err := tr.ReadRTP(); err == nil {
+				tracks <- tr.ID()
+			}
+		}}
+	client.SetPingInterval(&so, 100*time.Millisecond)
+	sub, err := client.Dial(ctx, "ws://"+sp.addr()+"/ws", so)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	// The producer is the room's once the publisher's transport connected: ask until then.
+	for {
+		err := sub.Request(ctx, proto.MethodSubscribe, proto.ProducerData{Producer: id}, nil)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("subscribe: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	select {
+	case got := <-tracks:
+		if got != id {
+			t.Fatalf("track %q, want the producer's id %q", got, id)
+		}
+	case <-ctx.Done():
+		t.Fatal("no media before the resume")
+	}
+
+	pp.freeze()
+	sp.freeze()
+	for _, c := range []struct {
+		name string
+		ch   chan client.Resume
+		cl   *client.Client
+	}{{"publisher", pubResumed, pub}, {"subscriber", subResumed, sub}} {
+		select {
+		case r := <-c.ch:
+			if r.Fresh {
+				t.Fatalf("%s joined afresh: %+v", c.name, r)
+			}
+			if j, _ := c.cl.Session(); j.Participant.ID != c.cl.Join.Participant.ID || !j.Resumed {
+				t.Fatalf("%s resumed as %s (resumed %v), was %s", c.name, j.Participant.ID, j.Resumed, c.cl.Join.Participant.ID)
+			}
+		case <-c.cl.Done():
+			t.Fatalf("%s: the session ended: %v", c.name, c.cl.Err())
+		case <-ctx.Done():
+			t.Fatalf("%s never resumed", c.name)
+		}
+	}
+	select {
+	case got := <-tracks:
+		if got != id {
+			t.Fatalf("after the resume, track %q, want the same producer id %q", got, id)
+		}
+	case <-ctx.Done():
+		t.Fatal("no media after the resume: the subscription or the producer was not restored")
+	}
+}
