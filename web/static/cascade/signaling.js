@@ -293,6 +293,15 @@ export class Signaling extends EventTarget {
     }
   }
 
+  // _abandonSocket forgets the WebSocket without closing it: the node closes it (it fences the
+  // session once it resumed elsewhere), or it dies with the node's connection.
+  _abandonSocket() {
+    const ws = this._ws;
+    this._ws = null;
+    this._rejectPending(new CascadeError("disconnected", "the node answers nothing"));
+    if (ws) ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+  }
+
   _rejectPending(err) {
     for (const p of this._pending.values()) {
       clearTimeout(p.timer);
@@ -446,7 +455,9 @@ export class Signaling extends EventTarget {
       if (Date.now() - this._lastFrame > this.options.pingDeadline) {
         // The node answered nothing for the deadline: a machine that vanished without a TCP
         // reset, a blackholed path. It is gone.
-        this._dropSocket(4000, "ping deadline");
+        // No close frame: the node takes one as a goodbye (its participant would leave at once,
+        // for everyone), should it be alive after all. The resumed session fences it instead.
+        this._abandonSocket();
         this._beginReconnect(0);
         return;
       }
