@@ -442,8 +442,10 @@ func TestE2EBrowsersSeeEachOther(t *testing.T) {
 		return false, fmt.Sprintf("alice's data messages %q", got)
 	})
 
-	// Reconnection: drop bob's WebSocket; he rejoins, rebuilds both transports and republishes,
-	// and video flows both ways again.
+	// Reconnection: bob's page closes his WebSocket, which the node takes as a goodbye (a close
+	// frame: his participant leaves at once). His client tries to resume, is refused (the
+	// session is gone) and joins afresh as a new participant, rebuilds both transports and
+	// republishes; video flows both ways again.
 	before, err := eval[string](bob, 5*time.Second, `window.cascadeApp.client.participant.id`)
 	if err != nil {
 		t.Fatal(err)

@@ -39,6 +39,7 @@ const ENDED = {
   room_deleted: "The room was deleted.",
   replaced: "You joined this room from another page: this one left.",
   token_expired: "Your token expired.",
+  resumed: "This session went on elsewhere (another page or node took it over).",
 };
 
 function setStatus(state, text) {
@@ -83,6 +84,9 @@ async function fetchToken(room, identity) {
 }
 
 function wsURL() {
+  // ?ws=URL joins through another signaling URL (a load balancer, one node of a cluster).
+  const given = new URLSearchParams(location.search).get("ws");
+  if (given) return given;
   const u = new URL("/ws", location.href);
   u.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   return u.href;
@@ -128,7 +132,7 @@ function clearTiles() {
   for (const id of [...tiles.keys()]) removeTile(id);
 }
 
-function onTrack({ track, participantId, producerId }) {
+function onTrack({ track, stream, participantId, producerId }) {
   const tile = tileFor(participantId || "unknown");
   const old = tile.media.get(producerId);
   if (old) old.remove();
@@ -141,7 +145,9 @@ function onTrack({ track, participantId, producerId }) {
   } else {
     tile.el.append(media);
   }
-  media.srcObject = new MediaStream([track]);
+  // The client keeps this stream across a resume on another node (it swaps the new track into
+  // it): the element plays on by itself.
+  media.srcObject = stream;
   media.play().catch(() => {}); // autoplay policy: playback starts on the next user gesture
   tile.media.set(producerId, media);
 }
@@ -262,7 +268,7 @@ async function answerUnmute(accept) {
 function wire(c) {
   c.addEventListener("state", (e) => {
     const { state } = e.detail;
-    const text = { connecting: "connecting…", connected: "connected", reconnecting: "reconnecting…", closed: "not connected" }[state];
+    const text = { connecting: "connecting…", connected: "connected", reconnecting: "reconnecting…", migrating: "moving to another node…", closed: "not connected" }[state];
     setStatus(state, text);
     if (state === "closed" && client === c && !joining) {
       // The client gave up (for example an expired token while reconnecting).
@@ -292,6 +298,8 @@ function wire(c) {
   });
   c.addEventListener("track", (e) => onTrack(e.detail));
   c.addEventListener("trackEnded", (e) => onTrackEnded(e.detail));
+  // The node went and the session resumed on another one: the videos played on by themselves.
+  c.addEventListener("resumed", () => setStatus("connected", "connected (resumed)"));
   c.addEventListener("message", (e) => onMessage(e.detail));
   c.addEventListener("error", (e) => console.warn("cascade:", e.detail.context, e.detail.error));
 }

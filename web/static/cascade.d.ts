@@ -9,7 +9,10 @@
 
 /** A participant of the room (PROTOCOL.md, "Objects"). */
 export interface Participant {
-  /** The participant's id, new for every session (a reconnection gets a new one). */
+  /**
+   * The participant's id: kept when the session resumes on another node, new after a fresh
+   * join (a refused resume).
+   */
   id: string;
   /** The identity of its token. */
   identity: string;
@@ -60,19 +63,44 @@ export interface JoinResult {
   /** The room's metadata (room API); absent when empty. */
   roomMetadata?: string;
   redirect?: Redirect;
+  /** The session's resume credential (PROTOCOL.md, "Resume"); the client keeps it. */
+  resume?: ResumeToken;
+  /** This join resumed the session: same participant id, same producer ids. */
+  resumed?: boolean;
+  /** A few other healthy nodes to resume on should this one go. */
+  nodes?: NodeURL[];
 }
 
-/** The connection's state, reported by the `state` event. */
-export type ConnectionState = "closed" | "connecting" | "connected" | "reconnecting";
+/** A session's resume credential: opaque, usable once, until expires (Unix ms). */
+export interface ResumeToken {
+  token: string;
+  expires: number;
+}
+
+/** A node a client may resume on (the join answer's nodes). */
+export interface NodeURL {
+  id: string;
+  /** Its signaling URL (ws://host:port/ws). */
+  url: string;
+  region?: string;
+}
+
+/**
+ * The connection's state, reported by the `state` event: "reconnecting" after the node went
+ * (the media stalls until the session resumed elsewhere), "migrating" while the session moves
+ * off a draining node (make-before-break: the media flows meanwhile).
+ */
+export type ConnectionState = "closed" | "connecting" | "connected" | "reconnecting" | "migrating";
 
 /**
  * Why a session ended without close(): the reason of the server's `closed` notification
  * ("replaced": close 4001, a newer session of the same identity joined; "removed": 4003, the
- * room API removed the participant; "room_deleted": 4004, the room API deleted the room), the
+ * room API removed the participant; "room_deleted": 4004, the room API deleted the room;
+ * "resumed": 4005, a newer copy of this session runs elsewhere), the
  * error code of a join that reconnection cannot fix ("token_expired", "unauthorized", ...), or
  * "disconnected" (a drop with the reconnect option off).
  */
-export type CloseReason = "replaced" | "removed" | "room_deleted" | "disconnected" | (string & {});
+export type CloseReason = "replaced" | "removed" | "room_deleted" | "resumed" | "disconnected" | (string & {});
 
 /**
  * An error code: the server's (PROTOCOL.md, "Error codes") or the client's own ("timeout",
@@ -105,6 +133,7 @@ export type ErrorCode =
   | "slow_client"
   | "join_deadline"
   | "flood"
+  | "resume_refused"
   | (string & {});
 
 /** Options of the CascadeClient constructor. */
@@ -118,8 +147,15 @@ export interface CascadeClientOptions {
   iceTransportPolicy?: RTCIceTransportPolicy;
   /** Milliseconds before a request fails with code "timeout" (10000). */
   requestTimeout?: number;
-  /** Reconnect when the WebSocket drops (true). */
+  /**
+   * Resume the session elsewhere when its node goes (true): the WebSocket closed without a
+   * `closed` notification, or the node answered nothing for pingDeadline.
+   */
   reconnect?: boolean;
+  /** Milliseconds between two pings (1000). */
+  pingInterval?: number;
+  /** Milliseconds without any frame from the node after which it is gone (3000). */
+  pingDeadline?: number;
 }
 
 /** Options of connect. */
@@ -146,11 +182,19 @@ export interface LocalProducer {
   producer: Producer;
 }
 
-/** A received track: the payload of the `track` event. */
+/**
+ * A received track: the payload of the `track` event. stream and streams are the client's own
+ * MediaStreams, the same objects for as long as the producer lives: when the session resumes on
+ * another node the new track replaces the old one inside them (event `trackReplaced`), so a
+ * media element playing one of them plays on.
+ */
 export interface RemoteTrackInfo {
   track: MediaStreamTrack;
+  /** The producer's stream: this track only. */
+  stream: MediaStream;
+  /** The participant's stream (all its received tracks); its id is not the participant id. */
   streams: MediaStream[];
-  /** The publishing participant (the stream id), null when the track came without a stream. */
+  /** The publishing participant, null when the track came without a stream. */
   participantId: string | null;
   /** The producer (the track id). */
   producerId: string;
@@ -168,7 +212,7 @@ export interface CascadeEventMap {
   /** The connection's state changed. */
   state: { state: ConnectionState; previous: ConnectionState };
   /** A join succeeded, the first or after a reconnection (the room state is then fresh). */
-  joined: JoinResult & { reconnected: boolean };
+  joined: JoinResult & { reconnected: boolean; resumed: boolean };
   /**
    * The session ended without close() and will not reconnect: the server closed it (code, the
    * WebSocket close code) or reconnection gave up (code 0). The state becomes "closed" next.
@@ -197,7 +241,24 @@ export interface CascadeEventMap {
   message: { from: string; identity: string; data: unknown };
   track: RemoteTrackInfo;
   /** A received track ended (its producer was removed, or the connection was reset). */
-  trackEnded: Omit<RemoteTrackInfo, "streams">;
+  trackEnded: Omit<RemoteTrackInfo, "streams" | "stream">;
+  /**
+   * The session resumed and a producer's new track replaced `previous` inside its stable
+   * streams: nothing to do for a page that plays those streams.
+   */
+  trackReplaced: RemoteTrackInfo & { previous: MediaStreamTrack };
+  /**
+   * The session resumed on another node (url) with the same participant and producer ids,
+   * after its node went, or after a migration (migrated).
+   */
+  resumed: { participant: Participant | null; url: string; migrated: boolean };
+  /** A producer's publisher resumed on another node: its media goes on, on the same track. */
+  producerMoved: { id: string; participant: string };
+  /**
+   * The node asks this client to move (it drains): the client resumes on url, make-before-
+   * break, by itself.
+   */
+  migrate: { node: string; url: string; reason: string; deadline: number };
   /** A message on the receive transport's data channel. */
   data: { data: string | ArrayBuffer | Blob; label: string };
   /** A peer connection's connectionState changed. */
@@ -224,8 +285,9 @@ export class CascadeError extends Error {
 
 /**
  * A participant of a Cascade room: one WebSocket for signaling, a send transport for what it
- * publishes and a receive transport for what it subscribes to. Reconnects by itself after a
- * drop (rejoining and republishing), never after the server ended the session.
+ * publishes and a receive transport for what it subscribes to. When its node goes it resumes the
+ * session on another one (same participant and producer ids, the same MediaStreams), never
+ * after the server ended the session.
  */
 export class CascadeClient extends EventTarget {
   constructor(options?: CascadeClientOptions);
@@ -255,6 +317,9 @@ export class CascadeClient extends EventTarget {
   recvPC: RTCPeerConnection | null;
   /** The send transport's data channel ("data"). */
   dataChannel: RTCDataChannel | null;
+
+  /** The signaling URL of the node the client is on (or trying). */
+  get url(): string | null;
 
   /** The class itself, for `window.Cascade.CascadeClient`. */
   static CascadeClient: typeof CascadeClient;

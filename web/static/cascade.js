@@ -8,12 +8,19 @@
 //   await client.connect("/ws", token);
 //   await client.publish(await navigator.mediaDevices.getUserMedia({ audio: true, video: true }));
 //
+// When the node goes (its WebSocket closes without a `closed` notification, or it answers no
+// ping for 3 s), the client resumes the session on another node (PROTOCOL.md, "Resume"): the
+// join answer's nodes first, then the URL given to connect (placement), at once and then with
+// jittered backoff; state "reconnecting", then "connected" and a `resumed` event. A <video>
+// playing a stream of a `track` event plays on by itself.
+//
 // A page that does not use modules can read window.Cascade once a module loaded this file:
 // `new Cascade()` and `new Cascade.CascadeClient()` are the same.
 //
 // Events (CustomEvent, payload in event.detail):
-//   state               {state, previous}: "connecting" | "connected" | "reconnecting" | "closed"
-//   joined              join response data (roomMetadata included), plus {reconnected: bool}
+//   state               {state, previous}: "connecting" | "connected" | "reconnecting" |
+//                       "migrating" (make-before-break off a draining node) | "closed"
+//   joined              join response data (roomMetadata included), plus {reconnected, resumed}
 //   closed              {reason, code}: the session ended without close(): "replaced" (4001),
 //                       "removed" (4003), "room_deleted" (4004), another `closed` reason, an
 //                       error code when reconnection gave up, or "disconnected" ({reconnect:
@@ -30,7 +37,14 @@
 //   unmuteRequested     {producer}: a moderator asks this client to unmute one of its
 //                       producers; to accept, call mute(producer, false)
 //   message             {from, identity, data}: from "" is the server (the room API)
-//   track               {track, streams, participantId, producerId, kind}
+//   resumed             {participant, url, migrated}: the node went (or drained) and the session
+//                       goes on at url: same participant id, same producer ids, same streams
+//   migrate             {node, url, reason, deadline}: the node drains; the client moves by itself
+//   producerMoved       {id, participant}: a publisher resumed elsewhere; its track goes on
+//   track               {track, stream, streams, participantId, producerId, kind}: stream (the
+//                       producer's) and streams[0] (the participant's) are stable MediaStreams
+//   trackReplaced       {track, previous, stream, streams, ...}: after a resume, the new track
+//                       took the old one's place inside those streams (nothing to do)
 //   trackEnded          {track, participantId, producerId, kind}
 //   data                {data, label}: a message on the receive transport's data channel
 //   transportState      {transport: "send"|"recv", state}: RTCPeerConnection.connectionState

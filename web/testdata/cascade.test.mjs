@@ -1,191 +1,9 @@
-// Unit tests of static/cascade.js under Node (node --test), with fake WebSocket and
-// RTCPeerConnection. Run by TestClientLibraryUnderNode (client_test.go) when node is installed.
+// Unit tests of static/cascade.js under Node (node --test), with the fake WebSocket,
+// RTCPeerConnection and MediaStream of fakes.mjs. Run by TestClientLibraryUnderNode (web_test.go)
+// when node is installed; the resume's tests are resume.test.mjs.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-
-// ---- fakes ---------------------------------------------------------------------------------
-
-const sockets = [];
-
-class FakeWebSocket {
-  constructor(url) {
-    this.url = url;
-    this.readyState = 0;
-    this.sent = [];
-    this.waiters = [];
-    sockets.push(this);
-  }
-  send(frame) {
-    const msg = JSON.parse(frame);
-    this.sent.push(msg);
-    if (msg.method === "leave") queueMicrotask(() => this.reply(msg)); // as the server does
-    const w = this.waiters.filter((x) => x.method === msg.method);
-    for (const x of w) {
-      this.waiters.splice(this.waiters.indexOf(x), 1);
-      x.resolve(msg);
-    }
-  }
-  close(code = 1000) {
-    if (this.readyState === 3) return;
-    this.readyState = 3;
-    this.closedWith = code;
-    queueMicrotask(() => this.onclose && this.onclose({ code }));
-  }
-  // server side
-  accept() {
-    this.readyState = 1;
-    this.onopen && this.onopen({});
-  }
-  push(obj) {
-    this.onmessage && this.onmessage({ data: JSON.stringify(obj) });
-  }
-  reply(req, data = {}) {
-    this.push({ id: req.id, ok: true, data });
-  }
-  fail(req, code, message) {
-    this.push({ id: req.id, ok: false, error: { code, message } });
-  }
-  drop(code = 1006) {
-    this.readyState = 3;
-    this.onclose && this.onclose({ code });
-  }
-  // the next request with this method (already sent or to come)
-  next(method) {
-    const i = this.sent.findIndex((m) => m.method === method && !m.taken);
-    if (i >= 0) {
-      this.sent[i].taken = true;
-      return Promise.resolve(this.sent[i]);
-    }
-    return new Promise((resolve) => this.waiters.push({ method, resolve: (m) => ((m.taken = true), resolve(m)) }));
-  }
-}
-
-let pcs = [];
-let midSeq = 0;
-
-class FakeDataChannel extends EventTarget {
-  constructor(label) {
-    super();
-    this.label = label;
-    this.readyState = "connecting";
-    this.sent = [];
-  }
-  open() {
-    this.readyState = "open";
-    this.dispatchEvent(new Event("open"));
-  }
-  send(d) {
-    if (this.readyState !== "open") throw new Error("not open");
-    this.sent.push(d);
-  }
-}
-
-class FakePC {
-  constructor(config) {
-    this.config = config;
-    this.transceivers = [];
-    this.channels = [];
-    this.log = [];
-    this.candidates = [];
-    this.localDescription = null;
-    this.remoteDescription = null;
-    this.signalingState = "stable";
-    this.closed = false;
-    this.offers = 0;
-    pcs.push(this);
-  }
-  addTransceiver(track, init) {
-    const t = { mid: null, direction: init.direction, sender: { track }, receiver: { track: { kind: track.kind } }, currentDirection: null, stop() { this.currentDirection = "stopped"; } };
-    this.transceivers.push(t);
-    return t;
-  }
-  getTransceivers() {
-    return this.transceivers;
-  }
-  createDataChannel(label) {
-    const dc = new FakeDataChannel(label);
-    this.channels.push(dc);
-    return dc;
-  }
-  async createOffer() {
-    return { type: "offer", sdp: `offer-${++this.offers}` };
-  }
-  async createAnswer() {
-    return { type: "answer", sdp: `answer-to-${this.remoteDescription.sdp}` };
-  }
-  async setLocalDescription(d) {
-    this.log.push(`local:${d.type}`);
-    if (d.type === "rollback") {
-      this.signalingState = "stable";
-      this.localDescription = null;
-      return;
-    }
-    this.localDescription = d;
-    for (const t of this.transceivers) if (t.mid === null) t.mid = String(midSeq++);
-    this.signalingState = d.type === "offer" ? "have-local-offer" : "stable";
-    // gather one host candidate, then end of candidates
-    setTimeout(() => {
-      if (this.closed) return;
-      this.onicecandidate && this.onicecandidate({ candidate: { toJSON: () => ({ candidate: "candidate:1 1 udp 1 127.0.0.1 5000 typ host", sdpMid: "0", sdpMLineIndex: 0 }) } });
-      this.onicecandidate && this.onicecandidate({ candidate: null });
-    }, 0);
-  }
-  async setRemoteDescription(d) {
-    this.log.push(`remote:${d.type}:${d.sdp}`);
-    this.remoteDescription = d;
-    this.signalingState = d.type === "offer" ? "have-remote-offer" : "stable";
-  }
-  async addIceCandidate(c) {
-    this.candidates.push(c);
-  }
-  close() {
-    this.closed = true;
-  }
-}
-
-globalThis.WebSocket = FakeWebSocket;
-globalThis.RTCPeerConnection = FakePC;
-
-const { CascadeClient, CascadeError } = await import("../static/cascade.js");
-
-function track(kind) {
-  return { id: `${kind}-track`, kind, enabled: true, readyState: "live" };
-}
-
-function stream(...tracks) {
-  return { id: "local-stream", getTracks: () => tracks };
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const tick = () => sleep(5);
-
-function reset() {
-  sockets.length = 0;
-  pcs = [];
-}
-
-const joinData = {
-  participant: { id: "PA1", identity: "alice" },
-  room: "r",
-  participants: [{ id: "PA1", identity: "alice" }, { id: "PB1", identity: "bob" }],
-  producers: [{ id: "PRb", participant: "PB1", kind: "video", muted: false }],
-};
-
-// Connects a client and answers its join.
-async function connected(opts = {}) {
-  reset();
-  const c = new CascadeClient(opts);
-  const states = [];
-  c.on("state", (d) => states.push(d.state));
-  const p = c.connect("ws://test/ws", "TOKEN");
-  await tick();
-  const ws = sockets[0];
-  ws.accept();
-  const join = await ws.next("join");
-  ws.reply(join, joinData);
-  const data = await p;
-  return { c, ws, states, data, join };
-}
+import { CascadeClient, CascadeError, FakeDataChannel, connected, joinData, reset, sleep, sockets, stream, tick, track } from "./fakes.mjs";
 
 // ---- tests ---------------------------------------------------------------------------------
 
@@ -409,16 +227,21 @@ test("an unexpected close reconnects with backoff, rejoins and republishes", asy
   assert.ok(oldSend.closed && oldRecv.closed, "both peer connections are torn down");
   assert.equal(c.sendPC, null);
 
-  // first attempt fails to open: the socket closes before it opens
-  while (sockets.length < 2) await sleep(20);
+  // The first attempt goes at once (PROTOCOL.md, "Resume") and fails to open: the socket
+  // closes before it opens. Then jittered backoff: 500 ms +-50%, then 1 s +-50%.
+  while (sockets.length < 2) await sleep(5);
   const first = Date.now() - started;
-  assert.ok(first >= 350 && first < 1000, `first retry after ${first} ms`);
+  assert.ok(first < 200, `first retry after ${first} ms`);
   sockets[1].drop(1006);
   while (sockets.length < 3) await sleep(20);
   const second = Date.now() - started - first;
-  assert.ok(second >= 700 && second < 1600, `second retry after ${second} ms`);
+  assert.ok(second >= 230 && second < 1000, `second retry after ${second} ms`);
+  sockets[2].drop(1006);
+  while (sockets.length < 4) await sleep(20);
+  const third = Date.now() - started - first - second;
+  assert.ok(third >= 480 && third < 1700, `third retry after ${third} ms`);
 
-  const ws3 = sockets[2];
+  const ws3 = sockets[3];
   ws3.accept();
   const join = await ws3.next("join");
   assert.equal(join.data.token, "TOKEN");

@@ -21,6 +21,8 @@ export async function app(token: string, refresh: () => Promise<string>, stream:
     iceTransportPolicy: "relay",
     requestTimeout: 5000,
     reconnect: true,
+    pingInterval: 1000,
+    pingDeadline: 3000,
   });
   const same: CascadeClient = new DefaultClient();
   const fromWindow: CascadeClient = new window.Cascade.CascadeClient();
@@ -37,7 +39,8 @@ export async function app(token: string, refresh: () => Promise<string>, stream:
     const room: string = d.room;
     const again: boolean = d.reconnected;
     const meta: string | undefined = d.roomMetadata;
-    void [room, again, meta, d.participant.metadata, d.iceServers, d.redirect?.url];
+    const resumed: boolean = d.resumed;
+    void [room, again, meta, resumed, d.participant.metadata, d.iceServers, d.redirect?.url, d.resume?.expires, d.nodes?.[0]?.url];
   });
   client.on("closed", ({ reason, code }) => {
     const r: CloseReason = reason;
@@ -57,9 +60,15 @@ export async function app(token: string, refresh: () => Promise<string>, stream:
     if (confirm("A moderator asks you to unmute. Unmute?")) await client.mute(producer, false);
   });
   client.on("message", ({ from, identity, data }) => console.log(from || "server", identity, data));
-  client.on("track", ({ track, streams, participantId, producerId, kind }) => {
-    void [track.id, streams.length, participantId?.length, producerId, kind];
+  client.on("track", ({ track, stream, streams, participantId, producerId, kind }) => {
+    const video = document.createElement("video");
+    video.srcObject = stream; // plays on across a resume: the client swaps the track inside it
+    void [track.id, streams.length, participantId?.length, producerId, kind, video];
   });
+  client.on("trackReplaced", ({ track, previous, stream, producerId }) => void [track.id, previous.id, stream.id, producerId]);
+  client.on("resumed", ({ participant, url, migrated }) => console.log(participant?.id, url, migrated, client.url));
+  client.on("producerMoved", ({ id, participant }) => console.log(id, participant));
+  client.on("migrate", ({ node, url, reason, deadline }) => console.log(node, url, reason, deadline));
   client.on("trackEnded", ({ track, participantId, producerId }) => void [track, participantId, producerId]);
   client.on("data", ({ data, label }) => console.log(label, typeof data === "string" ? data : "binary"));
   client.on("transportState", ({ transport, state }) => console.log(transport, state));

@@ -3,7 +3,8 @@
 // state of room.js and the signaling of signaling.js.
 
 import { Room } from "./room.js";
-import { CascadeError, sdpOf, transceiverKind } from "./util.js";
+import { STALE_TRACK_MS, CascadeError, sdpOf, transceiverKind } from "./util.js";
+import { RemoteTracks } from "./tracks.js";
 
 export class CascadeClient extends Room {
   /**
@@ -24,8 +25,13 @@ export class CascadeClient extends Room {
      * mutedByServer: a moderator muted it and has not asked for an unmute yet.
      */
     this.localProducers = new Map();
-    /** Received tracks: producer id -> {track, streams, participantId, producerId, kind}. */
-    this.remoteTracks = new Map();
+    /**
+     * Received tracks: producer id -> {track, stream, streams, participantId, producerId, kind}.
+     * stream (the producer's) and streams (the participant's) are the same MediaStream objects
+     * for as long as the producer lives: a resume swaps the new track into them.
+     */
+    this._remote = new RemoteTracks((type, detail) => this._emit(type, detail));
+    this.remoteTracks = this._remote.byProducer;
     this.sendPC = null;
     this.recvPC = null;
     /** The send transport's data channel ("data"). */
@@ -34,6 +40,10 @@ export class CascadeClient extends Room {
     this._published = []; // [{track, stream}]: what to publish again after a reconnection
     this._wantData = false;
     this._gen = 0; // bumped whenever the peer connections are torn down
+    this._oldPCs = []; // a migration's old peer connections: media flows on them until the new ones run
+    this._resumeProducers = []; // [{id, track}]: this client's producers before the node went
+    this._subscribed = new Set(); // producers subscribe() asked for: asked again after a resume
+    this._staleTimer = null;
     this._resetTransportState();
   }
 
@@ -103,10 +113,12 @@ export class CascadeClient extends Room {
 
   /** Subscribes to a producer (for clients that joined with autoSubscribe: false). */
   subscribe(producerId) {
+    this._subscribed.add(producerId);
     return this.request("subscribe", { producer: producerId });
   }
 
   unsubscribe(producerId) {
+    this._subscribed.delete(producerId);
     return this.request("unsubscribe", { producer: producerId });
   }
 
@@ -141,15 +153,32 @@ export class CascadeClient extends Room {
     // Peer connections made from now on use this node's TURN servers and credentials.
     this._nodeIceServers = Array.isArray(data.iceServers) ? data.iceServers : [];
     super._applyJoin(data, reconnected);
+    if (!reconnected) return;
+    // The remote tracks of producers that are gone end now; those that remain wait for their
+    // new track (the offer of the new receive transport), or end if none comes.
+    this._remote.endStaleExcept(this.producers);
+    clearTimeout(this._staleTimer);
+    const gen = this._gen;
+    this._staleTimer = setTimeout(() => {
+      if (gen === this._gen) this._remote.endStale();
+    }, STALE_TRACK_MS);
   }
 
   _forget() {
     super._forget();
     this._published = [];
     this._wantData = false;
+    this._resumeProducers = [];
+    this._subscribed.clear();
   }
 
-  async _restoreMedia() {
+  // _restoreMedia publishes the local tracks again on a new send transport; a resumed session
+  // names their producer ids (mid -> id), so the producers keep them. Subscriptions the
+  // application asked for are asked again.
+  async _restoreMedia(resumed) {
+    for (const id of this._subscribed) {
+      if (!this._autoSubscribe && this.producers.has(id)) this.request("subscribe", { producer: id }).catch(() => {});
+    }
     const live = this._published.filter((p) => p.track.readyState === "live");
     this._published = [];
     if (live.length === 0 && !this._wantData) return;
@@ -158,10 +187,23 @@ export class CascadeClient extends Room {
       this._published.push({ track, stream });
       pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
     }
-    await this._negotiateSend();
+    await this._negotiateSend(resumed);
+    this._resumeProducers = [];
     for (const local of this.localProducers.values()) {
       if (local.track && !local.track.enabled) await this.mute(local.id, true);
     }
+  }
+
+  // _migrated runs once a migration's new session republished: when media flows on the new
+  // transports (or after a few seconds), the old ones close.
+  async _migrated() {
+    const gen = this._gen;
+    const until = Date.now() + 5000;
+    // The old transports close once the new send transport is up and every received track
+    // was swapped for its successor (which happens at the successor's first packet).
+    const flowing = () => (!this.sendPC || this.sendPC.connectionState === "connected") && this._remote.staleCount() === 0;
+    while (Date.now() < until && gen === this._gen && !flowing()) await new Promise((r) => setTimeout(r, 100));
+    this._closeOldPCs();
   }
 
   // A moderator muted (or, never by itself, unmuted) one of this client's producers: the server
@@ -233,44 +275,39 @@ export class CascadeClient extends Room {
   }
 
   _onTrack(e) {
-    const track = e.track;
-    const streams = [...e.streams];
-    const participantId = streams.length ? streams[0].id : null;
-    const producerId = track.id;
-    const previous = this.remoteTracks.get(producerId);
-    if (previous && previous.track !== track) previous.end();
-    let ended = false;
-    const info = { track, streams, participantId, producerId, kind: track.kind };
-    const end = () => {
-      if (ended) return;
-      ended = true;
-      track.removeEventListener("ended", end);
-      for (const s of streams) s.removeEventListener("removetrack", onRemove);
-      if (this.remoteTracks.get(producerId) === entry) this.remoteTracks.delete(producerId);
-      this._emit("trackEnded", { track, participantId, producerId, kind: track.kind });
-    };
-    const onRemove = (ev) => {
-      if (ev.track === track) end();
-    };
-    const entry = { ...info, end };
-    this.remoteTracks.set(producerId, entry);
-    track.addEventListener("ended", end);
-    for (const s of streams) s.addEventListener("removetrack", onRemove);
-    this._emit("track", info);
+    this._remote.add(e.track, [...e.streams]);
   }
 
   _teardownPeers() {
     this._gen++;
-    for (const remote of [...this.remoteTracks.values()]) remote.end();
-    this.remoteTracks.clear();
+    clearTimeout(this._staleTimer);
+    this._remote.endAll();
+    this._closeOldPCs();
+    for (const pc of [this.sendPC, this.recvPC]) closePC(pc);
+    this.sendPC = null;
+    this.recvPC = null;
+    this.dataChannel = null;
+    this.localProducers.clear();
+    this._resetTransportState();
+  }
+
+  // _suspendPeers drops the peer connections of a session that moves, but not its remote
+  // tracks' streams (the new tracks are swapped into them) nor what it published (published
+  // again, under the same producer ids). keep: a migration, whose old peer connections carry
+  // the media until the new ones do.
+  _suspendPeers(keep) {
+    this._gen++;
+    clearTimeout(this._staleTimer);
+    if (this.localProducers.size > 0) {
+      this._resumeProducers = [...this.localProducers.values()].map((l) => ({ id: l.id, track: l.track }));
+    }
+    this._remote.suspendAll();
+    this._closeOldPCs();
     for (const pc of [this.sendPC, this.recvPC]) {
       if (!pc) continue;
       pc.onicecandidate = pc.ontrack = pc.ondatachannel = pc.onconnectionstatechange = null;
-      try {
-        pc.close();
-      } catch (_) {
-        // already closed
-      }
+      if (keep) this._oldPCs.push(pc);
+      else closePC(pc);
     }
     this.sendPC = null;
     this.recvPC = null;
@@ -279,17 +316,27 @@ export class CascadeClient extends Room {
     this._resetTransportState();
   }
 
+  _closeOldPCs() {
+    for (const pc of this._oldPCs) closePC(pc);
+    this._oldPCs = [];
+  }
+
   // Offers the send transport's current state through `publish`, serialized with earlier calls.
-  _negotiateSend() {
+  _negotiateSend(resumed = false) {
     const gen = this._gen;
     const run = async () => {
       const pc = this.sendPC;
       if (gen !== this._gen || !pc) throw new CascadeError("disconnected", "the connection was reset");
       const offer = await pc.createOffer();
       await pc.setLocalDescription(offer);
+      const req = { sdp: pc.localDescription.sdp };
+      if (resumed) {
+        const ids = this._producerIds(pc);
+        if (Object.keys(ids).length > 0) req.producerIds = ids;
+      }
       let res;
       try {
-        res = await this.request("publish", { sdp: pc.localDescription.sdp });
+        res = await this.request("publish", req);
       } catch (err) {
         if (gen === this._gen && pc.signalingState === "have-local-offer") {
           await pc.setLocalDescription({ type: "rollback" }).catch(() => {});
@@ -307,6 +354,18 @@ export class CascadeClient extends Room {
     const p = this._sendChain.then(run, run);
     this._sendChain = p.catch(() => {});
     return p;
+  }
+
+  // _producerIds maps the offer's media sections to the producers the session had before it
+  // resumed (PROTOCOL.md, "Resume"): each track to the producer it was.
+  _producerIds(pc) {
+    const ids = {};
+    for (const t of pc.getTransceivers()) {
+      if (t.mid === null || !t.sender.track) continue;
+      const old = this._resumeProducers.find((p) => p.track === t.sender.track);
+      if (old) ids[t.mid] = old.id;
+    }
+    return ids;
   }
 
   // Links the send transport's producers to the local tracks: by mid or track id when the server
@@ -418,5 +477,15 @@ export class CascadeClient extends Room {
       dc.addEventListener("open", onOpen);
       dc.addEventListener("close", onClose);
     });
+  }
+}
+
+function closePC(pc) {
+  if (!pc) return;
+  pc.onicecandidate = pc.ontrack = pc.ondatachannel = pc.onconnectionstatechange = null;
+  try {
+    pc.close();
+  } catch (_) {
+    // already closed
   }
 }

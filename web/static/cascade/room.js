@@ -93,6 +93,11 @@ export class Room extends Signaling {
         this._emit("producerRemoved", data);
         return;
       }
+      case "producerMoved":
+        // Its publisher resumed on another node: the media comes from there now, on the same
+        // track. Nothing to do; told for applications that show it.
+        this._emit("producerMoved", data);
+        return;
       case "producerMuted": {
         const p = this.producers.get(data.id);
         if (p) p.muted = !!data.muted;

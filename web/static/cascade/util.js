@@ -4,8 +4,19 @@
 export const BACKOFF_MIN_MS = 500;
 export const BACKOFF_MAX_MS = 8000;
 export const MAX_FRAME_BYTES = 64 * 1024;
+// Liveness (PROTOCOL.md, "Resume"; proto.PingIntervalMillis, proto.PingDeadlineMillis): a ping
+// every second; a node that sent nothing for 3 s is gone.
+export const PING_INTERVAL_MS = 1000;
+export const PING_DEADLINE_MS = 3000;
+// How long one resume attempt waits for a node's WebSocket to open: a blackholed node never
+// answers, and the next candidate must not wait for the browser's own (minutes long) timeout.
+export const OPEN_TIMEOUT_MS = 3000;
+// How long a remote track that was not offered again after a resume is kept before it ends.
+export const STALE_TRACK_MS = 10000;
 // Join errors that another attempt cannot fix: reconnection stops on them.
 export const FATAL_JOIN_CODES = new Set(["unauthorized", "token_expired", "forbidden", "bad_request", "already_joined"]);
+// The resume credential was refused (used, expired, room gone): join afresh with the token.
+export const RESUME_REFUSED = "resume_refused";
 
 // WebSocket close codes after which the session is over for good (PROTOCOL.md): the client must
 // not reconnect on its own. The value is the reason of the `closed` notification that precedes
@@ -14,6 +25,7 @@ export const FINAL_CLOSE_CODES = new Map([
   [4001, "replaced"],
   [4003, "removed"],
   [4004, "room_deleted"],
+  [4005, "resumed"],
 ]);
 
 // Close codes of a session the server ended for something the client did (or did not do): the
@@ -58,3 +70,13 @@ export function frameTooBig(frame) {
 export function transceiverKind(t) {
   return (t.receiver && t.receiver.track && t.receiver.track.kind) || (t.sender.track && t.sender.track.kind) || "";
 }
+
+/** Whether two URLs name the same WebSocket endpoint (http: and ws:, a path and a full URL). */
+export function sameURL(a, b) {
+  try {
+    return webSocketURL(a) === webSocketURL(b);
+  } catch (_) {
+    return false;
+  }
+}
+
