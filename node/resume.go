@@ -3,6 +3,8 @@ package node
 import (
 	"fmt"
 	"time"
+
+	"github.com/pion/webrtc/v4"
 )
 
 // Resumed sessions (PROTOCOL.md, "Resume"). A client whose node died or drains joins another
@@ -204,7 +206,7 @@ func (p *Participant) fence() {
 		// has no reason to know of this copy; a few checks in a few seconds of a rare event.
 		tick := time.NewTicker(50 * time.Millisecond)
 		defer tick.Stop()
-		for !p.producerless() {
+		for !p.producerless() || p.stillViewing() {
 			select {
 			case <-deadline.C:
 				p.Close()
@@ -227,6 +229,24 @@ func (p *Participant) Superseded() bool {
 	p.room.mu.Lock()
 	defer p.room.mu.Unlock()
 	return p.superseded
+}
+
+// stillViewing tells whether the participant's receive transport still carries consumers to a
+// client that has not closed it: a migrating viewer's old media flows until its new media does
+// (make-before-break), and the copy goes when the client closes the old transport or at the
+// linger's end.
+func (p *Participant) stillViewing() bool {
+	p.mu.Lock()
+	recv, consumers := p.recv, len(p.consumers)
+	p.mu.Unlock()
+	if recv == nil || consumers == 0 {
+		return false
+	}
+	switch recv.pc.ConnectionState() {
+	case webrtc.PeerConnectionStateClosed, webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateDisconnected:
+		return false
+	}
+	return true
 }
 
 // producerless tells whether the participant has no producer left (all moved away or ended).
