@@ -202,7 +202,7 @@ func (p *Participant) onTrack(track *webrtc.TrackRemote, receiver *webrtc.RTPRec
 			src := x.source()
 			t.drainRTCP(receiver)
 			x.readLoop(track, gen)
-			if x.source() == src { // still this track's: it did not move on
+			if x.source() == src && !p.Superseded() { // still this track's: it did not move on
 				p.room.removeProducer(x)
 			}
 			return
@@ -222,7 +222,11 @@ func (p *Participant) onTrack(track *webrtc.TrackRemote, receiver *webrtc.RTPRec
 	p.room.addProducer(pr)
 	t.drainRTCP(receiver)
 	pr.readLoop(track, pr.Generation())
-	if pr.source() == src { // a producer that moved away lives on without this track
+	// A producer that moved away lives on without this track. One of a superseded session
+	// waits for its adoption by the new session (a client that resumed on this node closes
+	// its old transport before it publishes again): the participant's close removes it if it
+	// was not adopted by then.
+	if pr.source() == src && !p.Superseded() {
 		p.room.removeProducer(pr)
 	}
 }

@@ -146,14 +146,16 @@ func (c *Client) supervise() {
 			return
 		}
 		at := time.Now()
-		// The dead node's transports are of no more use: their tracks end now.
-		l.close()
-		c.forget(l)
+		// The old transports close once the session resumed, not before: a node that only
+		// lost the signaling connection (a resume on the same node) still holds the producers,
+		// which the new session adopts; their tracks ending first would remove them.
 		r, err := c.resume(l, at, "")
 		if err != nil {
 			c.end(l, err)
 			return
 		}
+		l.close()
+		c.forget(l)
 		r.Err = lost
 		if c.o.OnResume != nil {
 			c.o.OnResume(r)

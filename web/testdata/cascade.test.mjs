@@ -224,7 +224,7 @@ test("an unexpected close reconnects with backoff, rejoins and republishes", asy
   const started = Date.now();
   ws.drop(1006);
   assert.equal(c.state, "reconnecting");
-  assert.ok(oldSend.closed && oldRecv.closed, "both peer connections are torn down");
+  assert.ok(!oldSend.closed && !oldRecv.closed, "the old peer connections stay until the resumed session's media flows");
   assert.equal(c.sendPC, null);
 
   // The first attempt goes at once (PROTOCOL.md, "Resume") and fails to open: the socket
@@ -259,6 +259,9 @@ test("an unexpected close reconnects with backoff, rejoins and republishes", asy
   assert.equal(joinedEvents.length, 1);
   assert.equal(joinedEvents[0].reconnected, true);
   assert.deepEqual(states, ["connecting", "connected", "reconnecting", "connected"]);
+  c.sendPC.connectionState = "connected"; // the new send transport is up: the old ones go
+  for (let i = 0; i < 50 && !(oldSend.closed && oldRecv.closed); i++) await sleep(20);
+  assert.ok(oldSend.closed && oldRecv.closed, "the old peer connections close once the new ones run");
   await c.close();
 });
 

@@ -194,7 +194,7 @@ export class CascadeClient extends Room {
     }
   }
 
-  // _migrated runs once a migration's new session republished: when media flows on the new
+  // _migrated runs once a resumed or migrated session republished: when media flows on the new
   // transports (or after a few seconds), the old ones close.
   async _migrated() {
     const gen = this._gen;
@@ -293,7 +293,7 @@ export class CascadeClient extends Room {
 
   // _suspendPeers drops the peer connections of a session that moves, but not its remote
   // tracks' streams (the new tracks are swapped into them) nor what it published (published
-  // again, under the same producer ids). keep: a migration, whose old peer connections carry
+  // again, under the same producer ids). keep: a migration or a resume, whose old peer connections carry
   // the media until the new ones do.
   _suspendPeers(keep) {
     this._gen++;

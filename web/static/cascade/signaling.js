@@ -362,7 +362,10 @@ export class Signaling extends EventTarget {
     }
     if (this._url && !this._avoid.some((u) => sameURL(u, this._url))) this._avoid.push(this._url);
     this._setState("reconnecting");
-    this._suspendPeers(false);
+    // The old peer connections stay until the resumed session's media flows: a node that only
+    // lost the signaling connection (a resume on the same node) still holds this client's
+    // producers, which the new session adopts; closing their transport first would end them.
+    this._suspendPeers(true);
     this._attempt = 0;
     this._scheduleReconnect(0); // the first attempt at once
   }
@@ -434,10 +437,8 @@ export class Signaling extends EventTarget {
     }
     if (this.state !== "connected") return;
     if (resumed) this._emit("resumed", { participant: this.participant, url: this._url, migrated: !!this._migration });
-    if (this._migration) {
-      await this._migrated().catch(() => {});
-      this._endMigration();
-    }
+    await this._migrated().catch(() => {}); // the old transports close once the new ones carry media
+    if (this._migration) this._endMigration();
   }
 
   _moving() {
