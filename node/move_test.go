@@ -347,18 +347,7 @@ func TestAdoptOnSameNode(t *testing.T) {
 	}
 	added := ev.count("ProducerAdded")
 
-	pc, err := clientAPI(t).NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pc.Close() })
-	track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "v", "s")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
-		t.Fatal(err)
-	}
+	pc, track, _ := sendonlyVP8(t, clientAPI(t))
 	answer, infos, err := p.PublishAs(offer(t, pc), true, map[string]string{info.Mid: id})
 	if err != nil {
 		t.Fatal(err)
