@@ -3,6 +3,7 @@ package signal_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -51,6 +52,35 @@ type clusterOpts struct {
 	nats      cluster.NATSOptions
 	fanout    int
 	heartbeat time.Duration
+}
+
+// startClustered starts n nodes with start, each given options for an embedded NATS server
+// routed to the first node's (the seed) and relay fan-out fanout, and waits until every node
+// sees every other.
+func startClustered(t *testing.T, n, fanout int, start func(i int, co *clusterOpts) *env) []*env {
+	t.Helper()
+	var envs []*env
+	var seed string
+	for i := 0; i < n; i++ {
+		co := &clusterOpts{nats: cluster.NATSOptions{Listen: "127.0.0.1:-1", Cluster: "127.0.0.1:0", Secrets: cluster.Secrets{cluster.DevClusterSecret}}, fanout: fanout}
+		if seed != "" {
+			co.nats.Routes = []string{seed}
+		}
+		e := start(i, co)
+		if seed == "" {
+			seed = e.nats.RouteURL()
+		}
+		envs = append(envs, e)
+	}
+	checkFor(t, 15*time.Second, func() error {
+		for _, e := range envs {
+			if got := len(e.cluster.Peers()); got != n-1 {
+				return fmt.Errorf("%s sees %d peers, want %d", e.node.ID(), got, n-1)
+			}
+		}
+		return nil
+	})
+	return envs
 }
 
 // startNode starts a node with o (plus loopback media, test logs and metrics); with co it

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cascade-sfu/cascade/cluster"
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/cascade-sfu/cascade/signal"
 	"github.com/cascade-sfu/cascade/signal/client"
@@ -31,28 +30,9 @@ func drainCluster(t *testing.T, n int, timeout time.Duration, mo signal.MigrateO
 		so.DrainTimeout, so.Migrate = timeout, mo
 		so.Registerer = so.Gatherer.(*prometheus.Registry)
 	}
-	var envs []*env
-	var seed string
-	for i := 0; i < n; i++ {
-		co := &clusterOpts{nats: cluster.NATSOptions{Listen: "127.0.0.1:-1", Cluster: "127.0.0.1:0", Secrets: cluster.Secrets{cluster.DevClusterSecret}}, fanout: 3}
-		if seed != "" {
-			co.nats.Routes = []string{seed}
-		}
-		e := startNode(t, node.Options{ID: fmt.Sprintf("n%d", i), Workers: 1}, co, with)
-		if seed == "" {
-			seed = e.nats.RouteURL()
-		}
-		envs = append(envs, e)
-	}
-	checkFor(t, 15*time.Second, func() error {
-		for _, e := range envs {
-			if got := len(e.cluster.Peers()); got != n-1 {
-				return fmt.Errorf("%s sees %d peers, want %d", e.node.ID(), got, n-1)
-			}
-		}
-		return nil
+	return startClustered(t, n, 3, func(i int, co *clusterOpts) *env {
+		return startNode(t, node.Options{ID: fmt.Sprintf("n%d", i), Workers: 1}, co, with)
 	})
-	return envs
 }
 
 // adminDrain drains e as the chart's preStop hook does: POST /admin/drain with an admin token.
