@@ -211,9 +211,14 @@ func (e *env) join(room, identity string, publish, subscribe bool) *peer {
 }
 
 func (e *env) dial(room, identity string, publish, subscribe, noAuto bool) (*peer, error) {
+	return e.dialWith(room, identity, publish, subscribe, func(o *client.Options) { o.NoAutoSubscribe = noAuto })
+}
+
+// dialWith is dial with options of the caller's on top of the peer's own.
+func (e *env) dialWith(room, identity string, publish, subscribe bool, with func(*client.Options)) (*peer, error) {
 	p := &peer{packets: make(map[string]*atomic.Int64), ssrc: make(map[string]uint32), lastSeq: make(map[string]uint16)}
-	c, err := client.Dial(context.Background(), e.ws, client.Options{
-		Token: e.token(room, identity, publish, subscribe), LoopbackOnly: true, NoAutoSubscribe: noAuto,
+	o := client.Options{
+		Token: e.token(room, identity, publish, subscribe), LoopbackOnly: true,
 		OnTrack: func(tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) {
 			go func() {
 				for {
@@ -260,7 +265,9 @@ func (e *env) dial(room, identity string, publish, subscribe, noAuto bool) (*pee
 			p.data = append(p.data, append([]byte(nil), b...))
 			p.mu.Unlock()
 		},
-	})
+	}
+	with(&o)
+	c, err := client.Dial(context.Background(), e.ws, o)
 	if err != nil {
 		return nil, err
 	}

@@ -9,7 +9,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -244,24 +243,11 @@ func TestDrainHandsOffRelayChildren(t *testing.T) {
 	}
 }
 
-// resumer is a Go client that resumes (Options.Resume): it counts packets per track and
-// records its resumes.
+// resumer is a peer that resumes (Options.Resume) and records its resumes.
 type resumer struct {
-	*client.Client
+	*peer
 	mu      sync.Mutex
-	packets map[string]*atomic.Int64
 	resumes []client.Resume
-}
-
-func (r *resumer) counter(id string) *atomic.Int64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	c := r.packets[id]
-	if c == nil {
-		c = new(atomic.Int64)
-		r.packets[id] = c
-	}
-	return c
 }
 
 func (r *resumer) migrated() []client.Resume {
@@ -272,29 +258,19 @@ func (r *resumer) migrated() []client.Resume {
 
 func (e *env) joinResuming(room, identity string, publish bool) *resumer {
 	e.t.Helper()
-	r := &resumer{packets: map[string]*atomic.Int64{}}
-	c, err := client.Dial(context.Background(), e.ws, client.Options{
-		Token: e.token(room, identity, publish, true), LoopbackOnly: true, Resume: true,
-		OnTrack: func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-			ctr := r.counter(tr.ID())
-			for {
-				if _, _, err := tr.ReadRTP(); err != nil {
-					return
-				}
-				ctr.Add(1)
-			}
-		},
-		OnResume: func(res client.Resume) {
+	r := &resumer{}
+	p, err := e.dialWith(room, identity, publish, true, func(o *client.Options) {
+		o.Resume = true
+		o.OnResume = func(res client.Resume) {
 			r.mu.Lock()
 			r.resumes = append(r.resumes, res)
 			r.mu.Unlock()
-		},
+		}
 	})
 	if err != nil {
 		e.t.Fatalf("join %s: %v", identity, err)
 	}
-	r.Client = c
-	e.t.Cleanup(func() { _ = c.Close() })
+	r.peer = p
 	return r
 }
 
