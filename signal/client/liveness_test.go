@@ -3,7 +3,6 @@ package client_test
 import (
 	"context"
 	"errors"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,13 +14,8 @@ import (
 // by the ping deadline and the session resumes; a live one never is: the pings keep it alive
 // past many deadlines.
 func TestSilentNodeIsLost(t *testing.T) {
-	n, err := startNode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	px := newFreezer(t, strings.TrimSuffix(strings.TrimPrefix(n.URL, "ws://"), "/ws"))
-	url := "ws://" + px.addr() + "/ws"
+	n, px := frozenNode(t)
+	url := px.url()
 	got := make(chan client.Resume, 4)
 	o := client.Options{Token: n.Token("live", "alice"), LoopbackOnly: true, Resume: true, OnResume: func(r client.Resume) { got <- r }}
 	const every = 100 * time.Millisecond
@@ -77,13 +71,8 @@ func TestSilentNodeIsLost(t *testing.T) {
 // A session the node closed (closed notification: here, replaced by a newer join of the same
 // identity) is over: the client never resumes it, even with Resume on.
 func TestClosedSessionNeverResumes(t *testing.T) {
-	n, err := startNode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	px := newFreezer(t, strings.TrimSuffix(strings.TrimPrefix(n.URL, "ws://"), "/ws"))
-	url := "ws://" + px.addr() + "/ws"
+	n, px := frozenNode(t)
+	url := px.url()
 	var resumes atomic.Int64
 	o := client.Options{Token: n.Token("closed", "bob"), LoopbackOnly: true, Resume: true,
 		OnResume: func(client.Resume) { resumes.Add(1) }}

@@ -3,7 +3,6 @@ package client_test
 import (
 	"context"
 	"encoding/json"
-	"strings"
 	"testing"
 	"time"
 
@@ -19,13 +18,7 @@ import (
 // NodeKilled in bots/, across real node processes: a resume on the same node is not what
 // placement does, and there the node removes the adopted producer at times.)
 func TestResumeRestoresSubscriptions(t *testing.T) {
-	n, err := startNode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	target := strings.TrimSuffix(strings.TrimPrefix(n.URL, "ws://"), "/ws")
-	sp := newFreezer(t, target)
+	n, sp := frozenNode(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -63,7 +56,7 @@ func TestResumeRestoresSubscriptions(t *testing.T) {
 			}
 		}}
 	client.SetPingInterval(&so, 100*time.Millisecond)
-	sub, err := client.Dial(ctx, "ws://"+sp.addr()+"/ws", so)
+	sub, err := client.Dial(ctx, sp.url(), so)
 	if err != nil {
 		t.Fatal(err)
 	}
