@@ -223,6 +223,29 @@ func newResumeClusterFanout(t *testing.T, grace time.Duration, fanoutA int) *res
 }
 
 // resumeOf is what the publisher's resume credential would say of its session on a.
+// publish joins "pub" to room "r" on node id, heard by h, and publishes a VP8 track: the
+// participant, its sender and its producer.
+func (rc *resumeCluster) publish(t *testing.T, id string, h *heard) (*node.Participant, *vp8Sender, node.ProducerInfo) {
+	t.Helper()
+	pub, err := rc.n[id].Join("r", "pub", node.Grant{Publish: true, Subscribe: true}, false, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, infos := publishVP8(t, pub, nil)
+	return pub, v, infos[0]
+}
+
+// republish resumes res on node id and publishes its VP8 track again under the id of was.
+func (rc *resumeCluster) republish(t *testing.T, id string, res node.Resume, was node.ProducerInfo) (*node.Participant, []node.ProducerInfo) {
+	t.Helper()
+	pub, err := rc.n[id].JoinResumed("r", "pub", node.Grant{Publish: true, Subscribe: true}, false, &heard{}, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, infos := publishVP8(t, pub, map[string]string{was.Mid: was.ID})
+	return pub, infos
+}
+
 func resumeOf(p *node.Participant) node.Resume {
 	return node.Resume{ID: p.ID(), Epoch: p.Epoch(), JoinedAt: p.Info().JoinedAt, Producers: p.Resumable(), Node: "a"}
 }
@@ -270,24 +293,16 @@ func receives(t *testing.T, s *sink, when string) {
 // sequence numbers.
 func TestProducerMovesAcrossNodes(t *testing.T) {
 	rc := newResumeCluster(t, 5*time.Second)
-	pub, err := rc.n["a"].Join("r", "pub", node.Grant{Publish: true, Subscribe: true}, false, &heard{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	old, infos := publishVP8(t, pub, nil)
-	pid := infos[0].ID
+	pub, old, info := rc.publish(t, "a", &heard{})
+	pid := info.ID
 	h, s := rc.watch(t, "c", pid)
 	mark := h.mark()
 
 	res := resumeOf(pub)
-	pub2, err := rc.n["b"].JoinResumed("r", "pub", node.Grant{Publish: true, Subscribe: true}, false, &heard{}, res)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub2, infos2 := rc.republish(t, "b", res, info)
 	if pub2.ID() != pub.ID() || pub2.Epoch() != res.Epoch+1 {
 		t.Fatalf("resumed as %s epoch %d", pub2.ID(), pub2.Epoch())
 	}
-	_, infos2 := publishVP8(t, pub2, map[string]string{infos[0].Mid: pid})
 	if infos2[0].ID != pid {
 		t.Fatalf("republished as %s, not %s", infos2[0].ID, pid)
 	}
@@ -345,12 +360,8 @@ func TestProducerMovesAcrossNodes(t *testing.T) {
 func TestNodeKilledPublisherResumes(t *testing.T) {
 	const grace = 3 * time.Second
 	rc := newResumeCluster(t, grace)
-	pub, err := rc.n["a"].Join("r", "pub", node.Grant{Publish: true, Subscribe: true}, false, &heard{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, infos := publishVP8(t, pub, nil)
-	pid := infos[0].ID
+	pub, _, info := rc.publish(t, "a", &heard{})
+	pid := info.ID
 	hb, _ := rc.watch(t, "b", pid)
 	hc, s := rc.watch(t, "c", pid)
 	markB, markC := hb.mark(), hc.mark()
@@ -366,11 +377,7 @@ func TestNodeKilledPublisherResumes(t *testing.T) {
 	})
 	killed := time.Now()
 
-	pub2, err := rc.n["b"].JoinResumed("r", "pub", node.Grant{Publish: true, Subscribe: true}, false, &heard{}, res)
-	if err != nil {
-		t.Fatal(err)
-	}
-	publishVP8(t, pub2, map[string]string{infos[0].Mid: pid})
+	rc.republish(t, "b", res, info)
 	receives(t, s, "after the resume")
 	if got := rc.c["c"].Rooms().Producers("r")[pid]; got != "b" {
 		t.Fatalf("c has the producer from %q", got)
@@ -402,12 +409,8 @@ func TestNodeKilledPublisherResumes(t *testing.T) {
 // nothing.
 func TestProducerAdoptedByItsCarrier(t *testing.T) {
 	rc := newResumeClusterFanout(t, 5*time.Second, 1)
-	pub, err := rc.n["a"].Join("r", "pub", node.Grant{Publish: true, Subscribe: true}, false, &heard{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	old, infos := publishVP8(t, pub, nil)
-	pid := infos[0].ID
+	pub, old, info := rc.publish(t, "a", &heard{})
+	pid := info.ID
 	_, sb := rc.watch(t, "b", pid)
 	hc, sc := rc.watch(t, "c", pid)
 	if got := rc.pipes["c"].Piped("r"); len(got) != 1 || got[0].Parent != "b" {
@@ -415,11 +418,7 @@ func TestProducerAdoptedByItsCarrier(t *testing.T) {
 	}
 	mark := hc.mark()
 
-	pub2, err := rc.n["b"].JoinResumed("r", "pub", node.Grant{Publish: true, Subscribe: true}, false, &heard{}, resumeOf(pub))
-	if err != nil {
-		t.Fatal(err)
-	}
-	publishVP8(t, pub2, map[string]string{infos[0].Mid: pid})
+	rc.republish(t, "b", resumeOf(pub), info)
 	checkFor(t, 10*time.Second, func() error {
 		if got := rc.c["c"].Rooms().Producers("r")[pid]; got != "b" {
 			return fmt.Errorf("c has the producer from %q", got)
@@ -459,22 +458,14 @@ func TestProducerAdoptedByItsCarrier(t *testing.T) {
 func TestStaleSessionFencedAfterPartition(t *testing.T) {
 	rc := newResumeCluster(t, 5*time.Second)
 	ha := &heard{}
-	pub, err := rc.n["a"].Join("r", "pub", node.Grant{Publish: true, Subscribe: true}, false, ha)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, infos := publishVP8(t, pub, nil)
-	pid := infos[0].ID
+	pub, _, info := rc.publish(t, "a", ha)
+	pid := info.ID
 	hc, sc := rc.watch(t, "c", pid)
 	mark := hc.mark()
 	res := resumeOf(pub)
 
 	rc.bus["a"].SetConnected(false)
-	pub2, err := rc.n["b"].JoinResumed("r", "pub", node.Grant{Publish: true, Subscribe: true}, false, &heard{}, res)
-	if err != nil {
-		t.Fatal(err)
-	}
-	publishVP8(t, pub2, map[string]string{infos[0].Mid: pid})
+	rc.republish(t, "b", res, info)
 	checkFor(t, 10*time.Second, func() error {
 		if got := rc.c["c"].Rooms().Producers("r")[pid]; got != "b" {
 			return fmt.Errorf("c has the producer from %q", got)
