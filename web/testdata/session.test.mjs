@@ -1,6 +1,6 @@
 // Unit tests of static/cascade.js under Node (node --test): the room API's notifications
 // (metadata, server mute, unmute requests) and the end of a session by the server (close codes).
-// Run by TestClientSessionUnderNode (session_js_test.go). Fake WebSocket and RTCPeerConnection,
+// Run by TestClientSessionUnderNode (node_test.go). Fake WebSocket and RTCPeerConnection,
 // in the manner of cascade.test.mjs.
 import { test } from "node:test";
 import assert from "node:assert/strict";
