@@ -42,9 +42,10 @@ export class FakeWebSocket {
   fail(req, code, message) {
     this.push({ id: req.id, ok: false, error: { code, message } });
   }
-  drop(code = 1006) {
+  // the server closes the connection with a status code and reason
+  drop(code = 1006, reason = "") {
     this.readyState = 3;
-    this.onclose && this.onclose({ code });
+    this.onclose && this.onclose({ code, reason });
   }
   // the next request with this method (already sent or to come)
   next(method) {
