@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-import { sockets, CascadeClient, CascadeError, sleep } from "./fakes.mjs";
+import { sockets, CascadeClient, CascadeError, sleep, connected as connectAs } from "./fakes.mjs";
 
 const joinData = {
   participant: { id: "PA1", identity: "alice", joinedAt: 1, metadata: "{\"role\":\"host\"}" },
@@ -17,19 +17,15 @@ const joinData = {
   producers: [{ id: "PRb", participant: "PB1", kind: "video", muted: false }],
 };
 
+// Connects with this file's join answer, recording the client's events.
 async function connected(opts = {}) {
-  sockets.length = 0;
-  const c = new CascadeClient(opts);
   const events = [];
-  for (const type of ["state", "closed", "error", "participantUpdated", "roomUpdated", "producerMuted", "unmuteRequested", "message"]) {
-    c.on(type, (d) => events.push([type, d]));
-  }
-  const p = c.connect("ws://test/ws", "TOKEN");
-  await sleep(5);
-  const ws = sockets[0];
-  ws.accept();
-  ws.reply(await ws.next("join"), joinData);
-  await p;
+  const before = (c) => {
+    for (const type of ["state", "closed", "error", "participantUpdated", "roomUpdated", "producerMuted", "unmuteRequested", "message"]) {
+      c.on(type, (d) => events.push([type, d]));
+    }
+  };
+  const { c, ws } = await connectAs(opts, { answer: joinData, before });
   return { c, ws, events, of: (type) => events.filter((e) => e[0] === type).map((e) => e[1]) };
 }
 
