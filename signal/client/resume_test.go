@@ -55,12 +55,7 @@ func TestResumeRestoresSubscriptions(t *testing.T) {
 				tracks <- tr.ID()
 			}
 		}}
-	client.SetPingInterval(&so, 100*time.Millisecond)
-	sub, err := client.Dial(ctx, sp.url(), so)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
+	sub := dialPinging(t, ctx, sp.url(), so, 100*time.Millisecond)
 	// The producer is the room's once the publisher's transport connected: ask until then.
 	for {
 		err := sub.Request(ctx, proto.MethodSubscribe, proto.ProducerData{Producer: id}, nil)
@@ -72,14 +67,19 @@ func TestResumeRestoresSubscriptions(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	select {
-	case got := <-tracks:
-		if got != id {
-			t.Fatalf("track %q, want the producer's id %q", got, id)
+	// media waits for the next track with a packet: the producer's, by its id.
+	media := func(when, missing string) {
+		t.Helper()
+		select {
+		case got := <-tracks:
+			if got != id {
+				t.Fatalf("%s, track %q, want the producer's id %q", when, got, id)
+			}
+		case <-ctx.Done():
+			t.Fatal(missing)
 		}
-	case <-ctx.Done():
-		t.Fatal("no media before the resume")
 	}
+	media("before the resume", "no media before the resume")
 
 	sp.freeze()
 	for _, c := range []struct {
@@ -101,12 +101,5 @@ func TestResumeRestoresSubscriptions(t *testing.T) {
 			t.Fatalf("%s never resumed", c.name)
 		}
 	}
-	select {
-	case got := <-tracks:
-		if got != id {
-			t.Fatalf("after the resume, track %q, want the same producer id %q", got, id)
-		}
-	case <-ctx.Done():
-		t.Fatal("no media after the resume: the subscription or the producer was not restored")
-	}
+	media("after the resume", "no media after the resume: the subscription or the producer was not restored")
 }
