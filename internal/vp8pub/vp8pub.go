@@ -22,11 +22,8 @@ type Sender struct {
 	once sync.Once
 }
 
-// Start offers a send-only VP8 track, every candidate gathered, to publish, which returns the
-// answer, and sends until Close or the end of the test. Each packet's payload is 0x10 (S=1,
-// partition 0) and 0 (a payload header with P=0): every packet starts a keyframe; then the
-// frame's mark: mark, 0 and the packet's sequence number (big-endian).
-func Start(t testing.TB, mark byte, publish func(offer string) (answer string, err error)) *Sender {
+// API is a pion API with the default codecs whose PeerConnections use loopback UDP/IPv4 only.
+func API(t testing.TB) *webrtc.API {
 	t.Helper()
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
@@ -37,7 +34,16 @@ func Start(t testing.TB, mark byte, publish func(offer string) (answer string, e
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se))
+}
+
+// Start offers a send-only VP8 track, every candidate gathered, to publish, which returns the
+// answer, and sends until Close or the end of the test. Each packet's payload is 0x10 (S=1,
+// partition 0) and 0 (a payload header with P=0): every packet starts a keyframe; then the
+// frame's mark: mark, 0 and the packet's sequence number (big-endian).
+func Start(t testing.TB, mark byte, publish func(offer string) (answer string, err error)) *Sender {
+	t.Helper()
+	pc, err := API(t).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}

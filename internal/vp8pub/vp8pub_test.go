@@ -1,28 +1,17 @@
 package vp8pub_test
 
 import (
-	"net"
 	"testing"
 	"time"
 
 	"github.com/cascade-sfu/cascade/internal/vp8pub"
-	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
 )
 
 // TestSenderMarksItsPackets: an answering PeerConnection gets the track; each packet starts a
 // keyframe and carries the sender's mark and its sequence number. Close may be called twice.
 func TestSenderMarksItsPackets(t *testing.T) {
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	se := webrtc.SettingEngine{}
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	rx, err := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
+	rx, err := vp8pub.API(t).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}
