@@ -50,8 +50,8 @@ func sameMap(t *testing.T, what string, got, want map[string]string) {
 // whatever their sequence numbers.
 func TestRoomStateEpochs(t *testing.T) {
 	const r = "room"
-	a := func(seq uint64) Stamp { return Stamp{Node: "a", Inc: "1", Seq: seq} }
-	b := func(seq uint64) Stamp { return Stamp{Node: "b", Inc: "1", Seq: seq} }
+	a := stamper("a", "1")
+	b := stamper("b", "1")
 	s := NewRoomStateGrace(10 * time.Second)
 	s.Open(r)
 	now := time.Unix(100, 0)
@@ -92,8 +92,8 @@ func TestRoomStateEpochs(t *testing.T) {
 // every room, and leave when it is over; those resumed on another node meanwhile move and stay.
 func TestRoomStateGrace(t *testing.T) {
 	const grace = 10 * time.Second
-	a := func(seq uint64) Stamp { return Stamp{Node: "a", Inc: "1", Seq: seq} }
-	b := func(seq uint64) Stamp { return Stamp{Node: "b", Inc: "1", Seq: seq} }
+	a := stamper("a", "1")
+	b := stamper("b", "1")
 	s := NewRoomStateGrace(grace)
 	s.Open("r1")
 	s.Open("r2")
@@ -139,7 +139,7 @@ func TestRoomStateGrace(t *testing.T) {
 // once, what it lists is no orphan any more.
 func TestRoomStateGraceHealed(t *testing.T) {
 	const grace = 10 * time.Second
-	a := func(seq uint64) Stamp { return Stamp{Node: "a", Inc: "1", Seq: seq} }
+	a := stamper("a", "1")
 	s := NewRoomStateGrace(grace)
 	s.Open("r")
 	t0 := time.Unix(100, 0)
@@ -160,8 +160,8 @@ func TestRoomStateGraceHealed(t *testing.T) {
 // before their grace ends, and the old incarnation's late messages are ignored.
 func TestRoomStateRestartGrace(t *testing.T) {
 	const grace = 10 * time.Second
-	a1 := func(seq uint64) Stamp { return Stamp{Node: "a", Inc: "1", Seq: seq} }
-	a2 := func(seq uint64) Stamp { return Stamp{Node: "a", Inc: "2", Seq: seq} }
+	a1 := stamper("a", "1")
+	a2 := stamper("a", "2")
 	s := NewRoomStateGrace(grace)
 	s.Open("r")
 	t0 := time.Unix(100, 0)

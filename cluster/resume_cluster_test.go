@@ -2,7 +2,6 @@ package cluster_test
 
 import (
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -10,11 +9,10 @@ import (
 	"time"
 
 	"github.com/cascade-sfu/cascade/cluster"
+	"github.com/cascade-sfu/cascade/internal/vp8pub"
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/cascade-sfu/cascade/relay"
-	"github.com/pion/ice/v4"
 	"github.com/pion/rtp"
-	"github.com/pion/webrtc/v4"
 )
 
 // since lists the notifications from index i on, and the index after them.
@@ -97,80 +95,19 @@ func (s *sink) jumps() []string {
 	return out
 }
 
-// vp8Sender is a publisher's loopback PeerConnection sending VP8 keyframes every 20 ms.
-type vp8Sender struct {
-	id   byte // marks its frames
-	pc   *webrtc.PeerConnection
-	stop chan struct{}
-	done chan struct{}
-	once sync.Once
-}
-
-func (v *vp8Sender) close() {
-	v.once.Do(func() { close(v.stop); <-v.done; _ = v.pc.Close() })
-}
-
-// senders numbers the vp8Senders of a test binary.
+// senders numbers the publishers of a test binary: a frame's mark (vp8pub).
 var senders atomic.Uint32
 
 // publishVP8 publishes a VP8 track as p (with the producer ids of a resumed session, if ids
 // is not empty: keyed by the offer's mid, "0") and sends until closed or the test ends.
-func publishVP8(t *testing.T, p *node.Participant, ids map[string]string) (*vp8Sender, []node.ProducerInfo) {
+func publishVP8(t *testing.T, p *node.Participant, ids map[string]string) (*vp8pub.Sender, []node.ProducerInfo) {
 	t.Helper()
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	se := webrtc.SettingEngine{}
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "v", "s")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
-		t.Fatal(err)
-	}
-	o, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(o); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	answer, infos, err := p.PublishAs(pc.LocalDescription().SDP, true, ids)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		t.Fatal(err)
-	}
-	v := &vp8Sender{pc: pc, id: byte(senders.Add(1)), stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(v.done)
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for seq := uint16(1); ; seq++ {
-			select {
-			case <-v.stop:
-				return
-			case <-tick.C:
-			}
-			// S=1, partition 0, then a payload header with P=0: every packet starts a keyframe;
-			// then the frame's mark: this sender's number and the packet's.
-			_ = track.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(seq) * 3000, Marker: true},
-				Payload: []byte{0x10, 0, v.id, 0, byte(seq >> 8), byte(seq)}})
-		}
-	}()
-	t.Cleanup(v.close)
+	var infos []node.ProducerInfo
+	v := vp8pub.Start(t, byte(senders.Add(1)), func(offer string) (string, error) {
+		answer, got, err := p.PublishAs(offer, true, ids)
+		infos = got
+		return answer, err
+	})
 	return v, infos
 }
 
@@ -223,6 +160,29 @@ func newResumeClusterFanout(t *testing.T, grace time.Duration, fanoutA int) *res
 }
 
 // resumeOf is what the publisher's resume credential would say of its session on a.
+// publish joins "pub" to room "r" on node id, heard by h, and publishes a VP8 track: the
+// participant, its sender and its producer.
+func (rc *resumeCluster) publish(t *testing.T, id string, h *heard) (*node.Participant, *vp8pub.Sender, node.ProducerInfo) {
+	t.Helper()
+	pub, err := rc.n[id].Join("r", "pub", node.Grant{Publish: true, Subscribe: true}, false, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, infos := publishVP8(t, pub, nil)
+	return pub, v, infos[0]
+}
+
+// republish resumes res on node id and publishes its VP8 track again under the id of was.
+func (rc *resumeCluster) republish(t *testing.T, id string, res node.Resume, was node.ProducerInfo) (*node.Participant, []node.ProducerInfo) {
+	t.Helper()
+	pub, err := rc.n[id].JoinResumed("r", "pub", node.Grant{Publish: true, Subscribe: true}, false, &heard{}, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, infos := publishVP8(t, pub, map[string]string{was.Mid: was.ID})
+	return pub, infos
+}
+
 func resumeOf(p *node.Participant) node.Resume {
 	return node.Resume{ID: p.ID(), Epoch: p.Epoch(), JoinedAt: p.Info().JoinedAt, Producers: p.Resumable(), Node: "a"}
 }
@@ -270,24 +230,16 @@ func receives(t *testing.T, s *sink, when string) {
 // sequence numbers.
 func TestProducerMovesAcrossNodes(t *testing.T) {
 	rc := newResumeCluster(t, 5*time.Second)
-	pub, err := rc.n["a"].Join("r", "pub", node.Grant{Publish: true, Subscribe: true}, false, &heard{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	old, infos := publishVP8(t, pub, nil)
-	pid := infos[0].ID
+	pub, old, info := rc.publish(t, "a", &heard{})
+	pid := info.ID
 	h, s := rc.watch(t, "c", pid)
 	mark := h.mark()
 
 	res := resumeOf(pub)
-	pub2, err := rc.n["b"].JoinResumed("r", "pub", node.Grant{Publish: true, Subscribe: true}, false, &heard{}, res)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub2, infos2 := rc.republish(t, "b", res, info)
 	if pub2.ID() != pub.ID() || pub2.Epoch() != res.Epoch+1 {
 		t.Fatalf("resumed as %s epoch %d", pub2.ID(), pub2.Epoch())
 	}
-	_, infos2 := publishVP8(t, pub2, map[string]string{infos[0].Mid: pid})
 	if infos2[0].ID != pid {
 		t.Fatalf("republished as %s, not %s", infos2[0].ID, pid)
 	}
@@ -314,7 +266,7 @@ func TestProducerMovesAcrossNodes(t *testing.T) {
 	if n := s.twice(); n > 5 {
 		t.Errorf("%d frames reached the viewer twice while both pipes were up", n)
 	}
-	old.close() // the old publisher stops: whatever c gets from now on comes through b
+	old.Close() // the old publisher stops: whatever c gets from now on comes through b
 	receives(t, s, "after the move")
 	checkFor(t, 10*time.Second, func() error {
 		if n := rc.retiring("c"); n != 0 {
@@ -345,12 +297,8 @@ func TestProducerMovesAcrossNodes(t *testing.T) {
 func TestNodeKilledPublisherResumes(t *testing.T) {
 	const grace = 3 * time.Second
 	rc := newResumeCluster(t, grace)
-	pub, err := rc.n["a"].Join("r", "pub", node.Grant{Publish: true, Subscribe: true}, false, &heard{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, infos := publishVP8(t, pub, nil)
-	pid := infos[0].ID
+	pub, _, info := rc.publish(t, "a", &heard{})
+	pid := info.ID
 	hb, _ := rc.watch(t, "b", pid)
 	hc, s := rc.watch(t, "c", pid)
 	markB, markC := hb.mark(), hc.mark()
@@ -366,11 +314,7 @@ func TestNodeKilledPublisherResumes(t *testing.T) {
 	})
 	killed := time.Now()
 
-	pub2, err := rc.n["b"].JoinResumed("r", "pub", node.Grant{Publish: true, Subscribe: true}, false, &heard{}, res)
-	if err != nil {
-		t.Fatal(err)
-	}
-	publishVP8(t, pub2, map[string]string{infos[0].Mid: pid})
+	rc.republish(t, "b", res, info)
 	receives(t, s, "after the resume")
 	if got := rc.c["c"].Rooms().Producers("r")[pid]; got != "b" {
 		t.Fatalf("c has the producer from %q", got)
@@ -402,12 +346,8 @@ func TestNodeKilledPublisherResumes(t *testing.T) {
 // nothing.
 func TestProducerAdoptedByItsCarrier(t *testing.T) {
 	rc := newResumeClusterFanout(t, 5*time.Second, 1)
-	pub, err := rc.n["a"].Join("r", "pub", node.Grant{Publish: true, Subscribe: true}, false, &heard{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	old, infos := publishVP8(t, pub, nil)
-	pid := infos[0].ID
+	pub, old, info := rc.publish(t, "a", &heard{})
+	pid := info.ID
 	_, sb := rc.watch(t, "b", pid)
 	hc, sc := rc.watch(t, "c", pid)
 	if got := rc.pipes["c"].Piped("r"); len(got) != 1 || got[0].Parent != "b" {
@@ -415,18 +355,14 @@ func TestProducerAdoptedByItsCarrier(t *testing.T) {
 	}
 	mark := hc.mark()
 
-	pub2, err := rc.n["b"].JoinResumed("r", "pub", node.Grant{Publish: true, Subscribe: true}, false, &heard{}, resumeOf(pub))
-	if err != nil {
-		t.Fatal(err)
-	}
-	publishVP8(t, pub2, map[string]string{infos[0].Mid: pid})
+	rc.republish(t, "b", resumeOf(pub), info)
 	checkFor(t, 10*time.Second, func() error {
 		if got := rc.c["c"].Rooms().Producers("r")[pid]; got != "b" {
 			return fmt.Errorf("c has the producer from %q", got)
 		}
 		return nil
 	})
-	old.close()
+	old.Close()
 	checkFor(t, 10*time.Second, func() error {
 		if n := rc.retiring("c"); n != 0 {
 			return fmt.Errorf("c still has %d old pipes", n)
@@ -459,22 +395,14 @@ func TestProducerAdoptedByItsCarrier(t *testing.T) {
 func TestStaleSessionFencedAfterPartition(t *testing.T) {
 	rc := newResumeCluster(t, 5*time.Second)
 	ha := &heard{}
-	pub, err := rc.n["a"].Join("r", "pub", node.Grant{Publish: true, Subscribe: true}, false, ha)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, infos := publishVP8(t, pub, nil)
-	pid := infos[0].ID
+	pub, _, info := rc.publish(t, "a", ha)
+	pid := info.ID
 	hc, sc := rc.watch(t, "c", pid)
 	mark := hc.mark()
 	res := resumeOf(pub)
 
 	rc.bus["a"].SetConnected(false)
-	pub2, err := rc.n["b"].JoinResumed("r", "pub", node.Grant{Publish: true, Subscribe: true}, false, &heard{}, res)
-	if err != nil {
-		t.Fatal(err)
-	}
-	publishVP8(t, pub2, map[string]string{infos[0].Mid: pid})
+	rc.republish(t, "b", res, info)
 	checkFor(t, 10*time.Second, func() error {
 		if got := rc.c["c"].Rooms().Producers("r")[pid]; got != "b" {
 			return fmt.Errorf("c has the producer from %q", got)

@@ -13,7 +13,7 @@ import (
 // update of an unknown participant adds it; a sync that lists a changed participant updates it
 // (the update was lost); the room API's mute keeps its byServer.
 func TestRoomStateParticipantUpdated(t *testing.T) {
-	a1 := func(seq uint64) Stamp { return Stamp{Node: "a", Inc: "1", Seq: seq} }
+	a1 := stamper("a", "1")
 	const r = "room"
 	with := func(p node.ParticipantInfo, m string) node.ParticipantInfo { p.Metadata = m; return p }
 	now := time.Unix(1000, 0)

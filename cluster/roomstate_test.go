@@ -16,6 +16,11 @@ func prod(id string) node.ProducerInfo {
 	return node.ProducerInfo{ID: id, Participant: "p", Kind: "audio", Codec: "audio/opus"}
 }
 
+// stamper numbers the messages of one incarnation of a node.
+func stamper(nodeID, inc string) func(seq uint64) Stamp {
+	return func(seq uint64) Stamp { return Stamp{Node: nodeID, Inc: inc, Seq: seq} }
+}
+
 func muted(p node.ProducerInfo) node.ProducerInfo { p.Muted = true; return p }
 
 // step is one message fed to RoomState and the effects it must return.
@@ -26,9 +31,9 @@ type step struct {
 }
 
 func TestRoomStateApply(t *testing.T) {
-	a1 := func(seq uint64) Stamp { return Stamp{Node: "a", Inc: "1", Seq: seq} }
-	a2 := func(seq uint64) Stamp { return Stamp{Node: "a", Inc: "2", Seq: seq} }
-	b1 := func(seq uint64) Stamp { return Stamp{Node: "b", Inc: "1", Seq: seq} }
+	a1 := stamper("a", "1")
+	a2 := stamper("a", "2")
+	b1 := stamper("b", "1")
 	const r = "room"
 	for _, c := range []struct {
 		name  string
@@ -226,7 +231,7 @@ func TestSnapshotBounded(t *testing.T) {
 	s := NewRoomState()
 	s.Open(r)
 	now := time.Unix(100, 0)
-	a := func(seq uint64) Stamp { return Stamp{Node: "a", Inc: "1", Seq: seq} }
+	a := stamper("a", "1")
 	s.Apply(r, a(1), ParticipantJoinedMsg{Participant: part("viewer-4999")}, now) // omitted by the snapshot
 	s.Apply(r, a(2), ParticipantJoinedMsg{Participant: part("gone")}, now)
 	s.Apply(r, a(3), snap, now)

@@ -120,18 +120,7 @@ func join(t *testing.T, n *node.Node, room, identity string, g node.Grant) (*nod
 // flows, and returns the participant and its live producer's id.
 func publishLive(t *testing.T, n *node.Node, room, identity string, l node.Listener) (*node.Participant, string) {
 	t.Helper()
-	pc, err := clientAPI(t).NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pc.Close() })
-	track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "v", "s")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
-		t.Fatal(err)
-	}
+	pc, track, _ := sendonlyVP8(t, clientAPI(t))
 	p, err := n.Join(room, identity, node.Grant{Publish: true, Subscribe: true}, false, l)
 	if err != nil {
 		t.Fatal(err)

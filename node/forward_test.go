@@ -138,13 +138,17 @@ func TestParseAllocatesNothing(t *testing.T) {
 
 // BenchmarkIngest is a producer's per-packet work before the fan-out: parse, cache, count, post
 // to one worker.
-func BenchmarkIngest(b *testing.B) {
+func BenchmarkIngest(b *testing.B) { benchIngest(b, payloadOther, make([]byte, 1188)) }
+
+// benchIngest is BenchmarkIngest for a producer of payloads of kind k.
+func benchIngest(b *testing.B, k payloadKind, payload []byte) {
 	w := &Worker{jobs: make(chan job, 1)}
 	pr := &Producer{id: "p", kind: webrtc.RTPCodecTypeVideo, cache: newCache(webrtc.RTPCodecTypeVideo)}
 	pr.pool.New = func() any { return &packet{pool: &pr.pool} }
+	pr.pkind.Store(uint32(k))
 	pipes := []*pipe{{worker: w}}
 	pr.pipesView.Store(&pipes)
-	raw, err := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, Timestamp: 3000, SSRC: 42}, Payload: make([]byte, 1188)}).Marshal()
+	raw, err := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, Timestamp: 3000, SSRC: 42}, Payload: payload}).Marshal()
 	if err != nil {
 		b.Fatal(err)
 	}

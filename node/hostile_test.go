@@ -107,9 +107,8 @@ func offer(t *testing.T, pc *webrtc.PeerConnection) string {
 	return pc.LocalDescription().SDP
 }
 
-// publishVP8 joins "pub" to room and publishes a VP8 track from a send-only PeerConnection of
-// api; the caller writes the track's packets and reads the sender's RTCP.
-func publishVP8(t *testing.T, n *node.Node, api *webrtc.API, room string) (*node.Participant, *webrtc.TrackLocalStaticRTP, *webrtc.RTPTransceiver) {
+// sendonlyVP8 is a PeerConnection of api, closed with the test, that sends one VP8 track.
+func sendonlyVP8(t *testing.T, api *webrtc.API) (*webrtc.PeerConnection, *webrtc.TrackLocalStaticRTP, *webrtc.RTPTransceiver) {
 	t.Helper()
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
@@ -124,6 +123,14 @@ func publishVP8(t *testing.T, n *node.Node, api *webrtc.API, room string) (*node
 	if err != nil {
 		t.Fatal(err)
 	}
+	return pc, track, tr
+}
+
+// publishVP8 joins "pub" to room and publishes a VP8 track from a send-only PeerConnection of
+// api; the caller writes the track's packets and reads the sender's RTCP.
+func publishVP8(t *testing.T, n *node.Node, api *webrtc.API, room string) (*node.Participant, *webrtc.TrackLocalStaticRTP, *webrtc.RTPTransceiver) {
+	t.Helper()
+	pc, track, tr := sendonlyVP8(t, api)
 	p, err := n.Join(room, "pub", node.Grant{Publish: true}, false, nopListener{})
 	if err != nil {
 		t.Fatal(err)

@@ -22,6 +22,17 @@ type received struct {
 	pics   []int // VP8 15-bit PictureID, -1 without one
 }
 
+// atLeast waits until r has had want packets; when says when, for the failure.
+func (r *received) atLeast(t *testing.T, want int, when string) {
+	t.Helper()
+	checkFor(t, 10*time.Second, func() error {
+		if c := r.count(); c < want {
+			return fmt.Errorf("%d packets %s, want %d", c, when, want)
+		}
+		return nil
+	})
+}
+
 func (r *received) count() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -168,12 +179,7 @@ func TestMoveRemoteProducer(t *testing.T) {
 	old := feed(pr, pr.Generation(), 1000, 5000, 100, 0)
 	t.Cleanup(old.end)
 	rec := subscribeVideo(t, n, "r", "s", ls)
-	checkFor(t, 10*time.Second, func() error {
-		if c := rec.count(); c < 50 {
-			return fmt.Errorf("%d packets before the move", c)
-		}
-		return nil
-	})
+	rec.atLeast(t, 50, "before the move")
 
 	added := []int{ls.count(node.EventProducerAdded), lw.count(node.EventProducerAdded)}
 	info.Epoch = 1
@@ -194,12 +200,7 @@ func TestMoveRemoteProducer(t *testing.T) {
 	})
 	old.end()
 	before := rec.count()
-	checkFor(t, 10*time.Second, func() error {
-		if c := rec.count(); c < before+50 {
-			return fmt.Errorf("%d packets after the old source ended, want 50", c-before)
-		}
-		return nil
-	})
+	rec.atLeast(t, before+50, "after the old source ended")
 	nw.end()
 	rec.check(t, true)
 	if up.n.Load() == 0 {
@@ -249,12 +250,7 @@ func TestMoveLocalProducerAway(t *testing.T) {
 	r := pub.Room()
 	ls := &recorder{}
 	rec := subscribeVideo(t, n, "r", "s", ls)
-	checkFor(t, 10*time.Second, func() error {
-		if c := rec.count(); c < 10 {
-			return fmt.Errorf("%d packets before the move", c)
-		}
-		return nil
-	})
+	rec.atLeast(t, 10, "before the move")
 	info := n.Producer("r", id).Info()
 	info.Epoch = 1
 	pr, gen, err := r.MoveProducer(info, "n2")
@@ -278,12 +274,7 @@ func TestMoveLocalProducerAway(t *testing.T) {
 	before := rec.count()
 	f := feed(pr, gen, 9, 1, 1, 5)
 	t.Cleanup(f.end)
-	checkFor(t, 10*time.Second, func() error {
-		if c := rec.count(); c < before+30 {
-			return fmt.Errorf("%d packets from the new origin", c-before)
-		}
-		return nil
-	})
+	rec.atLeast(t, before+30, "from the new origin")
 	f.end()
 	rec.mu.Lock()
 	tracks := rec.tracks
@@ -332,12 +323,7 @@ func TestAdoptOnSameNode(t *testing.T) {
 	old, id := publishLive(t, n, "r", "pub", &recorder{})
 	ls := &recorder{}
 	rec := subscribeVideo(t, n, "r", "s", ls)
-	checkFor(t, 10*time.Second, func() error {
-		if c := rec.count(); c < 20 {
-			return fmt.Errorf("%d packets before the resume", c)
-		}
-		return nil
-	})
+	rec.atLeast(t, 20, "before the resume")
 	pr := n.Producer("r", id)
 	info := pr.Info()
 	res := node.Resume{ID: old.ID(), Epoch: old.Epoch(), JoinedAt: old.Info().JoinedAt, Node: n.ID(), Producers: []node.ProducerInfo{info}}
@@ -347,18 +333,7 @@ func TestAdoptOnSameNode(t *testing.T) {
 	}
 	added := ev.count("ProducerAdded")
 
-	pc, err := clientAPI(t).NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pc.Close() })
-	track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "v", "s")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
-		t.Fatal(err)
-	}
+	pc, track, _ := sendonlyVP8(t, clientAPI(t))
 	answer, infos, err := p.PublishAs(offer(t, pc), true, map[string]string{info.Mid: id})
 	if err != nil {
 		t.Fatal(err)
@@ -406,12 +381,7 @@ func TestAdoptOnSameNode(t *testing.T) {
 		return nil
 	})
 	before := rec.count()
-	checkFor(t, 10*time.Second, func() error {
-		if c := rec.count(); c < before+50 {
-			return fmt.Errorf("%d packets from the resumed session", c-before)
-		}
-		return nil
-	})
+	rec.atLeast(t, before+50, "from the resumed session")
 	close(stop)
 	<-done
 	rec.check(t, false)

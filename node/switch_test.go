@@ -375,24 +375,7 @@ func BenchmarkForwardSwitched(b *testing.B) {
 // BenchmarkIngestVP8 is BenchmarkIngest for a VP8 producer: the descriptor is parsed once per
 // packet for the consumers' switches.
 func BenchmarkIngestVP8(b *testing.B) {
-	w := &Worker{jobs: make(chan job, 1)}
-	pr := &Producer{id: "p", kind: webrtc.RTPCodecTypeVideo, cache: newCache(webrtc.RTPCodecTypeVideo)}
-	pr.pool.New = func() any { return &packet{pool: &pr.pool} }
-	pr.pkind.Store(uint32(payloadVP8))
-	pipes := []*pipe{{worker: w}}
-	pr.pipesView.Store(&pipes)
-	payload := append(vp8(2, 100, 1, false), make([]byte, 1180)...)
-	raw, err := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, Timestamp: 3000, SSRC: 42}, Payload: payload}).Marshal()
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	for i := 0; b.Loop(); i++ {
-		raw[2], raw[3] = byte(i>>8), byte(i)
-		pkt := pr.pool.Get().(*packet)
-		pr.ingest(pkt, copy(pkt.buf[:], raw), 0)
-		(<-w.jobs).pkt.release()
-	}
+	benchIngest(b, payloadVP8, append(vp8(2, 100, 1, false), make([]byte, 1180)...))
 }
 
 // TestSwitchNewConsumerDuringMove: a consumer made after a move starts on the new source: the

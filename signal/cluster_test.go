@@ -22,35 +22,16 @@ import (
 // node sees every other.
 func newCluster(t *testing.T, n, fanout int, regions ...string) []*env {
 	t.Helper()
-	var envs []*env
-	var seed string
-	for i := 0; i < n; i++ {
-		// The default heartbeat (1 s; a peer is gone after three missed): at 100 and 300 ms a
-		// loaded 2-core machine running the race detector starved heartbeats past the timeout,
-		// and a peer once declared gone does not come back (issue: outages and restarts healed).
+	// The default heartbeat (1 s; a peer is gone after three missed): at 100 and 300 ms a
+	// loaded 2-core machine running the race detector starved heartbeats past the timeout,
+	// and a peer once declared gone does not come back (issue: outages and restarts healed).
+	return startClustered(t, n, fanout, func(i int, co *clusterOpts) *env {
 		o := node.Options{ID: fmt.Sprintf("n%d", i), Workers: 1}
-		co := &clusterOpts{nats: cluster.NATSOptions{Listen: "127.0.0.1:-1", Cluster: "127.0.0.1:0", Secrets: cluster.Secrets{cluster.DevClusterSecret}}, fanout: fanout}
 		if i < len(regions) {
 			o.Region = regions[i]
 		}
-		if seed != "" {
-			co.nats.Routes = []string{seed}
-		}
-		e := startNode(t, o, co)
-		if seed == "" {
-			seed = e.nats.RouteURL()
-		}
-		envs = append(envs, e)
-	}
-	checkFor(t, 15*time.Second, func() error {
-		for _, e := range envs {
-			if got := len(e.cluster.Peers()); got != n-1 {
-				return fmt.Errorf("%s sees %d peers, want %d", e.node.ID(), got, n-1)
-			}
-		}
-		return nil
+		return startNode(t, o, co)
 	})
-	return envs
 }
 
 // TestClusterPublisherOnASeenOnBAndC: a publisher on one node reaches subscribers on two

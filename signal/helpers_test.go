@@ -3,6 +3,7 @@ package signal_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -51,6 +52,35 @@ type clusterOpts struct {
 	nats      cluster.NATSOptions
 	fanout    int
 	heartbeat time.Duration
+}
+
+// startClustered starts n nodes with start, each given options for an embedded NATS server
+// routed to the first node's (the seed) and relay fan-out fanout, and waits until every node
+// sees every other.
+func startClustered(t *testing.T, n, fanout int, start func(i int, co *clusterOpts) *env) []*env {
+	t.Helper()
+	var envs []*env
+	var seed string
+	for i := 0; i < n; i++ {
+		co := &clusterOpts{nats: cluster.NATSOptions{Listen: "127.0.0.1:-1", Cluster: "127.0.0.1:0", Secrets: cluster.Secrets{cluster.DevClusterSecret}}, fanout: fanout}
+		if seed != "" {
+			co.nats.Routes = []string{seed}
+		}
+		e := start(i, co)
+		if seed == "" {
+			seed = e.nats.RouteURL()
+		}
+		envs = append(envs, e)
+	}
+	checkFor(t, 15*time.Second, func() error {
+		for _, e := range envs {
+			if got := len(e.cluster.Peers()); got != n-1 {
+				return fmt.Errorf("%s sees %d peers, want %d", e.node.ID(), got, n-1)
+			}
+		}
+		return nil
+	})
+	return envs
 }
 
 // startNode starts a node with o (plus loopback media, test logs and metrics); with co it
@@ -181,9 +211,14 @@ func (e *env) join(room, identity string, publish, subscribe bool) *peer {
 }
 
 func (e *env) dial(room, identity string, publish, subscribe, noAuto bool) (*peer, error) {
+	return e.dialWith(room, identity, publish, subscribe, func(o *client.Options) { o.NoAutoSubscribe = noAuto })
+}
+
+// dialWith is dial with options of the caller's on top of the peer's own.
+func (e *env) dialWith(room, identity string, publish, subscribe bool, with func(*client.Options)) (*peer, error) {
 	p := &peer{packets: make(map[string]*atomic.Int64), ssrc: make(map[string]uint32), lastSeq: make(map[string]uint16)}
-	c, err := client.Dial(context.Background(), e.ws, client.Options{
-		Token: e.token(room, identity, publish, subscribe), LoopbackOnly: true, NoAutoSubscribe: noAuto,
+	o := client.Options{
+		Token: e.token(room, identity, publish, subscribe), LoopbackOnly: true,
 		OnTrack: func(tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) {
 			go func() {
 				for {
@@ -230,7 +265,9 @@ func (e *env) dial(room, identity string, publish, subscribe, noAuto bool) (*pee
 			p.data = append(p.data, append([]byte(nil), b...))
 			p.mu.Unlock()
 		},
-	})
+	}
+	with(&o)
+	c, err := client.Dial(context.Background(), e.ws, o)
 	if err != nil {
 		return nil, err
 	}

@@ -9,11 +9,9 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/cascade-sfu/cascade/cluster"
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/cascade-sfu/cascade/signal"
 	"github.com/cascade-sfu/cascade/signal/client"
@@ -31,28 +29,9 @@ func drainCluster(t *testing.T, n int, timeout time.Duration, mo signal.MigrateO
 		so.DrainTimeout, so.Migrate = timeout, mo
 		so.Registerer = so.Gatherer.(*prometheus.Registry)
 	}
-	var envs []*env
-	var seed string
-	for i := 0; i < n; i++ {
-		co := &clusterOpts{nats: cluster.NATSOptions{Listen: "127.0.0.1:-1", Cluster: "127.0.0.1:0", Secrets: cluster.Secrets{cluster.DevClusterSecret}}, fanout: 3}
-		if seed != "" {
-			co.nats.Routes = []string{seed}
-		}
-		e := startNode(t, node.Options{ID: fmt.Sprintf("n%d", i), Workers: 1}, co, with)
-		if seed == "" {
-			seed = e.nats.RouteURL()
-		}
-		envs = append(envs, e)
-	}
-	checkFor(t, 15*time.Second, func() error {
-		for _, e := range envs {
-			if got := len(e.cluster.Peers()); got != n-1 {
-				return fmt.Errorf("%s sees %d peers, want %d", e.node.ID(), got, n-1)
-			}
-		}
-		return nil
+	return startClustered(t, n, 3, func(i int, co *clusterOpts) *env {
+		return startNode(t, node.Options{ID: fmt.Sprintf("n%d", i), Workers: 1}, co, with)
 	})
-	return envs
 }
 
 // adminDrain drains e as the chart's preStop hook does: POST /admin/drain with an admin token.
@@ -264,24 +243,11 @@ func TestDrainHandsOffRelayChildren(t *testing.T) {
 	}
 }
 
-// resumer is a Go client that resumes (Options.Resume): it counts packets per track and
-// records its resumes.
+// resumer is a peer that resumes (Options.Resume) and records its resumes.
 type resumer struct {
-	*client.Client
+	*peer
 	mu      sync.Mutex
-	packets map[string]*atomic.Int64
 	resumes []client.Resume
-}
-
-func (r *resumer) counter(id string) *atomic.Int64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	c := r.packets[id]
-	if c == nil {
-		c = new(atomic.Int64)
-		r.packets[id] = c
-	}
-	return c
 }
 
 func (r *resumer) migrated() []client.Resume {
@@ -292,29 +258,19 @@ func (r *resumer) migrated() []client.Resume {
 
 func (e *env) joinResuming(room, identity string, publish bool) *resumer {
 	e.t.Helper()
-	r := &resumer{packets: map[string]*atomic.Int64{}}
-	c, err := client.Dial(context.Background(), e.ws, client.Options{
-		Token: e.token(room, identity, publish, true), LoopbackOnly: true, Resume: true,
-		OnTrack: func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-			ctr := r.counter(tr.ID())
-			for {
-				if _, _, err := tr.ReadRTP(); err != nil {
-					return
-				}
-				ctr.Add(1)
-			}
-		},
-		OnResume: func(res client.Resume) {
+	r := &resumer{}
+	p, err := e.dialWith(room, identity, publish, true, func(o *client.Options) {
+		o.Resume = true
+		o.OnResume = func(res client.Resume) {
 			r.mu.Lock()
 			r.resumes = append(r.resumes, res)
 			r.mu.Unlock()
-		},
+		}
 	})
 	if err != nil {
 		e.t.Fatalf("join %s: %v", identity, err)
 	}
-	r.Client = c
-	e.t.Cleanup(func() { _ = c.Close() })
+	r.peer = p
 	return r
 }
 

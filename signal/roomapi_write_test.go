@@ -75,34 +75,16 @@ func apiNodes(t *testing.T, n int) []*env {
 // they see each other.
 func startAPINodes(t *testing.T, n, first, fanout int, regions []string) []*env {
 	t.Helper()
-	var envs []*env
-	var seed string
-	for i := 0; i < n; i++ {
+	return startClustered(t, n, fanout, func(i int, co *clusterOpts) *env {
 		o := node.Options{ID: fmt.Sprintf("n%d", first+i), Workers: 1}
 		if i < len(regions) {
 			o.Region = regions[i]
 		}
-		co := &clusterOpts{nats: cluster.NATSOptions{Listen: "127.0.0.1:-1", Cluster: "127.0.0.1:0", Secrets: cluster.Secrets{cluster.DevClusterSecret}}, fanout: fanout}
-		if seed != "" {
-			co.nats.Routes = []string{seed}
-		}
 		rooms := &lateRooms{}
 		e := startNode(t, o, co, func(so *signal.Options) { so.Rooms = rooms })
 		rooms.set(cluster.NewAPI(e.cluster))
-		if seed == "" {
-			seed = e.nats.RouteURL()
-		}
-		envs = append(envs, e)
-	}
-	checkFor(t, 15*time.Second, func() error {
-		for _, e := range envs {
-			if got := len(e.cluster.Peers()); got != n-1 {
-				return fmt.Errorf("%s sees %d peers, want %d", e.node.ID(), got, n-1)
-			}
-		}
-		return nil
+		return e
 	})
-	return envs
 }
 
 // api calls the room API of e: method on path (under /api) with token and body (none when

@@ -3,16 +3,12 @@ package webhook_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/pion/ice/v4"
-	"github.com/pion/rtp"
-	"github.com/pion/webrtc/v4"
-
 	"github.com/cascade-sfu/cascade/cluster"
+	"github.com/cascade-sfu/cascade/internal/vp8pub"
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/cascade-sfu/cascade/relay"
 	"github.com/cascade-sfu/cascade/webhook"
@@ -69,59 +65,10 @@ func twoMembers(t *testing.T, url string) (mn *cluster.MemNet, n1 *node.Node, c1
 // the test ends.
 func publishVP8(t *testing.T, p *node.Participant) {
 	t.Helper()
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	se := webrtc.SettingEngine{}
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pc.Close() })
-	track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "v", "s")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
-		t.Fatal(err)
-	}
-	o, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(o); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	answer, _, err := p.Publish(pc.LocalDescription().SDP, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		t.Fatal(err)
-	}
-	stop, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for seq := uint16(1); ; seq++ {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			_ = track.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(seq) * 3000, Marker: true},
-				Payload: []byte{0x10, 0, 0, 0}})
-		}
-	}()
-	t.Cleanup(func() { close(stop); <-done })
+	vp8pub.Start(t, 0, func(offer string) (string, error) {
+		answer, _, err := p.Publish(offer, true)
+		return answer, err
+	})
 }
 
 // summary is an event as "node:event:identity" (identity of the participant, if any).

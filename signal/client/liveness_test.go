@@ -3,7 +3,6 @@ package client_test
 import (
 	"context"
 	"errors"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,28 +10,29 @@ import (
 	"github.com/cascade-sfu/cascade/signal/client"
 )
 
-// A node that stops answering, its TCP connection open (no reset, no close), is found gone
-// by the ping deadline and the session resumes; a live one never is: the pings keep it alive
-// past many deadlines.
-func TestSilentNodeIsLost(t *testing.T) {
-	n, err := startNode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	px := newFreezer(t, strings.TrimSuffix(strings.TrimPrefix(n.URL, "ws://"), "/ws"))
-	url := "ws://" + px.addr() + "/ws"
-	got := make(chan client.Resume, 4)
-	o := client.Options{Token: n.Token("live", "alice"), LoopbackOnly: true, Resume: true, OnResume: func(r client.Resume) { got <- r }}
-	const every = 100 * time.Millisecond
+// dialPinging dials url with o, pinging every interval; the client is closed with the test.
+func dialPinging(t *testing.T, ctx context.Context, url string, o client.Options, every time.Duration) *client.Client {
+	t.Helper()
 	client.SetPingInterval(&o, every)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
 	c, err := client.Dial(ctx, url, o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// A node that stops answering, its TCP connection open (no reset, no close), is found gone
+// by the ping deadline and the session resumes; a live one never is: the pings keep it alive
+// past many deadlines.
+func TestSilentNodeIsLost(t *testing.T) {
+	n, px := frozenNode(t)
+	got := make(chan client.Resume, 4)
+	o := client.Options{Token: n.Token("live", "alice"), LoopbackOnly: true, Resume: true, OnResume: func(r client.Resume) { got <- r }}
+	const every = 100 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c := dialPinging(t, ctx, px.url(), o, every)
 
 	// Alive: ten deadlines (three intervals each) pass without a false alarm.
 	select {
@@ -77,24 +77,13 @@ func TestSilentNodeIsLost(t *testing.T) {
 // A session the node closed (closed notification: here, replaced by a newer join of the same
 // identity) is over: the client never resumes it, even with Resume on.
 func TestClosedSessionNeverResumes(t *testing.T) {
-	n, err := startNode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	px := newFreezer(t, strings.TrimSuffix(strings.TrimPrefix(n.URL, "ws://"), "/ws"))
-	url := "ws://" + px.addr() + "/ws"
+	n, px := frozenNode(t)
 	var resumes atomic.Int64
 	o := client.Options{Token: n.Token("closed", "bob"), LoopbackOnly: true, Resume: true,
 		OnResume: func(client.Resume) { resumes.Add(1) }}
-	client.SetPingInterval(&o, 50*time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, url, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialPinging(t, ctx, px.url(), o, 50*time.Millisecond)
 	again, err := client.Dial(ctx, n.URL, client.Options{Token: n.Token("closed", "bob"), LoopbackOnly: true})
 	if err != nil {
 		t.Fatal(err)

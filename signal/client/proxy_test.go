@@ -3,6 +3,7 @@ package client_test
 import (
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -39,7 +40,21 @@ func newFreezer(t *testing.T, target string) *freezer {
 	return f
 }
 
+// frozenNode starts an example node, closed with the test, behind a freezer.
+func frozenNode(t *testing.T) (*exampleNode, *freezer) {
+	t.Helper()
+	n, err := startNode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	return n, newFreezer(t, strings.TrimSuffix(strings.TrimPrefix(n.URL, "ws://"), "/ws"))
+}
+
 func (f *freezer) addr() string { return f.ln.Addr().String() }
+
+// url is the node's WebSocket URL through f.
+func (f *freezer) url() string { return "ws://" + f.addr() + "/ws" }
 
 func (f *freezer) accept() {
 	defer f.wg.Done()

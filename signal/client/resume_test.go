@@ -3,7 +3,6 @@ package client_test
 import (
 	"context"
 	"encoding/json"
-	"strings"
 	"testing"
 	"time"
 
@@ -19,13 +18,7 @@ import (
 // NodeKilled in bots/, across real node processes: a resume on the same node is not what
 // placement does, and there the node removes the adopted producer at times.)
 func TestResumeRestoresSubscriptions(t *testing.T) {
-	n, err := startNode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	target := strings.TrimSuffix(strings.TrimPrefix(n.URL, "ws://"), "/ws")
-	sp := newFreezer(t, target)
+	n, sp := frozenNode(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -62,12 +55,7 @@ func TestResumeRestoresSubscriptions(t *testing.T) {
 				tracks <- tr.ID()
 			}
 		}}
-	client.SetPingInterval(&so, 100*time.Millisecond)
-	sub, err := client.Dial(ctx, "ws://"+sp.addr()+"/ws", so)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
+	sub := dialPinging(t, ctx, sp.url(), so, 100*time.Millisecond)
 	// The producer is the room's once the publisher's transport connected: ask until then.
 	for {
 		err := sub.Request(ctx, proto.MethodSubscribe, proto.ProducerData{Producer: id}, nil)
@@ -79,14 +67,19 @@ func TestResumeRestoresSubscriptions(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	select {
-	case got := <-tracks:
-		if got != id {
-			t.Fatalf("track %q, want the producer's id %q", got, id)
+	// media waits for the next track with a packet: the producer's, by its id.
+	media := func(when, missing string) {
+		t.Helper()
+		select {
+		case got := <-tracks:
+			if got != id {
+				t.Fatalf("%s, track %q, want the producer's id %q", when, got, id)
+			}
+		case <-ctx.Done():
+			t.Fatal(missing)
 		}
-	case <-ctx.Done():
-		t.Fatal("no media before the resume")
 	}
+	media("before the resume", "no media before the resume")
 
 	sp.freeze()
 	for _, c := range []struct {
@@ -108,12 +101,5 @@ func TestResumeRestoresSubscriptions(t *testing.T) {
 			t.Fatalf("%s never resumed", c.name)
 		}
 	}
-	select {
-	case got := <-tracks:
-		if got != id {
-			t.Fatalf("after the resume, track %q, want the same producer id %q", got, id)
-		}
-	case <-ctx.Done():
-		t.Fatal("no media after the resume: the subscription or the producer was not restored")
-	}
+	media("after the resume", "no media after the resume: the subscription or the producer was not restored")
 }

@@ -42,9 +42,10 @@ export class FakeWebSocket {
   fail(req, code, message) {
     this.push({ id: req.id, ok: false, error: { code, message } });
   }
-  drop(code = 1006) {
+  // the server closes the connection with a status code and reason
+  drop(code = 1006, reason = "") {
     this.readyState = 3;
-    this.onclose && this.onclose({ code });
+    this.onclose && this.onclose({ code, reason });
   }
   // the next request with this method (already sent or to come)
   next(method) {
@@ -188,18 +189,20 @@ export const joinData = {
   producers: [{ id: "PRb", participant: "PB1", kind: "video", muted: false }],
 };
 
-// Connects a client and answers its join.
-export async function connected(opts = {}) {
+// Connects a client to url and answers its join with answer; before sees the client before it
+// connects (to listen to its events).
+export async function connected(opts = {}, { answer = joinData, url = "ws://test/ws", before = () => {} } = {}) {
   reset();
   const c = new CascadeClient(opts);
   const states = [];
   c.on("state", (d) => states.push(d.state));
-  const p = c.connect("ws://test/ws", "TOKEN");
+  before(c);
+  const p = c.connect(url, "TOKEN");
   await tick();
   const ws = sockets[0];
   ws.accept();
   const join = await ws.next("join");
-  ws.reply(join, joinData);
+  ws.reply(join, answer);
   const data = await p;
   return { c, ws, states, data, join };
 }

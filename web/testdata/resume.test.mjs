@@ -14,18 +14,8 @@ function remoteTrack(producer, participant, kind = "video") {
 }
 
 // Connects with a join answer carrying a resume credential and nodes.
-async function connectedResumable(opts = {}, nodes = [{ id: "n2", url: "ws://n2/ws" }]) {
-  reset();
-  const c = new CascadeClient(opts);
-  const states = [];
-  c.on("state", (d) => states.push(d.state));
-  const p = c.connect("ws://lb/ws", "TOKEN");
-  await tick();
-  const ws = sockets[0];
-  ws.accept();
-  ws.reply(await ws.next("join"), { ...joinData, resume: { token: "R1", expires: Date.now() + 300000 }, nodes });
-  await p;
-  return { c, ws, states };
+function connectedResumable(opts = {}, nodes = [{ id: "n2", url: "ws://n2/ws" }]) {
+  return connected(opts, { answer: { ...joinData, resume: { token: "R1", expires: Date.now() + 300000 }, nodes }, url: "ws://lb/ws" });
 }
 
 test("a node that goes: resume on the join answer's nodes with the latest credential, same producer ids, same streams", async () => {

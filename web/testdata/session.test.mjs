@@ -1,98 +1,10 @@
 // Unit tests of static/cascade.js under Node (node --test): the room API's notifications
 // (metadata, server mute, unmute requests) and the end of a session by the server (close codes).
-// Run by TestClientSessionUnderNode (session_js_test.go). Fake WebSocket and RTCPeerConnection,
-// in the manner of cascade.test.mjs.
+// Run by TestClientSessionUnderNode (node_test.go), with the fakes of fakes.mjs.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-const sockets = [];
-
-class FakeWebSocket {
-  constructor(url) {
-    this.url = url;
-    this.readyState = 0;
-    this.sent = [];
-    this.waiters = [];
-    sockets.push(this);
-  }
-  send(frame) {
-    const msg = JSON.parse(frame);
-    this.sent.push(msg);
-    if (msg.method === "leave") queueMicrotask(() => this.reply(msg));
-    for (const x of this.waiters.filter((w) => w.method === msg.method)) {
-      this.waiters.splice(this.waiters.indexOf(x), 1);
-      x.resolve(msg);
-    }
-  }
-  close(code = 1000) {
-    if (this.readyState === 3) return;
-    this.readyState = 3;
-    queueMicrotask(() => this.onclose && this.onclose({ code }));
-  }
-  accept() {
-    this.readyState = 1;
-    this.onopen && this.onopen({});
-  }
-  push(obj) {
-    this.onmessage && this.onmessage({ data: JSON.stringify(obj) });
-  }
-  reply(req, data = {}) {
-    this.push({ id: req.id, ok: true, data });
-  }
-  fail(req, code, message) {
-    this.push({ id: req.id, ok: false, error: { code, message } });
-  }
-  // the server closes the connection with a status code and reason
-  drop(code = 1006, reason = "") {
-    this.readyState = 3;
-    this.onclose && this.onclose({ code, reason });
-  }
-  next(method) {
-    const i = this.sent.findIndex((m) => m.method === method && !m.taken);
-    if (i >= 0) {
-      this.sent[i].taken = true;
-      return Promise.resolve(this.sent[i]);
-    }
-    return new Promise((resolve) => this.waiters.push({ method, resolve: (m) => ((m.taken = true), resolve(m)) }));
-  }
-}
-
-class FakePC {
-  constructor() {
-    this.transceivers = [];
-    this.signalingState = "stable";
-  }
-  addTransceiver(track, init) {
-    const t = { mid: null, direction: init.direction, sender: { track }, receiver: { track: { kind: track.kind } }, currentDirection: null, stop() {} };
-    this.transceivers.push(t);
-    return t;
-  }
-  getTransceivers() {
-    return this.transceivers;
-  }
-  createDataChannel(label) {
-    return Object.assign(new EventTarget(), { label, readyState: "connecting" });
-  }
-  async createOffer() {
-    return { type: "offer", sdp: "offer" };
-  }
-  async setLocalDescription(d) {
-    this.localDescription = d;
-    this.transceivers.forEach((t, i) => (t.mid = String(i)));
-  }
-  async setRemoteDescription(d) {
-    this.remoteDescription = d;
-  }
-  async addIceCandidate() {}
-  close() {}
-}
-
-globalThis.WebSocket = FakeWebSocket;
-globalThis.RTCPeerConnection = FakePC;
-
-const { CascadeClient, CascadeError } = await import("../static/cascade.js");
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+import { sockets, CascadeClient, CascadeError, sleep, connected as connectAs } from "./fakes.mjs";
 
 const joinData = {
   participant: { id: "PA1", identity: "alice", joinedAt: 1, metadata: "{\"role\":\"host\"}" },
@@ -105,19 +17,15 @@ const joinData = {
   producers: [{ id: "PRb", participant: "PB1", kind: "video", muted: false }],
 };
 
+// Connects with this file's join answer, recording the client's events.
 async function connected(opts = {}) {
-  sockets.length = 0;
-  const c = new CascadeClient(opts);
   const events = [];
-  for (const type of ["state", "closed", "error", "participantUpdated", "roomUpdated", "producerMuted", "unmuteRequested", "message"]) {
-    c.on(type, (d) => events.push([type, d]));
-  }
-  const p = c.connect("ws://test/ws", "TOKEN");
-  await sleep(5);
-  const ws = sockets[0];
-  ws.accept();
-  ws.reply(await ws.next("join"), joinData);
-  await p;
+  const before = (c) => {
+    for (const type of ["state", "closed", "error", "participantUpdated", "roomUpdated", "producerMuted", "unmuteRequested", "message"]) {
+      c.on(type, (d) => events.push([type, d]));
+    }
+  };
+  const { c, ws } = await connectAs(opts, { answer: joinData, before });
   return { c, ws, events, of: (type) => events.filter((e) => e[0] === type).map((e) => e[1]) };
 }
 
