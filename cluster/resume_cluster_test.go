@@ -414,6 +414,10 @@ func TestStaleSessionFencedAfterPartition(t *testing.T) {
 	}
 
 	rc.bus["a"].SetConnected(true) // the partition heals
+	// What cascade node wires to the NATS connection's reconnect (main.go: OnTrouble): a
+	// partition shorter than the heartbeat timeout is noticed by nothing else here, and the
+	// messages it lost would stay lost.
+	rc.c["a"].Resync("reconnected")
 	checkFor(t, 15*time.Second, func() error {
 		if ha.count(node.EventClosed, node.ReasonResumed) != 1 {
 			got, _ := ha.since(0)

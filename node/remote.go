@@ -264,12 +264,17 @@ func (r *Room) sessionsOf(identity string) []string {
 }
 
 // RemoveRemoteParticipant forgets a remote participant and tells the local ones.
+// The session ended there (it left, or was not resumed within the grace): this node remembers
+// it as its own ended sessions, so that a credential of it is refused here too.
 func (r *Room) RemoveRemoteParticipant(id string) {
 	r.mu.Lock()
 	_, known := r.remote[id]
 	delete(r.remote, id)
 	r.mu.Unlock()
 	if known {
+		r.node.mu.Lock()
+		r.node.ended.add(id, time.Now())
+		r.node.mu.Unlock()
 		r.broadcast(nil, EventParticipantLeft, map[string]string{"id": id})
 	}
 }

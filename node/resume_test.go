@@ -126,6 +126,22 @@ func TestResumeOfRemote(t *testing.T) {
 	}
 }
 
+// TestResumeRefusedAfterLeaveElsewhere: a session that left on another node cannot be resumed
+// here with a credential issued before it left (the node remembers the sessions that ended on
+// other nodes of its rooms, as its own).
+func TestResumeRefusedAfterLeaveElsewhere(t *testing.T) {
+	n, _ := adminNode(t, node.Options{})
+	g := node.Grant{Subscribe: true}
+	join(t, n, "r", "bob", g)
+	r := n.Room("r")
+	gone := node.ParticipantInfo{ID: "PAGONE", Identity: "alice", JoinedAt: 1000}
+	r.AddRemoteParticipant(gone, "N2")
+	r.RemoveRemoteParticipant(gone.ID)
+	if _, err := n.JoinResumed("r", "alice", g, false, &recorder{}, node.Resume{ID: gone.ID, JoinedAt: 1000, Node: "N2"}); !errors.Is(err, node.ErrResume) {
+		t.Fatalf("a resume of a session that left on N2: %v, want ErrResume", err)
+	}
+}
+
 // TestResumeRefusedForNewerIdentity: a client that joined afresh since (a new session of the
 // identity, here or on another node) cannot be pushed out by a resume of its old one.
 func TestResumeRefusedForNewerIdentity(t *testing.T) {
