@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cascade-sfu/cascade/node/packetcache"
+	"github.com/cascade-sfu/cascade/signal/proto"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -54,6 +55,8 @@ type ProducerInfo struct {
 	// Epoch is the publishing session's epoch (ParticipantInfo.Epoch) when the producer was
 	// announced: a stale copy's announcement (lower epoch) never moves a producer back.
 	Epoch uint64 `json:"epoch,omitempty"`
+	// Layers are a simulcast producer's layers, lowest first (nil: one layer; layers.go).
+	Layers []proto.Layer `json:"layers,omitempty"`
 }
 
 // A Producer is a track a client publishes. Its read loop stores every packet in the packet

@@ -17,7 +17,9 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/report"
+	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/logging"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -135,7 +137,10 @@ func newWorker(index int, o Options, tcp ice.TCPMux, public []netip.Addr) (*Work
 			return nil, fmt.Errorf("worker %d: public ip: %w", index, err)
 		}
 	}
-	me, err := newMediaEngine()
+	// Publishers may send up to ReplayWindow packets out of order: retransmissions inside a
+	// keyframe's burst arrive late, and pion's default window (64) would drop them.
+	se.SetSRTPReplayProtectionWindow(ReplayWindow)
+	pubME, err := newMediaEngine(true)
 	if err != nil {
 		_ = w.mux.Close()
 		return nil, err
@@ -153,15 +158,27 @@ func newWorker(index int, o Options, tcp ice.TCPMux, public []netip.Addr) (*Work
 		return nil, err
 	}
 	pubReg.Add(rr)
-	w.pubAPI = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(pubReg))
+	// Transport-wide congestion control feedback to publishers, so browsers ramp their layers.
+	fb, err := twcc.NewSenderInterceptor()
+	if err != nil {
+		_ = w.mux.Close()
+		return nil, err
+	}
+	pubReg.Add(fb)
+	w.pubAPI = webrtc.NewAPI(webrtc.WithMediaEngine(pubME), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(pubReg))
+	subME, err := newMediaEngine(false)
+	if err != nil {
+		_ = w.mux.Close()
+		return nil, err
+	}
 	subReg := &interceptor.Registry{}
 	if o.Naive {
-		if err := webrtc.RegisterDefaultInterceptors(me, subReg); err != nil {
+		if err := webrtc.RegisterDefaultInterceptors(subME, subReg); err != nil {
 			_ = w.mux.Close()
 			return nil, err
 		}
 	}
-	w.subAPI = webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(subReg))
+	w.subAPI = webrtc.NewAPI(webrtc.WithMediaEngine(subME), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(subReg))
 
 	w.wg.Add(1)
 	go w.run()
@@ -297,17 +314,25 @@ func (w *Worker) close() {
 	_ = w.conn.Close()
 }
 
+// ReplayWindow is the SRTP replay window of client transports, in packets.
+const ReplayWindow = 1024
+
 // newMediaEngine registers the codecs Cascade forwards: Opus, VP8 and H264 (baseline and
-// constrained baseline, packetization-mode 1). No RTX: retransmissions reuse the media SSRC.
-func newMediaEngine() (*webrtc.MediaEngine, error) {
+// constrained baseline, packetization-mode 1), with transport-cc feedback. No RTX:
+// retransmissions reuse the media SSRC. A publisher's engine (pub) also takes the header
+// extensions simulcast needs (mid, rid, repaired rid) and the audio level (RFC 6464); a
+// subscriber's negotiates only transport-cc, which the worker stamps as it forwards.
+func newMediaEngine(pub bool) (*webrtc.MediaEngine, error) {
 	me := &webrtc.MediaEngine{}
-	fb := []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}}
+	fb := []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"},
+		{Type: webrtc.TypeRTCPFBTransportCC}}
+	audioFB := []webrtc.RTCPFeedback{{Type: webrtc.TypeRTCPFBTransportCC}}
 	codecs := []struct {
 		kind webrtc.RTPCodecType
 		p    webrtc.RTPCodecParameters
 	}{
 		{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecParameters{PayloadType: 111, RTPCodecCapability: webrtc.RTPCodecCapability{
-			MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}}},
+			MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1", RTCPFeedback: audioFB}}},
 		{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecParameters{PayloadType: 96, RTPCodecCapability: webrtc.RTPCodecCapability{
 			MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: fb}}},
 		{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecParameters{PayloadType: 102, RTPCodecCapability: webrtc.RTPCodecCapability{
@@ -320,6 +345,24 @@ func newMediaEngine() (*webrtc.MediaEngine, error) {
 	for _, c := range codecs {
 		if err := me.RegisterCodec(c.p, c.kind); err != nil {
 			return nil, fmt.Errorf("register codec %s: %w", c.p.MimeType, err)
+		}
+	}
+	type ext struct {
+		uri   string
+		kinds []webrtc.RTPCodecType
+	}
+	both := []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo}
+	video, audio := []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo}, []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio}
+	exts := []ext{{sdp.TransportCCURI, both}}
+	if pub {
+		exts = append(exts, ext{sdp.SDESMidURI, both}, ext{sdp.SDESRTPStreamIDURI, video},
+			ext{sdp.SDESRepairRTPStreamIDURI, video}, ext{sdp.AudioLevelURI, audio})
+	}
+	for _, e := range exts {
+		for _, k := range e.kinds {
+			if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: e.uri}, k); err != nil {
+				return nil, fmt.Errorf("register header extension %s: %w", e.uri, err)
+			}
 		}
 	}
 	return me, nil

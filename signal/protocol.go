@@ -61,3 +61,12 @@ func each[T, W any](xs []T, f func(T) W) []W {
 	}
 	return out
 }
+
+// layerPref converts setPreferredLayer's data to the node's preference (no layer number: -1).
+func layerPref(d proto.PreferredLayerData) node.LayerPref {
+	pref := node.LayerPref{Layer: -1, MaxWidth: max(d.MaxWidth, 0), MaxHeight: max(d.MaxHeight, 0)}
+	if d.Layer != nil && *d.Layer >= 0 {
+		pref.Layer = *d.Layer
+	}
+	return pref
+}

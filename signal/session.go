@@ -403,6 +403,12 @@ func (s *session) handle(req proto.Request) (any, error) {
 			return nil, errorf(proto.CodeBadRequest, "message needs data")
 		}
 		return nil, p.Message(d.Data)
+	case proto.MethodSetPreferredLayer:
+		var d proto.PreferredLayerData
+		if err := decode(req.Data, &d); err != nil {
+			return nil, err
+		}
+		return nil, p.SetPreferredLayer(d.Producer, layerPref(d))
 	case proto.MethodLeave:
 		return nil, nil
 	}
@@ -411,7 +417,7 @@ func (s *session) handle(req proto.Request) (any, error) {
 
 var methods = map[string]struct{}{proto.MethodPublish: {}, proto.MethodUnpublish: {}, proto.MethodAnswer: {},
 	proto.MethodTrickle: {}, proto.MethodSubscribe: {}, proto.MethodUnsubscribe: {}, proto.MethodMute: {},
-	proto.MethodMessage: {}, proto.MethodLeave: {}}
+	proto.MethodMessage: {}, proto.MethodLeave: {}, proto.MethodSetPreferredLayer: {}}
 
 func (s *session) join(raw json.RawMessage) (any, error) {
 	if s.p != nil {

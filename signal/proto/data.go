@@ -32,6 +32,8 @@ type (
 		Fmtp      string `json:"fmtp,omitempty"`
 		// Epoch is the publishing session's epoch when the producer was announced.
 		Epoch uint64 `json:"epoch,omitempty"`
+		// Layers are a simulcast producer's layers, lowest first (absent: one layer).
+		Layers []Layer `json:"layers,omitempty"`
 	}
 	// ICECandidateInit is the browser's RTCIceCandidateInit. An empty Candidate means end of
 	// candidates.
