@@ -137,9 +137,6 @@ func newWorker(index int, o Options, tcp ice.TCPMux, public []netip.Addr) (*Work
 			return nil, fmt.Errorf("worker %d: public ip: %w", index, err)
 		}
 	}
-	// Publishers may send up to ReplayWindow packets out of order: retransmissions inside a
-	// keyframe's burst arrive late, and pion's default window (64) would drop them.
-	se.SetSRTPReplayProtectionWindow(ReplayWindow)
 	pubME, err := newMediaEngine(true)
 	if err != nil {
 		_ = w.mux.Close()
@@ -165,7 +162,11 @@ func newWorker(index int, o Options, tcp ice.TCPMux, public []netip.Addr) (*Work
 		return nil, err
 	}
 	pubReg.Add(fb)
-	w.pubAPI = webrtc.NewAPI(webrtc.WithMediaEngine(pubME), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(pubReg))
+	// Publishers may send up to ReplayWindow packets out of order: retransmissions inside a
+	// keyframe's burst arrive late, and pion's default window (64) would drop them.
+	pubSE := se
+	pubSE.SetSRTPReplayProtectionWindow(ReplayWindow)
+	w.pubAPI = webrtc.NewAPI(webrtc.WithMediaEngine(pubME), webrtc.WithSettingEngine(pubSE), webrtc.WithInterceptorRegistry(pubReg))
 	subME, err := newMediaEngine(false)
 	if err != nil {
 		_ = w.mux.Close()

@@ -178,6 +178,7 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"RoomProducer":      reflect.TypeFor[proto.APIProducer](),
 		"Edge":              reflect.TypeFor[proto.APIEdge](),
 		"Producer":          reflect.TypeFor[proto.Producer](),
+		"Layer":             reflect.TypeFor[proto.Layer](),
 		"Participant":       reflect.TypeFor[proto.APIParticipant](),
 		"RoomPage":          reflect.TypeFor[proto.RoomPage](),
 		"ParticipantPage":   reflect.TypeFor[proto.ParticipantPage](),
