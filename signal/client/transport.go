@@ -92,6 +92,12 @@ func (l *link) onOffer(sdp string) error {
 	o := l.c.o
 	l.pcMu.Lock()
 	if l.recv == nil {
+		if err := l.ctx.Err(); err != nil {
+			// The link ended: close has read (or will read) the transports under pcMu, and
+			// would never close one made now.
+			l.pcMu.Unlock()
+			return err
+		}
 		pc, err := l.c.api.NewPeerConnection(l.config())
 		if err != nil {
 			l.pcMu.Unlock()
@@ -142,6 +148,10 @@ func (l *link) publish(ctx context.Context, tracks []webrtc.TrackLocal, ids map[
 	var res proto.PublishResult
 	l.pcMu.Lock()
 	if l.send == nil {
+		if err := l.ctx.Err(); err != nil { // as in onOffer
+			l.pcMu.Unlock()
+			return res, nil, err
+		}
 		pc, err := l.c.api.NewPeerConnection(l.config())
 		if err != nil {
 			l.pcMu.Unlock()
