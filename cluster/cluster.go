@@ -427,6 +427,8 @@ func (c *Cluster) Event(ev node.Event) {
 		c.pipes.Demand(e.Producer)
 	case node.ProducerMoved:
 		c.producerMoved(e)
+	case node.Speakers:
+		c.publishSpeakers(e)
 	}
 	c.observe(ev, finished)
 }

@@ -110,36 +110,6 @@ func sortSpeakers(s []proto.Speaker) {
 	})
 }
 
-// mergeSpeakers is the room's list from the nodes' lists (each already ranked, by its origin):
-// the loudest head first, each list keeping its own order, at most MaxSpeakers. Every node
-// merges the same lists into the same result.
-func mergeSpeakers(lists ...[]proto.Speaker) []proto.Speaker {
-	var out []proto.Speaker
-	heads := make([]int, len(lists))
-	for len(out) < MaxSpeakers {
-		best := -1
-		for i, l := range lists {
-			if heads[i] >= len(l) {
-				continue
-			}
-			if best < 0 {
-				best = i
-				continue
-			}
-			a, b := l[heads[i]], lists[best][heads[best]]
-			if a.Level > b.Level || (a.Level == b.Level && a.Producer < b.Producer) {
-				best = i
-			}
-		}
-		if best < 0 {
-			break
-		}
-		out = append(out, lists[best][heads[best]])
-		heads[best]++
-	}
-	return out
-}
-
 // sameSpeakers tells whether two lists name the same producers in the same order (levels
 // aside: a level alone changes no list).
 func sameSpeakers(a, b []proto.Speaker) bool {
@@ -167,6 +137,34 @@ func (d *debounced) propose(list []proto.Speaker, now time.Time) bool {
 		return false
 	}
 	d.list, d.at = list, now
+	return true
+}
+
+// sentList is a node's own list as it sends it to the other nodes: debounced, and sent again with
+// fresh levels when they drifted by half the order margin (the other nodes rank with them) or
+// after speakerRefresh, but never more often than every speakerDebounce.
+type sentList struct {
+	debounced
+	sentAt time.Time
+}
+
+// send offers the node's list as it is now; it reports whether to send the list (l.list).
+func (l *sentList) send(list []proto.Speaker, now time.Time) bool {
+	if l.propose(list, now) {
+		l.sentAt = now
+		return true
+	}
+	if len(l.list) == 0 || !sameSpeakers(l.list, list) || now.Sub(l.sentAt) < speakerDebounce {
+		return false
+	}
+	drift := false
+	for i := range list {
+		drift = drift || math.Abs(list[i].Level-l.list[i].Level) > orderMargin/2
+	}
+	if !drift && now.Sub(l.sentAt) < speakerRefresh {
+		return false
+	}
+	l.list, l.sentAt = list, now
 	return true
 }
 

@@ -152,16 +152,29 @@ func TestRankSpeakers(t *testing.T) {
 	}
 }
 
-// TestMergeSpeakers: the nodes' lists merge loudest head first, each keeping its order, into the
-// same list whatever the order of the lists.
-func TestMergeSpeakers(t *testing.T) {
-	x := []proto.Speaker{sp("a", 0.5), sp("b", 0.6)} // ranked by its node with hysteresis
-	y := []proto.Speaker{sp("c", 0.55), sp("d", 0.1)}
-	if got, rev := ids(mergeSpeakers(x, y)), ids(mergeSpeakers(y, x)); got != "cab" || rev != got {
-		t.Fatalf("merged %s and %s, want cab", got, rev)
+// TestSentList: a node sends its list on a change, again when the levels drift enough to
+// reorder the room, and every speakerRefresh; never more often than every speakerDebounce.
+func TestSentList(t *testing.T) {
+	var l sentList
+	t0 := time.Unix(1000, 0)
+	if !l.send([]proto.Speaker{sp("a", 0.5)}, t0) {
+		t.Fatal("a change not sent")
 	}
-	if got := mergeSpeakers(nil, nil); len(got) != 0 {
-		t.Fatalf("merged nothing into %v", got)
+	if l.send([]proto.Speaker{sp("a", 0.52)}, t0.Add(speakerDebounce)) {
+		t.Fatal("a small drift sent")
+	}
+	if l.send([]proto.Speaker{sp("a", 0.8)}, t0.Add(speakerDebounce/2)) {
+		t.Fatal("a drift sent within the debounce interval")
+	}
+	if !l.send([]proto.Speaker{sp("a", 0.8)}, t0.Add(speakerDebounce)) || l.list[0].Level != 0.8 {
+		t.Fatalf("a drift not sent: %+v", l.list)
+	}
+	if !l.send([]proto.Speaker{sp("a", 0.8)}, t0.Add(speakerDebounce+speakerRefresh)) {
+		t.Fatal("no refresh")
+	}
+	var empty sentList
+	if empty.send(nil, t0) || empty.send(nil, t0.Add(time.Hour)) {
+		t.Fatal("an empty list that never changed was sent")
 	}
 }
 
