@@ -6,68 +6,7 @@ import (
 	"time"
 
 	"github.com/cascade-sfu/cascade/signal/proto"
-	"github.com/pion/rtp"
 )
-
-// levelHeader is a parsed RTP header carrying the audio level byte b under extension id.
-func levelHeader(t testing.TB, id uint8, b byte) rtp.Header {
-	t.Helper()
-	p := rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: 1}, Payload: []byte{0xfc, 1, 2}}
-	if err := p.Header.SetExtension(id, []byte{b}); err != nil {
-		t.Fatal(err)
-	}
-	raw, err := p.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var h rtp.Header
-	if _, err := h.Unmarshal(raw); err != nil {
-		t.Fatal(err)
-	}
-	return h
-}
-
-// TestAudioLevelObserve: the ingest counts packets, loud packets and their loudness, apart for
-// those with the V bit; nothing without the extension's id; take resets.
-func TestAudioLevelObserve(t *testing.T) {
-	var a audioLevel
-	loudV, quiet, other := levelHeader(t, 3, 0x80|10), levelHeader(t, 3, 127), levelHeader(t, 4, 0x80|10)
-	a.observe(&loudV) // not measured yet: ext is 0
-	if s := a.take(); s != (levelSample{}) {
-		t.Fatalf("unmeasured producer counted %+v", s)
-	}
-	a.ext.Store(3)
-	a.observe(&loudV)
-	a.observe(&loudV)
-	a.observe(&quiet)
-	a.observe(&other) // another extension: not the level
-	want := levelSample{packets: 3, loud: 2, sum: 2 * (voiceDBov - 10), vPackets: 2, vLoud: 2, vSum: 2 * (voiceDBov - 10)}
-	if s := a.take(); s != want {
-		t.Fatalf("sample %+v, want %+v", s, want)
-	}
-	if s := a.take(); s != (levelSample{}) {
-		t.Fatalf("take did not reset: %+v", s)
-	}
-}
-
-// TestAudioLevelAllocatesNothing pins the per-packet cost: no allocation.
-func TestAudioLevelAllocatesNothing(t *testing.T) {
-	var a audioLevel
-	a.ext.Store(1)
-	h := levelHeader(t, 1, 0x80|20)
-	if n := testing.AllocsPerRun(1000, func() { a.observe(&h) }); n != 0 {
-		t.Fatalf("observe allocates %v per packet", n)
-	}
-}
-
-func BenchmarkAudioLevelObserve(b *testing.B) {
-	var a audioLevel
-	a.ext.Store(1)
-	h := levelHeader(b, 1, 0x80|20)
-	for b.Loop() {
-		a.observe(&h)
-	}
-}
 
 // sample is a tick of n packets of which loud are at dBov level (with the V bit if vad).
 func sample(n, loud uint64, dbov uint64, vad bool) levelSample {
