@@ -30,6 +30,9 @@ const (
 	orderMargin = 0.08
 	// speakerDebounce is the least time between two changes of a list.
 	speakerDebounce = 500 * time.Millisecond
+	// levelResend is the least time between two sendings of a node's list whose speakers did
+	// not change, only their levels.
+	levelResend = time.Second
 )
 
 // voice is the smoothed speech of one audio producer, kept by the speaker loop of its origin.
@@ -141,8 +144,9 @@ func (d *debounced) propose(list []proto.Speaker, now time.Time) bool {
 }
 
 // sentList is a node's own list as it sends it to the other nodes: debounced, and sent again with
-// fresh levels when they drifted by half the order margin (the other nodes rank with them) or
-// after speakerRefresh, but never more often than every speakerDebounce.
+// fresh levels when they drifted by half the order margin (the other nodes rank with them: at
+// most every levelResend) or after speakerRefresh. A node sends at most 2 messages a second per
+// room while its speakers change, 1 while only their levels do.
 type sentList struct {
 	debounced
 	sentAt time.Time
@@ -154,7 +158,7 @@ func (l *sentList) send(list []proto.Speaker, now time.Time) bool {
 		l.sentAt = now
 		return true
 	}
-	if len(l.list) == 0 || !sameSpeakers(l.list, list) || now.Sub(l.sentAt) < speakerDebounce {
+	if len(l.list) == 0 || !sameSpeakers(l.list, list) || now.Sub(l.sentAt) < levelResend {
 		return false
 	}
 	drift := false

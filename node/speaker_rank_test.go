@@ -91,25 +91,32 @@ func TestRankSpeakers(t *testing.T) {
 	}
 }
 
-// TestSentList: a node sends its list on a change, again when the levels drift enough to
-// reorder the room, and every speakerRefresh; never more often than every speakerDebounce.
+// TestSentList: a node sends its list on a change (at most every speakerDebounce), again when
+// the levels drift enough to reorder the room (at most every levelResend), and every
+// speakerRefresh.
 func TestSentList(t *testing.T) {
 	var l sentList
 	t0 := time.Unix(1000, 0)
 	if !l.send([]proto.Speaker{sp("a", 0.5)}, t0) {
 		t.Fatal("a change not sent")
 	}
-	if l.send([]proto.Speaker{sp("a", 0.52)}, t0.Add(speakerDebounce)) {
+	if l.send([]proto.Speaker{sp("a", 0.52)}, t0.Add(levelResend)) {
 		t.Fatal("a small drift sent")
 	}
-	if l.send([]proto.Speaker{sp("a", 0.8)}, t0.Add(speakerDebounce/2)) {
-		t.Fatal("a drift sent within the debounce interval")
+	if l.send([]proto.Speaker{sp("a", 0.8)}, t0.Add(levelResend/2)) {
+		t.Fatal("a drift sent within levelResend")
 	}
-	if !l.send([]proto.Speaker{sp("a", 0.8)}, t0.Add(speakerDebounce)) || l.list[0].Level != 0.8 {
+	if l.send([]proto.Speaker{sp("b", 0.8)}, t0.Add(speakerDebounce/2)) {
+		t.Fatal("a change sent within the debounce interval")
+	}
+	if !l.send([]proto.Speaker{sp("a", 0.8)}, t0.Add(levelResend)) || l.list[0].Level != 0.8 {
 		t.Fatalf("a drift not sent: %+v", l.list)
 	}
-	if !l.send([]proto.Speaker{sp("a", 0.8)}, t0.Add(speakerDebounce+speakerRefresh)) {
+	if !l.send([]proto.Speaker{sp("a", 0.8)}, t0.Add(levelResend+speakerRefresh)) {
 		t.Fatal("no refresh")
+	}
+	if !l.send([]proto.Speaker{sp("b", 0.8)}, t0.Add(levelResend+speakerRefresh+speakerDebounce)) {
+		t.Fatal("a change not sent")
 	}
 	var empty sentList
 	if empty.send(nil, t0) || empty.send(nil, t0.Add(time.Hour)) {
