@@ -1,6 +1,7 @@
 package node
 
 import (
+	"encoding/json"
 	"math"
 	"testing"
 	"time"
@@ -153,3 +154,55 @@ func TestRoundLevel(t *testing.T) {
 		}
 	}
 }
+
+// FuzzRemoteSpeakers: whatever list another node sends (decoded from JSON, as the cluster layer
+// does), the room keeps at most MaxSpeakers distinct entries with levels in [0, 1], and counts
+// only those naming that node's own audio producers, with their real publisher.
+func FuzzRemoteSpeakers(f *testing.F) {
+	f.Add([]byte(`[{"participant":"PAb","producer":"PRb","level":0.5}]`))
+	f.Add([]byte(`[{"producer":"PRc","level":1e308},{"producer":"PRb","level":-1},{"producer":"PRb"},{"producer":"PRv"},{"producer":"PRx"}]`))
+	f.Add([]byte(`[{"producer":"","level":0.1}]`))
+	n, err := New(Options{LoopbackOnly: true, Workers: 1, TCPPort: TCPDisabled})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(n.Close)
+	p, err := n.Join("r", "listener", Grant{Subscribe: true}, false, nopNotes{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	r := p.Room()
+	for _, info := range []struct{ id, kind, codec, origin string }{
+		{"PRb", "audio", "audio/opus", "nb"}, {"PRc", "audio", "audio/opus", "nc"}, {"PRv", "video", "video/VP8", "nb"}} {
+		if _, err := r.AddRemoteProducer(ProducerInfo{ID: info.id, Participant: "PA" + info.id[2:], Kind: info.kind, Codec: info.codec}, info.origin); err != nil {
+			f.Fatal(err)
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var list []proto.Speaker
+		if json.Unmarshal(data, &list) != nil {
+			return
+		}
+		r.SetRemoteSpeakers("nb", list)
+		got := n.speakers.remoteOf(r, time.Now())["nb"]
+		seen := map[string]bool{}
+		for _, s := range got {
+			if seen[s.Producer] || !(s.Level >= 0 && s.Level <= 1) || s.Producer == "" {
+				t.Fatalf("kept %+v", got)
+			}
+			seen[s.Producer] = true
+		}
+		if len(got) > MaxSpeakers {
+			t.Fatalf("kept %d entries", len(got))
+		}
+		for _, s := range validSpeakers(r, "nb", got) {
+			if s.Producer != "PRb" || s.Participant != "PAb" {
+				t.Fatalf("counted %+v of another node, or of a video producer", s)
+			}
+		}
+	})
+}
+
+type nopNotes struct{}
+
+func (nopNotes) Notify(string, any) {}
