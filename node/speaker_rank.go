@@ -17,14 +17,15 @@ const (
 	// speakerTick is how often levels are read and lists decided.
 	speakerTick = 100 * time.Millisecond
 	// speakerSmoothing is the weight of one tick in the moving averages: a time constant of
-	// about 350 ms, so a syllable or a pause between words changes little.
-	speakerSmoothing = 0.25
-	// startSpeaking and stopSpeaking: a producer starts speaking once half of its recent
-	// packets are voice, and stops only when fewer than a fifth are (hysteresis: no flapping
-	// at the threshold). Speech started from silence is seen after about 300 ms, its end after
-	// about 600 ms.
-	startSpeaking = 0.5
-	stopSpeaking  = 0.2
+	// about 450 ms, so a syllable or a pause between words changes little.
+	speakerSmoothing = 0.2
+	// startSpeaking and stopSpeaking: a producer starts speaking once about a third of its
+	// recent packets are voice, and stops only when fewer than a tenth are (hysteresis: no
+	// flapping at the threshold). Speech started from silence is seen after about 200 ms, its
+	// end after about 1 s; talk spurts with pauses (or Chromium's fake microphone, a beep a
+	// third of the time) speak steadily.
+	startSpeaking = 0.35
+	stopSpeaking  = 0.1
 	// orderMargin is how much louder (in level, 0..1) a speaker must be than the one before it
 	// to move ahead: two voices of about the same level keep their order.
 	orderMargin = 0.08

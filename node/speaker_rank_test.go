@@ -3,6 +3,7 @@ package node
 import (
 	"encoding/json"
 	"math"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -45,7 +46,7 @@ func TestVoiceHysteresis(t *testing.T) {
 		v.update(sample(5, 0, 0, false))
 		ticks++
 	}
-	if ticks < 3 || ticks > 10 {
+	if ticks < 5 || ticks > 15 {
 		t.Fatalf("speech ended %d ticks after the voice", ticks)
 	}
 	// A sender that sets the V bit: its loud packets without it are not speech.
@@ -56,6 +57,39 @@ func TestVoiceHysteresis(t *testing.T) {
 	}
 	if w.speaking || !w.vad {
 		t.Fatalf("loud packets without the V bit of a VAD sender: %+v", w)
+	}
+}
+
+// TestVoiceSteady: talk spurts (a random 70 % of ticks voiced) and Chromium's fake microphone
+// (what it sent, measured: a beep in two ticks out of five, every packet with the V bit) are
+// each one stretch of speech, without flapping; silence after them ends it.
+func TestVoiceSteady(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	chromium := []levelSample{{5, 2, 71, 5, 2, 71}, {6, 6, 88, 6, 6, 88}, {5, 1, 1, 5, 1, 1}, {5, 0, 0, 5, 0, 0}, {5, 0, 0, 5, 0, 0}}
+	for name, source := range map[string]func(i int) levelSample{
+		"spurts": func(int) levelSample {
+			if rng.IntN(10) < 7 {
+				return sample(5, 5, 20, true)
+			}
+			return sample(5, 0, 0, true)
+		},
+		"chromium": func(i int) levelSample { return chromium[i%len(chromium)] },
+	} {
+		var v voice
+		changes := 0
+		for i := 0; i < 300; i++ {
+			was := v.speaking
+			v.update(source(i))
+			if v.speaking != was {
+				changes++
+			}
+		}
+		for i := 0; i < 20; i++ {
+			v.update(sample(5, 0, 0, true))
+		}
+		if changes != 1 || v.speaking {
+			t.Errorf("%s: %d changes in 30 s, speaking %v after 2 s of silence: want one start, then the end", name, changes, v.speaking)
+		}
 	}
 }
 
