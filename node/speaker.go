@@ -83,11 +83,13 @@ func newSpeakers(n *Node) *speakers {
 	}
 }
 
-// startSpeakers starts the node's speaker loop and registers its metrics with reg.
+// startSpeakers starts the node's speaker loop and registers its metrics with reg (nil: none).
 func (n *Node) startSpeakers(reg prometheus.Registerer) error {
 	s := newSpeakers(n)
-	if err := reg.Register(s); err != nil {
-		return fmt.Errorf("register speaker metrics: %w", err)
+	if reg != nil {
+		if err := reg.Register(s); err != nil {
+			return fmt.Errorf("register speaker metrics: %w", err)
+		}
 	}
 	n.speakers = s
 	s.wg.Add(1)
