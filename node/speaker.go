@@ -83,8 +83,12 @@ func newSpeakers(n *Node) *speakers {
 	}
 }
 
-// startSpeakers starts the node's speaker loop and registers its metrics with reg (nil: none).
+// startSpeakers starts the node's speaker loop and registers its metrics with reg (nil: none);
+// a second call does nothing.
 func (n *Node) startSpeakers(reg prometheus.Registerer) error {
+	if n.speakers != nil {
+		return nil
+	}
 	s := newSpeakers(n)
 	if reg != nil {
 		if err := reg.Register(s); err != nil {
