@@ -34,8 +34,7 @@ const (
 // speakers is the node's speaker loop: one goroutine that, every speakerTick, reads the levels
 // of its rooms' local audio producers, decides each room's local list, ranks it with the
 // other nodes' lists into the room's list and tells the room's local participants when that
-// changes.
-// Nothing of it runs per packet.
+// changes. Nothing of it runs per packet.
 type speakers struct {
 	n    *Node
 	stop chan struct{}
