@@ -97,7 +97,7 @@ type inPipe struct {
 	gen    uint32
 	origin string
 	gaps   [pipeSSRCs]gaps // per layer, owned by the transport's read goroutine
-	seen   atomic.Uint32 // Pipes.epoch at the last packet
+	seen   atomic.Uint32   // Pipes.epoch at the last packet
 	// A hand-off (handoff.go): next is the pipe that replaces this one; once it has carried a
 	// packet (its flowing is set), this one's packets are dropped until it is unrouted.
 	next    atomic.Pointer[inPipe]
