@@ -218,5 +218,12 @@ func (p *Producer) requestKeyframe(layer int) {
 	up.u.RequestKeyframe()
 }
 
-// requestKeyframe asks for a keyframe of the layer the consumer forwards.
-func (c *Consumer) requestKeyframe() { c.producer.requestKeyframe(c.Layer()) }
+// requestKeyframe asks for a keyframe of the layer the consumer forwards (its target's before
+// its first packet).
+func (c *Consumer) requestKeyframe() {
+	l := c.Layer()
+	if l < 0 {
+		l = c.Target()
+	}
+	c.producer.requestKeyframe(l)
+}

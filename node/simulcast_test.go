@@ -494,3 +494,64 @@ func rids(ls []proto.Layer) []string {
 	}
 	return out
 }
+
+// layerKeyframes is an upstream that takes keyframe requests per layer.
+type layerKeyframes struct {
+	mu     sync.Mutex
+	layers []int
+}
+
+func (k *layerKeyframes) RequestKeyframe() { k.RequestLayerKeyframe(-1) }
+
+func (k *layerKeyframes) RequestLayerKeyframe(l int) {
+	k.mu.Lock()
+	k.layers = append(k.layers, l)
+	k.mu.Unlock()
+}
+
+func (k *layerKeyframes) String() string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return fmt.Sprint(k.layers)
+}
+
+// TestLayerKeyframeRequests: a relayed simulcast producer asks its upstream for each layer's
+// keyframe (the layer's own relay SSRC); requests collapse per layer within the keyframe
+// interval, never one layer's into another's.
+func TestLayerKeyframeRequests(t *testing.T) {
+	n, _ := adminNode(t, node.Options{KeyframeInterval: time.Hour})
+	p, _ := join(t, n, "r", "w", node.Grant{Subscribe: true})
+	info := node.ProducerInfo{ID: "PRsim", Participant: "PAremote", Kind: "video", Codec: webrtc.MimeTypeVP8, ClockRate: 90000,
+		Layers: []proto.Layer{{Rid: "q"}, {Rid: "h"}, {Rid: "f"}}}
+	pr, err := p.Room().AddRemoteProducer(info, "n2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pr.NumLayers() != 3 || len(pr.Layers()) != 3 || pr.Layers()[1].Rid != "h" {
+		t.Fatalf("layers %+v", pr.Layers())
+	}
+	up := &layerKeyframes{}
+	pr.SetUpstream(up)
+	sink, err := pr.AttachLayer(&discardWriter{}, 1000, 1) // a relay child's sink of layer 1
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Detach()
+	if got := up.String(); got != "[1]" {
+		t.Fatalf("requests %s, want layer 1's", got)
+	}
+	pr.RequestKeyframe()
+	pr.RequestKeyframe()
+	sink.RequestKeyframe()
+	if got := up.String(); got != "[1 0 2]" {
+		t.Fatalf("requests %s, want [1 0 2]: each layer once", got)
+	}
+	if _, err := pr.AttachLayer(&discardWriter{}, 1001, 3); !errors.Is(err, node.ErrNotFound) {
+		t.Fatalf("a sink of layer 3: %v", err)
+	}
+}
+
+type discardWriter struct{}
+
+func (discardWriter) WriteRTP(_ *rtp.Header, p []byte) (int, error) { return len(p), nil }
+func (discardWriter) Write(b []byte) (int, error)                   { return len(b), nil }
