@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -30,6 +31,10 @@ var simRids = []string{"q", "h", "f"}
 
 var simSizes = [][2]int{{320, 180}, {640, 360}, {1280, 720}}
 
+// simSPS are H264 sequence parameter sets of those sizes (x264's, as in TestSPSSize).
+var simSPS = []string{"674d400deca0a0cfcf8088000003000800000301e078a14cb0",
+	"6764001eacd940a02ff970110000030001000003003c0f162d96", "6742c01fd9005005bb0110000003001000000303c0f18324800000"}
+
 const (
 	simFrame    = 20 * time.Millisecond
 	simTicks    = 1800 // 20 ms at 90 kHz
@@ -56,6 +61,7 @@ func simAPI(t *testing.T) *webrtc.API {
 }
 
 type simPublisher struct {
+	h264   bool // H264 instead of VP8: keyframes are a STAP-A of an SPS and an IDR slice
 	pc     *webrtc.PeerConnection
 	sender *webrtc.RTPSender
 	tracks []*webrtc.TrackLocalStaticRTP
@@ -65,16 +71,21 @@ type simPublisher struct {
 
 // newSimPublisher makes the publisher's PeerConnection (closed with the test); its offer is
 // offer(t, s.pc).
-func newSimPublisher(t *testing.T) *simPublisher {
+func newSimPublisher(t *testing.T, h264 bool) *simPublisher {
 	t.Helper()
 	pc, err := simAPI(t).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = pc.Close() })
-	s := &simPublisher{pc: pc, stop: make(chan struct{}), done: make(chan struct{})}
+	s := &simPublisher{h264: h264, pc: pc, stop: make(chan struct{}), done: make(chan struct{})}
+	codec := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}
+	if h264 {
+		codec = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+			SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}
+	}
 	for _, rid := range simRids {
-		tr, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "v", "s", webrtc.WithRTPStreamID(rid))
+		tr, err := webrtc.NewTrackLocalStaticRTP(codec, "v", "s", webrtc.WithRTPStreamID(rid))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -146,6 +157,14 @@ func (s *simPublisher) send(mid string, midID, ridID uint8, enc []webrtc.RTPEnco
 				payload = append(payload, 0x51, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 			}
 			payload = append(payload, byte(l), byte(k>>8), byte(k))
+			if s.h264 {
+				payload = []byte{0x41, 0x9a, byte(l), byte(k >> 8), byte(k)} // a non-IDR slice
+				if key {
+					sps, _ := hex.DecodeString(simSPS[l])
+					idr := []byte{0x65, 0x88, byte(l), byte(k >> 8), byte(k)}
+					payload = append(append(append([]byte{24, 0, byte(len(sps))}, sps...), 0, byte(len(idr))), idr...)
+				}
+			}
 			h := rtp.Header{Version: 2, SequenceNumber: seq[l], Timestamp: tsBase[l] + uint32(k)*simTicks, Marker: true}
 			seq[l]++
 			_ = h.SetExtension(midID, []byte(mid))
@@ -170,9 +189,9 @@ func toNTP(t time.Time) uint64 {
 
 // publishSimulcast joins identity to room and publishes the simulcast track; it returns the
 // producer's id once it is live.
-func publishSimulcast(t *testing.T, n *node.Node, room, identity string) (*node.Participant, string) {
+func publishSimulcast(t *testing.T, n *node.Node, room, identity string, h264 bool) (*node.Participant, string) {
 	t.Helper()
-	s := newSimPublisher(t)
+	s := newSimPublisher(t, h264)
 	p, err := n.Join(room, identity, node.Grant{Publish: true}, false, nopListener{})
 	if err != nil {
 		t.Fatal(err)
@@ -238,6 +257,11 @@ func (r *simReceived) waitLayer(t *testing.T, l int) {
 func parseSim(p *rtp.Packet) (simPacket, bool) {
 	b := p.Payload
 	out := simPacket{seq: p.SequenceNumber, ts: p.Timestamp, pic: -1, tl0: -1}
+	if n := len(b); n >= 5 && (b[0] == 24 || b[0] == 0x41) { // H264: a STAP-A or a slice
+		out.key = b[0] == 24
+		out.layer, out.k = int(b[n-3]), int(b[n-2])<<8|int(b[n-1])
+		return out, true
+	}
 	if len(b) < 2 || b[0]&0x80 == 0 {
 		return out, false
 	}
@@ -326,10 +350,10 @@ func checkSimStream(t *testing.T, pkts []simPacket) []int {
 		if lost < 0 || lost > 3 {
 			t.Fatalf("packet %d: seq %d after %d", i, b.seq, a.seq)
 		}
-		if d := (b.pic - a.pic + 1<<15) % (1 << 15); !b.picBits15 || d != lost+1 {
+		if d := (b.pic - a.pic + 1<<15) % (1 << 15); b.pic >= 0 && (!b.picBits15 || d != lost+1) {
 			t.Fatalf("packet %d (layer %d frame %d): PictureID %d after %d", i, b.layer, b.k, b.pic, a.pic)
 		}
-		if d := (b.tl0 - a.tl0 + 256) % 256; d != lost+1 {
+		if d := (b.tl0 - a.tl0 + 256) % 256; b.tl0 >= 0 && d != lost+1 {
 			t.Fatalf("packet %d: TL0PICIDX %d after %d", i, b.tl0, a.tl0)
 		}
 		want := uint32(b.k-a.k) * simTicks
@@ -355,15 +379,21 @@ func checkSimStream(t *testing.T, pkts []simPacket) []int {
 // top layer; asked for at most 700 px wide, to the middle one (640x360). It receives one layer
 // at a time as one stream (sequence numbers, PictureID, TL0PICIDX, sender-report timestamps
 // continuous), switching only at keyframes, and is told each layer (layerChanged); the metrics
-// count the switches and the consumer on its layer.
+// count the switches and the consumer on its layer. The same with H264 (sizes from the SPS of
+// each layer's keyframes, switches at IDR pictures).
 func TestSimulcastLayers(t *testing.T) {
+	t.Run("VP8", func(t *testing.T) { testSimulcastLayers(t, false) })
+	t.Run("H264", func(t *testing.T) { testSimulcastLayers(t, true) })
+}
+
+func testSimulcastLayers(t *testing.T, h264 bool) {
 	reg := prometheus.NewRegistry()
 	n, err := node.New(node.Options{LoopbackOnly: true, Workers: 1, TCPPort: node.TCPDisabled, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer n.Close()
-	_, id := publishSimulcast(t, n, "r", "pub")
+	_, id := publishSimulcast(t, n, "r", "pub", h264)
 	pr := n.Producer("r", id)
 	checkFor(t, 10*time.Second, func() error {
 		ls := pr.Layers()
@@ -440,7 +470,7 @@ func TestSimulcastRids(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n.Close()
-	s := newSimPublisher(t)
+	s := newSimPublisher(t, false)
 	base := offer(t, s.pc)
 	for _, c := range []struct {
 		name, simulcast string
