@@ -176,8 +176,11 @@ type LayerUpstream interface {
 	RequestLayerKeyframe(layer int)
 }
 
-// requestKeyframe asks the publisher for a keyframe of one layer; requests within the keyframe
-// interval of the last one sent for that layer collapse into it.
+// RequestLayerKeyframe asks the publisher for a keyframe of one simulcast layer (0 without
+// simulcast); requests within the keyframe interval of the last one sent for that layer
+// collapse into it.
+func (p *Producer) RequestLayerKeyframe(layer int) { p.requestKeyframe(layer) }
+
 func (p *Producer) requestKeyframe(layer int) {
 	if p.kind != webrtc.RTPCodecTypeVideo || layer < 0 || layer >= p.numLayers() {
 		return
