@@ -213,4 +213,3 @@ func liveProducer(t *testing.T, p *node.Participant) string {
 	})
 	return id
 }
-
