@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -158,7 +159,7 @@ func (p *Producer) srOffset(gen uint32, from, to uint8, clock uint32) (uint32, b
 	if secs > 3600 || secs < -3600 {
 		return 0, false
 	}
-	return a.rtp - b.rtp + uint32(int64(secs*float64(clock))), true
+	return a.rtp - b.rtp + uint32(int64(math.Round(secs*float64(clock)))), true
 }
 
 // resetLayers forgets what the layers' old source told (a move): its sender reports' clocks and
