@@ -174,6 +174,14 @@ func (p *Producer) resetLayers() {
 	}
 }
 
+// resetKeyframeClocks lets the next keyframe request of every layer go at once (an unmute).
+func (p *Producer) resetKeyframeClocks() {
+	p.lastKF.Store(0)
+	for i := range p.layers.lastKF {
+		p.layers.lastKF[i].Store(0)
+	}
+}
+
 // LayerUpstream is an Upstream that can ask for one layer's keyframe (a relay carrying each
 // layer under its own SSRC). A plain Upstream is asked for a keyframe of every layer.
 type LayerUpstream interface {
