@@ -270,11 +270,12 @@ func (c *Consumer) initLayers() {
 	c.lay.pref.Store(&pref)
 	if c.producer.layered() {
 		// No layer yet: the first packet of the target layer starts the consumer (and tells
-		// the subscriber its layer).
+		// the subscriber its layer). Its keyframe is asked for when the consumer is bound:
+		// the consumer is made under its subscriber's lock, where no request is written.
 		c.sw.layer = noLayer
 		c.lay.cur.Store(-1)
+		c.lay.target.Store(int32(c.autoTarget(c.MaxLayer())))
 	}
-	c.refreshTarget()
 }
 
 // noLayer is the switcher's layer before a layered consumer's first packet.
