@@ -444,16 +444,18 @@ func (c *Consumer) pin(layer int) {
 // number at a keyframe (requested).
 func (c *Consumer) Gate(open bool) {
 	c.gateMu.Lock()
-	defer c.gateMu.Unlock()
 	if open == (c.gated == nil) {
+		c.gateMu.Unlock()
 		return
 	}
 	if !open {
 		c.gated = c.bind.Swap(nil) // nil if unbound meanwhile: then it stays open
+		c.gateMu.Unlock()
 		return
 	}
 	c.resync.Store(true)
 	c.bind.Store(c.gated)
 	c.gated = nil
-	c.requestKeyframe()
+	c.gateMu.Unlock()
+	c.requestKeyframe() // no I/O under the lock
 }
