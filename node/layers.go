@@ -288,8 +288,9 @@ func (c *Consumer) setPref(pref LayerPref) {
 }
 
 // MaxLayer is the highest layer the subscriber's preference allows: by number, and by size
-// against the layers' known sizes (a layer whose size is not known yet fits); the lowest
-// layer when none fits. It does not depend on which layers flow.
+// against the layers' sizes (under a size limit, a layer whose size is not known yet does not
+// fit: a thumbnail never starts on a layer that may be large); the lowest layer when none
+// fits. It does not depend on which layers flow.
 func (c *Consumer) MaxLayer() int {
 	p := c.producer
 	n := p.numLayers()
@@ -314,7 +315,7 @@ func (c *Consumer) fits(pref LayerPref, l int) bool {
 		return false
 	}
 	w, h := c.producer.sizeOf(l)
-	return (pref.MaxWidth <= 0 || w == 0 || w <= pref.MaxWidth) && (pref.MaxHeight <= 0 || h == 0 || h <= pref.MaxHeight)
+	return (pref.MaxWidth <= 0 || (w > 0 && w <= pref.MaxWidth)) && (pref.MaxHeight <= 0 || (h > 0 && h <= pref.MaxHeight))
 }
 
 // autoTarget is the target without an allocator: the highest layer up to MaxLayer that flows;
