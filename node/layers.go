@@ -97,10 +97,11 @@ type layerSet struct {
 
 	// The tracks of a local simulcast producer (simulcast.go): the first one makes it live.
 	mu    sync.Mutex
-	feed  *Producer // the producer the tracks feed (the adopted one after a resume)
-	gen   uint32    // and their generation
-	live  int       // tracks reading
-	start bool      // the first track made the producer live
+	feed  *Producer     // the producer the tracks feed (the adopted one after a resume)
+	gen   uint32        // and their generation
+	live  int           // tracks reading
+	start bool          // a first track came
+	ready chan struct{} // closed once it chose feed and gen
 }
 
 // layerStats measures one layer.
