@@ -38,3 +38,15 @@ func (ps *Pipes) ServeLayers(req PipeRequest) {
 		o.cons.RequestKeyframe()
 	}
 }
+
+// PipeLayers is the mask of the layers of producer this node relays to child (false: no such
+// pipe).
+func (ps *Pipes) PipeLayers(child, producer string) (uint8, bool) {
+	ps.mu.Lock()
+	o := ps.out[outKey{child, producer}]
+	ps.mu.Unlock()
+	if o == nil {
+		return 0, false
+	}
+	return o.cons.Layers(), true
+}
