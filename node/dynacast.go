@@ -15,7 +15,8 @@ import (
 // needs is paused at the publisher, and relay pipes carry only the layers demanded downstream.
 //
 // What a producer needs is read from its consumers, one place for both sources of demand: a
-// subscriber's consumer needs the layer it forwards and the one it switches to (its target);
+// subscriber's consumer needs the layer it forwards, the one it switches to (its target) and
+// the highest its preference allows (Consumer.MaxLayer);
 // a relay sink needs what the child node it feeds last demanded (Consumer.SetLayers, from the
 // child's LayerDemand over the cluster; every layer until it said). One goroutine per node (the
 // dynacast loop) reads the demand of every video producer every DynacastTick:
@@ -210,9 +211,7 @@ func (n *Node) originLayers(p *Producer, st *layerState, now time.Time) {
 		n.dyn.wantedSent.Add(1)
 		pub.listener.Notify(proto.MethodLayersWanted, data)
 	}
-	if want&^old != 0 {
-		p.RequestKeyframe() // the encoder restarts a layer with one anyway; the others' go on
-	}
+	p.requestKeyframes(want &^ old) // the encoder restarts a layer with one anyway
 }
 
 // next is the debounce: given the layers needed now (need) of a producer with n layers, the
@@ -259,7 +258,10 @@ func (p *Producer) DemandedLayers() uint8 {
 	return m
 }
 
-// demand is the mask of the layers the consumer needs.
+// demand is the mask of the layers the consumer needs: of a subscriber's, the layer it forwards,
+// the one it switches to, and the highest its preference allows (what it would take with
+// bandwidth to spare: the target alone would pause a layer for good once the target, which
+// follows the layers that flow, went below it).
 func (c *Consumer) demand() uint8 {
 	if c.paused.Load() {
 		return 0
@@ -267,19 +269,32 @@ func (c *Consumer) demand() uint8 {
 	if c.sub == nil {
 		return AllLayers &^ uint8(c.blocked.Load())
 	}
-	return layerBit(c.Layer()) | layerBit(c.targetLayer())
+	return layerBit(c.Layer()) | layerBit(c.Target()) | layerBit(c.MaxLayer())
 }
 
 // SetLayers sets which layers a relay sink carries (mask: bit i, layer i; 0 or past AllLayers:
-// every layer), from the child's demand. It reports whether a layer was added: its consumers
-// downstream wait for a keyframe of it.
-func (c *Consumer) SetLayers(mask uint8) (added bool) {
+// every layer), from the child's demand. The layers added are asked for a keyframe (the
+// consumers downstream wait for one to switch to them); it returns them.
+func (c *Consumer) SetLayers(mask uint8) (added uint8) {
 	mask &= AllLayers
 	if mask == 0 {
 		mask = AllLayers
 	}
 	old := AllLayers &^ uint8(c.blocked.Swap(uint32(AllLayers&^mask)))
-	return mask&^old != 0
+	added = mask &^ old
+	if c.producer != nil {
+		c.producer.requestKeyframes(added)
+	}
+	return added
+}
+
+// requestKeyframes asks for a keyframe of each layer in mask (throttled per layer).
+func (p *Producer) requestKeyframes(mask uint8) {
+	for l := 0; mask != 0; l, mask = l+1, mask>>1 {
+		if mask&1 != 0 {
+			p.requestKeyframe(l)
+		}
+	}
 }
 
 // Layers is the mask of the layers a relay sink carries.
@@ -288,16 +303,8 @@ func (c *Consumer) Layers() uint8 { return AllLayers &^ uint8(c.blocked.Load()) 
 // carries tells whether the consumer forwards a packet of the packet's layer: a relay sink only
 // those its child demanded. It runs on the worker goroutine, per packet per consumer.
 func (c *Consumer) carries(pkt *packet) bool {
-	return c.sub != nil || c.blocked.Load()&(1<<pkt.layerNum()) == 0
+	return c.sub != nil || c.blocked.Load()&(1<<pkt.layer) == 0
 }
-
-// layerNum is the number of the simulcast layer a packet belongs to (0: not simulcast).
-// Stub until the simulcast helper's packets carry their layer.
-func (p *packet) layerNum() uint8 { return 0 }
-
-// targetLayer is the layer the consumer switches to (Consumer.SetTarget). Stub until the
-// simulcast helper's consumers keep their target.
-func (c *Consumer) targetLayer() int { return c.Layer() }
 
 func layerBit(l int) uint8 {
 	if l < 0 || l >= proto.MaxLayers {

@@ -23,7 +23,7 @@ func (ps *Pipes) LayerDemand(p *node.Producer, layers uint8) {
 
 // ServeLayers applies a child's demand to the relay sink towards it: the pipe its request names
 // (by SSRC, so a demand that overtook a new pipe request leaves the new pipe alone). A layer
-// added is asked for a keyframe, which the child's consumers wait for to switch to it.
+// added is asked for a keyframe (Consumer.SetLayers), which the child's consumers wait for.
 func (ps *Pipes) ServeLayers(req PipeRequest) {
 	if req.Layers == 0 {
 		return
@@ -34,9 +34,7 @@ func (ps *Pipes) ServeLayers(req PipeRequest) {
 	if o == nil || o.ssrc != req.SSRC {
 		return
 	}
-	if o.cons.SetLayers(req.Layers) {
-		o.cons.RequestKeyframe()
-	}
+	o.cons.SetLayers(req.Layers)
 }
 
 // PipeLayers is the mask of the layers of producer this node relays to child (false: no such
