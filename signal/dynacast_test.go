@@ -230,6 +230,12 @@ func subscribeAt(t *testing.T, e *env, room, identity, producer string, layer in
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkFor(t, 10*time.Second, func() error {
+		if e.node.Producer(room, producer) == nil {
+			return fmt.Errorf("%s does not know producer %s yet", e.node.ID(), producer)
+		}
+		return nil
+	})
 	setPreferredLayer(t, sub, producer, layer)
 	if err := sub.Request(context.Background(), proto.MethodSubscribe, proto.ProducerData{Producer: producer}, nil); err != nil {
 		t.Fatal(err)
@@ -345,5 +351,64 @@ func TestDynacastSingleNode(t *testing.T) {
 	}
 	if got := e.metric("cascade_layers_wanted_total"); got < 3 {
 		t.Fatalf("cascade_layers_wanted_total %v, want at least 3", got)
+	}
+}
+
+// TestDynacastTwoNodes: a publisher of three layers on node A, no subscriber there, and a
+// subscriber on node B that prefers the lowest layer. B's demand reaches A with its pipe
+// request and over the cluster: A's relay pipe to B carries only layer 0, and the publisher
+// is told to send only layer 0 (after the pause): the upper layers stop flowing on A. When the
+// subscriber asks for the top layer, B's demand grows, A's pipe carries it, and the publisher
+// is told to resume it.
+func TestDynacastTwoNodes(t *testing.T) {
+	envs := newCluster(t, 2, 3)
+	a, b := envs[0], envs[1]
+	pub := publishSimulcast(t, a, "r", "pub")
+	first := waitWanted(t, pub, 0b111, 10*time.Second)
+	sub := subscribeAt(t, b, "r", "sub", pub.id, 0)
+	waitPackets(t, sub, pub.id)
+	checkFor(t, 10*time.Second, func() error {
+		if m, ok := a.pipes.PipeLayers(b.node.ID(), pub.id); !ok || m != 0b001 {
+			return fmt.Errorf("a's pipe to b carries %03b (piped: %v), want 001", m, ok)
+		}
+		return nil
+	})
+	paused := waitWanted(t, pub, 0b001, 15*time.Second)
+	if d := paused.at.Sub(first.at); d < node.DynacastPause-node.DynacastTick {
+		t.Fatalf("layers paused %v after the first layersWanted, before the pause of %v", d, node.DynacastPause)
+	}
+	checkFor(t, 5*time.Second, func() error {
+		if m := activeLayers(a, "r", pub.id); m != 0b001 {
+			return fmt.Errorf("active layers on a %03b, want 001", m)
+		}
+		return nil
+	})
+	if got := a.metric("cascade_layers_paused"); got != 2 {
+		t.Fatalf("cascade_layers_paused on a %v, want 2", got)
+	}
+	before := sub.received(pub.id)
+	checkFor(t, 5*time.Second, func() error {
+		if got := sub.received(pub.id); got < before+10 {
+			return fmt.Errorf("subscriber received %d packets since the pause, want 10", got-before)
+		}
+		return nil
+	})
+
+	setPreferredLayer(t, sub, pub.id, 2)
+	checkFor(t, 10*time.Second, func() error {
+		if m, _ := a.pipes.PipeLayers(b.node.ID(), pub.id); m != 0b101 {
+			return fmt.Errorf("a's pipe to b carries %03b, want 101", m)
+		}
+		return nil
+	})
+	waitWanted(t, pub, 0b101, 10*time.Second)
+	checkFor(t, 5*time.Second, func() error {
+		if m := activeLayers(a, "r", pub.id); m != 0b101 {
+			return fmt.Errorf("active layers on a %03b, want 101", m)
+		}
+		return nil
+	})
+	if got := b.metric("cascade_layer_demands_total"); got < 1 {
+		t.Fatalf("cascade_layer_demands_total on b %v", got)
 	}
 }
