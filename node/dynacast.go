@@ -284,8 +284,20 @@ func (c *Consumer) SetLayers(mask uint8) (added uint8) {
 	added = mask &^ old
 	if c.producer != nil {
 		c.producer.requestKeyframes(added)
+		// A sink that forwards one layer (not pinned to one) follows the highest demanded:
+		// left to the layers that flow, it would stay on one its child no longer demands.
+		c.setPref(LayerPref{Layer: highestLayer(mask)})
 	}
 	return added
+}
+
+// highestLayer is the number of the highest layer in mask (0 for none).
+func highestLayer(mask uint8) int {
+	l := 0
+	for m := mask >> 1; m != 0; m >>= 1 {
+		l++
+	}
+	return l
 }
 
 // requestKeyframes asks for a keyframe of each layer in mask (throttled per layer).
