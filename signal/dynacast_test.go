@@ -358,8 +358,8 @@ func TestDynacastSingleNode(t *testing.T) {
 // subscriber on node B that prefers the lowest layer. B's demand reaches A with its pipe
 // request and over the cluster: A's relay pipe to B carries only layer 0, and the publisher
 // is told to send only layer 0 (after the pause): the upper layers stop flowing on A. When the
-// subscriber asks for the top layer, B's demand grows, A's pipe carries it, and the publisher
-// is told to resume it. Then a viewer on A wants the top layer and B's the lowest: the
+// subscriber asks for the top layer, B's demand grows, A's pipe carries it, the publisher is
+// told to resume it, and the subscriber switches to it. Then a viewer on A wants the top layer and B's the lowest: the
 // publisher sends both, and A relays to B about as many packets as it got of the lowest layer,
 // not of both.
 func TestDynacastTwoNodes(t *testing.T) {
@@ -407,6 +407,12 @@ func TestDynacastTwoNodes(t *testing.T) {
 	checkFor(t, 5*time.Second, func() error {
 		if m := activeLayers(a, "r", pub.id); m != 0b101 {
 			return fmt.Errorf("active layers on a %03b, want 101", m)
+		}
+		return nil
+	})
+	checkFor(t, 10*time.Second, func() error {
+		if l := sub.layerOf(pub.id); l != 2 {
+			return fmt.Errorf("subscriber on b on layer %d, want 2", l)
 		}
 		return nil
 	})
