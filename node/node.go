@@ -51,6 +51,7 @@ type Node struct {
 	ended      endedSessions // sessions that ended here: their credentials resume nothing (resume.go)
 
 	timers sync.WaitGroup // the rooms' empty timers that may still run (Close waits)
+	dyn    *dynacast      // the dynacast loop (dynacast.go)
 	stop   chan struct{}
 }
 
@@ -98,6 +99,10 @@ func New(o Options) (*Node, error) {
 	if err := reg.Register(n.metrics); err != nil {
 		n.Close()
 		return nil, fmt.Errorf("register metrics: %w", err)
+	}
+	if err := n.startDynacast(reg); err != nil {
+		n.Close()
+		return nil, err
 	}
 	n.log.Info("node started", "workers", len(n.workers), "udp_first", n.workers[0].Addr(), "ice_tcp", n.tcpAddr)
 	return n, nil
@@ -421,6 +426,7 @@ func (n *Node) Close() {
 		n.roomClosed(r)
 	}
 	n.timers.Wait()
+	n.stopDynacast()
 	for _, w := range n.workers {
 		w.close()
 	}

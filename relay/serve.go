@@ -75,6 +75,7 @@ func (ps *Pipes) ServePipe(req PipeRequest) PipeReply {
 		}
 		o.sinks = append(o.sinks, cons)
 	}
+	o.setLayers(demanded(req.Demand)) // dynacast: only what the child needs
 	ps.mu.Lock()
 	ps.out[outKey{req.From, req.Producer}] = o
 	ps.mu.Unlock()

@@ -175,11 +175,13 @@ func TestWHIPSimulcast(t *testing.T) {
 }
 
 // TestClusterSimulcast: a simulcast producer published on one node keeps its layers on the
-// node it is relayed to (each layer under its own relay SSRC: every layer flows there, with the
-// sizes read there too). A viewer there starts on the top layer, and moves to the lowest when it
-// asks for layer 0 (setPreferredLayer), told each time by layerChanged; media keeps flowing.
+// node it is relayed to (each layer under its own relay SSRC, with the sizes read there too;
+// dynacast: only the layers its viewers need flow there). A viewer there starts on the top
+// layer, and moves to the lowest when it asks for layer 0 (setPreferredLayer), told each time by
+// layerChanged; media keeps flowing.
 // The origin's pipe then carries layer 0 only (its layer mask, for dynacast): the edge's other
-// layers stop, the viewer's media goes on; reopened, they flow again.
+// layers stop, the viewer's media goes on. When the viewer asks for the top layer again, the
+// edge's demand reopens it and the viewer switches back.
 func TestClusterSimulcast(t *testing.T) {
 	envs := newCluster(t, 2, 3)
 	id := whipSimulcast(t, envs[0], "live")
@@ -193,10 +195,15 @@ func TestClusterSimulcast(t *testing.T) {
 		if pr == nil {
 			return fmt.Errorf("no producer %s on the edge", id)
 		}
-		for i, l := range pr.Layers() {
-			if !l.Active || l.Width == 0 {
-				return fmt.Errorf("edge layer %d: %+v", i, l)
-			}
+		if l := pr.Layers()[2]; !l.Active || l.Width == 0 {
+			return fmt.Errorf("edge layer 2: %+v", l)
+		}
+		return nil
+	})
+	// Dynacast: the edge demands only the layer its viewer takes, and gets only that one.
+	checkFor(t, 10*time.Second, func() error {
+		if ls := envs[1].node.Producer("live", id).Layers(); ls[0].Active || ls[1].Active || !ls[2].Active {
+			return fmt.Errorf("edge layers %+v, want layer 2 only", ls)
 		}
 		return nil
 	})
@@ -237,12 +244,17 @@ func TestClusterSimulcast(t *testing.T) {
 		}
 		return nil
 	})
-	envs[0].pipes.SetLayers(envs[1].node.ID(), id, 7) // every layer again
+	// The viewer asks for the top layer again: the edge's demand (dynacast) reopens it.
+	two := 2
+	if err := viewer.Request(context.Background(), proto.MethodSetPreferredLayer, proto.PreferredLayerData{Producer: id, Layer: &two}, nil); err != nil {
+		t.Fatal(err)
+	}
 	checkFor(t, 10*time.Second, func() error {
-		for i, l := range envs[1].node.Producer("live", id).Layers() {
-			if !l.Active {
-				return fmt.Errorf("edge layer %d inactive after the pipe reopened it", i)
-			}
+		if !envs[1].node.Producer("live", id).Layers()[2].Active {
+			return fmt.Errorf("edge layer 2 inactive after the viewer asked for it")
+		}
+		if viewer.layerOf(id) != 2 {
+			return fmt.Errorf("viewer on layer %d, want 2", viewer.layerOf(id))
 		}
 		return nil
 	})
