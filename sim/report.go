@@ -13,28 +13,28 @@ const NATSMaxPayload = 1 << 20
 
 // Report is what a run shows; JSON as written by WriteJSON.
 type Report struct {
-	Scenario  string  `json:"scenario"`
-	Nodes     int     `json:"nodes"`
-	Regions   []string `json:"regions"`
-	Fanout    int     `json:"fanout"`
-	Heartbeat string  `json:"heartbeat"`
-	Timeout   string  `json:"timeout"`
-	VirtualSec float64 `json:"virtual_s"`
-	WallSec   float64 `json:"wall_s"`
-	Events    uint64  `json:"events"`
-	Costs     CostReport `json:"costs"`
+	Scenario   string     `json:"scenario"`
+	Nodes      int        `json:"nodes"`
+	Regions    []string   `json:"regions"`
+	Fanout     int        `json:"fanout"`
+	Heartbeat  string     `json:"heartbeat"`
+	Timeout    string     `json:"timeout"`
+	VirtualSec float64    `json:"virtual_s"`
+	WallSec    float64    `json:"wall_s"`
+	Events     uint64     `json:"events"`
+	Costs      CostReport `json:"costs"`
 
-	Viewers   ViewerReport  `json:"viewers"`
-	Load      LoadReport    `json:"load"`
-	Trees     []TreeReport  `json:"trees"` // at the steady state's start
-	TreesEnd  []TreeReport  `json:"trees_end"`
+	Viewers   ViewerReport    `json:"viewers"`
+	Load      LoadReport      `json:"load"`
+	Trees     []TreeReport    `json:"trees"` // at the steady state's start
+	TreesEnd  []TreeReport    `json:"trees_end"`
 	Latency   []LatencyReport `json:"server_path_latency"` // per region, at the steady state's start
-	Control   ControlReport `json:"control"`
+	Control   ControlReport   `json:"control"`
 	Placement PlacementReport `json:"placement"`
-	Pipes     PipeReport    `json:"pipes"`
+	Pipes     PipeReport      `json:"pipes"`
 	Failures  []FailureReport `json:"failures"`
-	Series    []Second      `json:"series"`
-	Checks    []Check       `json:"checks"`
+	Series    []Second        `json:"series"`
+	Checks    []Check         `json:"checks"`
 }
 
 // CostReport states the per-node costs the run used.
@@ -47,22 +47,22 @@ type CostReport struct {
 
 // ViewerReport: viewers served and refused.
 type ViewerReport struct {
-	Arrived     int `json:"arrived"`
-	Served      int `json:"served"` // at the end
-	PeakServed  int `json:"peak_served"`
-	Refusals    int `json:"refusals"` // placements on a full or dead node (retried)
-	Refused     int `json:"refused"`  // gave up after the retries
+	Arrived           int `json:"arrived"`
+	Served            int `json:"served"` // at the end
+	PeakServed        int `json:"peak_served"`
+	Refusals          int `json:"refusals"` // placements on a full or dead node (retried)
+	Refused           int `json:"refused"`  // gave up after the retries
 	PublishersRefused int `json:"publishers_refused"`
 }
 
 // LoadReport is the per-node load at the steady state's start.
 type LoadReport struct {
-	Viewers                                        Quantiles `json:"viewers_per_node"`
-	MaxOverMean                                    float64 `json:"max_over_mean"`
-	CPUCores                                       Quantiles `json:"cpu_cores_per_node"`
-	PeakHerding                                    float64 `json:"peak_herding"` // max joins at one node in one second / mean
-	PeakJoinsPerNodeSec                            int     `json:"peak_joins_per_node_s"`
-	PerNode                                        []NodeLoad `json:"per_node"`
+	Viewers             Quantiles  `json:"viewers_per_node"`
+	MaxOverMean         float64    `json:"max_over_mean"`
+	CPUCores            Quantiles  `json:"cpu_cores_per_node"`
+	PeakHerding         float64    `json:"peak_herding"` // max joins at one node in one second / mean
+	PeakJoinsPerNodeSec int        `json:"peak_joins_per_node_s"`
+	PerNode             []NodeLoad `json:"per_node"`
 }
 
 // NodeLoad is one node at the steady state's start.
@@ -106,14 +106,14 @@ type LatencyReport struct {
 
 // ControlReport is the control traffic, counted from the messages the state machines emit.
 type ControlReport struct {
-	SteadyFromSec   float64       `json:"steady_from_s"`
-	SteadyToSec     float64       `json:"steady_to_s"`
-	SteadySent      Quantiles     `json:"steady_sent_per_node_s"`
-	SteadyReceived  Quantiles     `json:"steady_received_per_node_s"`
-	ChurnSentMax    uint64        `json:"churn_max_sent_per_node_s"`
-	ChurnReceivedMax uint64       `json:"churn_max_received_per_node_s"`
-	ByType          []TypeTraffic `json:"by_type"`
-	NATSMaxPayload  int           `json:"nats_max_payload"`
+	SteadyFromSec    float64       `json:"steady_from_s"`
+	SteadyToSec      float64       `json:"steady_to_s"`
+	SteadySent       Quantiles     `json:"steady_sent_per_node_s"`
+	SteadyReceived   Quantiles     `json:"steady_received_per_node_s"`
+	ChurnSentMax     uint64        `json:"churn_max_sent_per_node_s"`
+	ChurnReceivedMax uint64        `json:"churn_max_received_per_node_s"`
+	ByType           []TypeTraffic `json:"by_type"`
+	NATSMaxPayload   int           `json:"nats_max_payload"`
 }
 
 // TypeTraffic is one message type's totals over the run.
@@ -127,12 +127,12 @@ type TypeTraffic struct {
 
 // PlacementReport is the real placement function's decision time (wall clock).
 type PlacementReport struct {
-	Decisions int     `json:"decisions"`
-	Nodes     int     `json:"nodes"`
-	P50Ms     float64 `json:"p50_ms"`
-	P99Ms     float64 `json:"p99_ms"`
-	MaxMs     float64 `json:"max_ms"`
-	ViewersPerDecision int `json:"viewers_per_decision"`
+	Decisions          int     `json:"decisions"`
+	Nodes              int     `json:"nodes"`
+	P50Ms              float64 `json:"p50_ms"`
+	P99Ms              float64 `json:"p99_ms"`
+	MaxMs              float64 `json:"max_ms"`
+	ViewersPerDecision int     `json:"viewers_per_decision"`
 }
 
 // PipeReport counts the pipe requests.
@@ -149,17 +149,17 @@ type PipeReport struct {
 
 // FailureReport is one injected failure and its repair.
 type FailureReport struct {
-	Kind        string  `json:"kind"`
-	Target      string  `json:"target"`
-	Node        string  `json:"node,omitempty"`
-	AtSec       float64 `json:"at_s"`
-	HealedSec   float64 `json:"healed_s,omitempty"`
-	Orphans     int     `json:"orphans"`  // the killed node's children (any producer)
-	Subtree     int     `json:"subtree"`  // nodes below it, summed over producers
-	DetectedSec float64 `json:"detected_after_s"`
-	Dropped     int     `json:"membership_drops,omitempty"`
-	Repaired    bool    `json:"repaired"`
-	RepairSec   float64 `json:"repair_s"` // kill: from the kill; partition: from the heal
+	Kind        string         `json:"kind"`
+	Target      string         `json:"target"`
+	Node        string         `json:"node,omitempty"`
+	AtSec       float64        `json:"at_s"`
+	HealedSec   float64        `json:"healed_s,omitempty"`
+	Orphans     int            `json:"orphans"` // the killed node's children (any producer)
+	Subtree     int            `json:"subtree"` // nodes below it, summed over producers
+	DetectedSec float64        `json:"detected_after_s"`
+	Dropped     int            `json:"membership_drops,omitempty"`
+	Repaired    bool           `json:"repaired"`
+	RepairSec   float64        `json:"repair_s"`                  // kill: from the kill; partition: from the heal
 	Crossings   map[string]int `json:"crossings_after,omitempty"` // first producer, at the end
 }
 
