@@ -3,6 +3,7 @@ package sim
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -250,5 +251,31 @@ func TestScenarios(t *testing.T) {
 	sc, _ := ParseScenario([]byte(small))
 	if sc.Timeout != 3*time.Second || sc.Costs.CPUPerPacket != DefaultCPUPerPacket || sc.Fanout != 2 {
 		t.Errorf("defaults: %+v", sc)
+	}
+}
+
+// TestControlTrafficScaling: the control traffic per node at steady state, with no failure
+// and no joins, as the cluster grows: what a node sends stays one heartbeat a second; what it
+// receives is every node's heartbeat, so it grows with the cluster (linearly: at 500 nodes
+// that is 500 a second, under the issue's 1,000; regional aggregation would be needed beyond
+// about 1,000 nodes).
+func TestControlTrafficScaling(t *testing.T) {
+	for _, n := range []int{10, 40, 160} {
+		r := run(t, fmt.Sprintf(`
+name: idle
+duration: 12s
+steady_from: 5s
+regions:
+  - {name: us, nodes: %d, capacity: 100}
+  - {name: eu, nodes: %d, capacity: 100}
+delays: {us/eu: 40ms}
+`, n/2, n/2))
+		c := r.Control
+		if c.SteadySent.Max > 1.01 || c.SteadySent.Min < 0.99 {
+			t.Errorf("%d nodes: sent per node %+v, want 1/s", n, c.SteadySent)
+		}
+		if c.SteadyReceived.Max > float64(n)+0.01 || c.SteadyReceived.Min < float64(n)-0.01 {
+			t.Errorf("%d nodes: received per node %+v, want %d/s", n, c.SteadyReceived, n)
+		}
 	}
 }
