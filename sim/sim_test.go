@@ -279,3 +279,36 @@ delays: {us/eu: 40ms}
 		}
 	}
 }
+
+// TestJoinStormHerding: a join storm faster than the heartbeats. With Cascade's default
+// placement every node sends its joins to the same carrying node on loads a heartbeat old, so
+// the region fills one node at a time and joins are refused while empty nodes wait; with the
+// placement's Spread every node keeps the joins the load balancer brings it.
+func TestJoinStormHerding(t *testing.T) {
+	storm := `
+name: storm
+duration: 20s
+seed: 5
+join_retries: 0
+regions:
+  - {name: us, nodes: 10, capacity: 100}
+  - {name: eu, nodes: 10, capacity: 100}
+delays: {us/eu: 40ms}
+rooms:
+  - name: hall
+    publishers: 1
+    publisher_regions: [us]
+    publish_at: 2s
+    arrivals:
+      - {region: us, start: 4s, end: 6s, per_sec: 400}
+      - {region: eu, start: 4s, end: 6s, per_sec: 400}
+`
+	herd := run(t, storm)
+	if herd.Viewers.Refused < 400 || herd.Load.PeakHerding < 3 {
+		t.Errorf("default placement: %d refused, herding %.1fx: the storm did not pile up", herd.Viewers.Refused, herd.Load.PeakHerding)
+	}
+	spread := run(t, storm+"placement_spread: 1000\n")
+	if spread.Viewers.Refused != 0 || spread.Load.PeakHerding > 2 {
+		t.Errorf("with Spread: %d refused, herding %.1fx, want none", spread.Viewers.Refused, spread.Load.PeakHerding)
+	}
+}
