@@ -125,7 +125,8 @@ type TypeTraffic struct {
 	Gateway  uint64 `json:"gateway_crossings"`
 }
 
-// PlacementReport is the real placement function's decision time (wall clock).
+// PlacementReport is the real placement function's decision time (the CPU time of the
+// simulator's thread around the call, on Linux: what a decision costs on a core of its own).
 type PlacementReport struct {
 	Decisions          int     `json:"decisions"`
 	Nodes              int     `json:"nodes"`

@@ -98,9 +98,9 @@ func (s *Sim) place(r *room, region int) *simNode {
 		return nil
 	}
 	in := cluster.PlacementInput{Self: entry.load(), Peers: entry.peersFor(s.q.now), Carrying: r.carrying, Region: s.regions[region], Full: s.full, Spread: s.sc.PlacementSpread}
-	t0 := time.Now()
+	t0 := threadCPU()
 	d := cluster.Place(in)
-	s.m.placed(time.Since(t0), len(in.Peers)+1)
+	s.m.placed(time.Duration(threadCPU()-t0), len(in.Peers)+1)
 	if !d.Redirect {
 		return entry
 	}
