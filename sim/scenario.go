@@ -135,7 +135,12 @@ var ErrScenario = errors.New("sim: bad scenario")
 func LoadScenario(path string) (*Scenario, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		data, err = Scenarios.ReadFile("scenarios/" + filepath.Base(path))
+		var embedErr error
+		if data, embedErr = Scenarios.ReadFile("scenarios/" + filepath.Base(path)); embedErr == nil {
+			err = nil
+		} else {
+			err = fmt.Errorf("%w (and no committed scenario of that name: %s)", err, strings.Join(ListScenarios(), ", "))
+		}
 	}
 	if err != nil {
 		return nil, err
