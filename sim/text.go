@@ -18,7 +18,7 @@ func (r *Report) WriteText(w io.Writer) {
 	p("costs: %.2f µs CPU per forwarded packet, %.2f ms per relay hop, %.1f packets/s per stream (%s)",
 		r.Costs.CPUPerPacketUs, r.Costs.HopLatencyMs, r.Costs.PacketsPerSec, r.Costs.Source)
 	v := r.Viewers
-	p("\nviewers: %d arrived, %d served at the end (peak %d), %d placements refused (retried), %d gave up", v.Arrived, v.Served, v.PeakServed, v.Refusals, v.Refused)
+	p("\nviewers: %d arrivals (reconnects included), %d served at the end (peak %d), %d placements refused (retried), %d gave up", v.Arrived, v.Served, v.PeakServed, v.Refusals, v.Refused)
 	l := r.Load
 	p("load per node (viewers): min %.0f, p50 %.0f, p99 %.0f, max %.0f (max/mean %.2f); CPU cores p50 %.2f, max %.2f",
 		l.Viewers.Min, l.Viewers.P50, l.Viewers.P99, l.Viewers.Max, l.MaxOverMean, l.CPUCores.P50, l.CPUCores.Max)
