@@ -51,6 +51,11 @@ func (r *Report) WriteText(w io.Writer) {
 	p("\nplacement (cluster.Place, thread CPU time): %d decisions at %d nodes (%d viewers each): p50 %.3f ms, p99 %.3f ms, max %.3f ms",
 		pl.Decisions, pl.Nodes, pl.ViewersPerDecision, pl.P50Ms, pl.P99Ms, pl.MaxMs)
 	for _, f := range r.Failures {
+		if f.Kind == "partition" {
+			p("failure at %.0f s: partition of %s until %.0f s: %d membership drops; every node with viewers had the media again %.2f s after the heal (repaired %v); crossings after: %s",
+				f.AtSec, f.Target, f.HealedSec, f.Dropped, f.RepairSec, f.Repaired, fmtMap(f.Crossings))
+			continue
+		}
 		p("failure at %.0f s: %s %s: %d orphans, %d nodes below; first noticed after %.2f s; repaired %v after %.2f s; crossings after: %s",
 			f.AtSec, f.Kind, f.Target, f.Orphans, f.Subtree, f.DetectedSec, f.Repaired, f.RepairSec, fmtMap(f.Crossings))
 	}
