@@ -311,15 +311,6 @@ rooms:
 	if spread.Viewers.Refused != 0 || spread.Load.PeakHerding > 2 {
 		t.Errorf("with Spread: %d refused, herding %.1fx, want none", spread.Viewers.Refused, spread.Load.PeakHerding)
 	}
-	// Every node of eu opens the room within a second: once a parent knows a carrier in eu it
-	// sends eu's askers there (relay.Accept's ErrRegionCarried), so only the requests already in
-	// flight before the first pipe into eu is announced cross (5 and 7 without the rule), and
-	// every node gets the media.
-	for _, tr := range spread.Trees {
-		if tr.Carriers != 19 || tr.Crossings["eu"] > 3 || tr.Detached != 0 {
-			t.Errorf("with Spread: %s: %d carriers, crossings %v, %d detached; want 19, eu <= 3, 0", tr.Producer, tr.Carriers, tr.Crossings, tr.Detached)
-		}
-	}
 }
 
 // TestListsSmallRuns: a small run lists its placement decisions and its trees' edges (what a
