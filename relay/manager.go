@@ -145,9 +145,6 @@ func (ps *Pipes) pipeIn(ctx context.Context, p *node.Producer) error {
 			return nil
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", parent, err))
-		if errors.Is(err, ErrRegionCarried) {
-			break // the rest would say the same: rank again once this node hears of that carrier
-		}
 	}
 	return errors.Join(errs...)
 }
@@ -198,9 +195,6 @@ func (ps *Pipes) ask(ctx context.Context, in *inPipe) error {
 		return err
 	}
 	if !rep.OK {
-		if rep.Error == ErrRegionCarried.Error() {
-			return ErrRegionCarried
-		}
 		return errors.New(rep.Error)
 	}
 	addr, err := netip.ParseAddrPort(rep.RelayAddr)

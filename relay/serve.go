@@ -41,16 +41,7 @@ func (ps *Pipes) ServePipe(req PipeRequest) PipeReply {
 		ps.forgetOut(old)
 		old.cons.Detach()
 	}
-	childRegion := ps.region(req.From)
-	carried := false
-	if childRegion != ps.o.Region {
-		origin := p.Origin()
-		if origin == "" {
-			origin = ps.o.Self
-		}
-		carried = ps.trees.Tree(p.ID()).RegionCarried(origin, childRegion, req.From, ps.liveRegions())
-	}
-	if err := Accept(ps.o.Fanout, ps.o.Region, childRegion, ps.regionsOf(kids), carried); err != nil {
+	if err := Accept(ps.o.Fanout, ps.o.Region, ps.region(req.From), ps.regionsOf(kids)); err != nil {
 		return fail(err)
 	}
 	ps.ssrcMu.RLock()
@@ -209,17 +200,6 @@ func (ps *Pipes) region(id string) string {
 	}
 	p, _ := peers.Peer(id)
 	return p.Region
-}
-
-// liveRegions maps the live peers to their regions (nil before Start).
-func (ps *Pipes) liveRegions() map[string]string {
-	ps.mu.Lock()
-	peers := ps.peers
-	ps.mu.Unlock()
-	if peers == nil {
-		return nil
-	}
-	return peers.Regions()
 }
 
 // regionsOf maps node ids to their regions.

@@ -14,8 +14,6 @@ var (
 	ErrSSRCInUse   = errors.New("relay: ssrc in use")
 	ErrLinkChanged = errors.New("relay: the link to the parent was reset while asking")
 	ErrPeerGone    = errors.New("relay: the peer left the cluster")
-	// ErrRegionCarried refuses a child whose region already carries the producer (Accept).
-	ErrRegionCarried = errors.New("relay: the asker's region carries the producer: attach there")
 )
 
 // PipeRequest asks a node that carries a producer to relay it to From (or, in Unpipe and

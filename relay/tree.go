@@ -118,17 +118,9 @@ func Parents(t Tree, origin, self, selfRegion string, fanout int, live map[strin
 // already (with fanout 2 or more). Without that, the first askers, often other regions' hubs,
 // can take every slot of the origin, and the nodes of the origin's own region then get the
 // producer from another region: media would cross a boundary twice (out and back).
-//
-// carried tells whether the child's region already has a carrier (see Tree.RegionCarried): a
-// parent of another region then refuses it (ErrRegionCarried), so that the child attaches to
-// that carrier and the producer enters its region once, even when many of its nodes ask at
-// once on views of the tree that do not show each other yet.
-func Accept(fanout int, parentRegion, childRegion string, kids []string, carried bool) error {
+func Accept(fanout int, parentRegion, childRegion string, kids []string) error {
 	if len(kids) >= fanout {
 		return ErrFanoutFull
-	}
-	if carried && childRegion != parentRegion {
-		return ErrRegionCarried
 	}
 	if fanout < 2 || childRegion == parentRegion || len(kids) < fanout-1 {
 		return nil
@@ -137,30 +129,6 @@ func Accept(fanout int, parentRegion, childRegion string, kids []string, carried
 		return nil
 	}
 	return ErrFanoutFull
-}
-
-// RegionCarried tells whether a node of region (other than asker, and not below it), live
-// by live, carries the producer and reaches origin through the tree: the asker of that region
-// can get the producer there without crossing a boundary. An asker that has a parent in t asks
-// because that parent failed it (it left, or drains): the parent and the nodes below it do not
-// count (a tree that has not yet heard of a dead hub must not send its orphans back to it).
-func (t Tree) RegionCarried(origin, region, asker string, live map[string]string) bool {
-	if r, ok := live[origin]; ok && r == region && origin != asker {
-		return true
-	}
-	old := t[asker]
-	for id := range t {
-		if id == asker || live[id] != region || t.Below(id, asker) || t.Depth(id, origin) > len(t) {
-			continue
-		}
-		if old != "" && (id == old || t.Below(id, old)) {
-			continue
-		}
-		if _, ok := live[id]; ok {
-			return true
-		}
-	}
-	return false
 }
 
 // Edge is one relay hop of a producer's tree.

@@ -186,7 +186,7 @@ func TestAccept(t *testing.T) {
 		{2, "ap", []string{"eu"}, true},
 		{1, "eu", nil, false}, // with fan-out 1 nothing is kept
 	} {
-		err := Accept(c.fanout, "us", c.child, c.kids, false)
+		err := Accept(c.fanout, "us", c.child, c.kids)
 		if refused := errors.Is(err, ErrFanoutFull); refused != c.wantRefused || (err != nil && !refused) {
 			t.Errorf("Accept(K=%d, child %s, kids %v) = %v, want refused %v", c.fanout, c.child, c.kids, err, c.wantRefused)
 		}
@@ -208,33 +208,5 @@ func TestParentsSkipsCutOffSubtrees(t *testing.T) {
 	got := Parents(ts.Tree("p"), "o", "a", "eu", 3, live)
 	if want := []string{"o", "x"}; !slices.Equal(got, want) {
 		t.Fatalf("orphan a's parents %v, want %v (b's cut-off subtree is no candidate)", got, want)
-	}
-}
-
-// TestRegionCarried: a parent refuses a child of another region when that region already has
-// a carrier attached to the origin (not the asker, not below it): the child attaches there.
-func TestRegionCarried(t *testing.T) {
-	// o (us) -> e1 (eu) -> e2 (eu); c (eu) asks. e3 (eu) is cut off (its parent left).
-	tr := Tree{"e1": "o", "e2": "e1", "e3": "gone"}
-	live := map[string]string{"o": "us", "e1": "eu", "e2": "eu", "e3": "eu", "c": "eu", "a": "ap"}
-	if !tr.RegionCarried("o", "eu", "c", live) {
-		t.Error("eu carries (e1, e2), not seen")
-	}
-	if tr.RegionCarried("o", "ap", "a", live) {
-		t.Error("ap carries nothing, seen as carried")
-	}
-	if (Tree{"e1": "o", "e2": "e1"}).RegionCarried("o", "eu", "e1", live) {
-		t.Error("e1's own subtree counted for e1")
-	}
-	if (Tree{"e3": "gone"}).RegionCarried("o", "eu", "c", live) {
-		t.Error("a cut-off carrier counted")
-	}
-	// c re-pipes: its parent e1 failed it; e1 and e2 (below e1) do not count.
-	tr["c"] = "e1"
-	if tr.RegionCarried("o", "eu", "c", live) {
-		t.Error("the asker's failed parent's subtree counted")
-	}
-	if !errors.Is(Accept(3, "us", "eu", nil, true), ErrRegionCarried) || Accept(3, "eu", "eu", nil, true) != nil {
-		t.Error("Accept ignores carried")
 	}
 }

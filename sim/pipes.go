@@ -1,7 +1,6 @@
 package sim
 
 import (
-	"errors"
 	"time"
 
 	"github.com/cascade-sfu/cascade/relay"
@@ -92,7 +91,7 @@ func (s *Sim) ask(n *simNode, p *producer, cands []string, i int) {
 	}
 	s.q.after(d, func() {
 		s.m.received(parent, msgPipe, 1)
-		ok, carried := s.servePipe(parent, n, p)
+		ok := s.servePipe(parent, n, p)
 		s.m.sent(parent, msgPipeReply, 1)
 		s.q.after(d, func() {
 			if !n.alive {
@@ -101,11 +100,7 @@ func (s *Sim) ask(n *simNode, p *producer, cands []string, i int) {
 			s.m.received(n, msgPipeReply, 1)
 			if !ok {
 				s.m.pipeRefused++
-				next := i + 1
-				if carried { // relay.Pipes.pipeIn: the rest would say the same; rank again later
-					next = len(cands)
-				}
-				s.ask(n, p, cands, next)
+				s.ask(n, p, cands, i+1)
 				return
 			}
 			if !parent.alive || !n.wants(p) || n.in[p] != nil {
@@ -119,11 +114,11 @@ func (s *Sim) ask(n *simNode, p *producer, cands []string, i int) {
 }
 
 // servePipe is the parent's side (relay.Pipes.ServePipe): it relays p to child if it carries p
-// (its origin, or p is piped to it) and relay.Accept takes the child (regionCarried: refused
-// because the child's region carries p). Children it has not yet seen leave still count.
-func (s *Sim) servePipe(parent, child *simNode, p *producer) (ok, regionCarried bool) {
+// (its origin, or p is piped to it) and relay.Accept takes the child. Children it has not yet
+// seen leave still count.
+func (s *Sim) servePipe(parent, child *simNode, p *producer) bool {
 	if !parent.alive || (p.origin != parent && parent.in[p] == nil) {
-		return false, false
+		return false
 	}
 	kids := parent.out[p]
 	for i, c := range kids {
@@ -137,15 +132,11 @@ func (s *Sim) servePipe(parent, child *simNode, p *producer) (ok, regionCarried 
 	for i, c := range kids {
 		regions[i] = s.regions[c.region]
 	}
-	carried := false
-	if child.region != parent.region {
-		carried = parent.trees.Tree(p.id).RegionCarried(p.origin.id, s.regions[child.region], child.id, parent.liveRegions())
-	}
-	if err := relay.Accept(s.sc.Fanout, s.regions[parent.region], s.regions[child.region], regions, carried); err != nil {
-		return false, errors.Is(err, relay.ErrRegionCarried)
+	if relay.Accept(s.sc.Fanout, s.regions[parent.region], s.regions[child.region], regions) != nil {
+		return false
 	}
 	parent.out[p] = append(kids, child)
-	return true, false
+	return true
 }
 
 // attach: p is piped to n from parent. n's tree view has the edge at once; the room's nodes
@@ -194,12 +185,4 @@ func (s *Sim) roomBroadcast(r *room, from *simNode, typ string, count int, apply
 			}
 		})
 	}
-}
-
-// liveRegions is what the node's relay sees of the live nodes (relay.Peers.Regions): its
-// membership's peers, and itself.
-func (n *simNode) liveRegions() map[string]string {
-	m := n.mem.Regions()
-	m[n.id] = n.stats.Region
-	return m
 }
