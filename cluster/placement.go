@@ -20,6 +20,20 @@ type PlacementInput struct {
 	Region string
 	// Avoid are nodes the client must not go to (a resume: the node it left).
 	Avoid map[string]bool
+	// Full, if set, tells which nodes are at their capacity (from their load as last heard):
+	// they rank after every other node of the client's region, carrying the room or not, so
+	// a large room spreads over the region instead of piling onto the nodes that opened it.
+	// nil: no node is full (no capacity is configured).
+	Full func(node.Stats) bool
+	// Spread trades keeping a room together for spreading its joins (0: off, carrying nodes
+	// always first, the default). With Spread, a carrying node more than Spread consumers
+	// above the least loaded candidate loses its preference, and this node (not full) keeps a
+	// client unless the best node is more than Spread below it, whichever carries the room: a
+	// room then opens on every node its clients reach, at one relay stream per node. Every node decides on loads a
+	// heartbeat old, so without it a town hall's join storm goes, from every node, to the
+	// same carrying node until its heartbeat shows it full: the region fills one node at a
+	// time (cascade sim measures it).
+	Spread int64
 }
 
 // Decision is where a client goes.
@@ -41,7 +55,7 @@ func Place(in PlacementInput) Decision {
 	if len(cands) == 0 {
 		return Decision{}
 	}
-	carrying := in.Carrying
+	carrying := in.preferred(cands)
 	best := cands[0]
 	if best.ID == self.ID {
 		return Decision{}
@@ -51,50 +65,106 @@ func Place(in PlacementInput) Decision {
 			continue
 		}
 		// Keep the client here unless the best is clearly better.
+		// With Spread, within Spread of the best: whether either carries the room does not count.
 		slack := max(int64(20), best.Consumers/5)
-		if carrying[self.ID] == carrying[best.ID] && self.Consumers <= best.Consumers+slack {
+		together := carrying[self.ID] == carrying[best.ID]
+		if in.Spread > 0 {
+			slack, together = max(slack, in.Spread), true
+		}
+		if in.full(self) == in.full(best) && together && self.Consumers <= best.Consumers+slack {
 			return Decision{}
 		}
 	}
 	return Decision{Redirect: true, Node: best.ID, HTTPURL: best.HTTPURL}
 }
 
+// preferred is the carrying nodes among cands that keep their preference (see Spread).
+func (in PlacementInput) preferred(cands []node.Stats) map[string]bool {
+	if in.Spread <= 0 {
+		return in.Carrying
+	}
+	least := int64(-1)
+	for _, s := range cands {
+		if !in.full(s) && (least < 0 || s.Consumers < least) {
+			least = s.Consumers
+		}
+	}
+	out := make(map[string]bool, len(in.Carrying))
+	for _, s := range cands {
+		if in.Carrying[s.ID] && (least < 0 || s.Consumers <= least+in.Spread) {
+			out[s.ID] = true
+		}
+	}
+	return out
+}
+
+// full tells whether s is at its capacity (never, without in.Full).
+func (in PlacementInput) full(s node.Stats) bool { return in.Full != nil && in.Full(s) }
+
 // Rank lists the nodes a client may go to, best first, by Place's policy (without its
 // hysteresis): this node and the live peers with an HTTP URL, none draining or avoided; those of
-// the client's region when there are any; the nodes carrying the room first, then the least
-// loaded.
+// the client's region when there are any; the nodes not full first (see PlacementInput.Full),
+// then the nodes carrying the room, then the least loaded.
 func Rank(in PlacementInput) []node.Stats {
 	self := in.Self
+	eligible := func(s node.Stats, region string) bool {
+		ok := !s.Draining && !in.Avoid[s.ID] && (region == "" || s.Region == region)
+		if s.ID == self.ID {
+			return ok
+		}
+		return ok && s.HTTPURL != ""
+	}
+	// Those of the client's region when there are any (looked for first, so that only they
+	// are copied: a cluster of hundreds of nodes ranks a third of them).
+	region := ""
+	if in.Region != "" {
+		region = in.Region
+		found := eligible(self, region)
+		for i := 0; !found && i < len(in.Peers); i++ {
+			found = in.Peers[i].ID != self.ID && eligible(in.Peers[i], region)
+		}
+		if !found {
+			region = ""
+		}
+	}
 	var cands []node.Stats
-	if !self.Draining && !in.Avoid[self.ID] {
+	if eligible(self, region) {
 		cands = append(cands, self)
 	}
 	for _, p := range in.Peers {
-		if !p.Draining && p.HTTPURL != "" && p.ID != self.ID && !in.Avoid[p.ID] {
+		if p.ID != self.ID && eligible(p, region) {
 			cands = append(cands, p)
 		}
 	}
-	if in.Region != "" {
-		var inRegion []node.Stats
-		for _, s := range cands {
-			if s.Region == in.Region {
-				inRegion = append(inRegion, s)
-			}
-		}
-		if len(inRegion) > 0 {
-			cands = inRegion
-		}
+	// Sort keys computed once (the comparisons would look each up a dozen times).
+	type key struct {
+		full, carrying bool
+		consumers      int64
+		id             string
+		i              int
 	}
-	carrying := in.Carrying
-	sort.SliceStable(cands, func(i, j int) bool {
-		if carrying[cands[i].ID] != carrying[cands[j].ID] {
-			return carrying[cands[i].ID]
+	carrying := in.preferred(cands)
+	keys := make([]key, len(cands))
+	for i, s := range cands {
+		keys[i] = key{full: in.full(s), carrying: carrying[s.ID], consumers: s.Consumers, id: s.ID, i: i}
+	}
+	sort.SliceStable(keys, func(i, j int) bool {
+		a, b := keys[i], keys[j]
+		switch {
+		case a.full != b.full:
+			return !a.full
+		case a.carrying != b.carrying:
+			return a.carrying
+		case a.consumers != b.consumers:
+			return a.consumers < b.consumers
 		}
-		if cands[i].Consumers != cands[j].Consumers {
-			return cands[i].Consumers < cands[j].Consumers
-		}
-		return cands[i].ID < cands[j].ID
+		return a.id < b.id
 	})
+	out := make([]node.Stats, len(cands))
+	for i, k := range keys {
+		out[i] = cands[k.i]
+	}
+	cands = out
 	return cands
 }
 

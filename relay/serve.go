@@ -30,10 +30,10 @@ func (ps *Pipes) ServePipe(req PipeRequest) PipeReply {
 	// producer again): the child routes the new SSRC only, so the new pipe replaces the old.
 	old := ps.out[outKey{req.From, req.Producer}]
 	delete(ps.out, outKey{req.From, req.Producer})
-	children := 0
+	var kids []string
 	for k := range ps.out {
 		if k.producer == req.Producer {
-			children++
+			kids = append(kids, k.child)
 		}
 	}
 	ps.mu.Unlock()
@@ -41,8 +41,8 @@ func (ps *Pipes) ServePipe(req PipeRequest) PipeReply {
 		ps.forgetOut(old)
 		old.detach()
 	}
-	if children >= ps.o.Fanout {
-		return fail(ErrFanoutFull)
+	if err := Accept(ps.o.Fanout, ps.o.Region, ps.region(req.From), ps.regionsOf(kids)); err != nil {
+		return fail(err)
 	}
 	layers := min(uint32(p.NumLayers()), max(req.Layers, 1))
 	if req.SSRC+layers-1 < req.SSRC { // the run would wrap through 0
@@ -218,4 +218,25 @@ func (ps *Pipes) SetLayers(child, producer string, mask uint32) bool {
 	}
 	o.setLayers(mask)
 	return true
+}
+
+// region is a live peer's region ("" when unknown).
+func (ps *Pipes) region(id string) string {
+	ps.mu.Lock()
+	peers := ps.peers
+	ps.mu.Unlock()
+	if peers == nil {
+		return ""
+	}
+	p, _ := peers.Peer(id)
+	return p.Region
+}
+
+// regionsOf maps node ids to their regions.
+func (ps *Pipes) regionsOf(ids []string) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = ps.region(id)
+	}
+	return out
 }
