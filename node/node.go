@@ -42,6 +42,7 @@ type Node struct {
 	events     Events // nil: a single node
 	relay      atomic.Pointer[string]
 	rtx        rtxbudget.Config // every consumer's retransmission budget
+	speakers   *speakers        // the speaker loop (speaker.go)
 
 	mu    sync.Mutex
 	rooms map[string]*Room
@@ -93,6 +94,10 @@ func New(o Options) (*Node, error) {
 	if err := reg.Register(n.metrics); err != nil {
 		n.Close()
 		return nil, fmt.Errorf("register metrics: %w", err)
+	}
+	if err := n.startSpeakers(reg); err != nil {
+		n.Close()
+		return nil, err
 	}
 	n.log.Info("node started", "workers", len(n.workers), "udp_first", n.workers[0].Addr(), "ice_tcp", n.tcpAddr)
 	return n, nil
@@ -393,6 +398,7 @@ func (n *Node) Close() {
 	default:
 	}
 	close(n.stop)
+	n.stopSpeakers()
 	n.mu.Lock()
 	var ps []*Participant
 	for _, r := range n.rooms {

@@ -96,6 +96,7 @@ type Producer struct {
 	serverMuted bool
 	lastKF      atomic.Int64  // unix nanos of the last keyframe request sent upstream
 	media       atomic.Uint64 // payload bytes fanned out: the consumers' retransmission budgets refill from it
+	level       audioLevel    // the RFC 6464 audio level, read at ingest (speaker_level.go)
 }
 
 func newProducer(id, mid string, kind webrtc.RTPCodecType, p *Participant, home *Worker, pc *webrtc.PeerConnection, kf time.Duration) *Producer {
@@ -160,6 +161,7 @@ func (p *Producer) ingest(pkt *packet, n int, gen uint32) {
 	pkt.payload = pkt.buf[hl:n]
 	pkt.size = n
 	pkt.gen = gen
+	p.level.observe(&pkt.header) // with or without consumers: the room hears who speaks
 	if payloadKind(p.pkind.Load()) == payloadVP8 {
 		pkt.vp8 = parseVP8(pkt.payload) // once per packet, for the consumers' switches
 	}
