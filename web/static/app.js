@@ -152,7 +152,6 @@ function onTrack({ track, stream, participantId, producerId }) {
   if (track.kind === "video") {
     media.muted = true; // sound comes from the audio element; muted video may autoplay
     tile.el.prepend(media);
-    addViewToggle(tile, producerId);
   } else {
     tile.el.append(media);
   }
@@ -161,6 +160,7 @@ function onTrack({ track, stream, participantId, producerId }) {
   media.srcObject = stream;
   media.play().catch(() => {}); // autoplay policy: playback starts on the next user gesture
   tile.media.set(producerId, media);
+  if (track.kind === "video") addViewToggle(tile, producerId);
 }
 
 function onTrackEnded({ participantId, producerId }) {
