@@ -33,6 +33,7 @@ const (
 	typePipeReply = "pipeReply"
 	typeUnpipe    = "unpipe"
 	typeDropped   = "dropped"
+	typeLayers    = "layers"
 )
 
 // Options configure a Cluster.
@@ -144,6 +145,7 @@ func New(n *node.Node, pipes *relay.Pipes, bus Bus, o Options) (*Cluster, error)
 		subjectRelay(me, typePipe):    c.onPipe,
 		subjectRelay(me, typeUnpipe):  c.onUnpipe,
 		subjectRelay(me, typeDropped): c.onDropped,
+		subjectRelay(me, typeLayers):  c.onLayers,
 		subjectRoom("*", "sync"):      c.onSync,
 		subjectSyncReply(me, "*"):     c.onSyncReply,
 		subjectAsk("*"):               c.onAsk,
@@ -425,6 +427,8 @@ func (c *Cluster) Event(ev node.Event) {
 		c.publish(e.Room.Name(), evData, dataBody{Data: e.Data, IsString: e.IsString})
 	case node.Demand:
 		c.pipes.Demand(e.Producer)
+	case node.LayerDemand:
+		c.pipes.LayerDemand(e.Producer, e.Layers)
 	case node.ProducerMoved:
 		c.producerMoved(e)
 	}

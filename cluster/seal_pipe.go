@@ -74,6 +74,11 @@ func (c *Cluster) Dropped(child string, req relay.PipeRequest) {
 	c.send(subjectRelay(child, typeDropped), typeDropped, req)
 }
 
+// Layers implements relay.Signaler: a child's demand for a pipe's layers (dynacast).
+func (c *Cluster) Layers(parent string, req relay.PipeRequest) {
+	c.send(subjectRelay(parent, typeLayers), typeLayers, req)
+}
+
 // Piped implements relay.Signaler: a room event.
 func (c *Cluster) Piped(roomName, producer, parent string) {
 	if parent == "" {
@@ -150,5 +155,11 @@ func (c *Cluster) onUnpipe(m Msg) {
 func (c *Cluster) onDropped(m Msg) {
 	if req, ok := c.pipeRequest(m, typeDropped); ok {
 		c.pipes.Dropped(req)
+	}
+}
+
+func (c *Cluster) onLayers(m Msg) {
+	if req, ok := c.pipeRequest(m, typeLayers); ok {
+		c.pipes.ServeLayers(req)
 	}
 }

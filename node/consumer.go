@@ -39,6 +39,8 @@ type Consumer struct {
 	bind   atomic.Pointer[binding]
 	paused atomic.Bool // unsubscribed or closed
 	resync atomic.Bool // the next packet restarts the sequence mapping
+	// blocked: the layers a relay sink does not carry (dynacast.go), bit i: layer i.
+	blocked atomic.Uint32
 
 	// Owned by the worker goroutine (forward and sendReport).
 	out      rtp.Header // the outgoing header, reused: a local would escape to the heap
@@ -104,7 +106,7 @@ func (c *Consumer) Kind() webrtc.RTPCodecType { return c.producer.kind }
 // forward writes one packet; it runs on the worker goroutine only.
 func (c *Consumer) forward(pkt *packet, now time.Time) bool {
 	b := c.bind.Load()
-	if b == nil || c.paused.Load() {
+	if b == nil || c.paused.Load() || !c.carries(pkt) {
 		return false
 	}
 	if (pkt.gen != c.sw.gen || pkt.layer != c.sw.layer) && !c.admit(pkt, b, now) {

@@ -51,6 +51,7 @@ type Node struct {
 	ended      endedSessions // sessions that ended here: their credentials resume nothing (resume.go)
 
 	timers sync.WaitGroup // the rooms' empty timers that may still run (Close waits)
+	dyn    *dynacast      // the dynacast loop (dynacast.go)
 	stop   chan struct{}
 }
 
@@ -96,6 +97,10 @@ func New(o Options) (*Node, error) {
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}
 	if err := n.startSpeakers(reg); err != nil {
+		n.Close()
+		return nil, err
+	}
+	if err := n.startDynacast(reg); err != nil {
 		n.Close()
 		return nil, err
 	}
@@ -421,6 +426,7 @@ func (n *Node) Close() {
 		n.roomClosed(r)
 	}
 	n.timers.Wait()
+	n.stopDynacast()
 	for _, w := range n.workers {
 		w.close()
 	}

@@ -178,6 +178,7 @@ func (ps *Pipes) pipeFrom(ctx context.Context, p *node.Producer, parent string, 
 	ps.trees.Piped(p.Room().Name(), p.ID(), ps.o.Self, parent)
 	p.SetUpstream(upstream{link: link, ssrc: in.ssrc})
 	p.RequestKeyframe()
+	ps.LayerDemand(p, p.DemandedLayers()) // what changed while asking
 	ps.sig.Piped(p.Room().Name(), p.ID(), parent)
 	ps.log.Debug("producer piped here", "producer", p.ID(), "parent", parent)
 	return in, nil
@@ -187,7 +188,8 @@ func (ps *Pipes) pipeFrom(ctx context.Context, p *node.Producer, parent string, 
 // answer.
 func (ps *Pipes) ask(ctx context.Context, in *inPipe) error {
 	k := in.link.Key()
-	req := PipeRequest{Room: in.p.Room().Name(), Producer: in.p.ID(), From: ps.o.Self, RelayAddr: ps.addr.String(), Key: k.Key, KeyEpoch: k.Epoch, SSRC: in.ssrc}
+	req := PipeRequest{Room: in.p.Room().Name(), Producer: in.p.ID(), From: ps.o.Self, RelayAddr: ps.addr.String(), Key: k.Key, KeyEpoch: k.Epoch, SSRC: in.ssrc,
+		Layers: in.p.DemandedLayers()}
 	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
 	defer cancel()
 	rep, err := ps.sig.RequestPipe(ctx, in.parent, req)

@@ -61,6 +61,7 @@ func (ps *Pipes) ServePipe(req PipeRequest) PipeReply {
 	if err != nil {
 		return fail(err)
 	}
+	cons.SetLayers(req.Layers) // dynacast: only what the child needs (0: every layer)
 	o := &outPipe{room: p.Room(), producer: p.ID(), child: req.From, link: link, ssrc: req.SSRC, cons: cons}
 	ps.mu.Lock()
 	ps.out[outKey{req.From, req.Producer}] = o

@@ -32,6 +32,9 @@ type PipeRequest struct {
 	// receiving key chain (the parent also sends its feedback under it if the request makes
 	// its sending context).
 	SSRC uint32 `json:"ssrc"`
+	// Layers are the simulcast layers the asker needs (bit i: layer i; 0: every layer): the
+	// pipe carries only those (dynacast). In a layer demand (Signaler.Layers), the new set.
+	Layers uint8 `json:"layers,omitempty"`
 }
 
 // PipeReply answers a PipeRequest.
@@ -48,8 +51,8 @@ type PipeReply struct {
 }
 
 // Signaler is the control path the pipes need between nodes; the cluster layer provides it
-// (over NATS) and delivers the other side's calls to Pipes.ServePipe, Pipes.Unpiped and
-// Pipes.Dropped.
+// (over NATS) and delivers the other side's calls to Pipes.ServePipe, Pipes.Unpiped,
+// Pipes.Dropped and Pipes.ServeLayers.
 type Signaler interface {
 	// RequestPipe asks parent to relay a producer here and returns its answer.
 	RequestPipe(ctx context.Context, parent string, req PipeRequest) (PipeReply, error)
@@ -57,6 +60,9 @@ type Signaler interface {
 	Unpipe(parent string, req PipeRequest)
 	// Dropped tells child that this node stopped relaying the pipe req names (one way).
 	Dropped(child string, req PipeRequest)
+	// Layers tells parent which layers of the pipe req names this node now needs (req.Layers;
+	// one way, repeated now and then: a lost one heals). The parent's Pipes.ServeLayers.
+	Layers(parent string, req PipeRequest)
 	// Piped tells the room's nodes that this node now gets producer from parent, or no longer
 	// carries it (parent "").
 	Piped(room, producer, parent string)

@@ -1,0 +1,66 @@
+package node
+
+import (
+	"testing"
+	"time"
+)
+
+// The debounce: a needed layer is wanted at once, an unneeded one only after the pause, the
+// lowest always; the first call tells the publisher every layer.
+func TestLayerDebounce(t *testing.T) {
+	const pause = 3 * time.Second
+	t0 := time.Unix(1000, 0)
+	var st layerState
+	step := func(need uint8, at time.Duration, wantMask uint8, wantChanged bool) {
+		t.Helper()
+		got, changed := st.next(need, 3, t0.Add(at), pause)
+		if got != wantMask || changed != wantChanged {
+			t.Fatalf("at %v need %03b: want %03b changed %v, got %03b changed %v", at, need, wantMask, wantChanged, got, changed)
+		}
+	}
+	step(0b001, 0, 0b111, true)                       // first: every layer, told
+	step(0b001, time.Second, 0b111, false)            // within the pause: nothing changes
+	step(0b001, pause-time.Millisecond, 0b111, false) // still
+	step(0b001, pause, 0b001, true)                   // paused after the pause
+	step(0b000, pause+time.Second, 0b001, false)      // nothing needed: the lowest stays
+	step(0b100, pause+2*time.Second, 0b101, true)     // resumed at once
+	step(0b001, pause+3*time.Second, 0b101, false)    // a viewer switching back: no flap
+	step(0b100, pause+4*time.Second, 0b101, false)    // and forth
+	step(0b001, 2*pause+3*time.Second, 0b101, false)  // the pause counts from its last need
+	step(0b001, 2*pause+4*time.Second, 0b001, true)   // paused a pause after it
+	step(0b010, 2*pause+5*time.Second, 0b011, true)   // the middle one alone
+	// Bits past the producer's layers are ignored.
+	var two layerState
+	if got, _ := two.next(0b111, 2, t0, pause); got != 0b011 {
+		t.Fatalf("two layers: want 011, got %03b", got)
+	}
+}
+
+// A relay sink carries every layer until its child demands some; SetLayers reports the layers
+// added (they need a keyframe), and a demand of nothing or of unknown bits means every layer.
+func TestRelaySinkLayerMask(t *testing.T) {
+	c := &Consumer{}
+	pkt := &packet{}
+	if c.Layers() != AllLayers || !c.carries(pkt) {
+		t.Fatalf("a new sink carries %03b", c.Layers())
+	}
+	if c.SetLayers(0b001) != 0 {
+		t.Fatal("narrowing added a layer")
+	}
+	if c.Layers() != 0b001 || !c.carries(pkt) {
+		t.Fatalf("layer 0 demanded: carries %03b", c.Layers())
+	}
+	if c.SetLayers(0b110) != 0b110 || c.carries(pkt) {
+		t.Fatalf("layers 1, 2 demanded: carries %03b, layer 0 %v", c.Layers(), c.carries(pkt))
+	}
+	if c.demand() != 0b110 {
+		t.Fatalf("a sink's demand is its child's: %03b", c.demand())
+	}
+	if c.SetLayers(0) != 0b001 || c.Layers() != AllLayers {
+		t.Fatalf("no demand: every layer, got %03b", c.Layers())
+	}
+	c.SetLayers(0xf8) // bits past the layers only
+	if c.Layers() != AllLayers {
+		t.Fatalf("junk demand: every layer, got %03b", c.Layers())
+	}
+}

@@ -1,0 +1,50 @@
+package relay
+
+import "github.com/cascade-sfu/cascade/node"
+
+// Dynacast across the relay tree (node/dynacast.go): an edge tells the parent of each pipe in
+// which layers of the producer it needs (its consumers' and its own children's), and the parent's
+// relay sink towards it carries only those. The demand travels as a PipeRequest naming the pipe
+// (producer and SSRC) with Layers set, authenticated like every relay control message; a
+// demand that names no pipe of its sender changes nothing, and the worst a member node can
+// demand is every layer, which is what a pipe carries before any demand.
+
+// LayerDemand sends this node's demand for the layers of a producer piped here to the pipe's
+// parent (node.LayerDemand). It never blocks on the network.
+func (ps *Pipes) LayerDemand(p *node.Producer, layers uint8) {
+	ps.mu.Lock()
+	in := ps.in[p.ID()]
+	ps.mu.Unlock()
+	if in == nil || ps.sig == nil || layers == 0 {
+		return
+	}
+	ps.sig.Layers(in.parent, PipeRequest{Room: p.Room().Name(), Producer: p.ID(), From: ps.o.Self, SSRC: in.ssrc, Layers: layers})
+}
+
+// ServeLayers applies a child's demand to the relay sink towards it: the pipe its request names
+// (by SSRC, so a demand that overtook a new pipe request leaves the new pipe alone). A layer
+// added is asked for a keyframe (Consumer.SetLayers), which the child's consumers wait for.
+func (ps *Pipes) ServeLayers(req PipeRequest) {
+	if req.Layers == 0 {
+		return
+	}
+	ps.mu.Lock()
+	o := ps.out[outKey{req.From, req.Producer}]
+	ps.mu.Unlock()
+	if o == nil || o.ssrc != req.SSRC {
+		return
+	}
+	o.cons.SetLayers(req.Layers)
+}
+
+// PipeLayers is the mask of the layers of producer this node relays to child (false: no such
+// pipe).
+func (ps *Pipes) PipeLayers(child, producer string) (uint8, bool) {
+	ps.mu.Lock()
+	o := ps.out[outKey{child, producer}]
+	ps.mu.Unlock()
+	if o == nil {
+		return 0, false
+	}
+	return o.cons.Layers(), true
+}
