@@ -96,8 +96,9 @@ func TestE2ESimulcastSmallAndLargeView(t *testing.T) {
 	noJSErrors(t, pub, small, large)
 }
 
-// TestE2EDynacastPausesUnwantedLayer: a tab publishes two simulcast layers and its only viewer
-// shows the video small. Nobody needs the top layer, so the node's layersWanted has cascade.js
+// TestE2EDynacastPausesUnwantedLayer: a tab publishes its camera with simulcast 3 (Chromium's
+// fake camera is 640x480: cascade.js asks for two layers, as many as Chromium sends of that
+// size, "q" at half size and "h" full) and its only viewer shows the video small. Nobody needs the top layer, so the node's layersWanted has cascade.js
 // stop encoding it (the sender's encoding "h" inactive, said on the publisher's own tile); when
 // the viewer switches to the large view, "h" runs again and the viewer decodes it.
 func TestE2EDynacastPausesUnwantedLayer(t *testing.T) {
@@ -108,15 +109,15 @@ func TestE2EDynacastPausesUnwantedLayer(t *testing.T) {
 	tabs := openPages(t, browser, func(name string) string {
 		q := "/?room=dynacast&identity=" + name + "&autojoin=1"
 		if name == "publisher" {
-			q += "&simulcast=2"
+			q += "&simulcast=3"
 		} else {
 			q += "&publish=0&view=small"
 		}
 		return hs.URL + q
 	}, "publisher", "viewer")
 	pub, viewer := tabs[0], tabs[1]
-	if encs := publisherEncodings(t, pub, deadline); len(encs) != 2 {
-		t.Fatalf("publisher's camera encodings %+v, want two layers", encs)
+	if encs := publisherEncodings(t, pub, deadline); len(encs) != 2 || encs[0].Rid != "q" || encs[1].Rid != "h" {
+		t.Fatalf("publisher's camera encodings %+v, want q and h (a 640x480 camera)", encs)
 	}
 	checkFor(t, deadline, "the viewer decodes the publisher's video", func() (bool, string) {
 		w, why := viewer.decodedWidth()

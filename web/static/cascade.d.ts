@@ -73,8 +73,9 @@ export interface LayerPreference {
 
 /**
  * How a video track is published: false (one encoding), true (3 layers), 2 or 3 layers ("q",
- * "h", "f", lowest first, downscaled 4, 2, 1), or sendEncodings of your own (each with a rid,
- * lowest quality first).
+ * "h", "f", lowest first, downscaled 4, 2, 1; capped by the camera's size as Chromium caps
+ * them: at most 2 below 960x540, 1 below 480x270), or sendEncodings of your own (each with a
+ * rid, lowest quality first, used as given).
  */
 export type SimulcastOption = boolean | 1 | 2 | 3 | RTCRtpEncodingParameters[];
 

@@ -43,6 +43,35 @@ test("simulcast publishes video with layers lowest first; audio has none", async
   await own.c.close();
 });
 
+test("the layers asked for are capped by the camera's size, as Chromium caps them", async () => {
+  const cases = [
+    [1280, 720, 3, [["q", 4], ["h", 2], ["f", 1]]],
+    [960, 540, 3, [["q", 4], ["h", 2], ["f", 1]]],
+    [640, 480, 3, [["q", 2], ["h", 1]]],
+    [640, 360, 2, [["q", 2], ["h", 1]]],
+    [320, 180, 3, []],
+  ];
+  for (const [width, height, layers, want] of cases) {
+    const { c, ws } = await connected();
+    const video = { ...track("video"), getSettings: () => ({ width, height }) };
+    const p = c.publish(stream(video), { simulcast: layers });
+    const pub = await ws.next("publish");
+    const t = c.sendPC.transceivers[0];
+    assert.deepEqual((t.init.sendEncodings || []).map((e) => [e.rid, e.scaleResolutionDownBy]), want, `${width}x${height}, ${layers} layers`);
+    ws.reply(pub, { sdp: "a", producers: [] });
+    await p;
+    await c.close();
+  }
+  // Encodings of one's own are sent as given.
+  const { c, ws } = await connected();
+  const video = { ...track("video"), getSettings: () => ({ width: 320, height: 180 }) };
+  const p = c.publish(stream(video), { simulcast: [{ rid: "a", scaleResolutionDownBy: 2 }, { rid: "b" }] });
+  ws.reply(await ws.next("publish"), { sdp: "a", producers: [] });
+  await p;
+  assert.equal(c.sendPC.transceivers[0].init.sendEncodings.length, 2);
+  await c.close();
+});
+
 test("a bad simulcast option throws before anything is published", async () => {
   const { c, ws } = await connected();
   for (const bad of [4, -1, 2.5, "3", [{ scaleResolutionDownBy: 2 }], [{ rid: "a" }, { rid: "b" }, { rid: "c" }, { rid: "d" }]]) {

@@ -64,8 +64,9 @@ export class CascadeClient extends Room {
    * options.simulcast (default: the constructor's): video tracks are sent as simulcast layers
    * (PROTOCOL.md, "Simulcast"): true for 3 layers, 2 or 3, or sendEncodings of your own (each
    * with a rid, lowest quality first). The layers are rids "q", "h", "f", downscaled 4, 2, 1
-   * (2 layers: "q" at half size, "h" full). The browser may send fewer layers for a small
-   * camera image. The server pauses layers nobody receives (`layersWanted`), by itself.
+   * (2 layers: "q" at half size, "h" full). A count is capped by the camera's size, as
+   * Chromium caps it (at most 2 layers below 960x540, none below 480x270), so that the top layer
+   * is the full image. The server pauses layers nobody receives (`layersWanted`), by itself.
    */
   async publish(stream, { simulcast = this.options.simulcast } = {}) {
     this._requireConnected();

@@ -48,10 +48,32 @@ export function simulcastEncodings(option) {
   return out;
 }
 
-/** The addTransceiver init of a published track: video gets the simulcast encodings. */
+// The most simulcast layers Chromium sends of an image of the given size (its simulcast table:
+// 3 from 960x540, 2 from 480x270, else 1). Asked for more, it drops the top ones: a 640x480
+// camera published with 3 layers sends only the 1/4 and 1/2 ones, and no viewer ever gets the
+// full size.
+export function maxLayersFor(width, height) {
+  const pixels = width * height;
+  if (pixels >= 960 * 540) return 3;
+  if (pixels >= 480 * 270) return 2;
+  return 1;
+}
+
+/**
+ * The addTransceiver init of a published track: video gets the simulcast encodings. A count
+ * of layers (true, 2, 3) is capped by the camera's size (maxLayersFor), so that the top layer
+ * is the full image; encodings given as an array are used as they are.
+ */
 export function transceiverInit(track, stream, simulcast) {
   const init = { direction: "sendonly", streams: [stream] };
-  const encodings = track.kind === "video" ? simulcastEncodings(simulcast) : null;
+  if (track.kind !== "video") return init;
+  let option = simulcast;
+  const settings = typeof track.getSettings === "function" ? track.getSettings() : {};
+  if (!Array.isArray(option) && settings.width > 0 && settings.height > 0) {
+    const wanted = simulcastEncodings(option); // validates the option first
+    if (wanted) option = Math.min(wanted.length, maxLayersFor(settings.width, settings.height));
+  }
+  const encodings = simulcastEncodings(option);
   if (encodings) init.sendEncodings = encodings;
   return init;
 }
