@@ -100,7 +100,7 @@ func newControlFuzz(tb testing.TB) *controlFuzz {
 	f.net.Drain()
 	f.subjects = []string{cluster.SubjectHeartbeat + ".evil", "cascade.room." + tok + ".ev", "cascade.room." + tok + ".sync",
 		"cascade.relay.fz.pipe", "cascade.relay.fz.unpipe", "cascade.relay.fz.dropped", "cascade.syncreply.fz." + tok,
-		"cascade.api.rooms", "cascade.apireply.fz.x"}
+		"cascade.api.rooms", "cascade.apireply.fz.x", "cascade.relay.fz.layers"}
 	// evil is an insider: a node holding the cluster secret, so its sealed messages pass the
 	// signature checks and reach the handlers (raw ones test the checks themselves).
 	keys, err := cluster.NewNodeKeys("evil", cluster.NewIncarnation(), clock.Now(), secrets)
@@ -132,7 +132,7 @@ func (f *controlFuzz) state() string {
 // envelopeTypes are the types of control messages, for sealed bodies.
 var envelopeTypes = []string{"heartbeat", node.EventParticipantJoined, node.EventParticipantLeft, node.EventProducerAdded,
 	node.EventProducerRemoved, node.EventProducerMuted, node.EventMessage, "data", "piped", "unpiped", "pipe", "pipeReply",
-	"unpipe", "dropped", "sync", "syncReply", "ask", "askAnswer"}
+	"unpipe", "dropped", "sync", "syncReply", "ask", "askAnswer", "layers"}
 
 // FuzzControlMessage publishes messages on every subject a node listens to: raw bytes (the
 // envelope itself fuzzed) and well-formed envelopes around fuzzed bodies. A message the

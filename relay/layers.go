@@ -25,13 +25,11 @@ func (ps *Pipes) LayerDemand(p *node.Producer, layers uint8) {
 // (by SSRC, so a demand that overtook a new pipe request leaves the new pipe alone). A layer
 // added is asked for a keyframe (Consumer.SetLayers), which the child's consumers wait for.
 func (ps *Pipes) ServeLayers(req PipeRequest) {
-	if req.Layers == 0 {
-		return
-	}
 	ps.mu.Lock()
 	o := ps.out[outKey{req.From, req.Producer}]
 	ps.mu.Unlock()
-	if o == nil || o.ssrc != req.SSRC {
+	if o == nil || o.ssrc != req.SSRC || req.Layers == 0 {
+		ps.StrayDemands.Add(1) // a pipe that just ended, or a demand of nothing: no effect
 		return
 	}
 	o.cons.SetLayers(req.Layers)

@@ -73,6 +73,9 @@ func TestPipeLayerDemand(t *testing.T) {
 	bad.Producer = "PR_other"
 	ps.ServeLayers(bad)
 	expect(0b101, "after demands naming no pipe of theirs")
+	if n := ps.StrayDemands.Load(); n != 4 {
+		t.Fatalf("%d stray demands counted, want 4", n)
+	}
 	ps.ServeLayers(demand(req, 0xf8))
 	expect(node.AllLayers, "junk bits")
 	ps.Unpiped(req)

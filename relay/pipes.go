@@ -73,6 +73,8 @@ type Pipes struct {
 
 	// UnknownSSRC counts relayed packets no pipe takes (a pipe that just ended).
 	UnknownSSRC atomic.Uint64
+	// StrayDemands counts layer demands that named no pipe of their sender (layers.go).
+	StrayDemands atomic.Uint64
 }
 
 type linkSSRC struct {

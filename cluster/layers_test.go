@@ -1,0 +1,45 @@
+package cluster
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/cascade-sfu/cascade/internal/harness"
+	"github.com/cascade-sfu/cascade/relay"
+)
+
+// TestForgedLayerDemand: a layer demand (dynacast) in n2's name, unsigned or vouched for by
+// another secret, is refused and counted; so is one an insider signs in its own name but that
+// names n2 as the asker (it would narrow n2's pipe). None reaches the relay. n2's own demand
+// does (it names no pipe here, so it is counted as stray and changes nothing; its effect on a
+// real pipe: signal's TestDynacastTwoNodes, and relay's TestPipeLayerDemand).
+func TestForgedLayerDemand(t *testing.T) {
+	net := NewMemNet()
+	n1, n2 := pair(t, net)
+	req := relay.PipeRequest{Room: "r", Producer: "PR_x", From: "n2", SSRC: 1234, Layers: 0b001}
+	subject := subjectRelay("n1", typeLayers)
+	for _, f := range []struct {
+		reason string
+		f      *forger
+	}{
+		{"unsigned", unsignedForger(net, "n2")},
+		{"voucher", newForger(t, net, "n2", secretWrong, WallClock{})},
+		{"mismatch", newForger(t, net, "n3", secretOld, WallClock{})},
+	} {
+		before := n1.c.Rejected()
+		f.f.publish(t, subject, "", typeLayers, req)
+		refused(t, n1.c, f.reason, before)
+	}
+	if n := n1.c.pipes.StrayDemands.Load(); n != 0 {
+		t.Fatalf("%d forged demands reached the relay", n)
+	}
+	// The positive control: the same demand from n2 itself passes every check.
+	n2.c.Layers("n1", req)
+	harness.Eventually(t, 5*time.Second, func() error {
+		if n := n1.c.pipes.StrayDemands.Load(); n != 1 {
+			return fmt.Errorf("n2's demand reached n1's relay %d times, want 1", n)
+		}
+		return nil
+	})
+}
