@@ -56,6 +56,7 @@ type adaptStats struct {
 	VideoTracks []struct {
 		ProducerID    string `json:"producerId"`
 		FramesDecoded int    `json:"framesDecoded"`
+		Codec         string `json:"codec"`
 		FrameWidth    int    `json:"frameWidth"`
 		FrameHeight   int    `json:"frameHeight"`
 	} `json:"videoTracks"`
@@ -87,7 +88,7 @@ func (tb *tab) decodedWidth() (width int, why string) {
 	if v.FramesDecoded == 0 {
 		return 0, fmt.Sprintf("%s: no frame decoded yet", tb.name)
 	}
-	return v.FrameWidth, fmt.Sprintf("%s: %dx%d after %d frames", tb.name, v.FrameWidth, v.FrameHeight, v.FramesDecoded)
+	return v.FrameWidth, fmt.Sprintf("%s: %s %dx%d after %d frames", tb.name, v.Codec, v.FrameWidth, v.FrameHeight, v.FramesDecoded)
 }
 
 // publisherEncodings waits until the tab publishes its camera and returns its sender's encodings.

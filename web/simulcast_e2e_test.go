@@ -3,6 +3,7 @@ package web_test
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,12 +15,18 @@ import (
 // does not need. Helpers: adapt_e2e_test.go.
 
 // TestE2ESimulcastSmallAndLargeView is issue 15's "Done means" in Chromium: a tab publishes its
-// camera as two simulcast layers ("q" at half size, "h" full); two tabs watch it, one in the
-// demo page's small view (a 160 px wide tile: cascade.js's fitLayer asks the node for a layer no
-// larger than that), the other large (no limit). Within 20 s of both decoding, the small tab's
-// decoded frames are narrower than the large tab's.
+// camera as two simulcast layers ("q" at half size, "h" full), in VP8 and then in H264; two tabs
+// watch it, one in the demo page's small view (a 160 px wide tile: cascade.js's fitLayer asks
+// the node for a layer no larger than that), the other large (no limit). Within 20 s of both
+// decoding, the small tab's decoded frames are narrower than the large tab's.
 func TestE2ESimulcastSmallAndLargeView(t *testing.T) {
 	execPath := requireChromium(t)
+	for _, codec := range []string{"vp8", "h264"} {
+		t.Run(codec, func(t *testing.T) { simulcastSmallAndLarge(t, execPath, codec) })
+	}
+}
+
+func simulcastSmallAndLarge(t *testing.T, execPath, codec string) {
 	hs := startServer(t)
 	browser := startBrowser(t, execPath)
 	deadline := time.Now().Add(30 * time.Second)
@@ -27,7 +34,7 @@ func TestE2ESimulcastSmallAndLargeView(t *testing.T) {
 		q := "/?room=simulcast&identity=" + name + "&autojoin=1"
 		switch name {
 		case "publisher":
-			q += "&simulcast=2"
+			q += "&simulcast=2&codec=" + codec
 		case "small":
 			q += "&publish=0&view=small"
 		default:
@@ -81,6 +88,11 @@ func TestE2ESimulcastSmallAndLargeView(t *testing.T) {
 		return ws > 0 && wl > 0 && ws < wl, why
 	})
 	t.Logf("decoded: %s", why)
+	for _, tb := range []*tab{small, large} {
+		if s, err := tb.adaptStats(); err != nil || len(s.VideoTracks) != 1 || !strings.EqualFold(s.VideoTracks[0].Codec, "video/"+codec) {
+			t.Errorf("%s: received video %+v (%v), want %s", tb.name, s, err, codec)
+		}
+	}
 	if wl < 2*ws*9/10 {
 		t.Errorf("large view %d px, small view %d px: want the full layer, about twice the half one", wl, ws)
 	}

@@ -1,14 +1,12 @@
 // The Cascade demo page: join a room with camera and microphone, see and hear the others, chat.
 // It shows the room API's doings too: participant and room metadata, a moderator's mute and its
 // request to unmute, and the end of the session when the participant is removed or the room
-// deleted.
-// Media that adapts: the camera may be published as simulcast layers; each remote video has a
-// small and a large view (the small one asks the node for a layer no larger than itself); the
-// room's loudest participant is highlighted.
-// Query parameters: ?room=R&identity=I&autojoin=1, and &token=T for a node without /token (run
-// without --dev): the token's room and identity are the ones joined. &simulcast=2|3 publishes
-// the camera in that many layers, &view=small shows remote videos small at first, &publish=0
-// joins without camera and microphone (to watch).
+// deleted. And media that adapts: simulcast, a small and a large view per remote video (the
+// small one asks the node for a layer no larger than itself), the loudest speaker highlighted.
+// Query parameters: ?room=R&identity=I&autojoin=1; &token=T for a node without /token (run
+// without --dev): the token's room and identity are the ones joined; &simulcast=2|3 publishes
+// the camera in that many layers, &codec=h264 in H264; &view=small shows remote videos small at
+// first; &publish=0 joins without camera and microphone (to watch).
 import { CascadeClient } from "./cascade.js";
 import { pageStats } from "./stats.js";
 
@@ -448,7 +446,10 @@ async function join(room, identity) {
     showCall(true);
     renderParticipants();
     const layers = Number($("simulcast").value) || 0;
-    if (localStream) await c.publish(localStream, { simulcast: layers > 1 ? layers : false });
+    // ?codec=h264 (or vp8) offers that video codec first.
+    const codec = (params.get("codec") || "").toUpperCase();
+    const videoCodec = codec ? `video/${codec}` : "";
+    if (localStream) await c.publish(localStream, { simulcast: layers > 1 ? layers : false, videoCodec });
     updateMuteButtons();
     return { participant: joined.participant, room: joined.room };
   } catch (err) {

@@ -83,6 +83,8 @@ export type SimulcastOption = boolean | 1 | 2 | 3 | RTCRtpEncodingParameters[];
 export interface PublishOptions {
   /** Video as simulcast layers (default: the constructor's simulcast option, false). */
   simulcast?: SimulcastOption;
+  /** The video codec to offer first, e.g. "video/H264" or "video/VP8" (default: the browser's order). */
+  videoCodec?: string;
 }
 
 /** One entry of activeSpeakers: a participant, the audio producer it speaks through, its level. */

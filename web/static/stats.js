@@ -1,5 +1,5 @@
 // What the demo page's end-to-end tests read (web/*_e2e_test.go, window.cascadeApp.stats()):
-// decoded video per received track with its frame size, the selected candidate pairs of both
+// decoded video per received track with its codec and frame size, the selected candidate pairs of both
 // transports, and the encodings of the page's camera sender (which layers dynacast paused).
 
 async function selectedPairs(pc) {
@@ -37,6 +37,7 @@ export async function pageStats(client) {
         producerId: s.trackIdentifier || "",
         participantId: remote ? remote.participantId : "",
         framesDecoded: s.framesDecoded || 0,
+        codec: (report.get(s.codecId) || {}).mimeType || "",
         frameWidth: s.frameWidth || 0,
         frameHeight: s.frameHeight || 0,
       });

@@ -115,7 +115,7 @@ export class FakePC {
     pcs.push(this);
   }
   addTransceiver(track, init) {
-    const t = { mid: null, direction: init.direction, init, sender: new FakeSender(track, init.sendEncodings), receiver: { track: { kind: track.kind } }, currentDirection: null, stop() { this.currentDirection = "stopped"; } };
+    const t = { mid: null, direction: init.direction, init, sender: new FakeSender(track, init.sendEncodings), receiver: { track: { kind: track.kind } }, currentDirection: null, codecs: null, stop() { this.currentDirection = "stopped"; }, setCodecPreferences(c) { this.codecs = c; } };
     this.transceivers.push(t);
     return t;
   }

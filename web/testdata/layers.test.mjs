@@ -72,6 +72,26 @@ test("the layers asked for are capped by the camera's size, as Chromium caps the
   await c.close();
 });
 
+test("videoCodec puts the browser's codecs of that type first, for video only, again after a resume", async () => {
+  const codecs = { video: [{ mimeType: "video/VP8" }, { mimeType: "video/H264", sdpFmtpLine: "a" }, { mimeType: "video/H264", sdpFmtpLine: "b" }], audio: [{ mimeType: "audio/opus" }] };
+  globalThis.RTCRtpSender = { getCapabilities: (kind) => ({ codecs: codecs[kind] }) };
+  try {
+    const { c, ws, ta, tv } = await published({ simulcast: 2 }, { videoCodec: "video/h264" });
+    assert.deepEqual(tv.codecs.map((x) => x.mimeType + (x.sdpFmtpLine || "")), ["video/H264a", "video/H264b", "video/VP8"]);
+    assert.equal(ta.codecs, null, "audio keeps the browser's order");
+    ws.drop(1006);
+    await tick();
+    sockets[1].accept();
+    sockets[1].reply(await sockets[1].next("join"), { ...joinData, resumed: true });
+    await sockets[1].next("publish");
+    const tv2 = c.sendPC.transceivers.find((t) => t.sender.track.kind === "video");
+    assert.equal(tv2.codecs[0].mimeType, "video/H264");
+    await c.close();
+  } finally {
+    delete globalThis.RTCRtpSender;
+  }
+});
+
 test("a bad simulcast option throws before anything is published", async () => {
   const { c, ws } = await connected();
   for (const bad of [4, -1, 2.5, "3", [{ scaleResolutionDownBy: 2 }], [{ rid: "a" }, { rid: "b" }, { rid: "c" }, { rid: "d" }]]) {

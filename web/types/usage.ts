@@ -95,7 +95,7 @@ export async function app(token: string, refresh: () => Promise<string>, stream:
 
   // Simulcast, preferred layers, dynacast and speakers.
   const simulcastClient = new CascadeClient({ simulcast: 2 });
-  await simulcastClient.publish(stream, { simulcast: true });
+  await simulcastClient.publish(stream, { simulcast: true, videoCodec: "video/H264" });
   await client.publish(stream, { simulcast: [{ rid: "q", scaleResolutionDownBy: 2 }, { rid: "h" }] });
   const layers: Layer[] = producers[0]?.layers ?? [];
   const pref: LayerPreference = { maxWidth: 320, maxHeight: 180 };

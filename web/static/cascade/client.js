@@ -3,7 +3,7 @@
 // state of room.js and the signaling of signaling.js.
 
 import { Room } from "./room.js";
-import { STALE_TRACK_MS, CascadeError, sdpOf, transceiverKind } from "./util.js";
+import { STALE_TRACK_MS, CascadeError, preferCodec, sdpOf, transceiverKind } from "./util.js";
 import { RemoteTracks } from "./tracks.js";
 import { Layers, transceiverInit } from "./layers.js";
 
@@ -67,15 +67,19 @@ export class CascadeClient extends Room {
    * (2 layers: "q" at half size, "h" full). A count is capped by the camera's size, as
    * Chromium caps it (at most 2 layers below 960x540, none below 480x270), so that the top layer
    * is the full image. The server pauses layers nobody receives (`layersWanted`), by itself.
+   *
+   * options.videoCodec (e.g. "video/H264"): offer that codec first for video, when the browser
+   * has it.
    */
-  async publish(stream, { simulcast = this.options.simulcast } = {}) {
+  async publish(stream, { simulcast = this.options.simulcast, videoCodec = "" } = {}) {
     this._requireConnected();
     const pc = this._ensureSendPC();
     for (const track of stream.getTracks()) {
       if (this._published.some((p) => p.track === track)) continue;
       const init = transceiverInit(track, stream, simulcast); // throws on a bad option, before anything changed
-      this._published.push({ track, stream, simulcast });
-      pc.addTransceiver(track, init);
+      const codec = track.kind === "video" ? videoCodec : "";
+      this._published.push({ track, stream, simulcast, codec });
+      preferCodec(pc.addTransceiver(track, init), codec);
     }
     return this._negotiateSend();
   }
@@ -226,9 +230,9 @@ export class CascadeClient extends Room {
     this._published = [];
     if (live.length === 0 && !this._wantData) return;
     const pc = this._ensureSendPC();
-    for (const { track, stream, simulcast } of live) {
-      this._published.push({ track, stream, simulcast });
-      pc.addTransceiver(track, transceiverInit(track, stream, simulcast));
+    for (const { track, stream, simulcast, codec } of live) {
+      this._published.push({ track, stream, simulcast, codec });
+      preferCodec(pc.addTransceiver(track, transceiverInit(track, stream, simulcast)), codec);
     }
     await this._negotiateSend(resumed);
     this._resumeProducers = [];
