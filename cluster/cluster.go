@@ -431,6 +431,8 @@ func (c *Cluster) Event(ev node.Event) {
 		c.pipes.LayerDemand(e.Producer, e.Layers)
 	case node.ProducerMoved:
 		c.producerMoved(e)
+	case node.Speakers:
+		c.publishSpeakers(e)
 	}
 	c.observe(ev, finished)
 }

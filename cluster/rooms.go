@@ -309,6 +309,8 @@ func (c *Cluster) onEvent(r *node.Room, m Msg) {
 			}
 			c.pipes.Trees().Piped(r.Name(), b.Producer, e.Node, b.Parent)
 		}
+	case evSpeakers:
+		c.onSpeakers(r, e)
 	}
 }
 

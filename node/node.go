@@ -87,6 +87,10 @@ func New(o Options) (*Node, error) {
 		n.workers = append(n.workers, w)
 		n.log.Debug("worker started", "worker", i, "udp", w.Addr())
 	}
+	if err := n.startSpeakers(o.Registerer); err != nil {
+		n.Close()
+		return nil, err
+	}
 	reg := o.Registerer
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -95,10 +99,6 @@ func New(o Options) (*Node, error) {
 	if err := reg.Register(n.metrics); err != nil {
 		n.Close()
 		return nil, fmt.Errorf("register metrics: %w", err)
-	}
-	if err := n.startSpeakers(reg); err != nil {
-		n.Close()
-		return nil, err
 	}
 	if err := n.startDynacast(reg); err != nil {
 		n.Close()

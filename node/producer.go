@@ -79,6 +79,8 @@ type Producer struct {
 	pool       sync.Pool
 	kfInterval time.Duration
 
+	level audioLevel // the RFC 6464 audio level, read at ingest (speaker_level.go)
+
 	// Set once the track arrives.
 	track atomic.Pointer[webrtc.TrackRemote]
 	naive *webrtc.TrackLocalStaticRTP // Options.Naive: the textbook broadcast track
@@ -96,7 +98,6 @@ type Producer struct {
 	serverMuted bool
 	lastKF      atomic.Int64  // unix nanos of the last keyframe request sent upstream
 	media       atomic.Uint64 // payload bytes fanned out: the consumers' retransmission budgets refill from it
-	level       audioLevel    // the RFC 6464 audio level, read at ingest (speaker_level.go)
 
 	layers layerSet // simulcast layers (layers.go); none: one layer
 }
@@ -161,10 +162,10 @@ func (p *Producer) ingest(pkt *packet, n int, gen uint32, layer uint8) {
 		p.pool.Put(pkt)
 		return
 	}
+	p.level.observe(&pkt.header) // with or without consumers: the room hears who speaks
 	pkt.payload = pkt.buf[hl:n]
 	pkt.size = n
 	pkt.gen = gen
-	p.level.observe(&pkt.header) // with or without consumers: the room hears who speaks
 	pkt.layer = layer
 	k := payloadKind(p.pkind.Load())
 	if k == payloadVP8 {

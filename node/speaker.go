@@ -12,9 +12,11 @@ import (
 )
 
 // Speakers: this node's list of the room's speakers (its own audio producers, ranked and
-// debounced) changed, or is still the same and not empty (sent again every speakerRefresh, so
-// a node that opened the room since, or missed a message, learns it). The cluster layer sends
-// it to the room's other nodes, which hand it to Room.SetRemoteSpeakers.
+// debounced) changed; or it is the same but its levels moved enough to reorder the room's
+// list; or it is not empty and was last sent speakerRefresh ago (so a node that opened the
+// room since, or missed a message, learns it). The cluster layer sends it to the room's other
+// nodes, which hand it to Room.SetRemoteSpeakers. Each node ranks the room's list from its own
+// and the others' lists: the speakers of one node travel once per change, not per tick.
 type Speakers struct {
 	Room     *Room
 	Speakers []proto.Speaker
@@ -30,9 +32,9 @@ const (
 )
 
 // speakers is the node's speaker loop: one goroutine that, every speakerTick, reads the levels
-// of its rooms' local audio producers, decides each room's local list, merges it with the
-// other nodes' lists and tells the room's local participants when the merged list changes.
-// Nothing of it runs per packet.
+// of its rooms' local audio producers, decides each room's local list, ranks it with the
+// other nodes' lists into the room's list and tells the room's local participants when that
+// changes. Nothing of it runs per packet.
 type speakers struct {
 	n    *Node
 	stop chan struct{}
@@ -57,8 +59,7 @@ type remoteSpeakers struct {
 // roomSpeakers is the loop's state of one room.
 type roomSpeakers struct {
 	voices  map[*Producer]*voiceOf  // the room's audio producers whose origin is here
-	local   debounced               // this node's list, as sent to the other nodes
-	sentAt  time.Time               // when it was last sent
+	local   sentList                // this node's list, as sent to the other nodes
 	shown   debounced               // the room's list, as told to the participants
 	version uint64                  // counts the changes of shown
 	told    map[*Participant]uint64 // the version each local participant last heard
@@ -81,11 +82,17 @@ func newSpeakers(n *Node) *speakers {
 	}
 }
 
-// startSpeakers starts the node's speaker loop and registers its metrics with reg.
+// startSpeakers starts the node's speaker loop and registers its metrics with reg (nil: none);
+// a second call does nothing.
 func (n *Node) startSpeakers(reg prometheus.Registerer) error {
+	if n.speakers != nil {
+		return nil
+	}
 	s := newSpeakers(n)
-	if err := reg.Register(s); err != nil {
-		return fmt.Errorf("register speaker metrics: %w", err)
+	if reg != nil {
+		if err := reg.Register(s); err != nil {
+			return fmt.Errorf("register speaker metrics: %w", err)
+		}
 	}
 	n.speakers = s
 	s.wg.Add(1)
@@ -185,16 +192,14 @@ func (s *speakers) room(r *Room, now time.Time) {
 			}
 		}
 	}
-	if st.local.propose(rankSpeakers(st.local.list, spoken), now) ||
-		(len(st.local.list) > 0 && now.Sub(st.sentAt) >= speakerRefresh) {
-		st.sentAt = now
+	if st.local.send(rankSpeakers(st.local.list, spoken), now) {
 		s.n.emit(Speakers{Room: r, Speakers: append([]proto.Speaker(nil), st.local.list...)})
 	}
-	lists := [][]proto.Speaker{st.local.list}
+	all := append([]proto.Speaker(nil), st.local.list...)
 	for origin, l := range s.remoteOf(r, now) {
-		lists = append(lists, validSpeakers(r, origin, l))
+		all = append(all, validSpeakers(r, origin, l)...)
 	}
-	if st.shown.propose(mergeSpeakers(lists...), now) {
+	if st.shown.propose(rankSpeakers(st.shown.list, all), now) {
 		st.version++
 		s.changes.Add(1)
 	}

@@ -17,19 +17,23 @@ const (
 	// speakerTick is how often levels are read and lists decided.
 	speakerTick = 100 * time.Millisecond
 	// speakerSmoothing is the weight of one tick in the moving averages: a time constant of
-	// about 350 ms, so a syllable or a pause between words changes little.
-	speakerSmoothing = 0.25
-	// startSpeaking and stopSpeaking: a producer starts speaking once half of its recent
-	// packets are voice, and stops only when fewer than a fifth are (hysteresis: no flapping
-	// at the threshold). Speech started from silence is seen after about 300 ms, its end after
-	// about 600 ms.
-	startSpeaking = 0.5
-	stopSpeaking  = 0.2
+	// about 450 ms, so a syllable or a pause between words changes little.
+	speakerSmoothing = 0.2
+	// startSpeaking and stopSpeaking: a producer starts speaking once about a third of its
+	// recent packets are voice, and stops only when fewer than a tenth are (hysteresis: no
+	// flapping at the threshold). Speech started from silence is seen after about 200 ms, its
+	// end after about 1 s; talk spurts with pauses (or Chromium's fake microphone, a beep a
+	// third of the time) speak steadily.
+	startSpeaking = 0.35
+	stopSpeaking  = 0.1
 	// orderMargin is how much louder (in level, 0..1) a speaker must be than the one before it
 	// to move ahead: two voices of about the same level keep their order.
 	orderMargin = 0.08
 	// speakerDebounce is the least time between two changes of a list.
 	speakerDebounce = 500 * time.Millisecond
+	// levelResend is the least time between two sendings of a node's list whose speakers did
+	// not change, only their levels.
+	levelResend = time.Second
 )
 
 // voice is the smoothed speech of one audio producer, kept by the speaker loop of its origin.
@@ -110,36 +114,6 @@ func sortSpeakers(s []proto.Speaker) {
 	})
 }
 
-// mergeSpeakers is the room's list from the nodes' lists (each already ranked, by its origin):
-// the loudest head first, each list keeping its own order, at most MaxSpeakers. Every node
-// merges the same lists into the same result.
-func mergeSpeakers(lists ...[]proto.Speaker) []proto.Speaker {
-	var out []proto.Speaker
-	heads := make([]int, len(lists))
-	for len(out) < MaxSpeakers {
-		best := -1
-		for i, l := range lists {
-			if heads[i] >= len(l) {
-				continue
-			}
-			if best < 0 {
-				best = i
-				continue
-			}
-			a, b := l[heads[i]], lists[best][heads[best]]
-			if a.Level > b.Level || (a.Level == b.Level && a.Producer < b.Producer) {
-				best = i
-			}
-		}
-		if best < 0 {
-			break
-		}
-		out = append(out, lists[best][heads[best]])
-		heads[best]++
-	}
-	return out
-}
-
 // sameSpeakers tells whether two lists name the same producers in the same order (levels
 // aside: a level alone changes no list).
 func sameSpeakers(a, b []proto.Speaker) bool {
@@ -167,6 +141,35 @@ func (d *debounced) propose(list []proto.Speaker, now time.Time) bool {
 		return false
 	}
 	d.list, d.at = list, now
+	return true
+}
+
+// sentList is a node's own list as it sends it to the other nodes: debounced, and sent again with
+// fresh levels when they drifted by half the order margin (the other nodes rank with them: at
+// most every levelResend) or after speakerRefresh. A node sends at most 2 messages a second per
+// room while its speakers change, 1 while only their levels do.
+type sentList struct {
+	debounced
+	sentAt time.Time
+}
+
+// send offers the node's list as it is now; it reports whether to send the list (l.list).
+func (l *sentList) send(list []proto.Speaker, now time.Time) bool {
+	if l.propose(list, now) {
+		l.sentAt = now
+		return true
+	}
+	if len(l.list) == 0 || !sameSpeakers(l.list, list) || now.Sub(l.sentAt) < levelResend {
+		return false
+	}
+	drift := false
+	for i := range list {
+		drift = drift || math.Abs(list[i].Level-l.list[i].Level) > orderMargin/2
+	}
+	if !drift && now.Sub(l.sentAt) < speakerRefresh {
+		return false
+	}
+	l.list, l.sentAt = list, now
 	return true
 }
 
