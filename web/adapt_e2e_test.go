@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/cascade-sfu/cascade/cluster"
+	"github.com/cascade-sfu/cascade/node"
 )
 
 // The browser side of issue 15 (media that adapts) in Chromium, against a real node: the
@@ -42,6 +45,21 @@ func openPages(t *testing.T, browser context.Context, url func(name string) stri
 		}
 	}
 	return tabs
+}
+
+// startTwoNodes starts nodes a and b of one cluster (their embedded NATS servers routed
+// together) and waits until they see each other; it returns their HTTP servers.
+func startTwoNodes(t *testing.T, deadline time.Time) (a, b string) {
+	t.Helper()
+	nats := func(routes ...string) *cluster.NATSOptions {
+		return &cluster.NATSOptions{Listen: "127.0.0.1:-1", Cluster: "127.0.0.1:0", Secrets: cluster.Secrets{cluster.DevClusterSecret}, Routes: routes}
+	}
+	hsA, nA, cA, _ := startNode(t, node.Options{ID: "a", Workers: 1}, nats())
+	hsB, _, cB, _ := startNode(t, node.Options{ID: "b", Workers: 1}, nats(nA.RouteURL()))
+	checkFor(t, deadline, "the nodes see each other", func() (bool, string) {
+		return len(cA.Peers()) == 1 && len(cB.Peers()) == 1, "peers missing"
+	})
+	return hsA.URL, hsB.URL
 }
 
 type sendEncoding struct {
@@ -150,19 +168,30 @@ func toneWAV(t *testing.T) string {
 }
 
 // TestE2EActiveSpeaker: alice publishes a fake microphone playing a tone (Chromium writes its
-// RFC 6464 level into every packet), bob only watches. Bob's client gets activeSpeakers naming
-// alice, and his demo page highlights her tile and her name.
+// RFC 6464 level into every packet), bob only watches, on the same node and then on another
+// node of the cluster. Bob's client gets activeSpeakers naming alice, and his demo page
+// highlights her tile and her name; when she mutes, the highlight goes.
 func TestE2EActiveSpeaker(t *testing.T) {
 	execPath := requireChromium(t)
-	hs := startServer(t)
+	t.Run("one node", func(t *testing.T) {
+		hs := startServer(t)
+		activeSpeaker(t, execPath, hs.URL, hs.URL)
+	})
+	t.Run("two nodes", func(t *testing.T) {
+		a, b := startTwoNodes(t, time.Now().Add(30*time.Second))
+		activeSpeaker(t, execPath, a, b)
+	})
+}
+
+// activeSpeaker runs TestE2EActiveSpeaker with alice's page on node alice and bob's on node bob.
+func activeSpeaker(t *testing.T, execPath, aliceNode, bobNode string) {
 	browser := startBrowser(t, execPath, chromedp.Flag("use-file-for-fake-audio-capture", toneWAV(t)))
 	deadline := time.Now().Add(30 * time.Second)
 	tabs := openPages(t, browser, func(name string) string {
-		q := "/?room=speakers&identity=" + name + "&autojoin=1"
 		if name == "bob" {
-			q += "&publish=0"
+			return bobNode + "/?room=speakers&identity=bob&autojoin=1&publish=0"
 		}
-		return hs.URL + q
+		return aliceNode + "/?room=speakers&identity=alice&autojoin=1"
 	}, "alice", "bob")
 	alice, bob := tabs[0], tabs[1]
 	var aliceID string
