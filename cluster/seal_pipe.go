@@ -158,7 +158,16 @@ func (c *Cluster) onDropped(m Msg) {
 	}
 }
 
+// maxDemand bounds a layer demand's message: a real one is well under 2 KiB (names, SSRC,
+// mask, the envelope's certificate and signature), so a larger one is refused unread.
+const maxDemand = 4 << 10
+
+// onLayers serves a child's demand for a pipe's layers (dynacast).
 func (c *Cluster) onLayers(m Msg) {
+	if len(m.Data) > maxDemand {
+		c.reject(rejMalformed, "")
+		return
+	}
 	if req, ok := c.pipeRequest(m, typeLayers); ok {
 		c.pipes.ServeLayers(req)
 	}

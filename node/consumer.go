@@ -39,8 +39,6 @@ type Consumer struct {
 	bind   atomic.Pointer[binding]
 	paused atomic.Bool // unsubscribed or closed
 	resync atomic.Bool // the next packet restarts the sequence mapping
-	// blocked: the layers a relay sink does not carry (dynacast.go), bit i: layer i.
-	blocked atomic.Uint32
 
 	// Owned by the worker goroutine (forward and sendReport).
 	out      rtp.Header // the outgoing header, reused: a local would escape to the heap
@@ -55,6 +53,8 @@ type Consumer struct {
 	kind     payloadKind    // where the producer's keyframes start
 	pipe     *pipe          // its pipe (set before the fan-out sees the consumer)
 	lay      consumerLayers // its simulcast layer: target and current (layers.go)
+	gateMu   sync.Mutex
+	gated    *binding // a closed relay sink's binding (Gate)
 
 	// The retransmission budget, used by the feedback goroutine (readRTCP, or the relay's Nack).
 	rtxMu sync.Mutex
@@ -106,7 +106,7 @@ func (c *Consumer) Kind() webrtc.RTPCodecType { return c.producer.kind }
 // forward writes one packet; it runs on the worker goroutine only.
 func (c *Consumer) forward(pkt *packet, now time.Time) bool {
 	b := c.bind.Load()
-	if b == nil || c.paused.Load() || !c.carries(pkt) {
+	if b == nil || c.paused.Load() {
 		return false
 	}
 	if (pkt.gen != c.sw.gen || pkt.layer != c.sw.layer) && !c.admit(pkt, b, now) {
@@ -175,7 +175,7 @@ func (c *Consumer) admit(pkt *packet, b *binding, now time.Time) bool {
 	last, ok := c.pipe.lastOf(c.sw.gen, from)
 	sr, haveSR := uint32(0), false
 	if pkt.gen == c.sw.gen && pkt.layer != from {
-		sr, haveSR = c.producer.srOffset(from, pkt.layer, b.clock)
+		sr, haveSR = c.producer.srOffset(pkt.gen, from, pkt.layer, b.clock)
 	}
 	c.sw.switchTo(pkt, c.lastTS, c.lastWall, now, b.clock, last, ok, sr, haveSR)
 	if c.started {

@@ -17,8 +17,8 @@ import (
 // What a producer needs is read from its consumers, one place for both sources of demand: a
 // subscriber's consumer needs the layer it forwards, the one it switches to (its target) and
 // the highest its preference allows (Consumer.MaxLayer);
-// a relay sink needs what the child node it feeds last demanded (Consumer.SetLayers, from the
-// child's LayerDemand over the cluster; every layer until it said). One goroutine per node (the
+// a relay sink (one per layer of a pipe) needs its layer while the child node it feeds demands
+// it (relay.Pipes.ServeLayers gates the others: Consumer.Gate; every layer until it said). One goroutine per node (the
 // dynacast loop) reads the demand of every video producer every DynacastTick:
 //   - of a remote producer piped here, it emits LayerDemand when the demand changed (and every
 //     DemandRefresh, so a lost message heals): the relay tells the parent of the pipe, whose
@@ -30,8 +30,8 @@ import (
 //     switching between layers does not make the encoder flap). The lowest layer is never
 //     paused: a new viewer starts at once, and the layers' sizes stay known.
 //
-// The per-packet cost is one atomic load per relay sink (Consumer.carries); nothing for a
-// subscriber's consumer, which forwards one layer anyway.
+// The per-packet path pays nothing: a gated relay sink is an unbound consumer to the fan-out,
+// and a subscriber's consumer forwards one layer anyway.
 
 // Dynacast timing.
 const (
@@ -258,7 +258,8 @@ func (p *Producer) DemandedLayers() uint8 {
 	return m
 }
 
-// demand is the mask of the layers the consumer needs: of a subscriber's, the layer it forwards,
+// demand is the mask of the layers the consumer needs: of a relay sink, its layer while its
+// child demands it (its gate is open); of a subscriber's, the layer it forwards,
 // the one it switches to, and the highest its preference allows (what it would take with
 // bandwidth to spare: the target alone would pause a layer for good once the target, which
 // follows the layers that flow, went below it).
@@ -266,26 +267,13 @@ func (c *Consumer) demand() uint8 {
 	if c.paused.Load() {
 		return 0
 	}
-	if c.sub == nil {
-		return AllLayers &^ uint8(c.blocked.Load())
+	if c.sub == nil { // a relay sink, of one layer: demanded while its gate is open
+		if c.Gated() {
+			return 0
+		}
+		return layerBit(c.Layer())
 	}
 	return layerBit(c.Layer()) | layerBit(c.Target()) | layerBit(c.MaxLayer())
-}
-
-// SetLayers sets which layers a relay sink carries (mask: bit i, layer i; 0 or past AllLayers:
-// every layer), from the child's demand. The layers added are asked for a keyframe (the
-// consumers downstream wait for one to switch to them); it returns them.
-func (c *Consumer) SetLayers(mask uint8) (added uint8) {
-	mask &= AllLayers
-	if mask == 0 {
-		mask = AllLayers
-	}
-	old := AllLayers &^ uint8(c.blocked.Swap(uint32(AllLayers&^mask)))
-	added = mask &^ old
-	if c.producer != nil {
-		c.producer.requestKeyframes(added)
-	}
-	return added
 }
 
 // requestKeyframes asks for a keyframe of each layer in mask (throttled per layer).
@@ -297,13 +285,11 @@ func (p *Producer) requestKeyframes(mask uint8) {
 	}
 }
 
-// Layers is the mask of the layers a relay sink carries.
-func (c *Consumer) Layers() uint8 { return AllLayers &^ uint8(c.blocked.Load()) }
-
-// carries tells whether the consumer forwards a packet of the packet's layer: a relay sink only
-// those its child demanded. It runs on the worker goroutine, per packet per consumer.
-func (c *Consumer) carries(pkt *packet) bool {
-	return c.sub != nil || c.blocked.Load()&(1<<pkt.layer) == 0
+// Gated tells whether a relay sink is closed (Gate): its layer is not demanded downstream.
+func (c *Consumer) Gated() bool {
+	c.gateMu.Lock()
+	defer c.gateMu.Unlock()
+	return c.gated != nil
 }
 
 func layerBit(l int) uint8 {

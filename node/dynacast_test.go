@@ -35,32 +35,3 @@ func TestLayerDebounce(t *testing.T) {
 		t.Fatalf("two layers: want 011, got %03b", got)
 	}
 }
-
-// A relay sink carries every layer until its child demands some; SetLayers reports the layers
-// added (they need a keyframe), and a demand of nothing or of unknown bits means every layer.
-func TestRelaySinkLayerMask(t *testing.T) {
-	c := &Consumer{}
-	pkt := &packet{}
-	if c.Layers() != AllLayers || !c.carries(pkt) {
-		t.Fatalf("a new sink carries %03b", c.Layers())
-	}
-	if c.SetLayers(0b001) != 0 {
-		t.Fatal("narrowing added a layer")
-	}
-	if c.Layers() != 0b001 || !c.carries(pkt) {
-		t.Fatalf("layer 0 demanded: carries %03b", c.Layers())
-	}
-	if c.SetLayers(0b110) != 0b110 || c.carries(pkt) {
-		t.Fatalf("layers 1, 2 demanded: carries %03b, layer 0 %v", c.Layers(), c.carries(pkt))
-	}
-	if c.demand() != 0b110 {
-		t.Fatalf("a sink's demand is its child's: %03b", c.demand())
-	}
-	if c.SetLayers(0) != 0b001 || c.Layers() != AllLayers {
-		t.Fatalf("no demand: every layer, got %03b", c.Layers())
-	}
-	c.SetLayers(0xf8) // bits past the layers only
-	if c.Layers() != AllLayers {
-		t.Fatalf("junk demand: every layer, got %03b", c.Layers())
-	}
-}

@@ -317,7 +317,7 @@ func (p *Participant) Mute(producerID string, muted bool) error {
 		for _, c := range pr.consumers() {
 			c.resync.Store(true)
 		}
-		pr.lastKF.Store(0)
+		pr.resetKeyframeClocks()
 		pr.RequestKeyframe()
 	}
 	p.room.broadcast(p, EventProducerMuted, map[string]any{"id": pr.id, "muted": muted})

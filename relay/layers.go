@@ -22,8 +22,10 @@ func (ps *Pipes) LayerDemand(p *node.Producer, layers uint8) {
 }
 
 // ServeLayers applies a child's demand to the relay sink towards it: the pipe its request names
-// (by SSRC, so a demand that overtook a new pipe request leaves the new pipe alone). A layer
-// added is asked for a keyframe (Consumer.SetLayers), which the child's consumers wait for.
+// (by SSRC, so a demand that overtook a new pipe request leaves the new pipe alone): the relay
+// sinks of the layers demanded are open, the others gated (node.Consumer.Gate: a gated sink
+// costs the fan-out nothing per packet). A layer opened is asked for a keyframe, which the
+// child's consumers wait for.
 func (ps *Pipes) ServeLayers(req PipeRequest) {
 	ps.mu.Lock()
 	o := ps.out[outKey{req.From, req.Producer}]
@@ -32,7 +34,16 @@ func (ps *Pipes) ServeLayers(req PipeRequest) {
 		ps.StrayDemands.Add(1) // a pipe that just ended, or a demand of nothing: no effect
 		return
 	}
-	o.cons.SetLayers(req.Layers)
+	o.setLayers(demanded(req.Layers))
+}
+
+// demanded is the mask of the layers a child's demand names (0, or only bits past
+// node.AllLayers: every layer, what a pipe carries before any demand).
+func demanded(layers uint8) uint32 {
+	if layers &= node.AllLayers; layers == 0 {
+		layers = node.AllLayers
+	}
+	return uint32(layers)
 }
 
 // PipeLayers is the mask of the layers of producer this node relays to child (false: no such
@@ -44,5 +55,11 @@ func (ps *Pipes) PipeLayers(child, producer string) (uint8, bool) {
 	if o == nil {
 		return 0, false
 	}
-	return o.cons.Layers(), true
+	var m uint8
+	for l, c := range o.sinks {
+		if !c.Gated() {
+			m |= 1 << l
+		}
+	}
+	return m, true
 }

@@ -4,11 +4,12 @@ import (
 	"testing"
 
 	"github.com/cascade-sfu/cascade/node"
+	"github.com/cascade-sfu/cascade/signal/proto"
 	"github.com/pion/webrtc/v4"
 )
 
-// TestPipeLayerDemand: a pipe request's layers set what the relay sink towards the child
-// carries; the child's later demands change it, and the producer's demand here follows (it is
+// TestPipeLayerDemand: a pipe request's layers set which relay sinks (one per layer) towards
+// the child are open; the child's later demands change it, and the producer's demand here follows (it is
 // what this node asks of its own parent). A demand naming the pipe with another SSRC, naming
 // a pipe of another child, or demanding nothing changes nothing; one with junk bits past the
 // layers is every layer (what a pipe carries before any demand).
@@ -23,7 +24,7 @@ func TestPipeLayerDemand(t *testing.T) {
 		t.Fatal(err)
 	}
 	pr, err := p.Room().AddRemoteProducer(node.ProducerInfo{ID: "PR", Mid: "0", Participant: "far", Kind: "video",
-		Codec: webrtc.MimeTypeVP8, ClockRate: 90000}, "elsewhere")
+		Codec: webrtc.MimeTypeVP8, ClockRate: 90000, Layers: []proto.Layer{{Rid: "q"}, {Rid: "h"}, {Rid: "f"}}}, "elsewhere")
 	if err != nil {
 		t.Fatal(err)
 	}

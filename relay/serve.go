@@ -39,13 +39,17 @@ func (ps *Pipes) ServePipe(req PipeRequest) PipeReply {
 	ps.mu.Unlock()
 	if old != nil {
 		ps.forgetOut(old)
-		old.cons.Detach()
+		old.detach()
 	}
 	if children >= ps.o.Fanout {
 		return fail(ErrFanoutFull)
 	}
+	layers := uint32(p.NumLayers())
 	ps.ssrcMu.RLock()
-	used := ps.outBySSRC[linkSSRC{req.From, req.SSRC}] != nil
+	used := false
+	for l := uint32(0); l < layers; l++ {
+		used = used || ps.outBySSRC[linkSSRC{req.From, req.SSRC + l}] != nil
+	}
 	ps.ssrcMu.RUnlock()
 	if used { // the child forgot a pipe this node has not yet been told to end
 		return fail(ErrSSRCInUse)
@@ -54,20 +58,28 @@ func (ps *Pipes) ServePipe(req PipeRequest) PipeReply {
 	if err != nil {
 		return fail(err)
 	}
-	if link.sentUnder(req.SSRC) { // never on a counter's SSRC: a replayed or forged request
-		return fail(ErrSSRCInUse)
+	for l := uint32(0); l < layers; l++ {
+		if link.sentUnder(req.SSRC + l) { // never on a counter's SSRC: a replayed or forged request
+			return fail(ErrSSRCInUse)
+		}
 	}
-	cons, err := p.Attach(link, req.SSRC)
-	if err != nil {
-		return fail(err)
+	o := &outPipe{room: p.Room(), producer: p.ID(), child: req.From, link: link, ssrc: req.SSRC}
+	for l := uint32(0); l < layers; l++ {
+		cons, err := p.AttachLayer(link, req.SSRC+l, int(l))
+		if err != nil {
+			o.detach()
+			return fail(err)
+		}
+		o.sinks = append(o.sinks, cons)
 	}
-	cons.SetLayers(req.Layers) // dynacast: only what the child needs (0: every layer)
-	o := &outPipe{room: p.Room(), producer: p.ID(), child: req.From, link: link, ssrc: req.SSRC, cons: cons}
+	o.setLayers(demanded(req.Layers)) // dynacast: only what the child needs
 	ps.mu.Lock()
 	ps.out[outKey{req.From, req.Producer}] = o
 	ps.mu.Unlock()
 	ps.ssrcMu.Lock()
-	ps.outBySSRC[linkSSRC{req.From, req.SSRC}] = o
+	for l := uint32(0); l < layers; l++ {
+		ps.outBySSRC[linkSSRC{req.From, req.SSRC + l}] = o
+	}
 	ps.ssrcMu.Unlock()
 	ps.log.Debug("relaying producer", "producer", p.ID(), "child", req.From)
 	k := link.Key()
@@ -87,7 +99,7 @@ func (ps *Pipes) Unpiped(req PipeRequest) {
 	ps.mu.Unlock()
 	if o != nil {
 		ps.forgetOut(o)
-		o.cons.Detach()
+		o.detach()
 	}
 }
 
@@ -118,7 +130,7 @@ func (ps *Pipes) DropProducer(id string) {
 	}
 	for _, o := range outs {
 		ps.forgetOut(o)
-		o.cons.Detach()
+		o.detach()
 	}
 	ps.endRetiring(func(in *inPipe) bool { return in.p.ID() == id }, true)
 	ps.trees.ForgetProducer(id)
@@ -135,7 +147,7 @@ func (ps *Pipes) CloseRoom(r *node.Room) {
 	}
 	for _, o := range outs {
 		ps.forgetOut(o)
-		o.cons.Detach()
+		o.detach()
 		ps.sig.Dropped(o.child, PipeRequest{Room: r.Name(), Producer: o.producer, From: ps.o.Self, SSRC: o.ssrc})
 	}
 	ps.endRetiring(func(in *inPipe) bool { return in.p.Room() == r }, true)
@@ -150,7 +162,7 @@ func (ps *Pipes) NodeGone(id string) {
 	ps.trees.RemoveNode(id)
 	for _, o := range detach {
 		ps.forgetOut(o)
-		o.cons.Detach()
+		o.detach()
 	}
 	ps.endRetiring(func(in *inPipe) bool { return in.parent == id }, false)
 	ps.t.RemoveLink(id)
@@ -189,4 +201,18 @@ func (ps *Pipes) take(in func(*inPipe) bool, out func(outKey, *outPipe) bool) ([
 func (ps *Pipes) unpipe(in *inPipe) {
 	ps.sig.Unpipe(in.parent, PipeRequest{Room: in.p.Room().Name(), Producer: in.p.ID(), From: ps.o.Self, SSRC: in.ssrc})
 	ps.sig.Piped(in.p.Room().Name(), in.p.ID(), "")
+}
+
+// SetLayers gates the simulcast layers of the pipe of producer to child: layer l flows while
+// bit l of mask is set (dynacast: the layers demanded downstream). It reports false when this
+// node has no such pipe. A pipe made later starts with every layer flowing.
+func (ps *Pipes) SetLayers(child, producer string, mask uint32) bool {
+	ps.mu.Lock()
+	o := ps.out[outKey{child, producer}]
+	ps.mu.Unlock()
+	if o == nil {
+		return false
+	}
+	o.setLayers(mask)
+	return true
 }

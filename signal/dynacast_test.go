@@ -358,8 +358,10 @@ func TestDynacastSingleNode(t *testing.T) {
 // subscriber on node B that prefers the lowest layer. B's demand reaches A with its pipe
 // request and over the cluster: A's relay pipe to B carries only layer 0, and the publisher
 // is told to send only layer 0 (after the pause): the upper layers stop flowing on A. When the
-// subscriber asks for the top layer, B's demand grows, A's pipe carries it, and the publisher
-// is told to resume it.
+// subscriber asks for the top layer, B's demand grows, A's pipe carries it, the publisher is
+// told to resume it, and the subscriber switches to it. Then a viewer on A wants the top layer and B's the lowest: the
+// publisher sends both, and A relays to B about as many packets as it got of the lowest layer,
+// not of both.
 func TestDynacastTwoNodes(t *testing.T) {
 	envs := newCluster(t, 2, 3)
 	a, b := envs[0], envs[1]
@@ -408,7 +410,40 @@ func TestDynacastTwoNodes(t *testing.T) {
 		}
 		return nil
 	})
+	checkFor(t, 10*time.Second, func() error {
+		if l := sub.layerOf(pub.id); l != 2 {
+			return fmt.Errorf("subscriber on b on layer %d, want 2", l)
+		}
+		return nil
+	})
 	if got := b.metric("cascade_layer_demands_total"); got < 1 {
 		t.Fatalf("cascade_layer_demands_total on b %v", got)
+	}
+
+	// A viewer on A wants the top layer, B's the lowest again: the publisher sends both, and
+	// the relay to B carries only the lowest (its packets counted against each layer's).
+	setPreferredLayer(t, sub, pub.id, 0)
+	local := subscribeAt(t, a, "r", "local", pub.id, 2)
+	waitPackets(t, local, pub.id)
+	checkFor(t, 10*time.Second, func() error {
+		if m, _ := a.pipes.PipeLayers(b.node.ID(), pub.id); m != 0b001 {
+			return fmt.Errorf("a's pipe to b carries %03b, want 001", m)
+		}
+		if m := activeLayers(a, "r", pub.id); m&0b101 != 0b101 {
+			return fmt.Errorf("active layers on a %03b, want 0 and 2", m)
+		}
+		return nil
+	})
+	relayed := func() float64 { return a.metric(`cascade_relay_packets_total{direction="out"}`) }
+	r0, s0, s2 := relayed(), pub.sent[0].Load(), pub.sent[2].Load()
+	checkFor(t, 10*time.Second, func() error {
+		if n := pub.sent[2].Load() - s2; n < 60 {
+			return fmt.Errorf("%d packets of layer 2 sent, want 60", n)
+		}
+		return nil
+	})
+	r, n0, n2 := relayed()-r0, pub.sent[0].Load()-s0, pub.sent[2].Load()-s2
+	if r < float64(n0)/2 || r > float64(n0)+10 {
+		t.Fatalf("relayed %v packets to b while the publisher sent %d of layer 0 and %d of layer 2: want about layer 0's", r, n0, n2)
 	}
 }

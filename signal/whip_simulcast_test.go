@@ -1,6 +1,7 @@
 package signal_test
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -16,12 +17,11 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
-// TestWHIPSimulcast: a WHIP encoder (pion) offers one VP8 section with three rids (a=rid,
-// a=simulcast); the node accepts it as one producer with three layers, lowest first, whose
-// sizes it reads from their keyframes. A WHEP player, which has no preference, receives the top
-// layer only; a WebSocket viewer is told its layer (layerChanged).
-func TestWHIPSimulcast(t *testing.T) {
-	e := newEnv(t, 1, 100)
+// whipSimulcast publishes, over WHIP to e, a VP8 track in three rid layers (q, h, f: 320x180,
+// 640x360, 1280x720; every frame a keyframe, its layer in its last byte) until the test ends,
+// and returns the producer's id once the room lists its three layers, active, with their sizes.
+func whipSimulcast(t *testing.T, e *env, room string) string {
+	t.Helper()
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
 		t.Fatal(err)
@@ -38,7 +38,7 @@ func TestWHIPSimulcast(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer enc.Close()
+	t.Cleanup(func() { _ = enc.Close() })
 	rids := []string{"q", "h", "f"}
 	sizes := [][2]int{{320, 180}, {640, 360}, {1280, 720}}
 	var tracks []*webrtc.TrackLocalStaticRTP
@@ -62,7 +62,7 @@ func TestWHIPSimulcast(t *testing.T) {
 	if !strings.Contains(offer, "a=simulcast:send q;h;f") {
 		t.Fatalf("the encoder offers no simulcast:\n%s", offer)
 	}
-	status, answer, _ := e.post("/whip/live", e.token("live", "obs", true, false), "application/sdp", offer)
+	status, answer, _ := e.post("/whip/"+room, e.token(room, "obs", true, false), "application/sdp", offer)
 	if status != http.StatusCreated {
 		t.Fatalf("whip: %d %s", status, answer)
 	}
@@ -99,10 +99,10 @@ func TestWHIPSimulcast(t *testing.T) {
 			}
 		}
 	}()
-	defer func() { close(stop); <-done }()
+	t.Cleanup(func() { close(stop); <-done })
 	var id string
 	checkFor(t, 10*time.Second, func() error {
-		ps := e.node.Room("live").Producers()
+		ps := e.node.Room(room).Producers()
 		if len(ps) != 1 || len(ps[0].Layers) != 3 {
 			return fmt.Errorf("producers %+v", ps)
 		}
@@ -114,6 +114,16 @@ func TestWHIPSimulcast(t *testing.T) {
 		id = ps[0].ID
 		return nil
 	})
+	return id
+}
+
+// TestWHIPSimulcast: a WHIP encoder (pion) offers one VP8 section with three rids (a=rid,
+// a=simulcast); the node accepts it as one producer with three layers, lowest first, whose
+// sizes it reads from their keyframes. A WHEP player, which has no preference, receives the top
+// layer only; a WebSocket viewer is told its layer (layerChanged).
+func TestWHIPSimulcast(t *testing.T) {
+	e := newEnv(t, 1, 100)
+	id := whipSimulcast(t, e, "live")
 
 	ws := e.join("live", "ws-viewer", false, true)
 	waitPackets(t, ws, id)
@@ -146,7 +156,7 @@ func TestWHIPSimulcast(t *testing.T) {
 	if _, err := player.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
 		t.Fatal(err)
 	}
-	status, answer, _ = e.post("/whep/live", e.token("live", "player", false, true), "application/sdp", gatheredOffer(t, player))
+	status, answer, _ := e.post("/whep/live", e.token("live", "player", false, true), "application/sdp", gatheredOffer(t, player))
 	if status != http.StatusCreated {
 		t.Fatalf("whep: %d %s", status, answer)
 	}
@@ -162,4 +172,75 @@ func TestWHIPSimulcast(t *testing.T) {
 	if n := other.Load(); n != 0 {
 		t.Fatalf("the player received %d packets of other layers than the top one", n)
 	}
+}
+
+// TestClusterSimulcast: a simulcast producer published on one node keeps its layers on the
+// node it is relayed to (each layer under its own relay SSRC, with the sizes read there too;
+// dynacast: only the layers its viewers need flow there). A viewer there starts on the top
+// layer, and moves to the lowest when it asks for layer 0 (setPreferredLayer), told each time by
+// layerChanged; media keeps flowing.
+// The origin's pipe then carries layer 0 only (its layer mask, for dynacast): the edge's other
+// layers stop, the viewer's media goes on.
+func TestClusterSimulcast(t *testing.T) {
+	envs := newCluster(t, 2, 3)
+	id := whipSimulcast(t, envs[0], "live")
+	viewer := envs[1].join("live", "viewer", false, true)
+	waitPackets(t, viewer, id)
+	checkFor(t, 10*time.Second, func() error {
+		if !viewer.hasNote(proto.MethodLayerChanged, `"layer":2,"rid":"f"`) {
+			return fmt.Errorf("no layerChanged to layer 2")
+		}
+		pr := envs[1].node.Producer("live", id)
+		if pr == nil {
+			return fmt.Errorf("no producer %s on the edge", id)
+		}
+		if l := pr.Layers()[2]; !l.Active || l.Width == 0 {
+			return fmt.Errorf("edge layer 2: %+v", l)
+		}
+		return nil
+	})
+	// Dynacast: the edge demands only the layer its viewer takes, and gets only that one.
+	checkFor(t, 10*time.Second, func() error {
+		if ls := envs[1].node.Producer("live", id).Layers(); ls[0].Active || ls[1].Active || !ls[2].Active {
+			return fmt.Errorf("edge layers %+v, want layer 2 only", ls)
+		}
+		return nil
+	})
+	zero := 0
+	if err := viewer.Request(context.Background(), proto.MethodSetPreferredLayer, proto.PreferredLayerData{Producer: id, Layer: &zero}, nil); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 10*time.Second, func() error {
+		if !viewer.hasNote(proto.MethodLayerChanged, `"layer":0,"rid":"q"`) {
+			return fmt.Errorf("no layerChanged to layer 0")
+		}
+		return nil
+	})
+	before := viewer.received(id)
+	checkFor(t, 10*time.Second, func() error {
+		if n := viewer.received(id) - before; n < 20 {
+			return fmt.Errorf("%d packets after the switch", n)
+		}
+		return nil
+	})
+	if !envs[0].pipes.SetLayers(envs[1].node.ID(), id, 1) {
+		t.Fatal("no pipe of the producer to the edge")
+	}
+	if envs[0].pipes.SetLayers("nobody", id, 1) {
+		t.Fatal("a pipe to nobody")
+	}
+	checkFor(t, 10*time.Second, func() error {
+		ls := envs[1].node.Producer("live", id).Layers()
+		if !ls[0].Active || ls[1].Active || ls[2].Active {
+			return fmt.Errorf("edge layers %+v, want layer 0 only", ls)
+		}
+		return nil
+	})
+	before = viewer.received(id)
+	checkFor(t, 10*time.Second, func() error {
+		if n := viewer.received(id) - before; n < 20 {
+			return fmt.Errorf("%d packets with layer 0 alone", n)
+		}
+		return nil
+	})
 }
