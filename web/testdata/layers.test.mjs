@@ -182,6 +182,7 @@ test("a layersWanted that comes before the publish answer applies once the produ
   const p = c.publish(stream(track("video")), { simulcast: 2 });
   const pub = await ws.next("publish");
   ws.push({ method: "layersWanted", data: { producer: "PRv", layers: { q: true, h: false } } });
+  ws.push({ method: "layersWanted", data: { producer: "PRgone", layers: { q: false } } });
   const tv = c.sendPC.transceivers[0];
   await sleep(10);
   assert.equal(tv.sender.calls.length, 0, "no producer mapped yet");
@@ -189,6 +190,7 @@ test("a layersWanted that comes before the publish answer applies once the produ
   await p;
   for (let i = 0; i < 50 && tv.sender.calls.length < 1; i++) await sleep(5);
   assert.deepEqual(tv.sender.encodings.map((e) => e.active), [true, false]);
+  assert.equal(c._layers._pending.size, 0, "one for a producer this client does not have is dropped");
   await c.close();
 });
 

@@ -217,9 +217,14 @@ export class Layers {
     return this._queue(local.transceiver.sender, () => applyActive(local.transceiver.sender, layers));
   }
 
-  /** Applies the layersWanted that arrived before their producers were mapped. */
+  /**
+   * Applies the layersWanted that arrived before their producers were mapped (by a publish
+   * answer); those naming none of this client's producers are dropped.
+   */
   applyPending() {
-    for (const [id, layers] of [...this._pending]) {
+    const pending = [...this._pending];
+    this._pending.clear();
+    for (const [id, layers] of pending) {
       if (this._client.localProducers.has(id)) {
         this.want(id, layers).catch((err) => this._client._emitError(err, "layersWanted"));
       }
