@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/chromedp/chromedp"
 )
 
 // Simulcast in Chromium against a real node (issue 15): publishing with sendEncodings, a
@@ -159,11 +157,18 @@ func TestE2EDynacastPausesUnwantedLayer(t *testing.T) {
 	}
 	ws, _ := viewer.decodedWidth()
 
-	// The viewer wants the video large: the top layer runs again and reaches it.
-	if _, err := eval[chromedp.Void](viewer, 5*time.Second,
-		`window.cascadeApp.setView(Object.keys(window.cascadeApp.views())[0], "large")`); err != nil {
-		t.Fatalf("viewer: large view: %v", err)
+	// The viewer clicks the video's "Large" button: the top layer runs again and reaches it.
+	label, err = eval[string](viewer, 5*time.Second, `(() => { const b = document.querySelector("#tiles .tile.remote .view"); b.click(); return b.textContent; })()`)
+	if err != nil {
+		t.Fatalf("viewer: click the view button: %v", err)
 	}
+	checkFor(t, time.Now().Add(10*time.Second), "the viewer's video shows large", func() (bool, string) {
+		views, err := eval[map[string]string](viewer, 5*time.Second, `window.cascadeApp.views()`)
+		for _, v := range views {
+			return v == "large" && err == nil, fmt.Sprintf("views %v (%v), the button said %q", views, err, label)
+		}
+		return false, fmt.Sprintf("views %v (%v)", views, err)
+	})
 	checkFor(t, time.Now().Add(20*time.Second), "the publisher resumes its top layer", active(map[string]bool{"q": true, "h": true}))
 	checkFor(t, time.Now().Add(20*time.Second), "the viewer decodes the top layer", func() (bool, string) {
 		w, why := viewer.decodedWidth()
