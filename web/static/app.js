@@ -200,8 +200,7 @@ function tileOfProducer(producerId) {
 }
 
 function stopFit(producerId) {
-  const stop = fits.get(producerId);
-  if (stop) stop();
+  (fits.get(producerId) || (() => {}))();
   fits.delete(producerId);
 }
 
@@ -239,8 +238,9 @@ function onLayerChanged({ producer, layer, rid }) {
 // The layers of our camera the node wants (dynacast), shown on our own tile.
 function onLayersWanted({ layers }) {
   const el = $("local-layers");
-  const on = Object.keys(layers).filter((r) => layers[r]);
-  const off = Object.keys(layers).filter((r) => !layers[r]);
+  const rank = (r) => (["q", "h", "f"].indexOf(r) + 4) % 4; // lowest first, others last
+  const rids = Object.keys(layers).sort((a, b) => rank(a) - rank(b));
+  const [on, off] = [rids.filter((r) => layers[r]), rids.filter((r) => !layers[r])];
   el.textContent = `sending ${on.join(" ") || "nothing"}` + (off.length ? `, paused ${off.join(" ")}` : "");
   el.hidden = false;
 }
