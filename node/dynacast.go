@@ -16,10 +16,10 @@ import (
 //
 // What a producer needs is read from its consumers, one place for both sources of demand: a
 // subscriber's consumer needs the layer it forwards, the one it switches to (its target) and
-// the highest its preference allows (Consumer.MaxLayer);
-// a relay sink (one per layer of a pipe) needs its layer while the child node it feeds demands
-// it (relay.Pipes.ServeLayers gates the others: Consumer.Gate; every layer until it said). One goroutine per node (the
-// dynacast loop) reads the demand of every video producer every DynacastTick:
+// the highest its preference allows (Consumer.MaxLayer); a relay sink (one per layer of a
+// pipe) needs its layer while the child node it feeds demands it (relay.Pipes.ServeLayers
+// gates the others, Consumer.Gate; every layer flows until the child said). One goroutine per
+// node (the dynacast loop) reads the demand of every video producer every DynacastTick:
 //   - of a remote producer piped here, it emits LayerDemand when the demand changed (and every
 //     DemandRefresh, so a lost message heals): the relay tells the parent of the pipe, whose
 //     relay sink towards this node then carries only those layers, and whose own demand grows
@@ -159,7 +159,7 @@ func (n *Node) dynacastPass(now time.Time) {
 			if p.Origin() == "" {
 				n.originLayers(p, st, now)
 				if st.started {
-					paused += int64(layerCount(len(p.Layers())) - countBits(st.told))
+					paused += int64(layerCount(len(p.layers.rids)) - countBits(st.told))
 				}
 				continue
 			}
@@ -193,19 +193,19 @@ func (n *Node) edgeDemand(p *Producer, st *layerState, now time.Time) {
 // originLayers tells a local simulcast producer's publisher which layers to send, when that
 // changes.
 func (n *Node) originLayers(p *Producer, st *layerState, now time.Time) {
-	layers := p.Layers()
-	if len(layers) < 2 {
+	rids := p.layers.rids // fixed before the producer is live
+	if len(rids) < 2 {
 		return
 	}
-	layers = layers[:layerCount(len(layers))]
+	rids = rids[:layerCount(len(rids))]
 	old := st.told
-	want, changed := st.next(p.DemandedLayers(), len(layers), now, n.dyn.pause)
+	want, changed := st.next(p.DemandedLayers(), len(rids), now, n.dyn.pause)
 	if !changed {
 		return
 	}
-	data := proto.LayersWantedData{Producer: p.id, Layers: make(map[string]bool, len(layers))}
-	for i, l := range layers {
-		data.Layers[l.Rid] = want&(1<<i) != 0
+	data := proto.LayersWantedData{Producer: p.id, Layers: make(map[string]bool, len(rids))}
+	for i, rid := range rids {
+		data.Layers[rid] = want&(1<<i) != 0
 	}
 	if pub := p.source().participant; pub != nil {
 		n.dyn.wantedSent.Add(1)

@@ -13,7 +13,7 @@
 // window and keyframe requests (a PLI names the layer's SSRC), and the edge injects each packet
 // with the layer its SSRC names. A producer without layers uses the first SSRC alone. Which
 // layers a pipe carries is a per-pipe mask (Pipes.SetLayers: a closed layer's sink is gated,
-// and costs the fan-out nothing more), for dynacast to set.
+// and costs the fan-out nothing more), set by dynacast from the child's demand (layers.go).
 //
 // Each side of a link picks the key it receives with and tells the peer, who sends with it.
 // So a node that asks a peer to send (Expect, then the request) can take the peer's first

@@ -383,6 +383,9 @@ func TestDynacastTwoNodes(t *testing.T) {
 		if m := activeLayers(a, "r", pub.id); m != 0b001 {
 			return fmt.Errorf("active layers on a %03b, want 001", m)
 		}
+		if m := activeLayers(b, "r", pub.id); m != 0b001 {
+			return fmt.Errorf("active layers on b %03b, want 001", m)
+		}
 		return nil
 	})
 	if got := a.metric("cascade_layers_paused"); got != 2 {
@@ -446,4 +449,49 @@ func TestDynacastTwoNodes(t *testing.T) {
 	if r < float64(n0)/2 || r > float64(n0)+10 {
 		t.Fatalf("relayed %v packets to b while the publisher sent %d of layer 0 and %d of layer 2: want about layer 0's", r, n0, n2)
 	}
+}
+
+// TestDynacastRelayChain: demand climbs a relay tree of two hops (K = 1: A relays to B, B to
+// C). A viewer on B wants the lowest layer, one on C the top: C's pipe from B carries the top
+// layer only, B's pipe from A both, and the publisher pauses the middle one. When C's viewer
+// asks for the middle layer instead, the change reaches A through B: the middle layer resumes
+// and the top one is paused.
+func TestDynacastRelayChain(t *testing.T) {
+	envs := newCluster(t, 3, 1)
+	a, b, c := envs[0], envs[1], envs[2]
+	pub := publishSimulcast(t, a, "r", "pub")
+	onB := subscribeAt(t, b, "r", "b", pub.id, 0)
+	waitPackets(t, onB, pub.id)
+	onC := subscribeAt(t, c, "r", "c", pub.id, 2)
+	waitPackets(t, onC, pub.id)
+	pipes := func(ab, bc uint8) {
+		t.Helper()
+		checkFor(t, 10*time.Second, func() error {
+			if m, ok := a.pipes.PipeLayers(b.node.ID(), pub.id); !ok || m != ab {
+				return fmt.Errorf("a's pipe to b carries %03b (piped: %v), want %03b", m, ok, ab)
+			}
+			if m, ok := b.pipes.PipeLayers(c.node.ID(), pub.id); !ok || m != bc {
+				return fmt.Errorf("b's pipe to c carries %03b (piped: %v), want %03b", m, ok, bc)
+			}
+			return nil
+		})
+	}
+	pipes(0b101, 0b100)
+	waitWanted(t, pub, 0b101, 15*time.Second)
+	checkFor(t, 10*time.Second, func() error {
+		if lb, lc := onB.layerOf(pub.id), onC.layerOf(pub.id); lb != 0 || lc != 2 {
+			return fmt.Errorf("viewers on layers %d (b) and %d (c), want 0 and 2", lb, lc)
+		}
+		return nil
+	})
+
+	setPreferredLayer(t, onC, pub.id, 1)
+	pipes(0b011, 0b010)
+	waitWanted(t, pub, 0b011, 15*time.Second)
+	checkFor(t, 10*time.Second, func() error {
+		if l := onC.layerOf(pub.id); l != 1 {
+			return fmt.Errorf("viewer on c on layer %d, want 1", l)
+		}
+		return nil
+	})
 }
