@@ -20,7 +20,7 @@ import (
 func TestForgedLayerDemand(t *testing.T) {
 	net := NewMemNet()
 	n1, n2 := pair(t, net)
-	req := relay.PipeRequest{Room: "r", Producer: "PR_x", From: "n2", SSRC: 1234, Layers: 0b001}
+	req := relay.PipeRequest{Room: "r", Producer: "PR_x", From: "n2", SSRC: 1234, Demand: 0b001}
 	subject := subjectRelay("n1", typeLayers)
 	for _, f := range []struct {
 		reason string

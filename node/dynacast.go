@@ -190,12 +190,24 @@ func (n *Node) edgeDemand(p *Producer, st *layerState, now time.Time) {
 	n.emit(LayerDemand{Producer: p, Layers: need})
 }
 
+// Untold is a Listener that cannot pass notifications on to its client (a WHIP session has no
+// signaling channel): dynacast asks such a publisher nothing, and counts none of its layers as
+// paused (it keeps sending every layer).
+type Untold interface {
+	Untold()
+}
+
 // originLayers tells a local simulcast producer's publisher which layers to send, when that
 // changes.
 func (n *Node) originLayers(p *Producer, st *layerState, now time.Time) {
 	rids := p.layers.rids // fixed before the producer is live
 	if len(rids) < 2 {
 		return
+	}
+	if pub := p.source().participant; pub != nil {
+		if _, ok := pub.listener.(Untold); ok {
+			return
+		}
 	}
 	rids = rids[:layerCount(len(rids))]
 	old := st.told

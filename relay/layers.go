@@ -5,7 +5,7 @@ import "github.com/cascade-sfu/cascade/node"
 // Dynacast across the relay tree (node/dynacast.go): an edge tells the parent of each pipe in
 // which layers of the producer it needs (its consumers' and its own children's), and the parent's
 // relay sink towards it carries only those. The demand travels as a PipeRequest naming the pipe
-// (producer and SSRC) with Layers set, authenticated like every relay control message; a
+// (producer and SSRC) with Demand set, authenticated like every relay control message; a
 // demand that names no pipe of its sender changes nothing, and the worst a member node can
 // demand is every layer, which is what a pipe carries before any demand.
 
@@ -18,7 +18,7 @@ func (ps *Pipes) LayerDemand(p *node.Producer, layers uint8) {
 	if in == nil || ps.sig == nil || layers == 0 {
 		return
 	}
-	ps.sig.Layers(in.parent, PipeRequest{Room: p.Room().Name(), Producer: p.ID(), From: ps.o.Self, SSRC: in.ssrc, Layers: layers})
+	ps.sig.Layers(in.parent, PipeRequest{Room: p.Room().Name(), Producer: p.ID(), From: ps.o.Self, SSRC: in.ssrc, Demand: layers})
 }
 
 // ServeLayers applies a child's demand to the relay sink towards it: the pipe its request names
@@ -30,11 +30,11 @@ func (ps *Pipes) ServeLayers(req PipeRequest) {
 	ps.mu.Lock()
 	o := ps.out[outKey{req.From, req.Producer}]
 	ps.mu.Unlock()
-	if o == nil || o.ssrc != req.SSRC || req.Layers == 0 {
+	if o == nil || o.ssrc != req.SSRC || req.Demand == 0 {
 		ps.StrayDemands.Add(1) // a pipe that just ended, or a demand of nothing: no effect
 		return
 	}
-	o.setLayers(demanded(req.Layers))
+	o.setLayers(demanded(req.Demand))
 }
 
 // demanded is the mask of the layers a child's demand names (0, or only bits past

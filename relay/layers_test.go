@@ -45,7 +45,7 @@ func TestPipeLayerDemand(t *testing.T) {
 	}
 	k := lc.Key()
 	req := PipeRequest{Room: "room", Producer: "PR", From: "C", RelayAddr: child.Addr().String(), Key: k.Key, KeyEpoch: k.Epoch,
-		SSRC: lc.NewSSRC(), Layers: 0b001}
+		SSRC: lc.NewSSRC(), Layers: 3, Demand: 0b001}
 	if rep := ps.ServePipe(req); !rep.OK {
 		t.Fatalf("pipe request: %+v", rep)
 	}
@@ -60,7 +60,7 @@ func TestPipeLayerDemand(t *testing.T) {
 		}
 	}
 	expect(0b001, "asked for layer 0")
-	demand := func(r PipeRequest, layers uint8) PipeRequest { r.Layers = layers; return r }
+	demand := func(r PipeRequest, layers uint8) PipeRequest { r.Demand = layers; return r }
 	ps.ServeLayers(demand(req, 0b101))
 	expect(0b101, "demanded layers 0 and 2")
 	bad := demand(req, 0b010)

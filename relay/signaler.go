@@ -32,9 +32,12 @@ type PipeRequest struct {
 	// receiving key chain (the parent also sends its feedback under it if the request makes
 	// its sending context).
 	SSRC uint32 `json:"ssrc"`
-	// Layers are the simulcast layers the asker needs (bit i: layer i; 0: every layer): the
+	// Layers is how many SSRCs from SSRC on the asker routes to the pipe, one per simulcast
+	// layer (0: one, an asker that knows no layers); the parent relays at most that many.
+	Layers uint32 `json:"layers,omitempty"`
+	// Demand are the simulcast layers the asker needs (bit i: layer i; 0: every layer): the
 	// pipe carries only those (dynacast). In a layer demand (Signaler.Layers), the new set.
-	Layers uint8 `json:"layers,omitempty"`
+	Demand uint8 `json:"demand,omitempty"`
 }
 
 // PipeReply answers a PipeRequest.
@@ -60,7 +63,7 @@ type Signaler interface {
 	Unpipe(parent string, req PipeRequest)
 	// Dropped tells child that this node stopped relaying the pipe req names (one way).
 	Dropped(child string, req PipeRequest)
-	// Layers tells parent which layers of the pipe req names this node now needs (req.Layers;
+	// Layers tells parent which layers of the pipe req names this node now needs (req.Demand;
 	// one way, repeated now and then: a lost one heals). The parent's Pipes.ServeLayers.
 	Layers(parent string, req PipeRequest)
 	// Piped tells the room's nodes that this node now gets producer from parent, or no longer

@@ -495,3 +495,21 @@ func TestDynacastRelayChain(t *testing.T) {
 		return nil
 	})
 }
+
+// TestDynacastWHIPUntold: a WHIP encoder cannot be told to pause a layer, so none of its layers
+// counts as paused; a WebSocket publisher of the same room, published after it and watched the
+// same way, is told, and only its two layers count.
+func TestDynacastWHIPUntold(t *testing.T) {
+	e := newEnv(t, 1, 0)
+	whip := whipSimulcast(t, e, "r")
+	pub := publishSimulcast(t, e, "r", "pub")
+	subscribeAt(t, e, "r", "w", whip, 0)
+	subscribeAt(t, e, "r", "p", pub.id, 0)
+	waitWanted(t, pub, 0b001, 15*time.Second) // the WHIP producer's pause was due before
+	if got := e.metric("cascade_layers_paused"); got != 2 {
+		t.Fatalf("cascade_layers_paused %v, want 2 (the WebSocket publisher's)", got)
+	}
+	if got := e.metric("cascade_layers_wanted_total"); got != 2 {
+		t.Fatalf("cascade_layers_wanted_total %v, want 2 (the WebSocket publisher's first and its pause)", got)
+	}
+}

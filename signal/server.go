@@ -270,6 +270,9 @@ type whipListener struct{}
 
 func (whipListener) Notify(string, any) {}
 
+// Untold implements node.Untold: dynacast cannot ask a WHIP encoder to pause a layer.
+func (whipListener) Untold() {}
+
 // serveWHIP handles POST /whip/{room} (publish) and POST /whep/{room} (watch).
 func (s *Server) serveWHIP(w http.ResponseWriter, r *http.Request) {
 	publish := strings.HasPrefix(r.URL.Path, "/whip/")

@@ -180,7 +180,8 @@ func TestWHIPSimulcast(t *testing.T) {
 // layer, and moves to the lowest when it asks for layer 0 (setPreferredLayer), told each time by
 // layerChanged; media keeps flowing.
 // The origin's pipe then carries layer 0 only (its layer mask, for dynacast): the edge's other
-// layers stop, the viewer's media goes on.
+// layers stop, the viewer's media goes on. When the viewer asks for the top layer again, the
+// edge's demand reopens it and the viewer switches back.
 func TestClusterSimulcast(t *testing.T) {
 	envs := newCluster(t, 2, 3)
 	id := whipSimulcast(t, envs[0], "live")
@@ -240,6 +241,20 @@ func TestClusterSimulcast(t *testing.T) {
 	checkFor(t, 10*time.Second, func() error {
 		if n := viewer.received(id) - before; n < 20 {
 			return fmt.Errorf("%d packets with layer 0 alone", n)
+		}
+		return nil
+	})
+	// The viewer asks for the top layer again: the edge's demand (dynacast) reopens it.
+	two := 2
+	if err := viewer.Request(context.Background(), proto.MethodSetPreferredLayer, proto.PreferredLayerData{Producer: id, Layer: &two}, nil); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 10*time.Second, func() error {
+		if !envs[1].node.Producer("live", id).Layers()[2].Active {
+			return fmt.Errorf("edge layer 2 inactive after the viewer asked for it")
+		}
+		if viewer.layerOf(id) != 2 {
+			return fmt.Errorf("viewer on layer %d, want 2", viewer.layerOf(id))
 		}
 		return nil
 	})
