@@ -44,3 +44,11 @@ func TestClientSessionUnderNode(t *testing.T) {
 func TestClientResumeUnderNode(t *testing.T) {
 	nodeTest(t, "testdata/resume.test.mjs", "the JavaScript resume tests")
 }
+
+// TestClientLayersUnderNode runs testdata/layers.test.mjs under Node: cascade.js's simulcast
+// sendEncodings, setPreferredLayer (kept and sent again after a resume), fitLayer, layersWanted
+// pausing and resuming encodings through setParameters, layerChanged and activeSpeakers, against
+// fake WebSocket and RTCPeerConnection. Skipped without node, required under CI.
+func TestClientLayersUnderNode(t *testing.T) {
+	nodeTest(t, "testdata/layers.test.mjs", "the JavaScript layer tests")
+}

@@ -1,10 +1,14 @@
 // The Cascade demo page: join a room with camera and microphone, see and hear the others, chat.
 // It shows the room API's doings too: participant and room metadata, a moderator's mute and its
 // request to unmute, and the end of the session when the participant is removed or the room
-// deleted.
-// Query parameters: ?room=R&identity=I&autojoin=1, and &token=T for a node without /token (run
-// without --dev): the token's room and identity are the ones joined.
+// deleted. And media that adapts: simulcast, a small and a large view per remote video (the
+// small one asks the node for a layer no larger than itself), the loudest speaker highlighted.
+// Query parameters: ?room=R&identity=I&autojoin=1; &token=T for a node without /token (run
+// without --dev): the token's room and identity are the ones joined; &simulcast=2|3 publishes
+// the camera in that many layers, &codec=h264 in H264; &view=small shows remote videos small at
+// first; &publish=0 joins without camera and microphone (to watch).
 import { CascadeClient } from "./cascade.js";
+import { pageStats } from "./stats.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -16,6 +20,9 @@ let notice = "";
 let unmuteRequest = null; // the producer a moderator asks us to unmute
 const messages = []; // {from, identity, text}
 const tiles = new Map(); // participant id -> {el, media: Map(producer id -> element)}
+const views = new Map(); // producer id -> "small" | "large": each remote video's view
+const fits = new Map(); // producer id -> stop function of client.fitLayer (small views)
+let speaking = ""; // the participant id highlighted as the active speaker
 
 function randomIdentity() {
   return "guest-" + Math.random().toString(36).slice(2, 7);
@@ -106,7 +113,7 @@ function tileFor(participantId) {
   name.className = "name";
   el.append(placeholder, name);
   $("tiles").append(el);
-  tile = { el, name, placeholder, media: new Map() };
+  tile = { el, name, placeholder, media: new Map(), toggle: null, layer: null };
   tiles.set(participantId, tile);
   updateTileName(participantId);
   return tile;
@@ -123,6 +130,7 @@ function updateTileName(participantId) {
 function removeTile(participantId) {
   const tile = tiles.get(participantId);
   if (!tile) return;
+  for (const id of tile.media.keys()) stopFit(id);
   for (const m of tile.media.values()) m.srcObject = null;
   tile.el.remove();
   tiles.delete(participantId);
@@ -150,9 +158,11 @@ function onTrack({ track, stream, participantId, producerId }) {
   media.srcObject = stream;
   media.play().catch(() => {}); // autoplay policy: playback starts on the next user gesture
   tile.media.set(producerId, media);
+  if (track.kind === "video") addViewToggle(tile, producerId);
 }
 
 function onTrackEnded({ participantId, producerId }) {
+  stopFit(producerId);
   const tile = tiles.get(participantId || "unknown");
   if (!tile) return;
   const media = tile.media.get(producerId);
@@ -160,6 +170,92 @@ function onTrackEnded({ participantId, producerId }) {
   media.srcObject = null;
   media.remove();
   tile.media.delete(producerId);
+}
+
+// ---- views and layers ------------------------------------------------------------------------
+
+// addViewToggle gives a remote video's tile its small/large button and applies the video's view
+// (the page's default for a new one: ?view=small, else large).
+function addViewToggle(tile, producerId) {
+  if (!tile.toggle) {
+    const btn = document.createElement("button");
+    btn.type = "button";
+    btn.className = "view";
+    tile.el.append(btn);
+    tile.toggle = btn;
+    const layer = document.createElement("div");
+    layer.className = "layers";
+    layer.hidden = true;
+    tile.el.append(layer);
+    tile.layer = layer;
+  }
+  tile.toggle.onclick = () => setView(producerId, views.get(producerId) === "small" ? "large" : "small").catch((err) => showError(`View change failed: ${err.message}`));
+  const initial = views.get(producerId) || (new URLSearchParams(location.search).get("view") === "small" ? "small" : "large");
+  setView(producerId, initial).catch((err) => showError(`View change failed: ${err.message}`));
+}
+
+function tileOfProducer(producerId) {
+  for (const tile of tiles.values()) if (tile.media.has(producerId)) return tile;
+  return null;
+}
+
+function stopFit(producerId) {
+  (fits.get(producerId) || (() => {}))();
+  fits.delete(producerId);
+}
+
+// setView shows a remote video small or large. Small: the node is asked for a layer no larger
+// than the video element (client.fitLayer follows its size); large: no limit (the top layer
+// the viewer's bandwidth allows).
+async function setView(producerId, view) {
+  if (view !== "small" && view !== "large") throw new Error(`view ${view}: small or large`);
+  views.set(producerId, view);
+  const tile = tileOfProducer(producerId);
+  if (tile) {
+    tile.el.classList.toggle("small", view === "small");
+    if (tile.toggle) {
+      tile.toggle.textContent = view === "small" ? "Large" : "Small";
+      tile.toggle.title = view === "small" ? "Show this video large (top layer)" : "Show this video small (a small layer)";
+    }
+  }
+  if (!client) return;
+  stopFit(producerId);
+  if (view === "small" && tile) {
+    fits.set(producerId, client.fitLayer(producerId, tile.media.get(producerId)));
+  } else {
+    await client.setPreferredLayer(producerId);
+  }
+}
+
+// The layer a remote video arrives in (layerChanged), shown on its tile.
+function onLayerChanged({ producer, layer, rid }) {
+  const tile = tileOfProducer(producer);
+  if (!tile || !tile.layer) return;
+  tile.layer.textContent = `layer ${rid || layer}`;
+  tile.layer.hidden = false;
+}
+
+// The layers of our camera the node wants (dynacast), shown on our own tile.
+function onLayersWanted({ layers }) {
+  const el = $("local-layers");
+  const rank = (r) => (["q", "h", "f"].indexOf(r) + 4) % 4; // lowest first, others last
+  const rids = Object.keys(layers).sort((a, b) => rank(a) - rank(b));
+  const [on, off] = [rids.filter((r) => layers[r]), rids.filter((r) => !layers[r])];
+  el.textContent = `sending ${on.join(" ") || "nothing"}` + (off.length ? `, paused ${off.join(" ")}` : "");
+  el.hidden = false;
+}
+
+// The loudest participant of the room gets the highlight (its tile, its name in the list).
+function onActiveSpeakers({ speakers }) {
+  speaking = speakers.length ? speakers[0].participant : "";
+  showSpeaker();
+}
+
+function showSpeaker() {
+  const self = client && client.participant ? client.participant.id : "";
+  for (const [id, tile] of tiles) tile.el.classList.toggle("speaking", id === speaking);
+  $("local-tile").classList.toggle("speaking", !!speaking && speaking === self);
+  for (const li of $("participants").children) li.classList.toggle("speaking", li.dataset.participant === speaking);
 }
 
 // ---- participants and chat ------------------------------------------------------------------
@@ -195,6 +291,7 @@ function renderParticipants() {
     list.append(li);
   }
   for (const id of tiles.keys()) updateTileName(id);
+  showSpeaker();
 }
 
 function messageText(data) {
@@ -301,6 +398,9 @@ function wire(c) {
   // The node went and the session resumed on another one: the videos played on by themselves.
   c.addEventListener("resumed", () => setStatus("connected", "connected (resumed)"));
   c.addEventListener("message", (e) => onMessage(e.detail));
+  c.addEventListener("layerChanged", (e) => onLayerChanged(e.detail));
+  c.addEventListener("layersWanted", (e) => onLayersWanted(e.detail));
+  c.addEventListener("activeSpeakers", (e) => onActiveSpeakers(e.detail));
   c.addEventListener("error", (e) => console.warn("cascade:", e.detail.context, e.detail.error));
 }
 
@@ -329,7 +429,8 @@ async function join(room, identity) {
   const c = new CascadeClient(relay ? { iceTransportPolicy: "relay" } : {});
   try {
     let token = await fetchToken(room, identity); // fails early, before the camera prompt
-    localStream = await getMedia();
+    const params = new URLSearchParams(location.search);
+    localStream = params.get("publish") === "0" ? null : await getMedia();
     client = c;
     wire(c);
     // The first join uses the token above; a reconnection fetches a fresh one (dev tokens expire).
@@ -344,7 +445,11 @@ async function join(room, identity) {
     $("local-video").srcObject = localStream;
     showCall(true);
     renderParticipants();
-    if (localStream) await c.publish(localStream);
+    const layers = Number($("simulcast").value) || 0;
+    // ?codec=h264 (or vp8) offers that video codec first.
+    const codec = (params.get("codec") || "").toUpperCase();
+    const videoCodec = codec ? `video/${codec}` : "";
+    if (localStream) await c.publish(localStream, { simulcast: layers > 1 ? layers : false, videoCodec });
     updateMuteButtons();
     return { participant: joined.participant, room: joined.room };
   } catch (err) {
@@ -366,6 +471,11 @@ async function leave() {
   if (localStream) for (const t of localStream.getTracks()) t.stop();
   localStream = null;
   $("local-video").srcObject = null;
+  $("local-layers").hidden = true;
+  speaking = "";
+  $("local-tile").classList.remove("speaking");
+  for (const id of [...fits.keys()]) stopFit(id);
+  views.clear();
   clearTiles();
   $("chat").replaceChildren();
   messages.length = 0;
@@ -408,54 +518,6 @@ async function toggle(kind) {
   updateMuteButtons();
 }
 
-// ---- stats for tests -------------------------------------------------------------------------
-
-async function selectedPairs(pc) {
-  if (!pc) return [];
-  const report = await pc.getStats();
-  const pairs = [];
-  report.forEach((s) => {
-    if (s.type !== "candidate-pair" || s.state !== "succeeded" || !s.nominated) return;
-    const local = report.get(s.localCandidateId) || {};
-    const remote = report.get(s.remoteCandidateId) || {};
-    pairs.push({
-      local: local.address || local.ip || "",
-      remote: remote.address || remote.ip || "",
-      localType: local.candidateType || "",
-      relayProtocol: local.relayProtocol || "",
-    });
-  });
-  return pairs;
-}
-
-async function stats() {
-  const recv = client && client.recvPC;
-  const send = client && client.sendPC;
-  let framesDecoded = 0;
-  const videoTracks = [];
-  if (recv) {
-    const report = await recv.getStats();
-    report.forEach((s) => {
-      if (s.type !== "inbound-rtp" || s.kind !== "video") return;
-      framesDecoded += s.framesDecoded || 0;
-      // The receive transport's track id is the producer id (PROTOCOL.md).
-      const remote = client.remoteTracks.get(s.trackIdentifier);
-      videoTracks.push({
-        producerId: s.trackIdentifier || "",
-        participantId: remote ? remote.participantId : "",
-        framesDecoded: s.framesDecoded || 0,
-      });
-    });
-  }
-  return {
-    framesDecoded,
-    videoTracks,
-    selectedPairs: await selectedPairs(recv),
-    sendSelectedPairs: await selectedPairs(send),
-    state: client ? client.state : "closed",
-  };
-}
-
 window.cascadeApp = {
   get client() {
     return client;
@@ -477,7 +539,18 @@ window.cascadeApp = {
   },
   join,
   leave,
-  stats,
+  /** What the tests check: decoded frames and sizes, selected candidate pairs, send encodings. */
+  stats: () => pageStats(client),
+  /** Shows a remote video "small" (a layer no larger than its element) or "large" (no limit). */
+  setView,
+  /** The view of each remote video, by producer id. */
+  views() {
+    return Object.fromEntries(views);
+  },
+  /** The participant highlighted as the active speaker ("" when nobody speaks). */
+  get speaking() {
+    return speaking;
+  },
   /** Identities of the other participants. */
   participants() {
     return client ? [...client.participants.values()].map((p) => p.identity) : [];
@@ -517,6 +590,7 @@ $("chat-form").addEventListener("submit", async (e) => {
 const params = new URLSearchParams(location.search);
 $("room").value = params.get("room") || $("room").value;
 $("identity").value = params.get("identity") || randomIdentity();
+if (["2", "3"].includes(params.get("simulcast"))) $("simulcast").value = params.get("simulcast");
 if (params.get("token")) {
   $("token").value = params.get("token");
   $("token-field").hidden = false;

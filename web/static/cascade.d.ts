@@ -41,6 +41,58 @@ export interface Producer {
   clockRate?: number;
   channels?: number;
   fmtp?: string;
+  /** A simulcast video producer's layers, lowest quality first (absent: not simulcast). */
+  layers?: Layer[];
+}
+
+/**
+ * One simulcast layer of a producer (PROTOCOL.md, "Simulcast"): its number is its index in
+ * Producer.layers. width/height: of its last keyframe (absent until seen); bitrate in bit/s.
+ */
+export interface Layer {
+  rid: string;
+  width?: number;
+  height?: number;
+  bitrate?: number;
+  /** Packets of it arrived in the last second (a paused layer is inactive). */
+  active: boolean;
+}
+
+/**
+ * The largest layer a subscriber wants of a producer (setPreferredLayer): every limit given
+ * applies; none given, none applies (the top layer).
+ */
+export interface LayerPreference {
+  /** The highest layer number (0 the lowest); -1 or absent: no limit by number. */
+  layer?: number;
+  /** The width of the view showing it, in device pixels (0 or absent: no limit). */
+  maxWidth?: number;
+  /** The height of the view showing it, in device pixels (0 or absent: no limit). */
+  maxHeight?: number;
+}
+
+/**
+ * How a video track is published: false (one encoding), true (3 layers), 2 or 3 layers ("q",
+ * "h", "f", lowest first, downscaled 4, 2, 1; capped by the camera's size as Chromium caps
+ * them: at most 2 below 960x540, 1 below 480x270), or sendEncodings of your own (each with a
+ * rid, lowest quality first, used as given).
+ */
+export type SimulcastOption = boolean | 1 | 2 | 3 | RTCRtpEncodingParameters[];
+
+/** Options of publish. */
+export interface PublishOptions {
+  /** Video as simulcast layers (default: the constructor's simulcast option, false). */
+  simulcast?: SimulcastOption;
+  /** The video codec to offer first, e.g. "video/H264" or "video/VP8" (default: the browser's order). */
+  videoCodec?: string;
+}
+
+/** One entry of activeSpeakers: a participant, the audio producer it speaks through, its level. */
+export interface Speaker {
+  participant: string;
+  producer: string;
+  /** 0 (silent) .. 1 (loudest), from the RFC 6464 audio level. */
+  level: number;
 }
 
 /** A placement redirect: the node the client should join instead (followed by connect). */
@@ -156,6 +208,8 @@ export interface CascadeClientOptions {
   pingInterval?: number;
   /** Milliseconds without any frame from the node after which it is gone (3000). */
   pingDeadline?: number;
+  /** The default of publish's simulcast option (false). */
+  simulcast?: SimulcastOption;
 }
 
 /** Options of connect. */
@@ -261,6 +315,21 @@ export interface CascadeEventMap {
   migrate: { node: string; url: string; reason: string; deadline: number };
   /** A message on the receive transport's data channel. */
   data: { data: string | ArrayBuffer | Blob; label: string };
+  /**
+   * The simulcast layer this client receives of a producer changed (after each switch; also
+   * client.receivedLayers).
+   */
+  layerChanged: { producer: string; layer: number; rid: string };
+  /**
+   * Dynacast: the server wants only the layers marked true of one of this client's simulcast
+   * producers. The client already paused (or resumed) the encodings (RTCRtpSender.setParameters).
+   */
+  layersWanted: { producer: string; layers: Record<string, boolean> };
+  /**
+   * The room's loudest participants changed, loudest first (empty: nobody speaks); also
+   * client.activeSpeakers.
+   */
+  activeSpeakers: { speakers: Speaker[] };
   /** A peer connection's connectionState changed. */
   transportState: { transport: "send" | "recv"; state: RTCPeerConnectionState };
   /** A notification this library does not know. */
@@ -307,6 +376,12 @@ export class CascadeClient extends EventTarget {
   participants: Map<string, Participant>;
   /** The room's producers (this client's included), by id. */
   producers: Map<string, Producer>;
+  /** The room's loudest participants, loudest first, from the last `activeSpeakers`. */
+  activeSpeakers: Speaker[];
+  /** The simulcast layer received of each producer, from `layerChanged`, by producer id. */
+  receivedLayers: Map<string, { layer: number; rid: string }>;
+  /** The preferences sent with setPreferredLayer (those with a limit), by producer id. */
+  preferredLayers: Map<string, LayerPreference & { producer: string }>;
   /** This client's producers, by id. */
   localProducers: Map<string, LocalProducer>;
   /** Received tracks, by producer id. */
@@ -339,8 +414,10 @@ export class CascadeClient extends EventTarget {
   /**
    * Publishes the stream's tracks on the send transport (plus the data channel "data"). Calling
    * it again with new tracks renegotiates. Resolves with the producers of the send transport.
+   * With options.simulcast, video goes as simulcast layers; the client pauses and resumes them
+   * as the server asks (`layersWanted`).
    */
-  publish(stream: MediaStream): Promise<Producer[]>;
+  publish(stream: MediaStream, options?: PublishOptions): Promise<Producer[]>;
 
   /** Stops one of this client's producers and renegotiates the send transport without it. */
   unpublish(producerId: string): Promise<void>;
@@ -355,6 +432,20 @@ export class CascadeClient extends EventTarget {
   subscribe(producerId: string): Promise<void>;
 
   unsubscribe(producerId: string): Promise<void>;
+
+  /**
+   * Sets the largest simulcast layer wanted of a producer (by number and/or by the view's size
+   * in device pixels); without limits, clears it. The node forwards the highest layer within
+   * every limit that the subscriber's bandwidth allows. Sent again after a resume.
+   */
+  setPreferredLayer(producerId: string, preference?: LayerPreference): Promise<void>;
+
+  /**
+   * Keeps the producer's preferred size equal to the element's rendered size (ResizeObserver,
+   * device pixels, debounced 200 ms); options.layer adds a limit by number. Returns the
+   * function that stops watching (the last preference stays).
+   */
+  fitLayer(producerId: string, element: Element, options?: { layer?: number }): () => void;
 
   /** Sends an application message (any JSON value) to the whole room over signaling. */
   sendMessage(data: unknown): Promise<void>;

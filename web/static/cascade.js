@@ -8,6 +8,17 @@
 //   await client.connect("/ws", token);
 //   await client.publish(await navigator.mediaDevices.getUserMedia({ audio: true, video: true }));
 //
+// Simulcast and layers (PROTOCOL.md, "Simulcast, bandwidth and speakers"):
+//
+//   await client.publish(stream, { simulcast: 3 });  // or true (3), 2, or your own sendEncodings
+//   client.setPreferredLayer(producerId, { maxWidth: 320, maxHeight: 180 }); // a thumbnail
+//   client.setPreferredLayer(producerId, { layer: 0 });                       // the lowest layer
+//   client.setPreferredLayer(producerId);                                     // no limit: the top
+//   const stop = client.fitLayer(producerId, videoElement); // follows the element's size
+//
+// The node picks each viewer's layer (its preference and its bandwidth); the publisher's client
+// pauses and resumes its layers' encodings as the node asks (`layersWanted`, dynacast).
+//
 // When the node goes (its WebSocket closes without a `closed` notification, or it answers no
 // ping for 3 s), the client resumes the session on another node (PROTOCOL.md, "Resume"): the
 // join answer's nodes first, then the URL given to connect (placement), at once and then with
@@ -46,6 +57,14 @@
 //   trackReplaced       {track, previous, stream, streams, ...}: after a resume, the new track
 //                       took the old one's place inside those streams (nothing to do)
 //   trackEnded          {track, participantId, producerId, kind}
+//   layerChanged        {producer, layer, rid}: the simulcast layer this client receives of a
+//                       producer changed (also client.receivedLayers)
+//   layersWanted        {producer, layers: {rid: bool}}: the server wants only some layers of one
+//                       of this client's simulcast producers (dynacast); the client has already
+//                       paused the others' encodings (RTCRtpSender.setParameters, active false)
+//   activeSpeakers      {speakers: [{participant, producer, level}]}: the room's loudest
+//                       participants, loudest first, level 0..1; [] when nobody speaks (also
+//                       client.activeSpeakers)
 //   data                {data, label}: a message on the receive transport's data channel
 //   transportState      {transport: "send"|"recv", state}: RTCPeerConnection.connectionState
 //   notification        {method, data}: a notification this library does not know

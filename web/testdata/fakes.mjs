@@ -78,6 +78,28 @@ export class FakeDataChannel extends EventTarget {
   }
 }
 
+// An RTCRtpSender's parameters, as Chromium handles them: getParameters returns a copy with a
+// transaction id, and setParameters takes only the copy of the latest getParameters.
+export class FakeSender {
+  constructor(track, encodings) {
+    this.track = track;
+    this.encodings = (encodings || [{}]).map((e) => ({ active: true, ...e }));
+    this.calls = [];
+    this._tx = 0;
+  }
+  getParameters() {
+    this._tx++;
+    return { transactionId: String(this._tx), encodings: this.encodings.map((e) => ({ ...e })) };
+  }
+  async setParameters(p) {
+    if (p.transactionId !== String(this._tx)) throw new Error("InvalidModificationError: stale transaction");
+    this._tx++; // a parameters object is good for one setParameters
+    await new Promise((r) => setTimeout(r, 1));
+    this.encodings = p.encodings.map((e) => ({ ...e }));
+    this.calls.push(this.encodings.map((e) => ({ rid: e.rid, active: e.active })));
+  }
+}
+
 export class FakePC {
   constructor(config) {
     this.config = config;
@@ -93,7 +115,7 @@ export class FakePC {
     pcs.push(this);
   }
   addTransceiver(track, init) {
-    const t = { mid: null, direction: init.direction, sender: { track }, receiver: { track: { kind: track.kind } }, currentDirection: null, stop() { this.currentDirection = "stopped"; } };
+    const t = { mid: null, direction: init.direction, init, sender: new FakeSender(track, init.sendEncodings), receiver: { track: { kind: track.kind } }, currentDirection: null, codecs: null, stop() { this.currentDirection = "stopped"; }, setCodecPreferences(c) { this.codecs = c; } };
     this.transceivers.push(t);
     return t;
   }

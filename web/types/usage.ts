@@ -13,6 +13,9 @@ import DefaultClient, {
   type Participant,
   type Producer,
   type RemoteTrack,
+  type Layer,
+  type LayerPreference,
+  type Speaker,
 } from "../static/cascade.js";
 
 export async function app(token: string, refresh: () => Promise<string>, stream: MediaStream): Promise<void> {
@@ -89,6 +92,28 @@ export async function app(token: string, refresh: () => Promise<string>, stream:
   await client.subscribe(joined.producers[0]?.id ?? "");
   await client.unsubscribe("PR1");
   await client.unpublish(producers[0]?.id ?? "");
+
+  // Simulcast, preferred layers, dynacast and speakers.
+  const simulcastClient = new CascadeClient({ simulcast: 2 });
+  await simulcastClient.publish(stream, { simulcast: true, videoCodec: "video/H264" });
+  await client.publish(stream, { simulcast: [{ rid: "q", scaleResolutionDownBy: 2 }, { rid: "h" }] });
+  const layers: Layer[] = producers[0]?.layers ?? [];
+  const pref: LayerPreference = { maxWidth: 320, maxHeight: 180 };
+  await client.setPreferredLayer("PR1", pref);
+  await client.setPreferredLayer("PR1", { layer: 0 });
+  await client.setPreferredLayer("PR1");
+  const stopFit: () => void = client.fitLayer("PR1", document.createElement("video"), { layer: 1 });
+  stopFit();
+  client.on("layerChanged", ({ producer, layer, rid }) => console.log(producer, layer.toFixed(), rid));
+  client.on("layersWanted", ({ producer, layers }) => console.log(producer, layers["f"] === false));
+  client.on("activeSpeakers", ({ speakers }) => {
+    const loudest: Speaker | undefined = speakers[0];
+    console.log(loudest?.participant, loudest?.producer, loudest?.level.toFixed(2));
+  });
+  const speaking: Speaker[] = client.activeSpeakers;
+  const received: { layer: number; rid: string } | undefined = client.receivedLayers.get("PR1");
+  const preferred: LayerPreference | undefined = client.preferredLayers.get("PR1");
+  void [layers.map((l) => [l.rid, l.width, l.height, l.bitrate, l.active]), speaking, received, preferred];
   await client.sendMessage({ text: "hello" });
   await client.sendData("ping");
   const custom: { sdp: string } = await client.request<{ sdp: string }>("publish", { sdp: "v=0" }, 2000);
@@ -124,4 +149,8 @@ export async function app(token: string, refresh: () => Promise<string>, stream:
   await client.connect("/ws", 42);
   // @ts-expect-error unknown option
   new CascadeClient({ reconect: false });
+  // @ts-expect-error at most 3 layers
+  await client.publish(stream, { simulcast: 4 });
+  // @ts-expect-error a layer is a number
+  await client.setPreferredLayer("PR1", { layer: "f" });
 }

@@ -3,8 +3,9 @@
 // state of room.js and the signaling of signaling.js.
 
 import { Room } from "./room.js";
-import { STALE_TRACK_MS, CascadeError, sdpOf, transceiverKind } from "./util.js";
+import { STALE_TRACK_MS, CascadeError, preferCodec, sdpOf, transceiverKind } from "./util.js";
 import { RemoteTracks } from "./tracks.js";
+import { Layers, transceiverInit } from "./layers.js";
 
 export class CascadeClient extends Room {
   /**
@@ -15,9 +16,11 @@ export class CascadeClient extends Room {
    *   first, TURN when they fail) or "relay" (TURN only)
    * @param {number} [options.requestTimeout] ms before a request fails with code "timeout" (10000)
    * @param {boolean} [options.reconnect] reconnect when the WebSocket drops (true)
+   * @param {boolean|number|RTCRtpEncodingParameters[]} [options.simulcast] publish's default for
+   *   video: false (one encoding), true (3 layers), 2 or 3 layers, or the encodings themselves
    */
   constructor(options = {}) {
-    super(options);
+    super({ simulcast: false, ...options });
     /** The node's TURN servers from the last join response (PROTOCOL.md, iceServers). */
     this._nodeIceServers = [];
     /**
@@ -43,6 +46,12 @@ export class CascadeClient extends Room {
     this._oldPCs = []; // a migration's old peer connections: media flows on them until the new ones run
     this._resumeProducers = []; // [{id, track}]: this client's producers before the node went
     this._subscribed = new Set(); // producers subscribe() asked for: asked again after a resume
+    this._layers = new Layers(this);
+    /**
+     * The preferences this client sent with setPreferredLayer (those with a limit), by producer
+     * id: sent again after a resume.
+     */
+    this.preferredLayers = this._layers.prefs;
     this._staleTimer = null;
     this._resetTransportState();
   }
@@ -51,14 +60,26 @@ export class CascadeClient extends Room {
    * Publishes the stream's tracks on the send transport (one sendonly transceiver each, plus the
    * data channel "data"). Calling it again with new tracks renegotiates. Resolves with the
    * producers of the send transport.
+   *
+   * options.simulcast (default: the constructor's): video tracks are sent as simulcast layers
+   * (PROTOCOL.md, "Simulcast"): true for 3 layers, 2 or 3, or sendEncodings of your own (each
+   * with a rid, lowest quality first). The layers are rids "q", "h", "f", downscaled 4, 2, 1
+   * (2 layers: "q" at half size, "h" full). A count is capped by the camera's size, as
+   * Chromium caps it (at most 2 layers below 960x540, none below 480x270), so that the top layer
+   * is the full image. The server pauses layers nobody receives (`layersWanted`), by itself.
+   *
+   * options.videoCodec (e.g. "video/H264"): offer that codec first for video, when the browser
+   * has it.
    */
-  async publish(stream) {
+  async publish(stream, { simulcast = this.options.simulcast, videoCodec = "" } = {}) {
     this._requireConnected();
     const pc = this._ensureSendPC();
     for (const track of stream.getTracks()) {
       if (this._published.some((p) => p.track === track)) continue;
-      this._published.push({ track, stream });
-      pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+      const init = transceiverInit(track, stream, simulcast); // throws on a bad option, before anything changed
+      const codec = track.kind === "video" ? videoCodec : "";
+      this._published.push({ track, stream, simulcast, codec });
+      preferCodec(pc.addTransceiver(track, init), codec);
     }
     return this._negotiateSend();
   }
@@ -122,6 +143,30 @@ export class CascadeClient extends Room {
     return this.request("unsubscribe", { producer: producerId });
   }
 
+  /**
+   * Sets the largest simulcast layer this client wants of a producer (PROTOCOL.md,
+   * "setPreferredLayer"): by number (layer, 0 the lowest; -1 no limit), by the size of the view
+   * showing it (maxWidth, maxHeight in device pixels), or both; no limit at all clears the
+   * preference (the top layer). The node forwards the highest layer within every limit that
+   * its bandwidth estimate allows, the lowest when none fits. Works before subscribing too, and
+   * is sent again after a resume.
+   */
+  setPreferredLayer(producerId, { layer, maxWidth, maxHeight } = {}) {
+    return this._layers.setPreferred(producerId, { layer, maxWidth, maxHeight });
+  }
+
+  /**
+   * Keeps a producer's preferred size equal to the size of the element that shows it (a
+   * ResizeObserver; the element's size in CSS pixels times devicePixelRatio, sent 200 ms after
+   * it last changed): a thumbnail receives a small layer, a full-screen view the top one.
+   * options.layer adds a limit by number. Returns the function that stops watching (the last
+   * preference stays; setPreferredLayer(id) clears it). One element per producer: a second
+   * call replaces the first.
+   */
+  fitLayer(producerId, element, options = {}) {
+    return this._layers.fit(producerId, element, options);
+  }
+
   /** Sends an application message (any JSON value) to the whole room over signaling. */
   sendMessage(data) {
     return this.request("message", { data });
@@ -166,6 +211,7 @@ export class CascadeClient extends Room {
 
   _forget() {
     super._forget();
+    this._layers.clear();
     this._published = [];
     this._wantData = false;
     this._resumeProducers = [];
@@ -176,6 +222,7 @@ export class CascadeClient extends Room {
   // names their producer ids (mid -> id), so the producers keep them. Subscriptions the
   // application asked for are asked again.
   async _restoreMedia(resumed) {
+    this._layers.restore(); // before the subscriptions: a preference applies from them on
     for (const id of this._subscribed) {
       if (!this._autoSubscribe && this.producers.has(id)) this.request("subscribe", { producer: id }).catch(() => {});
     }
@@ -183,9 +230,9 @@ export class CascadeClient extends Room {
     this._published = [];
     if (live.length === 0 && !this._wantData) return;
     const pc = this._ensureSendPC();
-    for (const { track, stream } of live) {
-      this._published.push({ track, stream });
-      pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+    for (const { track, stream, simulcast, codec } of live) {
+      this._published.push({ track, stream, simulcast, codec });
+      preferCodec(pc.addTransceiver(track, transceiverInit(track, stream, simulcast)), codec);
     }
     await this._negotiateSend(resumed);
     this._resumeProducers = [];
@@ -216,6 +263,17 @@ export class CascadeClient extends Room {
       local.muted = true;
       if (local.track) local.track.enabled = false;
     }
+  }
+
+  // The server asks for some layers of one of this client's simulcast producers only
+  // (dynacast): the others stop being encoded until a later layersWanted wants them.
+  _onLayersWanted(producerId, layers) {
+    this._layers.want(producerId, layers).catch((err) => this._emitError(err, "layersWanted"));
+  }
+
+  // A producer left the room: a preference for it has no use any more.
+  _onProducerGone(producerId) {
+    this._layers.forget(producerId);
   }
 
   // The moderator's lock is lifted: mute(id, false) is now allowed.
@@ -288,6 +346,7 @@ export class CascadeClient extends Room {
     this.recvPC = null;
     this.dataChannel = null;
     this.localProducers.clear();
+    this._layers.resetSenders();
     this._resetTransportState();
   }
 
@@ -313,6 +372,7 @@ export class CascadeClient extends Room {
     this.recvPC = null;
     this.dataChannel = null;
     this.localProducers.clear();
+    this._layers.resetSenders();
     this._resetTransportState();
   }
 
@@ -398,6 +458,7 @@ export class CascadeClient extends Room {
     }
     for (const id of previous.keys()) if (!next.has(id)) this.producers.delete(id);
     this.localProducers = next;
+    this._layers.applyPending();
   }
 
   _onOffer(data) {

@@ -1,7 +1,7 @@
 // The room half of the Cascade browser client: who is in the room, what they publish, the room's
 // and the participants' metadata, kept up to date from the join response and the notifications.
-// Media notifications (offer, trickle) and the server's mute of this client's own producers go
-// to the hooks of client.js.
+// Media notifications (offer, trickle, layersWanted) and the server's mute of this client's own
+// producers go to the hooks of client.js; layerChanged and activeSpeakers are room state here.
 
 import { Signaling } from "./signaling.js";
 
@@ -17,12 +17,24 @@ export class Room extends Signaling {
     this.participants = new Map();
     /** The room's producers (this client's included), by id. */
     this.producers = new Map();
+    /**
+     * The room's loudest participants, loudest first, from the last `activeSpeakers`
+     * ({participant, producer, level}); empty when nobody speaks.
+     */
+    this.activeSpeakers = [];
+    /**
+     * The simulcast layer this client receives of each producer, from `layerChanged`
+     * ({layer, rid}), by producer id.
+     */
+    this.receivedLayers = new Map();
   }
 
   _forget() {
     super._forget();
     this.participants.clear();
     this.producers.clear();
+    this.activeSpeakers = [];
+    this.receivedLayers.clear();
     this.participant = null;
     this.roomMetadata = "";
   }
@@ -88,6 +100,8 @@ export class Room extends Signaling {
         return;
       case "producerRemoved": {
         this.producers.delete(data.id);
+        this.receivedLayers.delete(data.id);
+        this._onProducerGone(data.id);
         const remote = this.remoteTracks.get(data.id);
         if (remote) remote.end();
         this._emit("producerRemoved", data);
@@ -112,6 +126,19 @@ export class Room extends Signaling {
         return;
       case "message":
         this._emit("message", data);
+        return;
+      case "layersWanted":
+        // Dynacast: the server wants only some layers of one of this client's producers.
+        this._onLayersWanted(data.producer, data.layers);
+        this._emit("layersWanted", { producer: data.producer, layers: { ...data.layers } });
+        return;
+      case "layerChanged":
+        this.receivedLayers.set(data.producer, { layer: data.layer, rid: data.rid || "" });
+        this._emit("layerChanged", { producer: data.producer, layer: data.layer, rid: data.rid || "" });
+        return;
+      case "activeSpeakers":
+        this.activeSpeakers = Array.isArray(data.speakers) ? data.speakers.filter((s) => s && typeof s.participant === "string") : [];
+        this._emit("activeSpeakers", { speakers: this.activeSpeakers.slice() });
         return;
       default:
         this._emit("notification", { method, data });

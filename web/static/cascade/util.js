@@ -80,3 +80,20 @@ export function sameURL(a, b) {
   }
 }
 
+
+/**
+ * Puts the browser's codecs of mimeType (e.g. "video/H264") first in the transceiver's offer,
+ * the others after them (the node picks the first it supports). Unknown to the browser or
+ * without setCodecPreferences: nothing changes.
+ */
+export function preferCodec(transceiver, mimeType) {
+  if (!mimeType || typeof RTCRtpSender === "undefined" || typeof RTCRtpSender.getCapabilities !== "function") return;
+  if (typeof transceiver.setCodecPreferences !== "function") return;
+  const kind = transceiverKind(transceiver);
+  const caps = RTCRtpSender.getCapabilities(kind);
+  if (!caps || !caps.codecs) return;
+  const want = mimeType.toLowerCase();
+  const first = caps.codecs.filter((c) => c.mimeType.toLowerCase() === want);
+  if (first.length === 0) return;
+  transceiver.setCodecPreferences([...first, ...caps.codecs.filter((c) => c.mimeType.toLowerCase() !== want)]);
+}
