@@ -22,6 +22,7 @@ type binding struct {
 	ssrc   uint32
 	pt     uint8
 	clock  uint32
+	ccID   uint8 // the transport-wide sequence number extension's id (0: not negotiated)
 	writer webrtc.TrackLocalWriter
 }
 
@@ -52,6 +53,7 @@ type Consumer struct {
 	sw       switcher    // which source of the producer it forwards (switch.go)
 	kind     payloadKind // where the producer's keyframes start
 	pipe     *pipe       // its pipe (set before the fan-out sees the consumer)
+	bw       consumerBWE // transport-wide stamping and padding (twcc.go, probe.go)
 
 	// The retransmission budget, used by the feedback goroutine (readRTCP, or the relay's Nack).
 	rtxMu sync.Mutex
@@ -72,7 +74,7 @@ func newConsumer(p *Producer, sub *Participant, w *Worker, pc *webrtc.PeerConnec
 func (c *Consumer) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
 	for _, cp := range ctx.CodecParameters() {
 		if sameCodec(cp.RTPCodecCapability, c.codec) {
-			c.bind.Store(&binding{ssrc: uint32(ctx.SSRC()), pt: uint8(cp.PayloadType), clock: cp.ClockRate, writer: ctx.WriteStream()})
+			c.bind.Store(&binding{ssrc: uint32(ctx.SSRC()), pt: uint8(cp.PayloadType), clock: cp.ClockRate, ccID: ccExtID(ctx.HeaderExtensions()), writer: ctx.WriteStream()})
 			c.resync.Store(true)
 			c.producer.RequestKeyframe()
 			return cp, nil
@@ -127,12 +129,11 @@ func (c *Consumer) forward(pkt *packet, now time.Time) bool {
 	}
 	h.SequenceNumber = out
 	h.Timestamp += c.sw.tsOff // 0 until a switch
-	h.Extension = false
-	h.Extensions = nil
 	payload := pkt.payload
 	if c.sw.rewrite {
 		payload = c.sw.payload(pkt)
 	}
+	c.stamp(h, b, len(payload)+int(h.PaddingSize), now, &c.bw.ext) // transport-cc (twcc.go)
 	if _, err := b.writer.WriteRTP(h, payload); err != nil {
 		return false
 	}
@@ -143,6 +144,7 @@ func (c *Consumer) forward(pkt *packet, now time.Time) bool {
 	}
 	c.packets++
 	c.octets += uint32(len(payload))
+	c.afterForward(b, now) // probing padding (probe.go)
 	return true
 }
 
@@ -210,6 +212,8 @@ func (c *Consumer) readRTCP() {
 				c.observeRTT(p.Reports, now)
 			case *rtcp.TransportLayerNack:
 				c.nackPairs(p.Nacks, pkt)
+			case *rtcp.TransportLayerCC:
+				c.onTransportCC(p, now)
 			}
 		}
 		c.endFeedback(pli)
@@ -222,6 +226,7 @@ func (c *Consumer) readRTCP() {
 func (c *Consumer) beginFeedback(now time.Time) {
 	c.rtxMu.Lock()
 	c.rtx.Begin(now, c.producer.media.Load())
+	c.rtx.Clamp(c.rtxHeadroom(now)) // retransmissions within the subscriber's estimate (allocator.go)
 	c.rtxMu.Unlock()
 }
 
@@ -313,8 +318,8 @@ func (c *Consumer) resend(outSeq uint16, buf []byte) bool {
 	if v == rtxbudget.Resend {
 		size, age := 0, time.Duration(0)
 		// A packet sent from a source the cache no longer holds is as good as uncached.
-		if c.sameSource(x, outSeq) {
-			if n = c.producer.cache.Get(outSeq+uint16(c.offset.Load()), buf[:packetcache.MaxPacket]); n > 0 && p.Unmarshal(buf[:n]) == nil {
+		if in, ok := c.inSeq(outSeq); ok && c.sameSource(x, outSeq) { // not padding (probe.go)
+			if n = c.producer.cache.Get(in, buf[:packetcache.MaxPacket]); n > 0 && p.Unmarshal(buf[:n]) == nil {
 				size, age = len(p.Payload), c.age(p.Timestamp, b.clock)
 			}
 		}
@@ -331,8 +336,6 @@ func (c *Consumer) resend(outSeq uint16, buf []byte) bool {
 		p.PayloadType = b.pt
 	}
 	p.SequenceNumber = outSeq
-	p.Extension = false
-	p.Extensions = nil
 	if x != nil {
 		p.Timestamp += x.tsOff
 		if x.rewrite && len(p.Payload) > 0 {
@@ -340,6 +343,8 @@ func (c *Consumer) resend(outSeq uint16, buf []byte) bool {
 			p.Payload = out[:x.translate(out, p.Payload, c.sw.picAt.Load())]
 		}
 	}
+	var ext ccExt
+	c.stamp(&p.Header, b, len(p.Payload)+int(p.PaddingSize), time.Now(), &ext) // retransmissions are stamped too
 	if _, err := b.writer.WriteRTP(&p.Header, p.Payload); err == nil {
 		c.worker.rtxPackets.Add(1)
 		c.worker.rtxBytes.Add(uint64(n))

@@ -42,3 +42,7 @@ func (c *Consumer) SetTarget(layer int) {}
 
 // Layer is the layer the consumer forwards now (0 for a producer without layers). Stub.
 func (c *Consumer) Layer() int { return 0 }
+
+// MaxLayer is the highest layer the subscriber's preference allows of the consumer's producer
+// (the allocator, bwe*.go, gives it at most this one). Stub: the top layer.
+func (c *Consumer) MaxLayer() int { return len(c.producer.Layers()) - 1 }

@@ -58,6 +58,7 @@ type Worker struct {
 
 	mu        sync.Mutex
 	consumers map[*Consumer]struct{} // for sender reports; touched on add/remove only
+	ccs       ccSet                  // subscriber transports' estimators (bwe.go)
 
 	// Load and counters, read by metrics and placement.
 	nProducers atomic.Int64

@@ -1,0 +1,241 @@
+package node
+
+import (
+	"time"
+
+	"github.com/cascade-sfu/cascade/node/bwe"
+	"github.com/cascade-sfu/cascade/signal/proto"
+	"github.com/pion/webrtc/v4"
+)
+
+// The allocator of one subscriber: every allocInterval, and at once when its estimate drops, it
+// shares the subscriber's estimate among its consumers: audio first (its rate is taken off the
+// top), then every simulcast video consumer its lowest layer, then each in turn the best layer
+// that fits what is left and its preference (Consumer.MaxLayer). A video producer without
+// layers has nothing to choose, but its rate counts. A consumer goes down at once when its
+// layer no longer fits, and up only when the higher layer fits with upHeadroom to spare and
+// the path shows no queue.
+//
+// When a layer is wanted that does not fit, the estimate cannot climb by itself (it grows only
+// to a multiple of what the subscriber receives), so the allocator probes: one video consumer
+// sends padding (probe.go) so that the subscriber receives up to probeGain times the estimate,
+// until the estimate fits the layer (success), the path queues (the probe stops and the next
+// waits twice as long, up to maxProbeBackoff) or probeLength passes.
+
+// Tuning.
+const (
+	allocInterval   = 250 * time.Millisecond
+	upHeadroom      = 1.1  // a higher layer must fit this many times over
+	rtxReserve      = 0.05 // the share of the estimate kept for retransmissions
+	probeGain       = 1.25 // a probe sends up to this times the estimate
+	probeLength     = 2 * time.Second
+	minProbeBackoff = 500 * time.Millisecond
+	maxProbeBackoff = 4 * time.Second
+)
+
+// allocator is the state of one subscriber's allocation, owned by its goroutine.
+type allocator struct {
+	p  *Participant
+	cc *ccSender
+	cs []*Consumer
+
+	media    map[*Consumer]meter // per consumer: the producer's media counter, for its rate
+	lastSeq  uint16 // the next transport-wide sequence number at the last measure
+	lastAt   time.Time
+	sendRate float64 // bits/s the transport sent over the last interval (all stamped packets)
+
+	probing    *Consumer // sending padding, or nil
+	probeUntil time.Time
+	nextProbe  time.Time
+	backoff    time.Duration
+}
+
+// meter measures a producer's media rate from its counter of payload bytes.
+type meter struct {
+	bytes uint64
+	at    time.Time
+	bps   float64
+}
+
+func newAllocator(p *Participant, t *transport) *allocator {
+	return &allocator{p: p, cc: t.cc, media: make(map[*Consumer]meter), backoff: minProbeBackoff}
+}
+
+// run allocates until done is closed.
+func (a *allocator) run(done <-chan struct{}) {
+	tick := time.NewTicker(allocInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case now := <-tick.C:
+			a.allocate(now)
+		}
+	}
+}
+
+// allocate shares the estimate once.
+func (a *allocator) allocate(now time.Time) {
+	a.p.mu.Lock()
+	a.cs = a.cs[:0]
+	for _, c := range a.p.consumers {
+		a.cs = append(a.cs, c)
+	}
+	a.p.mu.Unlock()
+	a.measure(now)
+
+	est := float64(a.cc.estimate.Load())
+	state := bwe.State(a.cc.state.Load())
+	rem := est * (1 - rtxReserve)
+	// Audio, and video without layers: their rates are taken first.
+	for _, c := range a.cs {
+		if c.paused.Load() || len(c.producer.Layers()) > 0 && c.producer.kind == webrtc.RTPCodecTypeVideo {
+			continue
+		}
+		rem -= a.media[c].bps
+	}
+	// Every simulcast consumer's lowest layer, then the best that fits, in turn.
+	for _, c := range a.cs {
+		if ls := c.producer.Layers(); len(ls) > 0 && !c.paused.Load() {
+			rem -= float64(ls[lowestActive(ls)].Bitrate)
+		}
+	}
+	var want *Consumer // a consumer held below the layer it wants
+	wantBps := 0.0
+	allocated := 0.0
+	for _, c := range a.cs {
+		ls := c.producer.Layers()
+		if len(ls) == 0 || c.paused.Load() {
+			continue
+		}
+		low := lowestActive(ls)
+		avail := rem + float64(ls[low].Bitrate)
+		cur := c.Layer()
+		best, top := low, low
+		for l := low; l <= c.MaxLayer() && l < len(ls); l++ {
+			if !ls[l].Active {
+				continue
+			}
+			top = l
+			need := float64(ls[l].Bitrate)
+			if l > cur {
+				need *= upHeadroom
+				if state != bwe.Normal {
+					continue // no upgrade while the path queues
+				}
+			}
+			if need <= avail {
+				best = l
+			}
+		}
+		c.SetTarget(best)
+		rem = avail - float64(ls[best].Bitrate)
+		allocated += float64(ls[best].Bitrate)
+		if best < top && want == nil {
+			want, wantBps = c, float64(ls[best+1].Bitrate-ls[best].Bitrate)*upHeadroom
+		}
+	}
+	a.probe(now, est, state, want, allocated+wantBps)
+}
+
+// lowestActive is the lowest active layer (0 when none is).
+func lowestActive(ls []proto.Layer) int {
+	for i, l := range ls {
+		if l.Active {
+			return i
+		}
+	}
+	return 0
+}
+
+// measure updates the transport's send rate and the consumers' media rates.
+func (a *allocator) measure(now time.Time) {
+	sent, next := a.cc.sentSince(a.lastSeq)
+	if !a.lastAt.IsZero() {
+		if dt := now.Sub(a.lastAt).Seconds(); dt > 0 {
+			a.sendRate = float64(sent) * 8 / dt
+			a.cc.rate.Store(int64(a.sendRate))
+		}
+	}
+	a.lastSeq, a.lastAt = next, now
+	for _, c := range a.cs {
+		m, ok := a.media[c]
+		b := c.producer.media.Load()
+		if ok {
+			if dt := now.Sub(m.at).Seconds(); dt > 0 {
+				bps := float64(b-m.bytes) * 8 / dt
+				m.bps = 0.7*m.bps + 0.3*bps
+				if m.bps == 0 || bps > m.bps && m.bps < 1000 {
+					m.bps = bps
+				}
+			}
+		}
+		m.bytes, m.at = b, now
+		a.media[c] = m
+	}
+	if len(a.media) > len(a.cs) { // forget the consumers that left
+		live := make(map[*Consumer]bool, len(a.cs))
+		for _, c := range a.cs {
+			live[c] = true
+		}
+		for c := range a.media {
+			if !live[c] {
+				delete(a.media, c)
+			}
+		}
+	}
+}
+
+// probe starts, keeps or stops the padding that lets the estimate climb to need (bits/s) for
+// want, the consumer held below the layer it wants (nil: none).
+func (a *allocator) probe(now time.Time, est float64, state bwe.State, want *Consumer, need float64) {
+	if a.probing != nil {
+		switch {
+		case want == nil || est >= need: // it fits now (or nothing is wanted)
+			a.stopProbe(now, false)
+		case state == bwe.Overusing: // the path is full
+			a.stopProbe(now, true)
+		case now.After(a.probeUntil):
+			a.stopProbe(now, false)
+		default:
+			a.probing.SetPadding(a.padding(est, need))
+			return
+		}
+	}
+	if want == nil || state != bwe.Normal || now.Before(a.nextProbe) {
+		return
+	}
+	a.probing, a.probeUntil = want, now.Add(probeLength)
+	want.SetPadding(a.padding(est, need))
+}
+
+// padding is the padding rate that brings what the subscriber receives to probeGain times the
+// estimate, but no further than need.
+func (a *allocator) padding(est, need float64) int64 {
+	target := min(probeGain*est, need*upHeadroom)
+	media := a.sendRate - float64(a.probing.bw.padRate.Load())
+	return int64(max(0, target-media))
+}
+
+func (a *allocator) stopProbe(now time.Time, failed bool) {
+	a.probing.SetPadding(0)
+	a.probing = nil
+	if failed {
+		a.backoff = min(2*a.backoff, maxProbeBackoff)
+	} else {
+		a.backoff = minProbeBackoff
+	}
+	a.nextProbe = now.Add(a.backoff)
+}
+
+// rtxHeadroom is how many bytes of retransmissions the subscriber's estimate leaves room for
+// until the next feedback (about 100 ms of the estimate minus what the transport sends); -1:
+// no estimate (no clamp). It runs on the consumer's feedback goroutine.
+func (c *Consumer) rtxHeadroom(time.Time) float64 {
+	cc := c.bw.cc
+	if cc == nil {
+		return -1
+	}
+	return float64(cc.estimate.Load()-cc.rate.Load()) / 8 / 10
+}
