@@ -40,9 +40,7 @@ type allocator struct {
 	cs []*Consumer
 
 	media    map[*Consumer]meter // per consumer: the producer's media counter, for its rate
-	lastSeq  uint16 // the next transport-wide sequence number at the last measure
-	lastAt   time.Time
-	sendRate float64 // bits/s the transport sent over the last interval (all stamped packets)
+	sendRate float64             // bits/s the transport sends (all it stamped)
 
 	probing    *Consumer // sending padding, or nil
 	probeUntil time.Time
@@ -149,16 +147,9 @@ func lowestActive(ls []proto.Layer) int {
 	return 0
 }
 
-// measure updates the transport's send rate and the consumers' media rates.
+// measure updates the consumers' media rates and the transport's send rate.
 func (a *allocator) measure(now time.Time) {
-	sent, next := a.cc.sentSince(a.lastSeq)
-	if !a.lastAt.IsZero() {
-		if dt := now.Sub(a.lastAt).Seconds(); dt > 0 {
-			a.sendRate = float64(sent) * 8 / dt
-			a.cc.rate.Store(int64(a.sendRate))
-		}
-	}
-	a.lastSeq, a.lastAt = next, now
+	a.sendRate = float64(a.cc.rate.Load())
 	for _, c := range a.cs {
 		m, ok := a.media[c]
 		b := c.producer.media.Load()

@@ -27,11 +27,18 @@ func (p *Participant) startBWE(t *transport) {
 	})
 }
 
-// ccSet is a worker's live subscriber transports' estimators, for the estimate histogram.
+// ccSet is a worker's live subscriber transports' estimators, for the estimate histogram, and
+// the queue of their feedback to the worker goroutine.
 type ccSet struct {
-	mu  sync.Mutex
-	set map[*ccSender]struct{}
+	mu       sync.Mutex
+	set      map[*ccSender]struct{}
+	feedback chan ccFeedback
 }
+
+// feedbackQueue is the depth of a worker's feedback queue.
+const feedbackQueue = 256
+
+func newCCSet() ccSet { return ccSet{feedback: make(chan ccFeedback, feedbackQueue)} }
 
 func (s *ccSet) add(c *ccSender) {
 	s.mu.Lock()

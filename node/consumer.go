@@ -344,7 +344,7 @@ func (c *Consumer) resend(outSeq uint16, buf []byte) bool {
 		}
 	}
 	var ext ccExt
-	c.stamp(&p.Header, b, len(p.Payload)+int(p.PaddingSize), time.Now(), &ext) // retransmissions are stamped too
+	c.stampRTX(&p.Header, b, len(p.Payload)+int(p.PaddingSize), time.Now(), &ext) // retransmissions are stamped too
 	if _, err := b.writer.WriteRTP(&p.Header, p.Payload); err == nil {
 		c.worker.rtxPackets.Add(1)
 		c.worker.rtxBytes.Add(uint64(n))

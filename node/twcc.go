@@ -1,7 +1,6 @@
 package node
 
 import (
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,8 +18,13 @@ import (
 // transport's estimator (package bwe) turns that into the subscriber's bandwidth estimate.
 //
 // This is not pion's twcc header-extension interceptor: the lean path has no interceptor chain
-// (the bench's naive pion path costs 2.6x). Per packet it costs one atomic add and two atomic
-// stores into a ring, no lock and no allocation.
+// (the bench's naive pion path costs 2.6x). Per packet it costs one atomic add (the sequence is
+// shared with the retransmissions, sent from the feedback goroutines) and one plain store into
+// the worker's ring: the feedback is handed to the worker goroutine, which alone reads the ring
+// and runs the estimator, so the media path takes no lock and no store barrier.
+
+// ccRtxRing is how many retransmissions a transport remembers (a power of two).
+const ccRtxRing = 256
 
 // ccRing is how many sent packets a transport remembers for feedback (a power of two): about
 // five seconds of a 2 Mbit/s subscriber, more than any feedback delay. 8 KiB per subscriber.
@@ -43,23 +47,29 @@ func packSlot(seq uint16, size int, us int64) uint64 {
 	return uint64(seq)<<48 | uint64(min(size, slotSizeMax))<<slotTimeBits | uint64(us)&(1<<slotTimeBits-1)
 }
 
-// A ccSender is one subscriber transport's transport-wide sequence and its estimator. next
-// and ring are written by the worker goroutine (forward) and the feedback goroutines
-// (retransmissions); mu guards the estimator, taken only per feedback packet.
+// A ccSender is one subscriber transport's transport-wide sequence and its estimator. The
+// sequence is shared by the worker goroutine (media and padding, recorded in ring) and the
+// feedback goroutines (retransmissions, recorded in rtxRing); everything else belongs to the
+// worker goroutine, which handles the transport's feedback (Worker.handleFeedback).
 type ccSender struct {
-	epoch time.Time
-	next  atomic.Uint32
-	ring  [ccRing]atomic.Uint64 // packSlot
+	epoch   time.Time
+	next    atomic.Uint32
+	rtxRing [ccRtxRing]atomic.Uint64 // packSlot
+	rtxSent atomic.Uint64            // bytes retransmitted
 
-	estimate atomic.Int64 // bits/s, the estimator's last answer
-	rate     atomic.Int64 // bits/s the transport sent lately (the allocator measures it)
-	state    atomic.Uint32
+	estimate atomic.Int64  // bits/s, the estimator's last answer
+	rate     atomic.Int64  // bits/s the transport sent lately (all it stamped)
+	state    atomic.Uint32 // bwe.State
 
-	mu    sync.Mutex
-	est   *bwe.Estimator
-	acks  []bwe.Ack
-	last  uint16 // the newest sequence number reported
-	heard bool
+	// Owned by the worker goroutine.
+	ring     [ccRing]uint64 // packSlot
+	sent     uint64         // bytes stamped by the worker
+	rateAt   time.Time
+	rateFrom uint64 // sent + rtxSent at rateAt
+	est      *bwe.Estimator
+	acks     []bwe.Ack
+	last     uint16 // the newest sequence number reported
+	heard    bool
 }
 
 func newCCSender(now time.Time) *ccSender {
@@ -69,16 +79,29 @@ func newCCSender(now time.Time) *ccSender {
 }
 
 // record takes the transport's next sequence number for a packet of size bytes sent at now.
+// It runs on the worker goroutine.
 func (s *ccSender) record(size int, now time.Time) uint16 {
 	seq := uint16(s.next.Add(1) - 1)
-	s.ring[seq&(ccRing-1)].Store(packSlot(seq, size, now.Sub(s.epoch).Microseconds()))
+	s.ring[seq&(ccRing-1)] = packSlot(seq, size, now.Sub(s.epoch).Microseconds())
+	s.sent += uint64(size)
+	return seq
+}
+
+// recordRTX is record for a retransmission, on a feedback goroutine.
+func (s *ccSender) recordRTX(size int, now time.Time) uint16 {
+	seq := uint16(s.next.Add(1) - 1)
+	s.rtxRing[seq&(ccRtxRing-1)].Store(packSlot(seq, size, now.Sub(s.epoch).Microseconds()))
+	s.rtxSent.Add(uint64(size))
 	return seq
 }
 
 // lookup is the send time (since the epoch) and size of seq, if the ring still holds it; now
 // is a time after it was sent.
 func (s *ccSender) lookup(seq uint16, now time.Duration) (time.Duration, int, bool) {
-	m := s.ring[seq&(ccRing-1)].Load()
+	m := s.ring[seq&(ccRing-1)]
+	if uint16(m>>48) != seq || m>>slotTimeBits&slotSizeMax == 0 {
+		m = s.rtxRing[seq&(ccRtxRing-1)].Load()
+	}
 	size := int(m >> slotTimeBits & slotSizeMax)
 	if size == 0 || uint16(m>>48) != seq {
 		return 0, 0, false
@@ -89,27 +112,10 @@ func (s *ccSender) lookup(seq uint16, now time.Duration) (time.Duration, int, bo
 	return time.Duration(at) * time.Microsecond, size, true
 }
 
-// sentSince adds up the bytes of the packets stamped from sequence number from on, and returns
-// the next sequence number: the allocator's measure of what the transport sends (media,
-// padding and retransmissions), read from the ring instead of counted per packet.
-func (s *ccSender) sentSince(from uint16) (bytes int, next uint16) {
-	next = uint16(s.next.Load())
-	if d := next - from; d > ccRing {
-		from = next - ccRing
-	}
-	for q := from; q != next; q++ {
-		m := s.ring[q&(ccRing-1)].Load()
-		if uint16(m>>48) == q {
-			bytes += int(m >> slotTimeBits & slotSizeMax)
-		}
-	}
-	return bytes, next
-}
-
-// feedback hands one TransportLayerCC to the estimator.
+// feedback hands one TransportLayerCC to the estimator, and measures the rate the transport
+// sends at. It runs on the worker goroutine.
 func (s *ccSender) feedback(fb *rtcp.TransportLayerCC, now time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.measure(now)
 	acks := s.acks[:0]
 	arrived := time.Duration(fb.ReferenceTime) * 64 * time.Millisecond
 	seq, left, di := fb.BaseSequenceNumber, int(fb.PacketStatusCount), 0
@@ -151,6 +157,27 @@ func (s *ccSender) feedback(fb *rtcp.TransportLayerCC, now time.Time) {
 	s.state.Store(uint32(s.est.State()))
 }
 
+// measure updates the rate the transport sends at, over at least rateEvery.
+func (s *ccSender) measure(now time.Time) {
+	const rateEvery = 200 * time.Millisecond
+	total := s.sent + s.rtxSent.Load()
+	if s.rateAt.IsZero() {
+		s.rateAt, s.rateFrom = now, total
+		return
+	}
+	if dt := now.Sub(s.rateAt); dt >= rateEvery {
+		s.rate.Store(int64(float64(total-s.rateFrom) * 8 / dt.Seconds()))
+		s.rateAt, s.rateFrom = now, total
+	}
+}
+
+// ccFeedback is a transport's feedback on its way to the worker goroutine.
+type ccFeedback struct {
+	cc  *ccSender
+	fb  *rtcp.TransportLayerCC
+	now time.Time
+}
+
 // ccExt is a packet's transport-wide sequence number extension: the header points into it, so
 // the consumer's reused header needs no allocation.
 type ccExt struct {
@@ -169,6 +196,16 @@ func ccExtID(exts []webrtc.RTPHeaderExtensionParameter) uint8 {
 	return 0
 }
 
+// stampRTX is stamp for a retransmission, on a feedback goroutine.
+func (c *Consumer) stampRTX(h *rtp.Header, b *binding, size int, now time.Time, x *ccExt) {
+	if c.bw.cc == nil || b.ccID == 0 {
+		h.Extension = false
+		h.Extensions = nil
+		return
+	}
+	x.setup(h, b.ccID, c.bw.cc.recordRTX(size+ccOverhead, now))
+}
+
 // stamp sets the header's extensions for a packet of size bytes (payload and padding) sent at
 // now: the transport-wide sequence number when the subscriber's transport estimates bandwidth,
 // nothing otherwise (the producer's extensions are never forwarded). x holds the extension.
@@ -178,22 +215,31 @@ func (c *Consumer) stamp(h *rtp.Header, b *binding, size int, now time.Time, x *
 		h.Extensions = nil
 		return
 	}
-	seq := c.bw.cc.record(size+ccOverhead, now)
+	x.setup(h, b.ccID, c.bw.cc.record(size+ccOverhead, now))
+}
+
+// setup points h's extensions at x, which carries seq in the extension id.
+func (x *ccExt) setup(h *rtp.Header, id uint8, seq uint16) {
 	x.buf[0], x.buf[1] = byte(seq>>8), byte(seq)
 	h.Extension = true
 	h.ExtensionProfile = rtp.ExtensionProfileOneByte
-	if x.id != b.ccID { // once per binding: the extension's payload is x.buf
+	if x.id != id { // once per binding: the extension's payload is x.buf
 		h.Extensions = x.ext[:0]
-		_ = h.SetExtension(b.ccID, x.buf[:]) // appends within x.ext's capacity
-		x.id = b.ccID
+		_ = h.SetExtension(id, x.buf[:]) // appends within x.ext's capacity
+		x.id = id
 	}
 	h.Extensions = x.ext[:]
 }
 
-// onTransportCC hands a subscriber's transport-wide feedback to its transport's estimator
-// (whichever consumer's RTCP it arrives on: it is about the whole transport).
+// onTransportCC hands a subscriber's transport-wide feedback to its transport's estimator on
+// the worker goroutine (whichever consumer's RTCP it arrives on: it is about the whole
+// transport). A full queue drops it: the next feedback covers the same path.
 func (c *Consumer) onTransportCC(fb *rtcp.TransportLayerCC, now time.Time) {
-	if c.bw.cc != nil {
-		c.bw.cc.feedback(fb, now)
+	if c.bw.cc == nil {
+		return
+	}
+	select {
+	case c.worker.ccs.feedback <- ccFeedback{cc: c.bw.cc, fb: fb, now: now}:
+	default:
 	}
 }

@@ -83,7 +83,7 @@ func TestStampAndFeedback(t *testing.T) {
 	}
 	for _, p := range rec.BuildFeedbackPacket() {
 		if fb, ok := p.(*rtcp.TransportLayerCC); ok {
-			c.onTransportCC(fb, start.Add(300*time.Millisecond))
+			c.bw.cc.feedback(fb, start.Add(300*time.Millisecond)) // as the worker does
 		}
 	}
 	cc := c.bw.cc

@@ -98,6 +98,7 @@ func newWorker(index int, o Options, tcp ice.TCPMux, public []netip.Addr) (*Work
 		jobs:      make(chan job, jobQueue),
 		stop:      make(chan struct{}),
 		consumers: make(map[*Consumer]struct{}),
+		ccs:       newCCSet(),
 	}
 	lf := logging.NewDefaultLoggerFactory()
 	lf.DefaultLogLevel = logging.LogLevelError
@@ -254,6 +255,8 @@ func (w *Worker) run() {
 			w.fanOut(j)
 		case now := <-reports.C:
 			w.sendReports(now)
+		case f := <-w.ccs.feedback: // transport-cc (twcc.go)
+			f.cc.feedback(f.fb, f.now)
 		}
 	}
 }
