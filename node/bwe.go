@@ -94,3 +94,15 @@ func (m *bweMetrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstHistogram(m.estimate, count, sum, buckets)
 }
+
+// Estimate is the participant's current bandwidth estimate as a subscriber, in bits/s (0: no
+// receive transport, or estimation off).
+func (p *Participant) Estimate() int64 {
+	p.mu.Lock()
+	t := p.recv
+	p.mu.Unlock()
+	if t == nil || t.cc == nil {
+		return 0
+	}
+	return t.cc.estimate.Load()
+}
