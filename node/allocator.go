@@ -18,17 +18,18 @@ import (
 //
 // When a layer is wanted that does not fit, the estimate cannot climb by itself (it grows only
 // to a multiple of what the subscriber receives), so the allocator probes: one video consumer
-// sends padding (probe.go) so that the subscriber receives up to probeGain times the estimate,
-// until the estimate fits the layer (success), the path queues (the probe stops and the next
-// waits twice as long, up to maxProbeBackoff) or probeLength passes.
+// sends padding (probe.go), ramping what the subscriber receives up from what it is sent, until
+// the estimate fits the layer (success), the path queues (the probe stops at once and the next
+// waits twice as long, up to maxProbeBackoff: a capped path sees small, rare probes) or
+// probeLength passes.
 
 // Tuning.
 const (
 	allocInterval   = 250 * time.Millisecond
 	upHeadroom      = 1.1  // a higher layer must fit this many times over
 	rtxReserve      = 0.05 // the share of the estimate kept for retransmissions
-	probeGain       = 1.25 // a probe sends up to this times the estimate
-	probeLength     = 2 * time.Second
+	probeStep       = 1.1  // a probe's target grows by this every allocInterval (1.46x/s)
+	probeLength     = 4 * time.Second
 	minProbeBackoff = 500 * time.Millisecond
 	maxProbeBackoff = 4 * time.Second
 )
@@ -38,14 +39,16 @@ type allocator struct {
 	p  *Participant
 	cc *ccSender
 	cs []*Consumer
+	ls [][]proto.Layer // the layers of cs's producers (nil: not simulcast, or audio)
 
 	media    map[*Consumer]meter // per consumer: the producer's media counter, for its rate
 	sendRate float64             // bits/s the transport sends (all it stamped)
 
-	probing    *Consumer // sending padding, or nil
-	probeUntil time.Time
-	nextProbe  time.Time
-	backoff    time.Duration
+	probing     *Consumer // sending padding, or nil
+	probeTarget float64   // bits/s the probe makes the subscriber receive
+	probeUntil  time.Time
+	nextProbe   time.Time
+	backoff     time.Duration
 }
 
 // meter measures a producer's media rate from its counter of payload bytes.
@@ -69,6 +72,8 @@ func (a *allocator) run(done <-chan struct{}) {
 			return
 		case now := <-tick.C:
 			a.allocate(now)
+		case <-a.cc.dropped: // the estimate fell: move down now, not at the next tick
+			a.allocate(time.Now())
 		}
 	}
 }
@@ -78,33 +83,43 @@ func (a *allocator) allocate(now time.Time) {
 	a.p.mu.Lock()
 	a.cs = a.cs[:0]
 	for _, c := range a.p.consumers {
-		a.cs = append(a.cs, c)
+		if !c.paused.Load() {
+			a.cs = append(a.cs, c)
+		}
 	}
 	a.p.mu.Unlock()
 	a.measure(now)
+	a.ls = a.ls[:0]
+	for _, c := range a.cs {
+		var ls []proto.Layer
+		if c.producer.kind == webrtc.RTPCodecTypeVideo {
+			ls = c.producer.Layers()
+		}
+		a.ls = append(a.ls, ls)
+	}
 
 	est := float64(a.cc.estimate.Load())
 	state := bwe.State(a.cc.state.Load())
-	rem := est * (1 - rtxReserve)
-	// Audio, and video without layers: their rates are taken first.
-	for _, c := range a.cs {
-		if c.paused.Load() || len(c.producer.Layers()) > 0 && c.producer.kind == webrtc.RTPCodecTypeVideo {
-			continue
-		}
-		rem -= a.media[c].bps
-	}
-	// Every simulcast consumer's lowest layer, then the best that fits, in turn.
-	for _, c := range a.cs {
-		if ls := c.producer.Layers(); len(ls) > 0 && !c.paused.Load() {
+	rem := est
+	media := 0.0 // what the allocation sends
+	// Audio, and video without layers: their rates are taken first. Then every simulcast
+	// consumer's lowest layer.
+	for i, c := range a.cs {
+		if ls := a.ls[i]; len(ls) > 0 {
 			rem -= float64(ls[lowestActive(ls)].Bitrate)
+		} else {
+			rem -= a.media[c].bps
+			media += a.media[c].bps
 		}
 	}
+	// Then each simulcast consumer the best layer that fits what is left, in turn: the current
+	// layer stays while it fits, a higher one needs headroom (and room for retransmissions)
+	// and a path without a queue.
 	var want *Consumer // a consumer held below the layer it wants
-	wantBps := 0.0
-	allocated := 0.0
-	for _, c := range a.cs {
-		ls := c.producer.Layers()
-		if len(ls) == 0 || c.paused.Load() {
+	need := 0.0        // the estimate that would let it have the next layer
+	for i, c := range a.cs {
+		ls := a.ls[i]
+		if len(ls) == 0 {
 			continue
 		}
 		low := lowestActive(ls)
@@ -116,25 +131,24 @@ func (a *allocator) allocate(now time.Time) {
 				continue
 			}
 			top = l
-			need := float64(ls[l].Bitrate)
-			if l > cur {
-				need *= upHeadroom
-				if state != bwe.Normal {
-					continue // no upgrade while the path queues
-				}
-			}
-			if need <= avail {
+			bps := float64(ls[l].Bitrate)
+			if l <= cur && l > low && bps <= avail || l > cur && state == bwe.Normal && bps*upHeadroom <= avail*(1-rtxReserve) {
 				best = l
 			}
 		}
 		c.SetTarget(best)
 		rem = avail - float64(ls[best].Bitrate)
-		allocated += float64(ls[best].Bitrate)
+		media += float64(ls[best].Bitrate)
 		if best < top && want == nil {
-			want, wantBps = c, float64(ls[best+1].Bitrate-ls[best].Bitrate)*upHeadroom
+			next := best + 1
+			for next < top && !ls[next].Active {
+				next++
+			}
+			others := est - rem - float64(ls[best].Bitrate)
+			want, need = c, others+float64(ls[next].Bitrate)*upHeadroom/(1-rtxReserve)
 		}
 	}
-	a.probe(now, est, state, want, allocated+wantBps)
+	a.probe(now, est, state, want, need, media)
 }
 
 // lowestActive is the lowest active layer (0 when none is).
@@ -179,34 +193,31 @@ func (a *allocator) measure(now time.Time) {
 }
 
 // probe starts, keeps or stops the padding that lets the estimate climb to need (bits/s) for
-// want, the consumer held below the layer it wants (nil: none).
-func (a *allocator) probe(now time.Time, est float64, state bwe.State, want *Consumer, need float64) {
+// want, the consumer held below the layer it wants (nil: none); media is what the allocation
+// sends. A probe starts at probeStep times media and raises its target by probeStep every
+// interval while the path shows no queue; it stops when the estimate reaches need (the next
+// allocation takes the layer), at the first sign of a queue (the next one waits twice as long,
+// up to maxProbeBackoff), or after probeLength.
+func (a *allocator) probe(now time.Time, est float64, state bwe.State, want *Consumer, need, media float64) {
 	if a.probing != nil {
 		switch {
-		case want == nil || est >= need: // it fits now (or nothing is wanted)
+		case want != a.probing || est >= need: // it fits now (or nothing is wanted)
 			a.stopProbe(now, false)
-		case state == bwe.Overusing: // the path is full
+		case state != bwe.Normal: // the path queues: that is its capacity
 			a.stopProbe(now, true)
 		case now.After(a.probeUntil):
 			a.stopProbe(now, false)
 		default:
-			a.probing.SetPadding(a.padding(est, need))
+			a.probeTarget = min(a.probeTarget*probeStep, need)
+			a.probing.SetPadding(int64(max(0, a.probeTarget-media)))
 			return
 		}
 	}
-	if want == nil || state != bwe.Normal || now.Before(a.nextProbe) {
+	if want == nil || state != bwe.Normal || now.Before(a.nextProbe) || media <= 0 {
 		return
 	}
-	a.probing, a.probeUntil = want, now.Add(probeLength)
-	want.SetPadding(a.padding(est, need))
-}
-
-// padding is the padding rate that brings what the subscriber receives to probeGain times the
-// estimate, but no further than need.
-func (a *allocator) padding(est, need float64) int64 {
-	target := min(probeGain*est, need*upHeadroom)
-	media := a.sendRate - float64(a.probing.bw.padRate.Load())
-	return int64(max(0, target-media))
+	a.probing, a.probeUntil, a.probeTarget = want, now.Add(probeLength), min(media*probeStep, need)
+	want.SetPadding(int64(max(0, a.probeTarget-media)))
 }
 
 func (a *allocator) stopProbe(now time.Time, failed bool) {

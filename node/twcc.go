@@ -60,6 +60,7 @@ type ccSender struct {
 	estimate atomic.Int64  // bits/s, the estimator's last answer
 	rate     atomic.Int64  // bits/s the transport sent lately (all it stamped)
 	state    atomic.Uint32 // bwe.State
+	dropped  chan struct{} // signalled when the estimate falls by a tenth or more
 
 	// Owned by the worker goroutine.
 	ring     [ccRing]uint64 // packSlot
@@ -73,7 +74,7 @@ type ccSender struct {
 }
 
 func newCCSender(now time.Time) *ccSender {
-	s := &ccSender{epoch: now, est: bwe.New(bwe.Config{}), acks: make([]bwe.Ack, 0, 256)}
+	s := &ccSender{epoch: now, est: bwe.New(bwe.Config{}), acks: make([]bwe.Ack, 0, 256), dropped: make(chan struct{}, 1)}
 	s.estimate.Store(s.est.Estimate())
 	return s
 }
@@ -153,8 +154,15 @@ func (s *ccSender) feedback(fb *rtcp.TransportLayerCC, now time.Time) {
 	if len(acks) == 0 {
 		return
 	}
-	s.estimate.Store(s.est.Update(now.Sub(s.epoch), acks))
+	old, e := s.estimate.Load(), s.est.Update(now.Sub(s.epoch), acks)
+	s.estimate.Store(e)
 	s.state.Store(uint32(s.est.State()))
+	if e < old*9/10 {
+		select {
+		case s.dropped <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // measure updates the rate the transport sends at, over at least rateEvery.
