@@ -208,6 +208,7 @@ func ccExtID(exts []webrtc.RTPHeaderExtensionParameter) uint8 {
 
 // stampRTX is stamp for a retransmission, on a feedback goroutine.
 func (c *Consumer) stampRTX(h *rtp.Header, b *binding, size int, now time.Time, x *ccExt) {
+	c.noteResend(now)
 	if c.bw.cc == nil || b.ccID == 0 {
 		h.Extension = false
 		h.Extensions = nil
