@@ -23,7 +23,10 @@ import (
 // size of each layer), Consumer.MaxLayer (the highest layer the subscriber's preference
 // allows, whether or not it flows: what the subscriber would take with bandwidth to spare),
 // Consumer.SetTarget (the allocator's choice; from its first call the node stops choosing
-// for that consumer) and Consumer.Layer (the layer it forwards now).
+// for that consumer) and Consumer.Layer (the layer it forwards now). Dynacast must derive the
+// layers a producer's subscribers need from MaxLayer (or from an allocator's wishes), not from
+// the targets: without an allocator a target follows the layers that flow, and a layer paused
+// at the publisher or gated on a relay pipe (relay.Pipes.SetLayers) never flows.
 
 // LayerPref is the largest layer a subscriber wants of one producer (PROTOCOL.md
 // "setPreferredLayer"): Layer (-1: no limit by number), MaxWidth/MaxHeight (0: no limit).
@@ -270,11 +273,12 @@ func (c *Consumer) initLayers() {
 	c.lay.pref.Store(&pref)
 	if c.producer.layered() {
 		// No layer yet: the first packet of the target layer starts the consumer (and tells
-		// the subscriber its layer).
+		// the subscriber its layer). Its keyframe is asked for when the consumer is bound:
+		// the consumer is made under its subscriber's lock, where no request is written.
 		c.sw.layer = noLayer
 		c.lay.cur.Store(-1)
+		c.lay.target.Store(int32(c.autoTarget(c.MaxLayer())))
 	}
-	c.refreshTarget()
 }
 
 // noLayer is the switcher's layer before a layered consumer's first packet.
@@ -287,8 +291,9 @@ func (c *Consumer) setPref(pref LayerPref) {
 }
 
 // MaxLayer is the highest layer the subscriber's preference allows: by number, and by size
-// against the layers' known sizes (a layer whose size is not known yet fits); the lowest
-// layer when none fits. It does not depend on which layers flow.
+// against the layers' sizes (under a size limit, a layer whose size is not known yet does not
+// fit: a thumbnail never starts on a layer that may be large); the lowest layer when none
+// fits. It does not depend on which layers flow.
 func (c *Consumer) MaxLayer() int {
 	p := c.producer
 	n := p.numLayers()
@@ -313,7 +318,7 @@ func (c *Consumer) fits(pref LayerPref, l int) bool {
 		return false
 	}
 	w, h := c.producer.sizeOf(l)
-	return (pref.MaxWidth <= 0 || w == 0 || w <= pref.MaxWidth) && (pref.MaxHeight <= 0 || h == 0 || h <= pref.MaxHeight)
+	return (pref.MaxWidth <= 0 || (w > 0 && w <= pref.MaxWidth)) && (pref.MaxHeight <= 0 || (h > 0 && h <= pref.MaxHeight))
 }
 
 // autoTarget is the target without an allocator: the highest layer up to MaxLayer that flows;
@@ -443,16 +448,18 @@ func (c *Consumer) pin(layer int) {
 // number at a keyframe (requested).
 func (c *Consumer) Gate(open bool) {
 	c.gateMu.Lock()
-	defer c.gateMu.Unlock()
 	if open == (c.gated == nil) {
+		c.gateMu.Unlock()
 		return
 	}
 	if !open {
 		c.gated = c.bind.Swap(nil) // nil if unbound meanwhile: then it stays open
+		c.gateMu.Unlock()
 		return
 	}
 	c.resync.Store(true)
 	c.bind.Store(c.gated)
 	c.gated = nil
-	c.requestKeyframe()
+	c.gateMu.Unlock()
+	c.requestKeyframe() // no I/O under the lock
 }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -101,7 +102,7 @@ func (p *Participant) onLayerTrack(pr *Producer, t *transport, track *webrtc.Tra
 		p.room.addProducer(pr)
 	}
 	rid := track.RID()
-	t.goRead(func() { feed.readSenderReports(receiver, rid, layer) })
+	t.goRead(func() { feed.readSenderReports(receiver, rid, layer, gen) })
 	feed.readLoop(track, gen, layer)
 	ls.mu.Lock()
 	ls.live--
@@ -112,15 +113,17 @@ func (p *Participant) onLayerTrack(pr *Producer, t *transport, track *webrtc.Tra
 	}
 }
 
-// srClock is a layer's last sender report: the RTP time of an NTP time.
+// srClock is a layer's last sender report: the RTP time of an NTP time, from the source of
+// generation gen.
 type srClock struct {
 	ntp uint64
 	rtp uint32
+	gen uint32
 }
 
 // readSenderReports reads one rid's RTCP from the publisher (so the receiver's interceptors see
-// it) and keeps the layer's last sender report, until the receiver stops.
-func (p *Producer) readSenderReports(receiver *webrtc.RTPReceiver, rid string, layer uint8) {
+// it) and keeps the layer's last sender report, until the receiver stops; gen is the source's.
+func (p *Producer) readSenderReports(receiver *webrtc.RTPReceiver, rid string, layer uint8, gen uint32) {
 	buf := make([]byte, 1500)
 	for {
 		n, _, err := receiver.ReadSimulcast(buf, rid)
@@ -133,29 +136,30 @@ func (p *Producer) readSenderReports(receiver *webrtc.RTPReceiver, rid string, l
 		}
 		for _, x := range pkts {
 			if sr, ok := x.(*rtcp.SenderReport); ok && int(layer) < len(p.layers.sr) {
-				p.layers.sr[layer].Store(&srClock{ntp: sr.NTPTime, rtp: sr.RTPTime})
+				p.layers.sr[layer].Store(&srClock{ntp: sr.NTPTime, rtp: sr.RTPTime, gen: gen})
 			}
 		}
 	}
 }
 
-// srOffset is what maps layer to's RTP timestamps onto layer from's clock, from their last
-// sender reports: a timestamp t of to is the instant ntpTo + (t - rtpTo)/clock, which on from's
-// clock is rtpFrom + (ntpTo - ntpFrom)*clock + (t - rtpTo). ok false: a report is missing or
-// they are too far apart to be of one publisher's clock.
-func (p *Producer) srOffset(from, to uint8, clock uint32) (uint32, bool) {
+// srOffset is what maps layer to's RTP timestamps onto layer from's clock (both of source
+// generation gen), from their last sender reports: a timestamp t of to is the instant
+// ntpTo + (t - rtpTo)/clock, which on from's clock is rtpFrom + (ntpTo - ntpFrom)*clock +
+// (t - rtpTo). ok false: a report of gen is missing or they are too far apart to be of one
+// publisher's clock.
+func (p *Producer) srOffset(gen uint32, from, to uint8, clock uint32) (uint32, bool) {
 	if clock == 0 || int(from) >= len(p.layers.sr) || int(to) >= len(p.layers.sr) {
 		return 0, false
 	}
 	a, b := p.layers.sr[from].Load(), p.layers.sr[to].Load()
-	if a == nil || b == nil {
+	if a == nil || b == nil || a.gen != gen || b.gen != gen {
 		return 0, false
 	}
 	secs := float64(int64(b.ntp-a.ntp)) / (1 << 32)
 	if secs > 3600 || secs < -3600 {
 		return 0, false
 	}
-	return a.rtp - b.rtp + uint32(int64(secs*float64(clock))), true
+	return a.rtp - b.rtp + uint32(int64(math.Round(secs*float64(clock)))), true
 }
 
 // resetLayers forgets what the layers' old source told (a move): its sender reports' clocks and
@@ -167,6 +171,14 @@ func (p *Producer) resetLayers() {
 		if i > 0 && p.layers.caches[i] != nil {
 			p.layers.caches[i].Reset()
 		}
+	}
+}
+
+// resetKeyframeClocks lets the next keyframe request of every layer go at once (an unmute).
+func (p *Producer) resetKeyframeClocks() {
+	p.lastKF.Store(0)
+	for i := range p.layers.lastKF {
+		p.layers.lastKF[i].Store(0)
 	}
 }
 

@@ -44,7 +44,10 @@ func (ps *Pipes) ServePipe(req PipeRequest) PipeReply {
 	if children >= ps.o.Fanout {
 		return fail(ErrFanoutFull)
 	}
-	layers := uint32(p.NumLayers())
+	layers := min(uint32(p.NumLayers()), max(req.Layers, 1))
+	if req.SSRC+layers-1 < req.SSRC { // the run would wrap through 0
+		return fail(ErrBadRequest)
+	}
 	ps.ssrcMu.RLock()
 	used := false
 	for l := uint32(0); l < layers; l++ {
@@ -200,4 +203,18 @@ func (ps *Pipes) take(in func(*inPipe) bool, out func(outKey, *outPipe) bool) ([
 func (ps *Pipes) unpipe(in *inPipe) {
 	ps.sig.Unpipe(in.parent, PipeRequest{Room: in.p.Room().Name(), Producer: in.p.ID(), From: ps.o.Self, SSRC: in.ssrc})
 	ps.sig.Piped(in.p.Room().Name(), in.p.ID(), "")
+}
+
+// SetLayers gates the simulcast layers of the pipe of producer to child: layer l flows while
+// bit l of mask is set (dynacast: the layers demanded downstream). It reports false when this
+// node has no such pipe. A pipe made later starts with every layer flowing.
+func (ps *Pipes) SetLayers(child, producer string, mask uint32) bool {
+	ps.mu.Lock()
+	o := ps.out[outKey{child, producer}]
+	ps.mu.Unlock()
+	if o == nil {
+		return false
+	}
+	o.setLayers(mask)
+	return true
 }
