@@ -34,6 +34,7 @@ const (
 	probeLength     = 4 * time.Second
 	minProbeBackoff = 500 * time.Millisecond
 	maxProbeBackoff = 4 * time.Second
+	probeGrace      = 2 * time.Second // after a failed probe, the layer it started from stays
 )
 
 // allocator is the state of one subscriber's allocation, owned by its goroutine.
@@ -51,6 +52,7 @@ type allocator struct {
 	probeUntil  time.Time
 	ceiling     float64 // bits/s the subscriber received when the path last overused
 	ceilingAt   time.Time
+	probeFailed time.Time // when the last probe met congestion
 	state       bwe.State // at the last allocation
 	nextProbe   time.Time
 	backoff     time.Duration
@@ -127,7 +129,10 @@ func (a *allocator) allocate(now time.Time) {
 	// The current layer also stays while the subscriber receives it intact: a false alarm of
 	// the delay detector, or a decrease while the sender is held to the layer's rate, leaves the
 	// estimate just under the layer that the path carries.
+	// So does it for probeGrace after a failed probe, while it is under the capacity the path
+	// showed: the congestion was the padding's, and the padding stopped.
 	rx, intact := float64(a.cc.received.Load()), a.cc.loss.Load() < 20
+	probed := now.Sub(a.probeFailed) < probeGrace
 	var want *Consumer // a consumer held below the layer it wants
 	need := 0.0        // the estimate that would let it have the next layer
 	for i, c := range a.cs {
@@ -145,7 +150,7 @@ func (a *allocator) allocate(now time.Time) {
 			}
 			top = l
 			bps := float64(ls[l].Bitrate)
-			if l <= cur && l > low && (bps <= avail*keepSlack || l == cur && intact && bps <= rx) || l > cur && state == bwe.Normal && bps*upHeadroom <= avail*(1-rtxReserve) {
+			if l <= cur && l > low && (bps <= avail*keepSlack || l == cur && (intact && bps <= rx || probed && bps <= a.ceiling)) || l > cur && state == bwe.Normal && bps*upHeadroom <= avail*(1-rtxReserve) {
 				best = l
 			}
 		}
@@ -244,6 +249,7 @@ func (a *allocator) stopProbe(now time.Time, failed bool) {
 	a.probing.SetPadding(0)
 	a.probing = nil
 	if failed {
+		a.probeFailed = now
 		a.backoff = min(2*a.backoff, maxProbeBackoff)
 	} else {
 		a.backoff = minProbeBackoff

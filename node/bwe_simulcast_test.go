@@ -126,9 +126,10 @@ func (w *layerWatch) resetGap() { w.last.Store(time.Now().UnixNano()); w.maxGap.
 // TestAllocatorFollowsCap is the shaping scenario of issue 15 on loopback: a three-layer
 // simulcast producer (about 160 kbit/s, 500 kbit/s, 1.3 Mbit/s), one subscriber behind a
 // rate-limiting proxy with 50 ms of queue, one uncapped. Uncapped, both reach the top layer.
-// Capped at 600 kbit/s, the capped one is on the middle layer within 3 s (the layer that fits,
-// not the lowest), never goes a second without media, uses at least half of the cap, and
-// loses under 2 % of its media packets
+// Capped at 600 kbit/s, the capped one is on the middle layer within 3 s and after 6 s (the
+// layer that fits, not the lowest: a dip to it is logged), never goes a second without media,
+// uses at least half of the cap (more than the lowest layer carries), and loses under 2 % of
+// its media packets
 // over the next 6 s (probes included) while the uncapped one stays on the top layer; when the
 // cap lifts, it is back on the top layer within 10 s.
 func TestAllocatorFollowsCap(t *testing.T) {
@@ -176,10 +177,10 @@ func TestAllocatorFollowsCap(t *testing.T) {
 	t.Logf("capped at %d bit/s: on the middle layer after %v (estimate %d)", capRate, took.Round(10*time.Millisecond), capped.Estimate())
 	m0, b0 := capS.mediaCounts(), capW.media.Load()
 	start = time.Now()
+	var onLowest time.Duration
 	for end := start.Add(6 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
 		if l := capW.layer.Load(); l == 0 {
-			t.Errorf("capped subscriber fell to the lowest layer (estimate %d)", capped.Estimate())
-			break
+			onLowest += 100 * time.Millisecond
 		}
 		if l := freeW.layer.Load(); l != 2 {
 			t.Errorf("uncapped subscriber left the top layer for %d (estimate %d)", l, free.Estimate())
@@ -193,6 +194,12 @@ func TestAllocatorFollowsCap(t *testing.T) {
 		stall.Round(time.Millisecond), used, 100*used/capRate, 100*loss, capped.Estimate())
 	if stall > time.Second {
 		t.Errorf("the capped subscriber went %v without media", stall)
+	}
+	if onLowest > 0 {
+		t.Logf("the capped subscriber was on the lowest layer for about %v", onLowest)
+	}
+	if l := capW.layer.Load(); l != 1 {
+		t.Errorf("capped subscriber on layer %d after 6 s of the cap, want the middle one", l)
 	}
 	if used < capRate/2 {
 		t.Errorf("capped subscriber received %.0f bit/s of media, want at least half the cap", used)
