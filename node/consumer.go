@@ -49,9 +49,10 @@ type Consumer struct {
 	lastWall time.Time
 	packets  uint32
 	octets   uint32
-	sw       switcher    // which source of the producer it forwards (switch.go)
-	kind     payloadKind // where the producer's keyframes start
-	pipe     *pipe       // its pipe (set before the fan-out sees the consumer)
+	sw       switcher       // which source of the producer it forwards (switch.go)
+	kind     payloadKind    // where the producer's keyframes start
+	pipe     *pipe          // its pipe (set before the fan-out sees the consumer)
+	lay      consumerLayers // its simulcast layer: target and current (layers.go)
 
 	// The retransmission budget, used by the feedback goroutine (readRTCP, or the relay's Nack).
 	rtxMu sync.Mutex
@@ -65,6 +66,7 @@ func newConsumer(p *Producer, sub *Participant, w *Worker, pc *webrtc.PeerConnec
 		rtx: rtxbudget.New(p.node.rtx, time.Now(), p.media.Load())}
 	c.kind = kindOf(c.codec)
 	c.sw.begin(p.gen.Load())
+	c.initLayers()
 	return c
 }
 
@@ -74,7 +76,7 @@ func (c *Consumer) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters
 		if sameCodec(cp.RTPCodecCapability, c.codec) {
 			c.bind.Store(&binding{ssrc: uint32(ctx.SSRC()), pt: uint8(cp.PayloadType), clock: cp.ClockRate, writer: ctx.WriteStream()})
 			c.resync.Store(true)
-			c.producer.RequestKeyframe()
+			c.producer.requestKeyframe(c.Target())
 			return cp, nil
 		}
 	}
@@ -105,8 +107,8 @@ func (c *Consumer) forward(pkt *packet, now time.Time) bool {
 	if b == nil || c.paused.Load() {
 		return false
 	}
-	if pkt.gen != c.sw.gen && !c.admit(pkt, b, now) {
-		return false // another source than the one forwarded (switch.go)
+	if (pkt.gen != c.sw.gen || pkt.layer != c.sw.layer) && !c.admit(pkt, b, now) {
+		return false // another source (generation or layer) than the one forwarded (switch.go)
 	}
 	in := pkt.header.SequenceNumber
 	if c.resync.Load() {
@@ -146,28 +148,41 @@ func (c *Consumer) forward(pkt *packet, now time.Time) bool {
 	return true
 }
 
-// admit decides on a packet of another source than the one the consumer forwards: drop it
-// (the old source's, or the new one's before its keyframe: the producer is asked for one,
-// throttled), or switch to its source at it (the sequence numbers resynchronise to go on from
-// the last one sent). It runs on the worker goroutine.
+// admit decides on a packet of another source (generation or layer) than the one the consumer
+// forwards: drop it (a layer not targeted, the old source's, or the new one's before its
+// keyframe: the producer is asked for one, throttled), or switch to its source at it (the
+// sequence numbers resynchronise to go on from the last one sent). It runs on the worker
+// goroutine.
 func (c *Consumer) admit(pkt *packet, b *binding, now time.Time) bool {
+	if int32(pkt.layer) != c.lay.target.Load() {
+		return false // the current source's packets never come here: this is another layer
+	}
 	switch c.sw.decide(c.kind, pkt, !c.started && c.packets == 0) {
 	case dropOld:
 		return false
 	case waitKey:
-		c.producer.RequestKeyframe()
+		c.producer.requestKeyframe(int(pkt.layer))
 		return false
 	case startSource:
-		c.sw.gen, c.sw.chosen = pkt.gen, true
+		c.sw.gen, c.sw.layer, c.sw.chosen = pkt.gen, pkt.layer, true
 		c.sw.publish(0, false)
+		c.layerChanged(pkt.layer, false)
 		return true
 	}
-	last, ok := c.pipe.lastOf(c.sw.gen)
-	c.sw.switchTo(pkt, c.lastTS, c.lastWall, now, b.clock, last, ok)
+	from := c.sw.layer
+	last, ok := c.pipe.lastOf(c.sw.gen, from)
+	sr, haveSR := uint32(0), false
+	if pkt.gen == c.sw.gen && pkt.layer != from {
+		sr, haveSR = c.producer.srOffset(from, pkt.layer, b.clock)
+	}
+	c.sw.switchTo(pkt, c.lastTS, c.lastWall, now, b.clock, last, ok, sr, haveSR)
 	if c.started {
 		c.resync.Store(true)
 	}
 	c.sw.publish(c.lastOut+1, c.started)
+	if pkt.layer != from || !c.started {
+		c.layerChanged(pkt.layer, c.started)
+	}
 	return true
 }
 
@@ -235,7 +250,7 @@ func (c *Consumer) endFeedback(pli bool) {
 		c.worker.rtxKeyframes.Add(1)
 	}
 	if kf || pli {
-		c.producer.RequestKeyframe()
+		c.requestKeyframe()
 	}
 }
 
@@ -310,12 +325,16 @@ func (c *Consumer) resend(outSeq uint16, buf []byte) bool {
 	var p rtp.Packet
 	n := 0
 	x := c.sw.xlate.Load()
+	cache := c.producer.cache
+	if x != nil {
+		cache = c.producer.cacheOf(x.layer)
+	}
 	if v == rtxbudget.Resend {
 		size, age := 0, time.Duration(0)
 		// A packet sent from a source the cache no longer holds is as good as uncached.
 		if c.sameSource(x, outSeq) {
-			if n = c.producer.cache.Get(outSeq+uint16(c.offset.Load()), buf[:packetcache.MaxPacket]); n > 0 && p.Unmarshal(buf[:n]) == nil {
-				size, age = len(p.Payload), c.age(p.Timestamp, b.clock)
+			if n = cache.Get(outSeq+uint16(c.offset.Load()), buf[:packetcache.MaxPacket]); n > 0 && p.Unmarshal(buf[:n]) == nil {
+				size, age = len(p.Payload), cacheAge(cache, p.Timestamp, b.clock)
 			}
 		}
 		c.rtxMu.Lock()
@@ -365,9 +384,9 @@ func (c *Consumer) sameSource(x *xlate, outSeq uint16) bool {
 	return gen == c.producer.gen.Load()
 }
 
-// age is how far a cached packet's RTP time lags behind the newest packet of the producer.
-func (c *Consumer) age(ts, clock uint32) time.Duration {
-	newest, ok := c.producer.cache.NewestTimestamp()
+// cacheAge is how far a cached packet's RTP time lags behind the newest packet of its cache.
+func cacheAge(cache *packetcache.Cache, ts, clock uint32) time.Duration {
+	newest, ok := cache.NewestTimestamp()
 	if !ok || clock == 0 || int32(newest-ts) <= 0 {
 		return 0
 	}

@@ -156,7 +156,7 @@ func benchIngest(b *testing.B, k payloadKind, payload []byte) {
 	for i := 0; b.Loop(); i++ {
 		raw[2], raw[3] = byte(i>>8), byte(i)
 		pkt := pr.pool.Get().(*packet)
-		pr.ingest(pkt, copy(pkt.buf[:], raw), 0)
+		pr.ingest(pkt, copy(pkt.buf[:], raw), 0, 0)
 		(<-w.jobs).pkt.release()
 	}
 }

@@ -27,6 +27,8 @@ type metrics struct {
 	junk, tcpRefused *prometheus.Desc
 
 	moves *prometheus.Desc
+
+	layers layerMetrics // simulcast (layermetrics.go)
 }
 
 // Kinds of refused messages (metrics.refused).
@@ -66,6 +68,7 @@ func newMetrics(n *Node) *metrics {
 			"STUN binding request for a known ufrag.", nil, nil),
 		moves: prometheus.NewDesc("cascade_producer_moves_total", "Producers of rooms on this node whose source moved (their "+
 			"publisher resumed here or on another node); their consumers switch at the new source's first keyframe.", nil, nil),
+		layers: newLayerMetrics(),
 	}
 }
 
@@ -74,6 +77,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 		m.rtxPackets, m.rtxBytes, m.rtxRefused, m.rtxKeyframes, m.transports, m.refusedMsgs, m.junk, m.tcpRefused, m.moves} {
 		ch <- d
 	}
+	m.layers.describe(ch)
 }
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
@@ -109,4 +113,5 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.refusedMsgs, prometheus.CounterValue, float64(m.refused[refusedData].Load()), "data")
 	ch <- prometheus.MustNewConstMetric(m.tcpRefused, prometheus.CounterValue, float64(m.n.tcpRefused.Load()))
 	ch <- prometheus.MustNewConstMetric(m.moves, prometheus.CounterValue, float64(m.producerMoves.Load()))
+	m.layers.collect(m.n, ch)
 }

@@ -102,6 +102,7 @@ func (p *Producer) moveTo(s *source, epoch uint64) uint32 {
 	p.upstream.Store(nil)
 	p.cache.Reset()
 	p.lastKF.Store(0)
+	p.resetLayers()
 	if p.node != nil {
 		p.node.metrics.producerMoves.Add(1)
 	}
@@ -138,7 +139,7 @@ func (p *Producer) InjectFrom(gen uint32, raw []byte) {
 		return
 	}
 	pkt := p.pool.Get().(*packet)
-	p.ingest(pkt, copy(pkt.buf[:], raw), gen)
+	p.ingest(pkt, copy(pkt.buf[:], raw), gen, 0)
 }
 
 // PublishAs is Publish on a resumed session: ids maps media sections of the offer to the ids

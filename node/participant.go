@@ -97,6 +97,8 @@ type Participant struct {
 	// superseded: a newer copy of the session took over (Room.Supersede); guarded by room.mu.
 	superseded bool
 
+	prefs layerPrefs // preferred simulcast layers by producer (layers.go)
+
 	dc   atomic.Pointer[webrtc.DataChannel] // the data consumer, on the receive transport
 	wg   sync.WaitGroup                     // the participant's own goroutines (goLocked)
 	done chan struct{}

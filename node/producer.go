@@ -7,7 +7,6 @@ import (
 
 	"github.com/cascade-sfu/cascade/node/packetcache"
 	"github.com/cascade-sfu/cascade/signal/proto"
-	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
@@ -21,6 +20,7 @@ type packet struct {
 	payload []byte // slice of buf
 	size    int    // bytes on the wire
 	gen     uint32 // the producer's source it came from (Producer.Generation)
+	layer   uint8  // its simulcast layer (0 without simulcast; layers.go)
 	vp8     vp8Desc
 	buf     [packetcache.MaxPacket]byte
 }
@@ -35,8 +35,8 @@ func (p *packet) release() {
 // or another worker of the same room: an in-process pipe).
 type pipe struct {
 	worker    *Worker
-	consumers atomic.Pointer[[]*Consumer] // copy on write
-	last      [2]lastDesc                 // the last packet of each of two generations (fan-out only)
+	consumers atomic.Pointer[[]*Consumer]  // copy on write
+	last      [2][proto.MaxLayers]lastDesc // the last packet of each layer of two generations (fan-out only)
 }
 
 // ProducerInfo describes a producer to clients (PROTOCOL.md, "Producer").
@@ -96,6 +96,8 @@ type Producer struct {
 	serverMuted bool
 	lastKF      atomic.Int64  // unix nanos of the last keyframe request sent upstream
 	media       atomic.Uint64 // payload bytes fanned out: the consumers' retransmission budgets refill from it
+
+	layers layerSet // simulcast layers (layers.go); none: one layer
 }
 
 func newProducer(id, mid string, kind webrtc.RTPCodecType, p *Participant, home *Worker, pc *webrtc.PeerConnection, kf time.Duration) *Producer {
@@ -114,7 +116,7 @@ func (p *Producer) Info() ProducerInfo {
 	s := p.source()
 	info := ProducerInfo{ID: p.id, Mid: s.mid, Participant: p.owner, Kind: p.kind.String(), Muted: p.muted.Load(),
 		Origin: s.origin, ClockRate: p.codec().ClockRate, Channels: p.codec().Channels, Fmtp: p.codec().SDPFmtpLine,
-		Epoch: p.epoch.Load()}
+		Epoch: p.epoch.Load(), Layers: p.Layers()}
 	info.Codec = p.codec().MimeType
 	return info
 }
@@ -127,8 +129,9 @@ func (p *Producer) codec() webrtc.RTPCodecCapability {
 }
 
 // readLoop runs on pion's OnTrack goroutine until the track ends (the send transport drains
-// the receiver's RTCP meanwhile); its packets are of source generation gen.
-func (p *Producer) readLoop(track *webrtc.TrackRemote, gen uint32) {
+// the receiver's RTCP meanwhile); its packets are of source generation gen and simulcast layer
+// layer.
+func (p *Producer) readLoop(track *webrtc.TrackRemote, gen uint32, layer uint8) {
 	if p.naive != nil {
 		p.naiveLoop(track)
 		return
@@ -140,7 +143,7 @@ func (p *Producer) readLoop(track *webrtc.TrackRemote, gen uint32) {
 			p.pool.Put(pkt)
 			return
 		}
-		p.ingest(pkt, n, gen)
+		p.ingest(pkt, n, gen, layer)
 	}
 }
 
@@ -148,11 +151,11 @@ func (p *Producer) readLoop(track *webrtc.TrackRemote, gen uint32) {
 // the read loop does for a local one, as a packet of the current source. It copies raw.
 func (p *Producer) Inject(raw []byte) { p.InjectFrom(p.gen.Load(), raw) }
 
-// ingest parses the packet in pkt.buf[:n] (of source generation gen), caches it and posts it
-// to every worker that has consumers of the producer. It owns pkt.
-func (p *Producer) ingest(pkt *packet, n int, gen uint32) {
+// ingest parses the packet in pkt.buf[:n] (of source generation gen, simulcast layer layer),
+// caches it and posts it to every worker that has consumers of the producer. It owns pkt.
+func (p *Producer) ingest(pkt *packet, n int, gen uint32, layer uint8) {
 	hl, err := pkt.header.Unmarshal(pkt.buf[:n])
-	if err != nil || pkt.header.Padding || hl > n {
+	if err != nil || pkt.header.Padding || hl > n || int(layer) >= p.numLayers() {
 		// Padding-only packets carry no media; the rare padded media packet is dropped too.
 		p.pool.Put(pkt)
 		return
@@ -160,12 +163,17 @@ func (p *Producer) ingest(pkt *packet, n int, gen uint32) {
 	pkt.payload = pkt.buf[hl:n]
 	pkt.size = n
 	pkt.gen = gen
-	if payloadKind(p.pkind.Load()) == payloadVP8 {
+	pkt.layer = layer
+	k := payloadKind(p.pkind.Load())
+	if k == payloadVP8 {
 		pkt.vp8 = parseVP8(pkt.payload) // once per packet, for the consumers' switches
 	}
 	if gen == p.gen.Load() {
 		// Only the current source's packets: the sequence numbers of two sources collide.
-		p.cache.Store(pkt.header.SequenceNumber, pkt.buf[:n])
+		p.cacheOf(layer).Store(pkt.header.SequenceNumber, pkt.buf[:n])
+	}
+	if p.layered() {
+		p.measure(pkt, k)
 	}
 	pipes := p.pipesView.Load()
 	if pipes == nil || p.muted.Load() {
@@ -313,35 +321,12 @@ func (p *Producer) workers() int {
 	return 0
 }
 
-// RequestKeyframe asks the publisher for a keyframe; requests within the keyframe interval of
-// the last one sent collapse into it.
+// RequestKeyframe asks the publisher for a keyframe of each layer; requests within the
+// keyframe interval of the last one sent for a layer collapse into it (simulcast.go).
 func (p *Producer) RequestKeyframe() {
-	if p.kind != webrtc.RTPCodecTypeVideo {
-		return
+	for l := 0; l < p.numLayers(); l++ {
+		p.requestKeyframe(l)
 	}
-	s := p.source()
-	var t *webrtc.TrackRemote
-	var up *upstreamRef
-	if s.origin == "" {
-		t = p.track.Load() // a local source: its publisher's track
-	} else {
-		up = p.upstream.Load() // a remote one: the relay towards its origin
-	}
-	if t == nil && up == nil {
-		return
-	}
-	now := time.Now().UnixNano()
-	last := p.lastKF.Load()
-	if now-last < int64(p.kfInterval) || !p.lastKF.CompareAndSwap(last, now) {
-		p.node.metrics.keyframesCollapsed.Add(1)
-		return
-	}
-	p.node.metrics.keyframesSent.Add(1)
-	if t == nil {
-		up.u.RequestKeyframe()
-		return
-	}
-	_ = s.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(t.SSRC())}})
 }
 
 // close stops forwarding; it returns the consumers that must be removed from their subscribers.

@@ -38,7 +38,11 @@ func (p *Participant) publish(offer string, gather bool, ids map[string]string) 
 	if err := send.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
 		return "", nil, p.negotiationError(err)
 	}
-	ended, err := p.updateProducers(send, ids)
+	rids, err := offeredRids(offer)
+	if err != nil {
+		return "", nil, err
+	}
+	ended, err := p.updateProducers(send, ids, rids)
 	if err != nil {
 		return "", nil, err
 	}
@@ -120,8 +124,9 @@ func (p *Participant) sendTransport() (*transport, error) {
 
 // updateProducers makes a producer of each media section of the send transport that now
 // receives, and returns the producers of the sections that stopped. A section named in ids
-// gets that producer id, and adopts the room's producer of that id when its track arrives.
-func (p *Participant) updateProducers(send *webrtc.PeerConnection, ids map[string]string) ([]*Producer, error) {
+// gets that producer id, and adopts the room's producer of that id when its track arrives. A
+// new section with rids (simulcast) gets those layers.
+func (p *Participant) updateProducers(send *webrtc.PeerConnection, ids map[string]string, rids map[string][]string) ([]*Producer, error) {
 	epoch := p.Epoch() // outside mu
 	type section struct {
 		mid       string
@@ -153,6 +158,9 @@ func (p *Participant) updateProducers(send *webrtc.PeerConnection, ids map[strin
 			}
 			pr := newProducer(id, s.mid, s.kind, p, p.room.home, send, p.node.opts.KeyframeInterval)
 			pr.adopt = resumed
+			if s.kind == webrtc.RTPCodecTypeVideo {
+				pr.setRids(rids[s.mid])
+			}
 			pr.epoch.Store(epoch)
 			p.byMid[s.mid] = pr
 		case !s.receiving && ok:
@@ -197,11 +205,16 @@ func (p *Participant) onTrack(track *webrtc.TrackRemote, receiver *webrtc.RTPRec
 		return
 	}
 	defer t.exit()
+	if pr.layered() {
+		p.onLayerTrack(pr, t, track, receiver)
+		return
+	}
+	pr.layers.tracks[0].Store(track)
 	if pr.adopt {
 		if x, gen, ok := p.adopt(pr, track); ok {
 			src := x.source()
 			t.drainRTCP(receiver)
-			x.readLoop(track, gen)
+			x.readLoop(track, gen, 0)
 			if x.source() == src && !p.Superseded() { // still this track's: it did not move on
 				p.room.removeProducer(x)
 			}
@@ -221,7 +234,7 @@ func (p *Participant) onTrack(track *webrtc.TrackRemote, receiver *webrtc.RTPRec
 	src := pr.source()
 	p.room.addProducer(pr)
 	t.drainRTCP(receiver)
-	pr.readLoop(track, pr.Generation())
+	pr.readLoop(track, pr.Generation(), 0)
 	// A producer that moved away lives on without this track. One of a superseded session
 	// waits for its adoption by the new session (a client that resumed on this node closes
 	// its old transport before it publishes again): the participant's close removes it if it

@@ -128,6 +128,7 @@ func (r *Room) AddRemoteProducer(info ProducerInfo, origin string) (*Producer, e
 		codecCap: info.codecCap(), home: r.home, kfInterval: r.node.opts.KeyframeInterval, cache: newCache(kind)}
 	pr.src.Store(&source{origin: origin, mid: info.Mid})
 	pr.pkind.Store(uint32(kindOf(pr.codecCap)))
+	pr.setRids(ridsOf(info.Layers))
 	pr.epoch.Store(info.Epoch)
 	pr.pool.New = func() any { return &packet{pool: &pr.pool} }
 	pr.muted.Store(info.Muted)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cascade-sfu/cascade/node/packetcache"
+	"github.com/cascade-sfu/cascade/signal/proto"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -13,11 +14,12 @@ import (
 // generation: the publisher's session on one node). When packets of a newer source arrive it
 // keeps forwarding the old one (make-before-break), drops the new one's until a keyframe of it
 // starts, and then switches: its sequence numbers, timestamps and VP8 PictureID/TL0PICIDX go
-// on from the last ones it sent, so the subscriber's decoder sees one stream. Simulcast layer
-// switching (issue 15) is the same decision with layers for sources.
+// on from the last ones it sent, so the subscriber's decoder sees one stream. A simulcast
+// producer's layers are sources too: a source is a (generation, layer), and a consumer switches
+// to its target layer the same way (resume and simulcast share this one switch).
 //
-// Without a switch the consumer pays one comparison per packet (the packet's generation
-// against the one it forwards); after one, a timestamp offset and, for VP8 streams whose
+// Without a switch the consumer pays one comparison per packet (the packet's generation and
+// layer against the ones it forwards); after one, a timestamp offset and, for VP8 streams whose
 // descriptor changes, a copy of the payload into the consumer's scratch buffer.
 
 // payloadKind is what the switch needs to know of a codec: where its keyframes start and
@@ -148,24 +150,25 @@ type lastDesc struct {
 	d   vp8Desc
 }
 
-// note records pkt as the last of its generation on the pipe (worker goroutine only).
+// note records pkt as the last of its generation and layer on the pipe (worker goroutine only).
 func (pp *pipe) note(pkt *packet) {
-	pp.last[pkt.gen&1] = lastDesc{gen: pkt.gen, d: pkt.vp8}
+	pp.last[pkt.gen&1][pkt.layer%proto.MaxLayers] = lastDesc{gen: pkt.gen, d: pkt.vp8}
 }
 
-// lastOf is the last descriptor of generation gen fanned out on the pipe.
-func (pp *pipe) lastOf(gen uint32) (vp8Desc, bool) {
+// lastOf is the last descriptor of generation gen's layer fanned out on the pipe.
+func (pp *pipe) lastOf(gen uint32, layer uint8) (vp8Desc, bool) {
 	if pp == nil {
 		return vp8Desc{}, false
 	}
-	l := pp.last[gen&1]
+	l := pp.last[gen&1][layer%proto.MaxLayers]
 	return l.d, l.gen == gen && l.d.ok
 }
 
 // switcher is a consumer's choice of source and the translation of the one it switched to.
 // It is owned by the worker goroutine; what the NACK handler needs is published in xlate.
 type switcher struct {
-	gen     uint32 // the source forwarded
+	gen     uint32 // the source forwarded: a generation
+	layer   uint8  // and its simulcast layer
 	chosen  bool   // a first packet chose gen
 	tsOff   uint32 // added to the source's timestamps
 	rewrite bool   // VP8 descriptors are rewritten (picture numbers or their width)
@@ -184,6 +187,7 @@ type switcher struct {
 // switched to, published once per switch.
 type xlate struct {
 	gen      uint32
+	layer    uint8
 	floor    uint16 // the first sequence number sent from this source: NACKs below it are of the old one
 	hasFloor bool
 	tsOff    uint32
@@ -227,9 +231,15 @@ func (s *switcher) decide(k payloadKind, pkt *packet, fresh bool) verdict {
 
 // switchTo makes pkt's source the one forwarded. lastTS, lastWall: the consumer's last
 // timestamp sent and when; clock: the codec's; last: the old source's last VP8 descriptor on
-// the pipe (haveLast: the consumer sent it unchanged). The sequence numbers are the consumer's:
-// it resynchronises them itself.
-func (s *switcher) switchTo(pkt *packet, lastTS uint32, lastWall, now time.Time, clock uint32, last vp8Desc, haveLast bool) {
+// the pipe (haveLast: the consumer sent it unchanged); sr (haveSR): what maps the new layer's
+// timestamps onto the old one's clock, from their sender reports (Producer.srOffset). The
+// sequence numbers are the consumer's: it resynchronises them itself.
+//
+// Timestamps: with sender reports, the new layer's frames keep the instants they were
+// captured at (layers of one publisher share its clock), so the subscriber's playout does not
+// jump; without them (another generation, a relayed producer, no report yet), the new source
+// starts as far after the last timestamp sent as wall-clock time has passed.
+func (s *switcher) switchTo(pkt *packet, lastTS uint32, lastWall, now time.Time, clock uint32, last vp8Desc, haveLast bool, sr uint32, haveSR bool) {
 	step := uint32(1)
 	if clock > 0 && !lastWall.IsZero() {
 		if d := now.Sub(lastWall); d > 0 {
@@ -238,8 +248,16 @@ func (s *switcher) switchTo(pkt *packet, lastTS uint32, lastWall, now time.Time,
 			}
 		}
 	}
-	s.tsOff = lastTS + step - pkt.header.Timestamp
-	s.gen, s.chosen = pkt.gen, true
+	off := lastTS + step - pkt.header.Timestamp
+	if haveSR {
+		// Ahead of the last timestamp sent (a new frame), and not by more than a second.
+		o := s.tsOff + sr
+		if d := pkt.header.Timestamp + o - lastTS; int32(d) > 0 && (clock == 0 || d <= clock) {
+			off = o
+		}
+	}
+	s.tsOff = off
+	s.gen, s.layer, s.chosen = pkt.gen, pkt.layer, true
 	in := pkt.vp8
 	if !in.ok || (in.picLen == 0 && !in.hasTL0) {
 		s.rewrite = false // nothing to number
@@ -274,7 +292,7 @@ func (s *switcher) switchTo(pkt *packet, lastTS uint32, lastWall, now time.Time,
 // publish tells the NACK handler how to translate the source now forwarded; floor is the
 // sequence number the consumer sends its first packet under.
 func (s *switcher) publish(floor uint16, hasFloor bool) {
-	s.xlate.Store(&xlate{gen: s.gen, floor: floor, hasFloor: hasFloor, tsOff: s.tsOff, rewrite: s.rewrite, picLen: s.picLen, tl0Off: s.tl0Off})
+	s.xlate.Store(&xlate{gen: s.gen, layer: s.layer, floor: floor, hasFloor: hasFloor, tsOff: s.tsOff, rewrite: s.rewrite, picLen: s.picLen, tl0Off: s.tl0Off})
 }
 
 // payload is the payload to send for pkt: the packet's own, or, while VP8 descriptors are

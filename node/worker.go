@@ -288,6 +288,7 @@ func (w *Worker) sendReports(now time.Time) {
 	w.mu.Unlock()
 	for _, c := range cs {
 		c.sendReport(now)
+		c.refreshTarget() // the layers that flow change: a simulcast consumer's target follows
 	}
 }
 
