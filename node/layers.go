@@ -243,8 +243,17 @@ func (c *Consumer) initLayers() {
 		pref = c.sub.prefs.get(c.producer.id)
 	}
 	c.lay.pref.Store(&pref)
+	if c.producer.layered() {
+		// No layer yet: the first packet of the target layer starts the consumer (and tells
+		// the subscriber its layer).
+		c.sw.layer = noLayer
+		c.lay.cur.Store(-1)
+	}
 	c.refreshTarget()
 }
+
+// noLayer is the switcher's layer before a layered consumer's first packet.
+const noLayer = 0xff
 
 // setPref changes the subscriber's preference.
 func (c *Consumer) setPref(pref LayerPref) {
@@ -349,7 +358,8 @@ func (c *Consumer) retarget(layer int) {
 // Target is the layer the consumer switches to (or forwards, once switched).
 func (c *Consumer) Target() int { return int(c.lay.target.Load()) }
 
-// Layer is the layer the consumer forwards now (0 for a producer without layers).
+// Layer is the layer the consumer forwards now (0 for a producer without layers, -1 before a
+// simulcast consumer's first packet).
 func (c *Consumer) Layer() int { return int(c.lay.cur.Load()) }
 
 // layerChanged runs on the worker after the consumer started forwarding a layer: the

@@ -73,7 +73,7 @@ func (r *relayRig) media() uint16 {
 	if _, err := h.MarshalTo(r.raw); err != nil {
 		r.t.Fatal(err)
 	}
-	in := r.p.pool.Get().(*packet)            // through the producer: the cache, the media counter (the
+	in := r.p.pool.Get().(*packet)               // through the producer: the cache, the media counter (the
 	r.p.ingest(in, copy(in.buf[:], r.raw), 0, 0) // worker has no queue here: the post is dropped)
 	if _, err := r.pkt.header.Unmarshal(r.raw); err != nil {
 		r.t.Fatal(err)

@@ -249,11 +249,16 @@ func (s *switcher) switchTo(pkt *packet, lastTS uint32, lastWall, now time.Time,
 		}
 	}
 	off := lastTS + step - pkt.header.Timestamp
-	if haveSR {
-		// Ahead of the last timestamp sent (a new frame), and not by more than a second.
+	if haveSR && clock > 0 {
+		// A frame captured after the last one sent keeps its instant (up to a second ahead);
+		// one of the same instant or a little before (the new layer's keyframe of the frame
+		// just sent) goes one tick after it: timestamps never go back.
 		o := s.tsOff + sr
-		if d := pkt.header.Timestamp + o - lastTS; int32(d) > 0 && (clock == 0 || d <= clock) {
+		switch d := int32(pkt.header.Timestamp + o - lastTS); {
+		case d > 0 && d <= int32(clock):
 			off = o
+		case d <= 0 && d > -int32(clock):
+			off = lastTS + 1 - pkt.header.Timestamp
 		}
 	}
 	s.tsOff = off

@@ -1,0 +1,496 @@
+package node_test
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cascade-sfu/cascade/node"
+	"github.com/cascade-sfu/cascade/signal/proto"
+	"github.com/pion/ice/v4"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// The simulcast publisher of these tests: one VP8 video section with three rids (q, h, f:
+// 320x180, 640x360, 1280x720), one one-packet frame per layer every 20 ms, a keyframe per
+// layer every 15 frames (the layers' keyframes staggered), each layer with its own sequence
+// numbers, timestamps, PictureIDs and TL0PICIDX, and RTCP sender reports that map every
+// layer's timestamps onto one capture clock. Each packet's VP8 payload carries its layer and
+// its frame number at offset 10, so a subscriber can tell what it was sent.
+
+var simRids = []string{"q", "h", "f"}
+
+var simSizes = [][2]int{{320, 180}, {640, 360}, {1280, 720}}
+
+const (
+	simFrame    = 20 * time.Millisecond
+	simTicks    = 1800 // 20 ms at 90 kHz
+	simKeyEvery = 15
+)
+
+// simAPI is a pion API without interceptors (the test writes its own sender reports) whose
+// PeerConnections send the mid and rid header extensions, on loopback UDP/IPv4.
+func simAPI(t *testing.T) *webrtc.API {
+	t.Helper()
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
+		t.Fatal(err)
+	}
+	se := webrtc.SettingEngine{}
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se))
+}
+
+type simPublisher struct {
+	pc     *webrtc.PeerConnection
+	sender *webrtc.RTPSender
+	tracks []*webrtc.TrackLocalStaticRTP
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+// newSimPublisher makes the publisher's PeerConnection (closed with the test); its offer is
+// offer(t, s.pc).
+func newSimPublisher(t *testing.T) *simPublisher {
+	t.Helper()
+	pc, err := simAPI(t).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	s := &simPublisher{pc: pc, stop: make(chan struct{}), done: make(chan struct{})}
+	for _, rid := range simRids {
+		tr, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "v", "s", webrtc.WithRTPStreamID(rid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.tracks = append(s.tracks, tr)
+	}
+	if s.sender, err = pc.AddTrack(s.tracks[0]); err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range s.tracks[1:] {
+		if err := s.sender.AddEncoding(tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s
+}
+
+// answered applies the node's answer and starts sending until the end of the test.
+func (s *simPublisher) answered(t *testing.T, answer string) {
+	t.Helper()
+	if err := s.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatal(err)
+	}
+	params := s.sender.GetParameters()
+	var midID, ridID uint8
+	for _, e := range params.HeaderExtensions {
+		switch e.URI {
+		case sdp.SDESMidURI:
+			midID = uint8(e.ID)
+		case sdp.SDESRTPStreamIDURI:
+			ridID = uint8(e.ID)
+		}
+	}
+	if midID == 0 || ridID == 0 || len(params.Encodings) != len(simRids) {
+		t.Fatalf("negotiated mid %d rid %d, %d encodings", midID, ridID, len(params.Encodings))
+	}
+	mid := ""
+	for _, tr := range s.pc.GetTransceivers() {
+		if tr.Sender() == s.sender {
+			mid = tr.Mid()
+		}
+	}
+	go s.send(mid, midID, ridID, params.Encodings)
+	t.Cleanup(func() { close(s.stop); <-s.done })
+}
+
+func (s *simPublisher) send(mid string, midID, ridID uint8, enc []webrtc.RTPEncodingParameters) {
+	defer close(s.done)
+	tick := time.NewTicker(simFrame)
+	defer tick.Stop()
+	t0 := time.Now()
+	tsBase := []uint32{1000, 5_000_000, 4_000_000_000}
+	seq := []uint16{100, 20000, 65500}
+	picBase := []uint16{10, 3000, 32760}
+	tl0Base := []uint8{0, 100, 250}
+	for k := 0; ; k++ {
+		select {
+		case <-s.stop:
+			return
+		case <-tick.C:
+		}
+		for l, tr := range s.tracks {
+			key := k%simKeyEvery == l*simKeyEvery/len(s.tracks)
+			pic := (picBase[l] + uint16(k)) & 0x7fff
+			payload := []byte{0x90, 0xc0, 0x80 | byte(pic>>8), byte(pic), tl0Base[l] + uint8(k)}
+			if key {
+				w, h := simSizes[l][0], simSizes[l][1]
+				payload = append(payload, 0x50, 0x42, 0, 0x9d, 0x01, 0x2a, byte(w), byte(w>>8), byte(h), byte(h>>8))
+			} else {
+				payload = append(payload, 0x51, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+			}
+			payload = append(payload, byte(l), byte(k>>8), byte(k))
+			h := rtp.Header{Version: 2, SequenceNumber: seq[l], Timestamp: tsBase[l] + uint32(k)*simTicks, Marker: true}
+			seq[l]++
+			_ = h.SetExtension(midID, []byte(mid))
+			_ = h.SetExtension(ridID, []byte(simRids[l]))
+			_ = tr.WriteRTP(&rtp.Packet{Header: h, Payload: payload})
+		}
+		if k%5 == 0 { // the layers' clocks, as one capture clock
+			at := t0.Add(time.Duration(k) * simFrame)
+			var pkts []rtcp.Packet
+			for l := range s.tracks {
+				pkts = append(pkts, &rtcp.SenderReport{SSRC: uint32(enc[l].SSRC), NTPTime: toNTP(at), RTPTime: tsBase[l] + uint32(k)*simTicks})
+			}
+			_ = s.pc.WriteRTCP(pkts)
+		}
+	}
+}
+
+func toNTP(t time.Time) uint64 {
+	secs := uint64(t.Unix() + 2208988800)
+	return secs<<32 | uint64(t.Nanosecond())*(1<<32)/1e9
+}
+
+// publishSimulcast joins identity to room and publishes the simulcast track; it returns the
+// producer's id once it is live.
+func publishSimulcast(t *testing.T, n *node.Node, room, identity string) (*node.Participant, string) {
+	t.Helper()
+	s := newSimPublisher(t)
+	p, err := n.Join(room, identity, node.Grant{Publish: true}, false, nopListener{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, _, err := p.Publish(offer(t, s.pc), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.answered(t, answer)
+	return p, liveProducer(t, p)
+}
+
+func liveProducer(t *testing.T, p *node.Participant) string {
+	t.Helper()
+	var id string
+	checkFor(t, 10*time.Second, func() error {
+		for _, pr := range p.Room().Producers() {
+			if pr.Participant == p.ID() {
+				id = pr.ID
+				return nil
+			}
+		}
+		return errors.New("no live producer yet")
+	})
+	return id
+}
+
+// simPacket is what a subscriber of the simulcast track received in one packet.
+type simPacket struct {
+	seq       uint16
+	ts        uint32
+	pic       int
+	tl0       int
+	layer, k  int
+	key       bool
+	picBits15 bool
+}
+
+type simReceived struct {
+	mu   sync.Mutex
+	pkts []simPacket
+}
+
+func (r *simReceived) snapshot() []simPacket {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]simPacket(nil), r.pkts...)
+}
+
+// waitLayer waits until the last packet received is of layer l.
+func (r *simReceived) waitLayer(t *testing.T, l int) {
+	t.Helper()
+	checkFor(t, 10*time.Second, func() error {
+		p := r.snapshot()
+		if len(p) < 5 || p[len(p)-1].layer != l || p[len(p)-5].layer != l {
+			return fmt.Errorf("%d packets, not on layer %d", len(p), l)
+		}
+		return nil
+	})
+}
+
+// parseSim reads a forwarded packet of the simulcast publisher.
+func parseSim(p *rtp.Packet) (simPacket, bool) {
+	b := p.Payload
+	out := simPacket{seq: p.SequenceNumber, ts: p.Timestamp, pic: -1, tl0: -1}
+	if len(b) < 2 || b[0]&0x80 == 0 {
+		return out, false
+	}
+	x, i := b[1], 2
+	if x&0x80 != 0 {
+		if b[i]&0x80 != 0 {
+			out.pic, out.picBits15 = int(b[i]&0x7f)<<8|int(b[i+1]), true
+			i += 2
+		} else {
+			out.pic = int(b[i])
+			i++
+		}
+	}
+	if x&0x40 != 0 {
+		out.tl0 = int(b[i])
+		i++
+	}
+	if x&0x30 != 0 {
+		i++
+	}
+	if len(b) < i+13 {
+		return out, false
+	}
+	out.key = b[i]&0x01 == 0
+	out.layer, out.k = int(b[i+10]), int(b[i+11])<<8|int(b[i+12])
+	return out, true
+}
+
+// subscribeSim joins identity to room (listener l) and subscribes to the room's video with a
+// recvonly offer after pref(p) ran; it records what it receives.
+func subscribeSim(t *testing.T, n *node.Node, room, identity string, l node.Listener, pref func(*node.Participant)) (*node.Participant, *simReceived) {
+	t.Helper()
+	pc, err := clientAPI(t).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+		t.Fatal(err)
+	}
+	rec := &simReceived{}
+	var wg sync.WaitGroup
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		wg.Add(1)
+		defer wg.Done()
+		for {
+			p, _, err := tr.ReadRTP()
+			if err != nil {
+				return
+			}
+			if sp, ok := parseSim(p); ok {
+				rec.mu.Lock()
+				rec.pkts = append(rec.pkts, sp)
+				rec.mu.Unlock()
+			}
+		}
+	})
+	t.Cleanup(func() { _ = pc.Close(); wg.Wait() })
+	p, err := n.Join(room, identity, node.Grant{Subscribe: true}, false, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pref(p)
+	answer, err := p.SubscribeOffer(offer(t, pc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatal(err)
+	}
+	return p, rec
+}
+
+// checkSimStream fails unless the subscriber's stream is one stream: sequence numbers up by one
+// (a lost packet or three on a loaded machine), PictureIDs (15 bits) and TL0PICIDX up by one per
+// frame (one packet per frame), timestamps up by the capture interval within a layer and, across
+// a switch, by the capture clock of the sender reports (1 tick when the new layer's keyframe is
+// of the same instant as the last frame sent); each layer's first packet a keyframe, and never
+// a layer back to one it left (the runs of layers are the switches). It returns the layers in
+// the order received.
+func checkSimStream(t *testing.T, pkts []simPacket) []int {
+	t.Helper()
+	runs := []int{pkts[0].layer}
+	for i := 1; i < len(pkts); i++ {
+		a, b := pkts[i-1], pkts[i]
+		lost := int(b.seq - a.seq - 1)
+		if lost < 0 || lost > 3 {
+			t.Fatalf("packet %d: seq %d after %d", i, b.seq, a.seq)
+		}
+		if d := (b.pic - a.pic + 1<<15) % (1 << 15); !b.picBits15 || d != lost+1 {
+			t.Fatalf("packet %d (layer %d frame %d): PictureID %d after %d", i, b.layer, b.k, b.pic, a.pic)
+		}
+		if d := (b.tl0 - a.tl0 + 256) % 256; d != lost+1 {
+			t.Fatalf("packet %d: TL0PICIDX %d after %d", i, b.tl0, a.tl0)
+		}
+		want := uint32(b.k-a.k) * simTicks
+		if b.layer != a.layer && b.k <= a.k {
+			want = 1
+		}
+		if b.ts-a.ts != want {
+			t.Fatalf("packet %d (layer %d frame %d after layer %d frame %d): timestamp +%d, want +%d", i, b.layer, b.k, a.layer, a.k, int32(b.ts-a.ts), want)
+		}
+		if b.layer != a.layer {
+			if !b.key {
+				t.Fatalf("packet %d: switched to layer %d at an interframe", i, b.layer)
+			}
+			runs = append(runs, b.layer)
+		}
+	}
+	return runs
+}
+
+// TestSimulcastLayers: a publisher's three rid layers are one producer whose layers (rid, size
+// from the VP8 keyframes, bitrate, active) the room lists lowest first. A subscriber that asked
+// for layer 0 before subscribing receives layer 0 only; asked for no limit, it switches to the
+// top layer; asked for at most 700 px wide, to the middle one (640x360). It receives one layer
+// at a time as one stream (sequence numbers, PictureID, TL0PICIDX, sender-report timestamps
+// continuous), switching only at keyframes, and is told each layer (layerChanged); the metrics
+// count the switches and the consumer on its layer.
+func TestSimulcastLayers(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	n, err := node.New(node.Options{LoopbackOnly: true, Workers: 1, TCPPort: node.TCPDisabled, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	_, id := publishSimulcast(t, n, "r", "pub")
+	pr := n.Producer("r", id)
+	checkFor(t, 10*time.Second, func() error {
+		ls := pr.Layers()
+		if len(ls) != 3 {
+			return fmt.Errorf("layers %+v", ls)
+		}
+		for i, l := range ls {
+			if l.Rid != simRids[i] || l.Width != simSizes[i][0] || l.Height != simSizes[i][1] || !l.Active || l.Bitrate <= 0 {
+				return fmt.Errorf("layer %d: %+v", i, l)
+			}
+		}
+		info := n.Room("r").Producers()
+		if len(info) != 1 || len(info[0].Layers) != 3 || info[0].Layers[2].Rid != "f" {
+			return fmt.Errorf("the room lists %+v", info)
+		}
+		return nil
+	})
+
+	l := &recorder{}
+	zero := 0
+	sub, rec := subscribeSim(t, n, "r", "sub", l, func(p *node.Participant) {
+		if err := p.SetPreferredLayer(id, node.LayerPref{Layer: zero}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	checkFor(t, 10*time.Second, func() error {
+		if p := rec.snapshot(); len(p) < 30 {
+			return fmt.Errorf("%d packets", len(p))
+		}
+		return nil
+	})
+	note := func(layer int) string {
+		return fmt.Sprintf(`{"producer":%q,"layer":%d,"rid":%q}`, id, layer, simRids[layer])
+	}
+	if !l.has(proto.MethodLayerChanged, note(0)) {
+		t.Fatalf("no layerChanged to layer 0: %s", l)
+	}
+	if err := sub.SetPreferredLayer(id, node.NoLayerPref); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitLayer(t, 2)
+	if err := sub.SetPreferredLayer(id, node.LayerPref{Layer: -1, MaxWidth: 700}); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitLayer(t, 1)
+	if runs := checkSimStream(t, rec.snapshot()); fmt.Sprint(runs) != "[0 2 1]" {
+		t.Fatalf("layers received in runs %v, want [0 2 1]", runs)
+	}
+	checkFor(t, 5*time.Second, func() error {
+		if !l.has(proto.MethodLayerChanged, note(2)) || !l.has(proto.MethodLayerChanged, note(1)) {
+			return fmt.Errorf("layerChanged: %s", l)
+		}
+		return nil
+	})
+	if c := l.count(proto.MethodLayerChanged); c != 3 {
+		t.Fatalf("%d layerChanged, want 3: %s", c, l)
+	}
+	if s := metricSum(t, reg, "cascade_layer_switches_total", nil); s != 2 {
+		t.Fatalf("cascade_layer_switches_total %v, want 2", s)
+	}
+	if s := metricSum(t, reg, "cascade_consumers_per_layer", map[string]string{"layer": "1"}); s != 1 {
+		t.Fatalf("cascade_consumers_per_layer{layer=1} %v, want 1", s)
+	}
+	if s := metricSum(t, reg, "cascade_consumers_per_layer", nil); s != 1 {
+		t.Fatalf("cascade_consumers_per_layer total %v, want 1", s)
+	}
+}
+
+// TestSimulcastRids: the layers' order is the offer's a=simulcast send list (paused and
+// alternative rids by their first), else its a=rid send lines; more than three are refused.
+func TestSimulcastRids(t *testing.T) {
+	n, err := node.New(node.Options{LoopbackOnly: true, Workers: 1, TCPPort: node.TCPDisabled})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	s := newSimPublisher(t)
+	base := offer(t, s.pc)
+	for _, c := range []struct {
+		name, simulcast string
+		rids            []string
+		want            []string
+		bad             bool
+	}{
+		{"simulcast order", "a=simulcast:send f;q;~h", []string{"q", "h", "f"}, []string{"f", "q", "h"}, false},
+		{"alternatives", "a=simulcast:send q,x;h", []string{"q", "x", "h"}, []string{"q", "h"}, false},
+		{"rid lines", "", []string{"h", "q"}, []string{"h", "q"}, false},
+		{"four", "a=simulcast:send a;b;c;d", []string{"a", "b", "c", "d"}, nil, true},
+	} {
+		var lines []string
+		for _, line := range strings.Split(base, "\r\n") {
+			if strings.HasPrefix(line, "a=rid:") || strings.HasPrefix(line, "a=simulcast:") {
+				continue
+			}
+			lines = append(lines, line)
+			if strings.HasPrefix(line, "a=mid:") {
+				for _, r := range c.rids {
+					lines = append(lines, "a=rid:"+r+" send")
+				}
+				if c.simulcast != "" {
+					lines = append(lines, c.simulcast)
+				}
+			}
+		}
+		p, err := n.Join("r-"+strings.ReplaceAll(c.name, " ", "-"), "pub", node.Grant{Publish: true}, false, nopListener{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, infos, err := p.Publish(strings.Join(lines, "\r\n"), false)
+		switch {
+		case c.bad:
+			if !errors.Is(err, node.ErrBadSDP) {
+				t.Errorf("%s: %v, want ErrBadSDP", c.name, err)
+			}
+		case err != nil:
+			t.Errorf("%s: %v", c.name, err)
+		case len(infos) != 1 || fmt.Sprint(rids(infos[0].Layers)) != fmt.Sprint(c.want):
+			t.Errorf("%s: producers %+v, want layers %v", c.name, infos, c.want)
+		}
+		p.Close()
+	}
+}
+
+func rids(ls []proto.Layer) []string {
+	var out []string
+	for _, l := range ls {
+		out = append(out, l.Rid)
+	}
+	return out
+}
