@@ -51,6 +51,9 @@ type result struct {
 	// TURNPPS is what the node's TURN server relayed to the subscribers per second in the
 	// window (cascade-turn modes).
 	TURNPPS float64 `json:"turn_relayed_pps,omitempty"`
+	// Media is the node's simulcast and estimation metrics at the end of the window (simulcast
+	// modes).
+	Media *bots.MediaMetrics `json:"media,omitempty"`
 }
 
 func main() {
@@ -60,7 +63,7 @@ func main() {
 	warmup := flag.Duration("warmup", 3*time.Second, "wait after the last join before measuring")
 	rate := flag.Float64("rate", 25, "bot joins per second")
 	workers := flag.Int("workers", runtime.NumCPU(), "node workers")
-	modes := flag.String("modes", "cascade,naive,sendto,sendmmsg", "what to measure: cascade, cascade-tcp (subscribers over ICE-TCP), cascade-turn and cascade-turn-tcp (subscribers relay-only through the node's TURN server over UDP, over TCP), naive, and the kernel floor (sendto, sendmmsg)")
+	modes := flag.String("modes", "cascade,naive,sendto,sendmmsg", "what to measure: cascade, cascade-tcp (subscribers over ICE-TCP), cascade-turn and cascade-turn-tcp (subscribers relay-only through the node's TURN server over UDP, over TCP), simulcast (a three-layer simulcast publisher, estimation on) and simulcast-nobwe (the same with --bwe=false), naive, and the kernel floor (sendto, sendmmsg)")
 	jsonOut := flag.String("json", "", "also write the results as JSON to this file")
 	clusterN := flag.Int("cluster", 0, "instead: three nodes in a relay chain (fan-out 1), this many subscribers spread over them")
 	receivers := flag.Int("receivers", 0, "internal: run as the floor's receiver process with this many sockets")
@@ -132,9 +135,14 @@ func measure(bin, mode string, n, workers int, rate float64, warmup, window time
 		"--nats-listen", "127.0.0.1:0", "--workers", strconv.Itoa(workers), "--log-level", "warn",
 		"--api-key", keys.Key, "--api-secret", keys.Secret}
 	var subNetworks []webrtc.NetworkType
-	subRelay := false
+	subRelay, simulcast := false, false
 	switch mode {
 	case "cascade":
+	case "simulcast": // a simulcast publisher; estimation and allocation on (the default)
+		simulcast = true
+	case "simulcast-nobwe": // the same, each consumer on the top layer without estimating
+		simulcast = true
+		args = append(args, "--bwe=false")
 	case "cascade-tcp": // Cascade's path, every subscriber over ICE-TCP
 		subNetworks = client.TCPOnly
 	case "cascade-turn", "cascade-turn-tcp": // every subscriber relayed by the node's TURN server
@@ -178,7 +186,7 @@ func measure(bin, mode string, n, workers int, rate float64, warmup, window time
 	runErr := make(chan error, 1)
 	go func() {
 		rep, err := bots.Run(context.Background(), bots.Options{URLs: []string{base}, Room: "bench", Publishers: 1,
-			Subscribers: n, Duration: hold, Rate: rate, Video: true, Keys: keys, LoopbackOnly: true, JoinTimeout: 30 * time.Second,
+			Subscribers: n, Duration: hold, Rate: rate, Video: true, Simulcast: simulcast, Keys: keys, LoopbackOnly: true, JoinTimeout: 30 * time.Second,
 			SubscriberNetworks: subNetworks, SubscriberRelay: subRelay})
 		if err != nil {
 			runErr <- err
@@ -215,6 +223,11 @@ func measure(bin, mode string, n, workers int, rate float64, warmup, window time
 	loadRSS, err := rss(pid)
 	if err != nil {
 		return res, err
+	}
+	if simulcast {
+		if m, err := bots.ScrapeMediaMetrics(base); err == nil {
+			res.Media = &m
+		}
 	}
 	var rep *bots.Report
 	select {
@@ -382,6 +395,27 @@ func printTable(w io.Writer, rs []result) {
 			line += fmt.Sprintf("; above the sendto floor: naive +%.2f µs, cascade %+.2f µs", nv.USPerPacket-f.USPerPacket, c.USPerPacket-f.USPerPacket)
 		}
 		fmt.Fprintln(w, line)
+	}
+	// Simulcast with estimation against simulcast without it (the issue's budget: 1.3x), and
+	// against today's single-stream path.
+	for _, r := range rs {
+		m := by[r.N]
+		if r.Mode != "simulcast" || r.USPerPacket == 0 {
+			continue
+		}
+		line := fmt.Sprintf("- N = %d: simulcast with estimation: %.2f µs per forwarded packet, %.2f MiB per subscriber", r.N, r.USPerPacket, r.RSSPerSub)
+		if off, ok := m["simulcast-nobwe"]; ok && off.USPerPacket > 0 {
+			line += fmt.Sprintf("; / without (--bwe=false) = **%.2fx** CPU per forwarded packet (%.2f µs), RSS %.2f vs %.2f MiB", r.USPerPacket/off.USPerPacket, off.USPerPacket, r.RSSPerSub, off.RSSPerSub)
+		}
+		if c, ok := m["cascade"]; ok && c.USPerPacket > 0 {
+			line += fmt.Sprintf("; / one stream (cascade) = %.2fx", r.USPerPacket/c.USPerPacket)
+		}
+		fmt.Fprintln(w, line)
+	}
+	for _, r := range rs {
+		if r.Media != nil {
+			fmt.Fprintf(w, "- N = %d, %s: %s\n", r.N, r.Mode, r.Media)
+		}
 	}
 	// Subscribers over other paths than UDP, against UDP.
 	for _, r := range rs {
