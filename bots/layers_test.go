@@ -2,6 +2,9 @@ package bots
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/cascade-sfu/cascade/bots/media"
@@ -80,5 +83,41 @@ func TestVideoLog(t *testing.T) {
 	}
 	if len(res.Changes) != 2 || res.Changes[1].Layer != 1 || res.Changes[1].Source != "media" {
 		t.Errorf("changes %+v", res.Changes)
+	}
+}
+
+// TestLayerReports: a simulcast report shows each subscriber's layers in the summary and draws
+// the layer plot in the HTML report; a report without simulcast has neither.
+func TestLayerReports(t *testing.T) {
+	r := htmlSyntheticReport()
+	dir := t.TempDir()
+	if err := r.WriteHTML(filepath.Join(dir, "plain.html")); err != nil {
+		t.Fatal(err)
+	}
+	plain, _ := os.ReadFile(filepath.Join(dir, "plain.html"))
+	r.Simulcast = true
+	for i := range r.Bots[:3] {
+		var secs []VideoSecond
+		for s := range 20 {
+			w := 640
+			if i == 1 && s >= 8 && s < 14 {
+				w = 320
+			}
+			secs = append(secs, VideoSecond{T: s, Layer: -1, Width: w, Height: w * 9 / 16, Kbps: 1400})
+		}
+		r.Bots[i].Video = []VideoResult{{Producer: "p", Seconds: secs}}
+	}
+	var sum strings.Builder
+	r.WriteSummary(&sum)
+	if !strings.Contains(sum.String(), "layers sub-01") || !strings.Contains(sum.String(), "f×8 h×6 f×6") {
+		t.Errorf("summary without sub-01's layers:\n%s", sum.String())
+	}
+	if err := r.WriteHTML(filepath.Join(dir, "sim.html")); err != nil {
+		t.Fatal(err)
+	}
+	sim, _ := os.ReadFile(filepath.Join(dir, "sim.html"))
+	const title = "Video layer per subscriber"
+	if bytes.Contains(plain, []byte(title)) || !bytes.Contains(sim, []byte(title)) {
+		t.Errorf("layer plot: in the plain report %v, in the simulcast one %v", bytes.Contains(plain, []byte(title)), bytes.Contains(sim, []byte(title)))
 	}
 }
