@@ -53,6 +53,8 @@ type Consumer struct {
 	kind     payloadKind    // where the producer's keyframes start
 	pipe     *pipe          // its pipe (set before the fan-out sees the consumer)
 	lay      consumerLayers // its simulcast layer: target and current (layers.go)
+	gateMu   sync.Mutex
+	gated    *binding // a closed relay sink's binding (Gate)
 
 	// The retransmission budget, used by the feedback goroutine (readRTCP, or the relay's Nack).
 	rtxMu sync.Mutex

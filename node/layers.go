@@ -384,3 +384,37 @@ func ridsOf(layers []proto.Layer) []string {
 	}
 	return rids
 }
+
+// NumLayers is how many simulcast layers the producer has (1 without simulcast).
+func (p *Producer) NumLayers() int { return p.numLayers() }
+
+// pin makes a relay sink forward one layer of a simulcast producer, never switching layers.
+func (c *Consumer) pin(layer int) {
+	if !c.producer.layered() {
+		return
+	}
+	c.lay.pinned = true
+	c.lay.target.Store(int32(layer))
+	c.lay.cur.Store(int32(layer))
+	c.sw.layer = noLayer
+}
+
+// Gate opens or closes a relay sink (a layer of a pipe: dynacast carries only the layers
+// demanded downstream). A closed sink forwards, reports and retransmits nothing; it costs
+// the fan-out what an unbound consumer costs. Opened again, it goes on from its last sequence
+// number at a keyframe (requested).
+func (c *Consumer) Gate(open bool) {
+	c.gateMu.Lock()
+	defer c.gateMu.Unlock()
+	if open == (c.gated == nil) {
+		return
+	}
+	if !open {
+		c.gated = c.bind.Swap(nil) // nil if unbound meanwhile: then it stays open
+		return
+	}
+	c.resync.Store(true)
+	c.bind.Store(c.gated)
+	c.gated = nil
+	c.requestKeyframe()
+}

@@ -134,12 +134,15 @@ func (p *Producer) Generation() uint32 { return p.gen.Load() }
 // InjectFrom is Inject for a packet of source generation gen (from the relay pipe that was
 // set up for that generation); packets of a generation that is neither the current one nor
 // the one it replaced are dropped.
-func (p *Producer) InjectFrom(gen uint32, raw []byte) {
-	if cur := p.gen.Load(); (gen != cur && gen != cur-1) || len(raw) > packetcache.MaxPacket {
+func (p *Producer) InjectFrom(gen uint32, raw []byte) { p.InjectLayer(gen, 0, raw) }
+
+// InjectLayer is InjectFrom for a packet of one simulcast layer.
+func (p *Producer) InjectLayer(gen uint32, layer int, raw []byte) {
+	if cur := p.gen.Load(); (gen != cur && gen != cur-1) || len(raw) > packetcache.MaxPacket || layer < 0 || layer >= p.numLayers() {
 		return
 	}
 	pkt := p.pool.Get().(*packet)
-	p.ingest(pkt, copy(pkt.buf[:], raw), gen, 0)
+	p.ingest(pkt, copy(pkt.buf[:], raw), gen, uint8(layer))
 }
 
 // PublishAs is Publish on a resumed session: ids maps media sections of the offer to the ids

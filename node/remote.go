@@ -60,18 +60,30 @@ func (p *Producer) SetUpstream(u Upstream) {
 type upstreamRef struct{ u Upstream }
 
 // Attach adds a relay sink: a consumer, on the producer's home worker, whose packets go to w
-// with SSRC ssrc and the producer's payload type. Detach it with Consumer.Detach.
+// with SSRC ssrc and the producer's payload type. Detach it with Consumer.Detach. Of a
+// simulcast producer it carries layer 0 (AttachLayer).
 func (p *Producer) Attach(w webrtc.TrackLocalWriter, ssrc uint32) (*Consumer, error) {
+	return p.AttachLayer(w, ssrc, 0)
+}
+
+// AttachLayer is Attach for one simulcast layer of the producer: the sink forwards that layer
+// only, with its own sequence numbers and timestamps, and never switches layers (a relay
+// carries each layer under its own SSRC, relay's package doc).
+func (p *Producer) AttachLayer(w webrtc.TrackLocalWriter, ssrc uint32, layer int) (*Consumer, error) {
+	if layer < 0 || layer >= p.numLayers() {
+		return nil, fmt.Errorf("%w: producer %s has no layer %d", ErrNotFound, p.id, layer)
+	}
 	c := &Consumer{id: p.id, producer: p, worker: p.home, codec: p.codec(), rtx: rtxbudget.New(p.node.rtx, time.Now(), p.media.Load())}
 	c.kind = kindOf(c.codec)
 	c.sw.begin(p.gen.Load())
+	c.pin(layer)
 	c.bind.Store(&binding{ssrc: ssrc, clock: p.codec().ClockRate, writer: w})
 	c.resync.Store(true)
 	if !p.addConsumer(c) {
 		return nil, ErrNotFound
 	}
 	c.worker.addConsumer(c)
-	p.RequestKeyframe()
+	p.requestKeyframe(layer)
 	return c, nil
 }
 

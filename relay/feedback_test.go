@@ -58,7 +58,7 @@ func TestEdgeNacksParent(t *testing.T) {
 	}
 	in := &inPipe{link: toParent, ssrc: 7}
 	for _, seq := range []uint16{100, 101, 104, 103} { // 102 and 103 lost; 103 arrives late
-		in.received(seq)
+		in.received(seq, 0)
 	}
 	select {
 	case pkts := <-parentIn:

@@ -68,10 +68,14 @@ func (l *Link) Key() PeerKey {
 }
 
 // NewSSRC hands out an SSRC the peer never sent under with this side's receiving key chain.
-func (l *Link) NewSSRC() uint32 {
+func (l *Link) NewSSRC() uint32 { return l.NewSSRCs(1) }
+
+// NewSSRCs hands out n consecutive such SSRCs (a pipe's, one per simulcast layer) and returns
+// the first.
+func (l *Link) NewSSRCs(n uint32) uint32 {
 	for {
-		if s := l.ssrcs.Add(1); s != 0 {
-			return s
+		if last := l.ssrcs.Add(n); last >= n { // no SSRC of the run is 0 (the counter wrapped)
+			return last - n + 1
 		}
 	}
 }

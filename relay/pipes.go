@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cascade-sfu/cascade/node"
+	"github.com/cascade-sfu/cascade/signal/proto"
 	"github.com/hashicorp/go-hclog"
 	"github.com/pion/rtcp"
 )
@@ -95,35 +96,62 @@ type inPipe struct {
 	// at the new generation's first keyframe).
 	gen    uint32
 	origin string
-	gaps   gaps          // owned by the transport's read goroutine
-	seen   atomic.Uint32 // Pipes.epoch at the last packet
+	gaps   [pipeSSRCs]gaps // per layer, owned by the transport's read goroutine
+	seen   atomic.Uint32   // Pipes.epoch at the last packet
 	// A hand-off (handoff.go): next is the pipe that replaces this one; once it has carried a
 	// packet (its flowing is set), this one's packets are dropped until it is unrouted.
 	next    atomic.Pointer[inPipe]
 	flowing atomic.Bool
 }
 
-// received runs the edge's NACK generator on a packet's sequence number: a gap is NACKed to the
-// parent over the link, an outage turns into a keyframe request.
-func (in *inPipe) received(seq uint16) {
-	lost, keyframe := in.gaps.received(seq)
+// pipeSSRCs is how many SSRCs a pipe has: one per simulcast layer (the first is the pipe's
+// SSRC, layer 0's; a producer without layers uses it alone).
+const pipeSSRCs = proto.MaxLayers
+
+// received runs the edge's NACK generator on a packet's sequence number (of one layer): a gap
+// is NACKed to the parent over the link, an outage turns into a keyframe request.
+func (in *inPipe) received(seq uint16, layer uint32) {
+	lost, keyframe := in.gaps[layer].received(seq)
 	if keyframe {
-		in.p.RequestKeyframe()
+		upstream{link: in.link, ssrc: in.ssrc}.RequestLayerKeyframe(int(layer))
 		return
 	}
 	if len(lost) > 0 {
-		_ = in.link.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{MediaSSRC: in.ssrc, Nacks: rtcp.NackPairsFromSequenceNumbers(lost)}})
+		_ = in.link.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{MediaSSRC: in.ssrc + layer, Nacks: rtcp.NackPairsFromSequenceNumbers(lost)}})
 	}
 }
 
-// outPipe is a producer piped from this node to a child.
+// outPipe is a producer piped from this node to a child: one relay sink per layer, layer l's
+// under SSRC ssrc+l.
 type outPipe struct {
 	room     *node.Room
 	producer string
 	child    string
 	link     *Link
 	ssrc     uint32
-	cons     *node.Consumer
+	sinks    []*node.Consumer
+}
+
+// detach removes the pipe's relay sinks from the fan-out.
+func (o *outPipe) detach() {
+	for _, c := range o.sinks {
+		c.Detach()
+	}
+}
+
+// sink is the relay sink of the layer sent under ssrc (nil: none).
+func (o *outPipe) sink(ssrc uint32) *node.Consumer {
+	if l := ssrc - o.ssrc; l < uint32(len(o.sinks)) {
+		return o.sinks[l]
+	}
+	return nil
+}
+
+// setLayers gates the pipe's layers: layer l flows while bit l of mask is set (dynacast).
+func (o *outPipe) setLayers(mask uint32) {
+	for l, c := range o.sinks {
+		c.Gate(mask&(1<<l) != 0)
+	}
 }
 
 // upstream sends a remote producer's keyframe requests to its parent.
@@ -134,6 +162,12 @@ type upstream struct {
 
 func (u upstream) RequestKeyframe() {
 	_ = u.link.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: u.ssrc}})
+}
+
+// RequestLayerKeyframe implements node.LayerUpstream: a keyframe of one layer, whose SSRC is
+// the pipe's plus the layer.
+func (u upstream) RequestLayerKeyframe(layer int) {
+	_ = u.link.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: u.ssrc + uint32(layer)}})
 }
 
 // Open opens the relay socket. The pipes serve demand once Start gives them the control path.
@@ -248,27 +282,35 @@ func (ps *Pipes) Flowing() []string {
 	return out
 }
 
-// routeIn picks the SSRC in's parent relays it under, one the link hands out once in its
-// receiving key's life (so a pipe made again never restarts an SSRC at an index the parent
-// sent before), and routes packets under it to in.
+// routeIn picks the SSRCs in's parent relays it under (pipeSSRCs of them, one per layer), ones
+// the link hands out once in its receiving key's life (so a pipe made again never restarts an
+// SSRC at an index the parent sent before), and routes packets under them to in.
 func (ps *Pipes) routeIn(in *inPipe) {
 	ps.ssrcMu.Lock()
 	defer ps.ssrcMu.Unlock()
+next:
 	for {
-		s := in.link.NewSSRC()
-		if k := (linkSSRC{in.parent, s}); ps.inBySSRC[k] == nil {
-			in.ssrc = s
-			ps.inBySSRC[k] = in
-			return
+		s := in.link.NewSSRCs(pipeSSRCs)
+		for l := uint32(0); l < pipeSSRCs; l++ {
+			if ps.inBySSRC[linkSSRC{in.parent, s + l}] != nil {
+				continue next
+			}
 		}
+		in.ssrc = s
+		for l := uint32(0); l < pipeSSRCs; l++ {
+			ps.inBySSRC[linkSSRC{in.parent, s + l}] = in
+		}
+		return
 	}
 }
 
 // unrouteIn stops routing packets to in.
 func (ps *Pipes) unrouteIn(in *inPipe) {
 	ps.ssrcMu.Lock()
-	if ps.inBySSRC[linkSSRC{in.parent, in.ssrc}] == in {
-		delete(ps.inBySSRC, linkSSRC{in.parent, in.ssrc})
+	for l := uint32(0); l < pipeSSRCs; l++ {
+		if k := (linkSSRC{in.parent, in.ssrc + l}); ps.inBySSRC[k] == in {
+			delete(ps.inBySSRC, k)
+		}
 	}
 	ps.ssrcMu.Unlock()
 }
@@ -281,11 +323,15 @@ func (ps *Pipes) forgetIn(in *inPipe) {
 
 func (ps *Pipes) forgetOut(o *outPipe) {
 	ps.ssrcMu.Lock()
-	if ps.outBySSRC[linkSSRC{o.child, o.ssrc}] == o {
-		delete(ps.outBySSRC, linkSSRC{o.child, o.ssrc})
+	for l := range o.sinks {
+		if k := (linkSSRC{o.child, o.ssrc + uint32(l)}); ps.outBySSRC[k] == o {
+			delete(ps.outBySSRC, k)
+		}
 	}
 	ps.ssrcMu.Unlock()
-	o.link.Retire(o.ssrc)
+	for l := range o.sinks {
+		o.link.Retire(o.ssrc + uint32(l))
+	}
 }
 
 // HandleRTP implements Handler: media of a producer piped here.
@@ -307,8 +353,9 @@ func (ps *Pipes) HandleRTP(l *Link, ssrc uint32, pkt []byte) {
 		return // handed off: the new parent's copy of the stream goes on
 	}
 	in.seen.Store(ps.epoch.Load())
-	in.received(uint16(pkt[2])<<8 | uint16(pkt[3]))
-	in.p.InjectFrom(in.gen, pkt)
+	layer := ssrc - in.ssrc // < pipeSSRCs: routeIn routed only those
+	in.received(uint16(pkt[2])<<8|uint16(pkt[3]), layer)
+	in.p.InjectLayer(in.gen, int(layer), pkt)
 }
 
 // HandleRTCP implements Handler: a child's feedback on a producer piped to it.
@@ -321,15 +368,19 @@ func (ps *Pipes) HandleRTCP(l *Link, pkts []rtcp.Packet) {
 			if o == nil {
 				continue
 			}
+			sink := o.sink(ssrc)
+			if sink == nil {
+				continue
+			}
 			switch p := pkt.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				o.cons.RequestKeyframe()
+				sink.RequestKeyframe()
 			case *rtcp.TransportLayerNack:
 				var seqs []uint16
 				for _, n := range p.Nacks {
 					seqs = append(seqs, n.PacketList()...)
 				}
-				o.cons.Nack(seqs)
+				sink.Nack(seqs)
 			}
 		}
 	}

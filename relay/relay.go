@@ -6,6 +6,15 @@
 // counted. Keys rotate on a schedule (keys.go), and no AES-GCM nonce is ever used twice
 // (Link).
 //
+// A simulcast producer's pipe carries each layer as a stream of its own: the edge reserves
+// proto.MaxLayers consecutive SSRCs per pipe (Link.NewSSRCs) and asks under the first; the
+// parent sends layer l under that SSRC plus l, from one relay sink per layer
+// (node.Producer.AttachLayer), so each layer keeps its own sequence numbers, NACKs, replay
+// window and keyframe requests (a PLI names the layer's SSRC), and the edge injects each packet
+// with the layer its SSRC names. A producer without layers uses the first SSRC alone. Which
+// layers a pipe carries is a per-pipe mask (outPipe.setLayers: a closed layer's sink is gated,
+// and costs the fan-out nothing more), for dynacast to set.
+//
 // Each side of a link picks the key it receives with and tells the peer, who sends with it.
 // So a node that asks a peer to send (Expect, then the request) can take the peer's first
 // packet the moment it arrives, even before the peer's answer does.

@@ -39,13 +39,17 @@ func (ps *Pipes) ServePipe(req PipeRequest) PipeReply {
 	ps.mu.Unlock()
 	if old != nil {
 		ps.forgetOut(old)
-		old.cons.Detach()
+		old.detach()
 	}
 	if children >= ps.o.Fanout {
 		return fail(ErrFanoutFull)
 	}
+	layers := uint32(p.NumLayers())
 	ps.ssrcMu.RLock()
-	used := ps.outBySSRC[linkSSRC{req.From, req.SSRC}] != nil
+	used := false
+	for l := uint32(0); l < layers; l++ {
+		used = used || ps.outBySSRC[linkSSRC{req.From, req.SSRC + l}] != nil
+	}
 	ps.ssrcMu.RUnlock()
 	if used { // the child forgot a pipe this node has not yet been told to end
 		return fail(ErrSSRCInUse)
@@ -54,19 +58,27 @@ func (ps *Pipes) ServePipe(req PipeRequest) PipeReply {
 	if err != nil {
 		return fail(err)
 	}
-	if link.sentUnder(req.SSRC) { // never on a counter's SSRC: a replayed or forged request
-		return fail(ErrSSRCInUse)
+	for l := uint32(0); l < layers; l++ {
+		if link.sentUnder(req.SSRC + l) { // never on a counter's SSRC: a replayed or forged request
+			return fail(ErrSSRCInUse)
+		}
 	}
-	cons, err := p.Attach(link, req.SSRC)
-	if err != nil {
-		return fail(err)
+	o := &outPipe{room: p.Room(), producer: p.ID(), child: req.From, link: link, ssrc: req.SSRC}
+	for l := uint32(0); l < layers; l++ {
+		cons, err := p.AttachLayer(link, req.SSRC+l, int(l))
+		if err != nil {
+			o.detach()
+			return fail(err)
+		}
+		o.sinks = append(o.sinks, cons)
 	}
-	o := &outPipe{room: p.Room(), producer: p.ID(), child: req.From, link: link, ssrc: req.SSRC, cons: cons}
 	ps.mu.Lock()
 	ps.out[outKey{req.From, req.Producer}] = o
 	ps.mu.Unlock()
 	ps.ssrcMu.Lock()
-	ps.outBySSRC[linkSSRC{req.From, req.SSRC}] = o
+	for l := uint32(0); l < layers; l++ {
+		ps.outBySSRC[linkSSRC{req.From, req.SSRC + l}] = o
+	}
 	ps.ssrcMu.Unlock()
 	ps.log.Debug("relaying producer", "producer", p.ID(), "child", req.From)
 	k := link.Key()
@@ -86,7 +98,7 @@ func (ps *Pipes) Unpiped(req PipeRequest) {
 	ps.mu.Unlock()
 	if o != nil {
 		ps.forgetOut(o)
-		o.cons.Detach()
+		o.detach()
 	}
 }
 
@@ -117,7 +129,7 @@ func (ps *Pipes) DropProducer(id string) {
 	}
 	for _, o := range outs {
 		ps.forgetOut(o)
-		o.cons.Detach()
+		o.detach()
 	}
 	ps.endRetiring(func(in *inPipe) bool { return in.p.ID() == id }, true)
 	ps.trees.ForgetProducer(id)
@@ -134,7 +146,7 @@ func (ps *Pipes) CloseRoom(r *node.Room) {
 	}
 	for _, o := range outs {
 		ps.forgetOut(o)
-		o.cons.Detach()
+		o.detach()
 		ps.sig.Dropped(o.child, PipeRequest{Room: r.Name(), Producer: o.producer, From: ps.o.Self, SSRC: o.ssrc})
 	}
 	ps.endRetiring(func(in *inPipe) bool { return in.p.Room() == r }, true)
@@ -149,7 +161,7 @@ func (ps *Pipes) NodeGone(id string) {
 	ps.trees.RemoveNode(id)
 	for _, o := range detach {
 		ps.forgetOut(o)
-		o.cons.Detach()
+		o.detach()
 	}
 	ps.endRetiring(func(in *inPipe) bool { return in.parent == id }, false)
 	ps.t.RemoveLink(id)
