@@ -146,8 +146,15 @@ func newAPI(loopback, lean bool, networks []webrtc.NetworkType) (*webrtc.API, er
 		if err := webrtc.RegisterDefaultInterceptors(me, reg); err != nil {
 			return nil, err
 		}
-	} else if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil { // PublishSimulcast's
-		return nil, err
+	} else {
+		if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil { // PublishSimulcast's
+			return nil, err
+		}
+		// Transport-wide congestion control feedback, as every browser sends it: without it the
+		// node cannot estimate the client's bandwidth (nor choose its simulcast layers).
+		if err := webrtc.ConfigureTWCCSender(me, reg); err != nil {
+			return nil, err
+		}
 	}
 	se := webrtc.SettingEngine{}
 	if networks == nil {

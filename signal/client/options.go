@@ -43,7 +43,9 @@ type Options struct {
 	// OnData is called for every data-channel message from the room.
 	OnData func(msg []byte)
 	// Lean leaves out pion's interceptors (NACK generator and responder, RTCP reports): a
-	// cheaper client for load tests, which then measures loss before retransmission.
+	// cheaper client for load tests, which then measures loss before retransmission. It keeps
+	// transport-cc feedback (pion's TWCC interceptor), as every browser sends it: the node
+	// estimates each subscriber's bandwidth from it.
 	Lean bool
 	// RequestTimeout bounds each request; 0 means 10 s.
 	RequestTimeout time.Duration
