@@ -35,11 +35,14 @@ type VideoSecond struct {
 	T int `json:"t"` // seconds since the run started
 	// Layer and Rid are the node's last word by the end of the second (-1: none yet); Width and
 	// Height the size of the last keyframe received by then (0: none yet).
-	Layer  int     `json:"layer"`
-	Rid    string  `json:"rid,omitempty"`
-	Width  int     `json:"width"`
-	Height int     `json:"height"`
-	Kbps   float64 `json:"kbps"` // RTP bytes of this track received in the second
+	Layer  int    `json:"layer"`
+	Rid    string `json:"rid,omitempty"`
+	Width  int    `json:"width"`
+	Height int    `json:"height"`
+	// Kbps is the RTP bytes of the track's media received in the second; PadKbps those of
+	// padding-only packets (the node's bandwidth probes), which are not media.
+	Kbps    float64 `json:"kbps"`
+	PadKbps float64 `json:"pad_kbps,omitempty"`
 	// Packets and Lost: received in the second, and missing by sequence number (a late
 	// packet counts back in the second it arrives).
 	Packets int64 `json:"packets"`
@@ -58,7 +61,8 @@ type VideoResult struct {
 // MediaSecond is one second of everything a subscriber received (all tracks).
 type MediaSecond struct {
 	T       int     `json:"t"`
-	Kbps    float64 `json:"kbps"`
+	Kbps    float64 `json:"kbps"` // media, without padding-only packets
+	PadKbps float64 `json:"pad_kbps,omitempty"`
 	Packets int64   `json:"packets"`
 	Lost    int64   `json:"lost"`
 }
@@ -104,7 +108,11 @@ func (v *videoLog) packet(now int64, sec int, pkt []byte, lost int64) {
 	s := v.second(sec)
 	s.Packets++
 	s.Lost += lost
-	s.Kbps += float64(len(pkt)) * 8 / 1000
+	if paddingOnly(pkt) {
+		s.PadKbps += float64(len(pkt)) * 8 / 1000
+	} else {
+		s.Kbps += float64(len(pkt)) * 8 / 1000
+	}
 	if v.last != 0 {
 		s.MaxGapMs = max(s.MaxGapMs, float64(now-v.last)/1e6)
 	}
@@ -132,6 +140,18 @@ func layerOfSize(w int) int {
 		}
 	}
 	return -1
+}
+
+// paddingOnly tells whether an RTP packet carries nothing but padding (RFC 3550 5.1).
+func paddingOnly(pkt []byte) bool {
+	if len(pkt) < 12 || pkt[0]&0x20 == 0 {
+		return false
+	}
+	off := 12 + 4*int(pkt[0]&0x0f)
+	if pkt[0]&0x10 != 0 && len(pkt) >= off+4 {
+		off += 4 + 4*int(binary.BigEndian.Uint16(pkt[off+2:]))
+	}
+	return off+int(pkt[len(pkt)-1]) >= len(pkt)
 }
 
 // vp8KeyframeSize reads the frame size of an RTP packet that starts a VP8 keyframe (RFC 7741
@@ -246,7 +266,8 @@ func (s *subscriber) layerResults(seconds int) ([]VideoResult, []MediaSecond) {
 			video = append(video, t.video.result(id, seconds-1))
 		}
 		for i := range min(len(t.bytesSec), seconds) {
-			media[i].Kbps += float64(t.bytesSec[i]) * 8 / 1000
+			media[i].Kbps += float64(t.bytesSec[i]-t.padSec[i]) * 8 / 1000
+			media[i].PadKbps += float64(t.padSec[i]) * 8 / 1000
 			media[i].Packets += t.pktsSec[i]
 			media[i].Lost += t.lostSec[i]
 		}

@@ -48,6 +48,10 @@ func TestVP8KeyframeSize(t *testing.T) {
 			t.Errorf("layer %s: %d keyframe sizes in 61 frames, want 3", l.Rid, sizes)
 		}
 	}
+	pad := []byte{0xa0, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 4}
+	if !paddingOnly(pad) || paddingOnly(append([]byte{0x80}, pad[1:]...)) || paddingOnly(append(append([]byte{}, pad[:12]...), 0x10, 0, 0, 1)) {
+		t.Errorf("padding-only packets told wrong")
+	}
 	for _, junk := range [][]byte{nil, {0x80}, bytes.Repeat([]byte{0x90}, 14), bytes.Repeat([]byte{0xff}, 40)} {
 		if _, _, ok := vp8KeyframeSize(junk); ok {
 			t.Errorf("a size in %x", junk)

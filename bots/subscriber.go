@@ -51,6 +51,7 @@ type trackStats struct {
 	bytesSec []int64 // bytes received in each second of the run
 	pktsSec  []int64 // packets received in each second of the run
 	lostSec  []int64 // packets missing by sequence number, counted in the second of the next packet
+	padSec   []int64 // bytes of padding-only packets (the node's bandwidth probes), of bytesSec
 	// video is the layer record of a video track with Options.Simulcast (layers.go), else nil.
 	video *videoLog
 	gaps  trackGaps
@@ -210,10 +211,14 @@ func (s *subscriber) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 			ts.bytesSec = append(ts.bytesSec, 0)
 			ts.pktsSec = append(ts.pktsSec, 0)
 			ts.lostSec = append(ts.lostSec, 0)
+			ts.padSec = append(ts.padSec, 0)
 		}
 		ts.bytesSec[sec] += int64(n)
 		ts.pktsSec[sec]++
 		ts.lostSec[sec] += lost
+		if buf[0]&0x20 != 0 && paddingOnly(buf[:n]) {
+			ts.padSec[sec] += int64(n)
+		}
 		if ts.video != nil {
 			ts.video.packet(now.UnixNano(), sec, buf[:n], lost)
 		}
