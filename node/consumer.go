@@ -175,7 +175,7 @@ func (c *Consumer) admit(pkt *packet, b *binding, now time.Time) bool {
 	last, ok := c.pipe.lastOf(c.sw.gen, from)
 	sr, haveSR := uint32(0), false
 	if pkt.gen == c.sw.gen && pkt.layer != from {
-		sr, haveSR = c.producer.srOffset(from, pkt.layer, b.clock)
+		sr, haveSR = c.producer.srOffset(pkt.gen, from, pkt.layer, b.clock)
 	}
 	c.sw.switchTo(pkt, c.lastTS, c.lastWall, now, b.clock, last, ok, sr, haveSR)
 	if c.started {

@@ -226,6 +226,31 @@ func (st *layerStats) rate(now int64) int {
 	return int(float64(b-st.prev.bytes) * 8 * float64(time.Second) / float64(d))
 }
 
+// pipeLayers are the layers the consumers of one pipe forward or switch to: the producer posts
+// a simulcast packet to a worker only if one of them takes its layer. It is recomputed on the
+// control path (a consumer added or removed, a target changed, a switch made), one at a time.
+type pipeLayers struct {
+	mu   sync.Mutex
+	mask atomic.Uint32 // bit l: some consumer takes layer l
+}
+
+func (w *pipeLayers) update(pp *pipe) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var m uint32
+	if cs := pp.consumers.Load(); cs != nil {
+		for _, c := range *cs {
+			if t := c.lay.target.Load(); t >= 0 {
+				m |= 1 << t
+			}
+			if l := c.lay.cur.Load(); l >= 0 {
+				m |= 1 << l
+			}
+		}
+	}
+	w.mask.Store(m)
+}
+
 // consumerLayers is a consumer's choice of layer. target and cur are read by other goroutines;
 // cur is written by the worker at each switch.
 type consumerLayers struct {
@@ -350,7 +375,14 @@ func (c *Consumer) SetTarget(layer int) {
 }
 
 func (c *Consumer) retarget(layer int) {
-	if old := c.lay.target.Swap(int32(layer)); int(old) != layer && int(c.lay.cur.Load()) != layer {
+	old := c.lay.target.Swap(int32(layer))
+	if int(old) == layer {
+		return
+	}
+	if pp := c.pipe; pp != nil {
+		pp.want.update(pp) // before the keyframe is asked for: its packets must reach the worker
+	}
+	if int(c.lay.cur.Load()) != layer {
 		c.producer.requestKeyframe(layer)
 	}
 }
@@ -365,9 +397,15 @@ func (c *Consumer) Layer() int { return int(c.lay.cur.Load()) }
 // layerChanged runs on the worker after the consumer started forwarding a layer: the
 // subscriber is told, and the switch counted.
 func (c *Consumer) layerChanged(layer uint8, switched bool) {
-	c.lay.cur.Store(int32(layer))
+	old := c.lay.cur.Swap(int32(layer))
 	p := c.producer
-	if !p.layered() || c.sub == nil {
+	if !p.layered() {
+		return
+	}
+	if pp := c.pipe; pp != nil && old != int32(layer) {
+		pp.want.update(pp) // the layer left may no longer be wanted on this worker
+	}
+	if c.sub == nil {
 		return
 	}
 	if switched && p.node != nil {

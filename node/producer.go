@@ -37,6 +37,7 @@ type pipe struct {
 	worker    *Worker
 	consumers atomic.Pointer[[]*Consumer]  // copy on write
 	last      [2][proto.MaxLayers]lastDesc // the last packet of each layer of two generations (fan-out only)
+	want      pipeLayers                   // the layers its consumers take (simulcast; layers.go)
 }
 
 // ProducerInfo describes a producer to clients (PROTOCOL.md, "Producer").
@@ -182,9 +183,10 @@ func (p *Producer) ingest(pkt *packet, n int, gen uint32, layer uint8) {
 	}
 	p.media.Add(uint64(len(pkt.payload))) // once per packet, not per consumer
 	pkt.refs.Store(int32(len(*pipes)) + 1)
+	bit := uint32(1) << layer
 	for _, pp := range *pipes {
-		if !pp.worker.post(job{pipe: pp, pkt: pkt}) {
-			pkt.release()
+		if (len(p.layers.rids) > 0 && pp.want.mask.Load()&bit == 0) || !pp.worker.post(job{pipe: pp, pkt: pkt}) {
+			pkt.release() // a layer no consumer on that worker takes, or a full queue
 		}
 	}
 	pkt.release()
@@ -253,6 +255,7 @@ func (p *Producer) addConsumer(c *Consumer) bool {
 		cs = append(cs, c)
 	}
 	pp.consumers.Store(&cs)
+	pp.want.update(pp)
 	return true
 }
 
@@ -289,6 +292,7 @@ func (p *Producer) detach(c *Consumer) (last bool) {
 		p.count--
 		if len(cs) > 0 {
 			pp.consumers.Store(&cs)
+			pp.want.update(pp)
 			return p.count == 0
 		}
 		pp.consumers.Store(nil)

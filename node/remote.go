@@ -116,8 +116,9 @@ func (c *Consumer) nack(now time.Time, seqs []uint16) {
 	c.endFeedback(false)
 }
 
-// RequestKeyframe asks the consumer's producer for a keyframe (throttled).
-func (c *Consumer) RequestKeyframe() { c.producer.RequestKeyframe() }
+// RequestKeyframe asks the consumer's producer for a keyframe of the layer the consumer
+// forwards (throttled per layer).
+func (c *Consumer) RequestKeyframe() { c.requestKeyframe() }
 
 // ParseCodec turns a ProducerInfo's codec fields into a codec capability.
 func (i ProducerInfo) codecCap() webrtc.RTPCodecCapability {

@@ -101,7 +101,7 @@ func (p *Participant) onLayerTrack(pr *Producer, t *transport, track *webrtc.Tra
 		p.room.addProducer(pr)
 	}
 	rid := track.RID()
-	t.goRead(func() { feed.readSenderReports(receiver, rid, layer) })
+	t.goRead(func() { feed.readSenderReports(receiver, rid, layer, gen) })
 	feed.readLoop(track, gen, layer)
 	ls.mu.Lock()
 	ls.live--
@@ -112,15 +112,17 @@ func (p *Participant) onLayerTrack(pr *Producer, t *transport, track *webrtc.Tra
 	}
 }
 
-// srClock is a layer's last sender report: the RTP time of an NTP time.
+// srClock is a layer's last sender report: the RTP time of an NTP time, from the source of
+// generation gen.
 type srClock struct {
 	ntp uint64
 	rtp uint32
+	gen uint32
 }
 
 // readSenderReports reads one rid's RTCP from the publisher (so the receiver's interceptors see
-// it) and keeps the layer's last sender report, until the receiver stops.
-func (p *Producer) readSenderReports(receiver *webrtc.RTPReceiver, rid string, layer uint8) {
+// it) and keeps the layer's last sender report, until the receiver stops; gen is the source's.
+func (p *Producer) readSenderReports(receiver *webrtc.RTPReceiver, rid string, layer uint8, gen uint32) {
 	buf := make([]byte, 1500)
 	for {
 		n, _, err := receiver.ReadSimulcast(buf, rid)
@@ -133,22 +135,23 @@ func (p *Producer) readSenderReports(receiver *webrtc.RTPReceiver, rid string, l
 		}
 		for _, x := range pkts {
 			if sr, ok := x.(*rtcp.SenderReport); ok && int(layer) < len(p.layers.sr) {
-				p.layers.sr[layer].Store(&srClock{ntp: sr.NTPTime, rtp: sr.RTPTime})
+				p.layers.sr[layer].Store(&srClock{ntp: sr.NTPTime, rtp: sr.RTPTime, gen: gen})
 			}
 		}
 	}
 }
 
-// srOffset is what maps layer to's RTP timestamps onto layer from's clock, from their last
-// sender reports: a timestamp t of to is the instant ntpTo + (t - rtpTo)/clock, which on from's
-// clock is rtpFrom + (ntpTo - ntpFrom)*clock + (t - rtpTo). ok false: a report is missing or
-// they are too far apart to be of one publisher's clock.
-func (p *Producer) srOffset(from, to uint8, clock uint32) (uint32, bool) {
+// srOffset is what maps layer to's RTP timestamps onto layer from's clock (both of source
+// generation gen), from their last sender reports: a timestamp t of to is the instant
+// ntpTo + (t - rtpTo)/clock, which on from's clock is rtpFrom + (ntpTo - ntpFrom)*clock +
+// (t - rtpTo). ok false: a report of gen is missing or they are too far apart to be of one
+// publisher's clock.
+func (p *Producer) srOffset(gen uint32, from, to uint8, clock uint32) (uint32, bool) {
 	if clock == 0 || int(from) >= len(p.layers.sr) || int(to) >= len(p.layers.sr) {
 		return 0, false
 	}
 	a, b := p.layers.sr[from].Load(), p.layers.sr[to].Load()
-	if a == nil || b == nil {
+	if a == nil || b == nil || a.gen != gen || b.gen != gen {
 		return 0, false
 	}
 	secs := float64(int64(b.ntp-a.ntp)) / (1 << 32)
@@ -176,8 +179,11 @@ type LayerUpstream interface {
 	RequestLayerKeyframe(layer int)
 }
 
-// requestKeyframe asks the publisher for a keyframe of one layer; requests within the keyframe
-// interval of the last one sent for that layer collapse into it.
+// RequestLayerKeyframe asks the publisher for a keyframe of one simulcast layer (0 without
+// simulcast); requests within the keyframe interval of the last one sent for that layer
+// collapse into it.
+func (p *Producer) RequestLayerKeyframe(layer int) { p.requestKeyframe(layer) }
+
 func (p *Producer) requestKeyframe(layer int) {
 	if p.kind != webrtc.RTPCodecTypeVideo || layer < 0 || layer >= p.numLayers() {
 		return
@@ -218,5 +224,12 @@ func (p *Producer) requestKeyframe(layer int) {
 	up.u.RequestKeyframe()
 }
 
-// requestKeyframe asks for a keyframe of the layer the consumer forwards.
-func (c *Consumer) requestKeyframe() { c.producer.requestKeyframe(c.Layer()) }
+// requestKeyframe asks for a keyframe of the layer the consumer forwards (its target's before
+// its first packet).
+func (c *Consumer) requestKeyframe() {
+	l := c.Layer()
+	if l < 0 {
+		l = c.Target()
+	}
+	c.producer.requestKeyframe(l)
+}

@@ -3,7 +3,6 @@ package node_test
 import (
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -11,194 +10,10 @@ import (
 
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/cascade-sfu/cascade/signal/proto"
-	"github.com/pion/ice/v4"
-	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
-	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
 )
-
-// The simulcast publisher of these tests: one VP8 video section with three rids (q, h, f:
-// 320x180, 640x360, 1280x720), one one-packet frame per layer every 20 ms, a keyframe per
-// layer every 15 frames (the layers' keyframes staggered), each layer with its own sequence
-// numbers, timestamps, PictureIDs and TL0PICIDX, and RTCP sender reports that map every
-// layer's timestamps onto one capture clock. Each packet's VP8 payload carries its layer and
-// its frame number at offset 10, so a subscriber can tell what it was sent.
-
-var simRids = []string{"q", "h", "f"}
-
-var simSizes = [][2]int{{320, 180}, {640, 360}, {1280, 720}}
-
-const (
-	simFrame    = 20 * time.Millisecond
-	simTicks    = 1800 // 20 ms at 90 kHz
-	simKeyEvery = 15
-)
-
-// simAPI is a pion API without interceptors (the test writes its own sender reports) whose
-// PeerConnections send the mid and rid header extensions, on loopback UDP/IPv4.
-func simAPI(t *testing.T) *webrtc.API {
-	t.Helper()
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
-		t.Fatal(err)
-	}
-	se := webrtc.SettingEngine{}
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se))
-}
-
-type simPublisher struct {
-	pc     *webrtc.PeerConnection
-	sender *webrtc.RTPSender
-	tracks []*webrtc.TrackLocalStaticRTP
-	stop   chan struct{}
-	done   chan struct{}
-}
-
-// newSimPublisher makes the publisher's PeerConnection (closed with the test); its offer is
-// offer(t, s.pc).
-func newSimPublisher(t *testing.T) *simPublisher {
-	t.Helper()
-	pc, err := simAPI(t).NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pc.Close() })
-	s := &simPublisher{pc: pc, stop: make(chan struct{}), done: make(chan struct{})}
-	for _, rid := range simRids {
-		tr, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "v", "s", webrtc.WithRTPStreamID(rid))
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.tracks = append(s.tracks, tr)
-	}
-	if s.sender, err = pc.AddTrack(s.tracks[0]); err != nil {
-		t.Fatal(err)
-	}
-	for _, tr := range s.tracks[1:] {
-		if err := s.sender.AddEncoding(tr); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return s
-}
-
-// answered applies the node's answer and starts sending until the end of the test.
-func (s *simPublisher) answered(t *testing.T, answer string) {
-	t.Helper()
-	if err := s.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		t.Fatal(err)
-	}
-	params := s.sender.GetParameters()
-	var midID, ridID uint8
-	for _, e := range params.HeaderExtensions {
-		switch e.URI {
-		case sdp.SDESMidURI:
-			midID = uint8(e.ID)
-		case sdp.SDESRTPStreamIDURI:
-			ridID = uint8(e.ID)
-		}
-	}
-	if midID == 0 || ridID == 0 || len(params.Encodings) != len(simRids) {
-		t.Fatalf("negotiated mid %d rid %d, %d encodings", midID, ridID, len(params.Encodings))
-	}
-	mid := ""
-	for _, tr := range s.pc.GetTransceivers() {
-		if tr.Sender() == s.sender {
-			mid = tr.Mid()
-		}
-	}
-	go s.send(mid, midID, ridID, params.Encodings)
-	t.Cleanup(func() { close(s.stop); <-s.done })
-}
-
-func (s *simPublisher) send(mid string, midID, ridID uint8, enc []webrtc.RTPEncodingParameters) {
-	defer close(s.done)
-	tick := time.NewTicker(simFrame)
-	defer tick.Stop()
-	t0 := time.Now()
-	tsBase := []uint32{1000, 5_000_000, 4_000_000_000}
-	seq := []uint16{100, 20000, 65500}
-	picBase := []uint16{10, 3000, 32760}
-	tl0Base := []uint8{0, 100, 250}
-	for k := 0; ; k++ {
-		select {
-		case <-s.stop:
-			return
-		case <-tick.C:
-		}
-		for l, tr := range s.tracks {
-			key := k%simKeyEvery == l*simKeyEvery/len(s.tracks)
-			pic := (picBase[l] + uint16(k)) & 0x7fff
-			payload := []byte{0x90, 0xc0, 0x80 | byte(pic>>8), byte(pic), tl0Base[l] + uint8(k)}
-			if key {
-				w, h := simSizes[l][0], simSizes[l][1]
-				payload = append(payload, 0x50, 0x42, 0, 0x9d, 0x01, 0x2a, byte(w), byte(w>>8), byte(h), byte(h>>8))
-			} else {
-				payload = append(payload, 0x51, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-			}
-			payload = append(payload, byte(l), byte(k>>8), byte(k))
-			h := rtp.Header{Version: 2, SequenceNumber: seq[l], Timestamp: tsBase[l] + uint32(k)*simTicks, Marker: true}
-			seq[l]++
-			_ = h.SetExtension(midID, []byte(mid))
-			_ = h.SetExtension(ridID, []byte(simRids[l]))
-			_ = tr.WriteRTP(&rtp.Packet{Header: h, Payload: payload})
-		}
-		if k%5 == 0 { // the layers' clocks, as one capture clock
-			at := t0.Add(time.Duration(k) * simFrame)
-			var pkts []rtcp.Packet
-			for l := range s.tracks {
-				pkts = append(pkts, &rtcp.SenderReport{SSRC: uint32(enc[l].SSRC), NTPTime: toNTP(at), RTPTime: tsBase[l] + uint32(k)*simTicks})
-			}
-			_ = s.pc.WriteRTCP(pkts)
-		}
-	}
-}
-
-func toNTP(t time.Time) uint64 {
-	secs := uint64(t.Unix() + 2208988800)
-	return secs<<32 | uint64(t.Nanosecond())*(1<<32)/1e9
-}
-
-// publishSimulcast joins identity to room and publishes the simulcast track; it returns the
-// producer's id once it is live.
-func publishSimulcast(t *testing.T, n *node.Node, room, identity string) (*node.Participant, string) {
-	t.Helper()
-	s := newSimPublisher(t)
-	p, err := n.Join(room, identity, node.Grant{Publish: true}, false, nopListener{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	answer, _, err := p.Publish(offer(t, s.pc), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.answered(t, answer)
-	return p, liveProducer(t, p)
-}
-
-func liveProducer(t *testing.T, p *node.Participant) string {
-	t.Helper()
-	var id string
-	checkFor(t, 10*time.Second, func() error {
-		for _, pr := range p.Room().Producers() {
-			if pr.Participant == p.ID() {
-				id = pr.ID
-				return nil
-			}
-		}
-		return errors.New("no live producer yet")
-	})
-	return id
-}
 
 // simPacket is what a subscriber of the simulcast track received in one packet.
 type simPacket struct {
@@ -238,6 +53,11 @@ func (r *simReceived) waitLayer(t *testing.T, l int) {
 func parseSim(p *rtp.Packet) (simPacket, bool) {
 	b := p.Payload
 	out := simPacket{seq: p.SequenceNumber, ts: p.Timestamp, pic: -1, tl0: -1}
+	if n := len(b); n >= 5 && (b[0] == 24 || b[0] == 0x41) { // H264: a STAP-A or a slice
+		out.key = b[0] == 24
+		out.layer, out.k = int(b[n-3]), int(b[n-2])<<8|int(b[n-1])
+		return out, true
+	}
 	if len(b) < 2 || b[0]&0x80 == 0 {
 		return out, false
 	}
@@ -326,10 +146,10 @@ func checkSimStream(t *testing.T, pkts []simPacket) []int {
 		if lost < 0 || lost > 3 {
 			t.Fatalf("packet %d: seq %d after %d", i, b.seq, a.seq)
 		}
-		if d := (b.pic - a.pic + 1<<15) % (1 << 15); !b.picBits15 || d != lost+1 {
+		if d := (b.pic - a.pic + 1<<15) % (1 << 15); b.pic >= 0 && (!b.picBits15 || d != lost+1) {
 			t.Fatalf("packet %d (layer %d frame %d): PictureID %d after %d", i, b.layer, b.k, b.pic, a.pic)
 		}
-		if d := (b.tl0 - a.tl0 + 256) % 256; d != lost+1 {
+		if d := (b.tl0 - a.tl0 + 256) % 256; b.tl0 >= 0 && d != lost+1 {
 			t.Fatalf("packet %d: TL0PICIDX %d after %d", i, b.tl0, a.tl0)
 		}
 		want := uint32(b.k-a.k) * simTicks
@@ -355,15 +175,21 @@ func checkSimStream(t *testing.T, pkts []simPacket) []int {
 // top layer; asked for at most 700 px wide, to the middle one (640x360). It receives one layer
 // at a time as one stream (sequence numbers, PictureID, TL0PICIDX, sender-report timestamps
 // continuous), switching only at keyframes, and is told each layer (layerChanged); the metrics
-// count the switches and the consumer on its layer.
+// count the switches and the consumer on its layer. The same with H264 (sizes from the SPS of
+// each layer's keyframes, switches at IDR pictures).
 func TestSimulcastLayers(t *testing.T) {
+	t.Run("VP8", func(t *testing.T) { testSimulcastLayers(t, false) })
+	t.Run("H264", func(t *testing.T) { testSimulcastLayers(t, true) })
+}
+
+func testSimulcastLayers(t *testing.T, h264 bool) {
 	reg := prometheus.NewRegistry()
 	n, err := node.New(node.Options{LoopbackOnly: true, Workers: 1, TCPPort: node.TCPDisabled, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer n.Close()
-	_, id := publishSimulcast(t, n, "r", "pub")
+	_, id := publishSimulcast(t, n, "r", "pub", h264)
 	pr := n.Producer("r", id)
 	checkFor(t, 10*time.Second, func() error {
 		ls := pr.Layers()
@@ -440,7 +266,7 @@ func TestSimulcastRids(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n.Close()
-	s := newSimPublisher(t)
+	s := newSimPublisher(t, false)
 	base := offer(t, s.pc)
 	for _, c := range []struct {
 		name, simulcast string
@@ -494,3 +320,64 @@ func rids(ls []proto.Layer) []string {
 	}
 	return out
 }
+
+// layerKeyframes is an upstream that takes keyframe requests per layer.
+type layerKeyframes struct {
+	mu     sync.Mutex
+	layers []int
+}
+
+func (k *layerKeyframes) RequestKeyframe() { k.RequestLayerKeyframe(-1) }
+
+func (k *layerKeyframes) RequestLayerKeyframe(l int) {
+	k.mu.Lock()
+	k.layers = append(k.layers, l)
+	k.mu.Unlock()
+}
+
+func (k *layerKeyframes) String() string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return fmt.Sprint(k.layers)
+}
+
+// TestLayerKeyframeRequests: a relayed simulcast producer asks its upstream for each layer's
+// keyframe (the layer's own relay SSRC); requests collapse per layer within the keyframe
+// interval, never one layer's into another's.
+func TestLayerKeyframeRequests(t *testing.T) {
+	n, _ := adminNode(t, node.Options{KeyframeInterval: time.Hour})
+	p, _ := join(t, n, "r", "w", node.Grant{Subscribe: true})
+	info := node.ProducerInfo{ID: "PRsim", Participant: "PAremote", Kind: "video", Codec: webrtc.MimeTypeVP8, ClockRate: 90000,
+		Layers: []proto.Layer{{Rid: "q"}, {Rid: "h"}, {Rid: "f"}}}
+	pr, err := p.Room().AddRemoteProducer(info, "n2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pr.NumLayers() != 3 || len(pr.Layers()) != 3 || pr.Layers()[1].Rid != "h" {
+		t.Fatalf("layers %+v", pr.Layers())
+	}
+	up := &layerKeyframes{}
+	pr.SetUpstream(up)
+	sink, err := pr.AttachLayer(&discardWriter{}, 1000, 1) // a relay child's sink of layer 1
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Detach()
+	if got := up.String(); got != "[1]" {
+		t.Fatalf("requests %s, want layer 1's", got)
+	}
+	pr.RequestKeyframe()
+	pr.RequestKeyframe()
+	sink.RequestKeyframe()
+	if got := up.String(); got != "[1 0 2]" {
+		t.Fatalf("requests %s, want [1 0 2]: each layer once", got)
+	}
+	if _, err := pr.AttachLayer(&discardWriter{}, 1001, 3); !errors.Is(err, node.ErrNotFound) {
+		t.Fatalf("a sink of layer 3: %v", err)
+	}
+}
+
+type discardWriter struct{}
+
+func (discardWriter) WriteRTP(_ *rtp.Header, p []byte) (int, error) { return len(p), nil }
+func (discardWriter) Write(b []byte) (int, error)                   { return len(b), nil }

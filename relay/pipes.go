@@ -113,7 +113,7 @@ const pipeSSRCs = proto.MaxLayers
 func (in *inPipe) received(seq uint16, layer uint32) {
 	lost, keyframe := in.gaps[layer].received(seq)
 	if keyframe {
-		upstream{link: in.link, ssrc: in.ssrc}.RequestLayerKeyframe(int(layer))
+		in.p.RequestLayerKeyframe(int(layer)) // throttled per layer, through the upstream
 		return
 	}
 	if len(lost) > 0 {

@@ -12,7 +12,7 @@
 // (node.Producer.AttachLayer), so each layer keeps its own sequence numbers, NACKs, replay
 // window and keyframe requests (a PLI names the layer's SSRC), and the edge injects each packet
 // with the layer its SSRC names. A producer without layers uses the first SSRC alone. Which
-// layers a pipe carries is a per-pipe mask (outPipe.setLayers: a closed layer's sink is gated,
+// layers a pipe carries is a per-pipe mask (Pipes.SetLayers: a closed layer's sink is gated,
 // and costs the fan-out nothing more), for dynacast to set.
 //
 // Each side of a link picks the key it receives with and tells the peer, who sends with it.

@@ -201,3 +201,17 @@ func (ps *Pipes) unpipe(in *inPipe) {
 	ps.sig.Unpipe(in.parent, PipeRequest{Room: in.p.Room().Name(), Producer: in.p.ID(), From: ps.o.Self, SSRC: in.ssrc})
 	ps.sig.Piped(in.p.Room().Name(), in.p.ID(), "")
 }
+
+// SetLayers gates the simulcast layers of the pipe of producer to child: layer l flows while
+// bit l of mask is set (dynacast: the layers demanded downstream). It reports false when this
+// node has no such pipe. A pipe made later starts with every layer flowing.
+func (ps *Pipes) SetLayers(child, producer string, mask uint32) bool {
+	ps.mu.Lock()
+	o := ps.out[outKey{child, producer}]
+	ps.mu.Unlock()
+	if o == nil {
+		return false
+	}
+	o.setLayers(mask)
+	return true
+}

@@ -178,6 +178,8 @@ func TestWHIPSimulcast(t *testing.T) {
 // node it is relayed to (each layer under its own relay SSRC: every layer flows there, with the
 // sizes read there too). A viewer there starts on the top layer, and moves to the lowest when it
 // asks for layer 0 (setPreferredLayer), told each time by layerChanged; media keeps flowing.
+// The origin's pipe then carries layer 0 only (its layer mask, for dynacast): the edge's other
+// layers stop, the viewer's media goes on.
 func TestClusterSimulcast(t *testing.T) {
 	envs := newCluster(t, 2, 3)
 	id := whipSimulcast(t, envs[0], "live")
@@ -212,6 +214,26 @@ func TestClusterSimulcast(t *testing.T) {
 	checkFor(t, 10*time.Second, func() error {
 		if n := viewer.received(id) - before; n < 20 {
 			return fmt.Errorf("%d packets after the switch", n)
+		}
+		return nil
+	})
+	if !envs[0].pipes.SetLayers(envs[1].node.ID(), id, 1) {
+		t.Fatal("no pipe of the producer to the edge")
+	}
+	if envs[0].pipes.SetLayers("nobody", id, 1) {
+		t.Fatal("a pipe to nobody")
+	}
+	checkFor(t, 10*time.Second, func() error {
+		ls := envs[1].node.Producer("live", id).Layers()
+		if !ls[0].Active || ls[1].Active || ls[2].Active {
+			return fmt.Errorf("edge layers %+v, want layer 0 only", ls)
+		}
+		return nil
+	})
+	before = viewer.received(id)
+	checkFor(t, 10*time.Second, func() error {
+		if n := viewer.received(id) - before; n < 20 {
+			return fmt.Errorf("%d packets with layer 0 alone", n)
 		}
 		return nil
 	})
