@@ -22,6 +22,7 @@ type binding struct {
 	ssrc   uint32
 	pt     uint8
 	clock  uint32
+	ccID   uint8 // the transport-wide sequence number extension's id (0: not negotiated)
 	writer webrtc.TrackLocalWriter
 }
 
@@ -53,6 +54,7 @@ type Consumer struct {
 	kind     payloadKind    // where the producer's keyframes start
 	pipe     *pipe          // its pipe (set before the fan-out sees the consumer)
 	lay      consumerLayers // its simulcast layer: target and current (layers.go)
+	bw       consumerBWE    // transport-wide stamping and padding (twcc.go, probe.go)
 	gateMu   sync.Mutex
 	gated    *binding // a closed relay sink's binding (Gate)
 
@@ -76,7 +78,7 @@ func newConsumer(p *Producer, sub *Participant, w *Worker, pc *webrtc.PeerConnec
 func (c *Consumer) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
 	for _, cp := range ctx.CodecParameters() {
 		if sameCodec(cp.RTPCodecCapability, c.codec) {
-			c.bind.Store(&binding{ssrc: uint32(ctx.SSRC()), pt: uint8(cp.PayloadType), clock: cp.ClockRate, writer: ctx.WriteStream()})
+			c.bind.Store(&binding{ssrc: uint32(ctx.SSRC()), pt: uint8(cp.PayloadType), clock: cp.ClockRate, ccID: ccExtID(ctx.HeaderExtensions()), writer: ctx.WriteStream()})
 			c.resync.Store(true)
 			c.producer.requestKeyframe(c.Target())
 			return cp, nil
@@ -131,12 +133,11 @@ func (c *Consumer) forward(pkt *packet, now time.Time) bool {
 	}
 	h.SequenceNumber = out
 	h.Timestamp += c.sw.tsOff // 0 until a switch
-	h.Extension = false
-	h.Extensions = nil
 	payload := pkt.payload
 	if c.sw.rewrite {
 		payload = c.sw.payload(pkt)
 	}
+	c.stamp(h, b, len(payload)+int(h.PaddingSize), now, &c.bw.ext) // transport-cc (twcc.go)
 	if _, err := b.writer.WriteRTP(h, payload); err != nil {
 		return false
 	}
@@ -147,6 +148,7 @@ func (c *Consumer) forward(pkt *packet, now time.Time) bool {
 	}
 	c.packets++
 	c.octets += uint32(len(payload))
+	c.afterForward(b, now) // probing padding (probe.go)
 	return true
 }
 
@@ -227,6 +229,8 @@ func (c *Consumer) readRTCP() {
 				c.observeRTT(p.Reports, now)
 			case *rtcp.TransportLayerNack:
 				c.nackPairs(p.Nacks, pkt)
+			case *rtcp.TransportLayerCC:
+				c.onTransportCC(p, now)
 			}
 		}
 		c.endFeedback(pli)
@@ -239,6 +243,7 @@ func (c *Consumer) readRTCP() {
 func (c *Consumer) beginFeedback(now time.Time) {
 	c.rtxMu.Lock()
 	c.rtx.Begin(now, c.producer.media.Load())
+	c.rtx.Clamp(c.rtxHeadroom(now)) // retransmissions within the subscriber's estimate (allocator.go)
 	c.rtxMu.Unlock()
 }
 
@@ -334,8 +339,8 @@ func (c *Consumer) resend(outSeq uint16, buf []byte) bool {
 	if v == rtxbudget.Resend {
 		size, age := 0, time.Duration(0)
 		// A packet sent from a source the cache no longer holds is as good as uncached.
-		if c.sameSource(x, outSeq) {
-			if n = cache.Get(outSeq+uint16(c.offset.Load()), buf[:packetcache.MaxPacket]); n > 0 && p.Unmarshal(buf[:n]) == nil {
+		if in, ok := c.inSeq(outSeq); ok && c.sameSource(x, outSeq) { // not padding (probe.go)
+			if n = cache.Get(in, buf[:packetcache.MaxPacket]); n > 0 && p.Unmarshal(buf[:n]) == nil {
 				size, age = len(p.Payload), cacheAge(cache, p.Timestamp, b.clock)
 			}
 		}
@@ -352,8 +357,6 @@ func (c *Consumer) resend(outSeq uint16, buf []byte) bool {
 		p.PayloadType = b.pt
 	}
 	p.SequenceNumber = outSeq
-	p.Extension = false
-	p.Extensions = nil
 	if x != nil {
 		p.Timestamp += x.tsOff
 		if x.rewrite && len(p.Payload) > 0 {
@@ -361,6 +364,8 @@ func (c *Consumer) resend(outSeq uint16, buf []byte) bool {
 			p.Payload = out[:x.translate(out, p.Payload, c.sw.picAt.Load())]
 		}
 	}
+	var ext ccExt
+	c.stampRTX(&p.Header, b, len(p.Payload)+int(p.PaddingSize), time.Now(), &ext) // retransmissions are stamped too
 	if _, err := b.writer.WriteRTP(&p.Header, p.Payload); err == nil {
 		c.worker.rtxPackets.Add(1)
 		c.worker.rtxBytes.Add(uint64(n))

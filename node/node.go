@@ -94,6 +94,10 @@ func New(o Options) (*Node, error) {
 		n.Close()
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}
+	if err := reg.Register(newBWEMetrics(n)); err != nil { // bwe.go
+		n.Close()
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
 	n.log.Info("node started", "workers", len(n.workers), "udp_first", n.workers[0].Addr(), "ice_tcp", n.tcpAddr)
 	return n, nil
 }

@@ -67,6 +67,10 @@ type Options struct {
 	// TrackLocalStaticRTP per producer written to every subscriber's PeerConnection, with pion's
 	// default interceptors. Only the benchmark uses it, as the baseline.
 	Naive bool
+	// NoBWE turns bandwidth estimation off: subscribers' packets are not stamped with
+	// transport-wide sequence numbers, no estimator or layer allocator runs, and consumers
+	// forward the layer their preference allows (the CLI's --bwe=false, the bench's baseline).
+	NoBWE bool
 	// Logger receives the node's logs; nil means a null logger.
 	Logger hclog.Logger
 	// Registerer receives the node's Prometheus metrics; nil means a private registry.

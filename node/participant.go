@@ -163,6 +163,7 @@ func (p *Participant) ensureRecvLocked() error {
 	}
 	p.dc.Store(dc)
 	p.recv = t
+	p.startBWE(t)
 	return nil
 }
 
@@ -282,6 +283,7 @@ func (p *Participant) Subscribe(producerID string) error {
 	}
 	t := p.recv
 	c := newConsumer(pr, p, t.worker, t.pc)
+	c.bw.cc = t.cc
 	var track webrtc.TrackLocal = c
 	if pr.naive != nil {
 		track = pr.naive

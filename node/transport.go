@@ -18,6 +18,8 @@ type transport struct {
 	dir    string // TransportSend or TransportRecv
 	pc     *webrtc.PeerConnection
 	worker *Worker
+	cc     *ccSender     // a receive transport's bandwidth estimation (bwe.go); nil: none
+	done   chan struct{} // closed by close
 
 	// The receive transport's offer/answer state (the node offers), guarded by the
 	// participant's mu: an offer waits for its answer, and a change meanwhile offers again.
@@ -45,7 +47,7 @@ func newTransport(dir string, w *Worker) (*transport, error) {
 		}
 		return nil, fmt.Errorf("receive transport: %w", err)
 	}
-	t := &transport{dir: dir, pc: pc, worker: w, selected: -1, counted: -1}
+	t := &transport{dir: dir, pc: pc, worker: w, selected: -1, counted: -1, done: make(chan struct{})}
 	pc.SCTP().Transport().ICETransport().OnSelectedCandidatePairChange(func(p *webrtc.ICECandidatePair) {
 		if p != nil && p.Local != nil {
 			t.mu.Lock()
@@ -125,6 +127,9 @@ func (t *transport) drainRTCP(receiver *webrtc.RTPReceiver) {
 // no lock those goroutines take. close is idempotent.
 func (t *transport) close() {
 	t.mu.Lock()
+	if !t.closed {
+		close(t.done)
+	}
 	t.closed = true
 	t.recount()
 	t.mu.Unlock()

@@ -69,6 +69,7 @@ func (p *Participant) SubscribeOffer(offer string) (string, error) {
 		err = fmt.Errorf("%w: already subscribed", ErrBadState)
 	default:
 		p.recv = t // claimed: Close closes it
+		p.startBWE(t)
 	}
 	p.mu.Unlock()
 	if err != nil {
@@ -107,6 +108,7 @@ func (p *Participant) SubscribeOffer(offer string) (string, error) {
 			return fail(fmt.Errorf("%w: the room has no %s producer", ErrNotFound, tr.Kind()))
 		}
 		c := newConsumer(pr, p, w, pc)
+		c.bw.cc = t.cc
 		sender, err := pc.AddTrack(c)
 		if err != nil {
 			return fail(p.negotiationError(err))

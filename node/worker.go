@@ -58,6 +58,7 @@ type Worker struct {
 
 	mu        sync.Mutex
 	consumers map[*Consumer]struct{} // for sender reports; touched on add/remove only
+	ccs       ccSet                  // subscriber transports' estimators (bwe.go)
 
 	// Load and counters, read by metrics and placement.
 	nProducers atomic.Int64
@@ -97,6 +98,7 @@ func newWorker(index int, o Options, tcp ice.TCPMux, public []netip.Addr) (*Work
 		jobs:      make(chan job, jobQueue),
 		stop:      make(chan struct{}),
 		consumers: make(map[*Consumer]struct{}),
+		ccs:       newCCSet(),
 	}
 	lf := logging.NewDefaultLoggerFactory()
 	lf.DefaultLogLevel = logging.LogLevelError
@@ -253,6 +255,8 @@ func (w *Worker) run() {
 			w.fanOut(j)
 		case now := <-reports.C:
 			w.sendReports(now)
+		case f := <-w.ccs.feedback: // transport-cc (twcc.go)
+			f.cc.feedback(f.fb, f.now)
 		}
 	}
 }

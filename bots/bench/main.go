@@ -63,7 +63,7 @@ func main() {
 	warmup := flag.Duration("warmup", 3*time.Second, "wait after the last join before measuring")
 	rate := flag.Float64("rate", 25, "bot joins per second")
 	workers := flag.Int("workers", runtime.NumCPU(), "node workers")
-	modes := flag.String("modes", "cascade,naive,sendto,sendmmsg", "what to measure: cascade, cascade-tcp (subscribers over ICE-TCP), cascade-turn and cascade-turn-tcp (subscribers relay-only through the node's TURN server over UDP, over TCP), simulcast (a three-layer simulcast publisher, estimation on) and simulcast-nobwe (the same with --bwe=false), naive, and the kernel floor (sendto, sendmmsg)")
+	modes := flag.String("modes", "cascade,naive,sendto,sendmmsg", "what to measure: cascade, cascade-nobwe (--bwe=false), cascade-tcp (subscribers over ICE-TCP), cascade-turn and cascade-turn-tcp (subscribers relay-only through the node's TURN server over UDP, over TCP), simulcast (a three-layer simulcast publisher, estimation on) and simulcast-nobwe (the same with --bwe=false), naive, and the kernel floor (sendto, sendmmsg)")
 	jsonOut := flag.String("json", "", "also write the results as JSON to this file")
 	clusterN := flag.Int("cluster", 0, "instead: three nodes in a relay chain (fan-out 1), this many subscribers spread over them")
 	receivers := flag.Int("receivers", 0, "internal: run as the floor's receiver process with this many sockets")
@@ -138,6 +138,8 @@ func measure(bin, mode string, n, workers int, rate float64, warmup, window time
 	subRelay, simulcast := false, false
 	switch mode {
 	case "cascade":
+	case "cascade-nobwe": // Cascade's path without bandwidth estimation (the stamping's baseline)
+		args = append(args, "--bwe=false")
 	case "simulcast": // a simulcast publisher; estimation and allocation on (the default)
 		simulcast = true
 	case "simulcast-nobwe": // the same, each consumer on the top layer without estimating

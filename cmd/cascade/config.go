@@ -45,6 +45,7 @@ type Config struct {
 	KeyframeInterval  time.Duration `yaml:"keyframe-interval"`
 	WorkerConsumers   int           `yaml:"worker-consumers"`
 	RTXBudget         int           `yaml:"rtx-budget"`
+	BWE               bool          `yaml:"bwe"`
 	Relay             string        `yaml:"relay"`
 	RelayFanout       int           `yaml:"relay-fanout"`
 	RelayKeyRotation  time.Duration `yaml:"relay-key-rotation"`
@@ -118,6 +119,7 @@ func defaultConfig() Config {
 		KeyframeInterval:  500 * time.Millisecond,
 		WorkerConsumers:   node.DefaultWorkerConsumers,
 		RTXBudget:         node.DefaultRTXBudget,
+		BWE:               true,
 		Relay:             ":7881",
 		RelayFanout:       relay.DefaultFanout,
 		DrainTimeout:      30 * time.Second,
@@ -193,6 +195,7 @@ func nodeFlags(c *Config, configPath *string) *flag.FlagSet {
 	fs.BoolVar(&c.Dev, "dev", c.Dev, "development mode: the development key pair and cluster secret when none is set, and /token mints tokens for the demo page (never in production)")
 	fs.StringVar(&c.ClusterSecret, "cluster-secret", c.ClusterSecret, fmt.Sprintf("secret shared by every node of the cluster: NATS credentials and node keys derive from it (at least %d bytes; empty: random for a node alone, required to join others unless --dev)", cluster.MinSecretLen))
 	fs.StringVar(&c.ClusterSecretPrev, "cluster-secret-previous", c.ClusterSecretPrev, "a second cluster secret still accepted, while the secret rotates")
+	fs.BoolVar(&c.BWE, "bwe", c.BWE, "per-subscriber bandwidth estimation (transport-cc) and layer allocation; false: no stamping, no estimator, each consumer on the layer its preference allows (the bench's baseline)")
 	fs.BoolVar(&c.NaiveBaseline, "naive-baseline", c.NaiveBaseline, "benchmarks only: forward with the textbook pion broadcast instead of Cascade's path")
 	fs.IntVar(&c.TURNUDPPort, "turn-udp-port", c.TURNUDPPort, "embedded TURN server: UDP port (0: off)")
 	fs.IntVar(&c.TURNTCPPort, "turn-tcp-port", c.TURNTCPPort, "embedded TURN server: TCP port, for clients whose network blocks UDP (0: off)")

@@ -34,7 +34,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	}
 	want := Config{
 		HTTP: ":7880", UDPPort: 7882, TCPPort: 7879, NATSListen: "127.0.0.1:4222", LogLevel: "info",
-		KeyframeInterval: 500 * time.Millisecond, WorkerConsumers: node.DefaultWorkerConsumers, RTXBudget: 25,
+		KeyframeInterval: 500 * time.Millisecond, WorkerConsumers: node.DefaultWorkerConsumers, RTXBudget: 25, BWE: true,
 		Relay: ":7881", RelayFanout: 3, DrainTimeout: 30 * time.Second, NATSClusterName: "cascade",
 		HeartbeatInterval: time.Second, HeartbeatTimeout: 3 * time.Second, ResumeGrace: 10 * time.Second,
 		TURNTTL: 12 * time.Hour, TURNMaxAllocations: 16,
@@ -92,6 +92,7 @@ rtx-budget: 10
 		KeyframeInterval:  250 * time.Millisecond,
 		WorkerConsumers:   7,
 		RTXBudget:         40, // env over YAML
+		BWE:               true,
 		Relay:             ":7881",
 		RelayFanout:       3,
 		DrainTimeout:      30 * time.Second,

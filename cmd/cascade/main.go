@@ -206,6 +206,7 @@ func serveNode(cfg Config, logger hclog.Logger) error {
 		Limits:           cfg.nodeLimits(),
 		EmptyRoomTimeout: cfg.EmptyRoomTimeout,
 		Naive:            cfg.NaiveBaseline,
+		NoBWE:            !cfg.BWE,
 		Logger:           logger,
 		Registerer:       reg,
 	})

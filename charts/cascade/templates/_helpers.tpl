@@ -194,6 +194,7 @@ API key pair and the host-derived public IP come from the environment instead. *
   "worker-consumers" (int .Values.node.workerConsumers)
   "keyframe-interval" .Values.node.keyframeInterval
   "rtx-budget" (int .Values.node.rtxBudget)
+  "bwe" .Values.node.bwe
   "relay-fanout" (int .Values.node.relayFanout)
   "tcp-port" (int .Values.media.tcpPort)
   "turn-udp-port" (int .Values.turn.udpPort)

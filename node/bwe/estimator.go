@@ -1,0 +1,276 @@
+// Package bwe estimates the bandwidth of the path from a sender to one receiver from the
+// receiver's transport-wide feedback (draft-holmer-rmcat-transport-wide-cc-extensions): for each
+// packet sent, when it was sent and how large it was; for each packet acknowledged, when it
+// arrived (or that it was lost).
+//
+// The estimator is send-side and compact, in the spirit of Google congestion control:
+//
+//   - delay: packets sent within a burst interval form a group; a group's one-way delay (arrival
+//     minus send, on two unrelated clocks) minus the smallest such delay of the last seconds is
+//     the queueing delay on the path. A queue that builds says the sender exceeds the bottleneck;
+//   - loss: the share of packets reported lost over the last second;
+//   - rate control: over the bottleneck (queueing delay above a threshold, or loss above 10 %),
+//     the estimate drops to a share of the rate the receiver actually got; with an empty queue and
+//     little loss it grows multiplicatively, but never past a multiple of the received rate (a
+//     sender that sends little learns little: the caller probes with padding to climb).
+//
+// It imports nothing of pion and reads no clock: times are passed in. An Estimator is not safe
+// for concurrent use.
+package bwe
+
+import "time"
+
+// Defaults of Config.
+const (
+	DefaultInitial = 1_000_000 // bits/s
+	DefaultMin     = 100_000
+	DefaultMax     = 20_000_000
+)
+
+// Tuning. The queueing thresholds sit below the smallest queue a shaped link is likely to hold
+// (a tbf with 50 ms of latency drops past it) and above loopback and LAN jitter.
+const (
+	groupSpan     = 5 * time.Millisecond   // packets sent within this span form one group
+	baseWindow    = 10 * time.Second       // the base delay is the minimum over this window
+	overQueue     = 25 * time.Millisecond  // smoothed queueing delay that means overuse
+	underQueue    = 10 * time.Millisecond  // below it the queue is empty enough to grow
+	rateWindow    = 500 * time.Millisecond // the received rate is measured over this window
+	lossWindow    = time.Second
+	decreaseEvery = 250 * time.Millisecond // at most one decrease per this (about a round trip)
+	holdAfterDrop = 500 * time.Millisecond // no increase this long after a decrease
+	beta          = 0.85                   // a decrease goes to this share of the received rate
+	growth        = 0.6                    // multiplicative increase per second (1.6x/s)
+	headroom      = 1.5                    // the estimate grows to at most this times the received rate
+	highLoss      = 0.10
+)
+
+// Config sets an estimator's bounds in bits/s; a zero field takes its default.
+type Config struct {
+	Initial, Min, Max int64
+}
+
+// Ack is what the feedback says of one packet: when it was sent (sender's clock), its size, and
+// when it arrived (receiver's clock, any epoch) unless it was lost.
+type Ack struct {
+	Sent    time.Duration
+	Arrived time.Duration
+	Size    int
+	Lost    bool
+}
+
+// sample is one group (or one lost packet) kept for the received rate and the loss share.
+type sample struct {
+	at    time.Duration // arrival of the group's last packet (sender's clock for losses)
+	bytes int
+	n     int // packets
+	lost  int
+}
+
+// minSlot is the smallest one-way delay seen during one second.
+type minSlot struct {
+	sec int64
+	owd time.Duration
+	ok  bool
+}
+
+// An Estimator is the bandwidth estimate of one path.
+type Estimator struct {
+	cfg      Config
+	estimate float64
+
+	// The open group.
+	open             bool
+	gFirst, gSent    time.Duration
+	gArrived         time.Duration
+	gBytes, gPackets int
+
+	mins    [10]minSlot // per-second minima of the one-way delay, over baseWindow
+	queue   float64     // smoothed queueing delay, in seconds
+	samples []sample    // recent groups and losses, oldest first
+	acked   int         // packets in samples (received and lost)
+	lost    int
+	lastRx  time.Duration
+
+	started      bool
+	lastUpdate   time.Duration
+	lastDecrease time.Duration
+	decreased    bool
+	state        State
+}
+
+// State is the estimator's reading of the path after the last feedback.
+type State uint8
+
+// States.
+const (
+	Normal    State = iota // queue small: the estimate may grow
+	Hold                   // queue building: the estimate stays
+	Overusing              // over the bottleneck: the estimate dropped
+)
+
+// New returns an estimator starting at c.Initial.
+func New(c Config) *Estimator {
+	if c.Initial == 0 {
+		c.Initial = DefaultInitial
+	}
+	if c.Min == 0 {
+		c.Min = DefaultMin
+	}
+	if c.Max == 0 {
+		c.Max = DefaultMax
+	}
+	return &Estimator{cfg: c, estimate: float64(c.Initial), samples: make([]sample, 0, 256)}
+}
+
+// Estimate is the current estimate in bits/s.
+func (e *Estimator) Estimate() int64 { return int64(e.estimate) }
+
+// State is the reading of the last Update.
+func (e *Estimator) State() State { return e.state }
+
+// Received is the rate the receiver got over the last rateWindow, in bits/s (0: not known yet).
+func (e *Estimator) Received() int64 {
+	if len(e.samples) == 0 {
+		return 0
+	}
+	end := e.lastRx
+	bytes := 0
+	first := end
+	for i := len(e.samples) - 1; i >= 0; i-- {
+		s := e.samples[i]
+		if s.n == 0 {
+			continue // a loss
+		}
+		if s.at < end-rateWindow {
+			break
+		}
+		bytes += s.bytes
+		first = min(first, s.at)
+	}
+	span := end - first
+	if span < rateWindow/2 {
+		span = rateWindow / 2 // a short history: do not read a burst as a rate
+	}
+	return int64(float64(bytes*8) / span.Seconds())
+}
+
+// Loss is the share of packets lost over the last second of feedback.
+func (e *Estimator) Loss() float64 {
+	if e.acked == 0 {
+		return 0
+	}
+	return float64(e.lost) / float64(e.acked)
+}
+
+// QueueDelay is the smoothed queueing delay on the path.
+func (e *Estimator) QueueDelay() time.Duration { return time.Duration(e.queue * float64(time.Second)) }
+
+// Update takes one feedback's acks (in send order) at now (sender's clock) and returns the new
+// estimate in bits/s.
+func (e *Estimator) Update(now time.Duration, acks []Ack) int64 {
+	for _, a := range acks {
+		if a.Lost {
+			e.add(sample{at: e.lastRx, lost: 1})
+			continue
+		}
+		if e.open && a.Sent-e.gFirst > groupSpan {
+			e.closeGroup()
+		}
+		if !e.open {
+			e.open, e.gFirst, e.gBytes, e.gPackets = true, a.Sent, 0, 0
+		}
+		e.gSent, e.gBytes, e.gPackets = a.Sent, e.gBytes+a.Size, e.gPackets+1
+		if a.Arrived > e.gArrived || e.gPackets == 1 {
+			e.gArrived = a.Arrived
+		}
+	}
+	e.trim()
+	e.control(now)
+	return int64(e.estimate)
+}
+
+// closeGroup measures the open group's queueing delay and records its bytes.
+func (e *Estimator) closeGroup() {
+	e.open = false
+	owd := e.gArrived - e.gSent
+	sec := int64(e.gSent / time.Second)
+	slot := &e.mins[sec%int64(len(e.mins))]
+	if !slot.ok || slot.sec != sec || owd < slot.owd {
+		*slot = minSlot{sec: sec, owd: owd, ok: true}
+	}
+	base := owd
+	for _, m := range e.mins {
+		if m.ok && m.sec > sec-int64(len(e.mins)) && m.owd < base {
+			base = m.owd
+		}
+	}
+	q := (owd - base).Seconds()
+	e.queue = 0.7*e.queue + 0.3*q
+	if e.gArrived > e.lastRx {
+		e.lastRx = e.gArrived
+	}
+	e.add(sample{at: e.gArrived, bytes: e.gBytes, n: e.gPackets})
+}
+
+func (e *Estimator) add(s sample) {
+	e.samples = append(e.samples, s)
+	e.acked += s.n + s.lost
+	e.lost += s.lost
+}
+
+// trim forgets the samples older than the loss window (the rate window is shorter).
+func (e *Estimator) trim() {
+	drop := 0
+	for drop < len(e.samples) && e.samples[drop].at < e.lastRx-lossWindow {
+		s := e.samples[drop]
+		e.acked -= s.n + s.lost
+		e.lost -= s.lost
+		drop++
+	}
+	if drop > 0 {
+		e.samples = append(e.samples[:0], e.samples[drop:]...)
+	}
+}
+
+// control moves the estimate by the delay and loss signals.
+func (e *Estimator) control(now time.Duration) {
+	if !e.started {
+		e.started, e.lastUpdate = true, now
+		return
+	}
+	dt := (now - e.lastUpdate).Seconds()
+	e.lastUpdate = now
+	if dt <= 0 {
+		return
+	}
+	rx := float64(e.Received())
+	loss := e.Loss()
+	queue := time.Duration(e.queue * float64(time.Second))
+	switch {
+	case queue > overQueue || (loss > highLoss && e.acked >= 20):
+		e.state = Overusing
+		if e.decreased && now-e.lastDecrease < decreaseEvery {
+			break
+		}
+		target := beta * rx
+		if loss > highLoss && queue <= overQueue {
+			target = e.estimate * (1 - 0.5*loss)
+		}
+		if rx > 0 && target < e.estimate {
+			e.estimate = target
+		}
+		e.decreased, e.lastDecrease = true, now
+	case queue > underQueue || loss > 0.02:
+		e.state = Hold
+	default:
+		e.state = Normal
+		if e.decreased && now-e.lastDecrease < holdAfterDrop {
+			break
+		}
+		limit := headroom*rx + 50_000
+		if e.estimate < limit {
+			e.estimate = min(e.estimate*(1+growth*dt), limit)
+		}
+	}
+	e.estimate = max(float64(e.cfg.Min), min(float64(e.cfg.Max), e.estimate))
+}
