@@ -24,7 +24,7 @@ import (
 
 const (
 	shapeCap    = 600_000 // bit/s
-	shapeWarmup = 12 * time.Second
+	shapeWarmup = 16 * time.Second
 	shapeHold   = 20 * time.Second // capped
 	shapeAfter  = 14 * time.Second // after the cap is lifted
 	shapePort   = 7880
