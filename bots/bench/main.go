@@ -37,10 +37,13 @@ const clockTicks = 100
 var keys = auth.Keys{Key: "bench", Secret: "bench-secret-0123456789abcdef"}
 
 type result struct {
-	Mode        string           `json:"mode"`
-	N           int              `json:"subscribers"`
-	Cores       float64          `json:"node_cores"`
-	PPS         float64          `json:"forwarded_pps"`
+	Mode  string  `json:"mode"`
+	N     int     `json:"subscribers"`
+	Cores float64 `json:"node_cores"`
+	PPS   float64 `json:"forwarded_pps"`
+	// Kbps is what the subscribers received in the window, in all (RTP bytes): with simulcast
+	// the layers differ in packet size, so CPU per forwarded packet alone misleads.
+	Kbps        float64          `json:"forwarded_kbps"`
 	USPerPacket float64          `json:"cpu_us_per_packet"`
 	RSSPerSub   float64          `json:"rss_mib_per_subscriber"`
 	BotsCores   float64          `json:"bots_cores"`
@@ -241,6 +244,7 @@ func measure(bin, mode string, n, workers int, rate float64, warmup, window time
 	for _, s := range rep.Timeline {
 		if int(s.T) >= a && int(s.T) < a+secs {
 			packets += s.Packets
+			res.Kbps += s.RecvKbps / float64(secs)
 		}
 	}
 	if packets == 0 {
@@ -346,6 +350,14 @@ func turnRelayed(base string) float64 {
 	return 0
 }
 
+// msPerMbit is the node's CPU per forwarded megabit, in milliseconds.
+func msPerMbit(r result) float64 {
+	if r.Kbps <= 0 {
+		return 0
+	}
+	return r.Cores * 1000 / (r.Kbps / 1000)
+}
+
 func freeUDPPort() (int, error) {
 	c, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
@@ -405,14 +417,26 @@ func printTable(w io.Writer, rs []result) {
 		if r.Mode != "simulcast" || r.USPerPacket == 0 {
 			continue
 		}
-		line := fmt.Sprintf("- N = %d: simulcast with estimation: %.2f µs per forwarded packet, %.2f MiB per subscriber", r.N, r.USPerPacket, r.RSSPerSub)
+		line := fmt.Sprintf("- N = %d: simulcast with estimation: %.2f µs per forwarded packet, %.1f ms per forwarded Mbit, %.2f MiB per subscriber",
+			r.N, r.USPerPacket, msPerMbit(r), r.RSSPerSub)
 		if off, ok := m["simulcast-nobwe"]; ok && off.USPerPacket > 0 {
-			line += fmt.Sprintf("; / without (--bwe=false) = **%.2fx** CPU per forwarded packet (%.2f µs), RSS %.2f vs %.2f MiB", r.USPerPacket/off.USPerPacket, off.USPerPacket, r.RSSPerSub, off.RSSPerSub)
+			line += fmt.Sprintf("; / without (--bwe=false) = **%.2fx** CPU per forwarded packet (%.2f µs), %.2fx per forwarded Mbit, RSS %.2f vs %.2f MiB",
+				r.USPerPacket/off.USPerPacket, off.USPerPacket, msPerMbit(r)/msPerMbit(off), r.RSSPerSub, off.RSSPerSub)
 		}
-		if c, ok := m["cascade"]; ok && c.USPerPacket > 0 {
-			line += fmt.Sprintf("; / one stream (cascade) = %.2fx", r.USPerPacket/c.USPerPacket)
+		if c, ok := m["cascade-nobwe"]; ok && c.USPerPacket > 0 {
+			line += fmt.Sprintf("; / one stream without estimation (cascade-nobwe) = %.2fx", r.USPerPacket/c.USPerPacket)
 		}
 		fmt.Fprintln(w, line)
+	}
+	for _, r := range rs {
+		if off, ok := by[r.N]["cascade-nobwe"]; r.Mode == "cascade" && ok && off.USPerPacket > 0 {
+			fmt.Fprintf(w, "- N = %d: one stream, estimation on / off (cascade / cascade-nobwe) = **%.2fx** CPU per forwarded packet; RSS per subscriber %.2f vs %.2f MiB\n",
+				r.N, r.USPerPacket/off.USPerPacket, r.RSSPerSub, off.RSSPerSub)
+		}
+		if off, ok := by[r.N]["cascade-nobwe"]; r.Mode == "simulcast-nobwe" && ok && off.USPerPacket > 0 {
+			fmt.Fprintf(w, "- N = %d: without estimation, simulcast / one stream (simulcast-nobwe / cascade-nobwe) = %.2fx CPU per forwarded packet\n",
+				r.N, r.USPerPacket/off.USPerPacket)
+		}
 	}
 	for _, r := range rs {
 		if r.Media != nil {
@@ -422,7 +446,7 @@ func printTable(w io.Writer, rs []result) {
 	// Subscribers over other paths than UDP, against UDP.
 	for _, r := range rs {
 		c, ok := by[r.N]["cascade"]
-		if !strings.HasPrefix(r.Mode, "cascade-") || !ok || c.USPerPacket == 0 {
+		if !strings.HasPrefix(r.Mode, "cascade-") || r.Mode == "cascade-nobwe" || !ok || c.USPerPacket == 0 {
 			continue
 		}
 		fmt.Fprintf(w, "- N = %d: %s / cascade CPU per forwarded packet = **%.2fx**; RSS per subscriber %.2f vs %.2f MiB\n",
