@@ -76,3 +76,20 @@ func TestVP8Size(t *testing.T) {
 		t.Fatal("a bad start code has a size")
 	}
 }
+
+// FuzzFrameSize: the size readers take any payload (a publisher's bytes) without panicking, and
+// a size they return is within H.264's and VP8's limits.
+func FuzzFrameSize(f *testing.F) {
+	for _, s := range []string{"6764001eacd940a02ff970110000030001000003003c0f162d96", "180002670000",
+		"67640028acd940780227e5c044000003000400000300f03c60c658", "5042009d012a8002684100"} {
+		b, _ := hex.DecodeString(s)
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, read := range []func([]byte) (int, int, bool){h264Size, vp8Size} {
+			if w, h, ok := read(b); ok && (w <= 0 || h <= 0 || w > 16384 || h > 16384) {
+				t.Fatalf("%x: %dx%d", b, w, h)
+			}
+		}
+	})
+}

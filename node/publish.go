@@ -22,6 +22,10 @@ func (p *Participant) publish(offer string, gather bool, ids map[string]string) 
 	if err != nil {
 		return "", nil, err
 	}
+	rids, err := offeredRids(offer) // simulcast layers by media section (simulcast.go)
+	if err != nil {
+		return "", nil, err
+	}
 	if (sending > 0 || data) && !p.grant.Publish {
 		return "", nil, ErrForbidden
 	}
@@ -37,10 +41,6 @@ func (p *Participant) publish(offer string, gather bool, ids map[string]string) 
 	send := t.pc
 	if err := send.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
 		return "", nil, p.negotiationError(err)
-	}
-	rids, err := offeredRids(offer)
-	if err != nil {
-		return "", nil, err
 	}
 	ended, err := p.updateProducers(send, ids, rids)
 	if err != nil {
@@ -317,7 +317,7 @@ func (p *Participant) Mute(producerID string, muted bool) error {
 		for _, c := range pr.consumers() {
 			c.resync.Store(true)
 		}
-		pr.lastKF.Store(0)
+		pr.resetKeyframeClocks()
 		pr.RequestKeyframe()
 	}
 	p.room.broadcast(p, EventProducerMuted, map[string]any{"id": pr.id, "muted": muted})

@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -158,7 +159,7 @@ func (p *Producer) srOffset(gen uint32, from, to uint8, clock uint32) (uint32, b
 	if secs > 3600 || secs < -3600 {
 		return 0, false
 	}
-	return a.rtp - b.rtp + uint32(int64(secs*float64(clock))), true
+	return a.rtp - b.rtp + uint32(int64(math.Round(secs*float64(clock)))), true
 }
 
 // resetLayers forgets what the layers' old source told (a move): its sender reports' clocks and
@@ -170,6 +171,14 @@ func (p *Producer) resetLayers() {
 		if i > 0 && p.layers.caches[i] != nil {
 			p.layers.caches[i].Reset()
 		}
+	}
+}
+
+// resetKeyframeClocks lets the next keyframe request of every layer go at once (an unmute).
+func (p *Producer) resetKeyframeClocks() {
+	p.lastKF.Store(0)
+	for i := range p.layers.lastKF {
+		p.layers.lastKF[i].Store(0)
 	}
 }
 

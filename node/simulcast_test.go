@@ -22,6 +22,7 @@ type simPacket struct {
 	pic       int
 	tl0       int
 	layer, k  int
+	gen       int // the source's generation (the layer byte's high nibble)
 	key       bool
 	picBits15 bool
 }
@@ -55,7 +56,7 @@ func parseSim(p *rtp.Packet) (simPacket, bool) {
 	out := simPacket{seq: p.SequenceNumber, ts: p.Timestamp, pic: -1, tl0: -1}
 	if n := len(b); n >= 5 && (b[0] == 24 || b[0] == 0x41) { // H264: a STAP-A or a slice
 		out.key = b[0] == 24
-		out.layer, out.k = int(b[n-3]), int(b[n-2])<<8|int(b[n-1])
+		out.layer, out.gen, out.k = int(b[n-3]&0x0f), int(b[n-3]>>4), int(b[n-2])<<8|int(b[n-1])
 		return out, true
 	}
 	if len(b) < 2 || b[0]&0x80 == 0 {
@@ -82,7 +83,7 @@ func parseSim(p *rtp.Packet) (simPacket, bool) {
 		return out, false
 	}
 	out.key = b[i]&0x01 == 0
-	out.layer, out.k = int(b[i+10]), int(b[i+11])<<8|int(b[i+12])
+	out.layer, out.gen, out.k = int(b[i+10]&0x0f), int(b[i+10]>>4), int(b[i+11])<<8|int(b[i+12])
 	return out, true
 }
 
@@ -134,12 +135,18 @@ func subscribeSim(t *testing.T, n *node.Node, room, identity string, l node.List
 // (a lost packet or three on a loaded machine), PictureIDs (15 bits) and TL0PICIDX up by one per
 // frame (one packet per frame), timestamps up by the capture interval within a layer and, across
 // a switch, by the capture clock of the sender reports (1 tick when the new layer's keyframe is
-// of the same instant as the last frame sent); each layer's first packet a keyframe, and never
-// a layer back to one it left (the runs of layers are the switches). It returns the layers in
-// the order received.
-func checkSimStream(t *testing.T, pkts []simPacket) []int {
+// of the same instant as the last frame sent; across a generation, by the wall-clock time
+// between them, never back nor by more than a second); each source's first packet a keyframe.
+// It returns the sources (layer, or generation:layer past generation 0) in the order received.
+func checkSimStream(t *testing.T, pkts []simPacket) []string {
 	t.Helper()
-	runs := []int{pkts[0].layer}
+	src := func(p simPacket) string {
+		if p.gen == 0 {
+			return fmt.Sprint(p.layer)
+		}
+		return fmt.Sprintf("%d:%d", p.gen, p.layer)
+	}
+	runs := []string{src(pkts[0])}
 	for i := 1; i < len(pkts); i++ {
 		a, b := pkts[i-1], pkts[i]
 		lost := int(b.seq - a.seq - 1)
@@ -156,14 +163,14 @@ func checkSimStream(t *testing.T, pkts []simPacket) []int {
 		if b.layer != a.layer && b.k <= a.k {
 			want = 1
 		}
-		if b.ts-a.ts != want {
-			t.Fatalf("packet %d (layer %d frame %d after layer %d frame %d): timestamp +%d, want +%d", i, b.layer, b.k, a.layer, a.k, int32(b.ts-a.ts), want)
+		if d := b.ts - a.ts; (b.gen == a.gen && d != want) || (b.gen != a.gen && (d == 0 || d > 90000)) {
+			t.Fatalf("packet %d (%s frame %d after %s frame %d): timestamp +%d, want +%d", i, src(b), b.k, src(a), a.k, int32(d), want)
 		}
-		if b.layer != a.layer {
+		if src(b) != src(a) {
 			if !b.key {
-				t.Fatalf("packet %d: switched to layer %d at an interframe", i, b.layer)
+				t.Fatalf("packet %d: switched to %s at an interframe", i, src(b))
 			}
-			runs = append(runs, b.layer)
+			runs = append(runs, src(b))
 		}
 	}
 	return runs
