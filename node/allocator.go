@@ -13,8 +13,8 @@ import (
 // top), then every simulcast video consumer its lowest layer, then each in turn the best layer
 // that fits what is left and its preference (Consumer.MaxLayer). A video producer without
 // layers has nothing to choose, but its rate counts. A consumer goes down at once when its
-// layer no longer fits, and up only when the higher layer fits with upHeadroom to spare and
-// the path shows no queue.
+// layer no longer fits (within keepSlack), and up only when the higher layer fits with
+// upHeadroom to spare and the path shows no queue.
 //
 // When a layer is wanted that does not fit, the estimate cannot climb by itself (it grows only
 // to a multiple of what the subscriber receives), so the allocator probes: one video consumer
@@ -26,9 +26,11 @@ import (
 // Tuning.
 const (
 	allocInterval   = 250 * time.Millisecond
-	upHeadroom      = 1.1  // a higher layer must fit this many times over
-	rtxReserve      = 0.05 // the share of the estimate kept for retransmissions
-	probeStep       = 1.1  // a probe's target grows by this every allocInterval (1.46x/s)
+	upHeadroom      = 1.1              // a higher layer must fit this many times over
+	keepSlack       = 1.1              // the current layer stays while it exceeds the estimate by less (a decrease leaves the estimate 15 % under what the path carried)
+	rtxReserve      = 0.05             // the share of the estimate kept for retransmissions
+	probeStep       = 1.15             // a probe's target grows by this every allocInterval (1.75x/s)
+	ceilingFor      = 20 * time.Second // how long a path's measured capacity bounds a probe's start
 	probeLength     = 4 * time.Second
 	minProbeBackoff = 500 * time.Millisecond
 	maxProbeBackoff = 4 * time.Second
@@ -47,6 +49,9 @@ type allocator struct {
 	probing     *Consumer // sending padding, or nil
 	probeTarget float64   // bits/s the probe makes the subscriber receive
 	probeUntil  time.Time
+	ceiling     float64 // bits/s the subscriber received when the path last overused
+	ceilingAt   time.Time
+	state       bwe.State // at the last allocation
 	nextProbe   time.Time
 	backoff     time.Duration
 }
@@ -100,6 +105,10 @@ func (a *allocator) allocate(now time.Time) {
 
 	est := float64(a.cc.estimate.Load())
 	state := bwe.State(a.cc.state.Load())
+	if state == bwe.Overusing && a.state != bwe.Overusing { // an episode starts: the path is full
+		a.ceiling, a.ceilingAt = float64(a.cc.received.Load()), now
+	}
+	a.state = state
 	rem := est
 	media := 0.0 // what the allocation sends
 	// Audio, and video without layers: their rates are taken first. Then every simulcast
@@ -132,7 +141,7 @@ func (a *allocator) allocate(now time.Time) {
 			}
 			top = l
 			bps := float64(ls[l].Bitrate)
-			if l <= cur && l > low && bps <= avail || l > cur && state == bwe.Normal && bps*upHeadroom <= avail*(1-rtxReserve) {
+			if l <= cur && l > low && bps <= avail*keepSlack || l > cur && state == bwe.Normal && bps*upHeadroom <= avail*(1-rtxReserve) {
 				best = l
 			}
 		}
@@ -216,7 +225,14 @@ func (a *allocator) probe(now time.Time, est float64, state bwe.State, want *Con
 	if want == nil || state != bwe.Normal || now.Before(a.nextProbe) || media <= 0 {
 		return
 	}
-	a.probing, a.probeUntil, a.probeTarget = want, now.Add(probeLength), min(media*probeStep, need)
+	// Start from what is sent, or from just under the estimate when the path's capacity was
+	// measured lately and the estimate is below it (the estimate just fell: climb back fast);
+	// an estimate above what was ever received is only a bound, not a starting point.
+	start := media * probeStep
+	if now.Sub(a.ceilingAt) < ceilingFor {
+		start = max(start, 0.9*min(est, a.ceiling))
+	}
+	a.probing, a.probeUntil, a.probeTarget = want, now.Add(probeLength), min(start, need)
 	want.SetPadding(int64(max(0, a.probeTarget-media)))
 }
 

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"strconv"
 	"sync"
 	"time"
 
@@ -62,17 +63,20 @@ var estimateBuckets = []float64{100e3, 200e3, 300e3, 500e3, 750e3, 1e6, 1.5e6, 2
 // bweMetrics exports the distribution of the subscribers' current estimates, built at scrape
 // time from the estimators (the feedback path pays nothing for it).
 type bweMetrics struct {
-	n        *Node
-	estimate *prometheus.Desc
+	n              *Node
+	estimate, held *prometheus.Desc
 }
 
 func newBWEMetrics(n *Node) *bweMetrics {
 	return &bweMetrics{n: n, estimate: prometheus.NewDesc("cascade_subscriber_estimate_bps",
 		"Subscribers' estimated bandwidth (transport-wide congestion control), bits/s: one sample per "+
-			"subscriber transport at scrape time.", nil, nil)}
+			"subscriber transport at scrape time.", nil, nil),
+		held: prometheus.NewDesc("cascade_keyframe_requests_held_total", "Subscribers' keyframe requests not sent upstream because "+
+			"retransmissions sent within the round trip may still repair the loss (a repeated request goes up), per worker.",
+			[]string{"worker"}, nil)}
 }
 
-func (m *bweMetrics) Describe(ch chan<- *prometheus.Desc) { ch <- m.estimate }
+func (m *bweMetrics) Describe(ch chan<- *prometheus.Desc) { ch <- m.estimate; ch <- m.held }
 
 func (m *bweMetrics) Collect(ch chan<- prometheus.Metric) {
 	buckets := make(map[float64]uint64, len(estimateBuckets))
@@ -93,6 +97,9 @@ func (m *bweMetrics) Collect(ch chan<- prometheus.Metric) {
 		w.ccs.mu.Unlock()
 	}
 	ch <- prometheus.MustNewConstHistogram(m.estimate, count, sum, buckets)
+	for i, w := range m.n.workers {
+		ch <- prometheus.MustNewConstMetric(m.held, prometheus.CounterValue, float64(w.heldPLIs.Load()), strconv.Itoa(i))
+	}
 }
 
 // Estimate is the participant's current bandwidth estimate as a subscriber, in bits/s (0: no

@@ -10,14 +10,16 @@ import (
 	"time"
 
 	"github.com/cascade-sfu/cascade/node"
+	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // shapedSubscriber subscribes identity to room with a real pion client (default interceptors:
 // it sends transport-cc feedback, NACKs and receiver reports, as a browser does) whose path from
-// the node runs through s. It counts the bytes its track delivers.
-func shapedSubscriber(t *testing.T, n *node.Node, room, identity string, s *shaper) (*node.Participant, *atomic.Int64) {
+// the node runs through s. It counts the bytes its track delivers, and hands each packet to
+// onPacket (if not nil).
+func shapedSubscriber(t *testing.T, n *node.Node, room, identity string, s *shaper, onPacket func(*rtp.Packet)) (*node.Participant, *atomic.Int64) {
 	t.Helper()
 	pc, err := clientAPI(t).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
@@ -32,12 +34,16 @@ func shapedSubscriber(t *testing.T, n *node.Node, room, identity string, s *shap
 		wg.Add(1)
 		defer wg.Done()
 		buf := make([]byte, 1500)
+		var pkt rtp.Packet
 		for {
 			k, _, err := tr.Read(buf)
 			if err != nil {
 				return
 			}
 			got.Add(int64(k))
+			if onPacket != nil && pkt.Unmarshal(buf[:k]) == nil {
+				onPacket(&pkt)
+			}
 		}
 	})
 	t.Cleanup(func() { _ = pc.Close(); wg.Wait() })
@@ -95,7 +101,7 @@ func TestEstimateFollowsCap(t *testing.T) {
 	defer n.Close()
 	pub := publishFrames(t, n, clientAPI(t))
 	s := newShaper(t, n.WorkerAddr(0).(*net.UDPAddr))
-	sub, got := shapedSubscriber(t, n, "r", "capped", s)
+	sub, got := shapedSubscriber(t, n, "r", "capped", s, nil)
 	above := func(within time.Duration, bps int64) {
 		t.Helper()
 		checkFor(t, within, func() error {
@@ -145,7 +151,7 @@ func TestNoBWE(t *testing.T) {
 	defer n.Close()
 	publishFrames(t, n, clientAPI(t))
 	s := newShaper(t, n.WorkerAddr(0).(*net.UDPAddr))
-	sub, got := shapedSubscriber(t, n, "r", "plain", s)
+	sub, got := shapedSubscriber(t, n, "r", "plain", s, nil)
 	checkFor(t, 10*time.Second, func() error {
 		if got.Load() < 200_000 {
 			return fmt.Errorf("received %d bytes", got.Load())

@@ -256,7 +256,7 @@ func (c *Consumer) endFeedback(pli bool) {
 	if kf && c.producer.kind == webrtc.RTPCodecTypeVideo {
 		c.worker.rtxKeyframes.Add(1)
 	}
-	if kf || pli {
+	if kf || pli && !c.holdPLI(time.Now()) { // unless resends may still heal it (keyframes.go)
 		c.requestKeyframe()
 	}
 }

@@ -32,6 +32,9 @@ type consumerBWE struct {
 	cc      *ccSender    // the subscriber transport's, nil without estimation
 	padRate atomic.Int64 // bits/s of padding wanted (0: none), set by the allocator
 
+	// Keyframe requests (keyframes.go), unix ns: the last retransmission, the last request held.
+	lastResend, heldPLI atomic.Int64
+
 	// Owned by the worker goroutine.
 	ext       ccExt
 	padAt     time.Time

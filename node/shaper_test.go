@@ -17,15 +17,16 @@ import (
 // talks to the shaper's address instead of the node's (the node's candidate is rewritten); the
 // node sees the shaper's second socket as the client.
 type shaper struct {
-	client, up *net.UDPConn
-	node       *net.UDPAddr
-	peer       atomic.Pointer[net.UDPAddr] // the client's address, once it sent something
-	rate       atomic.Int64                // bits/s; 0: no limit
-	maxQueue   time.Duration
-	queue      chan shaped
-	dropped    atomic.Int64
-	passed     atomic.Int64
-	wg         sync.WaitGroup
+	client, up  *net.UDPConn
+	node        *net.UDPAddr
+	peer        atomic.Pointer[net.UDPAddr] // the client's address, once it sent something
+	rate        atomic.Int64                // bits/s; 0: no limit
+	maxQueue    time.Duration
+	queue       chan shaped
+	dropped     atomic.Int64 // datagrams
+	passed      atomic.Int64
+	media       [2]atomic.Int64 // RTP packets with media (not padding only): passed, dropped
+	wg, readers sync.WaitGroup
 }
 
 type shaped struct {
@@ -45,14 +46,16 @@ func newShaper(t *testing.T, node *net.UDPAddr) *shaper {
 		t.Fatal(err)
 	}
 	s := &shaper{client: client, up: up, node: node, maxQueue: 50 * time.Millisecond, queue: make(chan shaped, 8192)}
-	s.wg.Add(3)
+	s.readers.Add(2)
+	s.wg.Add(1)
 	go s.fromClient()
 	go s.fromNode()
 	go s.toClient()
 	t.Cleanup(func() {
 		_ = client.Close()
 		_ = up.Close()
-		close(s.queue)
+		s.readers.Wait()
+		close(s.queue) // the readers are done with it
 		s.wg.Wait()
 	})
 	return s
@@ -62,7 +65,7 @@ func newShaper(t *testing.T, node *net.UDPAddr) *shaper {
 func (s *shaper) port() int { return s.client.LocalAddr().(*net.UDPAddr).Port }
 
 func (s *shaper) fromClient() {
-	defer s.wg.Done()
+	defer s.readers.Done()
 	buf := make([]byte, 1600)
 	for {
 		n, from, err := s.client.ReadFromUDP(buf)
@@ -76,7 +79,7 @@ func (s *shaper) fromClient() {
 
 // fromNode queues what the node sends, each datagram leaving when the rate allows.
 func (s *shaper) fromNode() {
-	defer s.wg.Done()
+	defer s.readers.Done()
 	var free time.Time // when the queue drains
 	for {
 		buf := make([]byte, 1600)
@@ -93,6 +96,9 @@ func (s *shaper) fromNode() {
 			}
 			if start.Sub(now) > s.maxQueue {
 				s.dropped.Add(1)
+				if isMedia(buf[:n]) {
+					s.media[1].Add(1)
+				}
 				continue
 			}
 			free = start.Add(time.Duration(float64((n+28)*8) / float64(r) * float64(time.Second)))
@@ -115,9 +121,29 @@ func (s *shaper) toClient() {
 		if p := s.peer.Load(); p != nil {
 			_, _ = s.client.WriteToUDP(d.b, p)
 			s.passed.Add(1)
+			if isMedia(d.b) {
+				s.media[0].Add(1)
+			}
 		}
 	}
 }
+
+// isMedia tells an SRTP packet that is not padding only (its header is in the clear: version
+// 2, not an RTCP packet type, the padding bit clear).
+func isMedia(b []byte) bool {
+	return len(b) > 12 && b[0]>>6 == 2 && (b[1] < 200 || b[1] > 207) && b[0]&0x20 == 0
+}
+
+// mediaLoss is the share of media packets dropped since the counts were m0.
+func (s *shaper) mediaLoss(m0 [2]int64) float64 {
+	passed, dropped := s.media[0].Load()-m0[0], s.media[1].Load()-m0[1]
+	if passed+dropped == 0 {
+		return 0
+	}
+	return float64(dropped) / float64(passed+dropped)
+}
+
+func (s *shaper) mediaCounts() [2]int64 { return [2]int64{s.media[0].Load(), s.media[1].Load()} }
 
 var (
 	candidateLine = regexp.MustCompile(`(?m)^a=(candidate:.*|end-of-candidates)\r?\n`)

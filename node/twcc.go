@@ -60,7 +60,8 @@ type ccSender struct {
 	estimate atomic.Int64  // bits/s, the estimator's last answer
 	rate     atomic.Int64  // bits/s the transport sent lately (all it stamped)
 	state    atomic.Uint32 // bwe.State
-	dropped  chan struct{} // signalled when the estimate falls by a tenth or more
+	received atomic.Int64  // bits/s the subscriber received lately, by its feedback
+	dropped  chan struct{} // signalled when the estimate falls by a tenth or more, or the path starts to queue
 
 	// Owned by the worker goroutine.
 	ring     [ccRing]uint64 // packSlot
@@ -155,9 +156,10 @@ func (s *ccSender) feedback(fb *rtcp.TransportLayerCC, now time.Time) {
 		return
 	}
 	old, e := s.estimate.Load(), s.est.Update(now.Sub(s.epoch), acks)
+	st := uint32(s.est.State())
 	s.estimate.Store(e)
-	s.state.Store(uint32(s.est.State()))
-	if e < old*9/10 {
+	s.received.Store(s.est.Received())
+	if wasNormal := s.state.Swap(st) == uint32(bwe.Normal); e < old*9/10 || wasNormal && st != uint32(bwe.Normal) {
 		select {
 		case s.dropped <- struct{}{}:
 		default:
@@ -206,6 +208,7 @@ func ccExtID(exts []webrtc.RTPHeaderExtensionParameter) uint8 {
 
 // stampRTX is stamp for a retransmission, on a feedback goroutine.
 func (c *Consumer) stampRTX(h *rtp.Header, b *binding, size int, now time.Time, x *ccExt) {
+	c.noteResend(now)
 	if c.bw.cc == nil || b.ccID == 0 {
 		h.Extension = false
 		h.Extensions = nil

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cascade-sfu/cascade/node/rtxbudget"
 	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -159,5 +160,31 @@ func TestPaddingKeepsSequence(t *testing.T) {
 	c.forward(pkt, now)
 	if len(got) != n+1 || got[n].padding {
 		t.Fatalf("padding after SetPadding(0)")
+	}
+}
+
+// TestHoldPLI: a keyframe request within a round trip of a retransmission is held back once;
+// a repeated one goes up, and so does one without a recent retransmission.
+func TestHoldPLI(t *testing.T) {
+	_, pp, _ := benchConsumers(1)
+	c := (*pp.consumers.Load())[0]
+	c.rtx = rtxbudget.New(rtxbudget.Config{}.WithDefaults(), time.Now(), 0) // round trip: the default 100 ms
+	now := time.Now()
+	if c.holdPLI(now) {
+		t.Fatal("held a keyframe request with nothing resent")
+	}
+	c.noteResend(now)
+	if !c.holdPLI(now.Add(50 * time.Millisecond)) {
+		t.Fatal("did not hold a keyframe request 50 ms after a retransmission")
+	}
+	c.noteResend(now.Add(300 * time.Millisecond))
+	if c.holdPLI(now.Add(350 * time.Millisecond)) {
+		t.Fatal("held a repeated keyframe request")
+	}
+	if c.holdPLI(now.Add(2 * time.Second)) {
+		t.Fatal("held a keyframe request long after the last retransmission")
+	}
+	if got := c.worker.heldPLIs.Load(); got != 1 {
+		t.Fatalf("%d held requests counted, want 1", got)
 	}
 }

@@ -75,6 +75,7 @@ type Worker struct {
 	rtxPackets   atomic.Uint64
 	rtxBytes     atomic.Uint64
 	rtxKeyframes atomic.Uint64                        // keyframe requests instead of retransmissions
+	heldPLIs     atomic.Uint64                        // subscribers' keyframe requests held while resends heal (keyframes.go)
 	rtxRefused   [rtxbudget.NumVerdicts]atomic.Uint64 // NACKed packets not resent, by reason
 }
 

@@ -5,14 +5,15 @@
 //
 // The estimator is send-side and compact, in the spirit of Google congestion control:
 //
-//   - delay: packets sent within a burst interval form a group; a group's one-way delay (arrival
-//     minus send, on two unrelated clocks) minus the smallest such delay of the last seconds is
-//     the queueing delay on the path. A queue that builds says the sender exceeds the bottleneck;
-//   - loss: the share of packets reported lost over the last second;
-//   - rate control: over the bottleneck (queueing delay above a threshold, or loss above 10 %),
-//     the estimate drops to a share of the rate the receiver actually got; with an empty queue and
-//     little loss it grows multiplicatively, but never past a multiple of the received rate (a
-//     sender that sends little learns little: the caller probes with padding to climb).
+//   - delay: packets sent within a burst interval form a group; the trend of the groups' delay
+//     variation says whether a queue builds on the path (trend.go);
+//   - loss: the share of packets reported lost since the last loss reading (at least
+//     lossPackets packets);
+//   - rate control: over the bottleneck (a growing queue, or loss above 10 %), the estimate
+//     drops to a share of the rate the receiver actually got, at most once per decreaseEvery;
+//     while the queue drains it holds. With a steady queue and little loss it grows
+//     multiplicatively, but never past a multiple of the received rate (a sender that sends
+//     little learns little: the caller probes with padding to climb).
 //
 // It imports nothing of pion and reads no clock: times are passed in. An Estimator is not safe
 // for concurrent use.
@@ -27,21 +28,18 @@ const (
 	DefaultMax     = 20_000_000
 )
 
-// Tuning. The queueing thresholds sit below the smallest queue a shaped link is likely to hold
-// (a tbf with 50 ms of latency drops past it) and above loopback and LAN jitter.
+// Tuning.
 const (
 	groupSpan     = 5 * time.Millisecond   // packets sent within this span form one group
-	baseWindow    = 10 * time.Second       // the base delay is the minimum over this window
-	overQueue     = 25 * time.Millisecond  // smoothed queueing delay that means overuse
-	underQueue    = 10 * time.Millisecond  // below it the queue is empty enough to grow
 	rateWindow    = 500 * time.Millisecond // the received rate is measured over this window
 	lossWindow    = time.Second
 	decreaseEvery = 250 * time.Millisecond // at most one decrease per this (about a round trip)
 	holdAfterDrop = 500 * time.Millisecond // no increase this long after a decrease
 	beta          = 0.85                   // a decrease goes to this share of the received rate
-	growth        = 0.6                    // multiplicative increase per second (1.6x/s)
+	growth        = 0.45                   // multiplicative increase per second (1.6x/s)
 	headroom      = 1.5                    // the estimate grows to at most this times the received rate
 	highLoss      = 0.10
+	lossPackets   = 20 // packets a loss reading needs
 )
 
 // Config sets an estimator's bounds in bits/s; a zero field takes its default.
@@ -66,13 +64,6 @@ type sample struct {
 	lost  int
 }
 
-// minSlot is the smallest one-way delay seen during one second.
-type minSlot struct {
-	sec int64
-	owd time.Duration
-	ok  bool
-}
-
 // An Estimator is the bandwidth estimate of one path.
 type Estimator struct {
 	cfg      Config
@@ -84,12 +75,15 @@ type Estimator struct {
 	gArrived         time.Duration
 	gBytes, gPackets int
 
-	mins    [10]minSlot // per-second minima of the one-way delay, over baseWindow
-	queue   float64     // smoothed queueing delay, in seconds
-	samples []sample    // recent groups and losses, oldest first
-	acked   int         // packets in samples (received and lost)
+	delay   detector
+	samples []sample // recent groups and losses, oldest first
+	acked   int      // packets in samples (received and lost)
 	lost    int
 	lastRx  time.Duration
+
+	// The loss reading: packets and losses since the last one, and its value.
+	lossN, lossLost int
+	loss            float64
 
 	started      bool
 	lastUpdate   time.Duration
@@ -103,8 +97,8 @@ type State uint8
 
 // States.
 const (
-	Normal    State = iota // queue small: the estimate may grow
-	Hold                   // queue building: the estimate stays
+	Normal    State = iota // no queue building: the estimate may grow
+	Hold                   // the queue drains, or some loss: the estimate stays
 	Overusing              // over the bottleneck: the estimate dropped
 )
 
@@ -154,22 +148,19 @@ func (e *Estimator) Received() int64 {
 	return int64(float64(bytes*8) / span.Seconds())
 }
 
-// Loss is the share of packets lost over the last second of feedback.
-func (e *Estimator) Loss() float64 {
-	if e.acked == 0 {
-		return 0
-	}
-	return float64(e.lost) / float64(e.acked)
-}
+// Loss is the last loss reading: the share of packets lost among at least lossPackets.
+func (e *Estimator) Loss() float64 { return e.loss }
 
-// QueueDelay is the smoothed queueing delay on the path.
-func (e *Estimator) QueueDelay() time.Duration { return time.Duration(e.queue * float64(time.Second)) }
+// Trend is the delay detector's last slope of the queueing delay (ms per ms) and threshold.
+func (e *Estimator) Trend() (float64, float64) { return e.delay.trend, e.delay.threshold }
 
 // Update takes one feedback's acks (in send order) at now (sender's clock) and returns the new
 // estimate in bits/s.
 func (e *Estimator) Update(now time.Duration, acks []Ack) int64 {
 	for _, a := range acks {
+		e.lossN++
 		if a.Lost {
+			e.lossLost++
 			e.add(sample{at: e.lastRx, lost: 1})
 			continue
 		}
@@ -189,23 +180,10 @@ func (e *Estimator) Update(now time.Duration, acks []Ack) int64 {
 	return int64(e.estimate)
 }
 
-// closeGroup measures the open group's queueing delay and records its bytes.
+// closeGroup hands the open group to the delay detector and records its bytes.
 func (e *Estimator) closeGroup() {
 	e.open = false
-	owd := e.gArrived - e.gSent
-	sec := int64(e.gSent / time.Second)
-	slot := &e.mins[sec%int64(len(e.mins))]
-	if !slot.ok || slot.sec != sec || owd < slot.owd {
-		*slot = minSlot{sec: sec, owd: owd, ok: true}
-	}
-	base := owd
-	for _, m := range e.mins {
-		if m.ok && m.sec > sec-int64(len(e.mins)) && m.owd < base {
-			base = m.owd
-		}
-	}
-	q := (owd - base).Seconds()
-	e.queue = 0.7*e.queue + 0.3*q
+	e.delay.group(float64(e.gSent)/float64(time.Millisecond), float64(e.gArrived)/float64(time.Millisecond))
 	if e.gArrived > e.lastRx {
 		e.lastRx = e.gArrived
 	}
@@ -244,23 +222,29 @@ func (e *Estimator) control(now time.Duration) {
 		return
 	}
 	rx := float64(e.Received())
-	loss := e.Loss()
-	queue := time.Duration(e.queue * float64(time.Second))
+	fresh := e.lossN >= lossPackets // a new loss reading
+	if fresh {
+		e.loss, e.lossN, e.lossLost = float64(e.lossLost)/float64(e.lossN), 0, 0
+	}
+	loss := e.loss
+	sig := e.delay.sig
 	switch {
-	case queue > overQueue || (loss > highLoss && e.acked >= 20):
+	case sig == sigOver || loss > highLoss && fresh:
 		e.state = Overusing
 		if e.decreased && now-e.lastDecrease < decreaseEvery {
 			break
 		}
+		// What the receiver got is what the path carries now: go under it so the queue drains
+		// (a full drop-tail queue has a constant delay: only its losses tell).
 		target := beta * rx
-		if loss > highLoss && queue <= overQueue {
+		if rx == 0 {
 			target = e.estimate * (1 - 0.5*loss)
 		}
-		if rx > 0 && target < e.estimate {
+		if target < e.estimate {
 			e.estimate = target
 		}
 		e.decreased, e.lastDecrease = true, now
-	case queue > underQueue || loss > 0.02:
+	case sig == sigUnder || loss > 0.02:
 		e.state = Hold
 	default:
 		e.state = Normal

@@ -77,11 +77,17 @@ func simulate(e *Estimator, l *link, start, d time.Duration, rateAt func(time.Du
 			e.Update(t+l.prop, acks)
 		}
 		if (t-start)%(100*time.Millisecond) == 0 {
+			if trace != nil {
+				trace(t, e, l)
+			}
 			out = append(out, e.Estimate())
 		}
 	}
 	return out
 }
+
+// trace, when set (debugging), sees the simulation every 100 ms.
+var trace func(time.Duration, *Estimator, *link)
 
 func mean(xs []int64) float64 {
 	s := 0.0
