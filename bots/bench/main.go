@@ -133,8 +133,13 @@ func measure(bin, mode string, n, workers int, rate float64, warmup, window time
 	if err != nil {
 		return res, err
 	}
+	relayPort, err := freeUDPPort() // not the default :7881: another node on the machine may hold it
+	if err != nil {
+		return res, err
+	}
 	base := "http://127.0.0.1:" + strconv.Itoa(port)
 	args := []string{"node", "--loopback-only", "--http", "127.0.0.1:" + strconv.Itoa(port), "--udp-port", "0", "--tcp-port", "0",
+		"--relay", "127.0.0.1:" + strconv.Itoa(relayPort),
 		"--nats-listen", "127.0.0.1:0", "--workers", strconv.Itoa(workers), "--log-level", "warn",
 		"--api-key", keys.Key, "--api-secret", keys.Secret}
 	var subNetworks []webrtc.NetworkType
