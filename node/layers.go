@@ -270,11 +270,12 @@ func (c *Consumer) initLayers() {
 	c.lay.pref.Store(&pref)
 	if c.producer.layered() {
 		// No layer yet: the first packet of the target layer starts the consumer (and tells
-		// the subscriber its layer).
+		// the subscriber its layer). Its keyframe is asked for when the consumer is bound:
+		// the consumer is made under its subscriber's lock, where no request is written.
 		c.sw.layer = noLayer
 		c.lay.cur.Store(-1)
+		c.lay.target.Store(int32(c.autoTarget(c.MaxLayer())))
 	}
-	c.refreshTarget()
 }
 
 // noLayer is the switcher's layer before a layered consumer's first packet.
@@ -287,8 +288,9 @@ func (c *Consumer) setPref(pref LayerPref) {
 }
 
 // MaxLayer is the highest layer the subscriber's preference allows: by number, and by size
-// against the layers' known sizes (a layer whose size is not known yet fits); the lowest
-// layer when none fits. It does not depend on which layers flow.
+// against the layers' sizes (under a size limit, a layer whose size is not known yet does not
+// fit: a thumbnail never starts on a layer that may be large); the lowest layer when none
+// fits. It does not depend on which layers flow.
 func (c *Consumer) MaxLayer() int {
 	p := c.producer
 	n := p.numLayers()
@@ -313,7 +315,7 @@ func (c *Consumer) fits(pref LayerPref, l int) bool {
 		return false
 	}
 	w, h := c.producer.sizeOf(l)
-	return (pref.MaxWidth <= 0 || w == 0 || w <= pref.MaxWidth) && (pref.MaxHeight <= 0 || h == 0 || h <= pref.MaxHeight)
+	return (pref.MaxWidth <= 0 || (w > 0 && w <= pref.MaxWidth)) && (pref.MaxHeight <= 0 || (h > 0 && h <= pref.MaxHeight))
 }
 
 // autoTarget is the target without an allocator: the highest layer up to MaxLayer that flows;
@@ -443,16 +445,18 @@ func (c *Consumer) pin(layer int) {
 // number at a keyframe (requested).
 func (c *Consumer) Gate(open bool) {
 	c.gateMu.Lock()
-	defer c.gateMu.Unlock()
 	if open == (c.gated == nil) {
+		c.gateMu.Unlock()
 		return
 	}
 	if !open {
 		c.gated = c.bind.Swap(nil) // nil if unbound meanwhile: then it stays open
+		c.gateMu.Unlock()
 		return
 	}
 	c.resync.Store(true)
 	c.bind.Store(c.gated)
 	c.gated = nil
-	c.requestKeyframe()
+	c.gateMu.Unlock()
+	c.requestKeyframe() // no I/O under the lock
 }

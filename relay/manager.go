@@ -187,7 +187,7 @@ func (ps *Pipes) pipeFrom(ctx context.Context, p *node.Producer, parent string, 
 // answer.
 func (ps *Pipes) ask(ctx context.Context, in *inPipe) error {
 	k := in.link.Key()
-	req := PipeRequest{Room: in.p.Room().Name(), Producer: in.p.ID(), From: ps.o.Self, RelayAddr: ps.addr.String(), Key: k.Key, KeyEpoch: k.Epoch, SSRC: in.ssrc}
+	req := PipeRequest{Room: in.p.Room().Name(), Producer: in.p.ID(), From: ps.o.Self, RelayAddr: ps.addr.String(), Key: k.Key, KeyEpoch: k.Epoch, SSRC: in.ssrc, Layers: pipeSSRCs}
 	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
 	defer cancel()
 	rep, err := ps.sig.RequestPipe(ctx, in.parent, req)

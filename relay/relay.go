@@ -7,8 +7,9 @@
 // (Link).
 //
 // A simulcast producer's pipe carries each layer as a stream of its own: the edge reserves
-// proto.MaxLayers consecutive SSRCs per pipe (Link.NewSSRCs) and asks under the first; the
-// parent sends layer l under that SSRC plus l, from one relay sink per layer
+// proto.MaxLayers consecutive SSRCs per pipe (Link.NewSSRCs) and asks under the first, saying
+// how many it reserved (PipeRequest.Layers: a node that predates layers asks for one, and gets
+// layer 0 alone); the parent sends layer l under that SSRC plus l, from one relay sink per layer
 // (node.Producer.AttachLayer), so each layer keeps its own sequence numbers, NACKs, replay
 // window and keyframe requests (a PLI names the layer's SSRC), and the edge injects each packet
 // with the layer its SSRC names. A producer without layers uses the first SSRC alone. Which

@@ -44,7 +44,10 @@ func (ps *Pipes) ServePipe(req PipeRequest) PipeReply {
 	if children >= ps.o.Fanout {
 		return fail(ErrFanoutFull)
 	}
-	layers := uint32(p.NumLayers())
+	layers := min(uint32(p.NumLayers()), max(req.Layers, 1))
+	if req.SSRC+layers-1 < req.SSRC { // the run would wrap through 0
+		return fail(ErrBadRequest)
+	}
 	ps.ssrcMu.RLock()
 	used := false
 	for l := uint32(0); l < layers; l++ {

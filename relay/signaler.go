@@ -32,6 +32,9 @@ type PipeRequest struct {
 	// receiving key chain (the parent also sends its feedback under it if the request makes
 	// its sending context).
 	SSRC uint32 `json:"ssrc"`
+	// Layers is how many SSRCs from SSRC on the asker routes to the pipe, one per simulcast
+	// layer (0: one, an asker that knows no layers); the parent relays at most that many.
+	Layers uint32 `json:"layers,omitempty"`
 }
 
 // PipeReply answers a PipeRequest.

@@ -179,7 +179,7 @@ func TestWHIPSimulcast(t *testing.T) {
 // sizes read there too). A viewer there starts on the top layer, and moves to the lowest when it
 // asks for layer 0 (setPreferredLayer), told each time by layerChanged; media keeps flowing.
 // The origin's pipe then carries layer 0 only (its layer mask, for dynacast): the edge's other
-// layers stop, the viewer's media goes on.
+// layers stop, the viewer's media goes on; reopened, they flow again.
 func TestClusterSimulcast(t *testing.T) {
 	envs := newCluster(t, 2, 3)
 	id := whipSimulcast(t, envs[0], "live")
@@ -234,6 +234,15 @@ func TestClusterSimulcast(t *testing.T) {
 	checkFor(t, 10*time.Second, func() error {
 		if n := viewer.received(id) - before; n < 20 {
 			return fmt.Errorf("%d packets with layer 0 alone", n)
+		}
+		return nil
+	})
+	envs[0].pipes.SetLayers(envs[1].node.ID(), id, 7) // every layer again
+	checkFor(t, 10*time.Second, func() error {
+		for i, l := range envs[1].node.Producer("live", id).Layers() {
+			if !l.Active {
+				return fmt.Errorf("edge layer %d inactive after the pipe reopened it", i)
+			}
 		}
 		return nil
 	})
