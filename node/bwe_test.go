@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -51,10 +53,10 @@ func shapedSubscriber(t *testing.T, n *node.Node, room, identity string, s *shap
 	if err != nil {
 		t.Fatal(err)
 	}
-	sdp := withoutCandidates(offer(t, pc))
+	off := withoutCandidates(offer(t, pc))
 	var answer string
 	checkFor(t, 10*time.Second, func() error { // until the publisher's track is live
-		answer, err = p.SubscribeOffer(sdp)
+		answer, err = p.SubscribeOffer(off)
 		if errors.Is(err, node.ErrNotFound) {
 			return err
 		}
@@ -62,6 +64,9 @@ func shapedSubscriber(t *testing.T, n *node.Node, room, identity string, s *shap
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !strings.Contains(answer, sdp.TransportCCURI) {
+		t.Fatalf("the node's answer does not negotiate transport-cc:\n%s", answer)
 	}
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: throughShaper(t, answer, s)}); err != nil {
 		t.Fatal(err)

@@ -32,7 +32,7 @@ const (
 const (
 	groupSpan     = 5 * time.Millisecond   // packets sent within this span form one group
 	rateWindow    = 500 * time.Millisecond // the received rate is measured over this window
-	lossWindow    = time.Second
+	historyWindow = time.Second            // samples kept
 	decreaseEvery = 250 * time.Millisecond // at most one decrease per this (about a round trip)
 	holdAfterDrop = 500 * time.Millisecond // no increase this long after a decrease
 	beta          = 0.85                   // a decrease goes to this share of the received rate
@@ -56,12 +56,11 @@ type Ack struct {
 	Lost    bool
 }
 
-// sample is one group (or one lost packet) kept for the received rate and the loss share.
+// sample is one group, kept for the received rate.
 type sample struct {
-	at    time.Duration // arrival of the group's last packet (sender's clock for losses)
+	at    time.Duration // arrival of the group's last packet
 	bytes int
 	n     int // packets
-	lost  int
 }
 
 // An Estimator is the bandwidth estimate of one path.
@@ -77,7 +76,6 @@ type Estimator struct {
 
 	delay   detector
 	samples []sample // recent groups and losses, oldest first
-	acked   int      // packets in samples (received and lost)
 	lost    int
 	lastRx  time.Duration
 
@@ -132,9 +130,6 @@ func (e *Estimator) Received() int64 {
 	first := end
 	for i := len(e.samples) - 1; i >= 0; i-- {
 		s := e.samples[i]
-		if s.n == 0 {
-			continue // a loss
-		}
 		if s.at < end-rateWindow {
 			break
 		}
@@ -161,7 +156,6 @@ func (e *Estimator) Update(now time.Duration, acks []Ack) int64 {
 		e.lossN++
 		if a.Lost {
 			e.lossLost++
-			e.add(sample{at: e.lastRx, lost: 1})
 			continue
 		}
 		if e.open && a.Sent-e.gFirst > groupSpan {
@@ -192,17 +186,12 @@ func (e *Estimator) closeGroup() {
 
 func (e *Estimator) add(s sample) {
 	e.samples = append(e.samples, s)
-	e.acked += s.n + s.lost
-	e.lost += s.lost
 }
 
-// trim forgets the samples older than the loss window (the rate window is shorter).
+// trim forgets the samples older than historyWindow (the rate window is shorter).
 func (e *Estimator) trim() {
 	drop := 0
-	for drop < len(e.samples) && e.samples[drop].at < e.lastRx-lossWindow {
-		s := e.samples[drop]
-		e.acked -= s.n + s.lost
-		e.lost -= s.lost
+	for drop < len(e.samples) && e.samples[drop].at < e.lastRx-historyWindow {
 		drop++
 	}
 	if drop > 0 {
