@@ -23,7 +23,10 @@ import (
 // size of each layer), Consumer.MaxLayer (the highest layer the subscriber's preference
 // allows, whether or not it flows: what the subscriber would take with bandwidth to spare),
 // Consumer.SetTarget (the allocator's choice; from its first call the node stops choosing
-// for that consumer) and Consumer.Layer (the layer it forwards now).
+// for that consumer) and Consumer.Layer (the layer it forwards now). Dynacast must derive the
+// layers a producer's subscribers need from MaxLayer (or from an allocator's wishes), not from
+// the targets: without an allocator a target follows the layers that flow, and a layer paused
+// at the publisher or gated on a relay pipe (relay.Pipes.SetLayers) never flows.
 
 // LayerPref is the largest layer a subscriber wants of one producer (PROTOCOL.md
 // "setPreferredLayer"): Layer (-1: no limit by number), MaxWidth/MaxHeight (0: no limit).
@@ -94,10 +97,11 @@ type layerSet struct {
 
 	// The tracks of a local simulcast producer (simulcast.go): the first one makes it live.
 	mu    sync.Mutex
-	feed  *Producer // the producer the tracks feed (the adopted one after a resume)
-	gen   uint32    // and their generation
-	live  int       // tracks reading
-	start bool      // the first track made the producer live
+	feed  *Producer     // the producer the tracks feed (the adopted one after a resume)
+	gen   uint32        // and their generation
+	live  int           // tracks reading
+	start bool          // a first track came
+	ready chan struct{} // closed once it chose feed and gen
 }
 
 // layerStats measures one layer.

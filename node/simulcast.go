@@ -79,20 +79,30 @@ func (p *Participant) onLayerTrack(pr *Producer, t *transport, track *webrtc.Tra
 	ls.mu.Lock()
 	first := !ls.start
 	if first {
-		ls.start = true
-		ls.feed, ls.gen = pr, pr.Generation()
+		ls.start, ls.ready = true, make(chan struct{})
+	}
+	ready := ls.ready
+	ls.live++
+	ls.mu.Unlock()
+	if first { // outside the lock: an adoption tells the room and the cluster layer
+		feed, gen := pr, pr.Generation()
 		if pr.adopt {
-			if x, gen, ok := p.adopt(pr, track); ok {
-				ls.feed, ls.gen = x, gen
+			if x, g, ok := p.adopt(pr, track); ok {
+				feed, gen = x, g
 			}
 		}
-		if ls.feed == pr {
+		if feed == pr {
 			pr.pkind.Store(uint32(kindOf(track.Codec().RTPCodecCapability)))
 			pr.track.Store(track)
 		}
+		ls.mu.Lock()
+		ls.feed, ls.gen = feed, gen
+		ls.mu.Unlock()
+		close(ready)
 	}
+	<-ready // the other layers' tracks feed what the first one chose
+	ls.mu.Lock()
 	feed, gen := ls.feed, ls.gen
-	ls.live++
 	ls.mu.Unlock()
 	if int(layer) < len(feed.layers.tracks) {
 		feed.layers.tracks[layer].Store(track)
