@@ -124,6 +124,10 @@ func (a *allocator) allocate(now time.Time) {
 	// Then each simulcast consumer the best layer that fits what is left, in turn: the current
 	// layer stays while it fits, a higher one needs headroom (and room for retransmissions)
 	// and a path without a queue.
+	// The current layer also stays while the subscriber receives it intact: a false alarm of
+	// the delay detector, or a decrease while the sender is held to the layer's rate, leaves the
+	// estimate just under the layer that the path carries.
+	rx, intact := float64(a.cc.received.Load()), a.cc.loss.Load() < 20
 	var want *Consumer // a consumer held below the layer it wants
 	need := 0.0        // the estimate that would let it have the next layer
 	for i, c := range a.cs {
@@ -141,7 +145,7 @@ func (a *allocator) allocate(now time.Time) {
 			}
 			top = l
 			bps := float64(ls[l].Bitrate)
-			if l <= cur && l > low && bps <= avail*keepSlack || l > cur && state == bwe.Normal && bps*upHeadroom <= avail*(1-rtxReserve) {
+			if l <= cur && l > low && (bps <= avail*keepSlack || l == cur && intact && bps <= rx) || l > cur && state == bwe.Normal && bps*upHeadroom <= avail*(1-rtxReserve) {
 				best = l
 			}
 		}
