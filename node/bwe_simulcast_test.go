@@ -104,22 +104,31 @@ func publishLayers(t *testing.T, n *node.Node, room string) {
 
 // layerWatch records the layer of the media packets a subscriber receives.
 type layerWatch struct {
-	layer atomic.Int32
-	media atomic.Int64 // media payload bytes
+	layer  atomic.Int32
+	media  atomic.Int64 // media payload bytes
+	last   atomic.Int64 // unix ns of the last media packet
+	maxGap atomic.Int64 // the longest time without media since resetGap
 }
 
 func (w *layerWatch) onPacket(p *rtp.Packet) {
 	if len(p.Payload) > 15 {
 		w.layer.Store(int32(p.Payload[15]))
 		w.media.Add(int64(len(p.Payload)))
+		now := time.Now().UnixNano()
+		if gap := now - w.last.Swap(now); gap > w.maxGap.Load() {
+			w.maxGap.Store(gap)
+		}
 	}
 }
+
+func (w *layerWatch) resetGap() { w.last.Store(time.Now().UnixNano()); w.maxGap.Store(0) }
 
 // TestAllocatorFollowsCap is the shaping scenario of issue 15 on loopback: a three-layer
 // simulcast producer (about 160 kbit/s, 500 kbit/s, 1.3 Mbit/s), one subscriber behind a
 // rate-limiting proxy with 50 ms of queue, one uncapped. Uncapped, both reach the top layer.
 // Capped at 600 kbit/s, the capped one is on the middle layer within 3 s (the layer that fits,
-// not the lowest), uses at least half of the cap, and loses under 2 % of its media packets
+// not the lowest), never goes a second without media, uses at least half of the cap, and
+// loses under 2 % of its media packets
 // over the next 6 s (probes included) while the uncapped one stays on the top layer; when the
 // cap lifts, it is back on the top layer within 10 s.
 func TestAllocatorFollowsCap(t *testing.T) {
@@ -161,6 +170,7 @@ func TestAllocatorFollowsCap(t *testing.T) {
 	t.Logf("both subscribers on the top layer after %v (estimates %d, %d)", time.Since(start).Round(10*time.Millisecond), capped.Estimate(), free.Estimate())
 
 	const capRate = 600_000
+	capW.resetGap()
 	capS.rate.Store(capRate)
 	took := onLayer(&capW, "capped", 1, 3*time.Second)
 	t.Logf("capped at %d bit/s: on the middle layer after %v (estimate %d)", capRate, took.Round(10*time.Millisecond), capped.Estimate())
@@ -178,8 +188,12 @@ func TestAllocatorFollowsCap(t *testing.T) {
 	}
 	used := float64(capW.media.Load()-b0) * 8 / time.Since(start).Seconds()
 	loss := capS.mediaLoss(m0)
-	t.Logf("capped: %.0f bit/s of media payload received (%.0f %% of the cap), %.2f %% of media packets lost, estimate %d",
-		used, 100*used/capRate, 100*loss, capped.Estimate())
+	stall := time.Duration(capW.maxGap.Load())
+	t.Logf("capped: longest time without media %v; %.0f bit/s of media payload received (%.0f %% of the cap), %.2f %% of media packets lost, estimate %d",
+		stall.Round(time.Millisecond), used, 100*used/capRate, 100*loss, capped.Estimate())
+	if stall > time.Second {
+		t.Errorf("the capped subscriber went %v without media", stall)
+	}
 	if used < capRate/2 {
 		t.Errorf("capped subscriber received %.0f bit/s of media, want at least half the cap", used)
 	}

@@ -188,3 +188,32 @@ func TestHoldPLI(t *testing.T) {
 		t.Fatalf("%d held requests counted, want 1", got)
 	}
 }
+
+// TestRetransmissionStamped: a retransmission takes the transport's next sequence number (after
+// the media's) and its feedback finds it.
+func TestRetransmissionStamped(t *testing.T) {
+	_, pp, pkt := benchConsumers(1)
+	c := (*pp.consumers.Load())[0]
+	var seqs []uint16
+	b := &binding{ssrc: 1, pt: 96, clock: 90000, ccID: 5, writer: recorder(func(h *rtp.Header) {
+		if p := h.GetExtension(5); len(p) == 2 {
+			seqs = append(seqs, uint16(p[0])<<8|uint16(p[1]))
+		}
+	})}
+	c.bind.Store(b)
+	now := time.Now()
+	c.bw.cc = newCCSender(now)
+	c.forward(pkt, now)
+	var h rtp.Header
+	var ext ccExt
+	c.stampRTX(&h, b, 900, now.Add(time.Millisecond), &ext)
+	if p := h.GetExtension(5); len(p) != 2 || uint16(p[0])<<8|uint16(p[1]) != 1 {
+		t.Fatalf("retransmission stamped %v, want sequence number 1", p)
+	}
+	if len(seqs) != 1 || seqs[0] != 0 {
+		t.Fatalf("media stamped %v, want 0", seqs)
+	}
+	if _, size, ok := c.bw.cc.lookup(1, time.Second); !ok || size != 900+ccOverhead {
+		t.Fatalf("retransmission in the ring: %v, size %d", ok, size)
+	}
+}

@@ -159,3 +159,30 @@ func TestLossWithoutDelay(t *testing.T) {
 		}
 	}
 }
+
+// TestJitterIsNotCongestion: a path with random delay jitter (0-15 ms per packet) but no queue
+// that builds is not read as overuse: a sender at 1 Mbit/s keeps an estimate at least 1.3 times
+// that.
+func TestJitterIsNotCongestion(t *testing.T) {
+	e := New(Config{Initial: 1_000_000})
+	rng := uint32(1)
+	jitter := func() time.Duration { // a small deterministic PRNG
+		rng = rng*1664525 + 1013904223
+		return time.Duration(rng>>24) * 15 * time.Millisecond / 256
+	}
+	var acks []Ack
+	for ms := 0; ms < 20_000; ms += 10 { // 1250-byte packets every 10 ms: 1 Mbit/s
+		at := time.Duration(ms) * time.Millisecond
+		acks = append(acks, Ack{Sent: at, Arrived: at + 30*time.Millisecond + jitter(), Size: 1250})
+		if ms%100 == 90 {
+			e.Update(at+60*time.Millisecond, acks)
+			acks = acks[:0]
+			if ms > 5000 && e.State() == Overusing {
+				t.Fatalf("overuse read at %d ms from jitter alone (estimate %d)", ms, e.Estimate())
+			}
+		}
+	}
+	if e.Estimate() < 1_300_000 {
+		t.Fatalf("estimate %d under jitter, want at least 1.3 Mbit/s", e.Estimate())
+	}
+}
