@@ -49,13 +49,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Rooms <= 0 {
 		o.Rooms = 1
 	}
-	if o.Publishers <= 0 || o.Subscribers <= 0 {
+	if o.Publishers < 0 || o.Subscribers <= 0 {
 		return nil, ErrNoBots
 	}
 	if len(o.URLs) == 0 {
 		return nil, errors.New("no node URL")
 	}
-	if !o.Video && !o.Audio {
+	if o.Publishers > 0 && !o.Video && !o.Audio {
 		return nil, errors.New("publishers send nothing: enable video or audio")
 	}
 	urls := make([]string, len(o.URLs))
@@ -227,7 +227,7 @@ func (r *run) endJoinPhase() {
 func (r *run) anyJoined() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.pubs == 0 {
+	if r.pubs == 0 && r.o.Publishers > 0 {
 		return false
 	}
 	for _, s := range r.subs {
@@ -334,7 +334,7 @@ func (r *run) report(end time.Time) *Report {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	o := r.o
-	rep := &Report{RunID: o.RunID, Publishers: o.Rooms * o.Publishers, Subscribers: o.Rooms * o.Subscribers, Rooms: o.Rooms,
+	rep := &Report{RunID: o.RunID, StartUnixMs: r.start.UnixMilli(), Simulcast: o.Simulcast, Publishers: o.Rooms * o.Publishers, Subscribers: o.Rooms * o.Subscribers, Rooms: o.Rooms,
 		DurationSec: end.Sub(r.start).Seconds(), Errors: append([]string{}, r.errors...)}
 	rep.Joined = r.pubs
 	rep.Failed = rep.Publishers - r.pubs
@@ -427,6 +427,9 @@ func (r *run) report(end time.Time) *Report {
 			rep.MissingTracks = append(rep.MissingTracks, m)
 		}
 		rep.addResumes(s, &b, endN, &recoveries)
+		if o.Simulcast {
+			b.Video, b.Media = s.layerResults(seconds)
+		}
 		s.mu.Unlock()
 		// Stalls: the union of the tracks' silences while their producers were live.
 		episodes := mergeSpans(gaps)

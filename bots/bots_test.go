@@ -127,8 +127,8 @@ func TestBotsDeadURL(t *testing.T) {
 }
 
 func TestBotsOptions(t *testing.T) {
-	if _, err := bots.Run(context.Background(), bots.Options{URLs: []string{"ws://x"}, Publishers: 0, Subscribers: 1, Video: true}); err == nil {
-		t.Fatal("no publishers accepted")
+	if _, err := bots.Run(context.Background(), bots.Options{URLs: []string{"ws://x"}, Publishers: 1, Subscribers: 0, Video: true}); err == nil {
+		t.Fatal("no subscribers accepted")
 	}
 	if _, err := bots.Run(context.Background(), bots.Options{URLs: []string{"ftp://x"}, Publishers: 1, Subscribers: 1, Video: true}); err == nil {
 		t.Fatal("ftp URL accepted")

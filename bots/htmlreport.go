@@ -63,8 +63,13 @@ func (r *Report) WriteHTML(path string) error {
 		{"Received bitrate per subscriber", r.htmlBitratePlot},
 		{"Total received bitrate over time", r.htmlTotalBitratePlot},
 		{"Subscribers stalled over time", r.htmlStalledPlot},
+		{"Video layer per subscriber", r.htmlLayerPlot}, // nil without simulcast
 	} {
-		src, err := htmlPNG(mk.build())
+		pl := mk.build()
+		if pl == nil {
+			continue
+		}
+		src, err := htmlPNG(pl)
 		if err != nil {
 			return fmt.Errorf("plot %q: %w", mk.title, err)
 		}

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -62,4 +64,91 @@ func WaitOK(url string, timeout time.Duration) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return fmt.Errorf("not ready at %s after %s", url, timeout)
+}
+
+// MediaMetrics are a node's simulcast and bandwidth-estimation figures (issue 15): consumers per
+// layer and layer switches (cascade_consumers_per_layer, cascade_layer_switches_total), and the
+// distribution of the subscribers' estimates (the cascade_subscriber_estimate_bps histogram).
+type MediaMetrics struct {
+	ConsumersPerLayer map[string]float64 `json:"consumers_per_layer"`
+	LayerSwitches     float64            `json:"layer_switches"`
+	// Estimates counts the subscriber transports with an estimate; EstimateMeanBps is their
+	// mean; EstimateBuckets the cumulative count at or below each bound (bit/s, as in the
+	// histogram's le labels).
+	Estimates       float64            `json:"estimates"`
+	EstimateMeanBps float64            `json:"estimate_mean_bps"`
+	EstimateBuckets map[string]float64 `json:"estimate_buckets,omitempty"`
+}
+
+// String is the figures on one line.
+func (m MediaMetrics) String() string {
+	var layers []string
+	for _, l := range slices.Sorted(maps.Keys(m.ConsumersPerLayer)) {
+		layers = append(layers, fmt.Sprintf("layer %s: %.0f", l, m.ConsumersPerLayer[l]))
+	}
+	s := fmt.Sprintf("consumers per layer %s; %.0f layer switches", strings.Join(layers, ", "), m.LayerSwitches)
+	if m.Estimates > 0 {
+		s += fmt.Sprintf("; %.0f subscriber estimates, mean %.0f kbit/s", m.Estimates, m.EstimateMeanBps/1000)
+	}
+	return s
+}
+
+// ScrapeMediaMetrics reads a node's MediaMetrics from its /metrics (base is http://host:port).
+func ScrapeMediaMetrics(base string) (MediaMetrics, error) {
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(base + "/metrics")
+	if err != nil {
+		return MediaMetrics{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return MediaMetrics{}, fmt.Errorf("%s/metrics: HTTP %d", base, resp.StatusCode)
+	}
+	return ParseMediaMetrics(resp.Body)
+}
+
+// ParseMediaMetrics reads MediaMetrics from Prometheus text.
+func ParseMediaMetrics(r io.Reader) (MediaMetrics, error) {
+	m := MediaMetrics{ConsumersPerLayer: map[string]float64{}, EstimateBuckets: map[string]float64{}}
+	var sum float64
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		i := strings.LastIndexByte(line, ' ')
+		if line == "" || line[0] == '#' || i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		series := line[:i]
+		switch {
+		case strings.HasPrefix(series, "cascade_consumers_per_layer{"):
+			m.ConsumersPerLayer[label(series, "layer")] += v
+		case series == "cascade_layer_switches_total":
+			m.LayerSwitches = v
+		case strings.HasPrefix(series, "cascade_subscriber_estimate_bps_bucket{"):
+			m.EstimateBuckets[label(series, "le")] += v
+		case series == "cascade_subscriber_estimate_bps_sum":
+			sum = v
+		case series == "cascade_subscriber_estimate_bps_count":
+			m.Estimates = v
+		}
+	}
+	if m.Estimates > 0 {
+		m.EstimateMeanBps = sum / m.Estimates
+	}
+	return m, sc.Err()
+}
+
+// label is the value of label name in a series' {name="value",...} (empty: none).
+func label(series, name string) string {
+	_, rest, ok := strings.Cut(series, name+`="`)
+	if !ok {
+		return ""
+	}
+	v, _, _ := strings.Cut(rest, `"`)
+	return v
 }

@@ -22,7 +22,9 @@ type Options struct {
 	// Room is the room name; with Rooms > 1 the rooms are Room-0, Room-1, ...
 	Room  string
 	Rooms int
-	// Publishers and Subscribers are per room.
+	// Publishers and Subscribers are per room. With no publishers, the subscribers receive the
+	// producers already in the room (another process's publishers: a second load machine, or
+	// subscribers on a host of their own whose path a test shapes).
 	Publishers, Subscribers int
 	// Duration is how long the full load holds once every subscriber joined and receives media
 	// (or JoinTimeout passed since the last join).
@@ -31,6 +33,10 @@ type Options struct {
 	Rate float64
 	// Video and Audio choose what publishers send.
 	Video, Audio bool
+	// Simulcast makes the publishers send their video as three simulcast layers (the clips of
+	// media.Layers, rids q, h, f) and the subscribers record the layer they receive over time
+	// (layerChanged and the size of the keyframes they receive), for the report.
+	Simulcast bool
 	// Keys sign the bots' tokens.
 	Keys auth.Keys
 	// LoopbackOnly keeps the bots' media on 127.0.0.1.
@@ -64,8 +70,8 @@ type Options struct {
 	Progress io.Writer
 }
 
-// ErrNoBots is returned when the options ask for no bots at all.
-var ErrNoBots = errors.New("no bots: need at least one publisher and one subscriber")
+// ErrNoBots is returned when the options ask for no subscriber (or a negative count).
+var ErrNoBots = errors.New("no bots: need at least one subscriber, and no negative count")
 
 // ErrBadRunID is returned for a run id that is not 1 to 32 letters, digits, '.', '_' or '-'.
 var ErrBadRunID = errors.New("bad run id: want 1 to 32 letters, digits, '.', '_' or '-'")

@@ -11,11 +11,10 @@ import (
 
 	"github.com/cascade-sfu/cascade/bots/media"
 	"github.com/cascade-sfu/cascade/signal/client"
-	"github.com/pion/rtcp"
+	"github.com/cascade-sfu/cascade/signal/proto"
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
-	"github.com/pion/webrtc/v4/pkg/media/ivfreader"
 	"github.com/pion/webrtc/v4/pkg/media/oggreader"
 )
 
@@ -37,17 +36,10 @@ func (r *run) publish(ctx, mediaCtx context.Context, name, url, room string) (*c
 	// A keyframe request (PLI or FIR) from the node makes the video loop send the clip's next
 	// keyframe at once, as a real encoder would, so a subscriber that joins, resumes or switches
 	// decodes without waiting for the clip's own keyframe.
-	keyframe := new(atomic.Bool)
-	onRTCP := func(pkts []rtcp.Packet) {
-		for _, p := range pkts {
-			switch p.(type) {
-			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				keyframe.Store(true)
-			}
-		}
-	}
+	// With simulcast, the request names its layer (simulcast.go).
+	vc := &videoControl{}
 	c, err := client.Dial(ctx, url, client.Options{Token: tok, NoAutoSubscribe: true, LoopbackOnly: r.o.LoopbackOnly,
-		NoRedirect: r.o.NoRedirect, OnPublisherRTCP: onRTCP, NetworkTypes: r.o.Networks,
+		NoRedirect: r.o.NoRedirect, OnPublisherRTCP: vc.onRTCP, OnLayersWanted: vc.onLayersWanted, NetworkTypes: r.o.Networks,
 		Resume: !r.o.NoResume, ResumeURLs: r.o.URLs, OnResume: r.onPublisherResume(name)})
 	if err != nil {
 		return nil, 0, fmt.Errorf("%s: join %s: %w", name, url, err)
@@ -57,9 +49,11 @@ func (r *run) publish(ctx, mediaCtx context.Context, name, url, room string) (*c
 		log   *sendLog
 		loop  func(context.Context, *webrtc.TrackLocalStaticRTP, *sendLog)
 	}
-	video := func(ctx context.Context, t *webrtc.TrackLocalStaticRTP, l *sendLog) { loopVideo(ctx, t, l, keyframe) }
+	video := func(ctx context.Context, t *webrtc.TrackLocalStaticRTP, l *sendLog) {
+		loopVideo(ctx, t, l, &vc.keyframe[0])
+	}
 	var srcs []src
-	if r.o.Video {
+	if r.o.Video && !r.o.Simulcast {
 		t, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", name)
 		if err != nil {
 			c.Abort()
@@ -79,10 +73,12 @@ func (r *run) publish(ctx, mediaCtx context.Context, name, url, room string) (*c
 	for i, s := range srcs {
 		tracks[i] = s.track
 	}
-	res, err := c.Publish(ctx, tracks...)
-	if err != nil {
-		c.Abort()
-		return nil, 0, fmt.Errorf("%s: publish: %w", name, err)
+	var res proto.PublishResult
+	if len(tracks) > 0 {
+		if res, err = c.Publish(ctx, tracks...); err != nil {
+			c.Abort()
+			return nil, 0, fmt.Errorf("%s: publish: %w", name, err)
+		}
 	}
 	for _, s := range srcs {
 		for _, p := range res.Producers {
@@ -95,6 +91,13 @@ func (r *run) publish(ctx, mediaCtx context.Context, name, url, room string) (*c
 			defer r.wg.Done()
 			s.loop(mediaCtx, s.track, s.log)
 		}()
+	}
+	if r.o.Video && r.o.Simulcast {
+		if err := r.publishSimulcast(ctx, mediaCtx, c, name, vc); err != nil {
+			c.Abort()
+			return nil, 0, err
+		}
+		return c, len(srcs) + 1, nil
 	}
 	return c, len(srcs), nil
 }
@@ -122,28 +125,7 @@ type clipFrame struct {
 }
 
 // videoClip reads the VP8 clip's frames.
-func videoClip() ([]clipFrame, error) {
-	rd, _, err := ivfreader.NewWith(bytes.NewReader(media.VideoIVF))
-	if err != nil {
-		return nil, err
-	}
-	var frames []clipFrame
-	for {
-		payload, _, err := rd.ParseNextFrame()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
-		// VP8 frame tag (RFC 6386 9.1): bit 0 of the first byte is 0 for a keyframe.
-		frames = append(frames, clipFrame{data: payload, key: len(payload) > 0 && payload[0]&1 == 0})
-	}
-	if len(frames) == 0 || !frames[0].key {
-		return nil, errors.New("video clip: empty or not starting with a keyframe")
-	}
-	return frames, nil
-}
+func videoClip() ([]clipFrame, error) { return ivfFrames(media.VideoIVF) }
 
 // nextKeyframe is the index of the first keyframe at or after i, wrapping around the loop.
 func nextKeyframe(frames []clipFrame, i int) int {

@@ -51,7 +51,12 @@ type Report struct {
 	Errors          []string    `json:"errors"`
 
 	// RunID is the run's id, part of every bot's name (two runs in one room do not collide).
-	RunID       string  `json:"run_id"`
+	RunID string `json:"run_id"`
+	// StartUnixMs is when the run started (second 0 of every series), Unix milliseconds.
+	StartUnixMs int64 `json:"start_unix_ms"`
+	// Simulcast: the publishers sent simulcast layers, and each subscriber's Video and Media
+	// show what it received second by second (layers.go).
+	Simulcast   bool    `json:"simulcast,omitempty"`
 	Rooms       int     `json:"rooms"`
 	DurationSec float64 `json:"duration_s"`
 	// TracksExpected sums, over the subscribers, the tracks published in their room;
@@ -162,6 +167,10 @@ type BotResult struct {
 	TrackGaps   []Silence `json:"track_gaps,omitempty"`
 	SessionLost string    `json:"session_lost,omitempty"`
 	Error       string    `json:"error,omitempty"`
+	// Video is, with Simulcast, each received video producer's layer over time; Media all its
+	// tracks together, second by second.
+	Video []VideoResult `json:"video,omitempty"`
+	Media []MediaSecond `json:"media,omitempty"`
 }
 
 // OK tells whether the run succeeded: every bot joined, every subscriber received every track
@@ -249,6 +258,9 @@ func (r *Report) WriteSummary(w io.Writer) {
 	if r.Resumes > 0 || len(r.NotRecovered) > 0 {
 		row("resumes", fmt.Sprintf("%d in %d subscribers (%d joined afresh), loss to first packet ms %s, %d never received media again",
 			r.Resumes, r.ResumedSubscribers, r.FreshJoins, ms(r.RecoveryMs), len(r.NotRecovered)))
+	}
+	for _, l := range r.layerRows() {
+		row(l[0], l[1])
 	}
 	if len(r.Nodes) > 1 {
 		for _, n := range r.Nodes {

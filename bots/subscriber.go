@@ -50,8 +50,12 @@ type trackStats struct {
 	latency  []latencySample
 	bytesSec []int64 // bytes received in each second of the run
 	pktsSec  []int64 // packets received in each second of the run
-	gaps     trackGaps
-	brief    trackGaps // its gaps longer than SilenceMin
+	lostSec  []int64 // packets missing by sequence number, counted in the second of the next packet
+	padSec   []int64 // bytes of padding-only packets (the node's bandwidth probes), of bytesSec
+	// video is the layer record of a video track with Options.Simulcast (layers.go), else nil.
+	video *videoLog
+	gaps  trackGaps
+	brief trackGaps // its gaps longer than SilenceMin
 	// removed is when the node said the track's producer left the room (unix nanos, 0: not):
 	// the end of a producer of another run, whose sending this run cannot see.
 	removed int64
@@ -74,7 +78,7 @@ func (r *run) subscribe(ctx context.Context, name, url, room string) *subscriber
 	}
 	s.start = time.Now()
 	c, err := client.Dial(ctx, url, client.Options{Token: tok, LoopbackOnly: r.o.LoopbackOnly, Lean: true, NoRedirect: r.o.NoRedirect,
-		OnTrack: s.onTrack, OnNotification: s.onNotification, NetworkTypes: r.o.subscriberNetworks(),
+		OnTrack: s.onTrack, OnNotification: s.onNotification, OnLayerChanged: s.onLayerChanged, NetworkTypes: r.o.subscriberNetworks(),
 		ICETransportPolicy: r.o.subscriberPolicy(), Resume: !r.o.NoResume, ResumeURLs: r.o.URLs, OnResume: s.onResume})
 	if err != nil {
 		s.fail(fmt.Errorf("%s: join %s: %w", name, url, err))
@@ -126,6 +130,25 @@ func (s *subscriber) onNotification(method string, data json.RawMessage) {
 	s.mu.Unlock()
 }
 
+// onLayerChanged records the layer the node says the subscriber now receives of a producer.
+func (s *subscriber) onLayerChanged(d proto.LayerChangedData) {
+	if !s.run.o.Simulcast {
+		return
+	}
+	now := time.Now().UnixNano()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ts := s.tracks[d.Producer]
+	if ts == nil { // the notification before the track's first packet
+		ts = &trackStats{}
+		s.tracks[d.Producer] = ts
+	}
+	if ts.video == nil {
+		ts.video = newVideoLog()
+	}
+	ts.video.notified(now, runSecond(s.run.start, now), d)
+}
+
 func (s *subscriber) fail(err error) {
 	msg := err.Error()
 	s.err.Store(&msg)
@@ -144,6 +167,9 @@ func (s *subscriber) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 	}
 	ts.runs = append(ts.runs, sr)
 	s.readers = append(s.readers, rd)
+	if s.run.o.Simulcast && tr.Kind() == webrtc.RTPCodecTypeVideo && ts.video == nil {
+		ts.video = newVideoLog()
+	}
 	s.mu.Unlock()
 	runStart := s.run.start
 	var log *sendLog
@@ -172,15 +198,30 @@ func (s *subscriber) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		ts.brief.packetAfter(now.UnixNano(), SilenceMin)
 		s.silence.packetAfter(now.UnixNano(), SilenceMin)
 		sr.packets++
-		if ext := sr.extend(seq); ext > sr.maxSeq {
+		started, prevMax := sr.started, sr.maxSeq
+		ext := sr.extend(seq)
+		if ext > sr.maxSeq {
 			sr.maxSeq = ext
+		}
+		var lost int64 // by this packet's sequence number: missing before it, or one late (-1)
+		if started {
+			lost = max(ext-prevMax-1, -1)
 		}
 		for len(ts.bytesSec) <= sec {
 			ts.bytesSec = append(ts.bytesSec, 0)
 			ts.pktsSec = append(ts.pktsSec, 0)
+			ts.lostSec = append(ts.lostSec, 0)
+			ts.padSec = append(ts.padSec, 0)
 		}
 		ts.bytesSec[sec] += int64(n)
 		ts.pktsSec[sec]++
+		ts.lostSec[sec] += lost
+		if buf[0]&0x20 != 0 && paddingOnly(buf[:n]) {
+			ts.padSec[sec] += int64(n)
+		}
+		if ts.video != nil {
+			ts.video.packet(now.UnixNano(), sec, buf[:n], lost)
+		}
 		if log != nil {
 			if at, ok := log.when(rtpTS); ok {
 				ts.latency = append(ts.latency, latencySample{sec: uint16(sec), ms: float32(now.UnixNano()-at) / 1e6})

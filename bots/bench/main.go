@@ -37,10 +37,13 @@ const clockTicks = 100
 var keys = auth.Keys{Key: "bench", Secret: "bench-secret-0123456789abcdef"}
 
 type result struct {
-	Mode        string           `json:"mode"`
-	N           int              `json:"subscribers"`
-	Cores       float64          `json:"node_cores"`
-	PPS         float64          `json:"forwarded_pps"`
+	Mode  string  `json:"mode"`
+	N     int     `json:"subscribers"`
+	Cores float64 `json:"node_cores"`
+	PPS   float64 `json:"forwarded_pps"`
+	// Kbps is what the subscribers received in the window, in all (RTP bytes): with simulcast
+	// the layers differ in packet size, so CPU per forwarded packet alone misleads.
+	Kbps        float64          `json:"forwarded_kbps"`
 	USPerPacket float64          `json:"cpu_us_per_packet"`
 	RSSPerSub   float64          `json:"rss_mib_per_subscriber"`
 	BotsCores   float64          `json:"bots_cores"`
@@ -51,6 +54,9 @@ type result struct {
 	// TURNPPS is what the node's TURN server relayed to the subscribers per second in the
 	// window (cascade-turn modes).
 	TURNPPS float64 `json:"turn_relayed_pps,omitempty"`
+	// Media is the node's simulcast and estimation metrics at the end of the window (simulcast
+	// modes).
+	Media *bots.MediaMetrics `json:"media,omitempty"`
 }
 
 func main() {
@@ -60,7 +66,7 @@ func main() {
 	warmup := flag.Duration("warmup", 3*time.Second, "wait after the last join before measuring")
 	rate := flag.Float64("rate", 25, "bot joins per second")
 	workers := flag.Int("workers", runtime.NumCPU(), "node workers")
-	modes := flag.String("modes", "cascade,naive,sendto,sendmmsg", "what to measure: cascade, cascade-nobwe (--bwe=false), cascade-tcp (subscribers over ICE-TCP), cascade-turn and cascade-turn-tcp (subscribers relay-only through the node's TURN server over UDP, over TCP), naive, and the kernel floor (sendto, sendmmsg)")
+	modes := flag.String("modes", "cascade,naive,sendto,sendmmsg", "what to measure: cascade, cascade-nobwe (--bwe=false), cascade-tcp (subscribers over ICE-TCP), cascade-turn and cascade-turn-tcp (subscribers relay-only through the node's TURN server over UDP, over TCP), simulcast (a three-layer simulcast publisher, estimation on) and simulcast-nobwe (the same with --bwe=false), naive, and the kernel floor (sendto, sendmmsg)")
 	jsonOut := flag.String("json", "", "also write the results as JSON to this file")
 	clusterN := flag.Int("cluster", 0, "instead: three nodes in a relay chain (fan-out 1), this many subscribers spread over them")
 	receivers := flag.Int("receivers", 0, "internal: run as the floor's receiver process with this many sockets")
@@ -127,15 +133,25 @@ func measure(bin, mode string, n, workers int, rate float64, warmup, window time
 	if err != nil {
 		return res, err
 	}
+	relayPort, err := freeUDPPort() // not the default :7881: another node on the machine may hold it
+	if err != nil {
+		return res, err
+	}
 	base := "http://127.0.0.1:" + strconv.Itoa(port)
 	args := []string{"node", "--loopback-only", "--http", "127.0.0.1:" + strconv.Itoa(port), "--udp-port", "0", "--tcp-port", "0",
+		"--relay", "127.0.0.1:" + strconv.Itoa(relayPort),
 		"--nats-listen", "127.0.0.1:0", "--workers", strconv.Itoa(workers), "--log-level", "warn",
 		"--api-key", keys.Key, "--api-secret", keys.Secret}
 	var subNetworks []webrtc.NetworkType
-	subRelay := false
+	subRelay, simulcast := false, false
 	switch mode {
 	case "cascade":
 	case "cascade-nobwe": // Cascade's path without bandwidth estimation (the stamping's baseline)
+		args = append(args, "--bwe=false")
+	case "simulcast": // a simulcast publisher; estimation and allocation on (the default)
+		simulcast = true
+	case "simulcast-nobwe": // the same, each consumer on the top layer without estimating
+		simulcast = true
 		args = append(args, "--bwe=false")
 	case "cascade-tcp": // Cascade's path, every subscriber over ICE-TCP
 		subNetworks = client.TCPOnly
@@ -180,7 +196,7 @@ func measure(bin, mode string, n, workers int, rate float64, warmup, window time
 	runErr := make(chan error, 1)
 	go func() {
 		rep, err := bots.Run(context.Background(), bots.Options{URLs: []string{base}, Room: "bench", Publishers: 1,
-			Subscribers: n, Duration: hold, Rate: rate, Video: true, Keys: keys, LoopbackOnly: true, JoinTimeout: 30 * time.Second,
+			Subscribers: n, Duration: hold, Rate: rate, Video: true, Simulcast: simulcast, Keys: keys, LoopbackOnly: true, JoinTimeout: 30 * time.Second,
 			SubscriberNetworks: subNetworks, SubscriberRelay: subRelay})
 		if err != nil {
 			runErr <- err
@@ -218,6 +234,11 @@ func measure(bin, mode string, n, workers int, rate float64, warmup, window time
 	if err != nil {
 		return res, err
 	}
+	if simulcast {
+		if m, err := bots.ScrapeMediaMetrics(base); err == nil {
+			res.Media = &m
+		}
+	}
 	var rep *bots.Report
 	select {
 	case rep = <-done:
@@ -228,6 +249,7 @@ func measure(bin, mode string, n, workers int, rate float64, warmup, window time
 	for _, s := range rep.Timeline {
 		if int(s.T) >= a && int(s.T) < a+secs {
 			packets += s.Packets
+			res.Kbps += s.RecvKbps / float64(secs)
 		}
 	}
 	if packets == 0 {
@@ -333,6 +355,14 @@ func turnRelayed(base string) float64 {
 	return 0
 }
 
+// msPerMbit is the node's CPU per forwarded megabit, in milliseconds.
+func msPerMbit(r result) float64 {
+	if r.Kbps <= 0 {
+		return 0
+	}
+	return r.Cores * 1000 / (r.Kbps / 1000)
+}
+
 func freeUDPPort() (int, error) {
 	c, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
@@ -385,10 +415,43 @@ func printTable(w io.Writer, rs []result) {
 		}
 		fmt.Fprintln(w, line)
 	}
+	// Simulcast with estimation against simulcast without it (the issue's budget: 1.3x), and
+	// against today's single-stream path.
+	for _, r := range rs {
+		m := by[r.N]
+		if r.Mode != "simulcast" || r.USPerPacket == 0 {
+			continue
+		}
+		line := fmt.Sprintf("- N = %d: simulcast with estimation: %.2f µs per forwarded packet, %.1f ms per forwarded Mbit, %.2f MiB per subscriber",
+			r.N, r.USPerPacket, msPerMbit(r), r.RSSPerSub)
+		if off, ok := m["simulcast-nobwe"]; ok && off.USPerPacket > 0 {
+			line += fmt.Sprintf("; / without (--bwe=false) = **%.2fx** CPU per forwarded packet (%.2f µs), %.2fx per forwarded Mbit, RSS %.2f vs %.2f MiB",
+				r.USPerPacket/off.USPerPacket, off.USPerPacket, msPerMbit(r)/msPerMbit(off), r.RSSPerSub, off.RSSPerSub)
+		}
+		if c, ok := m["cascade-nobwe"]; ok && c.USPerPacket > 0 {
+			line += fmt.Sprintf("; / one stream without estimation (cascade-nobwe) = %.2fx", r.USPerPacket/c.USPerPacket)
+		}
+		fmt.Fprintln(w, line)
+	}
+	for _, r := range rs {
+		if off, ok := by[r.N]["cascade-nobwe"]; r.Mode == "cascade" && ok && off.USPerPacket > 0 {
+			fmt.Fprintf(w, "- N = %d: one stream, estimation on / off (cascade / cascade-nobwe) = **%.2fx** CPU per forwarded packet; RSS per subscriber %.2f vs %.2f MiB\n",
+				r.N, r.USPerPacket/off.USPerPacket, r.RSSPerSub, off.RSSPerSub)
+		}
+		if off, ok := by[r.N]["cascade-nobwe"]; r.Mode == "simulcast-nobwe" && ok && off.USPerPacket > 0 {
+			fmt.Fprintf(w, "- N = %d: without estimation, simulcast / one stream (simulcast-nobwe / cascade-nobwe) = %.2fx CPU per forwarded packet\n",
+				r.N, r.USPerPacket/off.USPerPacket)
+		}
+	}
+	for _, r := range rs {
+		if r.Media != nil {
+			fmt.Fprintf(w, "- N = %d, %s: %s\n", r.N, r.Mode, r.Media)
+		}
+	}
 	// Subscribers over other paths than UDP, against UDP.
 	for _, r := range rs {
 		c, ok := by[r.N]["cascade"]
-		if !strings.HasPrefix(r.Mode, "cascade-") || !ok || c.USPerPacket == 0 {
+		if !strings.HasPrefix(r.Mode, "cascade-") || r.Mode == "cascade-nobwe" || !ok || c.USPerPacket == 0 {
 			continue
 		}
 		fmt.Fprintf(w, "- N = %d: %s / cascade CPU per forwarded packet = **%.2fx**; RSS per subscriber %.2f vs %.2f MiB\n",

@@ -11,15 +11,36 @@ import (
 )
 
 func TestVideoIVF(t *testing.T) {
-	r, hdr, err := ivfreader.NewWith(bytes.NewReader(VideoIVF))
+	checkIVF(t, VideoIVF, 640, 360, 1000, 2000)
+}
+
+// TestLayers checks the simulcast layers: lowest first, each the size it claims, a keyframe
+// every second at the same frames as the top layer, and bitrates that make the layers distinct
+// (the shaping test's 600 kbit/s cap fits the middle layer with audio, and not the top).
+func TestLayers(t *testing.T) {
+	ls := Layers()
+	if len(ls) != 3 || ls[2].Width != 640 || !bytes.Equal(ls[2].IVF, VideoIVF) {
+		t.Fatalf("want three layers, the top one the video clip")
+	}
+	rates := [][2]float64{{80, 150}, {220, 360}, {1000, 2000}}
+	for i, l := range ls {
+		t.Run(l.Rid, func(t *testing.T) { checkIVF(t, l.IVF, l.Width, l.Height, rates[i][0], rates[i][1]) })
+	}
+}
+
+// checkIVF checks a VP8 clip: its size, 300 frames at 30 fps, a keyframe every 30 frames, and a
+// bitrate between minKbps and maxKbps.
+func checkIVF(t *testing.T, ivf []byte, width, height int, minKbps, maxKbps float64) {
+	t.Helper()
+	r, hdr, err := ivfreader.NewWith(bytes.NewReader(ivf))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if hdr.FourCC != "VP80" {
 		t.Errorf("fourcc %q, want VP80", hdr.FourCC)
 	}
-	if hdr.Width != 640 || hdr.Height != 360 {
-		t.Errorf("size %dx%d, want 640x360", hdr.Width, hdr.Height)
+	if int(hdr.Width) != width || int(hdr.Height) != height {
+		t.Errorf("size %dx%d, want %dx%d", hdr.Width, hdr.Height, width, height)
 	}
 	if hdr.TimebaseDenominator != 30 || hdr.TimebaseNumerator != 1 || hdr.NumFrames != 300 {
 		t.Errorf("timebase %d/%d, %d frames: want 1/30, 300 frames", hdr.TimebaseNumerator, hdr.TimebaseDenominator, hdr.NumFrames)
@@ -59,8 +80,8 @@ func TestVideoIVF(t *testing.T) {
 	}
 	kbps := float64(size) * 8 / (float64(frames) / 30) / 1000
 	t.Logf("%d frames, %d keyframes, %d payload bytes, %.0f kbit/s", frames, keyframes, size, kbps)
-	if kbps < 1000 || kbps > 2000 {
-		t.Errorf("video bitrate %.0f kbit/s, want ~1500", kbps)
+	if kbps < minKbps || kbps > maxKbps {
+		t.Errorf("video bitrate %.0f kbit/s, want %.0f..%.0f", kbps, minKbps, maxKbps)
 	}
 }
 

@@ -28,6 +28,7 @@ type botsConfig struct {
 	Duration     time.Duration
 	Rate         float64
 	Video, Audio bool
+	Simulcast    bool
 	APIKey       string
 	APISecret    string
 	LoopbackOnly bool
@@ -54,6 +55,7 @@ func botsFlags(c *botsConfig) *flag.FlagSet {
 	fs.Float64Var(&c.Rate, "rate", c.Rate, "bots joining per second")
 	fs.BoolVar(&c.Video, "video", c.Video, "publishers send VP8 video (~1.5 Mbit/s, 30 fps)")
 	fs.BoolVar(&c.Audio, "audio", c.Audio, "publishers send Opus audio")
+	fs.BoolVar(&c.Simulcast, "simulcast", c.Simulcast, "publishers send their video as three simulcast layers (160x90, 320x180, 640x360); subscribers record the layer they receive over time (in the report)")
 	fs.StringVar(&c.APIKey, "api-key", c.APIKey, "API key the nodes trust (default: the development key pair)")
 	fs.StringVar(&c.APISecret, "api-secret", c.APISecret, "API secret the nodes trust")
 	fs.BoolVar(&c.LoopbackOnly, "loopback-only", c.LoopbackOnly, "keep the bots' media on 127.0.0.1")
@@ -86,8 +88,8 @@ func loadBotsConfig(args []string, getenv func(string) string) (botsConfig, erro
 		return botsConfig{}, errors.New("--url is required")
 	case c.Room == "":
 		return botsConfig{}, errors.New("--room is required")
-	case c.Rooms < 1 || c.Publishers < 1 || c.Subscribers < 1:
-		return botsConfig{}, errors.New("--rooms, --publishers and --subscribers must be at least 1")
+	case c.Rooms < 1 || c.Publishers < 0 || c.Subscribers < 1:
+		return botsConfig{}, errors.New("--rooms and --subscribers must be at least 1, --publishers at least 0 (0: the subscribers watch the room's producers, of another process's publishers)")
 	case c.Duration <= 0 || c.Rate <= 0 || c.JoinTimeout <= 0:
 		return botsConfig{}, errors.New("--duration, --rate and --join-timeout must be positive")
 	case c.MaxStall < 0:
@@ -133,7 +135,7 @@ func runBots(args []string, getenv func(string) string, stdout, stderr io.Writer
 	keys, _ := keysOrDev(c.APIKey, c.APISecret)
 	networks, _ := parseNetworks(c.Networks) // validated
 	o := bots.Options{PublishURL: c.PublishURL, Room: c.Room, Rooms: c.Rooms, Publishers: c.Publishers,
-		Subscribers: c.Subscribers, Duration: c.Duration, Rate: c.Rate, Video: c.Video, Audio: c.Audio, Keys: keys,
+		Subscribers: c.Subscribers, Duration: c.Duration, Rate: c.Rate, Video: c.Video, Audio: c.Audio, Simulcast: c.Simulcast, Keys: keys,
 		LoopbackOnly: c.LoopbackOnly, Networks: networks, JoinTimeout: c.JoinTimeout, MaxStall: c.MaxStall, NoRedirect: c.NoRedirect, NoResume: c.NoResume, RunID: c.RunID}
 	for _, u := range strings.Split(c.URLs, ",") {
 		if u = strings.TrimSpace(u); u != "" {

@@ -70,10 +70,12 @@ type Client struct {
 	shut      bool
 }
 
-// pubTrack is a published track and its producer's id.
+// pubTrack is a published track and its producer's id; layers are those of a simulcast track
+// (track is the first), nil otherwise.
 type pubTrack struct {
-	track webrtc.TrackLocal
-	id    string
+	track  webrtc.TrackLocal
+	layers []*SimulcastLayer
+	id     string
 }
 
 // Dial connects to a node's /ws URL and joins the room of the token.
@@ -142,6 +144,15 @@ func newAPI(loopback, lean bool, networks []webrtc.NetworkType) (*webrtc.API, er
 	reg := &interceptor.Registry{}
 	if !lean {
 		if err := webrtc.RegisterDefaultInterceptors(me, reg); err != nil {
+			return nil, err
+		}
+	} else {
+		if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil { // PublishSimulcast's
+			return nil, err
+		}
+		// Transport-wide congestion control feedback, as every browser sends it: without it the
+		// node cannot estimate the client's bandwidth (nor choose its simulcast layers).
+		if err := webrtc.ConfigureTWCCSender(me, reg); err != nil {
 			return nil, err
 		}
 	}
@@ -286,6 +297,7 @@ func (c *Client) dispatcher() {
 }
 
 func (c *Client) notify(method string, raw json.RawMessage) {
+	c.onMediaNote(method, raw)
 	if c.o.OnNotification != nil {
 		c.o.OnNotification(method, raw)
 	}
@@ -301,13 +313,18 @@ func (c *Client) Publish(ctx context.Context, tracks ...webrtc.TrackLocal) (prot
 	if l == nil {
 		return proto.PublishResult{}, ErrClosed
 	}
-	res, mids, err := l.publish(ctx, tracks, nil)
+	pts := make([]pubTrack, len(tracks))
+	for i, t := range tracks {
+		pts[i] = pubTrack{track: t}
+	}
+	res, mids, err := l.publish(ctx, pts, nil)
 	if err != nil {
 		return res, err
 	}
 	c.published = true
-	for i, t := range tracks {
-		c.pubs = append(c.pubs, pubTrack{t, producerOf(res, mids[i])})
+	for i, t := range pts {
+		t.id = producerOf(res, mids[i])
+		c.pubs = append(c.pubs, t)
 	}
 	return res, nil
 }

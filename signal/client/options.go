@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/cascade-sfu/cascade/signal/proto"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 )
@@ -29,13 +30,22 @@ type Options struct {
 	// handled offers and trickles itself). Decode turns the data into its proto type (for
 	// example proto.RoomUpdated, proto.UnmuteRequested, proto.Closed).
 	OnNotification func(method string, data json.RawMessage)
+	// OnLayerChanged, OnLayersWanted and OnActiveSpeakers are called, in order with the other
+	// notifications (before OnNotification), for layerChanged (the layer of a producer this
+	// client now receives), layersWanted (the layers of one of its simulcast producers some
+	// subscriber needs) and activeSpeakers.
+	OnLayerChanged   func(proto.LayerChangedData)
+	OnLayersWanted   func(proto.LayersWantedData)
+	OnActiveSpeakers func(proto.ActiveSpeakersData)
 	// OnPublisherRTCP is called with the RTCP the node sends about the client's published
 	// tracks (keyframe requests, NACKs, receiver reports).
 	OnPublisherRTCP func([]rtcp.Packet)
 	// OnData is called for every data-channel message from the room.
 	OnData func(msg []byte)
 	// Lean leaves out pion's interceptors (NACK generator and responder, RTCP reports): a
-	// cheaper client for load tests, which then measures loss before retransmission.
+	// cheaper client for load tests, which then measures loss before retransmission. It keeps
+	// transport-cc feedback (pion's TWCC interceptor), as every browser sends it: the node
+	// estimates each subscriber's bandwidth from it.
 	Lean bool
 	// RequestTimeout bounds each request; 0 means 10 s.
 	RequestTimeout time.Duration

@@ -272,15 +272,13 @@ func (c *Client) restore(l *link, fresh bool) error {
 	c.pubMu.Lock()
 	defer c.pubMu.Unlock()
 	if c.published {
-		tracks := make([]webrtc.TrackLocal, len(c.pubs))
 		ids := make(map[webrtc.TrackLocal]string)
-		for i, p := range c.pubs {
-			tracks[i] = p.track
+		for _, p := range c.pubs {
 			if !fresh && p.id != "" {
 				ids[p.track] = p.id
 			}
 		}
-		res, mids, err := l.publish(c.ctx, tracks, ids)
+		res, mids, err := l.publish(c.ctx, c.pubs, ids)
 		if err != nil {
 			return fmt.Errorf("publish again: %w", err)
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/cascade-sfu/cascade/signal/proto"
+	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -144,7 +145,7 @@ func (l *link) onOffer(sdp string) error {
 // use) and negotiates it. ids maps tracks to the producer ids they had on the session's
 // previous link (a resume): the offer names them by mid. It returns the publish answer and
 // the mid of each track.
-func (l *link) publish(ctx context.Context, tracks []webrtc.TrackLocal, ids map[webrtc.TrackLocal]string) (proto.PublishResult, []string, error) {
+func (l *link) publish(ctx context.Context, tracks []pubTrack, ids map[webrtc.TrackLocal]string) (proto.PublishResult, []string, error) {
 	var res proto.PublishResult
 	l.pcMu.Lock()
 	if l.send == nil {
@@ -169,13 +170,18 @@ func (l *link) publish(ctx context.Context, tracks []webrtc.TrackLocal, ids map[
 	pc := l.send
 	var trs []*webrtc.RTPTransceiver
 	for _, t := range tracks {
-		tr, err := pc.AddTransceiverFromTrack(t, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+		tr, err := addTransceiver(pc, t)
 		if err != nil {
 			l.pcMu.Unlock()
 			return res, nil, err
 		}
 		trs = append(trs, tr)
-		go l.readSenderRTCP(tr.Sender())
+		if t.layers == nil {
+			go l.readSenderRTCP(tr.Sender(), "")
+		}
+		for _, layer := range t.layers { // each layer's RTCP comes on its own stream
+			go l.readSenderRTCP(tr.Sender(), layer.RID())
+		}
 	}
 	offer, err := pc.CreateOffer(nil)
 	if err == nil {
@@ -189,7 +195,7 @@ func (l *link) publish(ctx context.Context, tracks []webrtc.TrackLocal, ids map[
 	var byMid map[string]string
 	for i, tr := range trs {
 		mids[i] = tr.Mid()
-		if id := ids[tracks[i]]; id != "" {
+		if id := ids[tracks[i].track]; id != "" {
 			if byMid == nil {
 				byMid = make(map[string]string)
 			}
@@ -212,11 +218,17 @@ func (l *link) publish(ctx context.Context, tracks []webrtc.TrackLocal, ids map[
 	return res, mids, nil
 }
 
-// readSenderRTCP reads the RTCP the node sends about a published track: the proof that the
-// node receives it (l.rtcp), then Options.OnPublisherRTCP's.
-func (l *link) readSenderRTCP(s *webrtc.RTPSender) {
+// readSenderRTCP reads the RTCP the node sends about a published track (of its layer rid, for a
+// simulcast track): the proof that the node receives it (l.rtcp), then Options.OnPublisherRTCP's.
+func (l *link) readSenderRTCP(s *webrtc.RTPSender, rid string) {
 	for {
-		pkts, _, err := s.ReadRTCP()
+		var pkts []rtcp.Packet
+		var err error
+		if rid == "" {
+			pkts, _, err = s.ReadRTCP()
+		} else {
+			pkts, _, err = s.ReadSimulcastRTCP(rid)
+		}
 		if err != nil {
 			return
 		}

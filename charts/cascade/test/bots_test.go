@@ -27,7 +27,7 @@ func TestBotsJob(t *testing.T) {
 	}))
 	defer node.Close()
 	url := strings.Replace(node.URL, "http://", "ws://", 1)
-	r := render(t, renderOpts{set: []string{"bots.enabled=true", "bots.urls[0]=" + url, "bots.extraArgs[0]=--video=false",
+	r := render(t, renderOpts{set: []string{"bots.enabled=true", "bots.urls[0]=" + url, "bots.extraArgs[0]=--video=false", "bots.simulcast=true",
 		"drain.busybox=" + busyboxShim(t)}})
 	job := r.ofKind("Job")[0].obj.(*batchv1.Job)
 	spec := &job.Spec.Template.Spec
