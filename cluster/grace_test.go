@@ -197,3 +197,41 @@ func TestRoomStateRestartGrace(t *testing.T) {
 	expect(t, s0, "r", a2(1), ParticipantJoinedMsg{Participant: part("w")}, t0,
 		RemoveRemoteParticipant{"r", "x"}, ReplaceIdentity{"r", part("w"), nil}, AddRemoteParticipant{"r", part("w"), "a"})
 }
+
+// TestRoomStateHealedResync: node a's view in the order TestStaleSessionFencedAfterPartition
+// runs it. a held x's session itself (so its RoomState knew nothing of x) and was cut off while
+// x resumed on b; on reconnection a's room sync gets b's part (x and P at epoch 1) and c's (its
+// viewer only), then late copies of what b sent during the partition. b's part fences a's copy
+// and moves P; c's part, which does not list x, removes nothing of b's; the late copies change
+// nothing. When a's room then closes (the fenced copy was its last participant there), a
+// follows the room no more, and a sync of the room opened again brings x back as b's.
+func TestRoomStateHealedResync(t *testing.T) {
+	const r = "r"
+	b := stamper("b", "1")
+	c := stamper("c", "1")
+	s := NewRoomStateGrace(5 * time.Second)
+	s.Open(r)
+	t0 := time.Unix(100, 0)
+	expect(t, s, r, c(5), ParticipantJoinedMsg{Participant: part("v")}, t0,
+		ReplaceIdentity{r, part("v"), nil}, AddRemoteParticipant{r, part("v"), "c"})
+	x, p := partAt("x", 1), prodAt("P", 1)
+	bPart := RoomSyncMsg{Participants: []node.ParticipantInfo{x}, Producers: []node.ProducerInfo{p}}
+	expect(t, s, r, b(12), bPart, t0.Add(time.Second),
+		Supersede{r, x, "b"}, AddRemoteParticipant{r, x, "b"}, MoveProducer{r, p, "b"})
+	expect(t, s, r, c(14), RoomSyncMsg{Participants: []node.ParticipantInfo{part("v")}}, t0.Add(time.Second))
+	expect(t, s, r, b(8), ParticipantJoinedMsg{Participant: x, Resumed: true}, t0.Add(time.Second))
+	expect(t, s, r, b(9), ProducerAddedMsg{Producer: p}, t0.Add(time.Second))
+	sameMap(t, "participants", s.Participants(r), map[string]string{"x": "b", "v": "c"})
+	sameMap(t, "producers", s.Producers(r), map[string]string{"P": "b"})
+	if got := s.Tick(t0.Add(time.Minute)); got != nil {
+		t.Fatalf("nobody left, yet: %+v", got)
+	}
+	sameMap(t, "participants a minute on", s.Participants(r), map[string]string{"x": "b", "v": "c"})
+
+	s.Close(r) // the fenced copy, a's last participant in the room, went
+	sameMap(t, "participants of the closed room", s.Participants(r), map[string]string{})
+	s.Open(r)
+	expect(t, s, r, b(20), bPart, t0.Add(2*time.Minute),
+		Supersede{r, x, "b"}, AddRemoteParticipant{r, x, "b"}, MoveProducer{r, p, "b"})
+	sameMap(t, "participants after the room opened again", s.Participants(r), map[string]string{"x": "b"})
+}
