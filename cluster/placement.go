@@ -2,7 +2,9 @@ package cluster
 
 import (
 	"sort"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/cascade-sfu/cascade/signal/proto"
@@ -174,14 +176,25 @@ type Placer struct {
 	n       *node.Node
 	c       *Cluster
 	members *Membership
+	clock   Clock
+
+	mu      sync.Mutex
+	pending *Pending // the redirects its peers' heartbeats may not show yet
 
 	local, redirect, refused atomic.Uint64
 }
 
-// NewPlacer returns the placer of the cluster's node.
+// NewPlacer returns the placer of the cluster's node. Its redirects count against their
+// targets' loads for a heartbeat interval and a half (Pending): a join storm spreads over the
+// region instead of following the loads of the last heartbeat onto one node.
 func NewPlacer(c *Cluster) *Placer {
-	return &Placer{n: c.n, c: c, members: c.members}
+	return &Placer{n: c.n, c: c, members: c.members, clock: c.o.Clock, pending: NewPending(PendingTTL(c.o.Heartbeat))}
 }
+
+// PendingTTL is how long a placement counts against its target (Pending) for a heartbeat
+// interval: an interval and a half, so that the target's next heartbeat has been sent and
+// heard (a heartbeat is under half an interval in flight) before the entry expires.
+func PendingTTL(heartbeat time.Duration) time.Duration { return heartbeat + heartbeat/2 }
 
 // Available tells whether this node can serve a join of room now: always while it reaches the
 // cluster; while it does not (NATS is away), only for a room open here or on a node without
@@ -198,7 +211,14 @@ func (p *Placer) Available(room string) bool {
 // Place returns the node a client of room (in region, if known) should join, and whether that
 // is another node (its id and HTTP URL).
 func (p *Placer) Place(room, region string, avoid ...string) (nodeID, httpURL string, redirect bool) {
-	d := Place(p.input(room, region, avoid))
+	in := p.input(room, region, avoid)
+	per := int64(1)
+	if r := p.n.Room(room); r != nil {
+		per = max(per, int64(len(r.Producers())))
+	}
+	p.mu.Lock()
+	d := PlaceCounted(in, p.pending, p.clock.Now(), 1, per)
+	p.mu.Unlock()
 	if !d.Redirect {
 		p.local.Add(1)
 		return "", "", false
@@ -212,6 +232,9 @@ func (p *Placer) Place(room, region string, avoid ...string) (nodeID, httpURL st
 func (p *Placer) Alternatives(room, region string, n int, avoid ...string) []proto.NodeURL {
 	in := p.input(room, region, avoid)
 	in.Avoid[in.Self.ID] = true
+	p.mu.Lock()
+	in.Peers = p.pending.Apply(in.Peers, p.clock.Now())
+	p.mu.Unlock()
 	var out []proto.NodeURL
 	for _, s := range Rank(in) {
 		if len(out) == n {

@@ -1,0 +1,71 @@
+package cluster
+
+import (
+	"testing"
+	"time"
+
+	"github.com/cascade-sfu/cascade/node"
+)
+
+// storm places joins clients of a carried room from node "me" (already loaded) while its view
+// of the ten peers stays as their last heartbeat said (all empty, all carrying the room), and
+// counts where they went.
+func storm(pend *Pending, joins int) map[string]int {
+	now := time.Unix(1000, 0)
+	self := stats("me", "eu", 1000)
+	var peers []node.Stats
+	carrying := map[string]bool{"me": true}
+	for _, id := range []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"} {
+		peers = append(peers, stats(id, "eu", 0))
+		carrying[id] = true
+	}
+	got := map[string]int{}
+	for k := range joins {
+		in := PlacementInput{Self: self, Peers: peers, Carrying: carrying, Region: "eu"}
+		d := PlaceCounted(in, pend, now.Add(time.Duration(k)*time.Millisecond), 10, 1)
+		got[d.Node] += 10
+	}
+	return got
+}
+
+// TestPendingSpreadsStorm: without the accounting, every join of a storm goes to the one node
+// that looked least loaded at the last heartbeat (herding); with it, the storm spreads evenly
+// over the region's nodes before their next heartbeat.
+func TestPendingSpreadsStorm(t *testing.T) {
+	herd := storm(nil, 100)
+	if len(herd) != 1 || herd["a"] != 1000 {
+		t.Fatalf("without accounting: %v, want all on a", herd)
+	}
+	spread := storm(NewPending(time.Second), 100)
+	if len(spread) != 10 {
+		t.Fatalf("with accounting: %v, want all ten peers", spread)
+	}
+	for id, n := range spread {
+		if n < 90 || n > 110 {
+			t.Errorf("node %s got %d of 1000, want about 100: %v", id, n, spread)
+		}
+	}
+}
+
+// TestPendingExpires: a placement counts against its target until the TTL passes, then the
+// heard load alone counts; the caller's peers are never written.
+func TestPendingExpires(t *testing.T) {
+	now := time.Unix(1000, 0)
+	p := NewPending(time.Second)
+	peers := []node.Stats{stats("a", "eu", 5), stats("b", "eu", 7)}
+	p.Add("a", 2, 6, now)
+	p.Add("a", 1, 3, now.Add(500*time.Millisecond))
+	got := p.Apply(peers, now.Add(900*time.Millisecond))
+	if got[0].Consumers != 14 || got[0].Participants != peers[0].Participants+3 || got[1].Consumers != 7 {
+		t.Fatalf("applied: %+v", got)
+	}
+	if peers[0].Consumers != 5 {
+		t.Fatal("Apply wrote the caller's peers")
+	}
+	if got = p.Apply(peers, now.Add(1200*time.Millisecond)); got[0].Consumers != 8 || p.Len() != 1 {
+		t.Fatalf("after the first expired: %+v (%d pending)", got, p.Len())
+	}
+	if got = p.Apply(peers, now.Add(1500*time.Millisecond)); &got[0] != &peers[0] || p.Len() != 0 {
+		t.Fatalf("after both expired: %+v (%d pending), want the heard loads", got, p.Len())
+	}
+}
