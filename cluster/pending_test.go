@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -67,5 +69,76 @@ func TestPendingExpires(t *testing.T) {
 	}
 	if got = p.Apply(peers, now.Add(1500*time.Millisecond)); &got[0] != &peers[0] || p.Len() != 0 {
 		t.Fatalf("after both expired: %+v (%d pending), want the heard loads", got, p.Len())
+	}
+}
+
+// placeByRank is Place as it was written before its one-pass search: Rank's first, with the
+// hysteresis. TestPlaceMatchesRank compares the two.
+func placeByRank(in PlacementInput) Decision {
+	cands := Rank(in)
+	if len(cands) == 0 || cands[0].ID == in.Self.ID {
+		return Decision{}
+	}
+	best := cands[0]
+	carrying := in.preferred(cands)
+	for _, s := range cands {
+		if s.ID != in.Self.ID {
+			continue
+		}
+		slack := max(int64(20), best.Consumers/5)
+		together := carrying[s.ID] == carrying[best.ID]
+		if in.Spread > 0 {
+			slack, together = max(slack, in.Spread), true
+		}
+		if in.full(s) == in.full(best) && together && s.Consumers <= best.Consumers+slack {
+			return Decision{}
+		}
+	}
+	return Decision{Redirect: true, Node: best.ID, HTTPURL: best.HTTPURL}
+}
+
+// TestPlaceMatchesRank: Place decides as Rank orders, over random clusters (regions, loads,
+// draining and avoided nodes, full nodes, carrying nodes, Spread on and off).
+func TestPlaceMatchesRank(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	regions := []string{"", "us", "eu", "ap"}
+	for i := range 20000 {
+		n := rng.IntN(12)
+		mk := func(id string) node.Stats {
+			s := stats(id, regions[1+rng.IntN(3)], int64(rng.IntN(200)))
+			s.Participants = rng.IntN(100)
+			s.Draining = rng.IntN(10) == 0
+			if rng.IntN(15) == 0 {
+				s.HTTPURL = ""
+			}
+			return s
+		}
+		in := PlacementInput{Self: mk("n00"), Region: regions[rng.IntN(4)], Carrying: map[string]bool{}, Avoid: map[string]bool{}}
+		ids := rng.Perm(15) // peers are unique by id, as Membership keeps them
+		for j := range n {
+			id := fmt.Sprintf("n%02d", 1+ids[j])
+			if j == 0 && rng.IntN(5) == 0 {
+				id = "n00" // a peer under this node's id is never a candidate
+			}
+			in.Peers = append(in.Peers, mk(id))
+			if rng.IntN(3) == 0 {
+				in.Carrying[id] = true
+			}
+			if rng.IntN(12) == 0 {
+				in.Avoid[id] = true
+			}
+		}
+		if rng.IntN(2) == 0 {
+			in.Carrying["n00"] = true
+		}
+		if rng.IntN(2) == 0 {
+			in.Full = func(s node.Stats) bool { return s.Participants > 70 }
+		}
+		if rng.IntN(3) == 0 {
+			in.Spread = int64(rng.IntN(100))
+		}
+		if got, want := Place(in), placeByRank(in); got != want {
+			t.Fatalf("case %d: Place %+v, Rank says %+v: %+v", i, got, want, in)
+		}
 	}
 }

@@ -51,33 +51,104 @@ type Decision struct {
 // that already carry the room come first, then the least loaded. This node keeps the client
 // unless another node is clearly better (hysteresis: so clients do not bounce between nodes of
 // nearly equal load).
+//
+// It decides as Rank orders (its first is Rank's first) but finds the best in one pass over
+// the peers, copying and sorting nothing: it runs for every join, over every live node.
 func Place(in PlacementInput) Decision {
-	self := in.Self
-	cands := Rank(in)
-	if len(cands) == 0 {
-		return Decision{}
+	self := &in.Self
+	region := in.region()
+	least := int64(-1) // the least loaded candidate not full (for Spread)
+	if in.Spread > 0 {
+		in.each(region, func(s *node.Stats) {
+			if !in.full(*s) && (least < 0 || s.Consumers < least) {
+				least = s.Consumers
+			}
+		})
 	}
-	carrying := in.preferred(cands)
-	best := cands[0]
-	if best.ID == self.ID {
-		return Decision{}
+	type rank struct {
+		s              *node.Stats
+		full, carrying bool
 	}
-	for _, s := range cands {
-		if s.ID != self.ID {
-			continue
+	var best, me rank
+	in.each(region, func(s *node.Stats) {
+		r := rank{s: s, full: in.full(*s), carrying: in.Carrying[s.ID] && (in.Spread <= 0 || least < 0 || s.Consumers <= least+in.Spread)}
+		if s == self {
+			me = r
 		}
+		switch {
+		case best.s == nil:
+		case r.full != best.full:
+			if r.full {
+				return
+			}
+		case r.carrying != best.carrying:
+			if !r.carrying {
+				return
+			}
+		case r.s.Consumers != best.s.Consumers:
+			if r.s.Consumers > best.s.Consumers {
+				return
+			}
+		case r.s.ID >= best.s.ID:
+			return
+		}
+		best = r
+	})
+	if best.s == nil || best.s == self {
+		return Decision{}
+	}
+	if me.s != nil {
 		// Keep the client here unless the best is clearly better.
 		// With Spread, within Spread of the best: whether either carries the room does not count.
-		slack := max(int64(20), best.Consumers/5)
-		together := carrying[self.ID] == carrying[best.ID]
+		slack := max(int64(20), best.s.Consumers/5)
+		together := me.carrying == best.carrying
 		if in.Spread > 0 {
 			slack, together = max(slack, in.Spread), true
 		}
-		if in.full(self) == in.full(best) && together && self.Consumers <= best.Consumers+slack {
+		if me.full == best.full && together && self.Consumers <= best.s.Consumers+slack {
 			return Decision{}
 		}
 	}
-	return Decision{Redirect: true, Node: best.ID, HTTPURL: best.HTTPURL}
+	return Decision{Redirect: true, Node: best.s.ID, HTTPURL: best.s.HTTPURL}
+}
+
+// eligible tells whether s may take a client of region ("": any): not draining nor avoided,
+// and a peer must have an HTTP URL to be sent to.
+func (in *PlacementInput) eligible(s *node.Stats, region string) bool {
+	ok := !s.Draining && !in.Avoid[s.ID] && (region == "" || s.Region == region)
+	if s.ID == in.Self.ID {
+		return ok
+	}
+	return ok && s.HTTPURL != ""
+}
+
+// region is the region the candidates come from: the client's when it has an eligible node,
+// any ("") otherwise.
+func (in *PlacementInput) region() string {
+	if in.Region == "" {
+		return ""
+	}
+	if in.eligible(&in.Self, in.Region) {
+		return in.Region
+	}
+	for i := range in.Peers {
+		if in.Peers[i].ID != in.Self.ID && in.eligible(&in.Peers[i], in.Region) {
+			return in.Region
+		}
+	}
+	return ""
+}
+
+// each calls fn with every candidate of region: this node first, then the peers in order.
+func (in *PlacementInput) each(region string, fn func(*node.Stats)) {
+	if in.eligible(&in.Self, region) {
+		fn(&in.Self)
+	}
+	for i := range in.Peers {
+		if p := &in.Peers[i]; p.ID != in.Self.ID && in.eligible(p, region) {
+			fn(p)
+		}
+	}
 }
 
 // preferred is the carrying nodes among cands that keep their preference (see Spread).
