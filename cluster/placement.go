@@ -4,7 +4,6 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/cascade-sfu/cascade/signal/proto"
@@ -256,16 +255,11 @@ type Placer struct {
 }
 
 // NewPlacer returns the placer of the cluster's node. Its redirects count against their
-// targets' loads for a heartbeat interval and a half (Pending): a join storm spreads over the
+// targets' loads until their heartbeats show them (Pending): a join storm spreads over the
 // region instead of following the loads of the last heartbeat onto one node.
 func NewPlacer(c *Cluster) *Placer {
-	return &Placer{n: c.n, c: c, members: c.members, clock: c.o.Clock, pending: NewPending(PendingTTL(c.o.Heartbeat))}
+	return &Placer{n: c.n, c: c, members: c.members, clock: c.o.Clock, pending: NewPending(PendingTimes(c.o.Heartbeat))}
 }
-
-// PendingTTL is how long a placement counts against its target (Pending) for a heartbeat
-// interval: an interval and a half, so that the target's next heartbeat has been sent and
-// heard (a heartbeat is under half an interval in flight) before the entry expires.
-func PendingTTL(heartbeat time.Duration) time.Duration { return heartbeat + heartbeat/2 }
 
 // Available tells whether this node can serve a join of room now: always while it reaches the
 // cluster; while it does not (NATS is away), only for a room open here or on a node without
