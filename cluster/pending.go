@@ -41,7 +41,7 @@ func NewPending(ttl, grace time.Duration) *Pending {
 // heartbeat heard a quarter interval after a placement reflects it; an entry lasts two
 // intervals at most.
 func PendingTimes(heartbeat time.Duration) (ttl, grace time.Duration) {
-	return 2 * heartbeat, heartbeat / 4
+	return 2 * heartbeat, heartbeat / 2
 }
 
 // Add counts participants (with consumers among them) placed at now on the node whose load is

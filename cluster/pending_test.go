@@ -90,16 +90,22 @@ func TestPendingExpires(t *testing.T) {
 }
 
 // placeByRank is Place as it was written before its one-pass search: Rank's first, with the
-// hysteresis. TestPlaceMatchesRank compares the two.
+// hysteresis (and, since, a full node never keeps a client another node could take). TestPlaceMatchesRank compares the two.
 func placeByRank(in PlacementInput) Decision {
 	cands := Rank(in)
-	if len(cands) == 0 || cands[0].ID == in.Self.ID {
+	if len(cands) == 0 {
 		return Decision{}
+	}
+	if cands[0].ID == in.Self.ID {
+		if !in.full(in.Self) || len(cands) == 1 {
+			return Decision{}
+		}
+		return Decision{Redirect: true, Node: cands[1].ID, HTTPURL: cands[1].HTTPURL} // full here: the best other
 	}
 	best := cands[0]
 	carrying := in.preferred(cands)
 	for _, s := range cands {
-		if s.ID != in.Self.ID {
+		if s.ID != in.Self.ID || in.full(s) {
 			continue
 		}
 		slack := max(int64(20), best.Consumers/5)

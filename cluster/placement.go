@@ -64,39 +64,29 @@ func Place(in PlacementInput) Decision {
 			}
 		})
 	}
-	type rank struct {
-		s              *node.Stats
-		full, carrying bool
-	}
-	var best, me rank
+	var best, me rank // best: the best of the other nodes
 	in.each(region, func(s *node.Stats) {
 		r := rank{s: s, full: in.full(*s), carrying: in.Carrying[s.ID] && (in.Spread <= 0 || least < 0 || s.Consumers <= least+in.Spread)}
 		if s == self {
 			me = r
-		}
-		switch {
-		case best.s == nil:
-		case r.full != best.full:
-			if r.full {
-				return
-			}
-		case r.carrying != best.carrying:
-			if !r.carrying {
-				return
-			}
-		case r.s.Consumers != best.s.Consumers:
-			if r.s.Consumers > best.s.Consumers {
-				return
-			}
-		case r.s.ID >= best.s.ID:
 			return
 		}
-		best = r
+		if best.s == nil || r.before(best) {
+			best = r
+		}
 	})
-	if best.s == nil || best.s == self {
+	if best.s == nil {
 		return Decision{}
 	}
 	if me.s != nil {
+		// This node's own load is exact, the others' a heartbeat old: full, it sends the
+		// client to the best other node even when that one looks full too.
+		if me.full {
+			return Decision{Redirect: true, Node: best.s.ID, HTTPURL: best.s.HTTPURL}
+		}
+		if me.before(best) {
+			return Decision{}
+		}
 		// Keep the client here unless the best is clearly better.
 		// With Spread, within Spread of the best: whether either carries the room does not count.
 		slack := max(int64(20), best.s.Consumers/5)
@@ -104,11 +94,31 @@ func Place(in PlacementInput) Decision {
 		if in.Spread > 0 {
 			slack, together = max(slack, in.Spread), true
 		}
-		if me.full == best.full && together && self.Consumers <= best.s.Consumers+slack {
+		if !best.full && together && self.Consumers <= best.s.Consumers+slack {
 			return Decision{}
 		}
 	}
 	return Decision{Redirect: true, Node: best.s.ID, HTTPURL: best.s.HTTPURL}
+}
+
+// rank is a candidate with what Place orders it by.
+type rank struct {
+	s              *node.Stats
+	full, carrying bool
+}
+
+// before tells whether r ranks before o: not full first, then carrying the room, then the
+// least loaded, then by id.
+func (r rank) before(o rank) bool {
+	switch {
+	case r.full != o.full:
+		return !r.full
+	case r.carrying != o.carrying:
+		return r.carrying
+	case r.s.Consumers != o.s.Consumers:
+		return r.s.Consumers < o.s.Consumers
+	}
+	return r.s.ID < o.s.ID
 }
 
 // eligible tells whether s may take a client of region ("": any): not draining nor avoided,
