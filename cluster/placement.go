@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"sort"
+	"sync"
 	"sync/atomic"
 
 	"github.com/cascade-sfu/cascade/node"
@@ -49,33 +50,114 @@ type Decision struct {
 // that already carry the room come first, then the least loaded. This node keeps the client
 // unless another node is clearly better (hysteresis: so clients do not bounce between nodes of
 // nearly equal load).
+//
+// It decides as Rank orders (its first is Rank's first) but finds the best in one pass over
+// the peers, copying and sorting nothing: it runs for every join, over every live node.
 func Place(in PlacementInput) Decision {
-	self := in.Self
-	cands := Rank(in)
-	if len(cands) == 0 {
+	self := &in.Self
+	region := in.region()
+	least := int64(-1) // the least loaded candidate not full (for Spread)
+	if in.Spread > 0 {
+		in.each(region, func(s *node.Stats) {
+			if !in.full(*s) && (least < 0 || s.Consumers < least) {
+				least = s.Consumers
+			}
+		})
+	}
+	var best, me rank // best: the best of the other nodes
+	in.each(region, func(s *node.Stats) {
+		r := rank{s: s, full: in.full(*s), carrying: in.Carrying[s.ID] && (in.Spread <= 0 || least < 0 || s.Consumers <= least+in.Spread)}
+		if s == self {
+			me = r
+			return
+		}
+		if best.s == nil || r.before(best) {
+			best = r
+		}
+	})
+	if best.s == nil {
 		return Decision{}
 	}
-	carrying := in.preferred(cands)
-	best := cands[0]
-	if best.ID == self.ID {
-		return Decision{}
-	}
-	for _, s := range cands {
-		if s.ID != self.ID {
-			continue
+	if me.s != nil {
+		// This node's own load is exact, the others' a heartbeat old: full, it sends the
+		// client to the best other node even when that one looks full too.
+		if me.full {
+			return Decision{Redirect: true, Node: best.s.ID, HTTPURL: best.s.HTTPURL}
+		}
+		if me.before(best) {
+			return Decision{}
 		}
 		// Keep the client here unless the best is clearly better.
 		// With Spread, within Spread of the best: whether either carries the room does not count.
-		slack := max(int64(20), best.Consumers/5)
-		together := carrying[self.ID] == carrying[best.ID]
+		slack := max(int64(20), best.s.Consumers/5)
+		together := me.carrying == best.carrying
 		if in.Spread > 0 {
 			slack, together = max(slack, in.Spread), true
 		}
-		if in.full(self) == in.full(best) && together && self.Consumers <= best.Consumers+slack {
+		if !best.full && together && self.Consumers <= best.s.Consumers+slack {
 			return Decision{}
 		}
 	}
-	return Decision{Redirect: true, Node: best.ID, HTTPURL: best.HTTPURL}
+	return Decision{Redirect: true, Node: best.s.ID, HTTPURL: best.s.HTTPURL}
+}
+
+// rank is a candidate with what Place orders it by.
+type rank struct {
+	s              *node.Stats
+	full, carrying bool
+}
+
+// before tells whether r ranks before o: not full first, then carrying the room, then the
+// least loaded, then by id.
+func (r rank) before(o rank) bool {
+	switch {
+	case r.full != o.full:
+		return !r.full
+	case r.carrying != o.carrying:
+		return r.carrying
+	case r.s.Consumers != o.s.Consumers:
+		return r.s.Consumers < o.s.Consumers
+	}
+	return r.s.ID < o.s.ID
+}
+
+// eligible tells whether s may take a client of region ("": any): not draining nor avoided,
+// and a peer must have an HTTP URL to be sent to.
+func (in *PlacementInput) eligible(s *node.Stats, region string) bool {
+	ok := !s.Draining && !in.Avoid[s.ID] && (region == "" || s.Region == region)
+	if s.ID == in.Self.ID {
+		return ok
+	}
+	return ok && s.HTTPURL != ""
+}
+
+// region is the region the candidates come from: the client's when it has an eligible node,
+// any ("") otherwise.
+func (in *PlacementInput) region() string {
+	if in.Region == "" {
+		return ""
+	}
+	if in.eligible(&in.Self, in.Region) {
+		return in.Region
+	}
+	for i := range in.Peers {
+		if in.Peers[i].ID != in.Self.ID && in.eligible(&in.Peers[i], in.Region) {
+			return in.Region
+		}
+	}
+	return ""
+}
+
+// each calls fn with every candidate of region: this node first, then the peers in order.
+func (in *PlacementInput) each(region string, fn func(*node.Stats)) {
+	if in.eligible(&in.Self, region) {
+		fn(&in.Self)
+	}
+	for i := range in.Peers {
+		if p := &in.Peers[i]; p.ID != in.Self.ID && in.eligible(p, region) {
+			fn(p)
+		}
+	}
 }
 
 // preferred is the carrying nodes among cands that keep their preference (see Spread).
@@ -174,13 +256,19 @@ type Placer struct {
 	n       *node.Node
 	c       *Cluster
 	members *Membership
+	clock   Clock
+
+	mu      sync.Mutex
+	pending *Pending // the redirects its peers' heartbeats may not show yet
 
 	local, redirect, refused atomic.Uint64
 }
 
-// NewPlacer returns the placer of the cluster's node.
+// NewPlacer returns the placer of the cluster's node. Its redirects count against their
+// targets' loads until their heartbeats show them (Pending): a join storm spreads over the
+// region instead of following the loads of the last heartbeat onto one node.
 func NewPlacer(c *Cluster) *Placer {
-	return &Placer{n: c.n, c: c, members: c.members}
+	return &Placer{n: c.n, c: c, members: c.members, clock: c.o.Clock, pending: NewPending(PendingTimes(c.o.Heartbeat))}
 }
 
 // Available tells whether this node can serve a join of room now: always while it reaches the
@@ -198,7 +286,14 @@ func (p *Placer) Available(room string) bool {
 // Place returns the node a client of room (in region, if known) should join, and whether that
 // is another node (its id and HTTP URL).
 func (p *Placer) Place(room, region string, avoid ...string) (nodeID, httpURL string, redirect bool) {
-	d := Place(p.input(room, region, avoid))
+	in := p.input(room, region, avoid)
+	per := int64(1)
+	if r := p.n.Room(room); r != nil {
+		per = max(per, int64(len(r.Producers())))
+	}
+	p.mu.Lock()
+	d := PlaceCounted(in, p.pending, p.clock.Now(), 1, per)
+	p.mu.Unlock()
 	if !d.Redirect {
 		p.local.Add(1)
 		return "", "", false
@@ -212,6 +307,9 @@ func (p *Placer) Place(room, region string, avoid ...string) (nodeID, httpURL st
 func (p *Placer) Alternatives(room, region string, n int, avoid ...string) []proto.NodeURL {
 	in := p.input(room, region, avoid)
 	in.Avoid[in.Self.ID] = true
+	p.mu.Lock()
+	in.Peers = p.pending.Apply(in.Peers, p.clock.Now())
+	p.mu.Unlock()
 	var out []proto.NodeURL
 	for _, s := range Rank(in) {
 		if len(out) == n {

@@ -55,6 +55,11 @@ type Scenario struct {
 	// PlacementSpread is the placement's Spread (cluster.PlacementInput.Spread), in consumers:
 	// 0 keeps Cascade's default (the nodes carrying the room always first).
 	PlacementSpread int64 `yaml:"placement_spread"`
+	// PlacementAccounting is the placer's optimistic accounting (cluster.Pending: an entry
+	// node counts its recent redirects, times its region's nodes, against their targets until
+	// their heartbeats show them). On by default, as in Cascade; off (false) shows the join
+	// storm herding onto the node that looked emptiest a heartbeat ago.
+	PlacementAccounting *bool `yaml:"placement_accounting"`
 
 	// ReconnectAfter is how long the viewers of a killed node take to notice and join again
 	// (default 2s); JoinRetries how often a refused viewer tries again, a second apart
@@ -212,6 +217,10 @@ func (sc *Scenario) fill() error {
 	}
 	if sc.ReconnectAfter == 0 {
 		sc.ReconnectAfter = 2 * time.Second
+	}
+	if sc.PlacementAccounting == nil {
+		on := true
+		sc.PlacementAccounting = &on
 	}
 	if sc.JoinRetries == nil {
 		n := 3

@@ -59,8 +59,9 @@ type simNode struct {
 	alive  bool
 	stats  node.Stats // id, region and URLs; the load is filled at each beat
 
-	mem   *cluster.Membership
-	trees *relay.Trees
+	mem     *cluster.Membership
+	trees   *relay.Trees
+	pending *cluster.Pending // the placer's redirects not yet in their targets' heartbeats
 
 	viewers   int
 	consumers int64
@@ -123,6 +124,9 @@ func New(sc *Scenario) (*Sim, error) {
 				RelayAddr: fmt.Sprintf("10.%d.%d.%d:7882", ri, i/250, i%250+1)}
 			n.mem = cluster.NewMembership(n.id, sc.Heartbeat, sc.Timeout)
 			n.trees = relay.NewTrees()
+			if *sc.PlacementAccounting {
+				n.pending = cluster.NewPending(cluster.PendingTimes(sc.Heartbeat))
+			}
 			s.nodes = append(s.nodes, n)
 			s.byID[n.id] = n
 			s.inReg[ri] = append(s.inReg[ri], n)

@@ -310,16 +310,18 @@ delays: {us/eu: 40ms}
 	}
 }
 
-// TestJoinStormHerding: a join storm faster than the heartbeats. With Cascade's default
-// placement every node sends its joins to the same carrying node on loads a heartbeat old, so
-// the region fills one node at a time and joins are refused while empty nodes wait; with the
+// TestJoinStormHerding: a join storm faster than the heartbeats. Without the placer's
+// accounting every node sends its joins to the same carrying node on loads a heartbeat old, so
+// the region fills one node at a time and joins are refused while empty nodes wait; with it
+// (the default: cluster.PlaceCounted, as the Placer decides) each node counts its redirects,
+// times its region's nodes, against their targets, and every viewer is served; with the
 // placement's Spread every node keeps the joins the load balancer brings it.
 func TestJoinStormHerding(t *testing.T) {
 	storm := `
 name: storm
 duration: 20s
 seed: 5
-join_retries: 0
+join_retries: 1
 regions:
   - {name: us, nodes: 10, capacity: 100}
   - {name: eu, nodes: 10, capacity: 100}
@@ -333,9 +335,21 @@ rooms:
       - {region: us, start: 4s, end: 6s, per_sec: 400}
       - {region: eu, start: 4s, end: 6s, per_sec: 400}
 `
-	herd := run(t, storm)
+	herd := run(t, storm+"placement_accounting: false\n")
 	if herd.Viewers.Refused < 400 || herd.Load.PeakHerding < 3 {
-		t.Errorf("default placement: %d refused, herding %.1fx: the storm did not pile up", herd.Viewers.Refused, herd.Load.PeakHerding)
+		t.Errorf("without accounting: %d refused, herding %.1fx: the storm did not pile up", herd.Viewers.Refused, herd.Load.PeakHerding)
+	}
+	// The default (the placer's accounting): no viewer refused while the region has room
+	// (1,600 viewers, 2,000 places), and at most a few turned away once, by a node a
+	// heartbeat fuller than its last heartbeat said.
+	def := run(t, storm)
+	if def.Viewers.Refused != 0 || def.Viewers.Served != 1600 || def.Viewers.Refusals > 20 {
+		t.Errorf("default placement: %+v, want all 1,600 served", def.Viewers)
+	}
+	for _, tr := range def.Trees {
+		if tr.MaxEgress > def.Fanout || tr.Crossings["eu"] != 1 || tr.Detached != 0 {
+			t.Errorf("default placement: tree %+v", tr)
+		}
 	}
 	spread := run(t, storm+"placement_spread: 1000\n")
 	if spread.Viewers.Refused != 0 || spread.Load.PeakHerding > 2 {

@@ -22,7 +22,7 @@ func (s *Sim) schedulePublishers() {
 
 // publish places a publisher and adds its producers to the room.
 func (s *Sim) publish(r *room, j, region int) {
-	n := s.place(r, region, 1)
+	n := s.place(r, region, 1, 0)
 	if n == nil || n.viewers >= n.cap {
 		s.m.publishersRefused++
 		return
@@ -68,7 +68,7 @@ func (s *Sim) scheduleArrivals() {
 // arrive: c viewers of region arrive for room r at a node of their region (the load
 // balancer's next live one), which places them with the real placement function.
 func (s *Sim) arrive(r *room, region, c, retries int) {
-	n := s.place(r, region, c)
+	n := s.place(r, region, c, int64(r.group.Producers*r.group.Publishers))
 	if n == nil || !n.alive || n.viewers+c > n.cap {
 		s.m.refusal(c)
 		if retries > 0 {
@@ -81,9 +81,11 @@ func (s *Sim) arrive(r *room, region, c, retries int) {
 	s.join(n, r, c, true)
 }
 
-// place runs the entry node's placement decision for a client of room r in region: the node
-// it lands on (nil when the region has no live node).
-func (s *Sim) place(r *room, region, count int) *simNode {
+// place runs the entry node's placement decision for count clients of room r in region, each
+// with perClient consumers: the node they land on (nil when the region has no live node). The
+// decision is the Placer's (cluster.PlaceCounted): the entry node counts its recent redirects
+// against their targets' loads until their heartbeats show them.
+func (s *Sim) place(r *room, region, count int, perClient int64) *simNode {
 	nodes := s.inReg[region]
 	var entry *simNode
 	for range nodes {
@@ -99,7 +101,7 @@ func (s *Sim) place(r *room, region, count int) *simNode {
 	}
 	in := cluster.PlacementInput{Self: entry.load(), Peers: entry.peersFor(s.q.now), Carrying: r.carrying, Region: s.regions[region], Full: s.full, Spread: s.sc.PlacementSpread}
 	t0 := threadCPU()
-	d := cluster.Place(in)
+	d := cluster.PlaceCounted(in, entry.pending, s.now(), count, perClient)
 	s.m.placed(time.Duration(threadCPU()-t0), len(in.Peers)+1)
 	target := entry
 	if d.Redirect {
