@@ -12,7 +12,8 @@ import (
 // after the previous one settled (the nodes' loads and the room's nodes known everywhere, as
 // JoinEvery apart they are): cluster.Place on the node the viewer asks, with that node's view
 // (the room's carrying nodes only when the room is open there), one redirect followed and kept;
-// relay.Parents' first choice for each node that newly needs the producer. The server path of a
+// relay.Parents' first choice for each node that newly needs the producer, which adds a
+// consumer per track to its parent's load (a relay child is a consumer there). The server path of a
 // node is the delays between the regions along its branch of the tree plus HopMs per hop.
 // tracks is how many tracks the publisher sends (a viewer is that many consumers).
 func Expect(s Scenario, tracks int) Outcome {
@@ -38,10 +39,17 @@ func Expect(s Scenario, tracks int) Outcome {
 			}
 			if parents := relay.Parents(tree, origin, at, s.Region(at), s.Fanout, live); len(parents) > 0 {
 				tree[at] = parents[0]
+				// A relay child is a consumer of each producer on its parent (relay.serve
+				// attaches a node.Consumer): it counts in the parent's load as a viewer does.
+				consumers[parents[0]] += int64(tracks)
 			}
 		}
 	}
-	out := Outcome{Placement: placement, Tree: tree, Crossings: crossings(s, tree), PathMs: map[string]float64{origin: 0}}
+	out := Outcome{Placement: placement, Tree: tree, Crossings: crossings(s, tree), Consumers: map[string]int64{},
+		PathMs: map[string]float64{origin: 0}}
+	for _, n := range s.Nodes {
+		out.Consumers[n.ID] = consumers[n.ID]
+	}
 	for id := range tree {
 		var ms float64
 		for c := id; c != origin; c = tree[c] {

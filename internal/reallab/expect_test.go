@@ -19,12 +19,14 @@ func TestExpectSmall5(t *testing.T) {
 	got := Expect(s, 1)
 	t.Logf("expected:\n%s", got)
 	// Viewer 1 (us) asks eu-2, where the room is not open: us-1 and us-2 are idle, us-1 by id.
-	// Viewer 3 (eu) asks us-2, where the room is not open: least loaded eu node, eu-2.
+	// Viewer 3 (eu) asks us-2, where the room is not open: least loaded eu node: eu-2 (eu-1
+	// has a viewer and two relay children by then, each a consumer).
 	// Viewer 4 (us) asks ap-1, where the room is open: us-1 carries it, us-2 does not: us-1.
-	// Viewer 9 (eu) asks ap-1 (open): both eu nodes carry it; eu-1 has 1 consumer, eu-2 has 2.
-	// Viewer 10 (us) asks eu-1 (open): us-1 again. Viewer 12 (eu) asks us-1 (open): eu-1 2,
-	// eu-2 2: eu-1 by id. Viewer 13 asks us-2, in its region: it stays, the first on us-2.
-	want := []string{"eu-1", "us-1", "ap-1", "eu-2", "us-1", "ap-1", "eu-2", "us-1", "ap-1", "eu-1", "us-1", "ap-1", "eu-1", "us-2", "ap-1"}
+	// Viewer 9 (eu) asks ap-1 (open): both eu nodes carry it; eu-1 has 4 consumers (1 viewer,
+	// 3 relay children), eu-2 2: eu-2. Viewer 10 (us) asks eu-1 (open): us-1 again. Viewer 12
+	// (eu) asks us-1 (open): eu-1 4, eu-2 3: eu-2. Viewer 13 asks us-2, in its region: it
+	// stays, the first on us-2.
+	want := []string{"eu-1", "us-1", "ap-1", "eu-2", "us-1", "ap-1", "eu-2", "us-1", "ap-1", "eu-2", "us-1", "ap-1", "eu-2", "us-2", "ap-1"}
 	if !slices.Equal(got.Placement, want) {
 		t.Errorf("placement %v\nwant      %v", got.Placement, want)
 	}

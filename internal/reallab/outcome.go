@@ -19,6 +19,9 @@ type Outcome struct {
 	// Crossings counts the tree's edges between two regions: how often the media crosses a
 	// region boundary.
 	Crossings int `json:"crossings"`
+	// Consumers is each node's load once every viewer joined: its consumers, a viewer's
+	// tracks and a relay child's (placement's load figure).
+	Consumers map[string]int64 `json:"consumers"`
 	// PathMs is the server-path latency to each carrying node, in ms (0 for the origin).
 	PathMs map[string]float64 `json:"path_ms"`
 }
@@ -41,7 +44,11 @@ func (o Outcome) String() string {
 	for _, c := range sortedKeys(o.Tree) {
 		fmt.Fprintf(&b, " %s<-%s", c, o.Tree[c])
 	}
-	fmt.Fprintf(&b, "\ncrossings %d\nserver path ms", o.Crossings)
+	fmt.Fprintf(&b, "\ncrossings %d\nconsumers", o.Crossings)
+	for _, id := range sortedKeys(o.Consumers) {
+		fmt.Fprintf(&b, " %s %d", id, o.Consumers[id])
+	}
+	fmt.Fprintf(&b, "\nserver path ms")
 	for _, id := range sortedKeys(o.PathMs) {
 		fmt.Fprintf(&b, " %s %.1f", id, o.PathMs[id])
 	}
@@ -83,6 +90,11 @@ func Diff(want, got Outcome, tol Tolerance) []string {
 	for _, c := range sortedKeys(union(want.Tree, got.Tree)) {
 		if want.Tree[c] != got.Tree[c] {
 			out = append(out, fmt.Sprintf("%s gets the producer from %q, want %q", c, got.Tree[c], want.Tree[c]))
+		}
+	}
+	for _, id := range sortedKeys(union(want.Consumers, got.Consumers)) {
+		if want.Consumers[id] != got.Consumers[id] {
+			out = append(out, fmt.Sprintf("%s has %d consumers, want %d", id, got.Consumers[id], want.Consumers[id]))
 		}
 	}
 	if want.Crossings != got.Crossings {
