@@ -12,7 +12,7 @@ import (
 // region). Root only: it skips without a lab, and fails under CI=true.
 func TestSmall5Real(t *testing.T) {
 	s := Small5()
-	want := Expect(s, 1)
+	want := Expect(s)
 	c := Start(t, s)
 	got, rep := c.Run(t)
 	t.Logf("expected (placement and tree functions):\n%s", want)

@@ -15,8 +15,8 @@ import (
 // relay.Parents' first choice for each node that newly needs the producer, which adds a
 // consumer per track to its parent's load (a relay child is a consumer there). The server path of a
 // node is the delays between the regions along its branch of the tree plus HopMs per hop.
-// tracks is how many tracks the publisher sends (a viewer is that many consumers).
-func Expect(s Scenario, tracks int) Outcome {
+func Expect(s Scenario) Outcome {
+	tracks := s.Tracks
 	origin := s.Origin()
 	consumers := map[string]int64{}
 	open := map[string]bool{origin: true} // the publisher's participant opens the room

@@ -16,7 +16,7 @@ func TestExpectSmall5(t *testing.T) {
 	if err := s.Check(); err != nil {
 		t.Fatal(err)
 	}
-	got := Expect(s, 1)
+	got := Expect(s)
 	t.Logf("expected:\n%s", got)
 	// Viewer 1 (us) asks eu-2, where the room is not open: us-1 and us-2 are idle, us-1 by id.
 	// Viewer 3 (eu) asks us-2, where the room is not open: least loaded eu node: eu-2 (eu-1

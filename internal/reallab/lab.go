@@ -3,6 +3,7 @@ package reallab
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -33,8 +34,9 @@ var (
 )
 
 // Cluster is a scenario's nodes running in a lab: a host per node and one for NATS (in the
-// origin's region), each joined through a delay bridge with a delay to every host of another
-// region, and a host for the bots with no delay to any.
+// origin's region), each joined through a delay bridge with a delay to every other host of
+// the scenario (the delay between their regions, or IntraDelay in one region), and a host
+// for the bots with no delay to any.
 type Cluster struct {
 	s     Scenario
 	bin   string
@@ -61,7 +63,7 @@ func Start(t testing.TB, s Scenario) *Cluster {
 	c.bots = lab.Host("bots")
 	for a, ra := range region {
 		for b, rb := range region {
-			if ra != rb {
+			if a != b && s.Delay(ra, rb) > 0 {
 				a.SetDelayTo(b, s.Delay(ra, rb))
 			}
 		}
@@ -75,7 +77,7 @@ func Start(t testing.TB, s Scenario) *Cluster {
 			"--http", fmt.Sprintf(":%d", httpPort), "--public-url", c.httpURL(n.ID), "--udp-port", "7882",
 			"--relay", ":7881", "--public-ip", addr, "--workers", "1", "--nats", natsURL,
 			"--relay-fanout", fmt.Sprint(s.Fanout), "--heartbeat-interval", s.Heartbeat.String(),
-			"--heartbeat-timeout", (5 * s.Heartbeat).String(), "--api-key", keys.Key, "--api-secret", keys.Secret,
+			"--heartbeat-timeout", s.timeout().String(), "--api-key", keys.Key, "--api-secret", keys.Secret,
 			"--cluster-secret", clusterSecret, "--log-level", "warn")
 	}
 	harness.Eventually(t, 30*time.Second, func() error {
@@ -131,7 +133,7 @@ func (c *Cluster) nodeAt(u string) string {
 	return ""
 }
 
-// Run runs the scenario's bots (one publisher of audio on the origin, the viewers one every
+// Run runs the scenario's bots (one publisher of audio, and video with two tracks, on the origin, the viewers one every
 // JoinEvery, each asking its node with its region hint), reads the relay tree from the room
 // API while they hold, and returns what it measured, with the bots' report.
 func (c *Cluster) Run(t testing.TB) (Outcome, *bots.Report) {
@@ -145,7 +147,7 @@ func (c *Cluster) Run(t testing.TB) (Outcome, *bots.Report) {
 	report := filepath.Join(t.TempDir(), "report.json")
 	p := c.bots.Start(t, "bots", c.bin, "bots", "--publish-url", c.wsURL(s.Origin()), "--url", strings.Join(urls, ","),
 		"--regions", strings.Join(regions, ","), "--room", room, "--publishers", "1", "--subscribers", fmt.Sprint(len(s.Viewers)),
-		"--video=false", "--audio", "--rate", fmt.Sprint(float64(time.Second)/float64(s.JoinEvery)),
+		fmt.Sprintf("--video=%t", s.Tracks == 2), "--audio", "--rate", fmt.Sprint(float64(time.Second)/float64(s.JoinEvery)),
 		"--duration", s.Hold.String(), "--max-stall", "2s", "--api-key", keys.Key, "--api-secret", keys.Secret,
 		"--run-id", "r", "--quiet", "--json", report)
 
@@ -161,13 +163,21 @@ func (c *Cluster) Run(t testing.TB) (Outcome, *bots.Report) {
 		if err := c.get(s.Origin(), "/api/rooms/"+room, &d); err != nil {
 			return err
 		}
-		if d.Participants != 1+len(s.Viewers) || len(d.ProducerList) != 1 {
+		if d.Participants != 1+len(s.Viewers) || len(d.ProducerList) != s.Tracks {
 			return fmt.Errorf("%d participants, %d producers", d.Participants, len(d.ProducerList))
 		}
-		tree = relay.Tree{}
-		for _, e := range d.ProducerList[0].Tree {
-			if e.Parent != "" {
-				tree[e.Node] = e.Parent
+		// Every track's tree: they must be one and the same.
+		for i, pr := range d.ProducerList {
+			tr := relay.Tree{}
+			for _, e := range pr.Tree {
+				if e.Parent != "" {
+					tr[e.Node] = e.Parent
+				}
+			}
+			if i == 0 {
+				tree = tr
+			} else if !maps.Equal(tr, tree) {
+				return fmt.Errorf("producer %s's tree %v, producer %s's %v", pr.ID, tr, d.ProducerList[0].ID, tree)
 			}
 		}
 		if carriers := len(d.Nodes); len(tree) != carriers-1 {

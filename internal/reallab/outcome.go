@@ -123,3 +123,12 @@ func union[V any](a, b map[string]V) map[string]V {
 	}
 	return out
 }
+
+// ViewersPerNode counts the viewers placed on each node.
+func (o Outcome) ViewersPerNode() map[string]int {
+	out := map[string]int{}
+	for _, id := range o.Placement {
+		out[id]++
+	}
+	return out
+}

@@ -39,12 +39,17 @@ type Scenario struct {
 	// Nodes of the cluster; the first is the origin, where the publisher joins.
 	Nodes []Node
 	// Delays are the one-way delays between regions, keyed "a-b" with a < b (the same both
-	// ways); none inside a region.
-	Delays map[string]time.Duration
+	// ways); IntraDelay between two hosts of one region.
+	Delays     map[string]time.Duration
+	IntraDelay time.Duration
 	// Fanout is K, --relay-fanout.
 	Fanout int
-	// Heartbeat is the nodes' heartbeat interval (their loads as the others see them).
-	Heartbeat time.Duration
+	// Heartbeat is the nodes' heartbeat interval (their loads as the others see them), Timeout
+	// their heartbeat timeout (0: five intervals).
+	Heartbeat, Timeout time.Duration
+	// Tracks is what the publisher sends: 1, audio; 2, audio and video. A viewer is that many
+	// consumers; each track has its relay tree.
+	Tracks int
 	// Viewers join in this order, JoinEvery apart; the first must be of the origin's region
 	// (the bots' publisher takes the first region hint).
 	Viewers   []Viewer
@@ -56,10 +61,10 @@ type Scenario struct {
 	HopMs float64
 }
 
-// Delay is the one-way delay between regions a and b (0 inside a region).
+// Delay is the one-way delay between regions a and b (IntraDelay inside a region).
 func (s Scenario) Delay(a, b string) time.Duration {
 	if a == b {
-		return 0
+		return s.IntraDelay
 	}
 	if a > b {
 		a, b = b, a
@@ -77,6 +82,14 @@ func (s Scenario) Region(id string) string {
 	return ""
 }
 
+// timeout is the heartbeat timeout.
+func (s Scenario) timeout() time.Duration {
+	if s.Timeout > 0 {
+		return s.Timeout
+	}
+	return 5 * s.Heartbeat
+}
+
 // Origin is the publisher's node.
 func (s Scenario) Origin() string { return s.Nodes[0].ID }
 
@@ -84,6 +97,9 @@ func (s Scenario) Origin() string { return s.Nodes[0].ID }
 func (s Scenario) Check() error {
 	if len(s.Nodes) == 0 || len(s.Viewers) == 0 {
 		return fmt.Errorf("reallab: a scenario needs nodes and viewers")
+	}
+	if s.Tracks != 1 && s.Tracks != 2 {
+		return fmt.Errorf("reallab: %d tracks: the bots publish audio (1) or audio and video (2)", s.Tracks)
 	}
 	for _, v := range s.Viewers {
 		if s.Region(v.Asks) == "" {
@@ -118,7 +134,7 @@ func Small5() Scenario {
 		Nodes: []Node{{"eu-1", "eu"}, {"eu-2", "eu"}, {"us-1", "us"}, {"us-2", "us"}, {"ap-1", "ap"}},
 		Delays: map[string]time.Duration{"eu-us": 35 * time.Millisecond, "ap-eu": 75 * time.Millisecond,
 			"ap-us": 55 * time.Millisecond},
-		Fanout: 3, Heartbeat: 200 * time.Millisecond, JoinEvery: 500 * time.Millisecond, Hold: 4 * time.Second,
+		Fanout: 3, Heartbeat: 200 * time.Millisecond, Tracks: 1, JoinEvery: 500 * time.Millisecond, Hold: 4 * time.Second,
 		HopMs: 0.4,
 	}
 	regions := []string{"eu", "us", "ap"}
