@@ -58,6 +58,12 @@ func Expect(s Scenario) Outcome {
 		}
 		out.PathMs[id] = ms
 	}
+	out.finish(s)
+	for id := range out.PathMs { // as measured: the nodes with viewers
+		if out.Viewers[id] == 0 {
+			delete(out.PathMs, id)
+		}
+	}
 	return out
 }
 

@@ -231,6 +231,7 @@ func (c *Cluster) measure(t testing.TB, rep *bots.Report, tree relay.Tree) Outco
 	for id, l := range lat {
 		out.PathMs[id] = median(l) - median(base)
 	}
+	out.finish(c.s)
 	return out
 }
 
