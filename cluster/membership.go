@@ -184,12 +184,16 @@ func (m *Membership) Remove(id string) {
 // Peers lists the live nodes other than this one, sorted by id.
 func (m *Membership) Peers() []node.Stats {
 	m.mu.Lock()
-	out := make([]node.Stats, 0, len(m.peers))
-	for _, p := range m.peers {
-		out = append(out, p.stats)
+	defer m.mu.Unlock()
+	ids := make([]string, 0, len(m.peers)) // sorting ids, not stats, moves 16 bytes a swap
+	for id := range m.peers {
+		ids = append(ids, id)
 	}
-	m.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	sort.Strings(ids)
+	out := make([]node.Stats, len(ids))
+	for i, id := range ids {
+		out[i] = m.peers[id].stats
+	}
 	return out
 }
 

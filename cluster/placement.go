@@ -20,6 +20,11 @@ type PlacementInput struct {
 	Region string
 	// Avoid are nodes the client must not go to (a resume: the node it left).
 	Avoid map[string]bool
+	// Full, if set, tells which nodes are at their capacity (from their load as last heard):
+	// they rank after every other node of the client's region, carrying the room or not, so
+	// a large room spreads over the region instead of piling onto the nodes that opened it.
+	// nil: no node is full (no capacity is configured).
+	Full func(node.Stats) bool
 }
 
 // Decision is where a client goes.
@@ -52,41 +57,65 @@ func Place(in PlacementInput) Decision {
 		}
 		// Keep the client here unless the best is clearly better.
 		slack := max(int64(20), best.Consumers/5)
-		if carrying[self.ID] == carrying[best.ID] && self.Consumers <= best.Consumers+slack {
+		if in.full(self) == in.full(best) && carrying[self.ID] == carrying[best.ID] && self.Consumers <= best.Consumers+slack {
 			return Decision{}
 		}
 	}
 	return Decision{Redirect: true, Node: best.ID, HTTPURL: best.HTTPURL}
 }
 
+// full tells whether s is at its capacity (never, without in.Full).
+func (in PlacementInput) full(s node.Stats) bool { return in.Full != nil && in.Full(s) }
+
 // Rank lists the nodes a client may go to, best first, by Place's policy (without its
 // hysteresis): this node and the live peers with an HTTP URL, none draining or avoided; those of
-// the client's region when there are any; the nodes carrying the room first, then the least
-// loaded.
+// the client's region when there are any; the nodes not full first (see PlacementInput.Full),
+// then the nodes carrying the room, then the least loaded.
 func Rank(in PlacementInput) []node.Stats {
 	self := in.Self
+	eligible := func(s node.Stats, region string) bool {
+		ok := !s.Draining && !in.Avoid[s.ID] && (region == "" || s.Region == region)
+		if s.ID == self.ID {
+			return ok
+		}
+		return ok && s.HTTPURL != ""
+	}
+	// Those of the client's region when there are any (looked for first, so that only they
+	// are copied: a cluster of hundreds of nodes ranks a third of them).
+	region := ""
+	if in.Region != "" {
+		region = in.Region
+		found := eligible(self, region)
+		for i := 0; !found && i < len(in.Peers); i++ {
+			found = in.Peers[i].ID != self.ID && eligible(in.Peers[i], region)
+		}
+		if !found {
+			region = ""
+		}
+	}
 	var cands []node.Stats
-	if !self.Draining && !in.Avoid[self.ID] {
+	if eligible(self, region) {
 		cands = append(cands, self)
 	}
 	for _, p := range in.Peers {
-		if !p.Draining && p.HTTPURL != "" && p.ID != self.ID && !in.Avoid[p.ID] {
+		if p.ID != self.ID && eligible(p, region) {
 			cands = append(cands, p)
 		}
 	}
-	if in.Region != "" {
-		var inRegion []node.Stats
+	carrying := in.Carrying
+	var full map[string]bool
+	if in.Full != nil {
+		full = make(map[string]bool)
 		for _, s := range cands {
-			if s.Region == in.Region {
-				inRegion = append(inRegion, s)
+			if in.Full(s) {
+				full[s.ID] = true
 			}
 		}
-		if len(inRegion) > 0 {
-			cands = inRegion
-		}
 	}
-	carrying := in.Carrying
 	sort.SliceStable(cands, func(i, j int) bool {
+		if full[cands[i].ID] != full[cands[j].ID] {
+			return !full[cands[i].ID]
+		}
 		if carrying[cands[i].ID] != carrying[cands[j].ID] {
 			return carrying[cands[i].ID]
 		}

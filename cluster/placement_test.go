@@ -32,3 +32,29 @@ func TestPlaceAvoids(t *testing.T) {
 		t.Fatalf("Rank anywhere, this node avoided: %v, want %v", ids, want)
 	}
 }
+
+// TestPlaceSpreadsWhenFull: a node at its capacity (Full) ranks after every other node of the
+// region, even when it carries the room and the others do not; without Full, carrying wins.
+func TestPlaceSpreadsWhenFull(t *testing.T) {
+	self := stats("me", "eu", 0)
+	peers := []node.Stats{stats("hot", "eu", 500), stats("cold", "eu", 400)}
+	in := PlacementInput{Self: self, Peers: peers, Region: "eu", Carrying: map[string]bool{"hot": true}}
+	if got := Place(in); got.Node != "hot" {
+		t.Fatalf("Place without capacity: %+v, want the carrying node hot", got)
+	}
+	in.Full = func(s node.Stats) bool { return s.Consumers >= 500 }
+	if got := Place(in); got.Redirect {
+		t.Fatalf("Place with hot full: %+v, want to stay on me (not full, least loaded)", got)
+	}
+	in.Self = stats("me", "eu", 600)
+	if got := Place(in); got.Node != "cold" {
+		t.Fatalf("Place with hot and me full: %+v, want cold", got)
+	}
+	var ids []string
+	for _, s := range Rank(in) {
+		ids = append(ids, s.ID)
+	}
+	if want := []string{"cold", "hot", "me"}; !slices.Equal(ids, want) {
+		t.Fatalf("Rank: %v, want %v", ids, want)
+	}
+}

@@ -46,6 +46,7 @@ Commands:
   bots          run load-test bots against nodes
   rooms         list, describe or delete the cluster's rooms (room API)
   participants  list, remove or mute a room's participants (room API)
+  sim           simulate a cluster at scale (scenario YAML): placement, relay trees, control traffic
 
 Run "cascade <command> -h" for the flags of a command.
 `
@@ -70,6 +71,8 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		return runRooms(rest, getenv, stdout, stderr)
 	case "participants":
 		return runParticipants(rest, getenv, stdout, stderr)
+	case "sim":
+		return runSim(rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

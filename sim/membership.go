@@ -1,0 +1,158 @@
+package sim
+
+import (
+	"time"
+
+	"github.com/cascade-sfu/cascade/cluster"
+	"github.com/cascade-sfu/cascade/node"
+)
+
+// Message types, as the cluster names them on the wire.
+const (
+	msgHeartbeat = "heartbeat"
+	msgJoined    = "participantJoined"
+	msgLeft      = "participantLeft"
+	msgProducer  = "producerAdded"
+	msgPiped     = "piped"
+	msgPipe      = "pipe"
+	msgPipeReply = "pipeReply"
+	msgSync      = "sync"
+	msgSyncReply = "syncReply"
+)
+
+// inc is every simulated node's incarnation (no node restarts under its id here).
+const inc = "sim"
+
+// beat sends the heartbeats of the nodes of slot: one message each on the heartbeat subject,
+// which every node subscribes to (its own comes back to it: Membership.Self), and the relay
+// keepalives on their links. Deliveries are grouped by sending and receiving region.
+func (s *Sim) beat(slot int) {
+	senders := make([][]*simNode, len(s.regions))
+	for _, n := range s.nodes {
+		if n.alive && n.slot == slot {
+			senders[n.region] = append(senders[n.region], n)
+		}
+	}
+	now := s.now()
+	for src, ns := range senders {
+		if len(ns) == 0 {
+			continue
+		}
+		stats := make([]node.Stats, len(ns))
+		for i, n := range ns {
+			stats[i] = n.load()
+			s.m.sent(n, msgHeartbeat, 1)
+			s.keepalives(n, now)
+		}
+		for dst := range s.regions {
+			if !s.reach(src, dst) {
+				continue
+			}
+			if dst != src {
+				s.m.gateway(msgHeartbeat, len(ns))
+			}
+			s.q.after(s.delay[src][dst], func() { s.deliverBeats(ns, stats, dst) })
+		}
+	}
+}
+
+// load is the node's heartbeat: who it is and its load now.
+func (n *simNode) load() node.Stats {
+	st := n.stats
+	st.Rooms, st.Participants, st.Consumers = len(n.rooms), n.viewers, n.consumers
+	return st
+}
+
+// keepalives: a node's relay links hear it (its parents and children in every tree).
+func (s *Sim) keepalives(n *simNode, at time.Time) {
+	hear := func(peer *simNode) {
+		if peer.alive && s.reach(n.region, peer.region) {
+			peer.mem.Relayed(n.id, at)
+		}
+	}
+	for _, parent := range n.in {
+		hear(parent)
+	}
+	for _, kids := range n.out {
+		for _, c := range kids {
+			hear(c)
+		}
+	}
+}
+
+// deliverBeats hands heartbeats to the live nodes of region dst (the real Membership).
+func (s *Sim) deliverBeats(from []*simNode, stats []node.Stats, dst int) {
+	now := s.now()
+	for _, n := range s.inReg[dst] {
+		if !n.alive {
+			continue
+		}
+		s.m.received(n, msgHeartbeat, len(from))
+		n.heardAt = s.q.now
+		for i, f := range from {
+			if f == n {
+				n.mem.Self(now)
+				continue
+			}
+			if !s.reach(f.region, n.region) {
+				continue
+			}
+			switch n.mem.Heartbeat(inc, stats[i], now) {
+			case cluster.Joined, cluster.Returned:
+				if s.q.now > 2*s.sc.Timeout { // not the cluster forming: back after a partition
+					s.rejoined(n, f)
+				}
+			}
+		}
+	}
+}
+
+// nodeGone is what node n does when its membership drops peer (cluster.nodeGone's relay
+// part, relay.Pipes.NodeGone): its tree view forgets the peer and the peer's children, pipes
+// from and to the peer end, producers it got from the peer are asked for again (unless the
+// peer was their origin).
+func (s *Sim) nodeGone(n, peer *simNode) {
+	s.m.detected(n, peer)
+	n.trees.RemoveNode(peer.id)
+	for p, parent := range n.in {
+		if parent == peer || p.origin == peer {
+			delete(n.in, p)
+			delete(p.edges, n)
+			if p.origin != peer {
+				s.demand(n, p)
+			}
+		}
+	}
+	for p, kids := range n.out {
+		for i, c := range kids {
+			if c == peer {
+				n.out[p] = append(kids[:i:i], kids[i+1:]...)
+				break
+			}
+		}
+	}
+}
+
+// rejoined: peer f is back in n's table after n had dropped it (a partition healed). The
+// room re-sync brings its producers back: n asks again for those its viewers want.
+func (s *Sim) rejoined(n, f *simNode) {
+	for r, nr := range n.rooms {
+		if nr.viewers == 0 {
+			continue
+		}
+		for _, p := range r.producers {
+			if p.origin == f && n.in[p] == nil {
+				s.q.after(2*s.delay[n.region][f.region], func() { s.demand(n, p) })
+			}
+		}
+	}
+}
+
+// peersFor is the membership's peers as a placement on n reads them: read again once a
+// heartbeat arrived since the last read.
+func (n *simNode) peersFor(now time.Duration) []node.Stats {
+	if n.peers == nil || n.heardAt > n.peersAt {
+		n.peers, n.peersAt = n.mem.Peers(), now
+	}
+	return n.peers
+}

@@ -1,0 +1,184 @@
+package sim
+
+import (
+	"time"
+
+	"github.com/cascade-sfu/cascade/relay"
+)
+
+// pipeManager is a node's relay pipe manager (relay.Pipes.manage): it serves the node's demand
+// for remote producers one producer at a time, asking the candidate parents relay.Parents
+// ranks, in turn; a producer no candidate took is tried again after relay.RetryInterval.
+type pipeManager struct {
+	queue  []*producer
+	queued map[*producer]bool
+	busy   bool
+	since  map[*producer]time.Duration // when the node first wanted the producer, until piped
+}
+
+// demand queues producer p at node n (node.Demand): the manager pipes it here while n has
+// viewers of it.
+func (s *Sim) demand(n *simNode, p *producer) {
+	if n.pm.queued == nil {
+		n.pm.queued = map[*producer]bool{}
+	}
+	if n.pm.queued[p] {
+		return
+	}
+	if n.pm.since == nil {
+		n.pm.since = map[*producer]time.Duration{}
+	}
+	if _, ok := n.pm.since[p]; !ok && n.in[p] == nil {
+		n.pm.since[p] = s.q.now
+	}
+	n.pm.queued[p] = true
+	n.pm.queue = append(n.pm.queue, p)
+	s.m.maxQueue = max(s.m.maxQueue, len(n.pm.queue))
+	if !n.pm.busy {
+		n.pm.busy = true
+		s.q.after(0, func() { s.serveNext(n) })
+	}
+}
+
+// wants tells whether n needs p piped here: it has viewers of p's room, knows the room (its
+// sync answered) and is not p's origin.
+func (n *simNode) wants(p *producer) bool {
+	nr := n.rooms[p.room]
+	return n.alive && nr != nil && nr.viewers > 0 && nr.synced && p.origin != n
+}
+
+// serveNext serves the next queued producer of n's manager.
+func (s *Sim) serveNext(n *simNode) {
+	for len(n.pm.queue) > 0 {
+		p := n.pm.queue[0]
+		n.pm.queue = n.pm.queue[1:]
+		delete(n.pm.queued, p)
+		if !n.wants(p) || n.in[p] != nil {
+			continue
+		}
+		cands := relay.Parents(n.trees.Tree(p.id), p.origin.id, n.id, s.regions[n.region], s.sc.Fanout, n.mem.Regions(), n.mem.Draining()...)
+		s.m.parentsRanked++
+		s.ask(n, p, cands, 0)
+		return
+	}
+	n.pm.busy = false
+}
+
+// ask asks cands[i] to relay p to n (a pipe request over NATS, request/reply); on refusal the
+// next candidate; when none is left, p is tried again after the retry interval.
+func (s *Sim) ask(n *simNode, p *producer, cands []string, i int) {
+	if !n.alive {
+		n.pm.busy = false
+		return
+	}
+	if i == len(cands) {
+		s.m.pipeRetries++
+		s.q.after(relay.RetryInterval, func() { s.demand(n, p) })
+		s.serveNext(n)
+		return
+	}
+	parent := s.byID[cands[i]]
+	s.m.sent(n, msgPipe, 1)
+	s.m.pipeAsks++
+	if !parent.alive || !s.reach(n.region, parent.region) {
+		s.q.after(relay.RequestTimeout, func() { s.ask(n, p, cands, i+1) })
+		return
+	}
+	d := s.delay[n.region][parent.region]
+	if n.region != parent.region {
+		s.m.gateway(msgPipe, 1)
+		s.m.gateway(msgPipeReply, 1)
+	}
+	s.q.after(d, func() {
+		s.m.received(parent, msgPipe, 1)
+		ok := s.servePipe(parent, n, p)
+		s.m.sent(parent, msgPipeReply, 1)
+		s.q.after(d, func() {
+			if !n.alive {
+				return
+			}
+			s.m.received(n, msgPipeReply, 1)
+			if !ok {
+				s.m.pipeRefused++
+				s.ask(n, p, cands, i+1)
+				return
+			}
+			if !parent.alive || !n.wants(p) || n.in[p] != nil {
+				s.serveNext(n)
+				return
+			}
+			s.attach(n, p, parent)
+			s.serveNext(n)
+		})
+	})
+}
+
+// servePipe is the parent's side (relay.Pipes.ServePipe): it relays p to child if it carries p
+// (its origin, or p is piped to it) and has fan-out left. Children it has not yet seen leave
+// still count.
+func (s *Sim) servePipe(parent, child *simNode, p *producer) bool {
+	if !parent.alive || (p.origin != parent && parent.in[p] == nil) {
+		return false
+	}
+	kids := parent.out[p]
+	for i, c := range kids {
+		if c == child { // asked again: the new pipe replaces the old
+			kids = append(kids[:i:i], kids[i+1:]...)
+			break
+		}
+	}
+	if len(kids) >= s.sc.Fanout {
+		parent.out[p] = kids
+		return false
+	}
+	parent.out[p] = append(kids, child)
+	return true
+}
+
+// attach: p is piped to n from parent. n's tree view has the edge at once; the room's nodes
+// learn it from n's piped announcement.
+func (s *Sim) attach(n *simNode, p *producer, parent *simNode) {
+	n.in[p] = parent
+	p.edges[n] = parent
+	if t, ok := n.pm.since[p]; ok {
+		s.m.setup = append(s.m.setup, ms(s.q.now-t))
+		delete(n.pm.since, p)
+	}
+	n.trees.Piped(p.room.name, p.id, n.id, parent.id)
+	s.m.attached(n, p)
+	s.roomBroadcast(p.room, n, msgPiped, 1, func(to *simNode) { to.trees.Piped(p.room.name, p.id, n.id, parent.id) })
+}
+
+// roomBroadcast sends count messages of type typ from n on p's room subject: every node the
+// room is open on gets them after the delay between their regions, and runs apply (if any)
+// for each.
+func (s *Sim) roomBroadcast(r *room, from *simNode, typ string, count int, apply func(to *simNode)) {
+	s.m.sent(from, typ, count)
+	for dst, ns := range r.open {
+		if len(ns) == 0 || !s.reach(from.region, dst) {
+			continue
+		}
+		if dst != from.region {
+			s.m.gateway(typ, count)
+		}
+		targets := ns
+		if apply != nil {
+			targets = append([]*simNode(nil), ns...)
+		}
+		for _, to := range targets {
+			if to.alive {
+				s.m.received(to, typ, count)
+			}
+		}
+		if apply == nil {
+			continue
+		}
+		s.q.after(s.delay[from.region][dst], func() {
+			for _, to := range targets {
+				if to.alive && to != from {
+					apply(to)
+				}
+			}
+		})
+	}
+}
