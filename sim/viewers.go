@@ -97,7 +97,14 @@ func (s *Sim) place(r *room, region int) *simNode {
 	if entry == nil {
 		return nil
 	}
-	in := cluster.PlacementInput{Self: entry.load(), Peers: entry.peersFor(s.q.now), Carrying: r.carrying, Region: s.regions[region], Full: s.full}
+	// The entry node knows the room's nodes only while the room is open on it (cluster.Placer:
+	// its room's participants on other nodes); elsewhere it ranks by region and load alone.
+	// internal/reallab's TestSimMatchesReality checks this against real nodes.
+	carrying := map[string]bool{}
+	if entry.rooms[r] != nil {
+		carrying = r.carrying
+	}
+	in := cluster.PlacementInput{Self: entry.load(), Peers: entry.peersFor(s.q.now), Carrying: carrying, Region: s.regions[region], Full: s.full}
 	t0 := time.Now()
 	d := cluster.Place(in)
 	s.m.placed(time.Since(t0), len(in.Peers)+1)
