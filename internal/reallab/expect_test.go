@@ -5,14 +5,14 @@ import (
 	"testing"
 )
 
-// TestExpectSmall5 pins what Cascade's placement and tree functions make of Small5 (audio
+// TestExpectRedirects5 pins what Cascade's placement and tree functions make of Redirects5 (audio
 // only: one track), worked out by hand from their rules: a viewer asking a node of its region
 // stays; one asking another region goes to the least loaded node of its region (ties by id),
 // unless the asked node has the room open, when a node carrying the room comes first; each
 // new carrier attaches to a carrier of its region with fan-out left, else to the carrier
 // nearest the origin.
-func TestExpectSmall5(t *testing.T) {
-	s := Small5()
+func TestExpectRedirects5(t *testing.T) {
+	s := Redirects5()
 	if err := s.Check(); err != nil {
 		t.Fatal(err)
 	}

@@ -6,8 +6,8 @@ import (
 	"github.com/cascade-sfu/cascade/sim"
 )
 
-// simSmall5 is sim/scenarios/small-5.yaml, run through the simulator, and its real form.
-func simSmall5(t *testing.T) (Scenario, Outcome) {
+// simSmall is sim/scenarios/small-5.yaml, run through the simulator, and its real form.
+func simSmall(t *testing.T) (Scenario, Outcome) {
 	t.Helper()
 	sc, err := sim.LoadScenario("small-5.yaml")
 	if err != nil {
@@ -31,7 +31,7 @@ func simSmall5(t *testing.T) (Scenario, Outcome) {
 // TestSimMatchesFunctions: the simulator makes of small-5.yaml what Cascade's placement and
 // tree functions make of it, applied as the real nodes apply them (Expect).
 func TestSimMatchesFunctions(t *testing.T) {
-	s, simOut := simSmall5(t)
+	s, simOut := simSmall(t)
 	want := Expect(s)
 	t.Logf("scenario: origin %s, viewers %v", s.Origin(), s.Viewers)
 	t.Logf("functions:\n%s", want)
@@ -48,7 +48,7 @@ func TestSimMatchesFunctions(t *testing.T) {
 // crossings must be the same, and each region's server-path latency within 20 % (2 ms inside a
 // region). Root only: it skips without a lab, and fails under CI=true.
 func TestSimMatchesReality(t *testing.T) {
-	s, simOut := simSmall5(t)
+	s, simOut := simSmall(t)
 	c := Start(t, s)
 	real, rep := c.Run(t)
 	t.Logf("simulator:\n%s", simOut)
