@@ -133,9 +133,10 @@ func (c *Cluster) nodeAt(u string) string {
 	return ""
 }
 
-// Run runs the scenario's bots (one publisher of audio, and video with two tracks, on the origin, the viewers one every
-// JoinEvery, each asking its node with its region hint), reads the relay tree from the room
-// API while they hold, and returns what it measured, with the bots' report.
+// Run runs the scenario's bots (one publisher on the origin, of audio, and video with two
+// tracks; the viewers one every JoinEvery, each asking its node with its region hint), reads
+// the relay tree from the room API and each node's load from its /stats while they hold, and
+// returns what it measured, with the bots' report.
 func (c *Cluster) Run(t testing.TB) (Outcome, *bots.Report) {
 	t.Helper()
 	s := c.s
@@ -151,9 +152,10 @@ func (c *Cluster) Run(t testing.TB) (Outcome, *bots.Report) {
 		"--duration", s.Hold.String(), "--max-stall", "2s", "--api-key", keys.Key, "--api-secret", keys.Secret,
 		"--run-id", "r", "--quiet", "--json", report)
 
-	// While the bots hold: every viewer in the room, and the tree spanning every node with
-	// viewers (a node knows its own parent; the room API gathers them).
+	// While the bots hold: every viewer in the room, the tree spanning every node with viewers
+	// (a node knows its own parent; the room API gathers them), and the nodes' loads.
 	var tree relay.Tree
+	var load map[string]int64
 	joinTime := time.Duration(len(s.Viewers))*s.JoinEvery + 30*time.Second
 	harness.Eventually(t, joinTime, func() error {
 		if code, err := p.Wait(0); err == nil {
@@ -183,19 +185,24 @@ func (c *Cluster) Run(t testing.TB) (Outcome, *bots.Report) {
 		if carriers := len(d.Nodes); len(tree) != carriers-1 {
 			return fmt.Errorf("tree %v, %d nodes carry the room", tree, carriers)
 		}
+		// Each node's load: every viewer's consumers and every relay child's, once all exist.
+		load = map[string]int64{}
+		var sum int64
+		for _, n := range s.Nodes {
+			var st struct {
+				Consumers int64 `json:"consumers"`
+			}
+			if err := c.get(n.ID, "/stats", &st); err != nil {
+				return err
+			}
+			load[n.ID] = st.Consumers
+			sum += st.Consumers
+		}
+		if want := int64(s.Tracks * (len(s.Viewers) + len(tree))); sum != want {
+			return fmt.Errorf("%d consumers over the nodes, want %d", sum, want)
+		}
 		return nil
 	})
-	// Each node's load, from its own /stats, while every viewer is still there.
-	load := map[string]int64{}
-	for _, n := range s.Nodes {
-		var st struct {
-			Consumers int64 `json:"consumers"`
-		}
-		if err := c.get(n.ID, "/stats", &st); err != nil {
-			t.Fatal(err)
-		}
-		load[n.ID] = st.Consumers
-	}
 	if code, err := p.Wait(time.Minute); err != nil || code != 0 {
 		t.Fatalf("bots: exit %d, %v:\n%s", code, err, p.Output())
 	}
