@@ -36,11 +36,13 @@ type Membership struct {
 
 	mu       sync.Mutex
 	peers    map[string]*member
+	sorted   []*member // peers by id, for Peers (nil: to be sorted again after a join or leave)
 	selfSeen time.Time // when this node's own heartbeat last came back
 	lastTick time.Time
 }
 
 type member struct {
+	id      string
 	stats   node.Stats
 	inc     string
 	seen    time.Time // last heartbeat
@@ -79,8 +81,9 @@ func (m *Membership) Heartbeat(inc string, s node.Stats, now time.Time) Change {
 	ch := Unchanged
 	switch {
 	case p == nil:
-		p = &member{}
+		p = &member{id: s.ID}
 		m.peers[s.ID] = p
+		m.sorted = nil
 		ch = Joined
 	case p.inc != inc:
 		ch = Restarted
@@ -168,6 +171,7 @@ func (m *Membership) Tick(now time.Time) (gone []string) {
 		if natsWorks || linked {
 			gone = append(gone, id)
 			delete(m.peers, id)
+			m.sorted = nil
 		}
 	}
 	sort.Strings(gone)
@@ -177,7 +181,10 @@ func (m *Membership) Tick(now time.Time) (gone []string) {
 // Remove forgets a node at once (it said goodbye, or restarted).
 func (m *Membership) Remove(id string) {
 	m.mu.Lock()
-	delete(m.peers, id)
+	if _, ok := m.peers[id]; ok {
+		delete(m.peers, id)
+		m.sorted = nil
+	}
 	m.mu.Unlock()
 }
 
@@ -185,14 +192,16 @@ func (m *Membership) Remove(id string) {
 func (m *Membership) Peers() []node.Stats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	ids := make([]string, 0, len(m.peers)) // sorting ids, not stats, moves 16 bytes a swap
-	for id := range m.peers {
-		ids = append(ids, id)
+	if m.sorted == nil { // sorted again only after a join or leave: placement reads it per join
+		m.sorted = make([]*member, 0, len(m.peers))
+		for _, p := range m.peers {
+			m.sorted = append(m.sorted, p)
+		}
+		sort.Slice(m.sorted, func(i, j int) bool { return m.sorted[i].id < m.sorted[j].id })
 	}
-	sort.Strings(ids)
-	out := make([]node.Stats, len(ids))
-	for i, id := range ids {
-		out[i] = m.peers[id].stats
+	out := make([]node.Stats, len(m.sorted))
+	for i, p := range m.sorted {
+		out[i] = p.stats
 	}
 	return out
 }

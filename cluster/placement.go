@@ -102,28 +102,34 @@ func Rank(in PlacementInput) []node.Stats {
 			cands = append(cands, p)
 		}
 	}
-	carrying := in.Carrying
-	var full map[string]bool
-	if in.Full != nil {
-		full = make(map[string]bool)
-		for _, s := range cands {
-			if in.Full(s) {
-				full[s.ID] = true
-			}
-		}
+	// Sort keys computed once (the comparisons would look each up a dozen times).
+	type key struct {
+		full, carrying bool
+		consumers      int64
+		id             string
+		i              int
 	}
-	sort.SliceStable(cands, func(i, j int) bool {
-		if full[cands[i].ID] != full[cands[j].ID] {
-			return !full[cands[i].ID]
+	keys := make([]key, len(cands))
+	for i, s := range cands {
+		keys[i] = key{full: in.full(s), carrying: in.Carrying[s.ID], consumers: s.Consumers, id: s.ID, i: i}
+	}
+	sort.SliceStable(keys, func(i, j int) bool {
+		a, b := keys[i], keys[j]
+		switch {
+		case a.full != b.full:
+			return !a.full
+		case a.carrying != b.carrying:
+			return a.carrying
+		case a.consumers != b.consumers:
+			return a.consumers < b.consumers
 		}
-		if carrying[cands[i].ID] != carrying[cands[j].ID] {
-			return carrying[cands[i].ID]
-		}
-		if cands[i].Consumers != cands[j].Consumers {
-			return cands[i].Consumers < cands[j].Consumers
-		}
-		return cands[i].ID < cands[j].ID
+		return a.id < b.id
 	})
+	out := make([]node.Stats, len(cands))
+	for i, k := range keys {
+		out[i] = cands[k.i]
+	}
+	cands = out
 	return cands
 }
 

@@ -30,10 +30,10 @@ func (ps *Pipes) ServePipe(req PipeRequest) PipeReply {
 	// producer again): the child routes the new SSRC only, so the new pipe replaces the old.
 	old := ps.out[outKey{req.From, req.Producer}]
 	delete(ps.out, outKey{req.From, req.Producer})
-	children := 0
+	var kids []string
 	for k := range ps.out {
 		if k.producer == req.Producer {
-			children++
+			kids = append(kids, k.child)
 		}
 	}
 	ps.mu.Unlock()
@@ -41,8 +41,8 @@ func (ps *Pipes) ServePipe(req PipeRequest) PipeReply {
 		ps.forgetOut(old)
 		old.cons.Detach()
 	}
-	if children >= ps.o.Fanout {
-		return fail(ErrFanoutFull)
+	if err := Accept(ps.o.Fanout, ps.o.Region, ps.region(req.From), ps.regionsOf(kids)); err != nil {
+		return fail(err)
 	}
 	ps.ssrcMu.RLock()
 	used := ps.outBySSRC[linkSSRC{req.From, req.SSRC}] != nil
@@ -188,4 +188,22 @@ func (ps *Pipes) take(in func(*inPipe) bool, out func(outKey, *outPipe) bool) ([
 func (ps *Pipes) unpipe(in *inPipe) {
 	ps.sig.Unpipe(in.parent, PipeRequest{Room: in.p.Room().Name(), Producer: in.p.ID(), From: ps.o.Self, SSRC: in.ssrc})
 	ps.sig.Piped(in.p.Room().Name(), in.p.ID(), "")
+}
+
+// region is a live peer's region ("" when unknown).
+func (ps *Pipes) region(id string) string {
+	if ps.peers == nil {
+		return ""
+	}
+	p, _ := ps.peers.Peer(id)
+	return p.Region
+}
+
+// regionsOf maps node ids to their regions.
+func (ps *Pipes) regionsOf(ids []string) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = ps.region(id)
+	}
+	return out
 }

@@ -53,7 +53,10 @@ func (t Tree) Children(id string) int {
 // Parents orders the nodes that can relay a producer (of tree t, published on origin) to self,
 // a node of region selfRegion. live maps every live node other than self to its region; a
 // carrier that is not live is no candidate, nor one that gets the producer through self (its
-// subtree: that would be a cycle without a source). draining are live nodes that are draining:
+// subtree: that would be a cycle without a source), nor one whose parents no longer reach the
+// origin (a subtree cut off when a node above it left: two orphans of one dead node, each
+// ranking the other's subtree first, would feed each other and nothing). draining are live
+// nodes that are draining:
 // they come last, after every other carrier, so a new child attaches to a draining node only
 // when nothing else carries the producer (its origin drains and relays it alone), and a child of
 // a draining node finds its new parent first (Pipes' hand-off). Then carriers with fan-out left
@@ -77,9 +80,13 @@ func Parents(t Tree, origin, self, selfRegion string, fanout int, live map[strin
 		if id == self || !ok || t.Below(id, self) {
 			continue
 		}
+		depth := t.Depth(id, origin)
+		if depth > len(t) {
+			continue // cut off from the origin (its parent left): it relays nothing until it re-attaches
+		}
 		kids := t.Children(id)
 		cs = append(cs, cand{id: id, draining: slices.Contains(draining, id), full: fanout > 0 && kids >= fanout,
-			otherRgn: region != selfRegion, depth: t.Depth(id, origin), kids: kids})
+			otherRgn: region != selfRegion, depth: depth, kids: kids})
 	}
 	sort.Slice(cs, func(i, j int) bool {
 		a, b := cs[i], cs[j]
@@ -102,6 +109,26 @@ func Parents(t Tree, origin, self, selfRegion string, fanout int, live map[strin
 		out[i] = c.id
 	}
 	return out
+}
+
+// Accept decides a pipe request on the parent's side (ServePipe's fan-out rule), a pure
+// function like Parents: a node of region parentRegion, relaying a producer to children of
+// the regions in kids, takes one more child of region childRegion if it has fan-out left, but
+// keeps its last free slot for a node of its own region unless one is among its children
+// already (with fanout 2 or more). Without that, the first askers, often other regions' hubs,
+// can take every slot of the origin, and the nodes of the origin's own region then get the
+// producer from another region: media would cross a boundary twice (out and back).
+func Accept(fanout int, parentRegion, childRegion string, kids []string) error {
+	if len(kids) >= fanout {
+		return ErrFanoutFull
+	}
+	if fanout < 2 || childRegion == parentRegion || len(kids) < fanout-1 {
+		return nil
+	}
+	if slices.Contains(kids, parentRegion) {
+		return nil
+	}
+	return ErrFanoutFull
 }
 
 // Edge is one relay hop of a producer's tree.

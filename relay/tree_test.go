@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"errors"
 	"slices"
 	"testing"
 )
@@ -163,5 +164,49 @@ func TestTreeKDraining(t *testing.T) {
 	}
 	if c := tree.Children("A"); c != 0 {
 		t.Fatalf("draining A has %d children", c)
+	}
+}
+
+// TestAccept: a parent takes children while it has fan-out left, but keeps its last slot for
+// its own region until a child of its region has one.
+func TestAccept(t *testing.T) {
+	for _, c := range []struct {
+		fanout      int
+		child       string
+		kids        []string
+		wantRefused bool
+	}{
+		{3, "eu", nil, false},
+		{3, "ap", []string{"eu"}, false},
+		{3, "ap", []string{"eu", "eu"}, true},  // the last slot is us's
+		{3, "us", []string{"eu", "ap"}, false}, // ... and us takes it
+		{3, "ap", []string{"eu", "us"}, false}, // us has one already
+		{3, "us", []string{"eu", "us", "ap"}, true},
+		{2, "eu", nil, false},
+		{2, "ap", []string{"eu"}, true},
+		{1, "eu", nil, false}, // with fan-out 1 nothing is kept
+	} {
+		err := Accept(c.fanout, "us", c.child, c.kids)
+		if refused := errors.Is(err, ErrFanoutFull); refused != c.wantRefused || (err != nil && !refused) {
+			t.Errorf("Accept(K=%d, child %s, kids %v) = %v, want refused %v", c.fanout, c.child, c.kids, err, c.wantRefused)
+		}
+	}
+}
+
+// TestParentsSkipsCutOffSubtrees: when a node dies, the trees forget it and its children, and
+// its grandchildren are cut off from the origin. Two orphans of one region must not pick each
+// other's cut-off subtree (the sim found them feeding each other in a cycle with no source):
+// only carriers whose parents reach the origin are candidates.
+func TestParentsSkipsCutOffSubtrees(t *testing.T) {
+	// o (us) -> hub (eu) -> a, b (eu); a -> a1, b -> b1. The hub died: RemoveNode(hub).
+	ts := NewTrees()
+	for child, parent := range map[string]string{"hub": "o", "a": "hub", "b": "hub", "a1": "a", "b1": "b", "x": "o"} {
+		ts.Piped("r", "p", child, parent)
+	}
+	ts.RemoveNode("hub")
+	live := map[string]string{"o": "us", "x": "us", "a": "eu", "b": "eu", "a1": "eu", "b1": "eu"}
+	got := Parents(ts.Tree("p"), "o", "a", "eu", 3, live)
+	if want := []string{"o", "x"}; !slices.Equal(got, want) {
+		t.Fatalf("orphan a's parents %v, want %v (b's cut-off subtree is no candidate)", got, want)
 	}
 }

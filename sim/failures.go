@@ -9,6 +9,7 @@ import (
 func (s *Sim) scheduleFailures() {
 	for _, f := range s.sc.Failures {
 		s.q.at(f.At, func() {
+			s.alertUntil = max(s.alertUntil, s.q.now+f.For+2*s.sc.Timeout+2*s.sc.Heartbeat)
 			if f.Kill != "" {
 				s.kill(f.Kill)
 				return
@@ -17,6 +18,7 @@ func (s *Sim) scheduleFailures() {
 			s.cut[ri] = true
 			s.m.failureStarted("partition", f.Partition, nil)
 			s.q.after(f.For, func() {
+				s.alertUntil = max(s.alertUntil, s.q.now+2*s.sc.Timeout+2*s.sc.Heartbeat)
 				s.cut[ri] = false
 				s.m.healed(f.Partition)
 			})

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"sort"
 	"time"
 
 	"github.com/cascade-sfu/cascade/cluster"
@@ -117,8 +118,8 @@ func (s *Sim) deliverBeats(from []*simNode, stats []node.Stats, dst int) {
 func (s *Sim) nodeGone(n, peer *simNode) {
 	s.m.detected(n, peer)
 	n.trees.RemoveNode(peer.id)
-	for p, parent := range n.in {
-		if parent == peer || p.origin == peer {
+	for _, p := range sortedProducers(n.in) {
+		if parent := n.in[p]; parent == peer || p.origin == peer {
 			delete(n.in, p)
 			delete(p.edges, n)
 			if p.origin != peer {
@@ -139,16 +140,44 @@ func (s *Sim) nodeGone(n, peer *simNode) {
 // rejoined: peer f is back in n's table after n had dropped it (a partition healed). The
 // room re-sync brings its producers back: n asks again for those its viewers want.
 func (s *Sim) rejoined(n, f *simNode) {
-	for r, nr := range n.rooms {
-		if nr.viewers == 0 {
+	for _, r := range sortedRooms(n.rooms) {
+		if n.rooms[r].viewers == 0 {
 			continue
 		}
-		for _, p := range r.producers {
-			if p.origin == f && n.in[p] == nil {
-				s.q.after(2*s.delay[n.region][f.region], func() { s.demand(n, p) })
+		s.q.after(2*s.delay[n.region][f.region], func() {
+			if !n.alive {
+				return
 			}
-		}
+			for _, p := range r.producers { // the sync answers carry the trees' edges
+				for child, parent := range p.edges {
+					n.trees.Piped(r.name, p.id, child.id, parent.id)
+				}
+				if n.in[p] == nil {
+					s.demand(n, p)
+				}
+			}
+		})
 	}
+}
+
+// sortedProducers lists a node's piped producers by id (map order would make runs differ).
+func sortedProducers(m map[*producer]*simNode) []*producer {
+	out := make([]*producer, 0, len(m))
+	for p := range m {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out
+}
+
+// sortedRooms lists a node's rooms in creation order.
+func sortedRooms(m map[*room]*nodeRoom) []*room {
+	out := make([]*room, 0, len(m))
+	for r := range m {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].idx < out[j].idx })
+	return out
 }
 
 // peersFor is the membership's peers as a placement on n reads them: read again once a

@@ -114,8 +114,8 @@ func (s *Sim) ask(n *simNode, p *producer, cands []string, i int) {
 }
 
 // servePipe is the parent's side (relay.Pipes.ServePipe): it relays p to child if it carries p
-// (its origin, or p is piped to it) and has fan-out left. Children it has not yet seen leave
-// still count.
+// (its origin, or p is piped to it) and relay.Accept takes the child. Children it has not yet
+// seen leave still count.
 func (s *Sim) servePipe(parent, child *simNode, p *producer) bool {
 	if !parent.alive || (p.origin != parent && parent.in[p] == nil) {
 		return false
@@ -127,8 +127,12 @@ func (s *Sim) servePipe(parent, child *simNode, p *producer) bool {
 			break
 		}
 	}
-	if len(kids) >= s.sc.Fanout {
-		parent.out[p] = kids
+	parent.out[p] = kids
+	regions := make([]string, len(kids))
+	for i, c := range kids {
+		regions[i] = s.regions[c.region]
+	}
+	if relay.Accept(s.sc.Fanout, s.regions[parent.region], s.regions[child.region], regions) != nil {
 		return false
 	}
 	parent.out[p] = append(kids, child)

@@ -193,7 +193,8 @@ func (s *Sim) openRoom(n *simNode, r *room, nr *nodeRoom) {
 // leaveAll: n died; its viewers are gone from their rooms (they come back through placement
 // after ReconnectAfter).
 func (s *Sim) leaveAll(n *simNode) {
-	for r, nr := range n.rooms {
+	for _, r := range sortedRooms(n.rooms) {
+		nr := n.rooms[r]
 		delete(r.carrying, n.id)
 		for i, o := range r.open[n.region] {
 			if o == n {

@@ -1,0 +1,254 @@
+package sim
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+// small is a town hall on 18 nodes in three regions, K = 2: big enough for trees three hops
+// deep and for each region to need a hub, small enough to run in a fraction of a second.
+const small = `
+name: small
+duration: 30s
+seed: 3
+fanout: 2
+regions:
+  - {name: us, nodes: 6, capacity: 80}
+  - {name: eu, nodes: 6, capacity: 80}
+  - {name: ap, nodes: 6, capacity: 80}
+delays: {us/eu: 40ms, us/ap: 110ms, eu/ap: 70ms}
+rooms:
+  - name: hall
+    publishers: 1
+    publisher_regions: [us]
+    producers: 2
+    publish_at: 2s
+    arrivals:
+      - {region: us, start: 3s, end: 13s, per_sec: 40}
+      - {region: eu, start: 3s, end: 13s, per_sec: 40}
+      - {region: ap, start: 3s, end: 13s, per_sec: 40}
+`
+
+func run(t *testing.T, yaml string) *Report {
+	t.Helper()
+	sc, err := ParseScenario([]byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.Run()
+}
+
+func check(t *testing.T, r *Report, prefix string) Check {
+	t.Helper()
+	for _, c := range r.Checks {
+		if strings.HasPrefix(c.Name, prefix) {
+			return c
+		}
+	}
+	t.Fatalf("no check %q in %+v", prefix, r.Checks)
+	return Check{}
+}
+
+// TestTownHallTree: every viewer is served, and the relay trees keep Cascade's promises: the
+// origin sends at most K relay streams, the trees are deeper than one hop (a tree, not a
+// star), every node with viewers gets the media, a remote region is entered once per
+// producer, and the server path of a remote region costs its delay plus the hops.
+func TestTownHallTree(t *testing.T) {
+	r := run(t, small)
+	if r.Viewers.Served != 1200 || r.Viewers.Refused != 0 {
+		t.Fatalf("viewers: %+v, want 1200 served", r.Viewers)
+	}
+	if len(r.Trees) != 2 {
+		t.Fatalf("%d trees, want 2", len(r.Trees))
+	}
+	for _, tr := range r.Trees {
+		if tr.MaxEgress > r.Fanout || tr.MaxEgress == 0 {
+			t.Errorf("%s: origin egress %d, want 1..K=%d", tr.Producer, tr.MaxEgress, r.Fanout)
+		}
+		if tr.MaxDepth < 2 {
+			t.Errorf("%s: depth %d: a star, not a tree", tr.Producer, tr.MaxDepth)
+		}
+		if tr.Detached != 0 {
+			t.Errorf("%s: %d nodes with viewers get no media", tr.Producer, tr.Detached)
+		}
+		for _, region := range []string{"eu", "ap"} {
+			if tr.Crossings[region] != 1 {
+				t.Errorf("%s: %d pipes into %s, want 1: %v", tr.Producer, tr.Crossings[region], region, tr.Crossings)
+			}
+		}
+		if tr.Carriers < 14 {
+			t.Errorf("%s: %d carriers, want the 14 or more nodes the 1,200 viewers need", tr.Producer, tr.Carriers)
+		}
+	}
+	for _, l := range r.Latency {
+		floor := map[string]float64{"us": 0, "eu": 40, "ap": 110}[l.Region]
+		if l.Ms.Min < floor || l.Ms.Max > floor+float64(l.Hops.Max)*(r.Costs.HopLatencyMs+70)+1 {
+			t.Errorf("latency %s: %+v, below the region's delay %v ms or beyond its hops", l.Region, l.Ms, floor)
+		}
+	}
+	if c := check(t, r, "origin egress"); !c.OK {
+		t.Errorf("check %+v", c)
+	}
+}
+
+// TestKillMidTree: a node in the middle of the tree dies; its children notice it within the
+// heartbeat timeout (plus a check's tenth of an interval) and re-attach, with the subtree,
+// within timeout + 1 s; its viewers come back through placement.
+func TestKillMidTree(t *testing.T) {
+	r := run(t, small+`
+failures:
+  - {at: 18s, kill: mid-tree}
+`)
+	if len(r.Failures) != 1 {
+		t.Fatalf("failures: %+v", r.Failures)
+	}
+	f := r.Failures[0]
+	if f.Node == "" || f.Orphans == 0 || f.Subtree < f.Orphans {
+		t.Fatalf("mid-tree kill hit no subtree: %+v", f)
+	}
+	timeout := 3.0
+	if f.DetectedSec < timeout-1 || f.DetectedSec > timeout+0.2 {
+		t.Errorf("noticed after %.2f s, want about the timeout (%v s)", f.DetectedSec, timeout)
+	}
+	if !f.Repaired || f.RepairSec > timeout+1 {
+		t.Errorf("repair: %+v, want within %v s", f, timeout+1)
+	}
+	if c := check(t, r, "subtree of mid-tree"); !c.OK {
+		t.Errorf("check %+v", c)
+	}
+	if r.Viewers.Served != 1200 {
+		t.Errorf("served %d after the reconnects, want 1200", r.Viewers.Served)
+	}
+	for _, tr := range r.TreesEnd {
+		if tr.Detached != 0 || tr.OriginEgress > r.Fanout {
+			t.Errorf("after the repair: %+v", tr)
+		}
+	}
+}
+
+// TestKillHub: the node that brings the stream into a region dies; the region's orphans
+// re-attach within timeout + 1 s and the region gets the media again.
+func TestKillHub(t *testing.T) {
+	r := run(t, small+`
+failures:
+  - {at: 18s, kill: "hub:eu"}
+`)
+	f := r.Failures[0]
+	if !strings.HasPrefix(f.Node, "eu-") || f.Orphans == 0 {
+		t.Fatalf("hub kill: %+v", f)
+	}
+	if !f.Repaired || f.RepairSec > 4 {
+		t.Errorf("hub repair: %+v, want within timeout + 1 s", f)
+	}
+	for _, tr := range r.TreesEnd {
+		if tr.Detached != 0 {
+			t.Errorf("after the hub's repair: %+v", tr)
+		}
+		if tr.Crossings["eu"] < 1 {
+			t.Errorf("eu not fed after its hub died: %v", tr.Crossings)
+		}
+	}
+}
+
+// TestPartitionHeals: a region cut off for longer than the timeout drops the others (and is
+// dropped); once the cut heals, its nodes get the media again.
+func TestPartitionHeals(t *testing.T) {
+	r := run(t, small+`
+failures:
+  - {at: 16s, partition: ap, for: 6s}
+`)
+	f := r.Failures[0]
+	if f.Dropped == 0 {
+		t.Errorf("a 6 s partition with a 3 s timeout dropped no member: %+v", f)
+	}
+	if !f.Repaired {
+		t.Errorf("not repaired after the heal: %+v", f)
+	}
+	var cut bool
+	for _, s := range r.Series {
+		if s.T > 16 && s.T < 22 && s.NodesWithoutMedia > 0 {
+			cut = true
+		}
+	}
+	if !cut {
+		t.Errorf("no node lost media during the partition")
+	}
+}
+
+// TestControlTraffic: at steady state a node sends one heartbeat a second and receives every
+// node's, so what a node receives grows with the cluster and what it sends does not; the join
+// storm's participant events dominate churn.
+func TestControlTraffic(t *testing.T) {
+	r := run(t, small)
+	c := r.Control
+	if c.SteadySent.Max < 0.9 || c.SteadySent.Max > 1.1 {
+		t.Errorf("steady sent per node %+v, want 1 heartbeat/s", c.SteadySent)
+	}
+	if c.SteadyReceived.Min < 17 || c.SteadyReceived.Max > 19 {
+		t.Errorf("steady received per node %+v, want the 18 nodes' heartbeats", c.SteadyReceived)
+	}
+	if c.ChurnReceivedMax <= uint64(c.SteadyReceived.Max) {
+		t.Errorf("churn %d not above steady %v", c.ChurnReceivedMax, c.SteadyReceived.Max)
+	}
+	var hb TypeTraffic
+	for _, tt := range c.ByType {
+		if tt.Type == msgHeartbeat {
+			hb = tt
+		}
+		if tt.Bytes <= 0 || tt.Bytes >= NATSMaxPayload {
+			t.Errorf("%s: %d bytes", tt.Type, tt.Bytes)
+		}
+	}
+	// 18 nodes, 30 beats each; the two other regions' gateways carry each beat once.
+	if hb.Sent < 17*30 || hb.Gateway != 2*hb.Sent {
+		t.Errorf("heartbeats %+v", hb)
+	}
+}
+
+// TestDeterministic: one scenario and seed give one report (the wall-clock figures aside).
+func TestDeterministic(t *testing.T) {
+	a, b := run(t, small), run(t, small)
+	for _, r := range []*Report{a, b} {
+		r.WallSec, r.Placement, r.Checks = 0, PlacementReport{}, nil
+	}
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	if string(ja) != string(jb) {
+		t.Fatal("two runs of one scenario differ")
+	}
+}
+
+// TestScenarios: the committed scenarios parse; unknown keys and bad values are refused.
+func TestScenarios(t *testing.T) {
+	names := ListScenarios()
+	if len(names) < 3 {
+		t.Fatalf("committed scenarios: %v", names)
+	}
+	for _, n := range names {
+		if _, err := LoadScenario(n); err != nil {
+			t.Errorf("%s: %v", n, err)
+		}
+	}
+	for _, bad := range []string{
+		small + "\nfanuot: 3\n",
+		strings.Replace(small, "us/eu: 40ms, ", "", 1),
+		strings.Replace(small, "duration: 30s", "duration: 0s", 1),
+		small + "\nfailures:\n  - {at: 1s, partition: mars, for: 1s}\n",
+		strings.Replace(small, "fanout: 2", "fanout: 2\ntimeout: 1s", 1), // under two heartbeats
+	} {
+		if _, err := ParseScenario([]byte(bad)); !errors.Is(err, ErrScenario) {
+			t.Errorf("accepted a bad scenario:\n%s", bad)
+		}
+	}
+	sc, _ := ParseScenario([]byte(small))
+	if sc.Timeout != 3*time.Second || sc.Costs.CPUPerPacket != DefaultCPUPerPacket || sc.Fanout != 2 {
+		t.Errorf("defaults: %+v", sc)
+	}
+}
