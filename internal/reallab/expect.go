@@ -12,7 +12,8 @@ import (
 // after the previous one settled (the nodes' loads and the room's nodes known everywhere, as
 // JoinEvery apart they are): cluster.Place on the node the viewer asks, with that node's view
 // (the room's carrying nodes only when the room is open there), one redirect followed and kept;
-// relay.Parents' first choice for each node that newly needs the producer, which adds a
+// relay.Parents' first choice that relay.Accept lets in, for each node that newly needs the
+// producer (the candidates asked in turn, as relay.Pipes asks them), which adds a
 // consumer per track to its parent's load (a relay child is a consumer there). The server path of a
 // node is the delays between the regions along its branch of the tree plus HopMs per hop.
 func Expect(s Scenario) Outcome {
@@ -37,11 +38,21 @@ func Expect(s Scenario) Outcome {
 					live[n.ID] = n.Region
 				}
 			}
-			if parents := relay.Parents(tree, origin, at, s.Region(at), s.Fanout, live); len(parents) > 0 {
-				tree[at] = parents[0]
+			for _, parent := range relay.Parents(tree, origin, at, s.Region(at), s.Fanout, live) {
+				var kids []string // the regions of the parent's children
+				for child, p := range tree {
+					if p == parent {
+						kids = append(kids, s.Region(child))
+					}
+				}
+				if relay.Accept(s.Fanout, s.Region(parent), s.Region(at), kids) != nil {
+					continue // the parent refuses: the next candidate
+				}
+				tree[at] = parent
 				// A relay child is a consumer of each producer on its parent (relay.serve
 				// attaches a node.Consumer): it counts in the parent's load as a viewer does.
-				consumers[parents[0]] += int64(tracks)
+				consumers[parent] += int64(tracks)
+				break
 			}
 		}
 	}
