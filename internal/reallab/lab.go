@@ -78,7 +78,7 @@ func Start(t testing.TB, s Scenario) *Cluster {
 			"--relay", ":7881", "--public-ip", addr, "--workers", "1", "--nats", natsURL,
 			"--relay-fanout", fmt.Sprint(s.Fanout), "--heartbeat-interval", s.Heartbeat.String(),
 			"--heartbeat-timeout", s.timeout().String(), "--api-key", keys.Key, "--api-secret", keys.Secret,
-			"--cluster-secret", clusterSecret, "--log-level", "warn")
+			"--cluster-secret", clusterSecret, "--log-level", logLevel())
 	}
 	harness.Eventually(t, 30*time.Second, func() error {
 		for id, p := range c.nodes {
@@ -262,4 +262,12 @@ func readReport(t testing.TB, path string) *bots.Report {
 		t.Fatal(err)
 	}
 	return &rep
+}
+
+// logLevel is the nodes' log level: REALLAB_LOG, or warn.
+func logLevel() string {
+	if l := os.Getenv("REALLAB_LOG"); l != "" {
+		return l
+	}
+	return "warn"
 }
