@@ -25,6 +25,15 @@ type PlacementInput struct {
 	// a large room spreads over the region instead of piling onto the nodes that opened it.
 	// nil: no node is full (no capacity is configured).
 	Full func(node.Stats) bool
+	// Spread trades keeping a room together for spreading its joins (0: off, carrying nodes
+	// always first, the default). With Spread, a carrying node more than Spread consumers
+	// above the least loaded candidate loses its preference, and this node (not full) keeps a
+	// client unless the best node is more than Spread below it, whichever carries the room: a
+	// room then opens on every node its clients reach, at one relay stream per node. Every node decides on loads a
+	// heartbeat old, so without it a town hall's join storm goes, from every node, to the
+	// same carrying node until its heartbeat shows it full: the region fills one node at a
+	// time (cascade sim measures it).
+	Spread int64
 }
 
 // Decision is where a client goes.
@@ -46,7 +55,7 @@ func Place(in PlacementInput) Decision {
 	if len(cands) == 0 {
 		return Decision{}
 	}
-	carrying := in.Carrying
+	carrying := in.preferred(cands)
 	best := cands[0]
 	if best.ID == self.ID {
 		return Decision{}
@@ -56,12 +65,37 @@ func Place(in PlacementInput) Decision {
 			continue
 		}
 		// Keep the client here unless the best is clearly better.
+		// With Spread, within Spread of the best: whether either carries the room does not count.
 		slack := max(int64(20), best.Consumers/5)
-		if in.full(self) == in.full(best) && carrying[self.ID] == carrying[best.ID] && self.Consumers <= best.Consumers+slack {
+		together := carrying[self.ID] == carrying[best.ID]
+		if in.Spread > 0 {
+			slack, together = max(slack, in.Spread), true
+		}
+		if in.full(self) == in.full(best) && together && self.Consumers <= best.Consumers+slack {
 			return Decision{}
 		}
 	}
 	return Decision{Redirect: true, Node: best.ID, HTTPURL: best.HTTPURL}
+}
+
+// preferred is the carrying nodes among cands that keep their preference (see Spread).
+func (in PlacementInput) preferred(cands []node.Stats) map[string]bool {
+	if in.Spread <= 0 {
+		return in.Carrying
+	}
+	least := int64(-1)
+	for _, s := range cands {
+		if !in.full(s) && (least < 0 || s.Consumers < least) {
+			least = s.Consumers
+		}
+	}
+	out := make(map[string]bool, len(in.Carrying))
+	for _, s := range cands {
+		if in.Carrying[s.ID] && (least < 0 || s.Consumers <= least+in.Spread) {
+			out[s.ID] = true
+		}
+	}
+	return out
 }
 
 // full tells whether s is at its capacity (never, without in.Full).
@@ -109,9 +143,10 @@ func Rank(in PlacementInput) []node.Stats {
 		id             string
 		i              int
 	}
+	carrying := in.preferred(cands)
 	keys := make([]key, len(cands))
 	for i, s := range cands {
-		keys[i] = key{full: in.full(s), carrying: in.Carrying[s.ID], consumers: s.Consumers, id: s.ID, i: i}
+		keys[i] = key{full: in.full(s), carrying: carrying[s.ID], consumers: s.Consumers, id: s.ID, i: i}
 	}
 	sort.SliceStable(keys, func(i, j int) bool {
 		a, b := keys[i], keys[j]

@@ -58,3 +58,33 @@ func TestPlaceSpreadsWhenFull(t *testing.T) {
 		t.Fatalf("Rank: %v, want %v", ids, want)
 	}
 }
+
+// TestPlaceSpread: with Spread, this node keeps a client unless the best node is more than
+// Spread below it, whether or not either carries the room, and a carrying node far above the
+// least loaded loses its preference; without it, the carrying node wins.
+func TestPlaceSpread(t *testing.T) {
+	in := PlacementInput{Self: stats("me", "eu", 300), Peers: []node.Stats{stats("b", "eu", 900), stats("c", "eu", 0)}, Region: "eu",
+		Carrying: map[string]bool{"b": true}}
+	if got := Place(in); got.Node != "b" {
+		t.Fatalf("Place without Spread: %+v, want the carrying node b", got)
+	}
+	in.Spread = 500
+	if got := Place(in); got.Redirect {
+		t.Fatalf("Place, spread 500, c only 300 below: %+v, want to stay", got)
+	}
+	var ids []string
+	for _, s := range Rank(in) {
+		ids = append(ids, s.ID)
+	}
+	if want := []string{"c", "me", "b"}; !slices.Equal(ids, want) {
+		t.Fatalf("Rank with spread 500: %v, want %v (b is 900 above c: no preference)", ids, want)
+	}
+	in.Spread, in.Peers[0].Consumers = 1000, 100
+	if got := Place(in); got.Redirect {
+		t.Fatalf("Place, spread 1000: %+v, want to stay (b within spread, carrying no longer counts)", got)
+	}
+	in.Self.Consumers = 1200
+	if got := Place(in); got.Node != "b" {
+		t.Fatalf("Place, this node 1100 above b: %+v, want b", got)
+	}
+}

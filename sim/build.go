@@ -23,7 +23,7 @@ func (m *metrics) report(wall time.Duration) *Report {
 		r.Load.PeakHerding = max(r.Load.PeakHerding, sec.Herding)
 		r.Load.PeakJoinsPerNodeSec = max(r.Load.PeakJoinsPerNodeSec, sec.MaxJoinsPerNode)
 	}
-	if m.steadyTree == nil {
+	if m.steadySent == nil { // the run ended before its steady state
 		m.snapshotSteady()
 	}
 	r.Trees = m.steadyTree

@@ -52,6 +52,9 @@ type Scenario struct {
 	// uses a few: at 500 nodes a decision costs ~0.3 ms, and Place's own hysteresis keeps up
 	// to 20 consecutive joins on one node anyway.
 	ViewersPerDecision int `yaml:"viewers_per_decision"`
+	// PlacementSpread is the placement's Spread (cluster.PlacementInput.Spread), in consumers:
+	// 0 keeps Cascade's default (the nodes carrying the room always first).
+	PlacementSpread int64 `yaml:"placement_spread"`
 
 	// ReconnectAfter is how long the viewers of a killed node take to notice and join again
 	// (default 2s); JoinRetries how often a refused viewer tries again, a second apart

@@ -164,6 +164,7 @@ func (s *Sim) reach(a, b int) bool { return a == b || (!s.cut[a] && !s.cut[b]) }
 // Run runs the scenario to its end and returns the report.
 func (s *Sim) Run() *Report {
 	start := time.Now()
+	s.q.at(s.sc.SteadyFrom, s.m.snapshotSteady) // before the beats of that instant: whole seconds
 	for slot := time.Duration(0); slot < s.sc.Duration; slot += s.sc.Heartbeat / checksPerBeat {
 		s.q.at(slot, s.checkSlot)
 	}
@@ -173,7 +174,6 @@ func (s *Sim) Run() *Report {
 	s.schedulePublishers()
 	s.scheduleArrivals()
 	s.scheduleFailures()
-	s.q.at(s.sc.SteadyFrom, s.m.snapshotSteady)
 	s.q.run(s.sc.Duration)
 	return s.m.report(time.Since(start))
 }

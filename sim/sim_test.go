@@ -3,6 +3,7 @@ package sim
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -250,5 +251,64 @@ func TestScenarios(t *testing.T) {
 	sc, _ := ParseScenario([]byte(small))
 	if sc.Timeout != 3*time.Second || sc.Costs.CPUPerPacket != DefaultCPUPerPacket || sc.Fanout != 2 {
 		t.Errorf("defaults: %+v", sc)
+	}
+}
+
+// TestControlTrafficScaling: the control traffic per node at steady state, with no failure
+// and no joins, as the cluster grows: what a node sends stays one heartbeat a second; what it
+// receives is every node's heartbeat, so it grows with the cluster (linearly: at 500 nodes
+// that is 500 a second, under the issue's 1,000; regional aggregation would be needed beyond
+// about 1,000 nodes).
+func TestControlTrafficScaling(t *testing.T) {
+	for _, n := range []int{10, 40, 160} {
+		r := run(t, fmt.Sprintf(`
+name: idle
+duration: 12s
+steady_from: 5s
+regions:
+  - {name: us, nodes: %d, capacity: 100}
+  - {name: eu, nodes: %d, capacity: 100}
+delays: {us/eu: 40ms}
+`, n/2, n/2))
+		c := r.Control
+		if c.SteadySent.Max > 1.01 || c.SteadySent.Min < 0.99 {
+			t.Errorf("%d nodes: sent per node %+v, want 1/s", n, c.SteadySent)
+		}
+		if c.SteadyReceived.Max > float64(n)+0.01 || c.SteadyReceived.Min < float64(n)-0.01 {
+			t.Errorf("%d nodes: received per node %+v, want %d/s", n, c.SteadyReceived, n)
+		}
+	}
+}
+
+// TestJoinStormHerding: a join storm faster than the heartbeats. With Cascade's default
+// placement every node sends its joins to the same carrying node on loads a heartbeat old, so
+// the region fills one node at a time and joins are refused while empty nodes wait; with the
+// placement's Spread every node keeps the joins the load balancer brings it.
+func TestJoinStormHerding(t *testing.T) {
+	storm := `
+name: storm
+duration: 20s
+seed: 5
+join_retries: 0
+regions:
+  - {name: us, nodes: 10, capacity: 100}
+  - {name: eu, nodes: 10, capacity: 100}
+delays: {us/eu: 40ms}
+rooms:
+  - name: hall
+    publishers: 1
+    publisher_regions: [us]
+    publish_at: 2s
+    arrivals:
+      - {region: us, start: 4s, end: 6s, per_sec: 400}
+      - {region: eu, start: 4s, end: 6s, per_sec: 400}
+`
+	herd := run(t, storm)
+	if herd.Viewers.Refused < 400 || herd.Load.PeakHerding < 3 {
+		t.Errorf("default placement: %d refused, herding %.1fx: the storm did not pile up", herd.Viewers.Refused, herd.Load.PeakHerding)
+	}
+	spread := run(t, storm+"placement_spread: 1000\n")
+	if spread.Viewers.Refused != 0 || spread.Load.PeakHerding > 2 {
+		t.Errorf("with Spread: %d refused, herding %.1fx, want none", spread.Viewers.Refused, spread.Load.PeakHerding)
 	}
 }

@@ -104,7 +104,7 @@ func (s *Sim) place(r *room, region int) *simNode {
 	if entry.rooms[r] != nil {
 		carrying = r.carrying
 	}
-	in := cluster.PlacementInput{Self: entry.load(), Peers: entry.peersFor(s.q.now), Carrying: carrying, Region: s.regions[region], Full: s.full}
+	in := cluster.PlacementInput{Self: entry.load(), Peers: entry.peersFor(s.q.now), Carrying: carrying, Region: s.regions[region], Full: s.full, Spread: s.sc.PlacementSpread}
 	t0 := time.Now()
 	d := cluster.Place(in)
 	s.m.placed(time.Since(t0), len(in.Peers)+1)
