@@ -35,9 +35,6 @@ func (m *metrics) report(wall time.Duration) *Report {
 	r.Pipes = PipeReport{Asks: m.pipeAsks, Refused: m.pipeRefused, Retries: m.pipeRetries, Ranked: m.parentsRanked,
 		SetupMs: quantiles(slices.Clone(m.setup)), MaxQueue: m.maxQueue}
 	for _, f := range m.failures {
-		if len(m.producers) > 0 {
-			f.rep.Crossings = crossings(m.producers[0], s.regions)
-		}
 		r.Failures = append(r.Failures, f.rep)
 	}
 	r.Checks = checks(r, sc)

@@ -217,6 +217,9 @@ func (m *metrics) checkRepairs() {
 		}
 		f.done = true
 		f.rep.Repaired = true
+		if len(m.producers) > 0 {
+			f.rep.Crossings = crossings(m.producers[0], m.s.regions)
+		}
 		f.rep.RepairSec = (m.s.q.now - f.at).Seconds()
 		if f.healAt > 0 {
 			f.rep.RepairSec = (m.s.q.now - f.healAt).Seconds()

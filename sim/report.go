@@ -160,7 +160,7 @@ type FailureReport struct {
 	Dropped     int            `json:"membership_drops,omitempty"`
 	Repaired    bool           `json:"repaired"`
 	RepairSec   float64        `json:"repair_s"`                  // kill: from the kill; partition: from the heal
-	Crossings   map[string]int `json:"crossings_after,omitempty"` // first producer, at the end
+	Crossings   map[string]int `json:"crossings_after,omitempty"` // first producer's pipes into each region, once repaired
 }
 
 // Second is one second of the run.
