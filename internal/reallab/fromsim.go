@@ -29,6 +29,10 @@ func FromSim(sc *sim.Scenario) (Scenario, error) {
 	if sc.ViewersPerDecision != 1 {
 		return bad("want one viewer per placement decision")
 	}
+	if sc.PlacementSpread != 0 {
+		return bad("placement_spread: real nodes have no such setting")
+	}
+
 	s := Scenario{Delays: map[string]time.Duration{}, IntraDelay: sc.IntraRegionDelay, Fanout: sc.Fanout,
 		Heartbeat: sc.Heartbeat, Timeout: sc.Timeout, Tracks: g.Producers, Hold: 4 * time.Second,
 		HopMs: float64(sc.Costs.HopLatency) / float64(time.Millisecond)}
@@ -90,6 +94,11 @@ func FromSim(sc *sim.Scenario) (Scenario, error) {
 	}
 	if s.JoinEvery == 0 {
 		s.JoinEvery = time.Second
+	}
+	for _, r := range sc.Regions { // real nodes have no capacity: none may fill up
+		if r.Capacity <= len(s.Viewers) {
+			return bad("region %s: capacity %d: a node could fill up, and real nodes have no capacity", r.Name, r.Capacity)
+		}
 	}
 	return s, s.Check()
 }
