@@ -3,7 +3,10 @@ package sim
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
+
+	"github.com/cascade-sfu/cascade/relay"
 )
 
 // report assembles the run's report.
@@ -37,6 +40,9 @@ func (m *metrics) report(wall time.Duration) *Report {
 	for _, f := range m.failures {
 		r.Failures = append(r.Failures, f.rep)
 	}
+	if len(m.decisions) <= MaxListed {
+		r.Placements = m.decisions
+	}
 	r.Checks = checks(r, sc)
 	return r
 }
@@ -47,11 +53,15 @@ func (m *metrics) trees() []TreeReport {
 	for _, p := range m.producers {
 		t := TreeReport{Producer: p.id, Origin: p.origin.id, Carriers: len(p.edges), OriginEgress: len(p.origin.out[p]),
 			MaxEgress: m.maxEgress[p], Crossings: crossings(p, m.s.regions), Depths: map[int]int{}}
-		for n := range p.edges {
+		for n, parent := range p.edges {
 			d := depth(p, n)
 			t.Depths[d]++
 			t.MaxDepth = max(t.MaxDepth, d)
+			if len(p.edges) <= MaxListed {
+				t.Edges = append(t.Edges, relay.Edge{Node: n.id, Parent: parent.id})
+			}
 		}
+		slices.SortFunc(t.Edges, func(a, b relay.Edge) int { return strings.Compare(a.Node, b.Node) })
 		for _, ns := range p.room.open {
 			for _, n := range ns {
 				if n != p.origin && n.alive && n.rooms[p.room] != nil && n.rooms[p.room].viewers > 0 && !m.s.flowing(n, p) {

@@ -21,6 +21,7 @@ type metrics struct {
 
 	placeTimes []time.Duration
 	placeNodes int
+	decisions  []Placement // the first MaxListed+1 decisions
 
 	producers                       []*producer
 	refused, refusals, reconnecting int

@@ -2,6 +2,8 @@ package sim
 
 import (
 	"encoding/json"
+
+	"github.com/cascade-sfu/cascade/relay"
 	"os"
 	"slices"
 	"sort"
@@ -33,8 +35,10 @@ type Report struct {
 	Placement PlacementReport `json:"placement"`
 	Pipes     PipeReport      `json:"pipes"`
 	Failures  []FailureReport `json:"failures"`
-	Series    []Second        `json:"series"`
-	Checks    []Check         `json:"checks"`
+	// Placements lists every decision, for runs of up to MaxListed decisions.
+	Placements []Placement `json:"placements,omitempty"`
+	Series     []Second    `json:"series"`
+	Checks     []Check     `json:"checks"`
 }
 
 // CostReport states the per-node costs the run used.
@@ -94,6 +98,22 @@ type TreeReport struct {
 	MaxDepth     int            `json:"max_depth"`
 	Depths       map[int]int    `json:"nodes_by_depth"`
 	Detached     int            `json:"detached"` // nodes with viewers whose media does not arrive
+	// Edges is the tree itself (child -> parent, by child), for trees of up to MaxListed
+	// carriers: what a comparison with real nodes checks.
+	Edges []relay.Edge `json:"edges,omitempty"`
+}
+
+// MaxListed bounds the trees' edges and the placements a report lists one by one.
+const MaxListed = 200
+
+// Placement is one placement decision (listed for runs of up to MaxListed decisions).
+type Placement struct {
+	T      float64 `json:"t"`
+	Room   string  `json:"room"`
+	Region string  `json:"region"`
+	Entry  string  `json:"entry"` // the node the load balancer gave the client
+	Node   string  `json:"node"`  // where it was placed
+	Count  int     `json:"count"` // clients placed by this decision
 }
 
 // LatencyReport is the server-path latency of one region's viewers (ms): relay hops x hop cost
@@ -125,7 +145,8 @@ type TypeTraffic struct {
 	Gateway  uint64 `json:"gateway_crossings"`
 }
 
-// PlacementReport is the real placement function's decision time (wall clock).
+// PlacementReport is the real placement function's decision time (the CPU time of the
+// simulator's thread around the call, on Linux: what a decision costs on a core of its own).
 type PlacementReport struct {
 	Decisions          int     `json:"decisions"`
 	Nodes              int     `json:"nodes"`

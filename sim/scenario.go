@@ -110,7 +110,7 @@ type Failure struct {
 }
 
 // Costs are what a node spends: CPU per forwarded packet, one-way latency a relay hop adds,
-// and the packets a second of one consumer.
+// and the packets a second of one stream (one producer to one viewer, or one relay pipe).
 type Costs struct {
 	CPUPerPacket  time.Duration `yaml:"cpu_per_packet"`
 	HopLatency    time.Duration `yaml:"hop_latency"`
@@ -118,11 +118,13 @@ type Costs struct {
 }
 
 // Defaults from BENCHMARKS.md: 10.2 µs of CPU per forwarded packet (1 -> 200, cascade), 0.4
-// ms per relay hop (p50 of the relay chain run), ~167 video + 50 audio packets a second.
+// ms per relay hop (p50 of the relay chain run), and 108.5 packets a second per stream: the
+// mean of the benchmark's video (~167/s) and an Opus audio stream (~50/s), a publisher's two
+// producers.
 const (
 	DefaultCPUPerPacket  = 10200 * time.Nanosecond
 	DefaultHopLatency    = 400 * time.Microsecond
-	DefaultPacketsPerSec = 217
+	DefaultPacketsPerSec = 108.5
 )
 
 // ErrScenario is a scenario that does not hold.
@@ -133,7 +135,12 @@ var ErrScenario = errors.New("sim: bad scenario")
 func LoadScenario(path string) (*Scenario, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		data, err = Scenarios.ReadFile("scenarios/" + filepath.Base(path))
+		var embedErr error
+		if data, embedErr = Scenarios.ReadFile("scenarios/" + filepath.Base(path)); embedErr == nil {
+			err = nil
+		} else {
+			err = fmt.Errorf("%w (and no committed scenario of that name: %s)", err, strings.Join(ListScenarios(), ", "))
+		}
 	}
 	if err != nil {
 		return nil, err

@@ -15,6 +15,7 @@ package sim
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"time"
 
 	"github.com/cascade-sfu/cascade/cluster"
@@ -163,6 +164,8 @@ func (s *Sim) reach(a, b int) bool { return a == b || (!s.cut[a] && !s.cut[b]) }
 
 // Run runs the scenario to its end and returns the report.
 func (s *Sim) Run() *Report {
+	runtime.LockOSThread() // the placement is timed on this thread's CPU clock
+	defer runtime.UnlockOSThread()
 	start := time.Now()
 	s.q.at(s.sc.SteadyFrom, s.m.snapshotSteady) // before the beats of that instant: whole seconds
 	for slot := time.Duration(0); slot < s.sc.Duration; slot += s.sc.Heartbeat / checksPerBeat {

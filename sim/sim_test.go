@@ -312,3 +312,33 @@ rooms:
 		t.Errorf("with Spread: %d refused, herding %.1fx, want none", spread.Viewers.Refused, spread.Load.PeakHerding)
 	}
 }
+
+// TestListsSmallRuns: a small run lists its placement decisions and its trees' edges (what a
+// comparison with real nodes needs), and the edges are the tree the figures describe.
+func TestListsSmallRuns(t *testing.T) {
+	r := run(t, `
+name: tiny
+duration: 15s
+regions:
+  - {name: us, nodes: 2, capacity: 10}
+  - {name: eu, nodes: 2, capacity: 10}
+delays: {us/eu: 40ms}
+rooms:
+  - name: r
+    publishers: 1
+    producers: 1
+    publish_at: 2s
+    arrivals:
+      - {region: eu, start: 3s, end: 5s, per_sec: 10}
+`)
+	if len(r.Placements) != 21 || r.Placements[0].Region != "us" || r.Placements[1].Region != "eu" {
+		t.Fatalf("placements: %+v", r.Placements)
+	}
+	tr := r.Trees[0]
+	if len(tr.Edges) != tr.Carriers || tr.Carriers != 2 {
+		t.Fatalf("tree: %+v", tr)
+	}
+	if tr.Crossings["eu"] != 1 {
+		t.Fatalf("crossings: %v", tr.Crossings)
+	}
+}

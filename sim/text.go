@@ -15,10 +15,10 @@ func (r *Report) WriteText(w io.Writer) {
 	p := func(format string, a ...any) { fmt.Fprintf(w, format+"\n", a...) }
 	p("scenario %s: %d nodes in %s, K=%d, heartbeat %s / timeout %s; %.0f s virtual in %.1f s (%d events)",
 		r.Scenario, r.Nodes, strings.Join(r.Regions, ", "), r.Fanout, r.Heartbeat, r.Timeout, r.VirtualSec, r.WallSec, r.Events)
-	p("costs: %.2f µs CPU per forwarded packet, %.2f ms per relay hop, %.0f packets/s per stream (%s)",
+	p("costs: %.2f µs CPU per forwarded packet, %.2f ms per relay hop, %.1f packets/s per stream (%s)",
 		r.Costs.CPUPerPacketUs, r.Costs.HopLatencyMs, r.Costs.PacketsPerSec, r.Costs.Source)
 	v := r.Viewers
-	p("\nviewers: %d arrived, %d served at the end (peak %d), %d placements refused (retried), %d gave up", v.Arrived, v.Served, v.PeakServed, v.Refusals, v.Refused)
+	p("\nviewers: %d arrivals (reconnects included), %d served at the end (peak %d), %d placements refused (retried), %d gave up", v.Arrived, v.Served, v.PeakServed, v.Refusals, v.Refused)
 	l := r.Load
 	p("load per node (viewers): min %.0f, p50 %.0f, p99 %.0f, max %.0f (max/mean %.2f); CPU cores p50 %.2f, max %.2f",
 		l.Viewers.Min, l.Viewers.P50, l.Viewers.P99, l.Viewers.Max, l.MaxOverMean, l.CPUCores.P50, l.CPUCores.Max)
@@ -48,9 +48,14 @@ func (r *Report) WriteText(w io.Writer) {
 		p("  %-18s %8d %12d %14d %12d", t.Type, t.Bytes, t.Sent, t.Received, t.Gateway)
 	}
 	pl := r.Placement
-	p("\nplacement (cluster.Place, timed): %d decisions at %d nodes (%d viewers each): p50 %.3f ms, p99 %.3f ms, max %.3f ms",
+	p("\nplacement (cluster.Place, thread CPU time): %d decisions at %d nodes (%d viewers each): p50 %.3f ms, p99 %.3f ms, max %.3f ms",
 		pl.Decisions, pl.Nodes, pl.ViewersPerDecision, pl.P50Ms, pl.P99Ms, pl.MaxMs)
 	for _, f := range r.Failures {
+		if f.Kind == "partition" {
+			p("failure at %.0f s: partition of %s until %.0f s: %d membership drops; every node with viewers had the media again %.2f s after the heal (repaired %v); crossings after: %s",
+				f.AtSec, f.Target, f.HealedSec, f.Dropped, f.RepairSec, f.Repaired, fmtMap(f.Crossings))
+			continue
+		}
 		p("failure at %.0f s: %s %s: %d orphans, %d nodes below; first noticed after %.2f s; repaired %v after %.2f s; crossings after: %s",
 			f.AtSec, f.Kind, f.Target, f.Orphans, f.Subtree, f.DetectedSec, f.Repaired, f.RepairSec, fmtMap(f.Crossings))
 	}

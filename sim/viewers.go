@@ -22,7 +22,7 @@ func (s *Sim) schedulePublishers() {
 
 // publish places a publisher and adds its producers to the room.
 func (s *Sim) publish(r *room, j, region int) {
-	n := s.place(r, region)
+	n := s.place(r, region, 1)
 	if n == nil || n.viewers >= n.cap {
 		s.m.publishersRefused++
 		return
@@ -68,7 +68,7 @@ func (s *Sim) scheduleArrivals() {
 // arrive: c viewers of region arrive for room r at a node of their region (the load
 // balancer's next live one), which places them with the real placement function.
 func (s *Sim) arrive(r *room, region, c, retries int) {
-	n := s.place(r, region)
+	n := s.place(r, region, c)
 	if n == nil || !n.alive || n.viewers+c > n.cap {
 		s.m.refusal(c)
 		if retries > 0 {
@@ -83,7 +83,7 @@ func (s *Sim) arrive(r *room, region, c, retries int) {
 
 // place runs the entry node's placement decision for a client of room r in region: the node
 // it lands on (nil when the region has no live node).
-func (s *Sim) place(r *room, region int) *simNode {
+func (s *Sim) place(r *room, region, count int) *simNode {
 	nodes := s.inReg[region]
 	var entry *simNode
 	for range nodes {
@@ -105,13 +105,18 @@ func (s *Sim) place(r *room, region int) *simNode {
 		carrying = r.carrying
 	}
 	in := cluster.PlacementInput{Self: entry.load(), Peers: entry.peersFor(s.q.now), Carrying: carrying, Region: s.regions[region], Full: s.full, Spread: s.sc.PlacementSpread}
-	t0 := time.Now()
+	t0 := threadCPU()
 	d := cluster.Place(in)
-	s.m.placed(time.Since(t0), len(in.Peers)+1)
-	if !d.Redirect {
-		return entry
+	s.m.placed(time.Duration(threadCPU()-t0), len(in.Peers)+1)
+	target := entry
+	if d.Redirect {
+		target = s.byID[d.Node]
 	}
-	return s.byID[d.Node]
+	if len(s.m.decisions) <= MaxListed && target != nil {
+		s.m.decisions = append(s.m.decisions, Placement{T: s.q.now.Seconds(), Room: r.name, Region: s.regions[region],
+			Entry: entry.id, Node: target.id, Count: count})
+	}
+	return target
 }
 
 // join: c participants of room r (viewers, or a publisher) join n. The room opens on n at its

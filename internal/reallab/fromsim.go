@@ -103,31 +103,36 @@ func FromSim(sc *sim.Scenario) (Scenario, error) {
 	return s, s.Check()
 }
 
-// SimOutcome is what a simulator run of s (made by FromSim) came to, in what the simulator
-// knows: the viewers on each node (its participants less the publisher), the relay tree (every
-// producer's must be the same), its crossings, and each region's median server path.
-func SimOutcome(s Scenario, run *sim.Sim, rep *sim.Report) (Outcome, error) {
-	out := Outcome{Viewers: map[string]int{}, RegionPathMs: map[string]float64{}}
-	for id, n := range run.NodeViewers() {
-		if id == s.Origin() {
-			n-- // the publisher
-		}
-		if n > 0 {
-			out.Viewers[id] = n
-		}
+// SimOutcome is what a simulator run of s (made by FromSim) came to: each viewer's node (the
+// report's placement decisions, the publisher's first; each viewer must have entered where
+// FromSim says), the viewers per node, the relay tree (every producer's must be the same), its
+// crossings, and each region's median server path.
+func SimOutcome(s Scenario, rep *sim.Report) (Outcome, error) {
+	if len(rep.Placements) != 1+len(s.Viewers) {
+		return Outcome{}, fmt.Errorf("reallab: the simulator lists %d placement decisions, want the publisher's and %d viewers'", len(rep.Placements), len(s.Viewers))
 	}
-	first := ""
-	for id, t := range run.Trees() {
-		tree := relay.Tree(t)
-		if out.Tree == nil {
-			out.Tree, first = tree, id
+	out := Outcome{RegionPathMs: map[string]float64{}}
+	for i, d := range rep.Placements[1:] {
+		if v := s.Viewers[i]; d.Entry != v.Asks || d.Region != v.Region || d.Count != 1 {
+			return Outcome{}, fmt.Errorf("reallab: the simulator's decision %d: %+v, want a viewer of %s entering at %s", i, d, v.Region, v.Asks)
+		}
+		out.Placement = append(out.Placement, d.Node)
+	}
+	for i, tr := range rep.TreesEnd {
+		tree := relay.Tree{}
+		for _, e := range tr.Edges {
+			tree[e.Node] = e.Parent
+		}
+		if i == 0 {
+			out.Tree = tree
 		} else if !maps.Equal(tree, out.Tree) {
-			return Outcome{}, fmt.Errorf("reallab: the simulator's trees differ: %s %v, %s %v", first, out.Tree, id, tree)
+			return Outcome{}, fmt.Errorf("reallab: the simulator's trees differ: %s %v, %s %v", rep.TreesEnd[0].Producer, out.Tree, tr.Producer, tree)
 		}
 	}
 	out.Crossings = crossings(s, out.Tree)
 	for _, l := range rep.Latency {
 		out.RegionPathMs[l.Region] = l.Ms.P50
 	}
+	out.finish(s) // the viewers per node (it has no per-node paths: the regions' stay its own)
 	return out, nil
 }

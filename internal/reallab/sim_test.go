@@ -21,7 +21,7 @@ func simScenario(t *testing.T, name string) (Scenario, Outcome) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := SimOutcome(s, run, run.Run())
+	out, err := SimOutcome(s, run.Run())
 	if err != nil {
 		t.Fatal(err)
 	}
