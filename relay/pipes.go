@@ -174,7 +174,9 @@ func Open(o Options) (*Pipes, error) {
 
 // Start starts the pipe manager with the control path to other nodes and their membership.
 func (ps *Pipes) Start(sig Signaler, peers Peers) {
+	ps.mu.Lock() // ServePipe may run before Start (the cluster subscribes first): see region
 	ps.sig, ps.peers = sig, peers
+	ps.mu.Unlock()
 	ctx, cancel := context.WithCancel(context.Background())
 	ps.wg.Add(2)
 	go func() { // Close cancels a pipe request in flight

@@ -192,10 +192,13 @@ func (ps *Pipes) unpipe(in *inPipe) {
 
 // region is a live peer's region ("" when unknown).
 func (ps *Pipes) region(id string) string {
-	if ps.peers == nil {
+	ps.mu.Lock()
+	peers := ps.peers
+	ps.mu.Unlock()
+	if peers == nil {
 		return ""
 	}
-	p, _ := ps.peers.Peer(id)
+	p, _ := peers.Peer(id)
 	return p.Region
 }
 
