@@ -183,6 +183,36 @@ failures:
 	}
 }
 
+// TestPartitionHealsAtScale: a 10 s partition of a region of 30 nodes (every node of it drops
+// every other region's, and the other way round): once it heals, every node with viewers gets
+// the media back within a few seconds, however stale each node's view of the tree was.
+func TestPartitionHealsAtScale(t *testing.T) {
+	r := run(t, `
+name: partition
+duration: 60s
+seed: 1
+regions:
+  - {name: us, nodes: 30, capacity: 100}
+  - {name: eu, nodes: 30, capacity: 100}
+  - {name: ap, nodes: 30, capacity: 100}
+delays: {us/eu: 40ms, us/ap: 110ms, eu/ap: 70ms}
+rooms:
+  - name: hall
+    publishers: 1
+    publish_at: 2s
+    arrivals:
+      - {region: us, start: 3s, end: 13s, per_sec: 200}
+      - {region: eu, start: 3s, end: 13s, per_sec: 200}
+      - {region: ap, start: 3s, end: 13s, per_sec: 200}
+failures:
+  - {at: 30s, partition: ap, for: 10s}
+`)
+	f := r.Failures[0]
+	if f.Dropped < 30*60 || !f.Repaired || f.RepairSec > 5 {
+		t.Fatalf("partition: %+v, want every ap node to drop the 60 others and the media back within 5 s of the heal", f)
+	}
+}
+
 // TestControlTraffic: at steady state a node sends one heartbeat a second and receives every
 // node's, so what a node receives grows with the cluster and what it sends does not; the join
 // storm's participant events dominate churn.
