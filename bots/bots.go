@@ -133,7 +133,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			if limiter.Wait(ctx) != nil {
 				break
 			}
-			url := o.URLs[n%len(o.URLs)]
+			url, region := o.URLs[n%len(o.URLs)], o.region(n)
 			n++
 			name := subName(room, o.RunID, i)
 			joins.Add(1)
@@ -141,7 +141,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				defer joins.Done()
 				jctx, cancel := context.WithTimeout(ctx, o.JoinTimeout)
 				defer cancel()
-				s := r.subscribe(jctx, name, url, room)
+				s := r.subscribe(jctx, name, url, region, room)
 				r.mu.Lock()
 				r.subs = append(r.subs, s)
 				r.mu.Unlock()

@@ -66,8 +66,21 @@ type Options struct {
 	// NoResume turns the bots' session resume off (client.Options.Resume): a bot whose node
 	// goes then loses its session, as before resume existed.
 	NoResume bool
+	// Regions are the bots' region hints for placement (client.Options.Region): subscriber n
+	// (counted over the rooms, as for URLs) gives Regions[n%len(Regions)], publishers the first;
+	// nil: no hint. With URLs of the same length, each subscriber asks a node of its region, as
+	// geo-DNS would send it.
+	Regions []string
 	// Progress receives the live progress display (nil: none).
 	Progress io.Writer
+}
+
+// region is the region hint of subscriber n (publishers: 0), "" without Regions.
+func (o Options) region(n int) string {
+	if len(o.Regions) == 0 {
+		return ""
+	}
+	return o.Regions[n%len(o.Regions)]
 }
 
 // ErrNoBots is returned when the options ask for no subscriber (or a negative count).

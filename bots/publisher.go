@@ -39,7 +39,7 @@ func (r *run) publish(ctx, mediaCtx context.Context, name, url, room string) (*c
 	// With simulcast, the request names its layer (simulcast.go).
 	vc := &videoControl{}
 	c, err := client.Dial(ctx, url, client.Options{Token: tok, NoAutoSubscribe: true, LoopbackOnly: r.o.LoopbackOnly,
-		NoRedirect: r.o.NoRedirect, OnPublisherRTCP: vc.onRTCP, OnLayersWanted: vc.onLayersWanted, NetworkTypes: r.o.Networks,
+		NoRedirect: r.o.NoRedirect, Region: r.o.region(0), OnPublisherRTCP: vc.onRTCP, OnLayersWanted: vc.onLayersWanted, NetworkTypes: r.o.Networks,
 		Resume: !r.o.NoResume, ResumeURLs: r.o.URLs, OnResume: r.onPublisherResume(name)})
 	if err != nil {
 		return nil, 0, fmt.Errorf("%s: join %s: %w", name, url, err)

@@ -66,7 +66,7 @@ type latencySample struct {
 	ms  float32
 }
 
-func (r *run) subscribe(ctx context.Context, name, url, room string) *subscriber {
+func (r *run) subscribe(ctx context.Context, name, url, region, room string) *subscriber {
 	r.mu.Lock()
 	expect := r.published[room]
 	r.mu.Unlock()
@@ -77,7 +77,7 @@ func (r *run) subscribe(ctx context.Context, name, url, room string) *subscriber
 		return s
 	}
 	s.start = time.Now()
-	c, err := client.Dial(ctx, url, client.Options{Token: tok, LoopbackOnly: r.o.LoopbackOnly, Lean: true, NoRedirect: r.o.NoRedirect,
+	c, err := client.Dial(ctx, url, client.Options{Token: tok, LoopbackOnly: r.o.LoopbackOnly, Lean: true, NoRedirect: r.o.NoRedirect, Region: region,
 		OnTrack: s.onTrack, OnNotification: s.onNotification, OnLayerChanged: s.onLayerChanged, NetworkTypes: r.o.subscriberNetworks(),
 		ICETransportPolicy: r.o.subscriberPolicy(), Resume: !r.o.NoResume, ResumeURLs: r.o.URLs, OnResume: s.onResume})
 	if err != nil {

@@ -61,6 +61,9 @@ func (s *Sim) beat(slot int) {
 func (n *simNode) load() node.Stats {
 	st := n.stats
 	st.Rooms, st.Participants, st.Consumers = len(n.rooms), n.viewers, n.consumers
+	for _, kids := range n.out { // a relay child is a consumer on its parent (relay.Pipes serves it with one)
+		st.Consumers += int64(len(kids))
+	}
 	return st
 }
 

@@ -99,7 +99,14 @@ func (s *Sim) place(r *room, region, count int, perClient int64) *simNode {
 	if entry == nil {
 		return nil
 	}
-	in := cluster.PlacementInput{Self: entry.load(), Peers: entry.peersFor(s.q.now), Carrying: r.carrying, Region: s.regions[region], Full: s.full, Spread: s.sc.PlacementSpread}
+	// The entry node knows the room's nodes only while the room is open on it (cluster.Placer:
+	// its room's participants on other nodes); elsewhere it ranks by region and load alone.
+	// internal/reallab's TestSimMatchesReality checks this against real nodes.
+	carrying := map[string]bool{}
+	if entry.rooms[r] != nil {
+		carrying = r.carrying
+	}
+	in := cluster.PlacementInput{Self: entry.load(), Peers: entry.peersFor(s.q.now), Carrying: carrying, Region: s.regions[region], Full: s.full, Spread: s.sc.PlacementSpread}
 	t0 := threadCPU()
 	d := cluster.PlaceCounted(in, entry.pending, s.now(), count, perClient)
 	s.m.placed(time.Duration(threadCPU()-t0), len(in.Peers)+1)

@@ -36,6 +36,7 @@ type botsConfig struct {
 	JoinTimeout  time.Duration
 	MaxStall     time.Duration
 	NoRedirect   bool
+	Regions      string
 	NoResume     bool
 	RunID        string
 	JSON         string
@@ -63,6 +64,7 @@ func botsFlags(c *botsConfig) *flag.FlagSet {
 	fs.DurationVar(&c.JoinTimeout, "join-timeout", c.JoinTimeout, "longest a bot may take to join")
 	fs.DurationVar(&c.MaxStall, "max-stall", c.MaxStall, "fail (exit 1) when a subscriber goes without media from a live producer for longer than this (0: never fail on stalls; they are reported either way)")
 	fs.BoolVar(&c.NoRedirect, "no-redirect", c.NoRedirect, "join exactly the nodes given: ask them to keep every bot instead of following a placement redirect (default: follow, as real clients do)")
+	fs.StringVar(&c.Regions, "regions", c.Regions, "comma-separated region hints for placement: subscriber n gives the n-th (round-robin, as --url), publishers the first (empty: no hint)")
 	fs.BoolVar(&c.NoResume, "no-resume", c.NoResume, "a bot whose node goes loses its session (default: it resumes on another node, PROTOCOL.md \"Resume\")")
 	fs.StringVar(&c.RunID, "run-id", c.RunID, "id put in every bot's name (sub-ROOM-ID-N), so that two runs in one room do not replace each other's bots (default: random)")
 	fs.StringVar(&c.JSON, "json", c.JSON, "write the JSON report to this file")
@@ -140,6 +142,11 @@ func runBots(args []string, getenv func(string) string, stdout, stderr io.Writer
 	for _, u := range strings.Split(c.URLs, ",") {
 		if u = strings.TrimSpace(u); u != "" {
 			o.URLs = append(o.URLs, u)
+		}
+	}
+	for _, r := range strings.Split(c.Regions, ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			o.Regions = append(o.Regions, r)
 		}
 	}
 	if !c.Quiet {

@@ -31,6 +31,7 @@ type delayLink struct {
 	host, sw *os.File
 	egress   atomic.Int64 // ns of delay from host to switch
 	ingress  atomic.Int64 // ns of delay from switch to host
+	routes   routes       // per-destination delays of the egress direction (delayto.go)
 	stop     chan struct{}
 	wg       sync.WaitGroup
 }
@@ -39,8 +40,8 @@ type delayLink struct {
 func newDelayLink(host, sw *os.File, egress, ingress time.Duration) *delayLink {
 	l := &delayLink{host: host, sw: sw, stop: make(chan struct{})}
 	l.set(egress, ingress)
-	l.pipe(host, sw, &l.egress)
-	l.pipe(sw, host, &l.ingress)
+	l.pipe(host, sw, &l.egress, &l.routes)
+	l.pipe(sw, host, &l.ingress, nil)
 	return l
 }
 
@@ -58,18 +59,22 @@ func (l *delayLink) close() {
 	l.wg.Wait()
 }
 
-// pipe starts the reader and writer of one direction.
-func (l *delayLink) pipe(from, to *os.File, delay *atomic.Int64) {
+// pipe starts the reader and writer of one direction; rt, when not nil, holds the direction's
+// per-destination delays, each with a queue and writer of its own.
+func (l *delayLink) pipe(from, to *os.File, delay *atomic.Int64, rt *routes) {
 	queue := make(chan frame, delayQueue)
 	free := make(chan []byte, delayQueue)
+	if rt != nil {
+		rt.start(l, to, free)
+	}
 	l.wg.Add(2)
-	go l.read(from, delay, queue, free)
+	go l.read(from, delay, rt, queue, free)
 	go l.write(to, queue, free)
 }
 
-// read stamps each frame read from from with its due time and queues it, dropping it when the
-// queue is full.
-func (l *delayLink) read(from *os.File, delay *atomic.Int64, queue chan<- frame, free chan []byte) {
+// read stamps each frame read from from with its due time and queues it (on its destination's
+// route, if it has one), dropping it when the queue is full.
+func (l *delayLink) read(from *os.File, delay *atomic.Int64, rt *routes, queue chan<- frame, free chan []byte) {
 	defer l.wg.Done()
 	for {
 		var buf []byte
@@ -90,9 +95,13 @@ func (l *delayLink) read(from *os.File, delay *atomic.Int64, queue chan<- frame,
 			}
 			continue
 		}
-		f := frame{buf: buf, n: n, due: time.Now().Add(time.Duration(delay.Load()))}
+		q, d := queue, time.Duration(delay.Load())
+		if r := rt.lookup(buf[:n]); r != nil {
+			q, d = r.queue, time.Duration(r.delay.Load())
+		}
+		f := frame{buf: buf, n: n, due: time.Now().Add(d)}
 		select {
-		case queue <- f:
+		case q <- f:
 		default:
 			recycle(free, buf)
 		}

@@ -69,3 +69,47 @@ func near(t *testing.T, what string, got, want time.Duration) {
 		t.Errorf("%s: median %v, want %v..%v", what, got, lo, hi)
 	}
 }
+
+// TestDelayTo gives a host's frames to one host a delay and none to another: pings to b take
+// the delay there (IPv4 and IPv6) and none back, pings to c none at all, also right after a burst
+// to b (c's frames do not queue behind b's); then b's delay changes.
+func TestDelayTo(t *testing.T) {
+	lab := New(t)
+	a := lab.Host("a", WithDelay(0, 0))
+	b, c := lab.Host("b"), lab.Host("c")
+	base := time.Now()
+	echoUDP(t, b, 7000, base)
+	echoUDP(t, c, 7000, base)
+	p := &pinger{conn: listenUDPOn(t, a, netip.AddrPortFrom(netip.IPv6Unspecified(), 0)), base: base}
+	toB, toB6, toC := netip.AddrPortFrom(b.Addr(), 7000), netip.AddrPortFrom(b.Addr6(), 7000), netip.AddrPortFrom(c.Addr(), 7000)
+	for _, to := range []netip.AddrPort{toB, toB6, toC} {
+		Eventually(t, 5*time.Second, func() error { _, _, err := p.ping(to, time.Second); return err })
+	}
+
+	a.SetDelayTo(b, 40*time.Millisecond)
+	for _, c := range []struct {
+		name string
+		to   netip.AddrPort
+		want time.Duration
+	}{{"a->b", toB, 40 * time.Millisecond}, {"a->b over IPv6", toB6, 40 * time.Millisecond}, {"a->c", toC, 0}} {
+		there, back, _ := medianPing(t, p, c.to, 9)
+		t.Logf("%s: median one-way there %v, back %v", c.name, there, back)
+		near(t, c.name, there, c.want)
+		near(t, c.name+" back", back, 0)
+	}
+
+	// A burst to b, still queued for 40 ms, and at once a ping to c.
+	for range 50 {
+		p.conn.WriteToUDPAddrPort([]byte("burst"), toB)
+	}
+	there, _, err := p.ping(toC, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	near(t, "a->c behind a burst to b", there, 0)
+
+	a.SetDelayTo(b, 10*time.Millisecond)
+	time.Sleep(50 * time.Millisecond) // the burst's echoes arrive, and are skipped as late
+	there, _, _ = medianPing(t, p, toB, 9)
+	near(t, "a->b at 10 ms", there, 10*time.Millisecond)
+}

@@ -35,7 +35,8 @@
 // nftables on eth0 in the host's namespace (netdev ingress and egress hooks, so a sender sees no
 // error, as on a real lossy path); [Host.Cap] puts a tbf qdisc on the sending side of each
 // direction (eth0 for egress, the switch-side port for ingress); [Host.SetDelay] changes the
-// userspace bridge's delays. Every fault holds for IPv4 and IPv6 alike: the nftables rules match
+// userspace bridge's delays, and [Host.SetDelayTo] gives the frames to one other host a delay of
+// their own, in their own queue (regions: delays between them, none inside one). Every fault holds for IPv4 and IPv6 alike: the nftables rules match
 // the layer-4 protocol whatever the network layer, a qdisc and the delay bridge see frames.
 //
 // Every name of a lab starts with its [Lab.Name], "hx-<pid>-<random>", so test binaries running
