@@ -1,5 +1,5 @@
 // Package htmlplot renders gonum plots for the self-contained HTML reports (the simulator's;
-// the bots' report does the same with its own copy, which can move here): a plot becomes a PNG
+// the bots' report adds its own tick labels on top): a plot becomes a PNG
 // in a data: URL, so the report loads nothing from elsewhere.
 package htmlplot
 
@@ -50,19 +50,20 @@ func New(title, x, y string) *plot.Plot {
 	return p
 }
 
-// Line adds a line with a legend entry (nothing with no points).
-func Line(p *plot.Plot, name string, pts plotter.XYs, c color.Color) {
+// Line adds a line with a legend entry (nothing with no points) and reports whether it did.
+func Line(p *plot.Plot, name string, pts plotter.XYs, c color.Color) bool {
 	if len(pts) == 0 {
-		return
+		return false
 	}
 	l, err := plotter.NewLine(pts)
 	if err != nil {
-		return
+		return false
 	}
 	l.Color = c
 	l.Width = vg.Points(1.5)
 	p.Add(l)
 	p.Legend.Add(name, l)
+	return true
 }
 
 // Headroom starts the Y axis at 0 and leaves room above the data for the legend.
