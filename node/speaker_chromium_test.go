@@ -115,13 +115,13 @@ func TestChromiumSpeaks(t *testing.T) {
 	}
 	eval("answer", fmt.Sprintf(`pc.setRemoteDescription({type: 'answer', sdp: %q}).then(() => 'ok')`, answer))
 
-	next := waitHeard(t, "listener", heard, 0, p.ID())
+	next := heard.Wait(t, "listener", 0, p.ID())
 	time.Sleep(3 * time.Second) // the beep goes on: the list must not change
 	if heard.Count() != next {
 		t.Fatalf("the fake microphone's speech flapped: %s", heard)
 	}
 	eval("mute", `(() => { track.enabled = false; return 'ok'; })()`)
-	waitHeard(t, "listener", heard, next, "")
+	heard.Wait(t, "listener", next, "")
 	if err := heard.Check(); err != nil {
 		t.Fatal(err)
 	}

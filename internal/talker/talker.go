@@ -13,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cascade-sfu/cascade/internal/harness"
 	"github.com/cascade-sfu/cascade/internal/vp8pub"
+	"github.com/cascade-sfu/cascade/node"
 	"github.com/cascade-sfu/cascade/signal/proto"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
@@ -93,6 +95,20 @@ func Start(t testing.TB, level byte, publish func(offer string) (answer string, 
 	return tk
 }
 
+// Join joins identity to room on n, with l as its listener, and publishes a talker at level.
+func Join(t testing.TB, n *node.Node, room, identity string, level byte, l node.Listener) (*node.Participant, *Talker) {
+	t.Helper()
+	p, err := n.Join(room, identity, node.Grant{Publish: true, Subscribe: true}, false, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk := Start(t, level, func(offer string) (string, error) {
+		answer, _, err := p.Publish(offer, true)
+		return answer, err
+	})
+	return p, tk
+}
+
 // SetLevel changes the level of the next packets.
 func (tk *Talker) SetLevel(level byte) { tk.level.Store(uint32(level)) }
 
@@ -165,6 +181,20 @@ func (h *Heard) Find(from int, want string) int {
 		}
 	}
 	return -1
+}
+
+// Wait waits up to 15 s for a notification at or after from whose list is want, and returns
+// the index after it; who names the listener in the failure.
+func (h *Heard) Wait(t testing.TB, who string, from int, want string) int {
+	t.Helper()
+	i := -1
+	harness.Eventually(t, 15*time.Second, func() error {
+		if i = h.Find(from, want); i < 0 {
+			return fmt.Errorf("%s: no activeSpeakers %q yet: %s", who, want, h)
+		}
+		return nil
+	})
+	return i + 1
 }
 
 // Check reports a notification that was malformed, or one that repeats the list before it
