@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cascade-sfu/cascade/internal/vp8pub"
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -125,7 +126,7 @@ func publishLive(t *testing.T, n *node.Node, room, identity string, l node.Liste
 	if err != nil {
 		t.Fatal(err)
 	}
-	answer, _, err := p.Publish(offer(t, pc), true)
+	answer, _, err := p.Publish(vp8pub.Offer(t, pc), true)
 	if err != nil {
 		t.Fatal(err)
 	}

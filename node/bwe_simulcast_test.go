@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cascade-sfu/cascade/internal/vp8pub"
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -29,7 +30,7 @@ func publishLayers(t *testing.T, n *node.Node, room string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	answer, _, err := p.Publish(offer(t, s.pc), true)
+	answer, _, err := p.Publish(vp8pub.Offer(t, s.pc), true)
 	if err != nil {
 		t.Fatal(err)
 	}

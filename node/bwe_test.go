@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cascade-sfu/cascade/internal/vp8pub"
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
@@ -53,7 +54,7 @@ func shapedSubscriber(t *testing.T, n *node.Node, room, identity string, s *shap
 	if err != nil {
 		t.Fatal(err)
 	}
-	off := withoutCandidates(offer(t, pc))
+	off := withoutCandidates(vp8pub.Offer(t, pc))
 	var answer string
 	checkFor(t, 10*time.Second, func() error { // until the publisher's track is live
 		answer, err = p.SubscribeOffer(off)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cascade-sfu/cascade/internal/vp8pub"
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
@@ -75,7 +76,7 @@ func joinSubscriber(t *testing.T, n *node.Node, room, identity string, pc *webrt
 	if err != nil {
 		t.Fatal(err)
 	}
-	sdp := offer(t, pc)
+	sdp := vp8pub.Offer(t, pc)
 	var answer string
 	checkFor(t, 10*time.Second, func() error { // until the publisher's track is live
 		answer, err = p.SubscribeOffer(sdp)
@@ -91,20 +92,6 @@ func joinSubscriber(t *testing.T, n *node.Node, room, identity string, pc *webrt
 		t.Fatal(err)
 	}
 	return p
-}
-
-func offer(t *testing.T, pc *webrtc.PeerConnection) string {
-	t.Helper()
-	o, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(o); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	return pc.LocalDescription().SDP
 }
 
 // sendonlyVP8 is a PeerConnection of api, closed with the test, that sends one VP8 track.
@@ -135,7 +122,7 @@ func publishVP8(t *testing.T, n *node.Node, api *webrtc.API, room string) (*node
 	if err != nil {
 		t.Fatal(err)
 	}
-	answer, _, err := p.Publish(offer(t, pc), true)
+	answer, _, err := p.Publish(vp8pub.Offer(t, pc), true)
 	if err != nil {
 		t.Fatal(err)
 	}

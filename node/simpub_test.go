@@ -59,7 +59,7 @@ type simPublisher struct {
 }
 
 // newSimPublisher makes the publisher's PeerConnection (closed with the test); its offer is
-// offer(t, s.pc).
+// vp8pub.Offer(t, s.pc).
 func newSimPublisher(t *testing.T, h264 bool) *simPublisher {
 	t.Helper()
 	pc, err := simAPI(t).NewPeerConnection(webrtc.Configuration{})
@@ -185,7 +185,7 @@ func publishSimulcast(t *testing.T, n *node.Node, room, identity string, h264 bo
 	if err != nil {
 		t.Fatal(err)
 	}
-	answer, _, err := p.Publish(offer(t, s.pc), true)
+	answer, _, err := p.Publish(vp8pub.Offer(t, s.pc), true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cascade-sfu/cascade/internal/vp8pub"
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/cascade-sfu/cascade/signal/proto"
 	"github.com/pion/rtp"
@@ -121,7 +122,7 @@ func subscribeSim(t *testing.T, n *node.Node, room, identity string, l node.List
 		t.Fatal(err)
 	}
 	pref(p)
-	answer, err := p.SubscribeOffer(offer(t, pc))
+	answer, err := p.SubscribeOffer(vp8pub.Offer(t, pc))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +275,7 @@ func TestSimulcastRids(t *testing.T) {
 	}
 	defer n.Close()
 	s := newSimPublisher(t, false)
-	base := offer(t, s.pc)
+	base := vp8pub.Offer(t, s.pc)
 	for _, c := range []struct {
 		name, simulcast string
 		rids            []string

@@ -52,7 +52,7 @@ func whipSimulcast(t *testing.T, e *env, room string) string {
 			t.Fatal(err)
 		}
 	}
-	offer := gatheredOffer(t, enc)
+	offer := vp8pub.Offer(t, enc)
 	if !strings.Contains(offer, "a=simulcast:send q;h;f") {
 		t.Fatalf("the encoder offers no simulcast:\n%s", offer)
 	}
@@ -150,7 +150,7 @@ func TestWHIPSimulcast(t *testing.T) {
 	if _, err := player.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
 		t.Fatal(err)
 	}
-	status, answer, _ := e.post("/whep/live", e.token("live", "player", false, true), "application/sdp", gatheredOffer(t, player))
+	status, answer, _ := e.post("/whep/live", e.token("live", "player", false, true), "application/sdp", vp8pub.Offer(t, player))
 	if status != http.StatusCreated {
 		t.Fatalf("whep: %d %s", status, answer)
 	}

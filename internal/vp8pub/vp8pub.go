@@ -85,6 +85,19 @@ func Start(t testing.TB, mark byte, publish func(offer string) (answer string, e
 // answer, and applies the answer: a publisher's whole exchange with a node, without trickle.
 func Negotiate(t testing.TB, pc *webrtc.PeerConnection, publish func(offer string) (answer string, err error)) {
 	t.Helper()
+	answer, err := publish(Offer(t, pc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Offer sets and returns pc's offer with every candidate gathered, as a client without trickle
+// (WHIP, WHEP, a publish request) sends it.
+func Offer(t testing.TB, pc *webrtc.PeerConnection) string {
+	t.Helper()
 	o, err := pc.CreateOffer(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -94,13 +107,7 @@ func Negotiate(t testing.TB, pc *webrtc.PeerConnection, publish func(offer strin
 		t.Fatal(err)
 	}
 	<-gathered
-	answer, err := publish(pc.LocalDescription().SDP)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		t.Fatal(err)
-	}
+	return pc.LocalDescription().SDP
 }
 
 // Close stops the sending and closes the PeerConnection; it may be called more than once.
