@@ -67,7 +67,6 @@ func clientAPI(t *testing.T) *webrtc.API {
 	})
 }
 
-// offer creates pc's offer and waits for every candidate.
 // joinSubscriber joins identity to room as a subscriber whose receive transport is pc: pc offers
 // (recvonly transceivers already added) once the publisher's track is live, and takes the answer.
 func joinSubscriber(t *testing.T, n *node.Node, room, identity string, pc *webrtc.PeerConnection) *node.Participant {

@@ -94,11 +94,22 @@ func newSimPublisher(t *testing.T, h264 bool) *simPublisher {
 // answered applies the node's answer and starts sending until the end of the test.
 func (s *simPublisher) answered(t *testing.T, answer string) {
 	t.Helper()
+	mid, midID, ridID, enc := s.negotiated(t, answer)
+	if midID == 0 || ridID == 0 || len(enc) != len(simRids) {
+		t.Fatalf("negotiated mid %d rid %d, %d encodings", midID, ridID, len(enc))
+	}
+	go s.send(mid, midID, ridID, enc)
+	t.Cleanup(func() { close(s.stop); <-s.done })
+}
+
+// negotiated applies the node's answer and returns what the packets need: the sender's mid,
+// the ids of the mid and rid header extensions and the encodings (one a layer, with its SSRC).
+func (s *simPublisher) negotiated(t *testing.T, answer string) (mid string, midID, ridID uint8, enc []webrtc.RTPEncodingParameters) {
+	t.Helper()
 	if err := s.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		t.Fatal(err)
 	}
 	params := s.sender.GetParameters()
-	var midID, ridID uint8
 	for _, e := range params.HeaderExtensions {
 		switch e.URI {
 		case sdp.SDESMidURI:
@@ -107,17 +118,12 @@ func (s *simPublisher) answered(t *testing.T, answer string) {
 			ridID = uint8(e.ID)
 		}
 	}
-	if midID == 0 || ridID == 0 || len(params.Encodings) != len(simRids) {
-		t.Fatalf("negotiated mid %d rid %d, %d encodings", midID, ridID, len(params.Encodings))
-	}
-	mid := ""
 	for _, tr := range s.pc.GetTransceivers() {
 		if tr.Sender() == s.sender {
 			mid = tr.Mid()
 		}
 	}
-	go s.send(mid, midID, ridID, params.Encodings)
-	t.Cleanup(func() { close(s.stop); <-s.done })
+	return mid, midID, ridID, params.Encodings
 }
 
 func (s *simPublisher) send(mid string, midID, ridID uint8, enc []webrtc.RTPEncodingParameters) {
