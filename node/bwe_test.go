@@ -24,13 +24,7 @@ import (
 // onPacket (if not nil).
 func shapedSubscriber(t *testing.T, n *node.Node, room, identity string, s *shaper, onPacket func(*rtp.Packet)) (*node.Participant, *atomic.Int64) {
 	t.Helper()
-	pc, err := clientAPI(t).NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
-		t.Fatal(err)
-	}
+	pc := recvonlyVideo(t)
 	var got atomic.Int64
 	var wg sync.WaitGroup
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {

@@ -67,6 +67,20 @@ func clientAPI(t *testing.T) *webrtc.API {
 	})
 }
 
+// recvonlyVideo is a PeerConnection of clientAPI with one recvonly video transceiver: a
+// subscriber's receive transport, ready to offer.
+func recvonlyVideo(t *testing.T) *webrtc.PeerConnection {
+	t.Helper()
+	pc, err := clientAPI(t).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+		t.Fatal(err)
+	}
+	return pc
+}
+
 // joinSubscriber joins identity to room as a subscriber whose receive transport is pc: pc offers
 // (recvonly transceivers already added) once the publisher's track is live, and takes the answer.
 func joinSubscriber(t *testing.T, n *node.Node, room, identity string, pc *webrtc.PeerConnection) *node.Participant {

@@ -67,13 +67,7 @@ func (r *received) check(t *testing.T, pics bool) {
 // video and records what its track delivers.
 func subscribeVideo(t *testing.T, n *node.Node, room, identity string, l node.Listener) *received {
 	t.Helper()
-	pc, err := clientAPI(t).NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
-		t.Fatal(err)
-	}
+	pc := recvonlyVideo(t)
 	rec := &received{}
 	var wg sync.WaitGroup
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {

@@ -92,13 +92,7 @@ func parseSim(p *rtp.Packet) (simPacket, bool) {
 // recvonly offer after pref(p) ran; it records what it receives.
 func subscribeSim(t *testing.T, n *node.Node, room, identity string, l node.Listener, pref func(*node.Participant)) (*node.Participant, *simReceived) {
 	t.Helper()
-	pc, err := clientAPI(t).NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
-		t.Fatal(err)
-	}
+	pc := recvonlyVideo(t)
 	rec := &simReceived{}
 	var wg sync.WaitGroup
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
