@@ -19,10 +19,7 @@ import (
 func TestForgedSpeakers(t *testing.T) {
 	net := NewMemNet()
 	n1, n2 := pair(t, net)
-	heard := &talker.Heard{}
-	if _, err := n1.n.Join("r", "alice", node.Grant{Subscribe: true}, false, heard); err != nil {
-		t.Fatal(err)
-	}
+	heard := talker.Listen(t, n1.n, "r", "alice")
 	// carol's audio producer on n3, a node of the cluster that only announces it.
 	n3 := newForger(t, net, "n3", secretOld, WallClock{})
 	carol := node.ParticipantInfo{ID: "PA_carol", Identity: "carol", JoinedAt: time.Now().UnixMilli()}

@@ -16,13 +16,7 @@ func TestSpeakersAcrossNodes(t *testing.T) {
 	n1, ns1, c1 := member(t, node.Options{ID: "n1"}, cluster.NATSOptions{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), Secrets: natsSecrets})
 	n2, _, c2 := member(t, node.Options{ID: "n2"}, cluster.NATSOptions{URL: ns1.ClientURL(), Secrets: natsSecrets})
 	met(t, c1, c2)
-	on1, on2 := &talker.Heard{}, &talker.Heard{}
-	if _, err := n1.Join("r", "listener1", node.Grant{Subscribe: true}, false, on1); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := n2.Join("r", "listener2", node.Grant{Subscribe: true}, false, on2); err != nil {
-		t.Fatal(err)
-	}
+	on1, on2 := talker.Listen(t, n1, "r", "listener1"), talker.Listen(t, n2, "r", "listener2")
 	alice, aliceTalks := talker.Join(t, n1, "r", "alice", talker.Loud, quiet{})
 	next1 := on1.Wait(t, "listener on n1", 0, alice.ID())
 	next2 := on2.Wait(t, "listener on n2", 0, alice.ID())

@@ -47,10 +47,7 @@ func TestChromiumSpeaks(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(n.Close)
-	heard := &talker.Heard{}
-	if _, err := n.Join("r", "listener", node.Grant{Subscribe: true}, false, heard); err != nil {
-		t.Fatal(err)
-	}
+	heard := talker.Listen(t, n, "r", "listener")
 	p, err := n.Join("r", "chromium", node.Grant{Publish: true}, false, nopListener{})
 	if err != nil {
 		t.Fatal(err)

@@ -22,10 +22,7 @@ func TestActiveSpeakers(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(n.Close)
-	heard := &talker.Heard{}
-	if _, err := n.Join("r", "listener", node.Grant{Subscribe: true}, false, heard); err != nil {
-		t.Fatal(err)
-	}
+	heard := talker.Listen(t, n, "r", "listener")
 	alice, aliceTalks := talker.Join(t, n, "r", "alice", talker.Loud, nopListener{})
 	bob, bobTalks := talker.Join(t, n, "r", "bob", talker.Silence, nopListener{})
 
@@ -45,10 +42,7 @@ func TestActiveSpeakers(t *testing.T) {
 	aliceTalks.SetLevel(talker.Silence)
 	bobTalks.SetLevel(talker.Loud)
 	next = heard.Wait(t, "listener", next, bob.ID())
-	late := &talker.Heard{}
-	if _, err := n.Join("r", "late", node.Grant{Subscribe: true}, false, late); err != nil {
-		t.Fatal(err)
-	}
+	late := talker.Listen(t, n, "r", "late")
 	late.Wait(t, "late joiner", 0, bob.ID())
 
 	// Both speak, alice quietly: the loud one first.

@@ -109,6 +109,16 @@ func Join(t testing.TB, n *node.Node, room, identity string, level byte, l node.
 	return p, tk
 }
 
+// Listen joins identity to room on n as a subscriber whose notifications it keeps.
+func Listen(t testing.TB, n *node.Node, room, identity string) *Heard {
+	t.Helper()
+	h := &Heard{}
+	if _, err := n.Join(room, identity, node.Grant{Subscribe: true}, false, h); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
 // SetLevel changes the level of the next packets.
 func (tk *Talker) SetLevel(level byte) { tk.level.Store(uint32(level)) }
 
