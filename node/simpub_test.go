@@ -39,14 +39,7 @@ const (
 // PeerConnections send the mid and rid header extensions, on loopback UDP/IPv4.
 func simAPI(t *testing.T) *webrtc.API {
 	t.Helper()
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
-		t.Fatal(err)
-	}
-	return vp8pub.LoopbackAPI(me)
+	return vp8pub.LoopbackAPI(vp8pub.SimulcastEngine(t))
 }
 
 type simPublisher struct {

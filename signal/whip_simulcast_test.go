@@ -21,14 +21,7 @@ import (
 // and returns the producer's id once the room lists its three layers, active, with their sizes.
 func whipSimulcast(t *testing.T, e *env, room string) string {
 	t.Helper()
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
-		t.Fatal(err)
-	}
-	enc, err := vp8pub.LoopbackAPI(me).NewPeerConnection(webrtc.Configuration{})
+	enc, err := vp8pub.LoopbackAPI(vp8pub.SimulcastEngine(t)).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}

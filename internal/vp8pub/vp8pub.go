@@ -32,6 +32,20 @@ func API(t testing.TB) *webrtc.API {
 	return LoopbackAPI(me)
 }
 
+// SimulcastEngine is a media engine with the default codecs and the mid and rid header
+// extensions that simulcast streams are told apart by.
+func SimulcastEngine(t testing.TB) *webrtc.MediaEngine {
+	t.Helper()
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
+		t.Fatal(err)
+	}
+	return me
+}
+
 // LoopbackAPI is a pion API with the codecs of me whose PeerConnections use loopback UDP/IPv4
 // only (for a test publisher that needs more than the default codecs, e.g. a header extension).
 func LoopbackAPI(me *webrtc.MediaEngine) *webrtc.API {

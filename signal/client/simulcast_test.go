@@ -121,13 +121,7 @@ func TestSimulcastLayersReachAReceiver(t *testing.T) {
 // rid header extensions, as the node does.
 func newReceiver(t *testing.T) *webrtc.PeerConnection {
 	t.Helper()
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
-		t.Fatal(err)
-	}
+	me := vp8pub.SimulcastEngine(t)
 	se := webrtc.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
