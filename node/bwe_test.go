@@ -1,7 +1,6 @@
 package node_test
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -48,18 +47,7 @@ func shapedSubscriber(t *testing.T, n *node.Node, room, identity string, s *shap
 	if err != nil {
 		t.Fatal(err)
 	}
-	off := withoutCandidates(vp8pub.Offer(t, pc))
-	var answer string
-	checkFor(t, 10*time.Second, func() error { // until the publisher's track is live
-		answer, err = p.SubscribeOffer(off)
-		if errors.Is(err, node.ErrNotFound) {
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	answer := subscribeWhenLive(t, p, withoutCandidates(vp8pub.Offer(t, pc)))
 	if !strings.Contains(answer, sdp.TransportCCURI) {
 		t.Fatalf("the node's answer does not negotiate transport-cc:\n%s", answer)
 	}

@@ -89,10 +89,21 @@ func joinSubscriber(t *testing.T, n *node.Node, room, identity string, pc *webrt
 	if err != nil {
 		t.Fatal(err)
 	}
-	sdp := vp8pub.Offer(t, pc)
+	answer := subscribeWhenLive(t, p, vp8pub.Offer(t, pc))
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// subscribeWhenLive sends p's subscribe offer until the publisher's track is live (the node
+// stops answering ErrNotFound), and returns the answer.
+func subscribeWhenLive(t *testing.T, p *node.Participant, offer string) string {
+	t.Helper()
 	var answer string
-	checkFor(t, 10*time.Second, func() error { // until the publisher's track is live
-		answer, err = p.SubscribeOffer(sdp)
+	var err error
+	checkFor(t, 10*time.Second, func() error {
+		answer, err = p.SubscribeOffer(offer)
 		if errors.Is(err, node.ErrNotFound) {
 			return err
 		}
@@ -101,10 +112,7 @@ func joinSubscriber(t *testing.T, n *node.Node, room, identity string, pc *webrt
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return answer
 }
 
 // sendonlyVP8 is a PeerConnection of api, closed with the test, that sends one VP8 track.
