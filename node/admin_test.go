@@ -148,17 +148,7 @@ func publishLive(t *testing.T, n *node.Node, room, identity string, l node.Liste
 		}
 	}()
 	t.Cleanup(func() { close(stop); <-done })
-	var id string
-	checkFor(t, 10*time.Second, func() error {
-		for _, pr := range p.Room().Producers() {
-			if pr.Participant == p.ID() {
-				id = pr.ID
-				return nil
-			}
-		}
-		return errors.New("no live producer yet")
-	})
-	return p, id
+	return p, liveProducer(t, p)
 }
 
 // TestOpenRoom: the room API opens a room with nobody in it (its settings, the default empty

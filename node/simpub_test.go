@@ -192,6 +192,7 @@ func publishSimulcast(t *testing.T, n *node.Node, room, identity string, h264 bo
 	return p, liveProducer(t, p)
 }
 
+// liveProducer waits until p has a producer live in its room and returns its id.
 func liveProducer(t *testing.T, p *node.Participant) string {
 	t.Helper()
 	var id string
