@@ -1,12 +1,10 @@
 package bots
 
 import (
-	"bytes"
 	"fmt"
 	"html/template"
 	"image/color"
 	"math"
-	"os"
 	"strconv"
 
 	"github.com/cascade-sfu/cascade/internal/htmlplot"
@@ -41,32 +39,19 @@ func (r *Report) WriteHTML(path string) error {
 	if len(d.Errors) > htmlMaxErrors {
 		d.Errors, d.MoreErrors = d.Errors[:htmlMaxErrors], len(d.Errors)-htmlMaxErrors
 	}
-	for _, mk := range []struct {
-		title string
-		build func() *plot.Plot
-	}{
-		{"Latency over time", r.htmlLatencyPlot},
-		{"Join time", r.htmlJoinPlot},
-		{"Received bitrate per subscriber", r.htmlBitratePlot},
-		{"Total received bitrate over time", r.htmlTotalBitratePlot},
-		{"Subscribers stalled over time", r.htmlStalledPlot},
-		{"Video layer per subscriber", r.htmlLayerPlot}, // nil without simulcast
-	} {
-		pl := mk.build()
-		if pl == nil {
-			continue
-		}
-		rendered, err := htmlplot.Render(mk.title, pl)
-		if err != nil {
-			return fmt.Errorf("plot %q: %w", mk.title, err)
-		}
-		d.Plots = append(d.Plots, rendered)
-	}
-	var buf bytes.Buffer
-	if err := htmlReportTemplate.Execute(&buf, d); err != nil {
+	var err error
+	d.Plots, err = htmlplot.RenderAll([]htmlplot.Spec{
+		{Title: "Latency over time", Build: r.htmlLatencyPlot},
+		{Title: "Join time", Build: r.htmlJoinPlot},
+		{Title: "Received bitrate per subscriber", Build: r.htmlBitratePlot},
+		{Title: "Total received bitrate over time", Build: r.htmlTotalBitratePlot},
+		{Title: "Subscribers stalled over time", Build: r.htmlStalledPlot},
+		{Title: "Video layer per subscriber", Build: r.htmlLayerPlot}, // nil without simulcast
+	})
+	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, buf.Bytes(), 0o644)
+	return htmlplot.WriteFile(path, htmlReportTemplate, d)
 }
 
 // htmlNewPlot is htmlplot.New with round tick labels on both axes.

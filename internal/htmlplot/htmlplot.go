@@ -6,8 +6,10 @@ package htmlplot
 import (
 	"bytes"
 	"encoding/base64"
+	"fmt"
 	"html/template"
 	"image/color"
+	"os"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -73,6 +75,39 @@ func Headroom(p *plot.Plot) {
 		p.Y.Max = 1
 	}
 	p.Y.Max *= 1.2
+}
+
+// Spec is a plot a report may show: its title and what builds it.
+type Spec struct {
+	Title string
+	// Build returns the plot, or nil where the report has no such plot (e.g. no simulcast).
+	Build func() *plot.Plot
+}
+
+// RenderAll builds and renders specs in order, leaving out those that build nil.
+func RenderAll(specs []Spec) ([]Plot, error) {
+	var out []Plot
+	for _, s := range specs {
+		p := s.Build()
+		if p == nil {
+			continue
+		}
+		pl, err := Render(s.Title, p)
+		if err != nil {
+			return nil, fmt.Errorf("plot %q: %w", s.Title, err)
+		}
+		out = append(out, pl)
+	}
+	return out, nil
+}
+
+// WriteFile executes t with data and writes the page to path; a template error writes nothing.
+func WriteFile(path string, t *template.Template, data any) error {
+	var buf bytes.Buffer
+	if err := t.Execute(&buf, data); err != nil {
+		return err
+	}
+	return os.WriteFile(path, buf.Bytes(), 0o644)
 }
 
 // Render draws p as a PNG and returns it as an <img> src attribute.
