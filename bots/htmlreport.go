@@ -1,36 +1,21 @@
 package bots
 
 import (
-	"bytes"
-	"encoding/base64"
 	"fmt"
 	"html/template"
 	"image/color"
 	"math"
-	"os"
 	"strconv"
 
+	"github.com/cascade-sfu/cascade/internal/htmlplot"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
-	"gonum.org/v1/plot/vg/vgimg"
 )
 
-// Size and resolution of the plots in the HTML report.
-const (
-	htmlPlotWidth  = 9 * vg.Inch
-	htmlPlotHeight = 3.5 * vg.Inch
-	htmlPlotDPI    = 110
-	// htmlMaxErrors caps the error list (the JSON report has them all).
-	htmlMaxErrors = 200
-)
-
-// htmlPlot is one rendered plot: the src attribute of its <img>, a PNG as a data: URL.
-type htmlPlot struct {
-	Title string
-	Src   template.HTMLAttr
-}
+// htmlMaxErrors caps the error list (the JSON report has them all).
+const htmlMaxErrors = 200
 
 // htmlData is what the template renders.
 type htmlData struct {
@@ -39,7 +24,7 @@ type htmlData struct {
 	Duration   string
 	Errors     []string
 	MoreErrors int
-	Plots      []htmlPlot
+	Plots      []htmlplot.Plot
 }
 
 // WriteHTML writes the report as one self-contained HTML file: a summary table, plots (PNG,
@@ -54,68 +39,27 @@ func (r *Report) WriteHTML(path string) error {
 	if len(d.Errors) > htmlMaxErrors {
 		d.Errors, d.MoreErrors = d.Errors[:htmlMaxErrors], len(d.Errors)-htmlMaxErrors
 	}
-	for _, mk := range []struct {
-		title string
-		build func() *plot.Plot
-	}{
-		{"Latency over time", r.htmlLatencyPlot},
-		{"Join time", r.htmlJoinPlot},
-		{"Received bitrate per subscriber", r.htmlBitratePlot},
-		{"Total received bitrate over time", r.htmlTotalBitratePlot},
-		{"Subscribers stalled over time", r.htmlStalledPlot},
-		{"Video layer per subscriber", r.htmlLayerPlot}, // nil without simulcast
-	} {
-		pl := mk.build()
-		if pl == nil {
-			continue
-		}
-		src, err := htmlPNG(pl)
-		if err != nil {
-			return fmt.Errorf("plot %q: %w", mk.title, err)
-		}
-		d.Plots = append(d.Plots, htmlPlot{Title: mk.title, Src: src})
-	}
-	var buf bytes.Buffer
-	if err := htmlReportTemplate.Execute(&buf, d); err != nil {
+	var err error
+	d.Plots, err = htmlplot.RenderAll([]htmlplot.Spec{
+		{Title: "Latency over time", Build: r.htmlLatencyPlot},
+		{Title: "Join time", Build: r.htmlJoinPlot},
+		{Title: "Received bitrate per subscriber", Build: r.htmlBitratePlot},
+		{Title: "Total received bitrate over time", Build: r.htmlTotalBitratePlot},
+		{Title: "Subscribers stalled over time", Build: r.htmlStalledPlot},
+		{Title: "Video layer per subscriber", Build: r.htmlLayerPlot}, // nil without simulcast
+	})
+	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, buf.Bytes(), 0o644)
+	return htmlplot.WriteFile(path, htmlReportTemplate, d)
 }
 
-// htmlPNG renders a plot to PNG and returns src="data:image/png;base64,...".
-func htmlPNG(p *plot.Plot) (template.HTMLAttr, error) {
-	c := vgimg.PngCanvas{Canvas: vgimg.NewWith(vgimg.UseWH(htmlPlotWidth, htmlPlotHeight), vgimg.UseDPI(htmlPlotDPI))}
-	p.Draw(draw.New(c))
-	var buf bytes.Buffer
-	if _, err := c.WriteTo(&buf); err != nil {
-		return "", err
-	}
-	// Our own PNG in base64 (no quotes, no '&'): safe as an attribute. As a template.URL the
-	// template would write every '+' as &#43;, which is valid but bloats the file and hides the
-	// base64 from simple tools.
-	return template.HTMLAttr(`src="data:image/png;base64,` + base64.StdEncoding.EncodeToString(buf.Bytes()) + `"`), nil
-}
-
+// htmlNewPlot is htmlplot.New with round tick labels on both axes.
 func htmlNewPlot(title, x, y string) *plot.Plot {
-	p := plot.New()
-	p.Title.Text = title
-	p.Title.Padding = vg.Points(8)
-	p.X.Label.Text = x
-	p.Y.Label.Text = y
+	p := htmlplot.New(title, x, y)
 	p.X.Tick.Marker = plot.TickerFunc(htmlTicks)
 	p.Y.Tick.Marker = plot.TickerFunc(htmlTicks)
-	p.Add(plotter.NewGrid())
-	p.Legend.Top = true
 	return p
-}
-
-// htmlHeadroom starts the Y axis at 0 and leaves room above the data for the legend.
-func htmlHeadroom(p *plot.Plot) {
-	p.Y.Min = 0
-	if p.Y.Max <= 0 {
-		p.Y.Max = 1
-	}
-	p.Y.Max *= 1.2
 }
 
 // htmlTicks labels about six round values (1, 2, 2.5 or 5 times a power of ten) with as many
@@ -197,32 +141,26 @@ func htmlFinite(v ...float64) bool {
 	return true
 }
 
+// The shared palette, by name.
 var (
-	htmlBlue   = color.RGBA{R: 31, G: 119, B: 180, A: 255}
-	htmlOrange = color.RGBA{R: 255, G: 127, B: 14, A: 255}
-	htmlRed    = color.RGBA{R: 214, G: 39, B: 40, A: 255}
-	htmlGreen  = color.RGBA{R: 44, G: 160, B: 44, A: 255}
+	htmlBlue   = htmlplot.Colors[0]
+	htmlOrange = htmlplot.Colors[1]
+	htmlGreen  = htmlplot.Colors[2]
+	htmlRed    = htmlplot.Colors[3]
 )
 
-// htmlAddLine adds a line to p with a legend entry; it does nothing with no points.
+// htmlAddLine is htmlplot.Line that also marks a lone point (a single point makes no visible
+// line); it reports whether it drew anything.
 func htmlAddLine(p *plot.Plot, name string, pts plotter.XYs, c color.Color) bool {
-	if len(pts) == 0 {
+	if !htmlplot.Line(p, name, pts, c) {
 		return false
 	}
-	l, err := plotter.NewLine(pts)
-	if err != nil {
-		return false
-	}
-	l.Color = c
-	l.Width = vg.Points(1.5)
-	p.Add(l)
-	if len(pts) == 1 { // a single point makes no visible line: mark it
+	if len(pts) == 1 {
 		if s, err := plotter.NewScatter(pts); err == nil {
 			s.Color = c
 			p.Add(s)
 		}
 	}
-	p.Legend.Add(name, l)
 	return true
 }
 
@@ -246,7 +184,7 @@ func (r *Report) htmlLatencyPlot() *plot.Plot {
 	htmlAddLine(p, "p50", p50, htmlBlue)
 	htmlAddLine(p, "p95", p95, htmlOrange)
 	htmlAddLine(p, "p99", p99, htmlRed)
-	htmlHeadroom(p)
+	htmlplot.Headroom(p)
 	return p
 }
 
@@ -309,7 +247,7 @@ func (r *Report) htmlBitratePlot() *plot.Plot {
 	bars.LineStyle.Width = 0
 	p.Add(bars)
 	p.X.Min, p.X.Max = -1, float64(len(v))
-	htmlHeadroom(p)
+	htmlplot.Headroom(p)
 	if r.RecvKbps > 0 && htmlFinite(r.RecvKbps) {
 		// The mean, for reference.
 		mean := plotter.XYs{{X: -1, Y: r.RecvKbps}, {X: float64(len(v)), Y: r.RecvKbps}}
@@ -335,7 +273,7 @@ func (r *Report) htmlTotalBitratePlot() *plot.Plot {
 	if !htmlAddLine(p, "received", pts, htmlGreen) {
 		return htmlNoData(p)
 	}
-	htmlHeadroom(p)
+	htmlplot.Headroom(p)
 	return p
 }
 

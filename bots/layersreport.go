@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"image/color"
 
+	"github.com/cascade-sfu/cascade/internal/htmlplot"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 )
@@ -40,8 +41,7 @@ func (r *Report) htmlLayerPlot() *plot.Plot {
 		return nil
 	}
 	p := htmlNewPlot("Video layer received per subscriber (width of its last keyframe)", "time (s)", "width (px)")
-	palette := []color.Color{htmlBlue, htmlOrange, htmlGreen, htmlRed,
-		color.RGBA{R: 148, G: 103, B: 189, A: 255}, color.RGBA{R: 140, G: 86, B: 75, A: 255}}
+	palette := append(append([]color.Color{}, htmlplot.Colors...), color.RGBA{R: 140, G: 86, B: 75, A: 255})
 	drawn := 0
 	for _, b := range r.Bots {
 		for _, v := range b.Video {
@@ -63,6 +63,6 @@ func (r *Report) htmlLayerPlot() *plot.Plot {
 	if drawn == 0 {
 		return htmlNoData(p)
 	}
-	htmlHeadroom(p)
+	htmlplot.Headroom(p)
 	return p
 }

@@ -15,21 +15,39 @@ import (
 // ScrapeMetrics reads a node's /metrics (base is http://host:port): every series' value,
 // summed over its labels, by metric name.
 func ScrapeMetrics(base string) (map[string]float64, error) {
-	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(base + "/metrics")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s/metrics: HTTP %d", base, resp.StatusCode)
-	}
-	return SumMetrics(resp.Body)
+	return scrape(base, SumMetrics)
 }
 
 // SumMetrics parses Prometheus text: every series' value, summed over its labels, by name.
 func SumMetrics(r io.Reader) (map[string]float64, error) {
 	m := map[string]float64{}
+	err := eachSample(r, func(series string, v float64) {
+		if j := strings.IndexByte(series, '{'); j >= 0 {
+			series = series[:j]
+		}
+		m[series] += v
+	})
+	return m, err
+}
+
+// scrape GETs a node's /metrics (base is http://host:port) and reads the body with parse.
+func scrape[T any](base string, parse func(io.Reader) (T, error)) (T, error) {
+	var zero T
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(base + "/metrics")
+	if err != nil {
+		return zero, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return zero, fmt.Errorf("%s/metrics: HTTP %d", base, resp.StatusCode)
+	}
+	return parse(resp.Body)
+}
+
+// eachSample calls f with every sample in Prometheus text: its series (the name and labels as
+// written) and its value. Comments, blank lines and lines without a numeric value are skipped.
+func eachSample(r io.Reader, f func(series string, v float64)) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -42,13 +60,9 @@ func SumMetrics(r io.Reader) (map[string]float64, error) {
 		if err != nil {
 			continue
 		}
-		name := line[:i]
-		if j := strings.IndexByte(name, '{'); j >= 0 {
-			name = name[:j]
-		}
-		m[name] += v
+		f(line[:i], v)
 	}
-	return m, sc.Err()
+	return sc.Err()
 }
 
 // WaitOK polls url until it answers 200 (a node's /readyz), for at most timeout.
@@ -95,35 +109,14 @@ func (m MediaMetrics) String() string {
 
 // ScrapeMediaMetrics reads a node's MediaMetrics from its /metrics (base is http://host:port).
 func ScrapeMediaMetrics(base string) (MediaMetrics, error) {
-	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(base + "/metrics")
-	if err != nil {
-		return MediaMetrics{}, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return MediaMetrics{}, fmt.Errorf("%s/metrics: HTTP %d", base, resp.StatusCode)
-	}
-	return ParseMediaMetrics(resp.Body)
+	return scrape(base, ParseMediaMetrics)
 }
 
 // ParseMediaMetrics reads MediaMetrics from Prometheus text.
 func ParseMediaMetrics(r io.Reader) (MediaMetrics, error) {
 	m := MediaMetrics{ConsumersPerLayer: map[string]float64{}, EstimateBuckets: map[string]float64{}}
 	var sum float64
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		i := strings.LastIndexByte(line, ' ')
-		if line == "" || line[0] == '#' || i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		series := line[:i]
+	err := eachSample(r, func(series string, v float64) {
 		switch {
 		case strings.HasPrefix(series, "cascade_consumers_per_layer{"):
 			m.ConsumersPerLayer[label(series, "layer")] += v
@@ -136,11 +129,11 @@ func ParseMediaMetrics(r io.Reader) (MediaMetrics, error) {
 		case series == "cascade_subscriber_estimate_bps_count":
 			m.Estimates = v
 		}
-	}
+	})
 	if m.Estimates > 0 {
 		m.EstimateMeanBps = sum / m.Estimates
 	}
-	return m, sc.Err()
+	return m, err
 }
 
 // label is the value of label name in a series' {name="value",...} (empty: none).

@@ -199,6 +199,26 @@ func hasParticipant(n *node.Node, room, id string) bool {
 	return false
 }
 
+// announceCarol starts n3, a node of the cluster (its keys vouched for) that only announces:
+// carol joined room r and publishes prod (its id, participant and mid filled in here), with no
+// media. It returns once on lists the producer.
+func announceCarol(t *testing.T, net *MemNet, on *node.Node, prod node.ProducerInfo) (*forger, node.ParticipantInfo, node.ProducerInfo) {
+	t.Helper()
+	n3 := newForger(t, net, "n3", secretOld, WallClock{})
+	carol := node.ParticipantInfo{ID: "PA_carol", Identity: "carol", JoinedAt: time.Now().UnixMilli()}
+	prod.ID, prod.Participant, prod.Mid = "PR_carol", carol.ID, "0"
+	subject := subjectRoom(roomToken("r"), "ev")
+	n3.publish(t, subject, "", evParticipantJoined, joinedBody{Participant: carol})
+	n3.publish(t, subject, "", evProducerAdded, prod)
+	harness.Eventually(t, 5*time.Second, func() error {
+		if !hasProducer(on, "r", prod.ID) {
+			return fmt.Errorf("%s does not list carol's producer", on.ID())
+		}
+		return nil
+	})
+	return n3, carol, prod
+}
+
 func hasProducer(n *node.Node, room, id string) bool {
 	r := roomOf(n, room)
 	if r == nil {
@@ -239,18 +259,8 @@ func TestForgedRoomEvents(t *testing.T) {
 	})
 	// A producer of carol's on n3, a node of the cluster (its keys are vouched for) that only
 	// announces it: n1 lists it with no media (n2's real state would lack it at a re-sync).
-	n3 := newForger(t, net, "n3", secretOld, WallClock{})
-	carol := node.ParticipantInfo{ID: "PA_carol", Identity: "carol", JoinedAt: time.Now().UnixMilli()}
-	prod := node.ProducerInfo{ID: "PR_carol", Participant: carol.ID, Kind: "video", Mid: "0", Codec: "video/VP8", ClockRate: 90000}
+	n3, carol, prod := announceCarol(t, net, n1.n, node.ProducerInfo{Kind: "video", Codec: "video/VP8", ClockRate: 90000})
 	subject := subjectRoom(roomToken("r"), "ev")
-	n3.publish(t, subject, "", evParticipantJoined, joinedBody{Participant: carol})
-	n3.publish(t, subject, "", evProducerAdded, prod)
-	harness.Eventually(t, 5*time.Second, func() error {
-		if !hasProducer(n1.n, "r", prod.ID) {
-			return fmt.Errorf("n1 does not list bob's producer")
-		}
-		return nil
-	})
 
 	kick := joinedBody{Participant: node.ParticipantInfo{ID: "PA_forged", Identity: "alice", JoinedAt: time.Now().Add(time.Hour).UnixMilli()}, Replaces: []string{alice.ID()}}
 	chat := messageBody{From: "PA_forged", Identity: "mallory", Data: json.RawMessage(`"forged chat"`)}

@@ -19,23 +19,10 @@ import (
 func TestForgedSpeakers(t *testing.T) {
 	net := NewMemNet()
 	n1, n2 := pair(t, net)
-	heard := &talker.Heard{}
-	if _, err := n1.n.Join("r", "alice", node.Grant{Subscribe: true}, false, heard); err != nil {
-		t.Fatal(err)
-	}
+	heard := talker.Listen(t, n1.n, "r", "alice")
 	// carol's audio producer on n3, a node of the cluster that only announces it.
-	n3 := newForger(t, net, "n3", secretOld, WallClock{})
-	carol := node.ParticipantInfo{ID: "PA_carol", Identity: "carol", JoinedAt: time.Now().UnixMilli()}
-	prod := node.ProducerInfo{ID: "PR_carol", Participant: carol.ID, Kind: "audio", Mid: "0", Codec: "audio/opus", ClockRate: 48000, Channels: 2}
+	n3, carol, prod := announceCarol(t, net, n1.n, node.ProducerInfo{Kind: "audio", Codec: "audio/opus", ClockRate: 48000, Channels: 2})
 	subject := subjectRoom(roomToken("r"), "ev")
-	n3.publish(t, subject, "", evParticipantJoined, joinedBody{Participant: carol})
-	n3.publish(t, subject, "", evProducerAdded, prod)
-	harness.Eventually(t, 5*time.Second, func() error {
-		if !hasProducer(n1.n, "r", prod.ID) {
-			return fmt.Errorf("n1 does not list carol's producer")
-		}
-		return nil
-	})
 	list := speakersBody{Speakers: []proto.Speaker{{Participant: carol.ID, Producer: prod.ID, Level: 0.8}}}
 	for _, f := range []struct {
 		reason string

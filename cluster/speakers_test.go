@@ -1,41 +1,12 @@
 package cluster_test
 
 import (
-	"fmt"
 	"testing"
-	"time"
 
 	"github.com/cascade-sfu/cascade/cluster"
 	"github.com/cascade-sfu/cascade/internal/talker"
 	"github.com/cascade-sfu/cascade/node"
 )
-
-// talkOn joins identity to room on n and publishes a talker at level.
-func talkOn(t *testing.T, n *node.Node, room, identity string, level byte) (*node.Participant, *talker.Talker) {
-	t.Helper()
-	p, err := n.Join(room, identity, node.Grant{Publish: true, Subscribe: true}, false, quiet{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tk := talker.Start(t, level, func(offer string) (string, error) {
-		answer, _, err := p.Publish(offer, true)
-		return answer, err
-	})
-	return p, tk
-}
-
-// heardList waits until h heard a list want at or after from, and returns the index after it.
-func heardList(t *testing.T, who string, h *talker.Heard, from int, want string) int {
-	t.Helper()
-	i := -1
-	checkFor(t, 15*time.Second, func() error {
-		if i = h.Find(from, want); i < 0 {
-			return fmt.Errorf("%s: no activeSpeakers %q yet: %s", who, want, h)
-		}
-		return nil
-	})
-	return i + 1
-}
 
 // TestSpeakersAcrossNodes: two nodes on embedded NATS. A speaker on n1 is heard as the room's
 // active speaker by a listener on n2 (and one on n1); when a louder speaker on n2 joins in,
@@ -45,27 +16,21 @@ func TestSpeakersAcrossNodes(t *testing.T) {
 	n1, ns1, c1 := member(t, node.Options{ID: "n1"}, cluster.NATSOptions{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), Secrets: natsSecrets})
 	n2, _, c2 := member(t, node.Options{ID: "n2"}, cluster.NATSOptions{URL: ns1.ClientURL(), Secrets: natsSecrets})
 	met(t, c1, c2)
-	on1, on2 := &talker.Heard{}, &talker.Heard{}
-	if _, err := n1.Join("r", "listener1", node.Grant{Subscribe: true}, false, on1); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := n2.Join("r", "listener2", node.Grant{Subscribe: true}, false, on2); err != nil {
-		t.Fatal(err)
-	}
-	alice, aliceTalks := talkOn(t, n1, "r", "alice", talker.Loud)
-	next1 := heardList(t, "listener on n1", on1, 0, alice.ID())
-	next2 := heardList(t, "listener on n2", on2, 0, alice.ID())
+	on1, on2 := talker.Listen(t, n1, "r", "listener1"), talker.Listen(t, n2, "r", "listener2")
+	alice, aliceTalks := talker.Join(t, n1, "r", "alice", talker.Loud, quiet{})
+	next1 := on1.Wait(t, "listener on n1", 0, alice.ID())
+	next2 := on2.Wait(t, "listener on n2", 0, alice.ID())
 
-	bob, bobTalks := talkOn(t, n2, "r", "bob", talker.Loud)
+	bob, bobTalks := talker.Join(t, n2, "r", "bob", talker.Loud, quiet{})
 	aliceTalks.SetLevel(talker.Quiet)
 	both := bob.ID() + "," + alice.ID()
-	next1 = heardList(t, "listener on n1", on1, next1, both)
-	next2 = heardList(t, "listener on n2", on2, next2, both)
+	next1 = on1.Wait(t, "listener on n1", next1, both)
+	next2 = on2.Wait(t, "listener on n2", next2, both)
 
 	aliceTalks.SetLevel(talker.Silence)
 	bobTalks.SetLevel(talker.Silence)
-	heardList(t, "listener on n1", on1, next1, "")
-	heardList(t, "listener on n2", on2, next2, "")
+	on1.Wait(t, "listener on n1", next1, "")
+	on2.Wait(t, "listener on n2", next2, "")
 	for _, h := range []*talker.Heard{on1, on2} {
 		if err := h.Check(); err != nil {
 			t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cascade-sfu/cascade/internal/vp8pub"
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -125,7 +126,7 @@ func publishLive(t *testing.T, n *node.Node, room, identity string, l node.Liste
 	if err != nil {
 		t.Fatal(err)
 	}
-	answer, _, err := p.Publish(offer(t, pc), true)
+	answer, _, err := p.Publish(vp8pub.Offer(t, pc), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,17 +148,7 @@ func publishLive(t *testing.T, n *node.Node, room, identity string, l node.Liste
 		}
 	}()
 	t.Cleanup(func() { close(stop); <-done })
-	var id string
-	checkFor(t, 10*time.Second, func() error {
-		for _, pr := range p.Room().Producers() {
-			if pr.Participant == p.ID() {
-				id = pr.ID
-				return nil
-			}
-		}
-		return errors.New("no live producer yet")
-	})
-	return p, id
+	return p, liveProducer(t, p)
 }
 
 // TestOpenRoom: the room API opens a room with nobody in it (its settings, the default empty

@@ -7,11 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cascade-sfu/cascade/internal/vp8pub"
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
-	"github.com/pion/sdp/v3"
-	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -29,30 +28,11 @@ func publishLayers(t *testing.T, n *node.Node, room string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	answer, _, err := p.Publish(offer(t, s.pc), true)
+	answer, _, err := p.Publish(vp8pub.Offer(t, s.pc), true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.pc.SetRemoteDescription(webrtcAnswer(answer)); err != nil {
-		t.Fatal(err)
-	}
-	params := s.sender.GetParameters()
-	var midID, ridID uint8
-	for _, e := range params.HeaderExtensions {
-		switch e.URI {
-		case sdp.SDESMidURI:
-			midID = uint8(e.ID)
-		case sdp.SDESRTPStreamIDURI:
-			ridID = uint8(e.ID)
-		}
-	}
-	mid := ""
-	for _, tr := range s.pc.GetTransceivers() {
-		if tr.Sender() == s.sender {
-			mid = tr.Mid()
-		}
-	}
-	enc := params.Encodings
+	mid, midID, ridID, enc := s.negotiated(t, answer)
 	go func() {
 		defer close(s.done)
 		tick := time.NewTicker(simFrame)
@@ -211,8 +191,4 @@ func TestAllocatorFollowsCap(t *testing.T) {
 	capS.rate.Store(0)
 	took = onLayer(&capW, "capped", 2, 10*time.Second)
 	t.Logf("cap lifted: back on the top layer after %v (estimate %d)", took.Round(10*time.Millisecond), capped.Estimate())
-}
-
-func webrtcAnswer(sdp string) webrtc.SessionDescription {
-	return webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}
 }

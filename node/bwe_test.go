@@ -1,7 +1,6 @@
 package node_test
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -10,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cascade-sfu/cascade/internal/vp8pub"
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
@@ -23,13 +23,7 @@ import (
 // onPacket (if not nil).
 func shapedSubscriber(t *testing.T, n *node.Node, room, identity string, s *shaper, onPacket func(*rtp.Packet)) (*node.Participant, *atomic.Int64) {
 	t.Helper()
-	pc, err := clientAPI(t).NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
-		t.Fatal(err)
-	}
+	pc := recvonlyVideo(t)
 	var got atomic.Int64
 	var wg sync.WaitGroup
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
@@ -53,18 +47,7 @@ func shapedSubscriber(t *testing.T, n *node.Node, room, identity string, s *shap
 	if err != nil {
 		t.Fatal(err)
 	}
-	off := withoutCandidates(offer(t, pc))
-	var answer string
-	checkFor(t, 10*time.Second, func() error { // until the publisher's track is live
-		answer, err = p.SubscribeOffer(off)
-		if errors.Is(err, node.ErrNotFound) {
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	answer := subscribeWhenLive(t, p, withoutCandidates(vp8pub.Offer(t, pc)))
 	if !strings.Contains(answer, sdp.TransportCCURI) {
 		t.Fatalf("the node's answer does not negotiate transport-cc:\n%s", answer)
 	}

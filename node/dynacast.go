@@ -126,18 +126,8 @@ func (n *Node) stopDynacast() {
 }
 
 func (n *Node) dynacastLoop() {
-	d := n.dyn
-	defer d.wg.Done()
-	t := time.NewTicker(DynacastTick)
-	defer t.Stop()
-	for {
-		select {
-		case <-d.stop:
-			return
-		case now := <-t.C:
-			n.dynacastPass(now)
-		}
-	}
+	defer n.dyn.wg.Done()
+	everyTick(n.dyn.stop, DynacastTick, n.dynacastPass)
 }
 
 // dynacastPass reads the demand of every video producer once.

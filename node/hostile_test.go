@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cascade-sfu/cascade/internal/vp8pub"
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
@@ -66,7 +67,20 @@ func clientAPI(t *testing.T) *webrtc.API {
 	})
 }
 
-// offer creates pc's offer and waits for every candidate.
+// recvonlyVideo is a PeerConnection of clientAPI with one recvonly video transceiver: a
+// subscriber's receive transport, ready to offer.
+func recvonlyVideo(t *testing.T) *webrtc.PeerConnection {
+	t.Helper()
+	pc, err := clientAPI(t).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+		t.Fatal(err)
+	}
+	return pc
+}
+
 // joinSubscriber joins identity to room as a subscriber whose receive transport is pc: pc offers
 // (recvonly transceivers already added) once the publisher's track is live, and takes the answer.
 func joinSubscriber(t *testing.T, n *node.Node, room, identity string, pc *webrtc.PeerConnection) *node.Participant {
@@ -75,10 +89,21 @@ func joinSubscriber(t *testing.T, n *node.Node, room, identity string, pc *webrt
 	if err != nil {
 		t.Fatal(err)
 	}
-	sdp := offer(t, pc)
+	answer := subscribeWhenLive(t, p, vp8pub.Offer(t, pc))
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// subscribeWhenLive sends p's subscribe offer until the publisher's track is live (the node
+// stops answering ErrNotFound), and returns the answer.
+func subscribeWhenLive(t *testing.T, p *node.Participant, offer string) string {
+	t.Helper()
 	var answer string
-	checkFor(t, 10*time.Second, func() error { // until the publisher's track is live
-		answer, err = p.SubscribeOffer(sdp)
+	var err error
+	checkFor(t, 10*time.Second, func() error {
+		answer, err = p.SubscribeOffer(offer)
 		if errors.Is(err, node.ErrNotFound) {
 			return err
 		}
@@ -87,24 +112,7 @@ func joinSubscriber(t *testing.T, n *node.Node, room, identity string, pc *webrt
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-func offer(t *testing.T, pc *webrtc.PeerConnection) string {
-	t.Helper()
-	o, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(o); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	return pc.LocalDescription().SDP
+	return answer
 }
 
 // sendonlyVP8 is a PeerConnection of api, closed with the test, that sends one VP8 track.
@@ -135,7 +143,7 @@ func publishVP8(t *testing.T, n *node.Node, api *webrtc.API, room string) (*node
 	if err != nil {
 		t.Fatal(err)
 	}
-	answer, _, err := p.Publish(offer(t, pc), true)
+	answer, _, err := p.Publish(vp8pub.Offer(t, pc), true)
 	if err != nil {
 		t.Fatal(err)
 	}

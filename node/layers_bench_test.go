@@ -23,25 +23,14 @@ func layeredConsumers(n int, layer uint8) (*Worker, *pipe, *packet) {
 // forwarding its layer: the same path (one comparison of generation and layer).
 func BenchmarkForwardOneLayered(b *testing.B) {
 	_, pp, pkt := layeredConsumers(1, 0)
-	c := (*pp.consumers.Load())[0]
-	b.ReportAllocs()
-	now := time.Now()
-	for i := 0; b.Loop(); i++ {
-		pkt.header.SequenceNumber = uint16(i)
-		c.forward(pkt, now)
-	}
+	benchForward(b, pp, pkt)
 }
 
 // BenchmarkFanOut100OtherLayer is a packet of a layer none of a worker's 100 consumers
 // forwards: what the fan-out pays per packet of the layers a consumer does not take.
 func BenchmarkFanOut100OtherLayer(b *testing.B) {
 	w, pp, pkt := layeredConsumers(100, 2)
-	b.ReportAllocs()
-	for i := 0; b.Loop(); i++ {
-		pkt.header.SequenceNumber = uint16(i)
-		pkt.refs.Store(2)
-		w.fanOut(job{pipe: pp, pkt: pkt})
-	}
+	benchFanOut(b, w, pp, pkt)
 }
 
 // TestLayeredForwardAllocatesNothing: forwarding a layer, and dropping the others, allocates

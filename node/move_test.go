@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cascade-sfu/cascade/internal/vp8pub"
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -66,13 +67,7 @@ func (r *received) check(t *testing.T, pics bool) {
 // video and records what its track delivers.
 func subscribeVideo(t *testing.T, n *node.Node, room, identity string, l node.Listener) *received {
 	t.Helper()
-	pc, err := clientAPI(t).NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
-		t.Fatal(err)
-	}
+	pc := recvonlyVideo(t)
 	rec := &received{}
 	var wg sync.WaitGroup
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
@@ -100,7 +95,7 @@ func subscribeVideo(t *testing.T, n *node.Node, room, identity string, l node.Li
 	if err != nil {
 		t.Fatal(err)
 	}
-	answer, err := p.SubscribeOffer(offer(t, pc))
+	answer, err := p.SubscribeOffer(vp8pub.Offer(t, pc))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +329,7 @@ func TestAdoptOnSameNode(t *testing.T) {
 	added := ev.count("ProducerAdded")
 
 	pc, track, _ := sendonlyVP8(t, clientAPI(t))
-	answer, infos, err := p.PublishAs(offer(t, pc), true, map[string]string{info.Mid: id})
+	answer, infos, err := p.PublishAs(vp8pub.Offer(t, pc), true, map[string]string{info.Mid: id})
 	if err != nil {
 		t.Fatal(err)
 	}

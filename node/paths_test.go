@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cascade-sfu/cascade/internal/vp8pub"
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -166,7 +167,7 @@ func publishVP8Answer(t *testing.T, n *node.Node, api *webrtc.API) (string, *nod
 	if err != nil {
 		t.Fatal(err)
 	}
-	answer, _, err := p.Publish(offer(t, pc), true)
+	answer, _, err := p.Publish(vp8pub.Offer(t, pc), true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,12 +3,11 @@ package node_test
 import (
 	"encoding/hex"
 	"errors"
-	"net"
 	"testing"
 	"time"
 
+	"github.com/cascade-sfu/cascade/internal/vp8pub"
 	"github.com/cascade-sfu/cascade/node"
-	"github.com/pion/ice/v4"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
@@ -40,19 +39,7 @@ const (
 // PeerConnections send the mid and rid header extensions, on loopback UDP/IPv4.
 func simAPI(t *testing.T) *webrtc.API {
 	t.Helper()
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
-		t.Fatal(err)
-	}
-	se := webrtc.SettingEngine{}
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se))
+	return vp8pub.LoopbackAPI(vp8pub.SimulcastEngine(t))
 }
 
 type simPublisher struct {
@@ -65,7 +52,7 @@ type simPublisher struct {
 }
 
 // newSimPublisher makes the publisher's PeerConnection (closed with the test); its offer is
-// offer(t, s.pc).
+// vp8pub.Offer(t, s.pc).
 func newSimPublisher(t *testing.T, h264 bool) *simPublisher {
 	t.Helper()
 	pc, err := simAPI(t).NewPeerConnection(webrtc.Configuration{})
@@ -100,11 +87,22 @@ func newSimPublisher(t *testing.T, h264 bool) *simPublisher {
 // answered applies the node's answer and starts sending until the end of the test.
 func (s *simPublisher) answered(t *testing.T, answer string) {
 	t.Helper()
+	mid, midID, ridID, enc := s.negotiated(t, answer)
+	if midID == 0 || ridID == 0 || len(enc) != len(simRids) {
+		t.Fatalf("negotiated mid %d rid %d, %d encodings", midID, ridID, len(enc))
+	}
+	go s.send(mid, midID, ridID, enc)
+	t.Cleanup(func() { close(s.stop); <-s.done })
+}
+
+// negotiated applies the node's answer and returns what the packets need: the sender's mid,
+// the ids of the mid and rid header extensions and the encodings (one a layer, with its SSRC).
+func (s *simPublisher) negotiated(t *testing.T, answer string) (mid string, midID, ridID uint8, enc []webrtc.RTPEncodingParameters) {
+	t.Helper()
 	if err := s.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		t.Fatal(err)
 	}
 	params := s.sender.GetParameters()
-	var midID, ridID uint8
 	for _, e := range params.HeaderExtensions {
 		switch e.URI {
 		case sdp.SDESMidURI:
@@ -113,17 +111,12 @@ func (s *simPublisher) answered(t *testing.T, answer string) {
 			ridID = uint8(e.ID)
 		}
 	}
-	if midID == 0 || ridID == 0 || len(params.Encodings) != len(simRids) {
-		t.Fatalf("negotiated mid %d rid %d, %d encodings", midID, ridID, len(params.Encodings))
-	}
-	mid := ""
 	for _, tr := range s.pc.GetTransceivers() {
 		if tr.Sender() == s.sender {
 			mid = tr.Mid()
 		}
 	}
-	go s.send(mid, midID, ridID, params.Encodings)
-	t.Cleanup(func() { close(s.stop); <-s.done })
+	return mid, midID, ridID, params.Encodings
 }
 
 func (s *simPublisher) send(mid string, midID, ridID uint8, enc []webrtc.RTPEncodingParameters) {
@@ -191,7 +184,7 @@ func publishSimulcast(t *testing.T, n *node.Node, room, identity string, h264 bo
 	if err != nil {
 		t.Fatal(err)
 	}
-	answer, _, err := p.Publish(offer(t, s.pc), true)
+	answer, _, err := p.Publish(vp8pub.Offer(t, s.pc), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,6 +192,7 @@ func publishSimulcast(t *testing.T, n *node.Node, room, identity string, h264 bo
 	return p, liveProducer(t, p)
 }
 
+// liveProducer waits until p has a producer live in its room and returns its id.
 func liveProducer(t *testing.T, p *node.Participant) string {
 	t.Helper()
 	var id string

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cascade-sfu/cascade/internal/vp8pub"
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/cascade-sfu/cascade/signal/proto"
 	"github.com/pion/rtp"
@@ -91,13 +92,7 @@ func parseSim(p *rtp.Packet) (simPacket, bool) {
 // recvonly offer after pref(p) ran; it records what it receives.
 func subscribeSim(t *testing.T, n *node.Node, room, identity string, l node.Listener, pref func(*node.Participant)) (*node.Participant, *simReceived) {
 	t.Helper()
-	pc, err := clientAPI(t).NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
-		t.Fatal(err)
-	}
+	pc := recvonlyVideo(t)
 	rec := &simReceived{}
 	var wg sync.WaitGroup
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
@@ -121,7 +116,7 @@ func subscribeSim(t *testing.T, n *node.Node, room, identity string, l node.List
 		t.Fatal(err)
 	}
 	pref(p)
-	answer, err := p.SubscribeOffer(offer(t, pc))
+	answer, err := p.SubscribeOffer(vp8pub.Offer(t, pc))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +269,7 @@ func TestSimulcastRids(t *testing.T) {
 	}
 	defer n.Close()
 	s := newSimPublisher(t, false)
-	base := offer(t, s.pc)
+	base := vp8pub.Offer(t, s.pc)
 	for _, c := range []struct {
 		name, simulcast string
 		rids            []string

@@ -110,16 +110,7 @@ func (n *Node) stopSpeakers() {
 
 func (s *speakers) run() {
 	defer s.wg.Done()
-	t := time.NewTicker(speakerTick)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case now := <-t.C:
-			s.tick(now)
-		}
-	}
+	everyTick(s.stop, speakerTick, s.tick)
 }
 
 // tick decides every room's lists.

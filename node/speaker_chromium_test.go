@@ -47,10 +47,7 @@ func TestChromiumSpeaks(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(n.Close)
-	heard := &talker.Heard{}
-	if _, err := n.Join("r", "listener", node.Grant{Subscribe: true}, false, heard); err != nil {
-		t.Fatal(err)
-	}
+	heard := talker.Listen(t, n, "r", "listener")
 	p, err := n.Join("r", "chromium", node.Grant{Publish: true}, false, nopListener{})
 	if err != nil {
 		t.Fatal(err)
@@ -115,13 +112,13 @@ func TestChromiumSpeaks(t *testing.T) {
 	}
 	eval("answer", fmt.Sprintf(`pc.setRemoteDescription({type: 'answer', sdp: %q}).then(() => 'ok')`, answer))
 
-	next := waitHeard(t, "listener", heard, 0, p.ID())
+	next := heard.Wait(t, "listener", 0, p.ID())
 	time.Sleep(3 * time.Second) // the beep goes on: the list must not change
 	if heard.Count() != next {
 		t.Fatalf("the fake microphone's speech flapped: %s", heard)
 	}
 	eval("mute", `(() => { track.enabled = false; return 'ok'; })()`)
-	waitHeard(t, "listener", heard, next, "")
+	heard.Wait(t, "listener", next, "")
 	if err := heard.Check(); err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package node_test
 
 import (
-	"fmt"
 	"testing"
 	"time"
 
@@ -10,34 +9,6 @@ import (
 	"github.com/cascade-sfu/cascade/signal/proto"
 	"github.com/prometheus/client_golang/prometheus"
 )
-
-// talk joins identity to room on n and publishes a talker at level.
-func talk(t *testing.T, n *node.Node, room, identity string, level byte) (*node.Participant, *talker.Talker) {
-	t.Helper()
-	p, err := n.Join(room, identity, node.Grant{Publish: true, Subscribe: true}, false, nopListener{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tk := talker.Start(t, level, func(offer string) (string, error) {
-		answer, _, err := p.Publish(offer, true)
-		return answer, err
-	})
-	return p, tk
-}
-
-// waitHeard waits for a notification at or after from whose list is want, and returns the
-// index after it.
-func waitHeard(t *testing.T, who string, h *talker.Heard, from int, want string) int {
-	t.Helper()
-	i := -1
-	checkFor(t, 15*time.Second, func() error {
-		if i = h.Find(from, want); i < 0 {
-			return fmt.Errorf("%s: no activeSpeakers %q yet: %s", who, want, h)
-		}
-		return nil
-	})
-	return i + 1
-}
 
 // TestActiveSpeakers: two pion publishers send Opus with the audio-level extension, one loud
 // and one silent; a listener hears activeSpeakers with the loud one, then nothing while nothing
@@ -51,14 +22,11 @@ func TestActiveSpeakers(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(n.Close)
-	heard := &talker.Heard{}
-	if _, err := n.Join("r", "listener", node.Grant{Subscribe: true}, false, heard); err != nil {
-		t.Fatal(err)
-	}
-	alice, aliceTalks := talk(t, n, "r", "alice", talker.Loud)
-	bob, bobTalks := talk(t, n, "r", "bob", talker.Silence)
+	heard := talker.Listen(t, n, "r", "listener")
+	alice, aliceTalks := talker.Join(t, n, "r", "alice", talker.Loud, nopListener{})
+	bob, bobTalks := talker.Join(t, n, "r", "bob", talker.Silence, nopListener{})
 
-	next := waitHeard(t, "listener", heard, 0, alice.ID())
+	next := heard.Wait(t, "listener", 0, alice.ID())
 	if next != 1 {
 		t.Fatalf("activeSpeakers before alice alone: %s", heard)
 	}
@@ -73,20 +41,17 @@ func TestActiveSpeakers(t *testing.T) {
 
 	aliceTalks.SetLevel(talker.Silence)
 	bobTalks.SetLevel(talker.Loud)
-	next = waitHeard(t, "listener", heard, next, bob.ID())
-	late := &talker.Heard{}
-	if _, err := n.Join("r", "late", node.Grant{Subscribe: true}, false, late); err != nil {
-		t.Fatal(err)
-	}
-	waitHeard(t, "late joiner", late, 0, bob.ID())
+	next = heard.Wait(t, "listener", next, bob.ID())
+	late := talker.Listen(t, n, "r", "late")
+	late.Wait(t, "late joiner", 0, bob.ID())
 
 	// Both speak, alice quietly: the loud one first.
 	aliceTalks.SetLevel(talker.Quiet)
-	next = waitHeard(t, "listener", heard, next, bob.ID()+","+alice.ID())
+	next = heard.Wait(t, "listener", next, bob.ID()+","+alice.ID())
 
 	aliceTalks.SetLevel(talker.Silence)
 	bobTalks.SetLevel(talker.Silence)
-	waitHeard(t, "listener", heard, next, "")
+	heard.Wait(t, "listener", next, "")
 	for _, h := range []*talker.Heard{heard, late} {
 		if err := h.Check(); err != nil {
 			t.Fatal(err)
@@ -125,12 +90,12 @@ func TestRemoteSpeakers(t *testing.T) {
 		t.Fatalf("entries not of the sender's own audio producers were heard: %s", heard)
 	}
 	r.SetRemoteSpeakers("nb", []proto.Speaker{{Participant: "someone else", Producer: "PRa", Level: 7}, {Producer: "PRa", Level: 0.5}})
-	waitHeard(t, "listener", heard, 0, "PAa")
+	heard.Wait(t, "listener", 0, "PAa")
 	if s := heard.Data(0).Speakers; len(s) != 1 || s[0].Level != 1 || s[0].Producer != "PRa" {
 		t.Fatalf("heard %+v: one entry, its participant the producer's, its level clamped", s)
 	}
 	r.SetRemoteSpeakers("nb", []proto.Speaker{})
-	waitHeard(t, "listener", heard, 1, "")
+	heard.Wait(t, "listener", 1, "")
 	if err := heard.Check(); err != nil {
 		t.Fatal(err)
 	}

@@ -26,24 +26,14 @@ func stamped(pp *pipe) {
 func BenchmarkFanOut100Stamped(b *testing.B) {
 	w, pp, pkt := benchConsumers(100)
 	stamped(pp)
-	b.ReportAllocs()
-	for i := 0; b.Loop(); i++ {
-		pkt.header.SequenceNumber = uint16(i)
-		pkt.refs.Store(2)
-		w.fanOut(job{pipe: pp, pkt: pkt})
-	}
+	benchFanOut(b, w, pp, pkt)
 }
 
 // TestStampAllocatesNothing: stamping keeps the fan-out free of allocations.
 func TestStampAllocatesNothing(t *testing.T) {
 	w, pp, pkt := benchConsumers(10)
 	stamped(pp)
-	allocs := testing.AllocsPerRun(1000, func() {
-		pkt.header.SequenceNumber++
-		pkt.refs.Store(2)
-		w.fanOut(job{pipe: pp, pkt: pkt})
-	})
-	if allocs != 0 {
+	if allocs := fanOutAllocs(w, pp, pkt); allocs != 0 {
 		t.Fatalf("%v allocations per stamped fan-out, want 0", allocs)
 	}
 }

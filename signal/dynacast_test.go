@@ -4,16 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/cascade-sfu/cascade/internal/vp8pub"
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/cascade-sfu/cascade/signal/client"
 	"github.com/cascade-sfu/cascade/signal/proto"
-	"github.com/pion/ice/v4"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -104,12 +103,7 @@ func publishSimulcast(t *testing.T, e *env, room, identity string) *simulcastPub
 			t.Fatal(err)
 		}
 	}
-	se := webrtc.SettingEngine{}
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
+	pc, err := vp8pub.LoopbackAPI(me).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,22 +133,11 @@ func publishSimulcast(t *testing.T, e *env, room, identity string) *simulcastPub
 			}
 		}
 	}()
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
 	var res proto.PublishResult
-	if err := p.Request(context.Background(), proto.MethodPublish, proto.PublishData{SDP: pc.LocalDescription().SDP}, &res); err != nil {
-		t.Fatal(err)
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: res.SDP}); err != nil {
-		t.Fatal(err)
-	}
+	vp8pub.Negotiate(t, pc, func(offer string) (string, error) {
+		err := p.Request(context.Background(), proto.MethodPublish, proto.PublishData{SDP: offer}, &res)
+		return res.SDP, err
+	})
 	for _, pr := range res.Producers {
 		if pr.Mid == tr.Mid() {
 			s.id = pr.ID

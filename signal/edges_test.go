@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cascade-sfu/cascade/internal/vp8pub"
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/cascade-sfu/cascade/signal"
 	"github.com/cascade-sfu/cascade/signal/auth"
@@ -192,7 +193,7 @@ func whipPublish(t *testing.T, e *env, room, identity string) string {
 		webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
 		t.Fatal(err)
 	}
-	status, answer, loc := e.post("/whip/"+room, e.token(room, identity, true, false), "application/sdp", gatheredOffer(t, pc))
+	status, answer, loc := e.post("/whip/"+room, e.token(room, identity, true, false), "application/sdp", vp8pub.Offer(t, pc))
 	if status != http.StatusCreated {
 		t.Fatalf("whip: %d %s", status, answer)
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cascade-sfu/cascade/internal/vp8pub"
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/cascade-sfu/cascade/signal"
 	"github.com/cascade-sfu/cascade/signal/proto"
@@ -195,7 +196,7 @@ func TestJoinTooManyTracks(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	status, body, _ := e.post("/whip/r", e.token("r", "obs", true, false), "application/sdp", gatheredOffer(t, enc))
+	status, body, _ := e.post("/whip/r", e.token("r", "obs", true, false), "application/sdp", vp8pub.Offer(t, enc))
 	if status != http.StatusForbidden || !strings.Contains(body, proto.CodeTooManyTracks) {
 		t.Fatalf("WHIP with two tracks: %d %q, want 403 %s", status, body, proto.CodeTooManyTracks)
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cascade-sfu/cascade/internal/vp8pub"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/cascade-sfu/cascade/node"
@@ -144,7 +145,7 @@ func TestWHIPLinkHeaders(t *testing.T) {
 	if _, err := enc.AddTrack(newSource(t, webrtc.MimeTypeVP8, "v", "obs").track); err != nil {
 		t.Fatal(err)
 	}
-	req, _ := http.NewRequest(http.MethodPost, e.http.URL+"/whip/linkroom", strings.NewReader(gatheredOffer(t, enc)))
+	req, _ := http.NewRequest(http.MethodPost, e.http.URL+"/whip/linkroom", strings.NewReader(vp8pub.Offer(t, enc)))
 	req.Header.Set("Content-Type", "application/sdp")
 	req.Header.Set("Authorization", "Bearer "+e.token("linkroom", "obs", true, false))
 	resp, err := http.DefaultClient.Do(req)

@@ -3,15 +3,14 @@ package signal_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/cascade-sfu/cascade/internal/vp8pub"
 	"github.com/cascade-sfu/cascade/signal/proto"
-	"github.com/pion/ice/v4"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -22,19 +21,7 @@ import (
 // and returns the producer's id once the room lists its three layers, active, with their sizes.
 func whipSimulcast(t *testing.T, e *env, room string) string {
 	t.Helper()
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
-		t.Fatal(err)
-	}
-	se := webrtc.SettingEngine{}
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	enc, err := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
+	enc, err := vp8pub.LoopbackAPI(vp8pub.SimulcastEngine(t)).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +45,7 @@ func whipSimulcast(t *testing.T, e *env, room string) string {
 			t.Fatal(err)
 		}
 	}
-	offer := gatheredOffer(t, enc)
+	offer := vp8pub.Offer(t, enc)
 	if !strings.Contains(offer, "a=simulcast:send q;h;f") {
 		t.Fatalf("the encoder offers no simulcast:\n%s", offer)
 	}
@@ -156,7 +143,7 @@ func TestWHIPSimulcast(t *testing.T) {
 	if _, err := player.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
 		t.Fatal(err)
 	}
-	status, answer, _ := e.post("/whep/live", e.token("live", "player", false, true), "application/sdp", gatheredOffer(t, player))
+	status, answer, _ := e.post("/whep/live", e.token("live", "player", false, true), "application/sdp", vp8pub.Offer(t, player))
 	if status != http.StatusCreated {
 		t.Fatalf("whep: %d %s", status, answer)
 	}

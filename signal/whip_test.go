@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cascade-sfu/cascade/internal/vp8pub"
 	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
 )
@@ -56,21 +57,6 @@ func (e *env) do(method, path, token string) int {
 	return resp.StatusCode
 }
 
-// gatheredOffer creates a complete offer (all candidates) as WHIP/WHEP clients send it.
-func gatheredOffer(t *testing.T, pc *webrtc.PeerConnection) string {
-	t.Helper()
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-done
-	return pc.LocalDescription().SDP
-}
-
 func TestWHIPInWHEPOut(t *testing.T) {
 	e := newEnv(t, 2, 100)
 	api := loopbackAPI(t)
@@ -87,7 +73,7 @@ func TestWHIPInWHEPOut(t *testing.T) {
 		}
 	}
 	obsTok := e.token("live", "obs", true, false)
-	status, answer, loc := e.post("/whip/live", obsTok, "application/sdp", gatheredOffer(t, enc))
+	status, answer, loc := e.post("/whip/live", obsTok, "application/sdp", vp8pub.Offer(t, enc))
 	if status != http.StatusCreated || !strings.HasPrefix(loc, "/whip/live/") {
 		t.Fatalf("whip: %d %q %s", status, loc, answer)
 	}
@@ -132,7 +118,7 @@ func TestWHIPInWHEPOut(t *testing.T) {
 		}
 	}
 	playerTok := e.token("live", "player", false, true)
-	status, answer, wloc := e.post("/whep/live", playerTok, "application/sdp", gatheredOffer(t, player))
+	status, answer, wloc := e.post("/whep/live", playerTok, "application/sdp", vp8pub.Offer(t, player))
 	if status != http.StatusCreated || !strings.HasPrefix(wloc, "/whep/live/") {
 		t.Fatalf("whep: %d %q %s", status, wloc, answer)
 	}
@@ -181,7 +167,7 @@ func TestWHIPBadInput(t *testing.T) {
 	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
 		t.Fatal(err)
 	}
-	offer := gatheredOffer(t, pc)
+	offer := vp8pub.Offer(t, pc)
 	pubTok := e.token("room", "enc", true, false)
 	subTok := e.token("room", "viewer", false, true)
 	for _, c := range []struct {

@@ -2,9 +2,7 @@ package sim
 
 import (
 	"bytes"
-	"fmt"
 	"html/template"
-	"os"
 	"sort"
 
 	"github.com/cascade-sfu/cascade/internal/htmlplot"
@@ -24,27 +22,18 @@ func (r *Report) WriteHTML(path string) error {
 	var text bytes.Buffer
 	r.WriteText(&text)
 	d.Text = text.String()
-	for _, mk := range []struct {
-		title string
-		build func() *plot.Plot
-	}{
-		{"Viewers over time", r.viewersPlot},
-		{"Joins per second: all nodes, and the busiest node (herding on stale loads)", r.joinsPlot},
-		{"Control messages per node per second", r.controlPlot},
-		{"Nodes without a producer's media (failures, repair)", r.mediaPlot},
-		{"Viewers per node, sorted (load distribution at the steady state)", r.loadPlot},
-	} {
-		pl, err := htmlplot.Render(mk.title, mk.build())
-		if err != nil {
-			return fmt.Errorf("plot %q: %w", mk.title, err)
-		}
-		d.Plots = append(d.Plots, pl)
-	}
-	var buf bytes.Buffer
-	if err := htmlTemplate.Execute(&buf, d); err != nil {
+	var err error
+	d.Plots, err = htmlplot.RenderAll([]htmlplot.Spec{
+		{Title: "Viewers over time", Build: r.viewersPlot},
+		{Title: "Joins per second: all nodes, and the busiest node (herding on stale loads)", Build: r.joinsPlot},
+		{Title: "Control messages per node per second", Build: r.controlPlot},
+		{Title: "Nodes without a producer's media (failures, repair)", Build: r.mediaPlot},
+		{Title: "Viewers per node, sorted (load distribution at the steady state)", Build: r.loadPlot},
+	})
+	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, buf.Bytes(), 0o644)
+	return htmlplot.WriteFile(path, htmlTemplate, d)
 }
 
 func (r *Report) series(f func(Second) float64) plotter.XYs {

@@ -1,13 +1,15 @@
 // Package htmlplot renders gonum plots for the self-contained HTML reports (the simulator's;
-// the bots' report does the same with its own copy, which can move here): a plot becomes a PNG
+// the bots' report adds its own tick labels on top): a plot becomes a PNG
 // in a data: URL, so the report loads nothing from elsewhere.
 package htmlplot
 
 import (
 	"bytes"
 	"encoding/base64"
+	"fmt"
 	"html/template"
 	"image/color"
+	"os"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -50,19 +52,20 @@ func New(title, x, y string) *plot.Plot {
 	return p
 }
 
-// Line adds a line with a legend entry (nothing with no points).
-func Line(p *plot.Plot, name string, pts plotter.XYs, c color.Color) {
+// Line adds a line with a legend entry (nothing with no points) and reports whether it did.
+func Line(p *plot.Plot, name string, pts plotter.XYs, c color.Color) bool {
 	if len(pts) == 0 {
-		return
+		return false
 	}
 	l, err := plotter.NewLine(pts)
 	if err != nil {
-		return
+		return false
 	}
 	l.Color = c
 	l.Width = vg.Points(1.5)
 	p.Add(l)
 	p.Legend.Add(name, l)
+	return true
 }
 
 // Headroom starts the Y axis at 0 and leaves room above the data for the legend.
@@ -72,6 +75,39 @@ func Headroom(p *plot.Plot) {
 		p.Y.Max = 1
 	}
 	p.Y.Max *= 1.2
+}
+
+// Spec is a plot a report may show: its title and what builds it.
+type Spec struct {
+	Title string
+	// Build returns the plot, or nil where the report has no such plot (e.g. no simulcast).
+	Build func() *plot.Plot
+}
+
+// RenderAll builds and renders specs in order, leaving out those that build nil.
+func RenderAll(specs []Spec) ([]Plot, error) {
+	var out []Plot
+	for _, s := range specs {
+		p := s.Build()
+		if p == nil {
+			continue
+		}
+		pl, err := Render(s.Title, p)
+		if err != nil {
+			return nil, fmt.Errorf("plot %q: %w", s.Title, err)
+		}
+		out = append(out, pl)
+	}
+	return out, nil
+}
+
+// WriteFile executes t with data and writes the page to path; a template error writes nothing.
+func WriteFile(path string, t *template.Template, data any) error {
+	var buf bytes.Buffer
+	if err := t.Execute(&buf, data); err != nil {
+		return err
+	}
+	return os.WriteFile(path, buf.Bytes(), 0o644)
 }
 
 // Render draws p as a PNG and returns it as an <img> src attribute.

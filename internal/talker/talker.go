@@ -7,15 +7,16 @@ package talker
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/cascade-sfu/cascade/internal/harness"
+	"github.com/cascade-sfu/cascade/internal/vp8pub"
+	"github.com/cascade-sfu/cascade/node"
 	"github.com/cascade-sfu/cascade/signal/proto"
-	"github.com/pion/ice/v4"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -48,12 +49,7 @@ func Start(t testing.TB, level byte, publish func(offer string) (answer string, 
 	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI}, webrtc.RTPCodecTypeAudio); err != nil {
 		t.Fatal(err)
 	}
-	se := webrtc.SettingEngine{}
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
+	pc, err := vp8pub.LoopbackAPI(me).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,22 +62,7 @@ func Start(t testing.TB, level byte, publish func(offer string) (answer string, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(o); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	answer, err := publish(pc.LocalDescription().SDP)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		t.Fatal(err)
-	}
+	vp8pub.Negotiate(t, pc, publish)
 	var ext uint8
 	for _, e := range tr.Sender().GetParameters().HeaderExtensions {
 		if e.URI == sdp.AudioLevelURI {
@@ -112,6 +93,30 @@ func Start(t testing.TB, level byte, publish func(offer string) (answer string, 
 	}()
 	t.Cleanup(tk.Close)
 	return tk
+}
+
+// Join joins identity to room on n, with l as its listener, and publishes a talker at level.
+func Join(t testing.TB, n *node.Node, room, identity string, level byte, l node.Listener) (*node.Participant, *Talker) {
+	t.Helper()
+	p, err := n.Join(room, identity, node.Grant{Publish: true, Subscribe: true}, false, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk := Start(t, level, func(offer string) (string, error) {
+		answer, _, err := p.Publish(offer, true)
+		return answer, err
+	})
+	return p, tk
+}
+
+// Listen joins identity to room on n as a subscriber whose notifications it keeps.
+func Listen(t testing.TB, n *node.Node, room, identity string) *Heard {
+	t.Helper()
+	h := &Heard{}
+	if _, err := n.Join(room, identity, node.Grant{Subscribe: true}, false, h); err != nil {
+		t.Fatal(err)
+	}
+	return h
 }
 
 // SetLevel changes the level of the next packets.
@@ -186,6 +191,20 @@ func (h *Heard) Find(from int, want string) int {
 		}
 	}
 	return -1
+}
+
+// Wait waits up to 15 s for a notification at or after from whose list is want, and returns
+// the index after it; who names the listener in the failure.
+func (h *Heard) Wait(t testing.TB, who string, from int, want string) int {
+	t.Helper()
+	i := -1
+	harness.Eventually(t, 15*time.Second, func() error {
+		if i = h.Find(from, want); i < 0 {
+			return fmt.Errorf("%s: no activeSpeakers %q yet: %s", who, want, h)
+		}
+		return nil
+	})
+	return i + 1
 }
 
 // Check reports a notification that was malformed, or one that repeats the list before it

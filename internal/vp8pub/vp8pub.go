@@ -29,6 +29,26 @@ func API(t testing.TB) *webrtc.API {
 	if err := me.RegisterDefaultCodecs(); err != nil {
 		t.Fatal(err)
 	}
+	return LoopbackAPI(me)
+}
+
+// SimulcastEngine is a media engine with the default codecs and the mid and rid header
+// extensions that simulcast streams are told apart by.
+func SimulcastEngine(t testing.TB) *webrtc.MediaEngine {
+	t.Helper()
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
+		t.Fatal(err)
+	}
+	return me
+}
+
+// LoopbackAPI is a pion API with the codecs of me whose PeerConnections use loopback UDP/IPv4
+// only (for a test publisher that needs more than the default codecs, e.g. a header extension).
+func LoopbackAPI(me *webrtc.MediaEngine) *webrtc.API {
 	se := webrtc.SettingEngine{}
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
@@ -56,22 +76,7 @@ func Start(t testing.TB, mark byte, publish func(offer string) (answer string, e
 	if _, err := pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
 		t.Fatal(err)
 	}
-	o, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(o); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	answer, err := publish(pc.LocalDescription().SDP)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		t.Fatal(err)
-	}
+	Negotiate(t, pc, publish)
 	go func() {
 		defer close(s.done)
 		tick := time.NewTicker(20 * time.Millisecond)
@@ -88,6 +93,35 @@ func Start(t testing.TB, mark byte, publish func(offer string) (answer string, e
 	}()
 	t.Cleanup(s.Close)
 	return s
+}
+
+// Negotiate offers pc's transceivers, every candidate gathered, to publish, which returns the
+// answer, and applies the answer: a publisher's whole exchange with a node, without trickle.
+func Negotiate(t testing.TB, pc *webrtc.PeerConnection, publish func(offer string) (answer string, err error)) {
+	t.Helper()
+	answer, err := publish(Offer(t, pc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Offer sets and returns pc's offer with every candidate gathered, as a client without trickle
+// (WHIP, WHEP, a publish request) sends it.
+func Offer(t testing.TB, pc *webrtc.PeerConnection) string {
+	t.Helper()
+	o, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(o); err != nil {
+		t.Fatal(err)
+	}
+	<-gathered
+	return pc.LocalDescription().SDP
 }
 
 // Close stops the sending and closes the PeerConnection; it may be called more than once.

@@ -3,6 +3,7 @@ package client_test
 import (
 	"net/http/httptest"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/cascade-sfu/cascade/node"
@@ -36,6 +37,18 @@ func startNode() (*exampleNode, error) {
 	hs.Config.Handler = srv.Handler()
 	hs.Start()
 	return &exampleNode{URL: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws", keys: keys, n: n, srv: srv, hs: hs}, nil
+}
+
+// testNode is startNode for a test: it fails the test if the node does not start, and closes
+// the node when the test ends.
+func testNode(t *testing.T) *exampleNode {
+	t.Helper()
+	n, err := startNode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	return n
 }
 
 // Token mints what an application's token server would: identity may join room, publish and

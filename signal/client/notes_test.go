@@ -72,11 +72,7 @@ func TestCloseErrorFinal(t *testing.T) {
 // a final *CloseError (4001, "replaced") when a newer session of the identity ends it, and
 // ErrClosed when the client closed it itself.
 func TestErrTellsWhoEndedTheSession(t *testing.T) {
-	node, err := startNode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Close()
+	node := testNode(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	dial := func(identity string, notes chan<- string) *client.Client {

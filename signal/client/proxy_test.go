@@ -43,11 +43,7 @@ func newFreezer(t *testing.T, target string) *freezer {
 // frozenNode starts an example node, closed with the test, behind a freezer.
 func frozenNode(t *testing.T) (*exampleNode, *freezer) {
 	t.Helper()
-	n, err := startNode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(n.Close)
+	n := testNode(t)
 	return n, newFreezer(t, strings.TrimSuffix(strings.TrimPrefix(n.URL, "ws://"), "/ws"))
 }
 

@@ -17,13 +17,7 @@ import (
 // the same node (the node still holds its producer): a viewer hears producerMoved, never
 // producerRemoved or a second producerAdded, and its track carries media again.
 func TestPublisherResumesSameNode(t *testing.T) {
-	n, err := startNode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	target := strings.TrimSuffix(strings.TrimPrefix(n.URL, "ws://"), "/ws")
-	sp := newFreezer(t, target)
+	n, sp := frozenNode(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	pubResumed := make(chan client.Resume, 1)

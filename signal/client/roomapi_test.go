@@ -57,11 +57,7 @@ func wait[T any](t *testing.T, r *recorder, what string, match func(T) bool) T {
 // refuses the publisher's own unmute until an unmuteRequested, and the close reasons of a
 // removal and of the room's deletion.
 func TestRoomAPINotifications(t *testing.T) {
-	nd, err := startNode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nd.Close()
+	nd := testNode(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	dial := func(identity, metadata string, r *recorder) *client.Client {

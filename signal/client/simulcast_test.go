@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cascade-sfu/cascade/internal/vp8pub"
 	"github.com/cascade-sfu/cascade/signal/proto"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
@@ -120,13 +121,7 @@ func TestSimulcastLayersReachAReceiver(t *testing.T) {
 // rid header extensions, as the node does.
 func newReceiver(t *testing.T) *webrtc.PeerConnection {
 	t.Helper()
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
-		t.Fatal(err)
-	}
+	me := vp8pub.SimulcastEngine(t)
 	se := webrtc.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
@@ -141,23 +136,15 @@ func newReceiver(t *testing.T) *webrtc.PeerConnection {
 // connect negotiates send (offerer) with recv, with every candidate in the descriptions.
 func connect(t *testing.T, send, recv *webrtc.PeerConnection) {
 	t.Helper()
-	offer, err := send.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(send)
-	if err := send.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	if err := recv.SetRemoteDescription(*send.LocalDescription()); err != nil {
+	offer := webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: vp8pub.Offer(t, send)}
+	if err := recv.SetRemoteDescription(offer); err != nil {
 		t.Fatal(err)
 	}
 	answer, err := recv.CreateAnswer(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gathered = webrtc.GatheringCompletePromise(recv)
+	gathered := webrtc.GatheringCompletePromise(recv)
 	if err := recv.SetLocalDescription(answer); err != nil {
 		t.Fatal(err)
 	}

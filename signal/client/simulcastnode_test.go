@@ -16,11 +16,7 @@ import (
 // layers, lowest first; a subscriber is told (OnLayerChanged) that it receives the top one, and
 // after SetPreferredLayer(0) the lowest, while its one track keeps receiving packets.
 func TestPublishSimulcastNode(t *testing.T) {
-	n, err := startNode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
+	n := testNode(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	pub, err := client.Dial(ctx, n.URL, client.Options{Token: n.Token("sim", "alice"), LoopbackOnly: true, NoAutoSubscribe: true})
