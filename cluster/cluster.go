@@ -80,6 +80,7 @@ type Cluster struct {
 	rejects *rejects
 	dedup   *Dedup
 	members *Membership
+	gone    *departed // recently left: still asked by the room API (see departed)
 	state   *RoomState
 	asks    asks
 	life    roomLife
@@ -135,6 +136,7 @@ func New(n *node.Node, pipes *relay.Pipes, bus Bus, o Options) (*Cluster, error)
 		stamp: NewSigningStamper(keys, o.Clock), keys: keys, verify: NewVerifier(o.Secrets, o.Clock),
 		rejects: &rejects{clock: o.Clock, log: log},
 		dedup:   NewDedup(), members: NewMembership(me, o.Heartbeat, o.Timeout),
+		gone:  newDeparted(max(o.ResumeGrace, o.Timeout)),
 		state: NewRoomStateGrace(o.ResumeGrace),
 		asks:  asks{handlers: make(map[string]AskHandler), waits: make(map[string]chan Envelope)},
 		rooms: make(map[string]*room), syncWaits: make(map[string]chan Envelope), resyncs: make(chan string, 1), stop: make(chan struct{})}
@@ -391,6 +393,7 @@ func (c *Cluster) onHeartbeat(m Msg) {
 // again from another carrier.
 func (c *Cluster) nodeGone(id, why string) {
 	c.log.Warn("node left the cluster", "peer", id, "reason", why, "grace", c.o.ResumeGrace)
+	c.gone.add(id, c.o.Clock.Now()) // before Remove: an Ask in between finds it in one of both
 	c.members.Remove(id)
 	c.apply(c.state.NodeGone(id, c.o.Clock.Now()))
 	c.pipes.NodeGone(id)
