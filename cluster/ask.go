@@ -82,14 +82,7 @@ func (c *Cluster) Ask(ctx context.Context, verb string, body any) (answers []Ans
 	}
 	ctx, cancel := context.WithTimeout(ctx, DefaultAskTimeout)
 	defer cancel()
-	expect := map[string]bool{}
-	for _, p := range c.members.Peers() {
-		expect[p.ID] = true
-	}
-	for _, id := range c.gone.recent(c.o.Clock.Now()) { // after Peers: see nodeGone
-		expect[id] = true
-	}
-	delete(expect, c.me) // it answers itself, below
+	expect := c.askable()
 	var ch chan Envelope
 	if len(expect) > 0 {
 		token := nuid.Next()
@@ -135,6 +128,20 @@ wait:
 	sort.Strings(unreachable)
 	sort.Slice(answers, func(i, j int) bool { return answers[i].Node < answers[j].Node })
 	return answers, unreachable, nil
+}
+
+// askable is the nodes a question to the cluster waits for: the peers, and the nodes that left
+// within the resume grace (see departed), this one excluded.
+func (c *Cluster) askable() map[string]bool {
+	expect := map[string]bool{}
+	for _, p := range c.members.Peers() {
+		expect[p.ID] = true
+	}
+	for _, id := range c.gone.recent(c.o.Clock.Now()) { // after Peers: see nodeGone
+		expect[id] = true
+	}
+	delete(expect, c.me)
+	return expect
 }
 
 // answer runs this node's handler of verb for a question of node from.

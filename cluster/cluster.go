@@ -59,6 +59,10 @@ type Options struct {
 	// in the rooms, so that their sessions resume on another node before anyone is told they
 	// left (0: DefaultResumeGrace; negative: none, they go at once).
 	ResumeGrace time.Duration
+	// SyncWait bounds how long a node opening a room waits for the other nodes' parts of it,
+	// its settings among them (0: DefaultSyncWait). It returns as soon as every node answered:
+	// a longer bound costs only when a node is silent.
+	SyncWait time.Duration
 	// Observer, if set, gets every node event after the cluster handled it, and RoomStarted
 	// and RoomFinished where this node owns them (roomlife.go). It must not block.
 	Observer node.Events
@@ -107,6 +111,9 @@ func New(n *node.Node, pipes *relay.Pipes, bus Bus, o Options) (*Cluster, error)
 	}
 	if o.Timeout < 2*o.Heartbeat {
 		o.Timeout = 3 * o.Heartbeat
+	}
+	if o.SyncWait <= 0 {
+		o.SyncWait = DefaultSyncWait
 	}
 	if o.Clock == nil {
 		o.Clock = WallClock{}
