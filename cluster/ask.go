@@ -17,7 +17,9 @@ import (
 // a body) on cascade.api.<verb>; every node answers with its own part on the asker's reply
 // subject, both signed like every control message. The asker answers itself in-process, so a
 // node alone needs no bus, and it knows from membership which nodes to wait for: the nodes that
-// did not answer in time are named, never silently missing.
+// did not answer in time are named, never silently missing. A node that left the membership
+// within its participants' resume grace is asked too (see departed): it may only be slow, and
+// hold sessions the others no longer list.
 
 // DefaultAskTimeout bounds how long an ask waits for the nodes' answers.
 const DefaultAskTimeout = 2 * time.Second
@@ -70,9 +72,9 @@ func (c *Cluster) HandleAsk(verb string, h AskHandler) {
 	c.asks.mu.Unlock()
 }
 
-// Ask puts verb and body to every live node, this one included, and returns their answers
-// sorted by node id, and the nodes that did not answer before ctx ended or the ask timeout
-// (DefaultAskTimeout) passed.
+// Ask puts verb and body to every live node, this one included, and to the nodes that left
+// within the resume grace, and returns their answers sorted by node id, and the nodes that did
+// not answer before ctx ended or the ask timeout (DefaultAskTimeout) passed.
 func (c *Cluster) Ask(ctx context.Context, verb string, body any) (answers []Answer, unreachable []string, err error) {
 	b, err := json.Marshal(body)
 	if err != nil {
@@ -80,10 +82,7 @@ func (c *Cluster) Ask(ctx context.Context, verb string, body any) (answers []Ans
 	}
 	ctx, cancel := context.WithTimeout(ctx, DefaultAskTimeout)
 	defer cancel()
-	expect := map[string]bool{}
-	for _, p := range c.members.Peers() {
-		expect[p.ID] = true
-	}
+	expect := c.askable()
 	var ch chan Envelope
 	if len(expect) > 0 {
 		token := nuid.Next()
@@ -129,6 +128,20 @@ wait:
 	sort.Strings(unreachable)
 	sort.Slice(answers, func(i, j int) bool { return answers[i].Node < answers[j].Node })
 	return answers, unreachable, nil
+}
+
+// askable is the nodes a question to the cluster waits for: the peers, and the nodes that left
+// within the resume grace (see departed), this one excluded.
+func (c *Cluster) askable() map[string]bool {
+	expect := map[string]bool{}
+	for _, p := range c.members.Peers() {
+		expect[p.ID] = true
+	}
+	for _, id := range c.gone.recent(c.o.Clock.Now()) { // after Peers: see nodeGone
+		expect[id] = true
+	}
+	delete(expect, c.me)
+	return expect
 }
 
 // answer runs this node's handler of verb for a question of node from.

@@ -59,6 +59,10 @@ type Options struct {
 	// in the rooms, so that their sessions resume on another node before anyone is told they
 	// left (0: DefaultResumeGrace; negative: none, they go at once).
 	ResumeGrace time.Duration
+	// SyncWait bounds how long a node opening a room waits for the other nodes' parts of it,
+	// its settings among them (0: DefaultSyncWait). It returns as soon as every node answered:
+	// a longer bound costs only when a node is silent.
+	SyncWait time.Duration
 	// Observer, if set, gets every node event after the cluster handled it, and RoomStarted
 	// and RoomFinished where this node owns them (roomlife.go). It must not block.
 	Observer node.Events
@@ -80,6 +84,7 @@ type Cluster struct {
 	rejects *rejects
 	dedup   *Dedup
 	members *Membership
+	gone    *departed // recently left: still asked by the room API (see departed)
 	state   *RoomState
 	asks    asks
 	life    roomLife
@@ -106,6 +111,9 @@ func New(n *node.Node, pipes *relay.Pipes, bus Bus, o Options) (*Cluster, error)
 	}
 	if o.Timeout < 2*o.Heartbeat {
 		o.Timeout = 3 * o.Heartbeat
+	}
+	if o.SyncWait <= 0 {
+		o.SyncWait = DefaultSyncWait
 	}
 	if o.Clock == nil {
 		o.Clock = WallClock{}
@@ -135,6 +143,7 @@ func New(n *node.Node, pipes *relay.Pipes, bus Bus, o Options) (*Cluster, error)
 		stamp: NewSigningStamper(keys, o.Clock), keys: keys, verify: NewVerifier(o.Secrets, o.Clock),
 		rejects: &rejects{clock: o.Clock, log: log},
 		dedup:   NewDedup(), members: NewMembership(me, o.Heartbeat, o.Timeout),
+		gone:  newDeparted(max(o.ResumeGrace, o.Timeout)),
 		state: NewRoomStateGrace(o.ResumeGrace),
 		asks:  asks{handlers: make(map[string]AskHandler), waits: make(map[string]chan Envelope)},
 		rooms: make(map[string]*room), syncWaits: make(map[string]chan Envelope), resyncs: make(chan string, 1), stop: make(chan struct{})}
@@ -391,6 +400,7 @@ func (c *Cluster) onHeartbeat(m Msg) {
 // again from another carrier.
 func (c *Cluster) nodeGone(id, why string) {
 	c.log.Warn("node left the cluster", "peer", id, "reason", why, "grace", c.o.ResumeGrace)
+	c.gone.add(id, c.o.Clock.Now()) // before Remove: an Ask in between finds it in one of both
 	c.members.Remove(id)
 	c.apply(c.state.NodeGone(id, c.o.Clock.Now()))
 	c.pipes.NodeGone(id)

@@ -20,9 +20,12 @@ func TestRoomMetaAcrossNodes(t *testing.T) {
 	net := cluster.NewMemNet()
 	net.Start()
 	t.Cleanup(net.Close)
-	n1, _, c1 := memMember(t, net, "n1")
-	n2, _, c2 := memMember(t, net, "n2")
-	n3, _, c3 := memMember(t, net, "n3")
+	// The joins below are decided on the room's sync: under load the other nodes' parts may take
+	// longer than the default wait, and the test is about what they carry, not about the bound.
+	o := cluster.Options{Heartbeat: 50 * time.Millisecond, ResumeGrace: testGrace, SyncWait: 30 * time.Second}
+	n1, _, c1, _ := memMemberWith(t, net, "n1", o, 0)
+	n2, _, c2, _ := memMemberWith(t, net, "n2", o, 0)
+	n3, _, c3, _ := memMemberWith(t, net, "n3", o, 0)
 	checkFor(t, 5*time.Second, func() error {
 		for _, c := range []*cluster.Cluster{c1, c2, c3} {
 			if len(c.Peers()) != 2 {

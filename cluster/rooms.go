@@ -11,8 +11,9 @@ import (
 	"github.com/nats-io/nuid"
 )
 
-// syncWait bounds how long a node opening a room waits for the other nodes' parts of it.
-const syncWait = 300 * time.Millisecond
+// DefaultSyncWait bounds how long a node opening a room waits for the other nodes' parts of it
+// (Options.SyncWait).
+const DefaultSyncWait = 300 * time.Millisecond
 
 // Room event types (Envelope.Type on cascade.room.<token>.ev): the PROTOCOL.md notification
 // methods, and piped/unpiped between nodes only.
@@ -140,7 +141,7 @@ func (c *Cluster) closeRoom(r *node.Room) {
 
 // syncRoom asks the other nodes for their part of the room and applies the answers.
 func (c *Cluster) syncRoom(r *node.Room) {
-	expect := c.members.Len()
+	expect := len(c.askable()) // a peer dropped for silence a moment ago may hold part of it
 	if expect == 0 {
 		return
 	}
@@ -161,7 +162,7 @@ func (c *Cluster) syncRoom(r *node.Room) {
 	if err != nil || c.bus.Publish(Msg{Subject: subjectRoom(roomToken(r.Name()), "sync"), Reply: reply, Data: b}) != nil {
 		return
 	}
-	timeout := time.NewTimer(syncWait)
+	timeout := time.NewTimer(c.o.SyncWait)
 	defer timeout.Stop()
 	type part struct {
 		e   Envelope
