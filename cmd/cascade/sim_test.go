@@ -19,7 +19,7 @@ name: cmd
 duration: 12s
 regions:
   - {name: us, nodes: 3, capacity: 50}
-  - {name: eu, nodes: 3, capacity: 50}
+  - {name: eu, nodes: 1, capacity: 50}
 delays: {us/eu: 30ms}
 rooms:
   - name: r
@@ -43,7 +43,7 @@ rooms:
 		Nodes    int    `json:"nodes"`
 	}
 	b, err := os.ReadFile(jsonOut)
-	if err != nil || json.Unmarshal(b, &rep) != nil || rep.Scenario != "cmd" || rep.Nodes != 6 {
+	if err != nil || json.Unmarshal(b, &rep) != nil || rep.Scenario != "cmd" || rep.Nodes != 4 {
 		t.Errorf("JSON report %+v, %v", rep, err)
 	}
 	if h, err := os.ReadFile(htmlOut); err != nil || !bytes.Contains(h, []byte("data:image/png;base64,")) {
