@@ -208,7 +208,7 @@ func (c *Consumer) sendReport(now time.Time) {
 // retransmission budget, receiver reports give the budget its round-trip estimate.
 func (c *Consumer) readRTCP() {
 	buf := make([]byte, 1500)
-	pkt := make([]byte, rtxBuffer)
+	var pkt []byte // the retransmission buffer, made at the first NACK: most consumers never get one
 	for {
 		n, _, err := c.sender.Read(buf)
 		if err != nil {
@@ -228,6 +228,9 @@ func (c *Consumer) readRTCP() {
 			case *rtcp.ReceiverReport:
 				c.observeRTT(p.Reports, now)
 			case *rtcp.TransportLayerNack:
+				if pkt == nil {
+					pkt = make([]byte, rtxBuffer)
+				}
 				c.nackPairs(p.Nacks, pkt)
 			case *rtcp.TransportLayerCC:
 				c.onTransportCC(p, now)

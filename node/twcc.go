@@ -70,13 +70,13 @@ type ccSender struct {
 	rateAt   time.Time
 	rateFrom uint64 // sent + rtxSent at rateAt
 	est      *bwe.Estimator
-	acks     []bwe.Ack
-	last     uint16 // the newest sequence number reported
+	acks     []bwe.Ack // reused; grows to the largest feedback seen (not preallocated: 8 KiB a subscriber)
+	last     uint16    // the newest sequence number reported
 	heard    bool
 }
 
 func newCCSender(now time.Time) *ccSender {
-	s := &ccSender{epoch: now, est: bwe.New(bwe.Config{}), acks: make([]bwe.Ack, 0, 256), dropped: make(chan struct{}, 1)}
+	s := &ccSender{epoch: now, est: bwe.New(bwe.Config{}), dropped: make(chan struct{}, 1)}
 	s.estimate.Store(s.est.Estimate())
 	return s
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/logging"
 	"github.com/pion/sdp/v3"
+	"github.com/pion/transport/v5/stdnet"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -108,6 +109,12 @@ func newWorker(index int, o Options, tcp ice.TCPMux, public []netip.Addr) (*Work
 
 	se := webrtc.SettingEngine{LoggerFactory: lf}
 	se.SetICEUDPMux(w.mux)
+	// One list of the host's interfaces per worker, not one per transport: without it every
+	// ICE agent enumerates the interfaces (netlink) and keeps its own copy, about 20 KiB a
+	// subscriber. The UDP mux already took its addresses once, at start.
+	if hostNet, err := stdnet.NewNet(); err == nil {
+		se.SetNet(hostNet)
+	}
 	// Both families: the mux and the listener offer only the addresses they are bound to.
 	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
 	if tcp != nil {
