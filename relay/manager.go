@@ -80,6 +80,9 @@ func (ps *Pipes) manage(ctx context.Context) {
 					continue
 				}
 				retry[p] = struct{}{}
+				if errors.Is(err, errHubWait) {
+					continue // looked at again on the next tick: no failure
+				}
 				if failures[p]++; failures[p]%retryLogEvery == 1 { // the first, then every 5 s or so
 					ps.log.Warn("cannot pipe producer here, retrying", "producer", p.ID(), "origin", p.Origin(), "attempts", failures[p], "error", err)
 				}
@@ -119,7 +122,11 @@ func (ps *Pipes) serve(ctx context.Context, p *node.Producer) error {
 			return err
 		}
 		ps.Demand(p) // demand may have ended while asking: look again
-	case !wanted && in != nil:
+	case !wanted:
+		delete(ps.hubSince, p.ID())
+		if in == nil {
+			break
+		}
 		ps.mu.Lock()
 		if ps.in[p.ID()] == in {
 			delete(ps.in, p.ID())
@@ -138,10 +145,14 @@ func (ps *Pipes) pipeIn(ctx context.Context, p *node.Producer) error {
 	if len(cands) == 0 {
 		return ErrNoCarrier
 	}
+	if ps.waitForHub(p, cands) {
+		return errHubWait
+	}
 	var errs []error
 	for _, parent := range cands {
 		_, err := ps.pipeFrom(ctx, p, parent, gen)
 		if err == nil {
+			delete(ps.hubSince, p.ID())
 			return nil
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", parent, err))

@@ -54,14 +54,37 @@ func (s *Sim) serveNext(n *simNode) {
 		n.pm.queue = n.pm.queue[1:]
 		delete(n.pm.queued, p)
 		if !n.wants(p) || n.in[p] != nil {
+			if !n.wants(p) {
+				delete(n.pm.since, p) // as the real manager forgets its hub wait
+			}
 			continue
 		}
 		cands := relay.Parents(n.trees.Tree(p.id), p.origin.id, n.id, s.regions[n.region], s.sc.Fanout, n.mem.Regions(), n.mem.Draining()...)
 		s.m.parentsRanked++
+		if wait := relay.HubDelay(n.trees.Tree(p.id), p.id, n.id, s.regions[n.region], cands, n.mem.Regions(), s.roomPeers(n, p.room), s.q.now-n.pm.since[p]); wait > 0 {
+			// Not the region's hub: look again when the tree view may have changed (the real
+			// manager's retry tick) or the wait ends, whichever comes first.
+			s.m.hubWaits++
+			s.q.after(min(wait, relay.RetryInterval), func() { s.demand(n, p) })
+			continue
+		}
 		s.ask(n, p, cands, 0)
 		return
 	}
 	n.pm.busy = false
+}
+
+// roomPeers lists the nodes of n's region that n knows have participants in room r (what
+// cluster.RoomState tells a real node): those the room opened on at least the in-region delay
+// ago, when their first participant's joined announcement reached n.
+func (s *Sim) roomPeers(n *simNode, r *room) []string {
+	var out []string
+	for _, o := range r.open[n.region] {
+		if nr := o.rooms[r]; o != n && o.alive && nr != nil && s.q.now-nr.opened >= s.sc.IntraRegionDelay {
+			out = append(out, o.id)
+		}
+	}
+	return out
 }
 
 // ask asks cands[i] to relay p to n (a pipe request over NATS, request/reply); on refusal the
