@@ -8,13 +8,20 @@ import (
 	"github.com/cascade-sfu/cascade/node"
 )
 
-// HubWait bounds how long a node that is not its region's hub for a producer waits for the hub
-// to carry it into the region (its piped announcement) before it crosses the region boundary
-// itself: the hub may have left, or never subscribe. 1.5 s is a few inter-region pipe set-ups
-// (each a request and a reply across the boundary, 2 x 150 ms one way at worst here) plus the
-// announcement, so the hub of a join storm is normally in the tree well before it; the cost is
-// that a region whose hub is gone is fed up to 1.5 s late.
+// HubWait is how long the region's second node for a producer (by Hub's weight) waits for the
+// hub to carry it into the region (its piped announcement) before it crosses the region boundary
+// itself: the hub may have left, never subscribe, or be walking a list of carriers that refuse
+// it (a stale tree view in a storm). The third waits twice as long, and so on up to
+// HubWaitSteps times: the fallbacks are staggered, so that a slow hub lets one more node cross,
+// not the whole region at once (which, all asking the same carriers in the same order, herd and
+// cross one by one). 1.5 s is a few inter-region pipe set-ups (each a request and a reply across
+// the boundary, 2 x 150 ms one way at worst here) plus the announcement; the cost is that a
+// region whose hub is gone is fed up to 1.5 s late.
 const HubWait = 1500 * time.Millisecond
+
+// HubWaitSteps bounds the staggered fallbacks (HubWait): no node waits longer than
+// HubWaitSteps x HubWait.
+const HubWaitSteps = 3
 
 // Hub picks the node of a region that carries producer across the region boundary when it is
 // not yet carried there: the candidate of highest rendezvous weight (a hash of producer and
@@ -49,15 +56,12 @@ func weight(producer, node string) uint64 {
 // region: zero (pipe now) if one is, or if self is the region's hub for producer among roomNodes
 // (the nodes known to have participants in the producer's room, with self added) that live says
 // are in selfRegion and t does not have (a node with a parent in the tree asks for no pipe: a
-// subtree cut off from the origin waits for its root, not for a hub that will never cross), or
-// once it has waited HubWait. Else what is left of HubWait: the caller looks
-// again when its tree view changes (the hub's piped announcement) or then. A quiet room (self
-// alone in its region) crosses at once. Like Parents, a pure function, so that the nodes and a
-// simulator decide alike.
+// subtree cut off from the origin waits for its root, not for a hub that will never cross). Else
+// self, ranked r-th by Hub's weight (the hub 0th), waits until it has waited r x HubWait (at most
+// HubWaitSteps x HubWait), and the caller looks again when its tree view changes (the hub's
+// piped announcement) or then. A quiet room (self alone in its region) crosses at once. Like
+// Parents, a pure function, so that the nodes and a simulator decide alike.
 func HubDelay(t Tree, producer, self, selfRegion string, cands []string, live map[string]string, roomNodes []string, waited time.Duration) time.Duration {
-	if waited >= HubWait {
-		return 0
-	}
 	for _, c := range cands {
 		if live[c] == selfRegion {
 			return 0
@@ -66,16 +70,20 @@ func HubDelay(t Tree, producer, self, selfRegion string, cands []string, live ma
 	if len(cands) == 0 {
 		return 0 // nothing to wait for: the caller retries anyway
 	}
-	region := []string{self}
+	mine := weight(producer, self)
+	rank := 0
 	for _, n := range roomNodes {
-		if _, carries := t[n]; n != self && !carries && live[n] == selfRegion {
-			region = append(region, n)
+		if _, carries := t[n]; n == self || carries || live[n] != selfRegion {
+			continue
+		}
+		if w := weight(producer, n); w > mine || (w == mine && n < self) {
+			rank++
 		}
 	}
-	if Hub(producer, region) == self {
-		return 0
+	if left := time.Duration(min(rank, HubWaitSteps))*HubWait - waited; left > 0 {
+		return left
 	}
-	return HubWait - waited
+	return 0
 }
 
 // errHubWait: the producer waits for its region's hub to carry it here (HubDelay); the manager

@@ -65,11 +65,16 @@ func TestHubDelay(t *testing.T) {
 				now++
 			}
 			if self != hub {
-				if d := HubDelay(nil, p, self, "ap", []string{"us-1"}, live, room, 400*time.Millisecond); d != HubWait-400*time.Millisecond {
-					t.Errorf("%s at %s after 400 ms: %v", p, self, d)
+				// The second by weight falls back after HubWait, the third after twice that.
+				rank := time.Duration(1)
+				if Hub(p, without(aps, hub)) != self {
+					rank = 2
 				}
-				if d := HubDelay(nil, p, self, "ap", []string{"us-1"}, live, room, HubWait); d != 0 {
-					t.Errorf("%s at %s after HubWait: %v", p, self, d)
+				if d := HubDelay(nil, p, self, "ap", []string{"us-1"}, live, room, 400*time.Millisecond); d != rank*HubWait-400*time.Millisecond {
+					t.Errorf("%s at %s (rank %d) after 400 ms: %v", p, self, rank, d)
+				}
+				if d := HubDelay(nil, p, self, "ap", []string{"us-1"}, live, room, rank*HubWait); d != 0 {
+					t.Errorf("%s at %s after %d x HubWait: %v", p, self, rank, d)
 				}
 				// The hub's piped announcement: an in-region carrier, pipe from it now.
 				if d := HubDelay(nil, p, self, "ap", []string{hub, "us-1"}, live, room, 0); d != 0 {
@@ -115,4 +120,34 @@ func copyWithout(m map[string]string, k string) map[string]string {
 		}
 	}
 	return out
+}
+
+func without(s []string, x string) []string {
+	var out []string
+	for _, v := range s {
+		if v != x {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// TestHubDelayBounded: however many nodes rank before self, it waits HubWaitSteps x HubWait at
+// most.
+func TestHubDelayBounded(t *testing.T) {
+	live := map[string]string{"us-1": "us"}
+	var room []string
+	for i := 0; i < 50; i++ {
+		n := fmt.Sprintf("ap-%d", i)
+		live[n], room = "ap", append(room, n)
+	}
+	for _, self := range room {
+		d := HubDelay(nil, "p", self, "ap", []string{"us-1"}, live, room, 0)
+		if d > HubWaitSteps*HubWait {
+			t.Fatalf("%s waits %v", self, d)
+		}
+		if d := HubDelay(nil, "p", self, "ap", []string{"us-1"}, live, room, HubWaitSteps*HubWait); d != 0 {
+			t.Fatalf("%s after the longest wait: %v", self, d)
+		}
+	}
 }

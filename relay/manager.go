@@ -138,10 +138,16 @@ func (ps *Pipes) serve(ctx context.Context, p *node.Producer) error {
 	return nil
 }
 
-// pipeIn asks the candidate parents in turn to relay p here.
+// pipeIn asks the candidate parents in turn to relay p here, ranking them again after each
+// refusal: what this node heard while it asked (its region hub's piped announcement, a carrier
+// filling up) counts, so that a node that crosses a region boundary in a storm switches to a
+// carrier of its region as soon as there is one.
 func (ps *Pipes) pipeIn(ctx context.Context, p *node.Producer) error {
 	gen := p.Generation() // before the origin is read: a move meanwhile makes the pipe stale, never wrong
-	cands := Parents(ps.trees.Tree(p.ID()), p.Origin(), ps.o.Self, ps.o.Region, ps.o.Fanout, ps.peers.Regions(), ps.peers.Draining()...)
+	parents := func() []string {
+		return Parents(ps.trees.Tree(p.ID()), p.Origin(), ps.o.Self, ps.o.Region, ps.o.Fanout, ps.peers.Regions(), ps.peers.Draining()...)
+	}
+	cands := parents()
 	if len(cands) == 0 {
 		return ErrNoCarrier
 	}
@@ -149,15 +155,27 @@ func (ps *Pipes) pipeIn(ctx context.Context, p *node.Producer) error {
 		return errHubWait
 	}
 	var errs []error
-	for _, parent := range cands {
+	tried := map[string]bool{}
+	for {
+		parent := ""
+		for _, c := range cands {
+			if !tried[c] {
+				parent = c
+				break
+			}
+		}
+		if parent == "" {
+			return errors.Join(errs...)
+		}
+		tried[parent] = true
 		_, err := ps.pipeFrom(ctx, p, parent, gen)
 		if err == nil {
 			delete(ps.hubSince, p.ID())
 			return nil
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", parent, err))
+		cands = parents()
 	}
-	return errors.Join(errs...)
 }
 
 // pipeFrom pipes p here from parent, for p's source generation gen; the new pipe replaces the

@@ -68,7 +68,7 @@ func (s *Sim) serveNext(n *simNode) {
 			s.q.after(min(wait, relay.RetryInterval), func() { s.demand(n, p) })
 			continue
 		}
-		s.ask(n, p, cands, 0)
+		s.ask(n, p, cands, map[string]bool{})
 		return
 	}
 	n.pm.busy = false
@@ -87,12 +87,18 @@ func (s *Sim) roomPeers(n *simNode, r *room) []string {
 	return out
 }
 
-// ask asks cands[i] to relay p to n (a pipe request over NATS, request/reply); on refusal the
-// next candidate; when none is left, p is tried again after the retry interval.
-func (s *Sim) ask(n *simNode, p *producer, cands []string, i int) {
+// ask asks the first of cands not tried yet to relay p to n (a pipe request over NATS,
+// request/reply); on refusal the next, ranked again from n's tree view then (relay.Pipes.pipeIn:
+// what it heard while asking, such as its region hub's piped announcement, counts); when none
+// is left, p is tried again after the retry interval.
+func (s *Sim) ask(n *simNode, p *producer, cands []string, tried map[string]bool) {
 	if !n.alive {
 		n.pm.busy = false
 		return
+	}
+	i := 0
+	for i < len(cands) && tried[cands[i]] {
+		i++
 	}
 	if i == len(cands) {
 		s.m.pipeRetries++
@@ -101,10 +107,15 @@ func (s *Sim) ask(n *simNode, p *producer, cands []string, i int) {
 		return
 	}
 	parent := s.byID[cands[i]]
+	tried[parent.id] = true
+	next := func() {
+		s.m.parentsRanked++
+		s.ask(n, p, relay.Parents(n.trees.Tree(p.id), p.origin.id, n.id, s.regions[n.region], s.sc.Fanout, n.mem.Regions(), n.mem.Draining()...), tried)
+	}
 	s.m.sent(n, msgPipe, 1)
 	s.m.pipeAsks++
 	if !parent.alive || !s.reach(n.region, parent.region) {
-		s.q.after(relay.RequestTimeout, func() { s.ask(n, p, cands, i+1) })
+		s.q.after(relay.RequestTimeout, next)
 		return
 	}
 	d := s.delay[n.region][parent.region]
@@ -123,7 +134,7 @@ func (s *Sim) ask(n *simNode, p *producer, cands []string, i int) {
 			s.m.received(n, msgPipeReply, 1)
 			if !ok {
 				s.m.pipeRefused++
-				s.ask(n, p, cands, i+1)
+				next()
 				return
 			}
 			if !parent.alive || !n.wants(p) || n.in[p] != nil {
