@@ -80,6 +80,9 @@ func (ps *Pipes) manage(ctx context.Context) {
 					continue
 				}
 				retry[p] = struct{}{}
+				if errors.Is(err, errHubWait) {
+					continue // looked at again on the next tick: no failure
+				}
 				if failures[p]++; failures[p]%retryLogEvery == 1 { // the first, then every 5 s or so
 					ps.log.Warn("cannot pipe producer here, retrying", "producer", p.ID(), "origin", p.Origin(), "attempts", failures[p], "error", err)
 				}
@@ -119,7 +122,11 @@ func (ps *Pipes) serve(ctx context.Context, p *node.Producer) error {
 			return err
 		}
 		ps.Demand(p) // demand may have ended while asking: look again
-	case !wanted && in != nil:
+	case !wanted:
+		delete(ps.hubSince, p.ID())
+		if in == nil {
+			break
+		}
 		ps.mu.Lock()
 		if ps.in[p.ID()] == in {
 			delete(ps.in, p.ID())
@@ -131,22 +138,44 @@ func (ps *Pipes) serve(ctx context.Context, p *node.Producer) error {
 	return nil
 }
 
-// pipeIn asks the candidate parents in turn to relay p here.
+// pipeIn asks the candidate parents in turn to relay p here, ranking them again after each
+// refusal: what this node heard while it asked (its region hub's piped announcement, a carrier
+// filling up) counts, so that a node that crosses a region boundary in a storm switches to a
+// carrier of its region as soon as there is one.
 func (ps *Pipes) pipeIn(ctx context.Context, p *node.Producer) error {
 	gen := p.Generation() // before the origin is read: a move meanwhile makes the pipe stale, never wrong
-	cands := Parents(ps.trees.Tree(p.ID()), p.Origin(), ps.o.Self, ps.o.Region, ps.o.Fanout, ps.peers.Regions(), ps.peers.Draining()...)
+	parents := func() []string {
+		return Parents(ps.trees.Tree(p.ID()), p.Origin(), ps.o.Self, ps.o.Region, ps.o.Fanout, ps.peers.Regions(), ps.peers.Draining()...)
+	}
+	cands := parents()
 	if len(cands) == 0 {
 		return ErrNoCarrier
 	}
+	if ps.waitForHub(p, cands) {
+		return errHubWait
+	}
 	var errs []error
-	for _, parent := range cands {
+	tried := map[string]bool{}
+	for {
+		parent := ""
+		for _, c := range cands {
+			if !tried[c] {
+				parent = c
+				break
+			}
+		}
+		if parent == "" {
+			return errors.Join(errs...)
+		}
+		tried[parent] = true
 		_, err := ps.pipeFrom(ctx, p, parent, gen)
 		if err == nil {
+			delete(ps.hubSince, p.ID())
 			return nil
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", parent, err))
+		cands = parents()
 	}
-	return errors.Join(errs...)
 }
 
 // pipeFrom pipes p here from parent, for p's source generation gen; the new pipe replaces the

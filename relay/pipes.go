@@ -61,6 +61,8 @@ type Pipes struct {
 	out      map[outKey]*outPipe   // by child and producer
 	retiring map[*inPipe]time.Time // old pipes of moved producers, until their window ends
 
+	hubSince map[string]time.Time // by producer: when this node began to wait for its region's hub (manager only)
+
 	ssrcMu    sync.RWMutex
 	inBySSRC  map[linkSSRC]*inPipe
 	outBySSRC map[linkSSRC]*outPipe

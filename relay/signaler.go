@@ -79,6 +79,13 @@ type Peer struct {
 }
 
 // Peers is the live membership as the pipes see it; the cluster layer provides it.
+// RoomNodes is what a Signaler may also tell: the other nodes known to have participants in a
+// room open here. Without it, a node is alone in its region in every room as far as HubDelay
+// goes, and crosses a region boundary at once (the behaviour before region hubs).
+type RoomNodes interface {
+	RoomNodes(room string) []string
+}
+
 type Peers interface {
 	// Peer returns a live node by id.
 	Peer(id string) (Peer, bool)

@@ -35,7 +35,7 @@ func (m *metrics) report(wall time.Duration) *Report {
 	r.Latency = m.latency()
 	r.Control = m.control()
 	r.Placement = m.placement()
-	r.Pipes = PipeReport{Asks: m.pipeAsks, Refused: m.pipeRefused, Retries: m.pipeRetries, Ranked: m.parentsRanked,
+	r.Pipes = PipeReport{Asks: m.pipeAsks, Refused: m.pipeRefused, Retries: m.pipeRetries, Ranked: m.parentsRanked, HubWaits: m.hubWaits,
 		SetupMs: quantiles(slices.Clone(m.setup)), MaxQueue: m.maxQueue}
 	for _, f := range m.failures {
 		r.Failures = append(r.Failures, f.rep)

@@ -29,6 +29,7 @@ type metrics struct {
 	joinsTotal                      int
 	pipeAsks, pipeRefused           int
 	pipeRetries, parentsRanked      int
+	hubWaits                        int
 	maxEgress                       map[*producer]int
 	setup                           []float64 // demand to pipe, ms
 	maxQueue                        int

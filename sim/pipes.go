@@ -54,22 +54,51 @@ func (s *Sim) serveNext(n *simNode) {
 		n.pm.queue = n.pm.queue[1:]
 		delete(n.pm.queued, p)
 		if !n.wants(p) || n.in[p] != nil {
+			if !n.wants(p) {
+				delete(n.pm.since, p) // as the real manager forgets its hub wait
+			}
 			continue
 		}
 		cands := relay.Parents(n.trees.Tree(p.id), p.origin.id, n.id, s.regions[n.region], s.sc.Fanout, n.mem.Regions(), n.mem.Draining()...)
 		s.m.parentsRanked++
-		s.ask(n, p, cands, 0)
+		if wait := relay.HubDelay(n.trees.Tree(p.id), p.id, n.id, s.regions[n.region], cands, n.mem.Regions(), s.roomPeers(n, p.room), s.q.now-n.pm.since[p]); wait > 0 {
+			// Not the region's hub: look again when the tree view may have changed (the real
+			// manager's retry tick) or the wait ends, whichever comes first.
+			s.m.hubWaits++
+			s.q.after(min(wait, relay.RetryInterval), func() { s.demand(n, p) })
+			continue
+		}
+		s.ask(n, p, cands, map[string]bool{})
 		return
 	}
 	n.pm.busy = false
 }
 
-// ask asks cands[i] to relay p to n (a pipe request over NATS, request/reply); on refusal the
-// next candidate; when none is left, p is tried again after the retry interval.
-func (s *Sim) ask(n *simNode, p *producer, cands []string, i int) {
+// roomPeers lists the nodes of n's region that n knows have participants in room r (what
+// cluster.RoomState tells a real node): those the room opened on at least the in-region delay
+// ago, when their first participant's joined announcement reached n.
+func (s *Sim) roomPeers(n *simNode, r *room) []string {
+	var out []string
+	for _, o := range r.open[n.region] {
+		if nr := o.rooms[r]; o != n && o.alive && nr != nil && s.q.now-nr.opened >= s.sc.IntraRegionDelay {
+			out = append(out, o.id)
+		}
+	}
+	return out
+}
+
+// ask asks the first of cands not tried yet to relay p to n (a pipe request over NATS,
+// request/reply); on refusal the next, ranked again from n's tree view then (relay.Pipes.pipeIn:
+// what it heard while asking, such as its region hub's piped announcement, counts); when none
+// is left, p is tried again after the retry interval.
+func (s *Sim) ask(n *simNode, p *producer, cands []string, tried map[string]bool) {
 	if !n.alive {
 		n.pm.busy = false
 		return
+	}
+	i := 0
+	for i < len(cands) && tried[cands[i]] {
+		i++
 	}
 	if i == len(cands) {
 		s.m.pipeRetries++
@@ -78,10 +107,15 @@ func (s *Sim) ask(n *simNode, p *producer, cands []string, i int) {
 		return
 	}
 	parent := s.byID[cands[i]]
+	tried[parent.id] = true
+	next := func() {
+		s.m.parentsRanked++
+		s.ask(n, p, relay.Parents(n.trees.Tree(p.id), p.origin.id, n.id, s.regions[n.region], s.sc.Fanout, n.mem.Regions(), n.mem.Draining()...), tried)
+	}
 	s.m.sent(n, msgPipe, 1)
 	s.m.pipeAsks++
 	if !parent.alive || !s.reach(n.region, parent.region) {
-		s.q.after(relay.RequestTimeout, func() { s.ask(n, p, cands, i+1) })
+		s.q.after(relay.RequestTimeout, next)
 		return
 	}
 	d := s.delay[n.region][parent.region]
@@ -100,7 +134,7 @@ func (s *Sim) ask(n *simNode, p *producer, cands []string, i int) {
 			s.m.received(n, msgPipeReply, 1)
 			if !ok {
 				s.m.pipeRefused++
-				s.ask(n, p, cands, i+1)
+				next()
 				return
 			}
 			if !parent.alive || !n.wants(p) || n.in[p] != nil {

@@ -162,6 +162,9 @@ type PipeReport struct {
 	Refused int `json:"refused"`
 	Retries int `json:"retries"`
 	Ranked  int `json:"parents_ranked"`
+	// HubWaits counts the looks of a node that is not its region's hub for a producer, waiting
+	// for the hub to carry it into the region (relay.HubDelay).
+	HubWaits int `json:"hub_waits"`
 	// SetupMs is the time from a node's demand for a producer to its pipe in (the manager
 	// serves one producer at a time: a node opening many rooms queues).
 	SetupMs  Quantiles `json:"demand_to_pipe_ms"`

@@ -77,7 +77,8 @@ type simNode struct {
 // nodeRoom is a room open on a node.
 type nodeRoom struct {
 	viewers int
-	synced  bool // the room's sync answered: the node knows its producers and trees
+	synced  bool          // the room's sync answered: the node knows its producers and trees
+	opened  time.Duration // when the room opened on the node (its first participant joined)
 }
 
 // room is one simulated room.

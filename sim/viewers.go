@@ -131,7 +131,7 @@ func (s *Sim) join(n *simNode, r *room, c int, viewers bool) {
 	}
 	nr := n.rooms[r]
 	if nr == nil {
-		nr = &nodeRoom{}
+		nr = &nodeRoom{opened: s.q.now}
 		n.rooms[r] = nr
 		s.openRoom(n, r, nr)
 	}

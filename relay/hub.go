@@ -1,0 +1,112 @@
+package relay
+
+import (
+	"errors"
+	"hash/fnv"
+	"time"
+
+	"github.com/cascade-sfu/cascade/node"
+)
+
+// HubWait is how long the region's second node for a producer (by Hub's weight) waits for the
+// hub to carry it into the region (its piped announcement) before it crosses the region boundary
+// itself: the hub may have left, never subscribe, or be walking a list of carriers that refuse
+// it (a stale tree view in a storm). The third waits twice as long, and so on up to
+// HubWaitSteps times: the fallbacks are staggered, so that a slow hub lets one more node cross,
+// not the whole region at once (which, all asking the same carriers in the same order, herd and
+// cross one by one). 1.5 s is a few inter-region pipe set-ups (each a request and a reply across
+// the boundary, 2 x 150 ms one way at worst here) plus the announcement; the cost is that a
+// region whose hub is gone is fed up to 1.5 s late.
+const HubWait = 1500 * time.Millisecond
+
+// HubWaitSteps bounds the staggered fallbacks (HubWait): no node waits longer than
+// HubWaitSteps x HubWait.
+const HubWaitSteps = 3
+
+// Hub picks the node of a region that carries producer across the region boundary when it is
+// not yet carried there: the candidate of highest rendezvous weight (a hash of producer and
+// node id). Every node of the region that knows the same candidates picks the same hub, with no
+// message; a candidate joining or leaving moves only the producers it wins or won. "" for none.
+func Hub(producer string, candidates []string) string {
+	best, bestW := "", uint64(0)
+	for _, c := range candidates {
+		if w := weight(producer, c); best == "" || w > bestW || (w == bestW && c < best) {
+			best, bestW = c, w
+		}
+	}
+	return best
+}
+
+func weight(producer, node string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(producer))
+	h.Write([]byte{0})
+	h.Write([]byte(node))
+	// FNV's last bytes mix weakly into the high bits: finish with a 64-bit mixer (splitmix64).
+	x := h.Sum64()
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ (x >> 31)
+}
+
+// HubDelay tells how much longer self, of region selfRegion, should wait before it pipes
+// producer (of tree t) from cands (Parents' order, so its carriers) when none of them is in its
+// region: zero (pipe now) if one is, or if self is the region's hub for producer among roomNodes
+// (the nodes known to have participants in the producer's room, with self added) that live says
+// are in selfRegion and t does not have (a node with a parent in the tree asks for no pipe: a
+// subtree cut off from the origin waits for its root, not for a hub that will never cross). Else
+// self, ranked r-th by Hub's weight (the hub 0th), waits until it has waited r x HubWait (at most
+// HubWaitSteps x HubWait), and the caller looks again when its tree view changes (the hub's
+// piped announcement) or then. A quiet room (self alone in its region) crosses at once. Like
+// Parents, a pure function, so that the nodes and a simulator decide alike.
+func HubDelay(t Tree, producer, self, selfRegion string, cands []string, live map[string]string, roomNodes []string, waited time.Duration) time.Duration {
+	for _, c := range cands {
+		if live[c] == selfRegion {
+			return 0
+		}
+	}
+	if len(cands) == 0 {
+		return 0 // nothing to wait for: the caller retries anyway
+	}
+	mine := weight(producer, self)
+	rank := 0
+	for _, n := range roomNodes {
+		if _, carries := t[n]; n == self || carries || live[n] != selfRegion {
+			continue
+		}
+		if w := weight(producer, n); w > mine || (w == mine && n < self) {
+			rank++
+		}
+	}
+	if left := time.Duration(min(rank, HubWaitSteps))*HubWait - waited; left > 0 {
+		return left
+	}
+	return 0
+}
+
+// errHubWait: the producer waits for its region's hub to carry it here (HubDelay); the manager
+// looks again on its next retry tick, RetryInterval, by when the hub's piped announcement has
+// often arrived.
+var errHubWait = errors.New("relay: waiting for the region's hub")
+
+// waitForHub tells whether p should wait for its region's hub rather than be piped from cands
+// now (HubDelay, timed from this node's first try until the producer is piped here or no longer
+// wanted; the manager's goroutine only).
+func (ps *Pipes) waitForHub(p *node.Producer, cands []string) bool {
+	if ps.hubSince == nil {
+		ps.hubSince = map[string]time.Time{}
+	}
+	now := time.Now()
+	since, ok := ps.hubSince[p.ID()]
+	if !ok {
+		since = now
+	}
+	var room []string
+	if rn, ok := ps.sig.(RoomNodes); ok {
+		room = rn.RoomNodes(p.Room().Name())
+	}
+	ps.hubSince[p.ID()] = since
+	return HubDelay(ps.trees.Tree(p.ID()), p.ID(), ps.o.Self, ps.o.Region, cands, ps.peers.Regions(), room, now.Sub(since)) > 0
+}
