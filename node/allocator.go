@@ -14,12 +14,14 @@ import (
 // that fits what is left and its preference (Consumer.MaxLayer). A video producer without
 // layers has nothing to choose, but its rate counts. A consumer goes down at once when its
 // layer no longer fits (within keepSlack), and up only when the higher layer fits with
-// upHeadroom to spare and the path shows no queue.
+// upHeadroom to spare and the path does not overuse (a hold, while a queue drains or a little
+// loss is read, does not keep a layer that fits from being taken).
 //
 // When a layer is wanted that does not fit, the estimate cannot climb by itself (it grows only
 // to a multiple of what the subscriber receives), so the allocator probes: one video consumer
 // sends padding (probe.go), ramping what the subscriber receives up from what it is sent, until
-// the estimate fits the layer (success), the path queues (the probe stops at once and the next
+// the estimate fits the layer (success), the path overuses (a standing queue or high loss,
+// not a hold: the probe stops at once and the next
 // waits twice as long, up to maxProbeBackoff: a capped path sees small, rare probes) or
 // probeLength passes.
 
@@ -150,7 +152,7 @@ func (a *allocator) allocate(now time.Time) {
 			}
 			top = l
 			bps := float64(ls[l].Bitrate)
-			if l <= cur && l > low && (bps <= avail*keepSlack || l == cur && (intact && bps <= rx || probed && bps <= a.ceiling)) || l > cur && state == bwe.Normal && bps*upHeadroom <= avail*(1-rtxReserve) {
+			if l <= cur && l > low && (bps <= avail*keepSlack || l == cur && (intact && bps <= rx || probed && bps <= a.ceiling)) || l > cur && state != bwe.Overusing && bps*upHeadroom <= avail*(1-rtxReserve) {
 				best = l
 			}
 		}
@@ -221,7 +223,7 @@ func (a *allocator) probe(now time.Time, est float64, state bwe.State, want *Con
 		switch {
 		case want != a.probing || est >= need: // it fits now (or nothing is wanted)
 			a.stopProbe(now, false)
-		case state != bwe.Normal: // the path queues: that is its capacity
+		case state == bwe.Overusing: // a queue stands (not a hold, not noise): that is the capacity
 			a.stopProbe(now, true)
 		case now.After(a.probeUntil):
 			a.stopProbe(now, false)
@@ -231,7 +233,7 @@ func (a *allocator) probe(now time.Time, est float64, state bwe.State, want *Con
 			return
 		}
 	}
-	if want == nil || state != bwe.Normal || now.Before(a.nextProbe) || media <= 0 {
+	if want == nil || state == bwe.Overusing || now.Before(a.nextProbe) || media <= 0 {
 		return
 	}
 	// Start from what is sent, or from just under the estimate when the path's capacity was
