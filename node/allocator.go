@@ -157,9 +157,14 @@ func (a *allocator) allocate(now time.Time) {
 			}
 		}
 		c.SetTarget(best)
+		paused := -1 // a paused layer above best that would fit: demand it, do not probe past it
+		if state != bwe.Overusing {
+			paused = pausedFit(c, ls, best, avail)
+		}
+		c.bw.wants.Store(uint32(layerBit(paused)))
 		rem = avail - float64(ls[best].Bitrate)
 		media += float64(ls[best].Bitrate)
-		if best < top && want == nil {
+		if best < top && want == nil && paused < 0 {
 			next := best + 1
 			for next < top && !ls[next].Active {
 				next++
