@@ -37,6 +37,7 @@ const (
 	minProbeBackoff = 500 * time.Millisecond
 	maxProbeBackoff = 4 * time.Second
 	probeGrace      = 2 * time.Second // after a failed probe, the layer it started from stays
+	probeLoss       = 20              // per mille: a loss reading over this ends a probe (a full queue drops before the estimator reads overuse)
 )
 
 // allocator is the state of one subscriber's allocation, owned by its goroutine.
@@ -228,7 +229,8 @@ func (a *allocator) probe(now time.Time, est float64, state bwe.State, want *Con
 		switch {
 		case want != a.probing || est >= need: // it fits now (or nothing is wanted)
 			a.stopProbe(now, false)
-		case state == bwe.Overusing: // a queue stands (not a hold, not noise): that is the capacity
+		case state == bwe.Overusing || a.cc.loss.Load() > probeLoss: // a queue stands, or the
+			// padding is dropped (not a hold, not noise): that is the capacity
 			a.stopProbe(now, true)
 		case now.After(a.probeUntil):
 			a.stopProbe(now, false)
