@@ -36,8 +36,9 @@ const (
 	probeLength     = 4 * time.Second
 	minProbeBackoff = 500 * time.Millisecond
 	maxProbeBackoff = 4 * time.Second
-	probeGrace      = 2 * time.Second // after a failed probe, the layer it started from stays
-	probeLoss       = 20              // per mille: a loss reading over this ends a probe (a full queue drops before the estimator reads overuse)
+	probeGrace      = 2 * time.Second       // after a failed probe, the layer it started from stays
+	probeQueue      = 10 * time.Millisecond // a standing queue over this ends a probe (before the queue fills and drops)
+	probeLoss       = 20                    // per mille: a loss reading over this ends a probe (a full queue drops before the estimator reads overuse)
 )
 
 // allocator is the state of one subscriber's allocation, owned by its goroutine.
@@ -229,8 +230,9 @@ func (a *allocator) probe(now time.Time, est float64, state bwe.State, want *Con
 		switch {
 		case want != a.probing || est >= need: // it fits now (or nothing is wanted)
 			a.stopProbe(now, false)
-		case state == bwe.Overusing || a.cc.loss.Load() > probeLoss: // a queue stands, or the
-			// padding is dropped (not a hold, not noise): that is the capacity
+		case state == bwe.Overusing || a.cc.loss.Load() > probeLoss || a.cc.queue.Load() > probeQueue.Microseconds():
+			// overuse, the padding dropped, or a queue standing (not a hold, not noise: a
+			// queue that delays every packet for 150 ms): that is the capacity
 			a.stopProbe(now, true)
 		case now.After(a.probeUntil):
 			a.stopProbe(now, false)
