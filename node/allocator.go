@@ -14,8 +14,8 @@ import (
 // that fits what is left and its preference (Consumer.MaxLayer). A video producer without
 // layers has nothing to choose, but its rate counts. A consumer goes down at once when its
 // layer no longer fits (within keepSlack), and up only when the higher layer fits with
-// upHeadroom to spare and the path does not overuse (a hold, while a queue drains or a little
-// loss is read, does not keep a layer that fits from being taken).
+// upHeadroom to spare and the path shows neither a queue nor loss (the estimator reads a
+// queue only where one stands, bwe/queue.go: receive-side noise does not hold it).
 //
 // When a layer is wanted that does not fit, the estimate cannot climb by itself (it grows only
 // to a multiple of what the subscriber receives), so the allocator probes: one video consumer
@@ -154,7 +154,7 @@ func (a *allocator) allocate(now time.Time) {
 			}
 			top = l
 			bps := float64(ls[l].Bitrate)
-			if l <= cur && l > low && (bps <= avail*keepSlack || l == cur && (intact && bps <= rx || probed && bps <= a.ceiling)) || l > cur && state != bwe.Overusing && bps*upHeadroom <= avail*(1-rtxReserve) {
+			if l <= cur && l > low && (bps <= avail*keepSlack || l == cur && (intact && bps <= rx || probed && bps <= a.ceiling)) || l > cur && state == bwe.Normal && bps*upHeadroom <= avail*(1-rtxReserve) {
 				best = l
 			}
 		}
@@ -242,7 +242,7 @@ func (a *allocator) probe(now time.Time, est float64, state bwe.State, want *Con
 			return
 		}
 	}
-	if want == nil || state == bwe.Overusing || now.Before(a.nextProbe) || media <= 0 {
+	if want == nil || state != bwe.Normal || now.Before(a.nextProbe) || media <= 0 {
 		return
 	}
 	// Start from what is sent, or from just under the estimate when the path's capacity was
