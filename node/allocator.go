@@ -14,12 +14,14 @@ import (
 // that fits what is left and its preference (Consumer.MaxLayer). A video producer without
 // layers has nothing to choose, but its rate counts. A consumer goes down at once when its
 // layer no longer fits (within keepSlack), and up only when the higher layer fits with
-// upHeadroom to spare and the path shows no queue.
+// upHeadroom to spare and the path shows neither a queue nor loss (the estimator reads a
+// queue only where one stands, bwe/queue.go: receive-side noise does not hold it).
 //
 // When a layer is wanted that does not fit, the estimate cannot climb by itself (it grows only
 // to a multiple of what the subscriber receives), so the allocator probes: one video consumer
 // sends padding (probe.go), ramping what the subscriber receives up from what it is sent, until
-// the estimate fits the layer (success), the path queues (the probe stops at once and the next
+// the estimate fits the layer (success), the path overuses (a standing queue or high loss,
+// not a hold: the probe stops at once and the next
 // waits twice as long, up to maxProbeBackoff: a capped path sees small, rare probes) or
 // probeLength passes.
 
@@ -34,7 +36,9 @@ const (
 	probeLength     = 4 * time.Second
 	minProbeBackoff = 500 * time.Millisecond
 	maxProbeBackoff = 4 * time.Second
-	probeGrace      = 2 * time.Second // after a failed probe, the layer it started from stays
+	probeGrace      = 2 * time.Second       // after a failed probe, the layer it started from stays
+	probeQueue      = 10 * time.Millisecond // a standing queue over this ends a probe (before the queue fills and drops)
+	probeLoss       = 20                    // per mille: a loss reading over this ends a probe (a full queue drops before the estimator reads overuse)
 )
 
 // allocator is the state of one subscriber's allocation, owned by its goroutine.
@@ -155,9 +159,14 @@ func (a *allocator) allocate(now time.Time) {
 			}
 		}
 		c.SetTarget(best)
+		paused := -1 // a paused layer above best that would fit: demand it, do not probe past it
+		if state != bwe.Overusing {
+			paused = pausedFit(c, ls, best, avail)
+		}
+		c.bw.wants.Store(uint32(layerBit(paused)))
 		rem = avail - float64(ls[best].Bitrate)
 		media += float64(ls[best].Bitrate)
-		if best < top && want == nil {
+		if best < top && want == nil && paused < 0 {
 			next := best + 1
 			for next < top && !ls[next].Active {
 				next++
@@ -221,7 +230,9 @@ func (a *allocator) probe(now time.Time, est float64, state bwe.State, want *Con
 		switch {
 		case want != a.probing || est >= need: // it fits now (or nothing is wanted)
 			a.stopProbe(now, false)
-		case state != bwe.Normal: // the path queues: that is its capacity
+		case state == bwe.Overusing || a.cc.loss.Load() > probeLoss || a.cc.queue.Load() > probeQueue.Microseconds():
+			// overuse, the padding dropped, or a queue standing (not a hold, not noise: a
+			// queue that delays every packet for 150 ms): that is the capacity
 			a.stopProbe(now, true)
 		case now.After(a.probeUntil):
 			a.stopProbe(now, false)

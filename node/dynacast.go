@@ -264,7 +264,8 @@ func (p *Producer) DemandedLayers() uint8 {
 // child demands it (its gate is open); of a subscriber's, the layer it forwards,
 // the one it switches to, and the highest its preference allows (what it would take with
 // bandwidth to spare: the target alone would pause a layer for good once the target, which
-// follows the layers that flow, went below it).
+// follows the layers that flow, went below it), and a paused layer its estimate would fit
+// (pausedlayer.go).
 func (c *Consumer) demand() uint8 {
 	if c.paused.Load() {
 		return 0
@@ -275,7 +276,7 @@ func (c *Consumer) demand() uint8 {
 		}
 		return layerBit(c.Layer())
 	}
-	return layerBit(c.Layer()) | layerBit(c.Target()) | layerBit(c.MaxLayer())
+	return layerBit(c.Layer()) | layerBit(c.Target()) | layerBit(c.MaxLayer()) | uint8(c.bw.wants.Load())
 }
 
 // requestKeyframes asks for a keyframe of each layer in mask (throttled per layer).

@@ -29,8 +29,9 @@ const padHistory = 64
 
 // consumerBWE is a consumer's part in bandwidth estimation.
 type consumerBWE struct {
-	cc      *ccSender    // the subscriber transport's, nil without estimation
-	padRate atomic.Int64 // bits/s of padding wanted (0: none), set by the allocator
+	cc      *ccSender     // the subscriber transport's, nil without estimation
+	padRate atomic.Int64  // bits/s of padding wanted (0: none), set by the allocator
+	wants   atomic.Uint32 // mask of paused layers the allocator would take (pausedlayer.go)
 
 	// Keyframe requests (keyframes.go), unix ns: the last retransmission, the last request held.
 	lastResend, heldPLI atomic.Int64

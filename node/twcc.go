@@ -61,6 +61,7 @@ type ccSender struct {
 	rate     atomic.Int64  // bits/s the transport sent lately (all it stamped)
 	state    atomic.Uint32 // bwe.State
 	received atomic.Int64  // bits/s the subscriber received lately, by its feedback
+	queue    atomic.Int64  // µs of standing queue on the path (bwe.Estimator.Queue)
 	loss     atomic.Uint32 // the last loss reading, in 1/1000
 	dropped  chan struct{} // signalled when the estimate falls by a tenth or more, or the path starts to queue
 
@@ -161,6 +162,7 @@ func (s *ccSender) feedback(fb *rtcp.TransportLayerCC, now time.Time) {
 	s.estimate.Store(e)
 	s.received.Store(s.est.Received())
 	s.loss.Store(uint32(s.est.Loss() * 1000))
+	s.queue.Store(int64(s.est.Queue() * 1000))
 	if wasNormal := s.state.Swap(st) == uint32(bwe.Normal); e < old*9/10 || wasNormal && st != uint32(bwe.Normal) {
 		select {
 		case s.dropped <- struct{}{}:

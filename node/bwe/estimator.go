@@ -75,6 +75,7 @@ type Estimator struct {
 	gBytes, gPackets int
 
 	delay   detector
+	queue   queueGate
 	samples []sample // recent groups and losses, oldest first
 	lost    int
 	lastRx  time.Duration
@@ -143,6 +144,10 @@ func (e *Estimator) Received() int64 {
 	return int64(float64(bytes*8) / span.Seconds())
 }
 
+// Queue is how late, in ms, the least delayed group of the last 150 ms arrived against the
+// path's base delay: the standing queue (scheduling noise at the receiver does not raise it).
+func (e *Estimator) Queue() float64 { return e.queue.queue() }
+
 // Loss is the last loss reading: the share of packets lost among at least lossPackets.
 func (e *Estimator) Loss() float64 { return e.loss }
 
@@ -178,6 +183,7 @@ func (e *Estimator) Update(now time.Duration, acks []Ack) int64 {
 func (e *Estimator) closeGroup() {
 	e.open = false
 	e.delay.group(float64(e.gSent)/float64(time.Millisecond), float64(e.gArrived)/float64(time.Millisecond))
+	e.queue.add(e.gSent, e.gArrived)
 	if e.gArrived > e.lastRx {
 		e.lastRx = e.gArrived
 	}
@@ -216,7 +222,13 @@ func (e *Estimator) control(now time.Duration) {
 		e.loss, e.lossN, e.lossLost = float64(e.lossLost)/float64(e.lossN), 0, 0
 	}
 	loss := e.loss
-	sig := e.delay.sig
+	// The detector's reading counts only while a queue stands (queue.go): scheduling noise at
+	// the receiver makes slopes, not a queue, and a decrease on it spirals down (each one
+	// lowers what is sent, so what is received, so the next decrease's target).
+	sig, q := e.delay.sig, e.queue.queue()
+	if sig == sigOver && q < queueMin || sig == sigUnder && q < queueMin/2 {
+		sig = sigNormal
+	}
 	switch {
 	case sig == sigOver || loss > highLoss && fresh:
 		e.state = Overusing

@@ -17,6 +17,9 @@ type link struct {
 	dropped  int
 	sent0    int // sent and dropped before the cap lifted
 	dropped0 int
+	// observe, when set, is when the receiver timestamps a packet that arrived at its socket
+	// at the given time (scheduling noise; arrivals are passed in order).
+	observe func(time.Duration) time.Duration
 }
 
 // send returns when a packet of size bytes sent at t arrives, or false if it was dropped.
@@ -55,6 +58,9 @@ func simulate(e *Estimator, l *link, start, d time.Duration, rateAt func(time.Du
 		for credit >= 1200 {
 			credit -= 1200
 			arr, ok := l.send(t, 1200)
+			if ok && l.observe != nil {
+				arr = l.observe(arr)
+			}
 			a := Ack{Sent: t, Arrived: arr + 3*time.Hour, Size: 1200, Lost: !ok} // another clock
 			fb := arr
 			if !ok {
