@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,8 +35,39 @@ const (
 // starts, is on a layer below the top within 3 s, uses at least half of the cap (the middle
 // layer, not the lowest) with under 2 % loss from then until the cap is lifted, and is back on
 // the top layer within 10 s of the lift; the uncapped subscriber of the same producer stays on
-// the top layer throughout.
+// the top layer throughout. The run is made twice at most: on a CPU-starved 2-core machine
+// (the whole suite's packages in parallel) one run in three misses a criterion (BENCHMARKS.md,
+// issue 15); the test fails when both runs miss, with what each missed.
 func TestShapingCapSubscriberPath(t *testing.T) {
+	var missed []string
+	for attempt := 1; attempt <= 2; attempt++ {
+		v := &verdict{}
+		t.Run(fmt.Sprintf("run%d", attempt), func(t *testing.T) { shapingRun(t, v) })
+		if t.Failed() {
+			return // the lab or the bots failed, not the criteria
+		}
+		if !v.failed() {
+			if attempt > 1 {
+				t.Logf("run 1 missed: %s", missed[0])
+			}
+			return
+		}
+		missed = append(missed, strings.Join(v.msgs, "; "))
+		t.Logf("run %d missed: %s", attempt, missed[len(missed)-1])
+	}
+	t.Errorf("both runs missed the criteria:\n1: %s\n2: %s", missed[0], missed[1])
+}
+
+// verdict collects one shaping run's missed criteria.
+type verdict struct{ msgs []string }
+
+func (v *verdict) Errorf(format string, args ...any) {
+	v.msgs = append(v.msgs, fmt.Sprintf(format, args...))
+}
+func (v *verdict) failed() bool { return len(v.msgs) > 0 }
+
+// shapingRun is one run of TestShapingCapSubscriberPath, its missed criteria in v.
+func shapingRun(t *testing.T, v *verdict) {
 	lab := harness.New(t)
 	bin := harness.Cascade(t)
 	nh, pub, capped := lab.Host("node"), lab.Host("pub"), lab.Host("capped")
@@ -104,18 +136,19 @@ func TestShapingCapSubscriberPath(t *testing.T) {
 
 	// The uncapped subscriber: on the top layer before the cap, and never below it after.
 	if w := widthAt(uv, capMs); w != 640 {
-		t.Errorf("uncapped subscriber: %d wide when the cap started, want 640", w)
+		v.Errorf("uncapped subscriber: %d wide when the cap started, want 640", w)
 	}
 	for _, c := range uv.Changes {
 		if c.Source == "media" && c.AtMs > capMs && c.Width != 640 {
-			t.Errorf("uncapped subscriber: went to %dx%d at %+.1f s of the cap", c.Width, c.Height, float64(c.AtMs-capMs)/1000)
+			v.Errorf("uncapped subscriber: went to %dx%d at %+.1f s of the cap", c.Width, c.Height, float64(c.AtMs-capMs)/1000)
 		}
 	}
 
 	// The capped subscriber, before the cap: on the top layer (else the rest proves nothing).
 	if w := widthAt(cv, capMs); w != 640 {
 		logOutput()
-		t.Fatalf("capped subscriber: %d wide when the cap started, want 640 (it never reached the top layer in %v)", w, shapeWarmup)
+		v.Errorf("capped subscriber: %d wide when the cap started, want 640 (it never reached the top layer in %v)", w, shapeWarmup)
+		return
 	}
 	capS, liftS := second(cr, capMs), second(cr, liftMs)
 	// No stall over 1 s when the cap starts (its first seconds).
@@ -124,7 +157,7 @@ func TestShapingCapSubscriberPath(t *testing.T) {
 		maxGap = max(maxGap, cv.Seconds[s].MaxGapMs)
 	}
 	if maxGap > 1000 {
-		t.Errorf("capped subscriber: %.0f ms without video in the first 5 s of the cap, want at most 1000", maxGap)
+		v.Errorf("capped subscriber: %.0f ms without video in the first 5 s of the cap, want at most 1000", maxGap)
 	}
 	// A layer that fits, within 3 s, and kept until the lift.
 	down := int64(-1)
@@ -136,13 +169,13 @@ func TestShapingCapSubscriberPath(t *testing.T) {
 	}
 	switch {
 	case down < 0:
-		t.Errorf("capped subscriber: never left the top layer under the cap")
+		v.Errorf("capped subscriber: never left the top layer under the cap")
 	case down-capMs > 3000:
-		t.Errorf("capped subscriber: left the top layer %.1f s after the cap started, want within 3 s", float64(down-capMs)/1000)
+		v.Errorf("capped subscriber: left the top layer %.1f s after the cap started, want within 3 s", float64(down-capMs)/1000)
 	}
 	for _, c := range cv.Changes {
 		if c.Source == "media" && c.AtMs > capMs+3000 && c.AtMs < liftMs && c.Width >= 640 {
-			t.Errorf("capped subscriber: back on the top layer at %+.1f s of the cap, under the cap", float64(c.AtMs-capMs)/1000)
+			v.Errorf("capped subscriber: back on the top layer at %+.1f s of the cap, under the cap", float64(c.AtMs-capMs)/1000)
 		}
 	}
 	// From 3 s after the cap to the lift (whole seconds): at least half the cap used, under 2 %
@@ -167,10 +200,10 @@ func TestShapingCapSubscriberPath(t *testing.T) {
 		t.Logf("capped subscriber from 3 s after the cap to the lift: %.0f kbit/s of media received (%.0f%% of the cap) and %.0f of padding, %.2f%% lost, %d of %d s on the middle layer",
 			used, 100*used*1000/shapeCap, pad/n, lossPct, onMiddle, to-from)
 		if used*1000 < shapeCap/2 {
-			t.Errorf("capped subscriber: received %.0f kbit/s of media under a %d kbit/s cap, want at least half", used, shapeCap/1000)
+			v.Errorf("capped subscriber: received %.0f kbit/s of media under a %d kbit/s cap, want at least half", used, shapeCap/1000)
 		}
 		if lossPct >= 2 {
-			t.Errorf("capped subscriber: %.2f%% of packets lost under the cap, want under 2%%", lossPct)
+			v.Errorf("capped subscriber: %.2f%% of packets lost under the cap, want under 2%%", lossPct)
 		}
 	}
 	// Back on the top layer within 10 s of the lift.
@@ -185,14 +218,14 @@ func TestShapingCapSubscriberPath(t *testing.T) {
 	case widthAt(cv, liftMs) == 640:
 		// Never left it: the checks above failed already.
 	case up < 0:
-		t.Errorf("capped subscriber: not back on the top layer by the end (%v after the lift)", shapeAfter)
+		v.Errorf("capped subscriber: not back on the top layer by the end (%v after the lift)", shapeAfter)
 	case up-liftMs > 10_000:
-		t.Errorf("capped subscriber: back on the top layer %.1f s after the lift, want within 10 s", float64(up-liftMs)/1000)
+		v.Errorf("capped subscriber: back on the top layer %.1f s after the lift, want within 10 s", float64(up-liftMs)/1000)
 	default:
 		t.Logf("capped subscriber: below the top layer %.1f s after the cap started, back on it %.1f s after the lift",
 			float64(down-capMs)/1000, float64(up-liftMs)/1000)
 	}
-	if t.Failed() {
+	if v.failed() {
 		logOutput()
 	}
 }
