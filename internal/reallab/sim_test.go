@@ -67,7 +67,7 @@ func TestSimMatchesReality(t *testing.T) {
 // Where each viewer lands and the server paths per region must agree; the relay trees are
 // logged, not compared: which carriers a node knows of when it asks depends on the time from a
 // viewer's arrival to its node's demand, which the simulator does not model (it has no join
-// time), so in a storm it sees fewer of its region's carriers than a real node does (BENCHMARKS.md,
+// time), so in a storm it sees fewer of its region's carriers than a real node does (docs/CAPACITY.md,
 // "Sim and reality"). Root only, as TestSimMatchesReality.
 func TestStormReality(t *testing.T) {
 	s, simOut := simScenario(t, "storm-5.yaml")
