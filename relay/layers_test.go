@@ -14,35 +14,7 @@ import (
 // a pipe of another child, or demanding nothing changes nothing; one with junk bits past the
 // layers is every layer (what a pipe carries before any demand).
 func TestPipeLayerDemand(t *testing.T) {
-	n, err := node.New(node.Options{LoopbackOnly: true, Workers: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	p, err := n.Join("room", "viewer", node.Grant{Subscribe: true}, false, quietListener{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pr, err := p.Room().AddRemoteProducer(node.ProducerInfo{ID: "PR", Mid: "0", Participant: "far", Kind: "video",
-		Codec: webrtc.MimeTypeVP8, ClockRate: 90000, Layers: []proto.Layer{{Rid: "q"}, {Rid: "h"}, {Rid: "f"}}}, "elsewhere")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ps, err := Open(Options{Self: "P", Producers: n})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ps.Close()
-	ps.in["PR"] = &inPipe{p: pr, parent: "O"} // the parent carries the producer
-	child, err := Listen("127.0.0.1:0", &recorder{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer child.Close()
-	lc, err := child.Expect("P", ps.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
+	ps, pr, child, lc := pipingParent(t, []proto.Layer{{Rid: "q"}, {Rid: "h"}, {Rid: "f"}})
 	k := lc.Key()
 	req := PipeRequest{Room: "room", Producer: "PR", From: "C", RelayAddr: child.Addr().String(), Key: k.Key, KeyEpoch: k.Epoch,
 		SSRC: lc.NewSSRC(), Layers: 3, Demand: 0b001}
@@ -86,4 +58,40 @@ func TestPipeLayerDemand(t *testing.T) {
 	if d := pr.DemandedLayers(); d != 0 {
 		t.Fatalf("demand %03b after the unpipe", d)
 	}
+}
+
+// pipingParent is a node carrying a remote producer "PR" (with layers) and its Pipes as node
+// "P" (its parent "O" carries it), and a link to it from a child; all closed at the test's end.
+func pipingParent(t *testing.T, layers []proto.Layer) (ps *Pipes, pr *node.Producer, child *Transport, lc *Link) {
+	t.Helper()
+	n, err := node.New(node.Options{LoopbackOnly: true, Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	p, err := n.Join("room", "viewer", node.Grant{Subscribe: true}, false, quietListener{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, err = p.Room().AddRemoteProducer(node.ProducerInfo{ID: "PR", Mid: "0", Participant: "far", Kind: "video",
+		Codec: webrtc.MimeTypeVP8, ClockRate: 90000, Layers: layers}, "elsewhere")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err = Open(Options{Self: "P", Producers: n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ps.Close() })
+	ps.in["PR"] = &inPipe{p: pr, parent: "O"} // the parent carries the producer
+	child, err = Listen("127.0.0.1:0", &recorder{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { child.Close() })
+	lc, err = child.Expect("P", ps.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ps, pr, child, lc
 }

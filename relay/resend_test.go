@@ -117,35 +117,7 @@ func TestRelaySinkRetransmissionsIdentical(t *testing.T) {
 // cannot restart that SSRC's indices under the same key. The reply hands the child a fresh
 // SSRC for its feedback, with the parent's key epoch.
 func TestServePipeRefusesUsedSSRC(t *testing.T) {
-	n, err := node.New(node.Options{LoopbackOnly: true, Workers: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	p, err := n.Join("room", "viewer", node.Grant{Subscribe: true}, false, quietListener{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pr, err := p.Room().AddRemoteProducer(node.ProducerInfo{ID: "PR", Mid: "0", Participant: "far", Kind: "video",
-		Codec: webrtc.MimeTypeVP8, ClockRate: 90000}, "elsewhere")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ps, err := Open(Options{Self: "P", Producers: n})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ps.Close()
-	ps.in["PR"] = &inPipe{p: pr, parent: "O"} // the parent carries the producer
-	child, err := Listen("127.0.0.1:0", &recorder{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer child.Close()
-	lc, err := child.Expect("P", ps.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
+	ps, _, child, lc := pipingParent(t, nil)
 	request := func() PipeRequest {
 		k := lc.Key()
 		return PipeRequest{Room: "room", Producer: "PR", From: "C", RelayAddr: child.Addr().String(), Key: k.Key, KeyEpoch: k.Epoch, SSRC: lc.NewSSRC()}
