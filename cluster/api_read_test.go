@@ -338,7 +338,8 @@ func TestAPIReadAsksDepartedNode(t *testing.T) {
 	var lostBeats, offline atomic.Bool
 	net := cluster.NewMemNet()
 	net.SetFault(func(m cluster.Msg, to string) int {
-		fromN2 := strings.HasPrefix(m.Subject, cluster.SubjectHeartbeat+".n2")
+		// n2 is its region's aggregator: n1 hears of it through its digests.
+		fromN2 := m.Subject == cluster.HeartbeatSubject("us", "n2") || m.Subject == cluster.DigestSubject("us")
 		if (lostBeats.Load() && fromN2 && to == "n1") || (offline.Load() && (to == "n2" || fromN2)) {
 			return 0
 		}

@@ -92,6 +92,7 @@ type Cluster struct {
 	resyncs chan string
 	passes  atomic.Uint64 // re-sync passes run
 	selfSeq atomic.Uint64 // sequence number of the newest own heartbeat back from the bus
+	agg     *aggState     // regional heartbeat aggregation (digest_cluster.go)
 
 	mu        sync.Mutex
 	rooms     map[string]*room
@@ -147,10 +148,11 @@ func New(n *node.Node, pipes *relay.Pipes, bus Bus, o Options) (*Cluster, error)
 		state: NewRoomStateGrace(o.ResumeGrace),
 		asks:  asks{handlers: make(map[string]AskHandler), waits: make(map[string]chan Envelope)},
 		rooms: make(map[string]*room), syncWaits: make(map[string]chan Envelope), resyncs: make(chan string, 1), stop: make(chan struct{})}
+	c.agg = newAggState(me, n.Stats().Region, o)
 	c.HandleAsk(verbRoomLife, c.answerLife)
 	n.SetRelayAddr(pipes.Addr().String())
 	for subj, h := range map[string]func(Msg){
-		SubjectHeartbeat + ".*":       c.onHeartbeat,
+		DigestSubject("*"):            c.onDigest,
 		subjectRelay(me, typePipe):    c.onPipe,
 		subjectRelay(me, typeUnpipe):  c.onUnpipe,
 		subjectRelay(me, typeDropped): c.onDropped,
@@ -229,14 +231,12 @@ func (c *Cluster) beat() {
 	defer c.wg.Done()
 	t := time.NewTicker(c.o.Heartbeat / checksPerBeat)
 	defer t.Stop()
-	subject := SubjectHeartbeat + "." + c.me
+	defer c.unlisten()
 	relay := c.pipes.Transport()
 	for i := 0; ; i++ {
 		beat := i%checksPerBeat == 0
 		if beat {
-			if b, err := c.stamp.Seal(typeHeartbeat, c.n.Stats()); err == nil {
-				_ = c.bus.Publish(Msg{Subject: subject, Data: b})
-			}
+			c.publishBeat()
 			relay.Keepalive()
 		}
 		select {
@@ -254,6 +254,7 @@ func (c *Cluster) beat() {
 		for _, id := range c.members.Tick(now) {
 			c.nodeGone(id, "silent")
 		}
+		c.aggregate(now)
 		if beat {
 			c.apply(c.state.Tick(now)) // the orphans whose grace is over leave
 		}
@@ -323,7 +324,7 @@ func (c *Cluster) resync() {
 
 // receive opens, verifies and merges an incoming envelope: false for a bad, forged, tampered,
 // duplicate or stale one (counted by reason), or this node's own (only its own heartbeats are
-// verified, for onHeartbeat; the envelope is zero when verification failed). A new incarnation
+// verified, for onRegionBeat and onDigest; the envelope is zero when verification failed). A new incarnation
 // of a known node ends what the old one left here first.
 func (c *Cluster) receive(m Msg) (Envelope, bool) {
 	e, err := Open(m.Data)
@@ -331,7 +332,7 @@ func (c *Cluster) receive(m Msg) (Envelope, bool) {
 		c.rejects.add(rejMalformed, "")
 		return Envelope{}, false
 	}
-	if e.Node == c.me && e.Type != typeHeartbeat {
+	if e.Node == c.me && e.Type != typeHeartbeat && e.Type != typeDigest {
 		return Envelope{}, false // this node's own event, back from the bus
 	}
 	if err := c.verify.Verify(&e); err != nil {
@@ -362,37 +363,6 @@ func (c *Cluster) reject(why rejectReason, from string) { c.rejects.add(why, fro
 
 // Rejected is the control messages refused so far, by reason (see rejectNames).
 func (c *Cluster) Rejected() map[string]uint64 { return c.rejects.counts() }
-
-// onHeartbeat records a node's announcement, this node's own included (its return through
-// NATS is the membership's reference: see Membership.Tick).
-func (c *Cluster) onHeartbeat(m Msg) {
-	e, ok := c.receive(m)
-	if self := e.Node == c.me && e.Inc == c.o.Incarnation; self {
-		if last := c.selfSeq.Load(); e.Seq <= last || !c.selfSeq.CompareAndSwap(last, e.Seq) {
-			return // an own heartbeat sent again (captured): it proves nothing of the bus
-		}
-		if c.members.Self(c.o.Clock.Now()) {
-			c.Resync("own heartbeats missed")
-		}
-		return
-	}
-	if !ok || e.Type != typeHeartbeat {
-		return
-	}
-	var s node.Stats
-	if json.Unmarshal(e.Body, &s) != nil || s.ID != e.Node {
-		return
-	}
-	switch c.members.Heartbeat(e.Inc, s, c.o.Clock.Now()) {
-	case Joined:
-		c.log.Info("node joined the cluster", "peer", s.ID, "peer_inc", e.Inc, "region", s.Region, "relay", s.RelayAddr)
-		if s.Rooms > 0 { // back after it was dropped (a partition healed): its rooms may be ours
-			c.Resync("node with rooms joined")
-		}
-	case Returned:
-		c.Resync("heartbeats of " + s.ID + " missed")
-	}
-}
 
 // nodeGone cleans up after a node that left (or restarted): its participants and producers
 // leave every room here once the resume grace is over (those that resume elsewhere meanwhile

@@ -322,7 +322,7 @@ func TestForgedHeartbeat(t *testing.T) {
 	net := NewMemNet()
 	n1, _ := pair(t, net)
 	stats := node.Stats{ID: "evil", HTTPURL: "http://evil.example", RelayAddr: "127.0.0.1:9"}
-	subject := SubjectHeartbeat + ".evil"
+	subject := HeartbeatSubject("", "evil") // n1, the region's primary aggregator, hears it
 	insider := newForger(t, net, "evil", secretOld, WallClock{})
 	tampered := func() []byte {
 		b, err := insider.stamp.Seal(typeHeartbeat, node.Stats{ID: "evil", HTTPURL: "http://good.example"})
@@ -349,7 +349,7 @@ func TestForgedHeartbeat(t *testing.T) {
 			newForger(t, net, "evil", secretWrong, WallClock{}).publish(t, subject, "", typeHeartbeat, stats)
 		}},
 		{"signature", func() { _ = insider.bus.Publish(Msg{Subject: subject, Data: tampered}) }},
-		{"cert_mismatch", func() { _ = insider.bus.Publish(Msg{Subject: SubjectHeartbeat + ".n2", Data: mismatch}) }},
+		{"cert_mismatch", func() { _ = insider.bus.Publish(Msg{Subject: HeartbeatSubject("", "n2"), Data: mismatch}) }},
 		{"stale_time", func() {
 			newForger(t, net, "evil", secretOld, skewClock{-2 * Freshness}).publish(t, subject, "", typeHeartbeat, stats)
 		}},

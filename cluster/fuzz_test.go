@@ -33,8 +33,9 @@ type controlFuzz struct {
 	pipes    *relay.Pipes
 	attacker *cluster.MemBus
 	alice    *countingListener
-	subjects []string // where the node listens: heartbeats, the room's events and sync, its relay verbs, the room API
+	subjects []string // where the node listens: digests, the room's events and sync, its relay verbs, the room API, heartbeats
 	evil     *cluster.Stamper
+	evilCert cluster.Cert
 }
 
 func newControlFuzz(tb testing.TB) *controlFuzz {
@@ -98,9 +99,9 @@ func newControlFuzz(tb testing.TB) *controlFuzz {
 	}
 	_ = sub.Unsubscribe()
 	f.net.Drain()
-	f.subjects = []string{cluster.SubjectHeartbeat + ".evil", "cascade.room." + tok + ".ev", "cascade.room." + tok + ".sync",
+	f.subjects = []string{cluster.DigestSubject(""), "cascade.room." + tok + ".ev", "cascade.room." + tok + ".sync",
 		"cascade.relay.fz.pipe", "cascade.relay.fz.unpipe", "cascade.relay.fz.dropped", "cascade.syncreply.fz." + tok,
-		"cascade.api.rooms", "cascade.apireply.fz.x", "cascade.relay.fz.layers"}
+		"cascade.api.rooms", "cascade.apireply.fz.x", "cascade.relay.fz.layers", cluster.HeartbeatSubject("", "evil")}
 	// evil is an insider: a node holding the cluster secret, so its sealed messages pass the
 	// signature checks and reach the handlers (raw ones test the checks themselves).
 	keys, err := cluster.NewNodeKeys("evil", cluster.NewIncarnation(), clock.Now(), secrets)
@@ -108,6 +109,7 @@ func newControlFuzz(tb testing.TB) *controlFuzz {
 		tb.Fatal(err)
 	}
 	f.evil = cluster.NewSigningStamper(keys, clock)
+	f.evilCert = keys.Cert()
 	return f
 }
 
@@ -228,8 +230,10 @@ func TestControlFuzzReachesTheNode(t *testing.T) {
 		}
 		return ""
 	}
-	if send(cf.subjects[0], "heartbeat", `{"id":"evil","relay_addr":"127.0.0.1:9"}`) == "" {
-		t.Fatal("a heartbeat on " + cf.subjects[0] + " changed nothing: the fuzzer's subjects miss the node")
+	cert, _ := json.Marshal(cf.evilCert)
+	digest := fmt.Sprintf(`{"region":"","entries":[{"inc":%q,"age_ms":0,"stats":{"id":"evil","relay_addr":"127.0.0.1:9"},"cert":%s}]}`, cf.evilCert.Inc, cert)
+	if send(cf.subjects[0], "digest", digest) == "" {
+		t.Fatal("a digest on " + cf.subjects[0] + " changed nothing: the fuzzer's subjects miss the node")
 	}
 	if send(cf.subjects[1], node.EventParticipantJoined, `{"participant":{"id":"p-evil","identity":"mallory","joinedAt":1}}`) == "" {
 		t.Fatal("a participantJoined on " + cf.subjects[1] + " changed nothing: the fuzzer's subjects miss the node")

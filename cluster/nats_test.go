@@ -78,7 +78,7 @@ func TestEmbeddedNATSAndHeartbeat(t *testing.T) {
 	if err := json.Unmarshal(e.Body, &s); err != nil {
 		t.Fatal(err)
 	}
-	if e.Node != "n1" || e.Inc != c.Incarnation() || s.ID != "n1" || s.Region != "eu" || s.RelayAddr == "" || msg.Subject != cluster.SubjectHeartbeat+".n1" {
+	if e.Node != "n1" || e.Inc != c.Incarnation() || s.ID != "n1" || s.Region != "eu" || s.RelayAddr == "" || msg.Subject != cluster.HeartbeatSubject("eu", "n1") {
 		t.Fatalf("heartbeat %s: %+v %+v", msg.Subject, e, s)
 	}
 	if !ns.Ready() {
@@ -117,7 +117,7 @@ func TestExternalNATSReconnect(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	sub, _ := nc.SubscribeSync(cluster.SubjectHeartbeat + ".ext")
+	sub, _ := nc.SubscribeSync(cluster.HeartbeatSubject("", "ext"))
 	if _, err := sub.NextMsg(10 * time.Second); err != nil {
 		t.Fatalf("no heartbeat after NATS came back: %v", err)
 	}

@@ -72,7 +72,7 @@ func TestNATSClientPortLocked(t *testing.T) {
 		t.Fatalf("the cluster's credential refused: %v", err)
 	}
 	defer nc.Close()
-	sub, err := nc.SubscribeSync(cluster.SubjectHeartbeat + ".n1")
+	sub, err := nc.SubscribeSync(cluster.HeartbeatSubject("", "n1"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -60,11 +60,11 @@ func (c *capture) last(t *testing.T, from, typ string) Msg {
 // TestReplayedHeartbeat: a heartbeat of n2 captured and sent again after n2 left does not make
 // it a member again (a duplicate), and after n2 came back as a new incarnation, the old
 // incarnation's heartbeat sent again does not retire the new one: neither on n1, which saw the
-// old one retired, nor on n3, started since, which never saw the old one.
+// old one retired, nor on n0, started since, which never saw the old one.
 func TestReplayedHeartbeat(t *testing.T) {
 	net := NewMemNet()
 	var rec capture
-	rec.install(net, SubjectHeartbeat+".n2", "n1")
+	rec.install(net, HeartbeatSubject("", "n2"), "n1") // n1 is the region's primary aggregator
 	n1, n2 := pair(t, net)
 	beat := rec.last(t, "n2", typeHeartbeat)
 	n2.c.Close()
@@ -90,13 +90,13 @@ func TestReplayedHeartbeat(t *testing.T) {
 	}
 	waitPeers(t, n1.c, "n2")
 
-	n3 := startNode(t, net, "n3", secretOld)
-	waitPeers(t, n3.c, "n1,n2")
-	before = n3.c.Rejected()
+	n0 := startNode(t, net, "n0", secretOld) // the lowest id: the new primary aggregator, which hears heartbeats
+	waitPeers(t, n0.c, "n1,n2")
+	before = n0.c.Rejected()
 	_ = attacker.Publish(beat)
-	refused(t, n3.c, "old_incarnation", before)
-	if cert, ok := n3.c.verify.Peer("n2"); !ok || cert.Inc != n2b.c.Incarnation() {
-		t.Fatalf("after the old incarnation's heartbeat replayed, n3 holds n2's cert %+v", cert)
+	refused(t, n0.c, "old_incarnation", before)
+	if cert, ok := n0.c.verify.Peer("n2"); !ok || cert.Inc != n2b.c.Incarnation() {
+		t.Fatalf("after the old incarnation's heartbeat replayed, n0 holds n2's cert %+v", cert)
 	}
 }
 
