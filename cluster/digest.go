@@ -20,7 +20,7 @@ import (
 // node listens to every region's digests (one wildcard), so a node receives R digests per
 // interval for R regions, whatever the number of nodes; the aggregators receive their region's
 // heartbeats on top. The backup publishes only while no other node's digest of the region has
-// arrived for takeoverAfter: the primary died or lost NATS.
+// arrived for takeoverAfter (1.25 intervals): the primary died or lost NATS.
 //
 // A receiver feeds the entries to its Membership as heartbeats heard at now - age (ApplyDigest),
 // so its rules hold unchanged: missed beats are Returned, a new incarnation Restarted, a peer
@@ -42,13 +42,15 @@ const (
 	subjectDigestPrefix = "cascade.region"
 )
 
-// takeoverAfter is how long, in intervals times two, the backup waits without another node's
-// digest of its region before it publishes its own: 1.5 intervals. The last digest's entries
-// are up to one interval old, so a region node's heartbeat is at most about 2.6 intervals old
-// when the backup's first digest arrives, within the default timeout of three (the other
-// regions drop nobody meanwhile); within the region, nodes whose own entry stops coming drop
-// nobody at all.
-const takeoverAfter = 3 // half-intervals
+// takeoverAfter is how long, in quarter intervals, the backup waits without another node's
+// digest of its region before it publishes its own: 1.25 intervals. The last digest's entries
+// are up to one interval old, so a region node's heartbeat is at most about 2.35 intervals old
+// (plus a check's tenth and the NATS delay) when the backup's first digest arrives: within the
+// default timeout of three, the other regions drop nobody meanwhile; within the region, nodes
+// whose own entry stops coming drop nobody at all. The primary publishes every 1 to 1.1
+// intervals, so a backup covers it only when a digest is late by a quarter interval: one extra
+// digest, no harm.
+const takeoverAfter = 5 // quarter intervals
 
 // DigestBudget bounds one digest message's body, well under NATS's default 1 MiB payload
 // limit: a region whose entries exceed it is published in several parts (each a whole digest
@@ -242,7 +244,7 @@ func (a *Aggregator) Tick(now time.Time, m *Membership, draining bool) Plan {
 		return p // still filling its table
 	case !a.publishedAt.IsZero() && now.Sub(a.publishedAt) < a.interval-a.interval/20: // a check late by a hair waits no more
 		return p
-	case role == RoleBackup && now.Sub(later(a.otherAt, a.listenSince)) < takeoverAfter*a.interval/2:
+	case role == RoleBackup && now.Sub(later(a.otherAt, a.listenSince)) < takeoverAfter*a.interval/4:
 		return p // the primary's digests come
 	}
 	a.publishedAt = now
@@ -273,12 +275,12 @@ func (a *Aggregator) digest(now time.Time, own heardBeat) []Digest {
 	for i, id := range ids {
 		others[i] = entry(a.heard[id])
 	}
-	return splitDigest(a.region, entry(own), others, DigestBudget)
+	return SplitDigest(a.region, entry(own), others, DigestBudget)
 }
 
-// splitDigest packs own and others into digests whose entries stay under budget bytes of JSON,
+// SplitDigest packs own and others into digests whose entries stay under budget bytes of JSON,
 // each starting with own (the sender's entry, which receivers require).
-func splitDigest(region string, own DigestEntry, others []DigestEntry, budget int) []Digest {
+func SplitDigest(region string, own DigestEntry, others []DigestEntry, budget int) []Digest {
 	size := func(e DigestEntry) int {
 		b, _ := json.Marshal(e)
 		return len(b) + 1

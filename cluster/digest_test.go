@@ -139,7 +139,7 @@ func describe(d Digest) string {
 }
 
 // TestAggregatorBackup: the backup listens from the start but publishes only once no other
-// node's digest of the region came for 1.5 intervals, every interval then, and stops as soon
+// node's digest of the region came for 1.25 intervals, every interval then, and stops as soon
 // as the primary's digests come again.
 func TestAggregatorBackup(t *testing.T) {
 	const iv = time.Second
@@ -175,8 +175,8 @@ func TestAggregatorBackup(t *testing.T) {
 			break
 		}
 	}
-	if first != 5*iv+5*step { // 1.5 intervals after the last digest
-		t.Fatalf("the backup took over at %v, want 5.5s", first)
+	if first != 5*iv+3*step { // the first check 1.25 intervals after the last digest
+		t.Fatalf("the backup took over at %v, want 5.3s", first)
 	}
 	for at := 8*iv + step; at < 10*iv; at += step {
 		if at%iv == 2*step { // the primary is back
@@ -287,7 +287,7 @@ func TestDigestSize(t *testing.T) {
 		others[i].Stats.ID = fmt.Sprintf("eu-west-%03d", i)
 	}
 	const budget = 64 << 10
-	parts := splitDigest("eu-west", e, others, budget)
+	parts := SplitDigest("eu-west", e, others, budget)
 	seen := map[string]int{}
 	for _, p := range parts {
 		raw, _ := json.Marshal(p)
@@ -309,7 +309,7 @@ func TestDigestSize(t *testing.T) {
 			t.Fatalf("%s in %d parts", id, n)
 		}
 	}
-	if one := splitDigest("eu-west", e, others[:150], DigestBudget); len(one) != 1 {
+	if one := SplitDigest("eu-west", e, others[:150], DigestBudget); len(one) != 1 {
 		t.Fatalf("a region of 150 nodes takes %d parts under DigestBudget", len(one))
 	}
 }

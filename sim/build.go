@@ -157,21 +157,29 @@ func (m *metrics) latency() []LatencyReport {
 func (m *metrics) control() ControlReport {
 	s := m.s
 	c := ControlReport{NATSMaxPayload: NATSMaxPayload, ByType: sortedTypes(m.byType)}
-	endSent, endRecv, end := m.steadyEndSent, m.steadyEndRecv, m.steadyEnd
+	endSent, endRecv, end, agg := m.steadyEndSent, m.steadyEndRecv, m.steadyEnd, m.steadyEndAgg
 	if endSent == nil {
-		endSent, endRecv, end = m.sentN, m.recvN, s.q.now
+		endSent, endRecv, end, agg = m.sentN, m.recvN, s.q.now, m.aggregators()
 	}
 	c.SteadyFromSec, c.SteadyToSec = m.steadyAt.Seconds(), end.Seconds()
 	if span := (end - m.steadyAt).Seconds(); span > 0 && m.steadySent != nil {
-		var sent, recv []float64
+		var sent, recv, aggSent, aggRecv, othSent, othRecv []float64
 		for i, n := range s.nodes {
 			if !n.alive {
 				continue
 			}
-			sent = append(sent, float64(endSent[i]-m.steadySent[i])/span)
-			recv = append(recv, float64(endRecv[i]-m.steadyRecv[i])/span)
+			ds, dr := float64(endSent[i]-m.steadySent[i])/span, float64(endRecv[i]-m.steadyRecv[i])/span
+			sent, recv = append(sent, ds), append(recv, dr)
+			if agg[i] {
+				aggSent, aggRecv = append(aggSent, ds), append(aggRecv, dr)
+				c.Aggregators++
+			} else {
+				othSent, othRecv = append(othSent, ds), append(othRecv, dr)
+			}
 		}
 		c.SteadySent, c.SteadyReceived = quantiles(sent), quantiles(recv)
+		c.AggregatorSent, c.AggregatorReceived = quantiles(aggSent), quantiles(aggRecv)
+		c.OtherSent, c.OtherReceived = quantiles(othSent), quantiles(othRecv)
 	}
 	for _, sec := range m.series {
 		c.ChurnSentMax = max(c.ChurnSentMax, sec.MaxSentPerNode)

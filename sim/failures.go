@@ -3,6 +3,8 @@ package sim
 import (
 	"sort"
 	"strings"
+
+	"github.com/cascade-sfu/cascade/cluster"
 )
 
 // scheduleFailures injects the scenario's failures at their times.
@@ -46,6 +48,15 @@ func (s *Sim) kill(spec string) {
 func (s *Sim) resolve(spec string) *simNode {
 	if n := s.byID[spec]; n != nil {
 		return n
+	}
+	if region, ok := strings.CutPrefix(spec, "aggregator:"); ok {
+		ri := s.regionIndex(region)
+		for _, n := range s.nodes { // by id: the lowest listening one is the primary
+			if n.region == ri && n.alive && n.listening && n.agg.Role() == cluster.RolePrimary {
+				return n
+			}
+		}
+		return nil
 	}
 	if len(s.m.producers) == 0 {
 		return nil

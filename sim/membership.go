@@ -11,6 +11,7 @@ import (
 // Message types, as the cluster names them on the wire.
 const (
 	msgHeartbeat = "heartbeat"
+	msgDigest    = "digest"
 	msgJoined    = "participantJoined"
 	msgLeft      = "participantLeft"
 	msgProducer  = "producerAdded"
@@ -24,9 +25,10 @@ const (
 // inc is every simulated node's incarnation (no node restarts under its id here).
 const inc = "sim"
 
-// beat sends the heartbeats of the nodes of slot: one message each on the heartbeat subject,
-// which every node subscribes to (its own comes back to it: Membership.Self), and the relay
-// keepalives on their links. Deliveries are grouped by sending and receiving region.
+// beat sends the heartbeats of the nodes of slot: one message each on its region's heartbeat
+// subject, which only the region's aggregators listen to (cluster.Aggregator: primary and
+// backup, the region's two lowest ids), and the relay keepalives on their links. Deliveries
+// are grouped by region.
 func (s *Sim) beat(slot int) {
 	senders := make([][]*simNode, len(s.regions))
 	for _, n := range s.nodes {
@@ -45,14 +47,68 @@ func (s *Sim) beat(slot int) {
 			s.m.sent(n, msgHeartbeat, 1)
 			s.keepalives(n, now)
 		}
+		s.q.after(s.delay[src][src], func() { s.deliverBeats(ns, stats, src) })
+	}
+}
+
+// deliverBeats hands heartbeats to the live nodes of region that listen to them (its
+// aggregators, as their last Tick said).
+func (s *Sim) deliverBeats(from []*simNode, stats []node.Stats, region int) {
+	now := s.now()
+	for _, n := range s.inReg[region] {
+		if !n.alive || !n.listening {
+			continue
+		}
+		s.m.received(n, msgHeartbeat, len(from))
+		for i := range from {
+			n.agg.Heard(inc, stats[i], s.cert, now)
+		}
+	}
+}
+
+// aggregate ticks n's aggregator (the real cluster.Aggregator) at now: whether it listens to
+// its region's heartbeats, and the digests it publishes to every node.
+func (s *Sim) aggregate(n *simNode, now time.Time) {
+	plan := n.agg.Tick(now, n.mem, false)
+	n.listening = plan.Listen
+	for _, d := range plan.Publish {
+		s.m.sent(n, msgDigest, 1)
 		for dst := range s.regions {
-			if !s.reach(src, dst) {
+			if !s.reach(n.region, dst) {
 				continue
 			}
-			if dst != src {
-				s.m.gateway(msgHeartbeat, len(ns))
+			if dst != n.region {
+				s.m.gateway(msgDigest, 1)
 			}
-			s.q.after(s.delay[src][dst], func() { s.deliverBeats(ns, stats, dst) })
+			s.q.after(s.delay[n.region][dst], func() { s.deliverDigest(n, d, dst) })
+		}
+	}
+}
+
+// deliverDigest hands a region's digest to the live nodes of region dst: each feeds it to its
+// membership (cluster.ApplyDigest, as the cluster does), its own entry included.
+func (s *Sim) deliverDigest(from *simNode, d cluster.Digest, dst int) {
+	now := s.now()
+	for _, n := range s.inReg[dst] {
+		if !n.alive || !s.reach(from.region, n.region) {
+			continue
+		}
+		s.m.received(n, msgDigest, 1)
+		n.heardAt = s.q.now
+		a, err := cluster.ApplyDigest(n.mem, from.id, d, now, nil)
+		if err != nil {
+			continue
+		}
+		if n.region == from.region {
+			n.agg.Digested(from.id, now)
+		}
+		for _, ch := range a.Changes {
+			switch ch.Change {
+			case cluster.Joined, cluster.Returned:
+				if s.q.now > 2*s.sc.Timeout { // not the cluster forming: back after a partition
+					s.rejoined(n, s.byID[ch.ID])
+				}
+			}
 		}
 	}
 }
@@ -80,33 +136,6 @@ func (s *Sim) keepalives(n *simNode, at time.Time) {
 	for _, kids := range n.out {
 		for _, c := range kids {
 			hear(c)
-		}
-	}
-}
-
-// deliverBeats hands heartbeats to the live nodes of region dst (the real Membership).
-func (s *Sim) deliverBeats(from []*simNode, stats []node.Stats, dst int) {
-	now := s.now()
-	for _, n := range s.inReg[dst] {
-		if !n.alive {
-			continue
-		}
-		s.m.received(n, msgHeartbeat, len(from))
-		n.heardAt = s.q.now
-		for i, f := range from {
-			if f == n {
-				n.mem.Self(now)
-				continue
-			}
-			if !s.reach(f.region, n.region) {
-				continue
-			}
-			switch n.mem.Heartbeat(inc, stats[i], now) {
-			case cluster.Joined, cluster.Returned:
-				if s.q.now > 2*s.sc.Timeout { // not the cluster forming: back after a partition
-					s.rejoined(n, f)
-				}
-			}
 		}
 	}
 }

@@ -17,6 +17,7 @@ type metrics struct {
 	steadyAt, steadyEnd          time.Duration
 	steadySent, steadyRecv       []uint64 // at steadyAt
 	steadyEndSent, steadyEndRecv []uint64 // at steadyEnd (nil: the run's end)
+	steadyEndAgg                 []bool   // the aggregators at steadyEnd
 	steadyTree                   []TreeReport
 
 	placeTimes []time.Duration
@@ -162,12 +163,22 @@ func (m *metrics) snapshotSteady() {
 	m.steadyTree = m.trees()
 }
 
+// aggregators tells, per node, whether it aggregates its region's heartbeats now.
+func (m *metrics) aggregators() []bool {
+	out := make([]bool, len(m.s.nodes))
+	for i, n := range m.s.nodes {
+		out[i] = n.alive && n.listening
+	}
+	return out
+}
+
 // failureStarted records an injected failure; n is the killed node (nil for a partition).
 func (m *metrics) failureStarted(kind, target string, n *simNode) {
 	if m.steadyAt >= 0 && m.steadyEndSent == nil {
 		m.steadyEnd = m.s.q.now
 		m.steadyEndSent = append([]uint64(nil), m.sentN...)
 		m.steadyEndRecv = append([]uint64(nil), m.recvN...)
+		m.steadyEndAgg = m.aggregators()
 	}
 	f := &failureRec{rep: FailureReport{Kind: kind, Target: target, AtSec: m.s.q.now.Seconds()}, node: n, at: m.s.q.now,
 		orphans: map[*simNode][]*producer{}}
@@ -204,8 +215,14 @@ func (m *metrics) detected(n, peer *simNode) {
 		if f.node == peer && f.rep.DetectedSec == 0 {
 			f.rep.DetectedSec = (m.s.q.now - f.at).Seconds()
 		}
+		if f.node == peer {
+			f.rep.DetectedAllSec = (m.s.q.now - f.at).Seconds()
+		}
 		if f.rep.Kind == "partition" && !f.done {
 			f.rep.Dropped++
+		}
+		if f.rep.Kind == "kill" && peer.alive && m.s.q.now-f.at <= 2*m.s.sc.Timeout+2*m.s.sc.Heartbeat {
+			f.rep.LiveDropped++
 		}
 	}
 }

@@ -126,14 +126,22 @@ type LatencyReport struct {
 
 // ControlReport is the control traffic, counted from the messages the state machines emit.
 type ControlReport struct {
-	SteadyFromSec    float64       `json:"steady_from_s"`
-	SteadyToSec      float64       `json:"steady_to_s"`
-	SteadySent       Quantiles     `json:"steady_sent_per_node_s"`
-	SteadyReceived   Quantiles     `json:"steady_received_per_node_s"`
-	ChurnSentMax     uint64        `json:"churn_max_sent_per_node_s"`
-	ChurnReceivedMax uint64        `json:"churn_max_received_per_node_s"`
-	ByType           []TypeTraffic `json:"by_type"`
-	NATSMaxPayload   int           `json:"nats_max_payload"`
+	SteadyFromSec  float64   `json:"steady_from_s"`
+	SteadyToSec    float64   `json:"steady_to_s"`
+	SteadySent     Quantiles `json:"steady_sent_per_node_s"`
+	SteadyReceived Quantiles `json:"steady_received_per_node_s"`
+	// Aggregators are the nodes aggregating their region's heartbeats at the steady state's end
+	// (primary and backup of each region, cluster.Aggregator): they receive their region's
+	// heartbeats on top of every region's digest, so their load is shown apart from the others'.
+	Aggregators        int           `json:"aggregators"`
+	AggregatorSent     Quantiles     `json:"steady_aggregator_sent_per_node_s"`
+	AggregatorReceived Quantiles     `json:"steady_aggregator_received_per_node_s"`
+	OtherSent          Quantiles     `json:"steady_other_sent_per_node_s"`
+	OtherReceived      Quantiles     `json:"steady_other_received_per_node_s"`
+	ChurnSentMax       uint64        `json:"churn_max_sent_per_node_s"`
+	ChurnReceivedMax   uint64        `json:"churn_max_received_per_node_s"`
+	ByType             []TypeTraffic `json:"by_type"`
+	NATSMaxPayload     int           `json:"nats_max_payload"`
 }
 
 // TypeTraffic is one message type's totals over the run.
@@ -173,15 +181,20 @@ type PipeReport struct {
 
 // FailureReport is one injected failure and its repair.
 type FailureReport struct {
-	Kind        string         `json:"kind"`
-	Target      string         `json:"target"`
-	Node        string         `json:"node,omitempty"`
-	AtSec       float64        `json:"at_s"`
-	HealedSec   float64        `json:"healed_s,omitempty"`
-	Orphans     int            `json:"orphans"` // the killed node's children (any producer)
-	Subtree     int            `json:"subtree"` // nodes below it, summed over producers
-	DetectedSec float64        `json:"detected_after_s"`
-	Dropped     int            `json:"membership_drops,omitempty"`
+	Kind        string  `json:"kind"`
+	Target      string  `json:"target"`
+	Node        string  `json:"node,omitempty"`
+	AtSec       float64 `json:"at_s"`
+	HealedSec   float64 `json:"healed_s,omitempty"`
+	Orphans     int     `json:"orphans"` // the killed node's children (any producer)
+	Subtree     int     `json:"subtree"` // nodes below it, summed over producers
+	DetectedSec float64 `json:"detected_after_s"`
+	// DetectedAllSec is when the last node dropped the killed one.
+	DetectedAllSec float64 `json:"detected_by_all_after_s,omitempty"`
+	Dropped        int     `json:"membership_drops,omitempty"`
+	// LiveDropped counts a kill's wrong drops: live nodes some node dropped from its membership
+	// while the failure was noticed (a killed aggregator must cost none).
+	LiveDropped int            `json:"live_dropped"`
 	Repaired    bool           `json:"repaired"`
 	RepairSec   float64        `json:"repair_s"`                  // kill: from the kill; partition: from the heal
 	Crossings   map[string]int `json:"crossings_after,omitempty"` // first producer's pipes into each region, once repaired

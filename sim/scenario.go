@@ -105,7 +105,8 @@ type Arrival struct {
 
 // Failure is one injected failure. Kill names a node: an id ("us-east-003"), "mid-tree" (a
 // node two or more hops from the origin, with children, in the first room's first producer's
-// tree) or "hub:REGION" (the node of REGION that gets that producer from another region).
+// tree), "hub:REGION" (the node of REGION that gets that producer from another region) or
+// "aggregator:REGION" (the primary aggregator of REGION's heartbeats, cluster.Aggregator).
 // Partition cuts a region off the others (NATS and relay alike) for For.
 type Failure struct {
 	At        time.Duration `yaml:"at"`

@@ -46,6 +46,7 @@ type Sim struct {
 	alertUntil time.Duration
 	m          *metrics
 	sizes      map[string]int
+	cert       *cluster.Cert // a node's cert, in every digest entry (its size counts)
 }
 
 // simNode is one simulated node: the real membership table and relay-tree view, and the few
@@ -59,7 +60,9 @@ type simNode struct {
 	alive  bool
 	stats  node.Stats // id, region and URLs; the load is filled at each beat
 
-	mem     *cluster.Membership
+	mem       *cluster.Membership
+	agg       *cluster.Aggregator // its part in its region's heartbeat aggregation
+	listening bool                // to its region's heartbeats: an aggregator
 	trees   *relay.Trees
 	pending *cluster.Pending // the placer's redirects not yet in their targets' heartbeats
 
@@ -124,6 +127,7 @@ func New(sc *Scenario) (*Sim, error) {
 			n.stats = node.Stats{ID: n.id, Region: r.Name, HTTPURL: "http://" + n.id + ":7880",
 				RelayAddr: fmt.Sprintf("10.%d.%d.%d:7882", ri, i/250, i%250+1)}
 			n.mem = cluster.NewMembership(n.id, sc.Heartbeat, sc.Timeout)
+			n.agg = cluster.NewAggregator(n.id, r.Name, sc.Heartbeat, sc.Timeout)
 			n.trees = relay.NewTrees()
 			if *sc.PlacementAccounting {
 				n.pending = cluster.NewPending(cluster.PendingTimes(sc.Heartbeat))
@@ -142,11 +146,15 @@ func New(sc *Scenario) (*Sim, error) {
 			s.rooms = append(s.rooms, r)
 		}
 	}
-	sizes, err := messageSizes(s.nodes[0].stats)
+	largest := 0
+	for _, r := range sc.Regions {
+		largest = max(largest, r.Nodes)
+	}
+	sizes, cert, err := messageSizes(s.nodes[0].stats, largest)
 	if err != nil {
 		return nil, err
 	}
-	s.sizes = sizes
+	s.sizes, s.cert = sizes, cert
 	s.m = newMetrics(s)
 	return s, nil
 }
@@ -187,7 +195,7 @@ func (s *Sim) Run() *Report {
 }
 
 // checkSlot is one tenth of a heartbeat interval: the nodes of this slot beat, and the nodes
-// feed their relay and media evidence to their membership and tick it. A real node ticks ten
+// feed their relay and media evidence to their membership and tick it, then their aggregator. A real node ticks ten
 // times an interval; the simulator does so from a failure until everyone noticed it
 // (alertUntil), and otherwise ticks each node once an interval: while every node beats and
 // every beat arrives, a tick finds nobody silent and changes nothing (ticks stay under two
@@ -208,6 +216,11 @@ func (s *Sim) checkSlot() {
 		}
 		for _, id := range n.mem.Tick(now) {
 			s.nodeGone(n, s.byID[id])
+		}
+	}
+	for _, n := range s.nodes { // aggregators every check, as the cluster does; the others once an interval
+		if n.alive && (n.listening || every || n.slot == slot) {
+			s.aggregate(n, now)
 		}
 	}
 	s.m.checkRepairs()

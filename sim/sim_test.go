@@ -219,33 +219,47 @@ failures:
 	}
 }
 
-// TestControlTraffic: at steady state a node sends one heartbeat a second and receives every
-// node's, so what a node receives grows with the cluster and what it sends does not; the join
-// storm's participant events dominate churn.
+// within is whether q's min and max lie in [lo, hi].
+func within(q Quantiles, lo, hi float64) bool { return q.Min >= lo && q.Max <= hi }
+
+// TestControlTraffic: at steady state, with the heartbeats aggregated per region
+// (cluster.Aggregator), a node sends one heartbeat a second and receives one digest per region;
+// the two aggregators of each region receive its six heartbeats on top, and the primary sends
+// the digest. Heartbeats stay in their region; digests cross the gateways to the two other
+// regions. The join storm's participant events dominate churn.
 func TestControlTraffic(t *testing.T) {
 	r := run(t, small)
 	c := r.Control
-	if c.SteadySent.Max < 0.9 || c.SteadySent.Max > 1.1 {
-		t.Errorf("steady sent per node %+v, want 1 heartbeat/s", c.SteadySent)
+	if c.Aggregators != 6 {
+		t.Errorf("%d aggregators, want primary and backup of 3 regions", c.Aggregators)
 	}
-	if c.SteadyReceived.Min < 17 || c.SteadyReceived.Max > 19 {
-		t.Errorf("steady received per node %+v, want the 18 nodes' heartbeats", c.SteadyReceived)
+	if !within(c.OtherSent, 0.9, 1.1) || !within(c.OtherReceived, 2.9, 3.1) {
+		t.Errorf("other nodes: sent %+v, received %+v; want 1 heartbeat, 3 digests a second", c.OtherSent, c.OtherReceived)
+	}
+	if !within(c.AggregatorSent, 0.9, 2.1) || c.AggregatorSent.Max < 1.9 || !within(c.AggregatorReceived, 8.9, 9.1) {
+		t.Errorf("aggregators: sent %+v, received %+v; want a heartbeat (and a digest: the primary), 6 heartbeats and 3 digests", c.AggregatorSent, c.AggregatorReceived)
 	}
 	if c.ChurnReceivedMax <= uint64(c.SteadyReceived.Max) {
 		t.Errorf("churn %d not above steady %v", c.ChurnReceivedMax, c.SteadyReceived.Max)
 	}
-	var hb TypeTraffic
+	var hb, dg TypeTraffic
 	for _, tt := range c.ByType {
-		if tt.Type == msgHeartbeat {
+		switch tt.Type {
+		case msgHeartbeat:
 			hb = tt
+		case msgDigest:
+			dg = tt
 		}
 		if tt.Bytes <= 0 || tt.Bytes >= NATSMaxPayload {
 			t.Errorf("%s: %d bytes", tt.Type, tt.Bytes)
 		}
 	}
-	// 18 nodes, 30 beats each; the two other regions' gateways carry each beat once.
-	if hb.Sent < 17*30 || hb.Gateway != 2*hb.Sent {
+	// 18 nodes, 30 beats each, heard by two aggregators; 3 digests a second from about 1 s.
+	if hb.Sent < 17*30 || hb.Gateway != 0 || hb.Received < 2*hb.Sent-18 {
 		t.Errorf("heartbeats %+v", hb)
+	}
+	if dg.Sent < 3*28 || dg.Sent > 3*31 || dg.Gateway != 2*dg.Sent || dg.Received < 17*dg.Sent {
+		t.Errorf("digests %+v", dg)
 	}
 }
 
@@ -291,12 +305,14 @@ func TestScenarios(t *testing.T) {
 }
 
 // TestControlTrafficScaling: the control traffic per node at steady state, with no failure
-// and no joins, as the cluster grows: what a node sends stays one heartbeat a second; what it
-// receives is every node's heartbeat, so it grows with the cluster (linearly: at 500 nodes
-// that is 500 a second, under the issue's 1,000; regional aggregation would be needed beyond
-// about 1,000 nodes).
+// and no joins, as the cluster grows fourfold (100 to 400 nodes in two regions): a node that
+// does not aggregate sends one heartbeat and receives one digest per region a second, whatever
+// the cluster's size; the two aggregators of a region receive its heartbeats (linear in the
+// region's size, but only they) and the primary sends one digest a second on top. All-to-all
+// heartbeats would have grown every node's received count fourfold.
 func TestControlTrafficScaling(t *testing.T) {
-	for _, n := range []int{10, 40, 160} {
+	other := map[int]float64{}
+	for _, n := range []int{100, 400} {
 		r := run(t, fmt.Sprintf(`
 name: idle
 duration: 12s
@@ -307,12 +323,20 @@ regions:
 delays: {us/eu: 40ms}
 `, n/2, n/2))
 		c := r.Control
-		if c.SteadySent.Max > 1.01 || c.SteadySent.Min < 0.99 {
-			t.Errorf("%d nodes: sent per node %+v, want 1/s", n, c.SteadySent)
+		t.Logf("%d nodes: others receive %.2f/s (max %.2f), aggregators %.2f/s (max %.2f)", n, c.OtherReceived.Mean, c.OtherReceived.Max, c.AggregatorReceived.Mean, c.AggregatorReceived.Max)
+		if c.Aggregators != 4 {
+			t.Errorf("%d nodes: %d aggregators, want 4", n, c.Aggregators)
 		}
-		if c.SteadyReceived.Max > float64(n)+0.01 || c.SteadyReceived.Min < float64(n)-0.01 {
-			t.Errorf("%d nodes: received per node %+v, want %d/s", n, c.SteadyReceived, n)
+		if !within(c.OtherSent, 0.99, 1.01) || !within(c.OtherReceived, 1.99, 2.01) {
+			t.Errorf("%d nodes: other nodes sent %+v, received %+v; want 1/s and one digest per region", n, c.OtherSent, c.OtherReceived)
 		}
+		if !within(c.AggregatorSent, 0.99, 2.01) || !within(c.AggregatorReceived, float64(n/2)+1.99, float64(n/2)+2.01) {
+			t.Errorf("%d nodes: aggregators sent %+v, received %+v; want up to 2/s, and the region's %d heartbeats and 2 digests", n, c.AggregatorSent, c.AggregatorReceived, n/2)
+		}
+		other[n] = c.OtherReceived.Max
+	}
+	if other[400] > 1.1*other[100] {
+		t.Errorf("received per non-aggregating node grew from %.2f to %.2f with a fourfold cluster", other[100], other[400])
 	}
 }
 
@@ -392,5 +416,60 @@ rooms:
 	}
 	if tr.Crossings["eu"] != 1 {
 		t.Fatalf("crossings: %v", tr.Crossings)
+	}
+}
+
+// TestKillAggregator: the primary aggregator of a region's heartbeats dies. Its backup takes
+// over (it publishes once the primary's digests are missing for 1.25 intervals), so no live
+// node is dropped by anyone, in its region or the others, while every node drops the dead one
+// within the timeout and an interval (detection as with all-to-all heartbeats); then the
+// backup is the primary and the next id the backup.
+func TestKillAggregator(t *testing.T) {
+	sc, err := ParseScenario([]byte(`
+name: aggregator
+duration: 20s
+steady_from: 4s
+regions:
+  - {name: us, nodes: 6, capacity: 100}
+  - {name: eu, nodes: 6, capacity: 100}
+  - {name: ap, nodes: 6, capacity: 100}
+delays: {us/eu: 40ms, us/ap: 110ms, eu/ap: 70ms}
+failures:
+  - {at: 8s, kill: "aggregator:us"}
+  - {at: 14s, kill: "aggregator:ap"}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := s.Run()
+	if len(r.Failures) != 2 {
+		t.Fatalf("failures %+v", r.Failures)
+	}
+	for i, want := range []string{"us-000", "ap-000"} {
+		f := r.Failures[i]
+		t.Logf("killed %s: first noticed after %.2f s, by all after %.2f s, %d live nodes dropped", f.Node, f.DetectedSec, f.DetectedAllSec, f.LiveDropped)
+		if f.Node != want {
+			t.Errorf("killed %q, want the primary %s", f.Node, want)
+		}
+		if f.LiveDropped != 0 {
+			t.Errorf("killing %s dropped %d live nodes", f.Node, f.LiveDropped)
+		}
+		if f.DetectedSec < 2 || f.DetectedAllSec > 4.2 {
+			t.Errorf("%s dropped after %.2f s, by every node after %.2f s; want within the timeout and an interval", f.Node, f.DetectedSec, f.DetectedAllSec)
+		}
+	}
+	for _, n := range s.nodes {
+		if n.alive && n.mem.Len() != 15 {
+			t.Errorf("%s has %d peers, want the 15 other live nodes", n.id, n.mem.Len())
+		}
+	}
+	for id, want := range map[string]string{"us-001": "primary", "us-002": "backup", "us-003": "none", "ap-001": "primary", "eu-000": "primary", "eu-001": "backup"} {
+		if got := s.byID[id].agg.Role().String(); got != want {
+			t.Errorf("%s is %s, want %s", id, got, want)
+		}
 	}
 }

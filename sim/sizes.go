@@ -17,17 +17,19 @@ func (c fixedClock) Now() time.Time { return c.t }
 
 // messageSizes seals one message of each type the simulator counts the way the cluster does
 // (a signed envelope carrying the sender's cert; pipe requests and replies sealed to the
-// receiver) and returns its size in bytes. st is a representative node's heartbeat.
-func messageSizes(st node.Stats) (map[string]int, error) {
+// receiver) and returns its size in bytes, and a node's cert. st is a representative node's
+// heartbeat; a digest is that of a region of regionNodes such nodes (its largest part, when the
+// cluster splits it under cluster.DigestBudget).
+func messageSizes(st node.Stats, regionNodes int) (map[string]int, *cluster.Cert, error) {
 	clock := fixedClock{base}
 	secrets := cluster.Secrets{"sim-secret-sim-secret-sim-secret-0123"}
 	a, err := cluster.NewNodeKeys(st.ID, "0123456789abcdef", base, secrets)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	b, err := cluster.NewNodeKeys("us-west-042", "fedcba9876543210", base, secrets)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	stamp := cluster.NewSigningStamper(a, clock)
 	st.Rooms, st.Participants, st.Consumers, st.Producers, st.UptimeSec = 3, 2000, 4000, 2, 86400
@@ -68,8 +70,24 @@ func messageSizes(st node.Stats) (map[string]int, error) {
 		parts[i] = part
 		parts[i].ID = fmt.Sprintf("PA_%012d", i)
 	}
+	cert := a.Cert()
+	entries := make([]cluster.DigestEntry, max(regionNodes, 1))
+	for i := range entries {
+		entries[i] = cluster.DigestEntry{Inc: "0123456789abcdef", AgeMs: 734, Stats: st, Cert: &cert}
+		entries[i].Stats.ID = fmt.Sprintf("%s-%04d", st.ID, i)
+	}
 	for _, err := range []error{
 		seal(msgHeartbeat, st),
+		func() error { // the largest part
+			for _, d := range cluster.SplitDigest(st.Region, entries[0], entries[1:], cluster.DigestBudget) {
+				raw, err := stamp.Seal(msgDigest, d)
+				if err != nil {
+					return err
+				}
+				sizes[msgDigest] = max(sizes[msgDigest], len(raw))
+			}
+			return nil
+		}(),
 		room(msgJoined, cluster.ParticipantJoinedMsg{Participant: part}),
 		room(msgLeft, cluster.ParticipantLeftMsg{ID: part.ID}),
 		room(msgProducer, cluster.ProducerAddedMsg{Producer: prod}),
@@ -83,8 +101,8 @@ func messageSizes(st node.Stats) (map[string]int, error) {
 		room(msgSyncReply, cluster.Snapshot(parts, []node.ProducerInfo{prod}, cluster.SyncBudget)),
 	} {
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return sizes, nil
+	return sizes, &cert, nil
 }

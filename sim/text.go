@@ -42,6 +42,10 @@ func (r *Report) WriteText(w io.Writer) {
 	c := r.Control
 	p("\ncontrol traffic per node (from %.0f s to %.0f s, steady): sent mean %.1f / max %.1f msgs/s, received mean %.1f / max %.1f msgs/s",
 		c.SteadyFromSec, c.SteadyToSec, c.SteadySent.Mean, c.SteadySent.Max, c.SteadyReceived.Mean, c.SteadyReceived.Max)
+	p("  %d aggregators (primary and backup of each region's heartbeats): sent mean %.1f / max %.1f, received mean %.1f / max %.1f msgs/s",
+		c.Aggregators, c.AggregatorSent.Mean, c.AggregatorSent.Max, c.AggregatorReceived.Mean, c.AggregatorReceived.Max)
+	p("  the other nodes: sent mean %.1f / max %.1f, received mean %.1f / max %.1f msgs/s",
+		c.OtherSent.Mean, c.OtherSent.Max, c.OtherReceived.Mean, c.OtherReceived.Max)
 	p("busiest second (churn): %d sent, %d received by one node", c.ChurnSentMax, c.ChurnReceivedMax)
 	p("  %-18s %8s %12s %14s %12s", "type", "bytes", "sent", "received", "gateway")
 	for _, t := range c.ByType {
@@ -56,8 +60,8 @@ func (r *Report) WriteText(w io.Writer) {
 				f.AtSec, f.Target, f.HealedSec, f.Dropped, f.RepairSec, f.Repaired, fmtMap(f.Crossings))
 			continue
 		}
-		p("failure at %.0f s: %s %s: %d orphans, %d nodes below; first noticed after %.2f s; repaired %v after %.2f s; crossings after: %s",
-			f.AtSec, f.Kind, f.Target, f.Orphans, f.Subtree, f.DetectedSec, f.Repaired, f.RepairSec, fmtMap(f.Crossings))
+		p("failure at %.0f s: %s %s: %d orphans, %d nodes below; first noticed after %.2f s, by every node after %.2f s (%d live nodes wrongly dropped); repaired %v after %.2f s; crossings after: %s",
+			f.AtSec, f.Kind, f.Target, f.Orphans, f.Subtree, f.DetectedSec, f.DetectedAllSec, f.LiveDropped, f.Repaired, f.RepairSec, fmtMap(f.Crossings))
 	}
 	p("\nchecks:")
 	for _, ck := range r.Checks {
