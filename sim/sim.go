@@ -63,8 +63,8 @@ type simNode struct {
 	mem       *cluster.Membership
 	agg       *cluster.Aggregator // its part in its region's heartbeat aggregation
 	listening bool                // to its region's heartbeats: an aggregator
-	trees   *relay.Trees
-	pending *cluster.Pending // the placer's redirects not yet in their targets' heartbeats
+	trees     *relay.Trees
+	pending   *cluster.Pending // the placer's redirects not yet in their targets' heartbeats
 
 	viewers   int
 	consumers int64
