@@ -162,15 +162,19 @@ func NewAggregator(self, region string, interval, timeout time.Duration) *Aggreg
 // costs a message, not correctness.
 func roleOf(below int) Role { return [...]Role{RolePrimary, RoleBackup, RoleNone}[min(below, 2)] }
 
-// rank counts the region's live, non-draining nodes below this one, up to two: those of m, and
-// those it heard beat while it listens (a node just started knows its region from them within
-// an interval, before its first digest: at a cold start of the whole cluster, only the two
-// lowest ids of each region ever publish).
-func (a *Aggregator) rank(m *Membership, draining bool) Role {
+// rank counts the region's live, non-draining nodes below this one, up to two: those of m whose
+// last heartbeat is within the timeout, and those it heard beat while it listens. A node just
+// started knows its region from the latter within an interval, before its first digest: at a
+// cold start of the whole cluster, only the two lowest ids of each region ever publish. And
+// when both aggregators of a region die at once, no digest comes to drop them, but their last
+// heartbeats grow older than the timeout: then every node of the region counts itself the
+// primary and listens for an interval, by when it heard the live nodes, and again only the two
+// lowest ids aggregate.
+func (a *Aggregator) rank(now time.Time, m *Membership, draining bool) Role {
 	if draining {
 		return RoleNone
 	}
-	ids := m.regionBelow(a.self, a.region, make([]string, 0, 2), 2)
+	ids := m.regionBelow(a.self, a.region, now, make([]string, 0, 2), 2)
 	for id, h := range a.heard {
 		if len(ids) >= 2 {
 			break
@@ -225,7 +229,7 @@ func (a *Aggregator) Tick(now time.Time, m *Membership, draining bool) Plan {
 			delete(a.heard, id)
 		}
 	}
-	role := a.rank(m, draining)
+	role := a.rank(now, m, draining)
 	a.role = role
 	p := Plan{Role: role, Listen: role != RoleNone}
 	if !p.Listen {

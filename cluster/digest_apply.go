@@ -90,16 +90,16 @@ func (m *Membership) lastSeen(id string) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-// regionBelow appends to ids the live, non-draining peers of region whose id is below self, until
-// ids holds n.
-func (m *Membership) regionBelow(self, region string, ids []string, n int) []string {
+// regionBelow appends to ids the non-draining peers of region whose id is below self and whose
+// last heartbeat is within the timeout before now, until ids holds n.
+func (m *Membership) regionBelow(self, region string, now time.Time, ids []string, n int) []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for id, p := range m.peers {
 		if len(ids) >= n {
 			break
 		}
-		if id < self && p.stats.Region == region && !p.stats.Draining {
+		if id < self && p.stats.Region == region && !p.stats.Draining && now.Sub(p.seen) <= m.timeout {
 			ids = append(ids, id)
 		}
 	}

@@ -159,6 +159,10 @@ func TestAggregatorBackup(t *testing.T) {
 	step := iv / 10
 	var first time.Duration
 	for at := time.Duration(0); at <= 10*iv; at += step {
+		if at%iv == 0 { // b and d keep beating (what the test cuts is b's digests)
+			peers.Heartbeat("ib", rs("b", "eu"), t0.Add(at))
+			peers.Heartbeat("id", rs("d", "eu"), t0.Add(at))
+		}
 		if at <= 4*iv { // the primary's digests come every interval until 4 s
 			if at%iv == 0 {
 				a.Digested("b", t0.Add(at))
@@ -311,5 +315,46 @@ func TestDigestSize(t *testing.T) {
 	}
 	if one := SplitDigest("eu-west", e, others[:150], DigestBudget); len(one) != 1 {
 		t.Fatalf("a region of 150 nodes takes %d parts under DigestBudget", len(one))
+	}
+}
+
+// TestAggregatorBothDie: both aggregators of a region die at once, so no digest comes to drop
+// them from the table. Once their last heartbeats are older than the timeout they no longer
+// rank: the next node listens, ranks itself among the heartbeats it hears (the lower d it hears
+// makes e the backup), and publishes an interval later.
+func TestAggregatorBothDie(t *testing.T) {
+	const iv, to = time.Second, 3 * time.Second
+	m, me := NewMembership("c", iv, to), NewMembership("e", iv, to)
+	for _, id := range []string{"a", "b", "c", "e"} {
+		m.Heartbeat("i"+id, rs(id, "eu"), t0)
+		me.Heartbeat("i"+id, rs(id, "eu"), t0)
+	}
+	c := NewAggregator("c", "eu", iv, to)
+	e := NewAggregator("e", "eu", iv, to)
+	var first time.Duration
+	for at := time.Duration(0); at <= 6*iv && first == 0; at += iv / 10 {
+		now := t0.Add(at)
+		if at%iv == iv/2 { // c and e beat; a and b are dead
+			for _, x := range []*Aggregator{c, e} {
+				x.Heard("ic", rs("c", "eu"), nil, now)
+				x.Heard("ie", rs("e", "eu"), nil, now)
+			}
+		}
+		p := c.Tick(now, m, false)
+		if at <= to && p.Role != RoleNone {
+			t.Fatalf("at %v, with a and b within the timeout, c is %v", at, p.Role)
+		}
+		if len(p.Publish) > 0 {
+			first = at
+		}
+		if q := e.Tick(now, me, false); len(q.Publish) > 0 && q.Role == RolePrimary && at > to+iv {
+			t.Fatalf("at %v, e still counts itself the primary after it heard c", at)
+		}
+	}
+	if first < to || first > to+2*iv {
+		t.Fatalf("c published first at %v, want within an interval or two of the timeout", first)
+	}
+	if e.Role() != RoleBackup {
+		t.Fatalf("e is %v, want the backup", e.Role())
 	}
 }

@@ -221,7 +221,7 @@ func (m *metrics) detected(n, peer *simNode) {
 		if f.rep.Kind == "partition" && !f.done {
 			f.rep.Dropped++
 		}
-		if f.rep.Kind == "kill" && peer.alive && m.s.q.now-f.at <= 2*m.s.sc.Timeout+2*m.s.sc.Heartbeat {
+		if f.rep.Kind == "kill" && peer.alive && m.s.q.now-f.at <= m.s.sc.Timeout+2*m.s.sc.Heartbeat {
 			f.rep.LiveDropped++
 		}
 	}

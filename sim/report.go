@@ -193,7 +193,7 @@ type FailureReport struct {
 	DetectedAllSec float64 `json:"detected_by_all_after_s,omitempty"`
 	Dropped        int     `json:"membership_drops,omitempty"`
 	// LiveDropped counts a kill's wrong drops: live nodes some node dropped from its membership
-	// while the failure was noticed (a killed aggregator must cost none).
+	// within the timeout and two intervals of the kill (a killed aggregator must cost none).
 	LiveDropped int            `json:"live_dropped"`
 	Repaired    bool           `json:"repaired"`
 	RepairSec   float64        `json:"repair_s"`                  // kill: from the kill; partition: from the heal
