@@ -37,12 +37,15 @@ func NewPending(ttl, grace time.Duration) *Pending {
 	return &Pending{ttl: ttl, grace: grace, byNode: map[string][]pendingEntry{}}
 }
 
-// PendingTimes are the ttl and grace of a placer's Pending for a heartbeat interval: a
-// heartbeat heard half an interval after a placement reflects it (the client got there, and
-// the target beat since); an entry lasts two intervals at most. (A quarter interval ended the
-// entries too soon: the town hall in cascade sim had 360 viewers give up instead of 70.)
+// PendingTimes are the ttl and grace of a placer's Pending for a heartbeat interval: a load
+// heard an interval and a half after a placement reflects it (the client got there, the target
+// beat since, and its region's digest, up to an interval after the heartbeat, carried it: see
+// Aggregator); an entry lasts three intervals at most. (A quarter interval ended the entries
+// too soon: the town hall in cascade sim had 360 viewers give up instead of 70; with
+// aggregated heartbeats, half an interval and two intervals had 26,420 placements refused and
+// retried, this 14,570.)
 func PendingTimes(heartbeat time.Duration) (ttl, grace time.Duration) {
-	return 2 * heartbeat, heartbeat / 2
+	return 3 * heartbeat, 3 * heartbeat / 2
 }
 
 // Add counts participants (with consumers among them) placed at now on the node whose load is
