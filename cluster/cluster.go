@@ -23,7 +23,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 )
 
-// SubjectHeartbeat is the subject prefix of node heartbeats: SubjectHeartbeat + "." + id.
+// SubjectHeartbeat is the subject prefix of node heartbeats: see HeartbeatSubject.
 const SubjectHeartbeat = "cascade.node.heartbeat"
 
 // Envelope types of the node and relay subjects.
@@ -152,7 +152,7 @@ func New(n *node.Node, pipes *relay.Pipes, bus Bus, o Options) (*Cluster, error)
 	c.HandleAsk(verbRoomLife, c.answerLife)
 	n.SetRelayAddr(pipes.Addr().String())
 	for subj, h := range map[string]func(Msg){
-		DigestSubject("*"):            c.onDigest,
+		subjectDigests:                c.onDigest,
 		subjectRelay(me, typePipe):    c.onPipe,
 		subjectRelay(me, typeUnpipe):  c.onUnpipe,
 		subjectRelay(me, typeDropped): c.onDropped,

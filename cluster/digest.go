@@ -35,11 +35,12 @@ import (
 // with room events. A digest must carry its sender's own entry in the region it names, and
 // entries of other regions are ignored, so a node cannot speak for another region's nodes.
 
-// Subjects of regional aggregation.
+// Subjects of regional aggregation: a node's heartbeat goes to HeartbeatSubject (its region's
+// aggregators listen to regionBeats), a region's digest to DigestSubject (every node listens to
+// subjectDigests).
 const (
-	// SubjectHeartbeat + "." + region token + "." + id: a node's heartbeat, heard by its
-	// region's aggregators.
 	subjectDigestPrefix = "cascade.region"
+	subjectDigests      = subjectDigestPrefix + ".*.digest"
 )
 
 // takeoverAfter is how long, in quarter intervals, the backup waits without another node's
@@ -62,12 +63,8 @@ func HeartbeatSubject(region, id string) string {
 	return SubjectHeartbeat + "." + regionToken(region) + "." + id
 }
 
-// DigestSubject is the subject region's digests are published on; DigestSubject("*") the
-// wildcard every node listens to.
+// DigestSubject is the subject region's digests are published on.
 func DigestSubject(region string) string {
-	if region == "*" {
-		return subjectDigestPrefix + ".*.digest"
-	}
 	return subjectDigestPrefix + "." + regionToken(region) + ".digest"
 }
 
