@@ -8,6 +8,7 @@ import (
 
 	"github.com/cascade-sfu/cascade/internal/harness"
 	"github.com/cascade-sfu/cascade/node"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // entryOf is a digest entry of the forger's node, fresh, with its cert.
@@ -98,5 +99,22 @@ func TestReplayedDigest(t *testing.T) {
 	}
 	if role := n2.c.Aggregation(); role != RolePrimary {
 		t.Fatalf("n2, alone, is %v", role)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(NewCollector(n2.c, NewPlacer(n2.c)))
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range fams {
+		if f.GetName() == "cascade_cluster_aggregator" {
+			for _, m := range f.GetMetric() {
+				got[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	if got["primary"] != 1 || got["backup"] != 0 || len(got) != 2 {
+		t.Fatalf("cascade_cluster_aggregator on n2: %v", got)
 	}
 }

@@ -13,7 +13,7 @@ type Collector struct {
 	placer  *Placer
 
 	nodes, reachable, resyncs, links, pipesG, packets, bytes, dropped, placed *prometheus.Desc
-	rejected, refusedResend                                                   *prometheus.Desc
+	rejected, refusedResend, aggregator                                       *prometheus.Desc
 }
 
 // NewCollector returns the collector of a node's cluster membership, pipes and placer.
@@ -29,13 +29,14 @@ func NewCollector(c *Cluster, placer *Placer) *Collector {
 		dropped:       prometheus.NewDesc("cascade_relay_dropped_total", "Relay datagrams dropped, by reason (unknown_source, auth, malformed, replay: received before, key: an unknown or expired key epoch, unknown_ssrc: no pipe here, as after an unpipe).", []string{"reason"}, nil),
 		refusedResend: prometheus.NewDesc("cascade_relay_resends_refused_total", "Relay retransmissions not sent because their SSRC and index went out before with other bytes (a nonce must not repeat).", nil, nil),
 		placed:        prometheus.NewDesc("cascade_placement_decisions_total", "Join placement decisions, by result (local, redirect, refused: cluster_unavailable).", []string{"result"}, nil),
+		aggregator:    prometheus.NewDesc("cascade_cluster_aggregator", "1 for this node's part in its region's heartbeat aggregation (role: primary, backup), 0 for the others (see docs/CAPACITY.md).", []string{"role"}, nil),
 		rejected:      prometheus.NewDesc("cascade_cluster_rejected_total", "Control messages from other nodes refused, by reason (malformed, unsigned, cert_mismatch, voucher: not vouched for by an accepted cluster secret, signature, stale_time: outside the freshness window, duplicate, old_incarnation, sealed, mismatch).", []string{"reason"}, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.nodes, c.reachable, c.resyncs, c.links, c.pipesG, c.packets, c.bytes, c.dropped, c.placed, c.rejected, c.refusedResend} {
+	for _, d := range []*prometheus.Desc{c.nodes, c.reachable, c.resyncs, c.links, c.pipesG, c.packets, c.bytes, c.dropped, c.placed, c.rejected, c.refusedResend, c.aggregator} {
 		ch <- d
 	}
 }
@@ -52,6 +53,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.nodes, g, float64(c.members.Len()+1))
 	ch <- prometheus.MustNewConstMetric(c.reachable, g, reachable)
+	for _, r := range []Role{RolePrimary, RoleBackup} {
+		v := 0.0
+		if c.c.Aggregation() == r {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.aggregator, g, v, r.String())
+	}
 	ch <- prometheus.MustNewConstMetric(c.resyncs, k, float64(c.c.Resyncs()))
 	ch <- prometheus.MustNewConstMetric(c.links, g, float64(len(t.Links())))
 	ch <- prometheus.MustNewConstMetric(c.pipesG, g, float64(in), "in")
