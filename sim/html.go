@@ -120,6 +120,10 @@ Costs: {{printf "%.2f" .R.Costs.CPUPerPacketUs}} µs CPU per forwarded packet, {
 {{range .R.Latency}}<tr><td>{{.Region}}</td><td>{{printf "%.1f" .Ms.P50}}</td><td>{{printf "%.1f" .Ms.P99}}</td><td>{{printf "%.1f" .Ms.Max}}</td><td>{{printf "%.0f" .Hops.P50}}</td><td>{{printf "%.0f" .Hops.Max}}</td></tr>
 {{end}}</table>
 <h2>Control messages by type</h2>
+<p>Steady state, per node per second: the {{.R.Control.Aggregators}} aggregators of the regions' heartbeats sent
+{{printf "%.1f" .R.Control.AggregatorSent.Mean}} and received {{printf "%.1f" .R.Control.AggregatorReceived.Mean}}
+(max {{printf "%.1f" .R.Control.AggregatorReceived.Max}}); the other nodes sent {{printf "%.1f" .R.Control.OtherSent.Mean}}
+and received {{printf "%.1f" .R.Control.OtherReceived.Mean}} (max {{printf "%.1f" .R.Control.OtherReceived.Max}}).</p>
 <table><tr><th>type</th><th>bytes (sealed)</th><th>sent</th><th>received</th><th>gateway crossings</th></tr>
 {{range .R.Control.ByType}}<tr><td>{{.Type}}</td><td>{{.Bytes}}</td><td>{{.Sent}}</td><td>{{.Received}}</td><td>{{.Gateway}}</td></tr>
 {{end}}</table>
