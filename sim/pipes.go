@@ -7,23 +7,24 @@ import (
 )
 
 // pipeManager is a node's relay pipe manager (relay.Pipes.manage): it serves the node's demand
-// for remote producers one producer at a time, asking the candidate parents relay.Parents
-// ranks, in turn; a producer no candidate took is tried again after relay.RetryInterval.
+// for remote producers with up to relay.MaxSetups set-ups under way at once, each asking the
+// candidate parents relay.Parents ranks, in turn; a producer no candidate took is tried again
+// after relay.RetryInterval. One producer has at most one set-up under way: demand for it that
+// comes meanwhile is served when that one ends.
 type pipeManager struct {
-	queue  []*producer
-	queued map[*producer]bool
-	busy   bool
-	since  map[*producer]time.Duration // when the node first wanted the producer, until piped
+	queue     []*producer
+	queued    map[*producer]bool
+	inflight  map[*producer]bool
+	again     map[*producer]bool          // demanded while its set-up was under way
+	scheduled bool                        // a serveNext is queued
+	since     map[*producer]time.Duration // when the node first wanted the producer, until piped
 }
 
 // demand queues producer p at node n (node.Demand): the manager pipes it here while n has
 // viewers of it.
 func (s *Sim) demand(n *simNode, p *producer) {
 	if n.pm.queued == nil {
-		n.pm.queued = map[*producer]bool{}
-	}
-	if n.pm.queued[p] {
-		return
+		n.pm.queued, n.pm.inflight, n.pm.again = map[*producer]bool{}, map[*producer]bool{}, map[*producer]bool{}
 	}
 	if n.pm.since == nil {
 		n.pm.since = map[*producer]time.Duration{}
@@ -31,13 +32,29 @@ func (s *Sim) demand(n *simNode, p *producer) {
 	if _, ok := n.pm.since[p]; !ok && n.in[p] == nil {
 		n.pm.since[p] = s.q.now
 	}
+	if n.pm.inflight[p] {
+		n.pm.again[p] = true
+		return
+	}
+	if n.pm.queued[p] {
+		return
+	}
 	n.pm.queued[p] = true
 	n.pm.queue = append(n.pm.queue, p)
 	s.m.maxQueue = max(s.m.maxQueue, len(n.pm.queue))
-	if !n.pm.busy {
-		n.pm.busy = true
-		s.q.after(0, func() { s.serveNext(n) })
+	s.wakeManager(n)
+}
+
+// wakeManager queues a serveNext of n's manager, unless one is queued or no set-up can start.
+func (s *Sim) wakeManager(n *simNode) {
+	if n.pm.scheduled || len(n.pm.inflight) >= relay.MaxSetups {
+		return
 	}
+	n.pm.scheduled = true
+	s.q.after(0, func() {
+		n.pm.scheduled = false
+		s.serveNext(n)
+	})
 }
 
 // wants tells whether n needs p piped here: it has viewers of p's room, knows the room (its
@@ -47,12 +64,16 @@ func (n *simNode) wants(p *producer) bool {
 	return n.alive && nr != nil && nr.viewers > 0 && nr.synced && p.origin != n
 }
 
-// serveNext serves the next queued producer of n's manager.
+// serveNext serves n's queued demand while fewer than relay.MaxSetups set-ups are under way.
 func (s *Sim) serveNext(n *simNode) {
-	for len(n.pm.queue) > 0 {
+	for len(n.pm.queue) > 0 && len(n.pm.inflight) < relay.MaxSetups && n.alive {
 		p := n.pm.queue[0]
 		n.pm.queue = n.pm.queue[1:]
 		delete(n.pm.queued, p)
+		if n.pm.inflight[p] {
+			n.pm.again[p] = true
+			continue
+		}
 		if !n.wants(p) || n.in[p] != nil {
 			if !n.wants(p) {
 				delete(n.pm.since, p) // as the real manager forgets its hub wait
@@ -68,10 +89,20 @@ func (s *Sim) serveNext(n *simNode) {
 			s.q.after(min(wait, relay.RetryInterval), func() { s.demand(n, p) })
 			continue
 		}
+		n.pm.inflight[p] = true
 		s.ask(n, p, cands, map[string]bool{})
-		return
 	}
-	n.pm.busy = false
+}
+
+// setupDone ends p's set-up at n (piped or not): demand for p that came meanwhile is served,
+// and the freed place takes the next queued producer.
+func (s *Sim) setupDone(n *simNode, p *producer) {
+	delete(n.pm.inflight, p)
+	if n.pm.again[p] {
+		delete(n.pm.again, p)
+		s.demand(n, p)
+	}
+	s.wakeManager(n)
 }
 
 // roomPeers lists the nodes of n's region that n knows have participants in room r (what
@@ -93,7 +124,7 @@ func (s *Sim) roomPeers(n *simNode, r *room) []string {
 // is left, p is tried again after the retry interval.
 func (s *Sim) ask(n *simNode, p *producer, cands []string, tried map[string]bool) {
 	if !n.alive {
-		n.pm.busy = false
+		delete(n.pm.inflight, p)
 		return
 	}
 	i := 0
@@ -103,7 +134,7 @@ func (s *Sim) ask(n *simNode, p *producer, cands []string, tried map[string]bool
 	if i == len(cands) {
 		s.m.pipeRetries++
 		s.q.after(relay.RetryInterval, func() { s.demand(n, p) })
-		s.serveNext(n)
+		s.setupDone(n, p)
 		return
 	}
 	parent := s.byID[cands[i]]
@@ -129,6 +160,7 @@ func (s *Sim) ask(n *simNode, p *producer, cands []string, tried map[string]bool
 		s.m.sent(parent, msgPipeReply, 1)
 		s.q.after(d, func() {
 			if !n.alive {
+				delete(n.pm.inflight, p)
 				return
 			}
 			s.m.received(n, msgPipeReply, 1)
@@ -137,12 +169,10 @@ func (s *Sim) ask(n *simNode, p *producer, cands []string, tried map[string]bool
 				next()
 				return
 			}
-			if !parent.alive || !n.wants(p) || n.in[p] != nil {
-				s.serveNext(n)
-				return
+			if parent.alive && n.wants(p) && n.in[p] == nil {
+				s.attach(n, p, parent)
 			}
-			s.attach(n, p, parent)
-			s.serveNext(n)
+			s.setupDone(n, p)
 		})
 	})
 }
