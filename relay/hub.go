@@ -80,13 +80,8 @@ const HubJoinWait = 3 * RetryInterval
 // room (self alone in its region) crosses at once. Like Parents, a pure function, so that the
 // nodes and a simulator decide alike.
 func HubDelay(t Tree, producer, self, selfRegion string, cands []string, live map[string]string, roomNodes []string, waited time.Duration) time.Duration {
-	for _, c := range cands {
-		if live[c] == selfRegion {
-			return 0
-		}
-	}
-	if len(cands) == 0 {
-		return 0 // nothing to wait for: the caller retries anyway
+	if !HubWaits(selfRegion, cands, live) {
+		return 0
 	}
 	mine := weight(producer, self)
 	outweighs := func(n string) bool {
@@ -117,17 +112,39 @@ func HubDelay(t Tree, producer, self, selfRegion string, cands []string, live ma
 	return 0
 }
 
+// HubWaits tells whether a node of selfRegion with these candidate parents has a region hub to
+// wait for at all: some candidate, and none of its region. Its wait (HubDelay's waited) is
+// timed from the first try at which that holds, and starts again after a try at which it does
+// not: a region cut off from the others, whose nodes' views of the tree lose the other regions'
+// carriers, or keep only in-region ones that no longer carry, starts its wait at the heal, so
+// that its nodes wait for its hub then instead of all crossing at once on waits that ran out
+// during the cut.
+func HubWaits(selfRegion string, cands []string, live map[string]string) bool {
+	for _, c := range cands {
+		if live[c] == selfRegion {
+			return false
+		}
+	}
+	return len(cands) > 0
+}
+
 // errHubWait: the producer waits for its region's hub to carry it here (HubDelay); the manager
 // looks again on its next retry tick, RetryInterval, by when the hub's piped announcement has
 // often arrived.
 var errHubWait = errors.New("relay: waiting for the region's hub")
 
 // waitForHub tells whether p should wait for its region's hub rather than be piped from cands
-// now (HubDelay, timed from this node's first try until the producer is piped here or no longer
-// wanted; the manager's goroutine only).
+// now (HubDelay, timed from this node's first try with only other regions' carriers (HubWaits)
+// until the producer is piped here, no longer wanted, or a try has a carrier of this region or
+// none; the manager's goroutine only).
 func (ps *Pipes) waitForHub(p *node.Producer, cands []string) bool {
 	if ps.hubSince == nil {
 		ps.hubSince = map[string]time.Time{}
+	}
+	live := ps.peers.Regions()
+	if !HubWaits(ps.o.Region, cands, live) {
+		delete(ps.hubSince, p.ID()) // the wait starts at the first try with only other regions' carriers
+		return false
 	}
 	now := time.Now()
 	since, ok := ps.hubSince[p.ID()]
@@ -139,7 +156,7 @@ func (ps *Pipes) waitForHub(p *node.Producer, cands []string) bool {
 		room = rn.RoomNodes(p.Room().Name())
 	}
 	ps.hubSince[p.ID()] = since
-	d := HubDelay(ps.trees.Tree(p.ID()), p.ID(), ps.o.Self, ps.o.Region, cands, ps.peers.Regions(), room, now.Sub(since))
+	d := HubDelay(ps.trees.Tree(p.ID()), p.ID(), ps.o.Self, ps.o.Region, cands, live, room, now.Sub(since))
 	if !ok {
 		ps.log.Debug("asking for a producer", "producer", p.ID(), "candidates", cands, "room_nodes", room, "hub_wait", d)
 	}

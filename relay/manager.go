@@ -183,6 +183,7 @@ func (ps *Pipes) serve(ctx context.Context, m *manager, p *node.Producer) {
 		gen := p.Generation() // before the origin is read: a move meanwhile makes the pipe stale, never wrong
 		cands := ps.parents(p)
 		if len(cands) == 0 {
+			delete(ps.hubSince, p.ID()) // no hub wait runs without a carrier (HubWaits)
 			ps.failed(m, p, ErrNoCarrier)
 			return
 		}
@@ -224,6 +225,8 @@ func (ps *Pipes) finished(m *manager, d setupDone) {
 		delete(ps.hubSince, p.ID())
 		delete(m.failures, p)
 		m.enqueue(p) // demand may have ended while asking: look again
+	} else if errors.Is(d.err, errHubWait) {
+		m.retry[p] = struct{}{} // looked at again on the next tick: no failure
 	} else {
 		ps.failed(m, p, d.err)
 	}
@@ -255,10 +258,16 @@ func (ps *Pipes) parents(p *node.Producer) []string {
 // pipeFromAny asks the candidate parents in turn to relay p here, ranking them again after each
 // refusal: what this node heard while it asked (its region hub's piped announcement, a carrier
 // filling up) counts, so that a node that crosses a region boundary in a storm switches to a
-// carrier of its region as soon as there is one. It runs on a set-up goroutine of its own.
+// carrier of its region as soon as there is one. A candidate that answers that it does not
+// carry p leaves this node's view of the tree (it was stale: a carrier that lost its parent in
+// a partition); a walk that began with a carrier of this region and met such a stale one does
+// not go on across the boundary, but ends (errHubWait) so that the manager's next try, with
+// only other regions' carriers left, waits for the region's hub (HubDelay) instead of every
+// node of a healed region crossing at once. It runs on a set-up goroutine of its own.
 func (ps *Pipes) pipeFromAny(ctx context.Context, p *node.Producer, gen uint32, cands []string) error {
 	var errs []error
 	tried := map[string]bool{}
+	local, stale := !HubWaits(ps.o.Region, cands, ps.peers.Regions()), false
 	for {
 		parent := ""
 		for _, c := range cands {
@@ -273,10 +282,19 @@ func (ps *Pipes) pipeFromAny(ctx context.Context, p *node.Producer, gen uint32, 
 			}
 			return errors.Join(errs...)
 		}
+		if local && stale {
+			if r, ok := ps.peers.Regions()[parent]; ok && r != ps.o.Region {
+				return errHubWait
+			}
+		}
 		tried[parent] = true
 		_, err := ps.pipeFrom(ctx, p, parent, gen)
 		if err == nil {
 			return nil
+		}
+		if errors.Is(err, ErrNotCarried) {
+			ps.trees.Piped(p.Room().Name(), p.ID(), parent, "")
+			stale = true
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", parent, err))
 		cands = ps.parents(p)
@@ -331,6 +349,9 @@ func (ps *Pipes) ask(ctx context.Context, in *inPipe) error {
 		return err
 	}
 	if !rep.OK {
+		if rep.Error == ErrNotCarried.Error() {
+			return ErrNotCarried
+		}
 		return errors.New(rep.Error)
 	}
 	addr, err := netip.ParseAddrPort(rep.RelayAddr)

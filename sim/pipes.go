@@ -18,6 +18,7 @@ type pipeManager struct {
 	again     map[*producer]bool          // demanded while its set-up was under way
 	scheduled bool                        // a serveNext is queued
 	since     map[*producer]time.Duration // when the node first wanted the producer, until piped
+	hubSince  map[*producer]time.Duration // when its wait for its region's hub began (relay.HubWaits)
 }
 
 // demand queues producer p at node n (node.Demand): the manager pipes it here while n has
@@ -76,13 +77,23 @@ func (s *Sim) serveNext(n *simNode) {
 		}
 		if !n.wants(p) || n.in[p] != nil {
 			if !n.wants(p) {
-				delete(n.pm.since, p) // as the real manager forgets its hub wait
+				delete(n.pm.since, p)
+				delete(n.pm.hubSince, p) // as the real manager forgets its hub wait
 			}
 			continue
 		}
 		cands := relay.Parents(n.trees.Tree(p.id), p.origin.id, n.id, s.regions[n.region], s.sc.Fanout, n.mem.Regions(), n.mem.Draining()...)
 		s.m.parentsRanked++
-		if wait := relay.HubDelay(n.trees.Tree(p.id), p.id, n.id, s.regions[n.region], cands, n.mem.Regions(), s.roomPeers(n, p.room), s.q.now-n.pm.since[p]); wait > 0 {
+		if n.pm.hubSince == nil {
+			n.pm.hubSince = map[*producer]time.Duration{}
+		}
+		live := n.mem.Regions()
+		if !relay.HubWaits(s.regions[n.region], cands, live) {
+			delete(n.pm.hubSince, p) // the wait starts at the first try with only other regions' carriers
+		} else if _, ok := n.pm.hubSince[p]; !ok {
+			n.pm.hubSince[p] = s.q.now
+		}
+		if wait := relay.HubDelay(n.trees.Tree(p.id), p.id, n.id, s.regions[n.region], cands, live, s.roomPeers(n, p.room), s.q.now-n.pm.hubSince[p]); wait > 0 {
 			// Not the region's hub: look again when the tree view may have changed (the real
 			// manager's retry tick) or the wait ends, whichever comes first.
 			s.m.hubWaits++
@@ -90,7 +101,7 @@ func (s *Sim) serveNext(n *simNode) {
 			continue
 		}
 		n.pm.inflight[p] = true
-		s.ask(n, p, cands, map[string]bool{})
+		s.ask(n, p, cands, map[string]bool{}, !relay.HubWaits(s.regions[n.region], cands, live), false)
 	}
 }
 
@@ -122,7 +133,12 @@ func (s *Sim) roomPeers(n *simNode, r *room) []string {
 // request/reply); on refusal the next, ranked again from n's tree view then (relay.Pipes.pipeIn:
 // what it heard while asking, such as its region hub's piped announcement, counts); when none
 // is left, p is tried again after the retry interval.
-func (s *Sim) ask(n *simNode, p *producer, cands []string, tried map[string]bool) {
+//
+// local tells whether the walk began with a carrier of n's region, stale whether a candidate
+// answered that it does not carry p (it leaves n's tree view): such a walk ends before it would
+// cross the region boundary, and p is tried again after the retry interval, when n waits for
+// its region's hub (relay.Pipes.pipeFromAny).
+func (s *Sim) ask(n *simNode, p *producer, cands []string, tried map[string]bool, local, stale bool) {
 	if !n.alive {
 		delete(n.pm.inflight, p)
 		return
@@ -130,6 +146,11 @@ func (s *Sim) ask(n *simNode, p *producer, cands []string, tried map[string]bool
 	i := 0
 	for i < len(cands) && tried[cands[i]] {
 		i++
+	}
+	if i < len(cands) && local && stale && s.byID[cands[i]].region != n.region {
+		s.q.after(relay.RetryInterval, func() { s.demand(n, p) })
+		s.setupDone(n, p)
+		return
 	}
 	if i == len(cands) {
 		s.m.pipeRetries++
@@ -141,7 +162,7 @@ func (s *Sim) ask(n *simNode, p *producer, cands []string, tried map[string]bool
 	tried[parent.id] = true
 	next := func() {
 		s.m.parentsRanked++
-		s.ask(n, p, relay.Parents(n.trees.Tree(p.id), p.origin.id, n.id, s.regions[n.region], s.sc.Fanout, n.mem.Regions(), n.mem.Draining()...), tried)
+		s.ask(n, p, relay.Parents(n.trees.Tree(p.id), p.origin.id, n.id, s.regions[n.region], s.sc.Fanout, n.mem.Regions(), n.mem.Draining()...), tried, local, stale)
 	}
 	s.m.sent(n, msgPipe, 1)
 	s.m.pipeAsks++
@@ -156,7 +177,7 @@ func (s *Sim) ask(n *simNode, p *producer, cands []string, tried map[string]bool
 	}
 	s.q.after(d, func() {
 		s.m.received(parent, msgPipe, 1)
-		ok := s.servePipe(parent, n, p)
+		ok, carried := s.servePipe(parent, n, p)
 		s.m.sent(parent, msgPipeReply, 1)
 		s.q.after(d, func() {
 			if !n.alive {
@@ -166,6 +187,10 @@ func (s *Sim) ask(n *simNode, p *producer, cands []string, tried map[string]bool
 			s.m.received(n, msgPipeReply, 1)
 			if !ok {
 				s.m.pipeRefused++
+				if !carried { // a stale edge of n's tree view: it goes
+					n.trees.Piped(p.room.name, p.id, parent.id, "")
+					stale = true
+				}
 				next()
 				return
 			}
@@ -179,10 +204,10 @@ func (s *Sim) ask(n *simNode, p *producer, cands []string, tried map[string]bool
 
 // servePipe is the parent's side (relay.Pipes.ServePipe): it relays p to child if it carries p
 // (its origin, or p is piped to it) and relay.Accept takes the child. Children it has not yet
-// seen leave still count.
-func (s *Sim) servePipe(parent, child *simNode, p *producer) bool {
+// seen leave still count. carried tells a refusal for fan-out from one for not carrying p.
+func (s *Sim) servePipe(parent, child *simNode, p *producer) (ok, carried bool) {
 	if !parent.alive || (p.origin != parent && parent.in[p] == nil) {
-		return false
+		return false, false
 	}
 	kids := parent.out[p]
 	for i, c := range kids {
@@ -197,10 +222,10 @@ func (s *Sim) servePipe(parent, child *simNode, p *producer) bool {
 		regions[i] = s.regions[c.region]
 	}
 	if relay.Accept(s.sc.Fanout, s.regions[parent.region], s.regions[child.region], regions) != nil {
-		return false
+		return false, true
 	}
 	parent.out[p] = append(kids, child)
-	return true
+	return true, true
 }
 
 // attach: p is piped to n from parent. n's tree view has the edge at once; the room's nodes
@@ -212,6 +237,7 @@ func (s *Sim) attach(n *simNode, p *producer, parent *simNode) {
 		s.m.setup = append(s.m.setup, ms(s.q.now-t))
 		delete(n.pm.since, p)
 	}
+	delete(n.pm.hubSince, p)
 	n.trees.Piped(p.room.name, p.id, n.id, parent.id)
 	s.m.attached(n, p)
 	s.roomBroadcast(p.room, n, msgPiped, 1, func(to *simNode) { to.trees.Piped(p.room.name, p.id, n.id, parent.id) })
