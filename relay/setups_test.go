@@ -66,7 +66,7 @@ func (farOrigin) Draining() []string         { return nil }
 type discard struct{}
 
 func (discard) WriteRTP(*rtp.Header, []byte) (int, error) { return 0, nil }
-func (discard) Write(b []byte) (int, error)                { return len(b), nil }
+func (discard) Write(b []byte) (int, error)               { return len(b), nil }
 
 // TestSetupsOverlap: a node wanting 40 producers of 40 rooms from a parent that answers each
 // pipe request 100 ms later has relay.MaxSetups requests under way at once, never more, and
