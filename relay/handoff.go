@@ -4,6 +4,8 @@ import (
 	"context"
 	"slices"
 	"time"
+
+	"github.com/cascade-sfu/cascade/node"
 )
 
 // Relay hand-off (PROTOCOL.md, "Resume", "Migration"). A node that drains stops being a parent
@@ -22,9 +24,9 @@ import (
 const HandoffTimeout = SwitchWindow
 
 // handOff runs on the pipe manager's tick: each producer piped here from a draining parent
-// (not its origin: that one's publisher moves it) is piped again from another carrier, if one
+// (not its origin: that one's publisher moves it; nor one whose set-up is under way) is piped again from another carrier, if one
 // takes it, and the old pipe retires.
-func (ps *Pipes) handOff(ctx context.Context) {
+func (ps *Pipes) handOff(ctx context.Context, inflight map[*node.Producer]bool) {
 	draining := ps.peers.Draining()
 	if len(draining) == 0 {
 		return
@@ -32,7 +34,7 @@ func (ps *Pipes) handOff(ctx context.Context) {
 	ps.mu.Lock()
 	var from []*inPipe
 	for _, in := range ps.in {
-		if slices.Contains(draining, in.parent) && in.parent != in.origin && in.origin == in.p.Origin() && in.gen == in.p.Generation() {
+		if !inflight[in.p] && slices.Contains(draining, in.parent) && in.parent != in.origin && in.origin == in.p.Origin() && in.gen == in.p.Generation() {
 			from = append(from, in)
 		}
 	}

@@ -96,9 +96,34 @@ func TestHubDelay(t *testing.T) {
 			t.Errorf("%s: waits %v for a hub that has a parent", p, d)
 		}
 	}
-	// A quiet room: self alone in its region crosses at once.
-	if d := HubDelay(nil, "p1", "ap-1", "ap", []string{"us-1"}, copyWithout(live, "ap-1"), []string{"us-1"}, 0); d != 0 {
-		t.Errorf("quiet room: %v", d)
+	// A quiet room (self alone in its region, as far as it knows): it crosses at once if it
+	// outweighs every live node of its region, else after HubJoinWait, in which a region-mate
+	// of more weight that joined in the same storm would have been heard of.
+	for _, p := range []string{"p1", "p2", "p3", "p4", "p5", "p6"} {
+		want := HubJoinWait
+		if Hub(p, aps) == "ap-1" {
+			want = 0
+		}
+		if d := HubDelay(nil, p, "ap-1", "ap", []string{"us-1"}, copyWithout(live, "ap-1"), []string{"us-1"}, 0); d != want {
+			t.Errorf("%s: quiet room: %v, want %v", p, d, want)
+		}
+		if d := HubDelay(nil, p, "ap-1", "ap", []string{"us-1"}, copyWithout(live, "ap-1"), []string{"us-1"}, HubJoinWait); d != 0 {
+			t.Errorf("%s: quiet room after HubJoinWait: %v", p, d)
+		}
+	}
+	// A storm: ap-1 has not yet heard that the hub joined the room; it waits HubJoinWait for
+	// it, and once it has heard, it waits as the hub's follower (no crossing of its own).
+	for _, p := range []string{"p1", "p2", "p3", "p4", "p5", "p6"} {
+		hub := Hub(p, aps)
+		if hub == "ap-1" {
+			continue
+		}
+		if d := HubDelay(nil, p, "ap-1", "ap", []string{"us-1"}, copyWithout(live, "ap-1"), []string{"us-1"}, 0); d == 0 {
+			t.Errorf("%s: ap-1 crosses before it could hear the hub %s join", p, hub)
+		}
+		if d := HubDelay(nil, p, "ap-1", "ap", []string{"us-1"}, copyWithout(live, "ap-1"), []string{"us-1", hub}, HubJoinWait); d < HubWait-HubJoinWait {
+			t.Errorf("%s: ap-1 heard the hub %s join, waits %v", p, hub, d)
+		}
 	}
 	// A room node that is not live (it left) is no hub.
 	for _, p := range []string{"p1", "p2", "p3", "p4", "p5", "p6"} {

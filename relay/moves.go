@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"context"
 	"sync"
 	"time"
 
@@ -64,10 +63,10 @@ func (ps *Pipes) Moved(p *node.Producer, from string) {
 	ps.moves.post(p, from)
 }
 
-// move serves a queued move on the manager goroutine: the current pipe in, unless it already
-// carries the new source, is retired (or ended at once when the old origin is gone), and the
-// producer's demand is served again.
-func (ps *Pipes) move(ctx context.Context, p *node.Producer, from string) {
+// move serves a queued move on the manager goroutine (never while a set-up of the producer is
+// under way): the current pipe in, unless it already carries the new source, is retired (or
+// ended at once when the old origin is gone), and the producer's demand is served again.
+func (ps *Pipes) move(p *node.Producer, from string) {
 	ps.mu.Lock()
 	in := ps.in[p.ID()]
 	current := in != nil && in.gen == p.Generation() && in.origin == p.Origin()
@@ -92,9 +91,7 @@ func (ps *Pipes) move(ctx context.Context, p *node.Producer, from string) {
 	if p.Origin() == "" {
 		return // adopted here: the local publisher feeds the consumers and the children's sinks
 	}
-	if err := ps.serve(ctx, p); err != nil {
-		ps.Demand(p) // the manager's retry: the new origin may not carry it yet
-	}
+	ps.Demand(p) // served as any demand (the manager's retry: the new origin may not carry it yet)
 }
 
 // expireRetired ends the old pipes whose switch window is over at now: routing stops and the

@@ -173,8 +173,9 @@ type PipeReport struct {
 	// HubWaits counts the looks of a node that is not its region's hub for a producer, waiting
 	// for the hub to carry it into the region (relay.HubDelay).
 	HubWaits int `json:"hub_waits"`
-	// SetupMs is the time from a node's demand for a producer to its pipe in (the manager
-	// serves one producer at a time: a node opening many rooms queues).
+	// SetupMs is the time from a node's demand for a producer to its pipe in (the manager has
+	// at most relay.MaxSetups set-ups under way: a node opening many rooms at once queues the
+	// rest).
 	SetupMs  Quantiles `json:"demand_to_pipe_ms"`
 	MaxQueue int       `json:"max_manager_queue"`
 }

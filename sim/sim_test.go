@@ -217,6 +217,13 @@ failures:
 	if f.Dropped < 30*60 || !f.Repaired || f.RepairSec > 5 {
 		t.Fatalf("partition: %+v, want every ap node to drop the 60 others and the media back within 5 s of the heal", f)
 	}
+	// Once repaired, the media enters each region once: the cut region's nodes time their wait
+	// for its hub from the heal, not from a try during the cut (relay.Pipes.waitForHub).
+	for region, n := range f.Crossings {
+		if n != 1 {
+			t.Errorf("after the heal the media enters %s %d times, want once: %v", region, n, f.Crossings)
+		}
+	}
 }
 
 // within is whether q's min and max lie in [lo, hi].
