@@ -189,7 +189,10 @@ func newWorker(index int, o Options, tcp ice.TCPMux, public []netip.Addr) (*Work
 			return nil, err
 		}
 	}
-	w.subAPI = webrtc.NewAPI(webrtc.WithMediaEngine(subME), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(subReg))
+	// Receive transports' data channels are detached: no 64 KiB read buffer each (datachan.go).
+	subSE := se
+	subSE.DetachDataChannels()
+	w.subAPI = webrtc.NewAPI(webrtc.WithMediaEngine(subME), webrtc.WithSettingEngine(subSE), webrtc.WithInterceptorRegistry(subReg))
 
 	w.wg.Add(1)
 	go w.run()
