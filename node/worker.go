@@ -267,7 +267,7 @@ func (w *Worker) run() {
 		case now := <-reports.C:
 			w.sendReports(now)
 		case f := <-w.ccs.feedback: // transport-cc (twcc.go)
-			f.cc.feedback(f.fb, f.now)
+			f.handle(&w.ccs)
 		}
 	}
 }
