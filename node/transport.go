@@ -58,6 +58,7 @@ func newTransport(dir string, w *Worker) (*transport, error) {
 			t.recount()
 			t.mu.Unlock()
 		}
+		t.releaseTCP(p) // a UDP pair leaves the ICE-TCP connections unused (icetcp.go)
 	})
 	pc.OnICEConnectionStateChange(func(s webrtc.ICEConnectionState) {
 		t.mu.Lock()

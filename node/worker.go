@@ -50,6 +50,7 @@ type Worker struct {
 	log    hclog.Logger
 	conn   *udpbatch.Conn // one fan-out's datagrams leave in one sendmmsg
 	mux    ice.UDPMux
+	tcp    ice.TCPMux  // the node's ICE-TCP listener; nil when off
 	pubAPI *webrtc.API // send transports: NACK generator and receiver reports for publishers
 	subAPI *webrtc.API // receive transports: no interceptors, reports come from the worker
 
@@ -101,6 +102,7 @@ func newWorker(index int, o Options, tcp ice.TCPMux, public []netip.Addr) (*Work
 		stop:      make(chan struct{}),
 		consumers: make(map[*Consumer]struct{}),
 		ccs:       newCCSet(),
+		tcp:       tcp,
 	}
 	lf := logging.NewDefaultLoggerFactory()
 	lf.DefaultLogLevel = logging.LogLevelError
