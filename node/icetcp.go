@@ -11,9 +11,8 @@ import "github.com/pion/webrtc/v4"
 // transport the node nominates (it offers, so it is the controlling agent, and pion does not
 // renominate): a selected UDP pair stays selected. Where the client nominates (send
 // transports, WHEP, a subscriber's own offer) a client that later moves its nomination to TCP,
-// as when its UDP stops, finds that path closed and its transport fails; the client's session
-// resume (or an ICE restart, whose new ufrag the mux accepts afresh) recovers it. A transport
-// whose selected pair is TCP keeps its connections.
+// as when its UDP stops, finds that path closed and its transport fails (an ICE restart's new
+// ufrag is accepted afresh). A transport whose selected pair is TCP keeps its connections.
 
 // releaseTCP closes the transport's ICE-TCP connections when pair, its newly selected candidate
 // pair, is UDP. It runs on a goroutine of the transport's: the ICE agent calls the selection's
