@@ -218,7 +218,7 @@ func (c *Consumer) readRTCP() {
 		tcc, others, ok := scanCompound(buf[:n])
 		var pkts []rtcp.Packet
 		if ok && others {
-			pkts, err = rtcp.Unmarshal(buf[:n])
+			pkts, err = unmarshalOthers(buf[:n])
 		}
 		if !ok || err != nil {
 			continue

@@ -1,6 +1,10 @@
 package node
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"github.com/pion/rtcp"
+)
 
 // Transport-cc feedback (draft-holmer-rmcat-transport-wide-cc-extensions-01, section 3.1) read
 // in place. A subscriber sends 10 to 20 of these a second; pion/rtcp unmarshals each into a
@@ -65,6 +69,27 @@ func scanCompound(b []byte) (tcc, others, ok bool) {
 		b = b[n:]
 	}
 	return tcc, others, true
+}
+
+// unmarshalOthers is rtcp.Unmarshal of the compound b without its transport-cc packets, which
+// are read in place: a browser sends its feedback behind a receiver report (the node negotiates
+// no reduced-size RTCP), and unmarshalling the whole compound would allocate the feedback's
+// chunks and deltas again. b is a compound scanCompound accepted; the error is rtcp.Unmarshal's
+// for the same compound (it unmarshals packet by packet too).
+func unmarshalOthers(b []byte) ([]rtcp.Packet, error) {
+	var pkts []rtcp.Packet
+	for len(b) > 0 {
+		n, _ := rtcpPacketLen(b)
+		if !isTCC(b) {
+			p, err := rtcp.Unmarshal(b[:n])
+			if err != nil {
+				return nil, err
+			}
+			pkts = append(pkts, p...)
+		}
+		b = b[n:]
+	}
+	return pkts, nil
 }
 
 // tccPacket is one transport-cc feedback packet that parseTCC validated.

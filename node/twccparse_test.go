@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -64,11 +65,25 @@ func compareTCC(t *testing.T, b []byte) {
 	t.Helper()
 	pkts, perr := rtcp.Unmarshal(b)
 	tcc, others, ok := scanCompound(b)
-	if accepted := ok && (!others || perr == nil); accepted != (perr == nil) {
-		t.Fatalf("in place accepts %v (ok %v, others %v), pion/rtcp: %v", accepted, ok, others, perr)
+	var rest []rtcp.Packet
+	var rerr error
+	if ok && others {
+		rest, rerr = unmarshalOthers(b)
+	}
+	if accepted := ok && rerr == nil; accepted != (perr == nil) {
+		t.Fatalf("in place accepts %v (ok %v, others %v: %v), pion/rtcp: %v", accepted, ok, others, rerr, perr)
 	}
 	if perr != nil {
 		return
+	}
+	var want []rtcp.Packet
+	for _, p := range pkts {
+		if _, isCC := p.(*rtcp.TransportLayerCC); !isCC {
+			want = append(want, p)
+		}
+	}
+	if !reflect.DeepEqual(rest, want) || others != (len(want) > 0) {
+		t.Fatalf("the compound's other packets read %#v, pion/rtcp %#v", rest, want)
 	}
 	var mine []tccPacket
 	for rest := b; len(rest) > 0; {
