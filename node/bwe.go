@@ -34,6 +34,7 @@ type ccSet struct {
 	mu       sync.Mutex
 	set      map[*ccSender]struct{}
 	feedback chan ccFeedback
+	bufs     sync.Pool // *[rtcpBufferLen]byte: the feedbacks' copies (twcc.go)
 }
 
 // feedbackQueue is the depth of a worker's feedback queue.

@@ -207,19 +207,27 @@ func (c *Consumer) sendReport(now time.Time) {
 // throttles them), NACKs are answered from the producer's packet cache within the consumer's
 // retransmission budget, receiver reports give the budget its round-trip estimate.
 func (c *Consumer) readRTCP() {
-	buf := make([]byte, 1500)
+	buf := make([]byte, rtcpBufferLen)
 	var pkt []byte // the retransmission buffer, made at the first NACK: most consumers never get one
 	for {
 		n, _, err := c.sender.Read(buf)
 		if err != nil {
 			return
 		}
-		pkts, err := rtcp.Unmarshal(buf[:n])
-		if err != nil {
+		// Transport-cc feedback, most of what a subscriber sends, is read in place (twccparse.go).
+		tcc, others, ok := scanCompound(buf[:n])
+		var pkts []rtcp.Packet
+		if ok && others {
+			pkts, err = unmarshalOthers(buf[:n])
+		}
+		if !ok || err != nil {
 			continue
 		}
 		now := time.Now()
 		c.beginFeedback(now)
+		if tcc {
+			c.onTransportCC(buf[:n], now)
+		}
 		pli := false
 		for _, p := range pkts {
 			switch p := p.(type) {
@@ -232,8 +240,6 @@ func (c *Consumer) readRTCP() {
 					pkt = make([]byte, rtxBuffer)
 				}
 				c.nackPairs(p.Nacks, pkt)
-			case *rtcp.TransportLayerCC:
-				c.onTransportCC(p, now)
 			}
 		}
 		c.endFeedback(pli)

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"strings"
 	"sync/atomic"
 
 	"github.com/pion/logging"
@@ -21,6 +22,26 @@ func (l junkLogger) Warn(msg string) {
 }
 
 func (l junkLogger) Warnf(format string, args ...any) {
-	l.n.Add(1)
+	if !isConnWarning(format) {
+		l.n.Add(1)
+	}
 	l.LeveledLogger.Warnf(format, args...)
+}
+
+// isConnWarning reports whether the ICE-TCP mux's warning of format is about a connection it
+// had accepted, as it ends: the node closes a transport's TCP connections once a UDP pair is
+// selected (icetcp.go), and when the transport closes; neither is a refusal. Matched on pion's
+// format strings.
+func isConnWarning(format string) bool {
+	for _, w := range [...]string{
+		"Failed to read streaming packet", // the connection's reader, when it is closed
+		"Failed to read from buffer",      // its buffered writer, likewise
+		"Failed to write",
+		"%v: %s", // errClosingConnection: "failed to close connection: ..."
+	} {
+		if strings.HasPrefix(format, w) {
+			return true
+		}
+	}
+	return false
 }

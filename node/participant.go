@@ -161,6 +161,7 @@ func (p *Participant) ensureRecvLocked() error {
 		t.close()
 		return fmt.Errorf("data consumer: %w", err)
 	}
+	t.drainDataChannel(dc)
 	p.dc.Store(dc)
 	p.recv = t
 	p.startBWE(t)

@@ -48,6 +48,9 @@ func newTransport(dir string, w *Worker) (*transport, error) {
 		return nil, fmt.Errorf("receive transport: %w", err)
 	}
 	t := &transport{dir: dir, pc: pc, worker: w, selected: -1, counted: -1, done: make(chan struct{})}
+	if dir == TransportRecv {
+		pc.OnDataChannel(t.drainDataChannel) // a client's own channel on it carries nothing
+	}
 	pc.SCTP().Transport().ICETransport().OnSelectedCandidatePairChange(func(p *webrtc.ICECandidatePair) {
 		if p != nil && p.Local != nil {
 			t.mu.Lock()
@@ -55,6 +58,7 @@ func newTransport(dir string, w *Worker) (*transport, error) {
 			t.recount()
 			t.mu.Unlock()
 		}
+		t.releaseTCP(p) // a UDP pair leaves the ICE-TCP connections unused (icetcp.go)
 	})
 	pc.OnICEConnectionStateChange(func(s webrtc.ICEConnectionState) {
 		t.mu.Lock()

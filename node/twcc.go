@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/cascade-sfu/cascade/node/bwe"
-	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -116,40 +115,33 @@ func (s *ccSender) lookup(seq uint16, now time.Duration) (time.Duration, int, bo
 	return time.Duration(at) * time.Microsecond, size, true
 }
 
-// feedback hands one TransportLayerCC to the estimator, and measures the rate the transport
-// sends at. It runs on the worker goroutine.
-func (s *ccSender) feedback(fb *rtcp.TransportLayerCC, now time.Time) {
+// feedbackCompound hands the transport-cc feedback of a compound RTCP packet, whose headers
+// scanCompound checked, to the estimator. It runs on the worker goroutine.
+func (s *ccSender) feedbackCompound(b []byte, now time.Time) {
+	for len(b) > 0 {
+		n, _ := rtcpPacketLen(b)
+		if isTCC(b) {
+			if t, ok := parseTCC(b[:n]); ok {
+				s.feedback(t, now)
+			}
+		}
+		b = b[n:]
+	}
+}
+
+// feedback hands one transport-cc feedback packet to the estimator, and measures the rate the
+// transport sends at. It runs on the worker goroutine.
+func (s *ccSender) feedback(t tccPacket, now time.Time) {
 	s.measure(now)
 	acks := s.acks[:0]
-	arrived := time.Duration(fb.ReferenceTime) * 64 * time.Millisecond
-	seq, left, di := fb.BaseSequenceNumber, int(fb.PacketStatusCount), 0
-	one := func(sym uint16) {
-		received := sym == rtcp.TypeTCCPacketReceivedSmallDelta || sym == rtcp.TypeTCCPacketReceivedLargeDelta
-		if received && di < len(fb.RecvDeltas) {
-			arrived += time.Duration(fb.RecvDeltas[di].Delta) * time.Microsecond
-			di++
-		}
-		if !s.heard || int16(seq-s.last) > 0 {
-			if sent, size, ok := s.lookup(seq, now.Sub(s.epoch)); ok {
+	arrived := time.Duration(t.referenceTime()) * 64 * time.Millisecond
+	for it := t.iter(); it.next(); {
+		received := it.received()
+		arrived += time.Duration(it.delta) * time.Microsecond
+		if !s.heard || int16(it.seq-s.last) > 0 {
+			if sent, size, ok := s.lookup(it.seq, now.Sub(s.epoch)); ok {
 				acks = append(acks, bwe.Ack{Sent: sent, Arrived: arrived, Size: size, Lost: !received})
-				s.last, s.heard = seq, true
-			}
-		}
-		seq++
-		left--
-	}
-	for _, ch := range fb.PacketChunks {
-		switch ch := ch.(type) {
-		case *rtcp.RunLengthChunk:
-			for i := 0; i < int(ch.RunLength) && left > 0; i++ {
-				one(ch.PacketStatusSymbol)
-			}
-		case *rtcp.StatusVectorChunk:
-			for _, sym := range ch.SymbolList {
-				if left == 0 {
-					break
-				}
-				one(sym)
+				s.last, s.heard = it.seq, true
 			}
 		}
 	}
@@ -185,12 +177,17 @@ func (s *ccSender) measure(now time.Time) {
 	}
 }
 
-// ccFeedback is a transport's feedback on its way to the worker goroutine.
+// ccFeedback is a transport's feedback on its way to the worker goroutine: a copy of the
+// compound RTCP packet that holds it, in a buffer of the worker's pool (ccSet.bufs).
 type ccFeedback struct {
 	cc  *ccSender
-	fb  *rtcp.TransportLayerCC
+	buf *[rtcpBufferLen]byte
+	n   int
 	now time.Time
 }
+
+// rtcpBufferLen is the size of a consumer's RTCP read buffer, and so of a feedback's copy.
+const rtcpBufferLen = 1500
 
 // ccExt is a packet's transport-wide sequence number extension: the header points into it, so
 // the consumer's reused header needs no allocation.
@@ -246,15 +243,30 @@ func (x *ccExt) setup(h *rtp.Header, id uint8, seq uint16) {
 	h.Extensions = x.ext[:]
 }
 
-// onTransportCC hands a subscriber's transport-wide feedback to its transport's estimator on
-// the worker goroutine (whichever consumer's RTCP it arrives on: it is about the whole
-// transport). A full queue drops it: the next feedback covers the same path.
-func (c *Consumer) onTransportCC(fb *rtcp.TransportLayerCC, now time.Time) {
-	if c.bw.cc == nil {
+// onTransportCC hands a subscriber's transport-wide feedback, the compound RTCP packet b that
+// holds it, to its transport's estimator on the worker goroutine (whichever consumer's RTCP it
+// arrives on: it is about the whole transport). A full queue drops it: the next feedback
+// covers the same path. The copy's buffer comes from the worker's pool, which the worker
+// refills: no allocation per feedback once the pool holds what is in flight.
+func (c *Consumer) onTransportCC(b []byte, now time.Time) {
+	if c.bw.cc == nil || len(b) > rtcpBufferLen {
 		return
 	}
-	select {
-	case c.worker.ccs.feedback <- ccFeedback{cc: c.bw.cc, fb: fb, now: now}:
-	default:
+	set := &c.worker.ccs
+	buf, _ := set.bufs.Get().(*[rtcpBufferLen]byte)
+	if buf == nil {
+		buf = new([rtcpBufferLen]byte)
 	}
+	n := copy(buf[:], b)
+	select {
+	case set.feedback <- ccFeedback{cc: c.bw.cc, buf: buf, n: n, now: now}:
+	default:
+		set.bufs.Put(buf)
+	}
+}
+
+// handle runs f on the worker goroutine, and returns its buffer to the pool.
+func (f ccFeedback) handle(set *ccSet) {
+	f.cc.feedbackCompound(f.buf[:f.n], f.now)
+	set.bufs.Put(f.buf)
 }

@@ -72,11 +72,14 @@ func TestStampAndFeedback(t *testing.T) {
 		}
 		rec.Record(1, s, int64(i*5+20)*1000+1_000_000) // µs
 	}
-	for _, p := range rec.BuildFeedbackPacket() {
-		if fb, ok := p.(*rtcp.TransportLayerCC); ok {
-			c.bw.cc.feedback(fb, start.Add(300*time.Millisecond)) // as the worker does
-		}
+	raw, err := rtcp.Marshal(rec.BuildFeedbackPacket())
+	if err != nil {
+		t.Fatal(err)
 	}
+	if tcc, _, ok := scanCompound(raw); !ok || !tcc {
+		t.Fatalf("the recorder's feedback does not scan as transport-cc (ok %v)", ok)
+	}
+	c.bw.cc.feedbackCompound(raw, start.Add(300*time.Millisecond)) // as the worker does
 	cc := c.bw.cc
 	if len(cc.acks) == 0 {
 		t.Fatal("the feedback reached no acks")

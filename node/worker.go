@@ -50,6 +50,7 @@ type Worker struct {
 	log    hclog.Logger
 	conn   *udpbatch.Conn // one fan-out's datagrams leave in one sendmmsg
 	mux    ice.UDPMux
+	tcp    ice.TCPMux  // the node's ICE-TCP listener; nil when off
 	pubAPI *webrtc.API // send transports: NACK generator and receiver reports for publishers
 	subAPI *webrtc.API // receive transports: no interceptors, reports come from the worker
 
@@ -101,6 +102,7 @@ func newWorker(index int, o Options, tcp ice.TCPMux, public []netip.Addr) (*Work
 		stop:      make(chan struct{}),
 		consumers: make(map[*Consumer]struct{}),
 		ccs:       newCCSet(),
+		tcp:       tcp,
 	}
 	lf := logging.NewDefaultLoggerFactory()
 	lf.DefaultLogLevel = logging.LogLevelError
@@ -189,7 +191,10 @@ func newWorker(index int, o Options, tcp ice.TCPMux, public []netip.Addr) (*Work
 			return nil, err
 		}
 	}
-	w.subAPI = webrtc.NewAPI(webrtc.WithMediaEngine(subME), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(subReg))
+	// Receive transports' data channels are detached: no 64 KiB read buffer each (datachan.go).
+	subSE := se
+	subSE.DetachDataChannels()
+	w.subAPI = webrtc.NewAPI(webrtc.WithMediaEngine(subME), webrtc.WithSettingEngine(subSE), webrtc.WithInterceptorRegistry(subReg))
 
 	w.wg.Add(1)
 	go w.run()
@@ -264,7 +269,7 @@ func (w *Worker) run() {
 		case now := <-reports.C:
 			w.sendReports(now)
 		case f := <-w.ccs.feedback: // transport-cc (twcc.go)
-			f.cc.feedback(f.fb, f.now)
+			f.handle(&w.ccs)
 		}
 	}
 }
