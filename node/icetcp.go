@@ -1,6 +1,10 @@
 package node
 
-import "github.com/pion/webrtc/v4"
+import (
+	"time"
+
+	"github.com/pion/webrtc/v4"
+)
 
 // A client that can reach the node over UDP usually also connects to its ICE-TCP candidate
 // while ICE checks every pair (browsers and pion dial passive TCP candidates). Once the node
@@ -24,8 +28,18 @@ func (t *transport) releaseTCP(pair *webrtc.ICECandidatePair) {
 	}
 	ice := t.pc.SCTP().Transport().ICETransport()
 	t.goRead(func() {
-		if local, err := ice.GetLocalParameters(); err == nil && local.UsernameFragment != "" {
-			mux.RemoveConnByUfrag(local.UsernameFragment)
+		local, err := ice.GetLocalParameters()
+		if err != nil || local.UsernameFragment == "" {
+			return
 		}
+		mux.RemoveConnByUfrag(local.UsernameFragment)
+		// A client that dials the TCP candidate only after UDP was selected (a loaded client
+		// does) makes the mux hold an unclaimed connection for the ufrag until pion's 30 s alive
+		// timeout, which counts it as refused: release once more after such a late dial.
+		time.AfterFunc(lateTCPDial, func() { mux.RemoveConnByUfrag(local.UsernameFragment) })
 	})
 }
+
+// lateTCPDial is how long after selecting a UDP pair the transport's ICE-TCP connections are
+// released a second time.
+const lateTCPDial = 3 * time.Second

@@ -42,7 +42,7 @@ func (s *Sim) demand(n *simNode, p *producer) {
 	}
 	n.pm.queued[p] = true
 	n.pm.queue = append(n.pm.queue, p)
-	s.m.maxQueue = max(s.m.maxQueue, len(n.pm.queue))
+	s.m.maxQueue = max(s.m.maxQueue, len(n.pm.queue)+len(n.pm.inflight))
 	s.wakeManager(n)
 }
 

@@ -176,8 +176,9 @@ type PipeReport struct {
 	// SetupMs is the time from a node's demand for a producer to its pipe in (the manager has
 	// at most relay.MaxSetups set-ups under way: a node opening many rooms at once queues the
 	// rest).
-	SetupMs  Quantiles `json:"demand_to_pipe_ms"`
-	MaxQueue int       `json:"max_manager_queue"`
+	SetupMs Quantiles `json:"demand_to_pipe_ms"`
+	// MaxQueue is the most producers one manager had wanted at once: queued or under way.
+	MaxQueue int `json:"max_manager_queue"`
 }
 
 // FailureReport is one injected failure and its repair.

@@ -33,7 +33,7 @@ func (r *Report) WriteText(w io.Writer) {
 			t.Producer, t.Origin, t.Carriers, t.OriginEgress, t.MaxEgress, t.MaxDepth, fmtMap(t.Crossings), t.Detached)
 	}
 	pp := r.Pipes
-	p("pipe setup: %d requests, %d refused (fan-out full or not carried), %d retries; demand to media p50 %.0f ms, p99 %.0f ms, max %.0f ms; longest manager queue %d",
+	p("pipe setup: %d requests, %d refused (fan-out full or not carried), %d retries; demand to media p50 %.0f ms, p99 %.0f ms, max %.0f ms; most producers wanted at one manager %d",
 		pp.Asks, pp.Refused, pp.Retries, pp.SetupMs.P50, pp.SetupMs.P99, pp.SetupMs.Max, pp.MaxQueue)
 	p("server-path latency (relay hops x hop cost + region delays), per viewer region:")
 	for _, lr := range r.Latency {
