@@ -427,6 +427,9 @@ func (r *run) report(end time.Time) *Report {
 			rep.MissingTracks = append(rep.MissingTracks, m)
 		}
 		rep.addResumes(s, &b, endN, &recoveries)
+		for _, e := range s.offerErrs {
+			rep.OfferFailed = append(rep.OfferFailed, fmt.Sprintf("%s on %s: %s", s.name, s.url, e))
+		}
 		if o.Simulcast {
 			b.Video, b.Media = s.layerResults(seconds)
 		}

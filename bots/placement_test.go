@@ -2,6 +2,7 @@ package bots_test
 
 import (
 	"context"
+	"fmt"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -114,6 +115,7 @@ func TestBotsTwoRunsOneRoom(t *testing.T) {
 		}
 		if !rep.OK() {
 			t.Errorf("run %d (%s) not ok: %q, errors %v", i, rep.RunID, rep.Problems(), rep.Errors)
+			logBots(t, rep)
 		}
 		for _, b := range rep.Bots {
 			if !strings.Contains(b.Name, "-"+rep.RunID+"-") {
@@ -126,9 +128,40 @@ func TestBotsTwoRunsOneRoom(t *testing.T) {
 		}
 	}
 	// The long run's subscribers received the short run's publisher's tracks as well.
+	lacking := false
 	for _, b := range reps[0].Bots {
 		if b.Tracks != 4 {
 			t.Errorf("%s of the long run: %d tracks, want its run's 2 and the other's 2", b.Name, b.Tracks)
+			lacking = true
 		}
 	}
+	if lacking && reps[0].OK() { // else logged above
+		logBots(t, reps[0])
+	}
+}
+
+// logBots logs what a failed run's subscribers saw, relative to the run's start: when each
+// lost its media (all tracks, or one), resumed, and got it back; enough to tell a starved test
+// process (every subscriber silent at once, recovered) from one subscriber's dead transport.
+func logBots(t *testing.T, rep *bots.Report) {
+	t.Helper()
+	at := func(ms int64) float64 { return float64(ms-rep.StartUnixMs) / 1000 }
+	for _, b := range rep.Bots {
+		line := fmt.Sprintf("%s: %d tracks, %d packets, join %.0f ms", b.Name, b.Tracks, b.Packets, b.JoinMs)
+		for _, s := range b.Silences {
+			line += fmt.Sprintf("; silent %.1f-%.1f s (recovered %v)", at(s.FromMs), at(s.ToMs), s.Recovered)
+		}
+		line += fmt.Sprintf("; %d silences of one track", len(b.TrackGaps))
+		for _, r := range b.Resumes {
+			line += fmt.Sprintf("; lost at %.1f s, resumed at %.1f s", at(r.LostAtMs), at(r.ResumedAtMs))
+			if r.FirstPacketAtMs != 0 {
+				line += fmt.Sprintf(", media at %.1f s", at(r.FirstPacketAtMs))
+			}
+			if r.Reason != "" {
+				line += " (" + r.Reason + ")"
+			}
+		}
+		t.Log(line)
+	}
+	t.Logf("run %s lasted %.1f s", rep.RunID, rep.DurationSec)
 }

@@ -98,6 +98,9 @@ type Report struct {
 	FreshJoins         int         `json:"fresh_joins"`
 	RecoveryMs         Percentiles `json:"recovery_ms"`
 	NotRecovered       []string    `json:"not_recovered"`
+	// OfferFailed names every subscriber whose receive transport could not apply an offer of
+	// its node, and why: its media from then on is in doubt, so each fails the run.
+	OfferFailed []string `json:"offer_failed,omitempty"`
 
 	// Nodes breaks the subscribers' results down by the node (URL) that served them.
 	Nodes []NodeResult `json:"nodes"`
@@ -178,7 +181,7 @@ type BotResult struct {
 // MaxStall, and every subscriber that lost its media received it again.
 func (r *Report) OK() bool {
 	return r.Failed == 0 && r.NoMedia == 0 && r.Joined == r.Publishers+r.Subscribers && len(r.MissingTracks) == 0 &&
-		len(r.OverMaxStall) == 0 && len(r.NotRecovered) == 0
+		len(r.OverMaxStall) == 0 && len(r.NotRecovered) == 0 && len(r.OfferFailed) == 0
 }
 
 // Problems says in one line per kind what made the run fail (empty when OK).
@@ -201,6 +204,10 @@ func (r *Report) Problems() []string {
 	if n := len(r.NotRecovered); n > 0 {
 		out = append(out, fmt.Sprintf("%d subscribers never received media again:", n))
 		out = appendNamed(out, r.NotRecovered)
+	}
+	if n := len(r.OfferFailed); n > 0 {
+		out = append(out, fmt.Sprintf("%d subscribers failed to apply an offer:", n))
+		out = appendNamed(out, r.OfferFailed)
 	}
 	return out
 }

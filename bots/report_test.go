@@ -1,9 +1,12 @@
 package bots
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cascade-sfu/cascade/signal/client"
 )
 
 // reportRun is a run of one room whose publisher published video and audio (producers "v" and
@@ -142,5 +145,25 @@ func TestBotNames(t *testing.T) {
 		if validRunID(id) {
 			t.Errorf("run id %q accepted", id)
 		}
+	}
+}
+
+// TestReportOfferFailed: a subscriber whose receive transport could not apply an offer fails
+// the run, named with its node and the client's error, though its media looked fine.
+func TestReportOfferFailed(t *testing.T) {
+	start := time.Unix(1000, 0)
+	end := start.Add(5 * time.Second)
+	r := reportRun(start)
+	s := receiving(r, "sub-r-x-0", "ws://a/ws", "ws://a/ws", end, "v", "a")
+	r.subs = []*subscriber{s}
+	r.endJoinPhase()
+	s.onNotification(client.NoteOfferFailed, json.RawMessage(`"receive transport: bad offer"`))
+	rep := r.report(end)
+	if rep.OK() || len(rep.OfferFailed) != 1 || !strings.HasPrefix(rep.OfferFailed[0], "sub-r-x-0 on ws://a/ws: t=") ||
+		!strings.HasSuffix(rep.OfferFailed[0], "receive transport: bad offer") {
+		t.Fatalf("ok %v, offer failed %q", rep.OK(), rep.OfferFailed)
+	}
+	if p := strings.Join(rep.Problems(), "\n"); !strings.Contains(p, "1 subscribers failed to apply an offer") {
+		t.Fatalf("problems %q", p)
 	}
 }

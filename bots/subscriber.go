@@ -38,6 +38,8 @@ type subscriber struct {
 	resumes []client.Resume
 	// silence is the subscriber's media as a whole: its gaps are when no track delivered.
 	silence trackGaps
+	// offerErrs are the offers its receive transport could not apply (client.NoteOfferFailed).
+	offerErrs []string
 }
 
 // trackStats is one received producer's stream; its read loops write it (under the
@@ -113,8 +115,17 @@ func (s *subscriber) received() int {
 	return n
 }
 
-// onNotification records when a received track's producer left the room.
+// onNotification records when a received track's producer left the room, and the offers the
+// receive transport could not apply.
 func (s *subscriber) onNotification(method string, data json.RawMessage) {
+	if method == client.NoteOfferFailed {
+		var msg string
+		_ = json.Unmarshal(data, &msg)
+		s.mu.Lock()
+		s.offerErrs = append(s.offerErrs, fmt.Sprintf("t=%.1f s: %s", time.Since(s.run.start).Seconds(), msg))
+		s.mu.Unlock()
+		return
+	}
 	if method != proto.MethodProducerRemoved {
 		return
 	}

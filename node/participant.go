@@ -229,6 +229,9 @@ func (p *Participant) Answer(answer string) error {
 		return fmt.Errorf("%w: no offer is outstanding", ErrBadState)
 	}
 	if err := t.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		// The receive transport keeps its offer pending: its consumers wait on a client that
+		// may not know it, so an operator must see this.
+		p.log.Warn("receive transport answer refused", "error", err)
 		return fmt.Errorf("%w: %v", ErrBadSDP, err)
 	}
 	t.offerPending = false

@@ -340,7 +340,11 @@ const ReplayWindow = 1024
 // constrained baseline, packetization-mode 1), with transport-cc feedback. No RTX:
 // retransmissions reuse the media SSRC. A publisher's engine (pub) also takes the header
 // extensions simulcast needs (mid, rid, repaired rid) and the audio level (RFC 6464); a
-// subscriber's negotiates only transport-cc, which the worker stamps as it forwards.
+// subscriber's negotiates transport-cc, which the worker stamps as it forwards, and mid, which
+// it never sends: negotiated, it tells the receiver to map an SSRC its description lacks by
+// mid, never by payload type. Without it, the late packets of a consumer removed by the last
+// renegotiation made a pion receiver take the removed consumer's media section (found by
+// payload type) and add a transceiver of its own outside the negotiation (latepackets_test.go).
 func newMediaEngine(pub bool) (*webrtc.MediaEngine, error) {
 	me := &webrtc.MediaEngine{}
 	fb := []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"},
@@ -372,9 +376,9 @@ func newMediaEngine(pub bool) (*webrtc.MediaEngine, error) {
 	}
 	both := []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo}
 	video, audio := []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo}, []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio}
-	exts := []ext{{sdp.TransportCCURI, both}}
+	exts := []ext{{sdp.TransportCCURI, both}, {sdp.SDESMidURI, both}}
 	if pub {
-		exts = append(exts, ext{sdp.SDESMidURI, both}, ext{sdp.SDESRTPStreamIDURI, video},
+		exts = append(exts, ext{sdp.SDESRTPStreamIDURI, video},
 			ext{sdp.SDESRepairRTPStreamIDURI, video}, ext{sdp.AudioLevelURI, audio})
 	}
 	for _, e := range exts {

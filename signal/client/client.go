@@ -25,6 +25,11 @@ import (
 // ErrClosed is returned by requests on a closed client.
 var ErrClosed = errors.New("client closed")
 
+// NoteOfferFailed is the method of the notification the client itself gives OnNotification when
+// it could not apply an offer of the node to its receive transport (data: the error, a JSON
+// string): the transport's media from then on is in doubt, and nothing else would tell.
+const NoteOfferFailed = "error"
+
 // Client is one participant: a session, carried by one node at a time (a link).
 type Client struct {
 	o   Options
@@ -257,7 +262,7 @@ func (c *Client) dispatcher() {
 					continue
 				}
 				if err := l.onOffer(d.SDP); err != nil && l.ctx.Err() == nil {
-					c.notify("error", json.RawMessage(strconvQuote(err.Error())))
+					c.notify(NoteOfferFailed, json.RawMessage(strconvQuote(err.Error())))
 				}
 			}
 		case proto.MethodTrickle:

@@ -28,7 +28,8 @@ type Options struct {
 	OnTrack func(*webrtc.TrackRemote, *webrtc.RTPReceiver)
 	// OnNotification is called, in order, for every server notification (after the client
 	// handled offers and trickles itself). Decode turns the data into its proto type (for
-	// example proto.RoomUpdated, proto.UnmuteRequested, proto.Closed).
+	// example proto.RoomUpdated, proto.UnmuteRequested, proto.Closed). NoteOfferFailed is
+	// the client's own: an offer it could not apply.
 	OnNotification func(method string, data json.RawMessage)
 	// OnLayerChanged, OnLayersWanted and OnActiveSpeakers are called, in order with the other
 	// notifications (before OnNotification), for layerChanged (the layer of a producer this
