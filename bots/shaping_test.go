@@ -134,6 +134,9 @@ func shapingRun(t *testing.T, v *verdict) {
 	t.Logf("cap at %.1f s, lifted at %.1f s of the capped run; capped: %s; uncapped: %s",
 		float64(capMs-cr.StartUnixMs)/1000, float64(liftMs-cr.StartUnixMs)/1000, stripOf(cv), stripOf(uv))
 
+	t.Logf("capped subscriber, second by second from 2 s before the cap:\n%s", secondsTable(cv, cm, second(cr, capMs)-2, second(cr, liftMs)+12, second(cr, capMs)))
+	t.Logf("uncapped subscriber, second by second from 2 s before the cap:\n%s", secondsTable(uv, nil, second(pr, capMs)-2, second(pr, liftMs)+2, second(pr, capMs)))
+
 	// The uncapped subscriber: on the top layer before the cap, and never below it after.
 	if w := widthAt(uv, capMs); w != 640 {
 		v.Errorf("uncapped subscriber: %d wide when the cap started, want 640", w)
@@ -271,4 +274,21 @@ func stripOf(v bots.VideoResult) string {
 		out += fmt.Sprintf("%d×%d", last, n)
 	}
 	return out
+}
+
+// secondsTable is v's seconds [from, to) as lines (the second relative to zero): width, video
+// kbit/s, padding, packets lost (of all tracks, from m when given, else of the video) and the
+// longest gap between video packets.
+func secondsTable(v bots.VideoResult, m []bots.MediaSecond, from, to, zero int) string {
+	var b strings.Builder
+	for s := max(0, from); s < to && s < len(v.Seconds); s++ {
+		x := v.Seconds[s]
+		lost, pkts := x.Lost, x.Packets
+		if s < len(m) {
+			lost, pkts = m[s].Lost, m[s].Packets
+		}
+		fmt.Fprintf(&b, "%+3d s: %3d wide, %4.0f kbit/s video, %4.0f padding, %3d of %4d lost, %4.0f ms gap\n",
+			s-zero, x.Width, x.Kbps, x.PadKbps, lost, pkts+lost, x.MaxGapMs)
+	}
+	return b.String()
 }
