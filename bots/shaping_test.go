@@ -73,7 +73,7 @@ func shapingRun(t *testing.T, v *verdict) {
 	nh, pub, capped := lab.Host("node"), lab.Host("pub"), lab.Host("capped")
 	base := fmt.Sprintf("http://%s", net.JoinHostPort(nh.Addr().String(), fmt.Sprint(shapePort)))
 	url := "ws://" + net.JoinHostPort(nh.Addr().String(), fmt.Sprint(shapePort))
-	nh.Start(t, "node", bin, "node", "--node-id", "n", "--http", fmt.Sprintf(":%d", shapePort), "--udp-port", "7882",
+	np := nh.Start(t, "node", bin, "node", "--node-id", "n", "--http", fmt.Sprintf(":%d", shapePort), "--udp-port", "7882",
 		"--relay", ":7881", "--public-ip", nh.Addr().String(), "--workers", "1", "--api-key", keys.Key,
 		"--api-secret", keys.Secret, "--log-level", "warn")
 	consumers := func(want int64) {
@@ -107,6 +107,8 @@ func shapingRun(t *testing.T, v *verdict) {
 	consumers(2) // the uncapped subscriber receives audio and video
 	p2 := capped.Start(t, "bots-capped", bin, botArgs("capped", 0, total+4*time.Second, capOut)...)
 	consumers(4)
+	cpu := watchCPU([]string{"node", "pub", "capped"}, []int{np.Pid(), p1.Pid(), p2.Pid()})
+	defer cpu.stop()
 
 	time.Sleep(shapeWarmup) // the capped subscriber climbs to the top layer, as any viewer
 	capAt := time.Now()
@@ -134,8 +136,13 @@ func shapingRun(t *testing.T, v *verdict) {
 	t.Logf("cap at %.1f s, lifted at %.1f s of the capped run; capped: %s; uncapped: %s",
 		float64(capMs-cr.StartUnixMs)/1000, float64(liftMs-cr.StartUnixMs)/1000, stripOf(cv), stripOf(uv))
 
-	t.Logf("capped subscriber, second by second from 2 s before the cap:\n%s", secondsTable(cv, cm, second(cr, capMs)-2, second(cr, liftMs)+12, second(cr, capMs)))
-	t.Logf("uncapped subscriber, second by second from 2 s before the cap:\n%s", secondsTable(uv, nil, second(pr, capMs)-2, second(pr, liftMs)+2, second(pr, capMs)))
+	waits := func(rep *bots.Report) func(int) string {
+		return func(s int) string { return cpu.at((rep.StartUnixMs + int64(s)*1000) / 1000) }
+	}
+	t.Logf("capped subscriber, second by second from 2 s before the cap (and the ms each process waited for a CPU):\n%s",
+		secondsTable(cv, cm, second(cr, capMs)-2, second(cr, liftMs)+12, second(cr, capMs), waits(cr)))
+	t.Logf("uncapped subscriber, second by second from 2 s before the cap:\n%s",
+		secondsTable(uv, nil, second(pr, capMs)-2, second(pr, liftMs)+12, second(pr, capMs), waits(pr)))
 
 	// The uncapped subscriber: on the top layer before the cap, and never below it after.
 	if w := widthAt(uv, capMs); w != 640 {
@@ -184,7 +191,7 @@ func shapingRun(t *testing.T, v *verdict) {
 	// From 3 s after the cap to the lift (whole seconds): at least half the cap used, under 2 %
 	// lost, and the middle layer (the lowest would use about a third of the cap).
 	var kbit, pad, pkts, lost float64
-	from, to := capS+4, liftS-1 // capAt+3 s falls in second capS+3; liftS holds the lift
+	from, to := capS+4, liftS // capAt+3 s falls in second capS+3; liftS holds the lift
 	onMiddle := 0
 	for s := from; s < to && s < len(cm); s++ {
 		kbit += cm[s].Kbps // media only: the node's padding probes are not a layer
@@ -278,8 +285,8 @@ func stripOf(v bots.VideoResult) string {
 
 // secondsTable is v's seconds [from, to) as lines (the second relative to zero): width, video
 // kbit/s, padding, packets lost (of all tracks, from m when given, else of the video) and the
-// longest gap between video packets.
-func secondsTable(v bots.VideoResult, m []bots.MediaSecond, from, to, zero int) string {
+// longest gap between video packets, then extra's column.
+func secondsTable(v bots.VideoResult, m []bots.MediaSecond, from, to, zero int, extra func(int) string) string {
 	var b strings.Builder
 	for s := max(0, from); s < to && s < len(v.Seconds); s++ {
 		x := v.Seconds[s]
@@ -287,8 +294,8 @@ func secondsTable(v bots.VideoResult, m []bots.MediaSecond, from, to, zero int) 
 		if s < len(m) {
 			lost, pkts = m[s].Lost, m[s].Packets
 		}
-		fmt.Fprintf(&b, "%+3d s: %3d wide, %4.0f kbit/s video, %4.0f padding, %3d of %4d lost, %4.0f ms gap\n",
-			s-zero, x.Width, x.Kbps, x.PadKbps, lost, pkts+lost, x.MaxGapMs)
+		fmt.Fprintf(&b, "%+3d s: %3d wide, %4.0f kbit/s video, %4.0f padding, %3d of %4d lost, %4.0f ms gap; %s\n",
+			s-zero, x.Width, x.Kbps, x.PadKbps, lost, pkts+lost, x.MaxGapMs, extra(s))
 	}
 	return b.String()
 }
