@@ -29,28 +29,49 @@ const (
 	failMemory      = 30 * time.Second     // a failure's rate is forgotten after this
 	carefulQueue    = 4 * time.Millisecond // in the band, a standing queue over this ends a probe
 	carefulLoss     = 10                   // per mille: in the band, a loss reading over this ends a probe
+	maxBands        = 4                    // failed rates remembered
+	sameBand        = 0.1                  // a failure within this share of a remembered rate replaces it
 )
 
 // probeBackoff is what the allocator remembers of its probes' failures; owned by the
 // allocator's goroutine.
 type probeBackoff struct {
-	rate  float64       // bits/s received when the last probe failed (0: none remembered)
-	at    time.Time     // when it failed
+	bands []failure     // at most maxBands, oldest first
 	wait  time.Duration // before the next probe
 	next  time.Time     // no probe starts before this
 	fails int           // consecutive failures
 }
 
-func newProbeBackoff() probeBackoff { return probeBackoff{wait: minProbeBackoff} }
+// failure is a rate a probe failed at: the middle of a careful band.
+type failure struct {
+	rate float64 // bits/s
+	at   time.Time
+}
+
+func newProbeBackoff() probeBackoff {
+	return probeBackoff{wait: minProbeBackoff, bands: make([]failure, 0, maxBands)}
+}
 
 // failed records a probe that met congestion at now, when the subscriber received rx bits/s
 // and the probe aimed at target: the capacity it found is the least of the two (rx is 0 while
-// unknown). The next probe waits twice as long as the last.
+// unknown). It replaces a remembered rate within sameBand of it, else the oldest when
+// maxBands are remembered. The next probe waits twice as long as the last.
 func (b *probeBackoff) failed(now time.Time, rx, target float64) {
-	b.rate, b.at = target, now
+	r := target
 	if rx > 0 {
-		b.rate = min(rx, target)
+		r = min(rx, target)
 	}
+	b.forget(now, 0)
+	i := 0
+	for i < len(b.bands) && (r < (1-sameBand)*b.bands[i].rate || r > (1+sameBand)*b.bands[i].rate) {
+		i++
+	}
+	if i < len(b.bands) {
+		b.bands = append(b.bands[:i], b.bands[i+1:]...)
+	} else if len(b.bands) == maxBands {
+		b.bands = append(b.bands[:0], b.bands[1:]...)
+	}
+	b.bands = append(b.bands, failure{r, now})
 	b.fails++
 	b.wait = min(2*b.wait, maxProbeBackoff)
 	b.next = now.Add(b.wait)
@@ -66,42 +87,74 @@ func (b *probeBackoff) ended(now time.Time) {
 // ready tells whether a probe may start at now.
 func (b *probeBackoff) ready(now time.Time) bool { return !now.Before(b.next) }
 
-// known is the remembered failed rate at now (0: none, or forgotten).
-func (b *probeBackoff) known(now time.Time) float64 {
-	if b.rate > 0 && now.Sub(b.at) > failMemory {
-		b.rate = 0
+// forget drops the rates older than failMemory and those whose band a probe at target passed
+// (0: none passed).
+func (b *probeBackoff) forget(now time.Time, target float64) {
+	keep := b.bands[:0]
+	for _, f := range b.bands {
+		if now.Sub(f.at) <= failMemory && (target == 0 || target < carefulAbove*f.rate) {
+			keep = append(keep, f)
+		}
 	}
-	return b.rate
+	b.bands = keep
 }
 
-// start bounds a probe's first target: no higher than the bottom of the careful band, unless
-// floor (what the allocation sends, one step up) is already above it.
+// known is the highest remembered failed rate at now (0: none).
+func (b *probeBackoff) known(now time.Time) float64 {
+	b.forget(now, 0)
+	r := 0.0
+	for _, f := range b.bands {
+		r = max(r, f.rate)
+	}
+	return r
+}
+
+// below is the bottom of the lowest careful band above x (0: none).
+func (b *probeBackoff) below(x float64) float64 {
+	r := 0.0
+	for _, f := range b.bands {
+		if bot := carefulBelow * f.rate; bot > x && (r == 0 || bot < r) {
+			r = bot
+		}
+	}
+	return r
+}
+
+// start bounds a probe's first target: no higher than the bottom of the lowest careful band
+// above floor (what the allocation sends, one step up), and never under floor; floor itself
+// when it is within a band.
 func (b *probeBackoff) start(now time.Time, start, floor float64) float64 {
-	if f := b.known(now); f > 0 {
-		start = min(start, carefulBelow*f)
+	if b.careful(now, floor) {
+		return floor
+	}
+	if bot := b.below(floor); bot > 0 {
+		start = min(start, bot)
 	}
 	return max(start, floor)
 }
 
-// careful tells whether a probe's target is within the careful band at now.
+// careful tells whether a probe's target is within a careful band at now.
 func (b *probeBackoff) careful(now time.Time, target float64) bool {
-	f := b.known(now)
-	return f > 0 && target >= carefulBelow*f && target < carefulAbove*f
+	b.forget(now, 0)
+	for _, f := range b.bands {
+		if target >= carefulBelow*f.rate && target < carefulAbove*f.rate {
+			return true
+		}
+	}
+	return false
 }
 
-// step is a probe's target one allocInterval after target: probeStep up to the careful band,
-// probeSlowStep within it, probeStep above it (and the failed rate is forgotten: the path
-// carries more than it did).
+// step is a probe's target one allocInterval after target: probeSlowStep within a careful
+// band, else probeStep but no further than the bottom of the next band. The bands a probe
+// passed are forgotten: the path carries more than it did.
 func (b *probeBackoff) step(now time.Time, target float64) float64 {
-	f := b.known(now)
-	switch {
-	case f == 0:
-		return target * probeStep
-	case target >= carefulAbove*f:
-		b.rate = 0
-		return target * probeStep
-	case target < carefulBelow*f:
-		return min(target*probeStep, carefulBelow*f)
+	b.forget(now, target)
+	if b.careful(now, target) {
+		return target * probeSlowStep
 	}
-	return target * probeSlowStep
+	next := target * probeStep
+	if bot := b.below(target); bot > 0 {
+		next = min(next, bot)
+	}
+	return next
 }

@@ -26,8 +26,8 @@ func TestProbeBackoffCarefulBand(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	b := newProbeBackoff()
 	b.failed(t0, 600_000, 700_000)
-	if b.rate != 600_000 {
-		t.Fatalf("failed rate %.0f, want the received 600000 (less than the target)", b.rate)
+	if r := b.known(t0); r != 600_000 {
+		t.Fatalf("failed rate %.0f, want the received 600000 (less than the target)", r)
 	}
 	now := t0.Add(2 * time.Second)
 	if got := b.start(now, 650_000, 430_000); got != carefulBelow*600_000 {
@@ -70,7 +70,7 @@ func TestProbeBackoffCarefulBand(t *testing.T) {
 		t.Errorf("the climb from 430 kbit/s to 1.75 Mbit/s takes %v, longer than a probe (%v)", d, probeLength)
 	}
 	if b.known(now) != 0 {
-		t.Errorf("the failed rate %.0f is still remembered after a probe passed its band", b.rate)
+		t.Errorf("the failed rate %.0f is still remembered after a probe passed its band", b.known(now))
 	}
 	fresh := newProbeBackoff()
 	if n := inBand(climb(&fresh, now, 430_000, 1_750_000, 40)); n >= 3 {
@@ -99,8 +99,8 @@ func TestProbeBackoffWaits(t *testing.T) {
 		}
 		now = now.Add(want)
 	}
-	if b.rate != 600_000 {
-		t.Errorf("failed rate %.0f without a received rate, want the target 600000", b.rate)
+	if r := b.known(now); r != 600_000 {
+		t.Errorf("failed rate %.0f without a received rate, want the target 600000", r)
 	}
 	b.ended(now)
 	if b.ready(now.Add(minProbeBackoff-time.Millisecond)) || !b.ready(now.Add(minProbeBackoff)) {
@@ -111,5 +111,51 @@ func TestProbeBackoffWaits(t *testing.T) {
 	}
 	if b.known(now.Add(failMemory+time.Second)) != 0 {
 		t.Errorf("the failed rate is remembered after %v", failMemory)
+	}
+}
+
+// TestProbeBackoffBands: a failure at a low rate that was not the path's (300 kbit/s) after
+// one at the cap (600 kbit/s): a probe crosses the low band with care, forgets it, and stops
+// short of the cap's band again instead of rushing into it; a failure near a remembered rate
+// replaces it; no more than maxBands are kept.
+func TestProbeBackoffBands(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	b := newProbeBackoff()
+	b.failed(t0, 600_000, 650_000)
+	b.failed(t0.Add(time.Second), 300_000, 330_000)
+	now := t0.Add(2 * time.Second)
+	ts := climb(&b, now, 250_000, 1_750_000, 60)
+	var low, high int
+	for _, x := range ts {
+		switch {
+		case x >= carefulBelow*300_000 && x < carefulAbove*300_000:
+			low++
+		case x >= carefulBelow*600_000 && x < carefulAbove*600_000:
+			high++
+		}
+	}
+	if low < 3 || high < 4 {
+		t.Errorf("%d allocations in the low band, %d in the cap's band, want at least 3 and 4: %.0f", low, high, ts)
+	}
+	for i := 1; i < len(ts); i++ {
+		if ts[i-1] < carefulBelow*600_000 && ts[i] > carefulBelow*600_000 {
+			t.Errorf("step %d went from %.0f past the bottom of the cap's band to %.0f", i, ts[i-1], ts[i])
+		}
+	}
+	if r := b.known(now); r != 0 {
+		t.Errorf("%.0f still remembered after a probe passed every band", r)
+	}
+
+	b = newProbeBackoff()
+	b.failed(t0, 600_000, 700_000)
+	b.failed(t0, 630_000, 700_000)
+	if len(b.bands) != 1 || b.bands[0].rate != 630_000 {
+		t.Errorf("a failure within %v of a remembered rate did not replace it: %v", sameBand, b.bands)
+	}
+	for i := 0; i < maxBands+2; i++ {
+		b.failed(t0, float64(100_000*(i+1)), 2_000_000)
+	}
+	if len(b.bands) != maxBands {
+		t.Errorf("%d rates remembered, want %d", len(b.bands), maxBands)
 	}
 }
