@@ -89,19 +89,20 @@ func (w *cpuWatch) at(sec int64) string {
 	return strings.Join(parts, ", ")
 }
 
-// worst is the most any process waited in one second within unix seconds [from, to], and which.
-func (w *cpuWatch) worst(from, to int64) (float64, string) {
+// worst is the most any process waited in one second within unix seconds [from, to], which
+// process, and in which second.
+func (w *cpuWatch) worst(from, to int64) (float64, string, int64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	best, who := 0.0, ""
+	best, who, at := 0.0, "", int64(0)
 	for sec := from; sec <= to; sec++ {
 		for i, v := range w.secs[sec] {
 			if v > best {
-				best, who = v, fmt.Sprintf("%s at %d", w.names[i], sec)
+				best, who, at = v, w.names[i], sec
 			}
 		}
 	}
-	return best, who
+	return best, who, at
 }
 
 // runQueueWait is the ns the threads of process pid have waited on a run queue (0 when it is

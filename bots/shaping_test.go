@@ -35,9 +35,14 @@ const (
 // starts, is on a layer below the top within 3 s, uses at least half of the cap (the middle
 // layer, not the lowest) with under 2 % loss from then until the cap is lifted, and is back on
 // the top layer within 10 s of the lift; the uncapped subscriber of the same producer stays on
-// the top layer throughout. The run is made twice at most: on a CPU-starved 2-core machine
-// (the whole suite's packages in parallel) one run in three misses a criterion (BENCHMARKS.md,
-// issue 15); the test fails when both runs miss, with what each missed.
+// the top layer throughout.
+//
+// A run that misses is made again only when the machine starved the lab (one of its processes
+// waited starvedMs or more for a CPU within one second, from 3 s before the cap to the end:
+// shaping_cpu_test.go): a receiver that does not get the CPU reads its socket late, a queue
+// the node's estimator sees as the path's (on a loaded 2-core machine, one run in ten or so
+// moved an uncapped subscriber off the top layer that way). A miss on a machine that gave the
+// lab its CPU fails at once; so does a second miss.
 func TestShapingCapSubscriberPath(t *testing.T) {
 	var missed []string
 	for attempt := 1; attempt <= 2; attempt++ {
@@ -53,13 +58,30 @@ func TestShapingCapSubscriberPath(t *testing.T) {
 			return
 		}
 		missed = append(missed, strings.Join(v.msgs, "; "))
-		t.Logf("run %d missed: %s", attempt, missed[len(missed)-1])
+		t.Logf("run %d missed: %s (%s)", attempt, missed[len(missed)-1], v.starvedWhy())
+		if v.starved < starvedMs {
+			t.Errorf("run %d missed, and no process of the lab waited %d ms for a CPU in a second (%s): %s",
+				attempt, starvedMs, v.starvedWhy(), missed[len(missed)-1])
+			return
+		}
 	}
 	t.Errorf("both runs missed the criteria:\n1: %s\n2: %s", missed[0], missed[1])
 }
 
-// verdict collects one shaping run's missed criteria.
-type verdict struct{ msgs []string }
+// starvedMs is the run-queue wait of one lab process within one second (ms, all its threads)
+// that makes a missed run count as the machine's.
+const starvedMs = 300
+
+// verdict collects one shaping run's missed criteria, and how starved the lab was.
+type verdict struct {
+	msgs    []string
+	starved float64 // the most ms a lab process waited for a CPU in one second
+	who     string  // which, and when
+}
+
+func (v *verdict) starvedWhy() string {
+	return fmt.Sprintf("the most a lab process waited for a CPU in one second: %.0f ms, %s", v.starved, v.who)
+}
 
 func (v *verdict) Errorf(format string, args ...any) {
 	v.msgs = append(v.msgs, fmt.Sprintf(format, args...))
@@ -133,6 +155,8 @@ func shapingRun(t *testing.T, v *verdict) {
 		return
 	}
 	capMs, liftMs := capAt.UnixMilli(), liftAt.UnixMilli()
+	ms, who, at := cpu.worst(capMs/1000-3, cr.StartUnixMs/1000+int64(len(cv.Seconds)))
+	v.starved, v.who = ms, fmt.Sprintf("%s, in second %+d of the cap", who, at-capMs/1000)
 	t.Logf("cap at %.1f s, lifted at %.1f s of the capped run; capped: %s; uncapped: %s",
 		float64(capMs-cr.StartUnixMs)/1000, float64(liftMs-cr.StartUnixMs)/1000, stripOf(cv), stripOf(uv))
 

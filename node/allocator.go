@@ -232,15 +232,10 @@ func (a *allocator) probe(now time.Time, est float64, state bwe.State, want *Con
 			// overuse, the padding dropped, or a queue standing (not a hold, not noise: a
 			// queue that delays every packet for 150 ms): that is the capacity
 			a.stopProbe(now, true)
-		case a.back.careful(now, a.probeTarget) && (state != bwe.Normal || a.cc.loss.Load() > carefulLoss ||
-			a.cc.queue.Load() > carefulQueue.Microseconds()):
-			// near the rate the last probe failed at, the first sign of a queue is the capacity:
-			// stopped before the estimator must cut (and the queue drops)
-			a.stopProbe(now, true)
 		case now.After(a.probeUntil):
 			a.stopProbe(now, false)
 		default:
-			a.probeTarget = min(a.back.step(now, a.probeTarget), need)
+			a.probeTarget = min(a.back.step(now, a.probeTarget, need), need)
 			a.probing.SetPadding(int64(max(0, a.probeTarget-media)))
 			return
 		}
@@ -256,7 +251,7 @@ func (a *allocator) probe(now time.Time, est float64, state bwe.State, want *Con
 	if now.Sub(a.ceilingAt) < ceilingFor {
 		start = max(start, 0.9*min(est, a.ceiling))
 	}
-	start = a.back.start(now, start, media*probeStep)
+	start = a.back.start(now, start, media*probeStep, need)
 	a.probing, a.probeUntil, a.probeTarget = want, now.Add(probeLength), min(start, need)
 	want.SetPadding(int64(max(0, a.probeTarget-media)))
 }

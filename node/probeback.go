@@ -8,29 +8,28 @@ import "time"
 // queue, and it takes media with it; a probe every few seconds, each ramping past the cap by
 // several steps of probeStep, costs the capped subscriber a few percent of its packets.
 //
-// So the allocator remembers the rate the subscriber received when the last probe failed (the
-// path's capacity as that probe measured it) and treats the band around it with care: a probe
-// climbs at probeStep up to the bottom of the band, then at probeSlowStep through it (the
-// queue grows slowly enough to be seen before it drops), stopping at the first sign of one (a
-// hold, a standing queue over carefulQueue, a little loss: before the estimator cuts, on a
-// trend or more loss, since a cut leaves the subscriber an estimate below what the path
-// carries, and its layer may follow), and fast again above it: a probe that passed the band without congestion found a path that got wider (a cap
-// lifted), and the remembered rate is forgotten. Consecutive failures double the wait before
-// the next probe, up to maxProbeBackoff: still short enough that a lifted cap is found within
-// a few seconds.
+// So the allocator remembers the rate the subscriber received when a probe failed (the path's
+// capacity as that probe measured it) and treats the band around it with care: a probe climbs
+// at probeStep up to the bottom of the band, then at probeSlowStep through it (the queue grows
+// slowly enough for the probe's stop on a standing queue to come before the bottleneck drops),
+// and fast again above it: a probe that passed the band without congestion found a path that
+// got wider (a cap lifted), and the band is forgotten. A few rates are remembered, not only
+// the last: a failure at a low rate that was not the path's (a receiver starved of CPU reads
+// its socket late, which looks like a queue) must not make the next probe forget the cap it
+// met before and rush into it once past the low band. Consecutive failures double the wait
+// before the next probe, up to maxProbeBackoff: still short enough that a lifted cap is found
+// within a few seconds.
 
 // Tuning.
 const (
 	minProbeBackoff = 500 * time.Millisecond
 	maxProbeBackoff = 4 * time.Second
-	probeSlowStep   = 1.06                 // a probe's step per allocInterval within the careful band (1.26x/s)
-	carefulBelow    = 0.9                  // the careful band starts at this share of the failed rate
-	carefulAbove    = 1.15                 // and ends at this multiple of it
-	failMemory      = 30 * time.Second     // a failure's rate is forgotten after this
-	carefulQueue    = 4 * time.Millisecond // in the band, a standing queue over this ends a probe
-	carefulLoss     = 10                   // per mille: in the band, a loss reading over this ends a probe
-	maxBands        = 4                    // failed rates remembered
-	sameBand        = 0.1                  // a failure within this share of a remembered rate replaces it
+	probeSlowStep   = 1.06             // a probe's step per allocInterval within the careful band (1.26x/s)
+	carefulBelow    = 0.9              // the careful band starts at this share of the failed rate
+	carefulAbove    = 1.15             // and ends at this multiple of it
+	failMemory      = 30 * time.Second // a failure's rate is forgotten after this
+	maxBands        = 4                // failed rates remembered
+	sameBand        = 0.1              // a failure within this share of a remembered rate replaces it
 )
 
 // probeBackoff is what the allocator remembers of its probes' failures; owned by the
@@ -109,51 +108,55 @@ func (b *probeBackoff) known(now time.Time) float64 {
 	return r
 }
 
-// below is the bottom of the lowest careful band above x (0: none).
-func (b *probeBackoff) below(x float64) float64 {
+// below is the bottom of the lowest careful band above x that a probe to need must cross (0:
+// none).
+func (b *probeBackoff) below(x, need float64) float64 {
 	r := 0.0
 	for _, f := range b.bands {
-		if bot := carefulBelow * f.rate; bot > x && (r == 0 || bot < r) {
+		if bot := carefulBelow * f.rate; bot > x && carefulAbove*f.rate <= need && (r == 0 || bot < r) {
 			r = bot
 		}
 	}
 	return r
 }
 
-// start bounds a probe's first target: no higher than the bottom of the lowest careful band
-// above floor (what the allocation sends, one step up), and never under floor; floor itself
-// when it is within a band.
-func (b *probeBackoff) start(now time.Time, start, floor float64) float64 {
-	if b.careful(now, floor) {
+// start bounds the first target of a probe to need: no higher than the bottom of the lowest
+// careful band above floor (what the allocation sends, one step up), and never under floor;
+// floor itself when it is within a band.
+func (b *probeBackoff) start(now time.Time, start, floor, need float64) float64 {
+	if b.careful(now, floor, need) {
 		return floor
 	}
-	if bot := b.below(floor); bot > 0 {
+	if bot := b.below(floor, need); bot > 0 {
 		start = min(start, bot)
 	}
 	return max(start, floor)
 }
 
-// careful tells whether a probe's target is within a careful band at now.
-func (b *probeBackoff) careful(now time.Time, target float64) bool {
+// careful tells whether the target of a probe to need is within a careful band at now. A
+// band the probe need not cross (its goal is inside it) does not count: such a probe is
+// short, and it climbs fast to find out whether the estimate reaches its goal before the
+// queue stops it.
+func (b *probeBackoff) careful(now time.Time, target, need float64) bool {
 	b.forget(now, 0)
 	for _, f := range b.bands {
-		if target >= carefulBelow*f.rate && target < carefulAbove*f.rate {
+		if target >= carefulBelow*f.rate && target < carefulAbove*f.rate && carefulAbove*f.rate <= need {
 			return true
 		}
 	}
 	return false
 }
 
-// step is a probe's target one allocInterval after target: probeSlowStep within a careful
-// band, else probeStep but no further than the bottom of the next band. The bands a probe
-// passed are forgotten: the path carries more than it did.
-func (b *probeBackoff) step(now time.Time, target float64) float64 {
+// step is the target one allocInterval after target of a probe to need: probeSlowStep within
+// a careful band, else probeStep but no further than the bottom of the next band. The bands a
+// probe passed are forgotten: the path carries more than it did.
+func (b *probeBackoff) step(now time.Time, target, need float64) float64 {
 	b.forget(now, target)
-	if b.careful(now, target) {
+	if b.careful(now, target, need) {
 		return target * probeSlowStep
 	}
 	next := target * probeStep
-	if bot := b.below(target); bot > 0 {
+	if bot := b.below(target, need); bot > 0 {
 		next = min(next, bot)
 	}
 	return next

@@ -12,7 +12,7 @@ func climb(b *probeBackoff, now time.Time, start, goal float64, n int) []float64
 	out := []float64{start}
 	for t := start; t < goal && len(out) < n; {
 		now = now.Add(allocInterval)
-		t = min(b.step(now, t), goal)
+		t = min(b.step(now, t, goal), goal)
 		out = append(out, t)
 	}
 	return out
@@ -30,10 +30,10 @@ func TestProbeBackoffCarefulBand(t *testing.T) {
 		t.Fatalf("failed rate %.0f, want the received 600000 (less than the target)", r)
 	}
 	now := t0.Add(2 * time.Second)
-	if got := b.start(now, 650_000, 430_000); got != carefulBelow*600_000 {
+	if got := b.start(now, 650_000, 430_000, 1_750_000); got != carefulBelow*600_000 {
 		t.Errorf("start %.0f, want the band's bottom %.0f", got, carefulBelow*600_000)
 	}
-	if got := b.start(now, 650_000, 560_000); got != 560_000 {
+	if got := b.start(now, 650_000, 560_000, 1_750_000); got != 560_000 {
 		t.Errorf("start %.0f, want the floor 560000 (what is sent already)", got)
 	}
 	inBand := func(ts []float64) int {
@@ -157,5 +157,27 @@ func TestProbeBackoffBands(t *testing.T) {
 	}
 	if len(b.bands) != maxBands {
 		t.Errorf("%d rates remembered, want %d", len(b.bands), maxBands)
+	}
+}
+
+// TestProbeBackoffShortProbe: a probe whose goal is inside a careful band (a layer that fits
+// only just, 630 kbit/s after a failure at 600) does not crawl: it climbs at probeStep, to see
+// whether the estimate reaches the goal before the queue stops it.
+func TestProbeBackoffShortProbe(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	b := newProbeBackoff()
+	b.failed(t0, 600_000, 700_000)
+	now := t0.Add(time.Second)
+	if got := b.start(now, 560_000, 450_000, 630_000); got != 560_000 {
+		t.Errorf("start %.0f of a probe to 630 kbit/s, want 560000 (not held under the band)", got)
+	}
+	ts := climb(&b, now, 450_000, 630_000, 20)
+	for i := 1; i < len(ts)-1; i++ {
+		if r := ts[i] / ts[i-1]; math.Abs(r-probeStep) > 1e-9 {
+			t.Errorf("step %d from %.0f by %.3f, want %.2f: %.0f", i, ts[i-1], r, probeStep, ts)
+		}
+	}
+	if b.known(now) != 600_000 {
+		t.Error("a probe that ended inside the band forgot it")
 	}
 }
