@@ -23,8 +23,8 @@ import (
 // the estimate fits the layer (success), the path overuses (a standing queue or high loss,
 // not a hold: the probe stops at once and the next
 // waits twice as long, up to maxProbeBackoff: a capped path sees small, rare probes) or
-// probeLength passes. Past the rate at which the last probe failed, a probe climbs slowly
-// (probeback.go).
+// probeLength passes. Through the band around a rate at which a recent probe failed, a probe
+// that must cross it climbs slowly (probeback.go).
 
 // Tuning.
 const (
@@ -246,7 +246,7 @@ func (a *allocator) probe(now time.Time, est float64, state bwe.State, want *Con
 	// Start from what is sent, or from just under the estimate when the path's capacity was
 	// measured lately and the estimate is below it (the estimate just fell: climb back fast);
 	// an estimate above what was ever received is only a bound, not a starting point.
-	// Either way, no higher than the careful band below the rate the last probe failed at.
+	// Either way, no higher than the bottom of a careful band it must cross (probeback.go).
 	start := media * probeStep
 	if now.Sub(a.ceilingAt) < ceilingFor {
 		start = max(start, 0.9*min(est, a.ceiling))
