@@ -37,12 +37,13 @@ const (
 // the top layer within 10 s of the lift; the uncapped subscriber of the same producer stays on
 // the top layer throughout.
 //
-// A run that misses is made again only when the machine starved the lab (one of its processes
-// waited starvedMs or more for a CPU within one second, from 3 s before the cap to the end:
-// shaping_cpu_test.go): a receiver that does not get the CPU reads its socket late, a queue
-// the node's estimator sees as the path's (on a loaded 2-core machine, one run in ten or so
-// moved an uncapped subscriber off the top layer that way). A miss on a machine that gave the
-// lab its CPU fails at once; so does a second miss.
+// A run that misses is made again only when the machine starved the lab while each missed
+// criterion was judged (in the seconds that decided it, one of the lab's processes waited
+// starvedMs or more for a CPU within one second: shaping_cpu_test.go): a receiver that does
+// not get the CPU reads its socket late, a queue the node's estimator sees as the path's (on
+// a loaded 2-core machine, now and then a subscriber left the top layer on an uncapped path
+// that way). A miss on a machine that gave the lab its CPU then fails at once; so does a
+// second miss.
 func TestShapingCapSubscriberPath(t *testing.T) {
 	var missed []string
 	for attempt := 1; attempt <= 2; attempt++ {
@@ -57,7 +58,7 @@ func TestShapingCapSubscriberPath(t *testing.T) {
 			}
 			return
 		}
-		missed = append(missed, strings.Join(v.msgs, "; "))
+		missed = append(missed, v.String())
 		t.Logf("run %d missed: %s (%s)", attempt, missed[len(missed)-1], v.starvedWhy())
 		if v.starved < starvedMs {
 			t.Errorf("run %d missed, and no process of the lab waited %d ms for a CPU in a second (%s): %s",
@@ -72,21 +73,51 @@ func TestShapingCapSubscriberPath(t *testing.T) {
 // that makes a missed run count as the machine's.
 const starvedMs = 300
 
-// verdict collects one shaping run's missed criteria, and how starved the lab was.
+// verdict collects one shaping run's missed criteria, each with the time that decided it, and
+// how starved the lab was then.
 type verdict struct {
-	msgs    []string
-	starved float64 // the most ms a lab process waited for a CPU in one second
-	who     string  // which, and when
+	misses   []miss
+	from, to int64 // unix ms: the window of the criteria judged now (see judging)
+
+	starved float64 // the least, over the misses, of the most ms a lab process waited for a CPU in one second of the miss's window
+	who     string  // which miss, process, and second
+}
+
+type miss struct {
+	msg      string
+	from, to int64
+}
+
+// judging sets the window (unix ms) that decides the criteria checked next.
+func (v *verdict) judging(from, to int64) { v.from, v.to = from, to }
+
+func (v *verdict) String() string {
+	msgs := make([]string, len(v.misses))
+	for i, m := range v.misses {
+		msgs[i] = m.msg
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// starve measures, for each miss, the most a lab process waited for a CPU in one second of its
+// window, and keeps the least of these: the run counts as starved only if every miss was.
+func (v *verdict) starve(cpu *cpuWatch, capMs int64) {
+	for i, m := range v.misses {
+		ms, who, at := cpu.worst(m.from/1000, m.to/1000)
+		if i == 0 || ms < v.starved {
+			v.starved, v.who = ms, fmt.Sprintf("%q: %s, in second %+d of the cap", m.msg, who, at-capMs/1000)
+		}
+	}
 }
 
 func (v *verdict) starvedWhy() string {
-	return fmt.Sprintf("the most a lab process waited for a CPU in one second: %.0f ms, %s", v.starved, v.who)
+	return fmt.Sprintf("the least starved miss: a lab process waited at most %.0f ms for a CPU in one second of its window, %s", v.starved, v.who)
 }
 
 func (v *verdict) Errorf(format string, args ...any) {
-	v.msgs = append(v.msgs, fmt.Sprintf(format, args...))
+	v.misses = append(v.misses, miss{fmt.Sprintf(format, args...), v.from, v.to})
 }
-func (v *verdict) failed() bool { return len(v.msgs) > 0 }
+func (v *verdict) failed() bool { return len(v.misses) > 0 }
 
 // shapingRun is one run of TestShapingCapSubscriberPath, its missed criteria in v.
 func shapingRun(t *testing.T, v *verdict) {
@@ -155,8 +186,7 @@ func shapingRun(t *testing.T, v *verdict) {
 		return
 	}
 	capMs, liftMs := capAt.UnixMilli(), liftAt.UnixMilli()
-	ms, who, at := cpu.worst(capMs/1000-3, cr.StartUnixMs/1000+int64(len(cv.Seconds)))
-	v.starved, v.who = ms, fmt.Sprintf("%s, in second %+d of the cap", who, at-capMs/1000)
+	defer func() { v.starve(cpu, capMs) }()
 	t.Logf("cap at %.1f s, lifted at %.1f s of the capped run; capped: %s; uncapped: %s",
 		float64(capMs-cr.StartUnixMs)/1000, float64(liftMs-cr.StartUnixMs)/1000, stripOf(cv), stripOf(uv))
 
@@ -169,16 +199,19 @@ func shapingRun(t *testing.T, v *verdict) {
 		secondsTable(uv, nil, second(pr, capMs)-2, second(pr, liftMs)+12, second(pr, capMs), waits(pr)))
 
 	// The uncapped subscriber: on the top layer before the cap, and never below it after.
+	v.judging(capMs-shapeWarmup.Milliseconds(), capMs)
 	if w := widthAt(uv, capMs); w != 640 {
 		v.Errorf("uncapped subscriber: %d wide when the cap started, want 640", w)
 	}
 	for _, c := range uv.Changes {
 		if c.Source == "media" && c.AtMs > capMs && c.Width != 640 {
+			v.judging(c.AtMs-3000, c.AtMs)
 			v.Errorf("uncapped subscriber: went to %dx%d at %+.1f s of the cap", c.Width, c.Height, float64(c.AtMs-capMs)/1000)
 		}
 	}
 
 	// The capped subscriber, before the cap: on the top layer (else the rest proves nothing).
+	v.judging(capMs-shapeWarmup.Milliseconds(), capMs)
 	if w := widthAt(cv, capMs); w != 640 {
 		logOutput()
 		v.Errorf("capped subscriber: %d wide when the cap started, want 640 (it never reached the top layer in %v)", w, shapeWarmup)
@@ -190,6 +223,7 @@ func shapingRun(t *testing.T, v *verdict) {
 	for s := capS; s <= capS+5 && s < len(cv.Seconds); s++ {
 		maxGap = max(maxGap, cv.Seconds[s].MaxGapMs)
 	}
+	v.judging(capMs, capMs+6000)
 	if maxGap > 1000 {
 		v.Errorf("capped subscriber: %.0f ms without video in the first 5 s of the cap, want at most 1000", maxGap)
 	}
@@ -201,14 +235,17 @@ func shapingRun(t *testing.T, v *verdict) {
 			break
 		}
 	}
+	v.judging(capMs, max(down, capMs+3000))
 	switch {
 	case down < 0:
+		v.judging(capMs, liftMs)
 		v.Errorf("capped subscriber: never left the top layer under the cap")
 	case down-capMs > 3000:
 		v.Errorf("capped subscriber: left the top layer %.1f s after the cap started, want within 3 s", float64(down-capMs)/1000)
 	}
 	for _, c := range cv.Changes {
 		if c.Source == "media" && c.AtMs > capMs+3000 && c.AtMs < liftMs && c.Width >= 640 {
+			v.judging(c.AtMs-3000, c.AtMs)
 			v.Errorf("capped subscriber: back on the top layer at %+.1f s of the cap, under the cap", float64(c.AtMs-capMs)/1000)
 		}
 	}
@@ -226,6 +263,7 @@ func shapingRun(t *testing.T, v *verdict) {
 			onMiddle++
 		}
 	}
+	v.judging(capMs+3000, liftMs)
 	if n := float64(to - from); n < 10 {
 		t.Fatalf("only %v whole seconds between the cap's 3 s and its lift", n)
 	} else {
@@ -248,6 +286,7 @@ func shapingRun(t *testing.T, v *verdict) {
 			break
 		}
 	}
+	v.judging(liftMs, liftMs+10_000)
 	switch {
 	case widthAt(cv, liftMs) == 640:
 		// Never left it: the checks above failed already.

@@ -24,6 +24,7 @@ import "time"
 const (
 	minProbeBackoff = 500 * time.Millisecond
 	maxProbeBackoff = 4 * time.Second
+	noiseWait       = time.Second      // after a failure well below a remembered rate
 	probeSlowStep   = 1.06             // a probe's step per allocInterval within the careful band (1.26x/s)
 	carefulBelow    = 0.9              // the careful band starts at this share of the failed rate
 	carefulAbove    = 1.15             // and ends at this multiple of it
@@ -54,13 +55,26 @@ func newProbeBackoff() probeBackoff {
 // failed records a probe that met congestion at now, when the subscriber received rx bits/s
 // and the probe aimed at target: the capacity it found is the least of the two (rx is 0 while
 // unknown). It replaces a remembered rate within sameBand of it, else the oldest when
-// maxBands are remembered. The next probe waits twice as long as the last.
+// maxBands are remembered. The next probe waits twice as long as the last, unless this one
+// failed well below a rate remembered: that is more likely noise (a receiver starved of CPU)
+// than a path that narrowed, and a long wait would only delay finding a lifted cap, so the
+// next waits noiseWait (a narrower path is found by the next probe, which crosses the new
+// band with care).
 func (b *probeBackoff) failed(now time.Time, rx, target float64) {
 	r := target
 	if rx > 0 {
 		r = min(rx, target)
 	}
 	b.forget(now, 0)
+	below := false
+	for _, f := range b.bands {
+		below = below || r < carefulBelow*f.rate
+	}
+	wait := noiseWait
+	if !below {
+		b.wait = min(2*b.wait, maxProbeBackoff)
+		wait = b.wait
+	}
 	i := 0
 	for i < len(b.bands) && (r < (1-sameBand)*b.bands[i].rate || r > (1+sameBand)*b.bands[i].rate) {
 		i++
@@ -72,8 +86,7 @@ func (b *probeBackoff) failed(now time.Time, rx, target float64) {
 	}
 	b.bands = append(b.bands, failure{r, now})
 	b.fails++
-	b.wait = min(2*b.wait, maxProbeBackoff)
-	b.next = now.Add(b.wait)
+	b.next = now.Add(wait)
 }
 
 // ended records a probe that ended without congestion (it reached its goal, or its time ran

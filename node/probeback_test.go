@@ -181,3 +181,28 @@ func TestProbeBackoffShortProbe(t *testing.T) {
 		t.Error("a probe that ended inside the band forgot it")
 	}
 }
+
+// TestProbeBackoffNoiseWait: after a failure well below a remembered rate (noise, or a
+// narrower path) the next probe waits noiseWait and the back-off does not grow; after one at
+// the remembered rate it grows.
+func TestProbeBackoffNoiseWait(t *testing.T) {
+	now := time.Unix(1000, 0)
+	b := newProbeBackoff()
+	b.failed(now, 600_000, 700_000) // 1 s
+	b.failed(now, 610_000, 700_000) // 2 s
+	if b.wait != 2*time.Second {
+		t.Fatalf("wait %v after two failures at the cap, want 2s", b.wait)
+	}
+	b.failed(now, 400_000, 450_000)
+	if b.wait != 2*time.Second || b.ready(now.Add(noiseWait-time.Millisecond)) || !b.ready(now.Add(noiseWait)) {
+		t.Errorf("after a failure at 400 kbit/s under a cap of 600: the next probe does not wait %v (and the back-off stays %v, is %v)",
+			noiseWait, 2*time.Second, b.wait)
+	}
+	if len(b.bands) != 2 {
+		t.Errorf("%d rates remembered, want the low one too: %v", len(b.bands), b.bands)
+	}
+	b.failed(now, 590_000, 700_000)
+	if b.wait != 4*time.Second {
+		t.Errorf("wait %v after another failure at the cap, want 4s", b.wait)
+	}
+}
