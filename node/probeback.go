@@ -23,7 +23,7 @@ import "time"
 // Tuning.
 const (
 	minProbeBackoff = 500 * time.Millisecond
-	maxProbeBackoff = 4 * time.Second
+	maxProbeBackoff = 3 * time.Second
 	noiseWait       = time.Second      // after a failure well below a remembered rate
 	probeSlowStep   = 1.06             // a probe's step per allocInterval within the careful band (1.26x/s)
 	carefulBelow    = 0.9              // the careful band starts at this share of the failed rate

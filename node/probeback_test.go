@@ -202,7 +202,7 @@ func TestProbeBackoffNoiseWait(t *testing.T) {
 		t.Errorf("%d rates remembered, want the low one too: %v", len(b.bands), b.bands)
 	}
 	b.failed(now, 590_000, 700_000)
-	if b.wait != 4*time.Second {
-		t.Errorf("wait %v after another failure at the cap, want 4s", b.wait)
+	if want := min(4*time.Second, maxProbeBackoff); b.wait != want {
+		t.Errorf("wait %v after another failure at the cap, want %v", b.wait, want)
 	}
 }
