@@ -23,22 +23,21 @@ import (
 // the estimate fits the layer (success), the path overuses (a standing queue or high loss,
 // not a hold: the probe stops at once and the next
 // waits twice as long, up to maxProbeBackoff: a capped path sees small, rare probes) or
-// probeLength passes.
+// probeLength passes. Through the band around a rate at which a recent probe failed, a probe
+// that must cross it climbs slowly (probeback.go).
 
 // Tuning.
 const (
-	allocInterval   = 250 * time.Millisecond
-	upHeadroom      = 1.1              // a higher layer must fit this many times over
-	keepSlack       = 1.1              // the current layer stays while it exceeds the estimate by less (a decrease leaves the estimate 15 % under what the path carried)
-	rtxReserve      = 0.05             // the share of the estimate kept for retransmissions
-	probeStep       = 1.15             // a probe's target grows by this every allocInterval (1.75x/s)
-	ceilingFor      = 20 * time.Second // how long a path's measured capacity bounds a probe's start
-	probeLength     = 4 * time.Second
-	minProbeBackoff = 500 * time.Millisecond
-	maxProbeBackoff = 4 * time.Second
-	probeGrace      = 2 * time.Second       // after a failed probe, the layer it started from stays
-	probeQueue      = 10 * time.Millisecond // a standing queue over this ends a probe (before the queue fills and drops)
-	probeLoss       = 20                    // per mille: a loss reading over this ends a probe (a full queue drops before the estimator reads overuse)
+	allocInterval = 250 * time.Millisecond
+	upHeadroom    = 1.1              // a higher layer must fit this many times over
+	keepSlack     = 1.1              // the current layer stays while it exceeds the estimate by less (a decrease leaves the estimate 15 % under what the path carried)
+	rtxReserve    = 0.05             // the share of the estimate kept for retransmissions
+	probeStep     = 1.15             // a probe's target grows by this every allocInterval (1.75x/s)
+	ceilingFor    = 20 * time.Second // how long a path's measured capacity bounds a probe's start
+	probeLength   = 5 * time.Second
+	probeGrace    = 2 * time.Second       // after a failed probe, the layer it started from stays
+	probeQueue    = 10 * time.Millisecond // a standing queue over this ends a probe (before the queue fills and drops)
+	probeLoss     = 20                    // per mille: a loss reading over this ends a probe (a full queue drops before the estimator reads overuse)
 )
 
 // allocator is the state of one subscriber's allocation, owned by its goroutine.
@@ -58,8 +57,7 @@ type allocator struct {
 	ceilingAt   time.Time
 	probeFailed time.Time // when the last probe met congestion
 	state       bwe.State // at the last allocation
-	nextProbe   time.Time
-	backoff     time.Duration
+	back        probeBackoff
 }
 
 // meter measures a producer's media rate from its counter of payload bytes.
@@ -70,7 +68,7 @@ type meter struct {
 }
 
 func newAllocator(p *Participant, t *transport) *allocator {
-	return &allocator{p: p, cc: t.cc, media: make(map[*Consumer]meter), backoff: minProbeBackoff}
+	return &allocator{p: p, cc: t.cc, media: make(map[*Consumer]meter), back: newProbeBackoff()}
 }
 
 // run allocates until done is closed.
@@ -237,21 +235,23 @@ func (a *allocator) probe(now time.Time, est float64, state bwe.State, want *Con
 		case now.After(a.probeUntil):
 			a.stopProbe(now, false)
 		default:
-			a.probeTarget = min(a.probeTarget*probeStep, need)
+			a.probeTarget = min(a.back.step(now, a.probeTarget, need), need)
 			a.probing.SetPadding(int64(max(0, a.probeTarget-media)))
 			return
 		}
 	}
-	if want == nil || state != bwe.Normal || now.Before(a.nextProbe) || media <= 0 {
+	if want == nil || state != bwe.Normal || !a.back.ready(now) || media <= 0 {
 		return
 	}
 	// Start from what is sent, or from just under the estimate when the path's capacity was
 	// measured lately and the estimate is below it (the estimate just fell: climb back fast);
 	// an estimate above what was ever received is only a bound, not a starting point.
+	// Either way, no higher than the bottom of a careful band it must cross (probeback.go).
 	start := media * probeStep
 	if now.Sub(a.ceilingAt) < ceilingFor {
 		start = max(start, 0.9*min(est, a.ceiling))
 	}
+	start = a.back.start(now, start, media*probeStep, need)
 	a.probing, a.probeUntil, a.probeTarget = want, now.Add(probeLength), min(start, need)
 	want.SetPadding(int64(max(0, a.probeTarget-media)))
 }
@@ -261,11 +261,10 @@ func (a *allocator) stopProbe(now time.Time, failed bool) {
 	a.probing = nil
 	if failed {
 		a.probeFailed = now
-		a.backoff = min(2*a.backoff, maxProbeBackoff)
+		a.back.failed(now, float64(a.cc.received.Load()), a.probeTarget)
 	} else {
-		a.backoff = minProbeBackoff
+		a.back.ended(now)
 	}
-	a.nextProbe = now.Add(a.backoff)
 }
 
 // rtxHeadroom is how many bytes of retransmissions the subscriber's estimate leaves room for
