@@ -29,9 +29,7 @@ import (
 type Pending struct {
 	ttl, bound, interval time.Duration
 	byNode               map[string][]pendingEntry
-	// last is this node's previous placement (see PlaceCounted: whether others likely place
-	// at the same time).
-	last time.Time
+	storm                joinStorm // whether a join storm is on, and the random choices it takes
 }
 
 // pendingEntry is one placement on a node: when it was made and what it adds to the node's
@@ -136,33 +134,32 @@ func (p *Pending) Len() int {
 // redirect of participants clients (each with perClient consumers) is added to pend. Placer
 // and cascade sim both decide through it.
 //
-// During a storm (this node placed another client less than an interval ago), a redirect
-// counts once for every candidate node of the client's region, not once: every node of the
-// region places that region's clients (a load balancer spreads them over all), each from the
-// same loads (a region's digest reaches them all at once), so while this node sends a client
-// to a node, each of the others likely sends one there too. Counting only its own would still
-// let the region's nodes together pile a digest's worth of a join storm onto one node;
-// counting the region's share makes each node move on to the next as soon as the first would
-// fill. Overcounting only spreads clients further, and lasts until the target's load shows
-// the placement. A lone join (none for an interval) counts once: the others are not placing,
-// and the count stays exact (internal/reallab compares real placements with Place's on
-// exact loads).
+// A lone join is Place's decision on those loads, and its redirect counts once: the count
+// stays exact (internal/reallab compares real placements with Place's on exact loads). During
+// a storm (this node placed another client within the time a load takes to show a placement:
+// the bound and two intervals, a heartbeat's and a digest's), every node of the region places
+// that region's clients (a load balancer spreads them over all) from the same loads, so this
+// node compares itself with two random nodes of the region (see stormChoices) instead of all,
+// and a redirect counts once for every node of the region: each placer chooses as this one
+// does, so in expectation each sends the target as many clients as this one does. Counting
+// only its own would let the region's nodes together pile a digest's worth of the storm onto
+// a node; the random choice keeps them from all sending theirs at once (counting the region's
+// share without it still had each node's first redirect after a digest go to one node: 1,710
+// joins in a second in cascade sim's town hall). Overcounting only spreads clients further,
+// and lasts until the target's load shows the placement.
 func PlaceCounted(in PlacementInput, pend *Pending, now time.Time, participants int, perClient int64) Decision {
 	if pend == nil {
 		return Place(in)
 	}
-	heard := in.Peers
-	in.Peers = pend.Apply(heard, in.Heard, now)
+	in.Peers = pend.Apply(in.Peers, in.Heard, now)
+	n := participants
+	if pend.storm.on(now, pend.bound+2*pend.interval) { // see Pending's doc
+		var placers int
+		in, placers = pend.storm.sample(in, in.Self.ID)
+		n *= max(1, placers)
+	}
 	d := Place(in)
-	storm := !pend.last.IsZero() && now.Sub(pend.last) < pend.interval
-	pend.last = now
 	if d.Redirect {
-		placers := 1
-		if storm {
-			placers = 0
-			in.each(in.region(), func(*node.Stats) { placers++ })
-		}
-		n := participants * max(placers, 1)
 		pend.Add(d.Node, n, int64(n)*perClient, now)
 	}
 	return d

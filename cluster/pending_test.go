@@ -38,9 +38,9 @@ func TestPendingSpreadsStorm(t *testing.T) {
 	if len(herd) != 1 || herd["a"] != 1000 {
 		t.Fatalf("without accounting: %v, want all on a", herd)
 	}
-	// Each redirect of the storm counts for the region's eleven placers: a peer looks as
-	// loaded as this node after about ten, and the storm is shared between them all, this
-	// node included ("").
+	// During the storm this node compares itself with two random peers, and each redirect
+	// counts for the region's eleven placers: a peer looks as loaded as this node after about
+	// ten, and the storm is shared between them all, this node included ("").
 	spread := storm(NewPending(time.Second), 100)
 	if len(spread) != 11 {
 		t.Fatalf("with accounting: %v, want all ten peers and this node", spread)
@@ -102,12 +102,14 @@ func TestPendingEndsOnLoadTaken(t *testing.T) {
 	}
 }
 
-// TestPendingLoneJoinCountsOnce: a join with none in the interval before counts once against
-// its target (the load stays exact: a lone redirect is not the region's storm), the next one
-// within the interval counts for each of the region's nodes.
+// TestPendingLoneJoinCountsOnce: a join with none in the time before that its loads need to
+// show a placement (bound and two intervals: 2.75 s at 1 s) counts once against its target
+// (the load stays exact: a lone redirect is not the region's storm), the next one within that
+// time counts for each of the region's nodes.
 func TestPendingLoneJoinCountsOnce(t *testing.T) {
 	now := time.Unix(1000, 0)
-	p := NewPending(200 * time.Millisecond)
+	at := func(ms int) time.Time { return now.Add(time.Duration(ms) * time.Millisecond) }
+	p := NewPending(time.Second)
 	in := PlacementInput{Self: stats("me", "eu", 100), Peers: []node.Stats{stats("a", "eu", 0), stats("b", "eu", 5)},
 		Carrying: map[string]bool{}, Region: "eu"}
 	in.Heard = []time.Time{now, now}
@@ -117,16 +119,16 @@ func TestPendingLoneJoinCountsOnce(t *testing.T) {
 	if got := p.Apply(in.Peers, in.Heard, now); got[0].Consumers != 2 {
 		t.Fatalf("lone join: a at %d consumers, want 2", got[0].Consumers)
 	}
-	if d := PlaceCounted(in, p, now.Add(500*time.Millisecond), 1, 2); d.Node != "a" { // 2 < 5: a again
+	if d := PlaceCounted(in, p, at(3000), 1, 2); d.Node != "a" { // 2 < 5: a again
 		t.Fatalf("second join: %+v", d)
 	}
-	if d := PlaceCounted(in, p, now.Add(600*time.Millisecond), 1, 2); d.Node != "a" { // 4 < 5, counted 3 times
+	if d := PlaceCounted(in, p, at(3100), 1, 2); d.Node != "a" { // 4 < 5, counted 3 times
 		t.Fatalf("third join (a storm): %+v", d)
 	}
-	if d := PlaceCounted(in, p, now.Add(650*time.Millisecond), 1, 2); d.Node != "b" { // a at 4+6
+	if d := PlaceCounted(in, p, at(3150), 1, 2); d.Node != "b" { // a at 4+6
 		t.Fatalf("fourth join: %+v", d)
 	}
-	if got := p.Apply(in.Peers, in.Heard, now.Add(650*time.Millisecond)); got[0].Consumers != 10 || got[1].Consumers != 11 {
+	if got := p.Apply(in.Peers, in.Heard, at(3150)); got[0].Consumers != 10 || got[1].Consumers != 11 {
 		t.Fatalf("after the storm's redirects: a %d, b %d consumers, want 10 and 11", got[0].Consumers, got[1].Consumers)
 	}
 }
