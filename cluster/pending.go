@@ -8,57 +8,66 @@ import (
 
 // Pending is a placing node's optimistic accounting: the clients it sent to other nodes that
 // those nodes' loads, as last heard, do not show yet. Every node places from peers' loads a
-// heartbeat old, so without it a join storm goes, from every node, to the same least loaded
-// (or room-carrying) node until its next heartbeat shows it full: a region fills one node per
-// heartbeat while others stay empty. With it, each placement adds to its target's load at
-// once, on the node that made it, until the target's heartbeats reflect it: an entry ends when
-// the target's heard load changes (a newer heartbeat) at least grace after the placement
-// (time for the client to get there and the target to beat; a heartbeat heard sooner may have
-// left before the client arrived, so the entry stays), or ttl after it at the latest (the
-// target went silent). Not safe for concurrent use: Placer guards it.
+// heartbeat (and, with regional aggregation, a digest) old, so without it a join storm goes,
+// from every node, to the same least loaded (or room-carrying) node until its load as heard
+// shows it full: a region fills one node per heartbeat while others stay empty. With it, each
+// placement adds to its target's load at once, on the node that made it, until a heartbeat
+// that includes it is heard.
+//
+// Which heartbeat includes a placement is told by when it was taken, not by when it reached
+// this node: Membership records a digest's entry as heard at now - age (the heartbeat's
+// arrival at its aggregator, plus the digest's own transit), so a load heard at h was taken
+// before h, whatever the digest's delay. A placement made at t is in every load taken after
+// its client got to the target: after t + the client's way there (the redirect's answer, a
+// connect and a join). An entry therefore ends when its target's load heard at bound or more
+// after t arrives (bound: the client's way plus the heartbeat's and the digest's transit), and
+// not before, however long the digest took; or ttl after t (the target went silent). A
+// time-windowed end (the first new load heard an interval and a half after the placement)
+// let a digest's heartbeat taken before the client arrived end the entry, or kept an entry a
+// heartbeat already showed: with aggregated heartbeats cascade sim's town hall had 14,570
+// placements refused and retried. Not safe for concurrent use: Placer guards it.
 type Pending struct {
-	ttl, grace time.Duration
-	byNode     map[string][]pendingEntry
+	ttl, bound, interval time.Duration
+	byNode               map[string][]pendingEntry
+	storm                joinStorm // whether a join storm is on, and the random choices it takes
 }
 
-// pendingEntry is one placement on a node: what it adds to the node's load, and the node's
-// load as heard when it was made (or since, until grace passed).
+// pendingEntry is one placement on a node: when it was made and what it adds to the node's
+// load.
 type pendingEntry struct {
 	at           time.Time
 	participants int
 	consumers    int64
-	heardP       int
-	heardC       int64
 }
 
-// NewPending returns an accounting whose entries end at their target's first new heartbeat
-// heard grace after the placement, or ttl after it.
-func NewPending(ttl, grace time.Duration) *Pending {
-	return &Pending{ttl: ttl, grace: grace, byNode: map[string][]pendingEntry{}}
+// Pending's times, in heartbeat intervals for a heartbeat interval h: a load heard 3h/4
+// after a placement was taken after its client arrived (a client takes well under that to
+// follow a redirect, and a heartbeat and a digest cross a region in a fraction of it: 750 ms
+// at the default 1 s, 150 ms in internal/reallab's 200 ms cluster); a silent target's entries
+// end 3h after that (the membership's default timeout).
+const (
+	pendingBoundQuarters = 3
+	pendingTTLIntervals  = 3
+)
+
+// NewPending returns the accounting of a placer whose peers beat every heartbeat: an entry
+// ends when its target's load heard 3/4 of an interval or more after the placement arrives,
+// or three intervals after that.
+func NewPending(heartbeat time.Duration) *Pending {
+	bound := heartbeat * pendingBoundQuarters / 4
+	return &Pending{ttl: bound + pendingTTLIntervals*heartbeat, bound: bound, interval: heartbeat, byNode: map[string][]pendingEntry{}}
 }
 
-// PendingTimes are the ttl and grace of a placer's Pending for a heartbeat interval: a load
-// heard an interval and a half after a placement reflects it (the client got there, the target
-// beat since, and its region's digest, up to an interval after the heartbeat, carried it: see
-// Aggregator); an entry lasts three intervals at most. (A quarter interval ended the entries
-// too soon: the town hall in cascade sim had 360 viewers give up instead of 70; with
-// aggregated heartbeats, half an interval and two intervals had 26,420 placements refused and
-// retried, this 14,570.)
-func PendingTimes(heartbeat time.Duration) (ttl, grace time.Duration) {
-	return 3 * heartbeat, 3 * heartbeat / 2
-}
-
-// Add counts participants (with consumers among them) placed at now on the node whose load is
-// heard as heard.
-func (p *Pending) Add(heard node.Stats, participants int, consumers int64, now time.Time) {
-	p.byNode[heard.ID] = append(p.byNode[heard.ID], pendingEntry{at: now, participants: participants, consumers: consumers,
-		heardP: heard.Participants, heardC: heard.Consumers})
+// Add counts participants (with consumers among them) placed at now on node id.
+func (p *Pending) Add(id string, participants int, consumers int64, now time.Time) {
+	p.byNode[id] = append(p.byNode[id], pendingEntry{at: now, participants: participants, consumers: consumers})
 }
 
 // Apply returns peers with the pending placements added to their loads (peers itself when
 // none is pending: the caller's slice is never written), and ends the entries their targets'
-// heartbeats now reflect.
-func (p *Pending) Apply(peers []node.Stats, now time.Time) []node.Stats {
+// loads now include. heard[i] is when peers[i]'s load was heard (Membership.PeersHeard); a
+// peer without one (heard shorter, or a zero time) keeps its entries until the ttl.
+func (p *Pending) Apply(peers []node.Stats, heard []time.Time, now time.Time) []node.Stats {
 	if len(p.byNode) == 0 {
 		return peers
 	}
@@ -70,29 +79,27 @@ func (p *Pending) Apply(peers []node.Stats, now time.Time) []node.Stats {
 			continue
 		}
 		seen++
-		st := &peers[i]
+		var h time.Time
+		if i < len(heard) {
+			h = heard[i]
+		}
 		kept := es[:0]
 		var addP int
 		var addC int64
 		for _, e := range es {
-			if now.Sub(e.at) >= p.ttl {
-				continue
-			}
-			if e.heardP != st.Participants || e.heardC != st.Consumers { // a newer heartbeat
-				if now.Sub(e.at) >= p.grace {
-					continue
-				}
-				e.heardP, e.heardC = st.Participants, st.Consumers
+			if now.Sub(e.at) >= p.ttl || (!h.IsZero() && h.Sub(e.at) >= p.bound) {
+				continue // the target went silent, or its load as heard includes the client
 			}
 			kept = append(kept, e)
 			addP += e.participants
 			addC += e.consumers
 		}
+		id := peers[i].ID
 		if len(kept) == 0 {
-			delete(p.byNode, st.ID)
+			delete(p.byNode, id)
 			continue
 		}
-		p.byNode[st.ID] = kept
+		p.byNode[id] = kept
 		if out == nil {
 			out = make([]node.Stats, len(peers))
 			copy(out, peers)
@@ -123,33 +130,37 @@ func (p *Pending) Len() int {
 }
 
 // PlaceCounted is Place with optimistic accounting: the peers' loads include what pend says
-// this node sent them recently, and a redirect of participants clients (each with perClient
-// consumers) is added to pend. Placer and cascade sim both decide through it.
+// this node sent them and their loads (heard when in.Heard says) do not show yet, and a
+// redirect of participants clients (each with perClient consumers) is added to pend. Placer
+// and cascade sim both decide through it.
 //
-// A redirect counts once for every candidate node of the client's region, not once: every
-// node of the region places that region's clients (a load balancer spreads them over all),
-// each from the same stale loads, so while this node sends a client to a node, each of the
-// others likely sends one there too. Counting only its own would still let the region's nodes
-// together pile a heartbeat's worth of a join storm onto one node; counting the region's share
-// makes each node move on to the next as soon as the first would fill. Overcounting only
-// spreads clients further, and lasts until the entry expires.
+// A lone join is Place's decision on those loads, and its redirect counts once: the count
+// stays exact (internal/reallab compares real placements with Place's on exact loads). During
+// a storm (this node placed another client within the time a load takes to show a placement:
+// the bound and two intervals, a heartbeat's and a digest's), every node of the region places
+// that region's clients (a load balancer spreads them over all) from the same loads, so this
+// node compares itself with two random nodes of the region (see stormChoices) instead of all,
+// and a redirect counts once for every node of the region: each placer chooses as this one
+// does, so in expectation each sends the target as many clients as this one does. Counting
+// only its own would let the region's nodes together pile a digest's worth of the storm onto
+// a node; the random choice keeps them from all sending theirs at once (counting the region's
+// share without it still had each node's first redirect after a digest go to one node: 1,710
+// joins in a second in cascade sim's town hall). Overcounting only spreads clients further,
+// and lasts until the target's load shows the placement.
 func PlaceCounted(in PlacementInput, pend *Pending, now time.Time, participants int, perClient int64) Decision {
 	if pend == nil {
 		return Place(in)
 	}
-	heard := in.Peers
-	in.Peers = pend.Apply(heard, now)
+	in.Peers = pend.Apply(in.Peers, in.Heard, now)
+	n := participants
+	if pend.storm.on(now, pend.bound+2*pend.interval) { // see Pending's doc
+		var placers int
+		in, placers = pend.storm.sample(in, in.Self.ID)
+		n *= max(1, placers)
+	}
 	d := Place(in)
 	if d.Redirect {
-		placers := 0
-		in.each(in.region(), func(*node.Stats) { placers++ })
-		n := participants * max(placers, 1)
-		for i := range heard {
-			if heard[i].ID == d.Node {
-				pend.Add(heard[i], n, int64(n)*perClient, now)
-				break
-			}
-		}
+		pend.Add(d.Node, n, int64(n)*perClient, now)
 	}
 	return d
 }

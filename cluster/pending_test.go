@@ -38,9 +38,10 @@ func TestPendingSpreadsStorm(t *testing.T) {
 	if len(herd) != 1 || herd["a"] != 1000 {
 		t.Fatalf("without accounting: %v, want all on a", herd)
 	}
-	// Each redirect counts for the region's eleven placers: a peer looks as loaded as this
-	// node after about ten, and the storm is shared between them all, this node included ("").
-	spread := storm(NewPending(PendingTimes(time.Second)), 100)
+	// During the storm this node compares itself with two random peers, and each redirect
+	// counts for the region's eleven placers: a peer looks as loaded as this node after about
+	// ten, and the storm is shared between them all, this node included ("").
+	spread := storm(NewPending(time.Second), 100)
 	if len(spread) != 11 {
 		t.Fatalf("with accounting: %v, want all ten peers and this node", spread)
 	}
@@ -51,41 +52,84 @@ func TestPendingSpreadsStorm(t *testing.T) {
 	}
 }
 
-// TestPendingExpires: a placement counts against its target until a heartbeat heard at least
-// grace after it shows a new load (one heard sooner may have left before the client arrived),
-// or until the TTL passes (the target went silent); the caller's peers are never written.
-func TestPendingExpires(t *testing.T) {
+// TestPendingEndsOnLoadTaken: a placement counts against its target until a load heard at
+// least the bound (3/4 interval) after it arrives, however late that load's digest came: a
+// load heard sooner (taken before the client got there) keeps it, and so does the arrival of a
+// digest long after the placement that carries such an old load; the TTL ends it when the
+// target is silent. The caller's peers are never written.
+func TestPendingEndsOnLoadTaken(t *testing.T) {
 	now := time.Unix(1000, 0)
 	at := func(ms int) time.Time { return now.Add(time.Duration(ms) * time.Millisecond) }
-	p := NewPending(2*time.Second, 250*time.Millisecond)
+	p := NewPending(time.Second) // bound 750 ms, ttl 3.75 s
 	peers := []node.Stats{stats("a", "eu", 5), stats("b", "eu", 7)}
-	p.Add(peers[0], 2, 6, now)
-	p.Add(peers[0], 1, 3, at(500))
-	p.Add(peers[1], 1, 1, at(500))
-	got := p.Apply(peers, at(600))
+	heard := []time.Time{at(-100), at(-100)}
+	p.Add("a", 2, 6, now)
+	p.Add("a", 1, 3, at(500))
+	p.Add("b", 1, 1, at(500))
+	got := p.Apply(peers, heard, at(600))
 	if got[0].Consumers != 14 || got[0].Participants != peers[0].Participants+3 || got[1].Consumers != 8 {
 		t.Fatalf("applied: %+v", got)
 	}
 	if peers[0].Consumers != 5 {
 		t.Fatal("Apply wrote the caller's peers")
 	}
-	// a's heartbeat: it shows the first placement (a new load heard 700 ms after it), not yet
-	// the second (heard 200 ms after it, under the grace: it stays, on the new load).
-	peers[0].Consumers = 11
-	if got = p.Apply(peers, at(700)); got[0].Consumers != 14 || p.Len() != 2 {
-		t.Fatalf("after a's heartbeat: %+v (%d pending)", got, p.Len())
+	// A digest arrives 2 s after the first placement, with a's load heard (at its aggregator)
+	// 700 ms after it: taken before its client could be counted, it ends nothing, new as it is.
+	peers[0].Consumers, heard[0] = 8, at(700)
+	if got = p.Apply(peers, heard, at(2000)); got[0].Consumers != 17 || p.Len() != 3 {
+		t.Fatalf("after a load heard 700 ms after: %+v (%d pending)", got, p.Len())
 	}
-	peers[0].Consumers = 14 // a's next heartbeat shows the second too
-	if got = p.Apply(peers, at(1700)); got[0].Consumers != 14 || got[1].Consumers != 8 || p.Len() != 1 {
-		t.Fatalf("after a's next heartbeat: %+v (%d pending)", got, p.Len())
+	// a's next load, heard 1.2 s after the first placement (700 ms after the second): it
+	// includes the first, not yet the second.
+	peers[0].Consumers, heard[0] = 11, at(1200)
+	if got = p.Apply(peers, heard, at(2100)); got[0].Consumers != 14 || p.Len() != 2 {
+		t.Fatalf("after a's load heard at 1.2 s: %+v (%d pending)", got, p.Len())
 	}
-	if got = p.Apply(peers, at(2500)); &got[0] != &peers[0] || p.Len() != 0 {
+	peers[0].Consumers, heard[0] = 14, at(1300) // and the next one the second too
+	if got = p.Apply(peers, heard, at(2200)); got[0].Consumers != 14 || got[1].Consumers != 8 || p.Len() != 1 {
+		t.Fatalf("after a's load heard at 1.3 s: %+v (%d pending)", got, p.Len())
+	}
+	if got = p.Apply(peers, heard, at(4300)); &got[0] != &peers[0] || p.Len() != 0 {
 		t.Fatalf("b silent past the TTL: %+v (%d pending), want the heard loads", got, p.Len())
 	}
-	p.Add(peers[1], 1, 1, at(2500)) // b leaves the peers: its entry ends with the TTL
-	p.Apply(peers[:1], at(4500))
+	p.Add("b", 1, 1, at(4300)) // unknown heard times: the entry lasts until the TTL
+	if got = p.Apply(peers, nil, at(7000)); got[1].Consumers != 8 {
+		t.Fatalf("no heard times: %+v", got)
+	}
+	p.Apply(peers[:1], heard[:1], at(8100)) // b leaves the peers: its entry ends with the TTL
 	if p.Len() != 0 {
 		t.Fatalf("%d pending for a node gone", p.Len())
+	}
+}
+
+// TestPendingLoneJoinCountsOnce: a join with none in the time before that its loads need to
+// show a placement (bound and two intervals: 2.75 s at 1 s) counts once against its target
+// (the load stays exact: a lone redirect is not the region's storm), the next one within that
+// time counts for each of the region's nodes.
+func TestPendingLoneJoinCountsOnce(t *testing.T) {
+	now := time.Unix(1000, 0)
+	at := func(ms int) time.Time { return now.Add(time.Duration(ms) * time.Millisecond) }
+	p := NewPending(time.Second)
+	in := PlacementInput{Self: stats("me", "eu", 100), Peers: []node.Stats{stats("a", "eu", 0), stats("b", "eu", 5)},
+		Carrying: map[string]bool{}, Region: "eu"}
+	in.Heard = []time.Time{now, now}
+	if d := PlaceCounted(in, p, now, 1, 2); d.Node != "a" {
+		t.Fatalf("first join: %+v", d)
+	}
+	if got := p.Apply(in.Peers, in.Heard, now); got[0].Consumers != 2 {
+		t.Fatalf("lone join: a at %d consumers, want 2", got[0].Consumers)
+	}
+	if d := PlaceCounted(in, p, at(3000), 1, 2); d.Node != "a" { // 2 < 5: a again
+		t.Fatalf("second join: %+v", d)
+	}
+	if d := PlaceCounted(in, p, at(3100), 1, 2); d.Node != "a" { // 4 < 5, counted 3 times
+		t.Fatalf("third join (a storm): %+v", d)
+	}
+	if d := PlaceCounted(in, p, at(3150), 1, 2); d.Node != "b" { // a at 4+6
+		t.Fatalf("fourth join: %+v", d)
+	}
+	if got := p.Apply(in.Peers, in.Heard, at(3150)); got[0].Consumers != 10 || got[1].Consumers != 11 {
+		t.Fatalf("after the storm's redirects: a %d, b %d consumers, want 10 and 11", got[0].Consumers, got[1].Consumers)
 	}
 }
 

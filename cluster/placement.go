@@ -4,6 +4,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cascade-sfu/cascade/node"
 	"github.com/cascade-sfu/cascade/signal/proto"
@@ -35,6 +36,10 @@ type PlacementInput struct {
 	// same carrying node until its heartbeat shows it full: the region fills one node at a
 	// time (cascade sim measures it).
 	Spread int64
+	// Heard is when each of Peers' loads was heard (Membership.PeersHeard), for PlaceCounted:
+	// a redirect counts against its target until a load heard long enough after it arrives.
+	// nil: unknown (redirects count until their Pending's ttl). Place does not read it.
+	Heard []time.Time
 }
 
 // Decision is where a client goes.
@@ -268,7 +273,7 @@ type Placer struct {
 // targets' loads until their heartbeats show them (Pending): a join storm spreads over the
 // region instead of following the loads of the last heartbeat onto one node.
 func NewPlacer(c *Cluster) *Placer {
-	return &Placer{n: c.n, c: c, members: c.members, clock: c.o.Clock, pending: NewPending(PendingTimes(c.o.Heartbeat))}
+	return &Placer{n: c.n, c: c, members: c.members, clock: c.o.Clock, pending: NewPending(c.o.Heartbeat)}
 }
 
 // Available tells whether this node can serve a join of room now: always while it reaches the
@@ -308,7 +313,7 @@ func (p *Placer) Alternatives(room, region string, n int, avoid ...string) []pro
 	in := p.input(room, region, avoid)
 	in.Avoid[in.Self.ID] = true
 	p.mu.Lock()
-	in.Peers = p.pending.Apply(in.Peers, p.clock.Now())
+	in.Peers = p.pending.Apply(in.Peers, in.Heard, p.clock.Now())
 	p.mu.Unlock()
 	var out []proto.NodeURL
 	for _, s := range Rank(in) {
@@ -322,7 +327,8 @@ func (p *Placer) Alternatives(room, region string, n int, avoid ...string) []pro
 
 // input is what Place and Rank decide from for a client of room in region.
 func (p *Placer) input(room, region string, avoid []string) PlacementInput {
-	in := PlacementInput{Self: p.n.Stats(), Peers: p.members.Peers(), Region: region, Carrying: map[string]bool{}, Avoid: map[string]bool{}}
+	in := PlacementInput{Self: p.n.Stats(), Region: region, Carrying: map[string]bool{}, Avoid: map[string]bool{}}
+	in.Peers, in.Heard = p.members.PeersHeard()
 	for _, id := range avoid {
 		in.Avoid[id] = true
 	}

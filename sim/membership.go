@@ -209,11 +209,13 @@ func sortedRooms(m map[*room]*nodeRoom) []*room {
 	return out
 }
 
-// peersFor is the membership's peers as a placement on n reads them: read again once a
+// peersFor is the membership's peers (and when each one's load was heard) as a placement on
+// n reads them: read again once a
 // heartbeat arrived since the last read.
-func (n *simNode) peersFor(now time.Duration) []node.Stats {
+func (n *simNode) peersFor(now time.Duration) ([]node.Stats, []time.Time) {
 	if n.peers == nil || n.heardAt > n.peersAt {
-		n.peers, n.peersAt = n.mem.Peers(), now
+		n.peers, n.heard = n.mem.PeersHeard()
+		n.peersAt = now
 	}
-	return n.peers
+	return n.peers, n.heard
 }

@@ -55,10 +55,12 @@ type Scenario struct {
 	// PlacementSpread is the placement's Spread (cluster.PlacementInput.Spread), in consumers:
 	// 0 keeps Cascade's default (the nodes carrying the room always first).
 	PlacementSpread int64 `yaml:"placement_spread"`
-	// PlacementAccounting is the placer's optimistic accounting (cluster.Pending: an entry
-	// node counts its recent redirects, times its region's nodes, against their targets until
-	// their heartbeats show them). On by default, as in Cascade; off (false) shows the join
-	// storm herding onto the node that looked emptiest a heartbeat ago.
+	// PlacementAccounting is the placer's optimistic accounting (cluster.Pending and
+	// PlaceCounted: an entry node counts its recent redirects against their targets until a
+	// load taken after them is heard, and during a storm counts them times its region's nodes
+	// and compares itself with two random nodes of the region). On by default, as in Cascade;
+	// off (false) shows the join storm herding onto the node that looked emptiest a heartbeat
+	// ago.
 	PlacementAccounting *bool `yaml:"placement_accounting"`
 
 	// ReconnectAfter is how long the viewers of a killed node take to notice and join again

@@ -73,6 +73,7 @@ type simNode struct {
 	out       map[*producer][]*simNode // pipes out: producer -> children
 	pm        pipeManager
 	peers     []node.Stats // the membership's peers as last read for a placement
+	heard     []time.Time  // when each of peers' loads was heard
 	peersAt   time.Duration
 	heardAt   time.Duration // last heartbeat delivery
 }
@@ -130,7 +131,7 @@ func New(sc *Scenario) (*Sim, error) {
 			n.agg = cluster.NewAggregator(n.id, r.Name, sc.Heartbeat, sc.Timeout)
 			n.trees = relay.NewTrees()
 			if *sc.PlacementAccounting {
-				n.pending = cluster.NewPending(cluster.PendingTimes(sc.Heartbeat))
+				n.pending = cluster.NewPending(sc.Heartbeat)
 			}
 			s.nodes = append(s.nodes, n)
 			s.byID[n.id] = n

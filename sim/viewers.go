@@ -106,7 +106,8 @@ func (s *Sim) place(r *room, region, count int, perClient int64) *simNode {
 	if entry.rooms[r] != nil {
 		carrying = r.carrying
 	}
-	in := cluster.PlacementInput{Self: entry.load(), Peers: entry.peersFor(s.q.now), Carrying: carrying, Region: s.regions[region], Full: s.full, Spread: s.sc.PlacementSpread}
+	in := cluster.PlacementInput{Self: entry.load(), Carrying: carrying, Region: s.regions[region], Full: s.full, Spread: s.sc.PlacementSpread}
+	in.Peers, in.Heard = entry.peersFor(s.q.now)
 	t0 := threadCPU()
 	d := cluster.PlaceCounted(in, entry.pending, s.now(), count, perClient)
 	s.m.placed(time.Duration(threadCPU()-t0), len(in.Peers)+1)
