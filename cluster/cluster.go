@@ -61,7 +61,9 @@ type Options struct {
 	ResumeGrace time.Duration
 	// SyncWait bounds how long a node opening a room waits for the other nodes' parts of it,
 	// its settings among them (0: DefaultSyncWait). It returns as soon as every node answered:
-	// a longer bound costs only when a node is silent.
+	// a longer bound costs only when a node is silent. It bounds the join's wait only: the
+	// answers that come later (a node far away) are applied as they arrive, until
+	// max(SyncLateWait, Timeout) after the question.
 	SyncWait time.Duration
 	// Observer, if set, gets every node event after the cluster handled it, and RoomStarted
 	// and RoomFinished where this node owns them (roomlife.go). It must not block.

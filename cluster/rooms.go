@@ -139,48 +139,134 @@ func (c *Cluster) closeRoom(r *node.Room) {
 	c.pipes.CloseRoom(r)
 }
 
-// syncRoom asks the other nodes for their part of the room and applies the answers.
+// syncRoom asks the other nodes for their part of the room and applies the answers. It waits
+// at most SyncWait (the join that opened the room is answered after it, so the settings held
+// elsewhere matter); the nodes that have not answered by then are waited for in the background
+// until syncLateBound, their answers applied as they arrive: a node a round trip of 300 ms and
+// more away (another continent) answers after the join's wait, and without its answer this node
+// would never learn the producers that room had there before it opened here.
 func (c *Cluster) syncRoom(r *node.Room) {
-	expect := len(c.askable()) // a peer dropped for silence a moment ago may hold part of it
-	if expect == 0 {
+	expect := c.askable() // a peer dropped for silence a moment ago may hold part of it
+	if len(expect) == 0 {
 		return
 	}
 	// Replies come to a subscription made when the node joined: interest in a fresh inbox
 	// would still be spreading over the NATS routes when the first replies are sent.
 	token := nuid.Next()
-	ch := make(chan Envelope, expect+8)
+	ch := make(chan Envelope, len(expect)+8)
 	c.mu.Lock()
 	c.syncWaits[token] = ch
 	c.mu.Unlock()
-	defer func() {
+	done := func() {
 		c.mu.Lock()
 		delete(c.syncWaits, token)
 		c.mu.Unlock()
-	}()
+	}
+	asked := time.Now()
 	reply := subjectSyncReply(c.me, token)
 	b, err := c.stamp.Seal(typeSync, syncRequest{Room: r.Name(), Reply: reply})
 	if err != nil || c.bus.Publish(Msg{Subject: subjectRoom(roomToken(r.Name()), "sync"), Reply: reply, Data: b}) != nil {
+		done()
 		return
 	}
 	timeout := time.NewTimer(c.o.SyncWait)
-	defer timeout.Stop()
-	type part struct {
-		e   Envelope
-		rep syncReply
+	parts := collectSync(ch, expect, timeout.C, c.stop)
+	timeout.Stop()
+	c.applySync(r, parts)
+	if len(expect) == 0 {
+		done()
+		return
 	}
-	var parts []part
-wait:
-	for len(parts) < expect {
+	select {
+	case <-c.stop:
+		done()
+		return
+	default:
+	}
+	c.wg.Add(1)
+	go c.syncLate(r, ch, expect, asked, done)
+}
+
+// syncLateBound is how long after asking a node opening a room still takes the other nodes'
+// answers: a few seconds, and at least the heartbeat timeout (a node silent that long is
+// dropped from the membership, and its part of the room with it).
+func (c *Cluster) syncLateBound() time.Duration { return max(SyncLateWait, c.o.Timeout) }
+
+// SyncLateWait is the least time a node opening a room keeps taking the other nodes' answers
+// after the join's wait (SyncWait) passed; see syncLateBound. It bounds the round trip between
+// two nodes the cluster tolerates for learning a room (docs/DEPLOYMENT.md, "Two regions").
+const SyncLateWait = 5 * time.Second
+
+// syncPart is one node's answer to a room sync.
+type syncPart struct {
+	e   Envelope
+	rep syncReply
+}
+
+// collectSync takes answers from ch until every node in expect answered, or until or stop.
+func collectSync(ch <-chan Envelope, expect map[string]bool, until <-chan time.Time, stop <-chan struct{}) []syncPart {
+	var parts []syncPart
+	for len(expect) > 0 {
 		select {
 		case e := <-ch:
-			var rep syncReply
-			if json.Unmarshal(e.Body, &rep) == nil {
-				parts = append(parts, part{e, rep})
+			if p, ok := takeSync(e, expect); ok {
+				parts = append(parts, p)
 			}
-		case <-timeout.C:
-			break wait // a node that did not answer in time (it left, or is slow)
+		case <-until:
+			return parts // the nodes that did not answer in time (they left, or are far or slow)
+		case <-stop:
+			return parts
 		}
 	}
+	return parts
+}
+
+// takeSync reads answer e and deletes its node from expect: false for a malformed one. An
+// answer from a node not asked (it joined since) or a second one is taken too: the stamps
+// order it with what is known already.
+func takeSync(e Envelope, expect map[string]bool) (syncPart, bool) {
+	var rep syncReply
+	if json.Unmarshal(e.Body, &rep) != nil {
+		return syncPart{}, false
+	}
+	delete(expect, e.Node)
+	return syncPart{e, rep}, true
+}
+
+// syncLate applies the late answers to the sync of room r, asked at asked, one by one as they
+// arrive, until every node in expect answered or syncLateBound passed; then done.
+func (c *Cluster) syncLate(r *node.Room, ch <-chan Envelope, expect map[string]bool, asked time.Time, done func()) {
+	defer c.wg.Done()
+	defer done()
+	bound := time.NewTimer(time.Until(asked.Add(c.syncLateBound())))
+	defer bound.Stop()
+	for len(expect) > 0 {
+		select {
+		case e := <-ch:
+			if p, ok := takeSync(e, expect); ok && c.isOpen(r) {
+				c.log.Debug("late room sync answer", "room", r.Name(), "from", e.Node, "after", time.Since(asked))
+				c.applySync(r, []syncPart{p})
+			}
+		case <-bound.C:
+			// A node that left within the resume grace is asked too, and never answers.
+			c.log.Debug("nodes did not answer a room sync", "room", r.Name(), "nodes", len(expect), "after", c.syncLateBound())
+			return
+		case <-c.stop:
+			return
+		}
+	}
+}
+
+// isOpen tells whether r is the room open here under its name.
+func (c *Cluster) isOpen(r *node.Room) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.rooms[r.Name()]
+	return s != nil && s.r == r
+}
+
+// applySync applies answers to a sync of room r.
+func (c *Cluster) applySync(r *node.Room, parts []syncPart) {
 	// The room's settings first: a room created by the room API elsewhere has its limits and
 	// metadata here before the join that opened it is answered.
 	for _, p := range parts {
