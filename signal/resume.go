@@ -101,39 +101,43 @@ func (s *session) nodes(room, region string, avoid []string) []proto.NodeURL {
 	return out
 }
 
-// startRefresh starts the session's credential refresher (after its join). Called on the reader
-// loop, before run waits for the session's goroutines.
+// startRefresh arms the session's credential refresh (after its join). Called on the reader
+// loop.
 func (s *session) startRefresh() {
-	s.wg.Add(1)
-	go s.refresher()
-}
-
-// refresher sends a fresh credential every proto.ResumeRefreshSeconds and whenever the
-// session's producers changed (refreshResume), until the session ends.
-func (s *session) refresher() {
-	defer s.wg.Done()
-	t := time.NewTicker(proto.ResumeRefreshSeconds * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-s.closing:
-			return
-		case <-t.C:
-		case <-s.refresh:
-		}
-		if tok := s.credential(); tok != nil {
-			s.Notify(proto.MethodResumeToken, tok)
-		}
+	s.bg.mu.Lock()
+	defer s.bg.mu.Unlock()
+	if !s.bg.stopped && s.bg.refresh == nil {
+		s.bg.refresh = time.AfterFunc(proto.ResumeRefreshSeconds*time.Second, s.refreshOnce)
 	}
 }
 
-// refreshResume asks the refresher for a fresh credential (never blocks; requests coalesce).
+// refreshOnce sends a fresh credential; it runs every proto.ResumeRefreshSeconds and whenever
+// the session's producers changed (refreshResume), until the session closes. A timer, not a
+// goroutine per session (session_bg.go).
+func (s *session) refreshOnce() {
+	if s.isClosing() || !s.enter() {
+		return
+	}
+	defer s.wg.Done()
+	s.bg.mu.Lock()
+	if !s.bg.stopped { // re-armed before minting: a request from now on runs it again
+		s.bg.refresh.Reset(proto.ResumeRefreshSeconds * time.Second)
+	}
+	s.bg.mu.Unlock()
+	s.bg.minting.Lock()
+	defer s.bg.minting.Unlock()
+	if tok := s.credential(); tok != nil {
+		s.Notify(proto.MethodResumeToken, tok)
+	}
+}
+
+// refreshResume asks for a fresh credential now (never blocks; requests coalesce). Before the
+// join there is none to refresh: the join's answer carries the first.
 func (s *session) refreshResume() {
-	select {
-	case s.refresh <- struct{}{}:
-	default:
+	s.bg.mu.Lock()
+	defer s.bg.mu.Unlock()
+	if !s.bg.stopped && s.bg.refresh != nil {
+		s.bg.refresh.Reset(0)
 	}
 }
 

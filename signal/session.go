@@ -20,7 +20,7 @@ import (
 
 // Limits of one signaling connection.
 const (
-	outQueue        = 256              // queued outgoing messages before a slow client is dropped
+	outQueue        = 256              // queued outgoing messages before a slow client is dropped (session_bg.go)
 	writeTimeout    = 10 * time.Second // per frame
 	pingInterval    = 15 * time.Second
 	pingTimeout     = 30 * time.Second
@@ -32,14 +32,15 @@ const (
 )
 
 // session is one WebSocket client: the reader loop handles requests in order and owns the
-// session's state; the writer drains the outgoing queue; Notify never blocks.
+// session's state; a writer drains the outgoing queue while it has messages; Notify never
+// blocks. Its pings, credential refreshes and writer start when due (session_bg.go).
 type session struct {
 	srv     *Server
 	conn    *websocket.Conn
 	log     hclog.Logger
 	ctx     context.Context
 	cancel  context.CancelFunc
-	out     chan []byte
+	bg      bg
 	limiter *rate.Limiter
 	wg      sync.WaitGroup
 
@@ -66,23 +67,21 @@ type session struct {
 	region    string     // the join's region hint: where a drain migrates it (migrate.go)
 	saidBye   bool       // the client closed the WebSocket itself (a close frame)
 
-	refresh chan struct{} // asks the refresher for a fresh resume credential (resume.go)
 }
 
 func newSession(srv *Server, conn *websocket.Conn) *session {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &session{srv: srv, conn: conn, log: srv.log, ctx: ctx, cancel: cancel, out: make(chan []byte, outQueue),
-		limiter: rate.NewLimiter(requestsPerSec, requestsBurst), closing: make(chan struct{}), refresh: make(chan struct{}, 1)}
+	return &session{srv: srv, conn: conn, log: srv.log, ctx: ctx, cancel: cancel,
+		limiter: rate.NewLimiter(requestsPerSec, requestsBurst), closing: make(chan struct{})}
 }
 
 // run serves the connection until it ends, then removes the participant.
 func (s *session) run() {
 	s.conn.SetReadLimit(proto.MaxMessage)
-	s.wg.Add(2)
-	go s.writer()
-	go s.pinger()
+	s.startBackground()
 	s.reader()
 	s.cancel()
+	s.stopBackground()
 	s.wg.Wait()
 	switch {
 	case s.p == nil:
@@ -101,6 +100,7 @@ func (s *session) closeWith(code websocket.StatusCode, reason string, flush bool
 	s.closeOnce.Do(func() {
 		s.closeCode, s.closeReason, s.closeFlush = code, reason, flush
 		close(s.closing)
+		s.closeWriter()
 	})
 }
 
@@ -268,42 +268,8 @@ func (s *session) post(v any) {
 		s.log.Error("cannot encode signaling message", "error", err)
 		return
 	}
-	select {
-	case s.out <- b:
-	default:
+	if !s.enqueue(b) {
 		s.closeWith(closeSlowClient, "client too slow", false)
-	}
-}
-
-func (s *session) writer() {
-	defer s.wg.Done()
-	for {
-		select {
-		case b := <-s.out:
-			if err := s.write(b); err != nil {
-				s.cancel()
-				return
-			}
-		case <-s.closing:
-			for s.closeFlush {
-				select {
-				case b := <-s.out:
-					if s.write(b) != nil {
-						s.closeFlush = false
-					}
-					continue
-				default:
-				}
-				break
-			}
-			// Close sends the close frame and waits (bounded) for the client's; the reader's
-			// Read then fails and the session ends.
-			_ = s.conn.Close(s.closeCode, s.closeReason)
-			s.cancel()
-			return
-		case <-s.ctx.Done():
-			return
-		}
 	}
 }
 
@@ -311,27 +277,6 @@ func (s *session) write(b []byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
 	return s.conn.Write(ctx, websocket.MessageText, b)
-}
-
-func (s *session) pinger() {
-	defer s.wg.Done()
-	t := time.NewTicker(pingInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(s.ctx, pingTimeout)
-			err := s.conn.Ping(ctx)
-			cancel()
-			if err != nil && s.ctx.Err() == nil {
-				s.log.Debug("signaling client did not answer ping", "error", err)
-				s.cancel()
-				return
-			}
-		}
-	}
 }
 
 // handle runs one request on the reader loop.
