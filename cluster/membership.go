@@ -192,18 +192,25 @@ func (m *Membership) Remove(id string) {
 func (m *Membership) Peers() []node.Stats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.sorted == nil { // sorted again only after a join or leave: placement reads it per join
+	sorted := m.sortedLocked()
+	out := make([]node.Stats, len(sorted))
+	for i, p := range sorted {
+		out[i] = p.stats
+	}
+	return out
+}
+
+// sortedLocked is the peers by id, sorted again only after a join or leave (placement reads
+// them per join). m.mu is held.
+func (m *Membership) sortedLocked() []*member {
+	if m.sorted == nil {
 		m.sorted = make([]*member, 0, len(m.peers))
 		for _, p := range m.peers {
 			m.sorted = append(m.sorted, p)
 		}
 		sort.Slice(m.sorted, func(i, j int) bool { return m.sorted[i].id < m.sorted[j].id })
 	}
-	out := make([]node.Stats, len(m.sorted))
-	for i, p := range m.sorted {
-		out[i] = p.stats
-	}
-	return out
+	return m.sorted
 }
 
 // Len is the number of live peers.

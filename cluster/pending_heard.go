@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"sort"
 	"time"
 
 	"github.com/cascade-sfu/cascade/node"
@@ -13,16 +12,10 @@ import (
 func (m *Membership) PeersHeard() ([]node.Stats, []time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.sorted == nil { // as Peers does: sorted again only after a join or leave
-		m.sorted = make([]*member, 0, len(m.peers))
-		for _, p := range m.peers {
-			m.sorted = append(m.sorted, p)
-		}
-		sort.Slice(m.sorted, func(i, j int) bool { return m.sorted[i].id < m.sorted[j].id })
-	}
-	stats := make([]node.Stats, len(m.sorted))
-	heard := make([]time.Time, len(m.sorted))
-	for i, p := range m.sorted {
+	sorted := m.sortedLocked()
+	stats := make([]node.Stats, len(sorted))
+	heard := make([]time.Time, len(sorted))
+	for i, p := range sorted {
 		stats[i], heard[i] = p.stats, p.seen
 	}
 	return stats, heard
