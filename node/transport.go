@@ -3,6 +3,7 @@ package node
 import (
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/pion/webrtc/v4"
 )
@@ -127,8 +128,11 @@ func (t *transport) drainRTCP(receiver *webrtc.RTPReceiver) {
 	})
 }
 
-// close closes the PeerConnection and waits for the transport's goroutines. The caller holds
-// no lock those goroutines take. close is idempotent.
+// close closes the PeerConnection and waits for the transport's goroutines, at most
+// closeTimeout: pion's Close can block for good (a DTLS stop waiting for an SRTCP read loop
+// stuck handing a new stream to an undeclared-stream processor that never started), and one
+// such transport must not hang the participant's or the node's Close. The caller holds no
+// lock those goroutines take. close is idempotent.
 func (t *transport) close() {
 	t.mu.Lock()
 	if !t.closed {
@@ -137,6 +141,20 @@ func (t *transport) close() {
 	t.closed = true
 	t.recount()
 	t.mu.Unlock()
-	_ = t.pc.Close()
-	t.wg.Wait()
+	closed := make(chan struct{})
+	go func() {
+		_ = t.pc.Close()
+		t.wg.Wait()
+		close(closed)
+	}()
+	timer := time.NewTimer(closeTimeout)
+	defer timer.Stop()
+	select {
+	case <-closed:
+	case <-timer.C:
+		t.worker.log.Warn("transport close hung in pion, left behind", "dir", t.dir, "after", closeTimeout)
+	}
 }
+
+// closeTimeout bounds how long close waits for pion to close a PeerConnection.
+const closeTimeout = 10 * time.Second
