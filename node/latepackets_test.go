@@ -280,12 +280,18 @@ func TestLatePacketsOfARemovedConsumer(t *testing.T) {
 	if !newTrack {
 		t.Error("the new consumer's track never arrived")
 	}
-	rmu.Lock()
-	after = received[sb.ssrc]
-	rmu.Unlock()
-	if after == before {
-		t.Error("the remaining consumer's packets stopped after the new negotiation")
-	}
+	// The new track may arrive before the remaining consumer's packets written meanwhile were
+	// read: keep writing until one is, or fail.
+	waitFor(t, 3*time.Second, func() error {
+		write(sb, sb.ssrc)
+		rmu.Lock()
+		after := received[sb.ssrc]
+		rmu.Unlock()
+		if after == before {
+			return fmt.Errorf("the remaining consumer's packets stopped after the new negotiation")
+		}
+		return nil
+	})
 }
 
 // waitFor polls f until it returns nil, failing the test with f's error after timeout.
