@@ -79,10 +79,7 @@ func (c *Cluster) onRegionBeat(m Msg) {
 		return
 	}
 	if e.Node == c.me {
-		if e.Inc != c.o.Incarnation {
-			return
-		}
-		if last := c.selfSeq.Load(); e.Seq <= last || !c.selfSeq.CompareAndSwap(last, e.Seq) {
+		if !c.ownFresh(e, &c.selfSeq) {
 			return // an own heartbeat sent again (captured): it proves nothing of the bus
 		}
 	} else if !ok {
@@ -103,10 +100,7 @@ func (c *Cluster) onDigest(m Msg) {
 		return
 	}
 	if e.Node == c.me {
-		if e.Inc != c.o.Incarnation {
-			return
-		}
-		if last := c.agg.digestSeq.Load(); e.Seq <= last || !c.agg.digestSeq.CompareAndSwap(last, e.Seq) {
+		if !c.ownFresh(e, &c.agg.digestSeq) {
 			return // an own digest sent again
 		}
 	} else if !ok {
@@ -214,4 +208,14 @@ func (d *Dedup) adopt(node, inc string) (restarted bool, err error) {
 		restarted = true
 	}
 	return restarted, nil
+}
+
+// ownFresh tells whether e, a message of this node back from the bus, is of this incarnation and
+// newer than the last one seen (seq): a captured copy sent again is not.
+func (c *Cluster) ownFresh(e Envelope, seq *atomic.Uint64) bool {
+	if e.Inc != c.o.Incarnation {
+		return false
+	}
+	last := seq.Load()
+	return e.Seq > last && seq.CompareAndSwap(last, e.Seq)
 }
